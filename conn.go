@@ -1,0 +1,579 @@
+package mp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-mp/mp/internal/frame"
+	"golang.org/x/sys/unix"
+)
+
+// Conn is one end of a connection that carries whole messages: a Pipe end,
+// or a connection made by a Listener or Client. Its framing is CPython's
+// multiprocessing.connection framing, so a Python peer can exchange
+// SendBytes/RecvBytes messages with it.
+//
+// Send and Recv carry Go values encoded with CBOR. A Conn may be sent inside
+// a value over another unix-socket Conn or passed to a child as an argument;
+// it arrives working on the other side.
+//
+// One goroutine may send while another receives; concurrent senders (or
+// receivers) are serialised, so messages never interleave.
+type Conn struct {
+	nc       net.Conn
+	uc       *net.UnixConn // nc when it is a unix socket, for descriptor passing
+	readable bool
+	writable bool
+	closed   atomic.Bool
+
+	rmu      sync.Mutex
+	rbuf     []byte // unread bytes are rbuf[rpos:rend]
+	rpos     int
+	rend     int
+	buffered atomic.Int64 // rend-rpos, readable without rmu (for Wait)
+	fds      []int        // received descriptors not yet claimed by a message
+	oob      []byte
+	maxLen   int64
+
+	wmu  sync.Mutex
+	wbuf []byte
+}
+
+const (
+	readBufSize  = 64 << 10
+	growInPieces = 64 << 20 // messages longer than this are read piecewise, so a lying header cannot allocate memory that never arrives
+	maxFDs       = 64       // descriptors per message
+)
+
+const (
+	flagReadable uint32 = 1 << iota
+	flagWritable
+)
+
+// newConn wraps nc. It takes ownership of nc.
+func newConn(nc net.Conn, readable, writable bool) *Conn {
+	c := &Conn{nc: nc, readable: readable, writable: writable}
+	c.uc, _ = nc.(*net.UnixConn)
+	return c
+}
+
+// connFromFD makes a Conn from a socket descriptor it takes ownership of.
+func connFromFD(fd int, flags uint32) (*Conn, error) {
+	f := os.NewFile(uintptr(fd), "mp-conn")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("mp: descriptor is not a socket: %w", err)
+	}
+	return newConn(nc, flags&flagReadable != 0, flags&flagWritable != 0), nil
+}
+
+// Pipe returns a pair of connected Conns. With duplex true both ends can
+// send and receive; otherwise the first end only receives and the second
+// only sends, as in Python.
+func Pipe(duplex bool) (*Conn, *Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	if !duplex {
+		// The read end can never write and the write end never read,
+		// whoever holds copies of them.
+		unix.Shutdown(fds[0], unix.SHUT_WR)
+		unix.Shutdown(fds[1], unix.SHUT_RD)
+	}
+	for _, fd := range fds {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+	}
+	a, err := connFromFD(fds[0], flagReadable|boolFlag(duplex, flagWritable))
+	if err != nil {
+		closeFD(fds[1])
+		return nil, nil, err
+	}
+	b, err := connFromFD(fds[1], flagWritable|boolFlag(duplex, flagReadable))
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
+func boolFlag(b bool, f uint32) uint32 {
+	if b {
+		return f
+	}
+	return 0
+}
+
+// Readable reports whether this end can receive.
+func (c *Conn) Readable() bool { return c.readable }
+
+// Writable reports whether this end can send.
+func (c *Conn) Writable() bool { return c.writable }
+
+// Closed reports whether Close has been called.
+func (c *Conn) Closed() bool { return c.closed.Load() }
+
+// Close closes this end. The peer sees io.EOF once every copy of this end
+// (including copies passed to other processes) is closed. Close is
+// idempotent.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	err := c.nc.Close()
+	c.rmu.Lock()
+	for _, fd := range c.fds {
+		closeFD(fd)
+	}
+	c.fds = nil
+	c.rmu.Unlock()
+	return err
+}
+
+// Fileno returns the descriptor of the underlying socket. It stays owned by
+// the Conn.
+func (c *Conn) Fileno() (int, error) {
+	if c.closed.Load() {
+		return -1, ErrClosed
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("mp: connection has no descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// SetLimit caps the length of messages this Conn accepts; 0 (the default)
+// means no cap. A longer message is discarded and reported as
+// ErrMessageTooLong.
+func (c *Conn) SetLimit(n int64) {
+	c.rmu.Lock()
+	c.maxLen = n
+	c.rmu.Unlock()
+}
+
+// MarshalCBOR lets a Conn travel inside a message sent by mp: its descriptor
+// goes beside the message. It fails outside mp's sending path.
+func (c *Conn) MarshalCBOR() ([]byte, error) {
+	fd, err := c.Fileno()
+	if err != nil {
+		return nil, err
+	}
+	return encodeHandle(handleConn, fd, boolFlag(c.readable, flagReadable)|boolFlag(c.writable, flagWritable))
+}
+
+// UnmarshalCBOR receives a Conn sent by mp.
+func (c *Conn) UnmarshalCBOR(data []byte) error {
+	fd, flags, err := decodeHandle(data, handleConn)
+	if err != nil {
+		return err
+	}
+	nc, err := connFromFD(fd, flags)
+	if err != nil {
+		return err
+	}
+	*c = Conn{nc: nc.nc, uc: nc.uc, readable: nc.readable, writable: nc.writable}
+	return nil
+}
+
+// ---- sending ----
+
+// Send encodes v with the default codec and sends it as one message.
+func (c *Conn) Send(v any) error {
+	if err := c.checkWrite(); err != nil {
+		return err
+	}
+	b, fds, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.writeMessage(b, fds)
+}
+
+// SendBytes sends b as one message, without encoding.
+func (c *Conn) SendBytes(b []byte) error {
+	if err := c.checkWrite(); err != nil {
+		return err
+	}
+	return c.writeMessage(b, nil)
+}
+
+// SendBytesAt sends size bytes of buf starting at offset, as Python's
+// send_bytes(buf, offset, size) does; size < 0 means the rest of buf.
+func (c *Conn) SendBytesAt(buf []byte, offset, size int) error {
+	if offset < 0 || offset > len(buf) {
+		return fmt.Errorf("mp: offset %d out of range for a %d-byte buffer", offset, len(buf))
+	}
+	if size < 0 {
+		size = len(buf) - offset
+	}
+	if size > len(buf)-offset {
+		return fmt.Errorf("mp: offset %d + size %d out of range for a %d-byte buffer", offset, size, len(buf))
+	}
+	return c.SendBytes(buf[offset : offset+size])
+}
+
+func (c *Conn) checkWrite() error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if !c.writable {
+		return ErrNotWritable
+	}
+	return nil
+}
+
+const smallMessage = 32 << 10
+
+func (c *Conn) writeMessage(b []byte, fds []int) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	switch {
+	case len(fds) > 0:
+		if len(fds) > maxFDs {
+			return fmt.Errorf("mp: a message can carry at most %d handles, not %d", maxFDs, len(fds))
+		}
+		if c.uc == nil {
+			return errors.New("mp: handles can only be sent over unix-socket connections")
+		}
+		c.wbuf = append(frame.AppendHeader(c.wbuf[:0], len(b)), b...)
+		var n int
+		n, _, err = c.uc.WriteMsgUnix(c.wbuf, unix.UnixRights(fds...), nil)
+		if err == nil && n < len(c.wbuf) {
+			_, err = c.nc.Write(c.wbuf[n:])
+		}
+	case len(b) <= smallMessage:
+		c.wbuf = append(frame.AppendHeader(c.wbuf[:0], len(b)), b...)
+		_, err = c.nc.Write(c.wbuf)
+	default:
+		c.wbuf = frame.AppendHeader(c.wbuf[:0], len(b))
+		bufs := net.Buffers{c.wbuf, b}
+		_, err = bufs.WriteTo(c.nc)
+	}
+	if len(c.wbuf) > 1<<20 {
+		c.wbuf = nil
+	}
+	return c.mapErr(err)
+}
+
+// ---- receiving ----
+
+// Recv receives one message and decodes it into v, which must be a
+// non-nil pointer. It returns io.EOF when the peer has closed and no
+// message is left.
+func (c *Conn) Recv(v any) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	msg, err := c.readMessage(nil)
+	if err != nil {
+		return err
+	}
+	used, err := unmarshal(msg, c.fds, v)
+	c.fds = c.fds[used:]
+	return err
+}
+
+// RecvBytes receives one message as bytes. maxLength > 0 caps its length:
+// a longer message is discarded and ErrMessageTooLong returned.
+func (c *Conn) RecvBytes(maxLength int) ([]byte, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if maxLength > 0 {
+		old := c.maxLen
+		if old == 0 || int64(maxLength) < old {
+			c.maxLen = int64(maxLength)
+		}
+		defer func() { c.maxLen = old }()
+	}
+	msg, err := c.readMessage(nil)
+	c.dropFDs()
+	return msg, err
+}
+
+// RecvBytesInto receives one message into buf[offset:] and returns its
+// length. If it does not fit, the error is a *BufferTooShortError holding
+// the whole message.
+func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
+	if offset < 0 || offset > len(buf) {
+		return 0, fmt.Errorf("mp: offset %d out of range for a %d-byte buffer", offset, len(buf))
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	msg, err := c.readMessage(buf[offset:])
+	c.dropFDs()
+	if err != nil {
+		return 0, err
+	}
+	if len(msg) > len(buf)-offset || (len(msg) > 0 && &msg[0] != &buf[offset]) {
+		return 0, &BufferTooShortError{Message: msg}
+	}
+	return len(msg), nil
+}
+
+// dropFDs closes descriptors that arrived with a bytes message: they have
+// no handle to claim them.
+func (c *Conn) dropFDs() {
+	for _, fd := range c.fds {
+		closeFD(fd)
+	}
+	c.fds = c.fds[:0]
+}
+
+// Poll reports whether a message (or EOF) is ready to be received, waiting
+// up to timeout; timeout < 0 waits without limit.
+func (c *Conn) Poll(timeout time.Duration) (bool, error) {
+	if err := c.checkRead(); err != nil {
+		return false, err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.rend > c.rpos {
+		return true, nil
+	}
+	if timeout == 0 {
+		fd, err := c.Fileno()
+		if err != nil {
+			return false, err
+		}
+		return pollReadable(fd, 0)
+	}
+	if timeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(timeout))
+		defer c.nc.SetReadDeadline(time.Time{})
+	}
+	err := c.fill(1)
+	switch {
+	case err == nil, err == io.EOF:
+		return true, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return false, nil
+	}
+	return false, err
+}
+
+func pollReadable(fd int, ms int) (bool, error) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, ms)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, os.NewSyscallError("poll", err)
+		}
+		return n > 0, nil
+	}
+}
+
+func (c *Conn) checkRead() error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if !c.readable {
+		return ErrNotReadable
+	}
+	return nil
+}
+
+// readMessage reads one frame. When dst is large enough the payload is read
+// into it; otherwise into a new slice. Called with rmu held.
+func (c *Conn) readMessage(dst []byte) ([]byte, error) {
+	if err := c.checkRead(); err != nil {
+		return nil, err
+	}
+	var n int64
+	for {
+		l, hdr, need, err := frame.Parse(c.rbuf[c.rpos:c.rend])
+		if err != nil {
+			return nil, err
+		}
+		if need == 0 {
+			n = l
+			c.consume(hdr)
+			break
+		}
+		if err := c.fill(need); err != nil {
+			if err == io.EOF && c.rend > c.rpos {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	if c.maxLen > 0 && n > c.maxLen {
+		if err := c.discard(n); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLong, n, c.maxLen)
+	}
+	if int64(c.rend-c.rpos) >= n {
+		// Whole message buffered.
+		var out []byte
+		if dst != nil && int64(len(dst)) >= n {
+			out = dst[:n]
+		} else {
+			out = make([]byte, n)
+		}
+		copy(out, c.rbuf[c.rpos:])
+		c.consume(int(n))
+		return out, nil
+	}
+	var out []byte
+	switch {
+	case dst != nil && int64(len(dst)) >= n:
+		out = dst[:n]
+	case n <= growInPieces:
+		out = make([]byte, n)
+	default:
+		out = make([]byte, 0, growInPieces)
+	}
+	got := copy(out[:cap(out)], c.rbuf[c.rpos:c.rend])
+	c.consume(got)
+	for int64(got) < n {
+		if got == cap(out) {
+			next := min(int64(2*cap(out)), n)
+			grown := make([]byte, got, next)
+			copy(grown, out[:got])
+			out = grown
+		}
+		m, err := c.readRaw(out[got:min(int64(cap(out)), n)])
+		got += m
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return out[:n], nil
+}
+
+// discard skips n payload bytes.
+func (c *Conn) discard(n int64) error {
+	for n > 0 {
+		if c.rend == c.rpos {
+			if err := c.fill(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		k := min(n, int64(c.rend-c.rpos))
+		c.consume(int(k))
+		n -= k
+	}
+	return nil
+}
+
+func (c *Conn) consume(n int) {
+	c.rpos += n
+	if c.rpos == c.rend {
+		c.rpos, c.rend = 0, 0
+	}
+	c.buffered.Store(int64(c.rend - c.rpos))
+}
+
+// fill reads until at least need bytes are buffered.
+func (c *Conn) fill(need int) error {
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readBufSize)
+	}
+	if c.rpos > 0 && len(c.rbuf)-c.rpos < need {
+		copy(c.rbuf, c.rbuf[c.rpos:c.rend])
+		c.rend -= c.rpos
+		c.rpos = 0
+	}
+	for c.rend-c.rpos < need {
+		n, err := c.readRaw(c.rbuf[c.rend:])
+		c.rend += n
+		c.buffered.Store(int64(c.rend - c.rpos))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRaw reads from the socket, keeping any descriptors that arrive.
+func (c *Conn) readRaw(b []byte) (int, error) {
+	if c.uc == nil {
+		n, err := c.nc.Read(b)
+		if n > 0 {
+			err = nil
+		}
+		return n, c.mapErr(err)
+	}
+	if c.oob == nil {
+		c.oob = make([]byte, unix.CmsgSpace(maxFDs*4))
+	}
+	n, oobn, flags, _, err := c.uc.ReadMsgUnix(b, c.oob)
+	if oobn > 0 {
+		if perr := c.takeFDs(c.oob[:oobn]); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	if flags&unix.MSG_CTRUNC != 0 && err == nil {
+		err = errors.New("mp: too many descriptors in one message")
+	}
+	if n > 0 {
+		return n, nil
+	}
+	if err == nil {
+		return 0, io.EOF
+	}
+	return 0, c.mapErr(err)
+}
+
+func (c *Conn) takeFDs(oob []byte) error {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+		}
+		c.fds = append(c.fds, fds...)
+	}
+	return nil
+}
+
+func (c *Conn) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case err == io.EOF:
+		return io.EOF
+	case errors.Is(err, net.ErrClosed):
+		if c.closed.Load() {
+			return ErrClosed
+		}
+	case errors.Is(err, syscall.ECONNRESET):
+		return io.EOF
+	case errors.Is(err, syscall.EPIPE):
+		return fmt.Errorf("mp: peer closed: %w", io.ErrClosedPipe)
+	}
+	return err
+}

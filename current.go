@@ -1,0 +1,115 @@
+package mp
+
+import (
+	"crypto/rand"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// ProcessInfo describes the current process, as Python's current_process()
+// does.
+type ProcessInfo struct {
+	Name    string // "MainProcess" in the main process, Process-N[:M...] in children
+	Pid     int
+	Daemon  bool
+	Authkey []byte // 32 random bytes per process tree, inherited by children
+}
+
+// ParentInfo describes the process that started the current one.
+type ParentInfo struct {
+	Name  string
+	Pid   int
+	alive *atomic.Bool
+}
+
+// IsAlive reports whether the parent process is still running. It turns
+// false as soon as the parent's end of the lifeline closes.
+func (p *ParentInfo) IsAlive() bool { return p.alive.Load() }
+
+var self struct {
+	sync.Mutex
+	info     ProcessInfo
+	identity []int
+	counter  int
+	parent   *ParentInfo
+	isChild  bool
+}
+
+func init() {
+	self.info = ProcessInfo{Name: "MainProcess", Pid: os.Getpid()}
+}
+
+// CurrentProcess describes the calling process.
+func CurrentProcess() ProcessInfo {
+	self.Lock()
+	defer self.Unlock()
+	if self.info.Authkey == nil {
+		self.info.Authkey = make([]byte, 32)
+		rand.Read(self.info.Authkey)
+	}
+	info := self.info
+	info.Authkey = append([]byte(nil), info.Authkey...)
+	return info
+}
+
+// ParentProcess describes the parent of the calling process, or returns nil
+// in the main process.
+func ParentProcess() *ParentInfo {
+	self.Lock()
+	defer self.Unlock()
+	return self.parent
+}
+
+// CPUCount returns the number of CPUs usable by the current process.
+func CPUCount() int { return runtime.NumCPU() }
+
+// nextIdentity returns the identity and default name of a new child.
+func nextIdentity() ([]int, string) {
+	self.Lock()
+	defer self.Unlock()
+	self.counter++
+	id := append(append([]int(nil), self.identity...), self.counter)
+	parts := make([]string, len(id))
+	for i, n := range id {
+		parts[i] = strconv.Itoa(n)
+	}
+	return id, "Process-" + strings.Join(parts, ":")
+}
+
+// children holds started children that have not been reaped.
+var children struct {
+	sync.Mutex
+	set map[*Process]struct{}
+}
+
+// ActiveChildren returns the children of the current process that are still
+// running. Finished children are reaped by mp as they exit, so none is
+// returned (or left as a zombie).
+func ActiveChildren() []*Process {
+	children.Lock()
+	defer children.Unlock()
+	out := make([]*Process, 0, len(children.set))
+	for p := range children.set {
+		out = append(out, p)
+	}
+	return out
+}
+
+func addChild(p *Process) {
+	children.Lock()
+	if children.set == nil {
+		children.set = map[*Process]struct{}{}
+	}
+	children.set[p] = struct{}{}
+	children.Unlock()
+}
+
+func removeChild(p *Process) {
+	children.Lock()
+	delete(children.set, p)
+	children.Unlock()
+}

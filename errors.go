@@ -1,0 +1,95 @@
+package mp
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+var (
+	// ErrClosed is returned by operations on a closed Conn, Listener or
+	// Process.
+	ErrClosed = errors.New("mp: use of closed object")
+	// ErrNotReadable is returned when receiving on the write-only end of a
+	// one-way Pipe.
+	ErrNotReadable = errors.New("mp: connection is write-only")
+	// ErrNotWritable is returned when sending on the read-only end of a
+	// one-way Pipe.
+	ErrNotWritable = errors.New("mp: connection is read-only")
+	// ErrBufferTooShort matches a *BufferTooShortError with errors.Is.
+	ErrBufferTooShort = errors.New("mp: buffer too short for message")
+	// ErrMessageTooLong is returned when a message exceeds the limit the
+	// receiver set; the message is discarded and the Conn stays usable.
+	ErrMessageTooLong = errors.New("mp: message longer than the limit")
+	// ErrAuthentication is returned when the authkey handshake fails.
+	ErrAuthentication = errors.New("mp: authentication failed")
+	// ErrDaemonChildren is returned by Start in a daemon process: as in
+	// Python, daemonic processes are not allowed to have children.
+	ErrDaemonChildren = errors.New("mp: daemonic processes are not allowed to have children")
+	// ErrNotStarted is returned by operations that need a started Process.
+	ErrNotStarted = errors.New("mp: process not started")
+	// ErrAlreadyStarted is returned by a second Start.
+	ErrAlreadyStarted = errors.New("mp: process already started")
+	// ErrStillRunning is returned by Close on a process that has not ended.
+	ErrStillRunning = errors.New("mp: process still running")
+	// ErrUnknownTarget is reported when a child is asked to run a target
+	// that is not registered in its binary.
+	ErrUnknownTarget = errors.New("mp: unknown target")
+)
+
+// BufferTooShortError is returned by RecvBytesInto when the message does not
+// fit in the buffer. It carries the whole message, as Python's
+// BufferTooShort does.
+type BufferTooShortError struct {
+	Message []byte
+}
+
+func (e *BufferTooShortError) Error() string {
+	return fmt.Sprintf("mp: buffer too short for a %d-byte message", len(e.Message))
+}
+
+// Is reports whether target is ErrBufferTooShort.
+func (e *BufferTooShortError) Is(target error) bool { return target == ErrBufferTooShort }
+
+// ExitError reports a child that ended with a non-zero exit code and did not
+// report an error of its own (os.Exit(n), a crash, or a signal).
+type ExitError struct {
+	Name string // the process name
+	Pid  int
+	// Code is the exit code as Python reports it: n for exit(n), -N after
+	// signal N.
+	Code int
+}
+
+func (e *ExitError) Error() string {
+	if e.Code < 0 {
+		return fmt.Sprintf("mp: process %s (pid %d) killed by signal %v", e.Name, e.Pid, syscall.Signal(-e.Code))
+	}
+	return fmt.Sprintf("mp: process %s (pid %d) exited with code %d", e.Name, e.Pid, e.Code)
+}
+
+// Signal returns the signal that ended the process, or 0.
+func (e *ExitError) Signal() syscall.Signal {
+	if e.Code < 0 {
+		return syscall.Signal(-e.Code)
+	}
+	return 0
+}
+
+// RemoteError is an error returned by, or a panic raised in, a target that
+// ran in another process. It carries the remote message and stack.
+type RemoteError struct {
+	Process string // name of the process the target ran in
+	Pid     int
+	Message string // the error's text, or the panic value printed
+	Panic   bool   // true when the target panicked
+	Stack   string // the goroutine stack where the error was returned or the panic raised
+}
+
+func (e *RemoteError) Error() string {
+	what := "error"
+	if e.Panic {
+		what = "panic"
+	}
+	return fmt.Sprintf("mp: %s in process %s (pid %d): %s", what, e.Process, e.Pid, e.Message)
+}

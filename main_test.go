@@ -1,0 +1,104 @@
+package mp_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	mp.Main()
+	// The network poller's descriptors appear with the first Conn.
+	if a, b, err := mp.Pipe(true); err == nil {
+		a.Close()
+		b.Close()
+	}
+	baseFDs = countFDs()
+	code := m.Run()
+	if code == 0 {
+		if err := checkNoLeaks(); err != nil {
+			fmt.Fprintln(os.Stderr, "leak check:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// checkNoLeaks fails when a test left goroutines, children, zombies or
+// descriptors behind.
+func checkNoLeaks() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := leaks()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var baseFDs int
+
+func leaks() error {
+	if err := goleak.Find(); err != nil {
+		return err
+	}
+	if kids := mp.ActiveChildren(); len(kids) > 0 {
+		return fmt.Errorf("%d children still running: %v", len(kids), kids)
+	}
+	if z := childrenOf(os.Getpid()); len(z) > 0 {
+		return fmt.Errorf("child processes (or zombies) left: %v", z)
+	}
+	// mp keeps /dev/null open for children's stdin.
+	if n := countFDs(); n > baseFDs+1 {
+		return fmt.Errorf("%d descriptors open, %d at start: %v", n, baseFDs, fdNames())
+	}
+	return nil
+}
+
+func countFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		panic(err)
+	}
+	return len(ents) - 1 // the directory being read
+}
+
+// childrenOf lists "pid state" of every process whose parent is ppid.
+func childrenOf(ppid int) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		var state string
+		var pp int
+		fmt.Sscanf(s[i+2:], "%s %d", &state, &pp)
+		if pp == ppid {
+			out = append(out, e.Name()+" "+state)
+		}
+	}
+	return out
+}
+
+func fdNames() []string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var out []string
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		out = append(out, e.Name()+"="+l)
+	}
+	return out
+}

@@ -1,0 +1,359 @@
+package mp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sync"
+	"syscall"
+
+	"github.com/fxamacker/cbor/v2"
+	"golang.org/x/sys/unix"
+)
+
+// Process is a child process that runs a registered target, like Python's
+// multiprocessing.Process. Set its exported fields before Start, as with
+// exec.Cmd.
+type Process struct {
+	// Name defaults to Process-N (Process-N:M in a child of Process-N).
+	Name string
+	// Daemon children exit as soon as their parent ends, however it ends,
+	// and may not start children of their own.
+	Daemon bool
+	// Authkey defaults to the current process's authkey.
+	Authkey []byte
+
+	target   string
+	arg      any
+	identity []int
+	initErr  error
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	pid      int
+	osp      *os.Process
+	done     chan struct{}
+	code     int
+	remote   *RemoteError
+	result   cbor.RawMessage
+	sentinel *os.File // read end, lazily made; EOF once the child is reaped
+	sentW    *os.File
+}
+
+// NewProcess returns a Process that will run f(arg) in a child.
+func NewProcess[A, R any](f *Func[A, R], arg A) *Process {
+	return newProcess(f.name, arg)
+}
+
+// NewRunnerProcess returns a Process that will call r.Run in a child. The
+// type of r must have been registered with [RegisterRunner]; its exported
+// fields are copied to the child.
+func NewRunnerProcess(r Runner) *Process {
+	regMu.RLock()
+	name, ok := runners[reflect.TypeOf(r)]
+	regMu.RUnlock()
+	p := newProcess(name, r)
+	if !ok {
+		p.initErr = fmt.Errorf("%w: runner type %T is not registered (see RegisterRunner)", ErrUnknownTarget, r)
+	}
+	return p
+}
+
+func newProcess(target string, arg any) *Process {
+	id, name := nextIdentity()
+	return &Process{Name: name, target: target, arg: arg, identity: id, done: make(chan struct{})}
+}
+
+// bootMsg is the first message a child receives; its target's argument
+// follows as a message of its own, with its handles.
+type bootMsg struct {
+	Target     string
+	Name       string
+	Identity   []int
+	Daemon     bool
+	Authkey    []byte
+	ParentPid  int
+	ParentName string
+}
+
+// resultMsg is what a child reports before it exits.
+type resultMsg struct {
+	Result any          `cbor:",omitempty"`
+	Err    *RemoteError `cbor:",omitempty"`
+}
+
+type resultIn struct {
+	Result cbor.RawMessage
+	Err    *RemoteError
+}
+
+const envChild = "MP_CHILD_FD"
+
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
+// Start starts the child. Arguments are sent before Start returns, so
+// handles passed as arguments (a Conn, say) may be closed in the parent
+// right after.
+func (p *Process) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return ErrClosed
+	case p.started:
+		return ErrAlreadyStarted
+	case p.initErr != nil:
+		return p.initErr
+	}
+	if _, ok := lookup(p.target); !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownTarget, p.target)
+	}
+	me := CurrentProcess()
+	if me.Daemon {
+		return ErrDaemonChildren
+	}
+	if p.Authkey == nil {
+		p.Authkey = me.Authkey
+	}
+	null, err := devNull()
+	if err != nil {
+		return err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	childEnd := os.NewFile(uintptr(fds[1]), "mp-child")
+	ctrl, err := connFromFD(fds[0], flagReadable|flagWritable)
+	if err != nil {
+		childEnd.Close()
+		return err
+	}
+	osp, err := os.StartProcess("/proc/self/exe", []string{os.Args[0]}, &os.ProcAttr{
+		Env:   append(os.Environ(), envChild+"=3"),
+		Files: []*os.File{null, os.Stdout, os.Stderr, childEnd},
+	})
+	childEnd.Close()
+	if err != nil {
+		ctrl.Close()
+		return fmt.Errorf("mp: start %s: %w", p.Name, err)
+	}
+	boot := bootMsg{
+		Target: p.target, Name: p.Name, Identity: p.identity, Daemon: p.Daemon,
+		Authkey: p.Authkey, ParentPid: me.Pid, ParentName: me.Name,
+	}
+	if err = ctrl.Send(&boot); err == nil {
+		err = ctrl.Send(p.arg)
+	}
+	if err != nil {
+		osp.Kill()
+		osp.Wait()
+		ctrl.Close()
+		return fmt.Errorf("mp: send arguments to %s: %w", p.Name, err)
+	}
+	p.started = true
+	p.pid = osp.Pid
+	p.osp = osp
+	p.arg = nil
+	addChild(p)
+	go p.reap(ctrl)
+	return nil
+}
+
+// reap collects the child's report and exit status. Every started child is
+// reaped here, joined or not.
+func (p *Process) reap(ctrl *Conn) {
+	var res resultIn
+	gotResult := ctrl.Recv(&res) == nil
+	st, err := p.osp.Wait()
+	ctrl.Close()
+	code := 1
+	if err == nil {
+		code = exitCode(st)
+	}
+	p.mu.Lock()
+	p.code = code
+	if gotResult {
+		p.remote = res.Err
+		p.result = res.Result
+	}
+	if p.sentW != nil {
+		p.sentW.Close()
+		p.sentW = nil
+	}
+	close(p.done)
+	p.mu.Unlock()
+	removeChild(p)
+}
+
+func exitCode(st *os.ProcessState) int {
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return -int(ws.Signal())
+	}
+	return st.ExitCode()
+}
+
+// Join waits for the child to end or ctx to be done. It returns nil when the
+// child's target returned nil; the target's error or panic as a
+// *RemoteError; a *ExitError when the child exited non-zero otherwise
+// (os.Exit, a signal); or ctx.Err() when ctx ended first.
+func (p *Process) Join(ctx context.Context) error {
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if !started {
+		return ErrNotStarted
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return p.err()
+}
+
+func (p *Process) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.remote != nil:
+		return p.remote
+	case p.code != 0:
+		return &ExitError{Name: p.Name, Pid: p.pid, Code: p.code}
+	}
+	return nil
+}
+
+// Done returns a channel closed once the child has ended and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// IsAlive reports whether the child has started and not yet ended.
+func (p *Process) IsAlive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid returns the child's process id, or 0 before Start.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
+// ExitCode returns the exit code as Python reports it (0; 1 after a
+// returned error or a panic; n after os.Exit(n); -N after signal N) and
+// true, or false while the child has not ended.
+func (p *Process) ExitCode() (int, bool) {
+	select {
+	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.code, true
+	default:
+		return 0, false
+	}
+}
+
+// Terminate sends SIGTERM to the child. It does nothing if the child has
+// already ended.
+func (p *Process) Terminate() error { return p.signal(syscall.SIGTERM) }
+
+// Kill sends SIGKILL to the child. It does nothing if the child has
+// already ended.
+func (p *Process) Kill() error { return p.signal(syscall.SIGKILL) }
+
+func (p *Process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		return ErrNotStarted
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := p.osp.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+// Sentinel returns a descriptor that becomes readable (at EOF) once the
+// child has ended, for use with poll or select. It stays owned by the
+// Process and is closed by Close. [Wait] accepts the Process itself.
+func (p *Process) Sentinel() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return -1, ErrClosed
+	}
+	if !p.started {
+		return -1, ErrNotStarted
+	}
+	if p.sentinel == nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return -1, err
+		}
+		p.sentinel = r
+		select {
+		case <-p.done:
+			w.Close()
+		default:
+			p.sentW = w
+		}
+	}
+	return int(p.sentinel.Fd()), nil
+}
+
+// Close releases the Process's resources. It fails with ErrStillRunning if
+// the child is still running; Close is idempotent.
+func (p *Process) Close() error {
+	if p.IsAlive() {
+		return ErrStillRunning
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.sentinel != nil {
+		p.sentinel.Close()
+		p.sentinel = nil
+	}
+	return nil
+}
+
+// String returns a description like Python's repr of a Process.
+func (p *Process) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	state := "initial"
+	switch {
+	case p.closed:
+		state = "closed"
+	case p.started:
+		state = "started"
+		select {
+		case <-p.done:
+			state = fmt.Sprintf("stopped exitcode=%d", p.code)
+		default:
+		}
+	}
+	if p.Daemon {
+		state += " daemon"
+	}
+	return fmt.Sprintf("<Process name=%q pid=%d %s>", p.Name, p.pid, state)
+}

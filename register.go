@@ -1,0 +1,101 @@
+package mp
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+)
+
+// Func is a target registered under a stable name: a Go function that a
+// child process (or, later, a pool worker) can run with an argument of type
+// A and a result of type R. Register it in a package-level variable so that
+// the parent and the re-executed child agree on it:
+//
+//	var double = mp.Register("double", func(x int) (int, error) { return 2 * x, nil })
+type Func[A, R any] struct {
+	name string
+}
+
+// Name returns the name the target was registered under.
+func (f *Func[A, R]) Name() string { return f.name }
+
+// Runner is the "subclass" style of Python's Process: a struct whose
+// exported fields travel to the child, where Run is called.
+type Runner interface {
+	Run() error
+}
+
+// An entry is what the child needs to run a target: read its argument from
+// the control connection, then call it.
+type entry struct {
+	name  string
+	start func(ctrl *Conn) (run func() (any, error), err error)
+}
+
+var (
+	regMu   sync.RWMutex
+	targets = map[string]*entry{}
+	runners = map[reflect.Type]string{}
+)
+
+// Register registers fn under name and returns the typed handle used to
+// start it. Names must be unique in the binary; registering a name twice is
+// a programming error and panics (like flag and http.Handle), so do it at
+// package level.
+func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
+	if fn == nil {
+		panic("mp: Register " + name + " with a nil function")
+	}
+	add(&entry{name: name, start: func(ctrl *Conn) (func() (any, error), error) {
+		var a A
+		if err := ctrl.Recv(&a); err != nil {
+			return nil, fmt.Errorf("mp: receive arguments of %s: %w", name, err)
+		}
+		return func() (any, error) { return fn(a) }, nil
+	}})
+	return &Func[A, R]{name: name}
+}
+
+// RegisterProc registers a target that has no result, the usual shape of
+// a Process target.
+func RegisterProc[A any](name string, fn func(A) error) *Func[A, struct{}] {
+	if fn == nil {
+		panic("mp: RegisterProc " + name + " with a nil function")
+	}
+	return Register(name, func(a A) (struct{}, error) { return struct{}{}, fn(a) })
+}
+
+// RegisterRunner registers the struct type T, whose pointer implements
+// Runner, under name. [NewRunnerProcess] then starts a child that receives
+// a copy of the struct's exported fields and calls its Run method.
+func RegisterRunner[T any, P interface {
+	*T
+	Runner
+}](name string) *Func[P, struct{}] {
+	f := Register(name, func(p P) (struct{}, error) {
+		if p == nil {
+			p = new(T)
+		}
+		return struct{}{}, p.Run()
+	})
+	regMu.Lock()
+	runners[reflect.TypeFor[P]()] = name
+	regMu.Unlock()
+	return f
+}
+
+func add(e *entry) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := targets[e.name]; dup {
+		panic("mp: target " + e.name + " registered twice")
+	}
+	targets[e.name] = e
+}
+
+func lookup(name string) (*entry, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	e, ok := targets[name]
+	return e, ok
+}
