@@ -537,7 +537,7 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 		return n, nil
 	}
 	if err == nil {
-		return 0, io.EOF
+		err = io.EOF
 	}
 	return 0, c.mapErr(err)
 }
@@ -564,7 +564,7 @@ func (c *Conn) mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		return io.EOF
 	case errors.Is(err, net.ErrClosed):
 		if c.closed.Load() {
