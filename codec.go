@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
+	"golang.org/x/sys/unix"
 )
 
 // The default codec is CBOR with decode limits, safe against hostile input.
@@ -76,8 +77,10 @@ var (
 	decSess *decodeSession
 )
 
-// marshal encodes v and returns the descriptors of the handles it holds,
-// which must be sent with the message (they stay owned by the caller).
+// marshal encodes v and returns duplicates of the descriptors of the
+// handles it holds, to be sent with the message and then closed with
+// closeFDs. Duplicating them keeps the message right even if a handle is
+// closed before the message leaves.
 func marshal(v any) ([]byte, []int, error) {
 	encMu.Lock()
 	s := encodeSession{}
@@ -86,11 +89,13 @@ func marshal(v any) ([]byte, []int, error) {
 	encSess = nil
 	encMu.Unlock()
 	if err != nil {
+		closeFDs(s.fds)
 		return nil, nil, &encodeError{typ: fmt.Sprintf("%T", v), err: err}
 	}
 	if len(s.fds) > 0 {
 		env, err := encMode.Marshal(cbor.Tag{Number: envelopeTag, Content: len(s.fds)})
 		if err != nil {
+			closeFDs(s.fds)
 			return nil, nil, err
 		}
 		b = append(env, b...)
@@ -150,7 +155,11 @@ func exportFD(fd int) (int, error) {
 	if encSess == nil {
 		return 0, errNoSession
 	}
-	encSess.fds = append(encSess.fds, fd)
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, os.NewSyscallError("dup", err)
+	}
+	encSess.fds = append(encSess.fds, dup)
 	return len(encSess.fds) - 1, nil
 }
 
@@ -208,4 +217,10 @@ func decodeHandle(data []byte, kind uint8) (int, uint32, error) {
 	return fd, h.Flags, err
 }
 
-func closeFD(fd int) { os.NewFile(uintptr(fd), "").Close() }
+func closeFD(fd int) { unix.Close(fd) }
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}

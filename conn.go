@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -27,8 +26,9 @@ import (
 // One goroutine may send while another receives; concurrent senders (or
 // receivers) are serialised, so messages never interleave.
 type Conn struct {
-	nc       net.Conn
-	uc       *net.UnixConn // nc when it is a unix socket, for descriptor passing
+	t        Transport
+	rc       syscall.RawConn
+	unix     bool // a unix socket: descriptors can travel with messages
 	readable bool
 	writable bool
 	closed   atomic.Bool
@@ -46,6 +46,14 @@ type Conn struct {
 	wbuf []byte
 }
 
+// Transport is the stream socket under a Conn: a *net.TCPConn,
+// *net.UnixConn or an *os.File holding a non-blocking socket.
+type Transport interface {
+	syscall.Conn
+	io.Closer
+	SetReadDeadline(time.Time) error
+}
+
 const (
 	readBufSize  = 64 << 10
 	growInPieces = 64 << 20 // messages longer than this are read piecewise, so a lying header cannot allocate memory that never arrives
@@ -57,22 +65,37 @@ const (
 	flagWritable
 )
 
-// newConn wraps nc. It takes ownership of nc.
-func newConn(nc net.Conn, readable, writable bool) *Conn {
-	c := &Conn{nc: nc, readable: readable, writable: writable}
-	c.uc, _ = nc.(*net.UnixConn)
-	return c
+// NewConn makes a Conn that sends and receives framed messages over t, an
+// established stream socket, and takes ownership of it. Listener and Client
+// (package connection) use it; most programs get their Conns from Pipe.
+func NewConn(t Transport, readable, writable bool) (*Conn, error) {
+	rc, err := t.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{t: t, rc: rc, readable: readable, writable: writable}
+	c.rc.Control(func(fd uintptr) {
+		if sa, err := unix.Getsockname(int(fd)); err == nil {
+			_, c.unix = sa.(*unix.SockaddrUnix)
+		}
+	})
+	return c, nil
 }
 
-// connFromFD makes a Conn from a socket descriptor it takes ownership of.
+// connFromFD makes a Conn from a unix socket descriptor it takes
+// ownership of.
 func connFromFD(fd int, flags uint32) (*Conn, error) {
-	f := os.NewFile(uintptr(fd), "mp-conn")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("mp: descriptor is not a socket: %w", err)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setnonblock", err)
 	}
-	return newConn(nc, flags&flagReadable != 0, flags&flagWritable != 0), nil
+	f := os.NewFile(uintptr(fd), "mp-conn")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Conn{t: f, rc: rc, unix: true, readable: flags&flagReadable != 0, writable: flags&flagWritable != 0}, nil
 }
 
 // Pipe returns a pair of connected Conns. With duplex true both ends can
@@ -129,7 +152,7 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	err := c.nc.Close()
+	err := c.t.Close()
 	c.rmu.Lock()
 	for _, fd := range c.fds {
 		closeFD(fd)
@@ -145,16 +168,8 @@ func (c *Conn) Fileno() (int, error) {
 	if c.closed.Load() {
 		return -1, ErrClosed
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return -1, errors.New("mp: connection has no descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
 	fd := -1
-	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+	if err := c.rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
 		return -1, err
 	}
 	return fd, nil
@@ -189,7 +204,7 @@ func (c *Conn) UnmarshalCBOR(data []byte) error {
 	if err != nil {
 		return err
 	}
-	*c = Conn{nc: nc.nc, uc: nc.uc, readable: nc.readable, writable: nc.writable}
+	*c = Conn{t: nc.t, rc: nc.rc, unix: true, readable: nc.readable, writable: nc.writable}
 	return nil
 }
 
@@ -204,7 +219,9 @@ func (c *Conn) Send(v any) error {
 	if err != nil {
 		return err
 	}
-	return c.writeMessage(b, fds)
+	err = c.writeMessage(b, fds)
+	closeFDs(fds)
+	return err
 }
 
 // SendBytes sends b as one message, without encoding.
@@ -243,35 +260,63 @@ func (c *Conn) checkWrite() error {
 const smallMessage = 32 << 10
 
 func (c *Conn) writeMessage(b []byte, fds []int) error {
+	if len(fds) > maxFDs {
+		return fmt.Errorf("mp: a message can carry at most %d handles, not %d", maxFDs, len(fds))
+	}
+	if len(fds) > 0 && !c.unix {
+		return errors.New("mp: handles can only be sent over unix-socket connections")
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	var err error
-	switch {
-	case len(fds) > 0:
-		if len(fds) > maxFDs {
-			return fmt.Errorf("mp: a message can carry at most %d handles, not %d", maxFDs, len(fds))
-		}
-		if c.uc == nil {
-			return errors.New("mp: handles can only be sent over unix-socket connections")
-		}
-		c.wbuf = append(frame.AppendHeader(c.wbuf[:0], len(b)), b...)
-		var n int
-		n, _, err = c.uc.WriteMsgUnix(c.wbuf, unix.UnixRights(fds...), nil)
-		if err == nil && n < len(c.wbuf) {
-			_, err = c.nc.Write(c.wbuf[n:])
-		}
-	case len(b) <= smallMessage:
-		c.wbuf = append(frame.AppendHeader(c.wbuf[:0], len(b)), b...)
-		_, err = c.nc.Write(c.wbuf)
-	default:
-		c.wbuf = frame.AppendHeader(c.wbuf[:0], len(b))
-		bufs := net.Buffers{c.wbuf, b}
-		_, err = bufs.WriteTo(c.nc)
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
 	}
-	if len(c.wbuf) > 1<<20 {
+	var err error
+	if len(b) <= smallMessage {
+		c.wbuf = append(frame.AppendHeader(c.wbuf[:0], len(b)), b...)
+		err = c.writeAll([][]byte{c.wbuf}, oob)
+	} else {
+		c.wbuf = frame.AppendHeader(c.wbuf[:0], len(b))
+		err = c.writeAll([][]byte{c.wbuf, b}, oob)
+	}
+	if cap(c.wbuf) > 1<<20 {
 		c.wbuf = nil
 	}
-	return c.mapErr(err)
+	return err
+}
+
+// writeAll writes bufs in full; oob goes with the first byte.
+func (c *Conn) writeAll(bufs [][]byte, oob []byte) error {
+	for len(bufs) > 0 {
+		var n int
+		var werr error
+		err := c.rc.Write(func(fd uintptr) bool {
+			for {
+				n, werr = unix.SendmsgBuffers(int(fd), bufs, oob, nil, unix.MSG_NOSIGNAL)
+				if werr != unix.EINTR {
+					return werr != unix.EAGAIN
+				}
+			}
+		})
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			return c.mapErr(err)
+		}
+		oob = nil
+		for n > 0 && len(bufs) > 0 {
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				n = 0
+			} else {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			}
+		}
+	}
+	return nil
 }
 
 // ---- receiving ----
@@ -356,8 +401,8 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 		return pollReadable(fd, 0)
 	}
 	if timeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(timeout))
-		defer c.nc.SetReadDeadline(time.Time{})
+		c.t.SetReadDeadline(time.Now().Add(timeout))
+		defer c.t.SetReadDeadline(time.Time{})
 	}
 	err := c.fill(1)
 	switch {
@@ -514,32 +559,41 @@ func (c *Conn) fill(need int) error {
 
 // readRaw reads from the socket, keeping any descriptors that arrive.
 func (c *Conn) readRaw(b []byte) (int, error) {
-	if c.uc == nil {
-		n, err := c.nc.Read(b)
-		if n > 0 {
-			err = nil
-		}
-		return n, c.mapErr(err)
-	}
-	if c.oob == nil {
+	if c.unix && c.oob == nil {
 		c.oob = make([]byte, unix.CmsgSpace(maxFDs*4))
 	}
-	n, oobn, flags, _, err := c.uc.ReadMsgUnix(b, c.oob)
+	var n, oobn, flags int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			if c.unix {
+				n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), b, c.oob, unix.MSG_CMSG_CLOEXEC)
+			} else {
+				n, rerr = unix.Read(int(fd), b)
+			}
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, c.mapErr(err)
+	}
 	if oobn > 0 {
-		if perr := c.takeFDs(c.oob[:oobn]); perr != nil && err == nil {
-			err = perr
+		if err := c.takeFDs(c.oob[:oobn]); err != nil {
+			return n, err
 		}
 	}
-	if flags&unix.MSG_CTRUNC != 0 && err == nil {
-		err = errors.New("mp: too many descriptors in one message")
+	if flags&unix.MSG_CTRUNC != 0 {
+		return n, errors.New("mp: too many descriptors in one message")
 	}
-	if n > 0 {
-		return n, nil
+	if n == 0 && len(b) > 0 {
+		return 0, io.EOF
 	}
-	if err == nil {
-		err = io.EOF
-	}
-	return 0, c.mapErr(err)
+	return n, nil
 }
 
 func (c *Conn) takeFDs(oob []byte) error {
@@ -564,12 +618,10 @@ func (c *Conn) mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case c.closed.Load():
+		return ErrClosed
 	case errors.Is(err, io.EOF):
 		return io.EOF
-	case errors.Is(err, net.ErrClosed):
-		if c.closed.Load() {
-			return ErrClosed
-		}
 	case errors.Is(err, syscall.ECONNRESET):
 		return io.EOF
 	case errors.Is(err, syscall.EPIPE):

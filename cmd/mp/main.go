@@ -1,0 +1,81 @@
+// Command mp is the command-line companion of the mp library.
+//
+//	mp bench [-json] [-scale f] [workload ...]
+//
+// runs the workloads of DESIGN.md §5 (all of them when none is named) and
+// prints one line per figure: name, value and unit separated by tabs, or
+// with -json one {"name":…,"value":…,"unit":…} object per line, the format
+// of shared/bench/py_baseline.py.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/bench"
+)
+
+func main() {
+	mp.Main()
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "bench":
+		os.Exit(runBench(os.Args[2:]))
+	case "help", "-h", "-help", "--help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "mp: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, "usage: mp bench [-json] [-scale f] [workload ...]\nworkloads: %s\n",
+		strings.Join(bench.Names(), " "))
+}
+
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	scale := fs.Float64("scale", 1, "shrink iteration counts by this factor (0 < f ≤ 1)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *scale <= 0 || *scale > 1 {
+		fmt.Fprintln(os.Stderr, "mp bench: -scale must be in (0, 1]")
+		return 2
+	}
+	names := fs.Args()
+	if len(names) == 0 {
+		names = bench.Names()
+	}
+	var ws []bench.Workload
+	for _, n := range names {
+		w, ok := bench.Lookup(n)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "mp bench: unknown workload %q (have: %s)\n", n, strings.Join(bench.Names(), " "))
+			return 2
+		}
+		ws = append(ws, w)
+	}
+	status := 0
+	for _, w := range ws {
+		rs, err := w.Run(*scale)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mp bench: %s: %v\n", w.Name, err)
+			status = 1
+			continue
+		}
+		for _, r := range rs {
+			bench.Emit(os.Stdout, r, *asJSON)
+		}
+	}
+	return status
+}

@@ -1,0 +1,154 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+var noop = mp.RegisterProc("bench.noop", func(struct{}) error { return nil })
+
+type message struct {
+	ID      int    `cbor:"id"`
+	Payload string `cbor:"payload"`
+}
+
+type echoArgs struct {
+	Conn *mp.Conn
+	N    int
+}
+
+var echoServer = mp.RegisterProc("bench.echo", func(a echoArgs) error {
+	defer a.Conn.Close()
+	for i := 0; i < a.N; i++ {
+		var m message
+		if err := a.Conn.Recv(&m); err != nil {
+			return err
+		}
+		if err := a.Conn.Send(&m); err != nil {
+			return err
+		}
+	}
+	return nil
+})
+
+type sinkArgs struct {
+	Conn  *mp.Conn
+	Total int64
+}
+
+var bytesSink = mp.RegisterProc("bench.sink", func(a sinkArgs) error {
+	defer a.Conn.Close()
+	buf := make([]byte, 1<<20)
+	var got int64
+	for got < a.Total {
+		n, err := a.Conn.RecvBytesInto(buf, 0)
+		if err != nil {
+			return err
+		}
+		got += int64(n)
+	}
+	return a.Conn.Send(got)
+})
+
+func init() {
+	add(Workload{Name: "spawn", Doc: "start+join a no-op child", Run: benchSpawn})
+	add(Workload{Name: "pipe_rtt", Doc: "small object ping-pong over a Pipe", Run: benchPipeRTT})
+	add(Workload{Name: "pipe_bw", Doc: "1 MiB SendBytes stream to a child", Run: benchPipeBW})
+}
+
+func benchSpawn(scale float64) ([]Result, error) {
+	n := scaled(100, scale)
+	run := func() error {
+		p := mp.NewProcess(noop, struct{}{})
+		if err := p.Start(); err != nil {
+			return err
+		}
+		return p.Join(context.Background())
+	}
+	if err := run(); err != nil { // warm the page cache
+		return nil, err
+	}
+	t := time.Now()
+	for i := 0; i < n; i++ {
+		if err := run(); err != nil {
+			return nil, err
+		}
+	}
+	dt := time.Since(t) / time.Duration(n)
+	return []Result{{"spawn", float64(dt.Nanoseconds()) / 1e6, "ms/process"}}, nil
+}
+
+func startWith[A any](f *mp.Func[A, struct{}], mk func(*mp.Conn) A) (*mp.Conn, *mp.Process, error) {
+	a, b, err := mp.Pipe(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := mp.NewProcess(f, mk(b))
+	err = p.Start()
+	b.Close()
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return a, p, nil
+}
+
+func benchPipeRTT(scale float64) ([]Result, error) {
+	n := scaled(20000, scale)
+	c, p, err := startWith(echoServer, func(b *mp.Conn) echoArgs { return echoArgs{b, n} })
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	msg := message{ID: 1, Payload: "hello"}
+	t := time.Now()
+	for i := 0; i < n; i++ {
+		if err := c.Send(&msg); err != nil {
+			return nil, err
+		}
+		var back message
+		if err := c.Recv(&back); err != nil {
+			return nil, err
+		}
+	}
+	dt := time.Since(t) / time.Duration(n)
+	if err := p.Join(context.Background()); err != nil {
+		return nil, err
+	}
+	return []Result{{"pipe_rtt", float64(dt.Nanoseconds()) / 1e3, "us/roundtrip"}}, nil
+}
+
+func benchPipeBW(scale float64) ([]Result, error) {
+	total := int64(scaled(1<<11, scale)) << 20 // 2 GiB at full scale
+	c, p, err := startWith(bytesSink, func(b *mp.Conn) sinkArgs { return sinkArgs{b, total} })
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	block := make([]byte, 1<<20)
+	for i := range block {
+		block[i] = byte(i * 7)
+	}
+	t := time.Now()
+	for sent := int64(0); sent < total; sent += int64(len(block)) {
+		if err := c.SendBytes(block); err != nil {
+			return nil, err
+		}
+	}
+	var got int64
+	if err := c.Recv(&got); err != nil && err != io.EOF {
+		return nil, err
+	}
+	dt := time.Since(t)
+	if err := p.Join(context.Background()); err != nil {
+		return nil, err
+	}
+	if got != total {
+		return nil, fmt.Errorf("pipe_bw: child received %d of %d bytes", got, total)
+	}
+	return []Result{{"pipe_bw", float64(total) / dt.Seconds() / 1e9, "GB/s"}}, nil
+}
