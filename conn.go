@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -258,6 +259,9 @@ func (c *Conn) checkWrite() error {
 }
 
 const smallMessage = 32 << 10
+
+// spinFor is how long a receiver polls an empty socket before it sleeps.
+var spinFor = 50 * time.Microsecond
 
 func (c *Conn) writeMessage(b []byte, fds []int) error {
 	if len(fds) > maxFDs {
@@ -564,6 +568,7 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 	}
 	var n, oobn, flags int
 	var rerr error
+	var spinUntil time.Time
 	err := c.rc.Read(func(fd uintptr) bool {
 		for {
 			if c.unix {
@@ -571,9 +576,26 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 			} else {
 				n, rerr = unix.Read(int(fd), b)
 			}
-			if rerr != unix.EINTR {
-				return rerr != unix.EAGAIN
+			switch rerr {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+			default:
+				return true
 			}
+			// Nothing yet. Spin briefly before sleeping: a reply often
+			// comes within microseconds, and waking a sleeping CPU costs
+			// more than that.
+			if spinFor <= 0 {
+				return false
+			}
+			now := time.Now()
+			if spinUntil.IsZero() {
+				spinUntil = now.Add(spinFor)
+			} else if now.After(spinUntil) {
+				return false
+			}
+			runtime.Gosched()
 		}
 	})
 	if err == nil {
