@@ -1,13 +1,14 @@
 package mp
 
 import (
-	"crypto/rand"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcessInfo describes the current process, as Python's current_process()
@@ -48,8 +49,7 @@ func CurrentProcess() ProcessInfo {
 	self.Lock()
 	defer self.Unlock()
 	if self.info.Authkey == nil {
-		self.info.Authkey = make([]byte, 32)
-		rand.Read(self.info.Authkey)
+		self.info.Authkey = randomKey()
 	}
 	info := self.info
 	info.Authkey = append([]byte(nil), info.Authkey...)
@@ -62,6 +62,20 @@ func ParentProcess() *ParentInfo {
 	self.Lock()
 	defer self.Unlock()
 	return self.parent
+}
+
+// randomKey returns 32 bytes from the kernel's random source. (It avoids
+// crypto/rand so that the root package stays light to start.)
+func randomKey() []byte {
+	k := make([]byte, 32)
+	for got := 0; got < len(k); {
+		n, err := unix.Getrandom(k[got:], 0)
+		if err != nil && err != unix.EINTR {
+			panic("mp: getrandom: " + err.Error())
+		}
+		got += max(n, 0)
+	}
+	return k
 }
 
 // CPUCount returns the number of CPUs usable by the current process.
