@@ -11,6 +11,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -20,13 +21,16 @@ import (
 
 func main() {
 	mp.Main()
+	if os.Getenv(bench.BareEnv) != "" {
+		return // the reference of the spawn workload
+	}
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "bench":
-		os.Exit(runBench(os.Args[2:]))
+		os.Exit(runBench(os.Args[2:], os.Stdout, os.Stderr))
 	case "help", "-h", "-help", "--help":
 		usage()
 	default:
@@ -41,15 +45,16 @@ func usage() {
 		strings.Join(bench.Names(), " "))
 }
 
-func runBench(args []string) int {
+func runBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	scale := fs.Float64("scale", 1, "shrink iteration counts by this factor (0 < f ≤ 1)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *scale <= 0 || *scale > 1 {
-		fmt.Fprintln(os.Stderr, "mp bench: -scale must be in (0, 1]")
+		fmt.Fprintln(stderr, "mp bench: -scale must be in (0, 1]")
 		return 2
 	}
 	names := fs.Args()
@@ -60,7 +65,7 @@ func runBench(args []string) int {
 	for _, n := range names {
 		w, ok := bench.Lookup(n)
 		if !ok {
-			fmt.Fprintf(os.Stderr, "mp bench: unknown workload %q (have: %s)\n", n, strings.Join(bench.Names(), " "))
+			fmt.Fprintf(stderr, "mp bench: unknown workload %q (have: %s)\n", n, strings.Join(bench.Names(), " "))
 			return 2
 		}
 		ws = append(ws, w)
@@ -69,12 +74,12 @@ func runBench(args []string) int {
 	for _, w := range ws {
 		rs, err := w.Run(*scale)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "mp bench: %s: %v\n", w.Name, err)
+			fmt.Fprintf(stderr, "mp bench: %s: %v\n", w.Name, err)
 			status = 1
 			continue
 		}
 		for _, r := range rs {
-			bench.Emit(os.Stdout, r, *asJSON)
+			bench.Emit(stdout, r, *asJSON)
 		}
 	}
 	return status

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/go-mp/mp"
@@ -60,8 +61,16 @@ func init() {
 	add(Workload{Name: "pipe_bw", Doc: "1 MiB SendBytes stream to a child", Run: benchPipeBW})
 }
 
+// BareEnv, when set, asks the binary to exit as soon as main starts: the
+// spawn workload measures that bare re-exec as a reference.
+const BareEnv = "MP_BENCH_BARE"
+
 func benchSpawn(scale float64) ([]Result, error) {
 	n := scaled(100, scale)
+	bare, err := timeBareReexec(n)
+	if err != nil {
+		return nil, err
+	}
 	run := func() error {
 		p := mp.NewProcess(noop, struct{}{})
 		if err := p.Start(); err != nil {
@@ -79,7 +88,38 @@ func benchSpawn(scale float64) ([]Result, error) {
 		}
 	}
 	dt := time.Since(t) / time.Duration(n)
-	return []Result{{"spawn", float64(dt.Nanoseconds()) / 1e6, "ms/process"}}, nil
+	return []Result{
+		{"spawn", float64(dt.Nanoseconds()) / 1e6, "ms/process"},
+		{"spawn_bare_reexec", float64(bare.Nanoseconds()) / 1e6, "ms/process"},
+	}, nil
+}
+
+// timeBareReexec times starting this binary and waiting for it, with no
+// mp work in between: the floor for spawn.
+func timeBareReexec(n int) (time.Duration, error) {
+	env := append(os.Environ(), BareEnv+"=1")
+	run := func() error {
+		p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0]}, &os.ProcAttr{
+			Env: env, Files: []*os.File{nil, os.Stdout, os.Stderr}})
+		if err != nil {
+			return err
+		}
+		st, err := p.Wait()
+		if err == nil && !st.Success() {
+			err = fmt.Errorf("bare re-exec: %v", st)
+		}
+		return err
+	}
+	if err := run(); err != nil {
+		return 0, err
+	}
+	t := time.Now()
+	for i := 0; i < n; i++ {
+		if err := run(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t) / time.Duration(n), nil
 }
 
 func startWith[A any](f *mp.Func[A, struct{}], mk func(*mp.Conn) A) (*mp.Conn, *mp.Process, error) {
