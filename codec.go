@@ -185,7 +185,8 @@ type handle struct {
 }
 
 const (
-	handleConn uint8 = iota + 1
+	handleConn   uint8 = iota + 1
+	handleShared       // a shared object; Flags holds its kind
 )
 
 func encodeHandle(kind uint8, fd int, flags uint32) ([]byte, error) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/go-mp/mp/internal/shm"
 )
 
 var (
@@ -32,6 +34,11 @@ var (
 	ErrAlreadyStarted = errors.New("mp: process already started")
 	// ErrStillRunning is returned by Close on a process that has not ended.
 	ErrStillRunning = errors.New("mp: process still running")
+	// ErrOwnerDied matches an *OwnerDiedError.
+	ErrOwnerDied = errors.New("mp: previous owner died holding the lock")
+	// ErrNotHeld is returned when releasing a lock that is not held (or,
+	// for an RLock, not held by the caller).
+	ErrNotHeld = errors.New("mp: release of a lock that is not held")
 	// ErrUnknownTarget is reported when a child is asked to run a target
 	// that is not registered in its binary.
 	ErrUnknownTarget = errors.New("mp: unknown target")
@@ -93,3 +100,19 @@ func (e *RemoteError) Error() string {
 	}
 	return fmt.Sprintf("mp: %s in process %s (pid %d): %s", what, e.Process, e.Pid, e.Message)
 }
+
+// OwnerDiedError is returned by an acquire that took over a lock whose
+// owner died holding it. The lock is held by the caller when this error is
+// returned; the state the lock protects may be inconsistent.
+type OwnerDiedError struct {
+	Pid int // the dead owner
+}
+
+func (e *OwnerDiedError) Error() string {
+	return fmt.Sprintf("mp: lock taken over from process %d, which died holding it", e.Pid)
+}
+
+// Is reports whether target is ErrOwnerDied.
+func (e *OwnerDiedError) Is(target error) bool { return target == ErrOwnerDied }
+
+func ownerDied(owner uint64) error { return &OwnerDiedError{Pid: int(owner & shm.PidMask)} }

@@ -3,6 +3,7 @@ package mp_test
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -49,11 +50,29 @@ func checkNoLeaks() error {
 	if z := childrenOf(os.Getpid()); len(z) > 0 {
 		return fmt.Errorf("child processes (or zombies) left: %v", z)
 	}
-	// mp keeps /dev/null open for children's stdin.
-	if n := countFDs(); n > baseFDs+1 {
+	// mp keeps /dev/null open for children's stdin. Shared memory
+	// (memfd) is released when its objects are garbage: count it apart.
+	if n := countFDs() - len(memfds()); n > baseFDs+1 {
 		return fmt.Errorf("%d descriptors open, %d at start: %v", n, baseFDs, fdNames())
 	}
+	for i := 0; len(memfds()) > 0; i++ {
+		if i == 100 {
+			return fmt.Errorf("shared memory still mapped after GC: %v", memfds())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
 	return nil
+}
+
+func memfds() []string {
+	var out []string
+	for _, n := range fdNames() {
+		if strings.Contains(n, "/memfd:") {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 var baseFDs int

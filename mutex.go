@@ -1,0 +1,94 @@
+package mp
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mp/mp/internal/futex"
+	"github.com/go-mp/mp/internal/shm"
+)
+
+// mutex is the robust lock under Lock, RLock and the other objects that
+// need one. Its 64-bit word holds the owner (see shm.Self) or 0 when free;
+// bit 31 says that someone may be sleeping on the low half of the word.
+//
+// A waiter that sleeps checks now and then whether the owner is still
+// alive; if it died holding the lock, the waiter takes the lock over and is
+// told so. No one waits forever on a dead owner.
+type mutex struct {
+	word *atomic.Uint64
+	low  *atomic.Uint32 // the low half of word, where sleepers sleep
+}
+
+const waitersBit = 1 << 31
+
+// First and longest sleep between checks that the owner is alive.
+const (
+	firstOwnerCheck = 10 * time.Millisecond
+	maxOwnerCheck   = 100 * time.Millisecond
+)
+
+func newMutex(s shared, off int) mutex {
+	return mutex{word: s.u64(off), low: s.u32(off)}
+}
+
+func (m mutex) tryLock(me uint64) bool { return m.word.CompareAndSwap(0, me) }
+
+// owner returns the owner word without the waiters bit, 0 when free.
+func (m mutex) owner() uint64 { return m.word.Load() &^ waitersBit }
+
+// lock takes the lock for me. ownerDied reports that the previous owner
+// died holding it (the lock is taken all the same). On error (ctx done) the
+// lock is not taken.
+func (m mutex) lock(ctx context.Context, me uint64) (ownerDied uint64, err error) {
+	if m.word.CompareAndSwap(0, me) {
+		return 0, nil
+	}
+	if spin(func() bool { return m.word.Load() == 0 && m.word.CompareAndSwap(0, me) }) {
+		return 0, nil
+	}
+	s := newSleeper(ctx, m.low)
+	defer s.done()
+	interval := firstOwnerCheck
+	lastCheck := time.Now()
+	for {
+		v := m.word.Load()
+		if v == 0 {
+			// Others may be asleep: keep the bit so that unlock wakes one.
+			if m.word.CompareAndSwap(0, me|waitersBit) {
+				return 0, nil
+			}
+			continue
+		}
+		if v&waitersBit == 0 {
+			if !m.word.CompareAndSwap(v, v|waitersBit) {
+				continue
+			}
+			v |= waitersBit
+		}
+		if err := s.sleep(m.low, uint32(v), interval); err != nil {
+			return 0, err
+		}
+		if time.Since(lastCheck) < interval {
+			continue
+		}
+		lastCheck = time.Now()
+		interval = min(2*interval, maxOwnerCheck)
+		cur := m.word.Load()
+		if cur != 0 && cur&^waitersBit == v&^waitersBit && !shm.Alive(cur&^waitersBit) {
+			if m.word.CompareAndSwap(cur, me|waitersBit) {
+				return cur &^ waitersBit, nil
+			}
+		}
+	}
+}
+
+// unlock frees the lock and reports whether it was held.
+func (m mutex) unlock() bool {
+	old := m.word.Swap(0)
+	if old&waitersBit != 0 {
+		futex.Wake(m.low, 1)
+	}
+	return old != 0
+}
