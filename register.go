@@ -30,6 +30,9 @@ type Runner interface {
 type entry struct {
 	name  string
 	start func(ctrl *Conn) (run func() (any, error), err error)
+	// local calls the target in this process with a nil or A-typed
+	// argument (a nil one is A's zero value).
+	local func(arg any) (any, error)
 }
 
 var (
@@ -52,6 +55,16 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 			return nil, fmt.Errorf("mp: receive arguments of %s: %w", name, err)
 		}
 		return func() (any, error) { return fn(a) }, nil
+	}, local: func(arg any) (any, error) {
+		var a A
+		if arg != nil {
+			v, ok := arg.(A)
+			if !ok {
+				return nil, fmt.Errorf("mp: target %s takes %T, not %T", name, a, arg)
+			}
+			a = v
+		}
+		return fn(a)
 	}})
 	return &Func[A, R]{name: name}
 }
@@ -98,4 +111,21 @@ func lookup(name string) (*entry, bool) {
 	defer regMu.RUnlock()
 	e, ok := targets[name]
 	return e, ok
+}
+
+// callLocal runs the target registered as name in this process (a
+// Barrier's action, say), turning a panic into a *RemoteError so that the
+// caller survives it.
+func callLocal(name string, arg any) (res any, err error) {
+	e, ok := lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name)
+	}
+	r, rerr := call(func() (any, error) { return e.local(arg) })
+	if rerr != nil {
+		me := CurrentProcess()
+		rerr.Process, rerr.Pid = me.Name, me.Pid
+		return nil, rerr
+	}
+	return r, nil
 }
