@@ -1,7 +1,8 @@
 // Package mp brings Python's multiprocessing to Go: child processes that run
-// registered Go functions, pipes and connections between them, and the
-// wire-compatible Listener and Client of CPython's
-// multiprocessing.connection.
+// registered Go functions, pipes and connections between them, and locks and
+// shared memory that work across processes. The Listener and Client of
+// CPython's multiprocessing.connection, wire-compatible with it, are in
+// package [github.com/go-mp/mp/connection].
 //
 // A program that uses mp calls [Main] as the first line of main (and of
 // TestMain in tests). The child is the same binary re-executed: in a child,

@@ -1,0 +1,296 @@
+// Package connection is the Go counterpart of Python's
+// multiprocessing.connection: a Listener that accepts authenticated
+// connections and Dial (Python's Client) that makes them, both speaking
+// CPython's wire protocol — its message framing and its authkey handshake —
+// so Go and Python processes can talk to each other. The connections are
+// [mp.Conn] values.
+//
+// It lives apart from package mp so that programs that only use pipes
+// between their own processes do not link package net.
+package connection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/auth"
+)
+
+// DefaultHandshakeTimeout bounds the authentication of each incoming
+// connection when ListenConfig.HandshakeTimeout is zero.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// maxPending caps the connections a Listener holds between accepting them
+// and handing them to Accept: those being authenticated and those waiting
+// for an Accept call. When it is reached, new connections wait in the
+// kernel's backlog.
+const maxPending = 128
+
+// Listener accepts authenticated connections, as Python's
+// multiprocessing.connection.Listener does, and speaks its wire protocol:
+// a CPython Client (3.11 or later) can connect to it, and Dial can connect
+// to a CPython Listener.
+//
+// Every Listener authenticates. From Listen on, each incoming connection
+// is authenticated in its own goroutine, bounded by a handshake timeout, so
+// a slow, silent or hostile peer delays nobody else. A peer that fails the
+// handshake is closed and never returned by Accept (see
+// ListenConfig.OnHandshakeError); the Listener keeps serving.
+type Listener struct {
+	cfg    ListenConfig
+	ln     net.Listener
+	key    []byte
+	tmpDir string // created for an unnamed unix socket, removed by Close
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	ready  chan *mp.Conn // authenticated connections for Accept
+	slots  chan struct{} // one per pending connection, up to maxPending
+	failed chan struct{} // closed when the accept loop stops on an error
+	err    error         // that error, written before failed is closed
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// ListenConfig holds a Listener's options. The zero value gives the
+// defaults that Listen uses.
+type ListenConfig struct {
+	// HandshakeTimeout bounds each incoming connection's handshake; zero
+	// means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	// OnHandshakeError, when not nil, is called for each incoming
+	// connection that fails the handshake, with the peer's address and the
+	// reason: an error matching mp.ErrAuthentication for a wrong key or a
+	// peer that does not speak the protocol (malformed, oversized or
+	// unexpected messages), os.ErrDeadlineExceeded for one slower than
+	// HandshakeTimeout, io.EOF, io.ErrUnexpectedEOF or a reset for one
+	// that hung up. It is called from the connection's own goroutine and
+	// should return promptly: Close waits for it. It is not called for
+	// connections cut short by Close.
+	OnHandshakeError func(remote net.Addr, err error)
+}
+
+// Listen starts a Listener with the default options; see
+// [ListenConfig.Listen].
+func Listen(network, address string, authkey []byte) (*Listener, error) {
+	return ListenConfig{}.Listen(network, address, authkey)
+}
+
+// Listen starts a Listener on network "unix" or "tcp" ("tcp4", "tcp6"). It
+// accepts and authenticates connections from then on, until Close.
+//
+// An empty unix address makes a socket in a new temporary directory, and an
+// empty tcp address means 127.0.0.1 on a free port; Addr tells where. For
+// unix sockets, Close removes the socket file (and that directory).
+//
+// A nil authkey means [mp.CurrentProcess]().Authkey, the key every process
+// of this tree shares; an empty one is refused. A TCP Listener reachable
+// from other machines (on any address but loopback) must be given an
+// authkey explicitly.
+func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listener, error) {
+	if err := checkNetwork(network); err != nil {
+		return nil, err
+	}
+	key, err := resolveAuthkey(authkey)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{cfg: lc, key: key}
+	if network == "unix" {
+		if address == "" {
+			if l.tmpDir, err = os.MkdirTemp("", "mp-listener-"); err != nil {
+				return nil, err
+			}
+			address = filepath.Join(l.tmpDir, "socket")
+		}
+	} else {
+		if address == "" {
+			address = "127.0.0.1:0"
+			if network == "tcp6" {
+				address = "[::1]:0"
+			}
+		}
+		if authkey == nil && !loopbackHost(address) {
+			return nil, offLoopback(address)
+		}
+	}
+	if l.ln, err = net.Listen(network, address); err != nil {
+		l.removeTmp()
+		return nil, err
+	}
+	// A host name is checked where it was bound.
+	if ta, ok := l.ln.Addr().(*net.TCPAddr); ok && authkey == nil && !ta.IP.IsLoopback() {
+		l.ln.Close()
+		return nil, offLoopback(address)
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.ready = make(chan *mp.Conn)
+	l.slots = make(chan struct{}, maxPending)
+	l.failed = make(chan struct{})
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l, nil
+}
+
+func offLoopback(address string) error {
+	return fmt.Errorf("mp: a TCP listener on %s, off loopback, needs an explicit authkey", address)
+}
+
+// loopbackHost reports whether address ("host:port") names a loopback
+// host. An empty host (every interface) is not loopback; a host name other
+// than "localhost" is checked once bound.
+func loopbackHost(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return true // net.Listen reports the bad address
+	}
+	if host == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return host != ""
+}
+
+// Addr returns the address the Listener is bound to: for TCP, with the port
+// chosen; for a unix socket, its path.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Accept waits for the next authenticated connection. It returns ctx.Err()
+// when ctx ends first and mp.ErrClosed once the Listener is closed. A peer
+// that fails the handshake is not returned (see [ListenConfig.OnHandshakeError]): Accept
+// goes on waiting for the next one.
+func (l *Listener) Accept(ctx context.Context) (*mp.Conn, error) {
+	if l.ctx.Err() != nil {
+		return nil, mp.ErrClosed
+	}
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, mp.ErrClosed
+	case <-l.failed:
+		return nil, l.err
+	}
+}
+
+// acceptLoop accepts connections and authenticates each in its own
+// goroutine, holding a slot per connection until it is handed over.
+func (l *Listener) acceptLoop() {
+	defer l.wg.Done()
+	var delay time.Duration
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.ctx.Done():
+			return
+		}
+		nc, err := l.ln.Accept()
+		if err != nil {
+			<-l.slots
+			if l.ctx.Err() != nil {
+				return
+			}
+			if !temporary(err) {
+				l.err = fmt.Errorf("mp: accept: %w", err)
+				close(l.failed)
+				return
+			}
+			// Out of descriptors or memory: wait for some to be freed.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-l.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		delay = 0
+		l.wg.Add(1)
+		go l.serve(nc)
+	}
+}
+
+// temporary reports accept errors worth retrying.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// serve authenticates nc and hands it to Accept.
+func (l *Listener) serve(nc net.Conn) {
+	defer l.wg.Done()
+	defer func() { <-l.slots }()
+	timeout := l.cfg.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	nc.SetDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(l.ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+	err := auth.Server(auth.Stream{RW: nc}, l.key, nil)
+	if !stop() {
+		err = mp.ErrClosed // Close interrupted the handshake
+	}
+	if err == nil {
+		err = nc.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		nc.Close()
+		if l.ctx.Err() == nil && l.cfg.OnHandshakeError != nil {
+			l.cfg.OnHandshakeError(nc.RemoteAddr(), handshakeError(err))
+		}
+		return
+	}
+	c, err := wrap(nc)
+	if err != nil {
+		if l.ctx.Err() == nil && l.cfg.OnHandshakeError != nil {
+			l.cfg.OnHandshakeError(nc.RemoteAddr(), err)
+		}
+		return
+	}
+	select {
+	case l.ready <- c:
+	case <-l.ctx.Done():
+		c.Close()
+	}
+}
+
+// Close stops the Listener: Accept returns mp.ErrClosed, connections not yet
+// returned by Accept are closed, and a unix socket file is removed.
+// Connections already returned stay open. Close waits for the Listener's
+// goroutines to end; it is idempotent.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		l.closeErr = l.ln.Close()
+		l.wg.Wait()
+		l.removeTmp()
+	})
+	return l.closeErr
+}
+
+func (l *Listener) removeTmp() {
+	if l.tmpDir != "" {
+		os.RemoveAll(l.tmpDir)
+	}
+}
