@@ -7,3 +7,9 @@ func RawSocketForTest(c *Conn) io.Writer { return c.t.(io.Writer) }
 
 // EncodeForTest encodes v with the codec but outside mp's sending path.
 func EncodeForTest(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// QueueLocksHeld reports whether the producer and consumer locks of q are
+// held, so tests can kill a process in the middle of a Put or a Get.
+func QueueLocksHeld[T any](q *Queue[T]) (producer, consumer bool) {
+	return q.c.plock.owner() != 0, q.c.clock.owner() != 0
+}

@@ -42,6 +42,12 @@ func (m mutex) owner() uint64 { return m.word.Load() &^ waitersBit }
 // died holding it (the lock is taken all the same). On error (ctx done) the
 // lock is not taken.
 func (m mutex) lock(ctx context.Context, me uint64) (ownerDied uint64, err error) {
+	return m.lockOr(ctx, me, nil)
+}
+
+// lockOr is lock that also gives up, with ErrClosed, once abort (when not
+// nil) returns true after a wake-up on the mutex's word.
+func (m mutex) lockOr(ctx context.Context, me uint64, abort func() bool) (ownerDied uint64, err error) {
 	if m.word.CompareAndSwap(0, me) {
 		return 0, nil
 	}
@@ -67,7 +73,16 @@ func (m mutex) lock(ctx context.Context, me uint64) (ownerDied uint64, err error
 			}
 			v |= waitersBit
 		}
-		if err := s.sleep(m.low, uint32(v), interval); err != nil {
+		err := s.sleep(m.low, uint32(v), interval)
+		if err == nil && abort != nil && abort() {
+			err = ErrClosed
+		}
+		if err != nil {
+			// We may have taken the wake-up meant for the next owner:
+			// pass it on if the lock is free.
+			if m.word.Load() == 0 {
+				futex.Wake(m.low, 1)
+			}
 			return 0, err
 		}
 		if time.Since(lastCheck) < interval {

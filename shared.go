@@ -34,6 +34,8 @@ const (
 	kindBarrier
 	kindValue
 	kindArray
+	kindSharedMemory
+	kindQueue
 )
 
 // shared is the part every shared object has: its mapped memory.
@@ -119,6 +121,10 @@ func kindName(k uint32) string {
 		return "Value"
 	case kindArray:
 		return "Array"
+	case kindQueue:
+		return "Queue"
+	case kindSharedMemory:
+		return "SharedMemory"
 	}
 	return fmt.Sprintf("object of kind %d", k)
 }

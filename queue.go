@@ -1,0 +1,173 @@
+package mp
+
+import (
+	"context"
+	"fmt"
+)
+
+// Queue is a FIFO queue shared between processes, like Python's
+// multiprocessing.Queue. Items are encoded with the default codec into
+// shared memory: Put never needs a reader to be running, and a process that
+// put items may exit at once without losing them (so Python's join_thread
+// and cancel_join_thread have nothing to do here).
+//
+// Any number of producer and consumer processes may use a Queue passed to
+// them as (part of) an argument; items from one producer come out in the
+// order it put them, none lost or duplicated. A Queue with maxsize > 0
+// holds at most maxsize items, across all processes.
+//
+// What a killed process can lose: a producer killed during Put loses the
+// item it was putting (it never appears); a consumer killed during Get
+// before the item was taken leaves it in the queue for others; one killed
+// after taking it loses that one item. The queue itself stays consistent
+// and the others go on.
+type Queue[T any] struct {
+	c *queueCore
+}
+
+// NewQueue returns an empty queue holding at most maxsize items (0: no
+// limit but memory).
+func NewQueue[T any](maxsize int) (*Queue[T], error) {
+	c, err := newQueueCore(maxsize, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Queue[T]{c: c}, nil
+}
+
+// Put appends v, waiting for room in a bounded queue until ctx is done.
+func (q *Queue[T]) Put(ctx context.Context, v T) error {
+	b, err := encodeItem(v)
+	if err != nil {
+		return err
+	}
+	return q.c.put(ctx, b, false)
+}
+
+// TryPut appends v if there is room, else returns ErrFull.
+func (q *Queue[T]) TryPut(v T) error {
+	b, err := encodeItem(v)
+	if err != nil {
+		return err
+	}
+	return q.c.put(context.Background(), b, true)
+}
+
+// Get removes and returns the oldest item, waiting for one until ctx is
+// done.
+func (q *Queue[T]) Get(ctx context.Context) (T, error) {
+	return decodeItem[T](q.c.get(ctx, false))
+}
+
+// TryGet removes and returns the oldest item if there is one, else returns
+// ErrEmpty.
+func (q *Queue[T]) TryGet() (T, error) {
+	return decodeItem[T](q.c.get(context.Background(), true))
+}
+
+// Qsize returns the number of items in the queue (exact at the instant it
+// is read; other processes may change it at once).
+func (q *Queue[T]) Qsize() int { return int(q.c.count()) }
+
+// Empty reports whether the queue holds no items.
+func (q *Queue[T]) Empty() bool { return q.c.count() == 0 }
+
+// Full reports whether a bounded queue holds maxsize items.
+func (q *Queue[T]) Full() bool { return q.c.maxsize > 0 && q.c.count() >= q.c.maxsize }
+
+// Close ends this process's use of the queue: calls blocked in it return
+// ErrClosed, as do later ones. Other processes' handles are not affected,
+// and items already put stay in the queue for them.
+func (q *Queue[T]) Close() error { return q.c.close() }
+
+// MarshalCBOR lets a Queue travel to another process inside a message.
+func (q *Queue[T]) MarshalCBOR() ([]byte, error) {
+	if q.c.isClosed() {
+		return nil, ErrClosed
+	}
+	return q.c.s.marshal()
+}
+
+// UnmarshalCBOR receives a Queue sent by mp.
+func (q *Queue[T]) UnmarshalCBOR(data []byte) error {
+	s, err := unmarshalShared(data, kindQueue)
+	if err != nil {
+		return err
+	}
+	q.c = attachQueue(s)
+	return nil
+}
+
+// SimpleQueue is an unbounded Queue, like Python's SimpleQueue.
+type SimpleQueue[T any] struct {
+	Queue[T]
+}
+
+// NewSimpleQueue returns an empty SimpleQueue.
+func NewSimpleQueue[T any]() (*SimpleQueue[T], error) {
+	c, err := newQueueCore(0, false)
+	if err != nil {
+		return nil, err
+	}
+	return &SimpleQueue[T]{Queue[T]{c: c}}, nil
+}
+
+// JoinableQueue is a Queue whose consumers report, with TaskDone, when they
+// have finished each item, so that Join can wait for all of them, like
+// Python's JoinableQueue.
+type JoinableQueue[T any] struct {
+	Queue[T]
+}
+
+// NewJoinableQueue returns an empty JoinableQueue holding at most maxsize
+// items (0: no limit).
+func NewJoinableQueue[T any](maxsize int) (*JoinableQueue[T], error) {
+	c, err := newQueueCore(maxsize, true)
+	if err != nil {
+		return nil, err
+	}
+	return &JoinableQueue[T]{Queue[T]{c: c}}, nil
+}
+
+// TaskDone reports that one item taken from the queue has been processed.
+// Calling it more times than items were put returns ErrTaskDone.
+func (q *JoinableQueue[T]) TaskDone() error { return q.c.taskDone() }
+
+// Join waits until every item put has been marked done with TaskDone, or
+// ctx is done.
+func (q *JoinableQueue[T]) Join(ctx context.Context) error { return q.c.join(ctx) }
+
+// UnmarshalCBOR receives a JoinableQueue sent by mp.
+func (q *JoinableQueue[T]) UnmarshalCBOR(data []byte) error {
+	if err := q.Queue.UnmarshalCBOR(data); err != nil {
+		return err
+	}
+	if !q.c.joinable() {
+		q.c.close()
+		return fmt.Errorf("mp: a Queue arrived where a JoinableQueue was expected")
+	}
+	return nil
+}
+
+func encodeItem(v any) ([]byte, error) {
+	b, fds, err := marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(fds) > 0 {
+		closeFDs(fds)
+		return nil, ErrQueueHandles
+	}
+	return b, nil
+}
+
+func decodeItem[T any](b []byte, err error) (T, error) {
+	var v T
+	if err != nil {
+		return v, err
+	}
+	if _, err := unmarshal(b, nil, &v); err != nil {
+		return v, err
+	}
+	return v, nil
+}
