@@ -195,7 +195,9 @@ func (q *queueCore) chunk(slot int) []byte {
 	return q.mem[base : base+chunkSize : base+chunkSize]
 }
 
-func (q *queueCore) nextOf(slot int) *atomic.Uint32 { return q.s.seg.Uint32(chunkBase + slot*chunkSize) }
+func (q *queueCore) nextOf(slot int) *atomic.Uint32 {
+	return q.s.seg.Uint32(chunkBase + slot*chunkSize)
+}
 func (q *queueCore) freeLink(slot int) *atomic.Uint32 {
 	return q.s.seg.Uint32(chunkBase + slot*chunkSize + 4)
 }
