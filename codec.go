@@ -12,13 +12,13 @@ import (
 
 // The default codec is CBOR with decode limits, safe against hostile input.
 var (
-	encMode cbor.EncMode
+	encMode cbor.UserBufferEncMode
 	decMode cbor.DecMode
 )
 
 func init() {
 	var err error
-	encMode, err = cbor.EncOptions{Time: cbor.TimeRFC3339Nano}.EncMode()
+	encMode, err = cbor.EncOptions{Time: cbor.TimeRFC3339Nano}.UserBufferEncMode()
 	if err != nil {
 		panic(err)
 	}

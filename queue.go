@@ -1,8 +1,11 @@
 package mp
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 )
 
 // Queue is a FIFO queue shared between processes, like Python's
@@ -36,33 +39,32 @@ func NewQueue[T any](maxsize int) (*Queue[T], error) {
 }
 
 // Put appends v, waiting for room in a bounded queue until ctx is done.
-func (q *Queue[T]) Put(ctx context.Context, v T) error {
-	b, err := encodeItem(v)
-	if err != nil {
-		return err
-	}
-	return q.c.put(ctx, b, false)
-}
+func (q *Queue[T]) Put(ctx context.Context, v T) error { return q.put(ctx, v, false) }
 
 // TryPut appends v if there is room, else returns ErrFull.
-func (q *Queue[T]) TryPut(v T) error {
-	b, err := encodeItem(v)
-	if err != nil {
+func (q *Queue[T]) TryPut(v T) error { return q.put(context.Background(), v, true) }
+
+func (q *Queue[T]) put(ctx context.Context, v T, try bool) error {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	if err := encodeItem(buf, v); err != nil {
 		return err
 	}
-	return q.c.put(context.Background(), b, true)
+	return q.c.put(ctx, buf.Bytes(), try)
 }
 
 // Get removes and returns the oldest item, waiting for one until ctx is
 // done.
-func (q *Queue[T]) Get(ctx context.Context) (T, error) {
-	return decodeItem[T](q.c.get(ctx, false))
-}
+func (q *Queue[T]) Get(ctx context.Context) (T, error) { return q.get(ctx, false) }
 
 // TryGet removes and returns the oldest item if there is one, else returns
 // ErrEmpty.
-func (q *Queue[T]) TryGet() (T, error) {
-	return decodeItem[T](q.c.get(context.Background(), true))
+func (q *Queue[T]) TryGet() (T, error) { return q.get(context.Background(), true) }
+
+func (q *Queue[T]) get(ctx context.Context, try bool) (T, error) {
+	var v T
+	err := q.c.get(ctx, try, func(b []byte) error { return decodeItem(b, &v) })
+	return v, err
 }
 
 // Qsize returns the number of items in the queue (exact at the instant it
@@ -149,25 +151,31 @@ func (q *JoinableQueue[T]) UnmarshalCBOR(data []byte) error {
 	return nil
 }
 
-func encodeItem(v any) ([]byte, error) {
-	b, fds, err := marshal(v)
-	if err != nil {
-		return nil, err
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putEncodeBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		b.Reset()
+		encodeBuffers.Put(b)
 	}
-	if len(fds) > 0 {
-		closeFDs(fds)
-		return nil, ErrQueueHandles
-	}
-	return b, nil
 }
 
-func decodeItem[T any](b []byte, err error) (T, error) {
-	var v T
-	if err != nil {
-		return v, err
+// encodeItem encodes a queue item. Items never carry handles, so this
+// skips the handle session (and its lock) that Conn.Send needs: a handle
+// inside fails to encode.
+func encodeItem(buf *bytes.Buffer, v any) error {
+	if err := encMode.MarshalToBuffer(v, buf); err != nil {
+		if errors.Is(err, errNoSession) {
+			return ErrQueueHandles
+		}
+		return &encodeError{typ: fmt.Sprintf("%T", v), err: err}
 	}
-	if _, err := unmarshal(b, nil, &v); err != nil {
-		return v, err
+	return nil
+}
+
+func decodeItem(b []byte, v any) error {
+	if err := decMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("mp: decode queue item into %T: %w", v, err)
 	}
-	return v, nil
+	return nil
 }

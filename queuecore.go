@@ -104,10 +104,13 @@ type queueCore struct {
 	freeN   *atomic.Uint32
 	maxsize uint64
 
-	mu     sync.Mutex
-	closed bool
-	ops    sync.WaitGroup
+	// state counts the calls in flight, with qClosed set once closed.
+	state     atomic.Int64
+	drained   chan struct{} // closed when the last call leaves after close
+	drainOnce sync.Once
 }
+
+const qClosed = 1 << 62
 
 func newQueueCore(maxsize int, joinable bool) (*queueCore, error) {
 	if maxsize < 0 || maxsize >= cntMask {
@@ -137,6 +140,7 @@ func attachQueue(s shared) *queueCore {
 		dataSeq: s.u32(qDataSeq), consW: s.u32(qConsWait), spaceSq: s.u32(qSpaceSeq), prodW: s.u32(qProdWait),
 		unfin: s.u64(qUnfinished), doneSeq: s.u32(qDoneSeq), joinW: s.u32(qJoinWait), freeN: s.u32(qFreeCount),
 		maxsize: s.param(qParamMax).Load(),
+		drained: make(chan struct{}),
 	}
 	autoRelease(q, s)
 	return q
@@ -144,33 +148,29 @@ func attachQueue(s shared) *queueCore {
 
 func (q *queueCore) joinable() bool { return q.s.param(qParamFlags).Load()&flagJoinable != 0 }
 
-// enter marks an operation in flight so that Close waits for it.
+// enter marks a call in flight, so that close waits for it to leave.
 func (q *queueCore) enter() error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
+	if q.state.Add(1)&qClosed != 0 {
+		q.exit()
 		return ErrClosed
 	}
-	q.ops.Add(1)
 	return nil
 }
 
-func (q *queueCore) isClosed() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.closed
+func (q *queueCore) exit() {
+	if q.state.Add(-1) == qClosed {
+		q.drainOnce.Do(func() { close(q.drained) })
+	}
 }
+
+func (q *queueCore) isClosed() bool { return q.state.Load()&qClosed != 0 }
 
 // close ends this process's use of the queue: blocked calls return
 // ErrClosed, later ones too, and the memory is unmapped here.
 func (q *queueCore) close() error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	if q.state.Or(qClosed)&qClosed != 0 {
 		return nil
 	}
-	q.closed = true
-	q.mu.Unlock()
 	// Wake our own sleepers (and, harmlessly, other processes'). Bumping
 	// the sequences keeps one that is about to sleep from sleeping.
 	for _, w := range []*atomic.Uint32{q.dataSeq, q.spaceSq, q.doneSeq} {
@@ -179,7 +179,9 @@ func (q *queueCore) close() error {
 	}
 	futex.WakeAll(q.plock.low)
 	futex.WakeAll(q.clock.low)
-	q.ops.Wait()
+	if q.state.Load() != qClosed {
+		<-q.drained
+	}
 	return q.s.release()
 }
 
@@ -288,7 +290,7 @@ func (q *queueCore) put(ctx context.Context, item []byte, try bool) error {
 	if err := q.enter(); err != nil {
 		return err
 	}
-	defer q.ops.Done()
+	defer q.exit()
 	// TryPut waits for the lock too: another producer mid-put does not
 	// make the queue full.
 	if _, err := q.plock.lockOr(ctx, shm.Self(), q.isClosed); err != nil {
@@ -359,34 +361,44 @@ func (q *queueCore) waitRoom(ctx context.Context, try bool) error {
 	}
 }
 
-// get takes one encoded item. try makes it fail with ErrEmpty rather than
-// wait for one.
-func (q *queueCore) get(ctx context.Context, try bool) ([]byte, error) {
+// get takes one encoded item and hands it to decode (before the space it
+// occupies can be reused: decode must copy what it keeps). try makes it
+// fail with ErrEmpty rather than wait for one.
+func (q *queueCore) get(ctx context.Context, try bool, decode func([]byte) error) error {
 	if err := q.enter(); err != nil {
-		return nil, err
+		return err
 	}
-	defer q.ops.Done()
+	defer q.exit()
 	if try {
 		if q.count() == 0 {
-			return nil, ErrEmpty
+			return ErrEmpty
 		}
 		if !q.clock.tryLock(shm.Self()) {
-			return nil, ErrEmpty
+			return ErrEmpty
 		}
 	} else if _, err := q.clock.lockOr(ctx, shm.Self(), q.isClosed); err != nil {
-		return nil, err
+		return err
 	}
 	defer q.clock.unlock()
 	if err := q.waitItem(ctx, try); err != nil {
-		return nil, err
+		return err
 	}
 	slot, off, taken := unpackPos(q.head.Load())
 	var hdr [4]byte
-	var passed []int
+	var passedBuf [2]int
+	passed := passedBuf[:0]
 	slot, off, passed = q.read(slot, off, hdr[:], passed)
 	n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16 | int(hdr[3])<<24
-	item := make([]byte, n)
-	slot, off, passed = q.read(slot, off, item, passed)
+	var derr error
+	if off < chunkSize && n <= chunkSize-off {
+		// In one piece: decode it where it lies.
+		derr = decode(q.chunk(slot)[off : off+n])
+		off += n
+	} else {
+		item := make([]byte, n)
+		slot, off, passed = q.read(slot, off, item, passed)
+		derr = decode(item)
+	}
 	q.head.Store(packPos(slot, off, taken+1))
 	for _, p := range passed {
 		q.free(p)
@@ -395,7 +407,7 @@ func (q *queueCore) get(ctx context.Context, try bool) ([]byte, error) {
 	if q.prodW.Load() > 0 {
 		futex.WakeAll(q.spaceSq)
 	}
-	return item, nil
+	return derr
 }
 
 func (q *queueCore) waitItem(ctx context.Context, try bool) error {
@@ -455,7 +467,7 @@ func (q *queueCore) join(ctx context.Context) error {
 	if err := q.enter(); err != nil {
 		return err
 	}
-	defer q.ops.Done()
+	defer q.exit()
 	if q.unfin.Load() == 0 || spin(func() bool { return q.unfin.Load() == 0 }) {
 		return nil
 	}
