@@ -1,6 +1,7 @@
 package mp
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"sync"
@@ -33,6 +34,10 @@ type entry struct {
 	// local calls the target in this process with a nil or A-typed
 	// argument (a nil one is A's zero value).
 	local func(arg any) (any, error)
+	// task runs the target on an encoded argument (chunk false: an A;
+	// chunk true: a []A, one call each, stopping at the first error) and
+	// encodes the result (an R or a []R) into buf: a pool worker's job.
+	task func(arg []byte, chunk bool, buf *bytes.Buffer) error
 }
 
 var (
@@ -65,6 +70,31 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 			a = v
 		}
 		return fn(a)
+	}, task: func(arg []byte, chunk bool, buf *bytes.Buffer) error {
+		if !chunk {
+			var a A
+			if err := decMode.Unmarshal(arg, &a); err != nil {
+				return fmt.Errorf("mp: decode the argument of %s: %w", name, err)
+			}
+			r, err := fn(a)
+			if err != nil {
+				return err
+			}
+			return encodeItem(buf, r)
+		}
+		var as []A
+		if err := decMode.Unmarshal(arg, &as); err != nil {
+			return fmt.Errorf("mp: decode the arguments of %s: %w", name, err)
+		}
+		rs := make([]R, len(as))
+		for i, a := range as {
+			r, err := fn(a)
+			if err != nil {
+				return err
+			}
+			rs[i] = r
+		}
+		return encodeItem(buf, rs)
 	}})
 	return &Func[A, R]{name: name}
 }

@@ -1,0 +1,527 @@
+package mp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrPoolClosed is returned when submitting work to a closed or
+	// terminated pool.
+	ErrPoolClosed = errors.New("mp: pool is closed")
+	// ErrPoolTerminated is the error of tasks that had not finished when
+	// the pool was terminated.
+	ErrPoolTerminated = errors.New("mp: pool terminated")
+	// ErrWorkerLost matches a *WorkerLostError.
+	ErrWorkerLost = errors.New("mp: worker lost")
+	// ErrTaskTimeout is the error of a task that ran past its timeout; the
+	// worker running it was killed.
+	ErrTaskTimeout = errors.New("mp: task timed out")
+)
+
+// WorkerLostError is the error of a task whose worker process died while
+// running it (killed, crashed, out of memory). The pool replaced the worker.
+type WorkerLostError struct {
+	Worker   string
+	Pid      int
+	ExitCode int // as Process.ExitCode reports it: -9 after SIGKILL
+}
+
+func (e *WorkerLostError) Error() string {
+	return fmt.Sprintf("mp: worker %s (pid %d) died running the task (exit code %d)", e.Worker, e.Pid, e.ExitCode)
+}
+
+// Is reports whether target is ErrWorkerLost.
+func (e *WorkerLostError) Is(target error) bool { return target == ErrWorkerLost }
+
+// Call is a registered target with its argument, made by [NewCall]: a
+// pool's initializer, say.
+type Call struct {
+	target string
+	arg    any
+}
+
+// NewCall binds f to arg.
+func NewCall[A, R any](f *Func[A, R], arg A) *Call { return &Call{target: f.name, arg: arg} }
+
+// PoolOptions configure a Pool. The zero value is a pool of CPUCount
+// workers.
+type PoolOptions struct {
+	// Processes is the number of workers; 0 means CPUCount().
+	Processes int
+	// Initializer, if set, runs in each worker before its first task. If it
+	// fails, the pool stops and its tasks fail with that error.
+	Initializer *Call
+	// MaxTasksPerChild, if > 0, replaces a worker after that many tasks
+	// (a chunk of Map counts as one), for leaky code.
+	MaxTasksPerChild int
+	// MaxMemory, if > 0, replaces a worker whose resident memory exceeds
+	// it (in bytes) after a task.
+	MaxMemory uint64
+	// TaskTimeout, if > 0, limits each task: a task still running after it
+	// fails with ErrTaskTimeout and its worker is killed and replaced.
+	TaskTimeout time.Duration
+}
+
+// Pool is a pool of worker processes, like Python's multiprocessing.Pool.
+// Work is given to it through the methods of a registered Func: Apply,
+// ApplyAsync, Map, MapAsync, Imap and ImapUnordered.
+//
+// A worker that dies while running a task (killed, crashed, out of memory)
+// fails that task with a *WorkerLostError and is replaced; the other tasks
+// go on, and Close, Terminate and Join never hang on it.
+type Pool struct {
+	opts    PoolOptions
+	initArg []byte
+
+	mu      sync.Mutex
+	wake    *sync.Cond
+	queue   []*task
+	workers map[*worker]struct{}
+	nstart  int // workers started so far, for names
+	state   int
+	broken  error // an initializer failed
+	nextID  uint64
+	running sync.WaitGroup // the dispatcher and the workers' readers
+	done    chan struct{}  // closed once every worker is gone after Close or Terminate
+}
+
+const (
+	poolRunning = iota
+	poolClosed
+	poolTerminated
+)
+
+// prefetch is how many tasks a worker may hold at once: one running and
+// one waiting, so that it never idles between tasks.
+const prefetch = 2
+
+// task is one unit of work: a call, or a chunk of calls, of a target.
+type task struct {
+	id      uint64
+	target  string
+	chunk   bool
+	arg     []byte
+	timeout time.Duration
+	// finish receives the encoded result or the error, once.
+	finish   func(result []byte, err error)
+	canceled atomic.Bool
+
+	timer    *time.Timer
+	timedOut atomic.Bool
+}
+
+// worker is the pool's side of one worker process.
+type worker struct {
+	p         *Process
+	conn      *Conn
+	pending   []*task // sent and not answered, oldest (running) first
+	retiring  bool    // told us it leaves after its current task
+	exclusive bool    // runs a task with a timeout: gets nothing else meanwhile
+	stats     WorkerStats
+	lastDone  time.Time
+}
+
+// WorkerStats describes one worker.
+type WorkerStats struct {
+	Name  string
+	Pid   int
+	Tasks int
+	Busy  time.Duration // time spent running tasks
+	Idle  time.Duration // time alive and not running tasks
+	start time.Time
+}
+
+// NewPool starts a pool of worker processes.
+func NewPool(opts PoolOptions) (*Pool, error) {
+	if opts.Processes < 0 || opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
+		return nil, fmt.Errorf("mp: bad pool options %+v", opts)
+	}
+	if opts.Processes == 0 {
+		opts.Processes = CPUCount()
+	}
+	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{})}
+	p.wake = sync.NewCond(&p.mu)
+	if opts.Initializer != nil {
+		if _, ok := lookup(opts.Initializer.target); !ok {
+			return nil, fmt.Errorf("%w: initializer %q", ErrUnknownTarget, opts.Initializer.target)
+		}
+		b, err := encodeArg(opts.Initializer.arg)
+		if err != nil {
+			return nil, err
+		}
+		p.initArg = b
+	}
+	for i := 0; i < opts.Processes; i++ {
+		if err := p.startWorker(); err != nil {
+			p.Terminate()
+			return nil, err
+		}
+	}
+	p.running.Add(1)
+	go p.dispatch()
+	return p, nil
+}
+
+func encodeArg(v any) ([]byte, error) {
+	var buf = encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	if err := encodeItem(buf, v); err != nil {
+		if errors.Is(err, ErrQueueHandles) {
+			return nil, errors.New("mp: pool task arguments cannot hold handles (Conn, Lock, ...)")
+		}
+		return nil, err
+	}
+	return append([]byte(nil), buf.Bytes()...), nil
+}
+
+// startWorker starts one worker process and its reader.
+func (p *Pool) startWorker() error {
+	a, b, err := Pipe(true)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.nstart++
+	name := "PoolWorker-" + strconv.Itoa(p.nstart)
+	p.mu.Unlock()
+	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory}
+	if p.opts.Initializer != nil {
+		args.Init, args.InitArg = p.opts.Initializer.target, p.initArg
+	}
+	proc := NewProcess(poolWorker, args)
+	proc.Name = name
+	proc.Daemon = true
+	err = proc.Start()
+	b.Close()
+	if err != nil {
+		a.Close()
+		return err
+	}
+	now := time.Now()
+	w := &worker{p: proc, conn: a, stats: WorkerStats{Name: name, Pid: proc.Pid(), start: now}, lastDone: now}
+	p.mu.Lock()
+	p.workers[w] = struct{}{}
+	p.wake.Broadcast()
+	p.mu.Unlock()
+	p.running.Add(1)
+	go p.read(w)
+	return nil
+}
+
+// submit queues tasks for the dispatcher.
+func (p *Pool) submit(ts ...*task) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != poolRunning {
+		return ErrPoolClosed
+	}
+	if p.broken != nil {
+		return p.broken
+	}
+	for _, t := range ts {
+		p.nextID++
+		t.id = p.nextID
+		if t.timeout == 0 {
+			t.timeout = p.opts.TaskTimeout
+		}
+	}
+	p.queue = append(p.queue, ts...)
+	p.wake.Broadcast()
+	return nil
+}
+
+// dispatch sends queued tasks to workers with room, and tells idle
+// workers to leave once the pool is closed and has no work left.
+func (p *Pool) dispatch() {
+	defer p.running.Done()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if p.state == poolTerminated {
+			return
+		}
+		for len(p.queue) > 0 && p.queue[0].canceled.Load() {
+			p.queue = p.queue[1:]
+		}
+		if len(p.queue) == 0 && p.state == poolClosed {
+			// Let every worker go once it has nothing left.
+			idle := true
+			for w := range p.workers {
+				if len(w.pending) == 0 {
+					w.conn.Close()
+				} else {
+					idle = false
+				}
+			}
+			if idle && len(p.workers) == 0 {
+				return
+			}
+			p.wake.Wait()
+			continue
+		}
+		if len(p.queue) == 0 {
+			p.wake.Wait()
+			continue
+		}
+		w := p.pickWorker()
+		if w == nil {
+			p.wake.Wait()
+			continue
+		}
+		t := p.queue[0]
+		p.queue = p.queue[1:]
+		if t.timeout > 0 {
+			w.exclusive = true
+		}
+		w.pending = append(w.pending, t)
+		if t.timeout > 0 {
+			proc := w.p
+			t.timer = time.AfterFunc(t.timeout, func() {
+				t.timedOut.Store(true)
+				proc.Kill()
+			})
+		}
+		p.mu.Unlock()
+		// A failed send means the worker died: its reader deals with the
+		// task.
+		w.conn.Send(&taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg})
+		p.mu.Lock()
+	}
+}
+
+// pickWorker returns the least loaded worker with room, or nil.
+func (p *Pool) pickWorker() *worker {
+	var best *worker
+	for w := range p.workers {
+		if w.retiring || w.exclusive || len(w.pending) >= prefetch {
+			continue
+		}
+		if p.queue[0].timeout > 0 && len(w.pending) > 0 {
+			continue // a timed task starts at once, so its clock is fair
+		}
+		if best == nil || len(w.pending) < len(best.pending) {
+			best = w
+		}
+	}
+	return best
+}
+
+// read receives a worker's results until it leaves or dies, then replaces
+// it if there is still work for it.
+func (p *Pool) read(w *worker) {
+	defer p.running.Done()
+	for {
+		var res taskResult
+		if err := w.conn.Recv(&res); err != nil {
+			break
+		}
+		p.mu.Lock()
+		if res.ID == 0 && res.Err != nil {
+			// The initializer failed: nothing this pool starts can work.
+			p.breakPool(res.Err)
+			p.mu.Unlock()
+			break
+		}
+		if len(w.pending) == 0 || w.pending[0].id != res.ID {
+			p.mu.Unlock()
+			break // a confused worker: treat it as lost
+		}
+		t := w.pending[0]
+		w.pending = w.pending[1:]
+		w.exclusive = false
+		w.retiring = w.retiring || res.Exit
+		now := time.Now()
+		busy := time.Duration(res.Busy)
+		w.stats.Tasks++
+		w.stats.Busy += busy
+		w.lastDone = now
+		p.wake.Broadcast()
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+		p.mu.Unlock()
+		if res.Err != nil {
+			t.finish(nil, res.Err)
+		} else {
+			t.finish(res.Result, nil)
+		}
+	}
+	p.lost(w)
+}
+
+// lost cleans up after a worker that left or died: its unanswered tasks
+// fail (the running one) or go back to the queue (the others), and a
+// replacement starts if the pool still has work.
+func (p *Pool) lost(w *worker) {
+	w.conn.Close()
+	w.p.Join(context.Background())
+	code, _ := w.p.ExitCode()
+	w.p.Close()
+	p.mu.Lock()
+	delete(p.workers, w)
+	pending := w.pending
+	w.pending = nil
+	var failed *task
+	var failErr error
+	if len(pending) > 0 {
+		failed = pending[0]
+		switch {
+		case p.broken != nil:
+			failErr = p.broken
+		case p.state == poolTerminated:
+			failErr = ErrPoolTerminated
+		case failed.timedOut.Load():
+			failErr = fmt.Errorf("%w after %v (worker %s killed)", ErrTaskTimeout, failed.timeout, w.stats.Name)
+		default:
+			failErr = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
+		}
+		rest := pending[1:]
+		if p.state == poolTerminated || p.broken != nil {
+			for _, t := range rest {
+				defer t.finish(nil, p.termErr())
+			}
+		} else {
+			p.queue = append(append([]*task(nil), rest...), p.queue...)
+		}
+	}
+	replace := p.state != poolTerminated && p.broken == nil &&
+		(p.state == poolRunning || len(p.queue) > 0)
+	if failed != nil && failed.timer != nil {
+		failed.timer.Stop()
+	}
+	p.wake.Broadcast()
+	p.mu.Unlock()
+	if failed != nil {
+		failed.finish(nil, failErr)
+	}
+	if replace {
+		if err := p.startWorker(); err != nil {
+			p.mu.Lock()
+			p.breakPool(fmt.Errorf("mp: cannot replace a pool worker: %w", err))
+			p.mu.Unlock()
+		}
+	}
+	p.checkDone()
+}
+
+func (p *Pool) termErr() error {
+	if p.broken != nil {
+		return p.broken
+	}
+	return ErrPoolTerminated
+}
+
+// breakPool fails all queued work with err and stops replacing workers.
+// Called with p.mu held.
+func (p *Pool) breakPool(err error) {
+	if p.broken != nil {
+		return
+	}
+	p.broken = err
+	q := p.queue
+	p.queue = nil
+	for _, t := range q {
+		go t.finish(nil, err)
+	}
+	for w := range p.workers {
+		w.p.Kill()
+	}
+	p.wake.Broadcast()
+}
+
+// checkDone closes p.done once the pool is closed or terminated and every
+// worker is gone.
+func (p *Pool) checkDone() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != poolRunning && len(p.workers) == 0 && (len(p.queue) == 0 || p.broken != nil || p.state == poolTerminated) {
+		select {
+		case <-p.done:
+		default:
+			close(p.done)
+		}
+	}
+}
+
+// Close stops the pool from taking new work; the work already given
+// finishes, then the workers exit. Close does not wait: Join does.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	if p.state == poolRunning {
+		p.state = poolClosed
+	}
+	p.wake.Broadcast()
+	p.mu.Unlock()
+	p.checkDone()
+	return nil
+}
+
+// Terminate kills the workers at once; unfinished tasks fail with
+// ErrPoolTerminated.
+func (p *Pool) Terminate() error {
+	p.mu.Lock()
+	p.state = poolTerminated
+	q := p.queue
+	p.queue = nil
+	for w := range p.workers {
+		w.p.Kill()
+	}
+	p.wake.Broadcast()
+	p.mu.Unlock()
+	for _, t := range q {
+		t.finish(nil, ErrPoolTerminated)
+	}
+	p.checkDone()
+	return nil
+}
+
+// Join waits, after Close or Terminate, until every worker has exited, or
+// ctx is done.
+func (p *Pool) Join(ctx context.Context) error {
+	p.mu.Lock()
+	state := p.state
+	p.mu.Unlock()
+	if state == poolRunning {
+		return errors.New("mp: Join on a running pool: Close or Terminate it first")
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.running.Wait()
+	return nil
+}
+
+// Stats describes the current workers.
+func (p *Pool) Stats() []WorkerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	out := make([]WorkerStats, 0, len(p.workers))
+	for w := range p.workers {
+		s := w.stats
+		s.Idle = now.Sub(s.start) - s.Busy
+		out = append(out, s)
+	}
+	return out
+}
+
+// Processes returns the number of workers the pool keeps.
+func (p *Pool) Processes() int { return p.opts.Processes }
+
+// decodeResult decodes a task's encoded result.
+func decodeResult[R any](b []byte) (R, error) {
+	var r R
+	if err := decMode.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("mp: decode task result into %T: %w", r, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,335 @@
+package mp
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync"
+)
+
+// AsyncResult is the result of work given to a Pool without waiting for it,
+// like Python's AsyncResult.
+type AsyncResult[R any] struct {
+	done chan struct{}
+	val  R
+	err  error
+}
+
+func newAsyncResult[R any]() *AsyncResult[R] { return &AsyncResult[R]{done: make(chan struct{})} }
+
+func (a *AsyncResult[R]) resolve(v R, err error) {
+	a.val, a.err = v, err
+	close(a.done)
+}
+
+// Get waits for the result, or for ctx to be done.
+func (a *AsyncResult[R]) Get(ctx context.Context) (R, error) {
+	select {
+	case <-a.done:
+		return a.val, a.err
+	case <-ctx.Done():
+		var zero R
+		return zero, ctx.Err()
+	}
+}
+
+// Wait waits until the result is ready or ctx is done.
+func (a *AsyncResult[R]) Wait(ctx context.Context) error {
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ready reports whether the work has finished.
+func (a *AsyncResult[R]) Ready() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Successful reports whether the work finished without error. It returns
+// an error if the work has not finished, as Python raises ValueError.
+func (a *AsyncResult[R]) Successful() (bool, error) {
+	if !a.Ready() {
+		return false, fmt.Errorf("mp: result not ready")
+	}
+	return a.err == nil, nil
+}
+
+// Done returns a channel closed once the result is ready.
+func (a *AsyncResult[R]) Done() <-chan struct{} { return a.done }
+
+// Apply runs f(arg) in a worker of pool and waits for its result.
+func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
+	res := f.ApplyAsync(pool, arg, nil, nil)
+	return res.Get(ctx)
+}
+
+// ApplyAsync runs f(arg) in a worker of pool without waiting. When it
+// finishes, callback (on success) or errCallback (on failure), if not nil,
+// runs in this process; they should return quickly, as they hold up the
+// delivery of that worker's next results.
+func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
+	res := newAsyncResult[R]()
+	finish := func(v R, err error) {
+		res.resolve(v, err)
+		if err != nil && errCallback != nil {
+			errCallback(err)
+		} else if err == nil && callback != nil {
+			callback(v)
+		}
+	}
+	b, err := encodeArg(arg)
+	if err != nil {
+		var zero R
+		finish(zero, err)
+		return res
+	}
+	t := &task{target: f.name, arg: b, finish: func(out []byte, err error) {
+		var v R
+		if err == nil {
+			v, err = decodeResult[R](out)
+		}
+		finish(v, err)
+	}}
+	if err := pool.submit(t); err != nil {
+		var zero R
+		finish(zero, err)
+	}
+	return res
+}
+
+// defaultChunksize is Python's: spread the items over four chunks per
+// worker.
+func defaultChunksize(n, workers int) int {
+	c, extra := n/(workers*4), n%(workers*4)
+	if extra > 0 {
+		c++
+	}
+	return max(c, 1)
+}
+
+// Map runs f on every item in pool, in chunks of chunksize items (0: as
+// Python chooses), and returns the results in order. The first error
+// stops it; so does ctx, which also stops the dispatching of chunks not yet
+// started.
+func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int) ([]R, error) {
+	return f.MapAsync(ctx, pool, items, chunksize, nil).Get(ctx)
+}
+
+// MapAsync is Map without waiting. progress, if not nil, is called in this
+// process after each chunk with the number of items done so far and the
+// total.
+func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int)) *AsyncResult[[]R] {
+	res := newAsyncResult[[]R]()
+	if chunksize <= 0 {
+		chunksize = defaultChunksize(len(items), pool.Processes())
+	}
+	out := make([]R, len(items))
+	if len(items) == 0 {
+		res.resolve(out, nil)
+		return res
+	}
+	var (
+		mu      sync.Mutex
+		left    = (len(items) + chunksize - 1) / chunksize
+		doneN   int
+		tasks   []*task
+		settled bool
+	)
+	settle := func(err error) {
+		// Called with mu held.
+		if settled {
+			return
+		}
+		settled = true
+		for _, t := range tasks {
+			t.canceled.Store(true)
+		}
+		if err != nil {
+			res.resolve(nil, err)
+		} else {
+			res.resolve(out, nil)
+		}
+	}
+	for off := 0; off < len(items); off += chunksize {
+		end := min(off+chunksize, len(items))
+		b, err := encodeArg(items[off:end])
+		if err != nil {
+			res.resolve(nil, err)
+			return res
+		}
+		off := off
+		n := end - off
+		tasks = append(tasks, &task{target: f.name, chunk: true, arg: b, finish: func(enc []byte, err error) {
+			if err == nil {
+				dst := out[off : off : off+n]
+				if err = decMode.Unmarshal(enc, &dst); err == nil && len(dst) != n {
+					err = fmt.Errorf("mp: a chunk of %d items gave %d results", n, len(dst))
+				}
+				if err != nil {
+					err = fmt.Errorf("mp: decode results: %w", err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if settled {
+				return
+			}
+			if err != nil {
+				settle(err)
+				return
+			}
+			left--
+			doneN += n
+			if progress != nil {
+				progress(doneN, len(items))
+			}
+			if left == 0 {
+				settle(nil)
+			}
+		}})
+	}
+	if err := pool.submit(tasks...); err != nil {
+		res.resolve(nil, err)
+		return res
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			settle(ctx.Err())
+		})
+		go func() { <-res.done; stop() }()
+	}
+	return res
+}
+
+// Imap runs f on the items of seq in pool, chunksize items per task (0 or
+// less: 1), and yields the results in order as they come. It reads seq
+// lazily, keeping a bounded number of chunks in flight. Stopping the loop
+// early, or ctx ending (which yields ctx.Err()), drops the work not yet
+// started.
+func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int) iter.Seq2[R, error] {
+	return f.imap(ctx, pool, seq, chunksize, true)
+}
+
+// ImapUnordered is Imap yielding results in the order they finish.
+func (f *Func[A, R]) ImapUnordered(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int) iter.Seq2[R, error] {
+	return f.imap(ctx, pool, seq, chunksize, false)
+}
+
+type chunkOut[R any] struct {
+	seq  int
+	vals []R
+	err  error
+}
+
+func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, ordered bool) iter.Seq2[R, error] {
+	if chunksize <= 0 {
+		chunksize = 1
+	}
+	return func(yield func(R, error) bool) {
+		window := 2*pool.Processes() + 2
+		results := make(chan chunkOut[R], window)
+		var inflight []*task
+		defer func() {
+			for _, t := range inflight {
+				t.canceled.Store(true)
+			}
+		}()
+		next, stop := iter.Pull(seq)
+		defer stop()
+		sent, exhausted := 0, false
+		pending := map[int]chunkOut[R]{}
+		want := 0
+		var zero R
+		for {
+			// Keep the window full.
+			for !exhausted && sent-want < window {
+				var chunk []A
+				for len(chunk) < chunksize {
+					a, ok := next()
+					if !ok {
+						exhausted = true
+						break
+					}
+					chunk = append(chunk, a)
+				}
+				if len(chunk) == 0 {
+					break
+				}
+				b, err := encodeArg(chunk)
+				if err != nil {
+					yield(zero, err)
+					return
+				}
+				n, s := len(chunk), sent
+				t := &task{target: f.name, chunk: true, arg: b, finish: func(enc []byte, err error) {
+					var vals []R
+					if err == nil {
+						if err = decMode.Unmarshal(enc, &vals); err == nil && len(vals) != n {
+							err = fmt.Errorf("mp: a chunk of %d items gave %d results", n, len(vals))
+						}
+					}
+					results <- chunkOut[R]{seq: s, vals: vals, err: err}
+				}}
+				if err := pool.submit(t); err != nil {
+					yield(zero, err)
+					return
+				}
+				inflight = append(inflight, t)
+				sent++
+			}
+			if want == sent && exhausted {
+				return
+			}
+			var c chunkOut[R]
+			select {
+			case c = <-results:
+			case <-ctx.Done():
+				yield(zero, ctx.Err())
+				return
+			}
+			if ordered {
+				pending[c.seq] = c
+				for {
+					c, ok := pending[want]
+					if !ok {
+						break
+					}
+					delete(pending, want)
+					want++
+					if !yieldChunk(yield, c) {
+						return
+					}
+				}
+			} else {
+				want++
+				if !yieldChunk(yield, c) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func yieldChunk[R any](yield func(R, error) bool, c chunkOut[R]) bool {
+	if c.err != nil {
+		var zero R
+		yield(zero, c.err)
+		return false
+	}
+	for _, v := range c.vals {
+		if !yield(v, nil) {
+			return false
+		}
+	}
+	return true
+}
