@@ -98,9 +98,14 @@ const (
 	poolTerminated
 )
 
-// prefetch is how many tasks a worker may hold at once: one running and
-// one waiting, so that it never idles between tasks.
-const prefetch = 2
+// A worker holds at least minPrefetch tasks at once (one running, one
+// waiting, so that it never idles between tasks), more when the queue is
+// long, to save round trips. A worker that dies fails only the task it was
+// running: the others go back to the queue.
+const (
+	minPrefetch = 2
+	maxPrefetch = 32
+)
 
 // task is one unit of work: a call, or a chunk of calls, of a target.
 type task struct {
@@ -121,9 +126,10 @@ type task struct {
 type worker struct {
 	p         *Process
 	conn      *Conn
-	pending   []*task // sent and not answered, oldest (running) first
-	retiring  bool    // told us it leaves after its current task
-	exclusive bool    // runs a task with a timeout: gets nothing else meanwhile
+	pending   []*task    // sent and not answered, oldest (running) first
+	retiring  bool       // told us it leaves after its current task
+	exclusive bool       // runs a task with a timeout: gets nothing else meanwhile
+	sendMu    sync.Mutex // orders sends as pending is ordered
 	stats     WorkerStats
 	lastDone  time.Time
 }
@@ -215,14 +221,16 @@ func (p *Pool) startWorker() error {
 	return nil
 }
 
-// submit queues tasks for the dispatcher.
+// submit queues tasks for the dispatcher; a single task for which a
+// worker has room goes to it at once.
 func (p *Pool) submit(ts ...*task) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.state != poolRunning {
+		p.mu.Unlock()
 		return ErrPoolClosed
 	}
 	if p.broken != nil {
+		p.mu.Unlock()
 		return p.broken
 	}
 	for _, t := range ts {
@@ -233,7 +241,18 @@ func (p *Pool) submit(ts ...*task) error {
 		}
 	}
 	p.queue = append(p.queue, ts...)
+	if len(p.queue) == 1 {
+		// Only to an idle worker, which reads it at once: ApplyAsync must
+		// not wait for a busy worker to take a large argument.
+		if w := p.pickWorker(); w != nil && len(w.pending) == 0 {
+			t := p.queue[0]
+			p.queue = p.queue[:0]
+			p.sendTo(w, t)
+			return nil
+		}
+	}
 	p.wake.Broadcast()
+	p.mu.Unlock()
 	return nil
 }
 
@@ -277,30 +296,38 @@ func (p *Pool) dispatch() {
 		}
 		t := p.queue[0]
 		p.queue = p.queue[1:]
-		if t.timeout > 0 {
-			w.exclusive = true
-		}
-		w.pending = append(w.pending, t)
-		if t.timeout > 0 {
-			proc := w.p
-			t.timer = time.AfterFunc(t.timeout, func() {
-				t.timedOut.Store(true)
-				proc.Kill()
-			})
-		}
-		p.mu.Unlock()
-		// A failed send means the worker died: its reader deals with the
-		// task.
-		w.conn.Send(&taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg})
+		p.sendTo(w, t)
 		p.mu.Lock()
 	}
 }
 
+// sendTo gives t to w. Called with p.mu held; returns with it released.
+func (p *Pool) sendTo(w *worker, t *task) {
+	if t.timeout > 0 {
+		w.exclusive = true
+		proc := w.p
+		t.timer = time.AfterFunc(t.timeout, func() {
+			t.timedOut.Store(true)
+			proc.Kill()
+		})
+	}
+	w.pending = append(w.pending, t)
+	w.sendMu.Lock()
+	p.mu.Unlock()
+	// A failed send means the worker died: its reader deals with the task.
+	w.conn.Send(&taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg})
+	w.sendMu.Unlock()
+}
+
 // pickWorker returns the least loaded worker with room, or nil.
 func (p *Pool) pickWorker() *worker {
+	limit := minPrefetch
+	if len(p.workers) > 0 {
+		limit = min(max(limit, len(p.queue)/len(p.workers)), maxPrefetch)
+	}
 	var best *worker
 	for w := range p.workers {
-		if w.retiring || w.exclusive || len(w.pending) >= prefetch {
+		if w.retiring || w.exclusive || len(w.pending) >= limit {
 			continue
 		}
 		if p.queue[0].timeout > 0 && len(w.pending) > 0 {
