@@ -238,7 +238,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 	return func(yield func(R, error) bool) {
 		window := 2*pool.Processes() + 2
 		results := make(chan chunkOut[R], window)
-		var inflight []*task
+		inflight := map[int]*task{} // by sequence number, until received
 		defer func() {
 			for _, t := range inflight {
 				t.canceled.Store(true)
@@ -284,7 +284,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					yield(zero, err)
 					return
 				}
-				inflight = append(inflight, t)
+				inflight[s] = t
 				sent++
 			}
 			if want == sent && exhausted {
@@ -293,6 +293,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 			var c chunkOut[R]
 			select {
 			case c = <-results:
+				delete(inflight, c.seq)
 			case <-ctx.Done():
 				yield(zero, ctx.Err())
 				return
