@@ -344,3 +344,36 @@ func TestPoolMapCancel(t *testing.T) {
 		t.Fatalf("Apply after a cancelled Map = %d, %v", v, err)
 	}
 }
+
+var hoard [][]byte
+
+// leak keeps n MiB alive in the worker, like leaky native code would.
+var leak = mp.Register("test.leak", func(n int) (int, error) {
+	b := make([]byte, n<<20)
+	for i := range b {
+		b[i] = 1
+	}
+	hoard = append(hoard, b)
+	return os.Getpid(), nil
+})
+
+func TestPoolMemoryCeiling(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 1, MaxMemory: 64 << 20})
+	ctx := ctxTimeout(t, 30*time.Second)
+	small, err := leak.Apply(ctx, pool, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := leak.Apply(ctx, pool, 1)
+	if err != nil || same != small {
+		t.Fatalf("a worker under its ceiling was replaced: %d then %d, %v", small, same, err)
+	}
+	big, err := leak.Apply(ctx, pool, 100)
+	if err != nil || big != small {
+		t.Fatalf("leaking task = %d, %v", big, err)
+	}
+	next, err := leak.Apply(ctx, pool, 1)
+	if err != nil || next == big {
+		t.Fatalf("worker over its ceiling was kept: pid %d then %d, %v", big, next, err)
+	}
+}
