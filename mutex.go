@@ -19,6 +19,10 @@ import (
 type mutex struct {
 	word *atomic.Uint64
 	low  *atomic.Uint32 // the low half of word, where sleepers sleep
+	// hb makes each unlock happen before the next lock in the eyes of the
+	// race detector, which cannot see synchronisation through shared
+	// memory (it costs an atomic add per unlock).
+	hb *atomic.Uint64
 }
 
 const waitersBit = 1 << 31
@@ -30,10 +34,16 @@ const (
 )
 
 func newMutex(s shared, off int) mutex {
-	return mutex{word: s.u64(off), low: s.u32(off)}
+	return mutex{word: s.u64(off), low: s.u32(off), hb: new(atomic.Uint64)}
 }
 
-func (m mutex) tryLock(me uint64) bool { return m.word.CompareAndSwap(0, me) }
+func (m mutex) tryLock(me uint64) bool {
+	if m.word.CompareAndSwap(0, me) {
+		m.hb.Load()
+		return true
+	}
+	return false
+}
 
 // owner returns the owner word without the waiters bit, 0 when free.
 func (m mutex) owner() uint64 { return m.word.Load() &^ waitersBit }
@@ -48,6 +58,14 @@ func (m mutex) lock(ctx context.Context, me uint64) (ownerDied uint64, err error
 // lockOr is lock that also gives up, with ErrClosed, once abort (when not
 // nil) returns true after a wake-up on the mutex's word.
 func (m mutex) lockOr(ctx context.Context, me uint64, abort func() bool) (ownerDied uint64, err error) {
+	ownerDied, err = m.take(ctx, me, abort)
+	if err == nil {
+		m.hb.Load()
+	}
+	return ownerDied, err
+}
+
+func (m mutex) take(ctx context.Context, me uint64, abort func() bool) (ownerDied uint64, err error) {
 	if m.word.CompareAndSwap(0, me) {
 		return 0, nil
 	}
@@ -101,6 +119,7 @@ func (m mutex) lockOr(ctx context.Context, me uint64, abort func() bool) (ownerD
 
 // unlock frees the lock and reports whether it was held.
 func (m mutex) unlock() bool {
+	m.hb.Add(1)
 	old := m.word.Swap(0)
 	if old&waitersBit != 0 {
 		futex.Wake(m.low, 1)

@@ -184,9 +184,9 @@ func (p *Process) reap(ctrl *Conn) {
 		p.sentW.Close()
 		p.sentW = nil
 	}
-	close(p.done)
 	p.mu.Unlock()
-	removeChild(p)
+	removeChild(p) // before done: a joined child is never listed as active
+	close(p.done)
 }
 
 func exitCode(st *os.ProcessState) int {
