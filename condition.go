@@ -11,6 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/go-mp/mp/internal/futex"
+	"github.com/go-mp/mp/internal/goid"
 	"github.com/go-mp/mp/internal/shm"
 )
 
@@ -61,7 +62,7 @@ func (l *Lock) condRestore(int) error {
 }
 
 func (r *RLock) condHeld() bool {
-	held := r.depth != nil && r.mine(shm.Self(), goid())
+	held := r.depth != nil && r.mine(shm.Self(), goid.Get())
 	runtime.KeepAlive(r)
 	return held
 }

@@ -1,12 +1,11 @@
 package mp
 
 import (
-	"bytes"
 	"context"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 
+	"github.com/go-mp/mp/internal/goid"
 	"github.com/go-mp/mp/internal/shm"
 )
 
@@ -50,7 +49,7 @@ func (r *RLock) Acquire(ctx context.Context) error {
 		return ErrClosed
 	}
 	defer runtime.KeepAlive(r)
-	me, g := shm.Self(), goid()
+	me, g := shm.Self(), goid.Get()
 	if r.mine(me, g) {
 		r.depth.Add(1)
 		return nil
@@ -73,7 +72,7 @@ func (r *RLock) TryAcquire() bool {
 		return false
 	}
 	defer runtime.KeepAlive(r)
-	me, g := shm.Self(), goid()
+	me, g := shm.Self(), goid.Get()
 	if r.mine(me, g) {
 		r.depth.Add(1)
 		return true
@@ -93,7 +92,7 @@ func (r *RLock) Release() error {
 		return ErrClosed
 	}
 	defer runtime.KeepAlive(r)
-	if !r.mine(shm.Self(), goid()) {
+	if !r.mine(shm.Self(), goid.Get()) {
 		return ErrNotHeld
 	}
 	if r.depth.Add(^uint64(0)) == 0 {
@@ -106,7 +105,7 @@ func (r *RLock) Release() error {
 // Held reports whether the calling goroutine holds the lock, and how many
 // times it has acquired it.
 func (r *RLock) Held() (bool, int) {
-	if r.depth == nil || !r.mine(shm.Self(), goid()) {
+	if r.depth == nil || !r.mine(shm.Self(), goid.Get()) {
 		return false, 0
 	}
 	return true, int(r.depth.Load())
@@ -119,7 +118,7 @@ func (r *RLock) mine(me, g uint64) bool {
 // releaseAll frees the lock whatever its depth and returns the depth, for
 // Condition.Wait; restore takes it back.
 func (r *RLock) releaseAll() (int, error) {
-	if !r.mine(shm.Self(), goid()) {
+	if !r.mine(shm.Self(), goid.Get()) {
 		return 0, ErrNotHeld
 	}
 	d := r.depth.Swap(0)
@@ -133,7 +132,7 @@ func (r *RLock) restore(ctx context.Context, depth int) error {
 	if err != nil {
 		return err
 	}
-	r.holder.Store(goid())
+	r.holder.Store(goid.Get())
 	r.depth.Store(uint64(depth))
 	if dead != 0 {
 		return ownerDied(dead)
@@ -152,17 +151,4 @@ func (r *RLock) UnmarshalCBOR(data []byte) error {
 	}
 	r.init(s)
 	return nil
-}
-
-// goid returns the calling goroutine's id, which Go does not otherwise
-// expose; an RLock needs it to know its holder.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
 }
