@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -589,13 +588,14 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 			if spinFor <= 0 {
 				return false
 			}
+			// (No runtime.Gosched here: it wakes idle threads to look for
+			// work, which costs more than it saves.)
 			now := time.Now()
 			if spinUntil.IsZero() {
 				spinUntil = now.Add(spinFor)
 			} else if now.After(spinUntil) {
 				return false
 			}
-			runtime.Gosched()
 		}
 	})
 	if err == nil {
