@@ -14,6 +14,11 @@ import (
 
 func TestMain(m *testing.M) {
 	mp.Main()
+	// Under -race a process sleeps 1 s at exit unless told otherwise; the
+	// children started by the tests need not.
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
 	// The network poller's descriptors appear with the first Conn.
 	if a, b, err := mp.Pipe(true); err == nil {
 		a.Close()
