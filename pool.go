@@ -98,14 +98,12 @@ const (
 	poolTerminated
 )
 
-// A worker holds at least minPrefetch tasks at once (one running, one
-// waiting, so that it never idles between tasks), more when the queue is
-// long, to save round trips. A worker that dies fails only the task it was
-// running: the others go back to the queue.
-const (
-	minPrefetch = 2
-	maxPrefetch = 32
-)
+// A worker holds one task at a time while the queue is short, so that no
+// task waits behind a slow one while another worker idles. When the queue
+// is long, every worker is kept busy anyway, and each holds more tasks (up
+// to maxPrefetch) to save round trips. A worker that dies fails only the
+// task it was running: the others go back to the queue.
+const maxPrefetch = 32
 
 // task is one unit of work: a call, or a chunk of calls, of a target.
 type task struct {
@@ -117,9 +115,29 @@ type task struct {
 	// finish receives the encoded result or the error, once.
 	finish   func(result []byte, err error)
 	canceled atomic.Bool
+	// state tells whether the task went to a worker or was withdrawn by
+	// cancel first: taskQueued, taskSent or taskWithdrawn.
+	state atomic.Int32
 
 	timer    *time.Timer
 	timedOut atomic.Bool
+}
+
+const (
+	taskQueued int32 = iota
+	taskSent
+	taskWithdrawn
+)
+
+// cancel withdraws t unless it has been sent to a worker, and reports
+// whether it did. The pool never sends a withdrawn task nor calls its
+// finish, except to fail it with Terminate or a broken pool.
+func (t *task) cancel() bool {
+	if !t.state.CompareAndSwap(taskQueued, taskWithdrawn) {
+		return false
+	}
+	t.canceled.Store(true)
+	return true
 }
 
 // worker is the pool's side of one worker process.
@@ -129,6 +147,7 @@ type worker struct {
 	pending   []*task    // sent and not answered, oldest (running) first
 	retiring  bool       // told us it leaves after its current task
 	exclusive bool       // runs a task with a timeout: gets nothing else meanwhile
+	ready     bool       // started and initialised: it said hello
 	sendMu    sync.Mutex // orders sends as pending is ordered
 	stats     WorkerStats
 	lastDone  time.Time
@@ -214,6 +233,12 @@ func (p *Pool) startWorker() error {
 	w := &worker{p: proc, conn: a, stats: WorkerStats{Name: name, Pid: proc.Pid(), start: now}, lastDone: now}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
+	switch {
+	case p.state == poolTerminated || p.broken != nil:
+		proc.Kill() // the pool stopped while this worker started
+	case p.state == poolClosed && len(p.queue) == 0:
+		a.Close() // nothing left for it, and the dispatcher may be gone
+	}
 	p.wake.Broadcast()
 	p.mu.Unlock()
 	p.running.Add(1)
@@ -303,6 +328,10 @@ func (p *Pool) dispatch() {
 
 // sendTo gives t to w. Called with p.mu held; returns with it released.
 func (p *Pool) sendTo(w *worker, t *task) {
+	if !t.state.CompareAndSwap(taskQueued, taskSent) && t.state.Load() == taskWithdrawn {
+		p.mu.Unlock() // cancelled after it was taken from the queue
+		return
+	}
 	if t.timeout > 0 {
 		w.exclusive = true
 		proc := w.p
@@ -321,14 +350,17 @@ func (p *Pool) sendTo(w *worker, t *task) {
 
 // pickWorker returns the least loaded worker with room, or nil.
 func (p *Pool) pickWorker() *worker {
-	limit := minPrefetch
-	if len(p.workers) > 0 {
-		limit = min(max(limit, len(p.queue)/len(p.workers)), maxPrefetch)
+	limit := 1
+	if n := len(p.workers); n > 0 && len(p.queue) >= 8*n {
+		limit = min(len(p.queue)/(4*n), maxPrefetch)
 	}
 	var best *worker
 	for w := range p.workers {
-		if w.retiring || w.exclusive || len(w.pending) >= limit {
+		if !w.ready || w.retiring || w.exclusive || len(w.pending) >= limit {
 			continue
+		}
+		if m := p.opts.MaxTasksPerChild; m > 0 && w.stats.Tasks+len(w.pending) >= m {
+			continue // it leaves after the tasks it holds
 		}
 		if p.queue[0].timeout > 0 && len(w.pending) > 0 {
 			continue // a timed task starts at once, so its clock is fair
@@ -350,11 +382,19 @@ func (p *Pool) read(w *worker) {
 			break
 		}
 		p.mu.Lock()
-		if res.ID == 0 && res.Err != nil {
-			// The initializer failed: nothing this pool starts can work.
-			p.breakPool(res.Err)
+		if res.ID == 0 {
+			if res.Err != nil {
+				// The initializer failed: nothing this pool starts can work.
+				p.breakPool(res.Err)
+				p.mu.Unlock()
+				break
+			}
+			// Hello: the worker is ready, so a task timer started now
+			// does not count its start-up.
+			w.ready = true
+			p.wake.Broadcast()
 			p.mu.Unlock()
-			break
+			continue
 		}
 		if len(w.pending) == 0 || w.pending[0].id != res.ID {
 			p.mu.Unlock()
@@ -398,8 +438,12 @@ func (p *Pool) lost(w *worker) {
 	var failed *task
 	var failErr error
 	if len(pending) > 0 {
-		failed = pending[0]
+		rest := pending
+		if !w.retiring {
+			failed, rest = pending[0], pending[1:]
+		} // else it left after its last task: the others never started
 		switch {
+		case failed == nil:
 		case p.broken != nil:
 			failErr = p.broken
 		case p.state == poolTerminated:
@@ -409,7 +453,6 @@ func (p *Pool) lost(w *worker) {
 		default:
 			failErr = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
 		}
-		rest := pending[1:]
 		if p.state == poolTerminated || p.broken != nil {
 			for _, t := range rest {
 				defer t.finish(nil, p.termErr())

@@ -118,15 +118,16 @@ func defaultChunksize(n, workers int) int {
 // Map runs f on every item in pool, in chunks of chunksize items (0: as
 // Python chooses), and returns the results in order. The first error
 // stops it; so does ctx, which also stops the dispatching of chunks not yet
-// started.
-func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int) ([]R, error) {
-	return f.MapAsync(ctx, pool, items, chunksize, nil).Get(ctx)
+// started. Options report its progress: see [WithProgress] and
+// [WithProgressBar].
+func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) ([]R, error) {
+	return f.MapAsync(ctx, pool, items, chunksize, nil, opts...).Get(ctx)
 }
 
 // MapAsync is Map without waiting. progress, if not nil, is called in this
 // process after each chunk with the number of items done so far and the
-// total.
-func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int)) *AsyncResult[[]R] {
+// total, as with the option WithProgress(progress).
+func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
 	res := newAsyncResult[[]R]()
 	if chunksize <= 0 {
 		chunksize = defaultChunksize(len(items), pool.Processes())
@@ -142,6 +143,7 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		doneN   int
 		tasks   []*task
 		settled bool
+		prog    *progressReport
 	)
 	settle := func(err error) {
 		// Called with mu held.
@@ -152,6 +154,7 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		for _, t := range tasks {
 			t.canceled.Store(true)
 		}
+		prog.finish()
 		if err != nil {
 			res.resolve(nil, err)
 		} else {
@@ -188,15 +191,15 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			}
 			left--
 			doneN += n
-			if progress != nil {
-				progress(doneN, len(items))
-			}
+			prog.report(doneN, len(items))
 			if left == 0 {
 				settle(nil)
 			}
 		}})
 	}
+	prog = newProgress(f.name, len(items), progress, opts)
 	if err := pool.submit(tasks...); err != nil {
+		prog.finish()
 		res.resolve(nil, err)
 		return res
 	}
@@ -215,14 +218,15 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // less: 1), and yields the results in order as they come. It reads seq
 // lazily, keeping a bounded number of chunks in flight. Stopping the loop
 // early, or ctx ending (which yields ctx.Err()), drops the work not yet
-// started.
-func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int) iter.Seq2[R, error] {
-	return f.imap(ctx, pool, seq, chunksize, true)
+// started. Options report its progress: see [WithProgress] and
+// [WithProgressBar].
+func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, opts ...MapOption) iter.Seq2[R, error] {
+	return f.imap(ctx, pool, seq, chunksize, true, opts)
 }
 
 // ImapUnordered is Imap yielding results in the order they finish.
-func (f *Func[A, R]) ImapUnordered(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int) iter.Seq2[R, error] {
-	return f.imap(ctx, pool, seq, chunksize, false)
+func (f *Func[A, R]) ImapUnordered(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, opts ...MapOption) iter.Seq2[R, error] {
+	return f.imap(ctx, pool, seq, chunksize, false, opts)
 }
 
 type chunkOut[R any] struct {
@@ -231,7 +235,7 @@ type chunkOut[R any] struct {
 	err  error
 }
 
-func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, ordered bool) iter.Seq2[R, error] {
+func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, ordered bool, opts []MapOption) iter.Seq2[R, error] {
 	if chunksize <= 0 {
 		chunksize = 1
 	}
@@ -250,6 +254,9 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		pending := map[int]chunkOut[R]{}
 		want := 0
 		var zero R
+		prog := newProgress(f.name, -1, nil, opts)
+		defer prog.finish()
+		doneN := 0
 		for {
 			// Keep the window full.
 			for !exhausted && sent-want < window {
@@ -297,6 +304,10 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 			case <-ctx.Done():
 				yield(zero, ctx.Err())
 				return
+			}
+			if c.err == nil {
+				doneN += len(c.vals)
+				prog.report(doneN, -1)
 			}
 			if ordered {
 				pending[c.seq] = c

@@ -58,6 +58,9 @@ func runPoolWorker(a workerArgs) error {
 			return nil
 		}
 	}
+	if err := a.Conn.Send(&taskResult{}); err != nil { // hello: ready for tasks
+		return nil
+	}
 	var buf bytes.Buffer
 	for done := 0; ; {
 		var t taskMsg

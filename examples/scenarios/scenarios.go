@@ -31,6 +31,23 @@ var All = []Scenario{
 	{"globals", "package-level variables are not shared", Globals},
 	{"producer", "a producer and a consumer on a pipe, ending on EOF", ProducerConsumer},
 	{"adder", "an adder server on a duplex pipe", Adder},
+	{"barrier", "ten processes through a barrier of five parties with an action", Barrier},
+	{"lockpids", "a critical section guarded by a shared Lock", LockPids},
+	{"event", "processes waiting on an Event until the parent sets it", EventSignal},
+	{"counter", "a shared Value incremented and decremented at once", SharedCounter},
+	{"floatchannel", "messages of floats through a RawArray and two semaphores", FloatChannelScenario},
+	{"sentinel", "a producer and a consumer on a Queue, ending on a sentinel", Sentinel},
+	{"joinable", "a JoinableQueue, a daemon consumer and Join", Joinable},
+	{"tenconsumers", "ten consumers on one JoinableQueue", TenConsumers},
+	{"balance", "a bounded Queue between a fast producer and slow consumers", Balance},
+	{"apply", "a synchronous apply in a pool", Apply},
+	{"applyasync", "apply_async, then close, join and get", ApplyAsyncCloseJoin},
+	{"callback", "apply_async with callbacks that run in the parent", Callback},
+	{"imap", "imap against imap_unordered", Imap},
+	{"initializer", "a pool with an initializer and max tasks per child", Initializer},
+	{"poolvsprocs", "a pool of 4 against 100 processes", PoolVsProcesses},
+	{"digest", "SHA-512 of every file under a directory with imap_unordered", Digest},
+	{"executor", "an executor: submit, map, as_completed, callbacks, shutdown", Executor},
 }
 
 // cleanup makes sure p is not left running when a scenario returns early

@@ -32,8 +32,6 @@ func tour(only []string) error {
 			return fmt.Errorf("tour: no scenario %q", name)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	first := true
 	for _, s := range scenarios.All {
 		if len(only) > 0 && !slices.Contains(only, s.Name) {
@@ -44,7 +42,10 @@ func tour(only []string) error {
 		}
 		first = false
 		fmt.Printf("== %s: %s ==\n", s.Name, s.Title)
-		if err := s.Run(ctx, os.Stdout); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := s.Run(ctx, os.Stdout)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 	}

@@ -1,0 +1,152 @@
+package mp_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"slices"
+
+	"github.com/go-mp/mp"
+)
+
+// Pool tasks are registered functions: the workers are this binary
+// re-executed, and find them by name.
+var examplePoolSquare = mp.Register("example.pool.square", func(x int) (int, error) {
+	if x < 0 {
+		return 0, fmt.Errorf("negative %d", x)
+	}
+	return x * x, nil
+})
+
+// Python's
+//
+//	with Pool(2) as pool:
+//	    print(pool.map(square, range(10)))
+func ExampleFunc_Map() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	squares, err := examplePoolSquare.Map(ctx, pool, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(squares)
+
+	// Imap reads its items lazily and yields the results in order.
+	var more []int
+	for v, err := range examplePoolSquare.Imap(ctx, pool, slices.Values([]int{10, 11, 12}), 1) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		more = append(more, v)
+	}
+	fmt.Println(more)
+
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// [0 1 4 9 16 25 36 49 64 81]
+	// [100 121 144]
+}
+
+// ApplyAsync returns at once; its callbacks run in this process when the
+// result is back, one at a time.
+func ExampleFunc_ApplyAsync() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	errs := make(chan error, 1)
+	ok := examplePoolSquare.ApplyAsync(pool, 12, nil, nil)
+	bad := examplePoolSquare.ApplyAsync(pool, -1, nil, func(err error) { errs <- err })
+
+	pool.Close() // no more work
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err) // every worker has exited: all results are ready
+	}
+	v, err := ok.Get(ctx)
+	fmt.Println(v, err)
+	_, err = bad.Get(ctx)
+	fmt.Println(err == <-errs)
+	// Output:
+	// 144 <nil>
+	// true
+}
+
+// WithProgress reports how many items are done as chunks finish.
+func ExampleWithProgress() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		pool.Close()
+		pool.Join(context.Background())
+	}()
+	_, err = examplePoolSquare.Map(context.Background(), pool, make([]int, 6), 2,
+		mp.WithProgress(func(done, total int) { fmt.Printf("%d/%d\n", done, total) }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// 2/6
+	// 4/6
+	// 6/6
+}
+
+// Python's ProcessPoolExecutor:
+//
+//	with ProcessPoolExecutor(2) as ex:
+//	    fut = ex.submit(square, 7)
+//	    print(fut.result())
+//	    print(list(ex.map(square, range(5))))
+func ExampleNewExecutor() {
+	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+
+	fut := examplePoolSquare.Submit(ex, 7)
+	// The callback runs in this process, on a goroutine of the pool, once
+	// the future is done.
+	called := make(chan int, 1)
+	fut.AddDoneCallback(func(f *mp.Future[int]) {
+		v, _ := f.Result(ctx) // done: does not wait
+		called <- v
+	})
+	v, err := fut.Result(ctx)
+	fmt.Println("result:", v, err)
+	fmt.Println("callback saw:", <-called)
+
+	var mapped []int
+	for v, err := range examplePoolSquare.ExecutorMap(ctx, ex, []int{0, 1, 2, 3, 4}, 2) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		mapped = append(mapped, v)
+	}
+	fmt.Println(mapped)
+
+	futs := []*mp.Future[int]{examplePoolSquare.Submit(ex, 2), examplePoolSquare.Submit(ex, -2)}
+	done, notDone, _ := mp.WaitFutures(ctx, futs, mp.AllCompleted)
+	fmt.Println(len(done), "done,", len(notDone), "not done")
+	fmt.Println(futs[1].Err(ctx) != nil)
+
+	if err := ex.Shutdown(ctx, true, false); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(examplePoolSquare.Submit(ex, 1).Err(ctx))
+	// Output:
+	// result: 49 <nil>
+	// callback saw: 49
+	// [0 1 4 9 16]
+	// 2 done, 0 not done
+	// true
+	// mp: cannot schedule new futures after shutdown
+}
