@@ -31,6 +31,8 @@ func main() {
 	switch os.Args[1] {
 	case "bench":
 		os.Exit(runBench(os.Args[2:], os.Stdout, os.Stderr))
+	case "manager":
+		os.Exit(runManager(os.Args[2:], os.Stdout, os.Stderr))
 	case "help", "-h", "-help", "--help":
 		usage()
 	default:
@@ -41,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: mp bench [-json] [-scale f] [workload ...]\nworkloads: %s\n",
+	fmt.Fprintf(os.Stderr, "usage: mp bench [-json] [-scale f] [workload ...]\n       mp manager serve|put|get|stats [flags] (mp manager help)\nworkloads: %s\n",
 		strings.Join(bench.Names(), " "))
 }
 

@@ -48,6 +48,10 @@ var All = []Scenario{
 	{"poolvsprocs", "a pool of 4 against 100 processes", PoolVsProcesses},
 	{"digest", "SHA-512 of every file under a directory with imap_unordered", Digest},
 	{"executor", "an executor: submit, map, as_completed, callbacks, shutdown", Executor},
+	{"managerdict", "ten workers write their pid into a manager's Dict and List", ManagerDict},
+	{"managervalue", "a manager Value that children add to", ManagerValue},
+	{"managerlock", "a manager Value and Lock, incremented and decremented at once", ManagerLock},
+	{"managerremote", "a queue served over TCP, used by another program", ManagerRemote},
 }
 
 // cleanup makes sure p is not left running when a scenario returns early

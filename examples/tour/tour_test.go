@@ -165,6 +165,30 @@ var want = map[string][]string{
 		`shutdown: every future done: true`,
 		`submit after shutdown: mp: cannot schedule new futures after shutdown`,
 	},
+	"managerdict": {
+		`a manager process serves a Dict and a List to 10 workers`,
+		`the dict has 10 keys: worker-0 worker-1 worker-2 worker-3 worker-4 worker-5 worker-6 worker-7 worker-8 worker-9`,
+		`the list has 10 pids, in the order the workers wrote them`,
+		`each worker's pid is under its name and once in the list: true`,
+	},
+	"managervalue": {
+		`a manager holds a Value of 0`,
+		`a child adds 5 to it`,
+		`a child adds 10 to it`,
+		`parent: value = 15`,
+	},
+	"managerlock": {
+		`one process adds 1 5000 times, another adds -1 5000 times, under a manager Lock`,
+		`final value: 0`,
+	},
+	"managerremote": {
+		`a manager serves on tcp 127\.0\.0\.1, with an authkey of its own`,
+		`another process connected with the address and the key, and put 3 jobs`,
+		`got "resize photo-1\.jpg"`,
+		`got "resize photo-2\.jpg"`,
+		`got "resize photo-3\.jpg"`,
+		`a client with a wrong key is refused: true`,
+	},
 }
 
 // duration matches a time.Duration as printed: 9ms, 1.234s, 1m2.5s.

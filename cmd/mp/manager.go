@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/manager"
+)
+
+const managerUsage = `usage:
+  mp manager serve [-addr host:port | -unix path] [-authkey-file file]
+  mp manager put   [-addr host:port | -unix path] [-authkey-file file] -queue name item...
+  mp manager get   [-addr host:port | -unix path] [-authkey-file file] -queue name [-n count] [-timeout d]
+  mp manager stats [-addr host:port | -unix path] [-authkey-file file]
+
+serve runs a manager server of the SyncManager types (package
+github.com/go-mp/mp/manager) until interrupted; programs use it with
+manager.Connect, and meet at objects made with manager.Named. It prints
+"serving on NETWORK ADDRESS" first. put and get put strings to and get them
+from the named Queue (made if need be); stats prints what the server holds.
+
+The authkey is read from -authkey-file, else from the environment variable
+MP_AUTHKEY: text that starts with "hex:" is hexadecimal, any other is the
+key byte for byte (a file's final line break is ignored). A server off
+loopback must be given a key; on loopback or a unix socket, serve makes a
+random one when none is given and prints it as "authkey hex:...".
+`
+
+// runManager runs `mp manager ...` and returns the exit status.
+func runManager(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, managerUsage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("manager "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, managerUsage) }
+	addr := fs.String("addr", "", "TCP address host:port (serve: 127.0.0.1:0, a free port, by default)")
+	unixPath := fs.String("unix", "", "unix socket path, instead of -addr")
+	keyFile := fs.String("authkey-file", "", "file holding the authkey (default: $MP_AUTHKEY)")
+	var queue *string
+	var count *int
+	var timeout *time.Duration
+	switch cmd {
+	case "serve", "stats":
+	case "put", "get":
+		queue = fs.String("queue", "", "name of the queue")
+		if cmd == "get" {
+			count = fs.Int("n", 1, "number of items to get")
+			timeout = fs.Duration("timeout", 0, "give up after this long (0: wait for ever)")
+		}
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, managerUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mp manager: unknown command %q\n%s", cmd, managerUsage)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *addr != "" && *unixPath != "" {
+		fmt.Fprintln(stderr, "mp manager: -addr and -unix exclude each other")
+		return 2
+	}
+	network, address := "tcp", *addr
+	if *unixPath != "" {
+		network, address = "unix", *unixPath
+	}
+	if cmd != "serve" && address == "" {
+		fmt.Fprintf(stderr, "mp manager %s: -addr or -unix is needed\n", cmd)
+		return 2
+	}
+	if queue != nil && *queue == "" {
+		fmt.Fprintf(stderr, "mp manager %s: -queue is needed\n", cmd)
+		return 2
+	}
+	var key []byte
+	var err error
+	if *keyFile != "" {
+		key, err = manager.ReadAuthkeyFile(*keyFile)
+	} else {
+		key, err = manager.AuthkeyFromEnv()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "mp manager:", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cmd == "serve" {
+		err = serveManager(ctx, network, address, key, stdout)
+	} else {
+		if timeout != nil && *timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *timeout)
+			defer cancel()
+		}
+		err = managerClient(ctx, cmd, network, address, key, queue, count, fs.Args(), stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mp manager %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// serveManager serves until ctx ends (SIGINT or SIGTERM).
+func serveManager(ctx context.Context, network, address string, key []byte, stdout io.Writer) error {
+	// With no key, Listen uses this process's random key, and refuses a
+	// TCP address off loopback.
+	l, err := connection.Listen(network, address, key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "serving on %s %s\n", network, l.Addr())
+	if key == nil {
+		fmt.Fprintf(stdout, "authkey hex:%s\n", hex.EncodeToString(mp.CurrentProcess().Authkey))
+	}
+	if f, ok := stdout.(*os.File); ok {
+		f.Sync()
+	}
+	return manager.Serve(ctx, l)
+}
+
+func managerClient(ctx context.Context, cmd, network, address string, key []byte, queue *string, count *int, items []string, stdout io.Writer) error {
+	m, err := manager.Connect(ctx, network, address, key)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if cmd == "stats" {
+		st, err := m.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "objects %d\nclients %d\nwaiting %d\n", st.Objects, st.Clients, st.Waiting)
+		return nil
+	}
+	q, err := manager.NewQueue[string](ctx, m, 0, manager.Named(*queue))
+	if err != nil {
+		return err
+	}
+	if cmd == "put" {
+		for _, it := range items {
+			if err := q.Put(ctx, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for range *count {
+		it, err := q.Get(ctx)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("timed out waiting for an item")
+			}
+			return err
+		}
+		fmt.Fprintln(stdout, it)
+	}
+	return nil
+}

@@ -1,0 +1,691 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/connection"
+)
+
+var (
+	// ErrManagerGone is returned by a proxy call when the manager cannot be
+	// reached any more: its process ended (the error then also matches
+	// io.EOF), it closed the connection, or it cannot be connected to.
+	ErrManagerGone = errors.New("manager: the manager is gone")
+	// ErrNoObject is returned for an object that the manager no longer
+	// holds: it was released, or the proxy comes from an earlier run of
+	// the manager.
+	ErrNoObject = errors.New("manager: no such object (released)")
+	// ErrWrongKind is returned when a proxy or a name refers to an object
+	// of another kind (a Dict where a List is expected, say).
+	ErrWrongKind = errors.New("manager: object of another kind")
+	// ErrIndex is returned by List and Array operations given an index out
+	// of range (Python's IndexError).
+	ErrIndex = errors.New("manager: index out of range")
+	// ErrNoField is returned by Namespace.Get for a field that is not set
+	// (Python's AttributeError).
+	ErrNoField = errors.New("manager: no such field")
+	// ErrUnknownType is returned when creating an object of a type the
+	// server has not registered.
+	ErrUnknownType = errors.New("manager: unknown type")
+	// ErrUnknownMethod is returned when calling a method that the type
+	// does not expose.
+	ErrUnknownMethod = errors.New("manager: unknown method")
+	// ErrNotAllowed is returned by Shutdown when the server does not let
+	// clients stop it.
+	ErrNotAllowed = errors.New("manager: not allowed")
+)
+
+// cancelGrace is how long a call whose ctx ended waits for the server to
+// answer its cancel before it gives up on the connection.
+const cancelGrace = 2 * time.Second
+
+// maxIdle is the number of idle connections a client keeps per manager.
+const maxIdle = 16
+
+// A client is this process's session with one manager: a pool of
+// connections, each used by one call at a time. The server keeps what the
+// session holds (locks, references) until the last of them closes, so the
+// pool never closes its last connection before the client is closed.
+type client struct {
+	network string
+	address string
+	key     []byte // nil: mp.CurrentProcess().Authkey
+	sid     sessionID
+
+	instance  atomic.Uint64 // the server's, from the first hello
+	serverPid atomic.Int64
+
+	mu     sync.Mutex
+	idle   []*cconn
+	all    map[*cconn]struct{}
+	closed bool
+}
+
+func newClient(network, address string, key []byte) *client {
+	c := &client{network: network, address: address, key: key, all: map[*cconn]struct{}{}}
+	rand.Read(c.sid[:])
+	return c
+}
+
+// registry maps managers (their run, and their address) to the client
+// that proxies decoded in this process (received as arguments or inside
+// values) use.
+var registry struct {
+	sync.Mutex
+	byAddr map[string]*client
+	byInst map[uint64]*client
+}
+
+func regKey(network, address string) string { return network + "\x00" + address }
+
+// register makes c the client of its manager unless there is one.
+func register(c *client) {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.byAddr == nil {
+		registry.byAddr = map[string]*client{}
+		registry.byInst = map[uint64]*client{}
+	}
+	k := regKey(c.network, c.address)
+	if _, ok := registry.byAddr[k]; !ok {
+		registry.byAddr[k] = c
+	}
+	if inst := c.instance.Load(); inst != 0 {
+		if _, ok := registry.byInst[inst]; !ok {
+			registry.byInst[inst] = c
+		}
+	}
+}
+
+func unregister(c *client) {
+	registry.Lock()
+	defer registry.Unlock()
+	k := regKey(c.network, c.address)
+	if registry.byAddr[k] == c {
+		delete(registry.byAddr, k)
+	}
+	if inst := c.instance.Load(); registry.byInst[inst] == c {
+		delete(registry.byInst, inst)
+	}
+}
+
+// clientFor returns the client for a token: that of a Manager of this
+// process connected to the same run of the manager (under whatever
+// address), else that of the token's address, made with the process's
+// authkey if there is none.
+func clientFor(t *token) *client {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.byAddr == nil {
+		registry.byAddr = map[string]*client{}
+		registry.byInst = map[uint64]*client{}
+	}
+	if c := registry.byInst[t.Instance]; c != nil {
+		return c
+	}
+	k := regKey(t.Network, t.Address)
+	c := registry.byAddr[k]
+	if c == nil {
+		c = newClient(t.Network, t.Address, nil)
+		registry.byAddr[k] = c
+	}
+	return c
+}
+
+// cconn is the client's side of one connection.
+type cconn struct {
+	cl     *client
+	c      *mp.Conn
+	wb     bytes.Buffer
+	rb     []byte
+	items  [][]byte
+	broken bool
+}
+
+var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
+
+func (c *client) get(ctx context.Context) (*cconn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, mp.ErrClosed
+	}
+	if n := len(c.idle); n > 0 {
+		cc := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		c.mu.Unlock()
+		return cc, nil
+	}
+	c.mu.Unlock()
+	return c.dial(ctx)
+}
+
+// dial opens a connection and says hello.
+func (c *client) dial(ctx context.Context) (*cconn, error) {
+	conn, err := connection.Dial(ctx, c.network, c.address, c.key)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, mp.ErrAuthentication) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrManagerGone, err)
+	}
+	cc := &cconn{cl: c, c: conn}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		conn.Close()
+		return nil, mp.ErrClosed
+	}
+	c.all[cc] = struct{}{}
+	c.mu.Unlock()
+	cc.start(opHello, 0, 5)
+	b := cc.wb.AvailableBuffer()
+	b = append(appendHead(b, 2, uint64(len(c.sid))), c.sid[:]...)
+	b = appendUint(b, uint64(os.Getpid()))
+	b = appendUint(b, protocolVersion)
+	b = appendText(b, c.network)
+	b = appendText(b, c.address)
+	cc.wb.Write(b)
+	if err := cc.roundTrip(ctx); err != nil {
+		cc.broken = true
+		c.put(cc)
+		return nil, err
+	}
+	inst, _, err1 := readUint(cc.item(1))
+	pid, _, err2 := readUint(cc.item(2))
+	if err1 != nil || err2 != nil {
+		cc.broken = true
+		c.put(cc)
+		return nil, errors.New("manager: malformed hello reply")
+	}
+	c.instance.CompareAndSwap(0, inst)
+	c.serverPid.Store(int64(pid))
+	if c.instance.Load() != inst {
+		// The server was restarted at the same address: this session's
+		// state is gone with the first one.
+		cc.broken = true
+		c.put(cc)
+		return nil, fmt.Errorf("%w: the manager at %s was restarted", ErrManagerGone, c.address)
+	}
+	return cc, nil
+}
+
+// put returns a connection to the pool, or closes it.
+func (c *client) put(cc *cconn) {
+	c.mu.Lock()
+	if cc.broken || c.closed || len(c.idle) >= maxIdle {
+		delete(c.all, cc)
+		c.mu.Unlock()
+		cc.c.Close()
+		return
+	}
+	if cap(cc.rb) > 1<<20 {
+		cc.rb = nil
+	}
+	if cc.wb.Cap() > 1<<20 {
+		cc.wb = bytes.Buffer{}
+	}
+	c.idle = append(c.idle, cc)
+	c.mu.Unlock()
+}
+
+// close closes every connection, interrupting the calls under way.
+func (c *client) close() {
+	c.mu.Lock()
+	c.closed = true
+	conns := make([]*cconn, 0, len(c.all))
+	for cc := range c.all {
+		conns = append(conns, cc)
+	}
+	c.all = map[*cconn]struct{}{}
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cc := range conns {
+		cc.c.Close()
+	}
+}
+
+func (c *client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// start begins a request of nargs arguments.
+func (cc *cconn) start(op, id uint64, nargs int) {
+	cc.wb.Reset()
+	b := cc.wb.AvailableBuffer()
+	b = appendHead(b, 4, uint64(2+nargs))
+	b = appendUint(b, op)
+	b = appendUint(b, id)
+	cc.wb.Write(b)
+}
+
+// raw is an argument already encoded.
+type raw []byte
+
+// arg encodes one argument.
+func (cc *cconn) arg(v any) error {
+	switch v := v.(type) {
+	case raw:
+		cc.wb.Write(v)
+	case int:
+		cc.wb.Write(appendInt(cc.wb.AvailableBuffer(), int64(v)))
+	case int64:
+		cc.wb.Write(appendInt(cc.wb.AvailableBuffer(), v))
+	case int32:
+		cc.wb.Write(appendInt(cc.wb.AvailableBuffer(), int64(v)))
+	case uint64:
+		cc.wb.Write(appendUint(cc.wb.AvailableBuffer(), v))
+	case uint32:
+		cc.wb.Write(appendUint(cc.wb.AvailableBuffer(), uint64(v)))
+	case string:
+		cc.wb.Write(appendText(cc.wb.AvailableBuffer(), v))
+	case bool:
+		cc.wb.Write(appendBool(cc.wb.AvailableBuffer(), v))
+	case nil:
+		cc.wb.WriteByte(cborNull)
+	default:
+		if err := valEnc.MarshalToBuffer(v, &cc.wb); err != nil {
+			return fmt.Errorf("manager: encode %T: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// item returns item i of the reply (0 is the status).
+func (cc *cconn) item(i int) []byte {
+	if i < len(cc.items) {
+		return cc.items[i]
+	}
+	return nil
+}
+
+// boolItem, intItem and decode read reply items.
+func (cc *cconn) boolItem(i int) bool { b := cc.item(i); return len(b) == 1 && b[0] == 0xf5 }
+
+func (cc *cconn) intItem(i int) int {
+	v, _ := readInt(cc.item(i))
+	return int(v)
+}
+
+func (cc *cconn) decode(i int, v any) error {
+	b := cc.item(i)
+	if decodeScalar(b, v) {
+		return nil
+	}
+	if err := valDec.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("manager: decode into %T: %w", v, err)
+	}
+	return nil
+}
+
+// decodeScalar decodes the commonest items without reflection. It
+// reports false when it does not handle the item or the type (the codec
+// then does, and reports any error).
+func decodeScalar(b []byte, v any) bool {
+	switch v := v.(type) {
+	case *int:
+		n, err := readInt(b)
+		if err != nil || int64(int(n)) != n {
+			return false
+		}
+		*v = int(n)
+	case *int64:
+		n, err := readInt(b)
+		if err != nil {
+			return false
+		}
+		*v = n
+	case *string:
+		s, err := readText(b)
+		if err != nil || !utf8.ValidString(s) {
+			return false
+		}
+		*v = s
+	case *bool:
+		if len(b) != 1 || (b[0] != 0xf4 && b[0] != 0xf5) {
+			return false
+		}
+		*v = b[0] == 0xf5
+	default:
+		return false
+	}
+	return true
+}
+
+func (cc *cconn) recv() ([]byte, error) {
+	if cc.rb == nil {
+		cc.rb = make([]byte, 4<<10)
+	}
+	n, err := cc.c.RecvBytesInto(cc.rb, 0)
+	if err == nil {
+		return cc.rb[:n], nil
+	}
+	var short *mp.BufferTooShortError
+	if errors.As(err, &short) {
+		if len(short.Message) <= 1<<20 {
+			cc.rb = make([]byte, max(2*len(cc.rb), len(short.Message)))
+		}
+		return short.Message, nil
+	}
+	return nil, err
+}
+
+// roundTrip sends the request built in wb and reads the reply into items.
+// When ctx ends first, the server is asked to cancel the request; if it
+// does not answer within cancelGrace, the connection is given up.
+func (cc *cconn) roundTrip(ctx context.Context) error {
+	if err := cc.c.SendBytes(cc.wb.Bytes()); err != nil {
+		cc.broken = true
+		return cc.cl.gone(err)
+	}
+	var w *cancelWatch
+	if ctx.Done() != nil {
+		w = cc.watch(ctx)
+	}
+	msg, err := cc.recv()
+	if w != nil && !w.stop() {
+		<-w.done
+		if !w.grace.Stop() {
+			cc.broken = true // closed for want of an answer
+		}
+		if err != nil {
+			cc.broken = true
+			if cc.cl.isClosed() {
+				return mp.ErrClosed
+			}
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		cc.broken = true
+		return cc.cl.gone(err)
+	}
+	cc.items, err = splitMessage(cc.items[:0], msg)
+	if err != nil || len(cc.items) == 0 {
+		cc.broken = true
+		return fmt.Errorf("%w: malformed reply", ErrManagerGone)
+	}
+	status, _, err := readUint(cc.items[0])
+	switch {
+	case err != nil:
+		cc.broken = true
+		return fmt.Errorf("%w: malformed reply", ErrManagerGone)
+	case status == statusOK:
+		return nil
+	}
+	return cc.replyError(ctx)
+}
+
+// A cancelWatch asks the server to cancel the request under way when ctx
+// ends, and gives up on the connection if no answer comes within
+// cancelGrace.
+type cancelWatch struct {
+	stop  func() bool
+	done  chan struct{} // closed once the cancel is sent
+	grace *time.Timer
+}
+
+func (cc *cconn) watch(ctx context.Context) *cancelWatch {
+	w := &cancelWatch{done: make(chan struct{})}
+	w.stop = context.AfterFunc(ctx, func() {
+		defer close(w.done)
+		cc.c.SendBytes(cancelMsg)
+		w.grace = time.AfterFunc(cancelGrace, func() { cc.c.Close() })
+	})
+	return w
+}
+
+// gone wraps the error of a connection that failed. The server is gone,
+// or the connection was given up: the idle connections are closed too
+// (the next call dials afresh, and fails if the server is gone).
+func (c *client) gone(err error) error {
+	if c.isClosed() {
+		return mp.ErrClosed
+	}
+	if errors.Is(err, mp.ErrClosed) {
+		err = io.EOF
+	}
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	for _, cc := range idle {
+		delete(c.all, cc)
+	}
+	c.mu.Unlock()
+	for _, cc := range idle {
+		cc.c.Close()
+	}
+	return fmt.Errorf("%w: %w", ErrManagerGone, err)
+}
+
+// replyError makes the error of an error reply.
+func (cc *cconn) replyError(ctx context.Context) error {
+	code, _, _ := readUint(cc.item(1))
+	msg, _ := readText(cc.item(2))
+	ctxErr := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return context.Canceled
+	}
+	switch code {
+	case codeNoObject:
+		return ErrNoObject
+	case codeWrongKind, codeExists:
+		return fmt.Errorf("%w: %s", ErrWrongKind, trimPrefix(msg))
+	case codeIndex:
+		return ErrIndex
+	case codeNoField:
+		return fmt.Errorf("%w: %s", ErrNoField, trimPrefix(msg))
+	case codeEmpty:
+		return mp.ErrEmpty
+	case codeFull:
+		return mp.ErrFull
+	case codeNotHeld:
+		return mp.ErrNotHeld
+	case codeTooManyReleases:
+		return mp.ErrReleasedTooManyTimes
+	case codeBroken:
+		if t, _ := readText(cc.item(3)); t == "cancel" {
+			return fmt.Errorf("%w: %w", mp.ErrBrokenBarrier, ctxErr())
+		}
+		return mp.ErrBrokenBarrier
+	case codeTimeout:
+		return fmt.Errorf("%w: %w", mp.ErrBrokenBarrier, context.DeadlineExceeded)
+	case codeCancelled:
+		return ctxErr()
+	case codeTaskDone:
+		return mp.ErrTaskDone
+	case codeOwnerDied:
+		return &mp.OwnerDiedError{Pid: cc.intItem(3)}
+	case codeRemote:
+		stack, _ := readText(cc.item(4))
+		return &mp.RemoteError{Process: "manager", Pid: int(cc.cl.serverPid.Load()),
+			Message: msg, Panic: cc.boolItem(3), Stack: stack}
+	case codeNoMethod:
+		return fmt.Errorf("%w: %s", ErrUnknownMethod, trimPrefix(msg))
+	case codeUnknownType:
+		return fmt.Errorf("%w: %s", ErrUnknownType, trimPrefix(msg))
+	case codeNotAllowed:
+		return fmt.Errorf("%w: %s", ErrNotAllowed, trimPrefix(msg))
+	}
+	return errors.New(msg)
+}
+
+func trimPrefix(msg string) string {
+	const p = "manager: "
+	if len(msg) > len(p) && msg[:len(p)] == p {
+		return msg[len(p):]
+	}
+	return msg
+}
+
+// ---- proxies ----
+
+// ref is the core of every proxy: the token of its object and the client
+// it uses, found from the token's address when the proxy arrived from
+// elsewhere.
+type ref struct {
+	tok  token
+	cl   atomic.Pointer[client]
+	refd atomic.Bool // the session is known to refer to the object
+}
+
+var errZeroProxy = errors.New("manager: proxy not made by a manager (zero value)")
+
+func (r *ref) init(tok token, cl *client, refd bool) {
+	r.tok = tok
+	r.cl.Store(cl)
+	r.refd.Store(refd)
+}
+
+func (r *ref) client() *client {
+	if c := r.cl.Load(); c != nil {
+		return c
+	}
+	r.cl.CompareAndSwap(nil, clientFor(&r.tok))
+	return r.cl.Load()
+}
+
+// begin starts a request on the object: it takes a connection and writes
+// the head. The first request of a proxy that arrived from elsewhere also
+// asks the server to record the session's reference.
+func (r *ref) begin(ctx context.Context, op uint64, nargs int) (*cconn, error) {
+	if r.tok.Address == "" {
+		return nil, errZeroProxy
+	}
+	c := r.client()
+	cc, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !r.refd.Load() {
+		if r.tok.Instance != c.instance.Load() {
+			c.put(cc)
+			return nil, fmt.Errorf("%w: the proxy comes from an earlier run of the manager at %s", ErrNoObject, r.tok.Address)
+		}
+		op |= flagRef
+	}
+	cc.start(op, r.tok.ID, nargs)
+	return cc, nil
+}
+
+// call sends op with args. On success the reply's items are in the
+// connection, which the caller hands back with done once it has read
+// them.
+func (r *ref) call(ctx context.Context, op uint64, args ...any) (*cconn, error) {
+	cc, err := r.begin(ctx, op, len(args))
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range args {
+		if err := cc.arg(a); err != nil {
+			r.done(cc)
+			return nil, err
+		}
+	}
+	if err := cc.roundTrip(ctx); err != nil {
+		if !errors.Is(err, ErrNoObject) && !errors.Is(err, ErrManagerGone) && !errors.Is(err, mp.ErrClosed) {
+			r.refd.Store(true)
+		}
+		r.done(cc)
+		return nil, err
+	}
+	r.refd.Store(true)
+	return cc, nil
+}
+
+// do is call for operations whose reply carries nothing to read.
+func (r *ref) do(ctx context.Context, op uint64, args ...any) error {
+	cc, err := r.call(ctx, op, args...)
+	if err != nil {
+		return err
+	}
+	r.done(cc)
+	return nil
+}
+
+func (r *ref) done(cc *cconn) { cc.cl.put(cc) }
+
+// release drops this process's reference to the object.
+func (r *ref) release(ctx context.Context) error {
+	if r.tok.Address == "" {
+		return errZeroProxy
+	}
+	c := r.client()
+	cc, err := c.get(ctx)
+	if err != nil {
+		return err
+	}
+	cc.start(opRelease, r.tok.ID, 0)
+	err = cc.roundTrip(ctx)
+	c.put(cc)
+	if err == nil {
+		r.refd.Store(false)
+	}
+	return err
+}
+
+func (r *ref) marshal() ([]byte, error) {
+	if r.tok.Address == "" {
+		return nil, errZeroProxy
+	}
+	return appendToken(nil, &r.tok), nil
+}
+
+// unmarshal receives a token for an object of one of kinds.
+func (r *ref) unmarshal(data []byte, kinds ...string) error {
+	t, err := parseToken(data)
+	if err == errNullToken {
+		r.init(token{}, nil, false)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(kinds) > 0 && !contains(kinds, t.Kind) {
+		return fmt.Errorf("%w: a %s proxy arrived where a %s was expected", ErrWrongKind, t.Kind, kinds[0])
+	}
+	r.init(t, nil, false)
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// goid returns the calling goroutine's id: an RLock is held by a
+// goroutine, as Python's is by a thread.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
+}

@@ -1,0 +1,84 @@
+// Package manager is the Go counterpart of Python's multiprocessing
+// managers: a server process holds objects — dicts, lists, queues, locks,
+// instances of registered types — and other processes, on this machine or
+// others, use them through proxies.
+//
+//	m, err := manager.Start(ctx, nil) // Python's Manager()
+//	...
+//	defer m.Close()
+//	d, err := manager.NewDict[string, int](ctx, m)
+//	p := mp.NewProcess(worker, d) // the proxy travels as an argument
+//
+// Start runs the server in a child process (a daemon: it ends with its
+// parent, however the parent ends); Connect connects to a running one;
+// Serve (or a Server) serves in the current process, and `mp manager
+// serve` (command github.com/go-mp/mp/cmd/mp) is a standalone server.
+// Connections go through package connection: CPython's framing and authkey
+// handshake, on a unix socket by default or on TCP.
+//
+// # Types
+//
+// The SyncManager types have typed proxies: Dict, List, Namespace, Value,
+// Array, Queue, JoinableQueue, Lock, RLock, Semaphore, BoundedSemaphore,
+// Condition, Event and Barrier, made with NewDict, NewList and so on. The
+// server stores values encoded with CBOR and never decodes them: proxies
+// decode them into the caller's types, so one server serves every type,
+// and programs other than the one that started it can share it. Keys and
+// values are encoded deterministically; two keys are the same key when
+// their encodings are equal. Other types are registered with RegisterType
+// and used through a Proxy, as with Python's BaseManager.register.
+//
+// Every method of a proxy takes a context and is one request to the
+// server, answered by one reply; a proxy may be used by any number of
+// goroutines. A blocking call — Lock.Acquire, Queue.Get, Condition.Wait,
+// Barrier.Wait... — waits in the server; when its ctx ends, the server is
+// told and stops waiting for it, so that a cancelled call leaves nothing
+// behind (see each method for what happens to a result that was ready at
+// that moment).
+//
+// # Proxies in other processes
+//
+// A proxy encodes as a token (the manager's network and address, the
+// run of the manager, the object's id and kind), never as the key. It can
+// be passed to a child process as (part of) its argument, sent over a Conn,
+// or stored in another object of the same manager (a List of Dicts, as in
+// Python): whoever decodes it gets a working proxy, which connects to the
+// manager when first used. The process that decodes it connects with the
+// authkey:
+//
+//   - that of a Manager it made with Start or Connect for the same server
+//     (recognised by its run, whatever address the token names), if it has
+//     one open;
+//   - otherwise its own mp.CurrentProcess().Authkey — which a child of the
+//     program that started the manager with the default key shares.
+//
+// So proxies of a manager started with the default key work in the
+// starter's children as they are. A process that received proxies of a
+// manager with another key (say, a TCP manager of another program) calls
+// Connect with that key first.
+//
+// # Lifetime of objects
+//
+// An object lives while something refers to it: a process (a session: the
+// connections of one Manager, or those a process opened for proxies it
+// received) that made it, received its proxy in a reply, or used a proxy
+// of it; a value stored in another object that holds its token; or a name
+// (Named). A proxy's Forget drops its process's reference; the end of a
+// session — Close, or the death of its process — drops all of its
+// references. An object no longer referred to is freed (and, if it held
+// tokens, the objects they name lose a reference in turn); a proxy of a
+// freed object fails with ErrNoObject. A cycle of objects that hold each
+// other's tokens lives until the server ends.
+//
+// # Failures
+//
+// When the server dies, every call returns an error matching
+// ErrManagerGone (and io.EOF when the connection broke) at once, including
+// calls blocked in the server. When a client process dies or closes its
+// Manager, the server cancels its waits and gives back what it held:
+// Locks and RLocks (the next acquirer gets the lock with an
+// *mp.OwnerDiedError), the units of BoundedSemaphores it acquired, its
+// references. Other clients are not affected. A client that is not
+// authenticated never reaches the server (package connection refuses it);
+// an authenticated one that speaks out of protocol is hung up on.
+package manager

@@ -1,0 +1,8 @@
+package manager
+
+// OpenConns returns the number of connections m's pool has open.
+func OpenConns(m *Manager) int {
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	return len(m.c.all)
+}

@@ -1,0 +1,322 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/connection"
+)
+
+// Options configures the server that Start runs. The zero value (or a nil
+// *Options) serves on a unix socket in a new private directory, with the
+// process tree's authkey.
+type Options struct {
+	// Network is "unix" (the default) or "tcp" ("tcp4", "tcp6").
+	Network string
+	// Address is where to listen: a socket path, or "host:port". Empty
+	// means a socket in a new directory (removed by Shutdown) or
+	// 127.0.0.1 on a free port.
+	Address string
+	// Authkey authenticates every connection. nil means
+	// mp.CurrentProcess().Authkey, which the children of this process
+	// inherit, so that proxies passed to them connect without further
+	// ado. A TCP server off loopback needs an explicit key.
+	Authkey []byte
+	// Name is the name of the server process; empty means mp's default.
+	Name string
+}
+
+// Manager is a connection to a manager server, as Python's SyncManager
+// is: the objects it serves are made with NewDict, NewList, NewQueue,
+// NewLock and the other New functions, or with a registered Type, and used
+// through the proxies these return.
+//
+// A Manager may be used by many goroutines at once: each call takes a
+// connection of its own from a pool (and a goroutine blocked in a Get or
+// an Acquire keeps one), so no call waits for another's reply.
+type Manager struct {
+	c      *client
+	proc   *mp.Process
+	tmpDir string
+
+	mu       sync.Mutex
+	shutdown bool
+	err      error
+}
+
+// serveArgs are the server child's arguments.
+type serveArgs struct {
+	Network string
+	Address string
+	Ready   *mp.Conn // the child reports its address, or why it failed
+}
+
+type readyMsg struct {
+	Address string
+	Err     string
+}
+
+// serveTarget is the server child of Start. Being a daemon, it ends with
+// its parent.
+var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
+	l, err := connection.Listen(a.Network, a.Address, nil)
+	if err != nil {
+		a.Ready.Send(readyMsg{Err: err.Error()})
+		a.Ready.Close()
+		return err
+	}
+	err = a.Ready.Send(readyMsg{Address: l.Addr().String()})
+	a.Ready.Close()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	return (&Server{AllowShutdown: true}).Serve(context.Background(), l)
+})
+
+// Start starts a manager server in a child process (a daemon: it ends
+// when this process ends, however that happens) and connects to it, as
+// Python's Manager() does. ctx bounds the start. Call Shutdown (or Close)
+// when done.
+func Start(ctx context.Context, opts *Options) (*Manager, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Network == "" {
+		o.Network = "unix"
+	}
+	m := &Manager{}
+	if o.Address == "" && o.Network == "unix" {
+		dir, err := os.MkdirTemp("", "mp-manager-")
+		if err != nil {
+			return nil, err
+		}
+		m.tmpDir = dir
+		o.Address = filepath.Join(dir, "socket")
+	}
+	fail := func(err error) (*Manager, error) {
+		if m.proc != nil {
+			m.proc.Kill()
+			m.proc.Join(context.Background())
+		}
+		m.removeTmp()
+		return nil, err
+	}
+	ready, childEnd, err := mp.Pipe(true)
+	if err != nil {
+		return fail(err)
+	}
+	defer ready.Close()
+	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, Ready: childEnd})
+	p.Daemon = true
+	p.Authkey = o.Authkey
+	if o.Name != "" {
+		p.Name = o.Name
+	}
+	err = p.Start()
+	childEnd.Close()
+	if err != nil {
+		return fail(fmt.Errorf("manager: start the server: %w", err))
+	}
+	m.proc = p
+	var msg readyMsg
+	stop := context.AfterFunc(ctx, func() { ready.Close() })
+	err = ready.Recv(&msg)
+	if !stop() {
+		return fail(fmt.Errorf("manager: start the server: %w", ctx.Err()))
+	}
+	if err != nil {
+		if jerr := p.Join(ctx); jerr != nil {
+			err = jerr
+		}
+		return fail(fmt.Errorf("manager: the server did not start: %w", err))
+	}
+	if msg.Err != "" {
+		return fail(fmt.Errorf("manager: the server did not start: %s", msg.Err))
+	}
+	m.c = newClient(o.Network, msg.Address, o.Authkey)
+	cc, err := m.c.get(ctx)
+	if err != nil {
+		m.c.close()
+		return fail(err)
+	}
+	m.c.put(cc)
+	register(m.c)
+	return m, nil
+}
+
+// Connect connects to a running manager server — one that another
+// program started with Start, Serve or `mp manager serve` — at address on
+// network ("unix" or "tcp"), with authkey (nil means
+// mp.CurrentProcess().Authkey). As in Python's BaseManager.connect, the
+// server is not this Manager's to stop: Shutdown and Close only
+// disconnect.
+//
+// Connect also tells this process how to reach that manager: proxies of
+// its objects that this process receives (as arguments, or inside values)
+// use this Manager — its key and its connections — until it is closed.
+func Connect(ctx context.Context, network, address string, authkey []byte) (*Manager, error) {
+	if authkey != nil && len(authkey) == 0 {
+		return nil, errors.New("manager: empty authkey")
+	}
+	m := &Manager{c: newClient(network, address, authkey)}
+	cc, err := m.c.get(ctx)
+	if err != nil {
+		m.c.close()
+		return nil, err
+	}
+	m.c.put(cc)
+	register(m.c)
+	return m, nil
+}
+
+// Network returns the network of the server's address.
+func (m *Manager) Network() string { return m.c.network }
+
+// Address returns the server's address, as clients dial it.
+func (m *Manager) Address() string { return m.c.address }
+
+// Process returns the server process that Start started, or nil for a
+// Manager made by Connect.
+func (m *Manager) Process() *mp.Process { return m.proc }
+
+// ServerPid returns the process id of the server.
+func (m *Manager) ServerPid() int { return int(m.c.serverPid.Load()) }
+
+// Shutdown stops the server that Start started and waits for its process
+// to end, killing it if ctx ends first; then it closes the connections.
+// For a Manager made by Connect it only closes the connections. Proxies
+// fail afterwards, with mp.ErrClosed in this process (ErrManagerGone in
+// others). Shutdown is idempotent; it returns nil once the server has
+// ended, however it ended.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shutdown {
+		return m.err
+	}
+	m.shutdown = true
+	if m.proc != nil {
+		cc, err := m.c.get(ctx)
+		if err == nil {
+			cc.start(opShutdown, 0, 0)
+			if cc.roundTrip(ctx) != nil {
+				cc.broken = true
+			}
+			m.c.put(cc)
+		}
+		if m.proc.Join(ctx) != nil {
+			select {
+			case <-m.proc.Done():
+			default:
+				m.proc.Kill()
+				<-m.proc.Done()
+				if ctx.Err() != nil {
+					m.err = fmt.Errorf("manager: the server did not stop in time and was killed: %w", ctx.Err())
+				}
+			}
+		}
+		m.proc.Close()
+	}
+	unregister(m.c)
+	m.c.close()
+	m.removeTmp()
+	return m.err
+}
+
+// DefaultShutdownTimeout bounds Close's wait for the server to stop.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// Close is Shutdown with a timeout of DefaultShutdownTimeout, for defer.
+func (m *Manager) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
+	defer cancel()
+	return m.Shutdown(ctx)
+}
+
+func (m *Manager) removeTmp() {
+	if m.tmpDir != "" {
+		os.RemoveAll(m.tmpDir)
+	}
+}
+
+// Stats describes what a manager server holds.
+type Stats struct {
+	Objects int // objects alive
+	Clients int // client processes (sessions) connected
+	Waiting int // operations waiting (an Acquire, a Get...)
+}
+
+// Stats asks the server what it holds.
+func (m *Manager) Stats(ctx context.Context) (Stats, error) {
+	cc, err := m.c.get(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer m.c.put(cc)
+	cc.start(opPing, 0, 0)
+	if err := cc.roundTrip(ctx); err != nil {
+		return Stats{}, err
+	}
+	return Stats{Objects: cc.intItem(1), Clients: cc.intItem(2), Waiting: cc.intItem(3)}, nil
+}
+
+// An Option qualifies the making of an object.
+type Option func(*createOpts)
+
+type createOpts struct {
+	name string
+}
+
+// Named makes the object under a name, or gets the object already made
+// under that name (it must be of the same kind; the other arguments of
+// the New function are then ignored). Any number of programs can so meet
+// at one object without passing proxies around: each asks for the name.
+// A name keeps its object alive until the server ends.
+func Named(name string) Option { return func(o *createOpts) { o.name = name } }
+
+// create makes (or finds) an object of kind on m's server and returns its
+// token.
+func create(ctx context.Context, m *Manager, kind string, opts []Option, args ...any) (token, error) {
+	var o createOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	if m == nil || m.c == nil {
+		return token{}, errors.New("manager: nil Manager")
+	}
+	cc, err := m.c.get(ctx)
+	if err != nil {
+		return token{}, err
+	}
+	cc.start(opCreate, 0, 2+len(args))
+	cc.arg(kind)
+	if o.name != "" {
+		cc.arg(o.name)
+	} else {
+		cc.arg(nil)
+	}
+	for _, a := range args {
+		if err := cc.arg(a); err != nil {
+			m.c.put(cc)
+			return token{}, err
+		}
+	}
+	if err := cc.roundTrip(ctx); err != nil {
+		m.c.put(cc)
+		return token{}, err
+	}
+	id, _, err := readUint(cc.item(1))
+	m.c.put(cc)
+	if err != nil {
+		return token{}, errors.New("manager: malformed reply to create")
+	}
+	return token{Network: m.c.network, Address: m.c.address, Instance: m.c.instance.Load(), ID: id, Kind: kind}, nil
+}

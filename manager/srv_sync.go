@@ -1,0 +1,925 @@
+package manager
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// ---- Lock and RLock ----
+
+// lockObj is a Lock, or with reentrant an RLock. A Lock is held by a
+// session (any goroutine of the process may release it, as in Python); an
+// RLock by a goroutine of a session. Release hands the lock to the
+// longest waiter.
+type lockObj struct {
+	mu        sync.Mutex
+	reentrant bool
+	holder    *session
+	gid       uint64
+	depth     int
+	died      int // pid of a holder that died; told to the next acquirer
+	waiters   []*waiter
+	gone      gone
+}
+
+func (l *lockObj) kind() string {
+	if l.reentrant {
+		return "RLock"
+	}
+	return "Lock"
+}
+
+// take takes the lock if it is free (or, for an RLock, already the
+// caller's). Called with mu held.
+func (l *lockObj) take(sess *session, gid uint64, depth int) (ok bool, died int) {
+	switch {
+	case l.holder == nil:
+		l.holder, l.gid, l.depth = sess, gid, depth
+		died, l.died = l.died, 0
+		return true, died
+	case l.reentrant && l.holder == sess && l.gid == gid:
+		l.depth += depth
+		return true, 0
+	}
+	return false, 0
+}
+
+// owned reports whether the caller holds the lock: for a Lock, any
+// goroutine of the holding session does.
+func (l *lockObj) owned(sess *session, gid uint64) bool {
+	return l.holder == sess && (!l.reentrant || l.gid == gid)
+}
+
+// handoff frees the lock, or gives it to the longest waiter.
+func (l *lockObj) handoff() {
+	if len(l.waiters) == 0 {
+		l.holder, l.gid, l.depth = nil, 0, 0
+		return
+	}
+	var w *waiter
+	w, l.waiters = popWaiter(l.waiters)
+	l.holder, l.gid, l.depth = w.sess, w.gid, w.depth
+	w.ownerDied, l.died = l.died, 0
+	w.grant()
+}
+
+// enqueue adds a waiter for the lock. Called with mu held.
+func (l *lockObj) enqueue(sess *session, gid uint64, depth int) *waiter {
+	w := newWaiter(sess)
+	w.gid, w.depth = gid, depth
+	l.waiters = append(l.waiters, w)
+	return w
+}
+
+// await waits for w to be granted the lock. stop ends the wait (a cancel,
+// or only the end of the connection); it reports whether the lock is
+// held, and the reply has been written when not.
+func (l *lockObj) await(w *waiter, stop <-chan struct{}, p *pending, r *reply) bool {
+	select {
+	case <-w.ch:
+	case <-stop:
+	case <-l.gone.done():
+	}
+	l.mu.Lock()
+	if !w.granted {
+		l.waiters = removeWaiter(l.waiters, w)
+		l.mu.Unlock()
+		select {
+		case <-l.gone.done():
+			noObject(r)
+		default:
+			cancelled(r)
+		}
+		return false
+	}
+	if p.isDead() {
+		// Granted, but the client will never know: give it back.
+		if l.holder == w.sess && l.gid == w.gid {
+			l.handoff()
+		}
+		l.mu.Unlock()
+		cancelled(r)
+		return false
+	}
+	l.mu.Unlock()
+	return true
+}
+
+func acquired(r *reply, died int) {
+	if died != 0 {
+		r.fail(codeOwnerDied, fmt.Sprintf("manager: lock taken over from process %d, which died holding it", died), died)
+		return
+	}
+	r.ok()
+}
+
+func (l *lockObj) sessionGone(sess *session) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holder == sess {
+		l.died = sess.pid
+		l.handoff()
+	}
+}
+
+func (l *lockObj) free() ([][]byte, []uint64) {
+	l.gone.close()
+	return nil, nil
+}
+
+func (l *lockObj) handle(x *call) waitFn {
+	r := x.r
+	if x.op == opLockLocked {
+		l.mu.Lock()
+		held := l.holder != nil
+		l.mu.Unlock()
+		r.ok()
+		r.bool(held)
+		return nil
+	}
+	if !x.need(1) {
+		return nil
+	}
+	gid, _, err := readUint(x.args[0])
+	if err != nil {
+		r.fail(codeProtocol, "manager: bad goroutine id")
+		return nil
+	}
+	sess := x.sess
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch x.op {
+	case opLockAcquire:
+		if ok, died := l.take(sess, gid, 1); ok {
+			acquired(r, died)
+			return nil
+		}
+		w := l.enqueue(sess, gid, 1)
+		return func(p *pending, r *reply) {
+			if l.await(w, p.cancel, p, r) {
+				acquired(r, w.ownerDied)
+			}
+		}
+	case opLockTryAcquire:
+		ok, died := l.take(sess, gid, 1)
+		if ok && died != 0 {
+			acquired(r, died)
+			return nil
+		}
+		r.ok()
+		r.bool(ok)
+	case opLockRelease:
+		switch {
+		case l.holder == nil:
+			r.fail(codeNotHeld, "manager: release of an unlocked "+l.kind())
+			return nil
+		case l.reentrant && !l.owned(sess, gid):
+			r.fail(codeNotHeld, "manager: release of an RLock not held by the caller")
+			return nil
+		}
+		l.depth--
+		if !l.reentrant || l.depth == 0 {
+			l.handoff()
+		}
+		r.ok()
+	case opLockHeld:
+		r.ok()
+		if l.owned(sess, gid) {
+			r.bool(true)
+			r.int(l.depth)
+		} else {
+			r.bool(false)
+			r.int(0)
+		}
+	default:
+		x.badOp()
+	}
+	return nil
+}
+
+// ---- Semaphore and BoundedSemaphore ----
+
+// semObj is a counting semaphore. A BoundedSemaphore also counts the
+// units each session holds (acquired and not released), and gives them
+// back when the session ends.
+type semObj struct {
+	mu      sync.Mutex
+	value   int
+	bound   int
+	bounded bool
+	held    map[*session]int
+	waiters []*waiter
+	gone    gone
+}
+
+func (s *semObj) took(sess *session) {
+	if s.bounded {
+		s.held[sess]++
+	}
+}
+
+// give adds a unit, or hands it to the longest waiter.
+func (s *semObj) give() {
+	if len(s.waiters) > 0 {
+		var w *waiter
+		w, s.waiters = popWaiter(s.waiters)
+		s.took(w.sess)
+		w.grant()
+		return
+	}
+	s.value++
+}
+
+func (s *semObj) sessionGone(sess *session) {
+	if !s.bounded {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.held[sess]
+	delete(s.held, sess)
+	for ; n > 0 && s.value < s.bound; n-- {
+		s.give()
+	}
+}
+
+func (s *semObj) free() ([][]byte, []uint64) {
+	s.gone.close()
+	return nil, nil
+}
+
+func (s *semObj) handle(x *call) waitFn {
+	r := x.r
+	sess := x.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch x.op {
+	case opSemAcquire, opSemTryAcquire:
+		if s.value > 0 {
+			s.value--
+			s.took(sess)
+			r.ok()
+			r.bool(true)
+			return nil
+		}
+		if x.op == opSemTryAcquire {
+			r.ok()
+			r.bool(false)
+			return nil
+		}
+		w := newWaiter(sess)
+		s.waiters = append(s.waiters, w)
+		return func(p *pending, r *reply) {
+			select {
+			case <-w.ch:
+			case <-p.cancel:
+			case <-s.gone.done():
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			switch {
+			case !w.granted:
+				s.waiters = removeWaiter(s.waiters, w)
+				select {
+				case <-s.gone.done():
+					noObject(r)
+				default:
+					cancelled(r)
+				}
+			case p.isDead():
+				if s.bounded && s.held[sess] > 0 {
+					s.held[sess]--
+				}
+				s.give()
+				cancelled(r)
+			default:
+				r.ok()
+				r.bool(true)
+			}
+		}
+	case opSemRelease:
+		if s.bounded && s.value >= s.bound {
+			r.fail(codeTooManyReleases, "manager: BoundedSemaphore released too many times")
+			return nil
+		}
+		if s.value >= mp.MaxSemaphoreValue {
+			r.fail(codeTooManyReleases, "manager: Semaphore released past its maximum value")
+			return nil
+		}
+		if s.bounded && s.held[sess] > 0 {
+			if s.held[sess]--; s.held[sess] == 0 {
+				delete(s.held, sess)
+			}
+		}
+		s.give()
+		r.ok()
+	case opSemValue:
+		r.ok()
+		r.int(s.value)
+	default:
+		x.badOp()
+	}
+	return nil
+}
+
+// ---- Event ----
+
+type eventObj struct {
+	mu      sync.Mutex
+	set     bool
+	waiters []*waiter
+	gone    gone
+}
+
+func (e *eventObj) sessionGone(*session) {}
+
+func (e *eventObj) free() ([][]byte, []uint64) {
+	e.gone.close()
+	return nil, nil
+}
+
+func (e *eventObj) handle(x *call) waitFn {
+	r := x.r
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch x.op {
+	case opEventSet:
+		e.set = true
+		for _, w := range e.waiters {
+			w.grant()
+		}
+		e.waiters = nil
+		r.ok()
+	case opEventClear:
+		e.set = false
+		r.ok()
+	case opEventIsSet:
+		r.ok()
+		r.bool(e.set)
+	case opEventWait:
+		if e.set {
+			r.ok()
+			return nil
+		}
+		w := newWaiter(x.sess)
+		e.waiters = append(e.waiters, w)
+		return func(p *pending, r *reply) {
+			select {
+			case <-w.ch:
+			case <-p.cancel:
+			case <-e.gone.done():
+			}
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			switch {
+			case w.granted:
+				r.ok()
+			case e.gone.isClosed():
+				e.waiters = removeWaiter(e.waiters, w)
+				noObject(r)
+			default:
+				e.waiters = removeWaiter(e.waiters, w)
+				cancelled(r)
+			}
+		}
+	default:
+		x.badOp()
+	}
+	return nil
+}
+
+func (g *gone) isClosed() bool {
+	select {
+	case <-g.ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// ---- Condition ----
+
+// condObj is a condition variable on a Lock or RLock of the same server
+// (its own RLock when made without one). Its proxy's Acquire and Release
+// act on that lock.
+type condObj struct {
+	mu      sync.Mutex // after lock.mu
+	lock    *lockObj
+	lockID  uint64 // the lock's object, when it is one
+	waiters []*waiter
+	gone    gone
+}
+
+func (c *condObj) sessionGone(sess *session) {
+	if c.lockID == 0 {
+		c.lock.sessionGone(sess)
+	}
+}
+
+func (c *condObj) free() ([][]byte, []uint64) {
+	c.gone.close()
+	if c.lockID == 0 {
+		c.lock.free()
+		return nil, nil
+	}
+	return nil, []uint64{c.lockID}
+}
+
+func (c *condObj) handle(x *call) waitFn {
+	switch x.op {
+	case opLockAcquire, opLockTryAcquire, opLockRelease, opLockLocked, opLockHeld:
+		return c.lock.handle(x)
+	case opCondWait:
+		return c.wait(x)
+	case opCondNotify:
+		return c.notify(x)
+	}
+	x.badOp()
+	return nil
+}
+
+// wait serves Wait: [gid]. It releases the lock, waits for a notification
+// (or a cancel), and takes the lock back as it was, whatever happened,
+// unless the connection ends.
+func (c *condObj) wait(x *call) waitFn {
+	r := x.r
+	if !x.need(1) {
+		return nil
+	}
+	gid, _, err := readUint(x.args[0])
+	if err != nil {
+		r.fail(codeProtocol, "manager: bad goroutine id")
+		return nil
+	}
+	sess := x.sess
+	l := c.lock
+	l.mu.Lock()
+	if !l.owned(sess, gid) {
+		l.mu.Unlock()
+		r.fail(codeNotHeld, "manager: Condition.Wait without holding its lock")
+		return nil
+	}
+	w := newWaiter(sess)
+	c.mu.Lock()
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	depth := l.depth
+	l.handoff()
+	l.mu.Unlock()
+	return func(p *pending, r *reply) {
+		select {
+		case <-w.ch:
+		case <-p.cancel:
+		case <-c.gone.done():
+		}
+		c.mu.Lock()
+		notified := w.granted
+		if !notified {
+			c.waiters = removeWaiter(c.waiters, w)
+		}
+		c.mu.Unlock()
+		// Take the lock back; only the end of the connection stops that.
+		l.mu.Lock()
+		ok, died := l.take(sess, gid, depth)
+		var lw *waiter
+		if !ok {
+			lw = l.enqueue(sess, gid, depth)
+		}
+		l.mu.Unlock()
+		if lw != nil {
+			if !l.await(lw, p.dead, p, r) {
+				return
+			}
+			died = lw.ownerDied
+		} else if p.isDead() {
+			l.mu.Lock()
+			if l.owned(sess, gid) {
+				l.handoff()
+			}
+			l.mu.Unlock()
+			cancelled(r)
+			return
+		}
+		switch {
+		case died != 0:
+			acquired(r, died)
+		case c.gone.isClosed():
+			noObject(r)
+		case !notified:
+			cancelled(r)
+		default:
+			r.ok()
+		}
+	}
+}
+
+// notify serves Notify: [gid, n]; n < 0 wakes every waiter.
+func (c *condObj) notify(x *call) waitFn {
+	r := x.r
+	if !x.need(2) {
+		return nil
+	}
+	gid, _, err := readUint(x.args[0])
+	n, err2 := readInt(x.args[1])
+	if err != nil || err2 != nil {
+		r.fail(codeProtocol, "manager: bad notify arguments")
+		return nil
+	}
+	l := c.lock
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.owned(x.sess, gid) {
+		r.fail(codeNotHeld, "manager: Condition.Notify without holding its lock")
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ; n != 0 && len(c.waiters) > 0; n-- {
+		var w *waiter
+		w, c.waiters = popWaiter(c.waiters)
+		w.grant()
+	}
+	r.ok()
+	return nil
+}
+
+// ---- Barrier ----
+
+// Barrier states, as in Python's threading.Barrier.
+const (
+	barrierFilling   = 0
+	barrierDraining  = 1
+	barrierResetting = -1
+	barrierBroken    = -2
+)
+
+// barrierObj follows Python's threading.Barrier; changed is closed (and
+// replaced) at every change of state, waking the waiters to look.
+type barrierObj struct {
+	mu      sync.Mutex
+	parties int
+	timeout time.Duration
+	state   int
+	count   int
+	changed chan struct{}
+	gone    gone
+}
+
+func (b *barrierObj) sessionGone(*session) {}
+
+func (b *barrierObj) free() ([][]byte, []uint64) {
+	b.gone.close()
+	return nil, nil
+}
+
+func (b *barrierObj) notifyAll() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func (b *barrierObj) handle(x *call) waitFn {
+	r := x.r
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch x.op {
+	case opBarrierWait:
+		return b.wait
+	case opBarrierReset:
+		if b.count > 0 {
+			if b.state == barrierFilling || b.state == barrierBroken {
+				b.state = barrierResetting
+			}
+		} else {
+			b.state = barrierFilling
+		}
+		b.notifyAll()
+		r.ok()
+	case opBarrierAbort:
+		b.state = barrierBroken
+		b.notifyAll()
+		r.ok()
+	case opBarrierInfo:
+		r.ok()
+		r.int(b.parties)
+		if b.state == barrierFilling {
+			r.int(b.count)
+		} else {
+			r.int(0)
+		}
+		r.bool(b.state == barrierBroken)
+	default:
+		x.badOp()
+	}
+	return nil
+}
+
+// wait serves Wait, in its own goroutine from the start.
+func (b *barrierObj) wait(p *pending, r *reply) {
+	var timeout <-chan time.Time
+	if b.timeout > 0 {
+		t := time.NewTimer(b.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// await a change of state; it reports why it stopped waiting.
+	await := func() (stop int) {
+		ch := b.changed
+		b.mu.Unlock()
+		defer b.mu.Lock()
+		select {
+		case <-ch:
+			return 0
+		case <-p.cancel:
+			return 1
+		case <-timeout:
+			return 2
+		case <-b.gone.done():
+			return 3
+		}
+	}
+	// Wait while the previous opening drains or a reset completes.
+	for b.state == barrierDraining || b.state == barrierResetting {
+		switch await() {
+		case 1, 2:
+			cancelled(r)
+			return
+		case 3:
+			noObject(r)
+			return
+		}
+	}
+	if b.state == barrierBroken {
+		r.fail(codeBroken, "manager: broken barrier")
+		return
+	}
+	index := b.count
+	b.count++
+	defer func() {
+		// Python's _exit: the last to leave resets a drained barrier.
+		b.count--
+		if b.count == 0 && (b.state == barrierResetting || b.state == barrierDraining) {
+			b.state = barrierFilling
+			b.notifyAll()
+		}
+	}()
+	if index+1 == b.parties {
+		b.state = barrierDraining
+		b.notifyAll()
+		r.ok()
+		r.int(index)
+		return
+	}
+	for b.state == barrierFilling {
+		switch await() {
+		case 1:
+			b.state = barrierBroken
+			b.notifyAll()
+			r.fail(codeBroken, "manager: broken barrier (wait cancelled)", "cancel")
+			return
+		case 2:
+			b.state = barrierBroken
+			b.notifyAll()
+			r.fail(codeTimeout, "manager: broken barrier (wait timed out)")
+			return
+		case 3:
+			noObject(r)
+			return
+		}
+	}
+	if b.state < 0 {
+		r.fail(codeBroken, "manager: broken barrier")
+		return
+	}
+	r.ok()
+	r.int(index)
+}
+
+// ---- Queue and JoinableQueue ----
+
+// queueObj is a FIFO of encoded items. Get hands items to waiting getters
+// in order; a bounded queue keeps putters waiting in order, with their
+// items.
+type queueObj struct {
+	mu         sync.Mutex
+	items      [][]byte
+	head       int // items[head:] are queued
+	maxsize    int
+	joinable   bool
+	unfinished int
+	getters    []*waiter
+	putters    []*waiter
+	joiners    []*waiter
+	gone       gone
+}
+
+func (q *queueObj) size() int { return len(q.items) - q.head }
+
+func (q *queueObj) push(it []byte) {
+	if q.head > 32 && q.head > len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, it)
+}
+
+func (q *queueObj) pop() []byte {
+	it := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return it
+}
+
+// enter puts an item into the queue, or into the hands of a getter.
+func (q *queueObj) enter(it []byte) {
+	q.unfinished++
+	if len(q.getters) > 0 {
+		var w *waiter
+		w, q.getters = popWaiter(q.getters)
+		w.item = it
+		w.grant()
+		return
+	}
+	q.push(it)
+}
+
+// refill lets the longest-waiting putter in after a Get made room.
+func (q *queueObj) refill() {
+	if len(q.putters) > 0 && (q.maxsize == 0 || q.size() < q.maxsize) {
+		var w *waiter
+		w, q.putters = popWaiter(q.putters)
+		q.enter(w.item)
+		w.grant()
+	}
+}
+
+func (q *queueObj) sessionGone(*session) {}
+
+func (q *queueObj) free() ([][]byte, []uint64) {
+	q.gone.close()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	vals := q.items[q.head:]
+	for _, w := range q.putters {
+		vals = append(vals, w.item)
+	}
+	q.items, q.head, q.putters = nil, 0, nil
+	return vals, nil
+}
+
+func (q *queueObj) handle(x *call) waitFn {
+	r := x.r
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch x.op {
+	case opQueuePut, opQueueTryPut:
+		if !x.need(1) {
+			return nil
+		}
+		x.s.stored(x.args[0])
+		it := bytes.Clone(x.args[0])
+		if len(q.getters) > 0 || q.maxsize == 0 || q.size() < q.maxsize {
+			q.enter(it)
+			r.ok()
+			return nil
+		}
+		if x.op == opQueueTryPut {
+			r.drop(it)
+			r.fail(codeFull, "manager: queue is full")
+			return nil
+		}
+		w := newWaiter(x.sess)
+		w.item = it
+		q.putters = append(q.putters, w)
+		return func(p *pending, r *reply) {
+			select {
+			case <-w.ch:
+			case <-p.cancel:
+			case <-q.gone.done():
+			}
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			switch {
+			case w.granted:
+				r.ok() // the item is in, even if the client is gone
+			case q.gone.isClosed():
+				noObject(r)
+			default:
+				q.putters = removeWaiter(q.putters, w)
+				r.drop(w.item)
+				cancelled(r)
+			}
+		}
+	case opQueueGet, opQueueTryGet:
+		if q.size() > 0 {
+			it := q.pop()
+			q.refill()
+			r.ok()
+			r.value(it)
+			r.drop(it)
+			return nil
+		}
+		if x.op == opQueueTryGet {
+			r.fail(codeEmpty, "manager: queue is empty")
+			return nil
+		}
+		w := newWaiter(x.sess)
+		q.getters = append(q.getters, w)
+		return func(p *pending, r *reply) {
+			select {
+			case <-w.ch:
+			case <-p.cancel:
+			case <-q.gone.done():
+			}
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			switch {
+			case w.granted && p.isDead():
+				// Nobody will receive the item: put it back in front
+				// (it still counts as unfinished).
+				if len(q.getters) > 0 {
+					var w2 *waiter
+					w2, q.getters = popWaiter(q.getters)
+					w2.item = w.item
+					w2.grant()
+				} else {
+					q.items = append(q.items[:q.head], append([][]byte{w.item}, q.items[q.head:]...)...)
+				}
+				cancelled(r)
+			case w.granted:
+				r.ok()
+				r.value(w.item)
+				r.drop(w.item)
+			case q.gone.isClosed():
+				noObject(r)
+			default:
+				q.getters = removeWaiter(q.getters, w)
+				cancelled(r)
+			}
+		}
+	case opQueueSize:
+		r.ok()
+		r.int(q.size())
+	case opQueueFull:
+		r.ok()
+		r.bool(q.maxsize > 0 && q.size() >= q.maxsize)
+	case opQueueTaskDone:
+		if !q.joinable {
+			x.badOp()
+			return nil
+		}
+		if q.unfinished <= 0 {
+			r.fail(codeTaskDone, "manager: TaskDone called more times than items were put")
+			return nil
+		}
+		q.unfinished--
+		if q.unfinished == 0 {
+			for _, w := range q.joiners {
+				w.grant()
+			}
+			q.joiners = nil
+		}
+		r.ok()
+	case opQueueJoin:
+		if !q.joinable {
+			x.badOp()
+			return nil
+		}
+		if q.unfinished == 0 {
+			r.ok()
+			return nil
+		}
+		w := newWaiter(x.sess)
+		q.joiners = append(q.joiners, w)
+		return func(p *pending, r *reply) {
+			select {
+			case <-w.ch:
+			case <-p.cancel:
+			case <-q.gone.done():
+			}
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			switch {
+			case w.granted:
+				r.ok()
+			case q.gone.isClosed():
+				noObject(r)
+			default:
+				q.joiners = removeWaiter(q.joiners, w)
+				cancelled(r)
+			}
+		}
+	default:
+		x.badOp()
+	}
+	return nil
+}
