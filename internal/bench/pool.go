@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mp/mp"
@@ -19,6 +20,8 @@ func cpuTask(n int) (int, error) {
 }
 
 var cpuTaskFn = mp.Register("bench.cpuTask", cpuTask)
+
+var sink atomic.Int64
 
 func init() {
 	add(Workload{Name: "pool_map", Doc: "Map(x*2) over 200k items, default chunks", Run: benchPoolMap})
@@ -101,10 +104,13 @@ func benchCPUSpeedup(scale float64) ([]Result, error) {
 	// to measure parallel speed-up: each task here is 100x longer.
 	n, tasks := scaled(200_000_000, scale), 8
 	t := time.Now()
+	sum := 0
 	for i := 0; i < tasks; i++ {
-		cpuTask(n)
+		r, _ := cpuTask(n)
+		sum += r
 	}
 	serial := time.Since(t)
+	sink.Store(int64(sum)) // keep the serial work from being optimised away
 	pool, done, err := newPool(2)
 	if err != nil {
 		return nil, err
