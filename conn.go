@@ -44,6 +44,9 @@ type Conn struct {
 	maxLen   int64
 
 	rd rawRead
+	// noSpin turns polling off for a receiver that shares its CPUs with
+	// other busy goroutines, such as a pool's result readers.
+	noSpin bool
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -692,7 +695,7 @@ func (c *Conn) recvmsg(fd uintptr) bool {
 		// within microseconds, and waking a sleeping CPU costs more than
 		// that. (No runtime.Gosched here: it wakes idle threads to look
 		// for work, which costs more than it saves.)
-		if spinFor <= 0 {
+		if spinFor <= 0 || c.noSpin {
 			return false
 		}
 		now := time.Now()

@@ -229,6 +229,9 @@ func (p *Pool) startWorker() error {
 		a.Close()
 		return err
 	}
+	// The results come when they come; polling for them would take a CPU
+	// from the goroutines waiting for them (and from the workers).
+	a.noSpin = true
 	now := time.Now()
 	w := &worker{p: proc, conn: a, stats: WorkerStats{Name: name, Pid: proc.Pid(), start: now}, lastDone: now}
 	p.mu.Lock()
