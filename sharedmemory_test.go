@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/leakcheck"
 )
 
 type shmArgs struct {
@@ -83,7 +84,7 @@ func shmOpBody(a *shmArgs, rep *shmReport) error {
 func shmTraces(name string) []string {
 	suffix := "/memfd:mp-shm-" + name + " (deleted)"
 	var out []string
-	for _, f := range fdNames() {
+	for _, f := range leakcheck.FDNames() {
 		if strings.HasSuffix(f, suffix) {
 			out = append(out, "fd "+f)
 		}
