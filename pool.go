@@ -347,7 +347,13 @@ func (p *Pool) sendTo(w *worker, t *task) {
 	w.sendMu.Lock()
 	p.mu.Unlock()
 	// A failed send means the worker died: its reader deals with the task.
-	w.conn.Send(&taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg})
+	msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg}
+	if len(t.arg) > splitAbove {
+		msg.Arg, msg.Split = nil, true
+	}
+	if w.conn.Send(&msg) == nil && msg.Split {
+		w.conn.SendBytes(t.arg)
+	}
 	w.sendMu.Unlock()
 }
 
@@ -383,6 +389,15 @@ func (p *Pool) read(w *worker) {
 		var res taskResult
 		if err := w.conn.Recv(&res); err != nil {
 			break
+		}
+		out := []byte(res.Result)
+		if res.Split {
+			// The result follows; read it before the task leaves pending,
+			// so that a worker dying meanwhile still fails it.
+			var err error
+			if out, err = w.conn.RecvBytes(0); err != nil {
+				break
+			}
 		}
 		p.mu.Lock()
 		if res.ID == 0 {
@@ -420,7 +435,7 @@ func (p *Pool) read(w *worker) {
 		if res.Err != nil {
 			t.finish(nil, res.Err)
 		} else {
-			t.finish(res.Result, nil)
+			t.finish(out, nil)
 		}
 	}
 	p.lost(w)

@@ -17,24 +17,34 @@ import (
 // result, until its Conn reaches EOF (the pool is done with it) or it has
 // run its quota of tasks or outgrown its memory ceiling.
 
-// taskMsg is a task sent to a worker.
+// taskMsg is a task sent to a worker. A small encoded argument travels in
+// it; a large one (Split) follows as a bytes message of its own, so that
+// neither side copies or checks it twice.
 type taskMsg struct {
 	_      struct{} `cbor:",toarray"`
 	ID     uint64
 	Target string
 	Chunk  bool
 	Arg    cbor.RawMessage
+	Split  bool
 }
 
-// taskResult is a worker's answer to one task.
+// taskResult is a worker's answer to one task (ID 0: its hello, or its
+// initializer's failure). A small encoded result travels in it; a large
+// one (Split) follows as a bytes message.
 type taskResult struct {
 	_      struct{} `cbor:",toarray"`
 	ID     uint64
 	Result cbor.RawMessage
+	Split  bool
 	Err    *RemoteError
 	Busy   int64 // nanoseconds spent on the task
 	Exit   bool  // the worker leaves after this task
 }
+
+// splitAbove is the size from which a task's argument or result travels
+// as a message of its own.
+const splitAbove = 4 << 10
 
 type workerArgs struct {
 	Conn     *Conn
@@ -67,17 +77,36 @@ func runPoolWorker(a workerArgs) error {
 		if err := a.Conn.Recv(&t); err != nil {
 			return nil // the pool closed our connection
 		}
+		arg := []byte(t.Arg)
+		if t.Split {
+			var err error
+			if arg, err = a.Conn.RecvBytes(0); err != nil {
+				return nil
+			}
+		}
 		start := time.Now()
 		buf.Reset()
 		res := taskResult{ID: t.ID}
-		res.Err = runTask(t, &buf)
-		if res.Err == nil {
-			res.Result = buf.Bytes()
-		}
+		res.Err = runTask(t, arg, &buf)
 		res.Busy = int64(time.Since(start))
 		done++
 		res.Exit = (a.MaxTasks > 0 && done >= a.MaxTasks) || (a.MaxRSS > 0 && rss() > a.MaxRSS)
-		if err := a.Conn.Send(&res); err != nil || res.Exit {
+		if res.Err == nil {
+			if buf.Len() > splitAbove {
+				res.Split = true
+			} else {
+				res.Result = buf.Bytes()
+			}
+		}
+		if err := a.Conn.Send(&res); err != nil {
+			return nil
+		}
+		if res.Split {
+			if err := a.Conn.SendBytes(buf.Bytes()); err != nil {
+				return nil
+			}
+		}
+		if res.Exit {
 			return nil
 		}
 		if buf.Cap() > 1<<20 {
@@ -100,12 +129,12 @@ func runInitializer(name string, arg []byte) *RemoteError {
 	return rerr
 }
 
-func runTask(t taskMsg, buf *bytes.Buffer) *RemoteError {
+func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) *RemoteError {
 	e, ok := lookup(t.Target)
 	if !ok {
 		return remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target), "")
 	}
-	_, rerr := call(func() (any, error) { return nil, e.task(t.Arg, t.Chunk, buf) })
+	_, rerr := call(func() (any, error) { return nil, e.task(arg, t.Chunk, buf) })
 	if rerr != nil {
 		me := CurrentProcess()
 		rerr.Process, rerr.Pid = me.Name, me.Pid
