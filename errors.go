@@ -51,6 +51,7 @@ type BufferTooShortError struct {
 	Message []byte
 }
 
+// Error describes the failure.
 func (e *BufferTooShortError) Error() string {
 	return fmt.Sprintf("mp: buffer too short for a %d-byte message", len(e.Message))
 }
@@ -68,6 +69,7 @@ type ExitError struct {
 	Code int
 }
 
+// Error describes the failure.
 func (e *ExitError) Error() string {
 	if e.Code < 0 {
 		return fmt.Sprintf("mp: process %s (pid %d) killed by signal %v", e.Name, e.Pid, syscall.Signal(-e.Code))
@@ -93,6 +95,7 @@ type RemoteError struct {
 	Stack   string // the goroutine stack where the error was returned or the panic raised
 }
 
+// Error describes the failure.
 func (e *RemoteError) Error() string {
 	what := "error"
 	if e.Panic {
@@ -108,6 +111,7 @@ type OwnerDiedError struct {
 	Pid int // the dead owner
 }
 
+// Error describes the failure.
 func (e *OwnerDiedError) Error() string {
 	return fmt.Sprintf("mp: lock taken over from process %d, which died holding it", e.Pid)
 }

@@ -474,6 +474,7 @@ const (
 	FirstException
 )
 
+// String returns the mode's name as Python spells it.
 func (m WaitMode) String() string {
 	switch m {
 	case AllCompleted:

@@ -33,6 +33,7 @@ type WorkerLostError struct {
 	ExitCode int // as Process.ExitCode reports it: -9 after SIGKILL
 }
 
+// Error describes the failure.
 func (e *WorkerLostError) Error() string {
 	return fmt.Sprintf("mp: worker %s (pid %d) died running the task (exit code %d)", e.Worker, e.Pid, e.ExitCode)
 }
