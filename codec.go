@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"sync"
 
 	"github.com/fxamacker/cbor/v2"
@@ -82,6 +83,13 @@ var (
 // closeFDs. Duplicating them keeps the message right even if a handle is
 // closed before the message leaves.
 func marshal(v any) ([]byte, []int, error) {
+	if handleFree(reflect.TypeOf(v), false) {
+		b, err := encMode.Marshal(v)
+		if err != nil {
+			return nil, nil, &encodeError{typ: fmt.Sprintf("%T", v), err: err}
+		}
+		return b, nil, nil
+	}
 	encMu.Lock()
 	s := encodeSession{}
 	encSess = &s
@@ -110,6 +118,12 @@ func unmarshal(data []byte, fds []int, v any) (used int, err error) {
 	n, rest, err := splitEnvelope(data)
 	if err != nil {
 		return 0, err
+	}
+	if n == 0 && handleFree(reflect.TypeOf(v), true) {
+		if err := decMode.Unmarshal(rest, v); err != nil {
+			return 0, fmt.Errorf("mp: decode into %T: %w", v, err)
+		}
+		return 0, nil
 	}
 	if n > len(fds) {
 		return 0, fmt.Errorf("mp: message carries %d descriptors, %d received", n, len(fds))
