@@ -51,7 +51,6 @@ func runChild(fdText string) int {
 	alive := new(atomic.Bool)
 	alive.Store(true)
 	self.Lock()
-	self.isChild = true
 	self.identity = boot.Identity
 	self.info = ProcessInfo{Name: boot.Name, Pid: os.Getpid(), Daemon: boot.Daemon, Authkey: boot.Authkey}
 	self.parent = &ParentInfo{Name: boot.ParentName, Pid: boot.ParentPid, alive: alive}

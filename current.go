@@ -37,7 +37,6 @@ var self struct {
 	identity []int
 	counter  int
 	parent   *ParentInfo
-	isChild  bool
 }
 
 func init() {

@@ -151,7 +151,6 @@ type worker struct {
 	ready     bool       // started and initialised: it said hello
 	sendMu    sync.Mutex // orders sends as pending is ordered
 	stats     WorkerStats
-	lastDone  time.Time
 }
 
 // WorkerStats describes one worker.
@@ -233,8 +232,7 @@ func (p *Pool) startWorker() error {
 	// The results come when they come; polling for them would take a CPU
 	// from the goroutines waiting for them (and from the workers).
 	a.noSpin = true
-	now := time.Now()
-	w := &worker{p: proc, conn: a, stats: WorkerStats{Name: name, Pid: proc.Pid(), start: now}, lastDone: now}
+	w := &worker{p: proc, conn: a, stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
 	switch {
@@ -423,11 +421,8 @@ func (p *Pool) read(w *worker) {
 		w.pending = w.pending[1:]
 		w.exclusive = false
 		w.retiring = w.retiring || res.Exit
-		now := time.Now()
-		busy := time.Duration(res.Busy)
 		w.stats.Tasks++
-		w.stats.Busy += busy
-		w.lastDone = now
+		w.stats.Busy += time.Duration(res.Busy)
 		p.wake.Broadcast()
 		if t.timer != nil {
 			t.timer.Stop()

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +37,6 @@ type Process struct {
 	done     chan struct{}
 	code     int
 	remote   *RemoteError
-	result   cbor.RawMessage
 	sentinel *os.File // read end, lazily made; EOF once the child is reaped
 	sentW    *os.File
 }
@@ -85,9 +83,10 @@ type resultMsg struct {
 	Err    *RemoteError `cbor:",omitempty"`
 }
 
+// resultIn is what the parent reads of a resultMsg: a Process has no use
+// for the target's result, only for its error.
 type resultIn struct {
-	Result cbor.RawMessage
-	Err    *RemoteError
+	Err *RemoteError
 }
 
 const envChild = "MP_CHILD_FD"
@@ -178,7 +177,6 @@ func (p *Process) reap(ctrl *Conn) {
 	p.code = code
 	if gotResult {
 		p.remote = res.Err
-		p.result = res.Result
 	}
 	if p.sentW != nil {
 		p.sentW.Close()
