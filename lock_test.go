@@ -243,3 +243,36 @@ func TestRLockAcrossProcessesAndKill(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkLockValueIncrement is value_lock inside one process: goroutines
+// on every P increment a shared Value under a Lock, as two processes do in
+// `mp bench value_lock`. Run it with -cpu 1,2.
+func BenchmarkLockValueIncrement(b *testing.B) {
+	lock, err := mp.NewLock()
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	v, err := mp.NewValue[int64](0, mp.WithLock(lock))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := lock.Acquire(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+			v.Store(v.Load() + 1)
+			if err := lock.Release(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	if got := v.Load(); got != int64(b.N) {
+		b.Fatalf("counted %d increments, want %d", got, b.N)
+	}
+}

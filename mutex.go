@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp/internal/futex"
+	"github.com/go-mp/mp/internal/pause"
 	"github.com/go-mp/mp/internal/shm"
 )
 
@@ -21,7 +22,7 @@ type mutex struct {
 	low  *atomic.Uint32 // the low half of word, where sleepers sleep
 	// hb makes each unlock happen before the next lock in the eyes of the
 	// race detector, which cannot see synchronisation through shared
-	// memory (it costs an atomic add per unlock).
+	// memory. It is used only in race-enabled builds.
 	hb *atomic.Uint64
 }
 
@@ -39,10 +40,17 @@ func newMutex(s shared, off int) mutex {
 
 func (m mutex) tryLock(me uint64) bool {
 	if m.word.CompareAndSwap(0, me) {
-		m.hb.Load()
+		m.raceAcquire()
 		return true
 	}
 	return false
+}
+
+// raceAcquire pairs with the hb update in unlock for the race detector.
+func (m mutex) raceAcquire() {
+	if raceEnabled {
+		m.hb.Load()
+	}
 }
 
 // owner returns the owner word without the waiters bit, 0 when free.
@@ -60,7 +68,7 @@ func (m mutex) lock(ctx context.Context, me uint64) (ownerDied uint64, err error
 func (m mutex) lockOr(ctx context.Context, me uint64, abort func() bool) (ownerDied uint64, err error) {
 	ownerDied, err = m.take(ctx, me, abort)
 	if err == nil {
-		m.hb.Load()
+		m.raceAcquire()
 	}
 	return ownerDied, err
 }
@@ -69,7 +77,7 @@ func (m mutex) take(ctx context.Context, me uint64, abort func() bool) (ownerDie
 	if m.word.CompareAndSwap(0, me) {
 		return 0, nil
 	}
-	if spin(func() bool { return m.word.Load() == 0 && m.word.CompareAndSwap(0, me) }) {
+	if m.spin(me) {
 		return 0, nil
 	}
 	s := newSleeper(ctx, m.low)
@@ -117,9 +125,27 @@ func (m mutex) take(ctx context.Context, me uint64, abort func() bool) (ownerDie
 	}
 }
 
+// maxBackoff is the most spin-wait hints between two looks at a busy
+// lock's word while spinning.
+const maxBackoff = 256
+
+// spin tries to take the lock for up to spinTime without sleeping. Between
+// looks it backs off more and more, so that the holder keeps the word's
+// cache line while it works.
+func (m mutex) spin(me uint64) bool {
+	backoff := 1
+	return spin(func() bool {
+		pause.N(backoff)
+		backoff = min(2*backoff, maxBackoff)
+		return m.word.Load() == 0 && m.word.CompareAndSwap(0, me)
+	})
+}
+
 // unlock frees the lock and reports whether it was held.
 func (m mutex) unlock() bool {
-	m.hb.Add(1)
+	if raceEnabled {
+		m.hb.Add(1)
+	}
 	old := m.word.Swap(0)
 	if old&waitersBit != 0 {
 		futex.Wake(m.low, 1)

@@ -1,0 +1,6 @@
+//go:build amd64 || arm64
+
+package pause
+
+// hint is one spin-wait instruction.
+func hint()

@@ -1,0 +1,6 @@
+//go:build !amd64 && !arm64
+
+package pause
+
+// hint does nothing where no spin-wait instruction is known.
+func hint() {}
