@@ -3,6 +3,9 @@ package mp
 import (
 	"context"
 	"runtime"
+	"unsafe"
+
+	"github.com/go-mp/mp/internal/memcopy"
 )
 
 // RawArray is a fixed-length array of T in shared memory, without a lock,
@@ -267,7 +270,9 @@ func copyFrom[T, O any](e *elems[T], src []T, owner *O) error {
 	if len(src) > len(e.e) {
 		return copyError("in", len(src), len(e.e))
 	}
-	copy(e.e, src)
+	// Streamed: another process is likely to read it next (float_channel:
+	// 5 -> 7.4-10.5 GB/s).
+	memcopy.Stream(asBytes(e.e), asBytes(src))
 	runtime.KeepAlive(owner)
 	return nil
 }
@@ -279,7 +284,15 @@ func copyTo[T, O any](e *elems[T], dst []T, owner *O) error {
 	if len(dst) > len(e.e) {
 		return copyError("out", len(dst), len(e.e))
 	}
+	// A plain copy: the caller reads dst next, so it should be in cache.
 	copy(dst, e.e)
 	runtime.KeepAlive(owner)
 	return nil
+}
+
+// asBytes views the elements of s as bytes (T is a fixed-size type, so
+// it holds no pointers).
+func asBytes[T any](s []T) []byte {
+	var zero T
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(zero)))
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-mp/mp/internal/futex"
+	"github.com/go-mp/mp/internal/memcopy"
 	"github.com/go-mp/mp/internal/shm"
 	"golang.org/x/sys/unix"
 )
@@ -262,7 +263,7 @@ func (q *queueCore) write(slot, off int, b []byte) (int, int, error) {
 			}
 			slot, off = next-1, chunkHeader
 		}
-		k := copy(q.chunk(slot)[off:], b)
+		k := memcopy.Stream(q.chunk(slot)[off:], b)
 		off += k
 		b = b[k:]
 	}
