@@ -48,9 +48,10 @@ type Conn struct {
 	// other busy goroutines, such as a pool's result readers.
 	noSpin bool
 
-	wmu  sync.Mutex
-	wbuf []byte
-	wr   rawWrite
+	wmu   sync.Mutex
+	wbuf  []byte
+	wbufs [][]byte // writeBatch's pieces, kept to allocate nothing
+	wr    rawWrite
 }
 
 // Transport is the stream socket under a Conn: a *net.TCPConn,
@@ -301,6 +302,41 @@ func (c *Conn) writeMessage(b []byte, fds []int) error {
 	return err
 }
 
+// writeBatch sends each payload as one message, all in as few writes as
+// the socket takes: small ones are framed into one buffer, large ones go
+// from where they are.
+func (c *Conn) writeBatch(payloads [][]byte) error {
+	if err := c.checkWrite(); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = c.wbuf[:0]
+	bufs := c.wbufs[:0]
+	start := 0
+	for _, p := range payloads {
+		c.wbuf = frame.AppendHeader(c.wbuf, len(p))
+		if len(p) <= smallMessage {
+			c.wbuf = append(c.wbuf, p...)
+			continue
+		}
+		// Earlier pieces of wbuf keep their bytes if it grows: append
+		// copies to a new array and leaves the old one as it was.
+		bufs = append(bufs, c.wbuf[start:], p)
+		start = len(c.wbuf)
+	}
+	if start < len(c.wbuf) {
+		bufs = append(bufs, c.wbuf[start:])
+	}
+	err := c.writeAll(bufs, nil)
+	clear(bufs)
+	c.wbufs = bufs[:0]
+	if cap(c.wbuf) > 1<<20 {
+		c.wbuf = nil
+	}
+	return err
+}
+
 // writeAll writes bufs in full; oob goes with the first byte.
 func (c *Conn) writeAll(bufs [][]byte, oob []byte) error {
 	w := &c.wr
@@ -335,12 +371,12 @@ func (c *Conn) writeAll(bufs [][]byte, oob []byte) error {
 // writing allocates nothing.
 type rawWrite struct {
 	fn   func(fd uintptr) bool
-	bufs [][]byte // at most two: a header and a payload
+	bufs [][]byte // the first len(iov) go in one sendmsg
 	oob  []byte
 	n    int
 	err  error
 	hdr  unix.Msghdr
-	iov  [2]unix.Iovec
+	iov  [16]unix.Iovec
 }
 
 // sendmsg is the poller callback of writeAll (MSG_NOSIGNAL: a closed peer

@@ -152,7 +152,7 @@ func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
 		fut.c.resolve(err, false, nil)
 		return fut
 	}
-	ex.submit(&fut.c, fut.task(f.name, false, b))
+	ex.submit(&fut.c, fut.task(f.name, false, b, decodeResult[R]))
 	return fut
 }
 
@@ -175,10 +175,18 @@ func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, c
 	for off := 0; off < len(items); off += chunksize {
 		end := min(off+chunksize, len(items))
 		fut := newFuture[[]R]()
-		if b, err := encodeArg(items[off:end]); err != nil {
+		n := end - off
+		decode := func(b []byte) ([]R, error) {
+			vals := make([]R, n)
+			if err := decodeChunk(b, vals); err != nil {
+				return nil, fmt.Errorf("mp: decode results: %w", err)
+			}
+			return vals, nil
+		}
+		if b, err := encodeChunk(items[off:end]); err != nil {
 			fut.c.resolve(err, false, nil)
 		} else {
-			ex.submit(&fut.c, fut.task(f.name, true, b))
+			ex.submit(&fut.c, fut.task(f.name, true, b, decode))
 		}
 		chunks = append(chunks, chunk{end - off, fut})
 	}
@@ -239,8 +247,8 @@ func newFuture[R any]() *Future[R] {
 }
 
 // task returns the pool task of fut: a call of target on the encoded arg
-// (a []A if chunk) whose result (an R) resolves fut.
-func (fut *Future[R]) task(target string, chunk bool, arg []byte) *task {
+// (a chunk of As if chunk) whose result, decoded by decode, resolves fut.
+func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]byte) (R, error)) *task {
 	t := &task{target: target, chunk: chunk, arg: arg}
 	t.finish = func(out []byte, err error) {
 		if t.state.Load() == taskWithdrawn {
@@ -249,7 +257,7 @@ func (fut *Future[R]) task(target string, chunk bool, arg []byte) *task {
 		}
 		var v R
 		if err == nil {
-			v, err = decodeResult[R](out)
+			v, err = decode(out)
 		}
 		fut.c.resolve(err, false, func() { fut.val = v })
 	}

@@ -271,10 +271,10 @@ func (p *Pool) submit(ts ...*task) error {
 	if len(p.queue) == 1 {
 		// Only to an idle worker, which reads it at once: ApplyAsync must
 		// not wait for a busy worker to take a large argument.
-		if w := p.pickWorker(); w != nil && len(w.pending) == 0 {
+		if w, _ := p.pickWorker(); w != nil && len(w.pending) == 0 {
 			t := p.queue[0]
 			p.queue = p.queue[:0]
-			p.sendTo(w, t)
+			p.sendTo(w, []*task{t})
 			return nil
 		}
 	}
@@ -316,68 +316,104 @@ func (p *Pool) dispatch() {
 			p.wake.Wait()
 			continue
 		}
-		w := p.pickWorker()
+		w, room := p.pickWorker()
 		if w == nil {
 			p.wake.Wait()
 			continue
 		}
-		t := p.queue[0]
-		p.queue = p.queue[1:]
-		p.sendTo(w, t)
+		p.sendTo(w, p.takeTasks(room))
 		p.mu.Lock()
 	}
 }
 
-// sendTo gives t to w. Called with p.mu held; returns with it released.
-func (p *Pool) sendTo(w *worker, t *task) {
-	if !t.state.CompareAndSwap(taskQueued, taskSent) && t.state.Load() == taskWithdrawn {
-		p.mu.Unlock() // cancelled after it was taken from the queue
+// takeTasks takes up to room tasks off the queue for one worker. A task
+// with a timeout goes alone (its worker gets nothing else meanwhile).
+// Called with p.mu held.
+func (p *Pool) takeTasks(room int) []*task {
+	var ts []*task
+	for len(ts) < room && len(p.queue) > 0 {
+		t := p.queue[0]
+		if t.timeout > 0 && len(ts) > 0 {
+			break
+		}
+		p.queue = p.queue[1:]
+		if t.canceled.Load() {
+			continue
+		}
+		ts = append(ts, t)
+		if t.timeout > 0 {
+			break
+		}
+	}
+	return ts
+}
+
+// sendTo gives ts to w in one write. Called with p.mu held; returns with
+// it released.
+func (p *Pool) sendTo(w *worker, ts []*task) {
+	sent := ts[:0]
+	for _, t := range ts {
+		if !t.state.CompareAndSwap(taskQueued, taskSent) && t.state.Load() == taskWithdrawn {
+			continue // cancelled after it was taken from the queue
+		}
+		if t.timeout > 0 {
+			w.exclusive = true
+			proc := w.p
+			t.timer = time.AfterFunc(t.timeout, func() {
+				t.timedOut.Store(true)
+				proc.Kill()
+			})
+		}
+		w.pending = append(w.pending, t)
+		sent = append(sent, t)
+	}
+	if len(sent) == 0 {
+		p.mu.Unlock()
 		return
 	}
-	if t.timeout > 0 {
-		w.exclusive = true
-		proc := w.p
-		t.timer = time.AfterFunc(t.timeout, func() {
-			t.timedOut.Store(true)
-			proc.Kill()
-		})
-	}
-	w.pending = append(w.pending, t)
 	w.sendMu.Lock()
 	p.mu.Unlock()
-	// A failed send means the worker died: its reader deals with the task.
-	msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg}
-	if len(t.arg) > splitAbove {
-		msg.Arg, msg.Split = nil, true
+	msgs := make([][]byte, 0, len(sent))
+	for _, t := range sent {
+		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg, Split: len(t.arg) > splitAbove}
+		msgs = append(msgs, msg.appendTo(nil))
+		if msg.Split {
+			msgs = append(msgs, t.arg)
+		}
 	}
-	if w.conn.Send(&msg) == nil && msg.Split {
-		w.conn.SendBytes(t.arg)
-	}
+	// A failed send means the worker died: its reader deals with the tasks.
+	w.conn.writeBatch(msgs)
 	w.sendMu.Unlock()
 }
 
-// pickWorker returns the least loaded worker with room, or nil.
-func (p *Pool) pickWorker() *worker {
+// pickWorker returns the least loaded worker with room, and how many
+// tasks it has room for; or nil.
+func (p *Pool) pickWorker() (*worker, int) {
 	limit := 1
 	if n := len(p.workers); n > 0 && len(p.queue) >= 8*n {
 		limit = min(len(p.queue)/(4*n), maxPrefetch)
 	}
 	var best *worker
+	room := 0
 	for w := range p.workers {
 		if !w.ready || w.retiring || w.exclusive || len(w.pending) >= limit {
 			continue
 		}
-		if m := p.opts.MaxTasksPerChild; m > 0 && w.stats.Tasks+len(w.pending) >= m {
-			continue // it leaves after the tasks it holds
+		r := limit - len(w.pending)
+		if m := p.opts.MaxTasksPerChild; m > 0 {
+			r = min(r, m-w.stats.Tasks-len(w.pending))
+			if r <= 0 {
+				continue // it leaves after the tasks it holds
+			}
 		}
 		if p.queue[0].timeout > 0 && len(w.pending) > 0 {
 			continue // a timed task starts at once, so its clock is fair
 		}
 		if best == nil || len(w.pending) < len(best.pending) {
-			best = w
+			best, room = w, r
 		}
 	}
-	return best
+	return best, room
 }
 
 // read receives a worker's results until it leaves or dies, then replaces
@@ -385,11 +421,15 @@ func (p *Pool) pickWorker() *worker {
 func (p *Pool) read(w *worker) {
 	defer p.running.Done()
 	for {
-		var res taskResult
-		if err := w.conn.Recv(&res); err != nil {
+		msg, err := w.conn.RecvBytes(0)
+		if err != nil {
 			break
 		}
-		out := []byte(res.Result)
+		var res taskResult
+		if res.parse(msg) != nil {
+			break // a confused worker: treat it as lost
+		}
+		out := res.Result
 		if res.Split {
 			// The result follows; read it before the task leaves pending,
 			// so that a worker dying meanwhile still fails it.

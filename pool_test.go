@@ -377,3 +377,93 @@ func TestPoolMemoryCeiling(t *testing.T) {
 		t.Fatalf("worker over its ceiling was kept: pid %d then %d, %v", big, next, err)
 	}
 }
+
+type gatedItem struct {
+	X    int
+	Gate string // item 1 waits until this file exists
+}
+
+var gated = mp.Register("test.gated", func(it gatedItem) (int, error) {
+	if it.X == 1 {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+			if _, err := os.Stat(it.Gate); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return 0, errors.New("gate never opened")
+			}
+		}
+	}
+	return it.X, nil
+})
+
+// A worker holds the results of quick tasks while its next task is already
+// there, to send them together; a slow next task must not hold them back.
+// Item 1 here waits until item 0's result has reached the pool.
+func TestPoolResultsOfQuickTasksNotHeldBySlowOne(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	gate := t.TempDir() + "/gate"
+	items := make([]gatedItem, 20) // enough for the worker to get several at once
+	for i := range items {
+		items[i] = gatedItem{X: i, Gate: gate}
+	}
+	opened := false
+	progress := func(done, total int) {
+		if !opened {
+			opened = true
+			if err := os.WriteFile(gate, nil, 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	ctx := ctxTimeout(t, 30*time.Second)
+	out, err := gated.Map(ctx, pool, items, 1, mp.WithProgress(progress))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out {
+		if v != i {
+			t.Fatalf("result %d = %d", i, v)
+		}
+	}
+}
+
+type vec struct {
+	X, Y float32
+	N    int64
+	Tag  [2]byte
+}
+
+var scaleVec = mp.Register("test.scaleVec", func(v vec) (vec, error) {
+	return vec{X: 2 * v.X, Y: 2 * v.Y, N: v.N + 1, Tag: [2]byte{v.Tag[1], v.Tag[0]}}, nil
+})
+
+// Chunks of fixed-size structs travel as raw memory: they must arrive
+// whole, in order, in Map and Imap alike.
+func TestPoolMapFixedSizeStructs(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 2})
+	ctx := ctxTimeout(t, 30*time.Second)
+	items := make([]vec, 1001)
+	want := make([]vec, len(items))
+	for i := range items {
+		items[i] = vec{X: float32(i), Y: -float32(i) / 2, N: int64(i) << 33, Tag: [2]byte{byte(i), 'x'}}
+		want[i] = vec{X: 2 * items[i].X, Y: 2 * items[i].Y, N: items[i].N + 1, Tag: [2]byte{'x', byte(i)}}
+	}
+	got, err := scaleVec.Map(ctx, pool, items, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatal("Map of structs: wrong results")
+	}
+	i := 0
+	for v, err := range scaleVec.Imap(ctx, pool, slices.Values(items), 7) {
+		if err != nil || v != want[i] {
+			t.Fatalf("Imap result %d = %+v, %v", i, v, err)
+		}
+		i++
+	}
+	if i != len(items) {
+		t.Fatalf("Imap gave %d results", i)
+	}
+}

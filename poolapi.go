@@ -163,7 +163,7 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 	}
 	for off := 0; off < len(items); off += chunksize {
 		end := min(off+chunksize, len(items))
-		b, err := encodeArg(items[off:end])
+		b, err := encodeChunk(items[off:end])
 		if err != nil {
 			res.resolve(nil, err)
 			return res
@@ -172,11 +172,7 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		n := end - off
 		tasks = append(tasks, &task{target: f.name, chunk: true, arg: b, finish: func(enc []byte, err error) {
 			if err == nil {
-				dst := out[off : off : off+n]
-				if err = decMode.Unmarshal(enc, &dst); err == nil && len(dst) != n {
-					err = fmt.Errorf("mp: a chunk of %d items gave %d results", n, len(dst))
-				}
-				if err != nil {
+				if err = decodeChunk(enc, out[off:off+n]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
 				}
 			}
@@ -272,7 +268,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 				if len(chunk) == 0 {
 					break
 				}
-				b, err := encodeArg(chunk)
+				b, err := encodeChunk(chunk)
 				if err != nil {
 					yield(zero, err)
 					return
@@ -281,8 +277,9 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 				t := &task{target: f.name, chunk: true, arg: b, finish: func(enc []byte, err error) {
 					var vals []R
 					if err == nil {
-						if err = decMode.Unmarshal(enc, &vals); err == nil && len(vals) != n {
-							err = fmt.Errorf("mp: a chunk of %d items gave %d results", n, len(vals))
+						vals = make([]R, n)
+						if err = decodeChunk(enc, vals); err != nil {
+							err = fmt.Errorf("mp: decode results: %w", err)
 						}
 					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -16,31 +17,6 @@ import (
 // one at a time, runs the registered target each names, and sends back the
 // result, until its Conn reaches EOF (the pool is done with it) or it has
 // run its quota of tasks or outgrown its memory ceiling.
-
-// taskMsg is a task sent to a worker. A small encoded argument travels in
-// it; a large one (Split) follows as a bytes message of its own, so that
-// neither side copies or checks it twice.
-type taskMsg struct {
-	_      struct{} `cbor:",toarray"`
-	ID     uint64
-	Target string
-	Chunk  bool
-	Arg    cbor.RawMessage
-	Split  bool
-}
-
-// taskResult is a worker's answer to one task (ID 0: its hello, or its
-// initializer's failure). A small encoded result travels in it; a large
-// one (Split) follows as a bytes message.
-type taskResult struct {
-	_      struct{} `cbor:",toarray"`
-	ID     uint64
-	Result cbor.RawMessage
-	Split  bool
-	Err    *RemoteError
-	Busy   int64 // nanoseconds spent on the task
-	Exit   bool  // the worker leaves after this task
-}
 
 // splitAbove is the size from which a task's argument or result travels
 // as a message of its own.
@@ -61,25 +37,37 @@ var errInit = errors.New("mp: pool initializer failed")
 
 func runPoolWorker(a workerArgs) error {
 	defer a.Conn.Close()
+	out := newResultBatch(a.Conn)
+	defer out.stop()
 	if a.Init != "" {
 		if err := runInitializer(a.Init, a.InitArg); err != nil {
 			// Tell the pool, which stops starting workers that would fail too.
-			a.Conn.Send(&taskResult{Err: err})
+			out.add(&taskResult{Err: err}, nil)
+			out.flush()
 			return nil
 		}
 	}
-	if err := a.Conn.Send(&taskResult{}); err != nil { // hello: ready for tasks
-		return nil
-	}
+	out.add(&taskResult{}, nil) // hello: ready for tasks
 	var buf bytes.Buffer
 	for done := 0; ; {
-		var t taskMsg
-		if err := a.Conn.Recv(&t); err != nil {
+		if a.Conn.buffered.Load() == 0 {
+			// No task is waiting here: send what we hold before we wait.
+			if out.flush() != nil {
+				return nil
+			}
+		} else {
+			out.holdFor(holdResults)
+		}
+		msg, err := a.Conn.RecvBytes(0)
+		if err != nil {
 			return nil // the pool closed our connection
 		}
-		arg := []byte(t.Arg)
+		var t taskMsg
+		if err := t.parse(msg); err != nil {
+			return nil // not from our pool: leave, and the pool sees us lost
+		}
+		arg := t.Arg
 		if t.Split {
-			var err error
 			if arg, err = a.Conn.RecvBytes(0); err != nil {
 				return nil
 			}
@@ -91,22 +79,20 @@ func runPoolWorker(a workerArgs) error {
 		res.Busy = int64(time.Since(start))
 		done++
 		res.Exit = (a.MaxTasks > 0 && done >= a.MaxTasks) || (a.MaxRSS > 0 && rss() > a.MaxRSS)
+		var big []byte
 		if res.Err == nil {
 			if buf.Len() > splitAbove {
 				res.Split = true
+				big = bytes.Clone(buf.Bytes())
 			} else {
 				res.Result = buf.Bytes()
 			}
 		}
-		if err := a.Conn.Send(&res); err != nil {
+		if out.add(&res, big) != nil {
 			return nil
 		}
-		if res.Split {
-			if err := a.Conn.SendBytes(buf.Bytes()); err != nil {
-				return nil
-			}
-		}
 		if res.Exit {
+			out.flush()
 			return nil
 		}
 		if buf.Cap() > 1<<20 {
@@ -114,6 +100,93 @@ func runPoolWorker(a workerArgs) error {
 		}
 	}
 }
+
+// resultBatch holds a worker's results while its next task is already
+// here, to send them in one write: one system call, and one wake-up of the
+// pool's reader, for many small tasks. A timer sends them anyway after
+// holdResults, so that a slow task does not hold up the results of the
+// quick ones before it. Results are sent before the worker waits for a
+// task, so one task at a time goes back at once.
+type resultBatch struct {
+	conn  *Conn
+	mu    sync.Mutex
+	msgs  [][]byte
+	size  int
+	timer *time.Timer
+	armed bool  // the timer runs
+	err   error // the first failed write: the pool is gone
+}
+
+// holdResults is the longest a result waits for others to go with it.
+const holdResults = 200 * time.Microsecond
+
+// flushAbove is how many bytes of results are sent without waiting.
+const flushAbove = 64 << 10
+
+func newResultBatch(c *Conn) *resultBatch {
+	b := &resultBatch{conn: c}
+	b.timer = time.AfterFunc(time.Hour, func() { b.flush() })
+	b.timer.Stop()
+	return b
+}
+
+// add encodes res (with big, its result sent as a message of its own) and
+// holds it.
+func (b *resultBatch) add(res *taskResult, big []byte) error {
+	msg, err := res.appendTo(nil)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	if b.err != nil {
+		b.mu.Unlock()
+		return b.err
+	}
+	b.msgs = append(b.msgs, msg)
+	b.size += len(msg)
+	if big != nil {
+		b.msgs = append(b.msgs, big)
+		b.size += len(big)
+	}
+	full := b.size >= flushAbove
+	b.mu.Unlock()
+	if full {
+		return b.flush()
+	}
+	return nil
+}
+
+// holdFor makes sure that the results held now are sent within d.
+func (b *resultBatch) holdFor(d time.Duration) {
+	b.mu.Lock()
+	if len(b.msgs) > 0 && !b.armed {
+		// Armed once per batch: resetting a timer can wake a sleeping
+		// thread to look at it, which costs more than a small task.
+		b.armed = true
+		b.timer.Reset(d)
+	}
+	b.mu.Unlock()
+}
+
+// flush sends the results held.
+func (b *resultBatch) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.msgs) == 0 || b.err != nil {
+		return b.err
+	}
+	if b.armed {
+		b.timer.Stop()
+		b.armed = false
+	}
+	b.err = b.conn.writeBatch(b.msgs)
+	clear(b.msgs)
+	b.msgs, b.size = b.msgs[:0], 0
+	return b.err
+}
+
+// stop ends the timer; results not flushed are dropped.
+func (b *resultBatch) stop() { b.timer.Stop() }
 
 func runInitializer(name string, arg []byte) *RemoteError {
 	e, ok := lookup(name)

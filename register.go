@@ -82,8 +82,8 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 			}
 			return encodeItem(buf, r)
 		}
-		var as []A
-		if err := decMode.Unmarshal(arg, &as); err != nil {
+		as, err := decodeChunkAny[A](arg)
+		if err != nil {
 			return fmt.Errorf("mp: decode the arguments of %s: %w", name, err)
 		}
 		rs := make([]R, len(as))
@@ -94,7 +94,7 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 			}
 			rs[i] = r
 		}
-		return encodeItem(buf, rs)
+		return appendChunk(buf, rs)
 	}})
 	return &Func[A, R]{name: name}
 }

@@ -1,0 +1,83 @@
+package mp
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+)
+
+type point struct {
+	X, Y int32
+	W    float64
+	On   bool
+}
+
+// celsius has a codec of its own, so its chunks are CBOR.
+type celsius float64
+
+func (c celsius) MarshalCBOR() ([]byte, error) { return encMode.Marshal(float64(c) + 1000) }
+func (c *celsius) UnmarshalCBOR(b []byte) error {
+	var f float64
+	err := decMode.Unmarshal(b, &f)
+	*c = celsius(f - 1000)
+	return err
+}
+
+func chunkRoundTrip[T any](t *testing.T, items []T, raw bool) {
+	t.Helper()
+	if got := rawChunks[T](); got != raw {
+		t.Fatalf("rawChunks[%T] = %v, want %v", items, got, raw)
+	}
+	b, err := encodeChunk(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw && !bytes.Equal(b, asBytes(items)) {
+		t.Fatalf("%T: raw chunk is not the items' memory", items)
+	}
+	dst := make([]T, len(items))
+	if err := decodeChunk(b, dst); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dst, items) {
+		t.Fatalf("decodeChunk: %v, want %v", dst, items)
+	}
+	anyLen, err := decodeChunkAny[T](b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(anyLen, items) {
+		t.Fatalf("decodeChunkAny: %v, want %v", anyLen, items)
+	}
+	var buf bytes.Buffer
+	if err := appendChunk(&buf, items); err != nil || !bytes.Equal(buf.Bytes(), b) {
+		t.Fatalf("appendChunk differs from encodeChunk: %v", err)
+	}
+}
+
+func TestChunkCodec(t *testing.T) {
+	chunkRoundTrip(t, []int{1, -2, 1 << 60}, true)
+	chunkRoundTrip(t, []point{{1, 2, 3.5, true}, {-1, 0, -0.25, false}}, true)
+	chunkRoundTrip(t, [][3]uint8{{1, 2, 3}}, true)
+	chunkRoundTrip(t, []string{"a", "bc"}, false)
+	chunkRoundTrip(t, []celsius{-40, 100}, false)
+	chunkRoundTrip(t, []*int{nil}, false)
+	chunkRoundTrip(t, []int{}, true)
+}
+
+func TestChunkCodecRejectsWrongSizes(t *testing.T) {
+	b, _ := encodeChunk([]int64{1, 2, 3})
+	if err := decodeChunk(b, make([]int64, 2)); err == nil {
+		t.Error("3 raw items decoded into 2")
+	}
+	if _, err := decodeChunkAny[int64](b[:len(b)-1]); err == nil {
+		t.Error("a partial raw item decoded")
+	}
+	c, _ := encodeChunk([]string{"a", "b"})
+	if err := decodeChunk(c, make([]string, 3)); err == nil {
+		t.Error("2 CBOR items decoded into 3")
+	}
+	if err := decodeChunk([]byte{0xff}, make([]string, 1)); err == nil {
+		t.Error("garbage decoded")
+	}
+}
