@@ -89,6 +89,7 @@ type Pool struct {
 	state   int
 	broken  error // an initializer failed
 	nextID  uint64
+	answers uint64         // results received so far
 	running sync.WaitGroup // the dispatcher and the workers' readers
 	done    chan struct{}  // closed once every worker is gone after Close or Terminate
 }
@@ -143,14 +144,16 @@ func (t *task) cancel() bool {
 
 // worker is the pool's side of one worker process.
 type worker struct {
-	p         *Process
-	conn      *Conn
-	pending   []*task    // sent and not answered, oldest (running) first
-	retiring  bool       // told us it leaves after its current task
-	exclusive bool       // runs a task with a timeout: gets nothing else meanwhile
-	ready     bool       // started and initialised: it said hello
-	sendMu    sync.Mutex // orders sends as pending is ordered
-	stats     WorkerStats
+	p          *Process
+	conn       *Conn
+	pending    []*task       // sent and not answered, oldest (running) first
+	retiring   bool          // told us it leaves after its current task
+	exclusive  bool          // runs a task with a timeout: gets nothing else meanwhile
+	ready      bool          // started and initialised: it said hello
+	sendMu     sync.Mutex    // orders sends as pending is ordered
+	sent       chan struct{} // wakes the reader when tasks are sent
+	lastAnswer uint64        // p.answers when it last gave a result
+	stats      WorkerStats
 }
 
 // WorkerStats describes one worker.
@@ -229,10 +232,8 @@ func (p *Pool) startWorker() error {
 		a.Close()
 		return err
 	}
-	// The results come when they come; polling for them would take a CPU
-	// from the goroutines waiting for them (and from the workers).
-	a.noSpin = true
-	w := &worker{p: proc, conn: a, stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
+	w := &worker{p: proc, conn: a, sent: make(chan struct{}, 1),
+		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
 	switch {
@@ -371,6 +372,10 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 		p.mu.Unlock()
 		return
 	}
+	select {
+	case w.sent <- struct{}{}:
+	default:
+	}
 	w.sendMu.Lock()
 	p.mu.Unlock()
 	msgs := make([][]byte, 0, len(sent))
@@ -409,7 +414,10 @@ func (p *Pool) pickWorker() (*worker, int) {
 		if p.queue[0].timeout > 0 && len(w.pending) > 0 {
 			continue // a timed task starts at once, so its clock is fair
 		}
-		if best == nil || len(w.pending) < len(best.pending) {
+		// Among the least loaded, the one that answered last: it is
+		// likely still polling for its next task, while the others sleep.
+		if best == nil || len(w.pending) < len(best.pending) ||
+			len(w.pending) == len(best.pending) && w.lastAnswer > best.lastAnswer {
 			best, room = w, r
 		}
 	}
@@ -421,6 +429,7 @@ func (p *Pool) pickWorker() (*worker, int) {
 func (p *Pool) read(w *worker) {
 	defer p.running.Done()
 	for {
+		p.awaitResults(w)
 		msg, err := w.conn.RecvBytes(0)
 		if err != nil {
 			break
@@ -462,6 +471,8 @@ func (p *Pool) read(w *worker) {
 		w.exclusive = false
 		w.retiring = w.retiring || res.Exit
 		w.stats.Tasks++
+		p.answers++
+		w.lastAnswer = p.answers
 		w.stats.Busy += time.Duration(res.Busy)
 		p.wake.Broadcast()
 		if t.timer != nil {
@@ -475,6 +486,33 @@ func (p *Pool) read(w *worker) {
 		}
 	}
 	p.lost(w)
+}
+
+// awaitResults returns once w owes the pool something: its hello, or the
+// results of tasks sent to it. It also returns when w has exited, for the
+// reader to see the end of its connection. (An idle worker sends nothing,
+// so the reader need not sit on its socket.)
+//
+// It also decides how the reader waits on the socket: when w runs the only
+// task there is, someone is likely waiting for just that result, and the
+// reader polls the socket for a while (see spinFor) instead of sleeping
+// until the runtime's poller wakes it, which takes tens of microseconds.
+// Otherwise the results come when they come, and polling would take a CPU
+// from the workers and from the goroutines waiting for results.
+func (p *Pool) awaitResults(w *worker) {
+	p.mu.Lock()
+	for w.ready && len(w.pending) == 0 {
+		p.mu.Unlock()
+		select {
+		case <-w.sent:
+		case <-w.p.Done():
+			w.conn.noSpin = true
+			return
+		}
+		p.mu.Lock()
+	}
+	w.conn.noSpin = !(len(w.pending) == 1 && len(p.queue) == 0)
+	p.mu.Unlock()
 }
 
 // lost cleans up after a worker that left or died: its unanswered tasks
