@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -50,13 +51,25 @@ func encodeChunk[T any](items []T) ([]byte, error) {
 	return encodeArg(items)
 }
 
-// appendChunk appends the encoding of items to buf.
-func appendChunk[T any](buf *bytes.Buffer, items []T) error {
+// chunkBytes returns the encoding of items: their own memory if they are
+// raw, or else their CBOR encoding written into buf.
+func chunkBytes[T any](buf *bytes.Buffer, items []T) ([]byte, error) {
 	if rawChunks[T]() {
-		buf.Write(asBytes(items))
-		return nil
+		return asBytes(items), nil
 	}
-	return encodeItem(buf, items)
+	if err := encodeItem(buf, items); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// chunkInto returns the memory of dst as bytes if a chunk of its items
+// can be received straight into it, else nil.
+func chunkInto[T any](dst []T) []byte {
+	if rawChunks[T]() {
+		return asBytes(dst)
+	}
+	return nil
 }
 
 // decodeChunk decodes an encoded chunk of exactly len(dst) items into dst.
@@ -66,7 +79,9 @@ func decodeChunk[T any](b []byte, dst []T) error {
 		if len(b) != len(raw) {
 			return fmt.Errorf("mp: a chunk of %d items of %T came as %d bytes, not %d", len(dst), *new(T), len(b), len(raw))
 		}
-		copy(raw, b)
+		if len(raw) > 0 && &raw[0] != &b[0] {
+			copy(raw, b)
+		} // else received in place
 		return nil
 	}
 	d := dst[:0:len(dst)]
@@ -82,12 +97,35 @@ func decodeChunk[T any](b []byte, dst []T) error {
 	return nil
 }
 
-// decodeChunkAny decodes an encoded chunk of any number of items.
+// resultsInPlace returns where the results for the chunk as go: over as
+// itself when raw Rs are no larger than raw As (result i then overwrites
+// only items already read), so that a chunk's results need no fresh
+// memory; else a new slice.
+func resultsInPlace[A, R any](as []A) []R {
+	var a A
+	var r R
+	if len(as) == 0 || !rawChunks[A]() || !rawChunks[R]() || unsafe.Sizeof(r) > unsafe.Sizeof(a) ||
+		uintptr(unsafe.Pointer(&as[0]))%unsafe.Alignof(r) != 0 {
+		return make([]R, len(as))
+	}
+	return unsafe.Slice((*R)(unsafe.Pointer(&as[0])), len(as))
+}
+
+// decodeChunkAny decodes an encoded chunk of any number of items. Raw
+// items may alias b, which the caller gives up.
 func decodeChunkAny[T any](b []byte) ([]T, error) {
 	if rawChunks[T]() {
-		size := len(asBytes(make([]T, 1)))
+		var zero T
+		size := int(unsafe.Sizeof(zero))
 		if len(b)%size != 0 {
-			return nil, fmt.Errorf("mp: a chunk of %T came as %d bytes, not a multiple of %d", *new(T), len(b), size)
+			return nil, fmt.Errorf("mp: a chunk of %T came as %d bytes, not a multiple of %d", zero, len(b), size)
+		}
+		if len(b) == 0 {
+			return []T{}, nil
+		}
+		if uintptr(unsafe.Pointer(&b[0]))%unsafe.Alignof(zero) == 0 {
+			// T holds no pointers, so b's memory can be seen as Ts.
+			return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), len(b)/size), nil
 		}
 		out := make([]T, len(b)/size)
 		copy(asBytes(out), b)

@@ -50,8 +50,8 @@ func chunkRoundTrip[T any](t *testing.T, items []T, raw bool) {
 		t.Fatalf("decodeChunkAny: %v, want %v", anyLen, items)
 	}
 	var buf bytes.Buffer
-	if err := appendChunk(&buf, items); err != nil || !bytes.Equal(buf.Bytes(), b) {
-		t.Fatalf("appendChunk differs from encodeChunk: %v", err)
+	if c, err := chunkBytes(&buf, items); err != nil || !bytes.Equal(c, b) {
+		t.Fatalf("chunkBytes differs from encodeChunk: %v", err)
 	}
 }
 
@@ -79,5 +79,51 @@ func TestChunkCodecRejectsWrongSizes(t *testing.T) {
 	}
 	if err := decodeChunk([]byte{0xff}, make([]string, 1)); err == nil {
 		t.Error("garbage decoded")
+	}
+}
+
+// A raw chunk in aligned memory is used where it is; in unaligned memory
+// (inside a larger message) it is copied out.
+func TestChunkCodecAliasing(t *testing.T) {
+	b, _ := encodeChunk([]int64{7, 8, 9})
+	got, err := decodeChunkAny[int64](b)
+	if err != nil || len(got) != 3 || &asBytes(got)[0] != &b[0] {
+		t.Fatalf("aligned chunk: %v, %v (aliases: %v)", got, err, err == nil && &asBytes(got)[0] == &b[0])
+	}
+	odd := append([]byte{0}, b...)[1:]
+	got, err = decodeChunkAny[int64](odd)
+	if err != nil || !reflect.DeepEqual(got, []int64{7, 8, 9}) {
+		t.Fatalf("unaligned chunk: %v, %v", got, err)
+	}
+	if &asBytes(got)[0] == &odd[0] {
+		t.Fatal("unaligned chunk aliased")
+	}
+}
+
+// Results narrower than the items may overwrite the items already read;
+// wider ones get memory of their own.
+func TestResultsInPlace(t *testing.T) {
+	as := make([]int64, 1000)
+	for i := range as {
+		as[i] = int64(i) - 500
+	}
+	rs := resultsInPlace[int64, int32](as)
+	if &asBytes(rs)[0] != &asBytes(as)[0] {
+		t.Fatal("narrower results not in place")
+	}
+	for i, a := range as {
+		rs[i] = int32(3 * a)
+	}
+	for i, r := range rs {
+		if r != int32(3*(i-500)) {
+			t.Fatalf("result %d = %d", i, r)
+		}
+	}
+	wide := resultsInPlace[int32, int64]([]int32{1, 2})
+	if len(wide) != 2 || wide[0] != 0 {
+		t.Fatal("wider results: want fresh zeroed memory")
+	}
+	if s := resultsInPlace[string, int]([]string{"a"}); len(s) != 1 {
+		t.Fatal("results of CBOR items")
 	}
 }

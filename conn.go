@@ -593,7 +593,7 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 			copy(grown, out[:got])
 			out = grown
 		}
-		m, err := c.readRaw(out[got:min(int64(cap(out)), n)])
+		m, err := c.readRaw(out[got:min(int64(cap(out)), n)], true)
 		got += m
 		if err != nil {
 			if err == io.EOF {
@@ -642,7 +642,7 @@ func (c *Conn) fill(need int) error {
 		c.rpos = 0
 	}
 	for c.rend-c.rpos < need {
-		n, err := c.readRaw(c.rbuf[c.rend:])
+		n, err := c.readRaw(c.rbuf[c.rend:], c.rend > c.rpos)
 		c.rend += n
 		c.buffered.Store(int64(c.rend - c.rpos))
 		if err != nil {
@@ -653,8 +653,10 @@ func (c *Conn) fill(need int) error {
 }
 
 // readRaw reads from the socket, keeping any descriptors that arrive.
-// Called with rmu held.
-func (c *Conn) readRaw(b []byte) (int, error) {
+// partial says that part of the message has been read: the rest is on its
+// way, so it is polled for even where waiting for new messages sleeps
+// (noSpin). Called with rmu held.
+func (c *Conn) readRaw(b []byte, partial bool) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -666,6 +668,7 @@ func (c *Conn) readRaw(b []byte) (int, error) {
 			c.oob = make([]byte, unix.CmsgSpace(maxFDs*4))
 		}
 	}
+	r.partial = partial
 	r.buf, r.n, r.oobn, r.flags, r.err, r.spinUntil = b, 0, 0, 0, nil, time.Time{}
 	err := c.rc.Read(r.fn)
 	r.buf = nil
@@ -698,6 +701,7 @@ type rawRead struct {
 	oobn      int
 	flags     int
 	err       error
+	partial   bool // part of the message has been read
 	spinUntil time.Time
 	hdr       unix.Msghdr
 	iov       unix.Iovec
@@ -731,7 +735,7 @@ func (c *Conn) recvmsg(fd uintptr) bool {
 		// within microseconds, and waking a sleeping CPU costs more than
 		// that. (No runtime.Gosched here: it wakes idle threads to look
 		// for work, which costs more than it saves.)
-		if spinFor <= 0 || c.noSpin {
+		if spinFor <= 0 || c.noSpin && !r.partial {
 			return false
 		}
 		now := time.Now()

@@ -113,6 +113,7 @@ type task struct {
 	target  string
 	chunk   bool
 	arg     []byte
+	into    []byte // where a large result may be received, if known
 	timeout time.Duration
 	// finish receives the encoded result or the error, once.
 	finish   func(result []byte, err error)
@@ -442,8 +443,7 @@ func (p *Pool) read(w *worker) {
 		if res.Split {
 			// The result follows; read it before the task leaves pending,
 			// so that a worker dying meanwhile still fails it.
-			var err error
-			if out, err = w.conn.RecvBytes(0); err != nil {
+			if out, err = p.readResult(w, res.ID); err != nil {
 				break
 			}
 		}
@@ -486,6 +486,26 @@ func (p *Pool) read(w *worker) {
 		}
 	}
 	p.lost(w)
+}
+
+// readResult receives the large result of task id, into the task's own
+// memory for it if it has some (a chunk of raw items: see chunkcodec.go).
+func (p *Pool) readResult(w *worker, id uint64) ([]byte, error) {
+	var into []byte
+	p.mu.Lock()
+	if len(w.pending) > 0 && w.pending[0].id == id {
+		into = w.pending[0].into
+	}
+	p.mu.Unlock()
+	if len(into) == 0 {
+		return w.conn.RecvBytes(0)
+	}
+	n, err := w.conn.RecvBytesInto(into, 0)
+	var short *BufferTooShortError
+	if errors.As(err, &short) {
+		return short.Message, nil // the wrong size: decoding will say so
+	}
+	return into[:n], err
 }
 
 // awaitResults returns once w owes the pool something: its hello, or the

@@ -467,3 +467,35 @@ func TestPoolMapFixedSizeStructs(t *testing.T) {
 		t.Fatalf("Imap gave %d results", i)
 	}
 }
+
+var low8 = mp.Register("test.low8", func(x int) (int8, error) { return int8(x), nil })
+var widen = mp.Register("test.widen", func(x int8) (int64, error) { return int64(x) << 40, nil })
+
+// Results narrower than the items are written over them in the worker;
+// wider ones are not.
+func TestPoolMapNarrowAndWideResults(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 2})
+	ctx := ctxTimeout(t, 30*time.Second)
+	items := make([]int, 50000)
+	for i := range items {
+		items[i] = i*7 - 1000
+	}
+	small, err := low8.Map(ctx, pool, items, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range small {
+		if v != int8(items[i]) {
+			t.Fatalf("low8(%d) = %d", items[i], v)
+		}
+	}
+	big, err := widen.Map(ctx, pool, small, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range big {
+		if v != int64(small[i])<<40 {
+			t.Fatalf("widen(%d) = %d", small[i], v)
+		}
+	}
+}

@@ -121,13 +121,21 @@ func defaultChunksize(n, workers int) int {
 // started. Options report its progress: see [WithProgress] and
 // [WithProgressBar].
 func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) ([]R, error) {
-	return f.MapAsync(ctx, pool, items, chunksize, nil, opts...).Get(ctx)
+	// items cannot change while Map runs, so chunks of raw items are sent
+	// from where they are.
+	return f.mapAsync(ctx, pool, items, chunksize, nil, false, opts).Get(ctx)
 }
 
 // MapAsync is Map without waiting. progress, if not nil, is called in this
 // process after each chunk with the number of items done so far and the
 // total, as with the option WithProgress(progress).
 func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
+	return f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+}
+
+// mapAsync is MapAsync; copyItems says whether the caller may change
+// items before the result is ready, so that they must be copied.
+func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) *AsyncResult[[]R] {
 	res := newAsyncResult[[]R]()
 	if chunksize <= 0 {
 		chunksize = defaultChunksize(len(items), pool.Processes())
@@ -163,14 +171,17 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 	}
 	for off := 0; off < len(items); off += chunksize {
 		end := min(off+chunksize, len(items))
-		b, err := encodeChunk(items[off:end])
-		if err != nil {
+		var b []byte
+		var err error
+		if !copyItems && rawChunks[A]() {
+			b = asBytes(items[off:end])
+		} else if b, err = encodeChunk(items[off:end]); err != nil {
 			res.resolve(nil, err)
 			return res
 		}
 		off := off
 		n := end - off
-		tasks = append(tasks, &task{target: f.name, chunk: true, arg: b, finish: func(enc []byte, err error) {
+		tasks = append(tasks, &task{target: f.name, chunk: true, arg: b, into: chunkInto(out[off:end]), finish: func(enc []byte, err error) {
 			if err == nil {
 				if err = decodeChunk(enc, out[off:off+n]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
@@ -273,14 +284,15 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					yield(zero, err)
 					return
 				}
-				n, s := len(chunk), sent
-				t := &task{target: f.name, chunk: true, arg: b, finish: func(enc []byte, err error) {
-					var vals []R
+				s, vals := sent, make([]R, len(chunk))
+				t := &task{target: f.name, chunk: true, arg: b, into: chunkInto(vals), finish: func(enc []byte, err error) {
 					if err == nil {
-						vals = make([]R, n)
 						if err = decodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
 						}
+					}
+					if err != nil {
+						vals = nil
 					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
 				}}

@@ -37,26 +37,27 @@ var errInit = errors.New("mp: pool initializer failed")
 
 func runPoolWorker(a workerArgs) error {
 	defer a.Conn.Close()
-	out := newResultBatch(a.Conn)
-	defer out.stop()
+	batch := newResultBatch(a.Conn)
+	defer batch.stop()
 	if a.Init != "" {
 		if err := runInitializer(a.Init, a.InitArg); err != nil {
 			// Tell the pool, which stops starting workers that would fail too.
-			out.add(&taskResult{Err: err}, nil)
-			out.flush()
+			batch.add(&taskResult{Err: err}, nil)
+			batch.flush()
 			return nil
 		}
 	}
-	out.add(&taskResult{}, nil) // hello: ready for tasks
+	batch.add(&taskResult{}, nil) // hello: ready for tasks
 	var buf bytes.Buffer
+	var argBuf []byte
 	for done := 0; ; {
 		if a.Conn.buffered.Load() == 0 {
 			// No task is waiting here: send what we hold before we wait.
-			if out.flush() != nil {
+			if batch.flush() != nil {
 				return nil
 			}
 		} else {
-			out.holdFor(holdResults)
+			batch.holdFor(holdResults)
 		}
 		msg, err := a.Conn.RecvBytes(0)
 		if err != nil {
@@ -68,37 +69,62 @@ func runPoolWorker(a workerArgs) error {
 		}
 		arg := t.Arg
 		if t.Split {
-			if arg, err = a.Conn.RecvBytes(0); err != nil {
+			// The last large argument's memory is free again once the
+			// results held (which may be in it) have gone: reuse it,
+			// since fresh memory costs a page fault per page.
+			if !batch.empty() {
+				argBuf = nil
+			}
+			if arg, argBuf, err = recvInto(a.Conn, argBuf); err != nil {
 				return nil
 			}
 		}
 		start := time.Now()
 		buf.Reset()
 		res := taskResult{ID: t.ID}
-		res.Err = runTask(t, arg, &buf)
+		out, rerr := runTask(t, arg, &buf)
+		res.Err = rerr
 		res.Busy = int64(time.Since(start))
 		done++
 		res.Exit = (a.MaxTasks > 0 && done >= a.MaxTasks) || (a.MaxRSS > 0 && rss() > a.MaxRSS)
 		var big []byte
 		if res.Err == nil {
-			if buf.Len() > splitAbove {
-				res.Split = true
-				big = bytes.Clone(buf.Bytes())
+			if len(out) > splitAbove {
+				// Sent from where it is, once the batch goes: buf must
+				// not be written meanwhile if out is in it.
+				res.Split, big = true, out
+				if buf.Len() > 0 && &out[0] == &buf.Bytes()[0] {
+					buf = bytes.Buffer{}
+				}
 			} else {
-				res.Result = buf.Bytes()
+				res.Result = out // copied by add
 			}
 		}
-		if out.add(&res, big) != nil {
+		if batch.add(&res, big) != nil {
 			return nil
 		}
 		if res.Exit {
-			out.flush()
+			batch.flush()
 			return nil
 		}
 		if buf.Cap() > 1<<20 {
 			buf = bytes.Buffer{}
 		}
 	}
+}
+
+// recvInto receives a bytes message into buf if it fits, else into new
+// memory, which it returns as the buffer to use next time.
+func recvInto(c *Conn, buf []byte) (msg, next []byte, err error) {
+	n, err := c.RecvBytesInto(buf[:cap(buf)], 0)
+	var short *BufferTooShortError
+	if errors.As(err, &short) {
+		return short.Message, short.Message, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return buf[:n], buf, nil
 }
 
 // resultBatch holds a worker's results while its next task is already
@@ -156,6 +182,13 @@ func (b *resultBatch) add(res *taskResult, big []byte) error {
 	return nil
 }
 
+// empty reports whether no result is held.
+func (b *resultBatch) empty() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.msgs) == 0
+}
+
 // holdFor makes sure that the results held now are sent within d.
 func (b *resultBatch) holdFor(d time.Duration) {
 	b.mu.Lock()
@@ -194,7 +227,10 @@ func runInitializer(name string, arg []byte) *RemoteError {
 		return remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name), "")
 	}
 	var buf bytes.Buffer
-	_, rerr := call(func() (any, error) { return nil, e.task(arg, false, &buf) })
+	_, rerr := call(func() (any, error) {
+		_, err := e.task(arg, false, &buf)
+		return nil, err
+	})
 	if rerr != nil {
 		rerr.Process, rerr.Pid = CurrentProcess().Name, os.Getpid()
 		rerr.Message = errInit.Error() + ": " + rerr.Message
@@ -202,17 +238,23 @@ func runInitializer(name string, arg []byte) *RemoteError {
 	return rerr
 }
 
-func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) *RemoteError {
+// runTask runs t and returns its encoded result (see entry.task).
+func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	e, ok := lookup(t.Target)
 	if !ok {
-		return remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target), "")
+		return nil, remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target), "")
 	}
-	_, rerr := call(func() (any, error) { return nil, e.task(arg, t.Chunk, buf) })
+	var out []byte
+	_, rerr := call(func() (any, error) {
+		var err error
+		out, err = e.task(arg, t.Chunk, buf)
+		return nil, err
+	})
 	if rerr != nil {
 		me := CurrentProcess()
 		rerr.Process, rerr.Pid = me.Name, me.Pid
 	}
-	return rerr
+	return out, rerr
 }
 
 func remoteErrHere(err error, stack string) *RemoteError {

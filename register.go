@@ -35,9 +35,11 @@ type entry struct {
 	// argument (a nil one is A's zero value).
 	local func(arg any) (any, error)
 	// task runs the target on an encoded argument (chunk false: an A;
-	// chunk true: a []A, one call each, stopping at the first error) and
-	// encodes the result (an R or a []R) into buf: a pool worker's job.
-	task func(arg []byte, chunk bool, buf *bytes.Buffer) error
+	// chunk true: a chunk of As, one call each, stopping at the first
+	// error) and returns the encoded result (an R or a chunk of Rs): a pool
+	// worker's job. The result is written into buf and aliases it, or is
+	// memory of its own. arg may be kept (a chunk's items may alias it).
+	task func(arg []byte, chunk bool, buf *bytes.Buffer) ([]byte, error)
 }
 
 var (
@@ -70,31 +72,34 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 			a = v
 		}
 		return fn(a)
-	}, task: func(arg []byte, chunk bool, buf *bytes.Buffer) error {
+	}, task: func(arg []byte, chunk bool, buf *bytes.Buffer) ([]byte, error) {
 		if !chunk {
 			var a A
 			if err := decMode.Unmarshal(arg, &a); err != nil {
-				return fmt.Errorf("mp: decode the argument of %s: %w", name, err)
+				return nil, fmt.Errorf("mp: decode the argument of %s: %w", name, err)
 			}
 			r, err := fn(a)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			return encodeItem(buf, r)
+			if err := encodeItem(buf, r); err != nil {
+				return nil, err
+			}
+			return buf.Bytes(), nil
 		}
 		as, err := decodeChunkAny[A](arg)
 		if err != nil {
-			return fmt.Errorf("mp: decode the arguments of %s: %w", name, err)
+			return nil, fmt.Errorf("mp: decode the arguments of %s: %w", name, err)
 		}
-		rs := make([]R, len(as))
+		rs := resultsInPlace[A, R](as)
 		for i, a := range as {
 			r, err := fn(a)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			rs[i] = r
 		}
-		return appendChunk(buf, rs)
+		return chunkBytes(buf, rs)
 	}})
 	return &Func[A, R]{name: name}
 }
