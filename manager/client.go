@@ -148,7 +148,7 @@ func clientFor(t *token) *client {
 // cconn is the client's side of one connection.
 type cconn struct {
 	cl     *client
-	c      *mp.Conn
+	c      *link
 	wb     bytes.Buffer
 	rb     []byte
 	items  [][]byte
@@ -185,7 +185,7 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrManagerGone, err)
 	}
-	cc := &cconn{cl: c, c: conn}
+	cc := &cconn{cl: c, c: newLink(conn)}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -223,7 +223,44 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 		c.put(cc)
 		return nil, fmt.Errorf("%w: the manager at %s was restarted", ErrManagerGone, c.address)
 	}
+	if c.network == "unix" {
+		if err := cc.upgrade(ctx); err != nil {
+			cc.broken = true
+			c.put(cc)
+			return nil, err
+		}
+	}
 	return cc, nil
+}
+
+// upgrade moves the connection onto rings in shared memory (opUpgrade):
+// the server agrees, then the memory goes, and the rings carry the rest.
+// A server that cannot share memory with us says so, and the connection
+// stays on its socket.
+func (cc *cconn) upgrade(ctx context.Context) error {
+	mem, err := newRingMemory()
+	if err != nil {
+		return nil // no shared memory here: the socket will do
+	}
+	cc.start(opUpgrade, 0, 0)
+	if err := cc.roundTrip(ctx); err != nil {
+		mem.Close()
+		if errors.Is(err, ErrManagerGone) || ctx.Err() != nil {
+			return err
+		}
+		return nil // refused: stay on the socket
+	}
+	// After the reply, so that the handle does not come in one read with
+	// the request (a bytes message drops the handles that come with it).
+	if err := cc.c.sock.Send(mem); err != nil {
+		mem.Close()
+		return cc.cl.gone(err)
+	}
+	if err := cc.c.useRing(mem, true); err != nil {
+		mem.Close()
+		return err
+	}
+	return nil
 }
 
 // put returns a connection to the pool, or closes it.

@@ -14,7 +14,11 @@
 // Serve (or a Server) serves in the current process, and `mp manager
 // serve` (command github.com/go-mp/mp/cmd/mp) is a standalone server.
 // Connections go through package connection: CPython's framing and authkey
-// handshake, on a unix socket by default or on TCP.
+// handshake, on a unix socket by default or on TCP. Over a unix socket the
+// client and server then move their messages onto two rings in shared
+// memory, keeping the socket to wake a sleeping reader and to notice the
+// other side's end: a proxy call costs a few microseconds instead of the
+// two system calls per message of a socket.
 //
 // # Types
 //

@@ -118,7 +118,7 @@ func (s *Server) Serve(ctx context.Context, l *connection.Listener) error {
 			break
 		}
 		c.SetLimit(maxMsg)
-		sc := &sconn{s: s, c: c}
+		sc := &sconn{s: s, c: newLink(c)}
 		mu.Lock()
 		conns[sc] = struct{}{}
 		mu.Unlock()
@@ -408,7 +408,7 @@ func (s *Server) counts() (int, int) {
 // sconn is the server's side of one connection.
 type sconn struct {
 	s        *Server
-	c        *mp.Conn
+	c        *link
 	sess     *session
 	network  string // how the client reached the server, for the tokens
 	address  string // made here
@@ -505,6 +505,11 @@ func (s *Server) serveConn(c *sconn) {
 		if c.shutdown {
 			s.stop()
 		}
+		// While an operation waits (an Acquire, say), only a cancel can
+		// come: do not poll for it, the CPU is wanted elsewhere.
+		c.pmu.Lock()
+		c.c.expectSoon(c.pend == nil)
+		c.pmu.Unlock()
 	}
 	c.pmu.Lock()
 	if c.pend != nil {
@@ -513,6 +518,28 @@ func (s *Server) serveConn(c *sconn) {
 	c.pmu.Unlock()
 	c.wg.Wait()
 	s.leave(c.sess)
+}
+
+// upgrade answers opUpgrade: it agrees, receives the client's shared
+// memory and moves the connection onto rings in it.
+func (c *sconn) upgrade() {
+	r := &c.r
+	if c.c.ring.Load() != nil {
+		r.fail(codeProtocol, "manager: connection already upgraded")
+		c.send(r)
+		return
+	}
+	r.ok()
+	c.send(r)
+	var mem *mp.RawArray[uint64]
+	if err := c.c.sock.Recv(&mem); err != nil {
+		c.c.Close() // the client now speaks through memory we do not have
+		return
+	}
+	if err := c.c.useRing(mem, false); err != nil {
+		mem.Close()
+		c.c.Close()
+	}
 }
 
 // hello reads the first request of a connection, which names its session.
@@ -621,6 +648,9 @@ func (c *sconn) serve(op, id uint64, args [][]byte) {
 		} else {
 			r.fail(codeNotAllowed, "manager: this server does not allow clients to shut it down")
 		}
+	case opUpgrade:
+		c.upgrade()
+		return
 	case opPing:
 		objs, sessions := s.counts()
 		r.ok()

@@ -118,6 +118,12 @@ const (
 	opBarrierAbort
 	opBarrierInfo
 
+	// opUpgrade moves a unix-socket connection onto rings in shared
+	// memory (see link.go). The request is followed by a message carrying
+	// the memory; the reply comes over the socket, and everything after it
+	// over the rings.
+	opUpgrade
+
 	numOps
 )
 

@@ -1,0 +1,329 @@
+// Package ringconn carries messages between two processes on one machine
+// through two byte rings in shared memory, with a socket beside them.
+//
+// A message sent over a socket costs a system call on each side, and a
+// few microseconds each on a virtual machine; through shared memory it
+// costs two copies. The socket stays, for what memory cannot do: a reader
+// that has polled its ring for a while with nothing coming sleeps on the
+// socket, and the writer that next fills the ring sends it an empty
+// message to wake it (a doorbell); and the socket's end tells each side
+// that the other has gone, even if it was killed.
+//
+// Each ring is a byte stream written by one side and read by the other,
+// messages framed by an 8-byte length, so a message may be larger than the
+// ring: it is then copied in pieces as the reader frees room.
+package ringconn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/shm"
+)
+
+// Layout of one ring: a header of cache-line-separated words, then data.
+const (
+	offHead     = 0   // uint64: bytes written so far (by the writer)
+	offTail     = 64  // uint64: bytes read so far (by the reader)
+	offSleeping = 128 // uint32: 1 while the reader sleeps on the socket
+	offClosed   = 132 // uint32: 1 once the writer has closed
+	offOwner    = 136 // uint64: the reader's process (shm.Self), for the writer's checks
+	headerSize  = 192
+)
+
+// RingSize is the data size of each ring; MemSize is the shared memory a
+// Conn needs (two rings), which the two sides must share.
+const (
+	RingSize = 64 << 10
+	MemSize  = 2 * (headerSize + RingSize)
+)
+
+// DefaultSpin is how long a reader polls its empty ring before it sleeps
+// (see SetSpin), and a writer polls a full one before it naps.
+const DefaultSpin = 50 * time.Microsecond
+
+const spinFor = DefaultSpin
+
+// ErrTooLarge is returned for a message longer than a reader accepts.
+var ErrTooLarge = errors.New("ringconn: message too long")
+
+// maxMessage bounds the length a reader believes, so that a corrupt
+// length cannot make it allocate without end.
+const maxMessage = 1 << 30
+
+type ring struct {
+	head, tail *atomic.Uint64
+	sleeping   *atomic.Uint32
+	closed     *atomic.Uint32
+	owner      *atomic.Uint64
+	data       []byte
+}
+
+func newRing(mem []byte) ring {
+	p := unsafe.Pointer(&mem[0])
+	return ring{
+		head:     (*atomic.Uint64)(unsafe.Add(p, offHead)),
+		tail:     (*atomic.Uint64)(unsafe.Add(p, offTail)),
+		sleeping: (*atomic.Uint32)(unsafe.Add(p, offSleeping)),
+		closed:   (*atomic.Uint32)(unsafe.Add(p, offClosed)),
+		owner:    (*atomic.Uint64)(unsafe.Add(p, offOwner)),
+		data:     mem[headerSize : headerSize+RingSize],
+	}
+}
+
+// Conn is one side of a ring connection. One goroutine at a time receives;
+// sends from several goroutines are serialised.
+type Conn struct {
+	sock    *mp.Conn
+	keep    io.Closer // what maps the memory, closed with the Conn
+	in, out ring
+	closed  atomic.Bool
+	spin    atomic.Int64 // see SetSpin
+
+	rmu sync.Mutex
+	wmu sync.Mutex
+}
+
+// New makes one side of a ring connection over mem (MemSize bytes of
+// memory shared with the peer, zeroed before either side starts), next to
+// sock, a connection to the peer. The side that made the memory passes
+// first true, the other false. keep, if not nil, is closed with the Conn.
+func New(sock *mp.Conn, mem []byte, first bool, keep io.Closer) (*Conn, error) {
+	if len(mem) < MemSize {
+		return nil, fmt.Errorf("ringconn: %d bytes of memory, need %d", len(mem), MemSize)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%64 != 0 {
+		return nil, errors.New("ringconn: memory not aligned")
+	}
+	a, b := newRing(mem[:headerSize+RingSize]), newRing(mem[headerSize+RingSize:MemSize])
+	c := &Conn{sock: sock, keep: keep, in: a, out: b}
+	if !first {
+		c.in, c.out = b, a
+	}
+	c.in.owner.Store(shm.Self())
+	c.spin.Store(int64(spinFor))
+	return c, nil
+}
+
+// Close ends the connection: the peer's reads see the end once they have
+// read what was sent before.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.out.closed.Store(1)
+	err := c.sock.Close() // wakes our reader if it sleeps, and the peer's
+	c.wmu.Lock()          // let a send in progress finish with the memory
+	c.rmu.Lock()
+	if c.keep != nil {
+		c.keep.Close()
+	}
+	c.rmu.Unlock()
+	c.wmu.Unlock()
+	return err
+}
+
+// SendBytes sends b as one message.
+func (c *Conn) SendBytes(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return mp.ErrClosed
+	}
+	var hdr [8]byte
+	binary.LittleEndian.PutUint64(hdr[:], uint64(len(b)))
+	if err := c.write(hdr[:]); err != nil {
+		return err
+	}
+	return c.write(b)
+}
+
+// write copies b into the out ring, waiting for room as needed.
+func (c *Conn) write(b []byte) error {
+	r := &c.out
+	for len(b) > 0 {
+		head := r.head.Load()
+		room := RingSize - int(head-r.tail.Load())
+		if room == 0 {
+			if err := c.waitRoom(); err != nil {
+				return err
+			}
+			continue
+		}
+		n := min(room, len(b))
+		at := int(head % RingSize)
+		k := copy(r.data[at:], b[:n])
+		copy(r.data, b[k:n])
+		r.head.Store(head + uint64(n))
+		b = b[n:]
+		c.ring()
+	}
+	return nil
+}
+
+// ring wakes the reader of the out ring if it sleeps.
+func (c *Conn) ring() {
+	r := &c.out
+	if r.sleeping.Load() == 1 && r.sleeping.CompareAndSwap(1, 0) {
+		c.sock.SendBytes(nil) // a failure is the peer's end, which it sees
+	}
+}
+
+// waitRoom waits until the reader of the out ring frees some room. It
+// polls: the reader is busy reading (it sleeps only on an empty ring),
+// unless it has died, which the owner word tells.
+func (c *Conn) waitRoom() error {
+	r := &c.out
+	start := time.Now()
+	nap := 10 * time.Microsecond
+	lastCheck := start
+	for i := 0; ; i++ {
+		if r.head.Load()-r.tail.Load() < RingSize {
+			return nil
+		}
+		if c.closed.Load() {
+			return mp.ErrClosed
+		}
+		if i%16 == 15 {
+			now := time.Now()
+			if now.Sub(start) < spinFor {
+				yield()
+				continue
+			}
+			if now.Sub(lastCheck) > 10*time.Millisecond {
+				lastCheck = now
+				if owner := r.owner.Load(); owner != 0 && !shm.Alive(owner) {
+					return io.ErrClosedPipe
+				}
+			}
+			time.Sleep(nap)
+			nap = min(2*nap, time.Millisecond)
+		}
+	}
+}
+
+// SetSpin sets how long a receive polls the ring before it sleeps on the
+// socket (DefaultSpin unless set). A receiver that expects nothing soon, such
+// as a server whose client waits for a lock, should not poll: on a small
+// machine the polling takes the CPU from the processes that would send.
+func (c *Conn) SetSpin(d time.Duration) { c.spin.Store(int64(d)) }
+
+// yield lets other goroutines run while we poll.
+func yield() { runtime.Gosched() }
+
+// RecvBytesInto receives one message into buf[offset:] and returns its
+// length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
+// whole in a *mp.BufferTooShortError. At the peer's end it returns io.EOF.
+func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
+	if offset < 0 || offset > len(buf) {
+		return 0, fmt.Errorf("ringconn: offset %d out of range for a %d-byte buffer", offset, len(buf))
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.closed.Load() {
+		return 0, mp.ErrClosed
+	}
+	var hdr [8]byte
+	if err := c.read(hdr[:], true); err != nil {
+		return 0, err
+	}
+	n := binary.LittleEndian.Uint64(hdr[:])
+	if n > maxMessage {
+		return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	}
+	if int(n) <= len(buf)-offset {
+		if err := c.read(buf[offset:offset+int(n)], false); err != nil {
+			return 0, err
+		}
+		return int(n), nil
+	}
+	msg := make([]byte, n)
+	if err := c.read(msg, false); err != nil {
+		return 0, err
+	}
+	return 0, &mp.BufferTooShortError{Message: msg}
+}
+
+// read fills b from the in ring. first says that b starts a message: the
+// peer's end there is a clean io.EOF, and elsewhere io.ErrUnexpectedEOF.
+func (c *Conn) read(b []byte, first bool) error {
+	r := &c.in
+	for len(b) > 0 {
+		tail := r.tail.Load()
+		avail := int(r.head.Load() - tail)
+		if avail == 0 {
+			if err := c.waitData(); err != nil {
+				if err == io.EOF && !first {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			continue
+		}
+		n := min(avail, len(b))
+		at := int(tail % RingSize)
+		k := copy(b[:n], r.data[at:])
+		copy(b[k:n], r.data)
+		r.tail.Store(tail + uint64(n))
+		b = b[n:]
+		first = false
+	}
+	return nil
+}
+
+// waitData waits until the in ring holds data: it polls for spinFor, then
+// sleeps on the socket until the writer rings. It returns io.EOF once the
+// writer has closed or gone and everything it sent has been read.
+func (c *Conn) waitData() error {
+	r := &c.in
+	var until time.Time
+	for i := 0; ; i++ {
+		if r.head.Load() != r.tail.Load() {
+			return nil
+		}
+		if r.closed.Load() == 1 {
+			return io.EOF
+		}
+		if c.closed.Load() {
+			return mp.ErrClosed
+		}
+		if i%16 != 15 {
+			continue
+		}
+		now := time.Now()
+		if until.IsZero() {
+			until = now.Add(time.Duration(c.spin.Load()))
+		}
+		if now.Before(until) {
+			yield()
+			continue
+		}
+		r.sleeping.Store(1)
+		if r.head.Load() != r.tail.Load() || r.closed.Load() == 1 {
+			// Came meanwhile. If the writer has taken the flag, its
+			// doorbell will wake a later sleep for nothing, which is
+			// harmless.
+			r.sleeping.CompareAndSwap(1, 0)
+			continue
+		}
+		if _, err := c.sock.RecvBytes(0); err != nil {
+			r.sleeping.Store(0)
+			if r.head.Load() != r.tail.Load() {
+				return nil // what was sent before the end
+			}
+			if c.closed.Load() {
+				return mp.ErrClosed
+			}
+			return io.EOF
+		}
+		until = time.Time{}
+	}
+}

@@ -1,0 +1,212 @@
+package ringconn
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/go-mp/mp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pair returns two connected sides over memory of this process.
+func pair(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
+	raw := make([]byte, MemSize+64)
+	off := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64
+	mem := raw[off : off+MemSize]
+	sa, sb, err := mp.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(sa, mem, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(sb, mem, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func recv(t *testing.T, c *Conn) []byte {
+	t.Helper()
+	buf := make([]byte, 16)
+	n, err := c.RecvBytesInto(buf, 0)
+	var short *mp.BufferTooShortError
+	if errors.As(err, &short) {
+		return short.Message
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
+}
+
+func TestMessagesBothWays(t *testing.T) {
+	a, b := pair(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{0, 1, 15, 16, 17, 1000, RingSize - 8, RingSize, RingSize + 1, 3*RingSize + 5, 1 << 20} {
+		msg := make([]byte, size)
+		for i := range msg {
+			msg[i] = byte(r.Uint32())
+		}
+		for _, dir := range [][2]*Conn{{a, b}, {b, a}} {
+			done := make(chan error, 1)
+			go func() { done <- dir[0].SendBytes(msg) }()
+			if got := recv(t, dir[1]); !bytes.Equal(got, msg) {
+				t.Fatalf("%d bytes: got %d bytes, not the same", size, len(got))
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Many senders, one receiver: messages arrive whole, each sender's in
+// order.
+func TestConcurrentSenders(t *testing.T) {
+	a, b := pair(t)
+	const senders, each = 4, 500
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range each {
+				msg := bytes.Repeat([]byte{byte(s), byte(i)}, 1+i%300)
+				if err := a.SendBytes(msg); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	next := make([]int, senders)
+	for range senders * each {
+		m := recv(t, b)
+		s, i := int(m[0]), int(m[1])
+		if i != next[s]%256 || len(m) != 2*(1+next[s]%300) {
+			t.Fatalf("sender %d: got message %d (%d bytes), want %d", s, i, len(m), next[s])
+		}
+		next[s]++
+	}
+	wg.Wait()
+}
+
+// A reader that has waited past its polling sleeps on the socket and is
+// woken by the next message.
+func TestSleepingReaderWakes(t *testing.T) {
+	a, b := pair(t)
+	for i := range 5 {
+		go func() {
+			time.Sleep(5 * time.Millisecond) // well past spinFor
+			a.SendBytes([]byte{byte(i)})
+		}()
+		if m := recv(t, b); len(m) != 1 || m[0] != byte(i) {
+			t.Fatalf("got %v", m)
+		}
+	}
+}
+
+// The peer's Close: what it sent is read, then io.EOF.
+func TestPeerClose(t *testing.T) {
+	a, b := pair(t)
+	if err := a.SendBytes([]byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if m := recv(t, b); string(m) != "last" {
+		t.Fatalf("got %q", m)
+	}
+	if _, err := b.RecvBytesInto(make([]byte, 8), 0); err != io.EOF {
+		t.Fatalf("after the peer's Close: %v, want io.EOF", err)
+	}
+	if err := a.SendBytes(nil); !errors.Is(err, mp.ErrClosed) {
+		t.Fatalf("send after Close: %v", err)
+	}
+}
+
+// Close wakes this side's own sleeping reader.
+func TestCloseWakesReader(t *testing.T) {
+	_, b := pair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.RecvBytesInto(make([]byte, 8), 0)
+		errc <- err
+	}()
+	time.Sleep(5 * time.Millisecond)
+	b.Close()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("receive after Close succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not wake the reader")
+	}
+}
+
+// A writer facing a full ring whose reader has died gives up.
+func TestWriterNoticesDeadReader(t *testing.T) {
+	a, _ := pair(t)
+	a.out.owner.Store(1<<32 | 0x3ffffffe) // a pid that does not exist
+	err := a.SendBytes(make([]byte, 2*RingSize))
+	if !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("send to a dead reader: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	a, b := pair(t)
+	if _, err := New(nil, make([]byte, 10), true, nil); err == nil {
+		t.Fatal("New accepted too little memory")
+	}
+	if _, err := b.RecvBytesInto(make([]byte, 4), 5); err == nil {
+		t.Fatal("offset past the buffer accepted")
+	}
+	// A length no writer would send: refused, not allocated.
+	var hdr [8]byte
+	for i := range hdr {
+		hdr[i] = 0xff
+	}
+	a.wmu.Lock()
+	a.write(hdr[:])
+	a.wmu.Unlock()
+	if _, err := b.RecvBytesInto(make([]byte, 4), 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("huge length: %v", err)
+	}
+}
+
+func BenchmarkRoundTrip(b *testing.B) {
+	raw := make([]byte, MemSize+64)
+	off := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64
+	mem := raw[off : off+MemSize]
+	sa, sb, _ := mp.Pipe(true)
+	x, _ := New(sa, mem, true, nil)
+	y, _ := New(sb, mem, false, nil)
+	defer x.Close()
+	defer y.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := y.RecvBytesInto(buf, 0)
+			if err != nil || y.SendBytes(buf[:n]) != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64)
+	for b.Loop() {
+		x.SendBytes([]byte("ping"))
+		x.RecvBytesInto(buf, 0)
+	}
+}
