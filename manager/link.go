@@ -14,8 +14,9 @@ import (
 // request and its reply then cost no system call: a manager Lock step
 // between two processes goes from tens of microseconds to a few.
 type link struct {
-	sock *mp.Conn
-	ring atomic.Pointer[ringconn.Conn]
+	sock  *mp.Conn
+	ring  atomic.Pointer[ringconn.Conn]
+	limit int64 // the longest message received on rings, 0 for any
 }
 
 func newLink(c *mp.Conn) *link { return &link{sock: c} }
@@ -63,6 +64,7 @@ func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
 	if err != nil {
 		return err
 	}
+	r.SetLimit(l.limit)
 	l.ring.Store(r)
 	if l.sock.Closed() {
 		r.Close() // closed meanwhile: Close may not have seen the ring

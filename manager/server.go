@@ -119,6 +119,7 @@ func (s *Server) Serve(ctx context.Context, l *connection.Listener) error {
 		}
 		c.SetLimit(maxMsg)
 		sc := &sconn{s: s, c: newLink(c)}
+		sc.c.limit = maxMsg
 		mu.Lock()
 		conns[sc] = struct{}{}
 		mu.Unlock()

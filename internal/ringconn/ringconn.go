@@ -87,6 +87,7 @@ type Conn struct {
 	in, out ring
 	closed  atomic.Bool
 	spin    atomic.Int64 // see SetSpin
+	limit   atomic.Int64 // see SetLimit
 
 	rmu sync.Mutex
 	wmu sync.Mutex
@@ -210,6 +211,11 @@ func (c *Conn) waitRoom() error {
 	}
 }
 
+// SetLimit caps the length of the messages received: a longer one fails
+// with ErrTooLarge (and the connection is then out of step: close it).
+// 0 means the package's own cap, 1 GiB.
+func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
+
 // SetSpin sets how long a receive polls the ring before it sleeps on the
 // socket (DefaultSpin unless set). A receiver that expects nothing soon, such
 // as a server whose client waits for a lock, should not poll: on a small
@@ -236,8 +242,12 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 		return 0, err
 	}
 	n := binary.LittleEndian.Uint64(hdr[:])
-	if n > maxMessage {
-		return 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	limit := uint64(maxMessage)
+	if l := c.limit.Load(); l > 0 {
+		limit = min(limit, uint64(l))
+	}
+	if n > limit {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, limit)
 	}
 	if int(n) <= len(buf)-offset {
 		if err := c.read(buf[offset:offset+int(n)], false); err != nil {

@@ -210,3 +210,12 @@ func BenchmarkRoundTrip(b *testing.B) {
 		x.RecvBytesInto(buf, 0)
 	}
 }
+
+func TestLimit(t *testing.T) {
+	a, b := pair(t)
+	b.SetLimit(100)
+	go a.SendBytes(make([]byte, 101))
+	if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("101 bytes past a limit of 100: %v", err)
+	}
+}
