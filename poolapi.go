@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+
+	"github.com/go-mp/mp/internal/prefault"
 )
 
 // AsyncResult is the result of work given to a Pool without waiting for it,
@@ -141,6 +143,9 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		chunksize = defaultChunksize(len(items), pool.Processes())
 	}
 	out := make([]R, len(items))
+	// Filled by the workers' results as they come: map its pages in at
+	// once rather than one fault at a time (see internal/prefault).
+	prefault.Bytes(chunkInto(out))
 	if len(items) == 0 {
 		res.resolve(out, nil)
 		return res
