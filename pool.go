@@ -102,10 +102,16 @@ const (
 
 // A worker holds one task at a time while the queue is short, so that no
 // task waits behind a slow one while another worker idles. When the queue
-// is long, every worker is kept busy anyway, and each holds more tasks (up
-// to maxPrefetch) to save round trips. A worker that dies fails only the
-// task it was running: the others go back to the queue.
-const maxPrefetch = 32
+// is long, every worker is kept busy anyway, and each holds more tasks to
+// save round trips: up to a quarter of its share of the queue, up to
+// maxPrefetch, and no more than prefetchBudget of work at the pace of its
+// recent tasks, so that quick tasks go in large batches while slow ones
+// stay spread over the workers. A worker that dies fails only the task it
+// was running: the others go back to the queue.
+const (
+	maxPrefetch    = 256
+	prefetchBudget = time.Millisecond
+)
 
 // task is one unit of work: a call, or a chunk of calls, of a target.
 type task struct {
@@ -154,6 +160,7 @@ type worker struct {
 	sendMu     sync.Mutex    // orders sends as pending is ordered
 	sent       chan struct{} // wakes the reader when tasks are sent
 	lastAnswer uint64        // p.answers when it last gave a result
+	pace       time.Duration // about how long its tasks take (see prefetchBudget)
 	stats      WorkerStats
 }
 
@@ -233,7 +240,7 @@ func (p *Pool) startWorker() error {
 		a.Close()
 		return err
 	}
-	w := &worker{p: proc, conn: a, sent: make(chan struct{}, 1),
+	w := &worker{p: proc, conn: a, sent: make(chan struct{}, 1), pace: prefetchBudget,
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
@@ -395,13 +402,17 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 // pickWorker returns the least loaded worker with room, and how many
 // tasks it has room for; or nil.
 func (p *Pool) pickWorker() (*worker, int) {
-	limit := 1
+	queueLimit := 1
 	if n := len(p.workers); n > 0 && len(p.queue) >= 8*n {
-		limit = min(len(p.queue)/(4*n), maxPrefetch)
+		queueLimit = min(len(p.queue)/(4*n), maxPrefetch)
 	}
 	var best *worker
 	room := 0
 	for w := range p.workers {
+		limit := queueLimit
+		if limit > 1 {
+			limit = max(1, min(limit, int(prefetchBudget/max(w.pace, 1))))
+		}
 		if !w.ready || w.retiring || w.exclusive || len(w.pending) >= limit {
 			continue
 		}
@@ -471,6 +482,8 @@ func (p *Pool) read(w *worker) {
 		w.exclusive = false
 		w.retiring = w.retiring || res.Exit
 		w.stats.Tasks++
+		// A moving average of the time its tasks take, for prefetching.
+		w.pace += (time.Duration(res.Busy) - w.pace) / 4
 		p.answers++
 		w.lastAnswer = p.answers
 		w.stats.Busy += time.Duration(res.Busy)

@@ -146,8 +146,12 @@ type resultBatch struct {
 // holdResults is the longest a result waits for others to go with it.
 const holdResults = 200 * time.Microsecond
 
-// flushAbove is how many bytes of results are sent without waiting.
-const flushAbove = 64 << 10
+// flushAbove is how many bytes of results are sent without waiting, and
+// flushCount how many results.
+const (
+	flushAbove = 64 << 10
+	flushCount = 16
+)
 
 func newResultBatch(c *Conn) *resultBatch {
 	b := &resultBatch{conn: c}
@@ -174,7 +178,7 @@ func (b *resultBatch) add(res *taskResult, big []byte) error {
 		b.msgs = append(b.msgs, big)
 		b.size += len(big)
 	}
-	full := b.size >= flushAbove
+	full := b.size >= flushAbove || len(b.msgs) >= flushCount
 	b.mu.Unlock()
 	if full {
 		return b.flush()
