@@ -43,6 +43,39 @@ func hasOwnCodec(t reflect.Type) bool {
 	return false
 }
 
+// Single arguments and results of a fixed-size type travel raw too.
+
+// encodeOne encodes one argument.
+func encodeOne[T any](v T) ([]byte, error) {
+	if rawChunks[T]() {
+		return bytes.Clone(asBytes(unsafe.Slice(&v, 1))), nil
+	}
+	return encodeArg(v)
+}
+
+// oneBytes returns the encoding of one result, written into buf.
+func oneBytes[T any](buf *bytes.Buffer, v T) ([]byte, error) {
+	if rawChunks[T]() {
+		buf.Write(asBytes(unsafe.Slice(&v, 1)))
+	} else if err := encodeItem(buf, v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeOne decodes one encoded argument or result into v.
+func decodeOne[T any](b []byte, v *T) error {
+	if rawChunks[T]() {
+		raw := asBytes(unsafe.Slice(v, 1))
+		if len(b) != len(raw) {
+			return fmt.Errorf("mp: a %T came as %d bytes, not %d", *v, len(b), len(raw))
+		}
+		copy(raw, b)
+		return nil
+	}
+	return decMode.Unmarshal(b, v)
+}
+
 // encodeChunk encodes a chunk of items (a copy: the caller may reuse items).
 func encodeChunk[T any](items []T) ([]byte, error) {
 	if rawChunks[T]() {

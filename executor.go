@@ -147,7 +147,7 @@ func (ex *Executor) Terminate() error {
 // failed.
 func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
 	fut := newFuture[R]()
-	b, err := encodeArg(arg)
+	b, err := encodeOne(arg)
 	if err != nil {
 		fut.c.resolve(err, false, nil)
 		return fut

@@ -45,11 +45,13 @@ func (e *WorkerLostError) Is(target error) bool { return target == ErrWorkerLost
 // pool's initializer, say.
 type Call struct {
 	target string
-	arg    any
+	encode func() ([]byte, error) // the argument, encoded as the target expects
 }
 
 // NewCall binds f to arg.
-func NewCall[A, R any](f *Func[A, R], arg A) *Call { return &Call{target: f.name, arg: arg} }
+func NewCall[A, R any](f *Func[A, R], arg A) *Call {
+	return &Call{target: f.name, encode: func() ([]byte, error) { return encodeOne(arg) }}
+}
 
 // PoolOptions configure a Pool. The zero value is a pool of CPUCount
 // workers.
@@ -90,6 +92,7 @@ type Pool struct {
 	broken  error // an initializer failed
 	nextID  uint64
 	answers uint64         // results received so far
+	batch   []*task        // the dispatcher's, reused
 	running sync.WaitGroup // the dispatcher and the workers' readers
 	done    chan struct{}  // closed once every worker is gone after Close or Terminate
 }
@@ -153,11 +156,13 @@ func (t *task) cancel() bool {
 type worker struct {
 	p          *Process
 	conn       *Conn
-	pending    []*task       // sent and not answered, oldest (running) first
-	retiring   bool          // told us it leaves after its current task
-	exclusive  bool          // runs a task with a timeout: gets nothing else meanwhile
-	ready      bool          // started and initialised: it said hello
-	sendMu     sync.Mutex    // orders sends as pending is ordered
+	pending    []*task    // sent and not answered, oldest (running) first
+	retiring   bool       // told us it leaves after its current task
+	exclusive  bool       // runs a task with a timeout: gets nothing else meanwhile
+	ready      bool       // started and initialised: it said hello
+	sendMu     sync.Mutex // orders sends as pending is ordered
+	enc        []byte     // sendTo's buffers, under sendMu
+	msgs       [][]byte
 	sent       chan struct{} // wakes the reader when tasks are sent
 	lastAnswer uint64        // p.answers when it last gave a result
 	pace       time.Duration // about how long its tasks take (see prefetchBudget)
@@ -188,7 +193,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		if _, ok := lookup(opts.Initializer.target); !ok {
 			return nil, fmt.Errorf("%w: initializer %q", ErrUnknownTarget, opts.Initializer.target)
 		}
-		b, err := encodeArg(opts.Initializer.arg)
+		b, err := opts.Initializer.encode()
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +335,9 @@ func (p *Pool) dispatch() {
 			p.wake.Wait()
 			continue
 		}
-		p.sendTo(w, p.takeTasks(room))
+		p.batch = p.takeTasks(p.batch[:0], room)
+		p.sendTo(w, p.batch)
+		clear(p.batch)
 		p.mu.Lock()
 	}
 }
@@ -338,8 +345,7 @@ func (p *Pool) dispatch() {
 // takeTasks takes up to room tasks off the queue for one worker. A task
 // with a timeout goes alone (its worker gets nothing else meanwhile).
 // Called with p.mu held.
-func (p *Pool) takeTasks(room int) []*task {
-	var ts []*task
+func (p *Pool) takeTasks(ts []*task, room int) []*task {
 	for len(ts) < room && len(p.queue) > 0 {
 		t := p.queue[0]
 		if t.timeout > 0 && len(ts) > 0 {
@@ -386,16 +392,25 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 	}
 	w.sendMu.Lock()
 	p.mu.Unlock()
-	msgs := make([][]byte, 0, len(sent))
+	// The tasks' heads go into one buffer, large arguments from where
+	// they are; both are kept for the next batch.
+	enc, msgs := w.enc[:0], w.msgs[:0]
 	for _, t := range sent {
 		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg, Split: len(t.arg) > splitAbove}
-		msgs = append(msgs, msg.appendTo(nil))
+		start := len(enc)
+		enc = msg.appendTo(enc)
+		msgs = append(msgs, enc[start:len(enc):len(enc)])
 		if msg.Split {
 			msgs = append(msgs, t.arg)
 		}
 	}
 	// A failed send means the worker died: its reader deals with the tasks.
 	w.conn.writeBatch(msgs)
+	clear(msgs)
+	if cap(enc) <= 1<<20 {
+		w.enc = enc
+	}
+	w.msgs = msgs[:0]
 	w.sendMu.Unlock()
 }
 
@@ -440,11 +455,17 @@ func (p *Pool) pickWorker() (*worker, int) {
 // it if there is still work for it.
 func (p *Pool) read(w *worker) {
 	defer p.running.Done()
+	// Results are decoded by their tasks' finish before the next is
+	// read, so one buffer serves them all.
+	buf := make([]byte, 4<<10)
 	for {
 		p.awaitResults(w)
-		msg, err := w.conn.RecvBytes(0)
+		msg, next, err := recvInto(w.conn, buf)
 		if err != nil {
 			break
+		}
+		if cap(next) <= 64<<10 {
+			buf = next
 		}
 		var res taskResult
 		if res.parse(msg) != nil {
@@ -715,7 +736,7 @@ func (p *Pool) Processes() int { return p.opts.Processes }
 // decodeResult decodes a task's encoded result.
 func decodeResult[R any](b []byte) (R, error) {
 	var r R
-	if err := decMode.Unmarshal(b, &r); err != nil {
+	if err := decodeOne(b, &r); err != nil {
 		return r, fmt.Errorf("mp: decode task result into %T: %w", r, err)
 	}
 	return r, nil

@@ -79,7 +79,13 @@ func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
 // delivery of that worker's next results.
 func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
 	res := newAsyncResult[R]()
-	finish := func(v R, err error) {
+	// One closure decodes and delivers the result (an allocation per
+	// task counts when tasks take microseconds).
+	finish := func(out []byte, err error) {
+		var v R
+		if err == nil {
+			v, err = decodeResult[R](out)
+		}
 		res.resolve(v, err)
 		if err != nil && errCallback != nil {
 			errCallback(err)
@@ -87,22 +93,13 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 			callback(v)
 		}
 	}
-	b, err := encodeArg(arg)
+	b, err := encodeOne(arg)
 	if err != nil {
-		var zero R
-		finish(zero, err)
+		finish(nil, err)
 		return res
 	}
-	t := &task{target: f.name, arg: b, finish: func(out []byte, err error) {
-		var v R
-		if err == nil {
-			v, err = decodeResult[R](out)
-		}
-		finish(v, err)
-	}}
-	if err := pool.submit(t); err != nil {
-		var zero R
-		finish(zero, err)
+	if err := pool.submit(&task{target: f.name, arg: b, finish: finish}); err != nil {
+		finish(nil, err)
 	}
 	return res
 }

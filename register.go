@@ -75,17 +75,14 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 	}, task: func(arg []byte, chunk bool, buf *bytes.Buffer) ([]byte, error) {
 		if !chunk {
 			var a A
-			if err := decMode.Unmarshal(arg, &a); err != nil {
+			if err := decodeOne(arg, &a); err != nil {
 				return nil, fmt.Errorf("mp: decode the argument of %s: %w", name, err)
 			}
 			r, err := fn(a)
 			if err != nil {
 				return nil, err
 			}
-			if err := encodeItem(buf, r); err != nil {
-				return nil, err
-			}
-			return buf.Bytes(), nil
+			return oneBytes(buf, r)
 		}
 		as, err := decodeChunkAny[A](arg)
 		if err != nil {
