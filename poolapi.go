@@ -12,23 +12,48 @@ import (
 // AsyncResult is the result of work given to a Pool without waiting for it,
 // like Python's AsyncResult.
 type AsyncResult[R any] struct {
-	done chan struct{}
-	val  R
-	err  error
+	mu       sync.Mutex
+	resolved bool
+	ch       chan struct{} // made once someone waits before the result is in
+	val      R
+	err      error
 }
 
-func newAsyncResult[R any]() *AsyncResult[R] { return &AsyncResult[R]{done: make(chan struct{})} }
+// closedChan is the Done channel of results that were in before anyone
+// asked: most results, when tasks are many and short, need no channel.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func newAsyncResult[R any]() *AsyncResult[R] { return &AsyncResult[R]{} }
 
 func (a *AsyncResult[R]) resolve(v R, err error) {
-	a.val, a.err = v, err
-	close(a.done)
+	a.mu.Lock()
+	a.val, a.err, a.resolved = v, err, true
+	if a.ch != nil {
+		close(a.ch)
+	}
+	a.mu.Unlock()
+}
+
+// result returns the result if it is in.
+func (a *AsyncResult[R]) result() (v R, ok bool, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.val, a.resolved, a.err
 }
 
 // Get waits for the result, or for ctx to be done.
 func (a *AsyncResult[R]) Get(ctx context.Context) (R, error) {
+	if v, ok, err := a.result(); ok {
+		return v, err
+	}
 	select {
-	case <-a.done:
-		return a.val, a.err
+	case <-a.Done():
+		v, _, err := a.result()
+		return v, err
 	case <-ctx.Done():
 		var zero R
 		return zero, ctx.Err()
@@ -38,7 +63,7 @@ func (a *AsyncResult[R]) Get(ctx context.Context) (R, error) {
 // Wait waits until the result is ready or ctx is done.
 func (a *AsyncResult[R]) Wait(ctx context.Context) error {
 	select {
-	case <-a.done:
+	case <-a.Done():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -47,25 +72,32 @@ func (a *AsyncResult[R]) Wait(ctx context.Context) error {
 
 // Ready reports whether the work has finished.
 func (a *AsyncResult[R]) Ready() bool {
-	select {
-	case <-a.done:
-		return true
-	default:
-		return false
-	}
+	_, ok, _ := a.result()
+	return ok
 }
 
 // Successful reports whether the work finished without error. It returns
 // an error if the work has not finished, as Python raises ValueError.
 func (a *AsyncResult[R]) Successful() (bool, error) {
-	if !a.Ready() {
+	_, ok, err := a.result()
+	if !ok {
 		return false, fmt.Errorf("mp: result not ready")
 	}
-	return a.err == nil, nil
+	return err == nil, nil
 }
 
 // Done returns a channel closed once the result is ready.
-func (a *AsyncResult[R]) Done() <-chan struct{} { return a.done }
+func (a *AsyncResult[R]) Done() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.resolved {
+		return closedChan
+	}
+	if a.ch == nil {
+		a.ch = make(chan struct{})
+	}
+	return a.ch
+}
 
 // Apply runs f(arg) in a worker of pool and waits for its result.
 func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
@@ -218,7 +250,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			defer mu.Unlock()
 			settle(ctx.Err())
 		})
-		go func() { <-res.done; stop() }()
+		go func() { <-res.Done(); stop() }()
 	}
 	return res
 }
