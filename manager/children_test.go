@@ -364,3 +364,63 @@ func TestProxyFindsItsManager(t *testing.T) {
 	check(t, err)
 	equal(t, "Get through the renamed token", [2]any{v, ok}, [2]any{1, true})
 }
+
+type hammerArgs struct {
+	Lock *manager.Lock
+	Stop *manager.Event
+}
+
+// hammer takes and releases a lock as fast as it can until told to stop.
+var hammer = mp.RegisterProc("manager_test.hammer", func(a hammerArgs) error {
+	ctx := context.Background()
+	for i := 1; ; i++ {
+		if err := a.Lock.Acquire(ctx); err != nil {
+			return err
+		}
+		if err := a.Lock.Release(ctx); err != nil {
+			return err
+		}
+		if i%1000 == 0 {
+			if set, err := a.Stop.IsSet(ctx); err != nil || set {
+				return err
+			}
+		}
+	}
+})
+
+// A process that releases and takes a lock in a loop may overtake a
+// waiter, but every wake-up of the waiter must lead to the lock: a lost
+// wake-up would leave this Acquire waiting for its whole timeout. (The
+// bound on overtaking itself is tested in TestLockBargingBounded.)
+func TestLockWaiterNotStarved(t *testing.T) {
+	ctx := testCtx(t)
+	m := start(t)
+	l := must[*manager.Lock](t)(manager.NewLock(ctx, m))
+	stop := must[*manager.Event](t)(manager.NewEvent(ctx, m))
+	p := mp.NewProcess(hammer, hammerArgs{Lock: l, Stop: stop})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stop.Set(ctx)
+		if err := p.Join(ctx); err != nil {
+			t.Error(err)
+		}
+		if code, _ := p.ExitCode(); code != 0 {
+			t.Errorf("hammer exit code %d", code)
+		}
+	}()
+	for range 50 {
+		// Each Acquire waits for the hammer at most about starveAfter
+		// (1 ms), however fast it goes; a second is a generous bound.
+		short, cancel := context.WithTimeout(ctx, time.Second)
+		err := l.Acquire(short)
+		cancel()
+		if err != nil {
+			t.Fatalf("waiter starved: %v", err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

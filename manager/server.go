@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
@@ -794,6 +795,7 @@ func (r *reply) bytes() []byte {
 // signalled.
 type waiter struct {
 	ch        chan struct{}
+	since     time.Time // when it began to wait
 	sess      *session
 	gid       uint64
 	depth     int
@@ -803,12 +805,30 @@ type waiter struct {
 }
 
 func newWaiter(sess *session) *waiter {
-	return &waiter{ch: make(chan struct{}, 1), sess: sess}
+	return &waiter{ch: make(chan struct{}, 1), sess: sess, since: time.Now()}
 }
 
 func (w *waiter) grant() {
 	w.granted = true
-	w.ch <- struct{}{}
+	w.nudge()
+}
+
+// nudge wakes w (once: a wake-up not yet seen is enough).
+func (w *waiter) nudge() {
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}
+
+// ended reports whether ch is closed.
+func ended(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // removeWaiter deletes w from ws, keeping the order.

@@ -13,8 +13,15 @@ import (
 
 // lockObj is a Lock, or with reentrant an RLock. A Lock is held by a
 // session (any goroutine of the process may release it, as in Python); an
-// RLock by a goroutine of a session. Release hands the lock to the
-// longest waiter.
+// RLock by a goroutine of a session.
+//
+// Release frees the lock and wakes the longest waiter to take it, but a
+// request that comes first may take it instead (as with Python's locks):
+// handing the lock to a waiter that must first wake up would leave it
+// idle meanwhile, and a process that releases and acquires in a loop
+// would wait for every other one each time. Once the longest waiter has
+// waited starveAfter, release hands the lock to it and nobody else may
+// take it first, so that no one waits for long (as Go's sync.Mutex does).
 type lockObj struct {
 	mu        sync.Mutex
 	reentrant bool
@@ -33,11 +40,20 @@ func (l *lockObj) kind() string {
 	return "Lock"
 }
 
+// starveAfter is how long a waiter may be overtaken by later requests.
+const starveAfter = time.Millisecond
+
+// starving reports whether the longest waiter has waited starveAfter.
+// Called with mu held.
+func (l *lockObj) starving() bool {
+	return len(l.waiters) > 0 && time.Since(l.waiters[0].since) >= starveAfter
+}
+
 // take takes the lock if it is free (or, for an RLock, already the
-// caller's). Called with mu held.
+// caller's), unless a starving waiter comes first. Called with mu held.
 func (l *lockObj) take(sess *session, gid uint64, depth int) (ok bool, died int) {
 	switch {
-	case l.holder == nil:
+	case l.holder == nil && !l.starving():
 		l.holder, l.gid, l.depth = sess, gid, depth
 		died, l.died = l.died, 0
 		return true, died
@@ -54,17 +70,27 @@ func (l *lockObj) owned(sess *session, gid uint64) bool {
 	return l.holder == sess && (!l.reentrant || l.gid == gid)
 }
 
-// handoff frees the lock, or gives it to the longest waiter.
+// handoff frees the lock and wakes the longest waiter to take it, or
+// gives it to that waiter if it is starving. Called with mu held.
 func (l *lockObj) handoff() {
-	if len(l.waiters) == 0 {
+	if len(l.waiters) == 0 || !l.starving() {
 		l.holder, l.gid, l.depth = nil, 0, 0
+		if len(l.waiters) > 0 {
+			l.waiters[0].nudge()
+		}
 		return
 	}
 	var w *waiter
 	w, l.waiters = popWaiter(l.waiters)
+	l.giveTo(w)
+	w.grant()
+}
+
+// giveTo makes w (already out of the queue) the holder. Called with mu
+// held.
+func (l *lockObj) giveTo(w *waiter) {
 	l.holder, l.gid, l.depth = w.sess, w.gid, w.depth
 	w.ownerDied, l.died = l.died, 0
-	w.grant()
 }
 
 // enqueue adds a waiter for the lock. Called with mu held.
@@ -79,14 +105,30 @@ func (l *lockObj) enqueue(sess *session, gid uint64, depth int) *waiter {
 // or only the end of the connection); it reports whether the lock is
 // held, and the reply has been written when not.
 func (l *lockObj) await(w *waiter, stop <-chan struct{}, p *pending, r *reply) bool {
-	select {
-	case <-w.ch:
-	case <-stop:
-	case <-l.gone.done():
+	for {
+		select {
+		case <-w.ch:
+		case <-stop:
+		case <-l.gone.done():
+		}
+		l.mu.Lock()
+		if w.granted || ended(stop) || ended(l.gone.done()) {
+			break
+		}
+		// Woken by a release: take the lock unless a request came first.
+		if l.holder == nil {
+			l.waiters = removeWaiter(l.waiters, w)
+			l.giveTo(w)
+			w.granted = true
+			break
+		}
+		l.mu.Unlock()
 	}
-	l.mu.Lock()
 	if !w.granted {
 		l.waiters = removeWaiter(l.waiters, w)
+		if l.holder == nil && len(l.waiters) > 0 {
+			l.waiters[0].nudge() // it may have been woken in our place
+		}
 		l.mu.Unlock()
 		select {
 		case <-l.gone.done():
