@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/go-mp/mp/internal/prefault"
 )
 
 // A pool worker is a child running poolWorker: it takes tasks from its Conn
@@ -49,7 +51,10 @@ func runPoolWorker(a workerArgs) error {
 	}
 	batch.add(&taskResult{}, nil) // hello: ready for tasks
 	var buf bytes.Buffer
-	var argBuf []byte
+	// A buffer for large arguments, mapped in at once rather than a fault
+	// per page when the first large task comes (see internal/prefault).
+	argBuf := make([]byte, 256<<10)
+	prefault.Bytes(argBuf)
 	for done := 0; ; {
 		if a.Conn.buffered.Load() == 0 {
 			// No task is waiting here: send what we hold before we wait.
