@@ -219,3 +219,20 @@ func TestLimit(t *testing.T) {
 		t.Fatalf("101 bytes past a limit of 100: %v", err)
 	}
 }
+
+// Each message's room goes back to the writer as soon as it is read: a
+// writer must never wait for room that the reader has already emptied.
+func TestRoomGivenBackPerMessage(t *testing.T) {
+	a, b := pair(t)
+	total := uint64(0)
+	for _, n := range []int{1, 100, 5000} {
+		if err := a.SendBytes(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		recv(t, b)
+		total += 8 + uint64(n)
+		if got := a.out.tail.Load(); got != total {
+			t.Fatalf("after a %d-byte message the writer sees tail %d, want %d", n, got, total)
+		}
+	}
+}
