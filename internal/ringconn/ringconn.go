@@ -154,9 +154,13 @@ func (c *Conn) SendBytes(b []byte) error {
 // room. Called with wmu held.
 func (c *Conn) write(parts ...[]byte) error {
 	r := &c.out
-	head := c.whead
+	head := r.head.Load()
+	if head != c.whead {
+		panic(fmt.Sprintf("ringconn: head %d, whead %d", head, c.whead))
+	}
 	for _, b := range parts {
 		for len(b) > 0 {
+			c.wtail = r.tail.Load()
 			room := RingSize - int(head-c.wtail)
 			if room == 0 {
 				// The reader's tail, read only when our last look at it
@@ -189,7 +193,11 @@ func (c *Conn) publish(head uint64) {
 		return
 	}
 	c.whead = head
-	c.out.head.Store(head)
+	// Swap, not Store: the head's store and ring's look at the reader's
+	// flag must not be reordered (the reader does the same in the other
+	// order, see waitData). Store is an exchange on amd64, but under the
+	// race detector it is not, and readers slept through messages.
+	c.out.head.Swap(head)
 	c.ring()
 }
 
@@ -270,10 +278,8 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 		limit = min(limit, uint64(l))
 	}
 	if n > limit {
-		c.in.tail.Store(c.rtail)
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, limit)
 	}
-	defer func() { c.in.tail.Store(c.rtail) }() // give the room back, once per message
 	if int(n) <= len(buf)-offset {
 		if err := c.read(buf[offset:offset+int(n)], false); err != nil {
 			return 0, err
@@ -289,15 +295,14 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 
 // read fills b from the in ring. first says that b starts a message: the
 // peer's end there is a clean io.EOF, and elsewhere io.ErrUnexpectedEOF.
-// What it reads is given back to the writer (the tail published) only
-// before it waits, or by the caller at the end of the message.
+// The writer's head is looked at again only once what was seen of it has
+// been read; each copy gives its room back at once.
 func (c *Conn) read(b []byte, first bool) error {
 	r := &c.in
 	for len(b) > 0 {
 		avail := int(c.rhead - c.rtail)
 		if avail == 0 {
 			if c.rhead = r.head.Load(); c.rhead == c.rtail {
-				r.tail.Store(c.rtail)
 				if err := c.waitData(); err != nil {
 					if err == io.EOF && !first {
 						err = io.ErrUnexpectedEOF
@@ -313,6 +318,7 @@ func (c *Conn) read(b []byte, first bool) error {
 		k := copy(b[:n], r.data[at:])
 		copy(b[k:n], r.data)
 		c.rtail += uint64(n)
+		r.tail.Store(c.rtail)
 		b = b[n:]
 		first = false
 	}
@@ -351,7 +357,7 @@ func (c *Conn) waitData() error {
 			yield()
 			continue
 		}
-		r.sleeping.Store(1)
+		r.sleeping.Swap(1) // a full fence before the look at head: see publish
 		if r.head.Load() != c.rtail || r.closed.Load() == 1 {
 			// Came meanwhile. If the writer has taken the flag, its
 			// doorbell will wake a later sleep for nothing, which is
