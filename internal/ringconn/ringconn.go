@@ -154,13 +154,9 @@ func (c *Conn) SendBytes(b []byte) error {
 // room. Called with wmu held.
 func (c *Conn) write(parts ...[]byte) error {
 	r := &c.out
-	head := r.head.Load()
-	if head != c.whead {
-		panic(fmt.Sprintf("ringconn: head %d, whead %d", head, c.whead))
-	}
+	head := c.whead
 	for _, b := range parts {
 		for len(b) > 0 {
-			c.wtail = r.tail.Load()
 			room := RingSize - int(head-c.wtail)
 			if room == 0 {
 				// The reader's tail, read only when our last look at it
@@ -277,6 +273,7 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	if l := c.limit.Load(); l > 0 {
 		limit = min(limit, uint64(l))
 	}
+	defer func() { c.in.tail.Store(c.rtail) }() // the message's room back
 	if n > limit {
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, limit)
 	}
@@ -296,13 +293,16 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 // read fills b from the in ring. first says that b starts a message: the
 // peer's end there is a clean io.EOF, and elsewhere io.ErrUnexpectedEOF.
 // The writer's head is looked at again only once what was seen of it has
-// been read; each copy gives its room back at once.
+// been read. The room read is given back before waiting, and by
+// RecvBytesInto once per message: each store of the tail costs the writer
+// a cache miss.
 func (c *Conn) read(b []byte, first bool) error {
 	r := &c.in
 	for len(b) > 0 {
 		avail := int(c.rhead - c.rtail)
 		if avail == 0 {
 			if c.rhead = r.head.Load(); c.rhead == c.rtail {
+				r.tail.Store(c.rtail) // room back before we wait
 				if err := c.waitData(); err != nil {
 					if err == io.EOF && !first {
 						err = io.ErrUnexpectedEOF
@@ -318,7 +318,6 @@ func (c *Conn) read(b []byte, first bool) error {
 		k := copy(b[:n], r.data[at:])
 		copy(b[k:n], r.data)
 		c.rtail += uint64(n)
-		r.tail.Store(c.rtail)
 		b = b[n:]
 		first = false
 	}
