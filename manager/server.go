@@ -438,14 +438,7 @@ func (p *pending) died() {
 	p.deadOnce.Do(func() { close(p.dead) })
 }
 
-func (p *pending) isDead() bool {
-	select {
-	case <-p.dead:
-		return true
-	default:
-		return false
-	}
-}
+func (p *pending) isDead() bool { return ended(p.dead) }
 
 func (c *sconn) recv() ([]byte, error) {
 	if c.rbuf == nil {
@@ -811,6 +804,25 @@ func newWaiter(sess *session) *waiter {
 func (w *waiter) grant() {
 	w.granted = true
 	w.nudge()
+}
+
+// wait blocks until w is woken, stop is closed or the object is gone.
+func (w *waiter) wait(stop <-chan struct{}, g *gone) {
+	select {
+	case <-w.ch:
+	case <-stop:
+	case <-g.done():
+	}
+}
+
+// endWait answers a wait that ended without being granted: the object was
+// freed meanwhile, or the wait was cancelled.
+func endWait(r *reply, g *gone) {
+	if g.isClosed() {
+		noObject(r)
+	} else {
+		cancelled(r)
+	}
 }
 
 // nudge wakes w (once: a wake-up not yet seen is enough).

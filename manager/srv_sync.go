@@ -106,13 +106,9 @@ func (l *lockObj) enqueue(sess *session, gid uint64, depth int) *waiter {
 // held, and the reply has been written when not.
 func (l *lockObj) await(w *waiter, stop <-chan struct{}, p *pending, r *reply) bool {
 	for {
-		select {
-		case <-w.ch:
-		case <-stop:
-		case <-l.gone.done():
-		}
+		w.wait(stop, &l.gone)
 		l.mu.Lock()
-		if w.granted || ended(stop) || ended(l.gone.done()) {
+		if w.granted || ended(stop) || l.gone.isClosed() {
 			break
 		}
 		// Woken by a release: take the lock unless a request came first.
@@ -130,12 +126,7 @@ func (l *lockObj) await(w *waiter, stop <-chan struct{}, p *pending, r *reply) b
 			l.waiters[0].nudge() // it may have been woken in our place
 		}
 		l.mu.Unlock()
-		select {
-		case <-l.gone.done():
-			noObject(r)
-		default:
-			cancelled(r)
-		}
+		endWait(r, &l.gone)
 		return false
 	}
 	if p.isDead() {
@@ -316,22 +307,13 @@ func (s *semObj) handle(x *call) waitFn {
 		w := newWaiter(sess)
 		s.waiters = append(s.waiters, w)
 		return func(p *pending, r *reply) {
-			select {
-			case <-w.ch:
-			case <-p.cancel:
-			case <-s.gone.done():
-			}
+			w.wait(p.cancel, &s.gone)
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			switch {
 			case !w.granted:
 				s.waiters = removeWaiter(s.waiters, w)
-				select {
-				case <-s.gone.done():
-					noObject(r)
-				default:
-					cancelled(r)
-				}
+				endWait(r, &s.gone)
 			case p.isDead():
 				if s.bounded && s.held[sess] > 0 {
 					s.held[sess]--
@@ -410,11 +392,7 @@ func (e *eventObj) handle(x *call) waitFn {
 		w := newWaiter(x.sess)
 		e.waiters = append(e.waiters, w)
 		return func(p *pending, r *reply) {
-			select {
-			case <-w.ch:
-			case <-p.cancel:
-			case <-e.gone.done():
-			}
+			w.wait(p.cancel, &e.gone)
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			switch {
@@ -434,14 +412,7 @@ func (e *eventObj) handle(x *call) waitFn {
 	return nil
 }
 
-func (g *gone) isClosed() bool {
-	select {
-	case <-g.ch:
-		return true
-	default:
-		return false
-	}
-}
+func (g *gone) isClosed() bool { return ended(g.ch) }
 
 // ---- Condition ----
 
@@ -513,11 +484,7 @@ func (c *condObj) wait(x *call) waitFn {
 	l.handoff()
 	l.mu.Unlock()
 	return func(p *pending, r *reply) {
-		select {
-		case <-w.ch:
-		case <-p.cancel:
-		case <-c.gone.done():
-		}
+		w.wait(p.cancel, &c.gone)
 		c.mu.Lock()
 		notified := w.granted
 		if !notified {
@@ -843,11 +810,7 @@ func (q *queueObj) handle(x *call) waitFn {
 		w.item = it
 		q.putters = append(q.putters, w)
 		return func(p *pending, r *reply) {
-			select {
-			case <-w.ch:
-			case <-p.cancel:
-			case <-q.gone.done():
-			}
+			w.wait(p.cancel, &q.gone)
 			q.mu.Lock()
 			defer q.mu.Unlock()
 			switch {
@@ -877,11 +840,7 @@ func (q *queueObj) handle(x *call) waitFn {
 		w := newWaiter(x.sess)
 		q.getters = append(q.getters, w)
 		return func(p *pending, r *reply) {
-			select {
-			case <-w.ch:
-			case <-p.cancel:
-			case <-q.gone.done():
-			}
+			w.wait(p.cancel, &q.gone)
 			q.mu.Lock()
 			defer q.mu.Unlock()
 			switch {
@@ -943,11 +902,7 @@ func (q *queueObj) handle(x *call) waitFn {
 		w := newWaiter(x.sess)
 		q.joiners = append(q.joiners, w)
 		return func(p *pending, r *reply) {
-			select {
-			case <-w.ch:
-			case <-p.cancel:
-			case <-q.gone.done():
-			}
+			w.wait(p.cancel, &q.gone)
 			q.mu.Lock()
 			defer q.mu.Unlock()
 			switch {
