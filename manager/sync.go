@@ -123,6 +123,11 @@ type Locker interface {
 // releasing it, the manager releases it, and the next acquirer gets the
 // lock together with an *mp.OwnerDiedError (errors.Is mp.ErrOwnerDied):
 // the state the lock protects may be half-updated.
+//
+// A release wakes the longest waiter, but an Acquire that reaches the
+// server first may take the lock before it, as with Python's locks; no
+// waiter is overtaken for more than a millisecond (as with Go's
+// sync.Mutex).
 type Lock struct{ r ref }
 
 // NewLock makes an unlocked Lock on m's server.
