@@ -173,6 +173,7 @@ type worker struct {
 type WorkerStats struct {
 	Name  string
 	Pid   int
+	Ready bool // started, and initialised: it takes tasks
 	Tasks int
 	Busy  time.Duration // time spent running tasks
 	Idle  time.Duration // time alive and not running tasks
@@ -724,6 +725,7 @@ func (p *Pool) Stats() []WorkerStats {
 	out := make([]WorkerStats, 0, len(p.workers))
 	for w := range p.workers {
 		s := w.stats
+		s.Ready = w.ready
 		s.Idle = now.Sub(s.start) - s.Busy
 		out = append(out, s)
 	}

@@ -499,3 +499,29 @@ func TestPoolMapNarrowAndWideResults(t *testing.T) {
 		}
 	}
 }
+
+// Stats tells when workers have started and taken their initializer, and
+// so take tasks.
+func TestPoolStatsReady(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 2, Initializer: mp.NewCall(poolInit, "ready")})
+	if _, err := poolJobFn.Apply(ctxTimeout(t, 30*time.Second), pool, poolJob{}); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() int {
+		n := 0
+		for _, s := range pool.Stats() {
+			if s.Ready {
+				n++
+			}
+		}
+		return n
+	}
+	if ready() < 1 {
+		t.Fatal("a worker ran a task but is not ready")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ready() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 workers ready after 30 s", ready())
+		}
+	}
+}

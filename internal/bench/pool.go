@@ -29,15 +29,27 @@ func init() {
 	add(Workload{Name: "cpu_speedup", Doc: "CPU-bound Map on 2 workers vs serial", Run: benchCPUSpeedup})
 }
 
+// newPool starts a pool of n workers and waits until they all take
+// tasks. Python's workers are forked and ready at once, so that its
+// warm-ups (or none, for cpu_speedup) leave every worker ready; ours are
+// re-executed, 10 ms each on a slow machine, and a warm-up of a few tasks
+// can be over before the last worker is up.
 func newPool(n int) (*mp.Pool, func(), error) {
 	p, err := mp.NewPool(mp.PoolOptions{Processes: n})
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, func() {
+	done := func() {
 		p.Close()
 		p.Join(context.Background())
-	}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := waitReady(ctx, p); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return p, done, nil
 }
 
 func benchPoolMap(scale float64) ([]Result, error) {
@@ -127,4 +139,24 @@ func benchCPUSpeedup(scale float64) ([]Result, error) {
 	}
 	par := time.Since(t)
 	return []Result{{"cpu_speedup", serial.Seconds() / par.Seconds(), "x"}}, nil
+}
+
+// waitReady waits until every worker of pool takes tasks.
+func waitReady(ctx context.Context, pool *mp.Pool) error {
+	for {
+		ready := 0
+		for _, w := range pool.Stats() {
+			if w.Ready {
+				ready++
+			}
+		}
+		if ready == pool.Processes() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
