@@ -26,12 +26,17 @@ type Segment struct {
 // ErrClosed is returned for a closed Segment.
 var ErrClosed = errors.New("mp: shared memory closed")
 
+// A segment's size is sealed when it is made: a process that shrank it
+// would make every other process touching the lost pages die of SIGBUS.
+// Open refuses a descriptor whose size is not sealed.
+const sizeSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
+
 // New makes a zero-filled segment of size bytes (rounded up to a page).
 func New(name string, size int) (*Segment, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("mp: shared memory size %d must be positive", size)
 	}
-	fd, err := unix.MemfdCreate("mp-"+name, unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("mp-"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, os.NewSyscallError("memfd_create", err)
 	}
@@ -41,11 +46,20 @@ func New(name string, size int) (*Segment, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("ftruncate", err)
 	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, sizeSeals|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl F_ADD_SEALS", err)
+	}
 	return mapFD(fd, size)
 }
 
-// Open maps the segment behind fd, taking ownership of fd.
+// Open maps the segment behind fd, taking ownership of fd. It refuses a
+// descriptor whose size is not sealed (see New).
 func Open(fd int) (*Segment, error) {
+	if seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0); err != nil || seals&sizeSeals != sizeSeals {
+		unix.Close(fd)
+		return nil, errors.New("mp: shared memory descriptor whose size is not sealed")
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)

@@ -62,3 +62,27 @@ func TestAlive(t *testing.T) {
 		t.Fatal("pid 0 alive")
 	}
 }
+
+// A segment's size cannot change, and Open refuses memory whose size
+// could: shrinking it would kill the other processes with SIGBUS.
+func TestSizeSealed(t *testing.T) {
+	s, err := New("sealed", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := unix.Ftruncate(s.FD(), 0); err == nil {
+		t.Fatal("a segment was shrunk")
+	}
+	fd, err := unix.MemfdCreate("unsealed", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(fd, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if seg, err := Open(fd); err == nil {
+		seg.Close()
+		t.Fatal("Open took memory whose size is not sealed")
+	}
+}
