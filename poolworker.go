@@ -16,9 +16,10 @@ import (
 )
 
 // A pool worker is a child running poolWorker: it takes tasks from its Conn
-// one at a time, runs the registered target each names, and sends back the
-// result, until its Conn reaches EOF (the pool is done with it) or it has
-// run its quota of tasks or outgrown its memory ceiling.
+// (the pool may send several at once), runs the registered target each
+// names, one at a time, and sends back the results (see resultBatch), until
+// its Conn reaches EOF (the pool is done with it) or it has run its quota
+// of tasks or outgrown its memory ceiling.
 
 // splitAbove is the size from which a task's argument or result travels
 // as a message of its own.

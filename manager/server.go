@@ -815,6 +815,23 @@ func (w *waiter) wait(stop <-chan struct{}, g *gone) {
 	}
 }
 
+// awaitSignal is the wait of w, queued in *ws under mu, for a signal that
+// needs no more than an OK (an Event set, a JoinableQueue done): once
+// granted it answers OK; otherwise w leaves the queue and endWait answers.
+func awaitSignal(w *waiter, mu *sync.Mutex, ws *[]*waiter, g *gone) waitFn {
+	return func(p *pending, r *reply) {
+		w.wait(p.cancel, g)
+		mu.Lock()
+		defer mu.Unlock()
+		if w.granted {
+			r.ok()
+			return
+		}
+		*ws = removeWaiter(*ws, w)
+		endWait(r, g)
+	}
+}
+
 // endWait answers a wait that ended without being granted: the object was
 // freed meanwhile, or the wait was cancelled.
 func endWait(r *reply, g *gone) {

@@ -404,6 +404,24 @@ func index(i int64, n int) (int, bool) {
 	return int(i), true
 }
 
+// at reads a call of nargs arguments whose first is an index of the list
+// (negative counts from the end); when there is no such item it writes
+// the error reply and returns false.
+func (l *listObj) at(x *call, nargs int) (int, bool) {
+	if !x.need(nargs) {
+		return 0, false
+	}
+	i, ok := x.int(0)
+	if !ok {
+		return 0, false
+	}
+	j, ok := index(i, len(l.items))
+	if !ok {
+		x.r.fail(codeIndex, fmt.Sprintf("manager: %s index out of range", x.obj.kind))
+	}
+	return j, ok
+}
+
 // bounds resolves Python slice bounds, clamping them.
 func bounds(lo, hi int64, n int) (int, int) {
 	clamp := func(i int64) int {
@@ -428,7 +446,6 @@ func (l *listObj) handle(x *call) waitFn {
 			return nil
 		}
 	}
-	idxErr := func() { r.fail(codeIndex, fmt.Sprintf("manager: %s index out of range", x.obj.kind)) }
 	switch x.op {
 	case opListAppend:
 		if !x.need(1) {
@@ -452,31 +469,15 @@ func (l *listObj) handle(x *call) waitFn {
 		}
 		r.ok()
 	case opListGet:
-		if !x.need(1) {
-			return nil
-		}
-		i, ok := x.int(0)
+		j, ok := l.at(x, 1)
 		if !ok {
-			return nil
-		}
-		j, ok := index(i, len(l.items))
-		if !ok {
-			idxErr()
 			return nil
 		}
 		r.ok()
 		r.value(l.items[j])
 	case opListSet:
-		if !x.need(2) {
-			return nil
-		}
-		i, ok := x.int(0)
+		j, ok := l.at(x, 2)
 		if !ok {
-			return nil
-		}
-		j, ok := index(i, len(l.items))
-		if !ok {
-			idxErr()
 			return nil
 		}
 		x.s.stored(x.args[1])
@@ -500,16 +501,8 @@ func (l *listObj) handle(x *call) waitFn {
 		l.items = slices.Insert(l.items, j, bytes.Clone(x.args[1]))
 		r.ok()
 	case opListPop:
-		if !x.need(1) {
-			return nil
-		}
-		i, ok := x.int(0)
+		j, ok := l.at(x, 1)
 		if !ok {
-			return nil
-		}
-		j, ok := index(i, len(l.items))
-		if !ok {
-			idxErr()
 			return nil
 		}
 		r.ok()

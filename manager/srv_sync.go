@@ -391,21 +391,7 @@ func (e *eventObj) handle(x *call) waitFn {
 		}
 		w := newWaiter(x.sess)
 		e.waiters = append(e.waiters, w)
-		return func(p *pending, r *reply) {
-			w.wait(p.cancel, &e.gone)
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			switch {
-			case w.granted:
-				r.ok()
-			case e.gone.isClosed():
-				e.waiters = removeWaiter(e.waiters, w)
-				noObject(r)
-			default:
-				e.waiters = removeWaiter(e.waiters, w)
-				cancelled(r)
-			}
-		}
+		return awaitSignal(w, &e.mu, &e.waiters, &e.gone)
 	default:
 		x.badOp()
 	}
@@ -901,20 +887,7 @@ func (q *queueObj) handle(x *call) waitFn {
 		}
 		w := newWaiter(x.sess)
 		q.joiners = append(q.joiners, w)
-		return func(p *pending, r *reply) {
-			w.wait(p.cancel, &q.gone)
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			switch {
-			case w.granted:
-				r.ok()
-			case q.gone.isClosed():
-				noObject(r)
-			default:
-				q.joiners = removeWaiter(q.joiners, w)
-				cancelled(r)
-			}
-		}
+		return awaitSignal(w, &q.mu, &q.joiners, &q.gone)
 	default:
 		x.badOp()
 	}

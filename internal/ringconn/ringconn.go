@@ -51,8 +51,6 @@ const (
 // (see SetSpin), and a writer polls a full one before it naps.
 const DefaultSpin = 50 * time.Microsecond
 
-const spinFor = DefaultSpin
-
 // ErrTooLarge is returned for a message longer than a reader accepts.
 var ErrTooLarge = errors.New("ringconn: message too long")
 
@@ -114,7 +112,7 @@ func New(sock *mp.Conn, mem []byte, first bool, keep io.Closer) (*Conn, error) {
 		c.in, c.out = b, a
 	}
 	c.in.owner.Store(shm.Self())
-	c.spin.Store(int64(spinFor))
+	c.spin.Store(int64(DefaultSpin))
 	return c, nil
 }
 
@@ -222,8 +220,8 @@ func (c *Conn) waitRoom() error {
 		}
 		if i%16 == 15 {
 			now := time.Now()
-			if now.Sub(start) < spinFor {
-				yield()
+			if now.Sub(start) < DefaultSpin {
+				runtime.Gosched()
 				continue
 			}
 			if now.Sub(lastCheck) > 10*time.Millisecond {
@@ -248,9 +246,6 @@ func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 // as a server whose client waits for a lock, should not poll: on a small
 // machine the polling takes the CPU from the processes that would send.
 func (c *Conn) SetSpin(d time.Duration) { c.spin.Store(int64(d)) }
-
-// yield lets other goroutines run while we poll.
-func yield() { runtime.Gosched() }
 
 // RecvBytesInto receives one message into buf[offset:] and returns its
 // length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
@@ -324,9 +319,10 @@ func (c *Conn) read(b []byte, first bool) error {
 	return nil
 }
 
-// waitData waits until the in ring holds data: it polls for spinFor, then
-// sleeps on the socket until the writer rings. It returns io.EOF once the
-// writer has closed or gone and everything it sent has been read.
+// waitData waits until the in ring holds data: it polls for a while (see
+// SetSpin), then sleeps on the socket until the writer rings. It returns
+// io.EOF once the writer has closed or gone and everything it sent has
+// been read.
 func (c *Conn) waitData() error {
 	r := &c.in
 	var until time.Time
@@ -353,7 +349,7 @@ func (c *Conn) waitData() error {
 			until = now.Add(time.Duration(c.spin.Load()))
 		}
 		if now.Before(until) {
-			yield()
+			runtime.Gosched()
 			continue
 		}
 		r.sleeping.Swap(1) // a full fence before the look at head: see publish
