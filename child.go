@@ -87,6 +87,9 @@ func call(run func() (any, error)) (res any, rerr *RemoteError) {
 	defer func() {
 		if r := recover(); r != nil {
 			rerr = &RemoteError{Message: fmt.Sprint(r), Panic: true, Stack: string(debug.Stack())}
+			if err, ok := r.(error); ok {
+				rerr.Sentinels = sentinelNames(err)
+			}
 		}
 	}()
 	res, err := run()
@@ -97,7 +100,7 @@ func call(run func() (any, error)) (res any, rerr *RemoteError) {
 }
 
 func remoteErr(err error, stack bool) *RemoteError {
-	e := &RemoteError{Message: err.Error()}
+	e := &RemoteError{Message: err.Error(), Sentinels: sentinelNames(err)}
 	if stack {
 		e.Stack = string(debug.Stack())
 	}

@@ -3,6 +3,7 @@ package mp
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/go-mp/mp/internal/shm"
@@ -86,13 +87,20 @@ func (e *ExitError) Signal() syscall.Signal {
 }
 
 // RemoteError is an error returned by, or a panic raised in, a target that
-// ran in another process. It carries the remote message and stack.
+// ran in another process. It carries the remote message and stack, and the
+// identity of the mp sentinel errors (ErrUnknownTarget, ErrEmpty, ...) the
+// remote error matched: errors.Is(err, mp.ErrX) holds in the parent when it
+// held in the child. Other errors arrive as text only.
 type RemoteError struct {
 	Process string // name of the process the target ran in
 	Pid     int
 	Message string // the error's text, or the panic value printed
 	Panic   bool   // true when the target panicked
 	Stack   string // the goroutine stack where the error was returned or the panic raised
+	// Sentinels names the sentinel errors the remote error matched, in
+	// the order of the table in errors.go; Unwrap returns them. A name
+	// this binary does not know is ignored.
+	Sentinels []string `cbor:",omitempty"`
 }
 
 // Error describes the failure.
@@ -102,6 +110,117 @@ func (e *RemoteError) Error() string {
 		what = "panic"
 	}
 	return fmt.Sprintf("mp: %s in process %s (pid %d): %s", what, e.Process, e.Pid, e.Message)
+}
+
+// Unwrap returns the sentinel errors the remote error matched (see
+// Sentinels), so that errors.Is sees through the process boundary.
+func (e *RemoteError) Unwrap() []error { return sentinelsNamed(e.Sentinels) }
+
+// A sentinel is an error whose identity crosses process boundaries: a
+// child records the names of those its error matches, and the parent's
+// *RemoteError unwraps to the same variables. Names only have to agree
+// between a parent and its children, which run the same binary; they are
+// spelled as in Go source so that they read well in a dump.
+type sentinel struct {
+	name string
+	err  error
+}
+
+// sentinels is the table of errors whose identity a RemoteError carries:
+// every exported sentinel of this package. It may grow at init time (a
+// registration function for the user's own sentinels would add to it), so
+// it is guarded; the order of list is the order Unwrap reports.
+var sentinels = struct {
+	sync.RWMutex
+	list   []sentinel
+	byName map[string]error
+}{byName: map[string]error{}}
+
+func init() {
+	for _, s := range []sentinel{
+		{"mp.ErrClosed", ErrClosed},
+		{"mp.ErrNotReadable", ErrNotReadable},
+		{"mp.ErrNotWritable", ErrNotWritable},
+		{"mp.ErrBufferTooShort", ErrBufferTooShort},
+		{"mp.ErrMessageTooLong", ErrMessageTooLong},
+		{"mp.ErrAuthentication", ErrAuthentication},
+		{"mp.ErrDaemonChildren", ErrDaemonChildren},
+		{"mp.ErrNotStarted", ErrNotStarted},
+		{"mp.ErrAlreadyStarted", ErrAlreadyStarted},
+		{"mp.ErrStillRunning", ErrStillRunning},
+		{"mp.ErrOwnerDied", ErrOwnerDied},
+		{"mp.ErrNotHeld", ErrNotHeld},
+		{"mp.ErrUnknownTarget", ErrUnknownTarget},
+		{"mp.ErrBrokenBarrier", ErrBrokenBarrier},
+		{"mp.ErrTooManyWaiters", ErrTooManyWaiters},
+		{"mp.ErrCancelled", ErrCancelled},
+		{"mp.ErrExecutorShutdown", ErrExecutorShutdown},
+		{"mp.ErrUnsupportedType", ErrUnsupportedType},
+		{"mp.ErrPoolClosed", ErrPoolClosed},
+		{"mp.ErrPoolTerminated", ErrPoolTerminated},
+		{"mp.ErrWorkerLost", ErrWorkerLost},
+		{"mp.ErrTaskTimeout", ErrTaskTimeout},
+		{"mp.ErrEmpty", ErrEmpty},
+		{"mp.ErrFull", ErrFull},
+		{"mp.ErrQueueHandles", ErrQueueHandles},
+		{"mp.ErrTaskDone", ErrTaskDone},
+		{"mp.ErrReleasedTooManyTimes", ErrReleasedTooManyTimes},
+		{"mp.ErrTypeMismatch", ErrTypeMismatch},
+		{"mp.ErrIndexOutOfRange", ErrIndexOutOfRange},
+		{"mp.ErrInvalidSize", ErrInvalidSize},
+	} {
+		addSentinel(s.name, s.err)
+	}
+}
+
+// addSentinel adds err to the table under name. A name or an error added
+// twice is a programming error, and panics.
+func addSentinel(name string, err error) {
+	sentinels.Lock()
+	defer sentinels.Unlock()
+	if _, dup := sentinels.byName[name]; dup {
+		panic("mp: sentinel error " + name + " added twice")
+	}
+	for _, s := range sentinels.list {
+		if s.err == err {
+			panic("mp: sentinel error " + name + " is already known as " + s.name)
+		}
+	}
+	sentinels.list = append(sentinels.list, sentinel{name, err})
+	sentinels.byName[name] = err
+}
+
+// sentinelNames returns the names of the sentinels err matches, or nil.
+func sentinelNames(err error) []string {
+	if err == nil {
+		return nil
+	}
+	sentinels.RLock()
+	defer sentinels.RUnlock()
+	var names []string
+	for _, s := range sentinels.list {
+		if errors.Is(err, s.err) {
+			names = append(names, s.name)
+		}
+	}
+	return names
+}
+
+// sentinelsNamed returns the sentinels named by names, skipping unknown
+// names (a peer's names are input).
+func sentinelsNamed(names []string) []error {
+	if len(names) == 0 {
+		return nil
+	}
+	sentinels.RLock()
+	defer sentinels.RUnlock()
+	errs := make([]error, 0, len(names))
+	for _, n := range names {
+		if err, ok := sentinels.byName[n]; ok {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // OwnerDiedError is returned by an acquire that took over a lock whose

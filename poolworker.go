@@ -269,7 +269,7 @@ func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 
 func remoteErrHere(err error, stack string) *RemoteError {
 	me := CurrentProcess()
-	return &RemoteError{Process: me.Name, Pid: me.Pid, Message: err.Error(), Stack: stack}
+	return &RemoteError{Process: me.Name, Pid: me.Pid, Message: err.Error(), Stack: stack, Sentinels: sentinelNames(err)}
 }
 
 // rss returns the resident memory of this process in bytes.
