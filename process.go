@@ -198,13 +198,20 @@ func exitCode(st *os.ProcessState) int {
 // Join waits for the child to end or ctx to be done. It returns nil when the
 // child's target returned nil; the target's error or panic as a
 // *RemoteError; a *ExitError when the child exited non-zero otherwise
-// (os.Exit, a signal); or ctx.Err() when ctx ended first.
+// (os.Exit, a signal); or ctx.Err() when ctx ended first. A child that
+// has ended when Join is called is reported even if ctx is already done:
+// Join with a done ctx looks without waiting, as Python's join(0) does.
 func (p *Process) Join(ctx context.Context) error {
 	p.mu.Lock()
 	started := p.started
 	p.mu.Unlock()
 	if !started {
 		return ErrNotStarted
+	}
+	select {
+	case <-p.done:
+		return p.err()
+	default:
 	}
 	select {
 	case <-p.done:

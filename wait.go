@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,33 +37,32 @@ func (p *Process) waitFD() (int, bool, error) {
 	return fd, false, err
 }
 
-// Wait blocks until at least one of objs is ready and returns the ready
-// ones, like Python's multiprocessing.connection.wait. When ctx ends first
-// it returns no objects and ctx.Err().
+// Wait blocks until at least one of objs is ready and returns every one
+// that is ready, in the order given, like Python's
+// multiprocessing.connection.wait. What is ready when Wait is called is
+// returned even if ctx is already done: Wait with a done ctx looks without
+// waiting, as wait(timeout=0) does. When ctx ends before anything is
+// ready, Wait returns no objects and ctx.Err().
 func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
-	pfds := make([]unix.PollFd, 0, len(objs)+1)
-	var ready []Waitable
-	for _, o := range objs {
+	// One poll reports every descriptor ready at its return; an object
+	// known to be ready without one (a buffered message, a reaped child)
+	// gets fd -1, which poll skips, and turns the poll into a look.
+	pfds := make([]unix.PollFd, len(objs), len(objs)+1)
+	known := make([]bool, len(objs))
+	look := ctx.Err() != nil
+	for i, o := range objs {
 		fd, ok, err := o.waitFD()
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			ready = append(ready, o)
-		}
-		pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
-	}
-	if len(ready) > 0 {
-		return ready, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+		known[i] = ok
+		look = look || ok
+		pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	}
 	timeout := -1
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = int(time.Until(dl).Milliseconds()) + 1
-	}
-	if ctx.Done() != nil {
+	if look {
+		timeout = 0
+	} else if ctx.Done() != nil {
 		wake, stop, err := wakeOnDone(ctx)
 		if err != nil {
 			return nil, err
@@ -75,25 +73,24 @@ func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
 	for {
 		_, err := unix.Poll(pfds, timeout)
 		if err == unix.EINTR {
-			continue
+			continue // the revents are not filled in
 		}
 		if err != nil {
 			return nil, os.NewSyscallError("poll", err)
 		}
-		break
-	}
-	for i, o := range objs {
-		if pfds[i].Revents != 0 {
-			ready = append(ready, o)
+		var ready []Waitable
+		for i, o := range objs {
+			if known[i] || pfds[i].Revents != 0 {
+				ready = append(ready, o)
+			}
 		}
-	}
-	if len(ready) == 0 {
+		if len(ready) > 0 {
+			return ready, nil
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		return nil, context.DeadlineExceeded
 	}
-	return ready, nil
 }
 
 // wakeOnDone returns an eventfd that turns readable when ctx is done.

@@ -1,0 +1,92 @@
+package mp_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// ended starts a child that returns at once and waits for it to end.
+func ended(t *testing.T) *mp.Process {
+	t.Helper()
+	p := start(t, mp.NewProcess(fail, ""))
+	if err := p.Join(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// doneContexts returns a cancelled context and an expired one.
+func doneContexts() map[string]context.Context {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	cancel2()
+	return map[string]context.Context{"cancelled": cancelled, "expired": expired}
+}
+
+// TestReadyWinsOverDoneCtx calls Join on an ended child and Wait on ready
+// objects with a ctx that is already done, many times: the ready result is
+// returned every time, never ctx.Err().
+func TestReadyWinsOverDoneCtx(t *testing.T) {
+	p := ended(t)
+	a, b := pipe(t, true)
+	if err := a.Send(1); err != nil {
+		t.Fatal(err)
+	}
+	for name, ctx := range doneContexts() {
+		for i := range 200 {
+			if err := p.Join(ctx); err != nil {
+				t.Fatalf("%s ctx, call %d: Join of an ended child = %v, want nil", name, i, err)
+			}
+			ready, err := mp.Wait(ctx, p)
+			if err != nil || len(ready) != 1 {
+				t.Fatalf("%s ctx, call %d: Wait(ended child) = %v, %v", name, i, ready, err)
+			}
+			ready, err = mp.Wait(ctx, b)
+			if err != nil || len(ready) != 1 {
+				t.Fatalf("%s ctx, call %d: Wait(Conn with a message) = %v, %v", name, i, ready, err)
+			}
+		}
+		// Nothing ready: the done ctx is reported at once.
+		if ready, err := mp.Wait(ctx, a); !errors.Is(err, ctx.Err()) || len(ready) != 0 {
+			t.Errorf("%s ctx: Wait with nothing ready = %v, %v", name, ready, err)
+		}
+	}
+}
+
+// TestWaitReturnsAllReady makes a Conn with a message in its socket, an
+// ended child and a Conn with a message in its buffer ready at once, among
+// objects that are not ready: Wait returns the three, in the order given.
+func TestWaitReturnsAllReady(t *testing.T) {
+	a, a2 := pipe(t, true)
+	b, b2 := pipe(t, true)
+	idle, _ := pipe(t, true)
+	p := ended(t)
+	if err := a2.Send(1); err != nil {
+		t.Fatal(err)
+	}
+	// b's second message ends up in b's buffer: Poll reads ahead.
+	b2.Send(1)
+	b2.Send(2)
+	var v int
+	if err := b.Recv(&v); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Poll(time.Second); !ok || err != nil {
+		t.Fatalf("Poll = %v, %v", ok, err)
+	}
+	want := []mp.Waitable{a, p, b}
+	ready, err := mp.Wait(ctxTimeout(t, 5*time.Second), a, idle, p, b)
+	if err != nil || len(ready) != len(want) {
+		t.Fatalf("Wait = %v, %v; want [a p b]", ready, err)
+	}
+	for i := range want {
+		if ready[i] != want[i] {
+			t.Fatalf("Wait = %v; want [a p b] in that order", ready)
+		}
+	}
+}
