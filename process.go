@@ -203,10 +203,10 @@ func exitCode(st *os.ProcessState) int {
 // Join with a done ctx looks without waiting, as Python's join(0) does.
 func (p *Process) Join(ctx context.Context) error {
 	p.mu.Lock()
-	started := p.started
+	err := p.usable()
 	p.mu.Unlock()
-	if !started {
-		return ErrNotStarted
+	if err != nil {
+		return err
 	}
 	select {
 	case <-p.done:
@@ -219,6 +219,18 @@ func (p *Process) Join(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return p.err()
+}
+
+// usable returns ErrClosed or ErrNotStarted when the Process cannot be
+// joined, signalled or waited on. p.mu is held.
+func (p *Process) usable() error {
+	switch {
+	case p.closed:
+		return ErrClosed
+	case !p.started:
+		return ErrNotStarted
+	}
+	return nil
 }
 
 func (p *Process) err() error {
@@ -273,18 +285,20 @@ func (p *Process) ExitCode() (int, bool) {
 }
 
 // Terminate sends SIGTERM to the child. It does nothing if the child has
-// already ended.
+// already ended, and returns ErrNotStarted before Start and ErrClosed after
+// Close.
 func (p *Process) Terminate() error { return p.signal(syscall.SIGTERM) }
 
 // Kill sends SIGKILL to the child. It does nothing if the child has
-// already ended.
+// already ended, and returns ErrNotStarted before Start and ErrClosed after
+// Close.
 func (p *Process) Kill() error { return p.signal(syscall.SIGKILL) }
 
 func (p *Process) signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.started {
-		return ErrNotStarted
+	if err := p.usable(); err != nil {
+		return err
 	}
 	select {
 	case <-p.done:
@@ -303,11 +317,8 @@ func (p *Process) signal(sig syscall.Signal) error {
 func (p *Process) Sentinel() (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return -1, ErrClosed
-	}
-	if !p.started {
-		return -1, ErrNotStarted
+	if err := p.usable(); err != nil {
+		return -1, err
 	}
 	if p.sentinel == nil {
 		r, w, err := os.Pipe()
@@ -326,7 +337,11 @@ func (p *Process) Sentinel() (int, error) {
 }
 
 // Close releases the Process's resources. It fails with ErrStillRunning if
-// the child is still running; Close is idempotent.
+// the child is still running; Close is idempotent. After Close, Start,
+// Join, Terminate, Kill, Sentinel and Wait return ErrClosed, as Python
+// raises ValueError. Python raises for is_alive, pid and exitcode too;
+// here IsAlive reports false, and Pid, ExitCode and Done go on reporting
+// what they knew, since they cannot fail.
 func (p *Process) Close() error {
 	if p.IsAlive() {
 		return ErrStillRunning

@@ -322,3 +322,44 @@ func TestActiveChildren(t *testing.T) {
 		t.Error("CPUCount < 1")
 	}
 }
+
+// TestClosedProcess closes a Process (after its child ended, and one never
+// started): every operation that can fail reports ErrClosed, as Python
+// raises ValueError; the others report what they knew.
+func TestClosedProcess(t *testing.T) {
+	p := start(t, mp.NewProcess(fail, "exit3"))
+	if err := p.Join(ctxTimeout(t, 10*time.Second)); err == nil {
+		t.Fatal("Join = nil, want exit code 3")
+	}
+	pid := p.Pid()
+	fresh := mp.NewProcess(fail, "")
+	for _, q := range []*mp.Process{p, fresh} {
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Close(); err != nil {
+			t.Errorf("second Close = %v", err)
+		}
+		for name, op := range map[string]func() error{
+			"Start":     q.Start,
+			"Join":      func() error { return q.Join(context.Background()) },
+			"Terminate": q.Terminate,
+			"Kill":      q.Kill,
+			"Sentinel":  func() error { _, err := q.Sentinel(); return err },
+			"Wait":      func() error { _, err := mp.Wait(context.Background(), q); return err },
+		} {
+			if err := op(); !errors.Is(err, mp.ErrClosed) {
+				t.Errorf("%s on %v = %v, want ErrClosed", name, q, err)
+			}
+		}
+		if q.IsAlive() {
+			t.Errorf("IsAlive on %v", q)
+		}
+		if !strings.Contains(q.String(), "closed") {
+			t.Errorf("String = %s", q)
+		}
+	}
+	if code, ok := p.ExitCode(); !ok || code != 3 || p.Pid() != pid {
+		t.Errorf("after Close: ExitCode = %d, %v; Pid = %d, want %d", code, ok, p.Pid(), pid)
+	}
+}

@@ -28,9 +28,15 @@ func (c *Conn) waitFD() (int, bool, error) {
 }
 
 func (p *Process) waitFD() (int, bool, error) {
+	p.mu.Lock()
+	err := p.usable()
+	p.mu.Unlock()
+	if err != nil {
+		return -1, false, err
+	}
 	select {
 	case <-p.done:
-		return -1, true, nil
+		return -1, true, nil // no need for a sentinel pipe
 	default:
 	}
 	fd, err := p.Sentinel()
