@@ -14,7 +14,10 @@ import (
 
 // Main must be the first statement of main (and of TestMain). In a child
 // started by mp it runs the requested target and exits; in any other
-// process it returns at once.
+// process it returns at once. A child first closes every descriptor it
+// inherited other than stdin, stdout and stderr (what its parent had open
+// without close-on-exec is not the child's), as Python's spawn does;
+// handles passed as arguments arrive after that.
 func Main() {
 	v, ok := os.LookupEnv(envChild)
 	if !ok {
@@ -37,6 +40,7 @@ func runChild(fdText string) int {
 		fmt.Fprintf(os.Stderr, "mp: bad %s=%q\n", envChild, fdText)
 		return exitBootFail
 	}
+	closeInherited(fd)
 	unix.CloseOnExec(fd)
 	ctrl, err := connFromFD(fd, flagReadable|flagWritable)
 	if err != nil {
@@ -67,6 +71,30 @@ func runChild(fdText string) int {
 	go lifeline(ctrl, alive, boot.Daemon)
 	res, rerr := call(run)
 	return report(ctrl, res, rerr)
+}
+
+// closeInherited closes every descriptor above 2 but keep that this
+// process inherited through exec. Those are exactly the ones without
+// FD_CLOEXEC: exec closed the others, and everything opened since (by the
+// runtime, like the netpoller's epoll and pipe, or by mp) has the flag,
+// so it is left alone. The parent cannot do this itself: Go's exec passes
+// every descriptor of the parent that lacks the flag.
+func closeInherited(keep int) {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return // no /proc: the child could not have been started from /proc/self/exe either
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close() // (its descriptor, listed too, is close-on-exec)
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd <= 2 || fd == keep {
+			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 // lifeline watches the control connection: it reaches EOF when the parent
