@@ -48,7 +48,7 @@ func FuzzRingMemory(f *testing.F) {
 			}
 		}
 		b.SetLimit(limit)
-		a.Close() // the peer's socket ends: receives cannot wait for ever
+		a.Close()                         // the peer's socket ends: receives cannot wait for ever
 		base := unsafe.Pointer(a.in.head) // the start of the memory
 		for ; len(pokes) >= 10; pokes = pokes[10:] {
 			off := uintptr(binary.LittleEndian.Uint16(pokes)) % (MemSize / 8) * 8
