@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"fmt"
 	"sync/atomic"
 	"unsafe"
 
@@ -17,12 +18,20 @@ type link struct {
 	sock  *mp.Conn
 	ring  atomic.Pointer[ringconn.Conn]
 	limit int64 // the longest message received on rings, 0 for any
+	// maxSend is the longest message the peer accepts (a server's
+	// limit, which its hello reply gives), 0 if not known. A longer one
+	// is refused here, unsent, so that the connection stays in step.
+	maxSend int64
 }
 
 func newLink(c *mp.Conn) *link { return &link{sock: c} }
 
-// SendBytes sends one message.
+// SendBytes sends one message. One longer than maxSend is not sent: the
+// error matches mp.ErrMessageTooLong, and the link stays usable.
 func (l *link) SendBytes(b []byte) error {
+	if l.maxSend > 0 && int64(len(b)) > l.maxSend {
+		return fmt.Errorf("%w: a %d-byte request, the manager takes at most %d", mp.ErrMessageTooLong, len(b), l.maxSend)
+	}
 	if r := l.ring.Load(); r != nil {
 		return r.SendBytes(b)
 	}

@@ -51,7 +51,11 @@ type Server struct {
 	// Serve calls then return. Start's server allows it.
 	AllowShutdown bool
 	// MaxMessage caps the length of a request; 0 means
-	// DefaultMaxMessage.
+	// DefaultMaxMessage. A longer request fails with an error matching
+	// mp.ErrMessageTooLong: clients learn the cap when they connect and
+	// refuse such a request before sending it, and one that arrives
+	// anyway is read, thrown away and answered with that error. Either
+	// way the client stays connected, and keeps what it holds.
 	MaxMessage int64
 
 	initOnce sync.Once
@@ -458,6 +462,17 @@ func (c *sconn) recv() ([]byte, error) {
 	return nil, err
 }
 
+// pending returns the operation of the connection that waits, if any.
+func (c *sconn) pending() *pending {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.pend
+}
+
+// idle reports whether no operation of the connection waits: a reply
+// now would not answer it.
+func (c *sconn) idle() bool { return c.pending() == nil }
+
 func (c *sconn) send(r *reply) {
 	c.c.SendBytes(r.bytes())
 	if cap(r.buf) > 1<<20 {
@@ -472,6 +487,13 @@ func (s *Server) serveConn(c *sconn) {
 	}
 	for {
 		msg, err := c.recv()
+		if errors.Is(err, mp.ErrMessageTooLong) && c.idle() {
+			// Read and thrown away by the connection: refuse the request
+			// and go on (a client checks first, see link.maxSend).
+			c.r.fail(codeTooLong, fmt.Sprintf("manager: %v", err))
+			c.send(&c.r)
+			continue
+		}
 		if err != nil {
 			break
 		}
@@ -484,9 +506,7 @@ func (s *Server) serveConn(c *sconn) {
 		if err1 != nil || err2 != nil {
 			break
 		}
-		c.pmu.Lock()
-		p := c.pend
-		c.pmu.Unlock()
+		p := c.pending()
 		if op == opCancel {
 			if p != nil {
 				p.cancelled()
@@ -582,6 +602,7 @@ func (c *sconn) hello() bool {
 	r.ok()
 	r.uint(c.s.instance)
 	r.uint(uint64(c.s.pid))
+	r.uint(uint64(c.c.limit)) // the longest request, which clients check before sending
 	c.send(r)
 	return true
 }

@@ -156,6 +156,7 @@ const (
 	codeNotAllowed
 	codeTimeout // a barrier's own timeout: broken, and the deadline passed
 	codeExists
+	codeTooLong // a request over the server's limit (Server.MaxMessage)
 )
 
 // Object kinds of the SyncManager types. Registered types use the names
