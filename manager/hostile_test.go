@@ -131,3 +131,90 @@ func TestOversizedRequestAnswered(t *testing.T) {
 		})
 	}
 }
+
+// The attack of issue 10 point 8: a client appends to its own List a
+// token it made up, for the id the next object was going to get (ids were
+// counted up), waits for another client to make that object, and clears
+// the List. The server dropped a reference the forger never took, and
+// freed the victim's object. Ids are now random: the forged token names
+// nothing, and the victim's Dict lives.
+func TestForgedTokenReleasesNothing(t *testing.T) {
+	ctx := hostileCtx(t)
+	s := &Server{}
+	forger := serveHere(t, s, "unix")
+	victim := connectHere(t, forger.Network(), forger.Address())
+	l, err := NewList[raw](ctx, forger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := l.r.tok
+	forged.ID, forged.Kind = l.r.tok.ID+1, kindDict // the next id, as it was
+	if err := l.Append(ctx, raw(appendToken(nil, &forged))); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDict[string, int](ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Len(ctx); err != nil {
+		t.Fatalf("the victim's Dict after the forger's Clear: %v", err)
+	}
+	if err := d.Set(ctx, "k", 1); err != nil {
+		t.Fatalf("the victim's Dict after the forger's Clear: %v", err)
+	}
+}
+
+// A process that was given a proxy holds one reference, however often it
+// says Forget; one that never used a proxy holds none to release. The
+// object lives while its maker holds it, and goes when the maker's
+// session ends.
+func TestReleaseTwice(t *testing.T) {
+	ctx := hostileCtx(t)
+	s := &Server{}
+	owner := serveHere(t, s, "unix")
+	other := connectHere(t, owner.Network(), owner.Address())
+	third := connectHere(t, owner.Network(), owner.Address())
+	d, err := NewDict[string, int](ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := func(m *Manager) *Dict[string, int] {
+		var p Dict[string, int]
+		p.r.init(d.r.tok, m.c, false) // as a proxy that came in a value
+		return &p
+	}
+	p := given(other)
+	if _, err := p.Len(ctx); err != nil { // the first use takes the reference
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := p.Forget(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := given(third).Forget(ctx); err != nil { // never used: no reference
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "k", 1); err != nil {
+		t.Fatalf("the owner's Dict after others' releases: %v", err)
+	}
+	objs, _ := s.counts()
+	if objs != 1 {
+		t.Fatalf("%d objects, want the Dict", objs)
+	}
+	owner.Close()
+	waitUntilTrue(t, func() bool { objs, _ := s.counts(); return objs == 0 })
+}
+
+// waitUntilTrue polls cond, for at most 10 s.
+func waitUntilTrue(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10 s")
+		}
+	}
+}

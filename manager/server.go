@@ -44,6 +44,14 @@ const DefaultMaxMessage = 256 << 20
 // *mp.OwnerDiedError), the units of BoundedSemaphores it acquired, and its
 // references to objects.
 //
+// A client reaches only the objects it made, named (Named), or whose
+// proxies it was given: an object's id is 64 random bits, so that a token
+// a client makes up names no object, now or later. The server counts each
+// process's references itself, at most one per object: a release drops
+// the process's reference if it holds one and nothing otherwise, and a
+// value removed from an object drops only the references its storing
+// took.
+//
 // The fields are set before the first Serve. A Server may serve several
 // Listeners at once (one Serve call each), sharing its objects.
 type Server struct {
@@ -66,7 +74,6 @@ type Server struct {
 
 	mu       sync.RWMutex
 	objects  map[uint64]*object
-	nextID   uint64
 	sessions map[sessionID]*session
 	ptrs     map[any]uint64 // instances of registered types, served as objects
 
@@ -229,8 +236,7 @@ func (s *Server) lookup(id uint64) *object {
 func (s *Server) add(kind string, im impl, sess *session, name string) *object {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nextID++
-	o := &object{id: s.nextID, kind: kind, impl: im}
+	o := &object{id: s.newID(), kind: kind, impl: im}
 	s.objects[o.id] = o
 	if sess != nil {
 		sess.refs[o.id] = struct{}{}
@@ -241,6 +247,24 @@ func (s *Server) add(kind string, im impl, sess *session, name string) *object {
 		o.refs++
 	}
 	return o
+}
+
+// newID returns the id of a new object: 64 random bits, not 0, not in
+// use. An id is the only name of an object a client can give, in a
+// request or in a token inside a value, so it must not be guessable: a
+// client names only the objects whose proxies it was given, and a token
+// it makes up names nothing, now or later (an id once freed is drawn
+// again with probability 2^-64, where a counter would give the next
+// object the id a forger predicted, whose reference the forger's token
+// would then drop). Called with mu held.
+func (s *Server) newID() uint64 {
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 && s.objects[id] == nil {
+			return id
+		}
+	}
 }
 
 // sessionRef records that sess refers to o. It reports false if o has been
