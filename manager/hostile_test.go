@@ -3,11 +3,15 @@ package manager
 import (
 	"context"
 	"errors"
+	"io"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 // Tests of clients that break the rules (issue 10 points 6, 8 and 9),
@@ -216,5 +220,105 @@ func waitUntilTrue(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not reached in 10 s")
 		}
+	}
+}
+
+// The attack of issue 10 point 6, on a server process of its own: a
+// client, once on rings, writes ^uint64(0) into the head of the ring the
+// server reads and rings the doorbell. The server used to panic (slice
+// bounds out of range) and exit, every client losing its state. Now that
+// connection alone is closed (the ring's receive fails with
+// ringconn.ErrCorrupt, see its tests) and the others are served as
+// before.
+func TestCorruptRingClosesOneConnection(t *testing.T) {
+	ctx := hostileCtx(t)
+	m, err := Start(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	d, err := NewDict[string, int](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLock(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	hostile := newClient(m.c.network, m.c.address, m.c.key)
+	defer hostile.close()
+	cc, err := hostile.dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc.c.ring.Load() == nil {
+		t.Fatal("the connection is not on rings")
+	}
+	// The client made the memory: the server reads the second ring,
+	// whose head is its first word.
+	head := (*atomic.Uint64)(unsafe.Pointer(&cc.c.mem[ringconn.MemSize/2]))
+	head.Store(^uint64(0))
+	if err := cc.c.sock.SendBytes(nil); err != nil { // the doorbell
+		t.Fatal(err)
+	}
+	// The server closes that connection: its end reaches our ring.
+	if _, err := cc.c.RecvBytesInto(make([]byte, 64), 0); !errors.Is(err, io.EOF) {
+		t.Fatalf("the corrupting connection: %v, want io.EOF", err)
+	}
+
+	if v, ok, err := d.Get(ctx, "k"); err != nil || !ok || v != 1 {
+		t.Fatalf("another client's Dict after the attack: %v, %v, %v", v, ok, err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("another client's Lock after the attack: %v", err)
+	}
+	if _, err := NewList[int](ctx, m, nil); err != nil {
+		t.Fatalf("a new object after the attack: %v", err)
+	}
+}
+
+// A client that asks for rings and then sends null where the memory
+// should be: the server hangs up on it (it used to dereference the nil
+// memory and crash) and serves the others.
+func TestUpgradeWithoutMemory(t *testing.T) {
+	ctx := hostileCtx(t)
+	m, err := Start(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	d, err := NewDict[string, int](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := connection.Dial(ctx, m.c.network, m.c.address, m.c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	upgrade := appendUint(appendUint(appendHead(nil, 4, 2), opUpgrade), 0)
+	for _, req := range [][]byte{fuzzHello, upgrade} {
+		if err := c.SendBytes(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.RecvBytes(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Send(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RecvBytes(0); !errors.Is(err, io.EOF) {
+		t.Fatalf("after null memory: %v, want io.EOF (hung up)", err)
+	}
+	if err := d.Set(ctx, "k", 1); err != nil {
+		t.Fatalf("another client after the bad upgrade: %v", err)
 	}
 }

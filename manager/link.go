@@ -22,6 +22,7 @@ type link struct {
 	// limit, which its hello reply gives), 0 if not known. A longer one
 	// is refused here, unsent, so that the connection stays in step.
 	maxSend int64
+	mem     []byte // the rings' memory, once upgraded (tests play a peer that writes into it)
 }
 
 func newLink(c *mp.Conn) *link { return &link{sock: c} }
@@ -69,7 +70,8 @@ func (l *link) expectSoon(soon bool) {
 // useRing moves the link onto rings over mem (see ringconn.New). Only the
 // goroutine that receives may call it, between messages.
 func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
-	r, err := ringconn.New(l.sock, ringMemory(mem), first, mem)
+	l.mem = ringMemory(mem)
+	r, err := ringconn.New(l.sock, l.mem, first, mem)
 	if err != nil {
 		return err
 	}

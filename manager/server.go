@@ -571,7 +571,7 @@ func (c *sconn) upgrade() {
 	r.ok()
 	c.send(r)
 	var mem *mp.RawArray[uint64]
-	if err := c.c.sock.Recv(&mem); err != nil {
+	if err := c.c.sock.Recv(&mem); err != nil || mem == nil {
 		c.c.Close() // the client now speaks through memory we do not have
 		return
 	}

@@ -37,6 +37,7 @@ import (
 	"github.com/go-mp/mp/internal/frame"
 	"github.com/go-mp/mp/internal/pause"
 	"github.com/go-mp/mp/internal/shm"
+	"golang.org/x/sys/unix"
 )
 
 // Layout of one ring: a header of cache-line-separated words, then data.
@@ -231,8 +232,8 @@ func (c *Conn) loadTail() error {
 // waitRoom waits until the reader of the out ring frees some room. It
 // polls: the reader is busy reading (it sleeps only on an empty ring),
 // unless it has closed or died, which its closed flag (in the ring it
-// writes) and the owner word tell. Called with wmu held, the head
-// published.
+// writes), the owner word and, beyond what the peer can write, the end
+// of its socket tell. Called with wmu held, the head published.
 func (c *Conn) waitRoom() error {
 	r := &c.out
 	start := time.Now()
@@ -259,7 +260,7 @@ func (c *Conn) waitRoom() error {
 			}
 			if now.Sub(lastCheck) > 10*time.Millisecond {
 				lastCheck = now
-				if owner := r.owner.Load(); owner != 0 && !shm.Alive(owner) {
+				if owner := r.owner.Load(); (owner != 0 && !shm.Alive(owner)) || c.peerHungUp() {
 					return io.ErrClosedPipe
 				}
 			}
@@ -267,6 +268,19 @@ func (c *Conn) waitRoom() error {
 			nap = min(2*nap, time.Millisecond)
 		}
 	}
+}
+
+// peerHungUp reports whether the peer's end of the socket is closed, as
+// it is once the peer has closed or died, whatever it left in the
+// memory. It looks without reading: the doorbells are the reader's.
+func (c *Conn) peerHungUp() bool {
+	fd, err := c.sock.Fileno()
+	if err != nil {
+		return true // our own socket is closed
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(pfd, 0)
+	return err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
 }
 
 // SetLimit caps the length of the messages received: a longer one is

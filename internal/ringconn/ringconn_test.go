@@ -364,3 +364,24 @@ func TestRoomGivenBackPerMessage(t *testing.T) {
 		}
 	}
 }
+
+// A writer facing a full ring whose reader has gone, though its memory
+// says it is alive and open, gives up once the reader's socket has ended.
+func TestWriterNoticesSocketEnd(t *testing.T) {
+	a, b := pair(t)
+	errc := make(chan error, 1)
+	go func() { errc <- a.SendBytes(make([]byte, 2*RingSize)) }()
+	waitUntil(t, func() bool { return a.out.head.Load() == RingSize }) // full
+	// The reader's socket ends; its memory still says it is open, and
+	// its owner word names a live process (this one).
+	b.sock.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("send to a reader whose socket ended: %v, want io.ErrClosedPipe", err)
+		}
+	case <-time.After(10 * time.Second):
+		a.Close()
+		t.Fatal("the writer waits for room from a reader whose socket ended")
+	}
+}
