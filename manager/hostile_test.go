@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
 	"github.com/go-mp/mp/internal/ringconn"
+	"golang.org/x/sys/unix"
 )
 
 // Tests of clients that break the rules (issue 10 points 6, 8 and 9),
@@ -320,5 +322,51 @@ func TestUpgradeWithoutMemory(t *testing.T) {
 	}
 	if err := d.Set(ctx, "k", 1); err != nil {
 		t.Fatalf("another client after the bad upgrade: %v", err)
+	}
+}
+
+// A length is a claim (issue 10 point 9): a client that announces a
+// 200 MiB request (under the server's limit) and sends 10 bytes costs the
+// server about what arrived, not the announced length (64 MiB before).
+func TestAnnouncedRequestNotAllocated(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{}, "unix")
+	c, err := connection.Dial(ctx, "unix", m.Address(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendBytes(fuzzHello); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RecvBytes(0); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := c.Fileno()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// send writes b on the socket and waits until the server has read it
+	// (a unix socket's unread bytes count in its sender's queue).
+	send := func(b []byte) {
+		t.Helper()
+		if _, err := unix.Write(fd, b); err != nil {
+			t.Fatal(err)
+		}
+		waitUntilTrue(t, func() bool {
+			n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
+			return err == nil && n == 0
+		})
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	send([]byte{0x0c, 0x80, 0, 0}) // 200 MiB, CPython's framing
+	// The request's memory is made before its bytes are read: once these
+	// are read, it is made.
+	send(make([]byte, 10))
+	runtime.ReadMemStats(&after)
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 8<<20 {
+		t.Fatalf("announcing 200 MiB and sending 10 bytes allocated %d MiB in the server", grown>>20)
 	}
 }
