@@ -225,6 +225,23 @@ func waitUntilTrue(t *testing.T, cond func() bool) {
 	}
 }
 
+// startWithDict starts a server process, as the issue's attacks find it,
+// and a Dict on it: the good client's state, which must survive.
+func startWithDict(t *testing.T) (*Manager, *Dict[string, int]) {
+	t.Helper()
+	ctx := hostileCtx(t)
+	m, err := Start(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	d, err := NewDict[string, int](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, d
+}
+
 // The attack of issue 10 point 6, on a server process of its own: a
 // client, once on rings, writes ^uint64(0) into the head of the ring the
 // server reads and rings the doorbell. The server used to panic (slice
@@ -234,15 +251,7 @@ func waitUntilTrue(t *testing.T, cond func() bool) {
 // before.
 func TestCorruptRingClosesOneConnection(t *testing.T) {
 	ctx := hostileCtx(t)
-	m, err := Start(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	d, err := NewDict[string, int](ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, d := startWithDict(t)
 	if err := d.Set(ctx, "k", 1); err != nil {
 		t.Fatal(err)
 	}
@@ -291,15 +300,7 @@ func TestCorruptRingClosesOneConnection(t *testing.T) {
 // memory and crash) and serves the others.
 func TestUpgradeWithoutMemory(t *testing.T) {
 	ctx := hostileCtx(t)
-	m, err := Start(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	d, err := NewDict[string, int](ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, d := startWithDict(t)
 	c, err := connection.Dial(ctx, m.c.network, m.c.address, m.c.key)
 	if err != nil {
 		t.Fatal(err)
