@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -369,5 +370,73 @@ func TestAnnouncedRequestNotAllocated(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grown := after.TotalAlloc - before.TotalAlloc; grown > 8<<20 {
 		t.Fatalf("announcing 200 MiB and sending 10 bytes allocated %d MiB in the server", grown>>20)
+	}
+}
+
+// The reverse of the attack of issue 10 point 6: a server (played here)
+// that, once on rings, writes ^uint64(0) into the head of the ring the
+// client reads and rings the doorbell. The client's call fails with
+// ErrManagerGone and ringconn.ErrCorrupt; nothing panics.
+func TestClientSurvivesCorruptRing(t *testing.T) {
+	ctx := hostileCtx(t)
+	l, err := connection.Listen("unix", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	played := make(chan error, 1)
+	go func() { played <- playCorruptingServer(ctx, l) }()
+	m, err := Connect(ctx, "unix", l.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewDict[string, int](ctx, m)
+	if !errors.Is(err, ringconn.ErrCorrupt) || !errors.Is(err, ErrManagerGone) {
+		t.Fatalf("a call to a server that corrupted the ring: %v, want ErrManagerGone and ringconn.ErrCorrupt", err)
+	}
+	m.Close()
+	if err := <-played; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// playCorruptingServer answers one client's hello and upgrade, corrupts
+// the ring the client reads, rings, and waits for the client to hang up.
+func playCorruptingServer(ctx context.Context, l *connection.Listener) error {
+	c, err := l.Accept(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var r reply
+	for i := range 2 { // the hello, then the upgrade
+		if _, err := c.RecvBytes(0); err != nil {
+			return err
+		}
+		r.ok()
+		if i == 0 {
+			r.uint(1)                   // instance
+			r.uint(uint64(os.Getpid())) // pid
+			r.uint(DefaultMaxMessage)
+		}
+		if err := c.SendBytes(r.bytes()); err != nil {
+			return err
+		}
+	}
+	var mem *mp.RawArray[uint64]
+	if err := c.Recv(&mem); err != nil {
+		return err
+	}
+	defer mem.Close()
+	// The client made the memory: it reads the first ring, whose head is
+	// its first word.
+	(*atomic.Uint64)(unsafe.Pointer(&ringMemory(mem)[0])).Store(^uint64(0))
+	if err := c.SendBytes(nil); err != nil {
+		return err
+	}
+	for {
+		if _, err := c.RecvBytes(0); err != nil {
+			return nil // the client hung up
+		}
 	}
 }
