@@ -143,8 +143,9 @@ func TestOversizedRequestAnswered(t *testing.T) {
 // token it made up, for the id the next object was going to get (ids were
 // counted up), waits for another client to make that object, and clears
 // the List. The server dropped a reference the forger never took, and
-// freed the victim's object. Ids are now random: the forged token names
-// nothing, and the victim's Dict lives.
+// freed the victim's object (and the forged token, used as a proxy,
+// reached the Dict). Ids are now random: the forged token names nothing,
+// and the victim's Dict lives.
 func TestForgedTokenReleasesNothing(t *testing.T) {
 	ctx := hostileCtx(t)
 	s := &Server{}
@@ -162,6 +163,12 @@ func TestForgedTokenReleasesNothing(t *testing.T) {
 	d, err := NewDict[string, int](ctx, victim)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Nor does the forged token reach the victim's Dict as a proxy.
+	var p Dict[string, int]
+	p.r.init(forged, forger.c, false)
+	if _, err := p.Len(ctx); !errors.Is(err, ErrNoObject) {
+		t.Fatalf("a proxy of the forged token: %v, want ErrNoObject", err)
 	}
 	if err := l.Clear(ctx); err != nil {
 		t.Fatal(err)
