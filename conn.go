@@ -63,9 +63,8 @@ type Transport interface {
 }
 
 const (
-	readBufSize  = 64 << 10
-	growInPieces = 64 << 20 // messages longer than this are read piecewise, so a lying header cannot allocate memory that never arrives
-	maxFDs       = 64       // descriptors per message
+	readBufSize = 64 << 10
+	maxFDs      = 64 // descriptors per message
 )
 
 const (
@@ -575,23 +574,19 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 		c.consume(int(n))
 		return out, nil
 	}
+	// The length is the peer's claim: memory grows as the bytes arrive
+	// (see frame.Grow), so a header alone costs at most frame.FirstChunk.
 	var out []byte
-	switch {
-	case dst != nil && int64(len(dst)) >= n:
+	if dst != nil && int64(len(dst)) >= n {
 		out = dst[:n]
-	case n <= growInPieces:
-		out = make([]byte, n)
-	default:
-		out = make([]byte, 0, growInPieces)
+	} else {
+		out = frame.Grow(nil, n)
 	}
 	got := copy(out[:cap(out)], c.rbuf[c.rpos:c.rend])
 	c.consume(got)
 	for int64(got) < n {
 		if got == cap(out) {
-			next := min(int64(2*cap(out)), n)
-			grown := make([]byte, got, next)
-			copy(grown, out[:got])
-			out = grown
+			out = frame.Grow(out[:got], n)
 		}
 		m, err := c.readRaw(out[got:min(int64(cap(out)), n)], true)
 		got += m

@@ -214,6 +214,9 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 		c.put(cc)
 		return nil, errors.New("manager: malformed hello reply")
 	}
+	if limit, _, err := readUint(cc.item(3)); err == nil {
+		cc.c.maxSend = int64(limit)
+	}
 	c.instance.CompareAndSwap(0, inst)
 	c.serverPid.Store(int64(pid))
 	if c.instance.Load() != inst {
@@ -430,6 +433,9 @@ func (cc *cconn) recv() ([]byte, error) {
 // does not answer within cancelGrace, the connection is given up.
 func (cc *cconn) roundTrip(ctx context.Context) error {
 	if err := cc.c.SendBytes(cc.wb.Bytes()); err != nil {
+		if errors.Is(err, mp.ErrMessageTooLong) {
+			return err // not sent: the connection is as it was
+		}
 		cc.broken = true
 		return cc.cl.gone(err)
 	}
@@ -551,6 +557,8 @@ func (cc *cconn) replyError(ctx context.Context) error {
 		return ctxErr()
 	case codeTaskDone:
 		return mp.ErrTaskDone
+	case codeTooLong:
+		return fmt.Errorf("%w: %s", mp.ErrMessageTooLong, trimPrefix(msg))
 	case codeOwnerDied:
 		return &mp.OwnerDiedError{Pid: cc.intItem(3)}
 	case codeRemote:

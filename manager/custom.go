@@ -438,8 +438,7 @@ func (s *Server) serveInstance(sess *session, ti *typeInfo, v reflect.Value) uin
 			return id
 		}
 	}
-	s.nextID++
-	o := &object{id: s.nextID, kind: ti.name, impl: &customObj{ti: ti, v: v}, refs: 1}
+	o := &object{id: s.newID(), kind: ti.name, impl: &customObj{ti: ti, v: v}, refs: 1}
 	s.objects[o.id] = o
 	s.ptrs[key] = o.id
 	sess.refs[o.id] = struct{}{}

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,18 +91,47 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		func() error { _, err := NewEvent(ctx, m); return err },
 		func() error { _, err := NewBarrier(ctx, m, 2, 0); return err },
 	}
+	e := &fuzzEnv{s: s, m: m, addr: l.Addr().String()}
 	for _, mkObj := range mk {
 		if err := mkObj(); err != nil {
 			f.Fatal(err)
 		}
+		s.mu.RLock()
+		for id := range s.objects {
+			if !slices.Contains(e.ids, id) {
+				e.ids = append(e.ids, id)
+			}
+		}
+		s.mu.RUnlock()
 	}
-	return &fuzzEnv{s: s, m: m, addr: l.Addr().String()}
+	return e
 }
 
 type fuzzEnv struct {
 	s    *Server
 	m    *Manager
 	addr string
+	ids  []uint64 // of the objects, in the order made
+}
+
+// realID replaces a request's object id k in 1..len(ids) with ids[k-1]:
+// ids are random, and the seeds name the objects by their rank.
+func (e *fuzzEnv) realID(req []byte) []byte {
+	items, err := splitMessage(nil, req)
+	if err != nil || len(items) < 2 {
+		return req
+	}
+	k, _, err := readUint(items[1])
+	if err != nil || k == 0 || k > uint64(len(e.ids)) {
+		return req
+	}
+	b := appendHead(nil, 4, uint64(len(items)))
+	b = append(b, items[0]...)
+	b = appendUint(b, e.ids[k-1])
+	for _, it := range items[2:] {
+		b = append(b, it...)
+	}
+	return b
 }
 
 var fuzzHello = []byte{0x87, 0x01, 0x00, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x01, 0x01, 0x64, 'u', 'n', 'i', 'x', 0x60}
@@ -143,7 +173,7 @@ func FuzzRequest(f *testing.F) {
 		}
 		c.SendBytes(fuzzHello)
 		c.RecvBytes(0)
-		c.SendBytes(req)
+		c.SendBytes(e.realID(req))
 		if ok, _ := c.Poll(time.Millisecond); ok {
 			c.RecvBytes(0)
 		}

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"fmt"
 	"sync/atomic"
 	"unsafe"
 
@@ -17,12 +18,21 @@ type link struct {
 	sock  *mp.Conn
 	ring  atomic.Pointer[ringconn.Conn]
 	limit int64 // the longest message received on rings, 0 for any
+	// maxSend is the longest message the peer accepts (a server's
+	// limit, which its hello reply gives), 0 if not known. A longer one
+	// is refused here, unsent, so that the connection stays in step.
+	maxSend int64
+	mem     []byte // the rings' memory, once upgraded (tests play a peer that writes into it)
 }
 
 func newLink(c *mp.Conn) *link { return &link{sock: c} }
 
-// SendBytes sends one message.
+// SendBytes sends one message. One longer than maxSend is not sent: the
+// error matches mp.ErrMessageTooLong, and the link stays usable.
 func (l *link) SendBytes(b []byte) error {
+	if l.maxSend > 0 && int64(len(b)) > l.maxSend {
+		return fmt.Errorf("%w: a %d-byte request, the manager takes at most %d", mp.ErrMessageTooLong, len(b), l.maxSend)
+	}
 	if r := l.ring.Load(); r != nil {
 		return r.SendBytes(b)
 	}
@@ -60,7 +70,8 @@ func (l *link) expectSoon(soon bool) {
 // useRing moves the link onto rings over mem (see ringconn.New). Only the
 // goroutine that receives may call it, between messages.
 func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
-	r, err := ringconn.New(l.sock, ringMemory(mem), first, mem)
+	l.mem = ringMemory(mem)
+	r, err := ringconn.New(l.sock, l.mem, first, mem)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,14 @@ const DefaultMaxMessage = 256 << 20
 // *mp.OwnerDiedError), the units of BoundedSemaphores it acquired, and its
 // references to objects.
 //
+// A client reaches only the objects it made, named (Named), or whose
+// proxies it was given: an object's id is 64 random bits, so that a token
+// a client makes up names no object, now or later. The server counts each
+// process's references itself, at most one per object: a release drops
+// the process's reference if it holds one and nothing otherwise, and a
+// value removed from an object drops only the references its storing
+// took.
+//
 // The fields are set before the first Serve. A Server may serve several
 // Listeners at once (one Serve call each), sharing its objects.
 type Server struct {
@@ -51,7 +59,11 @@ type Server struct {
 	// Serve calls then return. Start's server allows it.
 	AllowShutdown bool
 	// MaxMessage caps the length of a request; 0 means
-	// DefaultMaxMessage.
+	// DefaultMaxMessage. A longer request fails with an error matching
+	// mp.ErrMessageTooLong: clients learn the cap when they connect and
+	// refuse such a request before sending it, and one that arrives
+	// anyway is read, thrown away and answered with that error. Either
+	// way the client stays connected, and keeps what it holds.
 	MaxMessage int64
 
 	initOnce sync.Once
@@ -62,7 +74,6 @@ type Server struct {
 
 	mu       sync.RWMutex
 	objects  map[uint64]*object
-	nextID   uint64
 	sessions map[sessionID]*session
 	ptrs     map[any]uint64 // instances of registered types, served as objects
 
@@ -225,8 +236,7 @@ func (s *Server) lookup(id uint64) *object {
 func (s *Server) add(kind string, im impl, sess *session, name string) *object {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nextID++
-	o := &object{id: s.nextID, kind: kind, impl: im}
+	o := &object{id: s.newID(), kind: kind, impl: im}
 	s.objects[o.id] = o
 	if sess != nil {
 		sess.refs[o.id] = struct{}{}
@@ -237,6 +247,24 @@ func (s *Server) add(kind string, im impl, sess *session, name string) *object {
 		o.refs++
 	}
 	return o
+}
+
+// newID returns the id of a new object: 64 random bits, not 0, not in
+// use. An id is the only name of an object a client can give, in a
+// request or in a token inside a value, so it must not be guessable: a
+// client names only the objects whose proxies it was given, and a token
+// it makes up names nothing, now or later (an id once freed is drawn
+// again with probability 2^-64, where a counter would give the next
+// object the id a forger predicted, whose reference the forger's token
+// would then drop). Called with mu held.
+func (s *Server) newID() uint64 {
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 && s.objects[id] == nil {
+			return id
+		}
+	}
 }
 
 // sessionRef records that sess refers to o. It reports false if o has been
@@ -458,6 +486,17 @@ func (c *sconn) recv() ([]byte, error) {
 	return nil, err
 }
 
+// pending returns the operation of the connection that waits, if any.
+func (c *sconn) pending() *pending {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.pend
+}
+
+// idle reports whether no operation of the connection waits: a reply
+// now would not answer it.
+func (c *sconn) idle() bool { return c.pending() == nil }
+
 func (c *sconn) send(r *reply) {
 	c.c.SendBytes(r.bytes())
 	if cap(r.buf) > 1<<20 {
@@ -472,6 +511,13 @@ func (s *Server) serveConn(c *sconn) {
 	}
 	for {
 		msg, err := c.recv()
+		if errors.Is(err, mp.ErrMessageTooLong) && c.idle() {
+			// Read and thrown away by the connection: refuse the request
+			// and go on (a client checks first, see link.maxSend).
+			c.r.fail(codeTooLong, fmt.Sprintf("manager: %v", err))
+			c.send(&c.r)
+			continue
+		}
 		if err != nil {
 			break
 		}
@@ -484,9 +530,7 @@ func (s *Server) serveConn(c *sconn) {
 		if err1 != nil || err2 != nil {
 			break
 		}
-		c.pmu.Lock()
-		p := c.pend
-		c.pmu.Unlock()
+		p := c.pending()
 		if op == opCancel {
 			if p != nil {
 				p.cancelled()
@@ -527,7 +571,7 @@ func (c *sconn) upgrade() {
 	r.ok()
 	c.send(r)
 	var mem *mp.RawArray[uint64]
-	if err := c.c.sock.Recv(&mem); err != nil {
+	if err := c.c.sock.Recv(&mem); err != nil || mem == nil {
 		c.c.Close() // the client now speaks through memory we do not have
 		return
 	}
@@ -582,6 +626,7 @@ func (c *sconn) hello() bool {
 	r.ok()
 	r.uint(c.s.instance)
 	r.uint(uint64(c.s.pid))
+	r.uint(uint64(c.c.limit)) // the longest request, which clients check before sending
 	c.send(r)
 	return true
 }

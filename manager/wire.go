@@ -156,6 +156,7 @@ const (
 	codeNotAllowed
 	codeTimeout // a barrier's own timeout: broken, and the deadline passed
 	codeExists
+	codeTooLong // a request over the server's limit (Server.MaxMessage)
 )
 
 // Object kinds of the SyncManager types. Registered types use the names
@@ -400,7 +401,9 @@ func appendBool(b []byte, v bool) []byte {
 const cborNull = 0xf6
 
 // token identifies an object of a manager: where the manager is, which
-// run of it (instance), the object's id and kind.
+// run of it (instance), the object's id and kind. The id is 64 random
+// bits (see Server.newID): having been given it is what lets a client
+// reach the object.
 type token struct {
 	Network  string
 	Address  string

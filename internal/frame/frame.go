@@ -54,3 +54,26 @@ func Parse(b []byte) (length int64, hdr int, need int, err error) {
 		return 0, 0, 0, fmt.Errorf("%w: %d", ErrBadLength, v)
 	}
 }
+
+// FirstChunk is the most a receiver allocates for a message before its
+// bytes arrive: a peer's announced length is a claim, and memory should
+// follow the bytes actually sent, not the claim.
+const FirstChunk = 1 << 20
+
+// Grow returns buf, which holds the first len(buf) bytes of an n-byte
+// message, with room for more: its capacity doubles (from FirstChunk, or
+// n if smaller), never past n. A receiver that fills each room before it
+// grows again has allocated at most about twice what has arrived.
+func Grow(buf []byte, n int64) []byte {
+	next := int64(FirstChunk)
+	if c := int64(cap(buf)); c > 0 {
+		next = max(2*c, next)
+	}
+	next = min(next, n)
+	if next <= int64(cap(buf)) {
+		return buf
+	}
+	grown := make([]byte, len(buf), next)
+	copy(grown, buf)
+	return grown
+}

@@ -59,3 +59,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Grow follows the bytes: the first room is at most FirstChunk, each next
+// one at most twice the last, never past the message.
+func TestGrow(t *testing.T) {
+	for _, n := range []int64{0, 10, FirstChunk, FirstChunk + 1, 1 << 40} {
+		var b []byte
+		for int64(len(b)) < n {
+			before := cap(b)
+			b = Grow(b, n)
+			if c := cap(b); c <= before || int64(c) > n || c > max(FirstChunk, 2*before) {
+				t.Fatalf("n=%d: capacity %d after %d", n, c, before)
+			}
+			if cap(b) >= 8*FirstChunk {
+				break // the doubling is shown; do not allocate a terabyte
+			}
+			b = b[:cap(b)]
+		}
+	}
+}

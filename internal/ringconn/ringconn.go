@@ -12,6 +12,14 @@
 // Each ring is a byte stream written by one side and read by the other,
 // messages framed by an 8-byte length, so a message may be larger than the
 // ring: it is then copied in pieces as the reader frees room.
+//
+// The peer can write anything into the shared memory, by mistake or on
+// purpose, so every word read from it is input: an index that no writer
+// or reader following the protocol could leave there fails the operation
+// with ErrCorrupt (the caller then closes the connection), and a length
+// is believed only as far as the bytes that actually arrive (see
+// RecvBytesInto). Nothing the peer writes can make this side panic, and
+// a peer that closes or dies cannot make it wait for ever.
 package ringconn
 
 import (
@@ -26,8 +34,10 @@ import (
 	"unsafe"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/frame"
 	"github.com/go-mp/mp/internal/pause"
 	"github.com/go-mp/mp/internal/shm"
+	"golang.org/x/sys/unix"
 )
 
 // Layout of one ring: a header of cache-line-separated words, then data.
@@ -51,11 +61,13 @@ const (
 // (see SetSpin), and a writer polls a full one before it naps.
 const DefaultSpin = 50 * time.Microsecond
 
-// ErrTooLarge is returned for a message longer than a reader accepts.
-var ErrTooLarge = errors.New("ringconn: message too long")
+// ErrCorrupt is returned when the peer has left the shared memory in a
+// state that no peer following the protocol can produce: an index moved
+// backwards or past the other side's, or a doorbell with content. The
+// peer is broken or hostile; close the connection.
+var ErrCorrupt = errors.New("ringconn: the peer corrupted the shared ring")
 
-// maxMessage bounds the length a reader believes, so that a corrupt
-// length cannot make it allocate without end.
+// maxMessage is the limit of a reader that has not set one (see SetLimit).
 const maxMessage = 1 << 30
 
 type ring struct {
@@ -159,7 +171,9 @@ func (c *Conn) write(parts ...[]byte) error {
 			if room == 0 {
 				// The reader's tail, read only when our last look at it
 				// leaves no room: its cache line is the reader's.
-				c.wtail = r.tail.Load()
+				if err := c.loadTail(); err != nil {
+					return err
+				}
 				if room = RingSize - int(head-c.wtail); room == 0 {
 					c.publish(head)
 					if err := c.waitRoom(); err != nil {
@@ -203,20 +217,40 @@ func (c *Conn) ring() {
 	}
 }
 
+// loadTail reads the out ring's tail, which the reader writes, into
+// wtail. A reader following the protocol only moves it forward, and never
+// past the head published. Called with wmu held.
+func (c *Conn) loadTail() error {
+	t := c.out.tail.Load()
+	if t-c.wtail > c.whead-c.wtail {
+		return fmt.Errorf("%w: the reader's tail moved from %d to %d, the head is %d", ErrCorrupt, c.wtail, t, c.whead)
+	}
+	c.wtail = t
+	return nil
+}
+
 // waitRoom waits until the reader of the out ring frees some room. It
 // polls: the reader is busy reading (it sleeps only on an empty ring),
-// unless it has died, which the owner word tells.
+// unless it has closed or died, which its closed flag (in the ring it
+// writes), the owner word and, beyond what the peer can write, the end
+// of its socket tell. Called with wmu held, the head published.
 func (c *Conn) waitRoom() error {
 	r := &c.out
 	start := time.Now()
 	nap := 10 * time.Microsecond
 	lastCheck := start
 	for i := 0; ; i++ {
-		if r.head.Load()-r.tail.Load() < RingSize {
+		if err := c.loadTail(); err != nil {
+			return err
+		}
+		if c.whead-c.wtail < RingSize {
 			return nil
 		}
 		if c.closed.Load() {
 			return mp.ErrClosed
+		}
+		if c.in.closed.Load() == 1 {
+			return io.ErrClosedPipe // the reader closed: nothing will free room
 		}
 		if i%16 == 15 {
 			now := time.Now()
@@ -226,7 +260,7 @@ func (c *Conn) waitRoom() error {
 			}
 			if now.Sub(lastCheck) > 10*time.Millisecond {
 				lastCheck = now
-				if owner := r.owner.Load(); owner != 0 && !shm.Alive(owner) {
+				if owner := r.owner.Load(); (owner != 0 && !shm.Alive(owner)) || c.peerHungUp() {
 					return io.ErrClosedPipe
 				}
 			}
@@ -236,9 +270,23 @@ func (c *Conn) waitRoom() error {
 	}
 }
 
-// SetLimit caps the length of the messages received: a longer one fails
-// with ErrTooLarge (and the connection is then out of step: close it).
-// 0 means the package's own cap, 1 GiB.
+// peerHungUp reports whether the peer's end of the socket is closed, as
+// it is once the peer has closed or died, whatever it left in the
+// memory. It looks without reading: the doorbells are the reader's.
+func (c *Conn) peerHungUp() bool {
+	fd, err := c.sock.Fileno()
+	if err != nil {
+		return true // our own socket is closed
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(pfd, 0)
+	return err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+}
+
+// SetLimit caps the length of the messages received: a longer one is
+// read and thrown away, and its receive fails with an error matching
+// mp.ErrMessageTooLong; the connection stays usable. 0 means the
+// package's own cap, 1 GiB.
 func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 
 // SetSpin sets how long a receive polls the ring before it sleeps on the
@@ -249,7 +297,10 @@ func (c *Conn) SetSpin(d time.Duration) { c.spin.Store(int64(d)) }
 
 // RecvBytesInto receives one message into buf[offset:] and returns its
 // length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
-// whole in a *mp.BufferTooShortError. At the peer's end it returns io.EOF.
+// whole in a *mp.BufferTooShortError, in memory that grows as its bytes
+// arrive (a length alone allocates at most frame.FirstChunk). A message
+// over the limit (see SetLimit) is skipped. At the peer's end it returns
+// io.EOF; on memory the peer corrupted, an error matching ErrCorrupt.
 func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	if offset < 0 || offset > len(buf) {
 		return 0, fmt.Errorf("ringconn: offset %d out of range for a %d-byte buffer", offset, len(buf))
@@ -270,19 +321,42 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	}
 	defer func() { c.in.tail.Store(c.rtail) }() // the message's room back
 	if n > limit {
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, limit)
+		if err := c.skip(n); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", mp.ErrMessageTooLong, n, limit)
 	}
-	if int(n) <= len(buf)-offset {
+	if n <= uint64(len(buf)-offset) {
 		if err := c.read(buf[offset:offset+int(n)], false); err != nil {
 			return 0, err
 		}
 		return int(n), nil
 	}
-	msg := make([]byte, n)
-	if err := c.read(msg, false); err != nil {
-		return 0, err
+	var msg []byte
+	for uint64(len(msg)) < n {
+		msg = frame.Grow(msg, int64(n))
+		got := len(msg)
+		msg = msg[:cap(msg)]
+		if err := c.read(msg[got:], false); err != nil {
+			return 0, err
+		}
 	}
 	return 0, &mp.BufferTooShortError{Message: msg}
+}
+
+// skip reads n bytes of a message and throws them away, giving their
+// room back as it goes: the work is what the peer actually sends.
+func (c *Conn) skip(n uint64) error {
+	for n > 0 {
+		avail, err := c.avail(false)
+		if err != nil {
+			return err
+		}
+		k := min(uint64(avail), n)
+		c.rtail += k
+		n -= k
+	}
+	return nil
 }
 
 // read fills b from the in ring. first says that b starts a message: the
@@ -294,19 +368,9 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 func (c *Conn) read(b []byte, first bool) error {
 	r := &c.in
 	for len(b) > 0 {
-		avail := int(c.rhead - c.rtail)
-		if avail == 0 {
-			if c.rhead = r.head.Load(); c.rhead == c.rtail {
-				r.tail.Store(c.rtail) // room back before we wait
-				if err := c.waitData(); err != nil {
-					if err == io.EOF && !first {
-						err = io.ErrUnexpectedEOF
-					}
-					return err
-				}
-				c.rhead = r.head.Load()
-			}
-			continue
+		avail, err := c.avail(first)
+		if err != nil {
+			return err
 		}
 		n := min(avail, len(b))
 		at := int(c.rtail % RingSize)
@@ -317,6 +381,32 @@ func (c *Conn) read(b []byte, first bool) error {
 		first = false
 	}
 	return nil
+}
+
+// avail returns the number of bytes readable in the in ring, waiting
+// for some if there are none (first: as read). The head, which the
+// writer writes, is checked: a writer following the protocol moves it
+// forward only, never more than RingSize past what we have read.
+func (c *Conn) avail(first bool) (int, error) {
+	r := &c.in
+	for c.rhead == c.rtail {
+		h := r.head.Load()
+		if h-c.rtail > RingSize {
+			return 0, fmt.Errorf("%w: the writer's head is %d, the tail %d, the ring %d bytes", ErrCorrupt, h, c.rtail, RingSize)
+		}
+		if h != c.rtail {
+			c.rhead = h
+			break
+		}
+		r.tail.Store(c.rtail) // room back before we wait
+		if err := c.waitData(); err != nil {
+			if err == io.EOF && !first {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	return int(c.rhead - c.rtail), nil
 }
 
 // waitData waits until the in ring holds data: it polls for a while (see
@@ -360,8 +450,13 @@ func (c *Conn) waitData() error {
 			r.sleeping.CompareAndSwap(1, 0)
 			continue
 		}
-		if _, err := c.sock.RecvBytes(0); err != nil {
+		// A doorbell is empty: the length is capped so that a peer cannot
+		// make it a big message.
+		if _, err := c.sock.RecvBytes(1); err != nil {
 			r.sleeping.Store(0)
+			if errors.Is(err, mp.ErrMessageTooLong) {
+				return fmt.Errorf("%w: a doorbell with content", ErrCorrupt)
+			}
 			if r.head.Load() != c.rtail {
 				return nil // what was sent before the end
 			}

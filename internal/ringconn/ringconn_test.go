@@ -2,9 +2,11 @@ package ringconn
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -166,23 +168,138 @@ func TestWriterNoticesDeadReader(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	a, b := pair(t)
+	_, b := pair(t)
 	if _, err := New(nil, make([]byte, 10), true, nil); err == nil {
 		t.Fatal("New accepted too little memory")
 	}
 	if _, err := b.RecvBytesInto(make([]byte, 4), 5); err == nil {
 		t.Fatal("offset past the buffer accepted")
 	}
-	// A length no writer would send: refused, not allocated.
-	var hdr [8]byte
-	for i := range hdr {
-		hdr[i] = 0xff
+}
+
+// rawWrite puts bytes into c's out ring as they are, header or not.
+func rawWrite(c *Conn, b []byte) {
+	c.wmu.Lock()
+	c.write(b)
+	c.wmu.Unlock()
+}
+
+// The attack of issue 10 point 6: the peer writes ^uint64(0) into the head
+// of the ring this side reads and rings the doorbell. The receive fails
+// with ErrCorrupt instead of slicing out of range, and so does the next.
+func TestCorruptHead(t *testing.T) {
+	for _, h := range []uint64{^uint64(0), RingSize + 1, 1 << 40} {
+		a, b := pair(t)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := b.RecvBytesInto(make([]byte, 16), 0)
+			errc <- err
+		}()
+		waitUntil(t, func() bool { return a.out.sleeping.Load() == 1 }) // b sleeps on the socket
+		a.out.head.Store(h)
+		a.ring()
+		if err := <-errc; !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("head %#x: %v, want ErrCorrupt", h, err)
+		}
+		if _, err := b.RecvBytesInto(make([]byte, 16), 0); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("head %#x, second receive: %v, want ErrCorrupt", h, err)
+		}
 	}
-	a.wmu.Lock()
-	a.write(hdr[:])
-	a.wmu.Unlock()
-	if _, err := b.RecvBytesInto(make([]byte, 4), 0); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("huge length: %v", err)
+}
+
+// A head that moves backwards, in the middle of a message, is corrupt
+// too.
+func TestHeadMovesBack(t *testing.T) {
+	a, b := pair(t)
+	var hdr [8]byte
+	hdr[0] = 100
+	rawWrite(a, append(hdr[:], 1, 2, 3))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.RecvBytesInto(make([]byte, 200), 0)
+		errc <- err
+	}()
+	waitUntil(t, func() bool { return a.out.sleeping.Load() == 1 }) // b read the 11 bytes, waits for more
+	a.out.head.Store(4)
+	a.ring()
+	if err := <-errc; !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("head moved back: %v, want ErrCorrupt", err)
+	}
+}
+
+// The writer checks the reader's tail: one past the head, or moved back,
+// fails the send with ErrCorrupt instead of writing out of range.
+func TestCorruptTail(t *testing.T) {
+	for _, tail := range []uint64{^uint64(0), RingSize + 9, 1} {
+		a, _ := pair(t)
+		if err := a.SendBytes(make([]byte, RingSize-8)); err != nil { // fills the ring
+			t.Fatal(err)
+		}
+		if tail == 1 {
+			a.out.tail.Store(8) // the reader read the header...
+			a.SendBytes(nil)    // ...so 8 bytes go in
+		}
+		a.out.tail.Store(tail)
+		if err := a.SendBytes(make([]byte, 100)); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("tail %#x: %v, want ErrCorrupt", tail, err)
+		}
+	}
+}
+
+// A writer facing a full ring whose reader has closed (but lives) gives
+// up rather than waiting for ever.
+func TestWriterNoticesClosedReader(t *testing.T) {
+	a, b := pair(t)
+	errc := make(chan error, 1)
+	go func() { errc <- a.SendBytes(make([]byte, 2*RingSize)) }()
+	waitUntil(t, func() bool { return a.out.head.Load() == RingSize }) // full
+	b.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("send to a closed reader: %v, want io.ErrClosedPipe", err)
+		}
+	case <-time.After(10 * time.Second):
+		a.Close()
+		t.Fatal("the writer waits for room from a reader that closed")
+	}
+}
+
+// A length is a claim: announcing 1 GiB and sending 10 bytes costs the
+// receiver no more than frame.FirstChunk, whatever the limit.
+func TestAnnouncedLengthNotAllocated(t *testing.T) {
+	a, b := pair(t)
+	var hdr [8]byte
+	binary.LittleEndian.PutUint64(hdr[:], 1<<30)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.RecvBytesInto(make([]byte, 16), 0)
+		errc <- err
+	}()
+	rawWrite(a, append(hdr[:], make([]byte, 10)...))
+	// The receiver has taken the 18 bytes once it gives their room back,
+	// which it does before it sleeps for more.
+	waitUntil(t, func() bool { return a.out.sleeping.Load() == 1 })
+	runtime.ReadMemStats(&after)
+	a.Close()
+	if err := <-errc; !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("message cut short: %v, want io.ErrUnexpectedEOF", err)
+	}
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 8<<20 {
+		t.Fatalf("announcing 1 GiB and sending 10 bytes allocated %d MiB", grown>>20)
+	}
+}
+
+// waitUntil polls cond, for at most 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10 s")
+		}
 	}
 }
 
@@ -211,12 +328,23 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
+// A message over the limit is skipped, whatever its size, and the
+// connection goes on with the next one.
 func TestLimit(t *testing.T) {
 	a, b := pair(t)
 	b.SetLimit(100)
-	go a.SendBytes(make([]byte, 101))
-	if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("101 bytes past a limit of 100: %v", err)
+	go func() {
+		a.SendBytes(make([]byte, 101))
+		a.SendBytes(make([]byte, 3*RingSize+5))
+		a.SendBytes([]byte("next"))
+	}()
+	for _, n := range []int{101, 3*RingSize + 5} {
+		if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, mp.ErrMessageTooLong) {
+			t.Fatalf("%d bytes past a limit of 100: %v", n, err)
+		}
+	}
+	if m := recv(t, b); string(m) != "next" {
+		t.Fatalf("after the long messages: %q", m)
 	}
 }
 
@@ -234,5 +362,26 @@ func TestRoomGivenBackPerMessage(t *testing.T) {
 		if got := a.out.tail.Load(); got != total {
 			t.Fatalf("after a %d-byte message the writer sees tail %d, want %d", n, got, total)
 		}
+	}
+}
+
+// A writer facing a full ring whose reader has gone, though its memory
+// says it is alive and open, gives up once the reader's socket has ended.
+func TestWriterNoticesSocketEnd(t *testing.T) {
+	a, b := pair(t)
+	errc := make(chan error, 1)
+	go func() { errc <- a.SendBytes(make([]byte, 2*RingSize)) }()
+	waitUntil(t, func() bool { return a.out.head.Load() == RingSize }) // full
+	// The reader's socket ends; its memory still says it is open, and
+	// its owner word names a live process (this one).
+	b.sock.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("send to a reader whose socket ended: %v, want io.ErrClosedPipe", err)
+		}
+	case <-time.After(10 * time.Second):
+		a.Close()
+		t.Fatal("the writer waits for room from a reader whose socket ended")
 	}
 }
