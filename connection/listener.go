@@ -11,11 +11,11 @@ package connection
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -45,10 +45,9 @@ const maxPending = 128
 // handshake is closed and never returned by Accept (see
 // ListenConfig.OnHandshakeError); the Listener keeps serving.
 type Listener struct {
-	cfg    ListenConfig
-	ln     net.Listener
-	key    []byte
-	tmpDir string // created for an unnamed unix socket, removed by Close
+	cfg ListenConfig
+	ln  net.Listener
+	key []byte
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -90,9 +89,13 @@ func Listen(network, address string, authkey []byte) (*Listener, error) {
 // Listen starts a Listener on network "unix" or "tcp" ("tcp4", "tcp6"). It
 // accepts and authenticates connections from then on, until Close.
 //
-// An empty unix address makes a socket in a new temporary directory, and an
-// empty tcp address means 127.0.0.1 on a free port; Addr tells where. For
-// unix sockets, Close removes the socket file (and that directory).
+// An empty unix address makes a Linux abstract socket under a new random
+// name ("@mp-listener-..."): it lives in no directory, so nothing is left
+// on disk however the process ends, and it goes with the Listener. An
+// empty tcp address means 127.0.0.1 on a free port. Addr tells where. A
+// unix address starting with "@" names an abstract socket; any other is a
+// path, whose socket file Close removes (a process killed before Close
+// leaves it, and a later Listen at that path fails until it is removed).
 //
 // A nil authkey means [mp.CurrentProcess]().Authkey, the key every process
 // of this tree shares; an empty one is refused. A TCP Listener reachable
@@ -109,10 +112,7 @@ func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listene
 	l := &Listener{cfg: lc, key: key}
 	if network == "unix" {
 		if address == "" {
-			if l.tmpDir, err = os.MkdirTemp("", "mp-listener-"); err != nil {
-				return nil, err
-			}
-			address = filepath.Join(l.tmpDir, "socket")
+			l.ln, err = listenAbstract("mp-listener-")
 		}
 	} else {
 		if address == "" {
@@ -125,8 +125,10 @@ func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listene
 			return nil, offLoopback(address)
 		}
 	}
-	if l.ln, err = net.Listen(network, address); err != nil {
-		l.removeTmp()
+	if l.ln == nil && err == nil {
+		l.ln, err = net.Listen(network, address)
+	}
+	if err != nil {
 		return nil, err
 	}
 	// A host name is checked where it was bound.
@@ -165,7 +167,7 @@ func loopbackHost(address string) bool {
 }
 
 // Addr returns the address the Listener is bound to: for TCP, with the port
-// chosen; for a unix socket, its path.
+// chosen; for a unix socket, its path, or "@name" for an abstract one.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 // Accept waits for the next authenticated connection. It returns ctx.Err()
@@ -276,7 +278,7 @@ func (l *Listener) serve(nc net.Conn) {
 }
 
 // Close stops the Listener: Accept returns mp.ErrClosed, connections not yet
-// returned by Accept are closed, and a unix socket file is removed.
+// returned by Accept are closed, and a unix socket's file is removed.
 // Connections already returned stay open. Close waits for the Listener's
 // goroutines to end; it is idempotent.
 func (l *Listener) Close() error {
@@ -284,13 +286,28 @@ func (l *Listener) Close() error {
 		l.cancel()
 		l.closeErr = l.ln.Close()
 		l.wg.Wait()
-		l.removeTmp()
 	})
 	return l.closeErr
 }
 
-func (l *Listener) removeTmp() {
-	if l.tmpDir != "" {
-		os.RemoveAll(l.tmpDir)
+// listenAbstract listens on a Linux abstract unix socket with a new random
+// name that starts with prefix ("@mp-listener-3f2a..."). Such a socket is
+// never a file: it vanishes with its last descriptor, so a killed process
+// leaves nothing behind. Any local process may connect to it (there are
+// no file permissions), which the authkey handshake answers.
+func listenAbstract(prefix string) (net.Listener, error) {
+	var err error
+	for range 8 {
+		var b [12]byte
+		rand.Read(b[:])
+		var ln net.Listener
+		ln, err = net.Listen("unix", "@"+prefix+hex.EncodeToString(b[:]))
+		if err == nil {
+			return ln, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
 	}
+	return nil, err
 }

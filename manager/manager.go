@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -14,13 +12,14 @@ import (
 )
 
 // Options configures the server that Start runs. The zero value (or a nil
-// *Options) serves on a unix socket in a new private directory, with the
-// process tree's authkey.
+// *Options) serves on a new abstract unix socket (Linux: no file, so
+// nothing is left behind however the processes end), with the process
+// tree's authkey.
 type Options struct {
 	// Network is "unix" (the default) or "tcp" ("tcp4", "tcp6").
 	Network string
-	// Address is where to listen: a socket path, or "host:port". Empty
-	// means a socket in a new directory (removed by Shutdown) or
+	// Address is where to listen: a socket path ("@name" for an abstract
+	// socket), or "host:port". Empty means a new abstract unix socket, or
 	// 127.0.0.1 on a free port.
 	Address string
 	// Authkey authenticates every connection. nil means
@@ -41,9 +40,8 @@ type Options struct {
 // connection of its own from a pool (and a goroutine blocked in a Get or
 // an Acquire keeps one), so no call waits for another's reply.
 type Manager struct {
-	c      *client
-	proc   *mp.Process
-	tmpDir string
+	c    *client
+	proc *mp.Process
 
 	mu       sync.Mutex
 	shutdown bool
@@ -93,20 +91,11 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		o.Network = "unix"
 	}
 	m := &Manager{}
-	if o.Address == "" && o.Network == "unix" {
-		dir, err := os.MkdirTemp("", "mp-manager-")
-		if err != nil {
-			return nil, err
-		}
-		m.tmpDir = dir
-		o.Address = filepath.Join(dir, "socket")
-	}
 	fail := func(err error) (*Manager, error) {
 		if m.proc != nil {
 			m.proc.Kill()
 			m.proc.Join(context.Background())
 		}
-		m.removeTmp()
 		return nil, err
 	}
 	ready, childEnd, err := mp.Pipe(true)
@@ -227,7 +216,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	unregister(m.c)
 	m.c.close()
-	m.removeTmp()
 	return m.err
 }
 
@@ -239,12 +227,6 @@ func (m *Manager) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
 	defer cancel()
 	return m.Shutdown(ctx)
-}
-
-func (m *Manager) removeTmp() {
-	if m.tmpDir != "" {
-		os.RemoveAll(m.tmpDir)
-	}
 }
 
 // Stats describes what a manager server holds.
