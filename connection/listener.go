@@ -10,6 +10,7 @@
 package connection
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -28,11 +29,19 @@ import (
 // connection when ListenConfig.HandshakeTimeout is zero.
 const DefaultHandshakeTimeout = 10 * time.Second
 
-// maxPending caps the connections a Listener holds between accepting them
-// and handing them to Accept: those being authenticated and those waiting
-// for an Accept call. When it is reached, new connections wait in the
-// kernel's backlog.
-const maxPending = 128
+// maxHandshakes caps the handshakes a Listener runs at once, and so the
+// descriptors that peers who do not know the key can hold. When it is
+// reached, a new connection is not left waiting: the oldest handshake
+// whose peer has not yet proved the key is dropped to make room (see
+// ErrHandshakeEvicted). A good client proves the key within a round trip
+// of connecting, so silent peers, however many, only ever evict each
+// other, and the accept loop never stops accepting.
+const maxHandshakes = 512
+
+// ErrHandshakeEvicted is reported to ListenConfig.OnHandshakeError for a
+// connection dropped during its handshake, before its peer proved the
+// key, to make room for a newer one: maxHandshakes were in progress.
+var ErrHandshakeEvicted = errors.New("mp: handshake dropped: too many connections in the handshake")
 
 // Listener accepts authenticated connections, as Python's
 // multiprocessing.connection.Listener does, and speaks its wire protocol:
@@ -43,7 +52,13 @@ const maxPending = 128
 // is authenticated in its own goroutine, bounded by a handshake timeout, so
 // a slow, silent or hostile peer delays nobody else. A peer that fails the
 // handshake is closed and never returned by Accept (see
-// ListenConfig.OnHandshakeError); the Listener keeps serving.
+// ListenConfig.OnHandshakeError); the Listener keeps serving. The accept
+// loop never waits for handshakes: at most 512 run at once, and when that
+// many are in progress a newcomer takes the place of the oldest one whose
+// peer has not yet proved the key, so any number of silent peers delays a
+// good client by no more than its own round trips. A peer that has proved
+// the key is never dropped that way, however slow; connections waiting
+// for Accept, authenticated, are not counted.
 type Listener struct {
 	cfg ListenConfig
 	ln  net.Listener
@@ -52,13 +67,24 @@ type Listener struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	ready  chan *mp.Conn // authenticated connections for Accept
-	slots  chan struct{} // one per pending connection, up to maxPending
 	failed chan struct{} // closed when the accept loop stops on an error
 	err    error         // that error, written before failed is closed
 	wg     sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
+
+	mu       sync.Mutex
+	unproved list.List // of *handshake, oldest first: peers yet to prove the key
+	proved   int       // handshakes in progress whose peer proved the key
+}
+
+// A handshake is an incoming connection being authenticated.
+type handshake struct {
+	nc      net.Conn
+	elem    *list.Element // in unproved, nil once proved or done
+	proved  bool
+	evicted bool // closed to make room; set under Listener.mu
 }
 
 // ListenConfig holds a Listener's options. The zero value gives the
@@ -73,8 +99,9 @@ type ListenConfig struct {
 	// reason: an error matching mp.ErrAuthentication for a wrong key or a
 	// peer that does not speak the protocol (malformed, oversized or
 	// unexpected messages), os.ErrDeadlineExceeded for one slower than
-	// HandshakeTimeout, io.EOF, io.ErrUnexpectedEOF or a reset for one
-	// that hung up. It is called from the connection's own goroutine and
+	// HandshakeTimeout, ErrHandshakeEvicted for one dropped to make room
+	// before it proved the key, io.EOF, io.ErrUnexpectedEOF or a reset for
+	// one that hung up. It is called from the connection's own goroutine and
 	// should return promptly: Close waits for it. It is not called for
 	// connections cut short by Close.
 	OnHandshakeError func(remote net.Addr, err error)
@@ -138,7 +165,6 @@ func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listene
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.ready = make(chan *mp.Conn)
-	l.slots = make(chan struct{}, maxPending)
 	l.failed = make(chan struct{})
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -191,19 +217,14 @@ func (l *Listener) Accept(ctx context.Context) (*mp.Conn, error) {
 }
 
 // acceptLoop accepts connections and authenticates each in its own
-// goroutine, holding a slot per connection until it is handed over.
+// goroutine. It never waits for a handshake: when maxHandshakes are in
+// progress, the oldest one whose peer has not proved the key is dropped.
 func (l *Listener) acceptLoop() {
 	defer l.wg.Done()
 	var delay time.Duration
 	for {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.ctx.Done():
-			return
-		}
 		nc, err := l.ln.Accept()
 		if err != nil {
-			<-l.slots
 			if l.ctx.Err() != nil {
 				return
 			}
@@ -211,6 +232,9 @@ func (l *Listener) acceptLoop() {
 				l.err = fmt.Errorf("mp: accept: %w", err)
 				close(l.failed)
 				return
+			}
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && l.evictOldest() {
+				continue // a descriptor was freed
 			}
 			// Out of descriptors or memory: wait for some to be freed.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
@@ -224,9 +248,67 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		delay = 0
+		h := &handshake{nc: nc}
+		l.mu.Lock()
+		if l.unproved.Len()+l.proved >= maxHandshakes {
+			l.evictLocked()
+		}
+		h.elem = l.unproved.PushBack(h)
+		l.mu.Unlock()
 		l.wg.Add(1)
-		go l.serve(nc)
+		go l.serve(h)
 	}
+}
+
+// evictOldest drops the oldest handshake whose peer has not proved the
+// key, and reports whether there was one.
+func (l *Listener) evictOldest() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.evictLocked()
+}
+
+func (l *Listener) evictLocked() bool {
+	e := l.unproved.Front()
+	if e == nil {
+		return false // all have proved the key: they are let through
+	}
+	h := l.unproved.Remove(e).(*handshake)
+	h.elem = nil
+	h.evicted = true
+	h.nc.Close() // its goroutine sees the error and reports the eviction
+	return true
+}
+
+// markProved moves h out of reach of eviction once its peer proved the
+// key; it reports false if h was evicted first.
+func (l *Listener) markProved(h *handshake) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h.evicted {
+		return false
+	}
+	l.unproved.Remove(h.elem)
+	h.elem = nil
+	h.proved = true
+	l.proved++
+	return true
+}
+
+// finish stops counting h as in progress and reports whether it was
+// evicted.
+func (l *Listener) finish(h *handshake) (evicted bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h.elem != nil {
+		l.unproved.Remove(h.elem)
+		h.elem = nil
+	}
+	if h.proved {
+		h.proved = false
+		l.proved--
+	}
+	return h.evicted
 }
 
 // temporary reports accept errors worth retrying.
@@ -239,17 +321,29 @@ func temporary(err error) bool {
 	return false
 }
 
-// serve authenticates nc and hands it to Accept.
-func (l *Listener) serve(nc net.Conn) {
+// serve authenticates h's connection and hands it to Accept.
+func (l *Listener) serve(h *handshake) {
 	defer l.wg.Done()
-	defer func() { <-l.slots }()
+	nc := h.nc
 	timeout := l.cfg.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
 	nc.SetDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(l.ctx, func() { nc.SetDeadline(aLongTimeAgo) })
-	err := auth.Server(auth.Stream{RW: nc}, l.key, nil)
+	// auth.Server, in its two halves: once the peer has answered our
+	// challenge it knows the key, and is no longer evicted.
+	m := auth.Stream{RW: nc}
+	err := auth.DeliverChallenge(m, l.key, nil)
+	if err == nil && !l.markProved(h) {
+		err = ErrHandshakeEvicted
+	}
+	if err == nil {
+		err = auth.AnswerChallenge(m, l.key)
+	}
+	if l.finish(h) {
+		err = ErrHandshakeEvicted
+	}
 	if !stop() {
 		err = mp.ErrClosed // Close interrupted the handshake
 	}
@@ -259,7 +353,10 @@ func (l *Listener) serve(nc net.Conn) {
 	if err != nil {
 		nc.Close()
 		if l.ctx.Err() == nil && l.cfg.OnHandshakeError != nil {
-			l.cfg.OnHandshakeError(nc.RemoteAddr(), handshakeError(err))
+			if err != ErrHandshakeEvicted {
+				err = handshakeError(err)
+			}
+			l.cfg.OnHandshakeError(nc.RemoteAddr(), err)
 		}
 		return
 	}

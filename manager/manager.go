@@ -29,6 +29,12 @@ type Options struct {
 	Authkey []byte
 	// Name is the name of the server process; empty means mp's default.
 	Name string
+	// HandshakeTimeout bounds the authentication of each incoming
+	// connection; zero means connection.DefaultHandshakeTimeout. Silent
+	// peers do not hold good clients up however long it is (see
+	// connection.Listener); it only bounds how long each may keep a
+	// descriptor of the server.
+	HandshakeTimeout time.Duration
 }
 
 // Manager is a connection to a manager server, as Python's SyncManager
@@ -50,9 +56,10 @@ type Manager struct {
 
 // serveArgs are the server child's arguments.
 type serveArgs struct {
-	Network string
-	Address string
-	Ready   *mp.Conn // the child reports its address, or why it failed
+	Network          string
+	Address          string
+	HandshakeTimeout time.Duration
+	Ready            *mp.Conn // the child reports its address, or why it failed
 }
 
 type readyMsg struct {
@@ -63,7 +70,7 @@ type readyMsg struct {
 // serveTarget is the server child of Start. Being a daemon, it ends with
 // its parent.
 var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
-	l, err := connection.Listen(a.Network, a.Address, nil)
+	l, err := connection.ListenConfig{HandshakeTimeout: a.HandshakeTimeout}.Listen(a.Network, a.Address, nil)
 	if err != nil {
 		a.Ready.Send(readyMsg{Err: err.Error()})
 		a.Ready.Close()
@@ -103,7 +110,7 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		return fail(err)
 	}
 	defer ready.Close()
-	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, Ready: childEnd})
+	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, Ready: childEnd})
 	p.Daemon = true
 	p.Authkey = o.Authkey
 	if o.Name != "" {

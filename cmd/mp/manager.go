@@ -18,7 +18,7 @@ import (
 )
 
 const managerUsage = `usage:
-  mp manager serve [-addr host:port | -unix path] [-authkey-file file]
+  mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d]
   mp manager put   [-addr host:port | -unix path] [-authkey-file file] -queue name item...
   mp manager get   [-addr host:port | -unix path] [-authkey-file file] -queue name [-n count] [-timeout d]
   mp manager stats [-addr host:port | -unix path] [-authkey-file file]
@@ -34,6 +34,10 @@ MP_AUTHKEY: text that starts with "hex:" is hexadecimal, any other is the
 key byte for byte (a file's final line break is ignored). A server off
 loopback must be given a key; on loopback or a unix socket, serve makes a
 random one when none is given and prints it as "authkey hex:...".
+
+serve drops a connection that has not authenticated within
+-handshake-timeout (10s by default); connections that stay silent never
+hold up the others, however many there are.
 `
 
 // runManager runs `mp manager ...` and returns the exit status.
@@ -51,9 +55,11 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	keyFile := fs.String("authkey-file", "", "file holding the authkey (default: $MP_AUTHKEY)")
 	var queue *string
 	var count *int
-	var timeout *time.Duration
+	var timeout, handshakeTimeout *time.Duration
 	switch cmd {
-	case "serve", "stats":
+	case "serve":
+		handshakeTimeout = fs.Duration("handshake-timeout", connection.DefaultHandshakeTimeout, "drop a connection not authenticated within this long")
+	case "stats":
 	case "put", "get":
 		queue = fs.String("queue", "", "name of the queue")
 		if cmd == "get" {
@@ -101,7 +107,8 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cmd == "serve" {
-		err = serveManager(ctx, network, address, key, stdout)
+		lc := connection.ListenConfig{HandshakeTimeout: *handshakeTimeout}
+		err = serveManager(ctx, lc, network, address, key, stdout)
 	} else {
 		if timeout != nil && *timeout > 0 {
 			var cancel context.CancelFunc
@@ -118,10 +125,10 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 }
 
 // serveManager serves until ctx ends (SIGINT or SIGTERM).
-func serveManager(ctx context.Context, network, address string, key []byte, stdout io.Writer) error {
+func serveManager(ctx context.Context, lc connection.ListenConfig, network, address string, key []byte, stdout io.Writer) error {
 	// With no key, Listen uses this process's random key, and refuses a
 	// TCP address off loopback.
-	l, err := connection.Listen(network, address, key)
+	l, err := lc.Listen(network, address, key)
 	if err != nil {
 		return err
 	}
