@@ -13,9 +13,11 @@ import (
 	"container/list"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -105,6 +107,17 @@ type ListenConfig struct {
 	// should return promptly: Close waits for it. It is not called for
 	// connections cut short by Close.
 	OnHandshakeError func(remote net.Addr, err error)
+
+	// TLS, when not nil, makes the Listener run every connection inside
+	// TLS with this server configuration (it needs Certificates; set
+	// ClientAuth and ClientCAs to require client certificates too). Only
+	// a Dialer with TLS set can then connect; CPython's Client cannot.
+	// Without TLS, the key never crosses the wire but the messages do,
+	// in clear: use TLS for a Listener reachable from other machines.
+	// Peers whose TLS handshake fails are reported like other failed
+	// handshakes, with an error matching mp.ErrAuthentication when the
+	// TLS layer refused them (a certificate, a protocol mismatch).
+	TLS *tls.Config
 }
 
 // Listen starts a Listener with the default options; see
@@ -331,10 +344,20 @@ func (l *Listener) serve(h *handshake) {
 	}
 	nc.SetDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(l.ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+	var rw io.ReadWriter = nc
+	var tc *tls.Conn
+	var err error
+	if l.cfg.TLS != nil {
+		if tc, err = serverTLS(nc, l.cfg.TLS); err == nil {
+			rw = tc
+		}
+	}
 	// auth.Server, in its two halves: once the peer has answered our
 	// challenge it knows the key, and is no longer evicted.
-	m := auth.Stream{RW: nc}
-	err := auth.DeliverChallenge(m, l.key, nil)
+	m := auth.Stream{RW: rw}
+	if err == nil {
+		err = auth.DeliverChallenge(m, l.key, nil)
+	}
 	if err == nil && !l.markProved(h) {
 		err = ErrHandshakeEvicted
 	}
@@ -360,7 +383,12 @@ func (l *Listener) serve(h *handshake) {
 		}
 		return
 	}
-	c, err := wrap(nc)
+	var c *mp.Conn
+	if tc != nil {
+		c, err = bridgeTLS(tc, nc)
+	} else {
+		c, err = wrap(nc)
+	}
 	if err != nil {
 		if l.ctx.Err() == nil && l.cfg.OnHandshakeError != nil {
 			l.cfg.OnHandshakeError(nc.RemoteAddr(), err)
