@@ -7,6 +7,20 @@
 //
 // It lives apart from package mp so that programs that only use pipes
 // between their own processes do not link package net.
+//
+// # Security
+//
+// The authkey handshake keeps the key secret — only HMACs of random
+// challenges cross the wire — and keeps out peers that do not know it. It
+// does not hide or protect what follows: without TLS, every message
+// travels in clear, readable and alterable by anyone on the network path.
+// For a Listener reachable from other machines, set ListenConfig.TLS (and
+// Dialer.TLS on the clients): the connection then runs inside TLS, the
+// authkey handshake included. TLS is mp's extension of CPython's
+// protocol: a TLS Listener first sends the frame "#STARTTLS#" in clear,
+// so that a client without TLS (Go's, or CPython's, which has none) gets
+// a prompt error instead of waiting, and a TLS client reaching a plain
+// listener knows it at once.
 package connection
 
 import (

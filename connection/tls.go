@@ -15,25 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TLS is mp's extension of CPython's protocol, for Listeners reachable
-// from other machines: without it, the authkey handshake keeps the key
-// secret (only HMACs of random challenges cross the wire) and keeps
-// out peers without the key, but every message after it travels in
-// clear, readable and alterable by anyone on the path.
-//
-// A Listener with ListenConfig.TLS set sends one frame in clear,
-// "#STARTTLS#", then runs a TLS handshake as the server, and the authkey
-// handshake inside TLS. A Dialer with TLS set expects that frame. The
-// frame makes a mismatch a prompt, clear error on both sides instead of
-// two peers each waiting for the other to speak: a plain client (Go's or
-// CPython's) gets it where it expects a challenge, and a TLS client that
-// gets a challenge instead knows the listener does not offer TLS.
+// startTLS is the frame a TLS Listener sends in clear before the TLS
+// handshake (see the package's doc, Security).
 var startTLS = []byte("#STARTTLS#")
 
 var (
 	// ErrTLSRequired is returned by a Dial without TLS to a Listener that
 	// requires it. It matches mp.ErrAuthentication too.
-	ErrTLSRequired = errors.New("mp: the listener requires TLS (set Dialer.TLS)")
+	ErrTLSRequired = errors.New("mp: the listener requires TLS")
 	// ErrNoTLS is returned by a Dial with TLS to a listener that does not
 	// offer it (a plain Go Listener, or CPython's). It matches
 	// mp.ErrAuthentication too.
@@ -108,7 +97,7 @@ func remoteAlert(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
-func tlsRefused(err error) error { return fmt.Errorf("%w: tls: %w", mp.ErrAuthentication, err) }
+func tlsRefused(err error) error { return fmt.Errorf("%w: %w", mp.ErrAuthentication, err) }
 
 // plainPeer is the handshake of a Dial without TLS: it recognises a
 // listener's TLS announcement, which would otherwise be a confusing

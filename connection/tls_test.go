@@ -14,15 +14,6 @@ import (
 	"github.com/go-mp/mp/internal/testcert"
 )
 
-func authority(t *testing.T, name string) *testcert.Authority {
-	t.Helper()
-	a, err := testcert.New(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // tlsListen starts a TLS Listener on 127.0.0.1 that requires client
 // certificates signed by ca.
 func tlsListen(t *testing.T, ca *testcert.Authority) (*connection.Listener, chan error) {
@@ -98,7 +89,7 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 // TLS exchange messages, small and large, and what crosses the wire is
 // not the clear text; the ends see each other close.
 func TestTLS(t *testing.T) {
-	ca := authority(t, "mp test CA")
+	ca := testcert.ForTest(t, "mp test CA")
 	l, _ := tlsListen(t, ca)
 	tap := newTapProxy(t, l.Addr().String())
 	acc := acceptOne(t, l)
@@ -133,8 +124,8 @@ func TestTLS(t *testing.T) {
 // client certificate all fail with clear errors, and the Listener keeps
 // serving good clients.
 func TestTLSMismatch(t *testing.T) {
-	ca := authority(t, "mp test CA")
-	other := authority(t, "another CA")
+	ca := testcert.ForTest(t, "mp test CA")
+	other := testcert.ForTest(t, "another CA")
 	l, errs := tlsListen(t, ca)
 	addr := l.Addr().String()
 	dial := func(cfg *connection.Dialer, addr string) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ type client struct {
 	network string
 	address string
 	key     []byte // nil: mp.CurrentProcess().Authkey
+	tls     *tls.Config
 	sid     sessionID
 
 	instance  atomic.Uint64 // the server's, from the first hello
@@ -178,7 +180,7 @@ func (c *client) get(ctx context.Context) (*cconn, error) {
 
 // dial opens a connection and says hello.
 func (c *client) dial(ctx context.Context) (*cconn, error) {
-	conn, err := connection.Dial(ctx, c.network, c.address, c.key)
+	conn, err := connection.Dialer{TLS: c.tls}.Dial(ctx, c.network, c.address, c.key)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, mp.ErrAuthentication) {
 			return nil, err

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -35,6 +36,19 @@ type Options struct {
 	// connection.Listener); it only bounds how long each may keep a
 	// descriptor of the server.
 	HandshakeTimeout time.Duration
+	// TLS, when not nil, makes the server run every connection inside
+	// TLS with this server configuration, as a server reachable from
+	// other machines should: without TLS the authkey never crosses the
+	// wire, but every call and its reply do, in clear. Clients then
+	// connect with Connect and WithTLS. The server is another process,
+	// so only Certificates (with their private keys), MinVersion,
+	// MaxVersion and CipherSuites are handed to it; a configuration that
+	// needs more (client certificates, callbacks) is refused: serve it
+	// with Serve and a connection.ListenConfig in this process. The
+	// Manager that Start returns checks that the server presents one of
+	// Certificates. Child processes that receive proxies of this server
+	// must Connect to it WithTLS before using them.
+	TLS *tls.Config
 }
 
 // Manager is a connection to a manager server, as Python's SyncManager
@@ -59,6 +73,7 @@ type serveArgs struct {
 	Network          string
 	Address          string
 	HandshakeTimeout time.Duration
+	TLS              *serverTLS
 	Ready            *mp.Conn // the child reports its address, or why it failed
 }
 
@@ -70,7 +85,11 @@ type readyMsg struct {
 // serveTarget is the server child of Start. Being a daemon, it ends with
 // its parent.
 var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
-	l, err := connection.ListenConfig{HandshakeTimeout: a.HandshakeTimeout}.Listen(a.Network, a.Address, nil)
+	tlsConfig, err := a.TLS.config()
+	var l *connection.Listener
+	if err == nil {
+		l, err = connection.ListenConfig{HandshakeTimeout: a.HandshakeTimeout, TLS: tlsConfig}.Listen(a.Network, a.Address, nil)
+	}
 	if err != nil {
 		a.Ready.Send(readyMsg{Err: err.Error()})
 		a.Ready.Close()
@@ -97,6 +116,10 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 	if o.Network == "" {
 		o.Network = "unix"
 	}
+	st, err := exportTLS(o.TLS)
+	if err != nil {
+		return nil, err
+	}
 	m := &Manager{}
 	fail := func(err error) (*Manager, error) {
 		if m.proc != nil {
@@ -110,7 +133,7 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		return fail(err)
 	}
 	defer ready.Close()
-	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, Ready: childEnd})
+	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, TLS: st, Ready: childEnd})
 	p.Daemon = true
 	p.Authkey = o.Authkey
 	if o.Name != "" {
@@ -138,6 +161,9 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		return fail(fmt.Errorf("manager: the server did not start: %s", msg.Err))
 	}
 	m.c = newClient(o.Network, msg.Address, o.Authkey)
+	if o.TLS != nil {
+		m.c.tls = pinnedTLS(o.TLS)
+	}
 	cc, err := m.c.get(ctx)
 	if err != nil {
 		m.c.close()
@@ -157,12 +183,20 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 //
 // Connect also tells this process how to reach that manager: proxies of
 // its objects that this process receives (as arguments, or inside values)
-// use this Manager — its key and its connections — until it is closed.
-func Connect(ctx context.Context, network, address string, authkey []byte) (*Manager, error) {
+// use this Manager — its key, its TLS configuration and its connections —
+// until it is closed. A child process that receives such proxies reaches
+// a TLS server only once it has connected to it with Connect and WithTLS
+// itself.
+func Connect(ctx context.Context, network, address string, authkey []byte, opts ...ConnectOption) (*Manager, error) {
 	if authkey != nil && len(authkey) == 0 {
 		return nil, errors.New("manager: empty authkey")
 	}
+	var o connectOpts
+	for _, f := range opts {
+		f(&o)
+	}
 	m := &Manager{c: newClient(network, address, authkey)}
+	m.c.tls = o.tls
 	cc, err := m.c.get(ctx)
 	if err != nil {
 		m.c.close()
@@ -172,6 +206,20 @@ func Connect(ctx context.Context, network, address string, authkey []byte) (*Man
 	register(m.c)
 	return m, nil
 }
+
+// A ConnectOption qualifies Connect.
+type ConnectOption func(*connectOpts)
+
+type connectOpts struct {
+	tls *tls.Config
+}
+
+// WithTLS makes Connect reach the server inside TLS, with cfg as the
+// client's configuration (RootCAs to verify a server whose certificate a
+// private CA signed, Certificates to present a client certificate), as a
+// server with TLS requires: see connection.Dialer. Without TLS the authkey
+// never crosses the wire, but every call and its reply do, in clear.
+func WithTLS(cfg *tls.Config) ConnectOption { return func(o *connectOpts) { o.tls = cfg } }
 
 // Network returns the network of the server's address.
 func (m *Manager) Network() string { return m.c.network }

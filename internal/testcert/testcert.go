@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -24,6 +25,16 @@ type Authority struct {
 	key    *ecdsa.PrivateKey
 	Server tls.Certificate // for 127.0.0.1, ::1 and localhost
 	Client tls.Certificate
+}
+
+// ForTest is New for a test, which it fails if New fails.
+func ForTest(tb testing.TB, name string) *Authority {
+	tb.Helper()
+	a, err := New(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
 }
 
 // validity is short: the certificates live as long as a test.
