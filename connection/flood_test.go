@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
 	"github.com/go-mp/mp/internal/auth"
 )
@@ -160,4 +161,34 @@ func TestSlowPeerWithKeyNotDropped(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 	nc.Close()
+}
+
+// TestUnacceptedDoNotBlock: authenticated connections that the program
+// has not accepted yet, more of them than handshakes can run at once, do
+// not stop the Listener from authenticating the next client.
+func TestUnacceptedDoNotBlock(t *testing.T) {
+	l, _ := evictingListener(t)
+	n := connection.MaxHandshakes + 50
+	waiting := make([]*mp.Conn, 0, n)
+	defer func() {
+		for _, c := range waiting {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := connection.Dial(within(t, 20*time.Second), "tcp", l.Addr().String(), testKey)
+		if err != nil {
+			t.Fatalf("client %d of %d not yet accepted: %v", len(waiting), n, err)
+		}
+		waiting = append(waiting, c)
+	}
+	start := time.Now()
+	c, err := connection.Dial(within(t, 20*time.Second), "tcp", l.Addr().String(), testKey)
+	if err != nil {
+		t.Fatalf("next client: %v", err)
+	}
+	c.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("next client authenticated after %v", d)
+	}
 }
