@@ -154,7 +154,8 @@ func Listen(network, address string, authkey []byte) (*Listener, error) {
 // A nil authkey means [mp.CurrentProcess]().Authkey, the key every process
 // of this tree shares; an empty one is refused. A TCP Listener reachable
 // from other machines (on any address but loopback) must be given an
-// authkey explicitly.
+// authkey explicitly; its traffic travels in clear unless
+// ListenConfig.TLS is set (see Security in the package's doc).
 func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listener, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
