@@ -225,7 +225,9 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 		c.put(cc)
 		return nil, fmt.Errorf("%w: the manager at %s was restarted", ErrManagerGone, c.address)
 	}
-	if c.network == "unix" {
+	// Shared memory is passed as a descriptor, which cannot go through
+	// TLS: such connections stay on their socket.
+	if c.network == "unix" && c.tls == nil {
 		if err := cc.upgrade(ctx); err != nil {
 			cc.broken = true
 			c.put(cc)

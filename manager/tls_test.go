@@ -50,6 +50,13 @@ func TestStartTLS(t *testing.T) {
 	}
 	useDict(t, ctx, m, "starter again")
 
+	// On a unix socket too (the connections then stay on the socket:
+	// shared memory cannot go through TLS).
+	u, err := manager.Start(ctx, &manager.Options{TLS: ca.ServerConfig(false)})
+	check(t, err)
+	useDict(t, ctx, u, "over unix")
+	check(t, u.Close())
+
 	// What cannot cross to the server process is refused up front.
 	if _, err := manager.Start(ctx, &manager.Options{Network: "tcp", TLS: ca.ServerConfig(true)}); err == nil {
 		t.Error("Start accepted a configuration that checks client certificates")
