@@ -2,6 +2,7 @@ package connection
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,27 @@ import (
 // a connection as soon as it arrives; a CPython Listener only does so
 // inside accept(), so against one Dial waits until the program accepts.
 func Dial(ctx context.Context, network, address string, authkey []byte) (*mp.Conn, error) {
+	return Dialer{}.Dial(ctx, network, address, authkey)
+}
+
+// A Dialer holds options for connecting to a Listener. The zero value
+// connects as Dial does.
+type Dialer struct {
+	// TLS, when not nil, runs the connection inside TLS with this client
+	// configuration; the Listener must offer TLS (ListenConfig.TLS), and
+	// the authkey handshake then runs inside it. An empty ServerName is
+	// taken from the address's host. Set RootCAs to verify a server whose
+	// certificate is signed by a private CA, and Certificates to present
+	// a client certificate. Without TLS, the key never crosses the wire
+	// but the messages do, in clear.
+	TLS *tls.Config
+}
+
+// Dial is [Dial] with d's options. A Dial without TLS to a Listener that
+// requires it fails with an error matching ErrTLSRequired, and one with
+// TLS to a listener that does not offer it with ErrNoTLS; both match
+// mp.ErrAuthentication, as does a certificate refused by either side.
+func (d Dialer) Dial(ctx context.Context, network, address string, authkey []byte) (*mp.Conn, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
 	}
@@ -34,15 +56,28 @@ func Dial(ctx context.Context, network, address string, authkey []byte) (*mp.Con
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, network, address)
+	var nd net.Dialer
+	nc, err := nd.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	err = withContext(ctx, nc, func() error { return auth.Client(auth.Stream{RW: nc}, key, nil) })
+	var tc *tls.Conn
+	err = withContext(ctx, nc, func() error {
+		if d.TLS == nil {
+			return auth.Client(plainPeer{auth.Stream{RW: nc}}, key, nil)
+		}
+		var err error
+		if tc, err = clientTLS(nc, address, d.TLS); err != nil {
+			return err
+		}
+		return tlsAlert(auth.Client(auth.Stream{RW: tc}, key, nil))
+	})
 	if err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if tc != nil {
+		return bridgeTLS(tc, nc)
 	}
 	return wrap(nc)
 }

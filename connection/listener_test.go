@@ -279,15 +279,19 @@ func TestListenAcceptAndClose(t *testing.T) {
 		t.Fatalf("socket file left: %v", err)
 	}
 
-	// An unnamed socket lives in a directory of its own, removed too.
+	// An unnamed socket is abstract: no file, and its name goes with it.
 	l, err = connection.Listen("unix", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Dir(l.Addr().String())
+	addr := l.Addr().String()
+	if !strings.HasPrefix(addr, "@mp-listener-") {
+		t.Fatalf("unnamed unix socket at %q, want an abstract one", addr)
+	}
 	l.Close()
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("directory left: %v", err)
+	if c, err := connection.Dial(within(t, 20*time.Second), "unix", addr, nil); err == nil {
+		c.Close()
+		t.Fatal("abstract socket still listening after Close")
 	}
 }
 
@@ -580,6 +584,8 @@ import sys
 from multiprocessing.connection import Client, AuthenticationError
 key = bytes.fromhex(sys.argv[1])
 addr = sys.argv[2]
+if addr.startswith('@'):
+    addr = '\0' + addr[1:]  # an abstract unix socket, as Python names it
 if sys.argv[3] == 'tcp':
     host, port = addr.rsplit(':', 1)
     addr = (host, int(port))

@@ -4,8 +4,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 // AuthkeyEnv is the environment variable that AuthkeyFromEnv reads (and
@@ -49,9 +51,19 @@ func AuthkeyFromEnv() ([]byte, error) {
 
 // ReadAuthkeyFile reads a key from a file: its content, without a final
 // line break, in the form ParseAuthkey reads. Keep such a file readable by
-// its owner only.
+// its owner only: as ssh does with its private keys, ReadAuthkeyFile
+// warns on standard error (once per path) about a file that its group or
+// others may read or write, and reads it all the same.
 func ReadAuthkeyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		warnExposedKey(path, fi.Mode().Perm())
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}
@@ -61,4 +73,17 @@ func ReadAuthkeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return key, nil
+}
+
+// warnings is where warnExposedKey writes (a variable for the tests).
+var warnings io.Writer = os.Stderr
+
+// warned holds the paths already warned about.
+var warned sync.Map
+
+func warnExposedKey(path string, perm os.FileMode) {
+	if _, dup := warned.LoadOrStore(path, true); dup {
+		return
+	}
+	fmt.Fprintf(warnings, "mp: WARNING: authkey file %s has mode %04o: its group or others can get at it; keep it readable by its owner only (chmod 600 %s)\n", path, uint32(perm), path)
 }

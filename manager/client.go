@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ type client struct {
 	network string
 	address string
 	key     []byte // nil: mp.CurrentProcess().Authkey
+	tls     *tls.Config
 	sid     sessionID
 
 	instance  atomic.Uint64 // the server's, from the first hello
@@ -178,7 +180,7 @@ func (c *client) get(ctx context.Context) (*cconn, error) {
 
 // dial opens a connection and says hello.
 func (c *client) dial(ctx context.Context) (*cconn, error) {
-	conn, err := connection.Dial(ctx, c.network, c.address, c.key)
+	conn, err := connection.Dialer{TLS: c.tls}.Dial(ctx, c.network, c.address, c.key)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, mp.ErrAuthentication) {
 			return nil, err
@@ -226,7 +228,9 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 		c.put(cc)
 		return nil, fmt.Errorf("%w: the manager at %s was restarted", ErrManagerGone, c.address)
 	}
-	if c.network == "unix" {
+	// Shared memory is passed as a descriptor, which cannot go through
+	// TLS: such connections stay on their socket.
+	if c.network == "unix" && c.tls == nil {
 		if err := cc.upgrade(ctx); err != nil {
 			cc.broken = true
 			c.put(cc)

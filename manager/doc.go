@@ -18,7 +18,11 @@
 // client and server then move their messages onto two rings in shared
 // memory, keeping the socket to wake a sleeping reader and to notice the
 // other side's end: a proxy call costs a few microseconds instead of the
-// two system calls per message of a socket.
+// two system calls per message of a socket. Over TCP, the handshake keeps
+// the key secret but not the traffic: calls and replies travel in clear
+// unless the server offers TLS (Options.TLS; for Serve, a
+// connection.ListenConfig with TLS; `mp manager serve -tls-cert`) and its
+// clients Connect WithTLS.
 //
 // # Types
 //

@@ -2,10 +2,9 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -14,13 +13,14 @@ import (
 )
 
 // Options configures the server that Start runs. The zero value (or a nil
-// *Options) serves on a unix socket in a new private directory, with the
-// process tree's authkey.
+// *Options) serves on a new abstract unix socket (Linux: no file, so
+// nothing is left behind however the processes end), with the process
+// tree's authkey.
 type Options struct {
 	// Network is "unix" (the default) or "tcp" ("tcp4", "tcp6").
 	Network string
-	// Address is where to listen: a socket path, or "host:port". Empty
-	// means a socket in a new directory (removed by Shutdown) or
+	// Address is where to listen: a socket path ("@name" for an abstract
+	// socket), or "host:port". Empty means a new abstract unix socket, or
 	// 127.0.0.1 on a free port.
 	Address string
 	// Authkey authenticates every connection. nil means
@@ -30,6 +30,25 @@ type Options struct {
 	Authkey []byte
 	// Name is the name of the server process; empty means mp's default.
 	Name string
+	// HandshakeTimeout bounds the authentication of each incoming
+	// connection; zero means connection.DefaultHandshakeTimeout. Silent
+	// peers do not hold good clients up however long it is (see
+	// connection.Listener); it only bounds how long each may keep a
+	// descriptor of the server.
+	HandshakeTimeout time.Duration
+	// TLS, when not nil, makes the server run every connection inside
+	// TLS with this server configuration, as a server reachable from
+	// other machines should: without TLS the authkey never crosses the
+	// wire, but every call and its reply do, in clear. Clients then
+	// connect with Connect and WithTLS. The server is another process,
+	// so only Certificates (with their private keys), MinVersion,
+	// MaxVersion and CipherSuites are handed to it; a configuration that
+	// needs more (client certificates, callbacks) is refused: serve it
+	// with Serve and a connection.ListenConfig in this process. The
+	// Manager that Start returns checks that the server presents one of
+	// Certificates. Child processes that receive proxies of this server
+	// must Connect to it WithTLS before using them.
+	TLS *tls.Config
 }
 
 // Manager is a connection to a manager server, as Python's SyncManager
@@ -41,9 +60,8 @@ type Options struct {
 // connection of its own from a pool (and a goroutine blocked in a Get or
 // an Acquire keeps one), so no call waits for another's reply.
 type Manager struct {
-	c      *client
-	proc   *mp.Process
-	tmpDir string
+	c    *client
+	proc *mp.Process
 
 	mu       sync.Mutex
 	shutdown bool
@@ -52,9 +70,11 @@ type Manager struct {
 
 // serveArgs are the server child's arguments.
 type serveArgs struct {
-	Network string
-	Address string
-	Ready   *mp.Conn // the child reports its address, or why it failed
+	Network          string
+	Address          string
+	HandshakeTimeout time.Duration
+	TLS              *serverTLS
+	Ready            *mp.Conn // the child reports its address, or why it failed
 }
 
 type readyMsg struct {
@@ -65,7 +85,11 @@ type readyMsg struct {
 // serveTarget is the server child of Start. Being a daemon, it ends with
 // its parent.
 var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
-	l, err := connection.Listen(a.Network, a.Address, nil)
+	tlsConfig, err := a.TLS.config()
+	var l *connection.Listener
+	if err == nil {
+		l, err = connection.ListenConfig{HandshakeTimeout: a.HandshakeTimeout, TLS: tlsConfig}.Listen(a.Network, a.Address, nil)
+	}
 	if err != nil {
 		a.Ready.Send(readyMsg{Err: err.Error()})
 		a.Ready.Close()
@@ -92,21 +116,16 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 	if o.Network == "" {
 		o.Network = "unix"
 	}
-	m := &Manager{}
-	if o.Address == "" && o.Network == "unix" {
-		dir, err := os.MkdirTemp("", "mp-manager-")
-		if err != nil {
-			return nil, err
-		}
-		m.tmpDir = dir
-		o.Address = filepath.Join(dir, "socket")
+	st, err := exportTLS(o.TLS)
+	if err != nil {
+		return nil, err
 	}
+	m := &Manager{}
 	fail := func(err error) (*Manager, error) {
 		if m.proc != nil {
 			m.proc.Kill()
 			m.proc.Join(context.Background())
 		}
-		m.removeTmp()
 		return nil, err
 	}
 	ready, childEnd, err := mp.Pipe(true)
@@ -114,7 +133,7 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		return fail(err)
 	}
 	defer ready.Close()
-	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, Ready: childEnd})
+	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, TLS: st, Ready: childEnd})
 	p.Daemon = true
 	p.Authkey = o.Authkey
 	if o.Name != "" {
@@ -142,6 +161,9 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		return fail(fmt.Errorf("manager: the server did not start: %s", msg.Err))
 	}
 	m.c = newClient(o.Network, msg.Address, o.Authkey)
+	if o.TLS != nil {
+		m.c.tls = pinnedTLS(o.TLS)
+	}
 	cc, err := m.c.get(ctx)
 	if err != nil {
 		m.c.close()
@@ -161,12 +183,20 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 //
 // Connect also tells this process how to reach that manager: proxies of
 // its objects that this process receives (as arguments, or inside values)
-// use this Manager — its key and its connections — until it is closed.
-func Connect(ctx context.Context, network, address string, authkey []byte) (*Manager, error) {
+// use this Manager — its key, its TLS configuration and its connections —
+// until it is closed. A child process that receives such proxies reaches
+// a TLS server only once it has connected to it with Connect and WithTLS
+// itself.
+func Connect(ctx context.Context, network, address string, authkey []byte, opts ...ConnectOption) (*Manager, error) {
 	if authkey != nil && len(authkey) == 0 {
 		return nil, errors.New("manager: empty authkey")
 	}
+	var o connectOpts
+	for _, f := range opts {
+		f(&o)
+	}
 	m := &Manager{c: newClient(network, address, authkey)}
+	m.c.tls = o.tls
 	cc, err := m.c.get(ctx)
 	if err != nil {
 		m.c.close()
@@ -176,6 +206,20 @@ func Connect(ctx context.Context, network, address string, authkey []byte) (*Man
 	register(m.c)
 	return m, nil
 }
+
+// A ConnectOption qualifies Connect.
+type ConnectOption func(*connectOpts)
+
+type connectOpts struct {
+	tls *tls.Config
+}
+
+// WithTLS makes Connect reach the server inside TLS, with cfg as the
+// client's configuration (RootCAs to verify a server whose certificate a
+// private CA signed, Certificates to present a client certificate), as a
+// server with TLS requires: see connection.Dialer. Without TLS the authkey
+// never crosses the wire, but every call and its reply do, in clear.
+func WithTLS(cfg *tls.Config) ConnectOption { return func(o *connectOpts) { o.tls = cfg } }
 
 // Network returns the network of the server's address.
 func (m *Manager) Network() string { return m.c.network }
@@ -227,7 +271,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	unregister(m.c)
 	m.c.close()
-	m.removeTmp()
 	return m.err
 }
 
@@ -239,12 +282,6 @@ func (m *Manager) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
 	defer cancel()
 	return m.Shutdown(ctx)
-}
-
-func (m *Manager) removeTmp() {
-	if m.tmpDir != "" {
-		os.RemoveAll(m.tmpDir)
-	}
 }
 
 // Stats describes what a manager server holds.

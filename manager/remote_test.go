@@ -70,6 +70,20 @@ func role1(ctx context.Context, role string) error {
 	return nil
 }
 
+// serveHere serves l in this process until the end of the test, and
+// fails the test if serving fails.
+func serveHere(t *testing.T, ctx context.Context, l *connection.Listener) {
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- manager.Serve(sctx, l) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // TestTwoProgramsOverTCP serves a queue over TCP; one program gets from it
 // (and waits, having started first) while another puts to it.
 func TestTwoProgramsOverTCP(t *testing.T) {
@@ -79,13 +93,7 @@ func TestTwoProgramsOverTCP(t *testing.T) {
 	check(t, err)
 	l, err := connection.Listen("tcp", "127.0.0.1:0", key)
 	check(t, err)
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- manager.Serve(sctx, l) }()
-	defer func() {
-		stop()
-		check(t, <-served)
-	}()
+	serveHere(t, ctx, l)
 
 	run := func(role string) (*exec.Cmd, *bytes.Buffer) {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -18,10 +19,11 @@ import (
 )
 
 const managerUsage = `usage:
-  mp manager serve [-addr host:port | -unix path] [-authkey-file file]
-  mp manager put   [-addr host:port | -unix path] [-authkey-file file] -queue name item...
-  mp manager get   [-addr host:port | -unix path] [-authkey-file file] -queue name [-n count] [-timeout d]
-  mp manager stats [-addr host:port | -unix path] [-authkey-file file]
+  mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d]
+                   [-tls-cert file -tls-key file [-tls-ca file]]
+  mp manager put   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...
+  mp manager get   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]
+  mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]
 
 serve runs a manager server of the SyncManager types (package
 github.com/go-mp/mp/manager) until interrupted; programs use it with
@@ -34,6 +36,20 @@ MP_AUTHKEY: text that starts with "hex:" is hexadecimal, any other is the
 key byte for byte (a file's final line break is ignored). A server off
 loopback must be given a key; on loopback or a unix socket, serve makes a
 random one when none is given and prints it as "authkey hex:...".
+
+serve drops a connection that has not authenticated within
+-handshake-timeout (10s by default); connections that stay silent never
+hold up the others, however many there are.
+
+Without TLS, the authkey never crosses the network (only HMACs of random
+challenges do) but everything after the handshake does, in clear: serve
+with TLS when clients reach the server over a network. serve -tls-cert and
+-tls-key (PEM files) serve TLS; -tls-ca also requires client certificates
+signed by that CA. Clients connect with TLS when given -tls (verifying the
+server with the system's CAs), -tls-ca (with that CA) or -tls-cert and
+-tls-key (presenting a client certificate).
+
+A key file that its group or others can read gets a warning on stderr.
 `
 
 // runManager runs `mp manager ...` and returns the exit status.
@@ -49,11 +65,14 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "", "TCP address host:port (serve: 127.0.0.1:0, a free port, by default)")
 	unixPath := fs.String("unix", "", "unix socket path, instead of -addr")
 	keyFile := fs.String("authkey-file", "", "file holding the authkey (default: $MP_AUTHKEY)")
+	tlsf := addTLSFlags(fs, cmd == "serve")
 	var queue *string
 	var count *int
-	var timeout *time.Duration
+	var timeout, handshakeTimeout *time.Duration
 	switch cmd {
-	case "serve", "stats":
+	case "serve":
+		handshakeTimeout = fs.Duration("handshake-timeout", connection.DefaultHandshakeTimeout, "drop a connection not authenticated within this long")
+	case "stats":
 	case "put", "get":
 		queue = fs.String("queue", "", "name of the queue")
 		if cmd == "get" {
@@ -86,8 +105,12 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mp manager %s: -queue is needed\n", cmd)
 		return 2
 	}
+	tlsConfig, err := tlsf.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "mp manager %s: %v\n", cmd, err)
+		return 2
+	}
 	var key []byte
-	var err error
 	if *keyFile != "" {
 		key, err = manager.ReadAuthkeyFile(*keyFile)
 	} else {
@@ -101,14 +124,15 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cmd == "serve" {
-		err = serveManager(ctx, network, address, key, stdout)
+		lc := connection.ListenConfig{HandshakeTimeout: *handshakeTimeout, TLS: tlsConfig}
+		err = serveManager(ctx, lc, network, address, key, stdout)
 	} else {
 		if timeout != nil && *timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, *timeout)
 			defer cancel()
 		}
-		err = managerClient(ctx, cmd, network, address, key, queue, count, fs.Args(), stdout)
+		err = managerClient(ctx, cmd, network, address, key, tlsConfig, queue, count, fs.Args(), stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mp manager %s: %v\n", cmd, err)
@@ -118,10 +142,10 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 }
 
 // serveManager serves until ctx ends (SIGINT or SIGTERM).
-func serveManager(ctx context.Context, network, address string, key []byte, stdout io.Writer) error {
+func serveManager(ctx context.Context, lc connection.ListenConfig, network, address string, key []byte, stdout io.Writer) error {
 	// With no key, Listen uses this process's random key, and refuses a
 	// TCP address off loopback.
-	l, err := connection.Listen(network, address, key)
+	l, err := lc.Listen(network, address, key)
 	if err != nil {
 		return err
 	}
@@ -135,8 +159,12 @@ func serveManager(ctx context.Context, network, address string, key []byte, stdo
 	return manager.Serve(ctx, l)
 }
 
-func managerClient(ctx context.Context, cmd, network, address string, key []byte, queue *string, count *int, items []string, stdout io.Writer) error {
-	m, err := manager.Connect(ctx, network, address, key)
+func managerClient(ctx context.Context, cmd, network, address string, key []byte, tlsConfig *tls.Config, queue *string, count *int, items []string, stdout io.Writer) error {
+	var opts []manager.ConnectOption
+	if tlsConfig != nil {
+		opts = append(opts, manager.WithTLS(tlsConfig))
+	}
+	m, err := manager.Connect(ctx, network, address, key, opts...)
 	if err != nil {
 		return err
 	}

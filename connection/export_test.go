@@ -1,0 +1,4 @@
+package connection
+
+// MaxHandshakes is maxHandshakes, for the tests.
+const MaxHandshakes = maxHandshakes
