@@ -31,9 +31,11 @@ var (
 //	v, err := fut.Result(ctx)
 //
 // Unlike Python's executor, which breaks as a whole when a worker dies, an
-// Executor fails only the Future whose worker died (with a
+// Executor fails only the Future whose call the worker was running (with a
 // *WorkerLostError, which matches ErrWorkerLost), replaces the worker and
-// goes on.
+// goes on: the calls the worker had finished keep their results, and those
+// it had taken but not started run on another worker. A call runs at most
+// once (see Pool for the exact guarantee).
 type Executor struct {
 	pool *Pool
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,9 @@ var (
 )
 
 // WorkerLostError is the error of a task whose worker process died while
-// running it (killed, crashed, out of memory). The pool replaced the worker.
+// running it (killed, crashed, out of memory): the task may have run in
+// part or in full, but it is never run again. The pool replaced the
+// worker. See Pool for what happens to the worker's other tasks.
 type WorkerLostError struct {
 	Worker   string
 	Pid      int
@@ -76,9 +79,18 @@ type PoolOptions struct {
 // Work is given to it through the methods of a registered Func: Apply,
 // ApplyAsync, Map, MapAsync, Imap and ImapUnordered.
 //
-// A worker that dies while running a task (killed, crashed, out of memory)
-// fails that task with a *WorkerLostError and is replaced; the other tasks
-// go on, and Close, Terminate and Join never hang on it.
+// A worker that dies (killed, crashed, out of memory) is replaced, and
+// Close, Terminate and Join never hang on it. In this process's pool a
+// task runs at most once: when a worker dies, exactly the task it was
+// running fails, with a *WorkerLostError carrying the worker's exit code
+// (-9 after SIGKILL), or ErrTaskTimeout if its timeout killed it; every
+// task it had finished is delivered with its result, even if the worker
+// had not sent that result yet; the tasks it had been given but not
+// started run on another worker. A worker that dies between tasks fails
+// none. The one task that fails may have run in part or in full: a task
+// counts as running from its start until its result is published: in
+// memory shared with the pool as soon as it exists, or, for a result of
+// more than about 512 KiB, once all of it is in the pool's socket.
 type Pool struct {
 	opts    PoolOptions
 	initArg []byte
@@ -131,8 +143,7 @@ type task struct {
 	// cancel first: taskQueued, taskSent or taskWithdrawn.
 	state atomic.Int32
 
-	timer    *time.Timer
-	timedOut atomic.Bool
+	timer *time.Timer // kills the worker running it once the timeout is over
 }
 
 const (
@@ -156,6 +167,7 @@ func (t *task) cancel() bool {
 type worker struct {
 	p          *Process
 	conn       *Conn
+	led        *ledger    // what it did, readable after its death
 	pending    []*task    // sent and not answered, oldest (running) first
 	retiring   bool       // told us it leaves after its current task
 	exclusive  bool       // runs a task with a timeout: gets nothing else meanwhile
@@ -233,7 +245,13 @@ func (p *Pool) startWorker() error {
 	p.nstart++
 	name := "PoolWorker-" + strconv.Itoa(p.nstart)
 	p.mu.Unlock()
-	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory}
+	led, err := newLedger()
+	if err != nil {
+		a.Close()
+		b.Close()
+		return err
+	}
+	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem}
 	if p.opts.Initializer != nil {
 		args.Init, args.InitArg = p.opts.Initializer.target, p.initArg
 	}
@@ -244,9 +262,10 @@ func (p *Pool) startWorker() error {
 	b.Close()
 	if err != nil {
 		a.Close()
+		led.close()
 		return err
 	}
-	w := &worker{p: proc, conn: a, sent: make(chan struct{}, 1), pace: prefetchBudget,
+	w := &worker{p: proc, conn: a, led: led, sent: make(chan struct{}, 1), pace: prefetchBudget,
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
@@ -375,10 +394,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 		if t.timeout > 0 {
 			w.exclusive = true
 			proc := w.p
-			t.timer = time.AfterFunc(t.timeout, func() {
-				t.timedOut.Store(true)
-				proc.Kill()
-			})
+			t.timer = time.AfterFunc(t.timeout, func() { proc.Kill() })
 		}
 		w.pending = append(w.pending, t)
 		sent = append(sent, t)
@@ -570,54 +586,91 @@ func (p *Pool) awaitResults(w *worker) {
 	p.mu.Unlock()
 }
 
-// lost cleans up after a worker that left or died: its unanswered tasks
-// fail (the running one) or go back to the queue (the others), and a
-// replacement starts if the pool still has work.
+// lost cleans up after a worker that left or died, and starts a
+// replacement if the pool still has work.
+//
+// It settles the tasks the worker held from what the worker's connection
+// and ledger say, so that a task runs at most once: every result the
+// worker published, on its connection or in its ledger, is delivered; the
+// task it had started and not finished fails (with a *WorkerLostError, or
+// ErrTaskTimeout if its timer killed the worker); the tasks it had not
+// started go back to the front of the queue. The reader has read the
+// connection to its end before this.
 func (p *Pool) lost(w *worker) {
 	w.conn.Close()
 	w.p.Join(context.Background())
 	code, _ := w.p.ExitCode()
 	w.p.Close()
+	recs, started := w.led.results(), w.led.started.Load()
 	p.mu.Lock()
 	delete(p.workers, w)
 	pending := w.pending
 	w.pending = nil
-	var failed *task
-	var failErr error
-	if len(pending) > 0 {
-		rest := pending
-		if !w.retiring {
-			failed, rest = pending[0], pending[1:]
-		} // else it left after its last task: the others never started
+	// Only ids of tasks sent to w count: the ledger is the worker's to write.
+	type delivery struct {
+		t   *task
+		rec ledgerRecord
+	}
+	var delivered []delivery
+	for _, r := range recs {
+		if i := taskIndex(pending, r.res.ID); i >= 0 {
+			delivered = append(delivered, delivery{pending[i], r})
+			pending = slices.Delete(pending, i, i+1)
+		}
+	}
+	// The worker runs its tasks in the order sent: those before the one it
+	// started (none, unless it lost track) may have run as well.
+	var failed []*task
+	if i := taskIndex(pending, started); i >= 0 {
+		failed, pending = pending[:i+1], pending[i+1:]
+	}
+	stopped := p.state == poolTerminated || p.broken != nil
+	failErrs := make([]error, len(failed))
+	for i, t := range failed {
+		timedOut := t.timer != nil && !t.timer.Stop()
 		switch {
-		case failed == nil:
-		case p.broken != nil:
-			failErr = p.broken
-		case p.state == poolTerminated:
-			failErr = ErrPoolTerminated
-		case failed.timedOut.Load():
-			failErr = fmt.Errorf("%w after %v (worker %s killed)", ErrTaskTimeout, failed.timeout, w.stats.Name)
+		case stopped:
+			failErrs[i] = p.termErr()
+		case timedOut:
+			failErrs[i] = fmt.Errorf("%w after %v (worker %s killed)", ErrTaskTimeout, t.timeout, w.stats.Name)
 		default:
-			failErr = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
-		}
-		if p.state == poolTerminated || p.broken != nil {
-			for _, t := range rest {
-				defer t.finish(nil, p.termErr())
-			}
-		} else {
-			p.queue = append(append([]*task(nil), rest...), p.queue...)
+			failErrs[i] = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
 		}
 	}
-	replace := p.state != poolTerminated && p.broken == nil &&
-		(p.state == poolRunning || len(p.queue) > 0)
-	if failed != nil && failed.timer != nil {
-		failed.timer.Stop()
+	for _, d := range delivered {
+		if d.t.timer != nil {
+			d.t.timer.Stop()
+		}
 	}
+	for _, t := range pending {
+		if t.timer != nil {
+			t.timer.Stop() // it never started: its clock starts again when sent
+			t.timer = nil
+		}
+	}
+	if stopped {
+		failed = append(failed, pending...)
+		for range pending {
+			failErrs = append(failErrs, p.termErr())
+		}
+	} else {
+		p.queue = append(pending, p.queue...)
+	}
+	replace := !stopped && (p.state == poolRunning || len(p.queue) > 0)
 	p.wake.Broadcast()
 	p.mu.Unlock()
-	if failed != nil {
-		failed.finish(nil, failErr)
+	// Results first, decoded before the ledger goes; then the failures.
+	for _, d := range delivered {
+		if d.rec.res.Err != nil {
+			d.t.finish(nil, d.rec.res.Err)
+		} else {
+			d.t.finish(d.rec.out, nil)
+		}
 	}
+	for i, t := range failed {
+		t.finish(nil, failErrs[i])
+	}
+	w.led.close()
 	if replace {
 		if err := p.startWorker(); err != nil {
 			p.mu.Lock()
@@ -626,6 +679,11 @@ func (p *Pool) lost(w *worker) {
 		}
 	}
 	p.checkDone()
+}
+
+// taskIndex returns the index of the task with id in ts, or -1.
+func taskIndex(ts []*task, id uint64) int {
+	return slices.IndexFunc(ts, func(t *task) bool { return t.id == id })
 }
 
 func (p *Pool) termErr() error {

@@ -2,6 +2,8 @@ package mp
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
@@ -91,4 +93,64 @@ func FuzzPoolWire(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A dead worker's ledger is read as untrusted input: whatever its memory
+// holds, results gives only whole records, within the ledger.
+func TestPoolLedgerRejectsBadRecords(t *testing.T) {
+	led, err := newLedger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.close()
+	put := func(off int, head, body []byte) int {
+		rec := led.records[off:]
+		binary.LittleEndian.PutUint32(rec, uint32(len(head)))
+		binary.LittleEndian.PutUint32(rec[4:], uint32(len(body)))
+		copy(rec[ledgerRecHead:], head)
+		copy(rec[ledgerRecHead+len(head):], body)
+		return off + ledgerRecHead + len(head) + len(body)
+	}
+	good, _ := (&taskResult{ID: 7, Result: []byte("ok")}).appendTo(nil)
+	split, _ := (&taskResult{ID: 8, Split: true}).appendTo(nil)
+	end := put(0, good, nil)
+	end = put(end, split, []byte("body"))
+	led.committed.Store(uint64(end))
+	recs := led.results()
+	if len(recs) != 2 || recs[0].res.ID != 7 || string(recs[0].out) != "ok" || recs[1].res.ID != 8 || string(recs[1].out) != "body" {
+		t.Fatalf("good records read as %+v", recs)
+	}
+	for name, c := range map[string]struct {
+		committed uint64
+		write     func()
+		want      int
+	}{
+		"committed past the end": {committed: ^uint64(0), write: func() {}, want: 2},
+		"committed mid-record":   {committed: uint64(end - 1), write: func() {}, want: 1},
+		"head past the end":      {committed: uint64(end), write: func() { binary.LittleEndian.PutUint32(led.records[ledgerRecHead+len(good):], ^uint32(0)) }, want: 1},
+		"split without a body":   {committed: uint64(end), write: func() { put(0, split, nil) }, want: 0},
+		"body without split":     {committed: uint64(end), write: func() { put(0, good, []byte("x")) }, want: 0},
+		"garbage head":           {committed: uint64(end), write: func() { put(0, []byte{0xff, 0xff}, nil) }, want: 0},
+	} {
+		put(put(0, good, nil), split, []byte("body"))
+		c.write()
+		led.committed.Store(c.committed)
+		if got := led.results(); len(got) != c.want {
+			t.Errorf("%s: %d records, want %d", name, len(got), c.want)
+		}
+	}
+	// Random memory never makes it panic.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		n := rng.IntN(64)
+		for i := range n {
+			led.records[i] = byte(rng.UintN(256))
+		}
+		if rng.IntN(2) == 0 {
+			binary.LittleEndian.PutUint32(led.records, uint32(rng.IntN(n+1)))
+			binary.LittleEndian.PutUint32(led.records[4:], 0)
+		}
+		led.committed.Store(uint64(rng.IntN(n + 1)))
+		led.results()
+	}
 }

@@ -1,0 +1,266 @@
+package mp_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/go-mp/mp"
+)
+
+// A tracker counts, in shared memory, the starts and finishes of each task
+// and the pid that ran it, so that a test sees what a dead worker did.
+// Pool task arguments cannot carry handles, so tasks attach to it by name.
+type tracker struct {
+	mem *mp.SharedMemory
+}
+
+const trackSlot = 16 // starts u32, finishes u32, pid u32, padding
+
+func newTracker(t *testing.T, n int) *tracker {
+	t.Helper()
+	name := fmt.Sprintf("mp-test-track-%d-%d", os.Getpid(), time.Now().UnixNano())
+	mem, err := mp.NewSharedMemory(name, n*trackSlot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mem.Unlink(); mem.Close() })
+	return &tracker{mem}
+}
+
+func trackWord(mem []byte, n, word int) *atomic.Uint32 {
+	return (*atomic.Uint32)(unsafe.Pointer(&mem[n*trackSlot+4*word])) //nolint:gosec // inside the slot
+}
+
+func (tr *tracker) starts(n int) uint32   { return trackWord(tr.mem.Bytes(), n, 0).Load() }
+func (tr *tracker) finishes(n int) uint32 { return trackWord(tr.mem.Bytes(), n, 1).Load() }
+func (tr *tracker) pid(n int) int         { return int(trackWord(tr.mem.Bytes(), n, 2).Load()) }
+
+var (
+	trackedMu  sync.Mutex
+	trackedMem = map[string]*mp.SharedMemory{} // in a worker, by name
+)
+
+type trackJob struct {
+	Tracker string
+	N       int
+	Stop    bool // stop this process with SIGSTOP at its first start
+}
+
+var trackedTask = mp.Register("test.trackedTask", func(j trackJob) (int, error) {
+	trackedMu.Lock()
+	mem := trackedMem[j.Tracker]
+	if mem == nil {
+		var err error
+		if mem, err = mp.AttachSharedMemory(j.Tracker); err != nil {
+			trackedMu.Unlock()
+			return 0, err
+		}
+		trackedMem[j.Tracker] = mem
+	}
+	trackedMu.Unlock()
+	b := mem.Bytes()
+	trackWord(b, j.N, 2).Store(uint32(os.Getpid()))
+	if trackWord(b, j.N, 0).Add(1) == 1 && j.Stop {
+		// To this thread, which then stops before it returns: sent to the
+		// process, the signal may go to another thread, which can take a
+		// while to stop them all on a busy machine.
+		runtime.LockOSThread()
+		syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.SIGSTOP)
+		runtime.UnlockOSThread()
+	}
+	trackWord(b, j.N, 1).Add(1)
+	return j.N, nil
+})
+
+// procState returns the state letter of pid in /proc ('T' stopped, 'Z'
+// zombie), or 0 if it is gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// killStoppedRunner waits until task stop has started in a worker and
+// stopped it (the worker then holds the results of the quick tasks before
+// it and has the tasks after it waiting), checks that it is one of the
+// workers stats lists, and kills it.
+func killStoppedRunner(t *testing.T, tr *tracker, stop int, stats func() []mp.WorkerStats) int {
+	t.Helper()
+	waitFor(t, func() bool { return tr.starts(stop) == 1 && procState(tr.pid(stop)) == 'T' })
+	pid := tr.pid(stop)
+	known := false
+	for _, s := range stats() {
+		known = known || s.Pid == pid
+	}
+	if !known {
+		t.Fatalf("task %d ran in pid %d, not a worker of the pool (%+v)", stop, pid, stats())
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// checkLostAccounting checks what a worker's death may do: the task it
+// was running (stop) fails with a *WorkerLostError carrying SIGKILL; every
+// other task succeeds; no task starts twice.
+func checkLostAccounting(t *testing.T, tr *tracker, n, stop, pid int, errs []error) {
+	t.Helper()
+	diedHere := 0
+	for i := range n {
+		if s := tr.starts(i); s != 1 {
+			t.Errorf("task %d started %d times", i, s)
+		}
+		if i == stop {
+			var lost *mp.WorkerLostError
+			if !errors.As(errs[i], &lost) || !errors.Is(errs[i], mp.ErrWorkerLost) || lost.ExitCode != -9 || lost.Pid != pid {
+				t.Errorf("the running task: %v, want a *WorkerLostError of pid %d with exit code -9", errs[i], pid)
+			}
+			if f := tr.finishes(i); f != 0 {
+				t.Errorf("the running task finished %d times", f)
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("task %d: %v", i, errs[i])
+		}
+		if tr.pid(i) == pid {
+			diedHere++
+		}
+	}
+	t.Logf("%d tasks had run in the dead worker", diedHere)
+}
+
+// Issue 10 point 1: a worker killed while it holds finished results and
+// has tasks waiting fails exactly the task it was running; the results it
+// held are delivered; the waiting tasks run elsewhere; nothing runs twice.
+func TestPoolWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
+	const n, stop = 201, 100
+	tr := newTracker(t, n)
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	ctx := ctxTimeout(t, 60*time.Second)
+	// Quick tasks first, so that the worker is given many at once.
+	for range 30 {
+		if _, err := double.Apply(ctx, pool, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := make([]*mp.AsyncResult[int], n)
+	for i := range n {
+		res[i] = trackedTask.ApplyAsync(pool, trackJob{Tracker: tr.mem.Name(), N: i, Stop: i == stop}, nil, nil)
+	}
+	pid := killStoppedRunner(t, tr, stop, pool.Stats)
+	held := 0
+	for i := range stop {
+		if tr.finishes(i) == 1 && !res[i].Ready() {
+			held++
+		}
+	}
+	t.Logf("%d finished tasks were not delivered yet when the worker was killed", held)
+	errs := make([]error, n)
+	for i, r := range res {
+		v, err := r.Get(ctx)
+		if err == nil && v != i {
+			err = fmt.Errorf("result %d", v)
+		}
+		errs[i] = err
+	}
+	checkLostAccounting(t, tr, n, stop, pid, errs)
+}
+
+// The same through an Executor's Futures.
+func TestExecutorWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
+	const n, stop = 201, 100
+	tr := newTracker(t, n)
+	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
+	ctx := ctxTimeout(t, 60*time.Second)
+	for range 30 {
+		if _, err := double.Submit(ex, 1).Result(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	futs := make([]*mp.Future[int], n)
+	for i := range n {
+		futs[i] = trackedTask.Submit(ex, trackJob{Tracker: tr.mem.Name(), N: i, Stop: i == stop})
+	}
+	pid := killStoppedRunner(t, tr, stop, ex.Stats)
+	held := 0
+	for i := range stop {
+		if tr.finishes(i) == 1 && !futs[i].Done() {
+			held++
+		}
+	}
+	t.Logf("%d finished tasks were not delivered yet when the worker was killed", held)
+	errs := make([]error, n)
+	for i, f := range futs {
+		v, err := f.Result(ctx)
+		if err == nil && v != i {
+			err = fmt.Errorf("result %d", v)
+		}
+		errs[i] = err
+	}
+	checkLostAccounting(t, tr, n, stop, pid, errs)
+}
+
+// Issue 10 point 18: workers killed while idle fail nothing: the tasks
+// submitted right after, some of which go to the dead workers before the
+// pool sees them dead, all run, once each.
+func TestPoolIdleWorkersKilledFailNothing(t *testing.T) {
+	const n = 20
+	pool := newPool(t, mp.PoolOptions{Processes: 2})
+	ctx := ctxTimeout(t, 60*time.Second)
+	for round := range 4 {
+		waitFor(t, func() bool {
+			st := pool.Stats()
+			ready := len(st) == 2
+			for _, s := range st {
+				ready = ready && s.Ready
+			}
+			return ready
+		})
+		var pids []int
+		for _, s := range pool.Stats() {
+			pids = append(pids, s.Pid)
+			syscall.Kill(s.Pid, syscall.SIGKILL)
+		}
+		if round%2 == 1 {
+			// Dead (a zombie, or reaped) before the tasks come.
+			waitFor(t, func() bool {
+				for _, pid := range pids {
+					if st := procState(pid); st != 0 && st != 'Z' {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		tr := newTracker(t, n)
+		res := make([]*mp.AsyncResult[int], n)
+		for i := range n {
+			res[i] = trackedTask.ApplyAsync(pool, trackJob{Tracker: tr.mem.Name(), N: i}, nil, nil)
+		}
+		for i, r := range res {
+			if v, err := r.Get(ctx); err != nil || v != i {
+				t.Errorf("round %d: task %d = %d, %v", round, i, v, err)
+			}
+			if s := tr.starts(i); s != 1 {
+				t.Errorf("round %d: task %d started %d times", round, i, s)
+			}
+		}
+	}
+}
