@@ -148,7 +148,7 @@ func (ex *Executor) Terminate() error {
 // ex has been shut down, or arg cannot be encoded, the Future has already
 // failed.
 func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
-	fut := newFuture[R]()
+	fut := newFuture[R](ex.pool)
 	b, err := encodeOne(arg)
 	if err != nil {
 		fut.c.resolve(err, false, nil)
@@ -176,7 +176,7 @@ func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, c
 	var chunks []chunk
 	for off := 0; off < len(items); off += chunksize {
 		end := min(off+chunksize, len(items))
-		fut := newFuture[[]R]()
+		fut := newFuture[[]R](ex.pool)
 		n := end - off
 		decode := func(b []byte) ([]R, error) {
 			vals := make([]R, n)
@@ -244,8 +244,8 @@ type AnyFuture interface {
 	core() *futureCore
 }
 
-func newFuture[R any]() *Future[R] {
-	return &Future[R]{c: futureCore{done: make(chan struct{})}}
+func newFuture[R any](pool *Pool) *Future[R] {
+	return &Future[R]{c: futureCore{pool: pool, done: make(chan struct{})}}
 }
 
 // task returns the pool task of fut: a call of target on the encoded arg
@@ -323,13 +323,17 @@ func (fut *Future[R]) Done() bool {
 // already. Callbacks run in the order they were added, on the goroutine
 // that completes the future: the pool's, for a call that finished or
 // failed, which waits for them before delivering that worker's next
-// result, so they should be quick; Cancel's, for a cancelled one.
+// result, so they should be quick; Cancel's, for a cancelled one. A panic
+// in fn is recovered and reported, and the next callback runs (see
+// PoolOptions.CallbackPanic), as Python logs an exception raised by a
+// callback and goes on.
 func (fut *Future[R]) AddDoneCallback(fn func(*Future[R])) {
 	fut.c.onDone(func() { fn(fut) })
 }
 
 // futureCore is the part of a Future that does not depend on its type.
 type futureCore struct {
+	pool *Pool // whose CallbackPanic reports the callbacks' panics
 	task *task // nil if the call failed before reaching the pool
 	done chan struct{}
 
@@ -358,7 +362,7 @@ func (c *futureCore) resolve(err error, cancelled bool, set func()) bool {
 	c.callbacks = nil
 	c.mu.Unlock()
 	for _, fn := range cbs {
-		fn()
+		c.pool.runCallback(fn)
 	}
 	return true
 }
@@ -387,7 +391,7 @@ func (c *futureCore) onDone(fn func()) {
 	select {
 	case <-c.done:
 		c.mu.Unlock()
-		fn()
+		c.pool.runCallback(fn)
 		return
 	default:
 	}

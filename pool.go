@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -73,6 +75,13 @@ type PoolOptions struct {
 	// TaskTimeout, if > 0, limits each task: a task still running after it
 	// fails with ErrTaskTimeout and its worker is killed and replaced.
 	TaskTimeout time.Duration
+	// CallbackPanic, if set, is called with the value and the stack of a
+	// panic in a callback that the pool runs: ApplyAsync's callbacks, a
+	// Future's done-callbacks, a Map's progress function. Either way the
+	// pool recovers from the panic and goes on with the next callback and
+	// result, as Python logs such an exception and goes on. If nil, the
+	// panic and its stack are written to stderr.
+	CallbackPanic func(value any, stack []byte)
 }
 
 // Pool is a pool of worker processes, like Python's multiprocessing.Pool.
@@ -684,6 +693,27 @@ func (p *Pool) lost(w *worker) {
 // taskIndex returns the index of the task with id in ts, or -1.
 func taskIndex(ts []*task, id uint64) int {
 	return slices.IndexFunc(ts, func(t *task) bool { return t.id == id })
+}
+
+// runCallback runs fn, a callback given by the user, on a goroutine of
+// the pool's (or the caller's), so that a panic in it neither kills the
+// process nor stops the delivery of results: the panic is reported (see
+// PoolOptions.CallbackPanic) and the pool goes on. p may be nil, for a
+// callback of no pool's: the report then goes to stderr.
+func (p *Pool) runCallback(fn func()) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		stack := debug.Stack()
+		if p != nil && p.opts.CallbackPanic != nil {
+			p.opts.CallbackPanic(r, stack)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "mp: panic in a callback (recovered): %v\n%s", r, stack)
+	}()
+	fn()
 }
 
 func (p *Pool) termErr() error {

@@ -108,7 +108,8 @@ func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
 // ApplyAsync runs f(arg) in a worker of pool without waiting. When it
 // finishes, callback (on success) or errCallback (on failure), if not nil,
 // runs in this process; they should return quickly, as they hold up the
-// delivery of that worker's next results.
+// delivery of that worker's next results. A panic in them is recovered and
+// reported (see PoolOptions.CallbackPanic).
 func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
 	res := newAsyncResult[R]()
 	// One closure decodes and delivers the result (an allocation per
@@ -120,9 +121,9 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 		}
 		res.resolve(v, err)
 		if err != nil && errCallback != nil {
-			errCallback(err)
+			pool.runCallback(func() { errCallback(err) })
 		} else if err == nil && callback != nil {
-			callback(v)
+			pool.runCallback(func() { callback(v) })
 		}
 	}
 	b, err := encodeOne(arg)
@@ -238,7 +239,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			}
 		}})
 	}
-	prog = newProgress(f.name, len(items), progress, opts)
+	prog = newProgress(pool, f.name, len(items), progress, opts)
 	if err := pool.submit(tasks...); err != nil {
 		prog.finish()
 		res.resolve(nil, err)
@@ -295,7 +296,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		pending := map[int]chunkOut[R]{}
 		want := 0
 		var zero R
-		prog := newProgress(f.name, -1, nil, opts)
+		prog := newProgress(nil, f.name, -1, nil, opts)
 		defer prog.finish()
 		doneN := 0
 		for {
