@@ -124,10 +124,8 @@ func (ex *Executor) Shutdown(ctx context.Context, wait, cancelFutures bool) erro
 	}
 	ex.mu.Unlock()
 	for _, c := range left {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := awaitReadyFirst(ctx, c.done); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -271,15 +269,15 @@ func (fut *Future[R]) core() *futureCore { return &fut.c }
 // Result waits for the call to finish, or ctx to be done, and returns its
 // result or error: the target's error as a *RemoteError, a
 // *WorkerLostError if its worker died, ErrCancelled if the future was
-// cancelled, or ctx.Err().
+// cancelled, or ctx.Err(). A future done already wins over a ctx done
+// already: as Python's result(timeout=0), Result with an expired ctx looks
+// without waiting.
 func (fut *Future[R]) Result(ctx context.Context) (R, error) {
-	select {
-	case <-fut.c.done:
-		return fut.val, fut.c.err
-	case <-ctx.Done():
+	if err := awaitReadyFirst(ctx, fut.c.done); err != nil {
 		var zero R
-		return zero, ctx.Err()
+		return zero, err
 	}
+	return fut.val, fut.c.err
 }
 
 // Err waits like Result and returns only the error: nil if the call
@@ -453,9 +451,10 @@ func nextDone(ctx context.Context, ch <-chan int) (int, error) {
 // AsCompleted yields the futures as they are done (finished, failed or
 // cancelled), those done already first, as Python's as_completed does;
 // each future once, however often it is given. If ctx ends first, it
-// yields ctx.Err() with a zero F and stops: the error is never a future's
-// own, which Result or Err gives. Futures of mixed result types are
-// passed as AnyFutures: mp.AsCompleted[mp.AnyFuture](ctx, f1, f2).
+// yields ctx.Err() with a zero F and stops, but only after the futures
+// done already, even with a ctx done already: the error is never a
+// future's own, which Result or Err gives. Futures of mixed result types
+// are passed as AnyFutures: mp.AsCompleted[mp.AnyFuture](ctx, f1, f2).
 func AsCompleted[F AnyFuture](ctx context.Context, futures ...F) iter.Seq2[F, error] {
 	return func(yield func(F, error) bool) {
 		fs := uniqueFutures(futures)
@@ -505,7 +504,9 @@ func (m WaitMode) String() string {
 // is satisfied or ctx is done, and returns the futures done and those not
 // done, each in the order given, without repeats. The error is ctx.Err()
 // if ctx ended first (done and notDone still tell where things stand), or
-// an error for an unknown mode; never a future's own.
+// an error for an unknown mode; never a future's own. Futures done already
+// count before a ctx done already: with an expired ctx, WaitFutures looks
+// without waiting, as Python's wait(timeout=0) does.
 func WaitFutures[F AnyFuture](ctx context.Context, futures []F, mode WaitMode) (done, notDone []F, err error) {
 	if mode < AllCompleted || mode > FirstException {
 		return nil, nil, fmt.Errorf("mp: WaitFutures with an unknown mode %v", mode)

@@ -788,7 +788,7 @@ func (p *Pool) Terminate() error {
 }
 
 // Join waits, after Close or Terminate, until every worker has exited, or
-// ctx is done.
+// ctx is done. Workers gone already win over a ctx done already.
 func (p *Pool) Join(ctx context.Context) error {
 	p.mu.Lock()
 	state := p.state
@@ -796,13 +796,30 @@ func (p *Pool) Join(ctx context.Context) error {
 	if state == poolRunning {
 		return errors.New("mp: Join on a running pool: Close or Terminate it first")
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := awaitReadyFirst(ctx, p.done); err != nil {
+		return err
 	}
 	p.running.Wait()
 	return nil
+}
+
+// awaitReadyFirst waits until ready is closed or ctx is done, and returns
+// ctx.Err() only if ready was not closed when it was called: like Python's
+// timeout=0, a ctx already done means "look, don't wait", so whatever is
+// ready wins over it. (A bare select picks at random between two ready
+// cases.) Every waiting call of the pool and the executor waits with it.
+func awaitReadyFirst(ctx context.Context, ready <-chan struct{}) error {
+	select {
+	case <-ready:
+		return nil
+	default:
+	}
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats describes the current workers.

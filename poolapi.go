@@ -45,29 +45,25 @@ func (a *AsyncResult[R]) result() (v R, ok bool, err error) {
 	return a.val, a.resolved, a.err
 }
 
-// Get waits for the result, or for ctx to be done.
+// Get waits for the result, or for ctx to be done. A result ready
+// already wins over a ctx done already: as Python's get(timeout=0), Get
+// with an expired ctx looks without waiting.
 func (a *AsyncResult[R]) Get(ctx context.Context) (R, error) {
 	if v, ok, err := a.result(); ok {
 		return v, err
 	}
-	select {
-	case <-a.Done():
-		v, _, err := a.result()
-		return v, err
-	case <-ctx.Done():
+	if err := awaitReadyFirst(ctx, a.Done()); err != nil {
 		var zero R
-		return zero, ctx.Err()
+		return zero, err
 	}
+	v, _, err := a.result()
+	return v, err
 }
 
-// Wait waits until the result is ready or ctx is done.
+// Wait waits until the result is ready or ctx is done. A result ready
+// already wins over a ctx done already, as with Get.
 func (a *AsyncResult[R]) Wait(ctx context.Context) error {
-	select {
-	case <-a.Done():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return awaitReadyFirst(ctx, a.Done())
 }
 
 // Ready reports whether the work has finished.
@@ -343,12 +339,16 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 			}
 			var c chunkOut[R]
 			select {
-			case c = <-results:
-				delete(inflight, c.seq)
-			case <-ctx.Done():
-				yield(zero, ctx.Err())
-				return
+			case c = <-results: // a chunk in wins over ctx done
+			default:
+				select {
+				case c = <-results:
+				case <-ctx.Done():
+					yield(zero, ctx.Err())
+					return
+				}
 			}
+			delete(inflight, c.seq)
 			if c.err == nil {
 				doneN += len(c.vals)
 				prog.report(doneN, -1)
