@@ -15,6 +15,9 @@ var (
 	// ErrExecutorShutdown is the error of work submitted to an Executor
 	// after Shutdown or Terminate.
 	ErrExecutorShutdown = errors.New("mp: cannot schedule new futures after shutdown")
+	// ErrInvalidChunksize is the error of ExecutorMap with a chunksize
+	// below 1, as Python's Executor.map raises ValueError.
+	ErrInvalidChunksize = errors.New("mp: chunksize must be at least 1")
 )
 
 // Executor runs calls of registered Funcs in a Pool of worker processes
@@ -44,20 +47,23 @@ type Executor struct {
 	pending map[*futureCore]struct{} // submitted and not done
 }
 
-// NewExecutor starts an executor on a new pool of worker processes.
+// NewExecutor starts an executor on a new pool of worker processes, which
+// start on demand, as in Python 3.9 and later: a worker starts when a call
+// is submitted and no worker is free to take it, up to Processes workers.
 // Every option of the pool applies: Processes is Python's max_workers,
 // Initializer its initializer and initargs, MaxTasksPerChild its
 // max_tasks_per_child; TaskTimeout and MaxMemory have no Python
 // counterpart.
 func NewExecutor(opts PoolOptions) (*Executor, error) {
-	p, err := NewPool(opts)
+	p, err := newPool(opts, true)
 	if err != nil {
 		return nil, err
 	}
 	return &Executor{pool: p, pending: map[*futureCore]struct{}{}}, nil
 }
 
-// Processes returns the number of worker processes.
+// Processes returns the most worker processes ex runs (Python's
+// max_workers); Stats lists those started so far.
 func (ex *Executor) Processes() int { return ex.pool.Processes() }
 
 // Stats describes the current workers, as Pool.Stats does.
@@ -157,15 +163,21 @@ func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
 }
 
 // ExecutorMap is Python's Executor.map: it submits f(item) for every item
-// at once, in chunks of chunksize items (0 or less: 1, as in Python), and
-// returns an iterator over the results in the order of items. It is meant
-// to be ranged over once. The iterator waits for each result in turn; the
-// first error, or ctx ending, is yielded and ends it. When the loop ends
-// early, the chunks that no worker has taken yet are cancelled. If ex has
-// been shut down, the iterator yields only ErrExecutorShutdown.
+// at once, in chunks of chunksize items, and returns an iterator over the
+// results in the order of items. It is meant to be ranged over once. The
+// iterator waits for each result in turn; the first error, or ctx ending,
+// is yielded and ends it. When the loop ends early, the chunks that no
+// worker has taken yet are cancelled. If ex has been shut down, the
+// iterator yields only ErrExecutorShutdown; if chunksize is below 1, only
+// an error matching ErrInvalidChunksize, and nothing is submitted (Python
+// raises ValueError).
 func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, chunksize int) iter.Seq2[R, error] {
-	if chunksize <= 0 {
-		chunksize = 1
+	if chunksize < 1 {
+		err := fmt.Errorf("%w, got %d", ErrInvalidChunksize, chunksize)
+		return func(yield func(R, error) bool) {
+			var zero R
+			yield(zero, err)
+		}
 	}
 	type chunk struct {
 		n   int

@@ -108,7 +108,9 @@ type Pool struct {
 	wake    *sync.Cond
 	queue   []*task
 	workers map[*worker]struct{}
-	nstart  int // workers started so far, for names
+	nstart  int  // workers started so far, for names
+	lazy    bool // workers start on demand (see spawnWanted)
+	spawns  int  // workers spawnWanted is starting, not yet in workers
 	state   int
 	broken  error // an initializer failed
 	nextID  uint64
@@ -202,14 +204,18 @@ type WorkerStats struct {
 }
 
 // NewPool starts a pool of worker processes.
-func NewPool(opts PoolOptions) (*Pool, error) {
+func NewPool(opts PoolOptions) (*Pool, error) { return newPool(opts, false) }
+
+// newPool makes a pool. A lazy one starts no worker up front: see
+// spawnWanted.
+func newPool(opts PoolOptions, lazy bool) (*Pool, error) {
 	if opts.Processes < 0 || opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
 		return nil, fmt.Errorf("mp: bad pool options %+v", opts)
 	}
 	if opts.Processes == 0 {
 		opts.Processes = CPUCount()
 	}
-	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{})}
+	p := &Pool{opts: opts, lazy: lazy, workers: map[*worker]struct{}{}, done: make(chan struct{})}
 	p.wake = sync.NewCond(&p.mu)
 	if opts.Initializer != nil {
 		if _, ok := lookup(opts.Initializer.target); !ok {
@@ -221,8 +227,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		}
 		p.initArg = b
 	}
-	for i := 0; i < opts.Processes; i++ {
-		if err := p.startWorker(); err != nil {
+	for i := 0; i < opts.Processes && !lazy; i++ {
+		if err := p.startWorker(false); err != nil {
 			p.Terminate()
 			return nil, err
 		}
@@ -230,6 +236,36 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	p.running.Add(1)
 	go p.dispatch()
 	return p, nil
+}
+
+// spawnWanted starts, in a lazy pool, a worker for each queued task that
+// no worker without tasks (started, or starting) will take, up to
+// Processes workers, as Python's ProcessPoolExecutor (3.9 and later) does
+// on submit. The workers start in the background. Called with p.mu held.
+func (p *Pool) spawnWanted() {
+	if !p.lazy || p.state == poolTerminated || p.broken != nil {
+		return
+	}
+	free := p.spawns
+	for w := range p.workers {
+		if len(w.pending) == 0 && !w.retiring {
+			free++
+		}
+	}
+	n := min(len(p.queue)-free, p.opts.Processes-len(p.workers)-p.spawns)
+	for range n {
+		p.spawns++
+		p.running.Add(1)
+		go func() {
+			defer p.running.Done()
+			if err := p.startWorker(true); err != nil {
+				p.mu.Lock()
+				p.breakPool(fmt.Errorf("mp: cannot start a pool worker: %w", err))
+				p.mu.Unlock()
+			}
+			p.checkDone()
+		}()
+	}
 }
 
 func encodeArg(v any) ([]byte, error) {
@@ -244,8 +280,19 @@ func encodeArg(v any) ([]byte, error) {
 	return append([]byte(nil), buf.Bytes()...), nil
 }
 
-// startWorker starts one worker process and its reader.
-func (p *Pool) startWorker() error {
+// startWorker starts one worker process and its reader. spawned says
+// that spawnWanted counted it in p.spawns, which it leaves when it joins
+// p.workers or fails to start.
+func (p *Pool) startWorker(spawned bool) (err error) {
+	if spawned {
+		defer func() {
+			if err != nil {
+				p.mu.Lock()
+				p.spawns--
+				p.mu.Unlock()
+			}
+		}()
+	}
 	a, b, err := Pipe(true)
 	if err != nil {
 		return err
@@ -278,6 +325,9 @@ func (p *Pool) startWorker() error {
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
+	if spawned {
+		p.spawns--
+	}
 	switch {
 	case p.state == poolTerminated || p.broken != nil:
 		proc.Kill() // the pool stopped while this worker started
@@ -321,6 +371,7 @@ func (p *Pool) submit(ts ...*task) error {
 			return nil
 		}
 	}
+	p.spawnWanted()
 	p.wake.Broadcast()
 	p.mu.Unlock()
 	return nil
@@ -349,7 +400,7 @@ func (p *Pool) dispatch() {
 					idle = false
 				}
 			}
-			if idle && len(p.workers) == 0 {
+			if idle && len(p.workers) == 0 && p.spawns == 0 {
 				return
 			}
 			p.wake.Wait()
@@ -665,7 +716,9 @@ func (p *Pool) lost(w *worker) {
 	} else {
 		p.queue = append(pending, p.queue...)
 	}
-	replace := !stopped && (p.state == poolRunning || len(p.queue) > 0)
+	// A lazy pool starts a worker when there is work for it.
+	replace := !stopped && !p.lazy && (p.state == poolRunning || len(p.queue) > 0)
+	p.spawnWanted()
 	p.wake.Broadcast()
 	p.mu.Unlock()
 	// Results first, decoded before the ledger goes; then the failures.
@@ -681,7 +734,7 @@ func (p *Pool) lost(w *worker) {
 	}
 	w.led.close()
 	if replace {
-		if err := p.startWorker(); err != nil {
+		if err := p.startWorker(false); err != nil {
 			p.mu.Lock()
 			p.breakPool(fmt.Errorf("mp: cannot replace a pool worker: %w", err))
 			p.mu.Unlock()
@@ -746,7 +799,7 @@ func (p *Pool) breakPool(err error) {
 func (p *Pool) checkDone() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != poolRunning && len(p.workers) == 0 && (len(p.queue) == 0 || p.broken != nil || p.state == poolTerminated) {
+	if p.state != poolRunning && len(p.workers) == 0 && p.spawns == 0 && (len(p.queue) == 0 || p.broken != nil || p.state == poolTerminated) {
 		select {
 		case <-p.done:
 		default:
