@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +41,11 @@ type WorkerLostError struct {
 
 // Error describes the failure.
 func (e *WorkerLostError) Error() string {
-	return fmt.Sprintf("mp: worker %s (pid %d) died running the task (exit code %d)", e.Worker, e.Pid, e.ExitCode)
+	how := fmt.Sprintf("exit code %d", e.ExitCode)
+	if e.ExitCode < 0 {
+		how = fmt.Sprintf("exit code %d: %v", e.ExitCode, syscall.Signal(-e.ExitCode))
+	}
+	return fmt.Sprintf("mp: worker %s (pid %d) died running the task (%s)", e.Worker, e.Pid, how)
 }
 
 // Is reports whether target is ErrWorkerLost.

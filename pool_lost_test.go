@@ -1,10 +1,12 @@
 package mp_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,49 +97,66 @@ func procState(pid int) byte {
 	return b[i+2]
 }
 
-// killStoppedRunner waits until task stop has started in a worker and
-// stopped it (the worker then holds the results of the quick tasks before
-// it and has the tasks after it waiting), checks that it is one of the
-// workers stats lists, and kills it.
-func killStoppedRunner(t *testing.T, tr *tracker, stop int, stats func() []mp.WorkerStats) int {
-	t.Helper()
+// pendingResult is an AsyncResult or a Future, as the death tests see it.
+type pendingResult struct {
+	ready func() bool
+	get   func(context.Context) (int, error)
+}
+
+// checkWorkerDeath is the test of issue 10 point 1 for a Pool or an
+// Executor with one worker: warm gives it quick tasks, so that it is then
+// given many at once; submit gives it 201 tracked tasks, of which the 101st
+// stops the worker (which then holds the results of the quick tasks before
+// it and has the tasks after it waiting), and the worker is killed. It
+// checks that exactly that task fails, with a *WorkerLostError carrying
+// SIGKILL; that every other task succeeds, those finished in the dead
+// worker included; and that no task starts twice.
+func checkWorkerDeath(t *testing.T, warm func(context.Context) error, submit func(trackJob) pendingResult, stats func() []mp.WorkerStats) {
+	const n, stop = 201, 100
+	tr := newTracker(t, n)
+	ctx := ctxTimeout(t, 60*time.Second)
+	for range 30 {
+		if err := warm(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := make([]pendingResult, n)
+	for i := range n {
+		res[i] = submit(trackJob{Tracker: tr.mem.Name(), N: i, Stop: i == stop})
+	}
 	waitFor(t, func() bool { return tr.starts(stop) == 1 && procState(tr.pid(stop)) == 'T' })
 	pid := tr.pid(stop)
-	known := false
-	for _, s := range stats() {
-		known = known || s.Pid == pid
-	}
-	if !known {
+	if !slices.ContainsFunc(stats(), func(s mp.WorkerStats) bool { return s.Pid == pid }) {
 		t.Fatalf("task %d ran in pid %d, not a worker of the pool (%+v)", stop, pid, stats())
 	}
+	held := 0
+	for i := range stop {
+		if tr.finishes(i) == 1 && !res[i].ready() {
+			held++
+		}
+	}
+	t.Logf("%d finished tasks were not delivered yet when the worker was killed", held)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	return pid
-}
-
-// checkLostAccounting checks what a worker's death may do: the task it
-// was running (stop) fails with a *WorkerLostError carrying SIGKILL; every
-// other task succeeds; no task starts twice.
-func checkLostAccounting(t *testing.T, tr *tracker, n, stop, pid int, errs []error) {
-	t.Helper()
 	diedHere := 0
-	for i := range n {
+	for i, r := range res {
+		v, err := r.get(ctx)
 		if s := tr.starts(i); s != 1 {
 			t.Errorf("task %d started %d times", i, s)
 		}
 		if i == stop {
 			var lost *mp.WorkerLostError
-			if !errors.As(errs[i], &lost) || !errors.Is(errs[i], mp.ErrWorkerLost) || lost.ExitCode != -9 || lost.Pid != pid {
-				t.Errorf("the running task: %v, want a *WorkerLostError of pid %d with exit code -9", errs[i], pid)
+			if !errors.As(err, &lost) || !errors.Is(err, mp.ErrWorkerLost) || lost.ExitCode != -9 || lost.Pid != pid || !strings.Contains(err.Error(), "killed") {
+				t.Errorf("the running task: %v, want a *WorkerLostError of pid %d with exit code -9", err, pid)
 			}
 			if f := tr.finishes(i); f != 0 {
 				t.Errorf("the running task finished %d times", f)
 			}
 			continue
 		}
-		if errs[i] != nil {
-			t.Errorf("task %d: %v", i, errs[i])
+		if err != nil || v != i {
+			t.Errorf("task %d = %d, %v", i, v, err)
 		}
 		if tr.pid(i) == pid {
 			diedHere++
@@ -150,71 +169,25 @@ func checkLostAccounting(t *testing.T, tr *tracker, n, stop, pid int, errs []err
 // has tasks waiting fails exactly the task it was running; the results it
 // held are delivered; the waiting tasks run elsewhere; nothing runs twice.
 func TestPoolWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
-	const n, stop = 201, 100
-	tr := newTracker(t, n)
 	pool := newPool(t, mp.PoolOptions{Processes: 1})
-	ctx := ctxTimeout(t, 60*time.Second)
-	// Quick tasks first, so that the worker is given many at once.
-	for range 30 {
-		if _, err := double.Apply(ctx, pool, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res := make([]*mp.AsyncResult[int], n)
-	for i := range n {
-		res[i] = trackedTask.ApplyAsync(pool, trackJob{Tracker: tr.mem.Name(), N: i, Stop: i == stop}, nil, nil)
-	}
-	pid := killStoppedRunner(t, tr, stop, pool.Stats)
-	held := 0
-	for i := range stop {
-		if tr.finishes(i) == 1 && !res[i].Ready() {
-			held++
-		}
-	}
-	t.Logf("%d finished tasks were not delivered yet when the worker was killed", held)
-	errs := make([]error, n)
-	for i, r := range res {
-		v, err := r.Get(ctx)
-		if err == nil && v != i {
-			err = fmt.Errorf("result %d", v)
-		}
-		errs[i] = err
-	}
-	checkLostAccounting(t, tr, n, stop, pid, errs)
+	checkWorkerDeath(t, func(ctx context.Context) error {
+		_, err := double.Apply(ctx, pool, 1)
+		return err
+	}, func(j trackJob) pendingResult {
+		r := trackedTask.ApplyAsync(pool, j, nil, nil)
+		return pendingResult{r.Ready, r.Get}
+	}, pool.Stats)
 }
 
 // The same through an Executor's Futures.
 func TestExecutorWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
-	const n, stop = 201, 100
-	tr := newTracker(t, n)
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
-	ctx := ctxTimeout(t, 60*time.Second)
-	for range 30 {
-		if _, err := double.Submit(ex, 1).Result(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	futs := make([]*mp.Future[int], n)
-	for i := range n {
-		futs[i] = trackedTask.Submit(ex, trackJob{Tracker: tr.mem.Name(), N: i, Stop: i == stop})
-	}
-	pid := killStoppedRunner(t, tr, stop, ex.Stats)
-	held := 0
-	for i := range stop {
-		if tr.finishes(i) == 1 && !futs[i].Done() {
-			held++
-		}
-	}
-	t.Logf("%d finished tasks were not delivered yet when the worker was killed", held)
-	errs := make([]error, n)
-	for i, f := range futs {
-		v, err := f.Result(ctx)
-		if err == nil && v != i {
-			err = fmt.Errorf("result %d", v)
-		}
-		errs[i] = err
-	}
-	checkLostAccounting(t, tr, n, stop, pid, errs)
+	checkWorkerDeath(t, func(ctx context.Context) error {
+		return double.Submit(ex, 1).Err(ctx)
+	}, func(j trackJob) pendingResult {
+		f := trackedTask.Submit(ex, j)
+		return pendingResult{f.Done, f.Result}
+	}, ex.Stats)
 }
 
 // Issue 10 point 18: workers killed while idle fail nothing: the tasks
