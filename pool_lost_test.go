@@ -57,7 +57,9 @@ type trackJob struct {
 	Stop    bool // stop this process with SIGSTOP at its first start
 }
 
-var trackedTask = mp.Register("test.trackedTask", func(j trackJob) (int, error) {
+var trackedTask = mp.Register("test.trackedTask", runTracked)
+
+func runTracked(j trackJob) (int, error) {
 	trackedMu.Lock()
 	mem := trackedMem[j.Tracker]
 	if mem == nil {
@@ -81,7 +83,7 @@ var trackedTask = mp.Register("test.trackedTask", func(j trackJob) (int, error) 
 	}
 	trackWord(b, j.N, 1).Add(1)
 	return j.N, nil
-})
+}
 
 // procState returns the state letter of pid in /proc ('T' stopped, 'Z'
 // zombie), or 0 if it is gone.
