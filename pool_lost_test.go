@@ -192,45 +192,21 @@ func TestExecutorWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
 	}, ex.Stats)
 }
 
-// Issue 10 point 18: workers killed while idle fail nothing: the tasks
-// submitted right after, some of which go to the dead workers before the
-// pool sees them dead, all run, once each.
-func TestPoolIdleWorkersKilledFailNothing(t *testing.T) {
+// checkIdleDeaths is the test of issue 10 point 18 for a Pool or an
+// Executor of two workers: both are killed while idle, then tasks are
+// submitted at once (some go to the dead workers before the pool sees them
+// dead), or once the workers are seen dead; every task runs, once.
+func checkIdleDeaths(t *testing.T, submit func(trackJob) pendingResult, stats func() []mp.WorkerStats) {
 	const n = 20
-	pool := newPool(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 60*time.Second)
-	for round := range 4 {
-		waitFor(t, func() bool {
-			st := pool.Stats()
-			ready := len(st) == 2
-			for _, s := range st {
-				ready = ready && s.Ready
-			}
-			return ready
-		})
-		var pids []int
-		for _, s := range pool.Stats() {
-			pids = append(pids, s.Pid)
-			syscall.Kill(s.Pid, syscall.SIGKILL)
-		}
-		if round%2 == 1 {
-			// Dead (a zombie, or reaped) before the tasks come.
-			waitFor(t, func() bool {
-				for _, pid := range pids {
-					if st := procState(pid); st != 0 && st != 'Z' {
-						return false
-					}
-				}
-				return true
-			})
-		}
+	run := func(round int) {
 		tr := newTracker(t, n)
-		res := make([]*mp.AsyncResult[int], n)
+		res := make([]pendingResult, n)
 		for i := range n {
-			res[i] = trackedTask.ApplyAsync(pool, trackJob{Tracker: tr.mem.Name(), N: i}, nil, nil)
+			res[i] = submit(trackJob{Tracker: tr.mem.Name(), N: i})
 		}
 		for i, r := range res {
-			if v, err := r.Get(ctx); err != nil || v != i {
+			if v, err := r.get(ctx); err != nil || v != i {
 				t.Errorf("round %d: task %d = %d, %v", round, i, v, err)
 			}
 			if s := tr.starts(i); s != 1 {
@@ -238,4 +214,40 @@ func TestPoolIdleWorkersKilledFailNothing(t *testing.T) {
 			}
 		}
 	}
+	run(-1) // an Executor starts its workers on demand
+	for round := range 4 {
+		waitFor(t, func() bool {
+			st := stats()
+			return len(st) == 2 && !slices.ContainsFunc(st, func(s mp.WorkerStats) bool { return !s.Ready })
+		})
+		var pids []int
+		for _, s := range stats() {
+			pids = append(pids, s.Pid)
+			syscall.Kill(s.Pid, syscall.SIGKILL)
+		}
+		if round%2 == 1 {
+			// Dead (a zombie, or reaped) before the tasks come.
+			waitFor(t, func() bool {
+				return !slices.ContainsFunc(pids, func(pid int) bool { st := procState(pid); return st != 0 && st != 'Z' })
+			})
+		}
+		run(round)
+	}
+}
+
+// Issue 10 point 18: workers killed while idle fail nothing.
+func TestPoolIdleWorkersKilledFailNothing(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 2})
+	checkIdleDeaths(t, func(j trackJob) pendingResult {
+		r := trackedTask.ApplyAsync(pool, j, nil, nil)
+		return pendingResult{r.Ready, r.Get}
+	}, pool.Stats)
+}
+
+func TestExecutorIdleWorkersKilledFailNothing(t *testing.T) {
+	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
+	checkIdleDeaths(t, func(j trackJob) pendingResult {
+		f := trackedTask.Submit(ex, j)
+		return pendingResult{f.Done, f.Result}
+	}, ex.Stats)
 }
