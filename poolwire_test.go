@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 func TestPoolWireRoundTrip(t *testing.T) {
@@ -153,4 +154,33 @@ func TestPoolLedgerRejectsBadRecords(t *testing.T) {
 		led.committed.Store(uint64(rng.IntN(n + 1)))
 		led.results()
 	}
+}
+
+// FuzzPoolLedger reads arbitrary ledger memory as the pool reads a dead
+// worker's: it must never panic, and every record it returns must lie
+// within the published part of the ledger.
+func FuzzPoolLedger(f *testing.F) {
+	good, _ := (&taskResult{ID: 7, Result: []byte("ok")}).appendTo(nil)
+	rec := binary.LittleEndian.AppendUint32(nil, uint32(len(good)))
+	rec = binary.LittleEndian.AppendUint32(rec, 0)
+	f.Add(append(rec, good...), uint64(len(rec)+len(good)))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, ^uint64(0))
+	led, err := newLedger()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(led.close)
+	f.Fuzz(func(t *testing.T, mem []byte, committed uint64) {
+		n := copy(led.records, mem)
+		clear(led.records[n:min(len(led.records), 4096)])
+		led.committed.Store(committed)
+		published := led.records[:min(committed, uint64(len(led.records)))]
+		for _, r := range led.results() {
+			b := r.out
+			if len(b) > 0 && (uintptr(unsafe.Pointer(&b[0])) < uintptr(unsafe.Pointer(&published[0])) ||
+				uintptr(unsafe.Pointer(&b[len(b)-1])) > uintptr(unsafe.Pointer(&published[len(published)-1]))) {
+				t.Fatalf("record %d's result lies outside the published records", r.res.ID)
+			}
+		}
+	})
 }
