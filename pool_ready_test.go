@@ -90,3 +90,31 @@ func TestExecutorReadyWinsOverExpiredCtx(t *testing.T) {
 		}
 	}
 }
+
+// Imap yields the results that are in even once its ctx is done.
+func TestPoolImapReadyWinsOverExpiredCtx(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 1}) // Imap keeps 4 chunks in flight
+	for round := range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		var got []int
+		for v, err := range double.Imap(ctx, pool, seqOf(4), 1) {
+			if err != nil {
+				t.Fatalf("round %d: after %v: %v", round, got, err)
+			}
+			got = append(got, v)
+			if len(got) == 1 {
+				// The one worker's results are delivered in order: once a
+				// task given after the four is done, every result is in.
+				// The ctx ends before the loop takes them.
+				if _, err := double.Apply(context.Background(), pool, 0); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			}
+		}
+		cancel()
+		if len(got) != 4 || got[3] != 6 {
+			t.Fatalf("round %d: Imap yielded %v", round, got)
+		}
+	}
+}
