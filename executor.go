@@ -15,6 +15,9 @@ var (
 	// ErrExecutorShutdown is the error of work submitted to an Executor
 	// after Shutdown or Terminate.
 	ErrExecutorShutdown = errors.New("mp: cannot schedule new futures after shutdown")
+	// ErrInvalidChunksize is the error of ExecutorMap with a chunksize
+	// below 1, as Python's Executor.map raises ValueError.
+	ErrInvalidChunksize = errors.New("mp: chunksize must be at least 1")
 )
 
 // Executor runs calls of registered Funcs in a Pool of worker processes
@@ -31,9 +34,11 @@ var (
 //	v, err := fut.Result(ctx)
 //
 // Unlike Python's executor, which breaks as a whole when a worker dies, an
-// Executor fails only the Future whose worker died (with a
+// Executor fails only the Future whose call the worker was running (with a
 // *WorkerLostError, which matches ErrWorkerLost), replaces the worker and
-// goes on.
+// goes on: the calls the worker had finished keep their results, and those
+// it had taken but not started run on another worker. A call runs at most
+// once (see Pool for the exact guarantee).
 type Executor struct {
 	pool *Pool
 
@@ -42,20 +47,23 @@ type Executor struct {
 	pending map[*futureCore]struct{} // submitted and not done
 }
 
-// NewExecutor starts an executor on a new pool of worker processes.
+// NewExecutor starts an executor on a new pool of worker processes, which
+// start on demand, as in Python 3.9 and later: a worker starts when a call
+// is submitted and no worker is free to take it, up to Processes workers.
 // Every option of the pool applies: Processes is Python's max_workers,
 // Initializer its initializer and initargs, MaxTasksPerChild its
 // max_tasks_per_child; TaskTimeout and MaxMemory have no Python
 // counterpart.
 func NewExecutor(opts PoolOptions) (*Executor, error) {
-	p, err := NewPool(opts)
+	p, err := newPool(opts, true)
 	if err != nil {
 		return nil, err
 	}
 	return &Executor{pool: p, pending: map[*futureCore]struct{}{}}, nil
 }
 
-// Processes returns the number of worker processes.
+// Processes returns the most worker processes ex runs (Python's
+// max_workers); Stats lists those started so far.
 func (ex *Executor) Processes() int { return ex.pool.Processes() }
 
 // Stats describes the current workers, as Pool.Stats does.
@@ -122,10 +130,8 @@ func (ex *Executor) Shutdown(ctx context.Context, wait, cancelFutures bool) erro
 	}
 	ex.mu.Unlock()
 	for _, c := range left {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := awaitReadyFirst(ctx, c.done); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -146,7 +152,7 @@ func (ex *Executor) Terminate() error {
 // ex has been shut down, or arg cannot be encoded, the Future has already
 // failed.
 func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
-	fut := newFuture[R]()
+	fut := newFuture[R](ex.pool)
 	b, err := encodeOne(arg)
 	if err != nil {
 		fut.c.resolve(err, false, nil)
@@ -157,15 +163,21 @@ func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
 }
 
 // ExecutorMap is Python's Executor.map: it submits f(item) for every item
-// at once, in chunks of chunksize items (0 or less: 1, as in Python), and
-// returns an iterator over the results in the order of items. It is meant
-// to be ranged over once. The iterator waits for each result in turn; the
-// first error, or ctx ending, is yielded and ends it. When the loop ends
-// early, the chunks that no worker has taken yet are cancelled. If ex has
-// been shut down, the iterator yields only ErrExecutorShutdown.
+// at once, in chunks of chunksize items, and returns an iterator over the
+// results in the order of items. It is meant to be ranged over once. The
+// iterator waits for each result in turn; the first error, or ctx ending,
+// is yielded and ends it. When the loop ends early, the chunks that no
+// worker has taken yet are cancelled. If ex has been shut down, the
+// iterator yields only ErrExecutorShutdown; if chunksize is below 1, only
+// an error matching ErrInvalidChunksize, and nothing is submitted (Python
+// raises ValueError).
 func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, chunksize int) iter.Seq2[R, error] {
-	if chunksize <= 0 {
-		chunksize = 1
+	if chunksize < 1 {
+		err := fmt.Errorf("%w, got %d", ErrInvalidChunksize, chunksize)
+		return func(yield func(R, error) bool) {
+			var zero R
+			yield(zero, err)
+		}
 	}
 	type chunk struct {
 		n   int
@@ -174,7 +186,7 @@ func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, c
 	var chunks []chunk
 	for off := 0; off < len(items); off += chunksize {
 		end := min(off+chunksize, len(items))
-		fut := newFuture[[]R]()
+		fut := newFuture[[]R](ex.pool)
 		n := end - off
 		decode := func(b []byte) ([]R, error) {
 			vals := make([]R, n)
@@ -242,8 +254,8 @@ type AnyFuture interface {
 	core() *futureCore
 }
 
-func newFuture[R any]() *Future[R] {
-	return &Future[R]{c: futureCore{done: make(chan struct{})}}
+func newFuture[R any](pool *Pool) *Future[R] {
+	return &Future[R]{c: futureCore{pool: pool, done: make(chan struct{})}}
 }
 
 // task returns the pool task of fut: a call of target on the encoded arg
@@ -269,15 +281,15 @@ func (fut *Future[R]) core() *futureCore { return &fut.c }
 // Result waits for the call to finish, or ctx to be done, and returns its
 // result or error: the target's error as a *RemoteError, a
 // *WorkerLostError if its worker died, ErrCancelled if the future was
-// cancelled, or ctx.Err().
+// cancelled, or ctx.Err(). A future done already wins over a ctx done
+// already: as Python's result(timeout=0), Result with an expired ctx looks
+// without waiting.
 func (fut *Future[R]) Result(ctx context.Context) (R, error) {
-	select {
-	case <-fut.c.done:
-		return fut.val, fut.c.err
-	case <-ctx.Done():
+	if err := awaitReadyFirst(ctx, fut.c.done); err != nil {
 		var zero R
-		return zero, ctx.Err()
+		return zero, err
 	}
+	return fut.val, fut.c.err
 }
 
 // Err waits like Result and returns only the error: nil if the call
@@ -321,13 +333,17 @@ func (fut *Future[R]) Done() bool {
 // already. Callbacks run in the order they were added, on the goroutine
 // that completes the future: the pool's, for a call that finished or
 // failed, which waits for them before delivering that worker's next
-// result, so they should be quick; Cancel's, for a cancelled one.
+// result, so they should be quick; Cancel's, for a cancelled one. A panic
+// in fn is recovered and reported, and the next callback runs (see
+// PoolOptions.CallbackPanic), as Python logs an exception raised by a
+// callback and goes on.
 func (fut *Future[R]) AddDoneCallback(fn func(*Future[R])) {
 	fut.c.onDone(func() { fn(fut) })
 }
 
 // futureCore is the part of a Future that does not depend on its type.
 type futureCore struct {
+	pool *Pool // whose CallbackPanic reports the callbacks' panics
 	task *task // nil if the call failed before reaching the pool
 	done chan struct{}
 
@@ -356,7 +372,7 @@ func (c *futureCore) resolve(err error, cancelled bool, set func()) bool {
 	c.callbacks = nil
 	c.mu.Unlock()
 	for _, fn := range cbs {
-		fn()
+		c.pool.runCallback(fn)
 	}
 	return true
 }
@@ -385,7 +401,7 @@ func (c *futureCore) onDone(fn func()) {
 	select {
 	case <-c.done:
 		c.mu.Unlock()
-		fn()
+		c.pool.runCallback(fn)
 		return
 	default:
 	}
@@ -447,9 +463,10 @@ func nextDone(ctx context.Context, ch <-chan int) (int, error) {
 // AsCompleted yields the futures as they are done (finished, failed or
 // cancelled), those done already first, as Python's as_completed does;
 // each future once, however often it is given. If ctx ends first, it
-// yields ctx.Err() with a zero F and stops: the error is never a future's
-// own, which Result or Err gives. Futures of mixed result types are
-// passed as AnyFutures: mp.AsCompleted[mp.AnyFuture](ctx, f1, f2).
+// yields ctx.Err() with a zero F and stops, but only after the futures
+// done already, even with a ctx done already: the error is never a
+// future's own, which Result or Err gives. Futures of mixed result types
+// are passed as AnyFutures: mp.AsCompleted[mp.AnyFuture](ctx, f1, f2).
 func AsCompleted[F AnyFuture](ctx context.Context, futures ...F) iter.Seq2[F, error] {
 	return func(yield func(F, error) bool) {
 		fs := uniqueFutures(futures)
@@ -499,7 +516,9 @@ func (m WaitMode) String() string {
 // is satisfied or ctx is done, and returns the futures done and those not
 // done, each in the order given, without repeats. The error is ctx.Err()
 // if ctx ended first (done and notDone still tell where things stand), or
-// an error for an unknown mode; never a future's own.
+// an error for an unknown mode; never a future's own. Futures done already
+// count before a ctx done already: with an expired ctx, WaitFutures looks
+// without waiting, as Python's wait(timeout=0) does.
 func WaitFutures[F AnyFuture](ctx context.Context, futures []F, mode WaitMode) (done, notDone []F, err error) {
 	if mode < AllCompleted || mode > FirstException {
 		return nil, nil, fmt.Errorf("mp: WaitFutures with an unknown mode %v", mode)

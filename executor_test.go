@@ -492,7 +492,10 @@ func TestExecutorWorkerKilled(t *testing.T) {
 	if v, err := square.Submit(ex, 9).Result(ctx); err != nil || v != 81 {
 		t.Fatalf("Submit after a worker loss = %d, %v", v, err)
 	}
-	waitFor(t, func() bool { return len(ex.Stats()) == 2 })
+	// Workers start on demand: the lost one is replaced when work needs it.
+	if n := len(ex.Stats()); n < 1 || n > 2 {
+		t.Fatalf("%d workers after a loss", n)
+	}
 }
 
 func TestExecutorMap(t *testing.T) {
@@ -502,7 +505,7 @@ func TestExecutorMap(t *testing.T) {
 	for i := range items {
 		items[i] = i
 	}
-	for _, cs := range []int{0, 1, 7, 1000} {
+	for _, cs := range []int{1, 7, 1000} {
 		var got []int
 		for v, err := range square.ExecutorMap(ctx, ex, items, cs) {
 			if err != nil {
@@ -536,8 +539,66 @@ func TestExecutorMap(t *testing.T) {
 	if v, err := square.Submit(ex, 5).Result(ctx); err != nil || v != 25 {
 		t.Fatalf("Submit after an abandoned ExecutorMap = %d, %v", v, err)
 	}
-	for range square.ExecutorMap(ctx, ex, nil, 0) {
+	for range square.ExecutorMap(ctx, ex, nil, 1) {
 		t.Fatal("ExecutorMap of nothing yielded")
+	}
+}
+
+// Issue 10 point 19: a chunksize below 1 is refused with a typed error, as
+// Python raises ValueError; nothing is submitted.
+func TestExecutorMapRefusesBadChunksize(t *testing.T) {
+	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
+	ctx := ctxTimeout(t, 30*time.Second)
+	for _, cs := range []int{0, -1} {
+		n := 0
+		for v, err := range square.ExecutorMap(ctx, ex, []int{1, 2, 3}, cs) {
+			n++
+			if !errors.Is(err, mp.ErrInvalidChunksize) || v != 0 {
+				t.Errorf("chunksize %d: yielded %d, %v", cs, v, err)
+			}
+		}
+		if n != 1 {
+			t.Errorf("chunksize %d: %d yields, want the error alone", cs, n)
+		}
+	}
+	if st := ex.Stats(); len(st) != 0 {
+		t.Errorf("workers started for refused work: %+v", st)
+	}
+}
+
+// Issue 10 point 19: an Executor starts its workers on demand, as Python's
+// does since 3.9: one task, one worker; more only when tasks wait with no
+// worker free, never more than Processes.
+func TestExecutorStartsWorkersOnDemand(t *testing.T) {
+	ex := newExecutor(t, mp.PoolOptions{Processes: 4})
+	ctx := ctxTimeout(t, 30*time.Second)
+	if st := ex.Stats(); len(st) != 0 {
+		t.Fatalf("workers before any task: %+v", st)
+	}
+	for i := range 5 {
+		if v, err := square.Submit(ex, i).Result(ctx); err != nil || v != i*i {
+			t.Fatalf("Result = %d, %v", v, err)
+		}
+		if st := ex.Stats(); len(st) != 1 {
+			t.Fatalf("after %d tasks one at a time: %d workers", i+1, len(st))
+		}
+	}
+	// Six tasks held at a gate: the free worker takes one, and each of
+	// the others starts a worker, up to four.
+	g := newGates(t)
+	var futs []*mp.Future[exOut]
+	for i := range 6 {
+		futs = append(futs, exJobFn.Submit(ex, exJob{N: i, Gate: g.path("go")}))
+	}
+	waitFor(t, func() bool { return len(ex.Stats()) == 4 })
+	g.open("go")
+	for i, f := range futs {
+		if o, err := f.Result(ctx); err != nil || o.N != i {
+			t.Fatalf("gated task %d = %+v, %v", i, o, err)
+		}
+	}
+	if st := ex.Stats(); len(st) != 4 {
+		t.Fatalf("%d workers, want 4 at most", len(st))
 	}
 }
 

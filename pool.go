@@ -5,9 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -26,7 +30,9 @@ var (
 )
 
 // WorkerLostError is the error of a task whose worker process died while
-// running it (killed, crashed, out of memory). The pool replaced the worker.
+// running it (killed, crashed, out of memory): the task may have run in
+// part or in full, but it is never run again. The pool replaced the
+// worker. See Pool for what happens to the worker's other tasks.
 type WorkerLostError struct {
 	Worker   string
 	Pid      int
@@ -35,7 +41,11 @@ type WorkerLostError struct {
 
 // Error describes the failure.
 func (e *WorkerLostError) Error() string {
-	return fmt.Sprintf("mp: worker %s (pid %d) died running the task (exit code %d)", e.Worker, e.Pid, e.ExitCode)
+	how := fmt.Sprintf("exit code %d", e.ExitCode)
+	if e.ExitCode < 0 {
+		how = fmt.Sprintf("exit code %d: %v", e.ExitCode, syscall.Signal(-e.ExitCode))
+	}
+	return fmt.Sprintf("mp: worker %s (pid %d) died running the task (%s)", e.Worker, e.Pid, how)
 }
 
 // Is reports whether target is ErrWorkerLost.
@@ -70,15 +80,31 @@ type PoolOptions struct {
 	// TaskTimeout, if > 0, limits each task: a task still running after it
 	// fails with ErrTaskTimeout and its worker is killed and replaced.
 	TaskTimeout time.Duration
+	// CallbackPanic, if set, is called with the value and the stack of a
+	// panic in a callback that the pool runs: ApplyAsync's callbacks, a
+	// Future's done-callbacks, a Map's progress function. Either way the
+	// pool recovers from the panic and goes on with the next callback and
+	// result, as Python logs such an exception and goes on. If nil, the
+	// panic and its stack are written to stderr.
+	CallbackPanic func(value any, stack []byte)
 }
 
 // Pool is a pool of worker processes, like Python's multiprocessing.Pool.
 // Work is given to it through the methods of a registered Func: Apply,
 // ApplyAsync, Map, MapAsync, Imap and ImapUnordered.
 //
-// A worker that dies while running a task (killed, crashed, out of memory)
-// fails that task with a *WorkerLostError and is replaced; the other tasks
-// go on, and Close, Terminate and Join never hang on it.
+// A worker that dies (killed, crashed, out of memory) is replaced, and
+// Close, Terminate and Join never hang on it. In this process's pool a
+// task runs at most once: when a worker dies, exactly the task it was
+// running fails, with a *WorkerLostError carrying the worker's exit code
+// (-9 after SIGKILL), or ErrTaskTimeout if its timeout killed it; every
+// task it had finished is delivered with its result, even if the worker
+// had not sent that result yet; the tasks it had been given but not
+// started run on another worker. A worker that dies between tasks fails
+// none. The one task that fails may have run in part or in full: a task
+// counts as running from its start until its result is published: in
+// memory shared with the pool as soon as it exists, or, for a result of
+// more than about 512 KiB, once all of it is in the pool's socket.
 type Pool struct {
 	opts    PoolOptions
 	initArg []byte
@@ -87,7 +113,9 @@ type Pool struct {
 	wake    *sync.Cond
 	queue   []*task
 	workers map[*worker]struct{}
-	nstart  int // workers started so far, for names
+	nstart  int  // workers started so far, for names
+	lazy    bool // workers start on demand (see spawnWanted)
+	spawns  int  // workers spawnWanted is starting, not yet in workers
 	state   int
 	broken  error // an initializer failed
 	nextID  uint64
@@ -131,8 +159,7 @@ type task struct {
 	// cancel first: taskQueued, taskSent or taskWithdrawn.
 	state atomic.Int32
 
-	timer    *time.Timer
-	timedOut atomic.Bool
+	timer *time.Timer // kills the worker running it once the timeout is over
 }
 
 const (
@@ -156,6 +183,7 @@ func (t *task) cancel() bool {
 type worker struct {
 	p          *Process
 	conn       *Conn
+	led        *ledger    // what it did, readable after its death
 	pending    []*task    // sent and not answered, oldest (running) first
 	retiring   bool       // told us it leaves after its current task
 	exclusive  bool       // runs a task with a timeout: gets nothing else meanwhile
@@ -181,14 +209,18 @@ type WorkerStats struct {
 }
 
 // NewPool starts a pool of worker processes.
-func NewPool(opts PoolOptions) (*Pool, error) {
+func NewPool(opts PoolOptions) (*Pool, error) { return newPool(opts, false) }
+
+// newPool makes a pool. A lazy one starts no worker up front: see
+// spawnWanted.
+func newPool(opts PoolOptions, lazy bool) (*Pool, error) {
 	if opts.Processes < 0 || opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
 		return nil, fmt.Errorf("mp: bad pool options %+v", opts)
 	}
 	if opts.Processes == 0 {
 		opts.Processes = CPUCount()
 	}
-	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{})}
+	p := &Pool{opts: opts, lazy: lazy, workers: map[*worker]struct{}{}, done: make(chan struct{})}
 	p.wake = sync.NewCond(&p.mu)
 	if opts.Initializer != nil {
 		if _, ok := lookup(opts.Initializer.target); !ok {
@@ -200,8 +232,8 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		}
 		p.initArg = b
 	}
-	for i := 0; i < opts.Processes; i++ {
-		if err := p.startWorker(); err != nil {
+	for i := 0; i < opts.Processes && !lazy; i++ {
+		if err := p.startWorker(false); err != nil {
 			p.Terminate()
 			return nil, err
 		}
@@ -209,6 +241,36 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	p.running.Add(1)
 	go p.dispatch()
 	return p, nil
+}
+
+// spawnWanted starts, in a lazy pool, a worker for each queued task that
+// no worker without tasks (started, or starting) will take, up to
+// Processes workers, as Python's ProcessPoolExecutor (3.9 and later) does
+// on submit. The workers start in the background. Called with p.mu held.
+func (p *Pool) spawnWanted() {
+	if !p.lazy || p.state == poolTerminated || p.broken != nil {
+		return
+	}
+	free := p.spawns
+	for w := range p.workers {
+		if len(w.pending) == 0 && !w.retiring {
+			free++
+		}
+	}
+	n := min(len(p.queue)-free, p.opts.Processes-len(p.workers)-p.spawns)
+	for range n {
+		p.spawns++
+		p.running.Add(1)
+		go func() {
+			defer p.running.Done()
+			if err := p.startWorker(true); err != nil {
+				p.mu.Lock()
+				p.breakPool(fmt.Errorf("mp: cannot start a pool worker: %w", err))
+				p.mu.Unlock()
+			}
+			p.checkDone()
+		}()
+	}
 }
 
 func encodeArg(v any) ([]byte, error) {
@@ -223,8 +285,19 @@ func encodeArg(v any) ([]byte, error) {
 	return append([]byte(nil), buf.Bytes()...), nil
 }
 
-// startWorker starts one worker process and its reader.
-func (p *Pool) startWorker() error {
+// startWorker starts one worker process and its reader. spawned says
+// that spawnWanted counted it in p.spawns, which it leaves when it joins
+// p.workers or fails to start.
+func (p *Pool) startWorker(spawned bool) (err error) {
+	if spawned {
+		defer func() {
+			if err != nil {
+				p.mu.Lock()
+				p.spawns--
+				p.mu.Unlock()
+			}
+		}()
+	}
 	a, b, err := Pipe(true)
 	if err != nil {
 		return err
@@ -233,7 +306,13 @@ func (p *Pool) startWorker() error {
 	p.nstart++
 	name := "PoolWorker-" + strconv.Itoa(p.nstart)
 	p.mu.Unlock()
-	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory}
+	led, err := newLedger()
+	if err != nil {
+		a.Close()
+		b.Close()
+		return err
+	}
+	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem}
 	if p.opts.Initializer != nil {
 		args.Init, args.InitArg = p.opts.Initializer.target, p.initArg
 	}
@@ -244,12 +323,16 @@ func (p *Pool) startWorker() error {
 	b.Close()
 	if err != nil {
 		a.Close()
+		led.close()
 		return err
 	}
-	w := &worker{p: proc, conn: a, sent: make(chan struct{}, 1), pace: prefetchBudget,
+	w := &worker{p: proc, conn: a, led: led, sent: make(chan struct{}, 1), pace: prefetchBudget,
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
+	if spawned {
+		p.spawns--
+	}
 	switch {
 	case p.state == poolTerminated || p.broken != nil:
 		proc.Kill() // the pool stopped while this worker started
@@ -293,6 +376,7 @@ func (p *Pool) submit(ts ...*task) error {
 			return nil
 		}
 	}
+	p.spawnWanted()
 	p.wake.Broadcast()
 	p.mu.Unlock()
 	return nil
@@ -321,7 +405,7 @@ func (p *Pool) dispatch() {
 					idle = false
 				}
 			}
-			if idle && len(p.workers) == 0 {
+			if idle && len(p.workers) == 0 && p.spawns == 0 {
 				return
 			}
 			p.wake.Wait()
@@ -375,10 +459,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 		if t.timeout > 0 {
 			w.exclusive = true
 			proc := w.p
-			t.timer = time.AfterFunc(t.timeout, func() {
-				t.timedOut.Store(true)
-				proc.Kill()
-			})
+			t.timer = time.AfterFunc(t.timeout, func() { proc.Kill() })
 		}
 		w.pending = append(w.pending, t)
 		sent = append(sent, t)
@@ -570,62 +651,127 @@ func (p *Pool) awaitResults(w *worker) {
 	p.mu.Unlock()
 }
 
-// lost cleans up after a worker that left or died: its unanswered tasks
-// fail (the running one) or go back to the queue (the others), and a
-// replacement starts if the pool still has work.
+// lost cleans up after a worker that left or died, and starts a
+// replacement if the pool still has work.
+//
+// It settles the tasks the worker held from what the worker's connection
+// and ledger say, so that a task runs at most once: every result the
+// worker published, on its connection or in its ledger, is delivered; the
+// task it had started and not finished fails (with a *WorkerLostError, or
+// ErrTaskTimeout if its timer killed the worker); the tasks it had not
+// started go back to the front of the queue. The reader has read the
+// connection to its end before this.
 func (p *Pool) lost(w *worker) {
 	w.conn.Close()
 	w.p.Join(context.Background())
 	code, _ := w.p.ExitCode()
 	w.p.Close()
+	recs, started := w.led.results(), w.led.started.Load()
 	p.mu.Lock()
 	delete(p.workers, w)
 	pending := w.pending
 	w.pending = nil
-	var failed *task
-	var failErr error
-	if len(pending) > 0 {
-		rest := pending
-		if !w.retiring {
-			failed, rest = pending[0], pending[1:]
-		} // else it left after its last task: the others never started
+	// Only ids of tasks sent to w count: the ledger is the worker's to write.
+	type delivery struct {
+		t   *task
+		rec ledgerRecord
+	}
+	var delivered []delivery
+	for _, r := range recs {
+		if i := taskIndex(pending, r.res.ID); i >= 0 {
+			delivered = append(delivered, delivery{pending[i], r})
+			pending = slices.Delete(pending, i, i+1)
+		}
+	}
+	// The worker runs its tasks in the order sent: those before the one it
+	// started (none, unless it lost track) may have run as well.
+	var failed []*task
+	if i := taskIndex(pending, started); i >= 0 {
+		failed, pending = pending[:i+1], pending[i+1:]
+	}
+	stopped := p.state == poolTerminated || p.broken != nil
+	failErrs := make([]error, len(failed))
+	for i, t := range failed {
+		timedOut := t.timer != nil && !t.timer.Stop()
 		switch {
-		case failed == nil:
-		case p.broken != nil:
-			failErr = p.broken
-		case p.state == poolTerminated:
-			failErr = ErrPoolTerminated
-		case failed.timedOut.Load():
-			failErr = fmt.Errorf("%w after %v (worker %s killed)", ErrTaskTimeout, failed.timeout, w.stats.Name)
+		case stopped:
+			failErrs[i] = p.termErr()
+		case timedOut:
+			failErrs[i] = fmt.Errorf("%w after %v (worker %s killed)", ErrTaskTimeout, t.timeout, w.stats.Name)
 		default:
-			failErr = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
-		}
-		if p.state == poolTerminated || p.broken != nil {
-			for _, t := range rest {
-				defer t.finish(nil, p.termErr())
-			}
-		} else {
-			p.queue = append(append([]*task(nil), rest...), p.queue...)
+			failErrs[i] = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
 		}
 	}
-	replace := p.state != poolTerminated && p.broken == nil &&
-		(p.state == poolRunning || len(p.queue) > 0)
-	if failed != nil && failed.timer != nil {
-		failed.timer.Stop()
+	for _, d := range delivered {
+		if d.t.timer != nil {
+			d.t.timer.Stop()
+		}
 	}
+	for _, t := range pending {
+		if t.timer != nil {
+			t.timer.Stop() // it never started: its clock starts again when sent
+			t.timer = nil
+		}
+	}
+	if stopped {
+		failed = append(failed, pending...)
+		for range pending {
+			failErrs = append(failErrs, p.termErr())
+		}
+	} else {
+		p.queue = append(pending, p.queue...)
+	}
+	// A lazy pool starts a worker when there is work for it.
+	replace := !stopped && !p.lazy && (p.state == poolRunning || len(p.queue) > 0)
+	p.spawnWanted()
 	p.wake.Broadcast()
 	p.mu.Unlock()
-	if failed != nil {
-		failed.finish(nil, failErr)
+	// Results first, decoded before the ledger goes; then the failures.
+	for _, d := range delivered {
+		if d.rec.res.Err != nil {
+			d.t.finish(nil, d.rec.res.Err)
+		} else {
+			d.t.finish(d.rec.out, nil)
+		}
 	}
+	for i, t := range failed {
+		t.finish(nil, failErrs[i])
+	}
+	w.led.close()
 	if replace {
-		if err := p.startWorker(); err != nil {
+		if err := p.startWorker(false); err != nil {
 			p.mu.Lock()
 			p.breakPool(fmt.Errorf("mp: cannot replace a pool worker: %w", err))
 			p.mu.Unlock()
 		}
 	}
 	p.checkDone()
+}
+
+// taskIndex returns the index of the task with id in ts, or -1.
+func taskIndex(ts []*task, id uint64) int {
+	return slices.IndexFunc(ts, func(t *task) bool { return t.id == id })
+}
+
+// runCallback runs fn, a callback given by the user, on a goroutine of
+// the pool's (or the caller's), so that a panic in it neither kills the
+// process nor stops the delivery of results: the panic is reported (see
+// PoolOptions.CallbackPanic) and the pool goes on. p may be nil, for a
+// callback of no pool's: the report then goes to stderr.
+func (p *Pool) runCallback(fn func()) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		stack := debug.Stack()
+		if p != nil && p.opts.CallbackPanic != nil {
+			p.opts.CallbackPanic(r, stack)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "mp: panic in a callback (recovered): %v\n%s", r, stack)
+	}()
+	fn()
 }
 
 func (p *Pool) termErr() error {
@@ -658,7 +804,7 @@ func (p *Pool) breakPool(err error) {
 func (p *Pool) checkDone() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != poolRunning && len(p.workers) == 0 && (len(p.queue) == 0 || p.broken != nil || p.state == poolTerminated) {
+	if p.state != poolRunning && len(p.workers) == 0 && p.spawns == 0 && (len(p.queue) == 0 || p.broken != nil || p.state == poolTerminated) {
 		select {
 		case <-p.done:
 		default:
@@ -700,7 +846,7 @@ func (p *Pool) Terminate() error {
 }
 
 // Join waits, after Close or Terminate, until every worker has exited, or
-// ctx is done.
+// ctx is done. Workers gone already win over a ctx done already.
 func (p *Pool) Join(ctx context.Context) error {
 	p.mu.Lock()
 	state := p.state
@@ -708,13 +854,30 @@ func (p *Pool) Join(ctx context.Context) error {
 	if state == poolRunning {
 		return errors.New("mp: Join on a running pool: Close or Terminate it first")
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := awaitReadyFirst(ctx, p.done); err != nil {
+		return err
 	}
 	p.running.Wait()
 	return nil
+}
+
+// awaitReadyFirst waits until ready is closed or ctx is done, and returns
+// ctx.Err() only if ready was not closed when it was called: like Python's
+// timeout=0, a ctx already done means "look, don't wait", so whatever is
+// ready wins over it. (A bare select picks at random between two ready
+// cases.) Every waiting call of the pool and the executor waits with it.
+func awaitReadyFirst(ctx context.Context, ready <-chan struct{}) error {
+	select {
+	case <-ready:
+		return nil
+	default:
+	}
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats describes the current workers.

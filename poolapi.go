@@ -45,29 +45,25 @@ func (a *AsyncResult[R]) result() (v R, ok bool, err error) {
 	return a.val, a.resolved, a.err
 }
 
-// Get waits for the result, or for ctx to be done.
+// Get waits for the result, or for ctx to be done. A result ready
+// already wins over a ctx done already: as Python's get(timeout=0), Get
+// with an expired ctx looks without waiting.
 func (a *AsyncResult[R]) Get(ctx context.Context) (R, error) {
 	if v, ok, err := a.result(); ok {
 		return v, err
 	}
-	select {
-	case <-a.Done():
-		v, _, err := a.result()
-		return v, err
-	case <-ctx.Done():
+	if err := awaitReadyFirst(ctx, a.Done()); err != nil {
 		var zero R
-		return zero, ctx.Err()
+		return zero, err
 	}
+	v, _, err := a.result()
+	return v, err
 }
 
-// Wait waits until the result is ready or ctx is done.
+// Wait waits until the result is ready or ctx is done. A result ready
+// already wins over a ctx done already, as with Get.
 func (a *AsyncResult[R]) Wait(ctx context.Context) error {
-	select {
-	case <-a.Done():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return awaitReadyFirst(ctx, a.Done())
 }
 
 // Ready reports whether the work has finished.
@@ -108,7 +104,8 @@ func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
 // ApplyAsync runs f(arg) in a worker of pool without waiting. When it
 // finishes, callback (on success) or errCallback (on failure), if not nil,
 // runs in this process; they should return quickly, as they hold up the
-// delivery of that worker's next results.
+// delivery of that worker's next results. A panic in them is recovered and
+// reported (see PoolOptions.CallbackPanic).
 func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
 	res := newAsyncResult[R]()
 	// One closure decodes and delivers the result (an allocation per
@@ -120,9 +117,9 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 		}
 		res.resolve(v, err)
 		if err != nil && errCallback != nil {
-			errCallback(err)
+			pool.runCallback(func() { errCallback(err) })
 		} else if err == nil && callback != nil {
-			callback(v)
+			pool.runCallback(func() { callback(v) })
 		}
 	}
 	b, err := encodeOne(arg)
@@ -238,7 +235,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			}
 		}})
 	}
-	prog = newProgress(f.name, len(items), progress, opts)
+	prog = newProgress(pool, f.name, len(items), progress, opts)
 	if err := pool.submit(tasks...); err != nil {
 		prog.finish()
 		res.resolve(nil, err)
@@ -295,7 +292,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		pending := map[int]chunkOut[R]{}
 		want := 0
 		var zero R
-		prog := newProgress(f.name, -1, nil, opts)
+		prog := newProgress(nil, f.name, -1, nil, opts)
 		defer prog.finish()
 		doneN := 0
 		for {
@@ -342,12 +339,16 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 			}
 			var c chunkOut[R]
 			select {
-			case c = <-results:
-				delete(inflight, c.seq)
-			case <-ctx.Done():
-				yield(zero, ctx.Err())
-				return
+			case c = <-results: // a chunk in wins over ctx done
+			default:
+				select {
+				case c = <-results:
+				case <-ctx.Done():
+					yield(zero, ctx.Err())
+					return
+				}
 			}
+			delete(inflight, c.seq)
 			if c.err == nil {
 				doneN += len(c.vals)
 				prog.report(doneN, -1)

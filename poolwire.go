@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // A pool and its workers speak a compact binary form of their own: both
@@ -130,4 +131,89 @@ func (r *taskResult) parse(b []byte) error {
 		return errBadPoolMessage
 	}
 	return nil
+}
+
+// A worker's ledger is memory it shares with its pool, so that the pool
+// can tell, once the worker is dead, what it had done: a result kept back
+// to go with others in one write (see resultSpool) would otherwise die
+// with it, and the pool would not know which task was running.
+//
+//	0   started    uint64: id of the task the worker runs or ran last,
+//	                stored before the task's code runs
+//	8   committed  uint64: bytes of result records published from 16 on
+//	16  records    [u32 len(head)][u32 len(body)][head][body], where head
+//	                is a result message as it goes on the wire, and body
+//	                its result when that travels as a message of its own
+//
+// The worker writes a record, then stores committed; once it has sent the
+// records on its connection it starts again from 0. The pool reads the
+// ledger only after the worker has exited, and trusts nothing in it: ids
+// are looked up among the tasks it sent, and every length is checked.
+const (
+	ledgerStarted   = 0
+	ledgerCommitted = 8
+	ledgerRecords   = 16
+	ledgerSize      = 512 << 10
+	ledgerRecHead   = 8 // the two lengths
+)
+
+// ledger is one side's mapping of a worker's ledger.
+type ledger struct {
+	mem       *RawArray[byte]
+	started   *atomic.Uint64
+	committed *atomic.Uint64
+	records   []byte
+}
+
+// newLedger makes the ledger of a new worker.
+func newLedger() (*ledger, error) {
+	mem, err := NewRawArray[byte](ledgerSize)
+	if err != nil {
+		return nil, err
+	}
+	return openLedger(mem)
+}
+
+// openLedger maps the ledger the pool sent.
+func openLedger(mem *RawArray[byte]) (*ledger, error) {
+	if mem == nil || mem.Len() != ledgerSize {
+		return nil, fmt.Errorf("%w: a worker ledger of the wrong size", errBadPoolMessage)
+	}
+	seg := mem.e.s.seg
+	return &ledger{mem: mem, started: seg.Uint64(headerSize + ledgerStarted),
+		committed: seg.Uint64(headerSize + ledgerCommitted), records: mem.e.e[ledgerRecords:]}, nil
+}
+
+func (l *ledger) close() { l.mem.Close() }
+
+// ledgerRecord is a result found in a dead worker's ledger.
+type ledgerRecord struct {
+	res taskResult
+	out []byte // the result, in the ledger's memory
+}
+
+// results returns the result records published, stopping at the first
+// that does not parse.
+func (l *ledger) results() []ledgerRecord {
+	recs := l.records[:min(l.committed.Load(), uint64(len(l.records)))]
+	var out []ledgerRecord
+	for len(recs) >= ledgerRecHead {
+		hl := uint64(binary.LittleEndian.Uint32(recs))
+		bl := uint64(binary.LittleEndian.Uint32(recs[4:]))
+		recs = recs[ledgerRecHead:]
+		if hl+bl > uint64(len(recs)) {
+			break
+		}
+		var r ledgerRecord
+		if r.res.parse(recs[:hl]) != nil || r.res.Split != (bl > 0) {
+			break
+		}
+		r.out = r.res.Result
+		if r.res.Split {
+			r.out = recs[hl : hl+bl]
+		}
+		out = append(out, r)
+		recs = recs[hl+bl:]
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package mp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +18,7 @@ import (
 
 // A pool worker is a child running poolWorker: it takes tasks from its Conn
 // (the pool may send several at once), runs the registered target each
-// names, one at a time, and sends back the results (see resultBatch), until
+// names, one at a time, and sends back the results (see resultSpool), until
 // its Conn reaches EOF (the pool is done with it) or it has run its quota
 // of tasks or outgrown its memory ceiling.
 
@@ -31,6 +32,7 @@ type workerArgs struct {
 	InitArg  cbor.RawMessage
 	MaxTasks int
 	MaxRSS   uint64
+	Ledger   *RawArray[byte] // see ledger
 }
 
 var poolWorker = RegisterProc("mp.poolWorker", runPoolWorker)
@@ -40,7 +42,12 @@ var errInit = errors.New("mp: pool initializer failed")
 
 func runPoolWorker(a workerArgs) error {
 	defer a.Conn.Close()
-	batch := newResultBatch(a.Conn)
+	led, err := openLedger(a.Ledger)
+	if err != nil {
+		return err
+	}
+	defer led.close()
+	batch := newResultSpool(a.Conn, led)
 	defer batch.stop()
 	if a.Init != "" {
 		if err := runInitializer(a.Init, a.InitArg); err != nil {
@@ -54,6 +61,8 @@ func runPoolWorker(a workerArgs) error {
 	var buf bytes.Buffer
 	// A buffer for large arguments, mapped in at once rather than a fault
 	// per page when the first large task comes (see internal/prefault).
+	// Results are copied out of it as they are published, so it serves
+	// every task.
 	argBuf := make([]byte, 256<<10)
 	prefault.Bytes(argBuf)
 	for done := 0; ; {
@@ -75,16 +84,13 @@ func runPoolWorker(a workerArgs) error {
 		}
 		arg := t.Arg
 		if t.Split {
-			// The last large argument's memory is free again once the
-			// results held (which may be in it) have gone: reuse it,
-			// since fresh memory costs a page fault per page.
-			if !batch.empty() {
-				argBuf = nil
-			}
 			if arg, argBuf, err = recvInto(a.Conn, argBuf); err != nil {
 				return nil
 			}
 		}
+		// From here on, if this process dies, the pool fails this task
+		// rather than run it again elsewhere: the task runs at most once.
+		led.started.Store(t.ID)
 		start := time.Now()
 		buf.Reset()
 		res := taskResult{ID: t.ID}
@@ -96,14 +102,9 @@ func runPoolWorker(a workerArgs) error {
 		var big []byte
 		if res.Err == nil {
 			if len(out) > splitAbove {
-				// Sent from where it is, once the batch goes: buf must
-				// not be written meanwhile if out is in it.
 				res.Split, big = true, out
-				if buf.Len() > 0 && &out[0] == &buf.Bytes()[0] {
-					buf = bytes.Buffer{}
-				}
 			} else {
-				res.Result = out // copied by add
+				res.Result = out
 			}
 		}
 		if batch.add(&res, big) != nil {
@@ -133,17 +134,26 @@ func recvInto(c *Conn, buf []byte) (msg, next []byte, err error) {
 	return buf[:n], buf, nil
 }
 
-// resultBatch holds a worker's results while its next task is already
-// here, to send them in one write: one system call, and one wake-up of the
-// pool's reader, for many small tasks. A timer sends them anyway after
-// holdResults, so that a slow task does not hold up the results of the
-// quick ones before it. Results are sent before the worker waits for a
-// task, so one task at a time goes back at once.
-type resultBatch struct {
+// resultSpool publishes a worker's results in its ledger the moment they
+// exist, and sends them to the pool in groups: while the worker's next
+// task is already here, results wait to go in one write (one system call,
+// and one wake-up of the pool's reader, for many small tasks). A timer
+// sends them anyway after holdResults, so that a slow task does not hold
+// up the results of the quick ones before it. Results are sent before the
+// worker waits for a task, so one task at a time goes back at once.
+//
+// A result waiting here is in the ledger, so it outlives the worker: if
+// the worker dies, the pool finds it there (see Pool.lost). A result too
+// large for the ledger is sent at once instead, before the worker starts
+// its next task.
+type resultSpool struct {
 	conn  *Conn
+	led   *ledger
 	mu    sync.Mutex
-	msgs  [][]byte
-	size  int
+	used  int      // bytes of records in the ledger
+	n     int      // results held
+	msgs  [][]byte // their messages, in the ledger
+	head  []byte   // encoding buffer
 	timer *time.Timer
 	armed bool  // the timer runs
 	err   error // the first failed write: the pool is gone
@@ -159,50 +169,62 @@ const (
 	flushCount = 16
 )
 
-func newResultBatch(c *Conn) *resultBatch {
-	b := &resultBatch{conn: c}
+func newResultSpool(c *Conn, led *ledger) *resultSpool {
+	b := &resultSpool{conn: c, led: led}
 	b.timer = time.AfterFunc(time.Hour, func() { b.flush() })
 	b.timer.Stop()
 	return b
 }
 
-// add encodes res (with big, its result sent as a message of its own) and
-// holds it.
-func (b *resultBatch) add(res *taskResult, big []byte) error {
-	msg, err := res.appendTo(nil)
+// add publishes res (with big, its result sent as a message of its own)
+// in the ledger, and sends it once enough results are held.
+func (b *resultSpool) add(res *taskResult, big []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	head, err := res.appendTo(b.head[:0])
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	if b.err != nil {
-		b.mu.Unlock()
+	if cap(head) <= 64<<10 {
+		b.head = head
+	}
+	need := ledgerRecHead + len(head) + len(big)
+	if b.used+need > len(b.led.records) && b.flushLocked() != nil {
 		return b.err
 	}
-	b.msgs = append(b.msgs, msg)
-	b.size += len(msg)
-	if big != nil {
-		b.msgs = append(b.msgs, big)
-		b.size += len(big)
+	if need > len(b.led.records) {
+		msgs := [][]byte{head}
+		if len(big) > 0 {
+			msgs = append(msgs, big)
+		}
+		b.err = b.conn.writeBatch(msgs)
+		return b.err
 	}
-	full := b.size >= flushAbove || len(b.msgs) >= flushCount
-	b.mu.Unlock()
-	if full {
-		return b.flush()
+	rec := b.led.records[b.used : b.used+need]
+	binary.LittleEndian.PutUint32(rec, uint32(len(head)))
+	binary.LittleEndian.PutUint32(rec[4:], uint32(len(big)))
+	copy(rec[ledgerRecHead:], head)
+	copy(rec[ledgerRecHead+len(head):], big)
+	b.used += need
+	b.led.committed.Store(uint64(b.used)) // published: the record is whole
+	b.msgs = append(b.msgs, rec[ledgerRecHead:ledgerRecHead+len(head)])
+	if len(big) > 0 {
+		b.msgs = append(b.msgs, rec[ledgerRecHead+len(head):])
+	}
+	b.n++
+	if b.used >= flushAbove || b.n >= flushCount {
+		return b.flushLocked()
 	}
 	return nil
 }
 
-// empty reports whether no result is held.
-func (b *resultBatch) empty() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.msgs) == 0
-}
-
 // holdFor makes sure that the results held now are sent within d.
-func (b *resultBatch) holdFor(d time.Duration) {
+func (b *resultSpool) holdFor(d time.Duration) {
 	b.mu.Lock()
-	if len(b.msgs) > 0 && !b.armed {
+	if b.n > 0 && !b.armed {
 		// Armed once per batch: resetting a timer can wake a sleeping
 		// thread to look at it, which costs more than a small task.
 		b.armed = true
@@ -212,10 +234,14 @@ func (b *resultBatch) holdFor(d time.Duration) {
 }
 
 // flush sends the results held.
-func (b *resultBatch) flush() error {
+func (b *resultSpool) flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.msgs) == 0 || b.err != nil {
+	return b.flushLocked()
+}
+
+func (b *resultSpool) flushLocked() error {
+	if b.n == 0 || b.err != nil {
 		return b.err
 	}
 	if b.armed {
@@ -223,13 +249,19 @@ func (b *resultBatch) flush() error {
 		b.armed = false
 	}
 	b.err = b.conn.writeBatch(b.msgs)
+	// Only now, with the results in the pool's socket (which keeps them
+	// if this process dies), may the ledger's records be written over.
+	if b.err == nil {
+		b.led.committed.Store(0)
+		b.used = 0
+	}
 	clear(b.msgs)
-	b.msgs, b.size = b.msgs[:0], 0
+	b.msgs, b.n = b.msgs[:0], 0
 	return b.err
 }
 
-// stop ends the timer; results not flushed are dropped.
-func (b *resultBatch) stop() { b.timer.Stop() }
+// stop ends the timer; results not sent stay in the ledger.
+func (b *resultSpool) stop() { b.timer.Stop() }
 
 func runInitializer(name string, arg []byte) *RemoteError {
 	e, ok := lookup(name)

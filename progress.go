@@ -31,7 +31,8 @@ func (f mapOptionFunc) applyMap(c *mapConfig) { f(c) }
 // growing; they stop when the call ends, with an error or not, so the last
 // one has done == total only if every item succeeded. fn should return
 // quickly: Map calls it on the goroutine that delivers results, Imap on
-// the goroutine that ranges over it.
+// the goroutine that ranges over it. A panic in fn called by Map or
+// MapAsync is recovered and reported (see PoolOptions.CallbackPanic).
 func WithProgress(fn func(done, total int)) MapOption {
 	return mapOptionFunc(func(c *mapConfig) {
 		if fn != nil {
@@ -62,14 +63,16 @@ func WithProgressBar(w io.Writer) MapOption {
 // progressReport reports the progress of one Map or Imap call to its
 // hooks and bars. A nil *progressReport does nothing.
 type progressReport struct {
+	pool  *Pool // that runs the hooks, if not the caller's goroutine
 	hooks []func(done, total int)
 	bars  []*progressBar
 }
 
 // newProgress returns the progress reporter of a call of the Func named
 // name over total items (-1: unknown), or nil if there is nothing to
-// report to. hook, if not nil, is called as well.
-func newProgress(name string, total int, hook func(done, total int), opts []MapOption) *progressReport {
+// report to. hook, if not nil, is called as well. pool, if not nil, is the
+// pool on whose goroutines the hooks run, which recovers their panics.
+func newProgress(pool *Pool, name string, total int, hook func(done, total int), opts []MapOption) *progressReport {
 	var c mapConfig
 	if hook != nil {
 		c.hooks = append(c.hooks, hook)
@@ -82,7 +85,7 @@ func newProgress(name string, total int, hook func(done, total int), opts []MapO
 	if len(c.hooks) == 0 && len(c.bars) == 0 {
 		return nil
 	}
-	p := &progressReport{hooks: c.hooks}
+	p := &progressReport{pool: pool, hooks: c.hooks}
 	for _, w := range c.bars {
 		p.bars = append(p.bars, newProgressBar(w, name, total))
 	}
@@ -96,7 +99,11 @@ func (p *progressReport) report(done, total int) {
 		return
 	}
 	for _, h := range p.hooks {
-		h(done, total)
+		if p.pool != nil {
+			p.pool.runCallback(func() { h(done, total) })
+		} else {
+			h(done, total)
+		}
 	}
 	for _, b := range p.bars {
 		b.set(done)
