@@ -155,6 +155,7 @@ func init() {
 		{"mp.ErrTooManyWaiters", ErrTooManyWaiters},
 		{"mp.ErrCancelled", ErrCancelled},
 		{"mp.ErrExecutorShutdown", ErrExecutorShutdown},
+		{"mp.ErrInvalidChunksize", ErrInvalidChunksize},
 		{"mp.ErrUnsupportedType", ErrUnsupportedType},
 		{"mp.ErrPoolClosed", ErrPoolClosed},
 		{"mp.ErrPoolTerminated", ErrPoolTerminated},

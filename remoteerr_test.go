@@ -37,6 +37,7 @@ var mpSentinels = map[string]error{
 	"ErrTooManyWaiters":       mp.ErrTooManyWaiters,
 	"ErrCancelled":            mp.ErrCancelled,
 	"ErrExecutorShutdown":     mp.ErrExecutorShutdown,
+	"ErrInvalidChunksize":     mp.ErrInvalidChunksize,
 	"ErrUnsupportedType":      mp.ErrUnsupportedType,
 	"ErrPoolClosed":           mp.ErrPoolClosed,
 	"ErrPoolTerminated":       mp.ErrPoolTerminated,
