@@ -77,8 +77,10 @@
 // # Failures
 //
 // When the server dies, every call returns an error matching
-// ErrManagerGone (and io.EOF when the connection broke) at once, including
-// calls blocked in the server. When a client process dies or closes its
+// ErrManagerGone and io.EOF at once, including calls blocked in the
+// server — except a call whose ctx has ended, which returns ctx.Err(): a
+// call that ends with its ctx always says so, whatever happened to its
+// connection meanwhile. When a client process dies or closes its
 // Manager, the server cancels its waits and gives back what it held:
 // Locks and RLocks (the next acquirer gets the lock with an
 // *mp.OwnerDiedError), the units of BoundedSemaphores it acquired, its
