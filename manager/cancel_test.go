@@ -140,3 +140,90 @@ func TestManagerGoneMatchesEOF(t *testing.T) {
 		gone(network+": call that connects", err)
 	}
 }
+
+// TestReadyWinsOverDoneCtx calls every kind of object with a ctx whose
+// deadline has passed, as Python's timeout=0 looks without waiting:
+// whatever can complete at once does and returns its result; what would
+// wait returns the ctx's error and leaves nothing behind.
+func TestReadyWinsOverDoneCtx(t *testing.T) {
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			ctx := testCtx(t)
+			m := startOn(t, network)
+			done, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+			defer cancel()
+			ready := func(what string, err error) {
+				t.Helper()
+				if err != nil {
+					t.Errorf("%s with a done ctx: %v, want it done", what, err)
+				}
+			}
+			waits := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("%s with a done ctx: %v, want DeadlineExceeded", what, err)
+				}
+			}
+			for i := range 20 { // the old failure was a coin toss
+				q := must[*manager.Queue[int]](t)(manager.NewQueue[int](ctx, m, 2))
+				ready("bounded Put with room", q.Put(done, i))
+				ready("second bounded Put with room", q.Put(done, i+1))
+				waits("Put on a full queue", q.Put(done, -1))
+				v, err := q.Get(done)
+				ready("Get of a waiting item", err)
+				equal(t, "Get", v, i)
+				equal(t, "Get", must[int](t)(q.Get(done)), i+1)
+				_, err = q.Get(done)
+				waits("Get on an empty queue", err)
+
+				l := must[*manager.Lock](t)(manager.NewLock(ctx, m))
+				ready("Lock.Acquire of a free lock", l.Acquire(done))
+				waits("Lock.Acquire of a held lock", l.Acquire(done))
+				ready("Lock.Release", l.Release(done))
+
+				rl := must[*manager.RLock](t)(manager.NewRLock(ctx, m))
+				ready("RLock.Acquire of a free lock", rl.Acquire(done))
+				ready("RLock.Acquire again by its holder", rl.Acquire(done))
+				held, depth, err := rl.Held(done)
+				ready("RLock.Held", err)
+				equal(t, "RLock held", [2]any{held, depth}, [2]any{true, 2})
+
+				s := must[*manager.Semaphore](t)(manager.NewSemaphore(ctx, m, 1))
+				ready("Semaphore.Acquire with a unit", s.Acquire(done))
+				waits("Semaphore.Acquire without", s.Acquire(done))
+				bs := must[*manager.BoundedSemaphore](t)(manager.NewBoundedSemaphore(ctx, m, 1))
+				ready("BoundedSemaphore.Acquire with a unit", bs.Acquire(done))
+
+				e := must[*manager.Event](t)(manager.NewEvent(ctx, m))
+				waits("Event.Wait of a clear event", e.Wait(done))
+				check(t, e.Set(ctx))
+				ready("Event.Wait of a set event", e.Wait(done))
+
+				c := must[*manager.Condition](t)(manager.NewCondition(ctx, m, nil))
+				ready("Condition.Acquire of a free lock", c.Acquire(done))
+				ready("Condition.Notify", c.Notify(done, 1))
+				waits("Condition.Wait", c.Wait(done))
+				// Wait took the lock back before it returned.
+				ready("Condition.Release after Wait", c.Release(ctx))
+
+				b := must[*manager.Barrier](t)(manager.NewBarrier(ctx, m, 1, 0))
+				idx, err := b.Wait(done)
+				ready("Barrier.Wait of the last party", err)
+				equal(t, "Barrier index", idx, 0)
+
+				jq := must[*manager.JoinableQueue[int]](t)(manager.NewJoinableQueue[int](ctx, m, 0))
+				ready("JoinableQueue.Join with nothing unfinished", jq.Join(done))
+
+				d := must[*manager.Dict[string, int]](t)(manager.NewDict[string, int](ctx, m))
+				ready("Dict.Set", d.Set(done, "k", i))
+				v, ok, err := d.Get(done, "k")
+				ready("Dict.Get", err)
+				equal(t, "Dict.Get", [2]any{v, ok}, [2]any{i, true})
+				if t.Failed() {
+					break
+				}
+			}
+			waitFor(t, func() bool { return serverWaiters(t, m) == 0 })
+		})
+	}
+}

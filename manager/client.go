@@ -197,11 +197,10 @@ type cconn struct {
 
 var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
 
-// get takes an idle connection, or makes one.
+// get takes an idle connection, or makes one. It does so even when ctx has
+// ended: a call whose ctx is done is still made, to return what is ready
+// without waiting (see roundTrip).
 func (c *client) get(ctx context.Context) (*cconn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -488,9 +487,10 @@ func (cc *cconn) recv() ([]byte, error) {
 }
 
 // roundTrip sends the request built in wb and reads the reply into items.
-// When ctx ends first, the server is asked to cancel the request; if it
-// does not answer within cancelGrace, the connection is given up and the
-// call returns ctx.Err().
+// When ctx ends first — or has already ended: the request is made all the
+// same, so that a result ready at once wins over a done ctx — the server
+// is asked to cancel the request; if it does not answer within
+// cancelGrace, the connection is given up and the call returns ctx.Err().
 func (cc *cconn) roundTrip(ctx context.Context) error { return cc.exchange(ctx, true) }
 
 // exchange is roundTrip, with a cancel request when ctx ends only if

@@ -38,7 +38,8 @@
 // Barrier.Wait... — waits in the server; when its ctx ends, the server is
 // told and stops waiting for it, so that a cancelled call leaves nothing
 // behind (see each method for what happens to a result that was ready at
-// that moment).
+// that moment). A call whose ctx has already ended looks without waiting,
+// as Python's timeout=0 does: what is ready wins over the done ctx.
 //
 // # Proxies in other processes
 //

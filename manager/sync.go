@@ -13,6 +13,17 @@ import (
 // manager is told, stops waiting for this caller, and the call returns
 // ctx.Err() — unless the operation completed first, in which case it
 // returns its result as usual.
+//
+// A call made with a ctx that has already ended is still made, as one
+// with Python's timeout=0: it looks without waiting. What can complete at
+// once does and returns its result (a Get of a waiting item, an Acquire
+// of a free lock, a Put into a queue with room, a Wait on a set Event, the
+// last party's Barrier Wait, and every call that never waits); what would
+// wait returns ctx.Err() and leaves nothing behind, as if cancelled at
+// once: a Condition's Wait takes its lock back before it returns, and a
+// Barrier's Wait by another party breaks the barrier, as Python's do with
+// timeout=0. So a loop that stops only on an error (Put into an unbounded
+// queue, say) does not stop when its ctx ends: test ctx.Err() too.
 
 // ---- Queue ----
 
