@@ -197,6 +197,9 @@ type cconn struct {
 
 var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
 
+// ackMsg acknowledges the item of a queue's Get reply (see take).
+var ackMsg = appendUint(appendUint(appendHead(nil, 4, 2), opAck), 0)
+
 // get takes an idle connection, or makes one. It does so even when ctx has
 // ended: a call whose ctx is done is still made, to return what is ready
 // without waiting (see roundTrip).
@@ -493,6 +496,10 @@ func (cc *cconn) recv() ([]byte, error) {
 // cancelGrace, the connection is given up and the call returns ctx.Err().
 func (cc *cconn) roundTrip(ctx context.Context) error { return cc.exchange(ctx, true) }
 
+// testHookSent, set by tests only (see export_test.go), runs once a
+// request has been sent, before its reply is read.
+var testHookSent atomic.Pointer[func()]
+
 // exchange is roundTrip, with a cancel request when ctx ends only if
 // cancel is set (otherwise the caller bounds the exchange). A connection
 // that fails after ctx has ended fails with ctx's error.
@@ -500,6 +507,9 @@ func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
 	if err := cc.c.SendBytes(cc.wb.Bytes()); err != nil {
 		cc.broken = true
 		return cc.cl.broke(ctx, err)
+	}
+	if h := testHookSent.Load(); h != nil {
+		(*h)()
 	}
 	var w *cancelWatch
 	if cancel && ctx.Done() != nil {
@@ -530,6 +540,19 @@ func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
 		return nil
 	}
 	return cc.replyError(ctx)
+}
+
+// ack acknowledges the item of the queue's Get reply just received, which
+// then is the caller's: the server puts it back into its queue if the
+// connection ends before the ack arrives. Nothing answers the ack; a
+// connection that fails to carry it fails the call (the item is then not
+// the caller's).
+func (cc *cconn) ack(ctx context.Context) error {
+	if err := cc.c.SendBytes(ackMsg); err != nil {
+		cc.broken = true
+		return cc.cl.broke(ctx, err)
+	}
+	return nil
 }
 
 // A cancelWatch asks the server to cancel the request under way when ctx
