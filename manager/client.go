@@ -187,12 +187,13 @@ func clientFor(t *token) *client {
 
 // cconn is the client's side of one connection.
 type cconn struct {
-	cl     *client
-	c      *link
-	wb     bytes.Buffer
-	rb     []byte
-	items  [][]byte
-	broken bool
+	cl      *client
+	c       *link
+	wb      bytes.Buffer
+	rb      []byte
+	items   [][]byte
+	replied bool // the last request was answered
+	broken  bool
 }
 
 var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
@@ -504,6 +505,7 @@ var testHookSent atomic.Pointer[func()]
 // cancel is set (otherwise the caller bounds the exchange). A connection
 // that fails after ctx has ended fails with ctx's error.
 func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
+	cc.replied = false
 	if err := cc.c.SendBytes(cc.wb.Bytes()); err != nil {
 		cc.broken = true
 		return cc.cl.broke(ctx, err)
@@ -529,13 +531,14 @@ func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
 	cc.items, err = splitMessage(cc.items[:0], msg)
 	if err != nil || len(cc.items) == 0 {
 		cc.broken = true
-		return &goneError{errMalformedReply}
+		return cc.cl.broke(ctx, errMalformedReply)
 	}
 	status, _, err := readUint(cc.items[0])
+	cc.replied = err == nil
 	switch {
 	case err != nil:
 		cc.broken = true
-		return &goneError{errMalformedReply}
+		return cc.cl.broke(ctx, errMalformedReply)
 	case status == statusOK:
 		return nil
 	}
@@ -734,7 +737,9 @@ func (r *ref) call(ctx context.Context, op uint64, args ...any) (*cconn, error) 
 		}
 	}
 	if err := cc.roundTrip(ctx); err != nil {
-		if !errors.Is(err, ErrNoObject) && !errors.Is(err, ErrManagerGone) && !errors.Is(err, mp.ErrClosed) {
+		// The server recorded the reference if it answered, unless to
+		// say that the object is gone.
+		if cc.replied && !errors.Is(err, ErrNoObject) {
 			r.refd.Store(true)
 		}
 		r.done(cc)
