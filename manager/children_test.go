@@ -326,20 +326,31 @@ var addInChild = mp.RegisterProc("manager_test.addInChild", func(c *manager.Prox
 	return err
 })
 
+// TestRegisterTypePanics makes each documented registration mistake: each
+// panics, with a message that says what is wrong (for one type under a
+// second name, the name it already has).
 func TestRegisterTypePanics(t *testing.T) {
-	for name, f := range map[string]func(){
-		"reserved":  func() { manager.RegisterType("dict", newCounter) },
-		"duplicate": func() { manager.RegisterType("manager_test.counter", newCounter) },
-		"missing":   func() { manager.RegisterType("manager_test.x", newCounter, "Nope") },
-		"nil":       func() { manager.RegisterType[counter, int]("manager_test.y", nil) },
+	for name, c := range map[string]struct {
+		f    func()
+		want string
+	}{
+		"reserved":  {func() { manager.RegisterType("dict", newCounter) }, `"dict"`},
+		"duplicate": {func() { manager.RegisterType("manager_test.counter", newCounter) }, "manager_test.counter"},
+		"missing":   {func() { manager.RegisterType("manager_test.x", newCounter, "Nope") }, "Nope"},
+		"nil":       {func() { manager.RegisterType[counter, int]("manager_test.y", nil) }, "nil"},
+		"type twice": {func() { manager.RegisterType("manager_test.counter2", newCounter) },
+			`already registered as "manager_test.counter"`},
 	} {
 		func() {
 			defer func() {
-				if recover() == nil {
+				r := recover()
+				if r == nil {
 					t.Errorf("%s: no panic", name)
+				} else if msg := fmt.Sprint(r); !strings.Contains(msg, c.want) {
+					t.Errorf("%s: panic %q does not say %q", name, msg, c.want)
 				}
 			}()
-			f()
+			c.f()
 		}()
 	}
 }

@@ -22,8 +22,11 @@ import (
 
 var (
 	// ErrManagerGone is returned by a proxy call when the manager cannot be
-	// reached any more: its process ended (the error then also matches
-	// io.EOF), it closed the connection, or it cannot be connected to.
+	// reached any more: its process ended, it closed the connection, or it
+	// cannot be connected to. Such an error always matches io.EOF too (the
+	// end of the connection), and unwraps to what the connection reported
+	// (a reset, a refused connection...). A call whose ctx has ended never
+	// returns it: it returns ctx.Err() instead.
 	ErrManagerGone = errors.New("manager: the manager is gone")
 	// ErrNoObject is returned for an object that the manager no longer
 	// holds: it was released, or the proxy comes from an earlier run of
@@ -50,8 +53,45 @@ var (
 )
 
 // cancelGrace is how long a call whose ctx ended waits for the server to
-// answer its cancel before it gives up on the connection.
+// answer its cancel, or for a connection being made to be ready, before it
+// gives up on the connection.
 const cancelGrace = 2 * time.Second
+
+// goneError is the error of a call whose connection to the manager broke:
+// it matches ErrManagerGone and io.EOF, whatever the connection reported,
+// and unwraps to that.
+type goneError struct{ cause error }
+
+func (e *goneError) Error() string { return ErrManagerGone.Error() + ": " + e.cause.Error() }
+
+func (e *goneError) Is(target error) bool { return target == ErrManagerGone || target == io.EOF }
+
+func (e *goneError) Unwrap() error { return e.cause }
+
+// graceful returns a context with ctx's values that ends cancelGrace after
+// ctx does: the bound of the steps of a call that cannot be cut short
+// without losing the connection (making it, and its handshake).
+func graceful(ctx context.Context) (context.Context, context.CancelFunc) {
+	g, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var (
+		mu sync.Mutex
+		t  *time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		t = time.AfterFunc(cancelGrace, cancel)
+		mu.Unlock()
+	})
+	return g, func() {
+		stop()
+		mu.Lock()
+		if t != nil {
+			t.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
 
 // maxIdle is the number of idle connections a client keeps per manager.
 const maxIdle = 16
@@ -149,20 +189,24 @@ func clientFor(t *token) *client {
 
 // cconn is the client's side of one connection.
 type cconn struct {
-	cl     *client
-	c      *link
-	wb     bytes.Buffer
-	rb     []byte
-	items  [][]byte
-	broken bool
+	cl      *client
+	c       *link
+	wb      bytes.Buffer
+	rb      []byte
+	items   [][]byte
+	replied bool // the last request was answered
+	broken  bool
 }
 
 var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
 
+// ackMsg acknowledges the item of a queue's Get reply (see take).
+var ackMsg = appendUint(appendUint(appendHead(nil, 4, 2), opAck), 0)
+
+// get takes an idle connection, or makes one. It does so even when ctx has
+// ended: a call whose ctx is done is still made, to return what is ready
+// without waiting (see roundTrip).
 func (c *client) get(ctx context.Context) (*cconn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -178,14 +222,20 @@ func (c *client) get(ctx context.Context) (*cconn, error) {
 	return c.dial(ctx)
 }
 
-// dial opens a connection and says hello.
+// dial opens a connection, says hello and, over a unix socket, moves it
+// onto rings. Making a connection is not waiting: it goes on for up to
+// cancelGrace after ctx ends, so that a call made with a short or an ended
+// ctx still gets its look at the object (the connection then serves the
+// next calls too). If it fails once ctx has ended, the error is ctx's.
 func (c *client) dial(ctx context.Context) (*cconn, error) {
-	conn, err := connection.Dialer{TLS: c.tls}.Dial(ctx, c.network, c.address, c.key)
+	dctx, cancel := graceful(ctx)
+	defer cancel()
+	conn, err := connection.Dialer{TLS: c.tls}.Dial(dctx, c.network, c.address, c.key)
 	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, mp.ErrAuthentication) {
+		if errors.Is(err, mp.ErrAuthentication) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %w", ErrManagerGone, err)
+		return nil, c.broke(ctx, err)
 	}
 	cc := &cconn{cl: c, c: newLink(conn)}
 	c.mu.Lock()
@@ -196,6 +246,31 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 	}
 	c.all[cc] = struct{}{}
 	c.mu.Unlock()
+	// The handshake's requests are not cancelled with a cancel request
+	// (the server reads the memory of the rings right after the upgrade's
+	// reply, and would take the cancel for it): the connection is closed
+	// instead when dctx ends.
+	stop := context.AfterFunc(dctx, func() { cc.c.Close() })
+	err = cc.handshake(dctx)
+	if !stop() && err == nil {
+		err = dctx.Err()
+	}
+	if err != nil {
+		cc.broken = true
+		c.put(cc)
+		if ctx.Err() != nil && !c.isClosed() {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return cc, nil
+}
+
+// handshake says hello on a new connection (naming the session) and, over
+// a unix socket, moves it onto rings. ctx only maps the errors: dial bounds
+// the handshake.
+func (cc *cconn) handshake(ctx context.Context) error {
+	c := cc.cl
 	cc.start(opHello, 0, 5)
 	b := cc.wb.AvailableBuffer()
 	b = append(appendHead(b, 2, uint64(len(c.sid))), c.sid[:]...)
@@ -204,17 +279,13 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 	b = appendText(b, c.network)
 	b = appendText(b, c.address)
 	cc.wb.Write(b)
-	if err := cc.roundTrip(ctx); err != nil {
-		cc.broken = true
-		c.put(cc)
-		return nil, err
+	if err := cc.exchange(ctx, false); err != nil {
+		return err
 	}
 	inst, _, err1 := readUint(cc.item(1))
 	pid, _, err2 := readUint(cc.item(2))
 	if err1 != nil || err2 != nil {
-		cc.broken = true
-		c.put(cc)
-		return nil, errors.New("manager: malformed hello reply")
+		return errors.New("manager: malformed hello reply")
 	}
 	if limit, _, err := readUint(cc.item(3)); err == nil {
 		cc.c.maxSend = int64(limit)
@@ -224,20 +295,14 @@ func (c *client) dial(ctx context.Context) (*cconn, error) {
 	if c.instance.Load() != inst {
 		// The server was restarted at the same address: this session's
 		// state is gone with the first one.
-		cc.broken = true
-		c.put(cc)
-		return nil, fmt.Errorf("%w: the manager at %s was restarted", ErrManagerGone, c.address)
+		return &goneError{fmt.Errorf("the manager at %s was restarted", c.address)}
 	}
 	// Shared memory is passed as a descriptor, which cannot go through
 	// TLS: such connections stay on their socket.
 	if c.network == "unix" && c.tls == nil {
-		if err := cc.upgrade(ctx); err != nil {
-			cc.broken = true
-			c.put(cc)
-			return nil, err
-		}
+		return cc.upgrade(ctx)
 	}
-	return cc, nil
+	return nil
 }
 
 // upgrade moves the connection onto rings in shared memory (opUpgrade):
@@ -250,7 +315,7 @@ func (cc *cconn) upgrade(ctx context.Context) error {
 		return nil // no shared memory here: the socket will do
 	}
 	cc.start(opUpgrade, 0, 0)
-	if err := cc.roundTrip(ctx); err != nil {
+	if err := cc.exchange(ctx, false); err != nil {
 		mem.Close()
 		if errors.Is(err, ErrManagerGone) || ctx.Err() != nil {
 			return err
@@ -261,7 +326,7 @@ func (cc *cconn) upgrade(ctx context.Context) error {
 	// the request (a bytes message drops the handles that come with it).
 	if err := cc.c.sock.Send(mem); err != nil {
 		mem.Close()
-		return cc.cl.gone(err)
+		return cc.cl.broke(ctx, err)
 	}
 	if err := cc.c.useRing(mem, true); err != nil {
 		mem.Close()
@@ -433,18 +498,33 @@ func (cc *cconn) recv() ([]byte, error) {
 }
 
 // roundTrip sends the request built in wb and reads the reply into items.
-// When ctx ends first, the server is asked to cancel the request; if it
-// does not answer within cancelGrace, the connection is given up.
-func (cc *cconn) roundTrip(ctx context.Context) error {
+// When ctx ends first — or has already ended: the request is made all the
+// same, so that a result ready at once wins over a done ctx — the server
+// is asked to cancel the request; if it does not answer within
+// cancelGrace, the connection is given up and the call returns ctx.Err().
+func (cc *cconn) roundTrip(ctx context.Context) error { return cc.exchange(ctx, true) }
+
+// testHookSent, set by tests only (see export_test.go), runs once a
+// request has been sent, before its reply is read.
+var testHookSent atomic.Pointer[func()]
+
+// exchange is roundTrip, with a cancel request when ctx ends only if
+// cancel is set (otherwise the caller bounds the exchange). A connection
+// that fails after ctx has ended fails with ctx's error.
+func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
+	cc.replied = false
 	if err := cc.c.SendBytes(cc.wb.Bytes()); err != nil {
 		if errors.Is(err, mp.ErrMessageTooLong) {
 			return err // not sent: the connection is as it was
 		}
 		cc.broken = true
-		return cc.cl.gone(err)
+		return cc.cl.broke(ctx, err)
+	}
+	if h := testHookSent.Load(); h != nil {
+		(*h)()
 	}
 	var w *cancelWatch
-	if ctx.Done() != nil {
+	if cancel && ctx.Done() != nil {
 		w = cc.watch(ctx)
 	}
 	msg, err := cc.recv()
@@ -453,32 +533,39 @@ func (cc *cconn) roundTrip(ctx context.Context) error {
 		if !w.grace.Stop() {
 			cc.broken = true // closed for want of an answer
 		}
-		if err != nil {
-			cc.broken = true
-			if cc.cl.isClosed() {
-				return mp.ErrClosed
-			}
-			return ctx.Err()
-		}
 	}
 	if err != nil {
 		cc.broken = true
-		return cc.cl.gone(err)
+		return cc.cl.broke(ctx, err)
 	}
 	cc.items, err = splitMessage(cc.items[:0], msg)
 	if err != nil || len(cc.items) == 0 {
 		cc.broken = true
-		return fmt.Errorf("%w: malformed reply", ErrManagerGone)
+		return cc.cl.broke(ctx, errMalformedReply)
 	}
 	status, _, err := readUint(cc.items[0])
+	cc.replied = err == nil
 	switch {
 	case err != nil:
 		cc.broken = true
-		return fmt.Errorf("%w: malformed reply", ErrManagerGone)
+		return cc.cl.broke(ctx, errMalformedReply)
 	case status == statusOK:
 		return nil
 	}
 	return cc.replyError(ctx)
+}
+
+// ack acknowledges the item of the queue's Get reply just received, which
+// then is the caller's: the server puts it back into its queue if the
+// connection ends before the ack arrives. Nothing answers the ack; a
+// connection that fails to carry it fails the call (the item is then not
+// the caller's).
+func (cc *cconn) ack(ctx context.Context) error {
+	if err := cc.c.SendBytes(ackMsg); err != nil {
+		cc.broken = true
+		return cc.cl.broke(ctx, err)
+	}
+	return nil
 }
 
 // A cancelWatch asks the server to cancel the request under way when ctx
@@ -500,16 +587,26 @@ func (cc *cconn) watch(ctx context.Context) *cancelWatch {
 	return w
 }
 
+var errMalformedReply = errors.New("malformed reply")
+
+// broke is the error of a call whose connection failed with err:
+// mp.ErrClosed once the client is closed, ctx's error once ctx has ended
+// (the connection may have been given up for it), otherwise the manager
+// is gone.
+func (c *client) broke(ctx context.Context, err error) error {
+	if c.isClosed() {
+		return mp.ErrClosed
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return c.gone(err)
+}
+
 // gone wraps the error of a connection that failed. The server is gone,
 // or the connection was given up: the idle connections are closed too
 // (the next call dials afresh, and fails if the server is gone).
 func (c *client) gone(err error) error {
-	if c.isClosed() {
-		return mp.ErrClosed
-	}
-	if errors.Is(err, mp.ErrClosed) {
-		err = io.EOF
-	}
 	c.mu.Lock()
 	idle := c.idle
 	c.idle = nil
@@ -520,7 +617,7 @@ func (c *client) gone(err error) error {
 	for _, cc := range idle {
 		cc.c.Close()
 	}
-	return fmt.Errorf("%w: %w", ErrManagerGone, err)
+	return &goneError{err}
 }
 
 // replyError makes the error of an error reply.
@@ -652,7 +749,9 @@ func (r *ref) call(ctx context.Context, op uint64, args ...any) (*cconn, error) 
 		}
 	}
 	if err := cc.roundTrip(ctx); err != nil {
-		if !errors.Is(err, ErrNoObject) && !errors.Is(err, ErrManagerGone) && !errors.Is(err, mp.ErrClosed) {
+		// The server recorded the reference if it answered, unless to
+		// say that the object is gone.
+		if cc.replied && !errors.Is(err, ErrNoObject) {
 			r.refd.Store(true)
 		}
 		r.done(cc)

@@ -68,9 +68,14 @@ var (
 // by several clients must be safe for concurrent use.
 //
 // Only registered types and their exposed methods can be invoked: nothing
-// received from a connection names any other code. Registering a name
-// twice, a name of the SyncManager types, or a method that does not exist
-// or cannot travel (it takes or returns a channel or a function) panics.
+// received from a connection names any other code.
+//
+// Registration mistakes are programming errors and panic, as mp.Register's
+// do: registering a name twice, a name of the SyncManager types, a nil
+// newFn, a method that does not exist or cannot travel (it takes or
+// returns a channel or a function), or one Go type under two names — a
+// type has one name, under which the server serves the *T its methods
+// return, and by which a *T argument finds its object.
 func RegisterType[T, A any](name string, newFn func(A) (*T, error), methods ...string) *Type[T, A] {
 	if name == "" || builtinKinds[name] {
 		panic(fmt.Sprintf("manager: RegisterType: bad or reserved name %q", name))
@@ -118,8 +123,8 @@ func RegisterType[T, A any](name string, newFn func(A) (*T, error), methods ...s
 	if _, dup := types.byName[name]; dup {
 		panic("manager: type " + name + " registered twice")
 	}
-	if _, dup := types.byPtr[ptr]; dup {
-		panic(fmt.Sprintf("manager: %v registered twice", ptr))
+	if prev, dup := types.byPtr[ptr]; dup {
+		panic(fmt.Sprintf("manager: RegisterType %s: %v is already registered as %q (a type has one name)", name, ptr, prev.name))
 	}
 	types.byName[name] = ti
 	types.byPtr[ptr] = ti

@@ -42,7 +42,8 @@
 // Barrier.Wait... — waits in the server; when its ctx ends, the server is
 // told and stops waiting for it, so that a cancelled call leaves nothing
 // behind (see each method for what happens to a result that was ready at
-// that moment).
+// that moment). A call whose ctx has already ended looks without waiting,
+// as Python's timeout=0 does: what is ready wins over the done ctx.
 //
 // # Proxies in other processes
 //
@@ -81,8 +82,10 @@
 // # Failures
 //
 // When the server dies, every call returns an error matching
-// ErrManagerGone (and io.EOF when the connection broke) at once, including
-// calls blocked in the server. When a client process dies or closes its
+// ErrManagerGone and io.EOF at once, including calls blocked in the
+// server — except a call whose ctx has ended, which returns ctx.Err(): a
+// call that ends with its ctx always says so, whatever happened to its
+// connection meanwhile. When a client process dies or closes its
 // Manager, the server cancels its waits and gives back what it held:
 // Locks and RLocks (the next acquirer gets the lock with an
 // *mp.OwnerDiedError), the units of BoundedSemaphores it acquired, its

@@ -6,3 +6,7 @@ func OpenConns(m *Manager) int {
 	defer m.c.mu.Unlock()
 	return len(m.c.all)
 }
+
+// SetTestHookSent makes f run in this process each time a proxy has sent
+// a request, before it reads the reply.
+func SetTestHookSent(f func()) { testHookSent.Store(&f) }

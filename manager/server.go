@@ -448,6 +448,7 @@ type sconn struct {
 	x        call
 	pmu      sync.Mutex
 	pend     *pending
+	unacked  delivery       // guarded by pmu
 	wg       sync.WaitGroup // waiting operations
 	shutdown bool
 }
@@ -540,6 +541,10 @@ func (s *Server) serveConn(c *sconn) {
 		if p != nil {
 			break // a request while one is in flight
 		}
+		c.acked() // an ack, or a request after the reply, acknowledges it
+		if op == opAck {
+			continue
+		}
 		c.serve(op, id, c.args[2:])
 		if c.shutdown {
 			s.stop()
@@ -556,6 +561,7 @@ func (s *Server) serveConn(c *sconn) {
 	}
 	c.pmu.Unlock()
 	c.wg.Wait()
+	c.undeliver()
 	s.leave(c.sess)
 }
 

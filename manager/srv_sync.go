@@ -747,6 +747,75 @@ func (q *queueObj) enter(it []byte) {
 	q.push(it)
 }
 
+// putBack returns an item that a getter took but never received to the
+// front of the queue, or to the longest-waiting getter; it still counts as
+// unfinished. It reports false, leaving the item to the caller, if the
+// queue has been freed. Called with mu held.
+func (q *queueObj) putBack(it []byte) bool {
+	if q.gone.isClosed() {
+		return false
+	}
+	if len(q.getters) > 0 {
+		var w *waiter
+		w, q.getters = popWaiter(q.getters)
+		w.item = it
+		w.grant()
+		return true
+	}
+	q.items = append(q.items[:q.head], append([][]byte{it}, q.items[q.head:]...)...)
+	return true
+}
+
+// A delivery is an item that a Get took from a queue and sent to a client
+// that has not acknowledged it yet. The proxy acknowledges it just before
+// its Get returns; if the connection ends first, the item goes back to the
+// front of its queue (see Queue for the guarantee this gives).
+type delivery struct {
+	q  *queueObj
+	it []byte
+}
+
+// deliver records that it, taken from q, is being sent on c; the
+// connection's previous delivery was acknowledged before this request was
+// served.
+func (c *sconn) deliver(q *queueObj, it []byte) {
+	c.pmu.Lock()
+	c.unacked = delivery{q, it}
+	c.pmu.Unlock()
+}
+
+// settle takes c's delivery away, to settle it.
+func (c *sconn) settle() delivery {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	d := c.unacked
+	c.unacked = delivery{}
+	return d
+}
+
+// acked makes the item sent on c, if any, the client's: it leaves the
+// server, with the references its tokens held.
+func (c *sconn) acked() {
+	if d := c.settle(); d.q != nil && mayHoldTokens(d.it) {
+		c.s.dropped([][]byte{d.it})
+	}
+}
+
+// undeliver puts the item sent on c and never acknowledged back into its
+// queue: the connection has ended.
+func (c *sconn) undeliver() {
+	d := c.settle()
+	if d.q == nil {
+		return
+	}
+	d.q.mu.Lock()
+	back := d.q.putBack(d.it)
+	d.q.mu.Unlock()
+	if !back && mayHoldTokens(d.it) {
+		c.s.dropped([][]byte{d.it})
+	}
+}
+
 // refill lets the longest-waiting putter in after a Get made room.
 func (q *queueObj) refill() {
 	if len(q.putters) > 0 && (q.maxsize == 0 || q.size() < q.maxsize) {
@@ -811,12 +880,13 @@ func (q *queueObj) handle(x *call) waitFn {
 			}
 		}
 	case opQueueGet, opQueueTryGet:
+		c := x.c
 		if q.size() > 0 {
 			it := q.pop()
 			q.refill()
 			r.ok()
 			r.value(it)
-			r.drop(it)
+			c.deliver(q, it)
 			return nil
 		}
 		if x.op == opQueueTryGet {
@@ -831,21 +901,15 @@ func (q *queueObj) handle(x *call) waitFn {
 			defer q.mu.Unlock()
 			switch {
 			case w.granted && p.isDead():
-				// Nobody will receive the item: put it back in front
-				// (it still counts as unfinished).
-				if len(q.getters) > 0 {
-					var w2 *waiter
-					w2, q.getters = popWaiter(q.getters)
-					w2.item = w.item
-					w2.grant()
-				} else {
-					q.items = append(q.items[:q.head], append([][]byte{w.item}, q.items[q.head:]...)...)
+				// Nobody will receive the item.
+				if !q.putBack(w.item) {
+					r.drop(w.item)
 				}
 				cancelled(r)
 			case w.granted:
 				r.ok()
 				r.value(w.item)
-				r.drop(w.item)
+				c.deliver(q, w.item)
 			case q.gone.isClosed():
 				noObject(r)
 			default:

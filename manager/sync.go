@@ -13,6 +13,17 @@ import (
 // manager is told, stops waiting for this caller, and the call returns
 // ctx.Err() — unless the operation completed first, in which case it
 // returns its result as usual.
+//
+// A call made with a ctx that has already ended is still made, as one
+// with Python's timeout=0: it looks without waiting. What can complete at
+// once does and returns its result (a Get of a waiting item, an Acquire
+// of a free lock, a Put into a queue with room, a Wait on a set Event, the
+// last party's Barrier Wait, and every call that never waits); what would
+// wait returns ctx.Err() and leaves nothing behind, as if cancelled at
+// once: a Condition's Wait takes its lock back before it returns, and a
+// Barrier's Wait by another party breaks the barrier, as Python's do with
+// timeout=0. So a loop that stops only on an error (Put into an unbounded
+// queue, say) does not stop when its ctx ends: test ctx.Err() too.
 
 // ---- Queue ----
 
@@ -21,8 +32,21 @@ import (
 // put them; getters waiting for items are served in the order they
 // arrived.
 //
-// An item taken by a Get whose caller dies before receiving the reply is
-// put back at the front of the queue.
+// An item is never lost and never delivered twice when a getter's process
+// dies (or its connection to the manager breaks) during a Get or TryGet:
+// the manager keeps the item it sent until the proxy acknowledges it,
+// which the proxy does once it has received and decoded the item, just
+// before Get returns; if the getter ends before that, the item goes back
+// to the front of the queue (to the longest-waiting getter, if one waits)
+// and still counts as unfinished in a JoinableQueue. So an item whose Get
+// returned it is never delivered again, and an item whose Get did not
+// return is delivered again — except in one window: a process killed
+// after the acknowledgement left and before Get returned (no code of the
+// caller runs there) loses the item, as one killed just after Get
+// returned would. A Get that returns an error other than a decoding error
+// did not take the item; one that failed to decode it did (it is not
+// delivered again, since it would fail the same way). The acknowledgement
+// is one more message per Get, with no reply.
 type Queue[T any] struct{ r ref }
 
 // NewQueue makes a Queue on m's server holding at most maxsize items (0:
@@ -40,13 +64,31 @@ func (q *Queue[T]) TryPut(ctx context.Context, v T) error { return q.r.do(ctx, o
 // Get removes and returns the oldest item, waiting for one until ctx
 // ends.
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
-	return result[T](ctx, &q.r, 1, opQueueGet)
+	return take[T](ctx, &q.r, opQueueGet)
 }
 
 // TryGet removes and returns the oldest item if there is one, else
 // returns mp.ErrEmpty.
 func (q *Queue[T]) TryGet(ctx context.Context) (T, error) {
-	return result[T](ctx, &q.r, 1, opQueueTryGet)
+	return take[T](ctx, &q.r, opQueueTryGet)
+}
+
+// take is a Get (op): it decodes the item received, then acknowledges it
+// (see Queue).
+func take[T any](ctx context.Context, r *ref, op uint64) (T, error) {
+	var v T
+	cc, err := r.call(ctx, op)
+	if err != nil {
+		return v, err
+	}
+	err = cc.decode(1, &v)
+	if aerr := cc.ack(ctx); aerr != nil {
+		r.done(cc)
+		var zero T
+		return zero, aerr
+	}
+	r.done(cc)
+	return v, err
 }
 
 // Qsize returns the number of items in the queue.

@@ -23,6 +23,11 @@ import (
 // result if the operation completed first. A cancel that arrives when
 // nothing waits is ignored.
 //
+// An item that a Get (or TryGet) takes from a queue stays the server's
+// until the client acknowledges the reply with [opAck, 0], which has no
+// reply (any later request acknowledges it too): if the connection ends
+// first, the item goes back to the front of its queue.
+//
 // The first request on every connection is a hello naming the client's
 // session: connections of one session (one process's use of one manager)
 // share what it holds — locks, semaphore units, references to objects —
@@ -123,6 +128,9 @@ const (
 	// the memory; the reply comes over the socket, and everything after it
 	// over the rings.
 	opUpgrade
+
+	// opAck acknowledges the item of a queue's Get reply (see above).
+	opAck
 
 	numOps
 )
