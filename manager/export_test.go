@@ -10,3 +10,6 @@ func OpenConns(m *Manager) int {
 // SetTestHookSent makes f run in this process each time a proxy has sent
 // a request, before it reads the reply.
 func SetTestHookSent(f func()) { testHookSent.Store(&f) }
+
+// Hello is a valid hello request of this protocol version.
+var Hello = fuzzHello

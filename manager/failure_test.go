@@ -298,7 +298,7 @@ func TestBadInput(t *testing.T) {
 
 	// Authenticated garbage: the server hangs up on that connection only.
 	rng := rand.New(rand.NewPCG(1, 2))
-	hello := []byte{0x87, 0x01, 0x00, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x01, 0x01, 0x64, 'u', 'n', 'i', 'x', 0x60}
+	hello := manager.Hello
 	msgs := [][]byte{
 		{},
 		{0xff},

@@ -134,7 +134,12 @@ func (e *fuzzEnv) realID(req []byte) []byte {
 	return b
 }
 
-var fuzzHello = []byte{0x87, 0x01, 0x00, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x01, 0x01, 0x64, 'u', 'n', 'i', 'x', 0x60}
+// fuzzHello is a hello request: session 1…16, pid 1, this protocol's
+// version, network "unix", address "".
+var fuzzHello = slices.Concat(
+	[]byte{0x87, 0x01, 0x00, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x01},
+	appendUint(nil, protocolVersion),
+	[]byte{0x64, 'u', 'n', 'i', 'x', 0x60})
 
 // FuzzRequest sends arbitrary requests to a live server: it must neither
 // crash nor stop serving. Each request goes on a connection of its own,

@@ -37,7 +37,11 @@ import (
 // and values are encoded deterministically (sorted map keys, shortest
 // numbers) so that equal values are equal bytes.
 
-const protocolVersion = 1
+// protocolVersion is 2 since a Get's item stays the server's until the
+// client acknowledges it (opAck) and the hello reply gives the server's
+// message limit: a version-1 client never acknowledges, so the last item
+// it took would go back to its queue when it hung up.
+const protocolVersion = 2
 
 // Request operations. flagRef, or-ed into op, asks the server to record a
 // reference to the object for the session (the first use of a proxy that
