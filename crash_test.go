@@ -10,11 +10,18 @@ import (
 )
 
 // stopAt returns a crash-point function (see mp.SetCrashPointForTest) that
-// stops the calling process with SIGSTOP at the point named where, so that
-// the parent can kill it exactly there.
-func stopAt(where string) func(string) {
+// stops the calling process with SIGSTOP the first time it reaches the
+// point named where, so that the parent can kill it exactly there.
+func stopAt(where string) func(string) { return stopAtNth(where, 0) }
+
+// stopAtNth is stopAt at the point's n+1st passage.
+func stopAtNth(where string, n int) func(string) {
 	return func(w string) {
 		if w != where {
+			return
+		}
+		if n > 0 {
+			n--
 			return
 		}
 		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
