@@ -538,7 +538,7 @@ func peekReadable(fd uintptr) (ready bool, err error) {
 		case unix.EAGAIN:
 			return false, nil
 		}
-		return true, errno
+		return true, os.NewSyscallError("recv", errno)
 	}
 }
 
