@@ -105,15 +105,26 @@ const MaxConditionWaiters = 1024
 //     Acquire, or the lock's retaking at the end of Wait, takes it over
 //     and returns an *OwnerDiedError (errors.Is ErrOwnerDied) with the
 //     lock held.
-//   - A waiter that dies leaves its slot behind. Notify does not check
-//     whether waiters are alive (that costs system calls), so it may hand
-//     a notification to a dead waiter; the waiters still alive check the
-//     others' slots now and then (after 10 ms, then at most every 100 ms)
-//     while they sleep, free the slots of dead processes, and hand any
-//     notification found on one back to the longest-waiting live waiter.
-//     So a notification is never lost while a live waiter waits, but it
-//     may arrive up to about 100 ms late, and it may go to a waiter that
-//     started waiting after the Notify.
+//   - A waiter that dies leaves its slot behind, and a notification
+//     stays on its receiver's slot until that Wait has taken the lock
+//     back: consuming it (freeing the slot) is the last thing Wait does.
+//     Notify does not check whether waiters are alive (that costs system
+//     calls), so it may hand a notification to a dead waiter; the waiters
+//     still alive check the others' slots now and then (after 10 ms, then
+//     at most every 100 ms) while they sleep, free the slots of dead
+//     processes, and hand any notification found on one to the
+//     longest-waiting live waiter.
+//
+// So a notification whose receiver dies before its Wait returns (whether
+// before the Notify, while retaking the lock, or holding it again) passes
+// to a live waiter, if one waits or comes to wait: it is never lost while
+// a live waiter waits, but it may arrive up to about 100 ms late, and it
+// may go to a waiter that started waiting after the Notify. If the
+// receiver died holding the lock again, the waiter that gets the
+// notification also takes the lock over, and its Wait returns the
+// *OwnerDiedError (which then says nothing of whether it was notified).
+// A receiver that dies after its Wait returned has consumed the
+// notification.
 type Condition struct {
 	s     shared
 	lock  SharedLock
@@ -251,12 +262,20 @@ func (c *Condition) Wait(ctx context.Context) error {
 	}
 	depth, err := c.lock.condRelease()
 	if err != nil {
-		c.slotState(i).Store(waiting&^3 | slotFree)
-		c.active.Add(^uint32(0))
+		c.free(i, waiting)
 		return err
 	}
 	werr := c.sleep(ctx, i, waiting, me)
 	rerr := c.lock.condRestore(depth)
+	if werr == nil {
+		// Only now, with the lock retaken, is the notification consumed:
+		// until here our slot stays notified, so that if this process
+		// dies, a live waiter finds the notification there and takes it.
+		if crashPoint != nil {
+			crashPoint(crashWaitRetaken)
+		}
+		c.free(i, waiting)
+	}
 	switch {
 	case rerr == nil:
 		return werr
@@ -343,14 +362,19 @@ func (c *Condition) register(me uint64) (int, uint32, error) {
 	return -1, 0, ErrTooManyWaiters
 }
 
-// sleep waits on slot i until it is notified (nil) or ctx is done
-// (ctx.Err(), slot withdrawn), and frees the slot.
+// free frees slot i, claimed with the state word waiting by a waiter of
+// this process.
+func (c *Condition) free(i int, waiting uint32) {
+	c.slotState(i).Store(waiting&^3 | slotFree)
+	c.active.Add(^uint32(0))
+}
+
+// sleep waits on slot i until it is notified (nil: the slot stays
+// notified, for Wait to free) or ctx is done (ctx.Err(): the slot is
+// withdrawn and freed).
 func (c *Condition) sleep(ctx context.Context, i int, waiting uint32, me uint64) error {
 	st := c.slotState(i)
-	free := waiting&^3 | slotFree
 	if ctx.Err() == nil && spin(func() bool { return st.Load() != waiting }) {
-		st.Store(free)
-		c.active.Add(^uint32(0))
 		return nil
 	}
 	s := newSleeper(ctx, st)
@@ -361,12 +385,10 @@ func (c *Condition) sleep(ctx context.Context, i int, waiting uint32, me uint64)
 		if st.Load() != waiting {
 			// Only a notification changes a waiting slot of a live
 			// process.
-			st.Store(free)
-			c.active.Add(^uint32(0))
 			return nil
 		}
 		if err := s.sleep(st, waiting, interval); err != nil {
-			if st.CompareAndSwap(waiting, free) {
+			if st.CompareAndSwap(waiting, waiting&^3|slotFree) {
 				c.active.Add(^uint32(0))
 				return err
 			}

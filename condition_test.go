@@ -23,6 +23,9 @@ type condArgs struct {
 	// the lock; "nested" passes the Condition to a grandchild that runs
 	// "wait".
 	Then string
+	// StopAt, if set, names a crash point (mp.Crash...) where the child
+	// stops itself, for the parent to kill it there.
+	StopAt string
 }
 
 var condChild = mp.RegisterProc("test.cond.child", condBody)
@@ -33,6 +36,9 @@ func init() { condGrandchild = mp.RegisterProc("test.cond.grandchild", condBody)
 
 func condBody(a condArgs) error {
 	defer a.Out.Close()
+	if a.StopAt != "" {
+		mp.SetCrashPointForTest(stopAt(a.StopAt))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	switch a.Then {
@@ -461,6 +467,56 @@ func TestConditionWaiterKilled(t *testing.T) {
 	condLocked(t, c, func() error { return c.Notify(1) })
 	if err := <-g; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A waiter that dies after it was notified, before its Wait returns, does
+// not take the notification with it: the next waiter gets it. A (a child)
+// waits, then B (a goroutine here); Notify(1) goes to A.
+func TestConditionNotifiedWaiterKilled(t *testing.T) {
+	for _, newLock := range []func(*testing.T) mp.SharedLock{
+		func(t *testing.T) mp.SharedLock { return newLock(t) },
+		func(t *testing.T) mp.SharedLock { return newRLock(t) },
+	} {
+		t.Run(fmt.Sprintf("%T", newLock(t)), func(t *testing.T) {
+			t.Run("RetakingTheLock", func(t *testing.T) {
+				// A is killed while it waits for the lock, which we hold:
+				// B's Wait returns nil.
+				lock := newLock(t)
+				c := mkCond(t, lock)
+				a := startCondWaiter(t, condArgs{Cond: c, Then: "wait"})
+				b := goWaiter(t, c, 8*time.Second)
+				condLocked(t, c, func() error {
+					if err := c.Notify(1); err != nil {
+						return err
+					}
+					// A is past the notification, asleep on the lock.
+					waitFor(t, func() bool { return mp.LockHasSleepersForTest(lock) })
+					a.p.Kill()
+					a.p.Join(ctxTimeout(t, 10*time.Second))
+					return nil
+				})
+				if err := <-b; err != nil {
+					t.Fatalf("B's Wait = %v; want nil", err)
+				}
+			})
+			t.Run("HoldingTheLock", func(t *testing.T) {
+				// A has retaken the lock and is killed before its Wait
+				// returns: B gets the notification, and the lock from
+				// its dead holder, so its Wait returns an OwnerDiedError.
+				c := mkCond(t, newLock(t))
+				a := startCondWaiter(t, condArgs{Cond: c, Then: "wait", StopAt: mp.CrashWaitRetaken})
+				b := goWaiter(t, c, 8*time.Second)
+				condLocked(t, c, func() error { return c.Notify(1) })
+				waitStopped(t, a.pid)
+				a.p.Kill()
+				a.p.Join(ctxTimeout(t, 10*time.Second))
+				var od *mp.OwnerDiedError
+				if err := <-b; !errors.As(err, &od) || od.Pid != a.pid || errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("B's Wait = %v; want only an OwnerDiedError for pid %d", err, a.pid)
+				}
+			})
+		})
 	}
 }
 

@@ -477,7 +477,9 @@ func (c *Conn) dropFDs() {
 }
 
 // Poll reports whether a message (or EOF) is ready to be received, waiting
-// up to timeout; timeout < 0 waits without limit.
+// up to timeout; timeout < 0 waits without limit. Poll only looks: it
+// takes nothing out of the socket, so when several processes share a
+// Conn, a message one of them polled stays for whichever receives it.
 func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	if err := c.checkRead(); err != nil {
 		return false, err
@@ -487,20 +489,32 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	if c.rend > c.rpos {
 		return true, nil
 	}
+	var ready bool
+	var perr error
+	look := func(fd uintptr) bool {
+		ready, perr = peekReadable(fd)
+		return ready
+	}
+	var err error
 	if timeout == 0 {
-		fd, err := c.Fileno()
-		if err != nil {
-			return false, err
+		err = c.rc.Control(func(fd uintptr) { look(fd) })
+	} else {
+		if timeout > 0 {
+			c.t.SetReadDeadline(time.Now().Add(timeout))
+			defer c.t.SetReadDeadline(time.Time{})
 		}
-		return pollReadable(fd, 0)
+		// Read calls look, and while it reports false waits (in the
+		// runtime's poller, so that Close and the deadline end the wait)
+		// until the socket is readable.
+		err = c.rc.Read(look)
 	}
-	if timeout > 0 {
-		c.t.SetReadDeadline(time.Now().Add(timeout))
-		defer c.t.SetReadDeadline(time.Time{})
+	if err == nil {
+		err = perr
 	}
-	err := c.fill(1)
-	switch {
-	case err == nil, err == io.EOF:
+	switch err = c.mapErr(err); {
+	case err == nil:
+		return ready, nil
+	case err == io.EOF:
 		return true, nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return false, nil
@@ -508,17 +522,22 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	return false, err
 }
 
-func pollReadable(fd int, ms int) (bool, error) {
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+// peekReadable looks, without taking it, whether a byte, EOF or an error
+// is waiting on socket fd (ready), and returns the error if there is one.
+func peekReadable(fd uintptr) (ready bool, err error) {
+	var b [1]byte
 	for {
-		n, err := unix.Poll(pfd, ms)
-		if err == unix.EINTR {
+		_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			return true, nil
+		case unix.EINTR:
 			continue
+		case unix.EAGAIN:
+			return false, nil
 		}
-		if err != nil {
-			return false, os.NewSyscallError("poll", err)
-		}
-		return n > 0, nil
+		return true, os.NewSyscallError("recv", errno)
 	}
 }
 

@@ -19,11 +19,14 @@ import (
 // order it put them, none lost or duplicated. A Queue with maxsize > 0
 // holds at most maxsize items, across all processes.
 //
-// What a killed process can lose: a producer killed during Put loses the
-// item it was putting (it never appears); a consumer killed during Get
-// before the item was taken leaves it in the queue for others; one killed
-// after taking it loses that one item. The queue itself stays consistent
-// and the others go on.
+// What a killed process can lose: a Put publishes its item in one store to
+// shared memory, so the item of a producer killed during Put appears
+// exactly once if the kill came after that store (even though Put never
+// returned), else never, and never in part; each item that producer put
+// before still comes out exactly once and in its order. A consumer killed
+// during Get before it took the item leaves it in the queue for others;
+// one killed after taking it loses that one item. The queue itself stays
+// consistent and the others go on.
 type Queue[T any] struct {
 	c *queueCore
 }
@@ -117,6 +120,13 @@ func NewSimpleQueue[T any]() (*SimpleQueue[T], error) {
 // JoinableQueue is a Queue whose consumers report, with TaskDone, when they
 // have finished each item, so that Join can wait for all of them, like
 // Python's JoinableQueue.
+//
+// Its count of unfinished items is kept with the items: the item of a
+// producer killed during Put is counted exactly when it appears. An item
+// taken by a consumer that died before calling TaskDone stays unfinished
+// (Join waits for it) unless another process calls TaskDone for it. At
+// most 2^27-1 (about 134 million) items can be unfinished at a time; past
+// that, Put waits for a TaskDone and TryPut returns ErrFull.
 type JoinableQueue[T any] struct {
 	Queue[T]
 }

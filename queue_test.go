@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -131,7 +133,6 @@ type queueArgs struct {
 	J     *mp.JoinableQueue[int]
 	ID    int
 	N     int
-	Size  int      // bytes per item for "big"
 	Out   *mp.Conn // progress reports
 	Mode  string
 	Delay time.Duration
@@ -166,9 +167,6 @@ var queueWorker = mp.RegisterProc("test.queueWorker", func(a queueArgs) error {
 		a.Out.Send(os.Getpid())
 		_, err := a.Q.Get(ctx)
 		return err
-	case "big": // report, then put one huge item
-		a.Out.Send(os.Getpid())
-		return a.Q.Put(ctx, string(bytes.Repeat([]byte{'x'}, a.Size)))
 	case "joinconsume":
 		for {
 			v, err := a.J.Get(ctx)
@@ -269,29 +267,88 @@ func TestQueueConsumerKilledWhileBlocked(t *testing.T) {
 	}
 }
 
-func TestQueueProducerKilledMidPut(t *testing.T) {
-	q := newQueue[string](t, 0)
-	r, w := pipe(t, false)
-	p := start(t, mp.NewProcess(queueWorker, queueArgs{Q: q, Out: w, Mode: "big", Size: 64 << 20}))
-	w.Close()
-	var pid int
-	if err := r.Recv(&pid); err != nil {
-		t.Fatal(err)
+// stopProducerArgs: a producer that puts items 0..N-1 and stops itself at
+// crash point StopAt in the put of item K.
+type stopProducerArgs struct {
+	Q      *mp.JoinableQueue[string]
+	N, K   int
+	StopAt string
+}
+
+var stopProducer = mp.RegisterProc("test.queue.stopProducer", func(a stopProducerArgs) error {
+	mp.SetCrashPointForTest(stopAtNth(a.StopAt, a.K))
+	for i := range a.N {
+		if err := a.Q.Put(context.Background(), producerItem(i, a.K)); err != nil {
+			return err
+		}
 	}
-	// Kill it while it holds the producer lock, copying the item in.
-	waitFor(t, func() bool { held, _ := mp.QueueLocksHeld(q); return held })
-	syscall.Kill(pid, syscall.SIGKILL)
-	p.Join(context.Background())
-	ctx := ctxTimeout(t, 10*time.Second)
-	// The half-put item never appears; the queue goes on.
-	if err := q.Put(ctx, "next"); err != nil {
-		t.Fatalf("Put after a producer died mid-put: %v", err)
+	return nil
+})
+
+// producerItem is item i of a stopProducer; item big spans several of the
+// queue's chunks.
+func producerItem(i, big int) string {
+	if i == big {
+		return strconv.Itoa(i) + ":" + strings.Repeat("x", 5<<19)
 	}
-	if got, err := q.Get(ctx); err != nil || got != "next" {
-		t.Fatalf("Get = %d bytes, %v; want \"next\"", len(got), err)
-	}
-	if !q.Empty() {
-		t.Fatal("queue not empty")
+	return strconv.Itoa(i)
+}
+
+// A producer killed in the middle of a Put: its item appears exactly once
+// if the kill came after Put published it, else never; every item it put
+// before comes out once, in order; the queue goes on, and a JoinableQueue
+// counts only the items that appear.
+func TestQueueProducerKilledInPut(t *testing.T) {
+	const n, k = 10, 6
+	for _, tc := range []struct {
+		at      string
+		appears bool
+	}{{mp.CrashPutWritten, false}, {mp.CrashPutCommitted, true}} {
+		t.Run(tc.at, func(t *testing.T) {
+			j, err := mp.NewJoinableQueue[string](0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			p := start(t, mp.NewProcess(stopProducer, stopProducerArgs{Q: j, N: n, K: k, StopAt: tc.at}))
+			waitStopped(t, p.Pid())
+			if held, _ := mp.QueueLocksHeld(&j.Queue); !held {
+				t.Fatal("the producer lock is not held at the crash point")
+			}
+			p.Kill()
+			p.Join(context.Background())
+			ctx := ctxTimeout(t, 10*time.Second)
+			// Another producer takes over the dead one's lock.
+			if err := j.Put(ctx, "after"); err != nil {
+				t.Fatalf("Put after a producer died in Put: %v", err)
+			}
+			var want []string
+			for i := range k {
+				want = append(want, producerItem(i, k))
+			}
+			if tc.appears {
+				want = append(want, producerItem(k, k))
+			}
+			want = append(want, "after")
+			for i, w := range want {
+				got, err := j.TryGet()
+				if err != nil || got != w {
+					t.Fatalf("item %d = %.20q (%d bytes), %v; want %.20q", i, got, len(got), err, w)
+				}
+				if err := j.TaskDone(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := j.TryGet(); !errors.Is(err, mp.ErrEmpty) {
+				t.Fatalf("one more item: %.20q, %v", got, err)
+			}
+			if err := j.Join(ctxTimeout(t, 3*time.Second)); err != nil {
+				t.Fatalf("Join once every item that appeared is done = %v", err)
+			}
+			if err := j.TaskDone(); !errors.Is(err, mp.ErrTaskDone) {
+				t.Fatalf("one more TaskDone = %v", err)
+			}
+		})
 	}
 }
 

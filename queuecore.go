@@ -63,7 +63,7 @@ const (
 	qConsWait    = 52
 	qSpaceSeq    = 56
 	qProdWait    = 60
-	qUnfinished  = 64 // JoinableQueue: items put and not yet marked done
+	qDone        = 64 // JoinableQueue: items marked done, a wrapping count like a position's
 	qJoinWait    = 72
 	qFreeCount   = 76
 	qDoneSeq     = 80
@@ -99,8 +99,8 @@ type queueCore struct {
 	consW   *atomic.Uint32
 	spaceSq *atomic.Uint32
 	prodW   *atomic.Uint32
-	unfin   *atomic.Uint64
-	doneSeq *atomic.Uint32 // bumped when unfin reaches 0
+	done    *atomic.Uint64
+	doneSeq *atomic.Uint32 // bumped when no item is left unfinished
 	joinW   *atomic.Uint32
 	freeN   *atomic.Uint32
 	maxsize uint64
@@ -139,7 +139,7 @@ func attachQueue(s shared) *queueCore {
 		plock: newMutex(s, qPLock), clock: newMutex(s, qCLock),
 		tail: s.u64(qTail), head: s.u64(qHead), freeTop: s.u64(qFreeTop), fresh: s.u64(qFresh),
 		dataSeq: s.u32(qDataSeq), consW: s.u32(qConsWait), spaceSq: s.u32(qSpaceSeq), prodW: s.u32(qProdWait),
-		unfin: s.u64(qUnfinished), doneSeq: s.u32(qDoneSeq), joinW: s.u32(qJoinWait), freeN: s.u32(qFreeCount),
+		done: s.u64(qDone), doneSeq: s.u32(qDoneSeq), joinW: s.u32(qJoinWait), freeN: s.u32(qFreeCount),
 		maxsize: s.param(qParamMax).Load(),
 		drained: make(chan struct{}),
 	}
@@ -311,10 +311,13 @@ func (q *queueCore) put(ctx context.Context, item []byte, try bool) error {
 	if err != nil {
 		return err
 	}
-	if q.joinable() {
-		q.unfin.Add(1)
+	if crashPoint != nil {
+		crashPoint(crashPutWritten)
 	}
 	q.tail.Store(packPos(slot, off, put+1))
+	if crashPoint != nil {
+		crashPoint(crashPutCommitted)
+	}
 	q.dataSeq.Add(1)
 	if q.consW.Load() > 0 {
 		futex.Wake(q.dataSeq, 1)
@@ -329,7 +332,8 @@ func (q *queueCore) waitRoom(ctx context.Context, try bool) error {
 	if limit == 0 {
 		limit = cntMask - 1
 	}
-	full := func() bool { return q.count() >= limit }
+	joinable := q.joinable()
+	full := func() bool { return q.count() >= limit || joinable && q.unfinished() >= maxUnfinished }
 	if !full() {
 		return nil
 	}
@@ -445,22 +449,46 @@ func (q *queueCore) waitItem(ctx context.Context, try bool) error {
 	}
 }
 
+// maxUnfinished is how many items of a JoinableQueue can be put and not
+// yet marked done: the count is a difference of two wrapping counts.
+const maxUnfinished = cntMask - 1
+
+// unfinished returns how many items of a JoinableQueue were put and not yet
+// marked done. It is counted from the count of items put that the tail
+// position holds, which a Put publishes with its item in one store: so a
+// producer killed in the middle of a Put leaves no item counted that never
+// appears, nor one that appears uncounted.
+func (q *queueCore) unfinished() uint64 {
+	_, _, put := unpackPos(q.tail.Load())
+	return (put - q.done.Load()) & cntMask
+}
+
 // taskDone and join serve JoinableQueue.
 func (q *queueCore) taskDone() error {
 	for {
-		n := q.unfin.Load()
+		d := q.done.Load()
+		_, _, put := unpackPos(q.tail.Load())
+		// Puts only add to put: if an item is unfinished now, it still is
+		// when the swap succeeds.
+		n := (put - d) & cntMask
 		if n == 0 {
 			return ErrTaskDone
 		}
-		if q.unfin.CompareAndSwap(n, n-1) {
-			if n == 1 {
-				q.doneSeq.Add(1)
-				if q.joinW.Load() > 0 {
-					futex.WakeAll(q.doneSeq)
-				}
-			}
-			return nil
+		if !q.done.CompareAndSwap(d, (d+1)&cntMask) {
+			continue
 		}
+		if n == 1 {
+			q.doneSeq.Add(1)
+			if q.joinW.Load() > 0 {
+				futex.WakeAll(q.doneSeq)
+			}
+		}
+		if n >= maxUnfinished && q.prodW.Load() > 0 {
+			// Producers may wait for an item to be done (see waitRoom).
+			q.spaceSq.Add(1)
+			futex.WakeAll(q.spaceSq)
+		}
+		return nil
 	}
 }
 
@@ -469,7 +497,7 @@ func (q *queueCore) join(ctx context.Context) error {
 		return err
 	}
 	defer q.exit()
-	if q.unfin.Load() == 0 || spin(func() bool { return q.unfin.Load() == 0 }) {
+	if q.unfinished() == 0 || spin(func() bool { return q.unfinished() == 0 }) {
 		return nil
 	}
 	sl := newSleeper(ctx, q.doneSeq)
@@ -480,7 +508,7 @@ func (q *queueCore) join(ctx context.Context) error {
 			return ErrClosed
 		}
 		q.joinW.Add(1)
-		if q.unfin.Load() == 0 {
+		if q.unfinished() == 0 {
 			q.joinW.Add(^uint32(0))
 			return nil
 		}
