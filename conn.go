@@ -26,6 +26,15 @@ import (
 //
 // One goroutine may send while another receives; concurrent senders (or
 // receivers) are serialised, so messages never interleave.
+//
+// Several processes may hold the same end (a Conn passed to children keeps
+// working in the parent too). Poll never takes anything out of the shared
+// socket. Recv does read ahead, for speed: besides the message it returns,
+// the following messages' bytes (up to 64 KiB) may move into this
+// process's buffer, and they are lost to the end's other holders if this
+// process exits or closes its copy without receiving them. So let one
+// process at a time receive on an end, or use a Queue, which is made for
+// many consumers.
 type Conn struct {
 	t        Transport
 	rc       syscall.RawConn
