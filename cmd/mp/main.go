@@ -1,11 +1,13 @@
 // Command mp is the command-line companion of the mp library.
 //
-//	mp bench [-json] [-scale f] [workload ...]
+//	mp bench [-json] [-scale f] [-growth] [workload ...]
 //
 // runs the workloads of DESIGN.md §5 (all of them when none is named) and
 // prints one line per figure: name, value and unit separated by tabs, or
 // with -json one {"name":…,"value":…,"unit":…} object per line, the format
-// of shared/bench/py_baseline.py.
+// of shared/bench/py_baseline.py. With -growth it runs instead the
+// workloads that measure how costs grow with the work (large items, many
+// clients, many objects), whose CPython side is bench/py_growth.py.
 package main
 
 import (
@@ -43,8 +45,8 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: mp bench [-json] [-scale f] [workload ...]\n       mp manager serve|put|get|stats [flags] (mp manager help)\nworkloads: %s\n",
-		strings.Join(bench.Names(), " "))
+	fmt.Fprintf(os.Stderr, "usage: mp bench [-json] [-scale f] [-growth] [workload ...]\n       mp manager serve|put|get|stats [flags] (mp manager help)\nworkloads: %s\ngrowth workloads (-growth): %s\n",
+		strings.Join(bench.Names(false), " "), strings.Join(bench.Names(true), " "))
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
@@ -52,6 +54,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	scale := fs.Float64("scale", 1, "shrink iteration counts by this factor (0 < f ≤ 1)")
+	growth := fs.Bool("growth", false, "run the workloads that measure how costs grow with the work (minutes)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -61,13 +64,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	names := fs.Args()
 	if len(names) == 0 {
-		names = bench.Names()
+		names = bench.Names(*growth)
 	}
 	var ws []bench.Workload
 	for _, n := range names {
 		w, ok := bench.Lookup(n)
 		if !ok {
-			fmt.Fprintf(stderr, "mp bench: unknown workload %q (have: %s)\n", n, strings.Join(bench.Names(), " "))
+			fmt.Fprintf(stderr, "mp bench: unknown workload %q (have: %s)\n", n, strings.Join(append(bench.Names(false), bench.Names(true)...), " "))
 			return 2
 		}
 		ws = append(ws, w)

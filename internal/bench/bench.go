@@ -23,19 +23,30 @@ type Workload struct {
 	Name string
 	Doc  string
 	Run  func(scale float64) ([]Result, error)
+	// Growth marks a workload that measures how a cost grows with the
+	// size of the work (large items, many clients, many objects). It
+	// takes minutes, so `mp bench` runs it only when it is named or with
+	// -growth; its CPython side is bench/py_growth.py.
+	Growth bool
 }
 
 var workloads = map[string]Workload{}
 
 func add(w Workload) { workloads[w.Name] = w }
 
-// Names returns the workload names in a stable order.
-func Names() []string {
+// Names returns the names of the workloads with Growth equal to growth,
+// in a stable order.
+func Names(growth bool) []string {
 	names := make([]string, 0, len(workloads))
-	for n := range workloads {
-		names = append(names, n)
+	for n, w := range workloads {
+		if w.Growth == growth {
+			names = append(names, n)
+		}
 	}
-	sort.Slice(names, func(i, j int) bool { return order(names[i]) < order(names[j]) })
+	sort.Slice(names, func(i, j int) bool {
+		oi, oj := order(names[i]), order(names[j])
+		return oi < oj || oi == oj && names[i] < names[j]
+	})
 	return names
 }
 
