@@ -269,8 +269,6 @@ type customObj struct {
 
 func (c *customObj) key() any { return c.v.Interface() }
 
-func (c *customObj) sessionGone(*session) {}
-
 func (c *customObj) free() ([][]byte, []uint64) { return nil, nil }
 
 // create makes an instance from its encoded argument.

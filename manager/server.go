@@ -182,11 +182,60 @@ type sessionID [16]byte
 
 // A session is one client process's use of the server: all the
 // connections of one Manager (or of the proxies a process received).
+//
+// It records what it holds in objects besides references — the Locks and
+// RLocks it holds, the objects in which it holds units of a
+// BoundedSemaphore — so that its end gives them back at a cost in what it
+// holds, however many objects the server serves. What a session waits for
+// needs no record here: a wait ends with its connection (see
+// serveConn), before the session can end.
 type session struct {
 	id    sessionID
 	pid   int
 	conns int                 // guarded by Server.mu
 	refs  map[uint64]struct{} // objects the session refers to; Server.mu
+
+	hmu   sync.Mutex // taken after the lock of the object that calls hold or unhold
+	holds map[holder]struct{}
+}
+
+// A holder is something in which a session can hold what must be given
+// back when the session ends: a Lock or RLock (a Condition's own RLock
+// among them), a BoundedSemaphore.
+type holder interface {
+	// sessionGone gives back what sess holds in it.
+	sessionGone(sess *session)
+}
+
+// hold records that sess now holds something in h. Called with h's lock
+// held, so that it is ordered with h's unhold.
+func (sess *session) hold(h holder) {
+	sess.hmu.Lock()
+	if sess.holds == nil {
+		sess.holds = map[holder]struct{}{}
+	}
+	sess.holds[h] = struct{}{}
+	sess.hmu.Unlock()
+}
+
+// unhold records that sess no longer holds anything in h. Called with h's
+// lock held.
+func (sess *session) unhold(h holder) {
+	sess.hmu.Lock()
+	delete(sess.holds, h)
+	sess.hmu.Unlock()
+}
+
+// takeHolds returns what sess holds and forgets it.
+func (sess *session) takeHolds() []holder {
+	sess.hmu.Lock()
+	defer sess.hmu.Unlock()
+	hs := make([]holder, 0, len(sess.holds))
+	for h := range sess.holds {
+		hs = append(hs, h)
+	}
+	sess.holds = nil
+	return hs
 }
 
 // An object is a served value. It stays alive while something refers to
@@ -204,8 +253,6 @@ type impl interface {
 	// returns a function that waits in a goroutine of its own and writes
 	// the reply then.
 	handle(x *call) waitFn
-	// sessionGone gives back what sess held in the object.
-	sessionGone(sess *session)
 	// free empties the object, which nothing refers to any more, ends its
 	// waits and returns the values it held that may hold tokens, and the
 	// ids of objects it referred to directly.
@@ -401,7 +448,12 @@ func (s *Server) join(id sessionID, pid int) *session {
 }
 
 // leave ends a connection of sess; the last one ends the session, and
-// what it held is given back.
+// what it held is given back: what it holds in objects (its record, see
+// session), then its references. Its cost is in what the session held,
+// not in the number of objects the server serves. Every connection of the
+// session has ended, and with it every wait of the session (serveConn
+// waits for them), so nothing is granted to the session after its record
+// is taken.
 func (s *Server) leave(sess *session) {
 	s.mu.Lock()
 	sess.conns--
@@ -410,18 +462,14 @@ func (s *Server) leave(sess *session) {
 		return
 	}
 	delete(s.sessions, sess.id)
-	objs := make([]*object, 0, len(s.objects))
-	for _, o := range s.objects {
-		objs = append(objs, o)
-	}
 	refs := make([]uint64, 0, len(sess.refs))
 	for id := range sess.refs {
 		refs = append(refs, id)
 	}
 	sess.refs = map[uint64]struct{}{}
 	s.mu.Unlock()
-	for _, o := range objs {
-		o.impl.sessionGone(sess)
+	for _, h := range sess.takeHolds() {
+		h.sessionGone(sess)
 	}
 	s.decref(refs...)
 }

@@ -197,8 +197,6 @@ type dictEnt struct {
 	live bool
 }
 
-func (d *dictObj) sessionGone(*session) {}
-
 func (d *dictObj) free() ([][]byte, []uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -382,8 +380,6 @@ type listObj struct {
 	items [][]byte
 	fixed bool
 }
-
-func (l *listObj) sessionGone(*session) {}
 
 func (l *listObj) free() ([][]byte, []uint64) {
 	l.mu.Lock()
@@ -616,8 +612,6 @@ type nsObj struct {
 	fields map[string][]byte
 }
 
-func (n *nsObj) sessionGone(*session) {}
-
 func (n *nsObj) free() ([][]byte, []uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -709,8 +703,6 @@ type valueObj struct {
 	mu sync.Mutex
 	v  []byte
 }
-
-func (v *valueObj) sessionGone(*session) {}
 
 func (v *valueObj) free() ([][]byte, []uint64) {
 	v.mu.Lock()

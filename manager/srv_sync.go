@@ -54,7 +54,7 @@ func (l *lockObj) starving() bool {
 func (l *lockObj) take(sess *session, gid uint64, depth int) (ok bool, died int) {
 	switch {
 	case l.holder == nil && !l.starving():
-		l.holder, l.gid, l.depth = sess, gid, depth
+		l.setHolder(sess, gid, depth)
 		died, l.died = l.died, 0
 		return true, died
 	case l.reentrant && l.holder == sess && l.gid == gid:
@@ -62,6 +62,20 @@ func (l *lockObj) take(sess *session, gid uint64, depth int) (ok bool, died int)
 		return true, 0
 	}
 	return false, 0
+}
+
+// setHolder makes sess (nil: nobody) the holder, keeping the record of
+// what sessions hold (see session) up to date. Called with mu held.
+func (l *lockObj) setHolder(sess *session, gid uint64, depth int) {
+	if l.holder != sess {
+		if l.holder != nil {
+			l.holder.unhold(l)
+		}
+		if sess != nil {
+			sess.hold(l)
+		}
+	}
+	l.holder, l.gid, l.depth = sess, gid, depth
 }
 
 // owned reports whether the caller holds the lock: for a Lock, any
@@ -74,7 +88,7 @@ func (l *lockObj) owned(sess *session, gid uint64) bool {
 // gives it to that waiter if it is starving. Called with mu held.
 func (l *lockObj) handoff() {
 	if len(l.waiters) == 0 || !l.starving() {
-		l.holder, l.gid, l.depth = nil, 0, 0
+		l.setHolder(nil, 0, 0)
 		if len(l.waiters) > 0 {
 			l.waiters[0].nudge()
 		}
@@ -89,7 +103,7 @@ func (l *lockObj) handoff() {
 // giveTo makes w (already out of the queue) the holder. Called with mu
 // held.
 func (l *lockObj) giveTo(w *waiter) {
-	l.holder, l.gid, l.depth = w.sess, w.gid, w.depth
+	l.setHolder(w.sess, w.gid, w.depth)
 	w.ownerDied, l.died = l.died, 0
 }
 
@@ -150,10 +164,17 @@ func acquired(r *reply, died int) {
 	r.ok()
 }
 
+// sessionGone frees the lock if sess holds it, and tells the next
+// acquirer; a lock freed meanwhile goes to nobody, as its waiters have
+// been told it is gone.
 func (l *lockObj) sessionGone(sess *session) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.holder == sess {
+	switch {
+	case l.holder != sess:
+	case l.gone.isClosed():
+		l.setHolder(nil, 0, 0)
+	default:
 		l.died = sess.pid
 		l.handoff()
 	}
@@ -249,9 +270,25 @@ type semObj struct {
 	gone    gone
 }
 
+// took counts a unit that sess acquired. Called with mu held.
 func (s *semObj) took(sess *session) {
-	if s.bounded {
-		s.held[sess]++
+	if !s.bounded {
+		return
+	}
+	if s.held[sess] == 0 {
+		sess.hold(s)
+	}
+	s.held[sess]++
+}
+
+// untook uncounts a unit of sess's, if it holds one. Called with mu held.
+func (s *semObj) untook(sess *session) {
+	if !s.bounded || s.held[sess] == 0 {
+		return
+	}
+	if s.held[sess]--; s.held[sess] == 0 {
+		delete(s.held, sess)
+		sess.unhold(s)
 	}
 }
 
@@ -275,6 +312,7 @@ func (s *semObj) sessionGone(sess *session) {
 	defer s.mu.Unlock()
 	n := s.held[sess]
 	delete(s.held, sess)
+	sess.unhold(s)
 	for ; n > 0 && s.value < s.bound; n-- {
 		s.give()
 	}
@@ -315,9 +353,7 @@ func (s *semObj) handle(x *call) waitFn {
 				s.waiters = removeWaiter(s.waiters, w)
 				endWait(r, &s.gone)
 			case p.isDead():
-				if s.bounded && s.held[sess] > 0 {
-					s.held[sess]--
-				}
+				s.untook(sess)
 				s.give()
 				cancelled(r)
 			default:
@@ -334,11 +370,7 @@ func (s *semObj) handle(x *call) waitFn {
 			r.fail(codeTooManyReleases, "manager: Semaphore released past its maximum value")
 			return nil
 		}
-		if s.bounded && s.held[sess] > 0 {
-			if s.held[sess]--; s.held[sess] == 0 {
-				delete(s.held, sess)
-			}
-		}
+		s.untook(sess)
 		s.give()
 		r.ok()
 	case opSemValue:
@@ -358,8 +390,6 @@ type eventObj struct {
 	waiters []*waiter
 	gone    gone
 }
-
-func (e *eventObj) sessionGone(*session) {}
 
 func (e *eventObj) free() ([][]byte, []uint64) {
 	e.gone.close()
@@ -411,12 +441,6 @@ type condObj struct {
 	lockID  uint64 // the lock's object, when it is one
 	waiters []*waiter
 	gone    gone
-}
-
-func (c *condObj) sessionGone(sess *session) {
-	if c.lockID == 0 {
-		c.lock.sessionGone(sess)
-	}
 }
 
 func (c *condObj) free() ([][]byte, []uint64) {
@@ -563,8 +587,6 @@ type barrierObj struct {
 	changed chan struct{}
 	gone    gone
 }
-
-func (b *barrierObj) sessionGone(*session) {}
 
 func (b *barrierObj) free() ([][]byte, []uint64) {
 	b.gone.close()
@@ -825,8 +847,6 @@ func (q *queueObj) refill() {
 		w.grant()
 	}
 }
-
-func (q *queueObj) sessionGone(*session) {}
 
 func (q *queueObj) free() ([][]byte, []uint64) {
 	q.gone.close()
