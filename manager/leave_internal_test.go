@@ -27,13 +27,18 @@ func TestLeaveVisitsOnlyWhatTheSessionHeld(t *testing.T) {
 	for range 1000 {
 		s.add("untouched", untouched, owner, "")
 	}
-	lock := &lockObj{gone: newGone()}
-	rlock := &lockObj{reentrant: true, gone: newGone()}
-	sem := &semObj{value: 3, bound: 3, bounded: true, held: map[*session]int{}, gone: newGone()}
-	cond := &condObj{lock: &lockObj{reentrant: true, gone: newGone()}, gone: newGone()}
-	for _, im := range []impl{lock, rlock, sem, cond} {
-		s.add("sync", im, owner, "")
+	serve := func(kind string, args ...[]byte) impl {
+		im, _, msg := s.newImpl(nil, kind, args)
+		if im == nil {
+			t.Fatal(msg)
+		}
+		s.add(kind, im, owner, "")
+		return im
 	}
+	lock := serve(kindLock).(*lockObj)
+	rlock := serve(kindRLock).(*lockObj)
+	sem := serve(kindBounded, appendInt(nil, 3)).(*semObj)
+	cond := serve(kindCondition, []byte{cborNull}).(*condObj)
 
 	sess := s.join(sessionID{2}, 200)
 	ref := s.add(kindDict, &dictObj{idx: map[string]int{}}, sess, "")

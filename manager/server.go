@@ -184,11 +184,12 @@ type sessionID [16]byte
 // connections of one Manager (or of the proxies a process received).
 //
 // It records what it holds in objects besides references — the Locks and
-// RLocks it holds, the objects in which it holds units of a
-// BoundedSemaphore — so that its end gives them back at a cost in what it
-// holds, however many objects the server serves. What a session waits for
-// needs no record here: a wait ends with its connection (see
-// serveConn), before the session can end.
+// RLocks it holds, the BoundedSemaphores of which it holds units — so
+// that its end gives them back at a cost in what it holds, however many
+// objects the server serves. The record is a list threaded through the
+// holdings themselves, so that taking and giving back a lock costs no
+// allocation. What a session waits for needs no record: a wait ends with
+// its connection (see serveConn), before the session can end.
 type session struct {
 	id    sessionID
 	pid   int
@@ -196,7 +197,7 @@ type session struct {
 	refs  map[uint64]struct{} // objects the session refers to; Server.mu
 
 	hmu   sync.Mutex // taken after the lock of the object that calls hold or unhold
-	holds map[holder]struct{}
+	holds holding    // the list's head; guarded by hmu
 }
 
 // A holder is something in which a session can hold what must be given
@@ -207,34 +208,51 @@ type holder interface {
 	sessionGone(sess *session)
 }
 
-// hold records that sess now holds something in h. Called with h's lock
-// held, so that it is ordered with h's unhold.
-func (sess *session) hold(h holder) {
+// A holding is an entry of a session's record: h holds something of the
+// session's. It is in at most one session's list, and only its holder
+// links or unlinks it, with its own lock held.
+type holding struct {
+	h          holder
+	prev, next *holding // nil when in no list; guarded by the session's hmu
+}
+
+// hold adds n to sess's record.
+func (sess *session) hold(n *holding) {
 	sess.hmu.Lock()
-	if sess.holds == nil {
-		sess.holds = map[holder]struct{}{}
+	head := &sess.holds
+	if head.next == nil {
+		head.prev, head.next = head, head
 	}
-	sess.holds[h] = struct{}{}
+	n.prev, n.next = head, head.next
+	head.next.prev = n
+	head.next = n
 	sess.hmu.Unlock()
 }
 
-// unhold records that sess no longer holds anything in h. Called with h's
-// lock held.
-func (sess *session) unhold(h holder) {
+// unhold removes n from sess's record, if it is there (the session's end
+// takes the whole record at once).
+func (sess *session) unhold(n *holding) {
 	sess.hmu.Lock()
-	delete(sess.holds, h)
+	if n.next != nil {
+		n.prev.next, n.next.prev = n.next, n.prev
+		n.prev, n.next = nil, nil
+	}
 	sess.hmu.Unlock()
 }
 
-// takeHolds returns what sess holds and forgets it.
+// takeHolds empties sess's record and returns what was in it.
 func (sess *session) takeHolds() []holder {
 	sess.hmu.Lock()
 	defer sess.hmu.Unlock()
-	hs := make([]holder, 0, len(sess.holds))
-	for h := range sess.holds {
-		hs = append(hs, h)
+	var hs []holder
+	head := &sess.holds
+	for n := head.next; n != nil && n != head; {
+		next := n.next
+		hs = append(hs, n.h)
+		n.prev, n.next = nil, nil
+		n = next
 	}
-	sess.holds = nil
+	head.prev, head.next = nil, nil
 	return hs
 }
 

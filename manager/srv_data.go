@@ -130,7 +130,7 @@ func (s *Server) newImpl(x *call, kind string, args [][]byte) (impl, uint64, str
 		}
 		sem := &semObj{value: int(n), bound: int(n), bounded: kind == kindBounded, gone: newGone()}
 		if sem.bounded {
-			sem.held = map[*session]int{}
+			sem.held = map[*session]*semHeld{}
 		}
 		return sem, 0, ""
 	case kindEvent:

@@ -28,7 +28,8 @@ type lockObj struct {
 	holder    *session
 	gid       uint64
 	depth     int
-	died      int // pid of a holder that died; told to the next acquirer
+	died      int     // pid of a holder that died; told to the next acquirer
+	held      holding // the lock in its holder's record
 	waiters   []*waiter
 	gone      gone
 }
@@ -69,10 +70,11 @@ func (l *lockObj) take(sess *session, gid uint64, depth int) (ok bool, died int)
 func (l *lockObj) setHolder(sess *session, gid uint64, depth int) {
 	if l.holder != sess {
 		if l.holder != nil {
-			l.holder.unhold(l)
+			l.holder.unhold(&l.held)
 		}
 		if sess != nil {
-			sess.hold(l)
+			l.held.h = l
+			sess.hold(&l.held)
 		}
 	}
 	l.holder, l.gid, l.depth = sess, gid, depth
@@ -265,9 +267,17 @@ type semObj struct {
 	value   int
 	bound   int
 	bounded bool
-	held    map[*session]int
+	held    map[*session]*semHeld
+	spare   *semHeld // the last one freed, to use again
 	waiters []*waiter
 	gone    gone
+}
+
+// semHeld counts the units a session holds, and is the semaphore in the
+// session's record while it holds some.
+type semHeld struct {
+	n int
+	holding
 }
 
 // took counts a unit that sess acquired. Called with mu held.
@@ -275,20 +285,27 @@ func (s *semObj) took(sess *session) {
 	if !s.bounded {
 		return
 	}
-	if s.held[sess] == 0 {
-		sess.hold(s)
+	h := s.held[sess]
+	if h == nil {
+		if h, s.spare = s.spare, nil; h == nil {
+			h = &semHeld{holding: holding{h: s}}
+		}
+		s.held[sess] = h
+		sess.hold(&h.holding)
 	}
-	s.held[sess]++
+	h.n++
 }
 
 // untook uncounts a unit of sess's, if it holds one. Called with mu held.
 func (s *semObj) untook(sess *session) {
-	if !s.bounded || s.held[sess] == 0 {
+	h := s.held[sess]
+	if h == nil {
 		return
 	}
-	if s.held[sess]--; s.held[sess] == 0 {
+	if h.n--; h.n == 0 {
 		delete(s.held, sess)
-		sess.unhold(s)
+		sess.unhold(&h.holding)
+		s.spare = h
 	}
 }
 
@@ -310,9 +327,13 @@ func (s *semObj) sessionGone(sess *session) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.held[sess]
+	h := s.held[sess]
+	if h == nil {
+		return
+	}
 	delete(s.held, sess)
-	sess.unhold(s)
+	sess.unhold(&h.holding)
+	n := h.n
 	for ; n > 0 && s.value < s.bound; n-- {
 		s.give()
 	}
