@@ -42,7 +42,8 @@ const DefaultMaxMessage = 256 << 20
 // closed its Manager, or it died — the server releases what the process
 // held: its Locks and RLocks (the next acquirer is told, with an
 // *mp.OwnerDiedError), the units of BoundedSemaphores it acquired, and its
-// references to objects.
+// references to objects. That costs in what the process held, not in the
+// number of objects the server serves.
 //
 // A client reaches only the objects it made, named (Named), or whose
 // proxies it was given: an object's id is 64 random bits, so that a token
