@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // untouchedObj is an object that counts the times the server asks it to
@@ -76,6 +77,44 @@ func TestLeaveVisitsOnlyWhatTheSessionHeld(t *testing.T) {
 	}
 	if objs, sessions := s.counts(); objs != 1004 || sessions != 1 {
 		t.Errorf("server holds %d objects and %d sessions, want 1004 and 1", objs, sessions)
+	}
+}
+
+// TestLeaveFreedObjectsGrantNothing ends a session that holds a Lock and a
+// unit of a BoundedSemaphore which have been freed meanwhile (nothing
+// refers to them), with a waiter of another session in each that has
+// waited long: the waiters are not granted what the session held, as
+// they have been told the objects are gone.
+func TestLeaveFreedObjectsGrantNothing(t *testing.T) {
+	s := new(Server)
+	s.init()
+	sess := s.join(sessionID{1}, 100)
+	other := s.join(sessionID{2}, 200)
+	lockIm, _, _ := s.newImpl(nil, kindLock, nil)
+	semIm, _, _ := s.newImpl(nil, kindBounded, [][]byte{appendInt(nil, 1)})
+	lock, sem := lockIm.(*lockObj), semIm.(*semObj)
+	lo, so := s.add(kindLock, lock, sess, ""), s.add(kindBounded, sem, sess, "")
+
+	lock.mu.Lock()
+	lock.take(sess, 1, 1)
+	lw := lock.enqueue(other, 1, 1)
+	lw.since = time.Now().Add(-time.Hour) // starving: a release would hand it over
+	lock.mu.Unlock()
+	sem.mu.Lock()
+	sem.value--
+	sem.took(sess)
+	sw := newWaiter(other)
+	sem.waiters = append(sem.waiters, sw)
+	sem.mu.Unlock()
+
+	s.sessionUnref(sess, lo.id)
+	s.sessionUnref(sess, so.id)
+	s.leave(sess)
+	if lw.granted || lock.holder != nil {
+		t.Errorf("freed Lock: waiter granted %v, holder %v; want neither", lw.granted, lock.holder)
+	}
+	if sw.granted {
+		t.Error("freed BoundedSemaphore: its waiter was granted the leaving session's unit")
 	}
 }
 

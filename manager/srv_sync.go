@@ -321,6 +321,9 @@ func (s *semObj) give() {
 	s.value++
 }
 
+// sessionGone gives back the units sess holds, to the waiters first; a
+// semaphore freed meanwhile keeps them, as its waiters have been told it
+// is gone.
 func (s *semObj) sessionGone(sess *session) {
 	if !s.bounded {
 		return
@@ -333,6 +336,9 @@ func (s *semObj) sessionGone(sess *session) {
 	}
 	delete(s.held, sess)
 	sess.unhold(&h.holding)
+	if s.gone.isClosed() {
+		return // freed: its waiters have been told it is gone
+	}
 	n := h.n
 	for ; n > 0 && s.value < s.bound; n-- {
 		s.give()
