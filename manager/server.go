@@ -210,8 +210,9 @@ type holder interface {
 }
 
 // A holding is an entry of a session's record: h holds something of the
-// session's. It is in at most one session's list, and only its holder
-// links or unlinks it, with its own lock held.
+// session's. It is in at most one session's list; h links and unlinks it
+// with its own lock held, and the end of the session unlinks every entry
+// at once.
 type holding struct {
 	h          holder
 	prev, next *holding // nil when in no list; guarded by the session's hmu
