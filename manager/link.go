@@ -55,14 +55,17 @@ func (l *link) Close() error {
 	return l.sock.Close()
 }
 
-// expectSoon says whether the next message is likely to come soon, so
-// that the receiver polls for it before sleeping.
+// expectSoon says, on the server's side, whether the next request may
+// come soon: then the receiver polls for it when polling pays and the
+// client was awake for the last reply (ringconn.PollFollow); otherwise,
+// as while an operation waits, it sleeps at once. The client's side
+// polls as ringconn.PollAdaptive says: it leads, the server follows.
 func (l *link) expectSoon(soon bool) {
 	if r := l.ring.Load(); r != nil {
 		if soon {
-			r.SetSpin(ringconn.DefaultSpin)
+			r.SetPolling(ringconn.PollFollow)
 		} else {
-			r.SetSpin(0)
+			r.SetPolling(ringconn.PollNever)
 		}
 	}
 }

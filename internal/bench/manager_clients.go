@@ -136,8 +136,20 @@ func init() {
 func benchManagerClients(scale float64) ([]Result, error) {
 	window := time.Duration(float64(2*time.Second) * scale)
 	window = max(window, 200*time.Millisecond)
+	counts := clientCounts
+	if env := os.Getenv("MP_BENCH_CLIENTS"); env != "" {
+		// Some sizes only, for a closer look: MP_BENCH_CLIENTS=1,128.
+		counts = nil
+		for _, f := range strings.Split(env, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("manager_clients: bad MP_BENCH_CLIENTS %q", env)
+			}
+			counts = append(counts, n)
+		}
+	}
 	var out []Result
-	for _, n := range clientCounts {
+	for _, n := range counts {
 		rs, err := managerClients(n, window)
 		if err != nil {
 			return nil, fmt.Errorf("manager_clients_%d: %w", n, err)

@@ -58,8 +58,35 @@ const (
 )
 
 // DefaultSpin is how long a reader polls its empty ring before it sleeps
-// (see SetSpin), and a writer polls a full one before it naps.
+// (when it polls, see SetPolling), and a writer polls a full one before
+// it naps.
 const DefaultSpin = 50 * time.Microsecond
+
+// Polling says when a receive polls the empty ring for a while
+// (DefaultSpin) before it sleeps on the socket. Whatever it says, a
+// receive gets every message, and a sleeping one is woken by the next;
+// polling only trades CPU for the cost of a sleep and a wake.
+type Polling int32
+
+const (
+	// PollAdaptive, the default, polls while polling has mostly ended
+	// with a message lately (see spinner), and tries again now and then
+	// once it has stopped. It suits the side that asks and waits for
+	// the answer.
+	PollAdaptive Polling = iota
+	// PollFollow polls as PollAdaptive does, but only when the peer was
+	// awake (polling or busy) when this side last sent to it: a peer
+	// that had to be woken will send its next message a wake-up later,
+	// which polling would spend its time waiting for. It suits the side
+	// that answers: it polls for the next request while the asking side
+	// polls for its answers, so that a quick pair stays quick, and sleeps
+	// when the asking side sleeps, as the clients of a loaded server do.
+	PollFollow
+	// PollNever sleeps at once, for a receiver that expects nothing
+	// soon, such as a server whose client waits for a lock: on a small
+	// machine polling would take the CPU from the processes that send.
+	PollNever
+)
 
 // ErrCorrupt is returned when the peer has left the shared memory in a
 // state that no peer following the protocol can produce: an index moved
@@ -97,11 +124,15 @@ type Conn struct {
 	keep    io.Closer // what maps the memory, closed with the Conn
 	in, out ring
 	closed  atomic.Bool
-	spin    atomic.Int64 // see SetSpin
-	limit   atomic.Int64 // see SetLimit
+	polling atomic.Int32 // a Polling, see SetPolling
+	// peerSlept says whether the peer slept on its ring, and was rung,
+	// when this side last sent to it (see PollFollow).
+	peerSlept atomic.Bool
+	limit     atomic.Int64 // see SetLimit
 
 	rmu          sync.Mutex
-	rhead, rtail uint64 // under rmu: the in ring's head as last seen, and its tail as read
+	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
+	spinner      spinner // under rmu: whether polling pays, see waitData
 
 	wmu          sync.Mutex
 	whead, wtail uint64 // under wmu: the out ring's head as written, and its tail as last seen
@@ -124,7 +155,7 @@ func New(sock *mp.Conn, mem []byte, first bool, keep io.Closer) (*Conn, error) {
 		c.in, c.out = b, a
 	}
 	c.in.owner.Store(shm.Self())
-	c.spin.Store(int64(DefaultSpin))
+	c.spinner = newSpinner()
 	return c, nil
 }
 
@@ -212,7 +243,11 @@ func (c *Conn) publish(head uint64) {
 // ring wakes the reader of the out ring if it sleeps.
 func (c *Conn) ring() {
 	r := &c.out
-	if r.sleeping.Load() == 1 && r.sleeping.CompareAndSwap(1, 0) {
+	slept := r.sleeping.Load() == 1 && r.sleeping.CompareAndSwap(1, 0)
+	if slept != c.peerSlept.Load() {
+		c.peerSlept.Store(slept)
+	}
+	if slept {
 		c.sock.SendBytes(nil) // a failure is the peer's end, which it sees
 	}
 }
@@ -289,11 +324,9 @@ func (c *Conn) peerHungUp() bool {
 // package's own cap, 1 GiB.
 func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 
-// SetSpin sets how long a receive polls the ring before it sleeps on the
-// socket (DefaultSpin unless set). A receiver that expects nothing soon, such
-// as a server whose client waits for a lock, should not poll: on a small
-// machine the polling takes the CPU from the processes that would send.
-func (c *Conn) SetSpin(d time.Duration) { c.spin.Store(int64(d)) }
+// SetPolling sets when a receive polls the ring before it sleeps on the
+// socket (PollAdaptive unless set).
+func (c *Conn) SetPolling(p Polling) { c.polling.Store(int32(p)) }
 
 // RecvBytesInto receives one message into buf[offset:] and returns its
 // length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
@@ -409,15 +442,25 @@ func (c *Conn) avail(first bool) (int, error) {
 	return int(c.rhead - c.rtail), nil
 }
 
-// waitData waits until the in ring holds data: it polls for a while (see
-// SetSpin), then sleeps on the socket until the writer rings. It returns
-// io.EOF once the writer has closed or gone and everything it sent has
-// been read.
+// waitData waits until the in ring holds data: it looks a few times,
+// polls for a while if it should (see SetPolling and spinner), then
+// sleeps on the socket until the writer rings. It returns io.EOF once the writer
+// has closed or gone and everything it sent has been read.
 func (c *Conn) waitData() error {
 	r := &c.in
 	var until time.Time
+	decided := false // whether to poll, and for how long
+	polling := false // holds one of the process's polling slots
+	defer func() {
+		if polling {
+			spinners.Add(-1)
+		}
+	}()
 	for i := 0; ; i++ {
 		if r.head.Load() != c.rtail {
+			if polling {
+				c.spinner.learn(true)
+			}
 			return nil
 		}
 		if r.closed.Load() == 1 {
@@ -434,25 +477,40 @@ func (c *Conn) waitData() error {
 		if i%16 != 15 {
 			continue
 		}
-		now := time.Now()
-		if until.IsZero() {
-			until = now.Add(time.Duration(c.spin.Load()))
+		if !decided {
+			decided = true
+			if c.shouldPoll() && takeSpinner() {
+				polling = true
+				until = time.Now().Add(DefaultSpin)
+			}
 		}
-		if now.Before(until) {
-			runtime.Gosched()
-			continue
+		if polling {
+			if time.Now().Before(until) {
+				runtime.Gosched()
+				continue
+			}
+			polling = false
+			spinners.Add(-1)
+			c.spinner.learn(false)
 		}
 		r.sleeping.Swap(1) // a full fence before the look at head: see publish
 		if r.head.Load() != c.rtail || r.closed.Load() == 1 {
 			// Came meanwhile. If the writer has taken the flag, its
 			// doorbell will wake a later sleep for nothing, which is
-			// harmless.
+			// harmless: after a wake there is no polling again, only
+			// the few looks and another sleep.
 			r.sleeping.CompareAndSwap(1, 0)
 			continue
 		}
 		// A doorbell is empty: the length is capped so that a peer cannot
-		// make it a big message.
-		if _, err := c.sock.RecvBytes(1); err != nil {
+		// make it a big message. Poll first, which sleeps at once: a
+		// receive would poll the socket for a while before sleeping,
+		// which is what this wait has just decided not to do.
+		_, err := c.sock.Poll(-1)
+		if err == nil {
+			_, err = c.sock.RecvBytes(1)
+		}
+		if err != nil {
 			r.sleeping.Store(0)
 			if errors.Is(err, mp.ErrMessageTooLong) {
 				return fmt.Errorf("%w: a doorbell with content", ErrCorrupt)
@@ -465,6 +523,115 @@ func (c *Conn) waitData() error {
 			}
 			return io.EOF
 		}
-		until = time.Time{}
+	}
+}
+
+// Polling an empty ring pays when the message comes while the receiver
+// polls, and costs the CPU it burns otherwise; on a machine with fewer
+// cores than processes that want to run (a manager with a hundred
+// clients on two cores) the pollers take the CPU from the processes that
+// would send, and every wait runs to the end of its polling. Two limits
+// keep polling to where it pays, as a mutex's adaptive spinning does:
+//
+//   - in one process, at most GOMAXPROCS-1 goroutines poll at once (see
+//     takeSpinner): one P stays free for the goroutines the network
+//     poller wakes, which the runtime would otherwise find only every
+//     10 ms while pollers yield to each other, and a process on one core
+//     does not poll at all, as its peer cannot run meanwhile;
+//   - each Conn polls only while its polling mostly ends with a message
+//     (see spinner); once it stops, it tries again now and then, less
+//     often after each try in vain. A receiver whose peer is slow to
+//     answer, as the clients of a loaded server are, sleeps at once,
+//     and polls again soon after messages come quickly again. Waits
+//     that sleep teach nothing: they end a wake-up later than the
+//     message, and two peers that both sleep would each see the other
+//     slow to answer, and never poll again.
+
+// shouldPoll says whether a wait for data polls before it sleeps (see
+// SetPolling). Called with rmu held.
+func (c *Conn) shouldPoll() bool {
+	switch Polling(c.polling.Load()) {
+	case PollAdaptive:
+		return c.spinner.poll()
+	case PollFollow:
+		return !c.peerSlept.Load() && c.spinner.poll()
+	}
+	return false
+}
+
+// spinners counts the goroutines of this process polling a ring.
+var spinners atomic.Int32
+
+// takeSpinner takes one of the process's polling slots, if one is free.
+func takeSpinner() bool {
+	if spinners.Add(1) <= int32(runtime.GOMAXPROCS(0)-1) {
+		return true
+	}
+	spinners.Add(-1)
+	return false
+}
+
+// spinner decides whether a Conn polls its ring before sleeping. While
+// score is at least worthScore, every wait polls and score keeps the
+// share of the recent polls that a message ended, as a moving average
+// (the last eight count for two thirds; scoreOne is all of them). Below,
+// one wait in gap+1 polls, as a try: a try that a message ends brings
+// back polling on every wait, and halves gap for the next time polling
+// stops; a try in vain doubles gap, up to maxGap.
+type spinner struct {
+	score uint32
+	gap   uint32
+	skip  uint32 // the waits left before the next try
+}
+
+const (
+	scoreOne   = 1 << 10
+	scoreShift = 3 // each poll weighs 1/8
+	// worthScore is the share of polls that a message must end for
+	// polling to pay: a poll in vain costs the whole polling time, a
+	// poll that a message ends early saves a sleep and a wake, several
+	// times shorter. From all polls paying, it takes three in vain in a
+	// row to stop polling.
+	worthScore = scoreOne * 3 / 4
+	// maxGap bounds the waits between two tries: a try in vain every
+	// 256 waits costs under 0.2 µs a wait at the default polling time.
+	maxGap = 256
+)
+
+func newSpinner() spinner { return spinner{score: scoreOne, gap: 1} }
+
+// worth reports whether polling has been paying: then every wait polls.
+func (s *spinner) worth() bool { return s.score >= worthScore }
+
+// poll reports whether the next wait polls.
+func (s *spinner) poll() bool {
+	if s.worth() {
+		return true
+	}
+	if s.skip > 0 {
+		s.skip--
+		return false
+	}
+	return true
+}
+
+// learn records how a poll ended: caught if a message ended it.
+func (s *spinner) learn(caught bool) {
+	if !s.worth() { // a try
+		if caught {
+			s.score = scoreOne
+			s.gap = max(s.gap/2, 1)
+		} else {
+			s.gap = min(2*s.gap, maxGap)
+			s.skip = s.gap
+		}
+		return
+	}
+	s.score -= s.score >> scoreShift
+	if caught {
+		s.score += scoreOne >> scoreShift
+	}
+	if !s.worth() {
+		s.skip = s.gap
 	}
 }

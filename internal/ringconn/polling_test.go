@@ -1,0 +1,155 @@
+package ringconn
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// timeToSleep has b receive n messages from a, each sent only once b
+// sleeps on its socket, and returns the shortest time from the start of
+// a receive to its sleep. A receive that polls first cannot sleep before
+// DefaultSpin; one that does not sleeps after a few looks. The shortest
+// of n is what the receiver decided, whatever the machine's load adds.
+func timeToSleep(t *testing.T, a, b *Conn, n int) time.Duration {
+	t.Helper()
+	shortest := time.Hour
+	for i := range n {
+		start := make(chan time.Time, 1)
+		done := make(chan error, 1)
+		go func() {
+			start <- time.Now()
+			_, err := b.RecvBytesInto(make([]byte, 8), 0)
+			done <- err
+		}()
+		t0 := <-start
+		for b.in.sleeping.Load() == 0 {
+			select {
+			case err := <-done:
+				t.Fatalf("receive %d returned before a message: %v", i, err)
+			default:
+			}
+			runtime.Gosched()
+		}
+		shortest = min(shortest, time.Since(t0))
+		if err := a.SendBytes([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return shortest
+}
+
+// A receiver whose messages come late (each long after it started
+// waiting) soon stops polling for them: it sleeps at once, instead of
+// burning DefaultSpin of CPU on each wait in vain (on a small machine,
+// the CPU the sender needs).
+func TestSlowPeerNotPolled(t *testing.T) {
+	a, b := pair(t)
+	d := timeToSleep(t, a, b, 40)
+	t.Logf("shortest time to sleep: %v", d)
+	if d >= DefaultSpin/2 {
+		t.Fatalf("the receiver polled on every wait for a late peer (shortest time to sleep %v)", d)
+	}
+	if b.spinner.worth() {
+		t.Fatalf("polling still worth it after 40 waits in vain (%+v)", b.spinner)
+	}
+}
+
+// PollFollow does not poll for the peer's next message when the peer
+// slept on its own ring (and had to be rung) when last sent to: its
+// answer comes a wake-up later. PollNever never polls.
+func TestPollFollowAndNever(t *testing.T) {
+	for _, p := range []Polling{PollFollow, PollNever} {
+		a, b := pair(t)
+		b.SetPolling(p)
+		if p == PollFollow {
+			// a sleeps on its ring, b's message wakes it: a slept.
+			got := make(chan error, 1)
+			go func() {
+				_, err := a.RecvBytesInto(make([]byte, 8), 0)
+				got <- err
+			}()
+			waitUntil(t, func() bool { return a.in.sleeping.Load() == 1 })
+			if err := b.SendBytes([]byte("hi")); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+			if !b.peerSlept.Load() {
+				t.Fatal("b did not see that its peer slept")
+			}
+		}
+		// b's polling still pays as far as it knows: only the mode
+		// keeps it from polling.
+		if !b.spinner.worth() {
+			t.Fatal("a new Conn starts without polling")
+		}
+		if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
+			t.Fatalf("polling %d: the receiver polled (%v to sleep)", p, d)
+		}
+	}
+}
+
+// A process on one core does not poll: its peer cannot run meanwhile.
+func TestNoPollingOnOneCore(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	a, b := pair(t)
+	if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
+		t.Fatalf("the receiver polled on one core (%v to sleep)", d)
+	}
+}
+
+// The spinner's rules: three polls in vain in a row stop polling; then
+// tries come after 2, 4, ... waits, up to maxGap; a try that a message
+// ends brings back polling on every wait.
+func TestSpinnerAdapts(t *testing.T) {
+	s := newSpinner()
+	for i := range 3 {
+		if !s.poll() {
+			t.Fatalf("poll %d refused while polling paid", i)
+		}
+		s.learn(false)
+	}
+	if s.worth() {
+		t.Fatalf("still polling after three polls in vain: %+v", s)
+	}
+	// Count the waits between tries while every try is in vain.
+	var gaps []int
+	skipped := 0
+	for len(gaps) < 10 {
+		if !s.poll() {
+			skipped++
+			continue
+		}
+		s.learn(false)
+		gaps = append(gaps, skipped)
+		skipped = 0
+	}
+	want := []int{1, 2, 4, 8, 16, 32, 64, 128, 256, 256}
+	for i := range want {
+		if gaps[i] != want[i] {
+			t.Fatalf("waits between tries %v, want %v", gaps, want)
+		}
+	}
+	// A try that a message ends: polling on every wait again.
+	for !s.poll() {
+	}
+	s.learn(true)
+	for i := range 10 {
+		if !s.poll() {
+			t.Fatalf("wait %d after a try that paid does not poll", i)
+		}
+		s.learn(true)
+	}
+	// Polls that mostly pay keep polling: one in vain in eight.
+	for i := range 100 {
+		if !s.poll() {
+			t.Fatalf("wait %d does not poll with 7 polls in 8 paying", i)
+		}
+		s.learn(i%8 != 0)
+	}
+}
