@@ -79,6 +79,11 @@ func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
 		return err
 	}
 	r.SetLimit(l.limit)
+	// The client's side (it made the memory) has a goroutine or a few
+	// waiting for replies: they sleep on a futex, cheaper than the
+	// socket. The server's has one per client, which must not each hold
+	// a thread: they sleep on the socket, in the runtime's poller.
+	r.SetFutexSleep(first)
 	l.ring.Store(r)
 	if l.sock.Closed() {
 		r.Close() // closed meanwhile: Close may not have seen the ring

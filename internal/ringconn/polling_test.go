@@ -1,9 +1,13 @@
 package ringconn
 
 import (
+	"errors"
+	"io"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/go-mp/mp"
 )
 
 // timeToSleep has b receive n messages from a, each sent only once b
@@ -152,4 +156,86 @@ func TestSpinnerAdapts(t *testing.T) {
 		}
 		s.learn(i%8 != 0)
 	}
+}
+
+// futexPair is pair with b sleeping on a futex, and b asleep once
+// sleepingB returns.
+func futexPair(t *testing.T) (a, b *Conn, sleepingB func()) {
+	t.Helper()
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one P: receives sleep on the socket")
+	}
+	a, b = pair(t)
+	b.SetFutexSleep(true)
+	b.SetPolling(PollNever)
+	return a, b, func() { waitUntil(t, func() bool { return b.in.sleeping.Load() == sleepFutex }) }
+}
+
+// recvAsync receives one message on c in a goroutine.
+func recvAsync(c *Conn) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.RecvBytesInto(make([]byte, 8), 0)
+		errc <- err
+	}()
+	return errc
+}
+
+// A receive that sleeps on a futex is woken by the next message, by a
+// futex wake and not a doorbell on the socket.
+func TestFutexSleeperWakes(t *testing.T) {
+	a, b, sleepingB := futexPair(t)
+	for i := range 5 {
+		errc := recvAsync(b)
+		sleepingB()
+		if err := a.SendBytes([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := b.sock.Poll(0); ok {
+			t.Fatal("a doorbell on the socket for a futex sleeper")
+		}
+	}
+}
+
+// The receiver's own Close, and the peer's, wake a futex sleeper at once
+// (not futexCheck later: the bound proves only that it returns).
+func TestFutexSleeperClose(t *testing.T) {
+	a, b, sleepingB := futexPair(t)
+	errc := recvAsync(b)
+	sleepingB()
+	b.Close()
+	if err := <-errc; !errors.Is(err, mp.ErrClosed) {
+		t.Fatalf("own Close: %v, want mp.ErrClosed", err)
+	}
+
+	a, b, sleepingB = futexPair(t)
+	errc = recvAsync(b)
+	sleepingB()
+	a.Close()
+	if err := <-errc; err != io.EOF {
+		t.Fatalf("the peer's Close: %v, want io.EOF", err)
+	}
+}
+
+// A writer that goes without a word (its socket ends, its memory says
+// nothing: killed) cannot wake a futex; the sleeper sees the socket's end
+// within futexCheck and returns io.EOF once it has read what was sent.
+func TestFutexSleeperPeerGone(t *testing.T) {
+	a, b, sleepingB := futexPair(t)
+	errc := recvAsync(b)
+	sleepingB()
+	start := time.Now()
+	a.sock.Close() // not a.Close: no closed flag, no wake
+	select {
+	case err := <-errc:
+		if err != io.EOF {
+			t.Fatalf("after the writer's socket ended: %v, want io.EOF", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a futex sleeper did not notice its writer's end")
+	}
+	t.Logf("noticed after %v", time.Since(start))
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/frame"
+	"github.com/go-mp/mp/internal/futex"
 	"github.com/go-mp/mp/internal/pause"
 	"github.com/go-mp/mp/internal/shm"
 	"golang.org/x/sys/unix"
@@ -44,7 +45,7 @@ import (
 const (
 	offHead     = 0   // uint64: bytes written so far (by the writer)
 	offTail     = 64  // uint64: bytes read so far (by the reader)
-	offSleeping = 128 // uint32: 1 while the reader sleeps on the socket
+	offSleeping = 128 // uint32: the reader sleeps: 1 on the socket, 2 on this word (a futex)
 	offClosed   = 132 // uint32: 1 once the writer has closed
 	offOwner    = 136 // uint64: the reader's process (shm.Self), for the writer's checks
 	headerSize  = 192
@@ -88,6 +89,21 @@ const (
 	PollNever
 )
 
+// How a reader sleeps, in its ring's sleeping word.
+const (
+	sleepSocket = 1 // the writer rings with an empty message on the socket
+	sleepFutex  = 2 // the writer wakes the futex on the word
+)
+
+// futexCheck is how long a reader sleeping on a futex sleeps before it
+// looks whether the writer has gone: a writer that dies cannot wake it,
+// only its socket's end tells.
+const futexCheck = 100 * time.Millisecond
+
+// futexSleepers counts the receives of this process sleeping on a futex
+// (see SetFutexSleep).
+var futexSleepers atomic.Int32
+
 // ErrCorrupt is returned when the peer has left the shared memory in a
 // state that no peer following the protocol can produce: an index moved
 // backwards or past the other side's, or a doorbell with content. The
@@ -127,8 +143,9 @@ type Conn struct {
 	polling atomic.Int32 // a Polling, see SetPolling
 	// peerSlept says whether the peer slept on its ring, and was rung,
 	// when this side last sent to it (see PollFollow).
-	peerSlept atomic.Bool
-	limit     atomic.Int64 // see SetLimit
+	peerSlept  atomic.Bool
+	futexSleep atomic.Bool  // see SetFutexSleep
+	limit      atomic.Int64 // see SetLimit
 
 	rmu          sync.Mutex
 	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
@@ -166,8 +183,12 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.out.closed.Store(1)
-	err := c.sock.Close() // wakes our reader if it sleeps, and the peer's
-	c.wmu.Lock()          // let a send in progress finish with the memory
+	// Wake our reader and the peer's if they sleep on a futex; on the
+	// socket, its end wakes them.
+	wakeFutex(c.out.sleeping)
+	wakeFutex(c.in.sleeping)
+	err := c.sock.Close()
+	c.wmu.Lock() // let a send in progress finish with the memory
 	c.rmu.Lock()
 	if c.keep != nil {
 		c.keep.Close()
@@ -243,12 +264,24 @@ func (c *Conn) publish(head uint64) {
 // ring wakes the reader of the out ring if it sleeps.
 func (c *Conn) ring() {
 	r := &c.out
-	slept := r.sleeping.Load() == 1 && r.sleeping.CompareAndSwap(1, 0)
+	how := r.sleeping.Load()
+	slept := how != 0 && r.sleeping.CompareAndSwap(how, 0)
 	if slept != c.peerSlept.Load() {
 		c.peerSlept.Store(slept)
 	}
-	if slept {
+	switch {
+	case !slept:
+	case how == sleepFutex:
+		futex.Wake(r.sleeping, 1)
+	default:
 		c.sock.SendBytes(nil) // a failure is the peer's end, which it sees
+	}
+}
+
+// wakeFutex wakes a reader sleeping on the futex word w, if one does.
+func wakeFutex(w *atomic.Uint32) {
+	if w.Load() == sleepFutex && w.CompareAndSwap(sleepFutex, 0) {
+		futex.Wake(w, 1)
 	}
 }
 
@@ -323,6 +356,21 @@ func (c *Conn) peerHungUp() bool {
 // mp.ErrMessageTooLong; the connection stays usable. 0 means the
 // package's own cap, 1 GiB.
 func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
+
+// SetFutexSleep says whether a receive that sleeps does so on a futex in
+// the shared memory (on) or on the socket (off, the default). A futex
+// costs one system call on each side, against four or five for the
+// socket's doorbell and the runtime's network poller (1 client of a
+// manager on a loaded 2-core machine: 40-56 -> 170-190 k ops/s), but the
+// sleeping receive holds its thread and its P (see
+// futex.WaitHoldingP): it suits a side where one goroutine or a few
+// wait, as a manager's client does, not a server with a goroutine per
+// connection. At most GOMAXPROCS-1 receives of a process sleep on a
+// futex at once, so that one P stays for the other goroutines (the one
+// that cancels a wait, say); the others sleep on the socket, as all do
+// on one core. A writer that dies cannot wake a futex: the sleeper looks
+// at its socket's end every futexCheck.
+func (c *Conn) SetFutexSleep(on bool) { c.futexSleep.Store(on) }
 
 // SetPolling sets when a receive polls the ring before it sleeps on the
 // socket (PollAdaptive unless set).
@@ -448,9 +496,9 @@ func (c *Conn) avail(first bool) (int, error) {
 // has closed or gone and everything it sent has been read.
 func (c *Conn) waitData() error {
 	r := &c.in
-	var until time.Time
-	decided := false // whether to poll, and for how long
-	polling := false // holds one of the process's polling slots
+	var until, check time.Time // the end of polling, the next look at the writer (see sleepOnFutex)
+	decided := false           // whether to poll, and for how long
+	polling := false           // holds one of the process's polling slots
 	defer func() {
 		if polling {
 			spinners.Add(-1)
@@ -479,7 +527,7 @@ func (c *Conn) waitData() error {
 		}
 		if !decided {
 			decided = true
-			if c.shouldPoll() && takeSpinner() {
+			if c.shouldPoll() && takeSlot(&spinners) {
 				polling = true
 				until = time.Now().Add(DefaultSpin)
 			}
@@ -493,13 +541,29 @@ func (c *Conn) waitData() error {
 			spinners.Add(-1)
 			c.spinner.learn(false)
 		}
-		r.sleeping.Swap(1) // a full fence before the look at head: see publish
-		if r.head.Load() != c.rtail || r.closed.Load() == 1 {
+		how := uint32(sleepSocket)
+		onFutex := c.futexSleep.Load() && takeSlot(&futexSleepers)
+		if onFutex {
+			how = sleepFutex
+		}
+		r.sleeping.Swap(how) // a full fence before the look at head: see publish
+		if r.head.Load() != c.rtail || r.closed.Load() == 1 || c.closed.Load() {
 			// Came meanwhile. If the writer has taken the flag, its
 			// doorbell will wake a later sleep for nothing, which is
 			// harmless: after a wake there is no polling again, only
 			// the few looks and another sleep.
-			r.sleeping.CompareAndSwap(1, 0)
+			r.sleeping.CompareAndSwap(how, 0)
+			if onFutex {
+				futexSleepers.Add(-1)
+			}
+			continue
+		}
+		if onFutex {
+			err := c.sleepOnFutex(&check)
+			futexSleepers.Add(-1)
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		// A doorbell is empty: the length is capped so that a peer cannot
@@ -526,6 +590,34 @@ func (c *Conn) waitData() error {
 	}
 }
 
+// sleepOnFutex sleeps until the writer wakes the in ring's sleeping
+// word, or until check (set futexCheck ahead if zero), and returns
+// io.EOF if by then the writer has gone without a word (killed: the end
+// of its socket, or its process, tells) and left nothing more to read.
+// The sleep also ends spuriously: the runtime interrupts it to preempt
+// the goroutine, every 10 ms or so, hence a deadline that outlives the
+// sleep. The caller set the word and looks at the ring again.
+func (c *Conn) sleepOnFutex(check *time.Time) error {
+	r := &c.in
+	now := time.Now()
+	if check.IsZero() {
+		*check = now.Add(futexCheck)
+	}
+	futex.WaitHoldingP(r.sleeping, sleepFutex, max(check.Sub(now), 0))
+	r.sleeping.CompareAndSwap(sleepFutex, 0) // not rung: sleep again after a look
+	if r.head.Load() != c.rtail || time.Now().Before(*check) {
+		return nil
+	}
+	*check = time.Time{}
+	if owner := c.out.owner.Load(); (owner != 0 && !shm.Alive(owner)) || c.peerHungUp() {
+		if r.head.Load() != c.rtail {
+			return nil // what was sent before the end
+		}
+		return io.EOF
+	}
+	return nil
+}
+
 // Polling an empty ring pays when the message comes while the receiver
 // polls, and costs the CPU it burns otherwise; on a machine with fewer
 // cores than processes that want to run (a manager with a hundred
@@ -534,7 +626,7 @@ func (c *Conn) waitData() error {
 // keep polling to where it pays, as a mutex's adaptive spinning does:
 //
 //   - in one process, at most GOMAXPROCS-1 goroutines poll at once (see
-//     takeSpinner): one P stays free for the goroutines the network
+//     takeSlot): one P stays free for the goroutines the network
 //     poller wakes, which the runtime would otherwise find only every
 //     10 ms while pollers yield to each other, and a process on one core
 //     does not poll at all, as its peer cannot run meanwhile;
@@ -562,12 +654,13 @@ func (c *Conn) shouldPoll() bool {
 // spinners counts the goroutines of this process polling a ring.
 var spinners atomic.Int32
 
-// takeSpinner takes one of the process's polling slots, if one is free.
-func takeSpinner() bool {
-	if spinners.Add(1) <= int32(runtime.GOMAXPROCS(0)-1) {
+// takeSlot takes one of the GOMAXPROCS-1 slots that count counts (the
+// goroutines polling, or sleeping on a futex), if one is free.
+func takeSlot(count *atomic.Int32) bool {
+	if count.Add(1) <= int32(runtime.GOMAXPROCS(0)-1) {
 		return true
 	}
-	spinners.Add(-1)
+	count.Add(-1)
 	return false
 }
 
