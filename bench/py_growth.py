@@ -46,6 +46,7 @@ def _mgr_client(i, d, ready, go, end, out):
     ready.put(i)
     go.wait()
     stop = end.value
+    cpu0 = _self_cpu()
     lat = []
     ops = 0
     k = 0
@@ -60,7 +61,7 @@ def _mgr_client(i, d, ready, go, end, out):
         lat.append(time.time() - t0)
         ops += 1
         k += 1
-    out.put((ops, lat))
+    out.put((ops, _self_cpu() - cpu0, lat))
 
 
 def _mgr_clients(n, window):
@@ -81,10 +82,11 @@ def _mgr_clients(n, window):
         go.set()
         time.sleep(max(0.0, end.value - time.time()))
         cpu1 = _proc_cpu(spid)
-        ops, lat = 0, []
+        ops, ccpu, lat = 0, 0.0, []
         for _ in range(n):
-            o, l = out.get()
+            o, c, l = out.get()
             ops += o
+            ccpu += c
             lat.extend(l)
         for p in ps:
             p.join()
@@ -94,6 +96,13 @@ def _mgr_clients(n, window):
     emit(name + "_ops", ops / window / 1e3, "k ops/s")
     emit(name + "_p99", p99 * 1e3, "ms")
     emit(name + "_srvcpu", (cpu1 - cpu0) * 1e6 / max(ops, 1), "us/op")
+    emit(name + "_clicpu", ccpu * 1e6 / max(ops, 1), "us/op")
+
+
+def _self_cpu():
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _proc_cpu(pid):

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-mp/mp"
@@ -17,8 +18,8 @@ import (
 // processes at once (issue 11): N processes (1 to 128) each alternate a
 // Set and a Get on one manager Dict for the same fixed window. Per N it
 // reports the operations per second of all the clients together, the
-// 99th percentile of one operation's latency, and the server process's
-// CPU time per operation.
+// 99th percentile of one operation's latency, and the CPU time per
+// operation of the server process and of the client processes together.
 
 // clientCounts are the sizes of manager_clients, each 4 times the last
 // from 2 up: the growth ratio between two lines is the cost of 4 times
@@ -88,6 +89,7 @@ type mgrClientArgs struct {
 
 type mgrClientResult struct {
 	Ops  int
+	CPU  time.Duration // the client process's CPU time in the window
 	Hist latHist
 }
 
@@ -106,6 +108,7 @@ var mgrClient = mp.RegisterProc("bench.mgrClient", func(a mgrClientArgs) error {
 		return err
 	}
 	end := time.Unix(0, a.End.Load())
+	cpu0 := selfCPU()
 	h := newLatHist()
 	ops := 0
 	for i := 0; ; i++ {
@@ -125,7 +128,7 @@ var mgrClient = mp.RegisterProc("bench.mgrClient", func(a mgrClientArgs) error {
 		h.add(time.Since(t0))
 		ops++
 	}
-	return a.Out.Put(ctx, mgrClientResult{Ops: ops, Hist: h})
+	return a.Out.Put(ctx, mgrClientResult{Ops: ops, CPU: selfCPU() - cpu0, Hist: h})
 })
 
 func init() {
@@ -218,12 +221,14 @@ func managerClients(n int, window time.Duration) ([]Result, error) {
 	}
 	h := newLatHist()
 	ops := 0
+	var clientCPU time.Duration
 	for range n {
 		r, err := results.Get(ctx)
 		if err != nil {
 			return nil, err
 		}
 		ops += r.Ops
+		clientCPU += r.CPU
 		for b, c := range r.Hist {
 			if b < len(h) {
 				h[b] += c
@@ -240,7 +245,17 @@ func managerClients(n int, window time.Duration) ([]Result, error) {
 		{name + "_ops", float64(ops) / window.Seconds() / 1e3, "k ops/s"},
 		{name + "_p99", float64(h.quantile(0.99)) / 1e6, "ms"},
 		{name + "_srvcpu", (cpu1 - cpu0).Seconds() * 1e6 / float64(max(ops, 1)), "us/op"},
+		{name + "_clicpu", clientCPU.Seconds() * 1e6 / float64(max(ops, 1)), "us/op"},
 	}, nil
+}
+
+// selfCPU returns the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procCPU returns the user and system CPU time process pid has used, from
