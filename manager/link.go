@@ -55,21 +55,6 @@ func (l *link) Close() error {
 	return l.sock.Close()
 }
 
-// expectSoon says, on the server's side, whether the next request may
-// come soon: then the receiver polls for it when polling pays and the
-// client was awake for the last reply (ringconn.PollFollow); otherwise,
-// as while an operation waits, it sleeps at once. The client's side
-// polls as ringconn.PollAdaptive says: it leads, the server follows.
-func (l *link) expectSoon(soon bool) {
-	if r := l.ring.Load(); r != nil {
-		if soon {
-			r.SetPolling(ringconn.PollFollow)
-		} else {
-			r.SetPolling(ringconn.PollNever)
-		}
-	}
-}
-
 // useRing moves the link onto rings over mem (see ringconn.New). Only the
 // goroutine that receives may call it, between messages.
 func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
@@ -81,9 +66,17 @@ func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
 	r.SetLimit(l.limit)
 	// The client's side (it made the memory) has a goroutine or a few
 	// waiting for replies: they sleep on a futex, cheaper than the
-	// socket. The server's has one per client, which must not each hold
-	// a thread: they sleep on the socket, in the runtime's poller.
-	r.SetFutexSleep(first)
+	// socket, and poll as ringconn.PollAdaptive says: the client leads.
+	// The server's side has a goroutine per client, which must not each
+	// hold a thread: they sleep on the socket, in the runtime's poller,
+	// and poll only while their client was awake for the last reply
+	// (ringconn.PollFollow), so that a quick pair stays quick and a
+	// server does not poll for clients that sleep.
+	if first {
+		r.SetFutexSleep(true)
+	} else {
+		r.SetPolling(ringconn.PollFollow)
+	}
 	l.ring.Store(r)
 	if l.sock.Closed() {
 		r.Close() // closed meanwhile: Close may not have seen the ring

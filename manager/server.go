@@ -549,11 +549,10 @@ func (s *Server) serveConn(c *sconn) {
 		if c.shutdown {
 			s.stop()
 		}
-		// While an operation waits (an Acquire, say), only a cancel can
-		// come: do not poll for it, the CPU is wanted elsewhere.
-		c.pmu.Lock()
-		c.c.expectSoon(c.pend == nil)
-		c.pmu.Unlock()
+		// No re-arming of the polling here: the link polls where polling
+		// has paid (see link.useRing), also while an operation waits (an
+		// Acquire that a Release ends a few microseconds later is followed
+		// at once by the client's next request).
 	}
 	c.pmu.Lock()
 	if c.pend != nil {

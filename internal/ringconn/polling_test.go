@@ -107,19 +107,19 @@ func TestNoPollingOnOneCore(t *testing.T) {
 	}
 }
 
-// The spinner's rules: three polls in vain in a row stop polling; then
+// The spinner's rules: five polls in vain in a row stop polling; then
 // tries come after 2, 4, ... waits, up to maxGap; a try that a message
 // ends brings back polling on every wait.
 func TestSpinnerAdapts(t *testing.T) {
 	s := newSpinner()
-	for i := range 3 {
-		if !s.poll() {
+	for i := range 5 {
+		if !s.worth() || !s.poll() {
 			t.Fatalf("poll %d refused while polling paid", i)
 		}
 		s.learn(false)
 	}
 	if s.worth() {
-		t.Fatalf("still polling after three polls in vain: %+v", s)
+		t.Fatalf("still polling after five polls in vain: %+v", s)
 	}
 	// Count the waits between tries while every try is in vain.
 	var gaps []int
@@ -149,12 +149,12 @@ func TestSpinnerAdapts(t *testing.T) {
 		}
 		s.learn(true)
 	}
-	// Polls that mostly pay keep polling: one in vain in eight.
+	// Polls that pay one time in two keep polling.
 	for i := range 100 {
 		if !s.poll() {
-			t.Fatalf("wait %d does not poll with 7 polls in 8 paying", i)
+			t.Fatalf("wait %d does not poll with 1 poll in 2 paying", i)
 		}
-		s.learn(i%8 != 0)
+		s.learn(i%2 != 0)
 	}
 }
 
