@@ -201,7 +201,7 @@ func TestFutexSleeperWakes(t *testing.T) {
 }
 
 // The receiver's own Close, and the peer's, wake a futex sleeper at once
-// (not futexCheck later: the bound proves only that it returns).
+// (not futexHold later: the bound proves only that it returns).
 func TestFutexSleeperClose(t *testing.T) {
 	a, b, sleepingB := futexPair(t)
 	errc := recvAsync(b)
@@ -221,8 +221,9 @@ func TestFutexSleeperClose(t *testing.T) {
 }
 
 // A writer that goes without a word (its socket ends, its memory says
-// nothing: killed) cannot wake a futex; the sleeper sees the socket's end
-// within futexCheck and returns io.EOF once it has read what was sent.
+// nothing: killed) cannot wake a futex; the sleeper moves to the socket
+// after futexHold, sees its end and returns io.EOF once it has read what
+// was sent.
 func TestFutexSleeperPeerGone(t *testing.T) {
 	a, b, sleepingB := futexPair(t)
 	errc := recvAsync(b)
@@ -238,4 +239,19 @@ func TestFutexSleeperPeerGone(t *testing.T) {
 		t.Fatal("a futex sleeper did not notice its writer's end")
 	}
 	t.Logf("noticed after %v", time.Since(start))
+}
+
+// A long wait does not keep its P: after futexHold on the futex, the
+// receive sleeps on the socket, and the next message's doorbell wakes it.
+func TestFutexSleeperMovesToSocket(t *testing.T) {
+	a, b, sleepingB := futexPair(t)
+	errc := recvAsync(b)
+	sleepingB()
+	waitUntil(t, func() bool { return b.in.sleeping.Load() == sleepSocket })
+	if err := a.SendBytes([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }

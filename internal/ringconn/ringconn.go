@@ -96,10 +96,11 @@ const (
 	sleepFutex  = 2 // the writer wakes the futex on the word
 )
 
-// futexCheck is how long a reader sleeping on a futex sleeps before it
-// looks whether the writer has gone: a writer that dies cannot wake it,
-// only its socket's end tells.
-const futexCheck = 100 * time.Millisecond
+// futexHold is how long one receive sleeps on a futex at most, holding
+// its P (see SetFutexSleep); then it sleeps on the socket. A wait that
+// long saves little by a quick wake, and the P is the process's; and a
+// writer that dies cannot wake a futex, only its socket's end tells.
+const futexHold = 10 * time.Millisecond
 
 // futexSleepers counts the receives of this process sleeping on a futex
 // (see SetFutexSleep).
@@ -369,8 +370,10 @@ func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 // connection. At most GOMAXPROCS-1 receives of a process sleep on a
 // futex at once, so that one P stays for the other goroutines (the one
 // that cancels a wait, say); the others sleep on the socket, as all do
-// on one core. A writer that dies cannot wake a futex: the sleeper looks
-// at its socket's end every futexCheck.
+// on one core. And a receive sleeps on the futex for futexHold at most,
+// then on the socket: a long wait (a lock held for seconds) does not
+// keep a P from the process, and a writer that dies without a word,
+// which cannot wake a futex, is seen gone by the socket's end.
 func (c *Conn) SetFutexSleep(on bool) { c.futexSleep.Store(on) }
 
 // SetPolling sets when a receive polls the ring before it sleeps on the
@@ -497,9 +500,9 @@ func (c *Conn) avail(first bool) (int, error) {
 // has closed or gone and everything it sent has been read.
 func (c *Conn) waitData() error {
 	r := &c.in
-	var until, check time.Time // the end of polling, the next look at the writer (see sleepOnFutex)
-	decided := false           // whether to poll, and for how long
-	polling := false           // holds one of the process's polling slots
+	var until, hold time.Time // the end of polling, of sleeping on a futex (see futexHold)
+	decided := false          // whether to poll, and for how long
+	polling := false          // holds one of the process's polling slots
 	defer func() {
 		if polling {
 			spinners.Add(-1)
@@ -543,7 +546,14 @@ func (c *Conn) waitData() error {
 			c.spinner.learn(false)
 		}
 		how := uint32(sleepSocket)
-		onFutex := c.futexSleep.Load() && takeSlot(&futexSleepers)
+		onFutex := false
+		if c.futexSleep.Load() {
+			now := time.Now()
+			if hold.IsZero() {
+				hold = now.Add(futexHold)
+			}
+			onFutex = now.Before(hold) && takeSlot(&futexSleepers)
+		}
 		if onFutex {
 			how = sleepFutex
 		}
@@ -560,11 +570,12 @@ func (c *Conn) waitData() error {
 			continue
 		}
 		if onFutex {
-			err := c.sleepOnFutex(&check)
+			// Until woken, until hold, or spuriously (the runtime's
+			// preemption interrupts the sleep): look again, and sleep
+			// again, on the socket after hold.
+			futex.WaitHoldingP(r.sleeping, sleepFutex, max(time.Until(hold), 0))
+			r.sleeping.CompareAndSwap(sleepFutex, 0)
 			futexSleepers.Add(-1)
-			if err != nil {
-				return err
-			}
 			continue
 		}
 		// A doorbell is empty: the length is capped so that a peer cannot
@@ -589,34 +600,6 @@ func (c *Conn) waitData() error {
 			return io.EOF
 		}
 	}
-}
-
-// sleepOnFutex sleeps until the writer wakes the in ring's sleeping
-// word, or until check (set futexCheck ahead if zero), and returns
-// io.EOF if by then the writer has gone without a word (killed: the end
-// of its socket, or its process, tells) and left nothing more to read.
-// The sleep also ends spuriously: the runtime interrupts it to preempt
-// the goroutine, every 10 ms or so, hence a deadline that outlives the
-// sleep. The caller set the word and looks at the ring again.
-func (c *Conn) sleepOnFutex(check *time.Time) error {
-	r := &c.in
-	now := time.Now()
-	if check.IsZero() {
-		*check = now.Add(futexCheck)
-	}
-	futex.WaitHoldingP(r.sleeping, sleepFutex, max(check.Sub(now), 0))
-	r.sleeping.CompareAndSwap(sleepFutex, 0) // not rung: sleep again after a look
-	if r.head.Load() != c.rtail || time.Now().Before(*check) {
-		return nil
-	}
-	*check = time.Time{}
-	if owner := c.out.owner.Load(); (owner != 0 && !shm.Alive(owner)) || c.peerHungUp() {
-		if r.head.Load() != c.rtail {
-			return nil // what was sent before the end
-		}
-		return io.EOF
-	}
-	return nil
 }
 
 // Polling an empty ring pays when the message comes while the receiver
