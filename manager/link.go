@@ -66,17 +66,13 @@ func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
 	r.SetLimit(l.limit)
 	// The client's side (it made the memory) has a goroutine or a few
 	// waiting for replies: they sleep on a futex, cheaper than the
-	// socket, and poll as ringconn.PollAdaptive says: the client leads.
-	// The server's side has a goroutine per client, which must not each
-	// hold a thread: they sleep on the socket, in the runtime's poller,
-	// and poll only while their client was awake for the last reply
-	// (ringconn.PollFollow), so that a quick pair stays quick and a
-	// server does not poll for clients that sleep.
-	if first {
-		r.SetFutexSleep(true)
-	} else {
-		r.SetPolling(ringconn.PollFollow)
-	}
+	// socket. The server's side has a goroutine per client, which must
+	// not each hold a thread: they sleep on the socket, in the runtime's
+	// poller. Both poll where polling pays (ringconn.PollAdaptive), also
+	// the server while an operation waits: the client whose Acquire a
+	// Release ends a few microseconds later sends its next request at
+	// once.
+	r.SetFutexSleep(first)
 	l.ring.Store(r)
 	if l.sock.Closed() {
 		r.Close() // closed meanwhile: Close may not have seen the ring

@@ -62,39 +62,15 @@ func TestSlowPeerNotPolled(t *testing.T) {
 	}
 }
 
-// PollFollow does not poll for the peer's next message when the peer
-// slept on its own ring (and had to be rung) when last sent to: its
-// answer comes a wake-up later. PollNever never polls.
-func TestPollFollowAndNever(t *testing.T) {
-	for _, p := range []Polling{PollFollow, PollNever} {
-		a, b := pair(t)
-		b.SetPolling(p)
-		if p == PollFollow {
-			// a sleeps on its ring, b's message wakes it: a slept.
-			got := make(chan error, 1)
-			go func() {
-				_, err := a.RecvBytesInto(make([]byte, 8), 0)
-				got <- err
-			}()
-			waitUntil(t, func() bool { return a.in.sleeping.Load() == 1 })
-			if err := b.SendBytes([]byte("hi")); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-got; err != nil {
-				t.Fatal(err)
-			}
-			if !b.peerSlept.Load() {
-				t.Fatal("b did not see that its peer slept")
-			}
-		}
-		// b's polling still pays as far as it knows: only the mode
-		// keeps it from polling.
-		if !b.spinner.worth() {
-			t.Fatal("a new Conn starts without polling")
-		}
-		if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
-			t.Fatalf("polling %d: the receiver polled (%v to sleep)", p, d)
-		}
+// PollNever does not poll, even where polling has paid.
+func TestPollNever(t *testing.T) {
+	a, b := pair(t)
+	b.SetPolling(PollNever)
+	if !b.spinner.worth() {
+		t.Fatal("a new Conn starts without polling")
+	}
+	if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
+		t.Fatalf("the receiver polled (%v to sleep)", d)
 	}
 }
 
