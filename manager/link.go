@@ -68,9 +68,9 @@ func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
 	// waiting for replies: they sleep on a futex, cheaper than the
 	// socket. The server's side has a goroutine per client, which must
 	// not each hold a thread: they sleep on the socket, in the runtime's
-	// poller. Both poll where polling pays (ringconn.PollAdaptive), also
-	// the server while an operation waits: the client whose Acquire a
-	// Release ends a few microseconds later sends its next request at
+	// poller. Both poll where polling pays (see ringconn.DefaultSpin),
+	// also the server while an operation waits: the client whose Acquire
+	// a Release ends a few microseconds later sends its next request at
 	// once.
 	r.SetFutexSleep(first)
 	l.ring.Store(r)

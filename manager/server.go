@@ -549,10 +549,6 @@ func (s *Server) serveConn(c *sconn) {
 		if c.shutdown {
 			s.stop()
 		}
-		// No re-arming of the polling here: the link polls where polling
-		// has paid (see link.useRing), also while an operation waits (an
-		// Acquire that a Release ends a few microseconds later is followed
-		// at once by the client's next request).
 	}
 	c.pmu.Lock()
 	if c.pend != nil {

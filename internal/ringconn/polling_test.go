@@ -62,18 +62,6 @@ func TestSlowPeerNotPolled(t *testing.T) {
 	}
 }
 
-// PollNever does not poll, even where polling has paid.
-func TestPollNever(t *testing.T) {
-	a, b := pair(t)
-	b.SetPolling(PollNever)
-	if !b.spinner.worth() {
-		t.Fatal("a new Conn starts without polling")
-	}
-	if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
-		t.Fatalf("the receiver polled (%v to sleep)", d)
-	}
-}
-
 // A process on one core does not poll: its peer cannot run meanwhile.
 func TestNoPollingOnOneCore(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
@@ -143,7 +131,7 @@ func futexPair(t *testing.T) (a, b *Conn, sleepingB func()) {
 	}
 	a, b = pair(t)
 	b.SetFutexSleep(true)
-	b.SetPolling(PollNever)
+	b.spinner = spinner{gap: maxGap, skip: 1 << 30} // sleeps at once
 	return a, b, func() { waitUntil(t, func() bool { return b.in.sleeping.Load() == sleepFutex }) }
 }
 

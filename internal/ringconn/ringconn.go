@@ -59,25 +59,10 @@ const (
 )
 
 // DefaultSpin is how long a reader polls its empty ring before it sleeps
-// (when it polls, see SetPolling), and a writer polls a full one before
-// it naps.
+// (when polling pays, see spinner), and a writer polls a full one before
+// it naps. Polling never changes what is received, a sleeping reader is
+// woken by the next message: it only trades CPU for a sleep and a wake.
 const DefaultSpin = 50 * time.Microsecond
-
-// Polling says when a receive polls the empty ring for a while
-// (DefaultSpin) before it sleeps on the socket. Whatever it says, a
-// receive gets every message, and a sleeping one is woken by the next;
-// polling only trades CPU for the cost of a sleep and a wake.
-type Polling int32
-
-const (
-	// PollAdaptive, the default, polls while polling has paid often
-	// enough lately (see spinner), and tries again now and then once it
-	// has stopped.
-	PollAdaptive Polling = iota
-	// PollNever sleeps at once, for a receiver that expects nothing
-	// soon.
-	PollNever
-)
 
 // How a reader sleeps, in its ring's sleeping word.
 const (
@@ -131,7 +116,6 @@ type Conn struct {
 	keep       io.Closer // what maps the memory, closed with the Conn
 	in, out    ring
 	closed     atomic.Bool
-	polling    atomic.Int32 // a Polling, see SetPolling
 	futexSleep atomic.Bool  // see SetFutexSleep
 	limit      atomic.Int64 // see SetLimit
 
@@ -358,10 +342,6 @@ func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 // which cannot wake a futex, is seen gone by the socket's end.
 func (c *Conn) SetFutexSleep(on bool) { c.futexSleep.Store(on) }
 
-// SetPolling sets when a receive polls the ring before it sleeps on the
-// socket (PollAdaptive unless set).
-func (c *Conn) SetPolling(p Polling) { c.polling.Store(int32(p)) }
-
 // RecvBytesInto receives one message into buf[offset:] and returns its
 // length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
 // whole in a *mp.BufferTooShortError, in memory that grows as its bytes
@@ -477,9 +457,10 @@ func (c *Conn) avail(first bool) (int, error) {
 }
 
 // waitData waits until the in ring holds data: it looks a few times,
-// polls for a while if it should (see SetPolling and spinner), then
-// sleeps on the socket until the writer rings. It returns io.EOF once the writer
-// has closed or gone and everything it sent has been read.
+// polls for a while where polling pays (see spinner), then sleeps, on a
+// futex or the socket (see SetFutexSleep), until the writer rings. It
+// returns io.EOF once the writer has closed or gone and everything it
+// sent has been read.
 func (c *Conn) waitData() error {
 	r := &c.in
 	var until, hold time.Time // the end of polling, of sleeping on a futex (see futexHold)
@@ -513,7 +494,7 @@ func (c *Conn) waitData() error {
 		}
 		if !decided {
 			decided = true
-			if c.shouldPoll() && takeSlot(&spinners) {
+			if c.spinner.poll() && takeSlot(&spinners) {
 				polling = true
 				until = time.Now().Add(DefaultSpin)
 			}
@@ -606,12 +587,6 @@ func (c *Conn) waitData() error {
 //     slow to answer, and never poll again. (Gating the server's
 //     polling on its client being awake did just that: 128 clients on
 //     2 cores, 75-100 k ops/s with it, 180-190 k without.)
-
-// shouldPoll says whether a wait for data polls before it sleeps (see
-// SetPolling). Called with rmu held.
-func (c *Conn) shouldPoll() bool {
-	return Polling(c.polling.Load()) == PollAdaptive && c.spinner.poll()
-}
 
 // spinners counts the goroutines of this process polling a ring.
 var spinners atomic.Int32
