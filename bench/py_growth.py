@@ -38,6 +38,85 @@ def scaled(n):
 
 # ---- manager with many clients (issue 11) ----
 
+CLIENT_COUNTS = [1, 2, 8, 32, 128]
+
+
+def _mgr_client(i, d, ready, go, end, out):
+    d[i % 100] = 0  # connects
+    ready.put(i)
+    go.wait()
+    stop = end.value
+    cpu0 = _self_cpu()
+    lat = []
+    ops = 0
+    k = 0
+    while True:
+        t0 = time.time()
+        if t0 >= stop:
+            break
+        if k % 2 == 0:
+            d[(i + k) % 100] = k
+        else:
+            d.get((i + k - 1) % 100)
+        lat.append(time.time() - t0)
+        ops += 1
+        k += 1
+    out.put((ops, _self_cpu() - cpu0, lat))
+
+
+def _mgr_clients(n, window):
+    import multiprocessing as mpc
+    ctx = mpc.get_context("fork")
+    with ctx.Manager() as m:
+        d = m.dict()
+        ready, out = ctx.Queue(), ctx.Queue()
+        go, end = ctx.Event(), ctx.Value("d", 0.0, lock=False)
+        ps = [ctx.Process(target=_mgr_client, args=(i, d, ready, go, end, out)) for i in range(n)]
+        for p in ps:
+            p.start()
+        for _ in range(n):
+            ready.get()
+        spid = m._process.pid
+        cpu0 = _proc_cpu(spid)
+        end.value = time.time() + window
+        go.set()
+        time.sleep(max(0.0, end.value - time.time()))
+        cpu1 = _proc_cpu(spid)
+        ops, ccpu, lat = 0, 0.0, []
+        for _ in range(n):
+            o, c, l = out.get()
+            ops += o
+            ccpu += c
+            lat.extend(l)
+        for p in ps:
+            p.join()
+    lat.sort()
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+    name = f"manager_clients_{n}"
+    emit(name + "_ops", ops / window / 1e3, "k ops/s")
+    emit(name + "_p99", p99 * 1e3, "ms")
+    emit(name + "_srvcpu", (cpu1 - cpu0) * 1e6 / max(ops, 1), "us/op")
+    emit(name + "_clicpu", ccpu * 1e6 / max(ops, 1), "us/op")
+
+
+def _self_cpu():
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 1 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def manager_clients():
+    window = max(0.2, 2.0 * SCALE)
+    for n in CLIENT_COUNTS:
+        _mgr_clients(n, window)
+
 
 # ---- a manager client leaving (issue 11) ----
 
@@ -106,6 +185,7 @@ ALL = {
     # map
     # queue
     # manager clients
+    "manager_clients": manager_clients,
     # manager leave
     "manager_leave": manager_leave,
 }

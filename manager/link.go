@@ -55,18 +55,6 @@ func (l *link) Close() error {
 	return l.sock.Close()
 }
 
-// expectSoon says whether the next message is likely to come soon, so
-// that the receiver polls for it before sleeping.
-func (l *link) expectSoon(soon bool) {
-	if r := l.ring.Load(); r != nil {
-		if soon {
-			r.SetSpin(ringconn.DefaultSpin)
-		} else {
-			r.SetSpin(0)
-		}
-	}
-}
-
 // useRing moves the link onto rings over mem (see ringconn.New). Only the
 // goroutine that receives may call it, between messages.
 func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
@@ -76,6 +64,15 @@ func (l *link) useRing(mem *mp.RawArray[uint64], first bool) error {
 		return err
 	}
 	r.SetLimit(l.limit)
+	// The client's side (it made the memory) has a goroutine or a few
+	// waiting for replies: they sleep on a futex, cheaper than the
+	// socket. The server's side has a goroutine per client, which must
+	// not each hold a thread: they sleep on the socket, in the runtime's
+	// poller. Both poll where polling pays (see ringconn.DefaultSpin),
+	// also the server while an operation waits: the client whose Acquire
+	// a Release ends a few microseconds later sends its next request at
+	// once.
+	r.SetFutexSleep(first)
 	l.ring.Store(r)
 	if l.sock.Closed() {
 		r.Close() // closed meanwhile: Close may not have seen the ring

@@ -617,11 +617,6 @@ func (s *Server) serveConn(c *sconn) {
 		if c.shutdown {
 			s.stop()
 		}
-		// While an operation waits (an Acquire, say), only a cancel can
-		// come: do not poll for it, the CPU is wanted elsewhere.
-		c.pmu.Lock()
-		c.c.expectSoon(c.pend == nil)
-		c.pmu.Unlock()
 	}
 	c.pmu.Lock()
 	if c.pend != nil {

@@ -35,6 +35,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/frame"
+	"github.com/go-mp/mp/internal/futex"
 	"github.com/go-mp/mp/internal/pause"
 	"github.com/go-mp/mp/internal/shm"
 	"golang.org/x/sys/unix"
@@ -44,7 +45,7 @@ import (
 const (
 	offHead     = 0   // uint64: bytes written so far (by the writer)
 	offTail     = 64  // uint64: bytes read so far (by the reader)
-	offSleeping = 128 // uint32: 1 while the reader sleeps on the socket
+	offSleeping = 128 // uint32: the reader sleeps: 1 on the socket, 2 on this word (a futex)
 	offClosed   = 132 // uint32: 1 once the writer has closed
 	offOwner    = 136 // uint64: the reader's process (shm.Self), for the writer's checks
 	headerSize  = 192
@@ -58,8 +59,26 @@ const (
 )
 
 // DefaultSpin is how long a reader polls its empty ring before it sleeps
-// (see SetSpin), and a writer polls a full one before it naps.
+// (when polling pays, see spinner), and a writer polls a full one before
+// it naps. Polling never changes what is received, a sleeping reader is
+// woken by the next message: it only trades CPU for a sleep and a wake.
 const DefaultSpin = 50 * time.Microsecond
+
+// How a reader sleeps, in its ring's sleeping word.
+const (
+	sleepSocket = 1 // the writer rings with an empty message on the socket
+	sleepFutex  = 2 // the writer wakes the futex on the word
+)
+
+// futexHold is how long one receive sleeps on a futex at most, holding
+// its P (see SetFutexSleep); then it sleeps on the socket. A wait that
+// long saves little by a quick wake, and the P is the process's; and a
+// writer that dies cannot wake a futex, only its socket's end tells.
+const futexHold = 10 * time.Millisecond
+
+// futexSleepers counts the receives of this process sleeping on a futex
+// (see SetFutexSleep).
+var futexSleepers atomic.Int32
 
 // ErrCorrupt is returned when the peer has left the shared memory in a
 // state that no peer following the protocol can produce: an index moved
@@ -93,15 +112,16 @@ func newRing(mem []byte) ring {
 // Conn is one side of a ring connection. One goroutine at a time receives;
 // sends from several goroutines are serialised.
 type Conn struct {
-	sock    *mp.Conn
-	keep    io.Closer // what maps the memory, closed with the Conn
-	in, out ring
-	closed  atomic.Bool
-	spin    atomic.Int64 // see SetSpin
-	limit   atomic.Int64 // see SetLimit
+	sock       *mp.Conn
+	keep       io.Closer // what maps the memory, closed with the Conn
+	in, out    ring
+	closed     atomic.Bool
+	futexSleep atomic.Bool  // see SetFutexSleep
+	limit      atomic.Int64 // see SetLimit
 
 	rmu          sync.Mutex
-	rhead, rtail uint64 // under rmu: the in ring's head as last seen, and its tail as read
+	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
+	spinner      spinner // under rmu: whether polling pays, see waitData
 
 	wmu          sync.Mutex
 	whead, wtail uint64 // under wmu: the out ring's head as written, and its tail as last seen
@@ -124,7 +144,7 @@ func New(sock *mp.Conn, mem []byte, first bool, keep io.Closer) (*Conn, error) {
 		c.in, c.out = b, a
 	}
 	c.in.owner.Store(shm.Self())
-	c.spin.Store(int64(DefaultSpin))
+	c.spinner = newSpinner()
 	return c, nil
 }
 
@@ -135,8 +155,12 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.out.closed.Store(1)
-	err := c.sock.Close() // wakes our reader if it sleeps, and the peer's
-	c.wmu.Lock()          // let a send in progress finish with the memory
+	// Wake our reader and the peer's if they sleep on a futex; on the
+	// socket, its end wakes them.
+	wakeFutex(c.out.sleeping)
+	wakeFutex(c.in.sleeping)
+	err := c.sock.Close()
+	c.wmu.Lock() // let a send in progress finish with the memory
 	c.rmu.Lock()
 	if c.keep != nil {
 		c.keep.Close()
@@ -212,8 +236,20 @@ func (c *Conn) publish(head uint64) {
 // ring wakes the reader of the out ring if it sleeps.
 func (c *Conn) ring() {
 	r := &c.out
-	if r.sleeping.Load() == 1 && r.sleeping.CompareAndSwap(1, 0) {
+	how := r.sleeping.Load()
+	switch {
+	case how == 0 || !r.sleeping.CompareAndSwap(how, 0):
+	case how == sleepFutex:
+		futex.Wake(r.sleeping, 1)
+	default:
 		c.sock.SendBytes(nil) // a failure is the peer's end, which it sees
+	}
+}
+
+// wakeFutex wakes a reader sleeping on the futex word w, if one does.
+func wakeFutex(w *atomic.Uint32) {
+	if w.Load() == sleepFutex && w.CompareAndSwap(sleepFutex, 0) {
+		futex.Wake(w, 1)
 	}
 }
 
@@ -289,11 +325,22 @@ func (c *Conn) peerHungUp() bool {
 // package's own cap, 1 GiB.
 func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 
-// SetSpin sets how long a receive polls the ring before it sleeps on the
-// socket (DefaultSpin unless set). A receiver that expects nothing soon, such
-// as a server whose client waits for a lock, should not poll: on a small
-// machine the polling takes the CPU from the processes that would send.
-func (c *Conn) SetSpin(d time.Duration) { c.spin.Store(int64(d)) }
+// SetFutexSleep says whether a receive that sleeps does so on a futex in
+// the shared memory (on) or on the socket (off, the default). A futex
+// costs one system call on each side, against four or five for the
+// socket's doorbell and the runtime's network poller (1 client of a
+// manager on a loaded 2-core machine: 40-56 -> 170-190 k ops/s), but the
+// sleeping receive holds its thread and its P (see
+// futex.WaitHoldingP): it suits a side where one goroutine or a few
+// wait, as a manager's client does, not a server with a goroutine per
+// connection. At most GOMAXPROCS-1 receives of a process sleep on a
+// futex at once, so that one P stays for the other goroutines (the one
+// that cancels a wait, say); the others sleep on the socket, as all do
+// on one core. And a receive sleeps on the futex for futexHold at most,
+// then on the socket: a long wait (a lock held for seconds) does not
+// keep a P from the process, and a writer that dies without a word,
+// which cannot wake a futex, is seen gone by the socket's end.
+func (c *Conn) SetFutexSleep(on bool) { c.futexSleep.Store(on) }
 
 // RecvBytesInto receives one message into buf[offset:] and returns its
 // length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
@@ -409,15 +456,26 @@ func (c *Conn) avail(first bool) (int, error) {
 	return int(c.rhead - c.rtail), nil
 }
 
-// waitData waits until the in ring holds data: it polls for a while (see
-// SetSpin), then sleeps on the socket until the writer rings. It returns
-// io.EOF once the writer has closed or gone and everything it sent has
-// been read.
+// waitData waits until the in ring holds data: it looks a few times,
+// polls for a while where polling pays (see spinner), then sleeps, on a
+// futex or the socket (see SetFutexSleep), until the writer rings. It
+// returns io.EOF once the writer has closed or gone and everything it
+// sent has been read.
 func (c *Conn) waitData() error {
 	r := &c.in
-	var until time.Time
+	var until, hold time.Time // the end of polling, of sleeping on a futex (see futexHold)
+	decided := false          // whether to poll, and for how long
+	polling := false          // holds one of the process's polling slots
+	defer func() {
+		if polling {
+			spinners.Add(-1)
+		}
+	}()
 	for i := 0; ; i++ {
 		if r.head.Load() != c.rtail {
+			if polling {
+				c.spinner.learn(true)
+			}
 			return nil
 		}
 		if r.closed.Load() == 1 {
@@ -434,25 +492,64 @@ func (c *Conn) waitData() error {
 		if i%16 != 15 {
 			continue
 		}
-		now := time.Now()
-		if until.IsZero() {
-			until = now.Add(time.Duration(c.spin.Load()))
+		if !decided {
+			decided = true
+			if c.spinner.poll() && takeSlot(&spinners) {
+				polling = true
+				until = time.Now().Add(DefaultSpin)
+			}
 		}
-		if now.Before(until) {
-			runtime.Gosched()
-			continue
+		if polling {
+			if time.Now().Before(until) {
+				runtime.Gosched()
+				continue
+			}
+			polling = false
+			spinners.Add(-1)
+			c.spinner.learn(false)
 		}
-		r.sleeping.Swap(1) // a full fence before the look at head: see publish
-		if r.head.Load() != c.rtail || r.closed.Load() == 1 {
+		how := uint32(sleepSocket)
+		onFutex := false
+		if c.futexSleep.Load() {
+			now := time.Now()
+			if hold.IsZero() {
+				hold = now.Add(futexHold)
+			}
+			onFutex = now.Before(hold) && takeSlot(&futexSleepers)
+		}
+		if onFutex {
+			how = sleepFutex
+		}
+		r.sleeping.Swap(how) // a full fence before the look at head: see publish
+		if r.head.Load() != c.rtail || r.closed.Load() == 1 || c.closed.Load() {
 			// Came meanwhile. If the writer has taken the flag, its
 			// doorbell will wake a later sleep for nothing, which is
-			// harmless.
-			r.sleeping.CompareAndSwap(1, 0)
+			// harmless: after a wake there is no polling again, only
+			// the few looks and another sleep.
+			r.sleeping.CompareAndSwap(how, 0)
+			if onFutex {
+				futexSleepers.Add(-1)
+			}
+			continue
+		}
+		if onFutex {
+			// Until woken, until hold, or spuriously (the runtime's
+			// preemption interrupts the sleep): look again, and sleep
+			// again, on the socket after hold.
+			futex.WaitHoldingP(r.sleeping, sleepFutex, max(time.Until(hold), 0))
+			r.sleeping.CompareAndSwap(sleepFutex, 0)
+			futexSleepers.Add(-1)
 			continue
 		}
 		// A doorbell is empty: the length is capped so that a peer cannot
-		// make it a big message.
-		if _, err := c.sock.RecvBytes(1); err != nil {
+		// make it a big message. Poll first, which sleeps at once: a
+		// receive would poll the socket for a while before sleeping,
+		// which is what this wait has just decided not to do.
+		_, err := c.sock.Poll(-1)
+		if err == nil {
+			_, err = c.sock.RecvBytes(1)
+		}
+		if err != nil {
 			r.sleeping.Store(0)
 			if errors.Is(err, mp.ErrMessageTooLong) {
 				return fmt.Errorf("%w: a doorbell with content", ErrCorrupt)
@@ -465,6 +562,110 @@ func (c *Conn) waitData() error {
 			}
 			return io.EOF
 		}
-		until = time.Time{}
+	}
+}
+
+// Polling an empty ring pays when the message comes while the receiver
+// polls, and costs the CPU it burns otherwise; on a machine with fewer
+// cores than processes that want to run (a manager with a hundred
+// clients on two cores) the pollers take the CPU from the processes that
+// would send, and every wait runs to the end of its polling. Two limits
+// keep polling to where it pays, as a mutex's adaptive spinning does:
+//
+//   - in one process, at most GOMAXPROCS-1 goroutines poll at once (see
+//     takeSlot): one P stays free for the goroutines the network
+//     poller wakes, which the runtime would otherwise find only every
+//     10 ms while pollers yield to each other, and a process on one core
+//     does not poll at all, as its peer cannot run meanwhile;
+//   - each Conn polls only while its polling mostly ends with a message
+//     (see spinner); once it stops, it tries again now and then, less
+//     often after each try in vain. A receiver whose peer is slow to
+//     answer, as the clients of a loaded server are, sleeps at once,
+//     and polls again soon after messages come quickly again. Waits
+//     that sleep teach nothing: they end a wake-up later than the
+//     message, and two peers that both sleep would each see the other
+//     slow to answer, and never poll again. (Gating the server's
+//     polling on its client being awake did just that: 128 clients on
+//     2 cores, 75-100 k ops/s with it, 180-190 k without.)
+
+// spinners counts the goroutines of this process polling a ring.
+var spinners atomic.Int32
+
+// takeSlot takes one of the GOMAXPROCS-1 slots that count counts (the
+// goroutines polling, or sleeping on a futex), if one is free.
+func takeSlot(count *atomic.Int32) bool {
+	if count.Add(1) <= int32(runtime.GOMAXPROCS(0)-1) {
+		return true
+	}
+	count.Add(-1)
+	return false
+}
+
+// spinner decides whether a Conn polls its ring before sleeping. While
+// score is at least worthScore, every wait polls and score keeps the
+// share of the recent polls that a message ended, as a moving average
+// (the last four count for two thirds; scoreOne is all of them). Below,
+// one wait in gap+1 polls, as a try: a try that a message ends brings
+// back polling on every wait, and halves gap for the next time polling
+// stops; a try in vain doubles gap, up to maxGap.
+type spinner struct {
+	score uint32
+	gap   uint32
+	skip  uint32 // the waits left before the next try
+}
+
+const (
+	scoreOne   = 1 << 10
+	scoreShift = 2 // each poll weighs 1/4
+	// worthScore is the share of polls that a message must end for
+	// polling to pay. A poll in vain costs the whole polling time; one
+	// that a message ends saves a sleep and a wake, a few times shorter
+	// in CPU, but on a busy machine a wake-up also waits for a CPU, as
+	// long as a poll or longer, and for a request and its reply that
+	// latency is the throughput: a quarter is the level at which the
+	// manager's 1-client workloads kept their speed on a loaded machine.
+	// From all polls paying, it takes five in vain in a row to stop
+	// polling; one in two paying keeps it.
+	worthScore = scoreOne / 4
+	// maxGap bounds the waits between two tries: a try in vain every
+	// 256 waits costs under 0.2 µs a wait at the default polling time.
+	maxGap = 256
+)
+
+func newSpinner() spinner { return spinner{score: scoreOne, gap: 1} }
+
+// worth reports whether polling has been paying: then every wait polls.
+func (s *spinner) worth() bool { return s.score >= worthScore }
+
+// poll reports whether the next wait polls.
+func (s *spinner) poll() bool {
+	if s.worth() {
+		return true
+	}
+	if s.skip > 0 {
+		s.skip--
+		return false
+	}
+	return true
+}
+
+// learn records how a poll ended: caught if a message ended it.
+func (s *spinner) learn(caught bool) {
+	if !s.worth() { // a try
+		if caught {
+			s.score = scoreOne
+			s.gap = max(s.gap/2, 1)
+		} else {
+			s.gap = min(2*s.gap, maxGap)
+			s.skip = s.gap
+		}
+		return
+	}
+	s.score -= s.score >> scoreShift
+	if caught {
+		s.score += scoreOne >> scoreShift
+	}
+	if !s.worth() {
+		s.skip = s.gap
 	}
 }
