@@ -168,3 +168,107 @@ func decodeChunkAny[T any](b []byte) ([]T, error) {
 	err := decMode.Unmarshal(b, &out)
 	return out, err
 }
+
+// mapChunkBytes is about the most bytes of encoded items in a chunk of
+// Map's default chunking. Python's rule alone (see defaultChunksize)
+// makes chunks of an eighth of the items on two workers: 128 MiB each for
+// a million items of 1 KiB, which a worker must receive whole before it
+// starts. Chunks of about 1 MiB keep the workers busy from the start, and
+// what the pool holds encoded at once small beside the items (see
+// Pool.sendTo).
+const mapChunkBytes = 1 << 20
+
+// chunkEnds returns where the chunks of items end: every chunksize items
+// if chunksize > 0; else as Python chooses (defaultChunksize), but with no
+// more than about mapChunkBytes of encoded items each (one item at
+// least). The sizes of strings and byte slices are their lengths; those of
+// other types are estimated from a few items encoded. Chunks of a
+// fixed-size type are not capped: Map sends them from the items' own
+// memory, at no cost in memory.
+func chunkEnds[T any](items []T, chunksize, workers int) []int {
+	n := len(items)
+	capped := chunksize <= 0 && !rawChunks[T]()
+	if chunksize <= 0 {
+		chunksize = defaultChunksize(n, workers)
+	}
+	ends := make([]int, 0, (n+chunksize-1)/chunksize)
+	if !capped {
+		for off := 0; off < n; off += chunksize {
+			ends = append(ends, min(off+chunksize, n))
+		}
+		return ends
+	}
+	size := itemSize(items)
+	for off := 0; off < n; {
+		end, sum := off, 0
+		for end < n && end-off < chunksize && (end == off || sum+size(end) <= mapChunkBytes) {
+			sum += size(end)
+			end++
+		}
+		ends = append(ends, end)
+		off = end
+	}
+	return ends
+}
+
+// itemSize returns a function giving about how many bytes item i of
+// items takes encoded.
+func itemSize[T any](items []T) func(i int) int {
+	t := reflect.TypeFor[T]()
+	switch {
+	case hasOwnCodec(t):
+	case t.Kind() == reflect.String:
+		return func(i int) int { return 9 + len(*(*string)(unsafe.Pointer(&items[i]))) }
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return func(i int) int { return 9 + len(*(*[]byte)(unsafe.Pointer(&items[i]))) }
+	}
+	// The mean size of up to 16 items spread over the slice.
+	var buf bytes.Buffer
+	k := min(len(items), 16)
+	for j := range k {
+		if encodeItem(&buf, items[j*len(items)/k]) != nil {
+			break // Map fails on it when it is sent
+		}
+	}
+	mean := max(buf.Len()/max(k, 1), 1)
+	return func(int) int { return mean }
+}
+
+var inertTypes sync.Map // reflect.Type -> bool
+
+// inertItems reports whether a copy of a T encodes as the T did, whatever
+// happens afterwards to memory the T refers to: T is made of numbers,
+// bools and strings (which never change), in arrays and structs, and
+// does not encode itself.
+func inertItems[T any]() bool {
+	t := reflect.TypeFor[T]()
+	if ok, found := inertTypes.Load(t); found {
+		return ok.(bool)
+	}
+	ok := inert(t)
+	inertTypes.Store(t, ok)
+	return ok
+}
+
+func inert(t reflect.Type) bool {
+	if hasOwnCodec(t) {
+		return false
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.String,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return inert(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !inert(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

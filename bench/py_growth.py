@@ -32,6 +32,48 @@ def scaled(n):
 
 # ---- map of variable-size items (issue 11) ----
 
+MAP_VAR_POINTS = [
+    ("map_var_1k_100k", 1 << 10, 100_000),
+    ("map_var_1k_300k", 1 << 10, 300_000),
+    ("map_var_1k_1m", 1 << 10, 1 << 20),
+    ("map_var_64k_16k", 64 << 10, 16 << 10),
+]
+
+
+def _reset_peak_rss():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) << 10
+    raise RuntimeError("no VmHWM")
+
+
+def map_var():
+    """pool.map(len) over bytes items, default chunks: us/item, peak RSS / input."""
+    import gc
+    import multiprocessing as mp
+
+    with mp.Pool(2) as pool:
+        pool.map(len, [b""] * 100)
+        for name, size, num in MAP_VAR_POINTS:
+            n = scaled(num)
+            gc.collect()
+            items = [bytes([i & 255]) * size for i in range(n)]
+            _reset_peak_rss()
+            t = time.perf_counter()
+            rs = pool.map(len, items)
+            dt = time.perf_counter() - t
+            assert len(rs) == n and rs[-1] == size
+            peak = _peak_rss()
+            emit(name, dt / n * 1e6, "us/item")
+            emit(name + "_rss", peak / (n * size), "x input")
+            del items, rs
+
 
 # ---- queue items of every size (issue 11) ----
 
@@ -44,6 +86,7 @@ def scaled(n):
 
 ALL = {
     # map
+    "map_var": map_var,
     # queue
     # manager clients
     # manager leave
