@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
@@ -164,9 +165,99 @@ func decodeChunkAny[T any](b []byte) ([]T, error) {
 		copy(asBytes(out), b)
 		return out, nil
 	}
+	if out, ok := decodeStrings[T](b); ok {
+		return out, nil
+	}
 	var out []T
 	err := decMode.Unmarshal(b, &out)
 	return out, err
+}
+
+// decodeStrings decodes a chunk of byte slices or strings in two passes
+// over b: one that checks it and sums the lengths, one that copies the
+// items into a single new array, which they share (an item kept by the
+// target keeps that array). The codec would allocate each item, through
+// reflection, which costs a worker more than the item's copy. It reports
+// false for any other type or any encoding it does not expect (tags,
+// text that is not UTF-8, a malformed chunk), which the codec then
+// decodes or rejects.
+func decodeStrings[T any](b []byte) ([]T, bool) {
+	t := reflect.TypeFor[T]()
+	var major byte
+	switch {
+	case hasOwnCodec(t):
+		return nil, false
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		major = 2 // byte string
+	case t.Kind() == reflect.String:
+		major = 3 // text string
+	default:
+		return nil, false
+	}
+	n, rest, ok := cborHead(b, 4)
+	if !ok || n > uint64(len(rest)) { // an item takes a byte at least
+		return nil, false
+	}
+	total := 0
+	for range n {
+		if major == 2 && len(rest) > 0 && rest[0] == 0xf6 {
+			rest = rest[1:] // null: a nil slice
+			continue
+		}
+		l, r, ok := cborHead(rest, major)
+		if !ok || l > uint64(len(r)) || major == 3 && !utf8.Valid(r[:l]) {
+			return nil, false
+		}
+		total += int(l)
+		rest = r[l:]
+	}
+	if len(rest) != 0 {
+		return nil, false
+	}
+	out := make([]T, n)
+	data := make([]byte, total)
+	_, rest, _ = cborHead(b, 4)
+	for i := range out {
+		if major == 2 && rest[0] == 0xf6 {
+			rest = rest[1:]
+			continue
+		}
+		l, r, _ := cborHead(rest, major)
+		item := data[:copy(data, r[:l]):l]
+		data, rest = data[l:], r[l:]
+		if major == 2 {
+			*(*[]byte)(unsafe.Pointer(&out[i])) = item
+		} else {
+			// data is written only here, before the string exists.
+			*(*string)(unsafe.Pointer(&out[i])) = unsafe.String(unsafe.SliceData(item), len(item))
+		}
+	}
+	return out, true
+}
+
+// cborHead reads the head of a CBOR item of the major type major with a
+// definite length or count, and returns that and the bytes after it.
+func cborHead(b []byte, major byte) (uint64, []byte, bool) {
+	if len(b) == 0 || b[0]>>5 != major {
+		return 0, nil, false
+	}
+	info := b[0] & 0x1f
+	b = b[1:]
+	if info < 24 {
+		return uint64(info), b, true
+	}
+	if info > 27 {
+		return 0, nil, false // reserved, or an indefinite length
+	}
+	size := 1 << (info - 24)
+	if len(b) < size {
+		return 0, nil, false
+	}
+	var v uint64
+	for _, c := range b[:size] {
+		v = v<<8 | uint64(c)
+	}
+	return v, b[size:], true
 }
 
 // mapChunkBytes is about the most bytes of encoded items in a chunk of

@@ -70,3 +70,16 @@ func BenchmarkPoolApply(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPoolMapBytes maps over 100 000 items of 1 KiB per op, with
+// default chunks: map_var's 1 KiB points.
+func BenchmarkPoolMapBytes(b *testing.B) {
+	p := benchPool(b)
+	items := bigItems(100000, 1<<10)
+	b.SetBytes(int64(len(items)) << 10)
+	for b.Loop() {
+		if _, err := firstByte.Map(context.Background(), p, items, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
