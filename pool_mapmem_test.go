@@ -2,13 +2,17 @@ package mp_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/go-mp/mp"
 )
@@ -170,5 +174,69 @@ func TestPoolMapChunksOfDeadWorkerEncodedAgain(t *testing.T) {
 	}
 	if _, _, s := mp.PoolArgBytes(pool); s-before <= n {
 		t.Errorf("%d chunks encoded for %d: the dead worker's were not encoded again", s-before, n)
+	}
+}
+
+// encodeGate encodes as its N; the item N == gateAt waits in its encoding
+// until gateOpen is closed, after closing gateIn. gateCalls counts the
+// encodings.
+type encodeGate struct{ N int }
+
+var (
+	gateAt    = -1
+	gateIn    chan struct{}
+	gateOpen  chan struct{}
+	gateCalls atomic.Int64
+)
+
+func (g encodeGate) MarshalCBOR() ([]byte, error) {
+	gateCalls.Add(1)
+	if g.N == gateAt {
+		close(gateIn)
+		<-gateOpen
+	}
+	return mp.EncodeForTest(g.N)
+}
+
+func (g *encodeGate) UnmarshalCBOR(b []byte) error { return cbor.Unmarshal(b, &g.N) }
+
+var encodeGateN = mp.Register("test.encodeGateN", func(g encodeGate) (int, error) { return g.N, nil })
+
+// A Map whose ctx ends while one of its chunks is being encoded returns
+// only once that encoding is over, and no chunk is encoded from its items
+// after it has returned: the items are the caller's again.
+func TestPoolMapReturnsOnlyWhenItsItemsAreLeft(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	items := make([]encodeGate, 50)
+	for i := range items {
+		items[i].N = i
+	}
+	gateAt, gateIn, gateOpen = 10, make(chan struct{}), make(chan struct{})
+	open := sync.OnceFunc(func() { close(gateOpen) })
+	t.Cleanup(func() { open(); gateAt = -1 }) // before the pool's: a failed test does not hang
+	ctx, cancel := context.WithCancel(ctxTimeout(t, 60*time.Second))
+	returned := make(chan error, 1)
+	go func() {
+		_, err := encodeGateN.Map(ctx, pool, items, 1)
+		returned <- err
+	}()
+	<-gateIn // the dispatcher encodes item 10
+	cancel()
+	select {
+	case err := <-returned:
+		t.Fatalf("Map returned (%v) while its items were being encoded", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	open()
+	if err := <-returned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Map = %v, want context.Canceled", err)
+	}
+	calls := gateCalls.Load()
+	// The pool serves on, and no more of the items are encoded.
+	if got, err := double.Map(ctxTimeout(t, 60*time.Second), pool, []int{1, 2}, 1); err != nil || !slices.Equal(got, []int{2, 4}) {
+		t.Fatalf("the next Map gave %v, %v", got, err)
+	}
+	if n := gateCalls.Load(); n != calls {
+		t.Errorf("%d items encoded after Map returned", n-calls)
 	}
 }

@@ -3,6 +3,7 @@ package mp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -135,6 +136,10 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 	return res
 }
 
+// errMapSettled is the error of a chunk not encoded because its Map was
+// over (failed or cancelled) by the time a worker took it.
+var errMapSettled = errors.New("mp: the Map is over")
+
 // defaultChunksize is Python's: spread the items over four chunks per
 // worker.
 func defaultChunksize(n, workers int) int {
@@ -158,7 +163,12 @@ func defaultChunksize(n, workers int) int {
 func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) ([]R, error) {
 	// items cannot change while Map runs, so chunks are sent, or encoded
 	// as they are sent, from where they are.
-	return f.mapAsync(ctx, pool, items, chunksize, nil, false, opts).Get(ctx)
+	res, halt := f.mapAsync(ctx, pool, items, chunksize, nil, false, opts)
+	out, err := res.Get(ctx)
+	if err != nil {
+		halt(err) // ctx may be done before the AfterFunc of mapAsync has run
+	}
+	return out, err
 }
 
 // MapAsync is Map without waiting. progress, if not nil, is called in this
@@ -172,20 +182,25 @@ func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize i
 // pointers, ...) are encoded before MapAsync returns, so that their
 // encoding is held until their chunks are sent.
 func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
-	return f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+	res, _ := f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+	return res
 }
 
 // mapAsync is MapAsync; copyItems says whether the caller may change
-// items before the result is ready, so that they must be copied.
-func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) *AsyncResult[[]R] {
+// items before the result is ready, so that they must be copied. It also
+// returns halt, which settles the Map with err if it is not settled yet,
+// and returns once no chunk is being encoded from items, nor will be: a
+// Map that returns early leaves items to its caller.
+func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
 	res := newAsyncResult[[]R]()
+	halt = func(error) {}
 	out := make([]R, len(items))
 	// Filled by the workers' results as they come: map its pages in at
 	// once rather than one fault at a time (see internal/prefault).
 	prefault.Bytes(chunkInto(out))
 	if len(items) == 0 {
 		res.resolve(out, nil)
-		return res
+		return res, halt
 	}
 	ends := chunkEnds(items, chunksize, pool.Processes())
 	raw := rawChunks[A]()
@@ -200,6 +215,10 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		tasks   = make([]*task, 0, len(ends))
 		settled bool
 		prog    *progressReport
+		// Held for reading while a chunk is encoded from items; stopped
+		// (under it) once the Map is settled: items are no longer read.
+		reading sync.RWMutex
+		stopped bool
 	)
 	settle := func(err error) {
 		// Called with mu held.
@@ -210,6 +229,9 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		for _, t := range tasks {
 			t.canceled.Store(true)
 		}
+		reading.Lock()
+		stopped = true
+		reading.Unlock()
 		prog.finish()
 		if err != nil {
 			res.resolve(nil, err)
@@ -250,13 +272,20 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		case raw && !copyItems:
 			t.arg = asBytes(chunk)
 		case lazy:
-			t.encode = func(buf *bytes.Buffer) error { return encodeArgTo(buf, chunk) }
+			t.encode = func(buf *bytes.Buffer) error {
+				reading.RLock()
+				defer reading.RUnlock()
+				if stopped {
+					return errMapSettled // its finish goes unheard
+				}
+				return encodeArgTo(buf, chunk)
+			}
 		default:
 			t.arg, err = encodeChunk(chunk)
 		}
 		if err != nil {
 			res.resolve(nil, err)
-			return res
+			return res, halt
 		}
 		tasks = append(tasks, t)
 	}
@@ -264,17 +293,18 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 	if err := pool.submit(tasks...); err != nil {
 		prog.finish()
 		res.resolve(nil, err)
-		return res
+		return res, halt
+	}
+	halt = func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		settle(err)
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			mu.Lock()
-			defer mu.Unlock()
-			settle(ctx.Err())
-		})
+		stop := context.AfterFunc(ctx, func() { halt(ctx.Err()) })
 		go func() { <-res.Done(); stop() }()
 	}
-	return res
+	return res, halt
 }
 
 // Imap runs f on the items of seq in pool, chunksize items per task (0 or
