@@ -240,3 +240,42 @@ func TestPoolMapReturnsOnlyWhenItsItemsAreLeft(t *testing.T) {
 		t.Errorf("%d items encoded after Map returned", n-calls)
 	}
 }
+
+var strFirst = mp.Register("test.strFirst", func(s string) (int, error) { return int(s[0]), nil })
+
+// MapAsync leaves items to the caller as soon as it returns: strings are
+// copied with the slice and encoded as workers take them, byte slices
+// (whose bytes may change) encoded at once.
+func TestPoolMapAsyncItemsFreeOnReturn(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	ctx := ctxTimeout(t, 60*time.Second)
+	const n = 300
+	strs := make([]string, n)
+	blobs := bigItems(n, 10)
+	for i := range strs {
+		strs[i] = string(rune('a' + i%26))
+	}
+	_, _, before := mp.PoolArgBytes(pool)
+	rs := strFirst.MapAsync(ctx, pool, strs, 1, nil)
+	rb := firstByte.MapAsync(ctx, pool, blobs, 1, nil)
+	for i := range n {
+		strs[i] = "#"
+		blobs[i][0] = '#'
+	}
+	gotS, err := rs.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotB, err := rb.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if gotS[i] != 'a'+i%26 || gotB[i] != i%256 {
+			t.Fatalf("item %d gave %d and %d, want %d and %d", i, gotS[i], gotB[i], 'a'+i%26, i%256)
+		}
+	}
+	if _, _, s := mp.PoolArgBytes(pool); s-before != n {
+		t.Errorf("%d chunks encoded as sent, want the %d of strings", s-before, n)
+	}
+}
