@@ -2,6 +2,7 @@ package mp_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/go-mp/mp"
@@ -71,15 +72,19 @@ func BenchmarkPoolApply(b *testing.B) {
 	}
 }
 
-// BenchmarkPoolMapBytes maps over 100 000 items of 1 KiB per op, with
-// default chunks: map_var's 1 KiB points.
+// BenchmarkPoolMapBytes maps over 100 MiB of items of 1 KiB and 64 KiB
+// per op, with default chunks: map_var's points.
 func BenchmarkPoolMapBytes(b *testing.B) {
 	p := benchPool(b)
-	items := bigItems(100000, 1<<10)
-	b.SetBytes(int64(len(items)) << 10)
-	for b.Loop() {
-		if _, err := firstByte.Map(context.Background(), p, items, 0); err != nil {
-			b.Fatal(err)
-		}
+	for _, size := range []int{1 << 10, 64 << 10} {
+		b.Run(strconv.Itoa(size>>10)+"k", func(b *testing.B) {
+			items := bigItems(100<<20/size, size)
+			b.SetBytes(100 << 20)
+			for b.Loop() {
+				if _, err := firstByte.Map(context.Background(), p, items, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
