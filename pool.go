@@ -401,7 +401,8 @@ func (p *Pool) submit(ts ...*task) error {
 		// not wait for a busy worker to take a large argument.
 		if w, _ := p.pickWorker(); w != nil && len(w.pending) == 0 {
 			t := p.queue[0]
-			p.popTask()
+			p.queue[0] = nil // as popTask does, and the array serves again
+			p.queue = p.queue[:0]
 			p.sendTo(w, []*task{t})
 			return nil
 		}
@@ -574,10 +575,12 @@ func (p *Pool) writeArgs(w *worker, msgs [][]byte) error {
 	if len(msgs) > 0 {
 		err = w.conn.writeBatch(msgs)
 	}
-	p.args.add(-w.arg.Len())
-	w.arg.Reset()
-	if w.arg.Cap() > maxArgBuffer {
-		w.arg = bytes.Buffer{} // a chunk larger than Map's own: do not keep its memory
+	if n := w.arg.Len(); n > 0 {
+		p.args.add(-n)
+		w.arg.Reset()
+		if w.arg.Cap() > maxArgBuffer {
+			w.arg = bytes.Buffer{} // a chunk larger than Map's own: do not keep its memory
+		}
 	}
 	return err
 }
