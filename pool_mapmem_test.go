@@ -32,13 +32,13 @@ func bigItems(n, size int) [][]byte {
 }
 
 // Issue 11: a Map of items that travel encoded holds about one chunk's
-// encoding per worker at a time, not every chunk's. 32 MiB of items go
+// encoding per worker at a time, not every chunk's. 64 MiB of items go
 // through a pool of two workers: the encoded bytes the pool held unsent
 // must stay under two chunks per worker.
 func TestPoolMapEncodesChunksAsWorkersTakeThem(t *testing.T) {
 	pool := newPool(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 60*time.Second)
-	const n, size = 512, 64 << 10
+	const n, size = 1024, 64 << 10
 	items := bigItems(n, size)
 	got, err := firstByte.Map(ctx, pool, items, 0)
 	if err != nil {
@@ -65,7 +65,7 @@ func TestPoolMapEncodesChunksAsWorkersTakeThem(t *testing.T) {
 func TestPoolMapDefaultChunksCappedByBytes(t *testing.T) {
 	pool := newPool(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 60*time.Second)
-	const n, size = 4000, 4 << 10 // Python's rule: 500 items, 2 MiB a chunk
+	const n, size = 2400, 16 << 10 // Python's rule: 300 items, 4.7 MiB a chunk
 	var mu sync.Mutex
 	var chunks []int
 	last := 0

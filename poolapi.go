@@ -151,7 +151,7 @@ func defaultChunksize(n, workers int) int {
 }
 
 // Map runs f on every item in pool, in chunks of chunksize items (0: as
-// Python chooses, but with no more than about 1 MiB of encoded items per
+// Python chooses, but with no more than about 4 MiB of encoded items per
 // chunk: see chunkEnds), and returns the results in order. The first
 // error stops it; so does ctx, which also stops the dispatching of chunks
 // not yet started. Options report its progress: see [WithProgress] and
