@@ -59,7 +59,8 @@ def map_var():
     import multiprocessing as mp
 
     with mp.Pool(2) as pool:
-        pool.map(len, [b""] * 100)
+        # A warm-up of 8 MiB, as mp's.
+        pool.map(len, [bytes([i & 255]) * 1024 for i in range(8 << 10)])
         for name, size, num in MAP_VAR_POINTS:
             n = scaled(num)
             gc.collect()
