@@ -55,6 +55,7 @@ func benchMapVar(scale float64) ([]Result, error) {
 		runtime.GC()
 		debug.FreeOSMemory()
 		items := byteItems(n, pt.size)
+		runtime.GC() // not during the Map: building items started cycles
 		if err := resetPeakRSS(); err != nil {
 			return nil, err
 		}
