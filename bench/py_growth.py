@@ -59,8 +59,8 @@ def map_var():
     import multiprocessing as mp
 
     with mp.Pool(2) as pool:
-        # A warm-up of 8 MiB, as mp's.
-        pool.map(len, [bytes([i & 255]) * 1024 for i in range(8 << 10)])
+        # A warm-up of 32 MiB, as mp's.
+        pool.map(len, [bytes([i & 255]) * 1024 for i in range(32 << 10)])
         for name, size, num in MAP_VAR_POINTS:
             n = scaled(num)
             gc.collect()
