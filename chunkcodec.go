@@ -279,16 +279,16 @@ const mapChunkBytes = 4 << 20
 // other types are estimated from a few items encoded. Chunks of a
 // fixed-size type are not capped: Map sends them from the items' own
 // memory, at no cost in memory.
-func chunkEnds[T any](items []T, chunksize, workers int) []int {
+func chunkEnds[T any](items []T, chunksize, workers int) []chunkEnd {
 	n := len(items)
 	capped := chunksize <= 0 && !rawChunks[T]()
 	if chunksize <= 0 {
 		chunksize = defaultChunksize(n, workers)
 	}
-	ends := make([]int, 0, (n+chunksize-1)/chunksize)
+	ends := make([]chunkEnd, 0, (n+chunksize-1)/chunksize)
 	if !capped {
 		for off := 0; off < n; off += chunksize {
-			ends = append(ends, min(off+chunksize, n))
+			ends = append(ends, chunkEnd{end: min(off+chunksize, n)})
 		}
 		return ends
 	}
@@ -299,11 +299,15 @@ func chunkEnds[T any](items []T, chunksize, workers int) []int {
 			sum += size(end)
 			end++
 		}
-		ends = append(ends, end)
+		ends = append(ends, chunkEnd{end: end, size: sum})
 		off = end
 	}
 	return ends
 }
+
+// chunkEnd is where a chunk ends, and about how many bytes its items take
+// encoded if chunkEnds measured them (else 0).
+type chunkEnd struct{ end, size int }
 
 // itemSize returns a function giving about how many bytes item i of
 // items takes encoded.

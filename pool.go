@@ -165,7 +165,8 @@ type task struct {
 	// encode, if set, writes the argument into buf (arg is then nil): a
 	// Map's chunk is encoded only when it is sent to a worker, and again if
 	// it comes back to the queue without having started (see sendTo).
-	encode func(buf *bytes.Buffer) error
+	encode  func(buf *bytes.Buffer) error
+	argSize int // about how many bytes encode writes, if known, else 0
 }
 
 const (
@@ -533,6 +534,9 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			if err != nil {
 				break
 			}
+			// Sized at once rather than doubled up to a chunk's size, which
+			// copies, and takes fresh memory a page fault at a time.
+			w.arg.Grow(t.argSize + 16)
 			if eerr := t.encode(&w.arg); eerr != nil {
 				w.arg.Reset()
 				if p.unsend(w, t) {

@@ -239,10 +239,10 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			res.resolve(out, nil)
 		}
 	}
-	for i, end := range ends {
-		off := 0
+	for i, ce := range ends {
+		off, end := 0, ce.end
 		if i > 0 {
-			off = ends[i-1]
+			off = ends[i-1].end
 		}
 		chunk := items[off:end]
 		t := &task{target: f.name, chunk: true, into: chunkInto(out[off:end]), finish: func(enc []byte, err error) {
@@ -272,6 +272,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		case raw && !copyItems:
 			t.arg = asBytes(chunk)
 		case lazy:
+			t.argSize = ce.size
 			t.encode = func(buf *bytes.Buffer) error {
 				reading.RLock()
 				defer reading.RUnlock()
