@@ -127,3 +127,73 @@ func TestResultsInPlace(t *testing.T) {
 		t.Fatal("results of CBOR items")
 	}
 }
+
+// decodeStrings must agree with the codec on every chunk it takes, and
+// leave to the codec every chunk it does not.
+func checkDecodeStrings[T any](t *testing.T, b []byte) {
+	t.Helper()
+	fast, ok := decodeStrings[T](b)
+	var slow []T
+	err := decMode.Unmarshal(b, &slow)
+	if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
+		t.Fatalf("decodeStrings[%T](%x) = %#v; the codec: %#v, %v", *new(T), b, fast, slow, err)
+	}
+	if got, aerr := decodeChunkAny[T](b); (aerr == nil) != (err == nil) || err == nil && !reflect.DeepEqual(got, slow) {
+		t.Fatalf("decodeChunkAny[%T](%x) = %#v, %v; the codec: %#v, %v", *new(T), b, got, aerr, slow, err)
+	}
+}
+
+type blob []byte
+
+func TestChunkCodecStrings(t *testing.T) {
+	big := bytes.Repeat([]byte{7}, 70000)
+	for _, items := range [][][]byte{{nil, {}, {1, 2, 3}, big}, {}, {big, big}} {
+		b, err := encodeChunk(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := decodeStrings[[]byte](b); !ok {
+			t.Fatalf("decodeStrings did not take %x", b[:min(len(b), 20)])
+		}
+		checkDecodeStrings[[]byte](t, b)
+		checkDecodeStrings[blob](t, b)
+		got, _ := decodeChunkAny[[]byte](b)
+		if len(got) > 0 && len(got[len(got)-1]) > 0 && &got[len(got)-1][0] == &b[len(b)-1] {
+			t.Fatal("an item aliases the chunk's memory, which the worker uses again")
+		}
+	}
+	b, _ := encodeChunk([]string{"", "a", "héllo", string(big)})
+	if _, ok := decodeStrings[string](b); !ok {
+		t.Fatal("decodeStrings did not take strings")
+	}
+	checkDecodeStrings[string](t, b)
+	for _, bad := range [][]byte{
+		{0x82, 0x41, 0x01},             // one item short
+		{0x81, 0x42, 0x01},             // item truncated
+		{0x81, 0x41, 0x01, 0x00},       // extra data
+		{0x9f, 0x41, 0x01, 0xff},       // indefinite array
+		{0x81, 0x5f, 0x41, 0x01, 0xff}, // indefinite byte string
+		{0x81, 0xc2, 0x41, 0x01},       // a tag
+		{0x81, 0x61, 0xff},             // text that is not UTF-8
+		{0x81, 0x61, 0x61},             // text where bytes are expected
+		{0x81, 0x41, 0x61},             // bytes where text is expected
+		{0x81, 0xf6},                   // null
+		{0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x41},
+		{0x81, 0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		{0x81, 0x1c}, {}, {0xf6},
+	} {
+		checkDecodeStrings[[]byte](t, bad)
+		checkDecodeStrings[string](t, bad)
+	}
+}
+
+func FuzzDecodeStrings(f *testing.F) {
+	b1, _ := encodeChunk([][]byte{nil, {}, {1, 2}})
+	b2, _ := encodeChunk([]string{"a", "héllo"})
+	f.Add(b1)
+	f.Add(b2)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDecodeStrings[[]byte](t, b)
+		checkDecodeStrings[string](t, b)
+	})
+}

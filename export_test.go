@@ -13,3 +13,14 @@ func EncodeForTest(v any) ([]byte, error) { return encMode.Marshal(v) }
 func QueueLocksHeld[T any](q *Queue[T]) (producer, consumer bool) {
 	return q.c.plock.owner() != 0, q.c.clock.owner() != 0
 }
+
+// MapChunkBytes is about the most bytes of encoded items in a chunk of
+// Map's default chunking.
+const MapChunkBytes = mapChunkBytes
+
+// PoolArgBytes reports the bytes of Map's chunks that p encoded to send
+// and has not written to a worker yet: now, and the most there have been;
+// and how many chunks it encoded so.
+func PoolArgBytes(p *Pool) (held, peak, sends int64) {
+	return p.args.held.Load(), p.args.peak.Load(), p.args.sends.Load()
+}

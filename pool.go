@@ -121,6 +121,7 @@ type Pool struct {
 	nextID  uint64
 	answers uint64         // results received so far
 	batch   []*task        // the dispatcher's, reused
+	args    argStats       // encoded arguments held
 	running sync.WaitGroup // the dispatcher and the workers' readers
 	done    chan struct{}  // closed once every worker is gone after Close or Terminate
 }
@@ -160,6 +161,12 @@ type task struct {
 	state atomic.Int32
 
 	timer *time.Timer // kills the worker running it once the timeout is over
+
+	// encode, if set, writes the argument into buf (arg is then nil): a
+	// Map's chunk is encoded only when it is sent to a worker, and again if
+	// it comes back to the queue without having started (see sendTo).
+	encode  func(buf *bytes.Buffer) error
+	argSize int // about how many bytes encode writes, if known, else 0
 }
 
 const (
@@ -191,6 +198,7 @@ type worker struct {
 	sendMu     sync.Mutex // orders sends as pending is ordered
 	enc        []byte     // sendTo's buffers, under sendMu
 	msgs       [][]byte
+	arg        bytes.Buffer  // a task's argument encoded by sendTo, under sendMu
 	sent       chan struct{} // wakes the reader when tasks are sent
 	lastAnswer uint64        // p.answers when it last gave a result
 	pace       time.Duration // about how long its tasks take (see prefetchBudget)
@@ -273,16 +281,39 @@ func (p *Pool) spawnWanted() {
 	}
 }
 
+// encodeArg encodes a task's argument into memory of its own.
 func encodeArg(v any) ([]byte, error) {
 	var buf = encodeBuffers.Get().(*bytes.Buffer)
 	defer putEncodeBuffer(buf)
-	if err := encodeItem(buf, v); err != nil {
-		if errors.Is(err, ErrQueueHandles) {
-			return nil, errors.New("mp: pool task arguments cannot hold handles (Conn, Lock, ...)")
-		}
+	if err := encodeArgTo(buf, v); err != nil {
 		return nil, err
 	}
 	return append([]byte(nil), buf.Bytes()...), nil
+}
+
+// encodeArgTo appends the encoding of a task's argument to buf.
+func encodeArgTo(buf *bytes.Buffer, v any) error {
+	if err := encodeItem(buf, v); err != nil {
+		if errors.Is(err, ErrQueueHandles) {
+			return errors.New("mp: pool task arguments cannot hold handles (Conn, Lock, ...)")
+		}
+		return err
+	}
+	return nil
+}
+
+// argStats counts the bytes of Map's encoded chunks that the pool holds
+// and has not written to a worker, and the most there have been: what a
+// Map costs in memory beside its items and results.
+type argStats struct {
+	held, peak atomic.Int64
+	sends      atomic.Int64 // chunks encoded by sendTo
+}
+
+func (s *argStats) add(n int) {
+	h := s.held.Add(int64(n))
+	for p := s.peak.Load(); h > p && !s.peak.CompareAndSwap(p, h); p = s.peak.Load() {
+	}
 }
 
 // startWorker starts one worker process and its reader. spawned says
@@ -371,6 +402,7 @@ func (p *Pool) submit(ts ...*task) error {
 		// not wait for a busy worker to take a large argument.
 		if w, _ := p.pickWorker(); w != nil && len(w.pending) == 0 {
 			t := p.queue[0]
+			p.queue[0] = nil // as popTask does, and the array serves again
 			p.queue = p.queue[:0]
 			p.sendTo(w, []*task{t})
 			return nil
@@ -393,7 +425,7 @@ func (p *Pool) dispatch() {
 			return
 		}
 		for len(p.queue) > 0 && p.queue[0].canceled.Load() {
-			p.queue = p.queue[1:]
+			p.popTask()
 		}
 		if len(p.queue) == 0 && p.state == poolClosed {
 			// Let every worker go once it has nothing left.
@@ -436,7 +468,7 @@ func (p *Pool) takeTasks(ts []*task, room int) []*task {
 		if t.timeout > 0 && len(ts) > 0 {
 			break
 		}
-		p.queue = p.queue[1:]
+		p.popTask()
 		if t.canceled.Load() {
 			continue
 		}
@@ -446,6 +478,14 @@ func (p *Pool) takeTasks(ts []*task, room int) []*task {
 		}
 	}
 	return ts
+}
+
+// popTask drops the first task of the queue. Its slot is cleared: the
+// queue's array, alive as long as the queue, would otherwise keep the task,
+// and the items of its Map, until the array is replaced.
+func (p *Pool) popTask() {
+	p.queue[0] = nil
+	p.queue = p.queue[1:]
 }
 
 // sendTo gives ts to w in one write. Called with p.mu held; returns with
@@ -475,25 +515,104 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 	w.sendMu.Lock()
 	p.mu.Unlock()
 	// The tasks' heads go into one buffer, large arguments from where
-	// they are; both are kept for the next batch.
+	// they are; both are kept for the next batch. An argument encoded
+	// here goes into w.arg, which holds one at a time: what is ready is
+	// written before the next is encoded. So a Map's chunks are encoded
+	// one by one as workers take them, into memory used again and again,
+	// while the workers run the chunks before (see mapAsync).
 	enc, msgs := w.enc[:0], w.msgs[:0]
+	var failed []*task
+	var failErrs []error
+	var err error // a failed write means the worker died: its reader deals with the tasks
 	for _, t := range sent {
-		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: t.arg, Split: len(t.arg) > splitAbove}
+		arg := t.arg
+		if t.encode != nil {
+			if w.arg.Len() > 0 {
+				err = p.writeArgs(w, msgs)
+				enc, msgs = enc[:0], msgs[:0]
+			}
+			if err != nil {
+				break
+			}
+			// Sized at once rather than doubled up to a chunk's size, which
+			// copies, and takes fresh memory a page fault at a time.
+			w.arg.Grow(t.argSize + 16)
+			if eerr := t.encode(&w.arg); eerr != nil {
+				w.arg.Reset()
+				if p.unsend(w, t) {
+					failed, failErrs = append(failed, t), append(failErrs, eerr)
+				}
+				continue
+			}
+			arg = w.arg.Bytes()
+			p.args.add(len(arg))
+			p.args.sends.Add(1)
+		}
+		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: arg, Split: len(arg) > splitAbove}
 		start := len(enc)
 		enc = msg.appendTo(enc)
 		msgs = append(msgs, enc[start:len(enc):len(enc)])
 		if msg.Split {
-			msgs = append(msgs, t.arg)
+			msgs = append(msgs, arg)
+		} else if t.encode != nil {
+			p.writeArgs(w, nil) // copied into enc: w.arg is free
 		}
 	}
-	// A failed send means the worker died: its reader deals with the tasks.
-	w.conn.writeBatch(msgs)
+	if err == nil {
+		p.writeArgs(w, msgs)
+	}
 	clear(msgs)
 	if cap(enc) <= 1<<20 {
 		w.enc = enc
 	}
 	w.msgs = msgs[:0]
 	w.sendMu.Unlock()
+	for i, t := range failed {
+		t.finish(nil, failErrs[i])
+	}
+}
+
+// writeArgs writes msgs to w, and lets go of the argument in w.arg that
+// they hold, if any. Called with w.sendMu held.
+func (p *Pool) writeArgs(w *worker, msgs [][]byte) error {
+	var err error
+	if len(msgs) > 0 {
+		err = w.conn.writeBatch(msgs)
+	}
+	if n := w.arg.Len(); n > 0 {
+		p.args.add(-n)
+		w.arg.Reset()
+		if w.arg.Cap() > maxArgBuffer {
+			w.arg = bytes.Buffer{} // a chunk larger than Map's own: do not keep its memory
+		}
+	}
+	return err
+}
+
+// maxArgBuffer is the largest w.arg kept from one task to the next:
+// enough for Map's default chunks (see mapChunkBytes).
+const maxArgBuffer = 4 * mapChunkBytes
+
+// unsend takes t, whose argument could not be encoded, back from w before
+// anything after it is written, so that w's results still match the order
+// of its pending tasks, and reports whether it did. If it did not, w died
+// meanwhile and lost took t with w's other tasks: t is then back in the
+// queue, to fail the same way when it is sent again, or failed already.
+// Called with w.sendMu held.
+func (p *Pool) unsend(w *worker, t *task) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := taskIndex(w.pending, t.id)
+	if i < 0 {
+		return false
+	}
+	w.pending = slices.Delete(w.pending, i, i+1)
+	if t.timer != nil {
+		t.timer.Stop()
+		w.exclusive = false // a task with a timeout goes alone
+	}
+	p.wake.Broadcast() // w has room again
+	return true
 }
 
 // pickWorker returns the least loaded worker with room, and how many
@@ -581,6 +700,7 @@ func (p *Pool) read(w *worker) {
 			break // a confused worker: treat it as lost
 		}
 		t := w.pending[0]
+		w.pending[0] = nil // as popTask does for the queue
 		w.pending = w.pending[1:]
 		w.exclusive = false
 		w.retiring = w.retiring || res.Exit

@@ -2,6 +2,7 @@ package mp_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/go-mp/mp"
@@ -68,5 +69,22 @@ func BenchmarkPoolApply(b *testing.B) {
 		if v, err := double.Apply(ctx, p, 21); err != nil || v != 42 {
 			b.Fatalf("%d, %v", v, err)
 		}
+	}
+}
+
+// BenchmarkPoolMapBytes maps over 100 MiB of items of 1 KiB and 64 KiB
+// per op, with default chunks: map_var's points.
+func BenchmarkPoolMapBytes(b *testing.B) {
+	p := benchPool(b)
+	for _, size := range []int{1 << 10, 64 << 10} {
+		b.Run(strconv.Itoa(size>>10)+"k", func(b *testing.B) {
+			items := bigItems(100<<20/size, size)
+			b.SetBytes(100 << 20)
+			for b.Loop() {
+				if _, err := firstByte.Map(context.Background(), p, items, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

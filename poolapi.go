@@ -1,9 +1,12 @@
 package mp
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 
 	"github.com/go-mp/mp/internal/prefault"
@@ -133,6 +136,10 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 	return res
 }
 
+// errMapSettled is the error of a chunk not encoded because its Map was
+// over (failed or cancelled) by the time a worker took it.
+var errMapSettled = errors.New("mp: the Map is over")
+
 // defaultChunksize is Python's: spread the items over four chunks per
 // worker.
 func defaultChunksize(n, workers int) int {
@@ -144,45 +151,74 @@ func defaultChunksize(n, workers int) int {
 }
 
 // Map runs f on every item in pool, in chunks of chunksize items (0: as
-// Python chooses), and returns the results in order. The first error
-// stops it; so does ctx, which also stops the dispatching of chunks not yet
-// started. Options report its progress: see [WithProgress] and
+// Python chooses, but with no more than about 4 MiB of encoded items per
+// chunk: see chunkEnds), and returns the results in order. The first
+// error stops it; so does ctx, which also stops the dispatching of chunks
+// not yet started. Options report its progress: see [WithProgress] and
 // [WithProgressBar].
+//
+// Each chunk is encoded only when a worker takes it, into memory the pool
+// uses again for the next: beside items and the results, a Map holds
+// about a chunk's encoding per worker at a time.
 func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) ([]R, error) {
-	// items cannot change while Map runs, so chunks of raw items are sent
-	// from where they are.
-	return f.mapAsync(ctx, pool, items, chunksize, nil, false, opts).Get(ctx)
+	// items cannot change while Map runs, so chunks are sent, or encoded
+	// as they are sent, from where they are.
+	res, halt := f.mapAsync(ctx, pool, items, chunksize, nil, false, opts)
+	out, err := res.Get(ctx)
+	if err != nil {
+		halt(err) // ctx may be done before the AfterFunc of mapAsync has run
+	}
+	return out, err
 }
 
 // MapAsync is Map without waiting. progress, if not nil, is called in this
 // process after each chunk with the number of items done so far and the
 // total, as with the option WithProgress(progress).
+//
+// The caller may change items, and any memory they refer to, as soon as
+// MapAsync returns. Items made of numbers, bools and strings only are
+// copied, and their chunks encoded as workers take them, as Map does;
+// items that refer to memory that may change (byte slices, maps,
+// pointers, ...) are encoded before MapAsync returns, so that their
+// encoding is held until their chunks are sent.
 func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
-	return f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+	res, _ := f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+	return res
 }
 
 // mapAsync is MapAsync; copyItems says whether the caller may change
-// items before the result is ready, so that they must be copied.
-func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) *AsyncResult[[]R] {
+// items before the result is ready, so that they must be copied. It also
+// returns halt, which settles the Map with err if it is not settled yet,
+// and returns once no chunk is being encoded from items, nor will be: a
+// Map that returns early leaves items to its caller.
+func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
 	res := newAsyncResult[[]R]()
-	if chunksize <= 0 {
-		chunksize = defaultChunksize(len(items), pool.Processes())
-	}
+	halt = func(error) {}
 	out := make([]R, len(items))
 	// Filled by the workers' results as they come: map its pages in at
 	// once rather than one fault at a time (see internal/prefault).
 	prefault.Bytes(chunkInto(out))
 	if len(items) == 0 {
 		res.resolve(out, nil)
-		return res
+		return res, halt
+	}
+	ends := chunkEnds(items, chunksize, pool.Processes())
+	raw := rawChunks[A]()
+	lazy := !raw && (!copyItems || inertItems[A]())
+	if lazy && copyItems {
+		items = slices.Clone(items)
 	}
 	var (
 		mu      sync.Mutex
-		left    = (len(items) + chunksize - 1) / chunksize
+		left    = len(ends)
 		doneN   int
-		tasks   []*task
+		tasks   = make([]*task, 0, len(ends))
 		settled bool
 		prog    *progressReport
+		// Held for reading while a chunk is encoded from items; stopped
+		// (under it) once the Map is settled: items are no longer read.
+		reading sync.RWMutex
+		stopped bool
 	)
 	settle := func(err error) {
 		// Called with mu held.
@@ -193,6 +229,9 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		for _, t := range tasks {
 			t.canceled.Store(true)
 		}
+		reading.Lock()
+		stopped = true
+		reading.Unlock()
 		prog.finish()
 		if err != nil {
 			res.resolve(nil, err)
@@ -200,21 +239,15 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			res.resolve(out, nil)
 		}
 	}
-	for off := 0; off < len(items); off += chunksize {
-		end := min(off+chunksize, len(items))
-		var b []byte
-		var err error
-		if !copyItems && rawChunks[A]() {
-			b = asBytes(items[off:end])
-		} else if b, err = encodeChunk(items[off:end]); err != nil {
-			res.resolve(nil, err)
-			return res
+	for i, ce := range ends {
+		off, end := 0, ce.end
+		if i > 0 {
+			off = ends[i-1].end
 		}
-		off := off
-		n := end - off
-		tasks = append(tasks, &task{target: f.name, chunk: true, arg: b, into: chunkInto(out[off:end]), finish: func(enc []byte, err error) {
+		chunk := items[off:end]
+		t := &task{target: f.name, chunk: true, into: chunkInto(out[off:end]), finish: func(enc []byte, err error) {
 			if err == nil {
-				if err = decodeChunk(enc, out[off:off+n]); err != nil {
+				if err = decodeChunk(enc, out[off:end]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
 				}
 			}
@@ -228,28 +261,51 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 				return
 			}
 			left--
-			doneN += n
+			doneN += end - off
 			prog.report(doneN, len(items))
 			if left == 0 {
 				settle(nil)
 			}
-		}})
+		}}
+		var err error
+		switch {
+		case raw && !copyItems:
+			t.arg = asBytes(chunk)
+		case lazy:
+			t.argSize = ce.size
+			t.encode = func(buf *bytes.Buffer) error {
+				reading.RLock()
+				defer reading.RUnlock()
+				if stopped {
+					return errMapSettled // its finish goes unheard
+				}
+				return encodeArgTo(buf, chunk)
+			}
+		default:
+			t.arg, err = encodeChunk(chunk)
+		}
+		if err != nil {
+			res.resolve(nil, err)
+			return res, halt
+		}
+		tasks = append(tasks, t)
 	}
 	prog = newProgress(pool, f.name, len(items), progress, opts)
 	if err := pool.submit(tasks...); err != nil {
 		prog.finish()
 		res.resolve(nil, err)
-		return res
+		return res, halt
+	}
+	halt = func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		settle(err)
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() {
-			mu.Lock()
-			defer mu.Unlock()
-			settle(ctx.Err())
-		})
+		stop := context.AfterFunc(ctx, func() { halt(ctx.Err()) })
 		go func() { <-res.Done(); stop() }()
 	}
-	return res
+	return res, halt
 }
 
 // Imap runs f on the items of seq in pool, chunksize items per task (0 or
