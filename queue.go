@@ -29,6 +29,11 @@ import (
 // during Get before it took the item leaves it in the queue for others;
 // one killed after taking it loses that one item. The queue itself stays
 // consistent and the others go on.
+//
+// Its shared memory grows with the items waiting in it. The memory of
+// items taken is kept for reuse while the queue is busy; once a consumer
+// finds it empty, all but room for two more items like the last one taken
+// (8 MiB at least) is given back to the system.
 type Queue[T any] struct {
 	c *queueCore
 }

@@ -3,16 +3,19 @@ package mp_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/go-mp/mp"
 )
 
 // A steady stream of large items, after a burst that left more free chunks
 // than the queue keeps backed, reuses the backed ones: no Put faults in
-// memory that was just given back. Beyond what it keeps, a drained queue
-// still gives its memory back.
+// memory that was just given back. Draining the burst gives no memory
+// back (the consumer does not stop for it, and the producer may reuse it);
+// a consumer that finds the queue empty gives back all but what it keeps.
 func TestQueueReusesBackedChunks(t *testing.T) {
 	for _, size := range []int{1 << 20, 4 << 20} {
 		q := newQueue[[]byte](t, 0)
@@ -24,16 +27,28 @@ func TestQueueReusesBackedChunks(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		full := mp.QueueBackedBytesForTest(q)
 		for range burst {
 			if _, err := q.Get(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
+		if backed := mp.QueueBackedBytesForTest(q); backed < full {
+			t.Errorf("%d-byte items: %d of %d MiB given back while draining", size, (full-backed)>>20, full>>20)
+		}
+		// Found empty by TryGet, or by a Get that waits.
+		if size == 1<<20 {
+			if _, err := q.TryGet(); !errors.Is(err, mp.ErrEmpty) {
+				t.Fatalf("TryGet on the drained queue = %v", err)
+			}
+		} else if _, err := q.Get(ctxTimeout(t, 20*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Get on the drained queue = %v", err)
+		}
 		backed := mp.QueueBackedBytesForTest(q)
 		// Kept: room for two more items, at least 8 MiB, the chunk in
 		// use, and the header; the burst took about 24 items' worth.
 		if limit := int64(2*size + 12<<20); backed > limit {
-			t.Errorf("%d-byte items: %d MiB still backed after draining, more than %d MiB", size, backed>>20, limit>>20)
+			t.Errorf("%d-byte items: %d MiB still backed once found empty, more than %d MiB", size, backed>>20, limit>>20)
 		}
 		// The first items after the burst fill the rest of its last chunk,
 		// which had never been written.

@@ -18,11 +18,13 @@ import (
 // 1 MiB chunks taken from a large sparse memfd. A record is a 4-byte length
 // and the encoded item, and may span chunks, so items of any size fit and a
 // producer never waits for a reader unless the queue is bounded. Chunks the
-// consumers have passed go back to a warm stack for reuse, backed by memory
-// up to a budget that grows with the items' size; beyond it they are
-// punched out and go to a cold stack, taken only when the warm one is
-// empty, so that a steady stream of items reuses the same memory instead of
-// faulting in pages that were just given back.
+// consumers have passed go back to a warm stack for reuse, up to a budget
+// that grows with the items' size, and beyond it to a stale stack. Both
+// stay backed by memory while the queue is busy, so that a stream of items,
+// or a backlog draining, reuses the same memory instead of faulting in
+// pages just given back (and a consumer catching up does not stop to give
+// memory back). A consumer that finds the queue empty punches the stale
+// chunks out and moves them to a cold stack, taken last.
 //
 // Producers take turns under one robust mutex, consumers under another.
 // Each side publishes its position and item count in one 64-bit store, so a
@@ -75,6 +77,7 @@ const (
 	qFreeCount   = 76 // chunks on the warm stack
 	qDoneSeq     = 80
 	qColdTop     = 88 // cold stack (punched chunks): tag<<32 | slot+1
+	qStaleTop    = 96 // stale stack (beyond the warm budget): tag<<32 | slot+1
 	qParamMax    = 0  // param words
 	qParamFlags  = 1
 	flagJoinable = 1
@@ -112,6 +115,7 @@ type queueCore struct {
 	tail    *atomic.Uint64
 	head    *atomic.Uint64
 	warm    chunkStack
+	stale   chunkStack
 	cold    chunkStack
 	fresh   *atomic.Uint64
 	dataSeq *atomic.Uint32
@@ -160,7 +164,8 @@ func attachQueue(s shared) *queueCore {
 		s: s, mem: s.seg.Bytes(),
 		plock: newMutex(s, qPLock), clock: newMutex(s, qCLock),
 		tail: s.u64(qTail), head: s.u64(qHead), fresh: s.u64(qFresh),
-		warm: chunkStack{top: s.u64(qFreeTop), n: s.u32(qFreeCount)}, cold: chunkStack{top: s.u64(qColdTop)},
+		warm: chunkStack{top: s.u64(qFreeTop), n: s.u32(qFreeCount)}, stale: chunkStack{top: s.u64(qStaleTop)},
+		cold:    chunkStack{top: s.u64(qColdTop)},
 		dataSeq: s.u32(qDataSeq), consW: s.u32(qConsWait), spaceSq: s.u32(qSpaceSeq), prodW: s.u32(qProdWait),
 		done: s.u64(qDone), doneSeq: s.u32(qDoneSeq), joinW: s.u32(qJoinWait),
 		maxsize: s.param(qParamMax).Load(),
@@ -273,9 +278,10 @@ func (q *queueCore) push(st chunkStack, slot int) {
 	}
 }
 
-// alloc takes a free chunk: a warm one, else a cold one, else a fresh one.
+// alloc takes a free chunk: a warm one, else a stale one, else a cold one,
+// else a fresh one.
 func (q *queueCore) alloc() (int, error) {
-	for _, st := range [...]chunkStack{q.warm, q.cold} {
+	for _, st := range [...]chunkStack{q.warm, q.stale, q.cold} {
 		if slot, ok, err := q.pop(st); err != nil || ok {
 			if ok {
 				q.nextOf(slot).Store(0)
@@ -299,16 +305,28 @@ func warmFor(n int) int {
 }
 
 // free returns a chunk to the warm stack if it holds fewer than keep
-// chunks; else its memory is given back to the system and it goes to the
-// cold stack.
+// chunks, else to the stale stack.
 func (q *queueCore) free(slot, keep int) {
 	if int(q.warm.n.Load()) < keep {
 		q.push(q.warm, slot)
 		return
 	}
-	base := int64(chunkBase + slot*chunkSize)
-	unix.Fallocate(q.s.seg.FD(), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, base+4096, chunkSize-4096)
-	q.push(q.cold, slot)
+	q.push(q.stale, slot)
+}
+
+// giveBack gives the memory of the stale chunks back to the system and
+// moves them to the cold stack, one at a time while the queue stays empty:
+// a consumer calls it when it finds nothing to take.
+func (q *queueCore) giveBack() {
+	for q.count() == 0 {
+		slot, ok, err := q.pop(q.stale)
+		if !ok || err != nil {
+			return
+		}
+		base := int64(chunkBase + slot*chunkSize)
+		unix.Fallocate(q.s.seg.FD(), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, base+4096, chunkSize-4096)
+		q.push(q.cold, slot)
+	}
 }
 
 // posValid reports whether (slot, off), read from shared memory, is a
@@ -498,6 +516,7 @@ func (q *queueCore) get(ctx context.Context, try bool, decode func(queueItem) er
 	defer q.exit()
 	if try {
 		if q.count() == 0 {
+			q.giveBack()
 			return ErrEmpty
 		}
 		if !q.clock.tryLock(shm.Self()) {
@@ -555,6 +574,7 @@ func (q *queueCore) waitItem(ctx context.Context, try bool) error {
 	if spin(func() bool { return !empty() }) {
 		return nil
 	}
+	q.giveBack()
 	sl := newSleeper(ctx, q.dataSeq)
 	defer sl.done()
 	for {
