@@ -41,44 +41,65 @@ func TestQueueTakeBytesAsCodec(t *testing.T) {
 		{0x5c, 1}, {0x5f, 0x41, 1, 0xff}, {0x63, 'a', 'b', 'c'}, {0x01}, {0xc2, 0x41, 1}, {},
 		{0x58}, {0x59, 1}, append([]byte{0x59, 1, 44}, long...), append([]byte{0x59, 1, 45}, long...),
 	}
-	// left is how many bytes of its chunk are left before each item's
-	// 4-byte length: 0 for no filler, 4 for the item to start exactly at a
-	// chunk's end, 7 to straddle two chunks.
 	for _, left := range []int{0, 4, 7} {
 		q, err := NewQueue[[]byte](0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx := context.Background()
 		for _, item := range items {
-			if left > 0 {
-				_, off, _ := unpackPos(q.c.tail.Load())
-				filler := chunkSize - off - 4 - left
-				if filler < 0 {
-					filler += chunkSize - chunkHeader
-				}
-				if err := q.c.put(ctx, make([]byte, filler), nil, false); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := q.TryGet(); err == nil {
-					t.Fatal("filler decoded")
-				}
-				if _, off, _ := unpackPos(q.c.tail.Load()); off != chunkSize-left {
-					t.Fatalf("filler left the tail at %d", off)
-				}
-			}
-			if err := q.c.put(ctx, item[:min(len(item), 1)], item[min(len(item), 1):], false); err != nil {
-				t.Fatal(err)
-			}
-			var want []byte
-			werr := decodeItem(item, &want)
-			got, gerr := q.TryGet()
-			if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) || (got == nil) != (want == nil) {
-				t.Errorf("left=%d item %x: Get = %x (nil %v), %v; the codec: %x (nil %v), %v",
-					left, item[:min(len(item), 12)], got, got == nil, gerr, want, want == nil, werr)
-			}
+			checkTakeBytes(t, q, item, left)
 		}
 		q.Close()
+	}
+}
+
+func FuzzQueueTakeBytes(f *testing.F) {
+	f.Add([]byte{0x43, 1, 2, 3}, uint8(7))
+	f.Add([]byte{0xf6}, uint8(4))
+	f.Add([]byte{0x5f, 0x41, 1, 0xff}, uint8(0))
+	q, err := NewQueue[[]byte](0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer q.Close()
+	f.Fuzz(func(t *testing.T, item []byte, left uint8) {
+		checkTakeBytes(t, q, item, int(left%12))
+	})
+}
+
+// checkTakeBytes puts item into q (a Queue of []byte) as raw bytes, after
+// a filler that leaves left bytes of the chunk before the item's 4-byte
+// length (0: no filler; 4: the item starts exactly at the chunk's end; 7:
+// it straddles two chunks), and checks that Get decodes it as the codec
+// does.
+func checkTakeBytes(t *testing.T, q *Queue[[]byte], item []byte, left int) {
+	t.Helper()
+	ctx := context.Background()
+	if left > 0 {
+		_, off, _ := unpackPos(q.c.tail.Load())
+		filler := chunkSize - off - 4 - left
+		if filler < 0 {
+			filler += chunkSize - chunkHeader
+		}
+		if err := q.c.put(ctx, make([]byte, filler), nil, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.TryGet(); err == nil {
+			t.Fatal("filler decoded")
+		}
+		if _, off, _ := unpackPos(q.c.tail.Load()); off != chunkSize-left {
+			t.Fatalf("filler left the tail at %d", off)
+		}
+	}
+	if err := q.c.put(ctx, item[:min(len(item), 1)], item[min(len(item), 1):], false); err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	werr := decodeItem(item, &want)
+	got, gerr := q.TryGet()
+	if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+		t.Errorf("left=%d item %x: Get = %x (nil %v), %v; the codec: %x (nil %v), %v",
+			left, item[:min(len(item), 12)], got, got == nil, gerr, want, want == nil, werr)
 	}
 }
 

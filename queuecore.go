@@ -3,6 +3,7 @@ package mp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -418,11 +419,20 @@ func (q *queueCore) put(ctx context.Context, head, body []byte, try bool) error 
 		return errQueueCorrupt
 	}
 	var hdr [4]byte
-	hdr[0], hdr[1], hdr[2], hdr[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
-	var err error
-	for _, b := range [...][]byte{hdr[:], head, body} {
-		if slot, off, err = q.write(slot, off, b); err != nil {
-			return err
+	binary.LittleEndian.PutUint32(hdr[:], uint32(n))
+	if n <= chunkSize-4-off {
+		// The whole record fits in this chunk (most small items do).
+		c := q.chunk(slot)[off:]
+		copy(c, hdr[:])
+		copy(c[4:], head)
+		memcopy.Stream(c[4+len(head):], body)
+		off += 4 + n
+	} else {
+		var err error
+		for _, b := range [...][]byte{hdr[:], head, body} {
+			if slot, off, err = q.write(slot, off, b); err != nil {
+				return err
+			}
 		}
 	}
 	if crashPoint != nil {
@@ -537,17 +547,22 @@ func (q *queueCore) get(ctx context.Context, try bool, decode func(queueItem) er
 // in a function with few returns.)
 func (q *queueCore) take(decode func(queueItem) error) error {
 	slot, off, taken := unpackPos(q.head.Load())
-	var hdr [4]byte
 	var passedBuf [8]int
 	passed := passedBuf[:0]
-	slot, off, passed, err := q.span(slot, off, len(hdr), hdr[:], passed)
-	if err != nil {
+	var err error
+	var hdr [4]byte
+	if posValid(slot, off) && off <= chunkSize-len(hdr) {
+		// The length lies in this chunk (the common case).
+		copy(hdr[:], q.chunk(slot)[off:])
+		off += len(hdr)
+	} else if slot, off, passed, err = q.span(slot, off, len(hdr), hdr[:], passed); err != nil {
 		return err
 	}
-	it := queueItem{q: q, slot: slot, off: off,
-		n: int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16 | int(hdr[3])<<24}
+	it := queueItem{q: q, slot: slot, off: off, n: int(binary.LittleEndian.Uint32(hdr[:]))}
 	// Find the item's end (checking its chunks) before decoding it.
-	if slot, off, passed, err = q.span(slot, off, it.n, nil, passed); err != nil {
+	if it.n <= chunkSize-off {
+		off += it.n
+	} else if slot, off, passed, err = q.span(slot, off, it.n, nil, passed); err != nil {
 		return err
 	}
 	derr := decode(it)
