@@ -315,11 +315,12 @@ func (q *queueCore) free(slot, keep int) {
 	q.push(q.stale, slot)
 }
 
-// giveBack gives the memory of the stale chunks back to the system and
-// moves them to the cold stack, one at a time while the queue stays empty:
-// a consumer calls it when it finds nothing to take.
-func (q *queueCore) giveBack() {
-	for q.count() == 0 {
+// giveBack gives the memory of up to max stale chunks (each a fraction of
+// a millisecond) back to the system and moves them to the cold stack, one
+// at a time while the queue stays empty, open, and ctx not done: a
+// consumer calls it when it finds nothing to take.
+func (q *queueCore) giveBack(ctx context.Context, max int) {
+	for ; max > 0 && q.count() == 0 && ctx.Err() == nil && !q.isClosed(); max-- {
 		slot, ok, err := q.pop(q.stale)
 		if !ok || err != nil {
 			return
@@ -526,7 +527,8 @@ func (q *queueCore) get(ctx context.Context, try bool, decode func(queueItem) er
 	defer q.exit()
 	if try {
 		if q.count() == 0 {
-			q.giveBack()
+			// A few at a time: a TryGet must not wait long.
+			q.giveBack(ctx, 4)
 			return ErrEmpty
 		}
 		if !q.clock.tryLock(shm.Self()) {
@@ -589,7 +591,7 @@ func (q *queueCore) waitItem(ctx context.Context, try bool) error {
 	if spin(func() bool { return !empty() }) {
 		return nil
 	}
-	q.giveBack()
+	q.giveBack(ctx, maxChunks)
 	sl := newSleeper(ctx, q.dataSeq)
 	defer sl.done()
 	for {
