@@ -265,7 +265,12 @@ func byteStringHead(dst, b []byte) []byte {
 func takeBytes(it *queueItem, p *[]byte) bool {
 	var h [9]byte
 	head := h[:min(len(h), it.n)]
-	it.readAt(0, head)
+	whole, inPlace := it.inPlace()
+	if inPlace {
+		head = whole[:len(head)]
+	} else {
+		it.readAt(0, head)
+	}
 	if len(head) == 1 && head[0] == cborNull {
 		*p = nil
 		return true
@@ -278,9 +283,9 @@ func takeBytes(it *queueItem, p *[]byte) bool {
 		*p = []byte{}
 		return true
 	}
-	if b, ok := it.inPlace(); ok {
+	if inPlace {
 		// append allocates without zeroing what it then fills.
-		*p = append([]byte(nil), b[hl:]...)
+		*p = append([]byte(nil), whole[hl:]...)
 		return true
 	}
 	b := make([]byte, n)
