@@ -165,6 +165,7 @@ func init() {
 		{"mp.ErrFull", ErrFull},
 		{"mp.ErrQueueHandles", ErrQueueHandles},
 		{"mp.ErrTaskDone", ErrTaskDone},
+		{"mp.ErrItemTooLarge", ErrItemTooLarge},
 		{"mp.ErrReleasedTooManyTimes", ErrReleasedTooManyTimes},
 		{"mp.ErrTypeMismatch", ErrTypeMismatch},
 		{"mp.ErrIndexOutOfRange", ErrIndexOutOfRange},

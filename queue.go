@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/go-mp/mp/internal/cborhead"
 )
 
 // Queue is a FIFO queue shared between processes, like Python's
@@ -27,6 +29,11 @@ import (
 // during Get before it took the item leaves it in the queue for others;
 // one killed after taking it loses that one item. The queue itself stays
 // consistent and the others go on.
+//
+// Its shared memory grows with the items waiting in it. The memory of
+// items taken is kept for reuse while the queue is busy; once a consumer
+// finds it empty, all but room for two more items like the last one taken
+// (8 MiB at least) is given back to the system.
 type Queue[T any] struct {
 	c *queueCore
 }
@@ -48,12 +55,17 @@ func (q *Queue[T]) Put(ctx context.Context, v T) error { return q.put(ctx, v, fa
 func (q *Queue[T]) TryPut(v T) error { return q.put(context.Background(), v, true) }
 
 func (q *Queue[T]) put(ctx context.Context, v T, try bool) error {
-	buf := encodeBuffers.Get().(*bytes.Buffer)
-	defer putEncodeBuffer(buf)
+	if b, ok := any(v).([]byte); ok {
+		// Copied once, from where it lies into the queue.
+		var h [9]byte
+		return q.c.put(ctx, byteStringHead(h[:0], b), b, try)
+	}
+	buf := q.c.buffer()
+	defer q.c.keepBuffer(buf)
 	if err := encodeItem(buf, v); err != nil {
 		return err
 	}
-	return q.c.put(ctx, buf.Bytes(), try)
+	return q.c.put(ctx, buf.Bytes(), nil, try)
 }
 
 // Get removes and returns the oldest item, waiting for one until ctx is
@@ -66,7 +78,7 @@ func (q *Queue[T]) TryGet() (T, error) { return q.get(context.Background(), true
 
 func (q *Queue[T]) get(ctx context.Context, try bool) (T, error) {
 	var v T
-	err := q.c.get(ctx, try, func(b []byte) error { return decodeItem(b, &v) })
+	err := q.c.get(ctx, try, func(it queueItem) error { return decodeQueued(it, &v) })
 	return v, err
 }
 
@@ -163,6 +175,36 @@ func (q *JoinableQueue[T]) UnmarshalCBOR(data []byte) error {
 
 var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxSpare is the largest buffer a queue handle keeps for reuse.
+const maxSpare = 64 << 20
+
+// buffer returns a buffer to encode or gather one item in: the handle's
+// spare if it is free, else one from the pool, which keeps only buffers
+// up to 64 KiB.
+func (q *queueCore) buffer() *bytes.Buffer {
+	// Load first: a Swap on every small item would cost more.
+	if q.spare.Load() != nil {
+		if b := q.spare.Swap(nil); b != nil {
+			return b
+		}
+	}
+	return encodeBuffers.Get().(*bytes.Buffer)
+}
+
+// keepBuffer takes back a buffer from buffer. One grown past 64 KiB (up
+// to maxSpare) becomes the handle's spare, kept until Close: without it
+// every large item would take fresh memory, which the runtime zeroes or
+// faults in, and later gives back to the system, to fault in again.
+func (q *queueCore) keepBuffer(b *bytes.Buffer) {
+	if c := b.Cap(); c > 64<<10 && c <= maxSpare {
+		b.Reset()
+		if q.spare.CompareAndSwap(nil, b) {
+			return
+		}
+	}
+	putEncodeBuffer(b)
+}
+
 func putEncodeBuffer(b *bytes.Buffer) {
 	if b.Cap() <= 64<<10 {
 		b.Reset()
@@ -181,6 +223,75 @@ func encodeItem(buf *bytes.Buffer, v any) error {
 		return &encodeError{typ: fmt.Sprintf("%T", v), err: err}
 	}
 	return nil
+}
+
+// decodeQueued decodes the queue item it into v, a pointer.
+func decodeQueued(it queueItem, v any) error {
+	if p, ok := v.(*[]byte); ok && takeBytes(&it, p) {
+		return nil
+	}
+	if b, ok := it.inPlace(); ok {
+		return decodeItem(b, v)
+	}
+	buf := it.q.buffer()
+	defer it.q.keepBuffer(buf)
+	buf.Grow(it.n)
+	b := buf.AvailableBuffer()[:it.n]
+	it.readAt(0, b)
+	return decodeItem(b, v)
+}
+
+// CBOR's major type and simple value that the byte-slice paths use.
+const (
+	cborBytes = 2
+	cborNull  = 0xf6
+)
+
+// byteStringHead appends the head the codec writes before the bytes of b:
+// null for a nil slice, else a byte string of len(b). Put writes it and b
+// into the queue, so that b is copied once, with no encoding buffer.
+func byteStringHead(dst, b []byte) []byte {
+	if b == nil {
+		return append(dst, cborNull)
+	}
+	return cborhead.Append(dst, cborBytes, uint64(len(b)))
+}
+
+// takeBytes decodes an item that is a byte string or null into *p as the
+// codec would, copying the bytes once from the queue (the codec would
+// need them in one piece first, copying a spanning item twice). For any
+// other item it returns false and leaves the codec to decode it (or to
+// report what is wrong with it).
+func takeBytes(it *queueItem, p *[]byte) bool {
+	var h [9]byte
+	head := h[:min(len(h), it.n)]
+	whole, inPlace := it.inPlace()
+	if inPlace {
+		head = whole[:len(head)]
+	} else {
+		it.readAt(0, head)
+	}
+	if len(head) == 1 && head[0] == cborNull {
+		*p = nil
+		return true
+	}
+	major, n, hl, ok := cborhead.Parse(head)
+	if !ok || major != cborBytes || n != uint64(it.n-hl) {
+		return false
+	}
+	if n == 0 {
+		*p = []byte{}
+		return true
+	}
+	if inPlace {
+		// append allocates without zeroing what it then fills.
+		*p = append([]byte(nil), whole[hl:]...)
+		return true
+	}
+	b := make([]byte, n)
+	it.readAt(hl, b)
+	*p = b
+	return true
 }
 
 func decodeItem(b []byte, v any) error {

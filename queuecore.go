@@ -1,7 +1,9 @@
 package mp
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,8 +19,13 @@ import (
 // 1 MiB chunks taken from a large sparse memfd. A record is a 4-byte length
 // and the encoded item, and may span chunks, so items of any size fit and a
 // producer never waits for a reader unless the queue is bounded. Chunks the
-// consumers have passed go back to a free stack for reuse; only a few stay
-// backed by memory, the rest are punched out.
+// consumers have passed go back to a warm stack for reuse, up to a budget
+// that grows with the items' size, and beyond it to a stale stack. Both
+// stay backed by memory while the queue is busy, so that a stream of items,
+// or a backlog draining, reuses the same memory instead of faulting in
+// pages just given back (and a consumer catching up does not stop to give
+// memory back). A consumer that finds the queue empty punches the stale
+// chunks out and moves them to a cold stack, taken last.
 //
 // Producers take turns under one robust mutex, consumers under another.
 // Each side publishes its position and item count in one 64-bit store, so a
@@ -30,9 +37,12 @@ const (
 	chunkSize   = 1 << chunkShift
 	chunkHeader = 8 // next chunk (slot+1, 0 = none), next free slot
 	maxChunks   = 1 << 14
-	warmChunks  = 8 // free chunks kept backed by memory
-	chunkBase   = chunkSize
-	queueState  = 128 // state bytes after the header
+	// Free chunks kept backed by memory: at least minWarm, or room for the
+	// next two items of the size just taken, at most maxWarm.
+	minWarm    = 8
+	maxWarm    = 64
+	chunkBase  = chunkSize
+	queueState = 128 // state bytes after the header
 )
 
 // A position: chunk slot (16 bits), offset in the chunk (21 bits) and a
@@ -57,7 +67,7 @@ const (
 	qCLock       = 8
 	qTail        = 16
 	qHead        = 24
-	qFreeTop     = 32 // tag<<32 | slot+1
+	qFreeTop     = 32 // warm stack: tag<<32 | slot+1
 	qFresh       = 40
 	qDataSeq     = 48
 	qConsWait    = 52
@@ -65,9 +75,11 @@ const (
 	qProdWait    = 60
 	qDone        = 64 // JoinableQueue: items marked done, a wrapping count like a position's
 	qJoinWait    = 72
-	qFreeCount   = 76
+	qFreeCount   = 76 // chunks on the warm stack
 	qDoneSeq     = 80
-	qParamMax    = 0 // param words
+	qColdTop     = 88 // cold stack (punched chunks): tag<<32 | slot+1
+	qStaleTop    = 96 // stale stack (beyond the warm budget): tag<<32 | slot+1
+	qParamMax    = 0  // param words
 	qParamFlags  = 1
 	flagJoinable = 1
 )
@@ -83,7 +95,17 @@ var (
 	// ErrTaskDone is returned by TaskDone called more times than items
 	// were put.
 	ErrTaskDone = errors.New("mp: TaskDone called more times than items were put")
+	// ErrItemTooLarge is returned by Put for an item whose encoding takes
+	// 4 GiB or more.
+	ErrItemTooLarge = errors.New("mp: queue item of 4 GiB or more")
+	// errQueueCorrupt is returned by Put or Get when the queue's shared
+	// state names a chunk or offset that cannot be: another process wrote
+	// it.
+	errQueueCorrupt = errors.New("mp: queue state corrupt (a chunk link or offset out of range)")
 )
+
+// maxItem is the largest encoded item: its length is stored in 4 bytes.
+const maxItem = 1<<32 - 1
 
 // queueCore is one process's handle on a shared queue.
 type queueCore struct {
@@ -93,7 +115,9 @@ type queueCore struct {
 	clock   mutex
 	tail    *atomic.Uint64
 	head    *atomic.Uint64
-	freeTop *atomic.Uint64
+	warm    chunkStack
+	stale   chunkStack
+	cold    chunkStack
 	fresh   *atomic.Uint64
 	dataSeq *atomic.Uint32
 	consW   *atomic.Uint32
@@ -102,8 +126,11 @@ type queueCore struct {
 	done    *atomic.Uint64
 	doneSeq *atomic.Uint32 // bumped when no item is left unfinished
 	joinW   *atomic.Uint32
-	freeN   *atomic.Uint32
 	maxsize uint64
+
+	// spare is a large buffer (over 64 KiB) kept for this handle's next
+	// Put or Get: see buffer.
+	spare atomic.Pointer[bytes.Buffer]
 
 	// state counts the calls in flight, with qClosed set once closed.
 	state     atomic.Int64
@@ -137,9 +164,11 @@ func attachQueue(s shared) *queueCore {
 	q := &queueCore{
 		s: s, mem: s.seg.Bytes(),
 		plock: newMutex(s, qPLock), clock: newMutex(s, qCLock),
-		tail: s.u64(qTail), head: s.u64(qHead), freeTop: s.u64(qFreeTop), fresh: s.u64(qFresh),
+		tail: s.u64(qTail), head: s.u64(qHead), fresh: s.u64(qFresh),
+		warm: chunkStack{top: s.u64(qFreeTop), n: s.u32(qFreeCount)}, stale: chunkStack{top: s.u64(qStaleTop)},
+		cold:    chunkStack{top: s.u64(qColdTop)},
 		dataSeq: s.u32(qDataSeq), consW: s.u32(qConsWait), spaceSq: s.u32(qSpaceSeq), prodW: s.u32(qProdWait),
-		done: s.u64(qDone), doneSeq: s.u32(qDoneSeq), joinW: s.u32(qJoinWait), freeN: s.u32(qFreeCount),
+		done: s.u64(qDone), doneSeq: s.u32(qDoneSeq), joinW: s.u32(qJoinWait),
 		maxsize: s.param(qParamMax).Load(),
 		drained: make(chan struct{}),
 	}
@@ -183,6 +212,7 @@ func (q *queueCore) close() error {
 	if q.state.Load() != qClosed {
 		<-q.drained
 	}
+	q.spare.Store(nil)
 	return q.s.release()
 }
 
@@ -205,45 +235,106 @@ func (q *queueCore) freeLink(slot int) *atomic.Uint32 {
 	return q.s.seg.Uint32(chunkBase + slot*chunkSize + 4)
 }
 
-// alloc takes a chunk from the free stack or a fresh one.
-func (q *queueCore) alloc() (int, error) {
+// A chunkStack is a lock-free stack of free chunks, linked through their
+// free links; its top word holds a tag, bumped by every change, against
+// ABA, and the slot+1 of the top chunk (0: empty).
+type chunkStack struct {
+	top *atomic.Uint64
+	n   *atomic.Uint32 // chunks on it, or nil if not counted
+}
+
+// pop takes the top chunk of st, if any.
+func (q *queueCore) pop(st chunkStack) (int, bool, error) {
 	for {
-		top := q.freeTop.Load()
-		if s := int(uint32(top)); s != 0 {
-			slot := s - 1
-			next := q.freeLink(slot).Load()
-			if q.freeTop.CompareAndSwap(top, (top>>32+1)<<32|uint64(next)) {
-				q.freeN.Add(^uint32(0))
-				q.nextOf(slot).Store(0)
-				return slot, nil
+		top := st.top.Load()
+		s := int(uint32(top))
+		if s == 0 {
+			return 0, false, nil
+		}
+		if s > maxChunks {
+			return 0, false, errQueueCorrupt
+		}
+		slot := s - 1
+		next := q.freeLink(slot).Load()
+		if st.top.CompareAndSwap(top, (top>>32+1)<<32|uint64(next)) {
+			if st.n != nil {
+				st.n.Add(^uint32(0))
 			}
-			continue
+			return slot, true, nil
 		}
-		n := q.fresh.Add(1) - 1
-		if n >= maxChunks {
-			q.fresh.Add(^uint64(0))
-			return 0, fmt.Errorf("mp: queue storage exhausted (%d MiB pending)", maxChunks*chunkSize>>20)
-		}
-		q.nextOf(int(n)).Store(0)
-		return int(n), nil
 	}
 }
 
-// free returns a chunk to the free stack; beyond a few, its memory is
-// given back to the system.
-func (q *queueCore) free(slot int) {
-	if q.freeN.Load() >= warmChunks {
-		base := int64(chunkBase + slot*chunkSize)
-		unix.Fallocate(q.s.seg.FD(), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, base+4096, chunkSize-4096)
-	}
+// push puts chunk slot on st.
+func (q *queueCore) push(st chunkStack, slot int) {
 	for {
-		top := q.freeTop.Load()
+		top := st.top.Load()
 		q.freeLink(slot).Store(uint32(top))
-		if q.freeTop.CompareAndSwap(top, (top>>32+1)<<32|uint64(slot+1)) {
-			q.freeN.Add(1)
+		if st.top.CompareAndSwap(top, (top>>32+1)<<32|uint64(slot+1)) {
+			if st.n != nil {
+				st.n.Add(1)
+			}
 			return
 		}
 	}
+}
+
+// alloc takes a free chunk: a warm one, else a stale one, else a cold one,
+// else a fresh one.
+func (q *queueCore) alloc() (int, error) {
+	for _, st := range [...]chunkStack{q.warm, q.stale, q.cold} {
+		if slot, ok, err := q.pop(st); err != nil || ok {
+			if ok {
+				q.nextOf(slot).Store(0)
+			}
+			return slot, err
+		}
+	}
+	n := q.fresh.Add(1) - 1
+	if n >= maxChunks {
+		q.fresh.Add(^uint64(0))
+		return 0, fmt.Errorf("mp: queue storage exhausted (%d MiB pending)", maxChunks*chunkSize>>20)
+	}
+	q.nextOf(int(n)).Store(0)
+	return int(n), nil
+}
+
+// warmFor is how many free chunks to keep backed by memory after taking
+// an item of n bytes: enough for the next two like it.
+func warmFor(n int) int {
+	return min(max(2*((n+chunkSize-1)>>chunkShift)+2, minWarm), maxWarm)
+}
+
+// free returns a chunk to the warm stack if it holds fewer than keep
+// chunks, else to the stale stack.
+func (q *queueCore) free(slot, keep int) {
+	if int(q.warm.n.Load()) < keep {
+		q.push(q.warm, slot)
+		return
+	}
+	q.push(q.stale, slot)
+}
+
+// giveBack gives the memory of up to max stale chunks (each a fraction of
+// a millisecond) back to the system and moves them to the cold stack, one
+// at a time while the queue stays empty, open, and ctx not done: a
+// consumer calls it when it finds nothing to take.
+func (q *queueCore) giveBack(ctx context.Context, max int) {
+	for ; max > 0 && q.count() == 0 && ctx.Err() == nil && !q.isClosed(); max-- {
+		slot, ok, err := q.pop(q.stale)
+		if !ok || err != nil {
+			return
+		}
+		base := int64(chunkBase + slot*chunkSize)
+		unix.Fallocate(q.s.seg.FD(), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, base+4096, chunkSize-4096)
+		q.push(q.cold, slot)
+	}
+}
+
+// posValid reports whether (slot, off), read from shared memory, is a
+// place in the stream.
+func posValid(slot, off int) bool {
+	return slot < maxChunks && off >= chunkHeader && off <= chunkSize
 }
 
 // write copies b into the stream at (slot, off), moving to linked or new
@@ -252,6 +343,9 @@ func (q *queueCore) write(slot, off int, b []byte) (int, int, error) {
 	for len(b) > 0 {
 		if off == chunkSize {
 			next := int(q.nextOf(slot).Load())
+			if next > maxChunks {
+				return 0, 0, errQueueCorrupt
+			}
 			if next == 0 {
 				// A producer that died after linking a chunk left it for us.
 				ns, err := q.alloc()
@@ -270,24 +364,44 @@ func (q *queueCore) write(slot, off int, b []byte) (int, int, error) {
 	return slot, off, nil
 }
 
-// read copies len(b) bytes from the stream at (slot, off) and returns the
-// position after them and the chunks it left behind.
-func (q *queueCore) read(slot, off int, b []byte, passed []int) (int, int, []int) {
-	for len(b) > 0 {
-		if off == chunkSize {
-			passed = append(passed, slot)
-			slot, off = int(q.nextOf(slot).Load())-1, chunkHeader
-		}
-		k := copy(b, q.chunk(slot)[off:])
-		off += k
-		b = b[k:]
+// span walks n bytes of the stream from (slot, off), copying them into dst
+// unless it is nil, and returns the position after them and passed with
+// the chunks it left behind appended, unless passed is nil. The positions
+// and links it follows are in shared memory, so it checks them.
+func (q *queueCore) span(slot, off, n int, dst []byte, passed []int) (int, int, []int, error) {
+	if !posValid(slot, off) {
+		return 0, 0, nil, errQueueCorrupt
 	}
-	return slot, off, passed
+	for n > 0 {
+		if off == chunkSize {
+			if passed != nil {
+				passed = append(passed, slot)
+			}
+			next := int(q.nextOf(slot).Load())
+			if next < 1 || next > maxChunks {
+				return 0, 0, nil, errQueueCorrupt
+			}
+			slot, off = next-1, chunkHeader
+		}
+		k := min(n, chunkSize-off)
+		if dst != nil {
+			dst = dst[copy(dst[:k], q.chunk(slot)[off:]):]
+		}
+		off += k
+		n -= k
+	}
+	return slot, off, passed, nil
 }
 
-// put appends one encoded item. try makes it fail with ErrFull rather than
-// wait for room in a bounded queue.
-func (q *queueCore) put(ctx context.Context, item []byte, try bool) error {
+// put appends one item, encoded as head followed by body (either may be
+// empty), so that an item's bytes can be copied into the stream from
+// where they lie. try makes it fail with ErrFull rather than wait for room
+// in a bounded queue.
+func (q *queueCore) put(ctx context.Context, head, body []byte, try bool) error {
+	n := len(head) + len(body)
+	if n > maxItem {
+		return ErrItemTooLarge
+	}
 	if err := q.enter(); err != nil {
 		return err
 	}
@@ -302,14 +416,25 @@ func (q *queueCore) put(ctx context.Context, item []byte, try bool) error {
 		return err
 	}
 	slot, off, put := unpackPos(q.tail.Load())
-	var hdr [4]byte
-	hdr[0], hdr[1], hdr[2], hdr[3] = byte(len(item)), byte(len(item)>>8), byte(len(item)>>16), byte(len(item)>>24)
-	slot, off, err := q.write(slot, off, hdr[:])
-	if err == nil {
-		slot, off, err = q.write(slot, off, item)
+	if !posValid(slot, off) {
+		return errQueueCorrupt
 	}
-	if err != nil {
-		return err
+	var hdr [4]byte
+	binary.LittleEndian.PutUint32(hdr[:], uint32(n))
+	if n <= chunkSize-4-off {
+		// The whole record fits in this chunk (most small items do).
+		c := q.chunk(slot)[off:]
+		copy(c, hdr[:])
+		copy(c[4:], head)
+		memcopy.Stream(c[4+len(head):], body)
+		off += 4 + n
+	} else {
+		var err error
+		for _, b := range [...][]byte{hdr[:], head, body} {
+			if slot, off, err = q.write(slot, off, b); err != nil {
+				return err
+			}
+		}
 	}
 	if crashPoint != nil {
 		crashPoint(crashPutWritten)
@@ -366,16 +491,44 @@ func (q *queueCore) waitRoom(ctx context.Context, try bool) error {
 	}
 }
 
+// A queueItem is the encoded item Get is taking: n bytes of the stream from
+// (slot, off), valid until get's decode returns.
+type queueItem struct {
+	q         *queueCore
+	slot, off int
+	n         int
+}
+
+// readAt copies the item's bytes from at (at+len(dst) <= n) into dst.
+func (it *queueItem) readAt(at int, dst []byte) {
+	slot, off := it.slot, it.off
+	if at > 0 {
+		// The item's chunks were checked when get walked over them.
+		slot, off, _, _ = it.q.span(slot, off, at, nil, nil)
+	}
+	it.q.span(slot, off, len(dst), dst, nil)
+}
+
+// inPlace returns the item where it lies, if it lies in one chunk.
+func (it *queueItem) inPlace() ([]byte, bool) {
+	if it.off < chunkSize && it.n <= chunkSize-it.off {
+		return it.q.chunk(it.slot)[it.off : it.off+it.n], true
+	}
+	return nil, false
+}
+
 // get takes one encoded item and hands it to decode (before the space it
 // occupies can be reused: decode must copy what it keeps). try makes it
 // fail with ErrEmpty rather than wait for one.
-func (q *queueCore) get(ctx context.Context, try bool, decode func([]byte) error) error {
+func (q *queueCore) get(ctx context.Context, try bool, decode func(queueItem) error) error {
 	if err := q.enter(); err != nil {
 		return err
 	}
 	defer q.exit()
 	if try {
 		if q.count() == 0 {
+			// A few at a time: a TryGet must not wait long.
+			q.giveBack(ctx, 4)
 			return ErrEmpty
 		}
 		if !q.clock.tryLock(shm.Self()) {
@@ -388,25 +541,37 @@ func (q *queueCore) get(ctx context.Context, try bool, decode func([]byte) error
 	if err := q.waitItem(ctx, try); err != nil {
 		return err
 	}
+	return q.take(decode)
+}
+
+// take takes the item at the head, for get, which holds the consumer lock.
+// (Apart from get, whose defers then stay cheap: Go runs them inline only
+// in a function with few returns.)
+func (q *queueCore) take(decode func(queueItem) error) error {
 	slot, off, taken := unpackPos(q.head.Load())
-	var hdr [4]byte
-	var passedBuf [2]int
+	var passedBuf [8]int
 	passed := passedBuf[:0]
-	slot, off, passed = q.read(slot, off, hdr[:], passed)
-	n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16 | int(hdr[3])<<24
-	var derr error
-	if off < chunkSize && n <= chunkSize-off {
-		// In one piece: decode it where it lies.
-		derr = decode(q.chunk(slot)[off : off+n])
-		off += n
-	} else {
-		item := make([]byte, n)
-		slot, off, passed = q.read(slot, off, item, passed)
-		derr = decode(item)
+	var err error
+	var hdr [4]byte
+	if posValid(slot, off) && off <= chunkSize-len(hdr) {
+		// The length lies in this chunk (the common case).
+		copy(hdr[:], q.chunk(slot)[off:])
+		off += len(hdr)
+	} else if slot, off, passed, err = q.span(slot, off, len(hdr), hdr[:], passed); err != nil {
+		return err
 	}
+	it := queueItem{q: q, slot: slot, off: off, n: int(binary.LittleEndian.Uint32(hdr[:]))}
+	// Find the item's end (checking its chunks) before decoding it.
+	if it.n <= chunkSize-off {
+		off += it.n
+	} else if slot, off, passed, err = q.span(slot, off, it.n, nil, passed); err != nil {
+		return err
+	}
+	derr := decode(it)
 	q.head.Store(packPos(slot, off, taken+1))
+	keep := warmFor(it.n)
 	for _, p := range passed {
-		q.free(p)
+		q.free(p, keep)
 	}
 	q.spaceSq.Add(1)
 	if q.prodW.Load() > 0 {
@@ -426,6 +591,7 @@ func (q *queueCore) waitItem(ctx context.Context, try bool) error {
 	if spin(func() bool { return !empty() }) {
 		return nil
 	}
+	q.giveBack(ctx, maxChunks)
 	sl := newSleeper(ctx, q.dataSeq)
 	defer sl.done()
 	for {

@@ -47,6 +47,7 @@ var mpSentinels = map[string]error{
 	"ErrFull":                 mp.ErrFull,
 	"ErrQueueHandles":         mp.ErrQueueHandles,
 	"ErrTaskDone":             mp.ErrTaskDone,
+	"ErrItemTooLarge":         mp.ErrItemTooLarge,
 	"ErrReleasedTooManyTimes": mp.ErrReleasedTooManyTimes,
 	"ErrTypeMismatch":         mp.ErrTypeMismatch,
 	"ErrIndexOutOfRange":      mp.ErrIndexOutOfRange,

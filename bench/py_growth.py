@@ -78,6 +78,35 @@ def map_var():
 
 # ---- queue items of every size (issue 11) ----
 
+QUEUE_SIZES = [(8, "8"), (1 << 10, "1k"), (64 << 10, "64k"), (256 << 10, "256k"), (1 << 20, "1m"), (4 << 20, "4m")]
+
+
+def _queue_size_producer(q, size, n):
+    item = bytes(i & 0xFF for i in range(size))
+    for _ in range(n):
+        q.put(item)
+
+
+def bench_queue_size():
+    """[]byte items of 8 B to 4 MiB through a Queue, child to parent; the
+    clock starts at the first item, as in mp's queue_size."""
+    import multiprocessing as mp
+
+    for size, name in QUEUE_SIZES:
+        n = max(2, scaled(min(200000, (3 << 29) // size)))
+        q = mp.Queue()
+        p = mp.Process(target=_queue_size_producer, args=(q, size, n))
+        p.start()
+        q.get()
+        t = time.perf_counter()
+        for _ in range(n - 1):
+            q.get()
+        dt = time.perf_counter() - t
+        p.join()
+        rate = (n - 1) / dt
+        emit(f"queue_size_{name}", rate / 1e3, "k items/s")
+        emit(f"queue_size_{name}_mbs", rate * size / 1e6, "MB/s")
+
 
 # ---- manager with many clients (issue 11) ----
 
@@ -228,6 +257,7 @@ ALL = {
     # map
     "map_var": map_var,
     # queue
+    "queue_size": bench_queue_size,
     # manager clients
     "manager_clients": manager_clients,
     # manager leave

@@ -2,12 +2,12 @@ package manager
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/go-mp/mp/internal/cborhead"
 )
 
 // The protocol between proxies and the server, over connections made by
@@ -239,23 +239,11 @@ var errMalformed = errors.New("malformed CBOR")
 // head parses the head of the CBOR item at the start of b: its major type,
 // argument (a count, length or value) and the head's length.
 func head(b []byte) (major byte, arg uint64, n int, err error) {
-	if len(b) == 0 {
-		return 0, 0, 0, errMalformed
+	major, arg, n, ok := cborhead.Parse(b)
+	if !ok {
+		return 0, 0, 0, errMalformed // truncated, reserved, or indefinite length
 	}
-	major, ai := b[0]>>5, b[0]&31
-	switch {
-	case ai < 24:
-		return major, uint64(ai), 1, nil
-	case ai == 24 && len(b) >= 2:
-		return major, uint64(b[1]), 2, nil
-	case ai == 25 && len(b) >= 3:
-		return major, uint64(binary.BigEndian.Uint16(b[1:])), 3, nil
-	case ai == 26 && len(b) >= 5:
-		return major, uint64(binary.BigEndian.Uint32(b[1:])), 5, nil
-	case ai == 27 && len(b) >= 9:
-		return major, binary.BigEndian.Uint64(b[1:]), 9, nil
-	}
-	return 0, 0, 0, errMalformed // truncated, reserved, or indefinite length
+	return major, arg, n, nil
 }
 
 // skip returns the length of the well-formed CBOR item at the start of b.
@@ -377,20 +365,7 @@ func splitMessage(dst [][]byte, b []byte) ([][]byte, error) {
 	return dst, nil
 }
 
-func appendHead(b []byte, major byte, arg uint64) []byte {
-	m := major << 5
-	switch {
-	case arg < 24:
-		return append(b, m|byte(arg))
-	case arg <= math.MaxUint8:
-		return append(b, m|24, byte(arg))
-	case arg <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(arg))
-	case arg <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(arg))
-	}
-	return binary.BigEndian.AppendUint64(append(b, m|27), arg)
-}
+func appendHead(b []byte, major byte, arg uint64) []byte { return cborhead.Append(b, major, arg) }
 
 func appendUint(b []byte, v uint64) []byte { return appendHead(b, 0, v) }
 

@@ -1,0 +1,14 @@
+package mp
+
+import "golang.org/x/sys/unix"
+
+// QueueBackedBytesForTest returns how many bytes of q's shared memory are
+// backed by memory (not holes), so tests can see chunks faulted in or given
+// back.
+func QueueBackedBytesForTest[T any](q *Queue[T]) int64 {
+	var st unix.Stat_t
+	if err := unix.Fstat(q.c.s.seg.FD(), &st); err != nil {
+		panic(err)
+	}
+	return st.Blocks * 512
+}
