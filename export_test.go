@@ -24,3 +24,13 @@ const MapChunkBytes = mapChunkBytes
 func PoolArgBytes(p *Pool) (held, peak, sends int64) {
 	return p.args.held.Load(), p.args.peak.Load(), p.args.sends.Load()
 }
+
+// SetTestHookReaped makes f run in the reaper of every Process between its
+// lock's release and the closing of its done channel; nil removes it.
+func SetTestHookReaped(f func(*Process)) {
+	if f == nil {
+		testHookReaped.Store(nil)
+		return
+	}
+	testHookReaped.Store(&f)
+}

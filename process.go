@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -39,7 +40,16 @@ type Process struct {
 	remote   *RemoteError
 	sentinel *os.File // read end, lazily made; EOF once the child is reaped
 	sentW    *os.File
+	// reaped is set, under mu, when the reaper closes sentW: Sentinel
+	// checks it rather than done, which closes only after mu is released,
+	// so that a write end made in between cannot be left open (leaking it
+	// and leaving the sentinel never readable).
+	reaped bool
 }
+
+// testHookReaped, set only by tests, runs in the reaper between the
+// release of a reaped Process's lock and the closing of its done channel.
+var testHookReaped atomic.Pointer[func(*Process)]
 
 // NewProcess returns a Process that will run f(arg) in a child.
 func NewProcess[A, R any](f *Func[A, R], arg A) *Process {
@@ -182,8 +192,12 @@ func (p *Process) reap(ctrl *Conn) {
 		p.sentW.Close()
 		p.sentW = nil
 	}
+	p.reaped = true
 	p.mu.Unlock()
 	removeChild(p) // before done: a joined child is never listed as active
+	if h := testHookReaped.Load(); h != nil {
+		(*h)(p)
+	}
 	close(p.done)
 }
 
@@ -326,10 +340,9 @@ func (p *Process) Sentinel() (int, error) {
 			return -1, err
 		}
 		p.sentinel = r
-		select {
-		case <-p.done:
+		if p.reaped {
 			w.Close()
-		default:
+		} else {
 			p.sentW = w
 		}
 	}

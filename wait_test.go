@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"golang.org/x/sys/unix"
 )
 
 // ended starts a child that returns at once and waits for it to end.
@@ -69,7 +70,7 @@ func TestWaitReturnsAllReady(t *testing.T) {
 	if err := a2.Send(1); err != nil {
 		t.Fatal(err)
 	}
-	// b's second message ends up in b's buffer: Poll reads ahead.
+	// b's second message ends up in b's buffer: Recv reads ahead.
 	b2.Send(1)
 	b2.Send(2)
 	var v int
@@ -88,5 +89,38 @@ func TestWaitReturnsAllReady(t *testing.T) {
 		if ready[i] != want[i] {
 			t.Fatalf("Wait = %v; want [a p b] in that order", ready)
 		}
+	}
+}
+
+// TestSentinelMadeAsTheChildIsReaped asks for a Sentinel exactly in the
+// reaper's window between recording the end (under the Process's lock)
+// and closing done. The write end made then used to be kept open for
+// ever: the sentinel never became readable, so Wait hung, and the pipe
+// leaked.
+func TestSentinelMadeAsTheChildIsReaped(t *testing.T) {
+	p := mp.NewProcess(fail, "")
+	inWindow := make(chan struct{})
+	resume := make(chan struct{})
+	mp.SetTestHookReaped(func(q *mp.Process) {
+		if q == p {
+			close(inWindow)
+			<-resume
+		}
+	})
+	defer mp.SetTestHookReaped(nil)
+	start(t, p)
+	<-inWindow
+	fd, err := p.Sentinel()
+	close(resume)
+	if err != nil || fd < 0 {
+		t.Fatalf("Sentinel = %d, %v", fd, err)
+	}
+	// The sentinel reads EOF at once, as it does for any reaped child.
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, 5000); n != 1 || err != nil {
+		t.Fatalf("the sentinel of a reaped child is not readable: poll = %d, %v", n, err)
+	}
+	if ready, err := mp.Wait(ctxTimeout(t, 5*time.Second), p); err != nil || len(ready) != 1 {
+		t.Fatalf("Wait = %v, %v", ready, err)
 	}
 }
