@@ -113,6 +113,10 @@ func TestQueueCorruptLink(t *testing.T) {
 		{"link", func(q *queueCore) { q.nextOf(0).Store(maxChunks + 7) }},
 		{"head", func(q *queueCore) { q.head.Store(packPos(maxChunks+1, chunkHeader, 0)) }},
 		{"offset", func(q *queueCore) { q.head.Store(packPos(0, chunkSize+1, 0)) }},
+		{"loop", func(q *queueCore) { // the item's first chunk links to itself
+			slot, _, _ := unpackPos(q.head.Load())
+			q.nextOf(slot).Store(uint32(slot + 1))
+		}},
 		{"tail", func(q *queueCore) { q.tail.Store(packPos(maxChunks+1, chunkHeader, 1)) }},
 		{"tail link", func(q *queueCore) {
 			slot, _, _ := unpackPos(q.tail.Load())

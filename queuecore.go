@@ -393,6 +393,23 @@ func (q *queueCore) span(slot, off, n int, dst []byte, passed []int) (int, int, 
 	return slot, off, passed, nil
 }
 
+// repeats reports whether a slot appears twice in passed: an item's
+// chunks are distinct unless the links read from shared memory loop.
+func repeats(passed []int) bool {
+	if len(passed) < 2 {
+		return false
+	}
+	var seen [maxChunks / 64]uint64
+	for _, s := range passed {
+		w, b := s/64, uint64(1)<<(s%64)
+		if seen[w]&b != 0 {
+			return true
+		}
+		seen[w] |= b
+	}
+	return false
+}
+
 // put appends one item, encoded as head followed by body (either may be
 // empty), so that an item's bytes can be copied into the stream from
 // where they lie. try makes it fail with ErrFull rather than wait for room
@@ -566,6 +583,11 @@ func (q *queueCore) take(decode func(queueItem) error) error {
 		off += it.n
 	} else if slot, off, passed, err = q.span(slot, off, it.n, nil, passed); err != nil {
 		return err
+	}
+	if repeats(passed) {
+		// Links that loop would let a length up to 4 GiB pass over a few
+		// chunks, and would free one chunk twice.
+		return errQueueCorrupt
 	}
 	derr := decode(it)
 	q.head.Store(packPos(slot, off, taken+1))
