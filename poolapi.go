@@ -151,8 +151,8 @@ func defaultChunksize(n, workers int) int {
 }
 
 // Map runs f on every item in pool, in chunks of chunksize items (0: as
-// Python chooses, but with no more than about 4 MiB of encoded items per
-// chunk: see chunkEnds), and returns the results in order. The first
+// Python chooses, but, for items of a variable-size type, with no more
+// than about 4 MiB of encoded items per chunk: see chunkEnds), and returns the results in order. The first
 // error stops it; so does ctx, which also stops the dispatching of chunks
 // not yet started. Options report its progress: see [WithProgress] and
 // [WithProgressBar].
@@ -176,11 +176,13 @@ func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize i
 // total, as with the option WithProgress(progress).
 //
 // The caller may change items, and any memory they refer to, as soon as
-// MapAsync returns. Items made of numbers, bools and strings only are
-// copied, and their chunks encoded as workers take them, as Map does;
-// items that refer to memory that may change (byte slices, maps,
-// pointers, ...) are encoded before MapAsync returns, so that their
-// encoding is held until their chunks are sent.
+// MapAsync returns. Items of a fixed-size type (numbers, arrays and
+// structs of them) are copied whole before MapAsync returns. Other items
+// made of numbers, bools and strings only are copied, and their chunks
+// encoded as workers take them, as Map does; items that refer to memory
+// that may change (byte slices, maps, pointers, ...) are encoded before
+// MapAsync returns, so that their encoding is held until their chunks are
+// sent.
 func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
 	res, _ := f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
 	return res

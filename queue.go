@@ -30,10 +30,11 @@ import (
 // one killed after taking it loses that one item. The queue itself stays
 // consistent and the others go on.
 //
-// Its shared memory grows with the items waiting in it. The memory of
-// items taken is kept for reuse while the queue is busy; once a consumer
-// finds it empty, all but room for two more items like the last one taken
-// (8 MiB at least) is given back to the system.
+// Its shared memory grows with the items waiting in it. Of the memory of
+// items taken, room for two more items like each one taken (8 MiB at
+// least, 64 MiB at most) is kept ready for reuse; the rest is given back
+// to the system once a consumer finds the queue empty. What is kept ready
+// stays so until the queue is closed.
 type Queue[T any] struct {
 	c *queueCore
 }

@@ -17,7 +17,7 @@ import (
 //	    print(c.recv_bytes())
 func ExampleListen() {
 	key := []byte("secret shared with the peers")
-	l, err := connection.Listen("unix", "", key) // a socket in a new temporary directory
+	l, err := connection.Listen("unix", "", key) // a new abstract unix socket
 	if err != nil {
 		log.Fatal(err)
 	}

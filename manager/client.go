@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -287,7 +288,9 @@ func (cc *cconn) handshake(ctx context.Context) error {
 	if err1 != nil || err2 != nil {
 		return errors.New("manager: malformed hello reply")
 	}
-	if limit, _, err := readUint(cc.item(3)); err == nil {
+	// The server's limit, if it says one; a value no int64 holds would
+	// turn the check off, and is taken as none given.
+	if limit, _, err := readUint(cc.item(3)); err == nil && limit > 0 && limit <= math.MaxInt64 {
 		cc.c.maxSend = int64(limit)
 	}
 	c.instance.CompareAndSwap(0, inst)

@@ -582,7 +582,9 @@ func (s *Server) serveConn(c *sconn) {
 		msg, err := c.recv()
 		if errors.Is(err, mp.ErrMessageTooLong) && c.idle() {
 			// Read and thrown away by the connection: refuse the request
-			// and go on (a client checks first, see link.maxSend).
+			// and go on (a client checks first, see link.maxSend). Like
+			// any request after a reply, it acknowledges a Get's item.
+			c.acked()
 			c.r.fail(codeTooLong, fmt.Sprintf("manager: %v", err))
 			c.send(&c.r)
 			continue

@@ -15,7 +15,7 @@ import (
 // some honest traffic (which sets this side's own view of the indices),
 // the fuzzer's words are written over the memory, headers and data
 // alike; then this side receives until the stream ends and sends. Nothing
-// may panic, allocate more than the bytes there are, or wait for ever:
+// may panic or wait for ever:
 // the peer has closed, and its socket's end, which it cannot fake, ends
 // both the receive and a send that waits for room.
 func FuzzRingMemory(f *testing.F) {
