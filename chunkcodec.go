@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/go-mp/mp/internal/cborhead"
 )
 
 // A chunk of items for a pool task (Map, Imap and their results) travels
@@ -238,26 +240,11 @@ func decodeStrings[T any](b []byte) ([]T, bool) {
 // cborHead reads the head of a CBOR item of the major type major with a
 // definite length or count, and returns that and the bytes after it.
 func cborHead(b []byte, major byte) (uint64, []byte, bool) {
-	if len(b) == 0 || b[0]>>5 != major {
+	m, arg, n, ok := cborhead.Parse(b)
+	if !ok || m != major {
 		return 0, nil, false
 	}
-	info := b[0] & 0x1f
-	b = b[1:]
-	if info < 24 {
-		return uint64(info), b, true
-	}
-	if info > 27 {
-		return 0, nil, false // reserved, or an indefinite length
-	}
-	size := 1 << (info - 24)
-	if len(b) < size {
-		return 0, nil, false
-	}
-	var v uint64
-	for _, c := range b[:size] {
-		v = v<<8 | uint64(c)
-	}
-	return v, b[size:], true
+	return arg, b[n:], true
 }
 
 // mapChunkBytes is about the most bytes of encoded items in a chunk of
