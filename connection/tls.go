@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/auth"
@@ -144,11 +146,36 @@ func bridgeTLS(tc *tls.Conn, raw net.Conn) (*mp.Conn, error) {
 		raw.Close()
 		return nil, err
 	}
-	b := &bridge{tc: tc, raw: raw, local: ours.(*net.UnixConn)}
+	b := &bridge{
+		tc: tc, raw: raw, local: ours.(*net.UnixConn),
+		linger:  bridgeLinger,
+		writes:  make(chan []byte),
+		written: make(chan error, 1), // the writer never waits for a toPeer that gave up
+	}
+	b.running.Store(3)
+	liveBridges.Add(1)
 	go b.fromPeer()
 	go b.toPeer()
+	go b.writer()
 	return c, nil
 }
+
+// liveBridges counts the bridges whose goroutines have not all ended, for
+// the tests: a closed mp.Conn must not leave its bridge behind.
+var liveBridges atomic.Int64
+
+// hangupCheck is how often toPeer, while a write to the peer is pending,
+// looks whether the mp.Conn's end has hung up: it is not reading the local
+// socket then, so nothing else would notice.
+const hangupCheck = 250 * time.Millisecond
+
+// bridgeLinger is how long, once the mp.Conn's end has hung up, a write to
+// the peer may stay pending before the bridge gives up and drops the rest.
+// A peer that reads slowly still gets what was sent before Close, as over
+// a plain connection (whose kernel goes on sending after close); one that
+// stops reading cannot hold the bridge, its goroutines and descriptors for
+// ever. Each completed write starts it again. A variable for the tests.
+var bridgeLinger = 30 * time.Second
 
 // fileConn makes a net.Conn of socket descriptor fd, which it takes.
 func fileConn(fd int) (net.Conn, error) {
@@ -164,6 +191,28 @@ type bridge struct {
 	raw       net.Conn // under tc
 	local     *net.UnixConn
 	closeOnce sync.Once
+	running   atomic.Int32 // goroutines not ended yet
+
+	linger time.Duration
+	// writes carries toPeer's writes to the writer goroutine (nil:
+	// CloseWrite), written their results. A write to a peer that does not
+	// read blocks for ever, and crypto/tls makes a write deadline
+	// permanent, so toPeer hands the write over and watches the mp.Conn
+	// meanwhile rather than blocking in it.
+	writes  chan []byte
+	written chan error
+
+	// toPeer's own: whether it has seen the mp.Conn's end hang up, and
+	// from then on when a pending write makes it give up.
+	hungUp   bool
+	deadline time.Time
+}
+
+// exit records that one of the bridge's goroutines has ended.
+func (b *bridge) exit() {
+	if b.running.Add(-1) == 0 {
+		liveBridges.Add(-1)
+	}
 }
 
 // close ends both directions at once: closing the sockets under them
@@ -178,6 +227,7 @@ func (b *bridge) close() {
 // fromPeer copies what the peer sends to the mp.Conn. When the peer is
 // done, the mp.Conn sees the end of its stream (and may still send).
 func (b *bridge) fromPeer() {
+	defer b.exit()
 	_, err := io.Copy(b.local, b.tc)
 	if err != nil {
 		b.close()
@@ -187,8 +237,11 @@ func (b *bridge) fromPeer() {
 }
 
 // toPeer copies what the mp.Conn sends to the peer; when the mp.Conn is
-// closed, it tells the peer (TLS close_notify) and ends the bridge.
+// closed, it tells the peer (TLS close_notify) and ends the bridge. A peer
+// that stops reading does not keep it: see write.
 func (b *bridge) toPeer() {
+	defer b.exit()
+	defer close(b.writes) // ends the writer, once a pending write fails
 	defer b.close()
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(4))
@@ -199,17 +252,93 @@ func (b *bridge) toPeer() {
 			return // handles cannot go on; the message would be garbled
 		}
 		if n > 0 {
-			if _, err := b.tc.Write(buf[:n]); err != nil {
+			if err := b.write(buf[:n]); err != nil {
 				return
 			}
 		}
 		if err != nil {
 			if err == io.EOF {
-				b.tc.CloseWrite()
+				b.write(nil)
 			}
 			return
 		}
 	}
+}
+
+// errGaveUp ends a write to a peer that stopped reading after the mp.Conn
+// hung up.
+var errGaveUp = errors.New("mp: the TLS peer does not read")
+
+// write has the writer write p to the peer (nil: CloseWrite) and waits
+// for it. While it waits, it looks every hangupCheck whether the mp.Conn
+// has hung up, and then gives the peer bridgeLinger to take the write.
+func (b *bridge) write(p []byte) error {
+	b.writes <- p
+	select {
+	case err := <-b.written: // most writes: no timer
+		return b.wrote(err)
+	default:
+	}
+	t := time.NewTimer(hangupCheck)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-b.written:
+			return b.wrote(err)
+		case <-t.C:
+		}
+		if !b.hungUp && b.localHungUp() {
+			b.hungUp = true
+			b.deadline = time.Now().Add(b.linger)
+		}
+		if b.hungUp && !time.Now().Before(b.deadline) {
+			// Closing raw makes the pending write fail, so the
+			// writer does not stay behind.
+			b.close()
+			return errGaveUp
+		}
+		t.Reset(hangupCheck)
+	}
+}
+
+// wrote gives the peer a new bridgeLinger after each write it took.
+func (b *bridge) wrote(err error) error {
+	if err == nil && b.hungUp {
+		b.deadline = time.Now().Add(b.linger)
+	}
+	return err
+}
+
+// writer does toPeer's writes to the peer, one at a time.
+func (b *bridge) writer() {
+	defer b.exit()
+	for p := range b.writes {
+		var err error
+		if p == nil {
+			err = b.tc.CloseWrite()
+		} else {
+			_, err = b.tc.Write(p)
+		}
+		b.written <- err
+	}
+}
+
+// localHungUp reports whether the mp.Conn's end of the socket pair has
+// been closed (or shut for writing: it sends no more). Only toPeer reads
+// local, and it does not while it waits for a write, so polling the
+// descriptor directly takes nothing from anyone.
+func (b *bridge) localHungUp() bool {
+	rc, err := b.local.SyscallConn()
+	if err != nil {
+		return true
+	}
+	hungUp := false
+	err = rc.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(pfd, 0)
+		hungUp = err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+	})
+	return err != nil || hungUp
 }
 
 // closeRights closes the descriptors received in a control message.

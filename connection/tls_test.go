@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,5 +181,128 @@ func TestTLSMismatch(t *testing.T) {
 	err = dial(&connection.Dialer{TLS: ca.ClientConfig()}, plain.Addr().String())
 	if !errors.Is(err, connection.ErrNoTLS) || !errors.Is(err, mp.ErrAuthentication) {
 		t.Errorf("TLS client to a plain listener: %v", err)
+	}
+}
+
+// TestTLSClosedWhilePeerStalls: closing a TLS connection's mp.Conn while
+// its peer does not read ends the bridge (goroutines, TCP connection,
+// socket pair) after the linger, as a plain connection frees everything on
+// Close. Before, the bridge stayed blocked in its write to the peer, which
+// a hostile peer could make last for ever.
+func TestTLSClosedWhilePeerStalls(t *testing.T) {
+	t.Cleanup(connection.SetBridgeLinger(100 * time.Millisecond))
+	waitBridges(t, 0, "before the test") // the earlier tests' may end late
+	ca := testcert.ForTest(t, "mp test CA")
+	l, _ := tlsListen(t, ca)
+	acc := acceptOne(t, l)
+	d := connection.Dialer{TLS: ca.ClientConfig()}
+	c, err := d.Dial(within(t, 20*time.Second), "tcp", l.Addr().String(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := (<-acc).conn(t)
+
+	// The server sends until every buffer on the way is full: the client
+	// never reads.
+	var sent atomic.Int64
+	sendErr := make(chan error, 1)
+	go func() {
+		msg := make([]byte, 64<<10)
+		for {
+			if err := s.SendBytes(msg); err != nil {
+				sendErr <- err
+				return
+			}
+			sent.Add(1)
+		}
+	}()
+	defer s.Close() // ends the sender whatever happens
+	stallSends(t, &sent)
+
+	s.Close()
+	select {
+	case err := <-sendErr:
+		if err == nil {
+			t.Error("the blocked send succeeded after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked send did not end at Close")
+	}
+	// The client's bridge lives on; the server's must end.
+	waitBridges(t, 1, "after the server closed its end")
+	c.Close()
+	waitBridges(t, 0, "after both ends closed")
+}
+
+// waitBridges waits up to 5 s for the number of live TLS bridges to be
+// want.
+func waitBridges(t *testing.T, want int64, when string) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); connection.LiveBridges() != want; {
+		if time.Now().After(end) {
+			t.Fatalf("%s: %d live TLS bridges, want %d", when, connection.LiveBridges(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTLSClosedToSlowPeer: the messages an mp.Conn sent before Close still
+// reach a peer that reads late but within the linger, as over a plain
+// connection.
+func TestTLSClosedToSlowPeer(t *testing.T) {
+	t.Cleanup(connection.SetBridgeLinger(3 * time.Second))
+	waitBridges(t, 0, "before the test") // the earlier tests' may end late
+	ca := testcert.ForTest(t, "mp test CA")
+	l, _ := tlsListen(t, ca)
+	acc := acceptOne(t, l)
+	d := connection.Dialer{TLS: ca.ClientConfig()}
+	c, err := d.Dial(within(t, 20*time.Second), "tcp", l.Addr().String(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := (<-acc).conn(t)
+
+	var sent atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		msg := make([]byte, 64<<10)
+		for i := 0; ; i++ {
+			msg[0] = byte(i)
+			if s.SendBytes(msg) != nil {
+				return
+			}
+			sent.Add(1)
+		}
+	}()
+	defer s.Close()
+	stallSends(t, &sent)
+	s.Close() // the last send, blocked, ends half-way
+	<-done
+	time.Sleep(time.Second) // the peer is busy: several hang-up checks
+	n := sent.Load()
+	for i := int64(0); i < n; i++ {
+		got, err := c.RecvBytes(0)
+		if err != nil || len(got) != 64<<10 || got[0] != byte(i) {
+			t.Fatalf("message %d of %d sent before Close: %d bytes, %v", i, n, len(got), err)
+		}
+	}
+	waitBridges(t, 1, "after the server closed its end")
+}
+
+// stallSends waits until sent has not moved for 200 ms.
+func stallSends(t *testing.T, sent *atomic.Int64) {
+	t.Helper()
+	last, stalled := sent.Load(), time.Now()
+	for end := time.Now().Add(20 * time.Second); time.Since(stalled) < 200*time.Millisecond; {
+		if time.Now().After(end) {
+			t.Fatal("the server's sends never blocked")
+		}
+		time.Sleep(20 * time.Millisecond)
+		if n := sent.Load(); n != last {
+			last, stalled = n, time.Now()
+		}
 	}
 }
