@@ -40,10 +40,12 @@ type Process struct {
 	remote   *RemoteError
 	sentinel *os.File // read end, lazily made; EOF once the child is reaped
 	sentW    *os.File
-	// reaped is set, under mu, when the reaper closes sentW: Sentinel
-	// checks it rather than done, which closes only after mu is released,
-	// so that a write end made in between cannot be left open (leaking it
-	// and leaving the sentinel never readable).
+	// reaped is set, under mu, with the exit code and when the reaper
+	// closes sentW. Sentinel and IsAlive check it rather than done, which
+	// closes only after mu is released: a write end made in between would
+	// be left open (leaking it, the sentinel never readable), and a
+	// Process that Wait reported ended would refuse Close with
+	// ErrStillRunning, leaving its sentinel open.
 	reaped bool
 }
 
@@ -266,15 +268,10 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 func (p *Process) IsAlive() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.started {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
+	// reaped, not done: it is set with the exit code and the sentinel's
+	// end, so that a Process that Wait reported ended can be closed at
+	// once (done closes a moment later).
+	return p.started && !p.reaped
 }
 
 // Pid returns the child's process id, or 0 before Start.

@@ -124,3 +124,36 @@ func TestSentinelMadeAsTheChildIsReaped(t *testing.T) {
 		t.Fatalf("Wait = %v, %v", ready, err)
 	}
 }
+
+// TestCloseOnceWaitSaysEnded closes a Process as soon as Wait reports it
+// ended, while the reaper is still held between recording the end and
+// closing done: Close must succeed (it used to return ErrStillRunning, and
+// a program doing as ExampleWait does left the sentinel's pipe open).
+func TestCloseOnceWaitSaysEnded(t *testing.T) {
+	p := mp.NewProcess(fail, "sleep")
+	inWindow := make(chan struct{})
+	resume := make(chan struct{})
+	mp.SetTestHookReaped(func(q *mp.Process) {
+		if q == p {
+			close(inWindow)
+			<-resume
+		}
+	})
+	defer mp.SetTestHookReaped(nil)
+	defer close(resume)
+	start(t, p)
+	if _, err := p.Sentinel(); err != nil { // made while the child runs
+		t.Fatal(err)
+	}
+	p.Kill()
+	<-inWindow
+	if ready, err := mp.Wait(ctxTimeout(t, 5*time.Second), p); err != nil || len(ready) != 1 {
+		t.Fatalf("Wait = %v, %v", ready, err)
+	}
+	if p.IsAlive() {
+		t.Error("IsAlive after Wait reported the end")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close once Wait reported the end = %v", err)
+	}
+}
