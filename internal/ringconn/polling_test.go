@@ -64,7 +64,9 @@ func TestSlowPeerNotPolled(t *testing.T) {
 
 // A process on one core does not poll: its peer cannot run meanwhile.
 func TestNoPollingOnOneCore(t *testing.T) {
+	defer func() { procsSeen.Store(0) }() // see procs
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	procsSeen.Store(0)
 	a, b := pair(t)
 	if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
 		t.Fatalf("the receiver polled on one core (%v to sleep)", d)
@@ -119,6 +121,46 @@ func TestSpinnerAdapts(t *testing.T) {
 			t.Fatalf("wait %d does not poll with 1 poll in 2 paying", i)
 		}
 		s.learn(i%2 != 0)
+	}
+}
+
+// Waits that their message ends within the first looks keep polling
+// worth it through bursts of slow waits: four polls in vain in a row
+// after every ten quick waits never stop polling (only the polls
+// counting, the fourth burst would).
+func TestQuickWaitsKeepPolling(t *testing.T) {
+	s := newSpinner()
+	for round := range 20 {
+		for range 10 {
+			s.quick()
+		}
+		for i := range 4 {
+			if !s.poll() {
+				t.Fatalf("round %d, slow wait %d: no polling (%+v)", round, i, s)
+			}
+			s.learn(false)
+		}
+	}
+}
+
+// A wait that its message ends at once teaches the Conn that its peer
+// answers fast: polling that had stopped is worth it again.
+func TestQuickReceiveBringsBackPolling(t *testing.T) {
+	a, b := pair(t)
+	b.spinner = spinner{gap: maxGap, skip: 1 << 30} // polling stopped
+	testHookWait = func(c *Conn) {
+		if c == b {
+			if err := a.SendBytes([]byte{1}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer func() { testHookWait = nil }()
+	if _, err := b.RecvBytesInto(make([]byte, 8), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !b.spinner.worth() {
+		t.Fatalf("polling not worth it after a message that came at once (%+v)", b.spinner)
 	}
 }
 
