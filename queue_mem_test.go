@@ -154,3 +154,33 @@ func TestQueueLargeItemsReuseMemory(t *testing.T) {
 		}
 	})
 }
+
+// Byte items of the sizes whose memory is mapped in before the copy
+// (64 KiB to 128 KiB) arrive intact, whether they lie in one chunk or
+// span two: 40 items of each size cross several 1 MiB chunk boundaries.
+func TestQueueBytesPrefaultedSizes(t *testing.T) {
+	ctx := context.Background()
+	q, err := mp.NewQueue[[]byte](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for _, size := range []int{64<<10 - 1, 64 << 10, 100_003, 128 << 10, 128<<10 + 1} {
+		for i := range 40 {
+			item := make([]byte, size)
+			for j := range item {
+				item[j] = byte(j*7 + i + size)
+			}
+			if err := q.Put(ctx, item); err != nil {
+				t.Fatal(err)
+			}
+			got, err := q.Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, item) {
+				t.Fatalf("size %d, item %d: got %d bytes, not what was put", size, i, len(got))
+			}
+		}
+	}
+}
