@@ -1,10 +1,16 @@
 package mp_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"os"
 	"slices"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/go-mp/mp"
 )
@@ -149,4 +155,161 @@ func ExampleNewExecutor() {
 	// 2 done, 0 not done
 	// true
 	// mp: cannot schedule new futures after shutdown
+}
+
+// ImapUnordered yields each result as soon as it is back, whatever the
+// order of the items: sort them if the order matters.
+func ExampleFunc_ImapUnordered() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	var got []int
+	for v, err := range examplePoolSquare.ImapUnordered(ctx, pool, slices.Values([]int{1, 2, 3, 4, 5, 6}), 1) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	slices.Sort(got)
+	fmt.Println(got)
+
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// [1 4 9 16 25 36]
+}
+
+// WithProgressBar draws a bar, as tqdm does in Python; here on a buffer,
+// to show its successive states (on a terminal, each one overwrites the
+// last).
+func ExampleWithProgressBar() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	var bar bytes.Buffer
+	if _, err := examplePoolSquare.Map(ctx, pool, make([]int, 6), 2, mp.WithProgressBar(&bar)); err != nil {
+		log.Fatal(err)
+	}
+	// The bar is redrawn with a carriage return after each chunk.
+	for _, state := range strings.Split(strings.TrimSpace(bar.String()), "\r") {
+		fmt.Println(state)
+	}
+
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// example.pool.square   0% [                              ] 0/6
+	// example.pool.square  33% [========>                     ] 2/6
+	// example.pool.square  66% [==================>           ] 4/6
+	// example.pool.square 100% [==============================] 6/6
+}
+
+// exampleHang never returns: only its worker's death ends it.
+var exampleHang = mp.Register("example.pool.hang", func(struct{}) (int, error) {
+	time.Sleep(time.Hour)
+	return 0, nil
+})
+
+// A task that runs past PoolOptions.TaskTimeout fails with ErrTaskTimeout:
+// its worker is killed and replaced, and the pool goes on.
+func ExamplePoolOptions_taskTimeout() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 1, TaskTimeout: time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = exampleHang.Apply(ctx, pool, struct{}{})
+	fmt.Println(errors.Is(err, mp.ErrTaskTimeout))
+
+	v, err := examplePoolSquare.Apply(ctx, pool, 5) // on the new worker
+	fmt.Println(v, err)
+
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// true
+	// 25 <nil>
+}
+
+// exampleDie kills its own worker, as the kernel's OOM killer or a crash
+// would.
+var exampleDie = mp.Register("example.pool.die", func(struct{}) (int, error) {
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	time.Sleep(time.Hour) // the signal is on its way
+	return 0, nil
+})
+
+// A worker that dies fails exactly the task it was running, with a
+// *WorkerLostError (errors.Is ErrWorkerLost); the pool replaces it and the
+// other tasks are not affected.
+func ExampleWorkerLostError() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = exampleDie.Apply(ctx, pool, struct{}{})
+	var lost *mp.WorkerLostError
+	if errors.As(err, &lost) {
+		fmt.Println("worker lost, exit code", lost.ExitCode)
+	}
+	fmt.Println(errors.Is(err, mp.ErrWorkerLost))
+
+	squares, err := examplePoolSquare.Map(ctx, pool, []int{1, 2, 3}, 1)
+	fmt.Println(squares, err)
+
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// worker lost, exit code -9
+	// true
+	// [1 4 9] <nil>
+}
+
+// AsCompleted yields futures as they finish, not in the order given. With
+// one worker the tasks finish in the order they were submitted, so here
+// the futures come out in the reverse of the order they are passed in.
+func ExampleAsCompleted() {
+	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	var futs []*mp.Future[int]
+	for _, x := range []int{1, 2, -3} {
+		futs = append(futs, examplePoolSquare.Submit(ex, x))
+	}
+	slices.Reverse(futs)
+	for fut, err := range mp.AsCompleted(ctx, futs...) {
+		if err != nil {
+			log.Fatal(err) // ctx ended: not an error of the futures
+		}
+		v, err := fut.Result(ctx) // done: does not wait
+		var remote *mp.RemoteError
+		if errors.As(err, &remote) {
+			fmt.Println("failed in the worker:", remote.Message)
+			continue
+		}
+		fmt.Println(v, err)
+	}
+
+	if err := ex.Shutdown(ctx, true, false); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// 1 <nil>
+	// 4 <nil>
+	// failed in the worker: negative -3
 }

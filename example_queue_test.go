@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"strings"
 
 	"github.com/go-mp/mp"
 )
@@ -137,4 +138,56 @@ func ExampleJoinableQueue() {
 	// Output:
 	// all words done; letters: 14
 	// worker exited; queue empty: true
+}
+
+type exampleWordsArgs struct {
+	Words []string
+	Out   *mp.SimpleQueue[string]
+}
+
+// exampleShout puts its words on the queue in capitals, then "" to say it
+// is done.
+var exampleShout = mp.RegisterProc("example.queue.shout", func(a exampleWordsArgs) error {
+	ctx := context.Background()
+	for _, w := range a.Words {
+		if err := a.Out.Put(ctx, strings.ToUpper(w)); err != nil {
+			return err
+		}
+	}
+	return a.Out.Put(ctx, "")
+})
+
+// Python's SimpleQueue: an unbounded queue, with the same Put and Get.
+// Items from one producer come out in the order it put them.
+func ExampleSimpleQueue() {
+	ctx := context.Background()
+	q, err := mp.NewSimpleQueue[string]()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer q.Close()
+
+	p := mp.NewProcess(exampleShout, exampleWordsArgs{Words: []string{"one", "two", "three"}, Out: q})
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	for {
+		w, err := q.Get(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if w == "" {
+			break
+		}
+		fmt.Println(w)
+	}
+	if err := p.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("empty:", q.Empty())
+	// Output:
+	// ONE
+	// TWO
+	// THREE
+	// empty: true
 }

@@ -227,3 +227,52 @@ func ExampleNewSharedMemory() {
 	// answer: hi parent
 	// attach after Unlink: true
 }
+
+// ---- RawValue and RawArray ----
+
+type exampleRawArgs struct {
+	Samples *mp.RawArray[float64]
+	Filled  *mp.RawValue[int32] // how many samples the child wrote
+}
+
+// exampleRawFill writes into the shared memory directly: no lock is
+// needed, because the parent reads only after the child has exited.
+var exampleRawFill = mp.RegisterProc("example.rawFill", func(a exampleRawArgs) error {
+	s := a.Samples.Slice()
+	for i := range s {
+		s[i] = float64(i) / 2
+	}
+	a.Filled.Store(int32(len(s)))
+	return nil
+})
+
+// Python's RawArray and RawValue: shared memory without a lock, for data
+// that one process writes at a time. Here a child fills them and the
+// parent reads them after Join.
+func ExampleRawArray() {
+	samples, err := mp.NewRawArray[float64](4)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer samples.Close()
+	filled, err := mp.NewRawValue[int32](0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer filled.Close()
+
+	p := mp.NewProcess(exampleRawFill, exampleRawArgs{Samples: samples, Filled: filled})
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	if err := p.Join(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	out := make([]float64, samples.Len())
+	if err := samples.CopyTo(out); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(filled.Load(), out)
+	// Output:
+	// 4 [0 0.5 1 1.5]
+}

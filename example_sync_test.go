@@ -2,9 +2,12 @@ package mp_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log"
 	"slices"
+	"time"
 
 	"github.com/go-mp/mp"
 )
@@ -261,4 +264,169 @@ func ExampleBarrier() {
 	// Output:
 	// arrival indices: [0 1 2]
 	// parties: 3 broken: false
+}
+
+type exampleLockArgs struct {
+	Lock *mp.Lock
+	Out  *mp.Conn
+}
+
+// exampleLockChild takes the lock, says so, and keeps it while the parent
+// keeps its end of the pipe open.
+var exampleLockChild = mp.RegisterProc("example.lock", func(a exampleLockArgs) error {
+	defer a.Out.Close()
+	if err := a.Lock.Acquire(context.Background()); err != nil {
+		return err
+	}
+	defer a.Lock.Release()
+	if err := a.Out.Send("child has the lock"); err != nil {
+		return err
+	}
+	_, err := a.Out.RecvBytes(0) // io.EOF once the parent closes its end
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return err
+})
+
+// A Lock passed to a child excludes across both processes: while the
+// child holds it, the parent cannot take it.
+func ExampleLock() {
+	lock, err := mp.NewLock()
+	if err != nil {
+		log.Fatal(err)
+	}
+	parentEnd, childEnd, err := mp.Pipe(true)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := mp.NewProcess(exampleLockChild, exampleLockArgs{Lock: lock, Out: childEnd})
+	err = p.Start()
+	childEnd.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var msg string
+	if err := parentEnd.Recv(&msg); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(msg)
+	fmt.Println("locked:", lock.Locked(), "parent gets it:", lock.TryAcquire())
+
+	parentEnd.Close() // the child releases the lock and returns
+	ctx := context.Background()
+	if err := p.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("after the child:", lock.TryAcquire())
+	fmt.Println(lock.Release())
+	// Output:
+	// child has the lock
+	// locked: true parent gets it: false
+	// after the child: true
+	// <nil>
+}
+
+// exampleLockKilled takes the lock and never releases it: the parent kills
+// it while it holds the lock.
+var exampleLockKilled = mp.RegisterProc("example.lockKilled", func(a exampleLockArgs) error {
+	defer a.Out.Close()
+	if err := a.Lock.Acquire(context.Background()); err != nil {
+		return err
+	}
+	if err := a.Out.Send("holding"); err != nil {
+		return err
+	}
+	_, err := a.Out.RecvBytes(0) // until killed
+	return err
+})
+
+// A lock whose holder died is not lost: the next Acquire takes it over and
+// says so with an *OwnerDiedError, because what the lock protects may have
+// been left half-updated. The lock is held when that error is returned.
+func ExampleOwnerDiedError() {
+	lock, err := mp.NewLock()
+	if err != nil {
+		log.Fatal(err)
+	}
+	parentEnd, childEnd, err := mp.Pipe(true)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer parentEnd.Close()
+	p := mp.NewProcess(exampleLockKilled, exampleLockArgs{Lock: lock, Out: childEnd})
+	err = p.Start()
+	childEnd.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var msg string
+	if err := parentEnd.Recv(&msg); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("child is", msg)
+	pid := p.Pid()
+	p.Kill() // SIGKILL: the child has no chance to release the lock
+	fmt.Println(p.Join(context.Background()) != nil)
+	p.Close()
+
+	// A deadline only bounds the wait; the takeover comes first.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = lock.Acquire(ctx)
+	var died *mp.OwnerDiedError
+	if errors.As(err, &died) {
+		fmt.Println("taken over from the dead child:", died.Pid == pid)
+	}
+	fmt.Println(errors.Is(err, mp.ErrOwnerDied), lock.Locked())
+	// Repair what the lock protects here, then:
+	fmt.Println(lock.Release())
+	// Output:
+	// child is holding
+	// true
+	// taken over from the dead child: true
+	// true true
+	// <nil>
+}
+
+// An RLock may be taken again by the goroutine that holds it, and is free
+// once released as many times.
+func ExampleRLock() {
+	r, err := mp.NewRLock()
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	r.Acquire(ctx)
+	r.Acquire(ctx) // the holder again: no deadlock
+	fmt.Println(r.Held())
+	r.Release()
+	fmt.Println(r.Held())
+	r.Release()
+	fmt.Println(r.Held())
+	fmt.Println(errors.Is(r.Release(), mp.ErrNotHeld))
+	// Output:
+	// true 2
+	// true 1
+	// false 0
+	// true
+}
+
+// A BoundedSemaphore refuses a Release that would take it above its
+// initial value: a unit given back twice is a bug, reported at once.
+func ExampleBoundedSemaphore() {
+	sem, err := mp.NewBoundedSemaphore(2)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	sem.Acquire(ctx)
+	fmt.Println("value:", sem.Value())
+	fmt.Println(sem.Release())
+	err = sem.Release()
+	fmt.Println(errors.Is(err, mp.ErrReleasedTooManyTimes), "value:", sem.Value())
+	// Output:
+	// value: 1
+	// <nil>
+	// true value: 2
 }

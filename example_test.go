@@ -299,3 +299,100 @@ func ExampleProcess_Terminate() {
 	// killed by signal: terminated
 	// exit code: -15
 }
+
+// exampleFamily reports what a child knows of its parent.
+var exampleFamily = mp.RegisterProc("example.family", func(out *mp.Conn) error {
+	defer out.Close()
+	parent := mp.ParentProcess()
+	if err := out.Send(fmt.Sprintf("my parent is %s, alive: %v", parent.Name, parent.IsAlive())); err != nil {
+		return err
+	}
+	_, err := out.RecvBytes(0) // wait until the parent closes its end
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return err
+})
+
+// ParentProcess describes the parent from inside a child (nil in the main
+// process); ActiveChildren lists the children still running.
+func ExampleActiveChildren() {
+	fmt.Println("main process has a parent:", mp.ParentProcess() != nil)
+
+	c, childEnd, err := mp.Pipe(true)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := mp.NewProcess(exampleFamily, childEnd)
+	err = p.Start()
+	childEnd.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var msg string
+	if err := c.Recv(&msg); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("child:", msg)
+	fmt.Println("active:", slices.Contains(mp.ActiveChildren(), p))
+
+	c.Close() // the child returns
+	if err := p.Join(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("active after Join:", slices.Contains(mp.ActiveChildren(), p))
+	// Output:
+	// main process has a parent: false
+	// child: my parent is MainProcess, alive: true
+	// active: true
+	// active after Join: false
+}
+
+// Targets are registered at package level, so that a child (this binary
+// re-executed, which runs its package initialisation again) finds them by
+// name.
+var (
+	exampleLen = mp.Register("example.len", func(w string) (int, error) { return len(w), nil })
+
+	exampleProduce = mp.RegisterProc("example.produce", func(q *mp.Queue[string]) error {
+		return q.Put(context.Background(), "hello from "+mp.CurrentProcess().Name)
+	})
+)
+
+// The core of mp: registered functions run in child processes, which share
+// queues (and locks, values, ...) with the parent, and in pools of worker
+// processes. A program calls mp.Main first in main; a test binary, in
+// TestMain.
+func Example() {
+	ctx := context.Background()
+
+	q, err := mp.NewQueue[string](0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer q.Close()
+	p := mp.NewProcess(exampleProduce, q)
+	p.Name = "producer"
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	msg, err := q.Get(ctx)
+	fmt.Println(msg, err)
+	if err := p.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	lens, err := exampleLen.Map(ctx, pool, []string{"go", "python", "multiprocessing"}, 0)
+	fmt.Println(lens, err)
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// hello from producer <nil>
+	// [2 6 15] <nil>
+}
