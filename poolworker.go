@@ -301,7 +301,9 @@ func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 
 func remoteErrHere(err error, stack string) *RemoteError {
 	me := CurrentProcess()
-	return &RemoteError{Process: me.Name, Pid: me.Pid, Message: err.Error(), Stack: stack, Sentinels: sentinelNames(err)}
+	e := newRemoteError(err, err.Error(), stack, false)
+	e.Process, e.Pid = me.Name, me.Pid
+	return e
 }
 
 // rss returns the resident memory of this process in bytes.
