@@ -163,6 +163,24 @@ func addError(e *errorEntry) {
 	errorRegistry.byName[e.name] = e
 }
 
+// NewRemoteError returns the *RemoteError that reports err, returned by
+// code running in this process, to another process, as mp reports a
+// target's error: Message is err's text, Sentinels and Values hold what
+// of err crosses processes (see RegisterError and RegisterErrorType), and
+// Process and Pid name this process; Stack is left empty. Sent with mp's
+// codec (Conn.Send, say), it lets errors.Is and errors.As in the receiver
+// see err's registered errors. The manager package reports a method's
+// error with it. NewRemoteError(nil) is nil.
+func NewRemoteError(err error) *RemoteError {
+	if err == nil {
+		return nil
+	}
+	e := newRemoteError(err, err.Error(), "", false)
+	me := CurrentProcess()
+	e.Process, e.Pid = me.Name, me.Pid
+	return e
+}
+
 // newRemoteError makes the *RemoteError that reports err, with what of it
 // crosses processes: the registered sentinels it matches, the registered
 // typed errors it holds.
