@@ -22,7 +22,8 @@ import (
 // matches err, the *RemoteError the parent receives unwraps to err itself,
 // and errors.Is(remoteErr, err) holds in the parent as it did in the child,
 // however deeply err was wrapped (fmt.Errorf with one or several %w,
-// errors.Join).
+// errors.Join). This holds for Process.Join, a pool's tasks, an
+// Executor's futures, and the methods of a manager's registered types.
 //
 // The name identifies err between processes, since a variable's own name
 // cannot be read at run time: use one that is unique in the binary, such

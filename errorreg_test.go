@@ -140,3 +140,24 @@ func TestTypedErrorWithHandleStays(t *testing.T) {
 		t.Errorf("without the handle: values %+v", e.Values)
 	}
 }
+
+// FuzzRemoteErrorValues unwraps RemoteErrors whose names and encoded
+// values are arbitrary: nothing panics, and what is rebuilt can print
+// itself.
+func FuzzRemoteErrorValues(f *testing.F) {
+	good, _ := encMode.Marshal(&wireError{N: 5})
+	f.Add("mp.ErrEmpty", good)
+	f.Add("*github.com/go-mp/mp.wireError", []byte{0xf6})
+	f.Add("*github.com/go-mp/mp.OwnerDiedError", []byte{0xa1, 0x63, 'P', 'i', 'd', 0x01})
+	f.Fuzz(func(t *testing.T, name string, fields []byte) {
+		e := &RemoteError{Sentinels: []string{name, name}, Values: []ErrorValue{
+			{Type: "*github.com/go-mp/mp.wireError", Fields: fields},
+			{Type: "*github.com/go-mp/mp.OwnerDiedError", Fields: fields},
+			{Type: "*github.com/go-mp/mp.ExitError", Fields: fields},
+			{Type: name, Fields: fields},
+		}}
+		for _, u := range e.Unwrap() {
+			_ = u.Error()
+		}
+	})
+}

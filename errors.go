@@ -93,10 +93,10 @@ func (e *ExitError) Signal() syscall.Signal {
 // ran in another process. It carries the remote message and stack, and
 // what of the remote error crosses processes (see RegisterError and
 // RegisterErrorType): the registered sentinels it matched and the
-// registered typed errors it held, to which Unwrap returns. So
+// registered typed errors it held, which Unwrap returns. So
 // errors.Is(err, mp.ErrEmpty), errors.Is(err, io.EOF) or errors.As(err,
 // &myErr) hold in the parent when they held in the child. Other errors
-// arrive as text only.
+// arrive as their message and stack only.
 type RemoteError struct {
 	Process string // name of the process the target ran in
 	Pid     int
