@@ -114,10 +114,8 @@ func lifeline(ctrl *Conn, alive *atomic.Bool, daemon bool) {
 func call(run func() (any, error)) (res any, rerr *RemoteError) {
 	defer func() {
 		if r := recover(); r != nil {
-			rerr = &RemoteError{Message: fmt.Sprint(r), Panic: true, Stack: string(debug.Stack())}
-			if err, ok := r.(error); ok {
-				rerr.Sentinels = sentinelNames(err)
-			}
+			err, _ := r.(error)
+			rerr = newRemoteError(err, fmt.Sprint(r), string(debug.Stack()), true)
 		}
 	}()
 	res, err := run()
@@ -128,11 +126,11 @@ func call(run func() (any, error)) (res any, rerr *RemoteError) {
 }
 
 func remoteErr(err error, stack bool) *RemoteError {
-	e := &RemoteError{Message: err.Error(), Sentinels: sentinelNames(err)}
+	var st string
 	if stack {
-		e.Stack = string(debug.Stack())
+		st = string(debug.Stack())
 	}
-	return e
+	return newRemoteError(err, err.Error(), st, false)
 }
 
 // report sends the outcome to the parent, joins this process's non-daemon

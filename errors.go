@@ -1,9 +1,12 @@
 package mp
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"io"
+	"io/fs"
+	"os"
 	"syscall"
 
 	"github.com/go-mp/mp/internal/shm"
@@ -87,20 +90,25 @@ func (e *ExitError) Signal() syscall.Signal {
 }
 
 // RemoteError is an error returned by, or a panic raised in, a target that
-// ran in another process. It carries the remote message and stack, and the
-// identity of the mp sentinel errors (ErrUnknownTarget, ErrEmpty, ...) the
-// remote error matched: errors.Is(err, mp.ErrX) holds in the parent when it
-// held in the child. Other errors arrive as text only.
+// ran in another process. It carries the remote message and stack, and
+// what of the remote error crosses processes (see RegisterError and
+// RegisterErrorType): the registered sentinels it matched and the
+// registered typed errors it held, which Unwrap returns. So
+// errors.Is(err, mp.ErrEmpty), errors.Is(err, io.EOF) or errors.As(err,
+// &myErr) hold in the parent when they held in the child. Other errors
+// arrive as their message and stack only.
 type RemoteError struct {
 	Process string // name of the process the target ran in
 	Pid     int
 	Message string // the error's text, or the panic value printed
 	Panic   bool   // true when the target panicked
 	Stack   string // the goroutine stack where the error was returned or the panic raised
-	// Sentinels names the sentinel errors the remote error matched, in
-	// the order of the table in errors.go; Unwrap returns them. A name
-	// this binary does not know is ignored.
+	// Sentinels names the registered sentinel errors the remote error
+	// matched, in the order they were registered.
 	Sentinels []string `cbor:",omitempty"`
+	// Values holds the registered typed errors the remote error held,
+	// encoded, in the order their types were registered.
+	Values []ErrorValue `cbor:",omitempty"`
 }
 
 // Error describes the failure.
@@ -112,32 +120,22 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("mp: %s in process %s (pid %d): %s", what, e.Process, e.Pid, e.Message)
 }
 
-// Unwrap returns the sentinel errors the remote error matched (see
-// Sentinels), so that errors.Is sees through the process boundary.
-func (e *RemoteError) Unwrap() []error { return sentinelsNamed(e.Sentinels) }
-
-// A sentinel is an error whose identity crosses process boundaries: a
-// child records the names of those its error matches, and the parent's
-// *RemoteError unwraps to the same variables. Names only have to agree
-// between a parent and its children, which run the same binary; they are
-// spelled as in Go source so that they read well in a dump.
-type sentinel struct {
-	name string
-	err  error
-}
-
-// sentinels is the table of errors whose identity a RemoteError carries:
-// every exported sentinel of this package. It may grow at init time (a
-// registration function for the user's own sentinels would add to it), so
-// it is guarded; the order of list is the order Unwrap reports.
-var sentinels = struct {
-	sync.RWMutex
-	list   []sentinel
-	byName map[string]error
-}{byName: map[string]error{}}
+// Unwrap returns the registered sentinels (see Sentinels) and rebuilt
+// typed errors (see Values) of the remote error, so that errors.Is and
+// errors.As see through the process boundary. A name this process has not
+// registered, and a value that does not decode as its type, are left out.
+// Each call rebuilds the typed errors afresh.
+func (e *RemoteError) Unwrap() []error { return remoteUnwrap(e.Sentinels, e.Values) }
 
 func init() {
-	for _, s := range []sentinel{
+	// The table of the sentinels registered by default: every exported
+	// sentinel of this package, then the standard library's that targets
+	// commonly return; then this package's typed errors that are small
+	// (a BufferTooShortError holds a whole message).
+	for _, s := range []struct {
+		name string
+		err  error
+	}{
 		{"mp.ErrClosed", ErrClosed},
 		{"mp.ErrNotReadable", ErrNotReadable},
 		{"mp.ErrNotWritable", ErrNotWritable},
@@ -170,59 +168,22 @@ func init() {
 		{"mp.ErrTypeMismatch", ErrTypeMismatch},
 		{"mp.ErrIndexOutOfRange", ErrIndexOutOfRange},
 		{"mp.ErrInvalidSize", ErrInvalidSize},
+
+		{"context.Canceled", context.Canceled},
+		{"context.DeadlineExceeded", context.DeadlineExceeded},
+		{"io.EOF", io.EOF},
+		{"io.ErrUnexpectedEOF", io.ErrUnexpectedEOF},
+		{"fs.ErrInvalid", fs.ErrInvalid},
+		{"fs.ErrPermission", fs.ErrPermission},
+		{"fs.ErrExist", fs.ErrExist},
+		{"fs.ErrNotExist", fs.ErrNotExist},
+		{"fs.ErrClosed", fs.ErrClosed},
+		{"os.ErrDeadlineExceeded", os.ErrDeadlineExceeded},
 	} {
-		addSentinel(s.name, s.err)
+		RegisterError(s.name, s.err)
 	}
-}
-
-// addSentinel adds err to the table under name. A name or an error added
-// twice is a programming error, and panics.
-func addSentinel(name string, err error) {
-	sentinels.Lock()
-	defer sentinels.Unlock()
-	if _, dup := sentinels.byName[name]; dup {
-		panic("mp: sentinel error " + name + " added twice")
-	}
-	for _, s := range sentinels.list {
-		if s.err == err {
-			panic("mp: sentinel error " + name + " is already known as " + s.name)
-		}
-	}
-	sentinels.list = append(sentinels.list, sentinel{name, err})
-	sentinels.byName[name] = err
-}
-
-// sentinelNames returns the names of the sentinels err matches, or nil.
-func sentinelNames(err error) []string {
-	if err == nil {
-		return nil
-	}
-	sentinels.RLock()
-	defer sentinels.RUnlock()
-	var names []string
-	for _, s := range sentinels.list {
-		if errors.Is(err, s.err) {
-			names = append(names, s.name)
-		}
-	}
-	return names
-}
-
-// sentinelsNamed returns the sentinels named by names, skipping unknown
-// names (a peer's names are input).
-func sentinelsNamed(names []string) []error {
-	if len(names) == 0 {
-		return nil
-	}
-	sentinels.RLock()
-	defer sentinels.RUnlock()
-	errs := make([]error, 0, len(names))
-	for _, n := range names {
-		if err, ok := sentinels.byName[n]; ok {
-			errs = append(errs, err)
-		}
-	}
-	return errs
+	RegisterErrorType[*OwnerDiedError]()
+	RegisterErrorType[*ExitError]()
 }
 
 // OwnerDiedError is returned by an acquire that took over a lock whose

@@ -266,7 +266,7 @@ func (b *resultSpool) stop() { b.timer.Stop() }
 func runInitializer(name string, arg []byte) *RemoteError {
 	e, ok := lookup(name)
 	if !ok {
-		return remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name), "")
+		return NewRemoteError(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name))
 	}
 	var buf bytes.Buffer
 	_, rerr := call(func() (any, error) {
@@ -284,7 +284,7 @@ func runInitializer(name string, arg []byte) *RemoteError {
 func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	e, ok := lookup(t.Target)
 	if !ok {
-		return nil, remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target), "")
+		return nil, NewRemoteError(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target))
 	}
 	var out []byte
 	_, rerr := call(func() (any, error) {
@@ -297,11 +297,6 @@ func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 		rerr.Process, rerr.Pid = me.Name, me.Pid
 	}
 	return out, rerr
-}
-
-func remoteErrHere(err error, stack string) *RemoteError {
-	me := CurrentProcess()
-	return &RemoteError{Process: me.Name, Pid: me.Pid, Message: err.Error(), Stack: stack, Sentinels: sentinelNames(err)}
 }
 
 // rss returns the resident memory of this process in bytes.

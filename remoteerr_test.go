@@ -101,6 +101,11 @@ func checkRemote(t *testing.T, how, arg string, err, want error) {
 			t.Errorf("%s %s: %v also matches %s", how, arg, err, name)
 		}
 	}
+	// *OwnerDiedError is registered by default: it is rebuilt.
+	var od *mp.OwnerDiedError
+	if got := errors.As(err, &od); got != (arg == "ownerDied") || (got && od.Pid != 1) {
+		t.Errorf("%s %s: errors.As(%v, *OwnerDiedError) = %v, %+v", how, arg, err, got, od)
+	}
 }
 
 // TestChildSentinelsMatch makes a child return (or panic with) each mp

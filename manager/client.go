@@ -667,8 +667,13 @@ func (cc *cconn) replyError(ctx context.Context) error {
 		return &mp.OwnerDiedError{Pid: cc.intItem(3)}
 	case codeRemote:
 		stack, _ := readText(cc.item(4))
-		return &mp.RemoteError{Process: "manager", Pid: int(cc.cl.serverPid.Load()),
+		re := &mp.RemoteError{Process: "manager", Pid: int(cc.cl.serverPid.Load()),
 			Message: msg, Panic: cc.boolItem(3), Stack: stack}
+		var m remoteMatch
+		if b := cc.item(5); b != nil && valDec.Unmarshal(b, &m) == nil {
+			re.Sentinels, re.Values = m.Sentinels, m.Values
+		}
+		return re
 	case codeNoMethod:
 		return fmt.Errorf("%w: %s", ErrUnknownMethod, trimPrefix(msg))
 	case codeUnknownType:

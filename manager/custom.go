@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"runtime/debug"
 	"sync"
+
+	"github.com/go-mp/mp"
 )
 
 // Type is a type registered with RegisterType: a server can make
@@ -55,8 +57,9 @@ var (
 // Clients call the exported methods of *T named in methods — all of them
 // when none is named — through a Proxy[T] (Proxy.Call, Call). A method's
 // arguments and results travel encoded with CBOR; a last result of type
-// error is returned as the call's error (an *mp.RemoteError), as is a
-// panic. A method whose first parameter is a context.Context gets one that
+// error is returned as the call's error (an *mp.RemoteError, which
+// unwraps to the errors registered with mp.RegisterError and
+// mp.RegisterErrorType that the method's error held), as is a panic. A method whose first parameter is a context.Context gets one that
 // is cancelled when the caller's ctx ends (or its process does); it runs
 // in a goroutine of its own. A result that is a *U of a registered type U
 // is served as an object of the manager, and the client receives a proxy
@@ -386,7 +389,8 @@ func (s *Server) invoke(c *sconn, sess *session, m *methodInfo, in []reflect.Val
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				r.fail(codeRemote, fmt.Sprint(p), true, string(debug.Stack()))
+				err, _ := p.(error)
+				failRemote(r, err, fmt.Sprint(p), true, string(debug.Stack()))
 			}
 		}()
 		out = m.fn.Call(in)
@@ -397,7 +401,8 @@ func (s *Server) invoke(c *sconn, sess *session, m *methodInfo, in []reflect.Val
 	}
 	if m.errOut {
 		if e := out[len(out)-1]; !e.IsNil() {
-			r.fail(codeRemote, e.Interface().(error).Error(), false, "")
+			err := e.Interface().(error)
+			failRemote(r, err, err.Error(), false, "")
 			return
 		}
 		out = out[:len(out)-1]
@@ -424,6 +429,34 @@ func (s *Server) invoke(c *sconn, sess *session, m *methodInfo, in []reflect.Val
 		}
 		r.value(buf.Bytes())
 	}
+}
+
+// remoteMatch is what of a method's error crosses to the client (see
+// mp.NewRemoteError): the registered sentinels it matched and the
+// registered typed errors it held. It is input to the client, where
+// mp.RemoteError.Unwrap checks it.
+type remoteMatch struct {
+	_         struct{} `cbor:",toarray"`
+	Sentinels []string
+	Values    []mp.ErrorValue
+}
+
+// cborItem is an item of a reply already encoded.
+type cborItem []byte
+
+// failRemote reports err, a method's error or the error it panicked with
+// (nil for another panic value), as codeRemote with msg, the panic flag and
+// the stack, and, when there is any, what of err crosses processes: the
+// registered errors it holds (see mp.RegisterError), which the client's
+// *mp.RemoteError unwraps to.
+func failRemote(r *reply, err error, msg string, panicked bool, stack string) {
+	if re := mp.NewRemoteError(err); re != nil && len(re.Sentinels)+len(re.Values) > 0 {
+		if b, encErr := valEnc.Marshal(remoteMatch{Sentinels: re.Sentinels, Values: re.Values}); encErr == nil {
+			r.fail(codeRemote, msg, panicked, stack, cborItem(b))
+			return
+		}
+	}
+	r.fail(codeRemote, msg, panicked, stack)
 }
 
 // serveInstance returns the id of the object holding v, making one if

@@ -852,6 +852,8 @@ func (r *reply) fail(code uint64, msg string, extra ...any) {
 			r.buf = appendBool(r.buf, e)
 		case string:
 			r.buf = appendText(r.buf, e)
+		case cborItem:
+			r.buf = append(r.buf, e...)
 		}
 		r.n++
 	}

@@ -161,7 +161,7 @@ const (
 	codeCancelled
 	codeTaskDone
 	codeOwnerDied // extra: the dead owner's pid; the lock is held by the caller
-	codeRemote    // extra: panic flag, stack
+	codeRemote    // extra: panic flag, stack[, remoteMatch]
 	codeNoMethod
 	codeBadArgs
 	codeUnknownType
