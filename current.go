@@ -80,6 +80,20 @@ func randomKey() []byte {
 // CPUCount returns the number of CPUs usable by the current process.
 func CPUCount() int { return runtime.NumCPU() }
 
+// WorkerID returns, in a pool worker (of a Pool or an Executor), the
+// worker's slot: a number from 0 to the pool's Processes-1 that no other
+// worker of the pool has at the same time, and that a worker replacing
+// another (recycled, or after a death or a task timeout) takes over from
+// it. So a task can use it to pick a per-worker resource (a file, a port,
+// a GPU) that outlives each worker. It returns -1 anywhere else: in the
+// parent, in a child started with NewProcess, and in children that a
+// worker starts.
+func WorkerID() int { return int(workerSlot.Load()) - 1 }
+
+// workerSlot is WorkerID()+1, so that its zero value means none. A pool
+// worker sets it before its initializer runs.
+var workerSlot atomic.Int32
+
 // nextIdentity returns the identity and default name of a new child.
 func nextIdentity() ([]int, string) {
 	self.Lock()

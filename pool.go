@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -13,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/go-mp/mp/internal/mplog"
 )
 
 var (
@@ -63,14 +67,37 @@ func NewCall[A, R any](f *Func[A, R], arg A) *Call {
 	return &Call{target: f.name, encode: func() ([]byte, error) { return encodeOne(arg) }}
 }
 
-// PoolOptions configure a Pool. The zero value is a pool of CPUCount
-// workers.
+// encodeFor checks that c's target is registered and encodes its
+// argument; role names c in the error. A nil c encodes to nil.
+func (c *Call) encodeFor(role string) ([]byte, error) {
+	if c == nil {
+		return nil, nil
+	}
+	if _, ok := lookup(c.target); !ok {
+		return nil, fmt.Errorf("%w: %s %q", ErrUnknownTarget, role, c.target)
+	}
+	return c.encode()
+}
+
+// PoolOptions configure a Pool. The zero value is a pool of
+// runtime.GOMAXPROCS(0) workers.
 type PoolOptions struct {
-	// Processes is the number of workers; 0 means CPUCount().
+	// Processes is the number of workers; 0 means runtime.GOMAXPROCS(0):
+	// the CPUs this process may use, which, unlike CPUCount, follows a
+	// container's CPU limit and the GOMAXPROCS environment variable.
 	Processes int
 	// Initializer, if set, runs in each worker before its first task. If it
 	// fails, the pool stops and its tasks fail with that error.
 	Initializer *Call
+	// Finalizer, if set, runs in each worker that leaves on its own, after
+	// its last task: one recycled after MaxTasksPerChild tasks or over
+	// MaxMemory, and every worker let go once the pool is closed and its
+	// work done. It does not run in a worker that is killed (Terminate, a
+	// TaskTimeout, a signal) or that dies, nor when its parent dies, nor
+	// after a failed Initializer. The pool waits for it: Join returns once
+	// every finalizer has returned. If it fails or panics, the worker
+	// exits with code 1.
+	Finalizer *Call
 	// MaxTasksPerChild, if > 0, replaces a worker after that many tasks
 	// (a chunk of Map counts as one), for leaky code.
 	MaxTasksPerChild int
@@ -87,6 +114,17 @@ type PoolOptions struct {
 	// result, as Python logs such an exception and goes on. If nil, the
 	// panic and its stack are written to stderr.
 	CallbackPanic func(value any, stack []byte)
+	// Logger, if set, is where the pool reports each worker that it
+	// replaced and why, instead of the logger set with SetLogger. The
+	// record is "mp: pool worker replaced" ("mp: pool worker ended" if the
+	// pool is closed and its work done), with the attributes reason:
+	// "died" (with signal, the signal that killed it, or code, its exit
+	// code), "task timeout" (with timeout), "max tasks" or "max memory"
+	// (with max_memory); worker, its name; pid; slot, its WorkerID, which
+	// its replacement takes; tasks, how many it ran. A death or a timeout
+	// is logged at level Warn, a recycling at Info. Workers that
+	// Terminate kills are not reported.
+	Logger *slog.Logger
 }
 
 // Pool is a pool of worker processes, like Python's multiprocessing.Pool.
@@ -108,6 +146,7 @@ type PoolOptions struct {
 type Pool struct {
 	opts    PoolOptions
 	initArg []byte
+	finArg  []byte
 
 	mu      sync.Mutex
 	wake    *sync.Cond
@@ -124,6 +163,10 @@ type Pool struct {
 	args    argStats       // encoded arguments held
 	running sync.WaitGroup // the dispatcher and the workers' readers
 	done    chan struct{}  // closed once every worker is gone after Close or Terminate
+
+	// slots tells which slots (see WorkerID) the workers started or
+	// starting have; guarded by mu.
+	slots []bool
 }
 
 const (
@@ -195,6 +238,7 @@ type worker struct {
 	retiring   bool       // told us it leaves after its current task
 	exclusive  bool       // runs a task with a timeout: gets nothing else meanwhile
 	ready      bool       // started and initialised: it said hello
+	slot       int        // its WorkerID
 	sendMu     sync.Mutex // orders sends as pending is ordered
 	enc        []byte     // sendTo's buffers, under sendMu
 	msgs       [][]byte
@@ -226,22 +270,20 @@ func newPool(opts PoolOptions, lazy bool) (*Pool, error) {
 		return nil, fmt.Errorf("mp: bad pool options %+v", opts)
 	}
 	if opts.Processes == 0 {
-		opts.Processes = CPUCount()
+		opts.Processes = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{opts: opts, lazy: lazy, workers: map[*worker]struct{}{}, done: make(chan struct{})}
+	p.slots = make([]bool, opts.Processes)
 	p.wake = sync.NewCond(&p.mu)
-	if opts.Initializer != nil {
-		if _, ok := lookup(opts.Initializer.target); !ok {
-			return nil, fmt.Errorf("%w: initializer %q", ErrUnknownTarget, opts.Initializer.target)
-		}
-		b, err := opts.Initializer.encode()
-		if err != nil {
-			return nil, err
-		}
-		p.initArg = b
+	var err error
+	if p.initArg, err = opts.Initializer.encodeFor("initializer"); err != nil {
+		return nil, err
+	}
+	if p.finArg, err = opts.Finalizer.encodeFor("finalizer"); err != nil {
+		return nil, err
 	}
 	for i := 0; i < opts.Processes && !lazy; i++ {
-		if err := p.startWorker(false); err != nil {
+		if err := p.startWorker(false, i); err != nil {
 			p.Terminate()
 			return nil, err
 		}
@@ -271,7 +313,7 @@ func (p *Pool) spawnWanted() {
 		p.running.Add(1)
 		go func() {
 			defer p.running.Done()
-			if err := p.startWorker(true); err != nil {
+			if err := p.startWorker(true, -1); err != nil {
 				p.mu.Lock()
 				p.breakPool(fmt.Errorf("mp: cannot start a pool worker: %w", err))
 				p.mu.Unlock()
@@ -316,36 +358,42 @@ func (s *argStats) add(n int) {
 	}
 }
 
-// startWorker starts one worker process and its reader. spawned says
-// that spawnWanted counted it in p.spawns, which it leaves when it joins
+// startWorker starts one worker process and its reader, in slot (see
+// WorkerID), or in the lowest free slot if slot is -1. spawned says that
+// spawnWanted counted it in p.spawns, which it leaves when it joins
 // p.workers or fails to start.
-func (p *Pool) startWorker(spawned bool) (err error) {
-	if spawned {
-		defer func() {
-			if err != nil {
-				p.mu.Lock()
+func (p *Pool) startWorker(spawned bool, slot int) (err error) {
+	p.mu.Lock()
+	p.nstart++
+	name := "PoolWorker-" + strconv.Itoa(p.nstart)
+	slot = p.takeSlot(slot)
+	p.mu.Unlock()
+	defer func() {
+		if err != nil {
+			p.mu.Lock()
+			if spawned {
 				p.spawns--
-				p.mu.Unlock()
 			}
-		}()
-	}
+			p.slots[slot] = false
+			p.mu.Unlock()
+		}
+	}()
 	a, b, err := Pipe(true)
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.nstart++
-	name := "PoolWorker-" + strconv.Itoa(p.nstart)
-	p.mu.Unlock()
 	led, err := newLedger()
 	if err != nil {
 		a.Close()
 		b.Close()
 		return err
 	}
-	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem}
+	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem, Slot: slot}
 	if p.opts.Initializer != nil {
 		args.Init, args.InitArg = p.opts.Initializer.target, p.initArg
+	}
+	if p.opts.Finalizer != nil {
+		args.Fin, args.FinArg = p.opts.Finalizer.target, p.finArg
 	}
 	proc := NewProcess(poolWorker, args)
 	proc.Name = name
@@ -357,7 +405,7 @@ func (p *Pool) startWorker(spawned bool) (err error) {
 		led.close()
 		return err
 	}
-	w := &worker{p: proc, conn: a, led: led, sent: make(chan struct{}, 1), pace: prefetchBudget,
+	w := &worker{p: proc, conn: a, led: led, slot: slot, sent: make(chan struct{}, 1), pace: prefetchBudget,
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
@@ -375,6 +423,22 @@ func (p *Pool) startWorker(spawned bool) (err error) {
 	p.running.Add(1)
 	go p.read(w)
 	return nil
+}
+
+// takeSlot marks slot taken and returns it, or, if slot is -1 (or taken
+// already), the lowest free slot. Called with p.mu held.
+func (p *Pool) takeSlot(slot int) int {
+	if slot < 0 || slot >= len(p.slots) || p.slots[slot] {
+		slot = slices.Index(p.slots, false)
+		if slot < 0 {
+			// Never more workers than Processes, but a slot is not worth a
+			// panic if that changes.
+			slot = len(p.slots)
+			p.slots = append(p.slots, false)
+		}
+	}
+	p.slots[slot] = true
+	return slot
 }
 
 // submit queues tasks for the dispatcher; a single task for which a
@@ -789,6 +853,7 @@ func (p *Pool) lost(w *worker) {
 	recs, started := w.led.results(), w.led.started.Load()
 	p.mu.Lock()
 	delete(p.workers, w)
+	p.slots[w.slot] = false // for its replacement, or a later worker
 	pending := w.pending
 	w.pending = nil
 	// Only ids of tasks sent to w count: the ledger is the worker's to write.
@@ -811,12 +876,14 @@ func (p *Pool) lost(w *worker) {
 	}
 	stopped := p.state == poolTerminated || p.broken != nil
 	failErrs := make([]error, len(failed))
+	var timedOut *task
 	for i, t := range failed {
-		timedOut := t.timer != nil && !t.timer.Stop()
+		expired := t.timer != nil && !t.timer.Stop()
 		switch {
 		case stopped:
 			failErrs[i] = p.termErr()
-		case timedOut:
+		case expired:
+			timedOut = t
 			failErrs[i] = fmt.Errorf("%w after %v (worker %s killed)", ErrTaskTimeout, t.timeout, w.stats.Name)
 		default:
 			failErrs[i] = &WorkerLostError{Worker: w.stats.Name, Pid: w.stats.Pid, ExitCode: code}
@@ -842,10 +909,15 @@ func (p *Pool) lost(w *worker) {
 		p.queue = append(pending, p.queue...)
 	}
 	// A lazy pool starts a worker when there is work for it.
-	replace := !stopped && !p.lazy && (p.state == poolRunning || len(p.queue) > 0)
+	wanted := !stopped && (p.state == poolRunning || len(p.queue) > 0)
+	replace := wanted && !p.lazy
 	p.spawnWanted()
 	p.wake.Broadcast()
+	retiring, tasks := w.retiring, w.stats.Tasks
 	p.mu.Unlock()
+	if !stopped {
+		p.logWorkerEnd(w, wanted, code, retiring, tasks, timedOut)
+	}
 	// Results first, decoded before the ledger goes; then the failures.
 	for _, d := range delivered {
 		if d.rec.res.Err != nil {
@@ -859,13 +931,46 @@ func (p *Pool) lost(w *worker) {
 	}
 	w.led.close()
 	if replace {
-		if err := p.startWorker(false); err != nil {
+		if err := p.startWorker(false, w.slot); err != nil {
 			p.mu.Lock()
 			p.breakPool(fmt.Errorf("mp: cannot replace a pool worker: %w", err))
 			p.mu.Unlock()
 		}
 	}
 	p.checkDone()
+}
+
+// logWorkerEnd reports a worker that ended while the pool was running or
+// finishing its work, and why (see PoolOptions.Logger), unless the pool
+// let it go: it left with code 0 without having said it would. replaced
+// tells whether the pool replaces it, at once, or once there is work for
+// it in a lazy pool (an Executor's).
+func (p *Pool) logWorkerEnd(w *worker, replaced bool, code int, retiring bool, tasks int, timedOut *task) {
+	attrs := make([]slog.Attr, 0, 6)
+	level := slog.LevelWarn
+	switch {
+	case timedOut != nil:
+		attrs = append(attrs, slog.String("reason", "task timeout"), slog.Duration("timeout", timedOut.timeout))
+	case code < 0:
+		attrs = append(attrs, slog.String("reason", "died"), slog.Int("signal", -code))
+	case code > 0:
+		attrs = append(attrs, slog.String("reason", "died"), slog.Int("code", code))
+	case !retiring:
+		return // the pool let it go
+	case p.opts.MaxTasksPerChild > 0 && tasks >= p.opts.MaxTasksPerChild:
+		level = slog.LevelInfo
+		attrs = append(attrs, slog.String("reason", "max tasks"))
+	default:
+		level = slog.LevelInfo
+		attrs = append(attrs, slog.String("reason", "max memory"), slog.Uint64("max_memory", p.opts.MaxMemory))
+	}
+	attrs = append(attrs, slog.String("worker", w.stats.Name), slog.Int("pid", w.stats.Pid),
+		slog.Int("slot", w.slot), slog.Int("tasks", tasks))
+	msg := "mp: pool worker replaced"
+	if !replaced {
+		msg = "mp: pool worker ended"
+	}
+	mplog.Or(p.opts.Logger).LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // taskIndex returns the index of the task with id in ts, or -1.

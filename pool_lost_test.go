@@ -59,18 +59,27 @@ type trackJob struct {
 
 var trackedTask = mp.Register("test.trackedTask", runTracked)
 
-func runTracked(j trackJob) (int, error) {
+// attachTracked returns the tracker's memory named name, attached once
+// per worker.
+func attachTracked(name string) (*mp.SharedMemory, error) {
 	trackedMu.Lock()
-	mem := trackedMem[j.Tracker]
+	defer trackedMu.Unlock()
+	mem := trackedMem[name]
 	if mem == nil {
 		var err error
-		if mem, err = mp.AttachSharedMemory(j.Tracker); err != nil {
-			trackedMu.Unlock()
-			return 0, err
+		if mem, err = mp.AttachSharedMemory(name); err != nil {
+			return nil, err
 		}
-		trackedMem[j.Tracker] = mem
+		trackedMem[name] = mem
 	}
-	trackedMu.Unlock()
+	return mem, nil
+}
+
+func runTracked(j trackJob) (int, error) {
+	mem, err := attachTracked(j.Tracker)
+	if err != nil {
+		return 0, err
+	}
 	b := mem.Bytes()
 	trackWord(b, j.N, 2).Store(uint32(os.Getpid()))
 	if trackWord(b, j.N, 0).Add(1) == 1 && j.Stop {

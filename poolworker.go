@@ -33,14 +33,22 @@ type workerArgs struct {
 	MaxTasks int
 	MaxRSS   uint64
 	Ledger   *RawArray[byte] // see ledger
+	Slot     int             // see WorkerID
+	Fin      string          // finalizer target, "" for none
+	FinArg   cbor.RawMessage
 }
 
 var poolWorker = RegisterProc("mp.poolWorker", runPoolWorker)
 
-// errInit marks an initializer's failure, which makes the pool unusable.
-var errInit = errors.New("mp: pool initializer failed")
+// errInit marks an initializer's failure, which makes the pool unusable;
+// errFin a finalizer's.
+var (
+	errInit = errors.New("mp: pool initializer failed")
+	errFin  = errors.New("mp: pool finalizer failed")
+)
 
-func runPoolWorker(a workerArgs) error {
+func runPoolWorker(a workerArgs) (err error) {
+	workerSlot.Store(int32(a.Slot) + 1)
 	defer a.Conn.Close()
 	led, err := openLedger(a.Ledger)
 	if err != nil {
@@ -50,12 +58,23 @@ func runPoolWorker(a workerArgs) error {
 	batch := newResultSpool(a.Conn, led)
 	defer batch.stop()
 	if a.Init != "" {
-		if err := runInitializer(a.Init, a.InitArg); err != nil {
+		if err := runCall(a.Init, a.InitArg, errInit); err != nil {
 			// Tell the pool, which stops starting workers that would fail too.
 			batch.add(&taskResult{Err: err}, nil)
 			batch.flush()
 			return nil
 		}
+	}
+	if a.Fin != "" {
+		// Every return from here on is the worker leaving on its own; a
+		// killed worker runs nothing. Its results go first: the pool
+		// waits for them, not for the finalizer.
+		defer func() {
+			batch.flush()
+			if ferr := runCall(a.Fin, a.FinArg, errFin); ferr != nil && err == nil {
+				err = ferr
+			}
+		}()
 	}
 	batch.add(&taskResult{}, nil) // hello: ready for tasks
 	var buf bytes.Buffer
@@ -263,7 +282,9 @@ func (b *resultSpool) flushLocked() error {
 // stop ends the timer; results not sent stay in the ledger.
 func (b *resultSpool) stop() { b.timer.Stop() }
 
-func runInitializer(name string, arg []byte) *RemoteError {
+// runCall runs the registered call of a worker's initializer or
+// finalizer; a failure's message starts with role's.
+func runCall(name string, arg []byte, role error) *RemoteError {
 	e, ok := lookup(name)
 	if !ok {
 		return NewRemoteError(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name))
@@ -275,7 +296,7 @@ func runInitializer(name string, arg []byte) *RemoteError {
 	})
 	if rerr != nil {
 		rerr.Process, rerr.Pid = CurrentProcess().Name, os.Getpid()
-		rerr.Message = errInit.Error() + ": " + rerr.Message
+		rerr.Message = role.Error() + ": " + rerr.Message
 	}
 	return rerr
 }

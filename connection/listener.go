@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"syscall"
@@ -39,6 +40,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/auth"
+	"github.com/go-mp/mp/internal/mplog"
 )
 
 // DefaultHandshakeTimeout bounds the authentication of each incoming
@@ -132,6 +134,14 @@ type ListenConfig struct {
 	// handshakes, with an error matching mp.ErrAuthentication when the
 	// TLS layer refused them (a certificate, a protocol mismatch).
 	TLS *tls.Config
+
+	// Logger, when not nil, is where each failed handshake is reported,
+	// instead of the logger set with mp.SetLogger: a record "mp: handshake
+	// failed" at level Warn with the attributes remote (the peer's
+	// address) and reason (the error OnHandshakeError gets, as text). No
+	// record holds the key or the bytes of a challenge or an answer.
+	// Connections cut short by Close are not reported.
+	Logger *slog.Logger
 }
 
 // Listen starts a Listener with the default options; see
@@ -390,12 +400,10 @@ func (l *Listener) serve(h *handshake) {
 	}
 	if err != nil {
 		nc.Close()
-		if l.ctx.Err() == nil && l.cfg.OnHandshakeError != nil {
-			if err != ErrHandshakeEvicted {
-				err = handshakeError(err)
-			}
-			l.cfg.OnHandshakeError(nc.RemoteAddr(), err)
+		if err != ErrHandshakeEvicted {
+			err = handshakeError(err)
 		}
+		l.handshakeFailed(nc.RemoteAddr(), err)
 		return
 	}
 	var c *mp.Conn
@@ -405,15 +413,26 @@ func (l *Listener) serve(h *handshake) {
 		c, err = wrap(nc)
 	}
 	if err != nil {
-		if l.ctx.Err() == nil && l.cfg.OnHandshakeError != nil {
-			l.cfg.OnHandshakeError(nc.RemoteAddr(), err)
-		}
+		l.handshakeFailed(nc.RemoteAddr(), err)
 		return
 	}
 	select {
 	case l.ready <- c:
 	case <-l.ctx.Done():
 		c.Close()
+	}
+}
+
+// handshakeFailed reports a failed handshake to the logger and to
+// OnHandshakeError, unless Close cut it short.
+func (l *Listener) handshakeFailed(remote net.Addr, err error) {
+	if l.ctx.Err() != nil {
+		return
+	}
+	mplog.Or(l.cfg.Logger).LogAttrs(context.Background(), slog.LevelWarn, "mp: handshake failed",
+		slog.String("remote", remote.String()), slog.String("reason", err.Error()))
+	if l.cfg.OnHandshakeError != nil {
+		l.cfg.OnHandshakeError(remote, err)
 	}
 }
 

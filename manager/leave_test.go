@@ -34,16 +34,8 @@ var holdAll = mp.RegisterProc("manager_test.holdAll", func(a holdAllArgs) error 
 	if _, err := a.Ref.Len(ctx); err != nil {
 		return err
 	}
-	if err := a.Lock.Acquire(ctx); err != nil {
+	if err := holdLocks(ctx, a.Lock, a.RLock, a.Sem); err != nil {
 		return err
-	}
-	for range 2 {
-		if err := a.RLock.Acquire(ctx); err != nil {
-			return err
-		}
-		if err := a.Sem.Acquire(ctx); err != nil {
-			return err
-		}
 	}
 	go func() {
 		if a.Cond.Acquire(ctx) == nil {
@@ -58,18 +50,42 @@ var holdAll = mp.RegisterProc("manager_test.holdAll", func(a holdAllArgs) error 
 	if err := a.In.Recv(&next); err != nil {
 		return err
 	}
-	// Its waits keep their connections: have one for the Get first, so
-	// that the Get's request is the next one sent.
-	if _, err := a.Q.Qsize(ctx); err != nil {
+	// Its waits keep their connections.
+	return parkedGet(ctx, a.Q, a.Out)
+})
+
+// holdLocks takes lock, rlock twice, and two units of sem.
+func holdLocks(ctx context.Context, lock *manager.Lock, rlock *manager.RLock, sem *manager.BoundedSemaphore) error {
+	if err := lock.Acquire(ctx); err != nil {
+		return err
+	}
+	for range 2 {
+		if err := rlock.Acquire(ctx); err != nil {
+			return err
+		}
+		if err := sem.Acquire(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parkedGet calls q.Get and parks it once its request has left, after
+// sending -1 on out: the server takes an item for it, which it never
+// receives nor acknowledges, until the process is killed.
+func parkedGet(ctx context.Context, q *manager.Queue[int], out *mp.Conn) error {
+	// A connection for the Get first, so that the Get's request is the
+	// next one sent.
+	if _, err := q.Qsize(ctx); err != nil {
 		return err
 	}
 	manager.SetTestHookSent(func() {
-		a.Out.Send(-1)
+		out.Send(-1)
 		time.Sleep(time.Hour)
 	})
-	_, err := a.Q.Get(ctx)
+	_, err := q.Get(ctx)
 	return err
-})
+}
 
 // TestClientKilledGivesBackEverything kills a child that holds one of
 // everything (see holdAll) while the parent waits on the Lock and in the

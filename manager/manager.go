@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/mplog"
 )
 
 // Options configures the server that Start runs. The zero value (or a nil
@@ -49,6 +51,14 @@ type Options struct {
 	// Certificates. Child processes that receive proxies of this server
 	// must Connect to it WithTLS before using them.
 	TLS *tls.Config
+	// Logger, if set, is where the events of the server are reported,
+	// instead of the logger set with mp.SetLogger in this process (at the
+	// time of each event): a client process gone and what was given back
+	// for it (see Server.Logger), a failed handshake (see
+	// connection.ListenConfig.Logger). The server, another process, sends
+	// its records here over a pipe; it drops them rather than wait if
+	// this process does not take them as fast as they come.
+	Logger *slog.Logger
 }
 
 // Manager is a connection to a manager server, as Python's SyncManager
@@ -60,8 +70,9 @@ type Options struct {
 // connection of its own from a pool (and a goroutine blocked in a Get or
 // an Acquire keeps one), so no call waits for another's reply.
 type Manager struct {
-	c    *client
-	proc *mp.Process
+	c       *client
+	proc    *mp.Process
+	logDone chan struct{} // closed when the server's records stop coming (see relayLog)
 
 	mu       sync.Mutex
 	shutdown bool
@@ -75,6 +86,7 @@ type serveArgs struct {
 	HandshakeTimeout time.Duration
 	TLS              *serverTLS
 	Ready            *mp.Conn // the child reports its address, or why it failed
+	Log              *mp.Conn // the child's log records go there (see relayLog)
 }
 
 type readyMsg struct {
@@ -85,10 +97,12 @@ type readyMsg struct {
 // serveTarget is the server child of Start. Being a daemon, it ends with
 // its parent.
 var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
+	logger, stopLog := logTo(a.Log)
+	defer stopLog()
 	tlsConfig, err := a.TLS.config()
 	var l *connection.Listener
 	if err == nil {
-		l, err = connection.ListenConfig{HandshakeTimeout: a.HandshakeTimeout, TLS: tlsConfig}.Listen(a.Network, a.Address, nil)
+		l, err = connection.ListenConfig{HandshakeTimeout: a.HandshakeTimeout, TLS: tlsConfig, Logger: logger}.Listen(a.Network, a.Address, nil)
 	}
 	if err != nil {
 		a.Ready.Send(readyMsg{Err: err.Error()})
@@ -101,8 +115,68 @@ var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
 		l.Close()
 		return err
 	}
-	return (&Server{AllowShutdown: true}).Serve(context.Background(), l)
+	return (&Server{AllowShutdown: true, Logger: logger}).Serve(context.Background(), l)
 })
+
+// logBacklog is how many records the server holds for its parent before
+// it drops new ones.
+const logBacklog = 256
+
+// logTo returns, in the server's process, a logger whose records go to c
+// (or nowhere if c is nil), and a function that sends the records held
+// and closes c. A record is dropped rather than waited for when
+// logBacklog are held: the parent's logger may be slow, and no client
+// waits for it.
+func logTo(c *mp.Conn) (*slog.Logger, func()) {
+	if c == nil {
+		return mplog.Get(), func() {}
+	}
+	recs := make(chan *mplog.Wire, logBacklog)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for w := range recs {
+			c.Send(w)
+		}
+	}()
+	var mu sync.Mutex // makes stop and sends exclusive: no send on a closed channel
+	closed := false
+	send := func(w *mplog.Wire) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !closed {
+			select {
+			case recs <- w:
+			default: // dropped
+			}
+		}
+		return nil
+	}
+	stop := func() {
+		mu.Lock()
+		closed = true
+		close(recs)
+		mu.Unlock()
+		<-done
+		c.Close()
+	}
+	return slog.New(mplog.NewRelayHandler(send)), stop
+}
+
+// relayLog hands the records that the server sends on c to o.Logger, or
+// the logger of mp.SetLogger, until the server's end closes c; then it
+// closes c and m.logDone.
+func (m *Manager) relayLog(c *mp.Conn, o *Options) {
+	defer close(m.logDone)
+	defer c.Close()
+	for {
+		var w mplog.Wire
+		if c.Recv(&w) != nil {
+			return
+		}
+		mplog.Replay(mplog.Or(o.Logger), &w)
+	}
+}
 
 // Start starts a manager server in a child process (a daemon: it ends
 // when this process ends, however that happens) and connects to it, as
@@ -125,6 +199,7 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		if m.proc != nil {
 			m.proc.Kill()
 			m.proc.Join(context.Background())
+			<-m.logDone
 		}
 		return nil, err
 	}
@@ -133,7 +208,12 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		return fail(err)
 	}
 	defer ready.Close()
-	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, TLS: st, Ready: childEnd})
+	logR, logW, err := mp.Pipe(false)
+	if err != nil {
+		childEnd.Close()
+		return fail(err)
+	}
+	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, TLS: st, Ready: childEnd, Log: logW})
 	p.Daemon = true
 	p.Authkey = o.Authkey
 	if o.Name != "" {
@@ -141,10 +221,14 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 	}
 	err = p.Start()
 	childEnd.Close()
+	logW.Close()
 	if err != nil {
+		logR.Close()
 		return fail(fmt.Errorf("manager: start the server: %w", err))
 	}
 	m.proc = p
+	m.logDone = make(chan struct{})
+	go m.relayLog(logR, &o)
 	var msg readyMsg
 	stop := context.AfterFunc(ctx, func() { ready.Close() })
 	err = ready.Recv(&msg)
@@ -267,6 +351,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 				}
 			}
 		}
+		<-m.logDone // the server is gone: its records end
 		m.proc.Close()
 	}
 	unregister(m.c)

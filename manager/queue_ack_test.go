@@ -56,15 +56,8 @@ type getterArgs struct {
 // never reads the reply.
 var getOne = mp.RegisterProc("manager_test.getOne", func(a getterArgs) error {
 	ctx := context.Background()
-	// Connect first, so that the Get's request is the next one sent.
-	if _, err := a.Q.Qsize(ctx); err != nil {
-		return err
-	}
 	if a.Park {
-		manager.SetTestHookSent(func() {
-			a.Out.Send(-1)
-			time.Sleep(time.Hour)
-		})
+		return parkedGet(ctx, a.Q, a.Out)
 	}
 	v, err := a.Q.Get(ctx)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/mplog"
 )
 
 // DefaultMaxMessage caps the requests a Server accepts when
@@ -66,6 +68,19 @@ type Server struct {
 	// anyway is read, thrown away and answered with that error. Either
 	// way the client stays connected, and keeps what it holds.
 	MaxMessage int64
+	// Logger, if set, is where the server reports each client process
+	// whose last connection ended, instead of the logger set with
+	// mp.SetLogger: a record "mp: manager client gone" with the attributes
+	// pid (the client's), locks and rlocks (the Locks and RLocks it held,
+	// which the next acquirers get with an *mp.OwnerDiedError),
+	// semaphore_units (units of BoundedSemaphores it held, given back),
+	// queue_items (items a Get of its took and it never received, put
+	// back at the front of their queues) and refs (its references to
+	// objects, dropped). The level is Warn when it left something held
+	// (it died, or closed its Manager while holding it), Debug otherwise.
+	// Failed handshakes are reported by the Listener (see
+	// connection.ListenConfig.Logger).
+	Logger *slog.Logger
 
 	initOnce sync.Once
 	instance uint64
@@ -199,6 +214,14 @@ type session struct {
 
 	hmu   sync.Mutex // taken after the lock of the object that calls hold or unhold
 	holds holding    // the list's head; guarded by hmu
+
+	gave released // what its end gave back, for the log
+}
+
+// released counts what the end of a session gave back: sessionGone and
+// undeliver count into it.
+type released struct {
+	locks, rlocks, semUnits, queueItems atomic.Int64
 }
 
 // A holder is something in which a session can hold what must be given
@@ -492,6 +515,21 @@ func (s *Server) leave(sess *session) {
 		h.sessionGone(sess)
 	}
 	s.decref(refs...)
+	s.logGone(sess, len(refs))
+}
+
+// logGone reports the end of sess and what it gave back (see
+// Server.Logger).
+func (s *Server) logGone(sess *session, refs int) {
+	g := &sess.gave
+	locks, rlocks, units, items := g.locks.Load(), g.rlocks.Load(), g.semUnits.Load(), g.queueItems.Load()
+	level := slog.LevelDebug
+	if locks+rlocks+units+items > 0 {
+		level = slog.LevelWarn
+	}
+	mplog.Or(s.Logger).LogAttrs(context.Background(), level, "mp: manager client gone",
+		slog.Int("pid", sess.pid), slog.Int64("locks", locks), slog.Int64("rlocks", rlocks),
+		slog.Int64("semaphore_units", units), slog.Int64("queue_items", items), slog.Int("refs", refs))
 }
 
 // counts returns the number of live objects and sessions.

@@ -179,6 +179,11 @@ func (l *lockObj) sessionGone(sess *session) {
 	default:
 		l.died = sess.pid
 		l.handoff()
+		if l.reentrant {
+			sess.gave.rlocks.Add(1)
+		} else {
+			sess.gave.locks.Add(1)
+		}
 	}
 }
 
@@ -342,6 +347,7 @@ func (s *semObj) sessionGone(sess *session) {
 	n := h.n
 	for ; n > 0 && s.value < s.bound; n-- {
 		s.give()
+		sess.gave.semUnits.Add(1)
 	}
 }
 
@@ -860,7 +866,9 @@ func (c *sconn) undeliver() {
 	d.q.mu.Lock()
 	back := d.q.putBack(d.it)
 	d.q.mu.Unlock()
-	if !back && mayHoldTokens(d.it) {
+	if back {
+		c.sess.gave.queueItems.Add(1)
+	} else if mayHoldTokens(d.it) {
 		c.s.dropped([][]byte{d.it})
 	}
 }
