@@ -4,6 +4,9 @@
 // CPython's multiprocessing.connection, wire-compatible with it, are in
 // package [github.com/go-mp/mp/connection].
 //
+// mp runs on Linux only: a build for any other GOOS fails, with the one
+// error "undefined: mp_runs_only_on_Linux".
+//
 // A program that uses mp calls [Main] as the first line of main (and of
 // TestMain in tests). The child is the same binary re-executed: in a child,
 // Main runs the requested target and exits; in the parent it returns.
