@@ -77,15 +77,14 @@ type Conn struct {
 	dl deadlines
 }
 
-// deadlines are a Conn's read and write deadlines. The transport holds
-// them (so the runtime's poller ends a blocked wait, including one
-// already waiting when a deadline is set); the Conn keeps a copy for
-// what the transport does not see: messages already buffered, and Poll,
-// which sets its own timeout on the transport for the time it waits.
+// deadlines is a Conn's copy of its read deadline. The transport holds
+// the deadlines (so the runtime's poller ends a blocked wait, including
+// one already waiting when a deadline is set); the copy is for what the
+// transport does not see: messages already buffered, and Poll, which sets
+// its own timeout on the transport for the time it waits.
 type deadlines struct {
 	mu        sync.Mutex
 	read      time.Time
-	write     time.Time
 	pollUntil time.Time // the end of the wait of the Poll in progress, if any
 	// readNano is read as UnixNano (0: none), loaded by each receive
 	// without taking mu.
@@ -294,10 +293,6 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	d := &c.dl
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.write = t
 	return c.mapErr(c.t.SetWriteDeadline(t))
 }
 
