@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package mp brings Python's multiprocessing to Go: child processes that run
 // registered Go functions, pipes and connections between them, and locks and
 // shared memory that work across processes. The Listener and Client of

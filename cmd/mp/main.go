@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command mp is the command-line companion of the mp library: it measures
 // the library (bench) and serves, feeds and inspects manager servers from
 // the shell (manager).
