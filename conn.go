@@ -1,3 +1,5 @@
+//go:build linux
+
 package mp
 
 import (
@@ -27,6 +29,11 @@ import (
 // One goroutine may send while another receives; concurrent senders (or
 // receivers) are serialised, so messages never interleave.
 //
+// SetDeadline, SetReadDeadline and SetWriteDeadline bound the waits of
+// receiving and sending as in net.Conn; a call they end returns an error
+// matching os.ErrDeadlineExceeded and leaves the Conn usable, every
+// message whole (see SetReadDeadline and SetWriteDeadline).
+//
 // Several processes may hold the same end (a Conn passed to children keeps
 // working in the parent too). Poll never takes anything out of the shared
 // socket. Recv does read ahead, for speed: besides the message it returns,
@@ -53,6 +60,9 @@ type Conn struct {
 	maxLen   int64
 
 	rd rawRead
+	// pend is the message a read deadline interrupted; the next receive
+	// goes on with it, so the stream stays in step.
+	pend pendingRead
 	// noSpin turns polling off for a receiver that shares its CPUs with
 	// other busy goroutines, such as a pool's result readers.
 	noSpin bool
@@ -61,6 +71,37 @@ type Conn struct {
 	wbuf  []byte
 	wbufs [][]byte // writeBatch's pieces, kept to allocate nothing
 	wr    rawWrite
+	// wpend is what a write deadline kept from going out of a message
+	// whose first bytes did; the next send sends it first, so the peer
+	// never sees a torn message.
+	wpend []byte
+
+	dl deadlines
+}
+
+// deadlines is a Conn's copy of its read deadline. The transport holds
+// the deadlines (so the runtime's poller ends a blocked wait, including
+// one already waiting when a deadline is set); the copy is for what the
+// transport does not see: messages already buffered, and Poll, which sets
+// its own timeout on the transport for the time it waits.
+type deadlines struct {
+	mu        sync.Mutex
+	read      time.Time
+	pollUntil time.Time // the end of the wait of the Poll in progress, if any
+	// readNano is read as UnixNano (0: none), loaded by each receive
+	// without taking mu.
+	readNano atomic.Int64
+}
+
+// pendingRead is a message whose payload was partly read when the read
+// deadline passed.
+type pendingRead struct {
+	active  bool
+	discard bool // the message is over limit: skip the rest
+	limit   int64
+	out     []byte // bytes so far (out[:got]), owned by the Conn
+	got     int64
+	n       int64 // the payload's length
 }
 
 // Transport is the stream socket under a Conn: a *net.TCPConn,
@@ -69,6 +110,7 @@ type Transport interface {
 	syscall.Conn
 	io.Closer
 	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
 }
 
 const (
@@ -200,6 +242,76 @@ func (c *Conn) SetLimit(n int64) {
 	c.rmu.Unlock()
 }
 
+// SetDeadline sets both the read and the write deadline, as
+// SetReadDeadline and SetWriteDeadline do.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the time after which Recv, RecvBytes and
+// RecvBytesInto fail with an error matching os.ErrDeadlineExceeded, as in
+// net.Conn: a time already past makes the next receive fail at once (even
+// when a message is waiting), a receive blocked when the deadline is set
+// or passes is woken, and the zero time removes the deadline. Poll waits
+// no longer than the deadline, and reports it passing the same way.
+//
+// A deadline loses nothing: when it passes in the middle of a message,
+// the bytes read so far are kept, and the next receive returns that
+// message whole. The deadline is this process's: a copy of the Conn in
+// another process has its own.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	d := &c.dl
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.read = t
+	if t.IsZero() {
+		d.readNano.Store(0)
+	} else {
+		d.readNano.Store(max(t.UnixNano(), 1))
+	}
+	return c.mapErr(c.t.SetReadDeadline(earliest(t, d.pollUntil)))
+}
+
+// SetWriteDeadline sets the time after which Send, SendBytes and
+// SendBytesAt fail with an error matching os.ErrDeadlineExceeded, as in
+// net.Conn: a time already past makes the next send fail at once, a send
+// blocked (on a peer that does not read) is woken, and the zero time
+// removes the deadline.
+//
+// A send that the deadline ends before any byte of its message went out
+// sent nothing. One that it ends after the message's first bytes went out
+// says so in its error, and keeps the rest: the next send on this Conn
+// sends it before its own message, so the peer receives the message whole
+// then. A message is never torn and never sent twice; if no send follows
+// (the Conn is closed instead), the peer's receive reports
+// io.ErrUnexpectedEOF.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return c.mapErr(c.t.SetWriteDeadline(t))
+}
+
+// earliest returns the earlier of two times, the zero time meaning never.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// readDeadlinePassed reports whether the read deadline is set and past.
+func (c *Conn) readDeadlinePassed() bool {
+	d := c.dl.readNano.Load()
+	return d != 0 && time.Now().UnixNano() >= d
+}
+
 // MarshalCBOR lets a Conn travel inside a message sent by mp: its descriptor
 // goes beside the message. It fails outside mp's sending path.
 func (c *Conn) MarshalCBOR() ([]byte, error) {
@@ -292,6 +404,9 @@ func (c *Conn) writeMessage(b []byte, fds []int) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.sendPending(); err != nil {
+		return err
+	}
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
@@ -319,6 +434,9 @@ func (c *Conn) writeBatch(payloads [][]byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.sendPending(); err != nil {
+		return err
+	}
 	c.wbuf = c.wbuf[:0]
 	bufs := c.wbufs[:0]
 	start := 0
@@ -345,12 +463,32 @@ func (c *Conn) writeBatch(payloads [][]byte) error {
 	return err
 }
 
-// writeAll writes bufs in full; oob goes with the first byte.
+// sendPending sends what a write deadline kept back of the last message,
+// if anything. Called with wmu held.
+func (c *Conn) sendPending() error {
+	if len(c.wpend) == 0 {
+		return nil
+	}
+	rest := c.wpend
+	c.wpend = nil
+	if err := c.writeAll([][]byte{rest}, nil); err != nil {
+		if c.wpend == nil {
+			c.wpend = rest // none of it went out
+		}
+		return fmt.Errorf("mp: this message was not sent; the rest of an earlier one was still going out: %w", err)
+	}
+	return nil
+}
+
+// writeAll writes bufs in full; oob goes with the first byte. When the
+// write deadline stops it after some bytes went out, the rest is kept in
+// wpend for the next send.
 func (c *Conn) writeAll(bufs [][]byte, oob []byte) error {
 	w := &c.wr
 	if w.fn == nil {
 		w.fn = c.sendmsg // made once, like the reader's callback
 	}
+	sent := 0
 	for len(bufs) > 0 {
 		w.bufs, w.oob, w.n, w.err = bufs, oob, 0, nil
 		err := c.rc.Write(w.fn)
@@ -359,8 +497,20 @@ func (c *Conn) writeAll(bufs [][]byte, oob []byte) error {
 			err = w.err
 		}
 		if err != nil {
-			return c.mapErr(err)
+			err = c.mapErr(err)
+			if sent > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				// The peer has the message's first bytes: keep the
+				// rest (copied, the caller's buffers are its own).
+				var rest []byte
+				for _, b := range bufs {
+					rest = append(rest, b...)
+				}
+				c.wpend = rest
+				return fmt.Errorf("mp: the write deadline passed after %d bytes of the message went out; the next send sends the other %d first: %w", sent, len(rest), err)
+			}
+			return err
 		}
+		sent += w.n
 		oob = nil
 		for n := w.n; n > 0 && len(bufs) > 0; {
 			if n < len(bufs[0]) {
@@ -477,8 +627,12 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 }
 
 // dropFDs closes descriptors that arrived with a bytes message: they have
-// no handle to claim them.
+// no handle to claim them. Those of a message a deadline interrupted stay
+// for the receive that finishes it.
 func (c *Conn) dropFDs() {
+	if c.pend.active {
+		return
+	}
 	for _, fd := range c.fds {
 		closeFD(fd)
 	}
@@ -489,6 +643,8 @@ func (c *Conn) dropFDs() {
 // up to timeout; timeout < 0 waits without limit. Poll only looks: it
 // takes nothing out of the socket, so when several processes share a
 // Conn, a message one of them polled stays for whichever receives it.
+// It waits no longer than the read deadline: when the deadline ends its
+// wait, it returns false and an error matching os.ErrDeadlineExceeded.
 func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	if err := c.checkRead(); err != nil {
 		return false, err
@@ -505,12 +661,16 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 		return ready
 	}
 	var err error
-	if timeout == 0 {
+	if timeout == 0 || c.readDeadlinePassed() {
+		// Only a look: the transport's deadline would refuse one.
 		err = c.rc.Control(func(fd uintptr) { look(fd) })
+		if err == nil && perr == nil && !ready && timeout != 0 {
+			err = os.ErrDeadlineExceeded
+		}
 	} else {
 		if timeout > 0 {
-			c.t.SetReadDeadline(time.Now().Add(timeout))
-			defer c.t.SetReadDeadline(time.Time{})
+			c.setPollUntil(time.Now().Add(timeout))
+			defer c.setPollUntil(time.Time{})
 		}
 		// Read calls look, and while it reports false waits (in the
 		// runtime's poller, so that Close and the deadline end the wait)
@@ -526,9 +686,22 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	case err == io.EOF:
 		return true, nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return false, nil
+		if c.readDeadlinePassed() {
+			return false, err
+		}
+		return false, nil // the timeout
 	}
 	return false, err
+}
+
+// setPollUntil sets the transport's read deadline to the earlier of t
+// (the end of Poll's wait, zero when it is over) and the read deadline.
+func (c *Conn) setPollUntil(t time.Time) {
+	d := &c.dl
+	d.mu.Lock()
+	d.pollUntil = t
+	c.t.SetReadDeadline(earliest(d.read, t))
+	d.mu.Unlock()
 }
 
 // peekReadable looks, without taking it, whether a byte, EOF or an error
@@ -566,6 +739,13 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 	if err := c.checkRead(); err != nil {
 		return nil, err
 	}
+	if c.readDeadlinePassed() {
+		// Even with a message buffered, as net.Conn's Read does.
+		return nil, os.ErrDeadlineExceeded
+	}
+	if c.pend.active {
+		return c.resumeMessage(dst)
+	}
 	var n int64
 	for {
 		l, hdr, need, err := frame.Parse(c.rbuf[c.rpos:c.rend])
@@ -585,10 +765,7 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 		}
 	}
 	if c.maxLen > 0 && n > c.maxLen {
-		if err := c.discard(n); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLong, n, c.maxLen)
+		return nil, c.discardMessage(n, n, c.maxLen)
 	}
 	if int64(c.rend-c.rpos) >= n {
 		// Whole message buffered.
@@ -612,14 +789,27 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 	}
 	got := copy(out[:cap(out)], c.rbuf[c.rpos:c.rend])
 	c.consume(got)
-	for int64(got) < n {
-		if got == cap(out) {
+	return c.readRest(out, int64(got), n, dst == nil || int64(len(dst)) < n)
+}
+
+// readRest reads the payload's bytes after out[:got] into out, growing it
+// as they arrive. When the read deadline stops it, the message is kept in
+// pend for the next receive; own says out is not the caller's dst (which
+// is the caller's again once this returns, so is copied then).
+func (c *Conn) readRest(out []byte, got, n int64, own bool) ([]byte, error) {
+	for got < n {
+		if got == int64(cap(out)) {
 			out = frame.Grow(out[:got], n)
 		}
 		m, err := c.readRaw(out[got:min(int64(cap(out)), n)], true)
-		got += m
+		got += int64(m)
 		if err != nil {
-			if err == io.EOF {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if !own {
+					out = append([]byte(nil), out[:got]...)
+				}
+				c.pend = pendingRead{active: true, out: out, got: got, n: n}
+			} else if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
@@ -628,22 +818,45 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 	return out[:n], nil
 }
 
-// discard skips n payload bytes.
-func (c *Conn) discard(n int64) error {
-	for n > 0 {
+// resumeMessage goes on with the message a read deadline interrupted,
+// into dst if it is large enough. Called with rmu held.
+func (c *Conn) resumeMessage(dst []byte) ([]byte, error) {
+	p := c.pend
+	c.pend = pendingRead{}
+	if !p.discard && c.maxLen > 0 && p.n > c.maxLen {
+		// Over this receive's limit (RecvBytes's may be lower).
+		p.discard, p.limit = true, c.maxLen
+	}
+	if p.discard {
+		return nil, c.discardMessage(p.n-p.got, p.n, p.limit)
+	}
+	msg, err := c.readRest(p.out, p.got, p.n, true)
+	if err != nil || dst == nil || int64(len(dst)) < p.n {
+		return msg, err
+	}
+	return dst[:copy(dst, msg)], nil
+}
+
+// discardMessage skips the left payload bytes of an n-byte message over
+// limit and returns ErrMessageTooLong. When the read deadline stops it,
+// the skipping goes on at the next receive.
+func (c *Conn) discardMessage(left, n, limit int64) error {
+	for left > 0 {
 		if c.rend == c.rpos {
 			if err := c.fill(1); err != nil {
-				if err == io.EOF {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					c.pend = pendingRead{active: true, discard: true, limit: limit, got: n - left, n: n}
+				} else if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
 				return err
 			}
 		}
-		k := min(n, int64(c.rend-c.rpos))
+		k := min(left, int64(c.rend-c.rpos))
 		c.consume(int(k))
-		n -= k
+		left -= k
 	}
-	return nil
+	return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLong, n, limit)
 }
 
 func (c *Conn) consume(n int) {

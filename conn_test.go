@@ -1,3 +1,5 @@
+//go:build linux
+
 package mp_test
 
 import (
@@ -310,18 +312,18 @@ func TestWait(t *testing.T) {
 	a, b := pipe(t, true)
 	c, d := pipe(t, true)
 	p := start(t, mp.NewProcess(fail, "sleep"))
-	ready, err := mp.Wait(ctxTimeout(t, 30*time.Millisecond), b, d, p)
+	ready, err := mp.Wait[mp.Waitable](ctxTimeout(t, 30*time.Millisecond), b, d, p)
 	if !errors.Is(err, context.DeadlineExceeded) || len(ready) != 0 {
 		t.Fatalf("Wait with nothing ready = %v, %v", ready, err)
 	}
 	c.Send(1)
-	ready, err = mp.Wait(ctxTimeout(t, 5*time.Second), b, d, p)
-	if err != nil || len(ready) != 1 || ready[0] != mp.Waitable(d) {
+	ready, err = mp.Wait[mp.Waitable](ctxTimeout(t, 5*time.Second), b, d, p)
+	if err != nil || len(ready) != 1 || ready[0] != d {
 		t.Fatalf("Wait = %v, %v; want [d]", ready, err)
 	}
 	p.Kill()
-	ready, err = mp.Wait(ctxTimeout(t, 5*time.Second), b, p)
-	if err != nil || len(ready) != 1 || ready[0] != mp.Waitable(p) {
+	ready, err = mp.Wait[mp.Waitable](ctxTimeout(t, 5*time.Second), b, p)
+	if err != nil || len(ready) != 1 || ready[0] != p {
 		t.Fatalf("Wait for killed process = %v, %v", ready, err)
 	}
 	// Cancellation wakes Wait.
@@ -338,7 +340,7 @@ func TestWait(t *testing.T) {
 	if ok, _ := b.Poll(time.Second); !ok {
 		t.Fatal("second message not pollable")
 	}
-	ready, err = mp.Wait(context.Background(), b)
+	ready, err = mp.Wait[mp.Waitable](context.Background(), b)
 	if err != nil || len(ready) != 1 {
 		t.Fatalf("Wait with buffered message = %v, %v", ready, err)
 	}

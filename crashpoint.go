@@ -1,3 +1,5 @@
+//go:build linux
+
 package mp
 
 // crashPoint, when not nil, is called at the named points inside operations

@@ -1,7 +1,12 @@
+//go:build linux
+
 // Package mp brings Python's multiprocessing to Go: child processes that run
 // registered Go functions, pipes and connections between them, locks,
 // queues and shared memory that work across processes, pools of worker
 // processes, and manager processes.
+//
+// mp runs on Linux only: a build for any other GOOS fails, with the one
+// error "undefined: mp_runs_only_on_Linux".
 //
 // A program that uses mp calls [Main] as the first line of main (and of
 // TestMain in tests). The child is the same binary re-executed: in a child,

@@ -1,3 +1,5 @@
+//go:build linux
+
 package mp_test
 
 import (
@@ -190,7 +192,8 @@ var exampleSend = mp.RegisterProc("example.send", func(a exampleSendArgs) error 
 // message or EOF. It also waits for processes to end.
 func ExampleWait() {
 	ctx := context.Background()
-	var readers, procs []mp.Waitable
+	var readers []*mp.Conn
+	var procs []*mp.Process
 	for id := range 3 {
 		r, w, err := mp.Pipe(false)
 		if err != nil {
@@ -211,13 +214,12 @@ func ExampleWait() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		for _, o := range ready {
-			r := o.(*mp.Conn)
+		for _, r := range ready {
 			var msg string
 			switch err := r.Recv(&msg); {
 			case errors.Is(err, io.EOF):
 				r.Close()
-				readers = slices.DeleteFunc(readers, func(x mp.Waitable) bool { return x == o })
+				readers = slices.DeleteFunc(readers, func(x *mp.Conn) bool { return x == r })
 			case err != nil:
 				log.Fatal(err)
 			default:
@@ -231,13 +233,12 @@ func ExampleWait() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		for _, o := range ready {
-			p := o.(*mp.Process)
+		for _, p := range ready {
 			if code, _ := p.ExitCode(); code != 0 {
 				log.Fatalf("%v", p)
 			}
 			p.Close()
-			procs = slices.DeleteFunc(procs, func(x mp.Waitable) bool { return x == o })
+			procs = slices.DeleteFunc(procs, func(x *mp.Process) bool { return x == p })
 		}
 	}
 	fmt.Println("all children ended")

@@ -1,3 +1,5 @@
+//go:build linux
+
 package mp
 
 // SetCrashPointForTest has fn called at each crash point (see crashPoint),

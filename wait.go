@@ -1,7 +1,10 @@
+//go:build linux
+
 package mp
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 
@@ -9,14 +12,21 @@ import (
 )
 
 // Waitable is an object [Wait] can wait on: a *Conn (ready when a message or
-// EOF can be received) or a *Process (ready when the child has ended).
+// EOF can be received) or a *Process (ready when the child has ended). No
+// other type implements it.
 type Waitable interface {
 	// waitFD returns a descriptor that polls readable when the object is
 	// ready, or ready=true when it is ready already.
 	waitFD() (fd int, ready bool, err error)
 }
 
+// errNilWaitable is Wait's error for a nil argument.
+var errNilWaitable = fmt.Errorf("mp: Wait on a nil object: %w", os.ErrInvalid)
+
 func (c *Conn) waitFD() (int, bool, error) {
+	if c == nil {
+		return -1, false, errNilWaitable
+	}
 	if err := c.checkRead(); err != nil {
 		return -1, false, err
 	}
@@ -28,6 +38,9 @@ func (c *Conn) waitFD() (int, bool, error) {
 }
 
 func (p *Process) waitFD() (int, bool, error) {
+	if p == nil {
+		return -1, false, errNilWaitable
+	}
 	p.mu.Lock()
 	err := p.usable()
 	p.mu.Unlock()
@@ -48,8 +61,17 @@ func (p *Process) waitFD() (int, bool, error) {
 // multiprocessing.connection.wait. What is ready when Wait is called is
 // returned even if ctx is already done: Wait with a done ctx looks without
 // waiting, as wait(timeout=0) does. When ctx ends before anything is
-// ready, Wait returns no objects and ctx.Err().
-func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
+// ready, Wait returns no objects and ctx.Err(). A nil object is an error
+// matching os.ErrInvalid.
+//
+// The result holds the objects passed in, of their type: waiting on
+// *Conns gives *Conns, ready to receive from, and each result is == to
+// the object passed in. To wait on Conns and Processes together, let T be
+// Waitable:
+//
+//	ready, err := mp.Wait[mp.Waitable](ctx, conn, proc)
+//	if len(ready) > 0 && ready[0] == proc { ... }
+func Wait[T Waitable](ctx context.Context, objs ...T) ([]T, error) {
 	// One poll reports every descriptor ready at its return; an object
 	// known to be ready without one (a buffered message, a reaped child)
 	// gets fd -1, which poll skips, and turns the poll into a look.
@@ -57,6 +79,9 @@ func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
 	known := make([]bool, len(objs))
 	look := ctx.Err() != nil
 	for i, o := range objs {
+		if any(o) == nil {
+			return nil, errNilWaitable
+		}
 		fd, ok, err := o.waitFD()
 		if err != nil {
 			return nil, err
@@ -84,7 +109,7 @@ func Wait(ctx context.Context, objs ...Waitable) ([]Waitable, error) {
 		if err != nil {
 			return nil, os.NewSyscallError("poll", err)
 		}
-		var ready []Waitable
+		var ready []T
 		for i, o := range objs {
 			if known[i] || pfds[i].Revents != 0 {
 				ready = append(ready, o)

@@ -1,8 +1,12 @@
+//go:build linux
+
 package mp_test
 
 import (
 	"context"
 	"errors"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,9 +51,9 @@ func TestReadyWinsOverDoneCtx(t *testing.T) {
 			if err != nil || len(ready) != 1 {
 				t.Fatalf("%s ctx, call %d: Wait(ended child) = %v, %v", name, i, ready, err)
 			}
-			ready, err = mp.Wait(ctx, b)
-			if err != nil || len(ready) != 1 {
-				t.Fatalf("%s ctx, call %d: Wait(Conn with a message) = %v, %v", name, i, ready, err)
+			readyConns, err := mp.Wait(ctx, b)
+			if err != nil || len(readyConns) != 1 {
+				t.Fatalf("%s ctx, call %d: Wait(Conn with a message) = %v, %v", name, i, readyConns, err)
 			}
 		}
 		// Nothing ready: the done ctx is reported at once.
@@ -81,7 +85,7 @@ func TestWaitReturnsAllReady(t *testing.T) {
 		t.Fatalf("Poll = %v, %v", ok, err)
 	}
 	want := []mp.Waitable{a, p, b}
-	ready, err := mp.Wait(ctxTimeout(t, 5*time.Second), a, idle, p, b)
+	ready, err := mp.Wait[mp.Waitable](ctxTimeout(t, 5*time.Second), a, idle, p, b)
 	if err != nil || len(ready) != len(want) {
 		t.Fatalf("Wait = %v, %v; want [a p b]", ready, err)
 	}
@@ -89,6 +93,48 @@ func TestWaitReturnsAllReady(t *testing.T) {
 		if ready[i] != want[i] {
 			t.Fatalf("Wait = %v; want [a p b] in that order", ready)
 		}
+	}
+}
+
+// TestWaitResultIsWhatWasPassed waits on Conns alone, Processes alone and
+// both together: the result holds the very objects passed in, usable as
+// they are (a *Conn to receive from) and == to them, with no conversion.
+func TestWaitResultIsWhatWasPassed(t *testing.T) {
+	ctx := ctxTimeout(t, 5*time.Second)
+	a, a2 := pipe(t, true)
+	idle, _ := pipe(t, true)
+	a2.Send(5)
+	var conns []*mp.Conn
+	conns, err := mp.Wait(ctx, idle, a)
+	if err != nil || !slices.Equal(conns, []*mp.Conn{a}) {
+		t.Fatalf("Wait(idle, a) = %v, %v; want [a]", conns, err)
+	}
+	var v int
+	if err := conns[0].Recv(&v); err != nil || v != 5 {
+		t.Fatalf("Recv on Wait's result = %d, %v", v, err)
+	}
+
+	p := ended(t)
+	procs, err := mp.Wait(ctx, p)
+	if err != nil || len(procs) != 1 || procs[0] != p {
+		t.Fatalf("Wait(p) = %v, %v; want [p]", procs, err)
+	}
+	if code, ok := procs[0].ExitCode(); !ok || code != 0 {
+		t.Fatalf("ExitCode on Wait's result = %d, %v", code, ok)
+	}
+
+	a2.Send(6)
+	both, err := mp.Wait[mp.Waitable](ctx, idle, p, a)
+	if err != nil || len(both) != 2 || both[0] != p || both[1] != a {
+		t.Fatalf("Wait(idle, p, a) = %v, %v; want [p a]", both, err)
+	}
+
+	var nilConn *mp.Conn
+	if _, err := mp.Wait(ctx, a, nilConn); !errors.Is(err, os.ErrInvalid) {
+		t.Fatalf("Wait with a nil *Conn = %v, want os.ErrInvalid", err)
+	}
+	if _, err := mp.Wait[mp.Waitable](ctx, a, nil); !errors.Is(err, os.ErrInvalid) {
+		t.Fatalf("Wait with a nil Waitable = %v, want os.ErrInvalid", err)
 	}
 }
 

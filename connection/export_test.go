@@ -1,3 +1,5 @@
+//go:build linux
+
 package connection
 
 // MaxHandshakes is maxHandshakes, for the tests.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package connection is the Go counterpart of Python's
 // multiprocessing.connection: a Listener that accepts authenticated
 // connections and Dial (Python's Client) that makes them, both speaking

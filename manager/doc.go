@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package manager is the Go counterpart of Python's multiprocessing
 // managers: a server process holds objects — dicts, lists, queues, locks,
 // instances of registered types — and other processes, on this machine or

@@ -1,3 +1,5 @@
+//go:build linux
+
 package manager
 
 // OpenConns returns the number of connections m's pool has open.

@@ -1,20 +1,63 @@
-// Command mp is the command-line companion of the mp library.
+//go:build linux
+
+// Command mp is the command-line companion of the mp library: it measures
+// the library (bench) and serves, feeds and inspects manager servers from
+// the shell (manager).
+//
+// Usage:
 //
 //	mp bench [-json] [-scale f] [-growth] [workload ...]
+//	mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d] [TLS flags]
+//	mp manager put   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...
+//	mp manager get   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]
+//	mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]
+//	mp help [command]
+//	mp version
 //
-// runs the workloads of DESIGN.md §5 (all of them when none is named) and
-// prints one line per figure: name, value and unit separated by tabs, or
-// with -json one {"name":…,"value":…,"unit":…} object per line, the format
-// of shared/bench/py_baseline.py. With -growth it runs instead the
-// workloads that measure how costs grow with the work (large items, many
-// clients, many objects), whose CPython side is bench/py_growth.py.
+// mp bench runs the benchmark workloads (all of them when none is named)
+// and prints one line per figure: name, value and unit separated by tabs,
+// or with -json one {"name":…,"value":…,"unit":…} object per line.
+// -scale f (0 < f ≤ 1, default 1) shrinks the iteration counts. With
+// -growth it runs instead the workloads that measure how costs grow with
+// the work (large items, many clients, many objects); they take minutes,
+// and bench/py_growth.py measures the same in CPython. `mp help bench`
+// lists the workloads.
+//
+// mp manager serve runs a manager server of the SyncManager types (package
+// manager) until interrupted, listening on -addr (TCP, 127.0.0.1:0 by
+// default: a free port) or -unix (a unix socket path); it prints "serving
+// on NETWORK ADDRESS" first. Programs use it with manager.Connect. mp
+// manager put puts its arguments, as strings, on the server's queue named
+// by -queue (made if need be); mp manager get gets -n items from it (1 by
+// default) and prints them one per line, waiting at most -timeout (0, the
+// default: for ever); mp manager stats prints how many objects, clients
+// and waiting calls the server has.
+//
+// The authkey is read from -authkey-file, else from the environment
+// variable MP_AUTHKEY: text that starts with "hex:" is hexadecimal, any
+// other is the key byte for byte. A server off loopback must be given a
+// key; on loopback or a unix socket, serve makes a random one when none is
+// given and prints it. serve drops a connection that has not authenticated
+// within -handshake-timeout (10s by default). -tls-cert and -tls-key serve
+// TLS, and -tls-ca then requires client certificates signed by that CA;
+// the other commands connect with TLS when given -tls, -tls-ca or
+// -tls-cert and -tls-key. `mp help manager` says more.
+//
+// mp help prints this usage, with every flag and its default; mp help
+// COMMAND (or mp COMMAND -h) prints that command's. mp version prints the
+// version of module github.com/go-mp/mp the command was built from,
+// "(devel)" when the build does not record one.
+//
+// mp, like the library, runs on Linux only.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/go-mp/mp"
@@ -26,45 +69,191 @@ func main() {
 	if os.Getenv(bench.BareEnv) != "" {
 		return // the reference of the spawn workload
 	}
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs mp with the arguments after the program name and returns the
+// exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
 	}
-	switch os.Args[1] {
+	switch cmd, rest := args[0], args[1:]; cmd {
 	case "bench":
-		os.Exit(runBench(os.Args[2:], os.Stdout, os.Stderr))
+		return runBench(rest, stdout, stderr)
 	case "manager":
-		os.Exit(runManager(os.Args[2:], os.Stdout, os.Stderr))
+		return runManager(rest, stdout, stderr)
+	case "version":
+		if len(rest) == 1 && isHelpFlag(rest[0]) {
+			fmt.Fprint(stdout, versionUsage)
+			return 0
+		}
+		if len(rest) > 0 {
+			fmt.Fprint(stderr, versionUsage)
+			return 2
+		}
+		fmt.Fprintf(stdout, "mp %s\n", moduleVersion(debug.ReadBuildInfo()))
+		return 0
 	case "help", "-h", "-help", "--help":
-		usage()
+		return runHelp(rest, stdout, stderr)
 	default:
-		fmt.Fprintf(os.Stderr, "mp: unknown command %q\n", os.Args[1])
-		usage()
-		os.Exit(2)
+		fmt.Fprintf(stderr, "mp: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
 	}
 }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, "usage: mp bench [-json] [-scale f] [-growth] [workload ...]\n       mp manager serve|put|get|stats [flags] (mp manager help)\nworkloads: %s\ngrowth workloads (-growth): %s\n",
+const versionUsage = "usage: mp version\n\nprints the version of module github.com/go-mp/mp this mp was built from, (devel) when the build does not record one.\n"
+
+func isHelpFlag(s string) bool {
+	switch s {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// runHelp runs `mp help [command]`.
+func runHelp(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		usage(stdout)
+		return 0
+	case args[0] == "bench" && len(args) == 1:
+		benchUsage(stdout)
+		return 0
+	case args[0] == "manager" && len(args) <= 2:
+		if len(args) == 1 {
+			managerHelp(stdout)
+			return 0
+		}
+		if mf := newManagerFlags(args[1]); mf != nil {
+			mf.usage(stdout)
+			return 0
+		}
+	case args[0] == "version" && len(args) == 1:
+		fmt.Fprint(stdout, versionUsage)
+		return 0
+	case args[0] == "help" && len(args) == 1:
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "mp help: unknown command %q\n", strings.Join(args, " "))
+	usage(stderr)
+	return 2
+}
+
+// usage prints the commands, each with its flags and their defaults.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `mp is the command-line companion of the mp library (Linux only).
+
+usage:
+  mp bench [-json] [-scale f] [-growth] [workload ...]   run benchmark workloads
+  mp manager serve|put|get|stats [flags]                serve, feed or inspect a manager server
+  mp help [command]                                     print this, or a command's usage
+  mp version                                            print the module version
+
+`)
+	benchUsage(w)
+	for _, cmd := range managerCommands {
+		fmt.Fprintln(w)
+		newManagerFlags(cmd).usage(w)
+	}
+	fmt.Fprint(w, "\nRun 'mp help manager' for the authkey and TLS.\n")
+}
+
+// parseFlags parses args with fs. Asked for help (-h), it prints usage to
+// stdout and returns status 0; on a bad flag, it prints the error and
+// usage to stderr and returns 2; ok reports that neither happened.
+func parseFlags(fs *flag.FlagSet, args []string, usage func(io.Writer), stdout, stderr io.Writer) (status int, ok bool) {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed below, to the right stream
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return 0, false
+	case err != nil:
+		usage(stderr)
+		return 2, false
+	}
+	return 0, true
+}
+
+// printFlags prints fs's flags and their defaults.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}
+
+// modulePath is the module whose version `mp version` prints.
+const modulePath = "github.com/go-mp/mp"
+
+// moduleVersion returns the version of modulePath recorded in the build
+// (info, ok are debug.ReadBuildInfo's), "(devel)" when there is none.
+func moduleVersion(info *debug.BuildInfo, ok bool) string {
+	if !ok || info == nil {
+		return "(devel)"
+	}
+	m := &info.Main
+	if m.Path != modulePath {
+		// Built as part of another main module (a workspace).
+		m = nil
+		for _, d := range info.Deps {
+			if d.Path == modulePath {
+				m = d
+				if d.Replace != nil {
+					m = d.Replace
+				}
+			}
+		}
+	}
+	if m == nil || m.Version == "" {
+		return "(devel)"
+	}
+	return m.Version
+}
+
+// benchFlags are the flags of `mp bench`.
+type benchFlags struct {
+	fs     *flag.FlagSet
+	asJSON *bool
+	scale  *float64
+	growth *bool
+}
+
+func newBenchFlags() *benchFlags {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	return &benchFlags{
+		fs:     fs,
+		asJSON: fs.Bool("json", false, "print one JSON object per line"),
+		scale:  fs.Float64("scale", 1, "shrink iteration counts by this factor (0 < f ≤ 1)"),
+		growth: fs.Bool("growth", false, "run the workloads that measure how costs grow with the work (minutes)"),
+	}
+}
+
+// benchUsage prints the usage of `mp bench`, its flags and its workloads.
+func benchUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: mp bench [-json] [-scale f] [-growth] [workload ...]\n\nflags of mp bench:\n")
+	printFlags(w, newBenchFlags().fs)
+	fmt.Fprintf(w, "workloads: %s\ngrowth workloads (-growth): %s\n",
 		strings.Join(bench.Names(false), " "), strings.Join(bench.Names(true), " "))
 }
 
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object per line")
-	scale := fs.Float64("scale", 1, "shrink iteration counts by this factor (0 < f ≤ 1)")
-	growth := fs.Bool("growth", false, "run the workloads that measure how costs grow with the work (minutes)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	bf := newBenchFlags()
+	if status, ok := parseFlags(bf.fs, args, benchUsage, stdout, stderr); !ok {
+		return status
 	}
-	if *scale <= 0 || *scale > 1 {
+	if *bf.scale <= 0 || *bf.scale > 1 {
 		fmt.Fprintln(stderr, "mp bench: -scale must be in (0, 1]")
 		return 2
 	}
-	names := fs.Args()
+	names := bf.fs.Args()
 	if len(names) == 0 {
-		names = bench.Names(*growth)
+		names = bench.Names(*bf.growth)
 	}
 	var ws []bench.Workload
 	for _, n := range names {
@@ -77,14 +266,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	status := 0
 	for _, w := range ws {
-		rs, err := w.Run(*scale)
+		rs, err := w.Run(*bf.scale)
 		if err != nil {
 			fmt.Fprintf(stderr, "mp bench: %s: %v\n", w.Name, err)
 			status = 1
 			continue
 		}
 		for _, r := range rs {
-			bench.Emit(stdout, r, *asJSON)
+			bench.Emit(stdout, r, *bf.asJSON)
 		}
 	}
 	return status

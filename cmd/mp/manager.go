@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -18,14 +20,18 @@ import (
 	"github.com/go-mp/mp/manager"
 )
 
-const managerUsage = `usage:
-  mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d]
-                   [-tls-cert file -tls-key file [-tls-ca file]]
-  mp manager put   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...
-  mp manager get   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]
-  mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]
+// managerCommands are the subcommands of `mp manager`.
+var managerCommands = []string{"serve", "put", "get", "stats"}
 
-serve runs a manager server of the SyncManager types (package
+// managerSynopsis is each subcommand's usage line.
+var managerSynopsis = map[string]string{
+	"serve": "mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d]\n                 [-tls-cert file -tls-key file [-tls-ca file]]",
+	"put":   "mp manager put [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...",
+	"get":   "mp manager get [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]",
+	"stats": "mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]",
+}
+
+const managerUsage = `serve runs a manager server of the SyncManager types (package
 github.com/go-mp/mp/manager) until interrupted; programs use it with
 manager.Connect, and meet at objects made with manager.Named. It prints
 "serving on NETWORK ADDRESS" first. put and get put strings to and get them
@@ -52,43 +58,82 @@ server with the system's CAs), -tls-ca (with that CA) or -tls-cert and
 A key file that its group or others can read gets a warning on stderr.
 `
 
+// managerHelp prints the usage of `mp manager`: each subcommand with its
+// flags, then what they share.
+func managerHelp(w io.Writer) {
+	for _, cmd := range managerCommands {
+		newManagerFlags(cmd).usage(w)
+		fmt.Fprintln(w)
+	}
+	fmt.Fprint(w, managerUsage)
+}
+
+// managerFlags are the flags of one `mp manager` subcommand.
+type managerFlags struct {
+	cmd                       string
+	fs                        *flag.FlagSet
+	addr, unixPath, keyFile   *string
+	tls                       *tlsFlags
+	queue                     *string
+	count                     *int
+	timeout, handshakeTimeout *time.Duration
+}
+
+// newManagerFlags returns the flags of subcommand cmd, nil if there is no
+// such subcommand.
+func newManagerFlags(cmd string) *managerFlags {
+	if _, ok := managerSynopsis[cmd]; !ok {
+		return nil
+	}
+	fs := flag.NewFlagSet("manager "+cmd, flag.ContinueOnError)
+	mf := &managerFlags{
+		cmd:      cmd,
+		fs:       fs,
+		addr:     fs.String("addr", "", "TCP address host:port (serve: 127.0.0.1:0, a free port, by default)"),
+		unixPath: fs.String("unix", "", "unix socket path, instead of -addr"),
+		keyFile:  fs.String("authkey-file", "", "file holding the authkey (default: $MP_AUTHKEY)"),
+		tls:      addTLSFlags(fs, cmd == "serve"),
+	}
+	switch cmd {
+	case "serve":
+		mf.handshakeTimeout = fs.Duration("handshake-timeout", connection.DefaultHandshakeTimeout, "drop a connection not authenticated within this long")
+	case "put", "get":
+		mf.queue = fs.String("queue", "", "name of the queue")
+		if cmd == "get" {
+			mf.count = fs.Int("n", 1, "number of items to get")
+			mf.timeout = fs.Duration("timeout", 0, "give up after this long (0: wait for ever)")
+		}
+	}
+	return mf
+}
+
+// usage prints the subcommand's usage line and its flags.
+func (mf *managerFlags) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: %s\n\nflags of mp manager %s:\n", managerSynopsis[mf.cmd], mf.cmd)
+	printFlags(w, mf.fs)
+}
+
 // runManager runs `mp manager ...` and returns the exit status.
 func runManager(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, managerUsage)
+		managerHelp(stderr)
 		return 2
 	}
 	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("manager "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, managerUsage) }
-	addr := fs.String("addr", "", "TCP address host:port (serve: 127.0.0.1:0, a free port, by default)")
-	unixPath := fs.String("unix", "", "unix socket path, instead of -addr")
-	keyFile := fs.String("authkey-file", "", "file holding the authkey (default: $MP_AUTHKEY)")
-	tlsf := addTLSFlags(fs, cmd == "serve")
-	var queue *string
-	var count *int
-	var timeout, handshakeTimeout *time.Duration
-	switch cmd {
-	case "serve":
-		handshakeTimeout = fs.Duration("handshake-timeout", connection.DefaultHandshakeTimeout, "drop a connection not authenticated within this long")
-	case "stats":
-	case "put", "get":
-		queue = fs.String("queue", "", "name of the queue")
-		if cmd == "get" {
-			count = fs.Int("n", 1, "number of items to get")
-			timeout = fs.Duration("timeout", 0, "give up after this long (0: wait for ever)")
-		}
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, managerUsage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "mp manager: unknown command %q\n%s", cmd, managerUsage)
+	if cmd == "help" || isHelpFlag(cmd) {
+		return runHelp(append([]string{"manager"}, args...), stdout, stderr)
+	}
+	mf := newManagerFlags(cmd)
+	if mf == nil {
+		fmt.Fprintf(stderr, "mp manager: unknown command %q\n\n", cmd)
+		managerHelp(stderr)
 		return 2
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := parseFlags(mf.fs, args, mf.usage, stdout, stderr); !ok {
+		return status
 	}
+	fs, addr, unixPath, keyFile, tlsf := mf.fs, mf.addr, mf.unixPath, mf.keyFile, mf.tls
+	queue, count, timeout, handshakeTimeout := mf.queue, mf.count, mf.timeout, mf.handshakeTimeout
 	if *addr != "" && *unixPath != "" {
 		fmt.Fprintln(stderr, "mp manager: -addr and -unix exclude each other")
 		return 2

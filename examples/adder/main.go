@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command adder runs an adder server on a duplex pipe.
 // Run it with: go run ./examples/adder
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command apply runs one example of mp: a synchronous apply in a pool.
 // Run it with: go run ./examples/apply
 package main

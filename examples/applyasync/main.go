@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command applyasync runs one example of mp: apply_async, then close, join and get.
 // Run it with: go run ./examples/applyasync
 package main

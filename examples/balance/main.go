@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command balance balances a fast producer and slow consumers with a bounded Queue.
 // Run it with: go run ./examples/balance
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command barrier runs ten processes through a five-party barrier with an action.
 // Run it with: go run ./examples/barrier
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command callback runs one example of mp: apply_async with callbacks that run in the parent.
 // Run it with: go run ./examples/callback
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command counter increments and decrements a shared Value from two processes.
 // Run it with: go run ./examples/counter
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command digest runs one example of mp: SHA-512 of every file under a directory with imap_unordered.
 // Run it with: go run ./examples/digest
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command event wakes processes waiting on a shared Event.
 // Run it with: go run ./examples/event
 package main

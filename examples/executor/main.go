@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command executor runs one example of mp: an executor: submit, map, as_completed, callbacks, shutdown.
 // Run it with: go run ./examples/executor
 package main

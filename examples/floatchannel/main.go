@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command floatchannel sends messages of floats to a child through shared memory and semaphores.
 // Run it with: go run ./examples/floatchannel
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command globals shows that package-level variables are not shared between processes.
 // Run it with: go run ./examples/globals
 package main

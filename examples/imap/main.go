@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command imap runs one example of mp: imap against imap_unordered.
 // Run it with: go run ./examples/imap
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command initializer runs one example of mp: a pool with an initializer and max tasks per child.
 // Run it with: go run ./examples/initializer
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command joinable serves a JoinableQueue with a daemon consumer and waits with Join.
 // Run it with: go run ./examples/joinable
 package main

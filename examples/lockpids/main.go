@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command lockpids runs workers through a critical section guarded by a shared Lock.
 // Run it with: go run ./examples/lockpids
 package main

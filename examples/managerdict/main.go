@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command managerdict has ten workers write their pid into a Dict and a List held by a manager process.
 // Run it with: go run ./examples/managerdict
 package main

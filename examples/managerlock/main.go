@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command managerlock increments and decrements a manager Value from two processes under a manager Lock.
 // Run it with: go run ./examples/managerlock
 package main

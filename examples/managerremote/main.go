@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command managerremote serves a queue over TCP and has another program put jobs into it.
 // Run it with: go run ./examples/managerremote
 package main

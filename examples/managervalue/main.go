@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command managervalue has two children add 5 and 10 to a Value held by a manager process.
 // Run it with: go run ./examples/managervalue
 package main

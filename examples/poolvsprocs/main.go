@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command poolvsprocs runs one example of mp: a pool of 4 against 100 processes.
 // Run it with: go run ./examples/poolvsprocs
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command processes starts two processes with different delays, function style.
 // Run it with: go run ./examples/processes
 package main

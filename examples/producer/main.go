@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command producer runs a producer and a consumer on a pipe until EOF.
 // Run it with: go run ./examples/producer
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command runner starts two processes with different delays, struct and Run style.
 // Run it with: go run ./examples/runner
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package scenarios holds the runnable examples of mp: the seed scenarios of
 // Python's multiprocessing, done the Go way. Each scenario is a function
 // that runs in the parent and writes what it shows to w; the children it

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command sentinel runs a producer and a consumer on a Queue ended by a sentinel.
 // Run it with: go run ./examples/sentinel
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tenconsumers shares the items of a JoinableQueue among ten consumers.
 // Run it with: go run ./examples/tenconsumers
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tour runs every example of mp, one after another, each under a
 // heading. Name scenarios to run only those:
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package auth implements the authkey handshake of CPython's
 // multiprocessing.connection, byte for byte, as functions over a small
 // message-passing interface.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package bench holds the workloads of `mp bench`: the same workloads that
 // shared/bench/py_baseline.py measures for CPython, with the same names and
 // units, so that the two can be compared line by line.

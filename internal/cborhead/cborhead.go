@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package cborhead reads and writes the head of a CBOR data item (RFC
 // 8949 section 3): its major type and argument, the count, length or value
 // that follows the initial byte. It serves code that handles a few simple

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package frame holds the message framing that CPython's
 // multiprocessing.connection uses on the wire: a big-endian signed 32-bit
 // length before each message, or -1 followed by a big-endian unsigned 64-bit

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package futex wraps the Linux futex system call for words in memory
 // shared between processes (no FUTEX_PRIVATE_FLAG), without cgo.
 package futex

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package goid identifies the calling goroutine, which Go does not
 // otherwise expose: an RLock needs to know which goroutine holds it.
 package goid

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package leakcheck is the tests' check that nothing was left behind:
 // goroutines, child processes (running or zombie), descriptors and shared
 // memory. Each package's TestMain uses it:

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package memcopy copies large blocks into shared memory with streaming
 // (non-temporal) stores where the CPU has them.
 //

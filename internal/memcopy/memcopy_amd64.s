@@ -1,3 +1,5 @@
+//go:build linux
+
 #include "textflag.h"
 
 // func streamCopy(dst, src unsafe.Pointer, n uintptr)

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package mplog holds the logger that mp and its subpackages write to:
 // one home for it, so that mp.SetLogger reaches the manager and the
 // connection packages too, which cannot import the root package's

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package prefault maps in the pages of a large new buffer with one system
 // call, before it is written.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package ringconn carries messages between two processes on one machine
 // through two byte rings in shared memory, with a socket beside them.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package shm maps anonymous shared memory (memfd) that travels between
 // processes as a file descriptor. Nothing is ever left in /dev/shm: the
 // memory is freed when the last process holding the descriptor or a

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package testcert makes throwaway certificates for tests of TLS: a CA, a
 // server certificate for the loopback addresses signed by it, and a client
 // certificate signed by it. Nothing is written to disk unless asked.
