@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package logtest records what is logged through log/slog, for the tests
 // of mp's events (mp.SetLogger and the Logger fields of options): a
 // handler that keeps every record in memory, and a way to wait for one.
