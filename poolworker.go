@@ -2,6 +2,7 @@ package mp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,12 +36,14 @@ type workerArgs struct {
 	Ledger   *RawArray[byte] // see ledger
 }
 
-var poolWorker = RegisterProc("mp.poolWorker", runPoolWorker)
+var poolWorker = RegisterProcCtx("mp.poolWorker", runPoolWorker)
 
 // errInit marks an initializer's failure, which makes the pool unusable.
 var errInit = errors.New("mp: pool initializer failed")
 
-func runPoolWorker(a workerArgs) error {
+// runPoolWorker serves the pool; ctx is cancelled when the pool's process
+// ends, and with it the task running.
+func runPoolWorker(ctx context.Context, a workerArgs) error {
 	defer a.Conn.Close()
 	led, err := openLedger(a.Ledger)
 	if err != nil {
@@ -50,7 +53,7 @@ func runPoolWorker(a workerArgs) error {
 	batch := newResultSpool(a.Conn, led)
 	defer batch.stop()
 	if a.Init != "" {
-		if err := runInitializer(a.Init, a.InitArg); err != nil {
+		if err := runInitializer(ctx, a.Init, a.InitArg); err != nil {
 			// Tell the pool, which stops starting workers that would fail too.
 			batch.add(&taskResult{Err: err}, nil)
 			batch.flush()
@@ -94,7 +97,7 @@ func runPoolWorker(a workerArgs) error {
 		start := time.Now()
 		buf.Reset()
 		res := taskResult{ID: t.ID}
-		out, rerr := runTask(t, arg, &buf)
+		out, rerr := runTask(ctx, t, arg, &buf)
 		res.Err = rerr
 		res.Busy = int64(time.Since(start))
 		done++
@@ -263,14 +266,14 @@ func (b *resultSpool) flushLocked() error {
 // stop ends the timer; results not sent stay in the ledger.
 func (b *resultSpool) stop() { b.timer.Stop() }
 
-func runInitializer(name string, arg []byte) *RemoteError {
+func runInitializer(ctx context.Context, name string, arg []byte) *RemoteError {
 	e, ok := lookup(name)
 	if !ok {
 		return remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name), "")
 	}
 	var buf bytes.Buffer
 	_, rerr := call(func() (any, error) {
-		_, err := e.task(arg, false, &buf)
+		_, err := e.task(ctx, arg, false, &buf)
 		return nil, err
 	})
 	if rerr != nil {
@@ -281,7 +284,7 @@ func runInitializer(name string, arg []byte) *RemoteError {
 }
 
 // runTask runs t and returns its encoded result (see entry.task).
-func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
+func runTask(ctx context.Context, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	e, ok := lookup(t.Target)
 	if !ok {
 		return nil, remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target), "")
@@ -289,7 +292,7 @@ func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	var out []byte
 	_, rerr := call(func() (any, error) {
 		var err error
-		out, err = e.task(arg, t.Chunk, buf)
+		out, err = e.task(ctx, arg, t.Chunk, buf)
 		return nil, err
 	})
 	if rerr != nil {
