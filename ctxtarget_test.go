@@ -123,4 +123,3 @@ func TestParentDeathCancelsDaemonCtx(t *testing.T) {
 		t.Fatalf("daemon child after its target returned: %v", err)
 	}
 }
-

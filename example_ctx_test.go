@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/go-mp/mp"
 )
@@ -45,4 +46,40 @@ func ExampleRegisterCtx() {
 	// serving
 	// stopping cleanly: context canceled
 	// exit code 0 error <nil>
+}
+
+// exampleWait waits for its ctx (or a minute) before it answers.
+var exampleWait = mp.RegisterCtx("example.wait", func(ctx context.Context, n int) (int, error) {
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(time.Minute):
+		return n, nil
+	}
+})
+
+// Cancelling the ctx given to ApplyAsync cancels the call: its result is
+// context.Canceled at once, and the task's ctx in the worker is cancelled,
+// so the worker is free for the next call.
+func ExampleFunc_ApplyAsync_cancel() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		pool.Close()
+		pool.Join(context.Background())
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	res := exampleWait.ApplyAsync(ctx, pool, 7, nil, nil)
+	time.Sleep(10 * time.Millisecond) // let it start (or not: either way it is cancelled)
+	cancel()
+	_, err = res.Get(context.Background())
+	fmt.Println(err)
+
+	v, err := examplePoolSquare.Apply(context.Background(), pool, 8)
+	fmt.Println(v, err)
+	// Output:
+	// context canceled
+	// 64 <nil>
 }

@@ -62,8 +62,8 @@ func ExampleFunc_ApplyAsync() {
 	}
 	ctx := context.Background()
 	errs := make(chan error, 1)
-	ok := examplePoolSquare.ApplyAsync(pool, 12, nil, nil)
-	bad := examplePoolSquare.ApplyAsync(pool, -1, nil, func(err error) { errs <- err })
+	ok := examplePoolSquare.ApplyAsync(ctx, pool, 12, nil, nil)
+	bad := examplePoolSquare.ApplyAsync(ctx, pool, -1, nil, func(err error) { errs <- err })
 
 	pool.Close() // no more work
 	if err := pool.Join(ctx); err != nil {
@@ -112,7 +112,7 @@ func ExampleNewExecutor() {
 	}
 	ctx := context.Background()
 
-	fut := examplePoolSquare.Submit(ex, 7)
+	fut := examplePoolSquare.Submit(ctx, ex, 7)
 	// The callback runs in this process, on a goroutine of the pool, once
 	// the future is done.
 	called := make(chan int, 1)
@@ -133,7 +133,7 @@ func ExampleNewExecutor() {
 	}
 	fmt.Println(mapped)
 
-	futs := []*mp.Future[int]{examplePoolSquare.Submit(ex, 2), examplePoolSquare.Submit(ex, -2)}
+	futs := []*mp.Future[int]{examplePoolSquare.Submit(ctx, ex, 2), examplePoolSquare.Submit(ctx, ex, -2)}
 	done, notDone, _ := mp.WaitFutures(ctx, futs, mp.AllCompleted)
 	fmt.Println(len(done), "done,", len(notDone), "not done")
 	fmt.Println(futs[1].Err(ctx) != nil)
@@ -141,7 +141,7 @@ func ExampleNewExecutor() {
 	if err := ex.Shutdown(ctx, true, false); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(examplePoolSquare.Submit(ex, 1).Err(ctx))
+	fmt.Println(examplePoolSquare.Submit(ctx, ex, 1).Err(ctx))
 	// Output:
 	// result: 49 <nil>
 	// callback saw: 49

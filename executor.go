@@ -30,7 +30,7 @@ var (
 //	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 4})
 //	...
 //	defer ex.Shutdown(ctx, true, false)
-//	fut := square.Submit(ex, 7)
+//	fut := square.Submit(ctx, ex, 7)
 //	v, err := fut.Result(ctx)
 //
 // Unlike Python's executor, which breaks as a whole when a worker dies, an
@@ -69,8 +69,8 @@ func (ex *Executor) Processes() int { return ex.pool.Processes() }
 // Stats describes the current workers, as Pool.Stats does.
 func (ex *Executor) Stats() []WorkerStats { return ex.pool.Stats() }
 
-// submit gives t, the task of c, to the pool.
-func (ex *Executor) submit(c *futureCore, t *task) {
+// submit gives t, the task of c, to the pool; ctx's end cancels it.
+func (ex *Executor) submit(ctx context.Context, c *futureCore, t *task) {
 	c.task = t
 	ex.mu.Lock()
 	if ex.shut {
@@ -85,7 +85,7 @@ func (ex *Executor) submit(c *futureCore, t *task) {
 		delete(ex.pending, c)
 		ex.mu.Unlock()
 	})
-	if err := ex.pool.submit(t); err != nil {
+	if err := ex.pool.submit(ctx, t); err != nil {
 		if errors.Is(err, ErrPoolClosed) {
 			err = ErrExecutorShutdown // Shutdown came between
 		}
@@ -149,16 +149,19 @@ func (ex *Executor) Terminate() error {
 }
 
 // Submit runs f(arg) in a worker of ex and returns its Future at once. If
-// ex has been shut down, or arg cannot be encoded, the Future has already
-// failed.
-func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
+// ex has been shut down, arg cannot be encoded or ctx is done, the Future
+// has already failed. ctx's end cancels the call: the Future fails with
+// ctx.Err() at once (Cancelled reports false: that is for Cancel), the call
+// never runs if no worker has started it, and a running one is stopped as
+// Pool describes.
+func (f *Func[A, R]) Submit(ctx context.Context, ex *Executor, arg A) *Future[R] {
 	fut := newFuture[R](ex.pool)
 	b, err := encodeOne(arg)
 	if err != nil {
 		fut.c.resolve(err, false, nil)
 		return fut
 	}
-	ex.submit(&fut.c, fut.task(f.name, false, b, decodeResult[R]))
+	ex.submit(ctx, &fut.c, fut.task(f.name, false, b, decodeResult[R]))
 	return fut
 }
 
@@ -198,7 +201,7 @@ func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, c
 		if b, err := encodeChunk(items[off:end]); err != nil {
 			fut.c.resolve(err, false, nil)
 		} else {
-			ex.submit(&fut.c, fut.task(f.name, true, b, decode))
+			ex.submit(ctx, &fut.c, fut.task(f.name, true, b, decode))
 		}
 		chunks = append(chunks, chunk{end - off, fut})
 	}
@@ -263,7 +266,7 @@ func newFuture[R any](pool *Pool) *Future[R] {
 func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]byte) (R, error)) *task {
 	t := &task{target: target, chunk: chunk, arg: arg}
 	t.finish = func(out []byte, err error) {
-		if t.state.Load() == taskWithdrawn {
+		if t.state.Load() == taskWithdrawn && !isCtxErr(err) {
 			fut.c.resolve(ErrCancelled, true, nil) // failed by Terminate after Cancel
 			return
 		}
@@ -277,6 +280,12 @@ func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]
 }
 
 func (fut *Future[R]) core() *futureCore { return &fut.c }
+
+// isCtxErr reports whether err is what a ctx's Err returns: a call
+// cancelled by its ctx (see Pool.cancelTask), not by Future.Cancel.
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // Result waits for the call to finish, or ctx to be done, and returns its
 // result or error: the target's error as a *RemoteError, a

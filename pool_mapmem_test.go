@@ -140,7 +140,7 @@ func TestPoolMapChunksOfDeadWorkerEncodedAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stopper := trackedTask.ApplyAsync(pool, trackJob{Tracker: tr.mem.Name(), N: n, Stop: true}, nil, nil)
+	stopper := trackedTask.ApplyAsync(context.Background(), pool, trackJob{Tracker: tr.mem.Name(), N: n, Stop: true}, nil, nil)
 	waitFor(t, func() bool { return tr.starts(n) == 1 && procState(tr.pid(n)) == 'T' })
 	pid := tr.pid(n)
 	_, _, before := mp.PoolArgBytes(pool)

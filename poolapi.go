@@ -98,9 +98,10 @@ func (a *AsyncResult[R]) Done() <-chan struct{} {
 	return a.ch
 }
 
-// Apply runs f(arg) in a worker of pool and waits for its result.
+// Apply runs f(arg) in a worker of pool and waits for its result. ctx's
+// end cancels the call, as with ApplyAsync.
 func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
-	res := f.ApplyAsync(pool, arg, nil, nil)
+	res := f.ApplyAsync(ctx, pool, arg, nil, nil)
 	return res.Get(ctx)
 }
 
@@ -109,7 +110,12 @@ func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
 // runs in this process; they should return quickly, as they hold up the
 // delivery of that worker's next results. A panic in them is recovered and
 // reported (see PoolOptions.CallbackPanic).
-func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
+//
+// ctx's end cancels the call: the result is ctx.Err() at once (and
+// errCallback runs), the task never runs if no worker has started it, and
+// a running one is stopped as Pool describes. A ctx done already fails the
+// call before anything is sent.
+func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
 	res := newAsyncResult[R]()
 	// One closure decodes and delivers the result (an allocation per
 	// task counts when tasks take microseconds).
@@ -130,7 +136,7 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 		finish(nil, err)
 		return res
 	}
-	if err := pool.submit(&task{target: f.name, arg: b, finish: finish}); err != nil {
+	if err := pool.submit(ctx, &task{target: f.name, arg: b, finish: finish}); err != nil {
 		finish(nil, err)
 	}
 	return res
@@ -293,15 +299,22 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		tasks = append(tasks, t)
 	}
 	prog = newProgress(pool, f.name, len(items), progress, opts)
-	if err := pool.submit(tasks...); err != nil {
+	// The Map's own watch of ctx (below) cancels its tasks.
+	if err := pool.submit(context.Background(), tasks...); err != nil {
 		prog.finish()
 		res.resolve(nil, err)
 		return res, halt
 	}
 	halt = func(err error) {
 		mu.Lock()
-		defer mu.Unlock()
 		settle(err)
+		mu.Unlock()
+		if ctx.Err() != nil {
+			// Cancelled: stop the chunks that workers hold too.
+			for _, t := range tasks {
+				pool.cancelTask(t, err)
+			}
+		}
 	}
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { halt(ctx.Err()) })
@@ -385,7 +398,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
 				}}
-				if err := pool.submit(t); err != nil {
+				if err := pool.submit(ctx, t); err != nil {
 					yield(zero, err)
 					return
 				}

@@ -68,6 +68,8 @@ func runPoolWorker(ctx context.Context, a workerArgs) error {
 	// every task.
 	argBuf := make([]byte, 256<<10)
 	prefault.Bytes(argBuf)
+	running := &runningTask{led: led}
+	go led.watchCancels(running.check)
 	for done := 0; ; {
 		if a.Conn.buffered.Load() == 0 {
 			// No task is waiting here: send what we hold before we wait.
@@ -91,15 +93,22 @@ func runPoolWorker(ctx context.Context, a workerArgs) error {
 				return nil
 			}
 		}
-		// From here on, if this process dies, the pool fails this task
-		// rather than run it again elsewhere: the task runs at most once.
-		led.started.Store(t.ID)
-		start := time.Now()
-		buf.Reset()
 		res := taskResult{ID: t.ID}
-		out, rerr := runTask(ctx, t, arg, &buf)
-		res.Err = rerr
-		res.Busy = int64(time.Since(start))
+		var out []byte
+		if led.cancelled(t.ID) {
+			// Cancelled before it started: it never runs. Its caller has
+			// its answer already; this one frees the task's place, and
+			// counts toward MaxTasks as the pool counts it.
+			res.Err = remoteErrHere(context.Canceled, "")
+		} else {
+			// From here on, if this process dies, the pool fails this task
+			// rather than run it again elsewhere: the task runs at most once.
+			led.started.Store(t.ID)
+			start := time.Now()
+			buf.Reset()
+			out, res.Err = running.run(ctx, t, arg, &buf)
+			res.Busy = int64(time.Since(start))
+		}
 		done++
 		res.Exit = (a.MaxTasks > 0 && done >= a.MaxTasks) || (a.MaxRSS > 0 && rss() > a.MaxRSS)
 		var big []byte
@@ -283,12 +292,49 @@ func runInitializer(ctx context.Context, name string, arg []byte) *RemoteError {
 	return rerr
 }
 
-// runTask runs t and returns its encoded result (see entry.task).
-func runTask(ctx context.Context, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
+// runningTask is the task a worker runs, as its cancel watcher sees it.
+type runningTask struct {
+	led    *ledger
+	mu     sync.Mutex
+	id     uint64             // 0 between tasks
+	cancel context.CancelFunc // of its ctx, for a target that sees it
+}
+
+// run runs t with a ctx of its own, which the pool may cancel (see check),
+// if its target sees it.
+func (r *runningTask) run(ctx context.Context, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	e, ok := lookup(t.Target)
 	if !ok {
 		return nil, remoteErrHere(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target), "")
 	}
+	if !e.seesCtx {
+		return runTask(ctx, e, t, arg, buf) // only a kill stops it
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.id, r.cancel = t.ID, cancel
+	r.mu.Unlock()
+	r.check() // a request that came before the task was set here
+	out, rerr := runTask(ctx, e, t, arg, buf)
+	r.mu.Lock()
+	r.id, r.cancel = 0, nil
+	r.mu.Unlock()
+	return out, rerr
+}
+
+// check cancels the running task's ctx if the pool asked for it.
+func (r *runningTask) check() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.id != 0 && r.led.cancelled(r.id) {
+		r.cancel()
+	}
+}
+
+// runTask runs t, a task of e, and returns its encoded result (see
+// entry.task).
+func runTask(ctx context.Context, e *entry, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	var out []byte
 	_, rerr := call(func() (any, error) {
 		var err error

@@ -32,12 +32,12 @@ func Executor(ctx context.Context, w io.Writer) error {
 		ex.Shutdown(context.Background(), true, false)
 	}()
 
-	v, err := square.Submit(ex, 7).Result(ctx)
+	v, err := square.Submit(ctx, ex, 7).Result(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "submit: square(7) =", v)
-	fmt.Fprintln(w, "a failed call:", square.Submit(ex, -1).Err(ctx))
+	fmt.Fprintln(w, "a failed call:", square.Submit(ctx, ex, -1).Err(ctx))
 
 	var mapped []int
 	for v, err := range square.ExecutorMap(ctx, ex, []int{1, 2, 3, 4, 5, 6, 7, 8}, 2) {
@@ -54,7 +54,7 @@ func Executor(ctx context.Context, w io.Writer) error {
 	)
 	var futures []*mp.Future[int]
 	for i := range 5 {
-		f := square.Submit(ex, i)
+		f := square.Submit(ctx, ex, i)
 		f.AddDoneCallback(func(*mp.Future[int]) {
 			mu.Lock()
 			seen++
@@ -85,6 +85,6 @@ func Executor(ctx context.Context, w io.Writer) error {
 	mu.Unlock()
 	allDone := !slices.ContainsFunc(futures, func(f *mp.Future[int]) bool { return !f.Done() })
 	fmt.Fprintln(w, "shutdown: every future done:", allDone)
-	fmt.Fprintln(w, "submit after shutdown:", square.Submit(ex, 1).Err(ctx))
+	fmt.Fprintln(w, "submit after shutdown:", square.Submit(ctx, ex, 1).Err(ctx))
 	return nil
 }

@@ -1,0 +1,241 @@
+package mp_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// A poolStep is a task that records, in files under Dir, that it started
+// (started-ID) and, if it sees its ctx cancelled, that it did
+// (cancelled-ID). Hang makes it wait (for its ctx, or, with Ignore, for a
+// minute) instead of returning at once.
+type poolStep struct {
+	Dir    string
+	ID     string
+	Hang   bool
+	Ignore bool // sleep a minute, deaf to ctx
+}
+
+func (s poolStep) mark(what string) {
+	os.WriteFile(filepath.Join(s.Dir, what+"-"+s.ID), []byte(strconv.Itoa(os.Getpid())), 0o644)
+}
+
+func runStep(ctx context.Context, s poolStep) (string, error) {
+	s.mark("started")
+	if !s.Hang {
+		return "done " + s.ID, nil
+	}
+	if s.Ignore {
+		time.Sleep(time.Minute)
+		return "", nil
+	}
+	<-ctx.Done()
+	s.mark("cancelled")
+	return "", ctx.Err()
+}
+
+var (
+	ctxStep   = mp.RegisterCtx("test.ctxStep", runStep)
+	plainStep = mp.Register("test.plainStep", func(s poolStep) (string, error) { return runStep(context.Background(), s) })
+)
+
+// awaitFile waits, within ctx, for dir/name to exist and returns its content.
+func awaitFile(t *testing.T, ctx context.Context, dir, name string) string {
+	t.Helper()
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			return string(b)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %s: %v", name, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func exists(dir, name string) bool {
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
+}
+
+func onlyWorkerPid(t *testing.T, pool *mp.Pool) int {
+	t.Helper()
+	st := pool.Stats()
+	if len(st) != 1 {
+		t.Fatalf("%d workers, want 1", len(st))
+	}
+	return st[0].Pid
+}
+
+func newTestPool(t *testing.T, opts mp.PoolOptions) *mp.Pool {
+	t.Helper()
+	pool, err := mp.NewPool(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Terminate()
+		pool.Join(context.Background())
+	})
+	return pool
+}
+
+// A task that never returns, cancelled through its ApplyAsync's ctx:
+// the caller gets context.Canceled at once, the task's ctx is cancelled in
+// the worker, and the worker is killed and replaced once the grace has
+// passed; the pool goes on working. A target that does not see its ctx
+// has its worker killed at once.
+func TestCancelledApplyAsyncFreesWorker(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    *mp.Func[poolStep, string]
+	}{{"ctx", ctxStep}, {"plain", plainStep}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pool := newTestPool(t, mp.PoolOptions{Processes: 1, CancelGrace: 300 * time.Millisecond})
+			bound := ctxTimeout(t, 20*time.Second)
+			ctx, cancel := context.WithCancel(bound)
+			res := tc.f.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: "a", Hang: true, Ignore: true}, nil, nil)
+			old := awaitFile(t, bound, dir, "started-a")
+			cancel()
+			if _, err := res.Get(bound); !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled ApplyAsync: %v, want context.Canceled", err)
+			}
+			// The next task runs on a new worker.
+			v, err := tc.f.Apply(bound, pool, poolStep{Dir: dir, ID: "b"})
+			if err != nil || v != "done b" {
+				t.Fatalf("after the cancel: %q, %v", v, err)
+			}
+			if now := awaitFile(t, bound, dir, "started-b"); now == old {
+				t.Fatalf("the next task ran on the worker still held by the cancelled one (pid %s)", now)
+			}
+		})
+	}
+}
+
+// A target that sees its ctx and returns once it is cancelled keeps its
+// worker.
+func TestCancelledApplyAsyncKeepsWorkerThatStops(t *testing.T) {
+	dir := t.TempDir()
+	pool := newTestPool(t, mp.PoolOptions{Processes: 1, CancelGrace: time.Minute})
+	bound := ctxTimeout(t, 20*time.Second)
+	ctx, cancel := context.WithCancel(bound)
+	res := ctxStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: "a", Hang: true}, nil, nil)
+	pid := awaitFile(t, bound, dir, "started-a")
+	cancel()
+	if _, err := res.Get(bound); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled ApplyAsync: %v, want context.Canceled", err)
+	}
+	awaitFile(t, bound, dir, "cancelled-a")
+	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if now := awaitFile(t, bound, dir, "started-b"); now != pid {
+		t.Fatalf("worker %s replaced by %s though its task returned within the grace", pid, now)
+	}
+}
+
+// A task cancelled while it waits in the queue never runs.
+func TestCancelledQueuedTaskNeverRuns(t *testing.T) {
+	dir := t.TempDir()
+	pool := newTestPool(t, mp.PoolOptions{Processes: 1})
+	bound := ctxTimeout(t, 20*time.Second)
+	busyCtx, release := context.WithCancel(bound)
+	busy := ctxStep.ApplyAsync(busyCtx, pool, poolStep{Dir: dir, ID: "busy", Hang: true}, nil, nil)
+	awaitFile(t, bound, dir, "started-busy")
+	ctx, cancel := context.WithCancel(bound)
+	queued := ctxStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: "queued"}, nil, nil)
+	cancel()
+	if _, err := queued.Get(bound); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled queued task: %v", err)
+	}
+	release() // the busy task returns; the worker takes what is queued
+	busy.Wait(bound)
+	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(dir, "started-queued") {
+		t.Fatal("a task cancelled in the queue ran")
+	}
+	// A ctx done before the call: nothing is sent.
+	if _, err := ctxStep.Apply(ctx, pool, poolStep{Dir: dir, ID: "late"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply with a done ctx: %v", err)
+	}
+	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "after2"}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(dir, "started-late") {
+		t.Fatal("a task given with a done ctx ran")
+	}
+}
+
+// TaskTimeout first cancels the ctx of a target that sees it; one that
+// returns then keeps its worker, and its caller gets ErrTaskTimeout.
+func TestTaskTimeoutCancelsCtxFirst(t *testing.T) {
+	dir := t.TempDir()
+	pool := newTestPool(t, mp.PoolOptions{Processes: 1, TaskTimeout: 200 * time.Millisecond, CancelGrace: time.Minute})
+	bound := ctxTimeout(t, 20*time.Second)
+	_, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "slow", Hang: true})
+	if !errors.Is(err, mp.ErrTaskTimeout) {
+		t.Fatalf("timed out task: %v, want ErrTaskTimeout", err)
+	}
+	pid := awaitFile(t, bound, dir, "cancelled-slow")
+	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "next"}); err != nil {
+		t.Fatal(err)
+	}
+	if now := awaitFile(t, bound, dir, "started-next"); now != pid {
+		t.Fatalf("worker %s replaced by %s: killed before its task could return", pid, now)
+	}
+	// One that does not return is killed once the grace has passed.
+	pool2 := newTestPool(t, mp.PoolOptions{Processes: 1, TaskTimeout: 100 * time.Millisecond, CancelGrace: 100 * time.Millisecond})
+	if _, err := ctxStep.Apply(bound, pool2, poolStep{Dir: dir, ID: "deaf", Hang: true, Ignore: true}); !errors.Is(err, mp.ErrTaskTimeout) {
+		t.Fatalf("timed out task: %v, want ErrTaskTimeout", err)
+	}
+	deaf := awaitFile(t, bound, dir, "started-deaf")
+	if _, err := ctxStep.Apply(bound, pool2, poolStep{Dir: dir, ID: "next2"}); err != nil {
+		t.Fatal(err)
+	}
+	if now := awaitFile(t, bound, dir, "started-next2"); now == deaf {
+		t.Fatal("the worker of a task deaf to its ctx was not replaced")
+	}
+}
+
+// Submit with a done ctx fails at once and runs nothing; cancelling the
+// ctx of a running call fails its Future with the ctx's error.
+func TestSubmitCancelledCtx(t *testing.T) {
+	dir := t.TempDir()
+	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 1, CancelGrace: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Shutdown(context.Background(), true, false)
+	bound := ctxTimeout(t, 20*time.Second)
+	done, cancel := context.WithCancel(bound)
+	cancel()
+	fut := ctxStep.Submit(done, ex, poolStep{Dir: dir, ID: "never"})
+	if err := fut.Err(bound); !errors.Is(err, context.Canceled) || fut.Cancelled() {
+		t.Fatalf("Submit with a done ctx: %v (cancelled %v)", err, fut.Cancelled())
+	}
+	ctx, cancel := context.WithCancel(bound)
+	running := ctxStep.Submit(ctx, ex, poolStep{Dir: dir, ID: "running", Hang: true})
+	awaitFile(t, bound, dir, "started-running")
+	cancel()
+	if err := running.Err(bound); !errors.Is(err, context.Canceled) {
+		t.Fatalf("running call cancelled: %v", err)
+	}
+	awaitFile(t, bound, dir, "cancelled-running")
+	if v, err := ctxStep.Submit(bound, ex, poolStep{Dir: dir, ID: "after"}).Result(bound); err != nil || v != "done after" {
+		t.Fatalf("after: %q, %v", v, err)
+	}
+	if exists(dir, "started-never") {
+		t.Fatal("a call submitted with a done ctx ran")
+	}
+}
