@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -75,19 +76,6 @@ func onlyWorkerPid(t *testing.T, pool *mp.Pool) int {
 	return st[0].Pid
 }
 
-func newTestPool(t *testing.T, opts mp.PoolOptions) *mp.Pool {
-	t.Helper()
-	pool, err := mp.NewPool(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Terminate()
-		pool.Join(context.Background())
-	})
-	return pool
-}
-
 // A task that never returns, cancelled through its ApplyAsync's ctx:
 // the caller gets context.Canceled at once, the task's ctx is cancelled in
 // the worker, and the worker is killed and replaced once the grace has
@@ -100,7 +88,7 @@ func TestCancelledApplyAsyncFreesWorker(t *testing.T) {
 	}{{"ctx", ctxStep}, {"plain", plainStep}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			pool := newTestPool(t, mp.PoolOptions{Processes: 1, CancelGrace: 300 * time.Millisecond})
+			pool := newPool(t, mp.PoolOptions{Processes: 1, CancelGrace: 300 * time.Millisecond})
 			bound := ctxTimeout(t, 20*time.Second)
 			ctx, cancel := context.WithCancel(bound)
 			res := tc.f.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: "a", Hang: true, Ignore: true}, nil, nil)
@@ -125,7 +113,7 @@ func TestCancelledApplyAsyncFreesWorker(t *testing.T) {
 // worker.
 func TestCancelledApplyAsyncKeepsWorkerThatStops(t *testing.T) {
 	dir := t.TempDir()
-	pool := newTestPool(t, mp.PoolOptions{Processes: 1, CancelGrace: time.Minute})
+	pool := newPool(t, mp.PoolOptions{Processes: 1, CancelGrace: time.Minute})
 	bound := ctxTimeout(t, 20*time.Second)
 	ctx, cancel := context.WithCancel(bound)
 	res := ctxStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: "a", Hang: true}, nil, nil)
@@ -146,7 +134,7 @@ func TestCancelledApplyAsyncKeepsWorkerThatStops(t *testing.T) {
 // A task cancelled while it waits in the queue never runs.
 func TestCancelledQueuedTaskNeverRuns(t *testing.T) {
 	dir := t.TempDir()
-	pool := newTestPool(t, mp.PoolOptions{Processes: 1})
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
 	bound := ctxTimeout(t, 20*time.Second)
 	busyCtx, release := context.WithCancel(bound)
 	busy := ctxStep.ApplyAsync(busyCtx, pool, poolStep{Dir: dir, ID: "busy", Hang: true}, nil, nil)
@@ -181,7 +169,7 @@ func TestCancelledQueuedTaskNeverRuns(t *testing.T) {
 // returns then keeps its worker, and its caller gets ErrTaskTimeout.
 func TestTaskTimeoutCancelsCtxFirst(t *testing.T) {
 	dir := t.TempDir()
-	pool := newTestPool(t, mp.PoolOptions{Processes: 1, TaskTimeout: 200 * time.Millisecond, CancelGrace: time.Minute})
+	pool := newPool(t, mp.PoolOptions{Processes: 1, TaskTimeout: 200 * time.Millisecond, CancelGrace: time.Minute})
 	bound := ctxTimeout(t, 20*time.Second)
 	_, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "slow", Hang: true})
 	if !errors.Is(err, mp.ErrTaskTimeout) {
@@ -195,7 +183,7 @@ func TestTaskTimeoutCancelsCtxFirst(t *testing.T) {
 		t.Fatalf("worker %s replaced by %s: killed before its task could return", pid, now)
 	}
 	// One that does not return is killed once the grace has passed.
-	pool2 := newTestPool(t, mp.PoolOptions{Processes: 1, TaskTimeout: 100 * time.Millisecond, CancelGrace: 100 * time.Millisecond})
+	pool2 := newPool(t, mp.PoolOptions{Processes: 1, TaskTimeout: 100 * time.Millisecond, CancelGrace: 100 * time.Millisecond})
 	if _, err := ctxStep.Apply(bound, pool2, poolStep{Dir: dir, ID: "deaf", Hang: true, Ignore: true}); !errors.Is(err, mp.ErrTaskTimeout) {
 		t.Fatalf("timed out task: %v, want ErrTaskTimeout", err)
 	}
@@ -238,4 +226,71 @@ func TestSubmitCancelledCtx(t *testing.T) {
 	if exists(dir, "started-never") {
 		t.Fatal("a call submitted with a done ctx ran")
 	}
+}
+
+// failNegative fails on a negative item.
+var failNegative = mp.Register("test.failNegative", func(x int) (int, error) {
+	if x < 0 {
+		return 0, errors.New("negative")
+	}
+	return 10 * x, nil
+})
+
+// Imap and ImapUnordered yield (zero, err) for a failed item and go on
+// with the others.
+func TestImapYieldsErrorsAndGoesOn(t *testing.T) {
+	pool := newPool(t, mp.PoolOptions{Processes: 2})
+	ctx := ctxTimeout(t, 20*time.Second)
+	items := []int{1, 2, -1, 3, -2, 4}
+	var got []int
+	var errs int
+	for v, err := range failNegative.Imap(ctx, pool, slices.Values(items), 1) {
+		if err != nil {
+			errs++
+			got = append(got, -1)
+			continue
+		}
+		got = append(got, v)
+	}
+	if want := []int{10, 20, -1, 30, -1, 40}; !slices.Equal(got, want) || errs != 2 {
+		t.Fatalf("Imap yielded %v (%d errors), want %v", got, errs, want)
+	}
+	n, errs := 0, 0
+	for _, err := range failNegative.ImapUnordered(ctx, pool, slices.Values(items), 1) {
+		n++
+		if err != nil {
+			errs++
+		}
+	}
+	if n != len(items) || errs != 2 {
+		t.Fatalf("ImapUnordered yielded %d results, %d errors; want 6, 2", n, errs)
+	}
+	// With chunks of 2 ([1 2] [-1 3] [-2 4]), a failed chunk's items all
+	// yield its error.
+	got = got[:0]
+	for v, err := range failNegative.Imap(ctx, pool, slices.Values(items), 2) {
+		if err != nil {
+			v = -1
+		}
+		got = append(got, v)
+	}
+	if want := []int{10, 20, -1, -1, -1, -1}; !slices.Equal(got, want) {
+		t.Fatalf("Imap by 2 yielded %v, want %v", got, want)
+	}
+}
+
+// Stopping an Imap loop early cancels the ctx of its running chunks.
+func TestImapBreakCancelsRunning(t *testing.T) {
+	dir := t.TempDir()
+	pool := newPool(t, mp.PoolOptions{Processes: 2, CancelGrace: time.Minute})
+	ctx := ctxTimeout(t, 20*time.Second)
+	steps := []poolStep{{Dir: dir, ID: "quick"}, {Dir: dir, ID: "hang", Hang: true}}
+	for v, err := range ctxStep.Imap(ctx, pool, slices.Values(steps), 1) {
+		if err != nil || v != "done quick" {
+			t.Fatalf("first result %q, %v", v, err)
+		}
+		awaitFile(t, ctx, dir, "started-hang")
+		break
+	}
+	awaitFile(t, ctx, dir, "cancelled-hang")
 }

@@ -324,11 +324,19 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 }
 
 // Imap runs f on the items of seq in pool, chunksize items per task (0 or
-// less: 1), and yields the results in order as they come. It reads seq
-// lazily, keeping a bounded number of chunks in flight. Stopping the loop
-// early, or ctx ending (which yields ctx.Err()), drops the work not yet
-// started. Options report its progress: see [WithProgress] and
-// [WithProgressBar].
+// less: 1), and yields the results in order as they come, one per item. It
+// reads seq lazily, keeping a bounded number of chunks in flight.
+//
+// An item that fails yields (zero, its error) and the loop goes on with
+// the next, as Python's imap does when next() is called again. A chunk
+// stops at its first failing item, so with chunksize above 1 every item of
+// a failed chunk yields that error (those before it ran; their results
+// are lost). ctx ending cancels the work given (see Pool), yields
+// ctx.Err() once and ends the loop; so does a pool that closed. The loop
+// may stop early: the chunks not started are dropped, and those running,
+// of a target registered with RegisterCtx, have their ctx cancelled (a
+// chunk of another target runs to its end, its result dropped). Options
+// report its progress: see [WithProgress] and [WithProgressBar].
 func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, opts ...MapOption) iter.Seq2[R, error] {
 	return f.imap(ctx, pool, seq, chunksize, true, opts)
 }
@@ -353,8 +361,16 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		results := make(chan chunkOut[R], window)
 		inflight := map[int]*task{} // by sequence number, until received
 		defer func() {
+			// The loop is over: what is left is not wanted. Their finish
+			// sends to results, which has room for every chunk in flight.
+			soft := seesCtx(f.name)
 			for _, t := range inflight {
-				t.canceled.Store(true)
+				if soft {
+					pool.cancelTask(t, errImapStopped)
+				} else {
+					t.cancel()
+					t.canceled.Store(true)
+				}
 			}
 		}()
 		next, stop := iter.Pull(seq)
@@ -381,20 +397,19 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 				if len(chunk) == 0 {
 					break
 				}
+				s, vals := sent, make([]R, len(chunk))
 				b, err := encodeChunk(chunk)
 				if err != nil {
-					yield(zero, err)
-					return
+					// This chunk's items fail; the next may encode.
+					results <- chunkOut[R]{seq: s, vals: vals, err: err}
+					sent++
+					continue
 				}
-				s, vals := sent, make([]R, len(chunk))
 				t := &task{target: f.name, chunk: true, arg: b, into: chunkInto(vals), finish: func(enc []byte, err error) {
 					if err == nil {
 						if err = decodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
 						}
-					}
-					if err != nil {
-						vals = nil
 					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
 				}}
@@ -447,16 +462,21 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 	}
 }
 
+// yieldChunk yields a chunk's results, or its error once per item, and
+// reports whether the loop goes on.
 func yieldChunk[R any](yield func(R, error) bool, c chunkOut[R]) bool {
-	if c.err != nil {
-		var zero R
-		yield(zero, c.err)
-		return false
-	}
+	var zero R
 	for _, v := range c.vals {
-		if !yield(v, nil) {
+		if c.err != nil {
+			v = zero
+		}
+		if !yield(v, c.err) {
 			return false
 		}
 	}
 	return true
 }
+
+// errImapStopped cancels the chunks of an Imap whose loop ended early;
+// nobody sees it.
+var errImapStopped = errors.New("mp: the Imap loop stopped")
