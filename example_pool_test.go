@@ -125,7 +125,7 @@ func ExampleNewExecutor() {
 	fmt.Println("callback saw:", <-called)
 
 	var mapped []int
-	for v, err := range examplePoolSquare.ExecutorMap(ctx, ex, []int{0, 1, 2, 3, 4}, 2) {
+	for v, err := range examplePoolSquare.SubmitMap(ctx, ex, []int{0, 1, 2, 3, 4}, 2) {
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func ExampleNewExecutor() {
 	fmt.Println(len(done), "done,", len(notDone), "not done")
 	fmt.Println(futs[1].Err(ctx) != nil)
 
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(examplePoolSquare.Submit(ctx, ex, 1).Err(ctx))
@@ -149,4 +149,33 @@ func ExampleNewExecutor() {
 	// 2 done, 0 not done
 	// true
 	// mp: cannot schedule new futures after shutdown
+}
+
+// examplePowArgs holds what Python's starmap would pass as separate
+// arguments.
+type examplePowArgs struct{ Base, Exp int }
+
+var examplePow = mp.Register("example.pow", func(a examplePowArgs) (int, error) {
+	r := 1
+	for range a.Exp {
+		r *= a.Base
+	}
+	return r, nil
+})
+
+// Python's pool.starmap(pow, [(2, 3), (3, 2), (10, 0)]) is a Map over
+// structs: a target has one argument, and a struct carries several.
+func ExampleFunc_Map_starmap() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		pool.Close()
+		pool.Join(context.Background())
+	}()
+	powers, err := examplePow.Map(context.Background(), pool, []examplePowArgs{{2, 3}, {3, 2}, {10, 0}}, 0)
+	fmt.Println(powers, err)
+	// Output:
+	// [8 9 1] <nil>
 }

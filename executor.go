@@ -15,7 +15,7 @@ var (
 	// ErrExecutorShutdown is the error of work submitted to an Executor
 	// after Shutdown or Terminate.
 	ErrExecutorShutdown = errors.New("mp: cannot schedule new futures after shutdown")
-	// ErrInvalidChunksize is the error of ExecutorMap with a chunksize
+	// ErrInvalidChunksize is the error of SubmitMap with a chunksize
 	// below 1, as Python's Executor.map raises ValueError.
 	ErrInvalidChunksize = errors.New("mp: chunksize must be at least 1")
 )
@@ -23,13 +23,13 @@ var (
 // Executor runs calls of registered Funcs in a Pool of worker processes
 // and returns a Future for each, like Python's
 // concurrent.futures.ProcessPoolExecutor. Give it work with the methods
-// Submit and ExecutorMap of a Func; wait for it with the Futures, with
+// Submit and SubmitMap of a Func; wait for it with the Futures, with
 // [AsCompleted] or with [WaitFutures]. Shut it down when done, as Python's
 // with-statement does:
 //
 //	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 4})
 //	...
-//	defer ex.Shutdown(ctx, true, false)
+//	defer ex.Shutdown(ctx, mp.ShutdownOptions{})
 //	fut := square.Submit(ctx, ex, 7)
 //	v, err := fut.Result(ctx)
 //
@@ -93,20 +93,30 @@ func (ex *Executor) submit(ctx context.Context, c *futureCore, t *task) {
 	}
 }
 
-// Shutdown stops the executor from taking new work: Submit and
-// ExecutorMap then fail with ErrExecutorShutdown. With cancelFutures, the
-// futures that no worker has taken yet are cancelled. With wait, Shutdown
-// then waits until every future is done and every worker has exited, or
-// until ctx is done, when it returns ctx.Err() and leaves the work going
-// (Terminate stops it). Without wait it returns at once; the workers exit
-// once the work given to them is done. Shutdown may be called more than
-// once: Shutdown(ctx, false, true) then Shutdown(ctx, true, false) cancels
-// what it can, then waits for the rest.
-func (ex *Executor) Shutdown(ctx context.Context, wait, cancelFutures bool) error {
+// ShutdownOptions say what [Executor.Shutdown] does beside refusing new
+// work. The zero value is Python's shutdown(): wait, and cancel nothing.
+type ShutdownOptions struct {
+	// NoWait makes Shutdown return at once (Python's wait=False): the
+	// workers exit once the work given to them is done.
+	NoWait bool
+	// CancelFutures cancels the futures that no worker has taken yet
+	// (Python's cancel_futures=True).
+	CancelFutures bool
+}
+
+// Shutdown stops the executor from taking new work: Submit and SubmitMap
+// then fail with ErrExecutorShutdown. With opts.CancelFutures, the
+// futures that no worker has taken yet are cancelled. Then, unless
+// opts.NoWait, Shutdown waits until every future is done and every worker
+// has exited, or until ctx is done, when it returns ctx.Err() and leaves
+// the work going (Terminate stops it). Shutdown may be called more than
+// once: with NoWait and CancelFutures, then with the zero options, it
+// cancels what it can, then waits for the rest.
+func (ex *Executor) Shutdown(ctx context.Context, opts ShutdownOptions) error {
 	ex.mu.Lock()
 	ex.shut = true
 	var queued []*futureCore
-	if cancelFutures {
+	if opts.CancelFutures {
 		for c := range ex.pending {
 			queued = append(queued, c)
 		}
@@ -116,7 +126,7 @@ func (ex *Executor) Shutdown(ctx context.Context, wait, cancelFutures bool) erro
 		c.cancel()
 	}
 	ex.pool.Close()
-	if !wait {
+	if opts.NoWait {
 		return nil
 	}
 	if err := ex.pool.Join(ctx); err != nil {
@@ -165,16 +175,17 @@ func (f *Func[A, R]) Submit(ctx context.Context, ex *Executor, arg A) *Future[R]
 	return fut
 }
 
-// ExecutorMap is Python's Executor.map: it submits f(item) for every item
-// at once, in chunks of chunksize items, and returns an iterator over the
-// results in the order of items. It is meant to be ranged over once. The
+// SubmitMap is Python's Executor.map: it submits f(item) for every item
+// at once, as Submit does, in chunks of chunksize items, and returns an
+// iterator over the results in the order of items. ctx's end cancels the
+// calls, as with Submit. It is meant to be ranged over once. The
 // iterator waits for each result in turn; the first error, or ctx ending,
 // is yielded and ends it. When the loop ends early, the chunks that no
 // worker has taken yet are cancelled. If ex has been shut down, the
 // iterator yields only ErrExecutorShutdown; if chunksize is below 1, only
 // an error matching ErrInvalidChunksize, and nothing is submitted (Python
 // raises ValueError).
-func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, chunksize int) iter.Seq2[R, error] {
+func (f *Func[A, R]) SubmitMap(ctx context.Context, ex *Executor, items []A, chunksize int) iter.Seq2[R, error] {
 	if chunksize < 1 {
 		err := fmt.Errorf("%w, got %d", ErrInvalidChunksize, chunksize)
 		return func(yield func(R, error) bool) {

@@ -86,7 +86,7 @@ func newExecutor(t *testing.T, opts mp.PoolOptions) *mp.Executor {
 	}
 	t.Cleanup(func() {
 		ex.Terminate()
-		if err := ex.Shutdown(ctxTimeout(t, 20*time.Second), true, false); err != nil {
+		if err := ex.Shutdown(ctxTimeout(t, 20*time.Second), mp.ShutdownOptions{}); err != nil {
 			t.Errorf("Shutdown after Terminate: %v", err)
 		}
 	})
@@ -390,7 +390,7 @@ func TestExecutorShutdownCancelsQueued(t *testing.T) {
 	a, b, c, d := queueBehindGate(t, ex, g)
 	// The gate is closed: Shutdown must not wait for a.
 	returned := make(chan error, 1)
-	go func() { returned <- ex.Shutdown(ctx, false, true) }()
+	go func() { returned <- ex.Shutdown(ctx, mp.ShutdownOptions{NoWait: true, CancelFutures: true}) }()
 	select {
 	case err := <-returned:
 		if err != nil {
@@ -405,14 +405,14 @@ func TestExecutorShutdownCancelsQueued(t *testing.T) {
 	if _, err := square.Submit(context.Background(), ex, 2).Result(ctx); !errors.Is(err, mp.ErrExecutorShutdown) {
 		t.Fatalf("Submit after Shutdown = %v", err)
 	}
-	for _, err := range square.ExecutorMap(ctx, ex, []int{1, 2}, 1) {
+	for _, err := range square.SubmitMap(ctx, ex, []int{1, 2}, 1) {
 		if !errors.Is(err, mp.ErrExecutorShutdown) {
-			t.Fatalf("ExecutorMap after Shutdown = %v", err)
+			t.Fatalf("SubmitMap after Shutdown = %v", err)
 		}
 		break
 	}
 	g.open("go")
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !a.Done() || !b.Done() {
@@ -432,12 +432,12 @@ func TestExecutorShutdownWaitContext(t *testing.T) {
 	f := exJobFn.Submit(context.Background(), ex, exJob{Gate: g.path("go")})
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := ex.Shutdown(short, true, false); !errors.Is(err, context.DeadlineExceeded) {
+	if err := ex.Shutdown(short, mp.ShutdownOptions{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown(wait) past its ctx = %v", err)
 	}
 	g.open("go")
 	ctx := ctxTimeout(t, 30*time.Second)
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Result(ctx); err != nil {
@@ -454,7 +454,7 @@ func TestExecutorTerminate(t *testing.T) {
 		t.Fatal("Cancel of a queued future failed")
 	}
 	ex.Terminate()
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, f := range []*mp.Future[exOut]{a, b, d} {
@@ -498,7 +498,7 @@ func TestExecutorWorkerKilled(t *testing.T) {
 	}
 }
 
-func TestExecutorMap(t *testing.T) {
+func TestSubmitMap(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
 	items := make([]int, 100)
@@ -507,7 +507,7 @@ func TestExecutorMap(t *testing.T) {
 	}
 	for _, cs := range []int{1, 7, 1000} {
 		var got []int
-		for v, err := range square.ExecutorMap(ctx, ex, items, cs) {
+		for v, err := range square.SubmitMap(ctx, ex, items, cs) {
 			if err != nil {
 				t.Fatalf("chunksize %d: %v", cs, err)
 			}
@@ -525,33 +525,33 @@ func TestExecutorMap(t *testing.T) {
 	// The first error ends it, after the results before it.
 	n := 0
 	var last error
-	for _, err := range square.ExecutorMap(ctx, ex, []int{1, 2, -3, 4}, 1) {
+	for _, err := range square.SubmitMap(ctx, ex, []int{1, 2, -3, 4}, 1) {
 		n++
 		last = err
 	}
 	if n != 3 || last == nil || !strings.Contains(last.Error(), "negative -3") {
-		t.Fatalf("ExecutorMap with a failing item: %d yields, last %v", n, last)
+		t.Fatalf("SubmitMap with a failing item: %d yields, last %v", n, last)
 	}
 	// Stopping early leaves the executor usable.
-	for range square.ExecutorMap(ctx, ex, items, 1) {
+	for range square.SubmitMap(ctx, ex, items, 1) {
 		break
 	}
 	if v, err := square.Submit(context.Background(), ex, 5).Result(ctx); err != nil || v != 25 {
-		t.Fatalf("Submit after an abandoned ExecutorMap = %d, %v", v, err)
+		t.Fatalf("Submit after an abandoned SubmitMap = %d, %v", v, err)
 	}
-	for range square.ExecutorMap(ctx, ex, nil, 1) {
-		t.Fatal("ExecutorMap of nothing yielded")
+	for range square.SubmitMap(ctx, ex, nil, 1) {
+		t.Fatal("SubmitMap of nothing yielded")
 	}
 }
 
 // Issue 10 point 19: a chunksize below 1 is refused with a typed error, as
 // Python raises ValueError; nothing is submitted.
-func TestExecutorMapRefusesBadChunksize(t *testing.T) {
+func TestSubmitMapRefusesBadChunksize(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
 	for _, cs := range []int{0, -1} {
 		n := 0
-		for v, err := range square.ExecutorMap(ctx, ex, []int{1, 2, 3}, cs) {
+		for v, err := range square.SubmitMap(ctx, ex, []int{1, 2, 3}, cs) {
 			n++
 			if !errors.Is(err, mp.ErrInvalidChunksize) || v != 0 {
 				t.Errorf("chunksize %d: yielded %d, %v", cs, v, err)
@@ -607,7 +607,7 @@ func TestExecutorMaxTasksPerChild(t *testing.T) {
 	ctx := ctxTimeout(t, 60*time.Second)
 	jobs := make([]exJob, 5)
 	pids := map[int]int{}
-	for o, err := range exJobFn.ExecutorMap(ctx, ex, jobs, 1) {
+	for o, err := range exJobFn.SubmitMap(ctx, ex, jobs, 1) {
 		if err != nil {
 			t.Fatal(err)
 		}

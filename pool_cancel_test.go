@@ -204,7 +204,7 @@ func TestSubmitCancelledCtx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Shutdown(context.Background(), true, false)
+	defer ex.Shutdown(context.Background(), mp.ShutdownOptions{})
 	bound := ctxTimeout(t, 20*time.Second)
 	done, cancel := context.WithCancel(bound)
 	cancel()

@@ -256,8 +256,8 @@ func TestPoolMapAsyncItemsFreeOnReturn(t *testing.T) {
 		strs[i] = string(rune('a' + i%26))
 	}
 	_, _, before := mp.PoolArgBytes(pool)
-	rs := strFirst.MapAsync(ctx, pool, strs, 1, nil)
-	rb := firstByte.MapAsync(ctx, pool, blobs, 1, nil)
+	rs := strFirst.MapAsync(ctx, pool, strs, 1)
+	rb := firstByte.MapAsync(ctx, pool, blobs, 1)
 	for i := range n {
 		strs[i] = "#"
 		blobs[i][0] = '#'

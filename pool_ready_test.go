@@ -81,11 +81,11 @@ func TestExecutorReadyWinsOverExpiredCtx(t *testing.T) {
 			}
 		}
 	}
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for range tries {
-		if err := ex.Shutdown(dead, true, false); err != nil {
+		if err := ex.Shutdown(dead, mp.ShutdownOptions{}); err != nil {
 			t.Fatalf("Shutdown of an executor shut down already = %v", err)
 		}
 	}

@@ -158,10 +158,11 @@ func defaultChunksize(n, workers int) int {
 
 // Map runs f on every item in pool, in chunks of chunksize items (0: as
 // Python chooses, but, for items of a variable-size type, with no more
-// than about 4 MiB of encoded items per chunk: see chunkEnds), and returns the results in order. The first
-// error stops it; so does ctx, which also stops the dispatching of chunks
-// not yet started. Options report its progress: see [WithProgress] and
-// [WithProgressBar].
+// than about 4 MiB of encoded items per chunk: see chunkEnds), and returns
+// the results in order. The first error stops it, and the chunks not yet
+// started are dropped; ctx's end cancels it: the chunks not started are
+// dropped and those running are stopped as Pool describes. Options report
+// its progress: see [WithProgress] and [WithProgressBar].
 //
 // Each chunk is encoded only when a worker takes it, into memory the pool
 // uses again for the next: beside items and the results, a Map holds
@@ -169,7 +170,7 @@ func defaultChunksize(n, workers int) int {
 func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) ([]R, error) {
 	// items cannot change while Map runs, so chunks are sent, or encoded
 	// as they are sent, from where they are.
-	res, halt := f.mapAsync(ctx, pool, items, chunksize, nil, false, opts)
+	res, halt := f.mapAsync(ctx, pool, items, chunksize, false, opts)
 	out, err := res.Get(ctx)
 	if err != nil {
 		halt(err) // ctx may be done before the AfterFunc of mapAsync has run
@@ -177,9 +178,9 @@ func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize i
 	return out, err
 }
 
-// MapAsync is Map without waiting. progress, if not nil, is called in this
-// process after each chunk with the number of items done so far and the
-// total, as with the option WithProgress(progress).
+// MapAsync is Map without waiting; ctx's end cancels it, as it does Map
+// (see Pool for what a cancelled task may still do). Options report its
+// progress: see [WithProgress] and [WithProgressBar].
 //
 // The caller may change items, and any memory they refer to, as soon as
 // MapAsync returns. Items of a fixed-size type (numbers, arrays and
@@ -189,8 +190,8 @@ func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize i
 // that may change (byte slices, maps, pointers, ...) are encoded before
 // MapAsync returns, so that their encoding is held until their chunks are
 // sent.
-func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
-	res, _ := f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) *AsyncResult[[]R] {
+	res, _ := f.mapAsync(ctx, pool, items, chunksize, true, opts)
 	return res
 }
 
@@ -199,7 +200,7 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // returns halt, which settles the Map with err if it is not settled yet,
 // and returns once no chunk is being encoded from items, nor will be: a
 // Map that returns early leaves items to its caller.
-func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
+func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
 	res := newAsyncResult[[]R]()
 	halt = func(error) {}
 	out := make([]R, len(items))
@@ -298,7 +299,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		}
 		tasks = append(tasks, t)
 	}
-	prog = newProgress(pool, f.name, len(items), progress, opts)
+	prog = newProgress(pool, f.name, len(items), opts)
 	// The Map's own watch of ctx (below) cancels its tasks.
 	if err := pool.submit(context.Background(), tasks...); err != nil {
 		prog.finish()
@@ -379,7 +380,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		pending := map[int]chunkOut[R]{}
 		want := 0
 		var zero R
-		prog := newProgress(nil, f.name, -1, nil, opts)
+		prog := newProgress(nil, f.name, -1, opts)
 		defer prog.finish()
 		doneN := 0
 		for {

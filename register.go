@@ -14,6 +14,11 @@ import (
 // the parent and the re-executed child agree on it:
 //
 //	var double = mp.Register("double", func(x int) (int, error) { return 2 * x, nil })
+//
+// A target takes one argument, so there is no Starmap: where Python's
+// starmap spreads a tuple over several parameters, give the target a
+// struct with a field for each and Map over a slice of them (see the
+// example of Map).
 type Func[A, R any] struct {
 	name string
 }

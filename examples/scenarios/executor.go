@@ -11,7 +11,7 @@ import (
 )
 
 // Executor is concurrent.futures.ProcessPoolExecutor: Submit returns a
-// Future at once; ExecutorMap yields results in order; AsCompleted yields
+// Future at once; SubmitMap yields results in order; AsCompleted yields
 // futures as they finish; a done callback runs in the parent when its
 // future is done; Shutdown waits for everything and refuses new work:
 //
@@ -29,7 +29,7 @@ func Executor(ctx context.Context, w io.Writer) error {
 	}
 	defer func() {
 		ex.Terminate()
-		ex.Shutdown(context.Background(), true, false)
+		ex.Shutdown(context.Background(), mp.ShutdownOptions{})
 	}()
 
 	v, err := square.Submit(ctx, ex, 7).Result(ctx)
@@ -40,7 +40,7 @@ func Executor(ctx context.Context, w io.Writer) error {
 	fmt.Fprintln(w, "a failed call:", square.Submit(ctx, ex, -1).Err(ctx))
 
 	var mapped []int
-	for v, err := range square.ExecutorMap(ctx, ex, []int{1, 2, 3, 4, 5, 6, 7, 8}, 2) {
+	for v, err := range square.SubmitMap(ctx, ex, []int{1, 2, 3, 4, 5, 6, 7, 8}, 2) {
 		if err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func Executor(ctx context.Context, w io.Writer) error {
 	slices.Sort(results)
 	fmt.Fprintf(w, "as completed: %d futures, results %s\n", len(results), join(results))
 
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		return err
 	}
 	mu.Lock()
