@@ -120,8 +120,15 @@ type targetStop struct {
 }
 
 // after cancels the target's ctx and calls end once the grace has passed,
-// unless the target has returned by then.
+// unless the target has returned by then. Once it has returned (the child
+// is reporting, or waiting for its own children), end is called at once:
+// there is nothing left to cancel.
 func (s *targetStop) after(end func()) {
+	s.mu.Lock()
+	if s.done {
+		end()
+	}
+	s.mu.Unlock()
 	s.cancel()
 	time.AfterFunc(s.grace, func() {
 		s.mu.Lock()

@@ -123,3 +123,37 @@ func TestParentDeathCancelsDaemonCtx(t *testing.T) {
 		t.Fatalf("daemon child after its target returned: %v", err)
 	}
 }
+
+// returnsWithChild starts a child that sleeps, reports its pid, and
+// returns: its process then waits for that child, as Python's does.
+var returnsWithChild = mp.RegisterProcCtx("test.returnsWithChild", func(ctx context.Context, out *mp.Conn) error {
+	defer out.Close()
+	c := mp.NewProcess(fail, "sleep")
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return out.Send(c.Pid())
+})
+
+// Terminate after the target returned ends the child at once, as for any
+// target: there is nothing left to cancel.
+func TestTerminateAfterCtxTargetReturned(t *testing.T) {
+	adoptOrphans(t)
+	r, w := pipe(t, false)
+	p := mp.NewProcess(returnsWithChild, w)
+	p.CancelGrace = time.Minute
+	start(t, p)
+	w.Close()
+	grandchild := recvPid(t, r)
+	t.Cleanup(func() {
+		unix.Kill(grandchild, unix.SIGKILL)
+		reapWithin(grandchild, 5*time.Second)
+	})
+	var s string
+	r.Recv(&s) // EOF: the target returned
+	p.Terminate()
+	err := p.Join(ctxTimeout(t, 10*time.Second))
+	if code, _ := p.ExitCode(); code != -15 {
+		t.Fatalf("exit code %d (%v), want -15 at once", code, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,8 +25,12 @@ type poolStep struct {
 	Ignore bool // sleep a minute, deaf to ctx
 }
 
+// mark writes this process's pid to Dir/what-ID, whole or not at all.
 func (s poolStep) mark(what string) {
-	os.WriteFile(filepath.Join(s.Dir, what+"-"+s.ID), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	name := filepath.Join(s.Dir, what+"-"+s.ID)
+	if os.WriteFile(name+".tmp", []byte(strconv.Itoa(os.Getpid())), 0o644) == nil {
+		os.Rename(name+".tmp", name)
+	}
 }
 
 func runStep(ctx context.Context, s poolStep) (string, error) {
@@ -293,4 +298,39 @@ func TestImapBreakCancelsRunning(t *testing.T) {
 		break
 	}
 	awaitFile(t, ctx, dir, "cancelled-hang")
+}
+
+// poolOwner starts a pool and gives it a task that waits for its ctx,
+// then waits to be killed.
+var poolOwner = mp.RegisterProc("test.poolOwner", func(dir string) error {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 1, CancelGrace: time.Minute})
+	if err != nil {
+		return err
+	}
+	ctxStep.ApplyAsync(context.Background(), pool, poolStep{Dir: dir, ID: "orphan", Hang: true}, nil, nil)
+	time.Sleep(time.Minute)
+	return nil
+})
+
+// A pool worker's task sees its ctx cancelled when the pool's process
+// dies, and the worker exits once the task has returned.
+func TestPoolOwnerDeathCancelsTask(t *testing.T) {
+	adoptOrphans(t)
+	dir := t.TempDir()
+	bound := ctxTimeout(t, 20*time.Second)
+	owner := start(t, mp.NewProcess(poolOwner, dir))
+	pid, err := strconv.Atoi(awaitFile(t, bound, dir, "started-orphan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		reapWithin(pid, 5*time.Second)
+	})
+	owner.Kill()
+	owner.Join(bound)
+	awaitFile(t, bound, dir, "cancelled-orphan")
+	if err := reapWithin(pid, 10*time.Second); err != nil {
+		t.Fatalf("worker %d after its task returned: %v", pid, err)
+	}
 }

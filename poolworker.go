@@ -45,11 +45,12 @@ var errInit = errors.New("mp: pool initializer failed")
 // ends, and with it the task running.
 func runPoolWorker(ctx context.Context, a workerArgs) error {
 	defer a.Conn.Close()
+	// The ledger stays mapped until the process exits: the cancel watcher
+	// reads it to the end (unmapping it under the watcher would fault).
 	led, err := openLedger(a.Ledger)
 	if err != nil {
 		return err
 	}
-	defer led.close()
 	batch := newResultSpool(a.Conn, led)
 	defer batch.stop()
 	if a.Init != "" {
