@@ -115,18 +115,28 @@ type PoolOptions struct {
 // memory shared with the pool as soon as it exists, or, for a result of
 // more than about 512 KiB, once all of it is in the pool's socket.
 //
-// Every call that gives a pool work takes a ctx, and cancelling it (or
-// its deadline passing) cancels the work: the call's result is ctx.Err()
-// at once; a task no worker has started never runs; a running task of a
-// target registered with RegisterCtx has its ctx cancelled, and its worker
-// is killed and replaced if it is still running CancelGrace later; a
-// running task of any other target has its worker killed at once. So
-// after cancellation, a task that had started may go on for up to the
-// grace (or until its worker is killed), and whatever it did stays done;
-// a task goes on running to its end only when a worker took it ahead,
-// behind another, with more than 32 cancelled at once; then it is killed
-// if still running one grace after it starts. A task still runs at most
-// once. The same holds for a TaskTimeout, whose error is ErrTaskTimeout.
+// Every call that gives a pool work takes a ctx, and its end (cancelled,
+// or past its deadline) cancels the work:
+//   - the call's result (its AsyncResult, Future, Map or Imap) is
+//     ctx.Err() at once, without waiting for any worker;
+//   - a task no worker has taken is dropped and never runs; one that a
+//     worker holds, queued behind another, is skipped by it and never runs
+//     (a worker hears the last 32 cancellations: a task it missed starts
+//     in its turn, and is then stopped as a running one);
+//   - a running task of a target registered with RegisterCtx has its ctx
+//     cancelled; if it still runs CancelGrace later, its worker is killed
+//     and replaced;
+//   - a running task of any other target has its worker killed and
+//     replaced at once.
+//
+// So after cancellation a task that had started may go on for up to the
+// grace (a RegisterCtx target) before it returns or is killed; what it did
+// stays done and its result is dropped. A task still runs at most once,
+// and only the cancelled task fails with its worker: the worker's other
+// tasks are delivered or go back to the queue, as when a worker dies. A
+// TaskTimeout stops its task the same way, with ErrTaskTimeout as the
+// error; a RegisterCtx target that returns within the grace keeps its
+// worker.
 type Pool struct {
 	opts    PoolOptions
 	initArg []byte

@@ -94,6 +94,12 @@ func runPoolWorker(ctx context.Context, a workerArgs) error {
 				return nil
 			}
 		}
+		// From here on, if this process dies, the pool fails this task
+		// rather than run it again elsewhere: the task runs at most once.
+		// Stored before the cancel requests are read: a pool that cancels
+		// the task then either sees it started (and kills this worker if
+		// it runs on) or is heard here.
+		led.started.Store(t.ID)
 		res := taskResult{ID: t.ID}
 		var out []byte
 		if led.cancelled(t.ID) {
@@ -102,9 +108,6 @@ func runPoolWorker(ctx context.Context, a workerArgs) error {
 			// counts toward MaxTasks as the pool counts it.
 			res.Err = remoteErrHere(context.Canceled, "")
 		} else {
-			// From here on, if this process dies, the pool fails this task
-			// rather than run it again elsewhere: the task runs at most once.
-			led.started.Store(t.ID)
 			start := time.Now()
 			buf.Reset()
 			out, res.Err = running.run(ctx, t, arg, &buf)
