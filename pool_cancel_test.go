@@ -334,3 +334,47 @@ func TestPoolOwnerDeathCancelsTask(t *testing.T) {
 		t.Fatalf("worker %d after its task returned: %v", pid, err)
 	}
 }
+
+// Tasks that a worker took ahead, behind a running one, and that are
+// cancelled, are skipped by the worker: they never run.
+func TestCancelledPrefetchedTasksNeverRun(t *testing.T) {
+	dir := t.TempDir()
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	bound := ctxTimeout(t, 20*time.Second)
+	// Quick tasks first, so that the worker is known to be quick and is
+	// given many tasks at once.
+	if _, err := double.Map(bound, pool, make([]int, 64), 1); err != nil {
+		t.Fatal(err)
+	}
+	busyCtx, release := context.WithCancel(bound)
+	busy := ctxStep.ApplyAsync(busyCtx, pool, poolStep{Dir: dir, ID: "busy", Hang: true}, nil, nil)
+	awaitFile(t, bound, dir, "started-busy")
+	ctx, cancel := context.WithCancel(bound)
+	var queued []*mp.AsyncResult[string]
+	for i := range 40 {
+		queued = append(queued, ctxStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: strconv.Itoa(i)}, nil, nil))
+	}
+	// Wait until the worker holds some of them behind the busy one.
+	for mp.HeldByWorkers(pool) < 2 {
+		if bound.Err() != nil {
+			t.Fatal("the worker took no task ahead")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	for _, r := range queued {
+		if _, err := r.Get(bound); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled task: %v", err)
+		}
+	}
+	release()
+	busy.Wait(bound)
+	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if exists(dir, "started-"+strconv.Itoa(i)) {
+			t.Fatalf("cancelled task %d ran", i)
+		}
+	}
+}
