@@ -378,3 +378,55 @@ func TestCancelledPrefetchedTasksNeverRun(t *testing.T) {
 		}
 	}
 }
+
+// Cancelling a Map or MapAsync cancels the ctx of its running chunks.
+func TestCancelledMapCancelsRunningChunks(t *testing.T) {
+	dir := t.TempDir()
+	pool := newPool(t, mp.PoolOptions{Processes: 2, CancelGrace: time.Minute})
+	bound := ctxTimeout(t, 20*time.Second)
+	for _, async := range []bool{false, true} {
+		id := "map" + strconv.FormatBool(async)
+		ctx, cancel := context.WithCancel(bound)
+		steps := []poolStep{{Dir: dir, ID: id, Hang: true}}
+		go func() {
+			awaitFile(t, bound, dir, "started-"+id)
+			cancel()
+		}()
+		var err error
+		if async {
+			_, err = ctxStep.MapAsync(ctx, pool, steps, 1).Get(bound)
+		} else {
+			_, err = ctxStep.Map(ctx, pool, steps, 1)
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Map (async %v): %v", async, err)
+		}
+		awaitFile(t, bound, dir, "cancelled-"+id)
+	}
+}
+
+type ctxRunner struct{ Out *mp.Conn }
+
+func (r *ctxRunner) Run() error { return errors.New("Run called instead of RunContext") }
+
+func (r *ctxRunner) RunContext(ctx context.Context) error {
+	defer r.Out.Close()
+	r.Out.Send(os.Getpid())
+	<-ctx.Done()
+	return r.Out.Send("cancelled")
+}
+
+var _ = mp.RegisterRunner[ctxRunner]("test.ctxRunner")
+
+// A Runner with RunContext sees Terminate as the cancellation of its ctx.
+func TestContextRunnerTerminate(t *testing.T) {
+	r, w := pipe(t, false)
+	p := start(t, mp.NewRunnerProcess(&ctxRunner{Out: w}))
+	w.Close()
+	recvPid(t, r)
+	p.Terminate()
+	recvCancelled(t, r)
+	if err := p.Join(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatalf("RunContext returned within the grace: %v", err)
+	}
+}
