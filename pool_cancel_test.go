@@ -389,8 +389,10 @@ func TestCancelledMapCancelsRunningChunks(t *testing.T) {
 		ctx, cancel := context.WithCancel(bound)
 		steps := []poolStep{{Dir: dir, ID: id, Hang: true}}
 		go func() {
-			awaitFile(t, bound, dir, "started-"+id)
-			cancel()
+			defer cancel()
+			for !exists(dir, "started-"+id) && bound.Err() == nil {
+				time.Sleep(time.Millisecond)
+			}
 		}()
 		var err error
 		if async {
