@@ -85,13 +85,13 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 // that sees cancellation: the ctx it is called with is cancelled when
 //
 //   - [Process.Terminate] is called: SIGTERM becomes cancellation. If fn
-//     returns within the Process's TerminateGrace, the child reports its
+//     returns within the Process's CancelGrace, the child reports its
 //     result and exits as it would have anyway (code 0, or 1 after an
 //     error); otherwise it is ended by SIGTERM at the end of the grace
 //     (exit code -15, as for a target registered with Register);
 //   - the parent process ends, however it ends, for a daemon child (the
-//     child exits TerminateGrace later if fn has not returned) and for a
-//     pool worker;
+//     child exits CancelGrace later if fn has not returned) and for a
+//     pool worker (see [PoolOptions].CancelGrace);
 //   - in a pool, the ctx of the call that gave the task is done, or the
 //     task's [PoolOptions.TaskTimeout] passes: see [Pool] for what
 //     follows.
