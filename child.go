@@ -110,19 +110,20 @@ func graceOr(d time.Duration) time.Duration {
 	return d
 }
 
-// targetStop cancels a child's target and ends the child if the target
-// does not return within the grace.
+// targetStop cancels a child's target and ends the child if it has not
+// exited within the grace.
 type targetStop struct {
 	cancel context.CancelFunc
 	grace  time.Duration
 	mu     sync.Mutex
-	done   bool // the target returned: the child ends as it would anyway
+	done   bool // the target returned
 }
 
 // after cancels the target's ctx and calls end once the grace has passed,
-// unless the target has returned by then. Once it has returned (the child
-// is reporting, or waiting for its own children), end is called at once:
-// there is nothing left to cancel.
+// if the process is still there: a target that returns in time lets the
+// child report and exit as usual, unless the child then outstays the grace
+// (waiting for children of its own, say). After the target has returned,
+// end is called at once: there is nothing left to cancel.
 func (s *targetStop) after(end func()) {
 	s.mu.Lock()
 	if s.done {
@@ -130,13 +131,7 @@ func (s *targetStop) after(end func()) {
 	}
 	s.mu.Unlock()
 	s.cancel()
-	time.AfterFunc(s.grace, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock() // held while end runs: it ends the process
-		if !s.done {
-			end()
-		}
-	})
+	time.AfterFunc(s.grace, end)
 }
 
 // returned records that the target returned.

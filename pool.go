@@ -949,16 +949,18 @@ func (p *Pool) lost(w *worker) {
 // cancelSent stops it in its worker. See Pool for the guarantees.
 func (p *Pool) cancelTask(t *task, err error) {
 	t.canceled.Store(true) // dropped if it comes back to the queue
-	withdrawn := t.cancel()
-	if t.settled.CompareAndSwap(false, true) {
+	// Settled first, so that the worker's answer to the cancellation does
+	// not reach the caller instead of err; finished last, so that once the
+	// caller has err, a task not started is sure not to start.
+	claimed := t.settled.CompareAndSwap(false, true)
+	if !t.cancel() {
+		p.mu.Lock()
+		p.cancelSent(t)
+		p.mu.Unlock()
+	}
+	if claimed {
 		t.finish(nil, err) // not deliver: t.unwatch is not this goroutine's to read
 	}
-	if withdrawn {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cancelSent(t)
 }
 
 // timeUp fails t, whose timeout has passed on w, with ErrTaskTimeout. A
@@ -970,13 +972,14 @@ func (p *Pool) timeUp(w *worker, t *task) {
 		w.p.Kill()
 		return
 	}
-	if t.settled.CompareAndSwap(false, true) {
+	claimed := t.settled.CompareAndSwap(false, true) // as in cancelTask
+	p.mu.Lock()
+	p.cancelSent(t)
+	p.mu.Unlock()
+	if claimed {
 		err := fmt.Errorf("%w after %v (its ctx cancelled in worker %s)", ErrTaskTimeout, t.timeout, w.stats.Name)
 		t.finish(nil, err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cancelSent(t)
 }
 
 // cancelSent stops t if a worker holds it: the worker skips it if it has
