@@ -305,8 +305,8 @@ func (p *Process) ExitCode() (int, bool) {
 
 // Terminate sends SIGTERM to the child, which ends it at once (exit code
 // -15) unless its target was registered with [RegisterCtx]: that target's
-// ctx is then cancelled, and the child ends as usual if the target returns
-// within CancelGrace, or with -15 once the grace has passed. Terminate
+// ctx is then cancelled, and the child ends as usual if it exits within
+// CancelGrace, or with -15 once the grace has passed. Terminate
 // does not wait: Join does. It does nothing if the child has already
 // ended, and returns ErrNotStarted before Start and ErrClosed after Close.
 func (p *Process) Terminate() error { return p.signal(syscall.SIGTERM) }

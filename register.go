@@ -87,8 +87,9 @@ func Register[A, R any](name string, fn func(A) (R, error)) *Func[A, R] {
 //   - [Process.Terminate] is called: SIGTERM becomes cancellation. If fn
 //     returns within the Process's CancelGrace, the child reports its
 //     result and exits as it would have anyway (code 0, or 1 after an
-//     error); otherwise it is ended by SIGTERM at the end of the grace
-//     (exit code -15, as for a target registered with Register);
+//     error); otherwise, or if the child is still there at the end of the
+//     grace (waiting for children of its own, say), it is ended by SIGTERM
+//     then (exit code -15, as for a target registered with Register);
 //   - the parent process ends, however it ends, for a daemon child (the
 //     child exits CancelGrace later if fn has not returned) and for a
 //     pool worker (see [PoolOptions].CancelGrace);
