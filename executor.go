@@ -406,7 +406,7 @@ func (c *futureCore) cancel() bool {
 	default:
 	}
 	c.mu.Unlock()
-	if c.task == nil || !c.task.cancel() {
+	if c.task == nil || !c.task.withdraw() {
 		return false
 	}
 	// Withdrawn: the pool will not finish it, except to fail it with

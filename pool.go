@@ -229,6 +229,19 @@ func (t *task) deliver(result []byte, err error) {
 	t.finish(result, err)
 }
 
+// withdraw is cancel for the caller's side, where t.unwatch was set: a
+// task withdrawn is never delivered, so it stops watching the caller's ctx
+// here.
+func (t *task) withdraw() bool {
+	if !t.cancel() {
+		return false
+	}
+	if t.unwatch != nil {
+		t.unwatch()
+	}
+	return true
+}
+
 // cancel withdraws t unless it has been sent to a worker, and reports
 // whether it did. The pool never sends a withdrawn task nor calls its
 // finish, except to fail it with Terminate or a broken pool.

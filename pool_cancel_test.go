@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -430,5 +432,70 @@ func TestContextRunnerTerminate(t *testing.T) {
 	recvCancelled(t, r)
 	if err := p.Join(ctxTimeout(t, 10*time.Second)); err != nil {
 		t.Fatalf("RunContext returned within the grace: %v", err)
+	}
+}
+
+// watchCountingCtx counts the watches registered on it (context.AfterFunc
+// uses this method) that are neither stopped nor fired.
+type watchCountingCtx struct {
+	context.Context
+	live atomic.Int64
+}
+
+func (c *watchCountingCtx) AfterFunc(f func()) func() bool {
+	c.live.Add(1)
+	var once sync.Once
+	done := func() { once.Do(func() { c.live.Add(-1) }) }
+	stop := context.AfterFunc(c.Context, func() { done(); f() })
+	return func() bool {
+		stopped := stop()
+		if stopped {
+			done()
+		}
+		return stopped
+	}
+}
+
+// Work given with a ctx stops watching it once it is done, delivered or
+// withdrawn: a long-lived ctx does not collect a watch per call.
+func TestCallsStopWatchingCtx(t *testing.T) {
+	dir := t.TempDir()
+	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Shutdown(context.Background(), mp.ShutdownOptions{})
+	bound := ctxTimeout(t, 20*time.Second)
+	ctx := &watchCountingCtx{Context: bound}
+	busyCtx, release := context.WithCancel(bound)
+	busy := ctxStep.Submit(busyCtx, ex, poolStep{Dir: dir, ID: "busy", Hang: true})
+	awaitFile(t, bound, dir, "started-busy")
+	var futs []*mp.Future[string]
+	for i := range 10 {
+		futs = append(futs, ctxStep.Submit(ctx, ex, poolStep{Dir: dir, ID: strconv.Itoa(i)}))
+	}
+	for _, f := range futs[:5] {
+		if !f.Cancel() {
+			t.Fatal("Cancel of a queued call failed")
+		}
+	}
+	release()
+	busy.Err(bound)
+	for _, f := range futs[5:] {
+		if err := f.Err(bound); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An Imap left early, over a target deaf to its ctx: the chunks not
+	// sent are withdrawn, the others delivered to nobody.
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	for range failNegative.Imap(ctx, pool, seqOf(50), 1) {
+		break
+	}
+	for ctx.live.Load() != 0 && bound.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if n := ctx.live.Load(); n != 0 {
+		t.Fatalf("%d watches of the ctx left", n)
 	}
 }

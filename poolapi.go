@@ -369,7 +369,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 				if soft {
 					pool.cancelTask(t, errImapStopped)
 				} else {
-					t.cancel()
+					t.withdraw()
 					t.canceled.Store(true)
 				}
 			}
