@@ -442,6 +442,10 @@ type watchCountingCtx struct {
 	live atomic.Int64
 }
 
+// Value hides the cancelCtx inside, which context.AfterFunc would use
+// instead of the method below.
+func (c *watchCountingCtx) Value(any) any { return nil }
+
 func (c *watchCountingCtx) AfterFunc(f func()) func() bool {
 	c.live.Add(1)
 	var once sync.Once
@@ -466,7 +470,9 @@ func TestCallsStopWatchingCtx(t *testing.T) {
 	}
 	defer ex.Shutdown(context.Background(), mp.ShutdownOptions{})
 	bound := ctxTimeout(t, 20*time.Second)
-	ctx := &watchCountingCtx{Context: bound}
+	long, stop := context.WithCancel(context.Background()) // outlives the test's checks
+	defer stop()
+	ctx := &watchCountingCtx{Context: long}
 	busyCtx, release := context.WithCancel(bound)
 	busy := ctxStep.Submit(busyCtx, ex, poolStep{Dir: dir, ID: "busy", Hang: true})
 	awaitFile(t, bound, dir, "started-busy")
