@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,9 +74,73 @@ func runChild(fdText string) int {
 	if err != nil {
 		return report(ctrl, nil, remoteErr(err, false))
 	}
-	go lifeline(ctrl, alive, boot.Daemon)
-	res, rerr := call(run)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := &targetStop{cancel: cancel, grace: graceOr(boot.Grace)}
+	if e.seesCtx {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		go func() {
+			<-sigs
+			stop.after(func() {
+				// The end Terminate asked for: as if no handler had been set.
+				signal.Reset(syscall.SIGTERM)
+				unix.Kill(os.Getpid(), syscall.SIGTERM)
+			})
+		}()
+	}
+	go lifeline(ctrl, alive, boot.Daemon, e.seesCtx, stop)
+	res, rerr := call(func() (any, error) { return run(ctx) })
+	stop.returned()
 	return report(ctrl, res, rerr)
+}
+
+// DefaultCancelGrace is how long a target that sees cancellation (see
+// [RegisterCtx]) has, once its ctx is cancelled, to return before its
+// process is ended, unless the caller sets another grace.
+const DefaultCancelGrace = 5 * time.Second
+
+// graceOr returns the grace d stands for: 0 means DefaultCancelGrace and a
+// negative one none.
+func graceOr(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultCancelGrace
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// targetStop cancels a child's target and ends the child if it has not
+// exited within the grace.
+type targetStop struct {
+	cancel context.CancelFunc
+	grace  time.Duration
+	mu     sync.Mutex
+	done   bool // the target returned
+}
+
+// after cancels the target's ctx and calls end once the grace has passed,
+// if the process is still there: a target that returns in time lets the
+// child report and exit as usual, unless the child then outstays the grace
+// (waiting for children of its own, say). After the target has returned,
+// end is called at once: there is nothing left to cancel.
+func (s *targetStop) after(end func()) {
+	s.mu.Lock()
+	if s.done {
+		end()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	time.AfterFunc(s.grace, end)
+}
+
+// returned records that the target returned.
+func (s *targetStop) returned() {
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
 }
 
 // closeInherited closes every descriptor above 2 but keep that this
@@ -100,15 +168,19 @@ func closeInherited(keep int) {
 }
 
 // lifeline watches the control connection: it reaches EOF when the parent
-// ends, however it ends. A daemon child then exits at once.
-func lifeline(ctrl *Conn, alive *atomic.Bool, daemon bool) {
+// ends, however it ends. A daemon child then exits: at once, or, if its
+// target sees its ctx, once the grace has passed after cancelling it.
+func lifeline(ctrl *Conn, alive *atomic.Bool, daemon, seesCtx bool, stop *targetStop) {
 	for {
 		if _, err := ctrl.RecvBytes(0); err != nil {
 			break
 		}
 	}
 	alive.Store(false)
-	if daemon {
+	switch {
+	case daemon && seesCtx:
+		stop.after(func() { os.Exit(exitFailed) })
+	case daemon:
 		os.Exit(exitFailed)
 	}
 }

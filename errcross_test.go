@@ -141,7 +141,7 @@ func TestRegisteredErrorsCross(t *testing.T) {
 	}
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
 	for arg := range crossCases {
-		checkCross(t, "Submit", arg, failWith.Submit(ex, arg).Err(ctx))
+		checkCross(t, "Submit", arg, failWith.Submit(ctx, ex, arg).Err(ctx))
 	}
 }
 

@@ -70,8 +70,8 @@ func ExampleFunc_ApplyAsync() {
 	}
 	ctx := context.Background()
 	errs := make(chan error, 1)
-	ok := examplePoolSquare.ApplyAsync(pool, 12, nil, nil)
-	bad := examplePoolSquare.ApplyAsync(pool, -1, nil, func(err error) { errs <- err })
+	ok := examplePoolSquare.ApplyAsync(ctx, pool, 12, nil, nil)
+	bad := examplePoolSquare.ApplyAsync(ctx, pool, -1, nil, func(err error) { errs <- err })
 
 	pool.Close() // no more work
 	if err := pool.Join(ctx); err != nil {
@@ -120,7 +120,7 @@ func ExampleNewExecutor() {
 	}
 	ctx := context.Background()
 
-	fut := examplePoolSquare.Submit(ex, 7)
+	fut := examplePoolSquare.Submit(ctx, ex, 7)
 	// The callback runs in this process, on a goroutine of the pool, once
 	// the future is done.
 	called := make(chan int, 1)
@@ -133,7 +133,7 @@ func ExampleNewExecutor() {
 	fmt.Println("callback saw:", <-called)
 
 	var mapped []int
-	for v, err := range examplePoolSquare.ExecutorMap(ctx, ex, []int{0, 1, 2, 3, 4}, 2) {
+	for v, err := range examplePoolSquare.SubmitMap(ctx, ex, []int{0, 1, 2, 3, 4}, 2) {
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -141,15 +141,15 @@ func ExampleNewExecutor() {
 	}
 	fmt.Println(mapped)
 
-	futs := []*mp.Future[int]{examplePoolSquare.Submit(ex, 2), examplePoolSquare.Submit(ex, -2)}
+	futs := []*mp.Future[int]{examplePoolSquare.Submit(ctx, ex, 2), examplePoolSquare.Submit(ctx, ex, -2)}
 	done, notDone, _ := mp.WaitFutures(ctx, futs, mp.AllCompleted)
 	fmt.Println(len(done), "done,", len(notDone), "not done")
 	fmt.Println(futs[1].Err(ctx) != nil)
 
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(examplePoolSquare.Submit(ex, 1).Err(ctx))
+	fmt.Println(examplePoolSquare.Submit(ctx, ex, 1).Err(ctx))
 	// Output:
 	// result: 49 <nil>
 	// callback saw: 49
@@ -291,7 +291,7 @@ func ExampleAsCompleted() {
 	ctx := context.Background()
 	var futs []*mp.Future[int]
 	for _, x := range []int{1, 2, -3} {
-		futs = append(futs, examplePoolSquare.Submit(ex, x))
+		futs = append(futs, examplePoolSquare.Submit(ctx, ex, x))
 	}
 	slices.Reverse(futs)
 	for fut, err := range mp.AsCompleted(ctx, futs...) {
@@ -307,11 +307,40 @@ func ExampleAsCompleted() {
 		fmt.Println(v, err)
 	}
 
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		log.Fatal(err)
 	}
 	// Output:
 	// 1 <nil>
 	// 4 <nil>
 	// failed in the worker: negative -3
+}
+
+// examplePowArgs holds what Python's starmap would pass as separate
+// arguments.
+type examplePowArgs struct{ Base, Exp int }
+
+var examplePow = mp.Register("example.pow", func(a examplePowArgs) (int, error) {
+	r := 1
+	for range a.Exp {
+		r *= a.Base
+	}
+	return r, nil
+})
+
+// Python's pool.starmap(pow, [(2, 3), (3, 2), (10, 0)]) is a Map over
+// structs: a target has one argument, and a struct carries several.
+func ExampleFunc_Map_starmap() {
+	pool, err := mp.NewPool(mp.PoolOptions{Processes: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() {
+		pool.Close()
+		pool.Join(context.Background())
+	}()
+	powers, err := examplePow.Map(context.Background(), pool, []examplePowArgs{{2, 3}, {3, 2}, {10, 0}}, 0)
+	fmt.Println(powers, err)
+	// Output:
+	// [8 9 1] <nil>
 }

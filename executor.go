@@ -17,7 +17,7 @@ var (
 	// ErrExecutorShutdown is the error of work submitted to an Executor
 	// after Shutdown or Terminate.
 	ErrExecutorShutdown = errors.New("mp: cannot schedule new futures after shutdown")
-	// ErrInvalidChunksize is the error of ExecutorMap with a chunksize
+	// ErrInvalidChunksize is the error of SubmitMap with a chunksize
 	// below 1, as Python's Executor.map raises ValueError.
 	ErrInvalidChunksize = errors.New("mp: chunksize must be at least 1")
 )
@@ -25,14 +25,14 @@ var (
 // Executor runs calls of registered Funcs in a Pool of worker processes
 // and returns a Future for each, like Python's
 // concurrent.futures.ProcessPoolExecutor. Give it work with the methods
-// Submit and ExecutorMap of a Func; wait for it with the Futures, with
+// Submit and SubmitMap of a Func; wait for it with the Futures, with
 // [AsCompleted] or with [WaitFutures]. Shut it down when done, as Python's
 // with-statement does:
 //
 //	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 4})
 //	...
-//	defer ex.Shutdown(ctx, true, false)
-//	fut := square.Submit(ex, 7)
+//	defer ex.Shutdown(ctx, mp.ShutdownOptions{})
+//	fut := square.Submit(ctx, ex, 7)
 //	v, err := fut.Result(ctx)
 //
 // Unlike Python's executor, which breaks as a whole when a worker dies, an
@@ -71,8 +71,8 @@ func (ex *Executor) Processes() int { return ex.pool.Processes() }
 // Stats describes the current workers, as Pool.Stats does.
 func (ex *Executor) Stats() []WorkerStats { return ex.pool.Stats() }
 
-// submit gives t, the task of c, to the pool.
-func (ex *Executor) submit(c *futureCore, t *task) {
+// submit gives t, the task of c, to the pool; ctx's end cancels it.
+func (ex *Executor) submit(ctx context.Context, c *futureCore, t *task) {
 	c.task = t
 	ex.mu.Lock()
 	if ex.shut {
@@ -87,7 +87,7 @@ func (ex *Executor) submit(c *futureCore, t *task) {
 		delete(ex.pending, c)
 		ex.mu.Unlock()
 	})
-	if err := ex.pool.submit(t); err != nil {
+	if err := ex.pool.submit(ctx, t); err != nil {
 		if errors.Is(err, ErrPoolClosed) {
 			err = ErrExecutorShutdown // Shutdown came between
 		}
@@ -95,20 +95,30 @@ func (ex *Executor) submit(c *futureCore, t *task) {
 	}
 }
 
-// Shutdown stops the executor from taking new work: Submit and
-// ExecutorMap then fail with ErrExecutorShutdown. With cancelFutures, the
-// futures that no worker has taken yet are cancelled. With wait, Shutdown
-// then waits until every future is done and every worker has exited, or
-// until ctx is done, when it returns ctx.Err() and leaves the work going
-// (Terminate stops it). Without wait it returns at once; the workers exit
-// once the work given to them is done. Shutdown may be called more than
-// once: Shutdown(ctx, false, true) then Shutdown(ctx, true, false) cancels
-// what it can, then waits for the rest.
-func (ex *Executor) Shutdown(ctx context.Context, wait, cancelFutures bool) error {
+// ShutdownOptions say what [Executor.Shutdown] does beside refusing new
+// work. The zero value is Python's shutdown(): wait, and cancel nothing.
+type ShutdownOptions struct {
+	// NoWait makes Shutdown return at once (Python's wait=False): the
+	// workers exit once the work given to them is done.
+	NoWait bool
+	// CancelFutures cancels the futures that no worker has taken yet
+	// (Python's cancel_futures=True).
+	CancelFutures bool
+}
+
+// Shutdown stops the executor from taking new work: Submit and SubmitMap
+// then fail with ErrExecutorShutdown. With opts.CancelFutures, the
+// futures that no worker has taken yet are cancelled. Then, unless
+// opts.NoWait, Shutdown waits until every future is done and every worker
+// has exited, or until ctx is done, when it returns ctx.Err() and leaves
+// the work going (Terminate stops it). Shutdown may be called more than
+// once: with NoWait and CancelFutures, then with the zero options, it
+// cancels what it can, then waits for the rest.
+func (ex *Executor) Shutdown(ctx context.Context, opts ShutdownOptions) error {
 	ex.mu.Lock()
 	ex.shut = true
 	var queued []*futureCore
-	if cancelFutures {
+	if opts.CancelFutures {
 		for c := range ex.pending {
 			queued = append(queued, c)
 		}
@@ -118,7 +128,7 @@ func (ex *Executor) Shutdown(ctx context.Context, wait, cancelFutures bool) erro
 		c.cancel()
 	}
 	ex.pool.Close()
-	if !wait {
+	if opts.NoWait {
 		return nil
 	}
 	if err := ex.pool.Join(ctx); err != nil {
@@ -151,29 +161,33 @@ func (ex *Executor) Terminate() error {
 }
 
 // Submit runs f(arg) in a worker of ex and returns its Future at once. If
-// ex has been shut down, or arg cannot be encoded, the Future has already
-// failed.
-func (f *Func[A, R]) Submit(ex *Executor, arg A) *Future[R] {
+// ex has been shut down, arg cannot be encoded or ctx is done, the Future
+// has already failed. ctx's end cancels the call: the Future fails with
+// ctx.Err() at once (Cancelled reports false: that is for Cancel), the call
+// never runs if no worker has started it, and a running one is stopped as
+// Pool describes.
+func (f *Func[A, R]) Submit(ctx context.Context, ex *Executor, arg A) *Future[R] {
 	fut := newFuture[R](ex.pool)
 	b, err := encodeOne(arg)
 	if err != nil {
 		fut.c.resolve(err, false, nil)
 		return fut
 	}
-	ex.submit(&fut.c, fut.task(f.name, false, b, decodeResult[R]))
+	ex.submit(ctx, &fut.c, fut.task(f.name, false, b, decodeResult[R]))
 	return fut
 }
 
-// ExecutorMap is Python's Executor.map: it submits f(item) for every item
-// at once, in chunks of chunksize items, and returns an iterator over the
-// results in the order of items. It is meant to be ranged over once. The
+// SubmitMap is Python's Executor.map: it submits f(item) for every item
+// at once, as Submit does, in chunks of chunksize items, and returns an
+// iterator over the results in the order of items. ctx's end cancels the
+// calls, as with Submit. It is meant to be ranged over once. The
 // iterator waits for each result in turn; the first error, or ctx ending,
 // is yielded and ends it. When the loop ends early, the chunks that no
 // worker has taken yet are cancelled. If ex has been shut down, the
 // iterator yields only ErrExecutorShutdown; if chunksize is below 1, only
 // an error matching ErrInvalidChunksize, and nothing is submitted (Python
 // raises ValueError).
-func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, chunksize int) iter.Seq2[R, error] {
+func (f *Func[A, R]) SubmitMap(ctx context.Context, ex *Executor, items []A, chunksize int) iter.Seq2[R, error] {
 	if chunksize < 1 {
 		err := fmt.Errorf("%w, got %d", ErrInvalidChunksize, chunksize)
 		return func(yield func(R, error) bool) {
@@ -200,7 +214,7 @@ func (f *Func[A, R]) ExecutorMap(ctx context.Context, ex *Executor, items []A, c
 		if b, err := encodeChunk(items[off:end]); err != nil {
 			fut.c.resolve(err, false, nil)
 		} else {
-			ex.submit(&fut.c, fut.task(f.name, true, b, decode))
+			ex.submit(ctx, &fut.c, fut.task(f.name, true, b, decode))
 		}
 		chunks = append(chunks, chunk{end - off, fut})
 	}
@@ -265,7 +279,7 @@ func newFuture[R any](pool *Pool) *Future[R] {
 func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]byte) (R, error)) *task {
 	t := &task{target: target, chunk: chunk, arg: arg}
 	t.finish = func(out []byte, err error) {
-		if t.state.Load() == taskWithdrawn {
+		if t.state.Load() == taskWithdrawn && !isCtxErr(err) {
 			fut.c.resolve(ErrCancelled, true, nil) // failed by Terminate after Cancel
 			return
 		}
@@ -279,6 +293,12 @@ func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]
 }
 
 func (fut *Future[R]) core() *futureCore { return &fut.c }
+
+// isCtxErr reports whether err is what a ctx's Err returns: a call
+// cancelled by its ctx (see Pool.cancelTask), not by Future.Cancel.
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
 
 // Result waits for the call to finish, or ctx to be done, and returns its
 // result or error: the target's error as a *RemoteError, a
@@ -388,7 +408,7 @@ func (c *futureCore) cancel() bool {
 	default:
 	}
 	c.mu.Unlock()
-	if c.task == nil || !c.task.cancel() {
+	if c.task == nil || !c.task.withdraw() {
 		return false
 	}
 	// Withdrawn: the pool will not finish it, except to fail it with

@@ -88,7 +88,7 @@ func newExecutor(t *testing.T, opts mp.PoolOptions) *mp.Executor {
 	}
 	t.Cleanup(func() {
 		ex.Terminate()
-		if err := ex.Shutdown(ctxTimeout(t, 20*time.Second), true, false); err != nil {
+		if err := ex.Shutdown(ctxTimeout(t, 20*time.Second), mp.ShutdownOptions{}); err != nil {
 			t.Errorf("Shutdown after Terminate: %v", err)
 		}
 	})
@@ -100,7 +100,7 @@ func TestExecutorSubmitAndResult(t *testing.T) {
 	ctx := ctxTimeout(t, 30*time.Second)
 	var futs []*mp.Future[int]
 	for i := range 20 {
-		futs = append(futs, square.Submit(ex, i))
+		futs = append(futs, square.Submit(context.Background(), ex, i))
 	}
 	for i, f := range futs {
 		v, err := f.Result(ctx)
@@ -114,7 +114,7 @@ func TestExecutorSubmitAndResult(t *testing.T) {
 			t.Errorf("Cancel of finished future %d succeeded", i)
 		}
 	}
-	bad := square.Submit(ex, -3)
+	bad := square.Submit(context.Background(), ex, -3)
 	err := bad.Err(ctx)
 	var re *mp.RemoteError
 	if !errors.As(err, &re) || !strings.Contains(re.Message, "negative -3") {
@@ -134,7 +134,7 @@ func TestExecutorSubmitAndResult(t *testing.T) {
 func TestExecutorResultContext(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
 	g := newGates(t)
-	f := exJobFn.Submit(ex, exJob{Gate: g.path("go")})
+	f := exJobFn.Submit(context.Background(), ex, exJob{Gate: g.path("go")})
 	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := f.Result(short); !errors.Is(err, context.DeadlineExceeded) {
@@ -157,11 +157,11 @@ func queueBehindGate(t *testing.T, ex *mp.Executor, g *gates) (a, b, c, d *mp.Fu
 	job := func(n int) exJob {
 		return exJob{N: n, Gate: g.path("go"), Mark: g.path(fmt.Sprint("ran-", n))}
 	}
-	a = exJobFn.Submit(ex, job(1))
+	a = exJobFn.Submit(context.Background(), ex, job(1))
 	waitFor(t, a.Running)
-	b = exJobFn.Submit(ex, job(2))
-	c = exJobFn.Submit(ex, job(3))
-	d = exJobFn.Submit(ex, job(4))
+	b = exJobFn.Submit(context.Background(), ex, job(2))
+	c = exJobFn.Submit(context.Background(), ex, job(3))
+	d = exJobFn.Submit(context.Background(), ex, job(4))
 	waitFor(t, func() bool { return g.exists("ran-1") })
 	return a, b, c, d
 }
@@ -221,7 +221,7 @@ func TestFutureDoneCallbacks(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
 	ctx := ctxTimeout(t, 30*time.Second)
 	g := newGates(t)
-	f := exJobFn.Submit(ex, exJob{N: 5, Gate: g.path("go")})
+	f := exJobFn.Submit(context.Background(), ex, exJob{N: 5, Gate: g.path("go")})
 	var mu sync.Mutex
 	var order []string
 	got := make(chan int, 2)
@@ -272,7 +272,7 @@ func TestFutureAsCompletedOrder(t *testing.T) {
 	g := newGates(t)
 	var futs []*mp.Future[exOut]
 	for i := range 3 {
-		futs = append(futs, exJobFn.Submit(ex, exJob{N: i, Gate: g.path(fmt.Sprint("go-", i))}))
+		futs = append(futs, exJobFn.Submit(context.Background(), ex, exJob{N: i, Gate: g.path(fmt.Sprint("go-", i))}))
 	}
 	release := []int{2, 0, 1}
 	g.open(fmt.Sprint("go-", release[0]))
@@ -295,7 +295,7 @@ func TestFutureAsCompletedOrder(t *testing.T) {
 		t.Fatalf("AsCompleted order %v, want %v", got, release)
 	}
 	// Done ones come first, in the order given; mixed result types.
-	sq := square.Submit(ex, 3)
+	sq := square.Submit(context.Background(), ex, 3)
 	if _, err := sq.Result(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestFutureAsCompletedOrder(t *testing.T) {
 		t.Errorf("AsCompleted of mixed futures gave %v", kinds)
 	}
 	// ctx ends before a future is done.
-	stuck := exJobFn.Submit(ex, exJob{Gate: g.path("never")})
+	stuck := exJobFn.Submit(context.Background(), ex, exJob{Gate: g.path("never")})
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
 	n := 0
@@ -337,8 +337,8 @@ func TestWaitFuturesModes(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
 	g := newGates(t)
-	slow := exJobFn.Submit(ex, exJob{N: 1, Gate: g.path("go")})
-	failing := exJobFn.Submit(ex, exJob{N: 2, Mode: "error"})
+	slow := exJobFn.Submit(context.Background(), ex, exJob{N: 1, Gate: g.path("go")})
+	failing := exJobFn.Submit(context.Background(), ex, exJob{N: 2, Mode: "error"})
 	futs := []*mp.Future[exOut]{slow, failing}
 
 	done, notDone, err := mp.WaitFutures(ctx, futs, mp.FirstException)
@@ -360,8 +360,8 @@ func TestWaitFuturesModes(t *testing.T) {
 	}
 	// FIRST_EXCEPTION without a failure waits for all.
 	g.open("go")
-	ok1 := exJobFn.Submit(ex, exJob{N: 3, Gate: g.path("go2")})
-	ok2 := exJobFn.Submit(ex, exJob{N: 4})
+	ok1 := exJobFn.Submit(context.Background(), ex, exJob{N: 3, Gate: g.path("go2")})
+	ok2 := exJobFn.Submit(context.Background(), ex, exJob{N: 4})
 	short2, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel2()
 	_, notDone, err = mp.WaitFutures(short2, []*mp.Future[exOut]{ok1, ok2}, mp.FirstException)
@@ -373,7 +373,7 @@ func TestWaitFuturesModes(t *testing.T) {
 	if err != nil || !slices.Equal(done, []*mp.Future[exOut]{ok1, ok2}) || len(notDone) != 0 {
 		t.Fatalf("FIRST_EXCEPTION without failures: done %v, not done %v, %v", done, notDone, err)
 	}
-	anyDone, anyNotDone, err := mp.WaitFutures(ctx, []mp.AnyFuture{slow, failing, square.Submit(ex, 2)}, mp.AllCompleted)
+	anyDone, anyNotDone, err := mp.WaitFutures(ctx, []mp.AnyFuture{slow, failing, square.Submit(context.Background(), ex, 2)}, mp.AllCompleted)
 	if err != nil || len(anyDone) != 3 || len(anyNotDone) != 0 {
 		t.Fatalf("ALL_COMPLETED: done %v, not done %v, %v", anyDone, anyNotDone, err)
 	}
@@ -392,7 +392,7 @@ func TestExecutorShutdownCancelsQueued(t *testing.T) {
 	a, b, c, d := queueBehindGate(t, ex, g)
 	// The gate is closed: Shutdown must not wait for a.
 	returned := make(chan error, 1)
-	go func() { returned <- ex.Shutdown(ctx, false, true) }()
+	go func() { returned <- ex.Shutdown(ctx, mp.ShutdownOptions{NoWait: true, CancelFutures: true}) }()
 	select {
 	case err := <-returned:
 		if err != nil {
@@ -404,17 +404,17 @@ func TestExecutorShutdownCancelsQueued(t *testing.T) {
 	if !b.Cancelled() || !c.Cancelled() || !d.Cancelled() || a.Cancelled() {
 		t.Fatalf("cancelled after Shutdown: %v %v %v %v", a.Cancelled(), b.Cancelled(), c.Cancelled(), d.Cancelled())
 	}
-	if _, err := square.Submit(ex, 2).Result(ctx); !errors.Is(err, mp.ErrExecutorShutdown) {
+	if _, err := square.Submit(context.Background(), ex, 2).Result(ctx); !errors.Is(err, mp.ErrExecutorShutdown) {
 		t.Fatalf("Submit after Shutdown = %v", err)
 	}
-	for _, err := range square.ExecutorMap(ctx, ex, []int{1, 2}, 1) {
+	for _, err := range square.SubmitMap(ctx, ex, []int{1, 2}, 1) {
 		if !errors.Is(err, mp.ErrExecutorShutdown) {
-			t.Fatalf("ExecutorMap after Shutdown = %v", err)
+			t.Fatalf("SubmitMap after Shutdown = %v", err)
 		}
 		break
 	}
 	g.open("go")
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !a.Done() || !b.Done() {
@@ -431,15 +431,15 @@ func TestExecutorShutdownCancelsQueued(t *testing.T) {
 func TestExecutorShutdownWaitContext(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
 	g := newGates(t)
-	f := exJobFn.Submit(ex, exJob{Gate: g.path("go")})
+	f := exJobFn.Submit(context.Background(), ex, exJob{Gate: g.path("go")})
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := ex.Shutdown(short, true, false); !errors.Is(err, context.DeadlineExceeded) {
+	if err := ex.Shutdown(short, mp.ShutdownOptions{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown(wait) past its ctx = %v", err)
 	}
 	g.open("go")
 	ctx := ctxTimeout(t, 30*time.Second)
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Result(ctx); err != nil {
@@ -456,7 +456,7 @@ func TestExecutorTerminate(t *testing.T) {
 		t.Fatal("Cancel of a queued future failed")
 	}
 	ex.Terminate()
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, f := range []*mp.Future[exOut]{a, b, d} {
@@ -467,7 +467,7 @@ func TestExecutorTerminate(t *testing.T) {
 	if _, err := c.Result(ctx); !errors.Is(err, mp.ErrCancelled) {
 		t.Errorf("cancelled future after Terminate = %v", err)
 	}
-	if _, err := square.Submit(ex, 1).Result(ctx); !errors.Is(err, mp.ErrExecutorShutdown) {
+	if _, err := square.Submit(context.Background(), ex, 1).Result(ctx); !errors.Is(err, mp.ErrExecutorShutdown) {
 		t.Errorf("Submit after Terminate = %v", err)
 	}
 }
@@ -475,10 +475,10 @@ func TestExecutorTerminate(t *testing.T) {
 func TestExecutorWorkerKilled(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
-	dying := exJobFn.Submit(ex, exJob{Mode: "die"})
+	dying := exJobFn.Submit(context.Background(), ex, exJob{Mode: "die"})
 	var others []*mp.Future[int]
 	for i := range 10 {
-		others = append(others, square.Submit(ex, i))
+		others = append(others, square.Submit(context.Background(), ex, i))
 	}
 	err := dying.Err(ctx)
 	var wl *mp.WorkerLostError
@@ -491,7 +491,7 @@ func TestExecutorWorkerKilled(t *testing.T) {
 		}
 	}
 	// The executor goes on with a new worker.
-	if v, err := square.Submit(ex, 9).Result(ctx); err != nil || v != 81 {
+	if v, err := square.Submit(context.Background(), ex, 9).Result(ctx); err != nil || v != 81 {
 		t.Fatalf("Submit after a worker loss = %d, %v", v, err)
 	}
 	// Workers start on demand: the lost one is replaced when work needs it.
@@ -500,7 +500,7 @@ func TestExecutorWorkerKilled(t *testing.T) {
 	}
 }
 
-func TestExecutorMap(t *testing.T) {
+func TestSubmitMap(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
 	items := make([]int, 100)
@@ -509,7 +509,7 @@ func TestExecutorMap(t *testing.T) {
 	}
 	for _, cs := range []int{1, 7, 1000} {
 		var got []int
-		for v, err := range square.ExecutorMap(ctx, ex, items, cs) {
+		for v, err := range square.SubmitMap(ctx, ex, items, cs) {
 			if err != nil {
 				t.Fatalf("chunksize %d: %v", cs, err)
 			}
@@ -527,33 +527,33 @@ func TestExecutorMap(t *testing.T) {
 	// The first error ends it, after the results before it.
 	n := 0
 	var last error
-	for _, err := range square.ExecutorMap(ctx, ex, []int{1, 2, -3, 4}, 1) {
+	for _, err := range square.SubmitMap(ctx, ex, []int{1, 2, -3, 4}, 1) {
 		n++
 		last = err
 	}
 	if n != 3 || last == nil || !strings.Contains(last.Error(), "negative -3") {
-		t.Fatalf("ExecutorMap with a failing item: %d yields, last %v", n, last)
+		t.Fatalf("SubmitMap with a failing item: %d yields, last %v", n, last)
 	}
 	// Stopping early leaves the executor usable.
-	for range square.ExecutorMap(ctx, ex, items, 1) {
+	for range square.SubmitMap(ctx, ex, items, 1) {
 		break
 	}
-	if v, err := square.Submit(ex, 5).Result(ctx); err != nil || v != 25 {
-		t.Fatalf("Submit after an abandoned ExecutorMap = %d, %v", v, err)
+	if v, err := square.Submit(context.Background(), ex, 5).Result(ctx); err != nil || v != 25 {
+		t.Fatalf("Submit after an abandoned SubmitMap = %d, %v", v, err)
 	}
-	for range square.ExecutorMap(ctx, ex, nil, 1) {
-		t.Fatal("ExecutorMap of nothing yielded")
+	for range square.SubmitMap(ctx, ex, nil, 1) {
+		t.Fatal("SubmitMap of nothing yielded")
 	}
 }
 
 // Issue 10 point 19: a chunksize below 1 is refused with a typed error, as
 // Python raises ValueError; nothing is submitted.
-func TestExecutorMapRefusesBadChunksize(t *testing.T) {
+func TestSubmitMapRefusesBadChunksize(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
 	for _, cs := range []int{0, -1} {
 		n := 0
-		for v, err := range square.ExecutorMap(ctx, ex, []int{1, 2, 3}, cs) {
+		for v, err := range square.SubmitMap(ctx, ex, []int{1, 2, 3}, cs) {
 			n++
 			if !errors.Is(err, mp.ErrInvalidChunksize) || v != 0 {
 				t.Errorf("chunksize %d: yielded %d, %v", cs, v, err)
@@ -578,7 +578,7 @@ func TestExecutorStartsWorkersOnDemand(t *testing.T) {
 		t.Fatalf("workers before any task: %+v", st)
 	}
 	for i := range 5 {
-		if v, err := square.Submit(ex, i).Result(ctx); err != nil || v != i*i {
+		if v, err := square.Submit(context.Background(), ex, i).Result(ctx); err != nil || v != i*i {
 			t.Fatalf("Result = %d, %v", v, err)
 		}
 		if st := ex.Stats(); len(st) != 1 {
@@ -590,7 +590,7 @@ func TestExecutorStartsWorkersOnDemand(t *testing.T) {
 	g := newGates(t)
 	var futs []*mp.Future[exOut]
 	for i := range 6 {
-		futs = append(futs, exJobFn.Submit(ex, exJob{N: i, Gate: g.path("go")}))
+		futs = append(futs, exJobFn.Submit(context.Background(), ex, exJob{N: i, Gate: g.path("go")}))
 	}
 	waitFor(t, func() bool { return len(ex.Stats()) == 4 })
 	g.open("go")
@@ -609,7 +609,7 @@ func TestExecutorMaxTasksPerChild(t *testing.T) {
 	ctx := ctxTimeout(t, 60*time.Second)
 	jobs := make([]exJob, 5)
 	pids := map[int]int{}
-	for o, err := range exJobFn.ExecutorMap(ctx, ex, jobs, 1) {
+	for o, err := range exJobFn.SubmitMap(ctx, ex, jobs, 1) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -107,8 +107,17 @@ type PoolOptions struct {
 	// it (in bytes) after a task.
 	MaxMemory uint64
 	// TaskTimeout, if > 0, limits each task: a task still running after it
-	// fails with ErrTaskTimeout and its worker is killed and replaced.
+	// fails with ErrTaskTimeout. Its worker is killed and replaced at once,
+	// unless the target was registered with RegisterCtx: its ctx is then
+	// cancelled, and the worker is killed only if the target has not
+	// returned within CancelGrace.
 	TaskTimeout time.Duration
+	// CancelGrace is how long a task of a target registered with
+	// RegisterCtx has, once its ctx is cancelled (see Pool), to return
+	// before its worker is killed and replaced; also how long a worker
+	// lives on after this process ends, for its task to see that. 0 means
+	// DefaultCancelGrace (5 s), a negative grace none.
+	CancelGrace time.Duration
 	// CallbackPanic, if set, is called with the value and the stack of a
 	// panic in a callback that the pool runs: ApplyAsync's callbacks, a
 	// Future's done-callbacks, a Map's progress function. Either way the
@@ -145,6 +154,29 @@ type PoolOptions struct {
 // counts as running from its start until its result is published: in
 // memory shared with the pool as soon as it exists, or, for a result of
 // more than about 512 KiB, once all of it is in the pool's socket.
+//
+// Every call that gives a pool work takes a ctx, and its end (cancelled,
+// or past its deadline) cancels the work:
+//   - the call's result (its AsyncResult, Future, Map or Imap) is
+//     ctx.Err() at once, without waiting for any worker;
+//   - a task no worker has taken is dropped and never runs; one that a
+//     worker holds, queued behind another, is skipped by it and never runs
+//     (a worker hears the last 32 cancellations: a task it missed starts
+//     in its turn, and is then stopped as a running one);
+//   - a running task of a target registered with RegisterCtx has its ctx
+//     cancelled; if it still runs CancelGrace later, its worker is killed
+//     and replaced;
+//   - a running task of any other target has its worker killed and
+//     replaced at once.
+//
+// So after cancellation a task that had started may go on for up to the
+// grace (a RegisterCtx target) before it returns or is killed; what it did
+// stays done and its result is dropped. A task still runs at most once,
+// and only the cancelled task fails with its worker: the worker's other
+// tasks are delivered or go back to the queue, as when a worker dies. A
+// TaskTimeout stops its task the same way, with ErrTaskTimeout as the
+// error; a RegisterCtx target that returns within the grace keeps its
+// worker.
 type Pool struct {
 	opts    PoolOptions
 	initArg []byte
@@ -198,14 +230,25 @@ type task struct {
 	arg     []byte
 	into    []byte // where a large result may be received, if known
 	timeout time.Duration
-	// finish receives the encoded result or the error, once.
-	finish   func(result []byte, err error)
+	// finish receives the encoded result or the error, once: call it
+	// through deliver or cancelTask.
+	finish  func(result []byte, err error)
+	settled atomic.Bool // finish was called
+	// unwatch, if set, stops watching the caller's ctx. Set before the
+	// task is queued, and read by deliver only (not by the watcher).
+	unwatch  func() bool
 	canceled atomic.Bool
 	// state tells whether the task went to a worker or was withdrawn by
 	// cancel first: taskQueued, taskSent or taskWithdrawn.
 	state atomic.Int32
 
-	timer *time.Timer // kills the worker running it once the timeout is over
+	timer *time.Timer // stops it once the timeout is over (see timeUp)
+	// Under the pool's lock: the worker it was sent to last, and the timer
+	// that kills that worker if the task still runs a grace after it was
+	// cancelled (see cancelSent).
+	w        *worker
+	kill     *time.Timer
+	timedOut atomic.Bool // its timeout passed
 
 	// encode, if set, writes the argument into buf (arg is then nil): a
 	// Map's chunk is encoded only when it is sent to a worker, and again if
@@ -219,6 +262,30 @@ const (
 	taskSent
 	taskWithdrawn
 )
+
+// deliver calls t's finish with its outcome unless it was called before.
+func (t *task) deliver(result []byte, err error) {
+	if !t.settled.CompareAndSwap(false, true) {
+		return
+	}
+	if t.unwatch != nil {
+		t.unwatch()
+	}
+	t.finish(result, err)
+}
+
+// withdraw is cancel for the caller's side, where t.unwatch was set: a
+// task withdrawn is never delivered, so it stops watching the caller's ctx
+// here.
+func (t *task) withdraw() bool {
+	if !t.cancel() {
+		return false
+	}
+	if t.unwatch != nil {
+		t.unwatch()
+	}
+	return true
+}
 
 // cancel withdraws t unless it has been sent to a worker, and reports
 // whether it did. The pool never sends a withdrawn task nor calls its
@@ -400,6 +467,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 	proc := NewProcess(poolWorker, args)
 	proc.Name = name
 	proc.Daemon = true
+	proc.CancelGrace = p.opts.CancelGrace // its tasks see the end of this process
 	err = proc.Start()
 	b.Close()
 	if err != nil {
@@ -444,8 +512,20 @@ func (p *Pool) takeSlot(slot int) int {
 }
 
 // submit queues tasks for the dispatcher; a single task for which a
-// worker has room goes to it at once.
-func (p *Pool) submit(ts ...*task) error {
+// worker has room goes to it at once. ctx's end cancels them (see
+// cancelTask); if it has ended already, nothing is queued and submit
+// returns ctx.Err().
+func (p *Pool) submit(ctx context.Context, ts ...*task) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ctx.Done() != nil {
+		for _, t := range ts {
+			// Its finish stops this (deliver), but not when the ctx
+			// ended first: unwatch is set only now, before t is queued.
+			t.unwatch = context.AfterFunc(ctx, func() { p.cancelTask(t, ctx.Err()) })
+		}
+	}
 	p.mu.Lock()
 	if p.state != poolRunning {
 		p.mu.Unlock()
@@ -564,9 +644,9 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 		}
 		if t.timeout > 0 {
 			w.exclusive = true
-			proc := w.p
-			t.timer = time.AfterFunc(t.timeout, func() { proc.Kill() })
+			t.timer = time.AfterFunc(t.timeout, func() { p.timeUp(w, t) })
 		}
+		t.w = w
 		w.pending = append(w.pending, t)
 		sent = append(sent, t)
 	}
@@ -634,7 +714,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 	w.msgs = msgs[:0]
 	w.sendMu.Unlock()
 	for i, t := range failed {
-		t.finish(nil, failErrs[i])
+		t.deliver(nil, failErrs[i])
 	}
 }
 
@@ -780,11 +860,14 @@ func (p *Pool) read(w *worker) {
 		if t.timer != nil {
 			t.timer.Stop()
 		}
+		if t.kill != nil {
+			t.kill.Stop()
+		}
 		p.mu.Unlock()
 		if res.Err != nil {
-			t.finish(nil, res.Err)
+			t.deliver(nil, res.Err)
 		} else {
-			t.finish(out, nil)
+			t.deliver(out, nil)
 		}
 	}
 	p.lost(w)
@@ -858,6 +941,12 @@ func (p *Pool) lost(w *worker) {
 	p.slots[w.slot] = false // for its replacement, or a later worker
 	pending := w.pending
 	w.pending = nil
+	for _, t := range pending {
+		if t.kill != nil {
+			t.kill.Stop() // w is gone, and the task with it or back in the queue
+			t.kill = nil
+		}
+	}
 	// Only ids of tasks sent to w count: the ledger is the worker's to write.
 	type delivery struct {
 		t   *task
@@ -879,8 +968,12 @@ func (p *Pool) lost(w *worker) {
 	stopped := p.state == poolTerminated || p.broken != nil
 	failErrs := make([]error, len(failed))
 	var timedOut *task
+	cancelled := false // a task its caller cancelled was among them
 	for i, t := range failed {
-		expired := t.timer != nil && !t.timer.Stop()
+		expired := t.timedOut.Load() || t.timer != nil && !t.timer.Stop()
+		if t.canceled.Load() {
+			cancelled = true
+		}
 		switch {
 		case stopped:
 			failErrs[i] = p.termErr()
@@ -918,18 +1011,18 @@ func (p *Pool) lost(w *worker) {
 	retiring, tasks := w.retiring, w.stats.Tasks
 	p.mu.Unlock()
 	if !stopped {
-		p.logWorkerEnd(w, wanted, code, retiring, tasks, timedOut)
+		p.logWorkerEnd(w, wanted, code, retiring, tasks, timedOut, cancelled)
 	}
 	// Results first, decoded before the ledger goes; then the failures.
 	for _, d := range delivered {
 		if d.rec.res.Err != nil {
-			d.t.finish(nil, d.rec.res.Err)
+			d.t.deliver(nil, d.rec.res.Err)
 		} else {
-			d.t.finish(d.rec.out, nil)
+			d.t.deliver(d.rec.out, nil)
 		}
 	}
 	for i, t := range failed {
-		t.finish(nil, failErrs[i])
+		t.deliver(nil, failErrs[i])
 	}
 	w.led.close()
 	if replace {
@@ -947,12 +1040,17 @@ func (p *Pool) lost(w *worker) {
 // let it go: it left with code 0 without having said it would. replaced
 // tells whether the pool replaces it, at once, or once there is work for
 // it in a lazy pool (an Executor's).
-func (p *Pool) logWorkerEnd(w *worker, replaced bool, code int, retiring bool, tasks int, timedOut *task) {
+func (p *Pool) logWorkerEnd(w *worker, replaced bool, code int, retiring bool, tasks int, timedOut *task, cancelled bool) {
 	attrs := make([]slog.Attr, 0, 6)
 	level := slog.LevelWarn
 	switch {
 	case timedOut != nil:
 		attrs = append(attrs, slog.String("reason", "task timeout"), slog.Duration("timeout", timedOut.timeout))
+	case cancelled:
+		// Killed by the pool: the task's caller cancelled it, and it
+		// did not stop within the grace.
+		level = slog.LevelInfo
+		attrs = append(attrs, slog.String("reason", "task cancelled"))
 	case code < 0:
 		attrs = append(attrs, slog.String("reason", "died"), slog.Int("signal", -code))
 	case code > 0:
@@ -973,6 +1071,83 @@ func (p *Pool) logWorkerEnd(w *worker, replaced bool, code int, retiring bool, t
 		msg = "mp: pool worker ended"
 	}
 	mplog.Or(p.opts.Logger).LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// cancelTask stops t, whose caller's ctx ended with err: its caller gets
+// err at once; t never runs if it has not been sent to a worker, else
+// cancelSent stops it in its worker. See Pool for the guarantees.
+func (p *Pool) cancelTask(t *task, err error) {
+	t.canceled.Store(true) // dropped if it comes back to the queue
+	// Settled first, so that the worker's answer to the cancellation does
+	// not reach the caller instead of err; finished last, so that once the
+	// caller has err, a task not started is sure not to start.
+	claimed := t.settled.CompareAndSwap(false, true)
+	if !t.cancel() {
+		p.mu.Lock()
+		p.cancelSent(t)
+		p.mu.Unlock()
+	}
+	if claimed {
+		t.finish(nil, err) // not deliver: t.unwatch is not this goroutine's to read
+	}
+}
+
+// timeUp fails t, whose timeout has passed on w, with ErrTaskTimeout. A
+// task of a target that does not see its ctx is stopped by killing w at
+// once (lost fails it); any other has its ctx cancelled first.
+func (p *Pool) timeUp(w *worker, t *task) {
+	t.timedOut.Store(true)
+	if !seesCtx(t.target) {
+		w.p.Kill()
+		return
+	}
+	claimed := t.settled.CompareAndSwap(false, true) // as in cancelTask
+	p.mu.Lock()
+	p.cancelSent(t)
+	p.mu.Unlock()
+	if claimed {
+		err := fmt.Errorf("%w after %v (its ctx cancelled in worker %s)", ErrTaskTimeout, t.timeout, w.stats.Name)
+		t.finish(nil, err)
+	}
+}
+
+// cancelSent stops t if a worker holds it: the worker skips it if it has
+// not started it, or cancels its ctx; if t runs in it a grace later (at
+// once for a target that does not see its ctx), the worker is killed, and
+// lost replaces it. Called with p.mu held.
+func (p *Pool) cancelSent(t *task) {
+	w := t.w
+	if w == nil || taskIndex(w.pending, t.id) < 0 || t.kill != nil {
+		return // answered, back in the queue (and dropped there), or stopping
+	}
+	w.led.requestCancel(t.id)
+	grace := graceOr(p.opts.CancelGrace)
+	first := grace
+	if !seesCtx(t.target) {
+		first = 0
+	}
+	var check func()
+	check = func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if t.w != w || taskIndex(w.pending, t.id) < 0 {
+			return
+		}
+		if w.led.started.Load() == t.id {
+			w.p.Kill()
+			return
+		}
+		// Held behind another task, and asked to skip it: look again in
+		// case it starts anyway (see ledger.requestCancel).
+		t.kill = time.AfterFunc(max(grace, time.Millisecond), check)
+	}
+	t.kill = time.AfterFunc(first, check)
+}
+
+// seesCtx reports whether target was registered to see its ctx.
+func seesCtx(target string) bool {
+	e, ok := lookup(target)
+	return ok && e.seesCtx
 }
 
 // taskIndex returns the index of the task with id in ts, or -1.
@@ -1018,7 +1193,7 @@ func (p *Pool) breakPool(err error) {
 	q := p.queue
 	p.queue = nil
 	for _, t := range q {
-		go t.finish(nil, err)
+		go t.deliver(nil, err)
 	}
 	for w := range p.workers {
 		w.p.Kill()
@@ -1066,7 +1241,7 @@ func (p *Pool) Terminate() error {
 	p.wake.Broadcast()
 	p.mu.Unlock()
 	for _, t := range q {
-		t.finish(nil, ErrPoolTerminated)
+		t.deliver(nil, ErrPoolTerminated)
 	}
 	p.checkDone()
 	return nil

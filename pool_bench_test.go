@@ -53,7 +53,7 @@ func BenchmarkPoolApplyAsync(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		for i := range rs {
-			rs[i] = double.ApplyAsync(p, i, nil, nil)
+			rs[i] = double.ApplyAsync(context.Background(), p, i, nil, nil)
 		}
 		for i, r := range rs {
 			if v, err := r.Get(ctx); err != nil || v != 2*i {

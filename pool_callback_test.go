@@ -3,6 +3,7 @@
 package mp_test
 
 import (
+	"context"
 	"io"
 	"os"
 	"strings"
@@ -52,9 +53,9 @@ func TestPoolCallbackPanicIsReported(t *testing.T) {
 	ctx := ctxTimeout(t, 30*time.Second)
 	var ran sync.WaitGroup
 	ran.Add(3)
-	r1 := double.ApplyAsync(pool, 1, func(int) { ran.Done(); panicInCallback("callback") }, nil)
-	r2 := poolJobFn.ApplyAsync(pool, poolJob{Mode: "error"}, nil, func(error) { ran.Done(); panicInCallback("error callback") })
-	r3 := double.ApplyAsync(pool, 3, func(int) { ran.Done() }, nil)
+	r1 := double.ApplyAsync(context.Background(), pool, 1, func(int) { ran.Done(); panicInCallback("callback") }, nil)
+	r2 := poolJobFn.ApplyAsync(context.Background(), pool, poolJob{Mode: "error"}, nil, func(error) { ran.Done(); panicInCallback("error callback") })
+	r3 := double.ApplyAsync(context.Background(), pool, 3, func(int) { ran.Done() }, nil)
 	if v, err := r1.Get(ctx); v != 2 || err != nil {
 		t.Errorf("first = %d, %v", v, err)
 	}
@@ -81,7 +82,7 @@ func TestExecutorDoneCallbackPanicIsReported(t *testing.T) {
 	var got callbackPanics
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1, CallbackPanic: got.report})
 	ctx := ctxTimeout(t, 30*time.Second)
-	fut := double.Submit(ex, 5)
+	fut := double.Submit(context.Background(), ex, 5)
 	var second sync.WaitGroup
 	second.Add(1)
 	fut.AddDoneCallback(func(*mp.Future[int]) { panicInCallback("first") })
@@ -92,7 +93,7 @@ func TestExecutorDoneCallbackPanicIsReported(t *testing.T) {
 	second.Wait()
 	// Added once it is done: it runs here, and is reported the same way.
 	fut.AddDoneCallback(func(*mp.Future[int]) { panicInCallback("late") })
-	if v, err := double.Submit(ex, 6).Result(ctx); v != 12 || err != nil {
+	if v, err := double.Submit(context.Background(), ex, 6).Result(ctx); v != 12 || err != nil {
 		t.Fatalf("next Result = %d, %v", v, err)
 	}
 	got.check(t, "first", "late")
@@ -108,7 +109,7 @@ func TestPoolCallbackPanicGoesToStderr(t *testing.T) {
 	}
 	stderr := os.Stderr
 	os.Stderr = w
-	res := double.ApplyAsync(pool, 1, func(int) { panicInCallback("to stderr") }, nil)
+	res := double.ApplyAsync(context.Background(), pool, 1, func(int) { panicInCallback("to stderr") }, nil)
 	_, err = res.Get(ctx)
 	next, err2 := double.Apply(ctx, pool, 2)
 	os.Stderr = stderr

@@ -187,7 +187,7 @@ func TestPoolWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
 		_, err := double.Apply(ctx, pool, 1)
 		return err
 	}, func(j trackJob) pendingResult {
-		r := trackedTask.ApplyAsync(pool, j, nil, nil)
+		r := trackedTask.ApplyAsync(context.Background(), pool, j, nil, nil)
 		return pendingResult{r.Ready, r.Get}
 	}, pool.Stats)
 }
@@ -196,9 +196,9 @@ func TestPoolWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
 func TestExecutorWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
 	checkWorkerDeath(t, func(ctx context.Context) error {
-		return double.Submit(ex, 1).Err(ctx)
+		return double.Submit(context.Background(), ex, 1).Err(ctx)
 	}, func(j trackJob) pendingResult {
-		f := trackedTask.Submit(ex, j)
+		f := trackedTask.Submit(context.Background(), ex, j)
 		return pendingResult{f.Done, f.Result}
 	}, ex.Stats)
 }
@@ -250,7 +250,7 @@ func checkIdleDeaths(t *testing.T, submit func(trackJob) pendingResult, stats fu
 func TestPoolIdleWorkersKilledFailNothing(t *testing.T) {
 	pool := newPool(t, mp.PoolOptions{Processes: 2})
 	checkIdleDeaths(t, func(j trackJob) pendingResult {
-		r := trackedTask.ApplyAsync(pool, j, nil, nil)
+		r := trackedTask.ApplyAsync(context.Background(), pool, j, nil, nil)
 		return pendingResult{r.Ready, r.Get}
 	}, pool.Stats)
 }
@@ -258,7 +258,7 @@ func TestPoolIdleWorkersKilledFailNothing(t *testing.T) {
 func TestExecutorIdleWorkersKilledFailNothing(t *testing.T) {
 	ex := newExecutor(t, mp.PoolOptions{Processes: 2})
 	checkIdleDeaths(t, func(j trackJob) pendingResult {
-		f := trackedTask.Submit(ex, j)
+		f := trackedTask.Submit(context.Background(), ex, j)
 		return pendingResult{f.Done, f.Result}
 	}, ex.Stats)
 }

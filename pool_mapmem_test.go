@@ -142,7 +142,7 @@ func TestPoolMapChunksOfDeadWorkerEncodedAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stopper := trackedTask.ApplyAsync(pool, trackJob{Tracker: tr.mem.Name(), N: n, Stop: true}, nil, nil)
+	stopper := trackedTask.ApplyAsync(context.Background(), pool, trackJob{Tracker: tr.mem.Name(), N: n, Stop: true}, nil, nil)
 	waitFor(t, func() bool { return tr.starts(n) == 1 && procState(tr.pid(n)) == 'T' })
 	pid := tr.pid(n)
 	_, _, before := mp.PoolArgBytes(pool)
@@ -258,8 +258,8 @@ func TestPoolMapAsyncItemsFreeOnReturn(t *testing.T) {
 		strs[i] = string(rune('a' + i%26))
 	}
 	_, _, before := mp.PoolArgBytes(pool)
-	rs := strFirst.MapAsync(ctx, pool, strs, 1, nil)
-	rb := firstByte.MapAsync(ctx, pool, blobs, 1, nil)
+	rs := strFirst.MapAsync(ctx, pool, strs, 1)
+	rb := firstByte.MapAsync(ctx, pool, blobs, 1)
 	for i := range n {
 		strs[i] = "#"
 		blobs[i][0] = '#'

@@ -160,9 +160,9 @@ func TestWorkerIDExecutor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ex.Shutdown(ctx, true, false)
+	defer ex.Shutdown(ctx, mp.ShutdownOptions{})
 	tr := newTracker(t, 1)
-	meet(t, ctx, func(j meetJob) (slotReport, error) { return meetTask.Submit(ex, j).Result(ctx) }, tr, 0, 2)
+	meet(t, ctx, func(j meetJob) (slotReport, error) { return meetTask.Submit(ctx, ex, j).Result(ctx) }, tr, 0, 2)
 }
 
 // TestPoolLogsWorkerReplaced checks the record of each way a worker ends

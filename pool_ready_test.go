@@ -24,7 +24,7 @@ func TestPoolReadyWinsOverExpiredCtx(t *testing.T) {
 	const tries = 200
 	pool := newPool(t, mp.PoolOptions{Processes: 1})
 	ctx := ctxTimeout(t, 30*time.Second)
-	res := double.ApplyAsync(pool, 4, nil, nil)
+	res := double.ApplyAsync(context.Background(), pool, 4, nil, nil)
 	if _, err := res.Get(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestExecutorReadyWinsOverExpiredCtx(t *testing.T) {
 	const tries = 200
 	ex := newExecutor(t, mp.PoolOptions{Processes: 1})
 	ctx := ctxTimeout(t, 30*time.Second)
-	futs := []*mp.Future[int]{double.Submit(ex, 1), double.Submit(ex, 2), double.Submit(ex, 3)}
+	futs := []*mp.Future[int]{double.Submit(context.Background(), ex, 1), double.Submit(context.Background(), ex, 2), double.Submit(context.Background(), ex, 3)}
 	for _, f := range futs {
 		if _, err := f.Result(ctx); err != nil {
 			t.Fatal(err)
@@ -83,11 +83,11 @@ func TestExecutorReadyWinsOverExpiredCtx(t *testing.T) {
 			}
 		}
 	}
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for range tries {
-		if err := ex.Shutdown(dead, true, false); err != nil {
+		if err := ex.Shutdown(dead, mp.ShutdownOptions{}); err != nil {
 			t.Fatalf("Shutdown of an executor shut down already = %v", err)
 		}
 	}

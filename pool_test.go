@@ -99,7 +99,7 @@ func TestPoolApplyAndMap(t *testing.T) {
 	}
 	// ApplyAsync with callbacks that run here.
 	pids := make(chan int, 1)
-	res := poolJobFn.ApplyAsync(pool, poolJob{N: 1}, func(o poolOut) { pids <- os.Getpid() }, nil)
+	res := poolJobFn.ApplyAsync(context.Background(), pool, poolJob{N: 1}, func(o poolOut) { pids <- os.Getpid() }, nil)
 	o, err := res.Get(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestPoolApplyAndMap(t *testing.T) {
 		t.Errorf("Successful = %v, %v", ok, err)
 	}
 	errs := make(chan error, 1)
-	res = poolJobFn.ApplyAsync(pool, poolJob{Mode: "error", N: 7}, nil, func(err error) { errs <- err })
+	res = poolJobFn.ApplyAsync(context.Background(), pool, poolJob{Mode: "error", N: 7}, nil, func(err error) { errs <- err })
 	if _, err := res.Get(ctx); err == nil || !strings.Contains(err.Error(), "task 7 failed") {
 		t.Fatalf("failing task = %v", err)
 	}
@@ -177,10 +177,10 @@ func TestPoolImap(t *testing.T) {
 func TestPoolWorkerKilledMidTask(t *testing.T) {
 	pool := newPool(t, mp.PoolOptions{Processes: 2})
 	ctx := ctxTimeout(t, 30*time.Second)
-	dying := poolJobFn.ApplyAsync(pool, poolJob{Mode: "die"}, nil, nil)
+	dying := poolJobFn.ApplyAsync(context.Background(), pool, poolJob{Mode: "die"}, nil, nil)
 	var others []*mp.AsyncResult[poolOut]
 	for i := 0; i < 10; i++ {
-		others = append(others, poolJobFn.ApplyAsync(pool, poolJob{N: i, Sleep: time.Millisecond}, nil, nil))
+		others = append(others, poolJobFn.ApplyAsync(context.Background(), pool, poolJob{N: i, Sleep: time.Millisecond}, nil, nil))
 	}
 	_, err := dying.Get(ctx)
 	var wl *mp.WorkerLostError
@@ -288,7 +288,7 @@ func TestPoolTerminateWhileBusy(t *testing.T) {
 	}
 	var rs []*mp.AsyncResult[poolOut]
 	for i := 0; i < 6; i++ {
-		rs = append(rs, poolJobFn.ApplyAsync(pool, poolJob{Sleep: time.Minute}, nil, nil))
+		rs = append(rs, poolJobFn.ApplyAsync(context.Background(), pool, poolJob{Sleep: time.Minute}, nil, nil))
 	}
 	time.Sleep(50 * time.Millisecond)
 	pool.Terminate()
@@ -312,7 +312,7 @@ func TestPoolCloseJoinFinishesWork(t *testing.T) {
 	}
 	var rs []*mp.AsyncResult[int]
 	for i := 0; i < 20; i++ {
-		rs = append(rs, double.ApplyAsync(pool, i, nil, nil))
+		rs = append(rs, double.ApplyAsync(context.Background(), pool, i, nil, nil))
 	}
 	pool.Close()
 	if err := pool.Join(ctxTimeout(t, 30*time.Second)); err != nil {

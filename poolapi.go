@@ -100,9 +100,10 @@ func (a *AsyncResult[R]) Done() <-chan struct{} {
 	return a.ch
 }
 
-// Apply runs f(arg) in a worker of pool and waits for its result.
+// Apply runs f(arg) in a worker of pool and waits for its result. ctx's
+// end cancels the call, as with ApplyAsync.
 func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
-	res := f.ApplyAsync(pool, arg, nil, nil)
+	res := f.ApplyAsync(ctx, pool, arg, nil, nil)
 	return res.Get(ctx)
 }
 
@@ -111,7 +112,12 @@ func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
 // runs in this process; they should return quickly, as they hold up the
 // delivery of that worker's next results. A panic in them is recovered and
 // reported (see PoolOptions.CallbackPanic).
-func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
+//
+// ctx's end cancels the call: the result is ctx.Err() at once (and
+// errCallback runs), the task never runs if no worker has started it, and
+// a running one is stopped as Pool describes. A ctx done already fails the
+// call before anything is sent.
+func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
 	res := newAsyncResult[R]()
 	// One closure decodes and delivers the result (an allocation per
 	// task counts when tasks take microseconds).
@@ -132,7 +138,7 @@ func (f *Func[A, R]) ApplyAsync(pool *Pool, arg A, callback func(R), errCallback
 		finish(nil, err)
 		return res
 	}
-	if err := pool.submit(&task{target: f.name, arg: b, finish: finish}); err != nil {
+	if err := pool.submit(ctx, &task{target: f.name, arg: b, finish: finish}); err != nil {
 		finish(nil, err)
 	}
 	return res
@@ -154,10 +160,11 @@ func defaultChunksize(n, workers int) int {
 
 // Map runs f on every item in pool, in chunks of chunksize items (0: as
 // Python chooses, but, for items of a variable-size type, with no more
-// than about 4 MiB of encoded items per chunk: see chunkEnds), and returns the results in order. The first
-// error stops it; so does ctx, which also stops the dispatching of chunks
-// not yet started. Options report its progress: see [WithProgress] and
-// [WithProgressBar].
+// than about 4 MiB of encoded items per chunk: see chunkEnds), and returns
+// the results in order. The first error stops it, and the chunks not yet
+// started are dropped; ctx's end cancels it: the chunks not started are
+// dropped and those running are stopped as Pool describes. Options report
+// its progress: see [WithProgress] and [WithProgressBar].
 //
 // Each chunk is encoded only when a worker takes it, into memory the pool
 // uses again for the next: beside items and the results, a Map holds
@@ -165,7 +172,7 @@ func defaultChunksize(n, workers int) int {
 func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) ([]R, error) {
 	// items cannot change while Map runs, so chunks are sent, or encoded
 	// as they are sent, from where they are.
-	res, halt := f.mapAsync(ctx, pool, items, chunksize, nil, false, opts)
+	res, halt := f.mapAsync(ctx, pool, items, chunksize, false, opts)
 	out, err := res.Get(ctx)
 	if err != nil {
 		halt(err) // ctx may be done before the AfterFunc of mapAsync has run
@@ -173,9 +180,9 @@ func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize i
 	return out, err
 }
 
-// MapAsync is Map without waiting. progress, if not nil, is called in this
-// process after each chunk with the number of items done so far and the
-// total, as with the option WithProgress(progress).
+// MapAsync is Map without waiting; ctx's end cancels it, as it does Map
+// (see Pool for what a cancelled task may still do). Options report its
+// progress: see [WithProgress] and [WithProgressBar].
 //
 // The caller may change items, and any memory they refer to, as soon as
 // MapAsync returns. Items of a fixed-size type (numbers, arrays and
@@ -185,8 +192,8 @@ func (f *Func[A, R]) Map(ctx context.Context, pool *Pool, items []A, chunksize i
 // that may change (byte slices, maps, pointers, ...) are encoded before
 // MapAsync returns, so that their encoding is held until their chunks are
 // sent.
-func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), opts ...MapOption) *AsyncResult[[]R] {
-	res, _ := f.mapAsync(ctx, pool, items, chunksize, progress, true, opts)
+func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, opts ...MapOption) *AsyncResult[[]R] {
+	res, _ := f.mapAsync(ctx, pool, items, chunksize, true, opts)
 	return res
 }
 
@@ -195,7 +202,7 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // returns halt, which settles the Map with err if it is not settled yet,
 // and returns once no chunk is being encoded from items, nor will be: a
 // Map that returns early leaves items to its caller.
-func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, progress func(done, total int), copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
+func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
 	res := newAsyncResult[[]R]()
 	halt = func(error) {}
 	out := make([]R, len(items))
@@ -294,16 +301,23 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		}
 		tasks = append(tasks, t)
 	}
-	prog = newProgress(pool, f.name, len(items), progress, opts)
-	if err := pool.submit(tasks...); err != nil {
+	prog = newProgress(pool, f.name, len(items), opts)
+	// The Map's own watch of ctx (below) cancels its tasks.
+	if err := pool.submit(context.Background(), tasks...); err != nil {
 		prog.finish()
 		res.resolve(nil, err)
 		return res, halt
 	}
 	halt = func(err error) {
 		mu.Lock()
-		defer mu.Unlock()
 		settle(err)
+		mu.Unlock()
+		if ctx.Err() != nil {
+			// Cancelled: stop the chunks that workers hold too.
+			for _, t := range tasks {
+				pool.cancelTask(t, err)
+			}
+		}
 	}
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { halt(ctx.Err()) })
@@ -313,11 +327,19 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 }
 
 // Imap runs f on the items of seq in pool, chunksize items per task (0 or
-// less: 1), and yields the results in order as they come. It reads seq
-// lazily, keeping a bounded number of chunks in flight. Stopping the loop
-// early, or ctx ending (which yields ctx.Err()), drops the work not yet
-// started. Options report its progress: see [WithProgress] and
-// [WithProgressBar].
+// less: 1), and yields the results in order as they come, one per item. It
+// reads seq lazily, keeping a bounded number of chunks in flight.
+//
+// An item that fails yields (zero, its error) and the loop goes on with
+// the next, as Python's imap does when next() is called again. A chunk
+// stops at its first failing item, so with chunksize above 1 every item of
+// a failed chunk yields that error (those before it ran; their results
+// are lost). ctx ending cancels the work given (see Pool), yields
+// ctx.Err() once and ends the loop; so does a pool that closed. The loop
+// may stop early: the chunks not started are dropped, and those running,
+// of a target registered with RegisterCtx, have their ctx cancelled (a
+// chunk of another target runs to its end, its result dropped). Options
+// report its progress: see [WithProgress] and [WithProgressBar].
 func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, opts ...MapOption) iter.Seq2[R, error] {
 	return f.imap(ctx, pool, seq, chunksize, true, opts)
 }
@@ -342,8 +364,16 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		results := make(chan chunkOut[R], window)
 		inflight := map[int]*task{} // by sequence number, until received
 		defer func() {
+			// The loop is over: what is left is not wanted. Their finish
+			// sends to results, which has room for every chunk in flight.
+			soft := seesCtx(f.name)
 			for _, t := range inflight {
-				t.canceled.Store(true)
+				if soft {
+					pool.cancelTask(t, errImapStopped)
+				} else {
+					t.withdraw()
+					t.canceled.Store(true)
+				}
 			}
 		}()
 		next, stop := iter.Pull(seq)
@@ -352,7 +382,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 		pending := map[int]chunkOut[R]{}
 		want := 0
 		var zero R
-		prog := newProgress(nil, f.name, -1, nil, opts)
+		prog := newProgress(nil, f.name, -1, opts)
 		defer prog.finish()
 		doneN := 0
 		for {
@@ -370,24 +400,23 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 				if len(chunk) == 0 {
 					break
 				}
+				s, vals := sent, make([]R, len(chunk))
 				b, err := encodeChunk(chunk)
 				if err != nil {
-					yield(zero, err)
-					return
+					// This chunk's items fail; the next may encode.
+					results <- chunkOut[R]{seq: s, vals: vals, err: err}
+					sent++
+					continue
 				}
-				s, vals := sent, make([]R, len(chunk))
 				t := &task{target: f.name, chunk: true, arg: b, into: chunkInto(vals), finish: func(enc []byte, err error) {
 					if err == nil {
 						if err = decodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
 						}
 					}
-					if err != nil {
-						vals = nil
-					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
 				}}
-				if err := pool.submit(t); err != nil {
+				if err := pool.submit(ctx, t); err != nil {
 					yield(zero, err)
 					return
 				}
@@ -436,16 +465,21 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 	}
 }
 
+// yieldChunk yields a chunk's results, or its error once per item, and
+// reports whether the loop goes on.
 func yieldChunk[R any](yield func(R, error) bool, c chunkOut[R]) bool {
-	if c.err != nil {
-		var zero R
-		yield(zero, c.err)
-		return false
-	}
+	var zero R
 	for _, v := range c.vals {
-		if !yield(v, nil) {
+		if c.err != nil {
+			v = zero
+		}
+		if !yield(v, c.err) {
 			return false
 		}
 	}
 	return true
 }
+
+// errImapStopped cancels the chunks of an Imap whose loop ended early;
+// nobody sees it.
+var errImapStopped = errors.New("mp: the Imap loop stopped")

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/go-mp/mp/internal/futex"
 )
 
 // A pool and its workers speak a compact binary form of their own: both
@@ -142,19 +144,30 @@ func (r *taskResult) parse(b []byte) error {
 //
 //	0   started    uint64: id of the task the worker runs or ran last,
 //	                stored before the task's code runs
-//	8   committed  uint64: bytes of result records published from 16 on
-//	16  records    [u32 len(head)][u32 len(body)][head][body], where head
+//	8   committed  uint64: bytes of result records published from the
+//	                records on
+//	16  cancelSeq  uint32: bumped by the pool after each cancel request,
+//	                a futex word the worker's watcher sleeps on
+//	24  cancels    [cancelSlots]uint64: ids of tasks the pool cancelled,
+//	                written in turn (see ledger.requestCancel)
+//	280 records    [u32 len(head)][u32 len(body)][head][body], where head
 //	                is a result message as it goes on the wire, and body
 //	                its result when that travels as a message of its own
 //
 // The worker writes a record, then stores committed; once it has sent the
 // records on its connection it starts again from 0. The pool reads the
 // ledger only after the worker has exited, and trusts nothing in it: ids
-// are looked up among the tasks it sent, and every length is checked.
+// are looked up among the tasks it sent, and every length is checked. The
+// worker trusts nothing in the cancel requests either: it only compares
+// their ids with those of its tasks (ids are never reused in a pool, so a
+// slot written over or left from before matches nothing).
 const (
 	ledgerStarted   = 0
 	ledgerCommitted = 8
-	ledgerRecords   = 16
+	ledgerCancelSeq = 16
+	ledgerCancels   = 24
+	cancelSlots     = 32
+	ledgerRecords   = ledgerCancels + 8*cancelSlots
 	ledgerSize      = 512 << 10
 	ledgerRecHead   = 8 // the two lengths
 )
@@ -164,6 +177,8 @@ type ledger struct {
 	mem       *RawArray[byte]
 	started   *atomic.Uint64
 	committed *atomic.Uint64
+	cancelSeq *atomic.Uint32
+	cancels   [cancelSlots]*atomic.Uint64
 	records   []byte
 }
 
@@ -182,8 +197,49 @@ func openLedger(mem *RawArray[byte]) (*ledger, error) {
 		return nil, fmt.Errorf("%w: a worker ledger of the wrong size", errBadPoolMessage)
 	}
 	seg := mem.e.s.seg
-	return &ledger{mem: mem, started: seg.Uint64(headerSize + ledgerStarted),
-		committed: seg.Uint64(headerSize + ledgerCommitted), records: mem.e.e[ledgerRecords:]}, nil
+	l := &ledger{mem: mem, started: seg.Uint64(headerSize + ledgerStarted),
+		committed: seg.Uint64(headerSize + ledgerCommitted),
+		cancelSeq: seg.Uint32(headerSize + ledgerCancelSeq), records: mem.e.e[ledgerRecords:]}
+	for i := range l.cancels {
+		l.cancels[i] = seg.Uint64(headerSize + ledgerCancels + 8*i)
+	}
+	return l, nil
+}
+
+// requestCancel asks the worker to cancel task id: to skip it if it has
+// not started, else to cancel the ctx it runs with. The pool's side,
+// called with the pool's lock held (one writer at a time). A worker asked
+// about more than cancelSlots tasks at once may miss the oldest requests:
+// the pool's kill after the grace still stops those tasks.
+func (l *ledger) requestCancel(id uint64) {
+	n := l.cancelSeq.Load()
+	l.cancels[n%cancelSlots].Store(id)
+	l.cancelSeq.Store(n + 1)
+	futex.Wake(l.cancelSeq, 1)
+}
+
+// cancelled reports whether the pool asked to cancel task id. The
+// worker's side.
+func (l *ledger) cancelled(id uint64) bool {
+	if l.cancelSeq.Load() == 0 {
+		return false // nothing was ever cancelled: the usual case, one load
+	}
+	for _, c := range l.cancels {
+		if c.Load() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// watchCancels calls check each time the pool asks for a cancellation, for
+// as long as the process lives: a goroutine of the worker's.
+func (l *ledger) watchCancels(check func()) {
+	for {
+		seq := l.cancelSeq.Load()
+		check()
+		futex.Wait(l.cancelSeq, seq, -1)
+	}
 }
 
 func (l *ledger) close() { l.mem.Close() }

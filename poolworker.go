@@ -4,6 +4,7 @@ package mp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ type workerArgs struct {
 	FinArg   cbor.RawMessage
 }
 
-var poolWorker = RegisterProc("mp.poolWorker", runPoolWorker)
+var poolWorker = RegisterProcCtx("mp.poolWorker", runPoolWorker)
 
 // errInit marks an initializer's failure, which makes the pool unusable;
 // errFin a finalizer's.
@@ -49,18 +50,21 @@ var (
 	errFin  = errors.New("mp: pool finalizer failed")
 )
 
-func runPoolWorker(a workerArgs) (err error) {
+// runPoolWorker serves the pool; ctx is cancelled when the pool's process
+// ends, and with it the task running.
+func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	workerSlot.Store(int32(a.Slot) + 1)
 	defer a.Conn.Close()
+	// The ledger stays mapped until the process exits: the cancel watcher
+	// reads it to the end (unmapping it under the watcher would fault).
 	led, err := openLedger(a.Ledger)
 	if err != nil {
 		return err
 	}
-	defer led.close()
 	batch := newResultSpool(a.Conn, led)
 	defer batch.stop()
 	if a.Init != "" {
-		if err := runCall(a.Init, a.InitArg, errInit); err != nil {
+		if err := runCall(ctx, a.Init, a.InitArg, errInit); err != nil {
 			// Tell the pool, which stops starting workers that would fail too.
 			batch.add(&taskResult{Err: err}, nil)
 			batch.flush()
@@ -73,7 +77,7 @@ func runPoolWorker(a workerArgs) (err error) {
 		// waits for them, not for the finalizer.
 		defer func() {
 			batch.flush()
-			if ferr := runCall(a.Fin, a.FinArg, errFin); ferr != nil && err == nil {
+			if ferr := runCall(ctx, a.Fin, a.FinArg, errFin); ferr != nil && err == nil {
 				err = ferr
 			}
 		}()
@@ -86,6 +90,8 @@ func runPoolWorker(a workerArgs) (err error) {
 	// every task.
 	argBuf := make([]byte, 256<<10)
 	prefault.Bytes(argBuf)
+	running := &runningTask{led: led}
+	go led.watchCancels(running.check)
 	for done := 0; ; {
 		if a.Conn.buffered.Load() == 0 {
 			// No task is waiting here: send what we hold before we wait.
@@ -111,13 +117,23 @@ func runPoolWorker(a workerArgs) (err error) {
 		}
 		// From here on, if this process dies, the pool fails this task
 		// rather than run it again elsewhere: the task runs at most once.
+		// Stored before the cancel requests are read: a pool that cancels
+		// the task then either sees it started (and kills this worker if
+		// it runs on) or is heard here.
 		led.started.Store(t.ID)
-		start := time.Now()
-		buf.Reset()
 		res := taskResult{ID: t.ID}
-		out, rerr := runTask(t, arg, &buf)
-		res.Err = rerr
-		res.Busy = int64(time.Since(start))
+		var out []byte
+		if led.cancelled(t.ID) {
+			// Cancelled before it started: it never runs. Its caller has
+			// its answer already; this one frees the task's place, and
+			// counts toward MaxTasks as the pool counts it.
+			res.Err = NewRemoteError(context.Canceled)
+		} else {
+			start := time.Now()
+			buf.Reset()
+			out, res.Err = running.run(ctx, t, arg, &buf)
+			res.Busy = int64(time.Since(start))
+		}
 		done++
 		res.Exit = (a.MaxTasks > 0 && done >= a.MaxTasks) || (a.MaxRSS > 0 && rss() > a.MaxRSS)
 		var big []byte
@@ -286,14 +302,14 @@ func (b *resultSpool) stop() { b.timer.Stop() }
 
 // runCall runs the registered call of a worker's initializer or
 // finalizer; a failure's message starts with role's.
-func runCall(name string, arg []byte, role error) *RemoteError {
+func runCall(ctx context.Context, name string, arg []byte, role error) *RemoteError {
 	e, ok := lookup(name)
 	if !ok {
 		return NewRemoteError(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, name))
 	}
 	var buf bytes.Buffer
 	_, rerr := call(func() (any, error) {
-		_, err := e.task(arg, false, &buf)
+		_, err := e.task(ctx, arg, false, &buf)
 		return nil, err
 	})
 	if rerr != nil {
@@ -303,16 +319,53 @@ func runCall(name string, arg []byte, role error) *RemoteError {
 	return rerr
 }
 
-// runTask runs t and returns its encoded result (see entry.task).
-func runTask(t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
+// runningTask is the task a worker runs, as its cancel watcher sees it.
+type runningTask struct {
+	led    *ledger
+	mu     sync.Mutex
+	id     uint64             // 0 between tasks
+	cancel context.CancelFunc // of its ctx, for a target that sees it
+}
+
+// run runs t with a ctx of its own, which the pool may cancel (see check),
+// if its target sees it.
+func (r *runningTask) run(ctx context.Context, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	e, ok := lookup(t.Target)
 	if !ok {
 		return nil, NewRemoteError(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, t.Target))
 	}
+	if !e.seesCtx {
+		return runTask(ctx, e, t, arg, buf) // only a kill stops it
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.id, r.cancel = t.ID, cancel
+	r.mu.Unlock()
+	r.check() // a request that came before the task was set here
+	out, rerr := runTask(ctx, e, t, arg, buf)
+	r.mu.Lock()
+	r.id, r.cancel = 0, nil
+	r.mu.Unlock()
+	return out, rerr
+}
+
+// check cancels the running task's ctx if the pool asked for it.
+func (r *runningTask) check() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.id != 0 && r.led.cancelled(r.id) {
+		r.cancel()
+	}
+}
+
+// runTask runs t, a task of e, and returns its encoded result (see
+// entry.task).
+func runTask(ctx context.Context, e *entry, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	var out []byte
 	_, rerr := call(func() (any, error) {
 		var err error
-		out, err = e.task(arg, t.Chunk, buf)
+		out, err = e.task(ctx, arg, t.Chunk, buf)
 		return nil, err
 	})
 	if rerr != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +27,12 @@ type Process struct {
 	Daemon bool
 	// Authkey defaults to the current process's authkey.
 	Authkey []byte
+	// CancelGrace is how long a target registered with RegisterCtx has to
+	// return once its ctx is cancelled by Terminate or, for a daemon, by
+	// the end of this process, before the child is ended. 0 means
+	// DefaultCancelGrace (5 s), a negative grace none. Other targets are
+	// ended at once.
+	CancelGrace time.Duration
 
 	target   string
 	arg      any
@@ -87,6 +94,7 @@ type bootMsg struct {
 	Identity   []int
 	Daemon     bool
 	Authkey    []byte
+	Grace      time.Duration // see Process.CancelGrace
 	ParentPid  int
 	ParentName string
 }
@@ -156,7 +164,7 @@ func (p *Process) Start() error {
 	}
 	boot := bootMsg{
 		Target: p.target, Name: p.Name, Identity: p.identity, Daemon: p.Daemon,
-		Authkey: p.Authkey, ParentPid: me.Pid, ParentName: me.Name,
+		Authkey: p.Authkey, Grace: p.CancelGrace, ParentPid: me.Pid, ParentName: me.Name,
 	}
 	if err = ctrl.Send(&boot); err == nil {
 		err = ctrl.Send(p.arg)
@@ -297,9 +305,12 @@ func (p *Process) ExitCode() (int, bool) {
 	}
 }
 
-// Terminate sends SIGTERM to the child. It does nothing if the child has
-// already ended, and returns ErrNotStarted before Start and ErrClosed after
-// Close.
+// Terminate sends SIGTERM to the child, which ends it at once (exit code
+// -15) unless its target was registered with [RegisterCtx]: that target's
+// ctx is then cancelled, and the child ends as usual if it exits within
+// CancelGrace, or with -15 once the grace has passed. Terminate
+// does not wait: Join does. It does nothing if the child has already
+// ended, and returns ErrNotStarted before Start and ErrClosed after Close.
 func (p *Process) Terminate() error { return p.signal(syscall.SIGTERM) }
 
 // Kill sends SIGKILL to the child. It does nothing if the child has

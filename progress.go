@@ -72,13 +72,10 @@ type progressReport struct {
 
 // newProgress returns the progress reporter of a call of the Func named
 // name over total items (-1: unknown), or nil if there is nothing to
-// report to. hook, if not nil, is called as well. pool, if not nil, is the
+// report to. pool, if not nil, is the
 // pool on whose goroutines the hooks run, which recovers their panics.
-func newProgress(pool *Pool, name string, total int, hook func(done, total int), opts []MapOption) *progressReport {
+func newProgress(pool *Pool, name string, total int, opts []MapOption) *progressReport {
 	var c mapConfig
-	if hook != nil {
-		c.hooks = append(c.hooks, hook)
-	}
 	for _, o := range opts {
 		if o != nil {
 			o.applyMap(&c)

@@ -47,9 +47,9 @@ func TestProgressHookMap(t *testing.T) {
 		}
 	}
 
-	// MapAsync: its progress argument and the option both get the calls.
+	// MapAsync: every progress option gets the calls.
 	var a, b []int
-	res := double.MapAsync(ctx, pool, items, 25, func(done, total int) { a = append(a, done) },
+	res := double.MapAsync(ctx, pool, items, 25, mp.WithProgress(func(done, total int) { a = append(a, done) }),
 		mp.WithProgress(func(done, total int) { b = append(b, done) }), nil)
 	if _, err := res.Get(ctx); err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func TestPoolTerminateWhileReplacing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res := double.MapAsync(ctxTimeout(t, 30*time.Second), pool, make([]int, 200), 1, nil)
+		res := double.MapAsync(ctxTimeout(t, 30*time.Second), pool, make([]int, 200), 1)
 		time.Sleep(20 * time.Millisecond)
 		pool.Terminate()
 		if err := pool.Join(ctxTimeout(t, 20*time.Second)); err != nil {

@@ -34,7 +34,7 @@ func ApplyAsyncCloseJoin(ctx context.Context, w io.Writer) error {
 
 	var results []*mp.AsyncResult[int]
 	for i := range 10 {
-		results = append(results, square.ApplyAsync(pool, i, nil, nil))
+		results = append(results, square.ApplyAsync(ctx, pool, i, nil, nil))
 	}
 	fmt.Fprintf(w, "submitted %d calls without waiting\n", len(results))
 

@@ -47,9 +47,9 @@ func Callback(ctx context.Context, w io.Writer) error {
 		callerPids = append(callerPids, os.Getpid())
 	}
 	for i := range 10 {
-		squareWhere.ApplyAsync(pool, i, collect, nil)
+		squareWhere.ApplyAsync(ctx, pool, i, collect, nil)
 	}
-	square.ApplyAsync(pool, -1, nil, func(err error) {
+	square.ApplyAsync(ctx, pool, -1, nil, func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		failures = append(failures, err)

@@ -13,7 +13,7 @@ import (
 )
 
 // Executor is concurrent.futures.ProcessPoolExecutor: Submit returns a
-// Future at once; ExecutorMap yields results in order; AsCompleted yields
+// Future at once; SubmitMap yields results in order; AsCompleted yields
 // futures as they finish; a done callback runs in the parent when its
 // future is done; Shutdown waits for everything and refuses new work:
 //
@@ -31,18 +31,18 @@ func Executor(ctx context.Context, w io.Writer) error {
 	}
 	defer func() {
 		ex.Terminate()
-		ex.Shutdown(context.Background(), true, false)
+		ex.Shutdown(context.Background(), mp.ShutdownOptions{})
 	}()
 
-	v, err := square.Submit(ex, 7).Result(ctx)
+	v, err := square.Submit(ctx, ex, 7).Result(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "submit: square(7) =", v)
-	fmt.Fprintln(w, "a failed call:", square.Submit(ex, -1).Err(ctx))
+	fmt.Fprintln(w, "a failed call:", square.Submit(ctx, ex, -1).Err(ctx))
 
 	var mapped []int
-	for v, err := range square.ExecutorMap(ctx, ex, []int{1, 2, 3, 4, 5, 6, 7, 8}, 2) {
+	for v, err := range square.SubmitMap(ctx, ex, []int{1, 2, 3, 4, 5, 6, 7, 8}, 2) {
 		if err != nil {
 			return err
 		}
@@ -56,7 +56,7 @@ func Executor(ctx context.Context, w io.Writer) error {
 	)
 	var futures []*mp.Future[int]
 	for i := range 5 {
-		f := square.Submit(ex, i)
+		f := square.Submit(ctx, ex, i)
 		f.AddDoneCallback(func(*mp.Future[int]) {
 			mu.Lock()
 			seen++
@@ -79,7 +79,7 @@ func Executor(ctx context.Context, w io.Writer) error {
 	slices.Sort(results)
 	fmt.Fprintf(w, "as completed: %d futures, results %s\n", len(results), join(results))
 
-	if err := ex.Shutdown(ctx, true, false); err != nil {
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
 		return err
 	}
 	mu.Lock()
@@ -87,6 +87,6 @@ func Executor(ctx context.Context, w io.Writer) error {
 	mu.Unlock()
 	allDone := !slices.ContainsFunc(futures, func(f *mp.Future[int]) bool { return !f.Done() })
 	fmt.Fprintln(w, "shutdown: every future done:", allDone)
-	fmt.Fprintln(w, "submit after shutdown:", square.Submit(ex, 1).Err(ctx))
+	fmt.Fprintln(w, "submit after shutdown:", square.Submit(ctx, ex, 1).Err(ctx))
 	return nil
 }

@@ -91,7 +91,7 @@ func benchPoolApply(scale float64) ([]Result, error) {
 	t := time.Now()
 	rs := make([]*mp.AsyncResult[int], n)
 	for i := range rs {
-		rs[i] = double.ApplyAsync(pool, i, nil, nil)
+		rs[i] = double.ApplyAsync(context.Background(), pool, i, nil, nil)
 	}
 	for _, r := range rs {
 		if _, err := r.Get(ctx); err != nil {
