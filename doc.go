@@ -43,6 +43,23 @@
 // [CurrentProcess], [ParentProcess] and [ActiveChildren] describe the
 // process tree.
 //
+// A target registered with [RegisterCtx] (or [RegisterProcCtx], or a
+// [ContextRunner]) sees cancellation: its ctx is cancelled by
+// [Process.Terminate], by the end of the parent for a daemon child, and in
+// a pool by the end of the caller's ctx or the task's timeout; it has
+// [Process.CancelGrace] to return before it is ended.
+//
+// # Errors across processes
+//
+// A target's error reaches the parent as a [*RemoteError] with its message
+// and stack. Errors registered with [RegisterError] (sentinels) and
+// [RegisterErrorType] (types whose exported fields travel) keep their
+// identity: errors.Is and errors.As see them in the parent as they did in
+// the child, however they were wrapped. mp's sentinels, context.Canceled,
+// context.DeadlineExceeded, io.EOF and the fs sentinels are registered
+// already. [SetLogger] gives mp a log/slog logger for what happens out of
+// sight: workers replaced, handshakes refused, manager clients gone.
+//
 // # Package variables
 //
 // A child is not a copy of its parent: it is the binary started afresh,
@@ -72,8 +89,9 @@
 //
 // [Pipe] returns the two ends of a one-way or duplex connection, each a
 // [Conn]: [Conn.Send] and [Conn.Recv] carry Go values, [Conn.SendBytes] and
-// [Conn.RecvBytes] raw messages in CPython's framing. [Wait] waits for any
-// of several Conns and Processes. Package [github.com/go-mp/mp/connection]
+// [Conn.RecvBytes] raw messages in CPython's framing; [Conn.SetDeadline]
+// bounds them as in package net. [Wait] waits for any of several Conns and
+// Processes. Package [github.com/go-mp/mp/connection]
 // has the Listener and Client of CPython's multiprocessing.connection,
 // wire-compatible with it, for processes that find each other by address.
 //
@@ -114,7 +132,9 @@
 // [*WorkerLostError] (errors.Is [ErrWorkerLost]), and is replaced;
 // [PoolOptions] limit each task's time ([PoolOptions.TaskTimeout]) and
 // recycle leaky workers ([PoolOptions.MaxTasksPerChild],
-// [PoolOptions.MaxMemory]). A task's argument and result are values: they
+// [PoolOptions.MaxMemory]). Cancelling the ctx of a call drops its tasks
+// not yet started and stops those running (see [Pool]); [WorkerID] gives a
+// task its worker's stable slot. A task's argument and result are values: they
 // cannot hold a Conn, lock, queue or shared value.
 //
 // # Managers
