@@ -189,3 +189,22 @@ func TestPackageDoc(t *testing.T) {
 		t.Errorf("the package doc refers to a design document outside the module:\n%s", doc)
 	}
 }
+
+// Several workloads run one after the other, each in a process of its
+// own, and every result reaches stdout.
+func TestBenchSeveralWorkloads(t *testing.T) {
+	bin := buildMP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "bench", "-json", "-scale", "0.01", "sem_pingpong", "pipe_rtt")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mp bench: %v, stderr %q", err, errb.String())
+	}
+	for _, name := range []string{`"name":"sem_pingpong"`, `"name":"pipe_rtt"`} {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("no %s in %q", name, out.String())
+		}
+	}
+}
