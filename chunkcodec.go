@@ -12,7 +12,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/go-mp/mp/internal/cborhead"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // A chunk of items for a pool task (Map, Imap and their results) travels
@@ -55,14 +55,14 @@ func encodeOne[T any](v T) ([]byte, error) {
 	if rawChunks[T]() {
 		return bytes.Clone(asBytes(unsafe.Slice(&v, 1))), nil
 	}
-	return encodeArg(v)
+	return codec.EncodeArg(v)
 }
 
 // oneBytes returns the encoding of one result, written into buf.
 func oneBytes[T any](buf *bytes.Buffer, v T) ([]byte, error) {
 	if rawChunks[T]() {
 		buf.Write(asBytes(unsafe.Slice(&v, 1)))
-	} else if err := encodeItem(buf, v); err != nil {
+	} else if err := codec.EncodeItem(buf, v); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -78,7 +78,7 @@ func decodeOne[T any](b []byte, v *T) error {
 		copy(raw, b)
 		return nil
 	}
-	return decMode.Unmarshal(b, v)
+	return codec.Unmarshal(b, v)
 }
 
 // encodeChunk encodes a chunk of items (a copy: the caller may reuse items).
@@ -86,7 +86,7 @@ func encodeChunk[T any](items []T) ([]byte, error) {
 	if rawChunks[T]() {
 		return bytes.Clone(asBytes(items)), nil
 	}
-	return encodeArg(items)
+	return codec.EncodeArg(items)
 }
 
 // chunkBytes returns the encoding of items: their own memory if they are
@@ -95,7 +95,7 @@ func chunkBytes[T any](buf *bytes.Buffer, items []T) ([]byte, error) {
 	if rawChunks[T]() {
 		return asBytes(items), nil
 	}
-	if err := encodeItem(buf, items); err != nil {
+	if err := codec.EncodeItem(buf, items); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -123,7 +123,7 @@ func decodeChunk[T any](b []byte, dst []T) error {
 		return nil
 	}
 	d := dst[:0:len(dst)]
-	if err := decMode.Unmarshal(b, &d); err != nil {
+	if err := codec.Unmarshal(b, &d); err != nil {
 		return err
 	}
 	if len(d) != len(dst) {
@@ -173,7 +173,7 @@ func decodeChunkAny[T any](b []byte) ([]T, error) {
 		return out, nil
 	}
 	var out []T
-	err := decMode.Unmarshal(b, &out)
+	err := codec.Unmarshal(b, &out)
 	return out, err
 }
 
@@ -242,7 +242,7 @@ func decodeStrings[T any](b []byte) ([]T, bool) {
 // cborHead reads the head of a CBOR item of the major type major with a
 // definite length or count, and returns that and the bytes after it.
 func cborHead(b []byte, major byte) (uint64, []byte, bool) {
-	m, arg, n, ok := cborhead.Parse(b)
+	m, arg, n, ok := codec.ParseHead(b)
 	if !ok || m != major {
 		return 0, nil, false
 	}
@@ -313,7 +313,7 @@ func itemSize[T any](items []T) func(i int) int {
 	var buf bytes.Buffer
 	k := min(len(items), 16)
 	for j := range k {
-		if encodeItem(&buf, items[j*len(items)/k]) != nil {
+		if codec.EncodeItem(&buf, items[j*len(items)/k]) != nil {
 			break // Map fails on it when it is sent
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 type point struct {
@@ -17,10 +19,10 @@ type point struct {
 // celsius has a codec of its own, so its chunks are CBOR.
 type celsius float64
 
-func (c celsius) MarshalCBOR() ([]byte, error) { return encMode.Marshal(float64(c) + 1000) }
+func (c celsius) MarshalCBOR() ([]byte, error) { return codec.Marshal(float64(c) + 1000) }
 func (c *celsius) UnmarshalCBOR(b []byte) error {
 	var f float64
-	err := decMode.Unmarshal(b, &f)
+	err := codec.Unmarshal(b, &f)
 	*c = celsius(f - 1000)
 	return err
 }
@@ -136,7 +138,7 @@ func checkDecodeStrings[T any](t *testing.T, b []byte) {
 	t.Helper()
 	fast, ok := decodeStrings[T](b)
 	var slow []T
-	err := decMode.Unmarshal(b, &slow)
+	err := codec.Unmarshal(b, &slow)
 	if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
 		t.Fatalf("decodeStrings[%T](%x) = %#v; the codec: %#v, %v", *new(T), b, fast, slow, err)
 	}

@@ -392,27 +392,6 @@ func (p *Pool) spawnWanted() {
 	}
 }
 
-// encodeArg encodes a task's argument into memory of its own.
-func encodeArg(v any) ([]byte, error) {
-	var buf = encodeBuffers.Get().(*bytes.Buffer)
-	defer putEncodeBuffer(buf)
-	if err := encodeArgTo(buf, v); err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), buf.Bytes()...), nil
-}
-
-// encodeArgTo appends the encoding of a task's argument to buf.
-func encodeArgTo(buf *bytes.Buffer, v any) error {
-	if err := encodeItem(buf, v); err != nil {
-		if errors.Is(err, ErrQueueHandles) {
-			return errors.New("mp: pool task arguments cannot hold handles (Conn, Lock, ...)")
-		}
-		return err
-	}
-	return nil
-}
-
 // argStats counts the bytes of Map's encoded chunks that the pool holds
 // and has not written to a worker, and the most there have been: what a
 // Map costs in memory beside its items and results.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/prefault"
 )
 
@@ -290,7 +291,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 				if stopped {
 					return errMapSettled // its finish goes unheard
 				}
-				return encodeArgTo(buf, chunk)
+				return codec.EncodeArgTo(buf, chunk)
 			}
 		default:
 			t.arg, err = encodeChunk(chunk)

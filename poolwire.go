@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/futex"
 )
 
@@ -93,7 +94,7 @@ func (r *taskResult) appendTo(b []byte) ([]byte, error) {
 	b = append(b, flagIf(r.Split, wireSplit)|flagIf(r.Exit, wireExit)|flagIf(r.Err != nil, wireErr))
 	b = binary.AppendUvarint(b, uint64(max(r.Busy, 0)))
 	if r.Err != nil {
-		e, err := encMode.Marshal(r.Err)
+		e, err := codec.Marshal(r.Err)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +126,7 @@ func (r *taskResult) parse(b []byte) error {
 			return errBadPoolMessage
 		}
 		r.Err = new(RemoteError)
-		if err := decMode.Unmarshal(b[n:n+int(l)], r.Err); err != nil {
+		if err := codec.Unmarshal(b[n:n+int(l)], r.Err); err != nil {
 			return fmt.Errorf("%w: %v", errBadPoolMessage, err)
 		}
 		b = b[n+int(l):]
