@@ -16,6 +16,11 @@ import (
 	"github.com/go-mp/mp/internal/codec"
 )
 
+// celsius has a codec of its own but carries no descriptor.
+type celsius float64
+
+func (c celsius) MarshalCBOR() ([]byte, error) { return codec.Marshal(float64(c) + 1000) }
+
 func TestHandleFree(t *testing.T) {
 	type inner struct{ C *Conn }
 	type tree struct {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
 )
 
@@ -66,7 +67,7 @@ type Call struct {
 
 // NewCall binds f to arg.
 func NewCall[A, R any](f *Func[A, R], arg A) *Call {
-	return &Call{target: f.name, encode: func() ([]byte, error) { return encodeOne(arg) }}
+	return &Call{target: f.name, encode: func() ([]byte, error) { return codec.EncodeOne(arg) }}
 }
 
 // encodeFor checks that c's target is registered and encodes its
@@ -1282,7 +1283,7 @@ func (p *Pool) Processes() int { return p.opts.Processes }
 // decodeResult decodes a task's encoded result.
 func decodeResult[R any](b []byte) (R, error) {
 	var r R
-	if err := decodeOne(b, &r); err != nil {
+	if err := codec.DecodeOne(b, &r); err != nil {
 		return r, fmt.Errorf("mp: decode task result into %T: %w", r, err)
 	}
 	return r, nil

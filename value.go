@@ -259,7 +259,7 @@ type Value[T any] struct {
 // NewValue returns a Value holding v, guarded by a new RLock or the lock
 // given by WithLock.
 func NewValue[T any](v T, opts ...SyncOption) (*Value[T], error) {
-	if err := fixedTypeOf[T]().err; err != nil {
+	if err := codec.FixedTypeOf[T]().Err; err != nil {
 		return nil, err
 	}
 	l, err := syncLock(opts)
