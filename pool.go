@@ -854,7 +854,7 @@ func (p *Pool) read(w *worker) {
 }
 
 // readResult receives the large result of task id, into the task's own
-// memory for it if it has some (a chunk of raw items: see chunkcodec.go).
+// memory for it if it has some (a chunk of raw items: see codec.ChunkInto).
 func (p *Pool) readResult(w *worker, id uint64) ([]byte, error) {
 	var into []byte
 	p.mu.Lock()
