@@ -15,7 +15,7 @@ import (
 // A pool and its workers speak a compact binary form of their own: both
 // ends are the same binary, and a task's header then costs a few bytes
 // and nanoseconds instead of a reflective CBOR pass. Arguments and results
-// inside it stay encoded as the target's codec wants (see internal/codec/chunk.go).
+// inside it stay encoded as the target's codec wants (see codec.EncodeChunk).
 //
 //	task:   uvarint id | flags | uvarint len(target) | target | argument
 //	result: uvarint id | flags | uvarint busy ns | [uvarint len | CBOR error] | result
