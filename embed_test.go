@@ -5,7 +5,6 @@ package mp_test
 import (
 	"context"
 	"errors"
-	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,31 +12,13 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/apitest"
 	"github.com/go-mp/mp/internal/leakcheck"
 )
 
 // Semaphore and BoundedSemaphore, RawValue and Value, RawArray and Array
 // share their code by embedding; these tests pin what that must not
 // change.
-
-// methodSet lists the methods of *T as "Name(params) results", without
-// the receiver.
-func methodSet[T any]() []string {
-	t := reflect.TypeFor[*T]()
-	var out []string
-	for i := range t.NumMethod() {
-		m := t.Method(i).Type
-		var in, res []string
-		for j := 1; j < m.NumIn(); j++ {
-			in = append(in, m.In(j).String())
-		}
-		for j := range m.NumOut() {
-			res = append(res, m.Out(j).String())
-		}
-		out = append(out, t.Method(i).Name+"("+strings.Join(in, ", ")+") "+strings.Join(res, ", "))
-	}
-	return out
-}
 
 func TestSharedTypesMethodSets(t *testing.T) {
 	// The method sets these types had before they shared code: the same
@@ -59,12 +40,12 @@ func TestSharedTypesMethodSets(t *testing.T) {
 		name      string
 		got, want []string
 	}{
-		{"Semaphore", methodSet[mp.Semaphore](), sem},
-		{"BoundedSemaphore", methodSet[mp.BoundedSemaphore](), sem},
-		{"RawValue", methodSet[mp.RawValue[int32]](), rawValue},
-		{"Value", methodSet[mp.Value[int32]](), value},
-		{"RawArray", methodSet[mp.RawArray[int32]](), rawArray},
-		{"Array", methodSet[mp.Array[int32]](), array},
+		{"Semaphore", apitest.Methods[mp.Semaphore](), sem},
+		{"BoundedSemaphore", apitest.Methods[mp.BoundedSemaphore](), sem},
+		{"RawValue", apitest.Methods[mp.RawValue[int32]](), rawValue},
+		{"Value", apitest.Methods[mp.Value[int32]](), value},
+		{"RawArray", apitest.Methods[mp.RawArray[int32]](), rawArray},
+		{"Array", apitest.Methods[mp.Array[int32]](), array},
 	} {
 		slices.Sort(c.want)
 		if !slices.Equal(c.got, c.want) {

@@ -270,38 +270,43 @@ func (l *RLock) UnmarshalCBOR(b []byte) error { return l.r.unmarshal(b, kindRLoc
 
 // ---- Semaphore and BoundedSemaphore ----
 
+// semProxy is what Semaphore and BoundedSemaphore share: all their methods
+// but Release, whose documented limit differs, and UnmarshalCBOR, which
+// accepts only its own kind. The server knows which kind it holds.
+type semProxy struct{ r ref }
+
+// Acquire takes a unit, waiting until one is released or ctx ends.
+func (s *semProxy) Acquire(ctx context.Context) error { return s.r.do(ctx, opSemAcquire) }
+
+// TryAcquire takes a unit if there is one and reports whether it did.
+func (s *semProxy) TryAcquire(ctx context.Context) (bool, error) {
+	return result[bool](ctx, &s.r, 1, opSemTryAcquire)
+}
+
+// Value returns the number of units available now.
+func (s *semProxy) Value(ctx context.Context) (int, error) {
+	return result[int](ctx, &s.r, 1, opSemValue)
+}
+
+// Forget drops this process's reference to the semaphore.
+func (s *semProxy) Forget(ctx context.Context) error { return s.r.release(ctx) }
+
+// MarshalCBOR encodes the proxy as a token of its object.
+func (s *semProxy) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
+
 // Semaphore is a proxy of a counting semaphore held by a manager, like
 // Python's SyncManager.Semaphore(). Units are not owned: one taken by a
 // process that ends without releasing it is lost, as with mp.Semaphore
 // (use a BoundedSemaphore to have them given back).
-type Semaphore struct{ r ref }
+type Semaphore struct{ semProxy }
 
 // NewSemaphore makes a Semaphore on m's server holding value units.
 func NewSemaphore(ctx context.Context, m *Manager, value int, opts ...Option) (*Semaphore, error) {
 	return newProxy(ctx, m, kindSemaphore, opts, func(s *Semaphore) *ref { return &s.r }, value)
 }
 
-// Acquire takes a unit, waiting until one is released or ctx ends.
-func (s *Semaphore) Acquire(ctx context.Context) error { return s.r.do(ctx, opSemAcquire) }
-
-// TryAcquire takes a unit if there is one and reports whether it did.
-func (s *Semaphore) TryAcquire(ctx context.Context) (bool, error) {
-	return result[bool](ctx, &s.r, 1, opSemTryAcquire)
-}
-
 // Release gives a unit back, to the longest waiter if there is one.
 func (s *Semaphore) Release(ctx context.Context) error { return s.r.do(ctx, opSemRelease) }
-
-// Value returns the number of units available now.
-func (s *Semaphore) Value(ctx context.Context) (int, error) {
-	return result[int](ctx, &s.r, 1, opSemValue)
-}
-
-// Forget drops this process's reference to the semaphore.
-func (s *Semaphore) Forget(ctx context.Context) error { return s.r.release(ctx) }
-
-// MarshalCBOR encodes the proxy as a token of its object.
-func (s *Semaphore) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
 
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (s *Semaphore) UnmarshalCBOR(b []byte) error { return s.r.unmarshal(b, kindSemaphore) }
@@ -311,7 +316,7 @@ func (s *Semaphore) UnmarshalCBOR(b []byte) error { return s.r.unmarshal(b, kind
 // like Python's SyncManager.BoundedSemaphore(). The manager counts the
 // units each process holds — acquired and not released — and gives them
 // back when the process ends (or closes its Manager), up to the bound.
-type BoundedSemaphore struct{ r ref }
+type BoundedSemaphore struct{ semProxy }
 
 // NewBoundedSemaphore makes a BoundedSemaphore on m's server holding value
 // units, also its bound.
@@ -319,28 +324,9 @@ func NewBoundedSemaphore(ctx context.Context, m *Manager, value int, opts ...Opt
 	return newProxy(ctx, m, kindBounded, opts, func(s *BoundedSemaphore) *ref { return &s.r }, value)
 }
 
-// Acquire takes a unit, waiting until one is released or ctx ends.
-func (s *BoundedSemaphore) Acquire(ctx context.Context) error { return s.r.do(ctx, opSemAcquire) }
-
-// TryAcquire takes a unit if there is one and reports whether it did.
-func (s *BoundedSemaphore) TryAcquire(ctx context.Context) (bool, error) {
-	return result[bool](ctx, &s.r, 1, opSemTryAcquire)
-}
-
 // Release gives a unit back; mp.ErrReleasedTooManyTimes if the value is
 // already the initial one.
 func (s *BoundedSemaphore) Release(ctx context.Context) error { return s.r.do(ctx, opSemRelease) }
-
-// Value returns the number of units available now.
-func (s *BoundedSemaphore) Value(ctx context.Context) (int, error) {
-	return result[int](ctx, &s.r, 1, opSemValue)
-}
-
-// Forget drops this process's reference to the semaphore.
-func (s *BoundedSemaphore) Forget(ctx context.Context) error { return s.r.release(ctx) }
-
-// MarshalCBOR encodes the proxy as a token of its object.
-func (s *BoundedSemaphore) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
 
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (s *BoundedSemaphore) UnmarshalCBOR(b []byte) error { return s.r.unmarshal(b, kindBounded) }
