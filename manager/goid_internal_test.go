@@ -3,9 +3,7 @@
 package manager
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/go-mp/mp/internal/goid"
 )
@@ -16,8 +14,7 @@ import (
 // goroutine number out of runtime.Stack), and Held, Release and another
 // goroutine's TryAcquire agree.
 func TestRLockNamesGoroutinesByGoid(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := hostileCtx(t) // a bound on the test
 	m, err := Start(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
