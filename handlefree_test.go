@@ -132,7 +132,7 @@ func TestHandleTypesMarked(t *testing.T) {
 		}
 	}
 	for _, v := range []any{new(JoinableQueue[int]), new(Queue[string]), new(Value[int]), new(Array[int]),
-		new(RawValue[int]), new(RawArray[int]), new(Conn), new(SharedMemory)} {
+		new(RawValue[int]), new(RawArray[int]), new(Conn), new(SharedMemory), new(Semaphore), new(BoundedSemaphore)} {
 		if _, ok := v.(handleCarrier); !ok {
 			t.Errorf("%T is not a handleCarrier", v)
 		}

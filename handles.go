@@ -20,19 +20,18 @@ type handleCarrier interface{ carriesHandle() }
 
 func init() { codec.SetHandleMarker(reflect.TypeFor[handleCarrier]()) }
 
-func (*Conn) carriesHandle()             {}
-func (*Lock) carriesHandle()             {}
-func (*RLock) carriesHandle()            {}
-func (*Semaphore) carriesHandle()        {}
-func (*BoundedSemaphore) carriesHandle() {}
-func (*Event) carriesHandle()            {}
-func (*Condition) carriesHandle()        {}
-func (*Barrier) carriesHandle()          {}
-func (*Queue[T]) carriesHandle()         {} // and JoinableQueue, which embeds it
-func (*RawValue[T]) carriesHandle()      {}
-func (*Value[T]) carriesHandle()         {}
-func (*RawArray[T]) carriesHandle()      {}
-func (*Array[T]) carriesHandle()         {}
-func (*SharedMemory) carriesHandle()     {}
+func (*Conn) carriesHandle()         {}
+func (*Lock) carriesHandle()         {}
+func (*RLock) carriesHandle()        {}
+func (*semaphore) carriesHandle()    {} // Semaphore and BoundedSemaphore embed it
+func (*Event) carriesHandle()        {}
+func (*Condition) carriesHandle()    {}
+func (*Barrier) carriesHandle()      {}
+func (*Queue[T]) carriesHandle()     {} // and JoinableQueue, which embeds it
+func (*RawValue[T]) carriesHandle()  {}
+func (*Value[T]) carriesHandle()     {}
+func (*RawArray[T]) carriesHandle()  {}
+func (*Array[T]) carriesHandle()     {}
+func (*SharedMemory) carriesHandle() {}
 
 func closeFD(fd int) { unix.Close(fd) }

@@ -131,11 +131,13 @@ type PoolOptions struct {
 	// record is "mp: pool worker replaced" ("mp: pool worker ended" if the
 	// pool is closed and its work done), with the attributes reason:
 	// "died" (with signal, the signal that killed it, or code, its exit
-	// code), "task timeout" (with timeout), "max tasks" or "max memory"
-	// (with max_memory); worker, its name; pid; slot, its WorkerID, which
-	// its replacement takes; tasks, how many it ran. A death or a timeout
-	// is logged at level Warn, a recycling at Info. Workers that
-	// Terminate kills are not reported.
+	// code), "task timeout" (with timeout), "task cancelled" (killed
+	// because the caller's ctx ended and the task did not stop in time),
+	// "max tasks" or "max memory" (with max_memory); worker, its name;
+	// pid; slot, its WorkerID, which its replacement takes; tasks, how
+	// many it ran. A death or a timeout is logged at level Warn, a
+	// cancelled task or a recycling at Info. Workers that Terminate kills
+	// are not reported.
 	Logger *slog.Logger
 }
 

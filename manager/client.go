@@ -12,8 +12,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -834,17 +832,4 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// goid returns the calling goroutine's id: an RLock is held by a
-// goroutine, as Python's is by a thread.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
 }

@@ -421,6 +421,25 @@ func (l *listObj) at(x *call, nargs int) (int, bool) {
 	return j, ok
 }
 
+// span reads a call of nargs arguments whose first two are Python slice
+// bounds and resolves them against the list, clamping them; when a bound
+// is not an integer it writes the error reply and returns false.
+func (l *listObj) span(x *call, nargs int) (a, b int, ok bool) {
+	if !x.need(nargs) {
+		return 0, 0, false
+	}
+	lo, ok := x.int(0)
+	if !ok {
+		return 0, 0, false
+	}
+	hi, ok := x.int(1)
+	if !ok {
+		return 0, 0, false
+	}
+	a, b = bounds(lo, hi, len(l.items))
+	return a, b, true
+}
+
 // bounds resolves Python slice bounds, clamping them.
 func bounds(lo, hi int64, n int) (int, int) {
 	clamp := func(i int64) int {
@@ -544,33 +563,18 @@ func (l *listObj) handle(x *call) waitFn {
 		r.ok()
 		r.int(len(l.items))
 	case opListSlice:
-		if !x.need(2) {
+		a, b, ok := l.span(x, 2)
+		if !ok {
 			return nil
 		}
-		lo, ok1 := x.int(0)
-		if !ok1 {
-			return nil
-		}
-		hi, ok2 := x.int(1)
-		if !ok2 {
-			return nil
-		}
-		a, b := bounds(lo, hi, len(l.items))
 		r.ok()
 		r.array(b - a)
 		for _, it := range l.items[a:b] {
 			r.elem(it)
 		}
 	case opListSetSlice:
-		if !x.need(3) {
-			return nil
-		}
-		lo, ok1 := x.int(0)
-		if !ok1 {
-			return nil
-		}
-		hi, ok2 := x.int(1)
-		if !ok2 {
+		a, b, ok := l.span(x, 3)
+		if !ok {
 			return nil
 		}
 		items, _, err := codec.SplitArray(nil, x.args[2])
@@ -578,7 +582,6 @@ func (l *listObj) handle(x *call) waitFn {
 			r.fail(codeProtocol, "manager: bad items")
 			return nil
 		}
-		a, b := bounds(lo, hi, len(l.items))
 		if l.fixed && b-a != len(items) {
 			r.fail(codeIndex, fmt.Sprintf("manager: cannot change the length of an array (%d items into a slice of %d)", len(items), b-a))
 			return nil
