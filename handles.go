@@ -34,4 +34,6 @@ func (*RawArray[T]) carriesHandle()  {}
 func (*Array[T]) carriesHandle()     {}
 func (*SharedMemory) carriesHandle() {}
 
+// closeFD closes a descriptor this package owns; a failed close leaves
+// nothing to do.
 func closeFD(fd int) { unix.Close(fd) }
