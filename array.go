@@ -5,8 +5,8 @@ package mp
 import (
 	"context"
 	"runtime"
-	"unsafe"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/memcopy"
 )
 
@@ -229,7 +229,7 @@ func copyFrom[T, O any](e *elems[T], src []T, owner *O) error {
 	}
 	// Streamed: another process is likely to read it next (float_channel:
 	// 5 -> 7.4-10.5 GB/s).
-	memcopy.Stream(asBytes(e.e), asBytes(src))
+	memcopy.Stream(codec.AsBytes(e.e), codec.AsBytes(src))
 	runtime.KeepAlive(owner)
 	return nil
 }
@@ -245,11 +245,4 @@ func copyTo[T, O any](e *elems[T], dst []T, owner *O) error {
 	copy(dst, e.e)
 	runtime.KeepAlive(owner)
 	return nil
-}
-
-// asBytes views the elements of s as bytes (T is a fixed-size type, so
-// it holds no pointers).
-func asBytes[T any](s []T) []byte {
-	var zero T
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(zero)))
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // A SyncOption configures a [Value] or [Array] made by NewValue, NewArray
@@ -72,7 +74,7 @@ func marshalSync[T any](e *elems[T], l SharedLock) ([]byte, error) {
 	default:
 		return nil, ErrClosed // a zero Value or Array
 	}
-	return encMode.Marshal(w)
+	return codec.Marshal(w)
 }
 
 func unmarshalSync[T any](data []byte, kind uint32) (elems[T], SharedLock, error) {
@@ -87,7 +89,7 @@ func unmarshalSync[T any](data []byte, kind uint32) (elems[T], SharedLock, error
 		return elems[T]{}, nil, arrivedError(what, kindName(kind))
 	}
 	var w syncWire
-	if err := decMode.Unmarshal(data, &w); err != nil {
+	if err := codec.Unmarshal(data, &w); err != nil {
 		return elems[T]{}, nil, fmt.Errorf("mp: decode %s: %w", kindName(kind), err)
 	}
 	var l SharedLock
@@ -109,7 +111,7 @@ func unmarshalRaw[T any](data []byte, kind uint32) (elems[T], error) {
 		// An object with a lock: the synchronized form, or another one.
 		what := "another object"
 		var w []cbor.RawMessage
-		if decMode.Unmarshal(data, &w) == nil && len(w) > 0 {
+		if codec.Unmarshal(data, &w) == nil && len(w) > 0 {
 			if k, ok := handleKind(w[0]); ok {
 				what = kindName(k)
 			}
@@ -122,7 +124,7 @@ func unmarshalRaw[T any](data []byte, kind uint32) (elems[T], error) {
 // handleKind returns the kind of the shared object an encoded handle
 // names, closing its descriptor.
 func handleKind(data []byte) (uint32, bool) {
-	fd, kind, err := decodeHandle(data, handleShared)
+	fd, kind, err := codec.DecodeHandle(data, codec.HandleShared)
 	if err != nil {
 		return 0, false
 	}
@@ -278,7 +280,7 @@ func (g *guard) Release() error {
 // and the lock opts ask for.
 func newGuarded[T any](kind uint32, n int, opts []SyncOption) (elems[T], guard, error) {
 	// Checked first so that a bad T makes no lock.
-	if err := fixedTypeOf[T]().err; err != nil {
+	if err := codec.FixedTypeOf[T]().Err; err != nil {
 		return elems[T]{}, guard{}, err
 	}
 	l, err := syncLock(opts)
