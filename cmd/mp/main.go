@@ -266,7 +266,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		ws = append(ws, w)
 	}
-	if len(ws) > 1 {
+	if len(ws) > 1 && benchApart {
 		return benchEach(ws, *bf.scale, *bf.asJSON, stdout, stderr)
 	}
 	status := 0
@@ -283,6 +283,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	return status
 }
+
+// benchApart says whether several workloads run in processes of their
+// own (see benchEach). Tests that call runBench turn it off: there this
+// binary is the test binary, which does not know `mp bench`.
+var benchApart = true
 
 // benchEach runs each workload of several in a process of its own (this
 // binary, running `mp bench` on that one), as pyperf runs each benchmark

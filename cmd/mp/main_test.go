@@ -16,6 +16,7 @@ import (
 
 func TestMain(m *testing.M) {
 	mp.Main()
+	benchApart = false // this is the test binary, not mp
 	if os.Getenv(bench.BareEnv) != "" {
 		os.Exit(0)
 	}
