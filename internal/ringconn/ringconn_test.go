@@ -14,7 +14,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/connerr"
 	"go.uber.org/goleak"
 )
 
@@ -26,7 +26,7 @@ func pair(t *testing.T) (*Conn, *Conn) {
 	raw := make([]byte, MemSize+64)
 	off := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64
 	mem := raw[off : off+MemSize]
-	sa, sb, err := mp.Pipe(true)
+	sa, sb, err := socketPair()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func recv(t *testing.T, c *Conn) []byte {
 	t.Helper()
 	buf := make([]byte, 16)
 	n, err := c.RecvBytesInto(buf, 0)
-	var short *mp.BufferTooShortError
+	var short *connerr.BufferTooShortError
 	if errors.As(err, &short) {
 		return short.Message
 	}
@@ -134,7 +134,7 @@ func TestPeerClose(t *testing.T) {
 	if _, err := b.RecvBytesInto(make([]byte, 8), 0); err != io.EOF {
 		t.Fatalf("after the peer's Close: %v, want io.EOF", err)
 	}
-	if err := a.SendBytes(nil); !errors.Is(err, mp.ErrClosed) {
+	if err := a.SendBytes(nil); !errors.Is(err, connerr.ErrClosed) {
 		t.Fatalf("send after Close: %v", err)
 	}
 }
@@ -309,7 +309,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	raw := make([]byte, MemSize+64)
 	off := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64
 	mem := raw[off : off+MemSize]
-	sa, sb, _ := mp.Pipe(true)
+	sa, sb, _ := socketPair()
 	x, _ := New(sa, mem, true, nil)
 	y, _ := New(sb, mem, false, nil)
 	defer x.Close()
@@ -341,7 +341,7 @@ func TestLimit(t *testing.T) {
 		a.SendBytes([]byte("next"))
 	}()
 	for _, n := range []int{101, 3*RingSize + 5} {
-		if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, mp.ErrMessageTooLong) {
+		if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, connerr.ErrMessageTooLong) {
 			t.Fatalf("%d bytes past a limit of 100: %v", n, err)
 		}
 	}
