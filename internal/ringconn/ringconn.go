@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,7 +148,9 @@ type Conn struct {
 	spinner      spinner // under rmu: whether polling pays, see waitData
 
 	wmu          sync.Mutex
-	whead, wtail uint64 // under wmu: the out ring's head as written, and its tail as last seen
+	whead, wtail uint64   // under wmu: the out ring's head as written, and its tail as last seen
+	bhdrs        []byte   // under wmu: SendBatch's lengths, kept for the next
+	bparts       [][]byte // under wmu: SendBatch's parts, kept for the next
 }
 
 // New makes one side of a ring connection over mem (MemSize bytes of
@@ -203,6 +206,37 @@ func (c *Conn) SendBytes(b []byte) error {
 	var hdr [8]byte
 	binary.LittleEndian.PutUint64(hdr[:], uint64(len(b)))
 	return c.write(hdr[:], b)
+}
+
+// SendBatch sends each of msgs as one message, as SendBytes would one
+// after the other, but publishes them together where they fit in the ring:
+// the reader then takes them all with one look at the head, and is woken
+// at most once.
+func (c *Conn) SendBatch(msgs [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return connerr.ErrClosed
+	}
+	hdrs := slices.Grow(c.bhdrs[:0], 8*len(msgs))[:8*len(msgs)]
+	parts := c.bparts[:0]
+	for i, m := range msgs {
+		h := hdrs[8*i : 8*i+8]
+		binary.LittleEndian.PutUint64(h, uint64(len(m)))
+		parts = append(parts, h, m)
+	}
+	err := c.write(parts...)
+	clear(parts) // the messages are the caller's
+	c.bhdrs, c.bparts = hdrs, parts[:0]
+	return err
+}
+
+// Buffered reports whether a message, or part of one, waits in the in
+// ring: a receive would not wait for it to begin.
+func (c *Conn) Buffered() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.rhead != c.rtail || c.in.head.Load() != c.rtail
 }
 
 // write copies the parts into the out ring, one after the other. It
