@@ -303,6 +303,7 @@ func (t *task) cancel() bool {
 type worker struct {
 	p          *Process
 	conn       *ringconn.Conn // tasks to it, results back (see newWorkerLink)
+	ringMem    []byte         // conn's memory (tests look into it)
 	led        *ledger        // what it did, readable after its death
 	pending    []*task        // sent and not answered, oldest (running) first
 	retiring   bool           // told us it leaves after its current task
@@ -448,7 +449,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 			p.mu.Unlock()
 		}
 	}()
-	a, b, ringMem, err := newWorkerLink()
+	a, b, ring, err := newWorkerLink()
 	if err != nil {
 		return err
 	}
@@ -458,7 +459,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 		b.Close()
 		return err
 	}
-	args := workerArgs{Conn: b, Ring: ringMem, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem, Slot: slot}
+	args := workerArgs{Conn: b, Ring: ring, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem, Slot: slot}
 	if p.opts.Initializer != nil {
 		args.Init, args.InitArg = p.opts.Initializer.target, p.initArg
 	}
@@ -476,7 +477,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 		led.close()
 		return err
 	}
-	w := &worker{p: proc, conn: a, led: led, slot: slot, sent: make(chan struct{}, 1), pace: prefetchBudget,
+	w := &worker{p: proc, conn: a, ringMem: ring.e.e, led: led, slot: slot, sent: make(chan struct{}, 1), pace: prefetchBudget,
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
@@ -819,6 +820,9 @@ func (p *Pool) read(w *worker) {
 	confused := false
 	for {
 		p.awaitResults(w)
+		if h := testHookPoolRead.Load(); h != nil {
+			(*h)(w.stats.Pid)
+		}
 		msg, next, err := recvInto(w.conn, buf)
 		if err != nil {
 			confused = errors.Is(err, ringconn.ErrCorrupt)
@@ -891,6 +895,10 @@ func (p *Pool) read(w *worker) {
 	}
 	p.lost(w)
 }
+
+// testHookPoolRead, if a test sets it, runs in a worker's reader before
+// each receive, with the worker's pid.
+var testHookPoolRead atomic.Pointer[func(pid int)]
 
 // readResult receives the large result of task id, into the task's own
 // memory for it if it has some (a chunk of raw items: see chunkcodec.go).

@@ -65,6 +65,9 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 		return err
 	}
 	defer conn.Close()
+	if testHookWorkerLink != nil {
+		testHookWorkerLink(a.Conn, a.Ring.e.e)
+	}
 	// The ledger stays mapped until the process exits: the cancel watcher
 	// reads it to the end (unmapping it under the watcher would fault).
 	led, err := openLedger(a.Ledger)
@@ -179,6 +182,11 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 type receiver interface {
 	RecvBytesInto(buf []byte, offset int) (int, error)
 }
+
+// testHookWorkerLink, if a test sets it (at init, in the worker too), is
+// given a worker's socket and ring memory as the worker starts, for test
+// targets that play a hostile worker.
+var testHookWorkerLink func(sock *Conn, mem []byte)
 
 // recvInto receives a bytes message into buf if it fits, else into new
 // memory, which it returns as the buffer to use next time.

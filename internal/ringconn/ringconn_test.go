@@ -387,3 +387,37 @@ func TestWriterNoticesSocketEnd(t *testing.T) {
 		t.Fatal("the writer waits for room from a reader whose socket ended")
 	}
 }
+
+// SendBatch sends its messages as SendBytes would one by one, also when
+// together, or one alone, they are larger than the ring; Buffered tells
+// whether a message waits.
+func TestSendBatch(t *testing.T) {
+	a, b := pair(t)
+	if b.Buffered() {
+		t.Fatal("Buffered on an empty ring")
+	}
+	var msgs [][]byte
+	for i, size := range []int{0, 5, RingSize / 3, RingSize / 3, 3 * RingSize, 1} {
+		msgs = append(msgs, bytes.Repeat([]byte{byte(i + 1)}, size))
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.SendBatch(msgs) }()
+	for i, want := range msgs {
+		if i == 1 {
+			waitUntil(t, b.Buffered)
+		}
+		if got := recv(t, b); !bytes.Equal(got, want) {
+			t.Fatalf("message %d: %d bytes, want %d", i, len(got), len(want))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b.Buffered() {
+		t.Fatal("Buffered after every message was read")
+	}
+	a.Close()
+	if err := a.SendBatch(msgs); !errors.Is(err, connerr.ErrClosed) {
+		t.Fatalf("SendBatch after Close: %v", err)
+	}
+}
