@@ -11,13 +11,14 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/go-mp/mp/internal/connerr"
 	"github.com/go-mp/mp/internal/shm"
 )
 
 var (
 	// ErrClosed is returned by operations on a closed Conn, Listener or
 	// Process.
-	ErrClosed = errors.New("mp: use of closed object")
+	ErrClosed = connerr.ErrClosed
 	// ErrNotReadable is returned when receiving on the write-only end of a
 	// one-way Pipe.
 	ErrNotReadable = errors.New("mp: connection is write-only")
@@ -25,10 +26,10 @@ var (
 	// one-way Pipe.
 	ErrNotWritable = errors.New("mp: connection is read-only")
 	// ErrBufferTooShort matches a *BufferTooShortError with errors.Is.
-	ErrBufferTooShort = errors.New("mp: buffer too short for message")
+	ErrBufferTooShort = connerr.ErrBufferTooShort
 	// ErrMessageTooLong is returned when a message exceeds the limit the
 	// receiver set; the message is discarded and the Conn stays usable.
-	ErrMessageTooLong = errors.New("mp: message longer than the limit")
+	ErrMessageTooLong = connerr.ErrMessageTooLong
 	// ErrAuthentication is returned when the authkey handshake fails.
 	ErrAuthentication = errors.New("mp: authentication failed")
 	// ErrDaemonChildren is returned by Start in a daemon process: as in
@@ -51,19 +52,11 @@ var (
 )
 
 // BufferTooShortError is returned by RecvBytesInto when the message does not
-// fit in the buffer. It carries the whole message, as Python's
-// BufferTooShort does.
-type BufferTooShortError struct {
-	Message []byte
-}
-
-// Error describes the failure.
-func (e *BufferTooShortError) Error() string {
-	return fmt.Sprintf("mp: buffer too short for a %d-byte message", len(e.Message))
-}
-
-// Is reports whether target is ErrBufferTooShort.
-func (e *BufferTooShortError) Is(target error) bool { return target == ErrBufferTooShort }
+// fit in the buffer. It carries the whole message (its field Message), as
+// Python's BufferTooShort does, and matches ErrBufferTooShort. It is
+// defined below the root package, so that the rings that carry messages
+// between processes (internal/ringconn) return the same type.
+type BufferTooShortError = connerr.BufferTooShortError
 
 // ExitError reports a child that ended with a non-zero exit code and did not
 // report an error of its own (os.Exit(n), a crash, or a signal).

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 var (
@@ -156,7 +157,7 @@ type PoolOptions struct {
 // none. The one task that fails may have run in part or in full: a task
 // counts as running from its start until its result is published: in
 // memory shared with the pool as soon as it exists, or, for a result of
-// more than about 512 KiB, once all of it is in the pool's socket.
+// more than about 512 KiB, once all of it is in the ring to the pool.
 //
 // Every call that gives a pool work takes a ctx, and its end (cancelled,
 // or past its deadline) cancels the work:
@@ -304,15 +305,16 @@ func (t *task) cancel() bool {
 // worker is the pool's side of one worker process.
 type worker struct {
 	p          *Process
-	conn       *Conn
-	led        *ledger    // what it did, readable after its death
-	pending    []*task    // sent and not answered, oldest (running) first
-	retiring   bool       // told us it leaves after its current task
-	exclusive  bool       // runs a task with a timeout: gets nothing else meanwhile
-	ready      bool       // started and initialised: it said hello
-	slot       int        // its WorkerID
-	sendMu     sync.Mutex // orders sends as pending is ordered
-	enc        []byte     // sendTo's buffers, under sendMu
+	conn       *ringconn.Conn // tasks to it, results back (see newWorkerLink)
+	ringMem    []byte         // conn's memory (tests look into it)
+	led        *ledger        // what it did, readable after its death
+	pending    []*task        // sent and not answered, oldest (running) first
+	retiring   bool           // told us it leaves after its current task
+	exclusive  bool           // runs a task with a timeout: gets nothing else meanwhile
+	ready      bool           // started and initialised: it said hello
+	slot       int            // its WorkerID
+	sendMu     sync.Mutex     // orders sends as pending is ordered
+	enc        []byte         // sendTo's buffers, under sendMu
 	msgs       [][]byte
 	arg        bytes.Buffer  // a task's argument encoded by sendTo, under sendMu
 	sent       chan struct{} // wakes the reader when tasks are sent
@@ -429,7 +431,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 			p.mu.Unlock()
 		}
 	}()
-	a, b, err := Pipe(true)
+	a, b, ring, err := newWorkerLink()
 	if err != nil {
 		return err
 	}
@@ -439,7 +441,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 		b.Close()
 		return err
 	}
-	args := workerArgs{Conn: b, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem, Slot: slot}
+	args := workerArgs{Conn: b, Ring: ring, MaxTasks: p.opts.MaxTasksPerChild, MaxRSS: p.opts.MaxMemory, Ledger: led.mem, Slot: slot}
 	if p.opts.Initializer != nil {
 		args.Init, args.InitArg = p.opts.Initializer.target, p.initArg
 	}
@@ -457,7 +459,7 @@ func (p *Pool) startWorker(spawned bool, slot int) (err error) {
 		led.close()
 		return err
 	}
-	w := &worker{p: proc, conn: a, led: led, slot: slot, sent: make(chan struct{}, 1), pace: prefetchBudget,
+	w := &worker{p: proc, conn: a, ringMem: ring.e.e, led: led, slot: slot, sent: make(chan struct{}, 1), pace: prefetchBudget,
 		stats: WorkerStats{Name: name, Pid: proc.Pid(), start: time.Now()}}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
@@ -705,7 +707,13 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 func (p *Pool) writeArgs(w *worker, msgs [][]byte) error {
 	var err error
 	if len(msgs) > 0 {
-		err = w.conn.writeBatch(msgs)
+		err = w.conn.SendBatch(msgs)
+		if errors.Is(err, ringconn.ErrCorrupt) {
+			// The worker broke its ring: it may still be alive, and its
+			// reader waiting for results that will not come. Killed, it
+			// ends, and its reader settles its tasks (see Pool.lost).
+			w.p.Kill()
+		}
 	}
 	if n := w.arg.Len(); n > 0 {
 		p.args.add(-n)
@@ -787,10 +795,19 @@ func (p *Pool) read(w *worker) {
 	// Results are decoded by their tasks' finish before the next is
 	// read, so one buffer serves them all.
 	buf := make([]byte, 4<<10)
+	// A worker that breaks the protocol (a message that does not parse, a
+	// result out of turn, ring memory no writer following the protocol
+	// leaves) is killed: it may not leave on its own when its link
+	// closes, and lost waits for it to end.
+	confused := false
 	for {
 		p.awaitResults(w)
+		if h := testHookPoolRead.Load(); h != nil {
+			(*h)(w.stats.Pid)
+		}
 		msg, next, err := recvInto(w.conn, buf)
 		if err != nil {
+			confused = errors.Is(err, ringconn.ErrCorrupt)
 			break
 		}
 		if cap(next) <= 64<<10 {
@@ -798,13 +815,15 @@ func (p *Pool) read(w *worker) {
 		}
 		var res taskResult
 		if res.parse(msg) != nil {
-			break // a confused worker: treat it as lost
+			confused = true
+			break
 		}
 		out := res.Result
 		if res.Split {
 			// The result follows; read it before the task leaves pending,
 			// so that a worker dying meanwhile still fails it.
 			if out, err = p.readResult(w, res.ID); err != nil {
+				confused = errors.Is(err, ringconn.ErrCorrupt)
 				break
 			}
 		}
@@ -825,7 +844,8 @@ func (p *Pool) read(w *worker) {
 		}
 		if len(w.pending) == 0 || w.pending[0].id != res.ID {
 			p.mu.Unlock()
-			break // a confused worker: treat it as lost
+			confused = true
+			break
 		}
 		t := w.pending[0]
 		w.pending[0] = nil // as popTask does for the queue
@@ -852,8 +872,15 @@ func (p *Pool) read(w *worker) {
 			t.deliver(out, nil)
 		}
 	}
+	if confused {
+		w.p.Kill()
+	}
 	p.lost(w)
 }
+
+// testHookPoolRead, if a test sets it, runs in a worker's reader before
+// each receive, with the worker's pid.
+var testHookPoolRead atomic.Pointer[func(pid int)]
 
 // readResult receives the large result of task id, into the task's own
 // memory for it if it has some (a chunk of raw items: see codec.ChunkInto).
@@ -865,7 +892,8 @@ func (p *Pool) readResult(w *worker, id uint64) ([]byte, error) {
 	}
 	p.mu.Unlock()
 	if len(into) == 0 {
-		return w.conn.RecvBytes(0)
+		msg, _, err := recvInto(w.conn, nil)
+		return msg, err
 	}
 	n, err := w.conn.RecvBytesInto(into, 0)
 	var short *BufferTooShortError
@@ -878,14 +906,9 @@ func (p *Pool) readResult(w *worker, id uint64) ([]byte, error) {
 // awaitResults returns once w owes the pool something: its hello, or the
 // results of tasks sent to it. It also returns when w has exited, for the
 // reader to see the end of its connection. (An idle worker sends nothing,
-// so the reader need not sit on its socket.)
-//
-// It also decides how the reader waits on the socket: when w runs the only
-// task there is, someone is likely waiting for just that result, and the
-// reader polls the socket for a while (see spinFor) instead of sleeping
-// until the runtime's poller wakes it, which takes tens of microseconds.
-// Otherwise the results come when they come, and polling would take a CPU
-// from the workers and from the goroutines waiting for results.
+// so the reader need not sit on its ring.) How the reader then waits,
+// polling the ring or asleep on the socket, the ring decides by whether
+// polling has been paying (see internal/ringconn).
 func (p *Pool) awaitResults(w *worker) {
 	p.mu.Lock()
 	for w.ready && len(w.pending) == 0 {
@@ -893,12 +916,10 @@ func (p *Pool) awaitResults(w *worker) {
 		select {
 		case <-w.sent:
 		case <-w.p.Done():
-			w.conn.noSpin = true
 			return
 		}
 		p.mu.Lock()
 	}
-	w.conn.noSpin = !(len(w.pending) == 1 && len(p.queue) == 0)
 	p.mu.Unlock()
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/futex"
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 // A pool and its workers speak a compact binary form of their own: both
@@ -275,4 +276,50 @@ func (l *ledger) results() []ledgerRecord {
 		recs = recs[hl+bl:]
 	}
 	return out
+}
+
+// A pool and each of its workers talk over rings in shared memory (see
+// internal/ringconn): a task or a result then costs two copies instead of
+// a system call on each side. The socket beside the rings is the doorbell
+// of a side that sleeps, and its end tells each side that the other has
+// gone, even killed. What a worker wrote into its ring before it died
+// stays readable there, as it would in a socket: the pool's reader takes
+// it to the end before it looks at the ledger (see Pool.lost).
+
+// newWorkerLink returns the pool's side of a new worker's link, over new
+// ring memory; the worker's socket and the memory go to the worker in its
+// workerArgs (see openWorkerLink). Closing the pool's side unmaps the
+// memory there.
+func newWorkerLink() (*ringconn.Conn, *Conn, *RawArray[byte], error) {
+	a, b, err := Pipe(true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	mem, err := NewRawArray[byte](ringconn.MemSize)
+	if err == nil {
+		var r *ringconn.Conn
+		if r, err = ringconn.New(a, mem.e.e, true, mem); err == nil {
+			return r, b, mem, nil
+		}
+		mem.Close()
+	}
+	a.Close()
+	b.Close()
+	return nil, nil, nil, err
+}
+
+// openWorkerLink returns the worker's side of its link. The worker trusts
+// nothing the pool sent it: memory of the wrong size is refused.
+func openWorkerLink(sock *Conn, mem *RawArray[byte]) (*ringconn.Conn, error) {
+	if mem == nil || mem.Len() != ringconn.MemSize {
+		return nil, fmt.Errorf("%w: worker ring memory of the wrong size", errBadPoolMessage)
+	}
+	r, err := ringconn.New(sock, mem.e.e, false, mem)
+	if err != nil {
+		return nil, err
+	}
+	// The worker has one goroutine waiting for tasks: it sleeps on a
+	// futex, cheaper than the socket (see ringconn.Conn.SetFutexSleep).
+	r.SetFutexSleep(true)
+	return r, nil
 }

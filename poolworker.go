@@ -17,6 +17,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/go-mp/mp/internal/prefault"
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 // A pool worker is a child running poolWorker: it takes tasks from its Conn
@@ -30,8 +31,9 @@ import (
 const splitAbove = 4 << 10
 
 type workerArgs struct {
-	Conn     *Conn
-	Init     string // initializer target, "" for none
+	Conn     *Conn           // the doorbell and end of the ring link (see openWorkerLink)
+	Ring     *RawArray[byte] // the link's rings
+	Init     string          // initializer target, "" for none
 	InitArg  cbor.RawMessage
 	MaxTasks int
 	MaxRSS   uint64
@@ -54,14 +56,25 @@ var (
 // ends, and with it the task running.
 func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	workerSlot.Store(int32(a.Slot) + 1)
-	defer a.Conn.Close()
+	conn, err := openWorkerLink(a.Conn, a.Ring)
+	if err != nil {
+		a.Conn.Close()
+		if a.Ring != nil {
+			a.Ring.Close()
+		}
+		return err
+	}
+	defer conn.Close()
+	if testHookWorkerLink != nil {
+		testHookWorkerLink(a.Conn, a.Ring.e.e)
+	}
 	// The ledger stays mapped until the process exits: the cancel watcher
 	// reads it to the end (unmapping it under the watcher would fault).
 	led, err := openLedger(a.Ledger)
 	if err != nil {
 		return err
 	}
-	batch := newResultSpool(a.Conn, led)
+	batch := newResultSpool(conn, led)
 	defer batch.stop()
 	if a.Init != "" {
 		if err := runCall(ctx, a.Init, a.InitArg, errInit); err != nil {
@@ -90,10 +103,14 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	// every task.
 	argBuf := make([]byte, 256<<10)
 	prefault.Bytes(argBuf)
+	// Tasks are received into taskBuf, their arguments (which alias it)
+	// used up before the next: a small argument is inside its task's
+	// message (see splitAbove).
+	taskBuf := make([]byte, splitAbove+512)
 	running := &runningTask{led: led}
 	go led.watchCancels(running.check)
 	for done := 0; ; {
-		if a.Conn.buffered.Load() == 0 {
+		if !conn.Buffered() {
 			// No task is waiting here: send what we hold before we wait.
 			if batch.flush() != nil {
 				return nil
@@ -101,9 +118,12 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 		} else {
 			batch.holdFor(holdResults)
 		}
-		msg, err := a.Conn.RecvBytes(0)
+		msg, nextBuf, err := recvInto(conn, taskBuf)
 		if err != nil {
 			return nil // the pool closed our connection
+		}
+		if cap(nextBuf) <= 64<<10 {
+			taskBuf = nextBuf
 		}
 		var t taskMsg
 		if err := t.parse(msg); err != nil {
@@ -111,7 +131,7 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 		}
 		arg := t.Arg
 		if t.Split {
-			if arg, argBuf, err = recvInto(a.Conn, argBuf); err != nil {
+			if arg, argBuf, err = recvInto(conn, argBuf); err != nil {
 				return nil
 			}
 		}
@@ -157,9 +177,20 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	}
 }
 
+// receiver is a connection that receives into a buffer: a Conn, or a
+// ringconn.Conn.
+type receiver interface {
+	RecvBytesInto(buf []byte, offset int) (int, error)
+}
+
+// testHookWorkerLink, if a test sets it (at init, in the worker too), is
+// given a worker's socket and ring memory as the worker starts, for test
+// targets that play a hostile worker.
+var testHookWorkerLink func(sock *Conn, mem []byte)
+
 // recvInto receives a bytes message into buf if it fits, else into new
 // memory, which it returns as the buffer to use next time.
-func recvInto(c *Conn, buf []byte) (msg, next []byte, err error) {
+func recvInto(c receiver, buf []byte) (msg, next []byte, err error) {
 	n, err := c.RecvBytesInto(buf[:cap(buf)], 0)
 	var short *BufferTooShortError
 	if errors.As(err, &short) {
@@ -184,7 +215,7 @@ func recvInto(c *Conn, buf []byte) (msg, next []byte, err error) {
 // large for the ledger is sent at once instead, before the worker starts
 // its next task.
 type resultSpool struct {
-	conn  *Conn
+	conn  *ringconn.Conn
 	led   *ledger
 	mu    sync.Mutex
 	used  int      // bytes of records in the ledger
@@ -206,7 +237,7 @@ const (
 	flushCount = 16
 )
 
-func newResultSpool(c *Conn, led *ledger) *resultSpool {
+func newResultSpool(c *ringconn.Conn, led *ledger) *resultSpool {
 	b := &resultSpool{conn: c, led: led}
 	b.timer = time.AfterFunc(time.Hour, func() { b.flush() })
 	b.timer.Stop()
@@ -237,7 +268,7 @@ func (b *resultSpool) add(res *taskResult, big []byte) error {
 		if len(big) > 0 {
 			msgs = append(msgs, big)
 		}
-		b.err = b.conn.writeBatch(msgs)
+		b.err = b.conn.SendBatch(msgs)
 		return b.err
 	}
 	rec := b.led.records[b.used : b.used+need]
@@ -285,9 +316,10 @@ func (b *resultSpool) flushLocked() error {
 		b.timer.Stop()
 		b.armed = false
 	}
-	b.err = b.conn.writeBatch(b.msgs)
-	// Only now, with the results in the pool's socket (which keeps them
-	// if this process dies), may the ledger's records be written over.
+	b.err = b.conn.SendBatch(b.msgs)
+	// Only now, with the results in the ring (which the pool reads to the
+	// end even if this process dies), may the ledger's records be written
+	// over.
 	if b.err == nil {
 		b.led.committed.Store(0)
 		b.used = 0

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/connerr"
 )
 
 // FuzzRingMemory lets a peer leave anything in the shared memory: after
@@ -61,8 +61,8 @@ func FuzzRingMemory(f *testing.F) {
 				t.Fatal("more messages than the ring could hold")
 			}
 			_, err := b.RecvBytesInto(make([]byte, 64), 0)
-			var short *mp.BufferTooShortError
-			if err != nil && !errors.As(err, &short) && !errors.Is(err, mp.ErrMessageTooLong) {
+			var short *connerr.BufferTooShortError
+			if err != nil && !errors.As(err, &short) && !errors.Is(err, connerr.ErrMessageTooLong) {
 				break
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/connerr"
 )
 
 // timeToSleep has b receive n messages from a, each sent only once b
@@ -215,7 +215,7 @@ func TestFutexSleeperClose(t *testing.T) {
 	errc := recvAsync(b)
 	sleepingB()
 	b.Close()
-	if err := <-errc; !errors.Is(err, mp.ErrClosed) {
+	if err := <-errc; !errors.Is(err, connerr.ErrClosed) {
 		t.Fatalf("own Close: %v, want mp.ErrClosed", err)
 	}
 

@@ -30,12 +30,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
-	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/connerr"
 	"github.com/go-mp/mp/internal/frame"
 	"github.com/go-mp/mp/internal/futex"
 	"github.com/go-mp/mp/internal/pause"
@@ -111,10 +112,31 @@ func newRing(mem []byte) ring {
 	}
 }
 
+// Socket is what a Conn needs of the connection beside its rings (an
+// *mp.Conn has these methods): empty messages as doorbells, a wait for
+// one, the descriptor to see the peer's end without reading, and Close.
+// It is an interface so that this package sits below the root package,
+// which carries its pool's work over rings too.
+type Socket interface {
+	// SendBytes sends a message; a Conn sends only empty ones.
+	SendBytes(b []byte) error
+	// RecvBytes receives a message no longer than maxLength; a longer
+	// one fails with an error matching connerr.ErrMessageTooLong, and
+	// the peer's end with io.EOF.
+	RecvBytes(maxLength int) ([]byte, error)
+	// Poll waits up to timeout (< 0: without limit) for a message or
+	// the end; Close ends the wait.
+	Poll(timeout time.Duration) (bool, error)
+	// Fileno returns the socket's descriptor, an error once closed.
+	Fileno() (int, error)
+	// Close closes the socket, waking a Poll in progress.
+	Close() error
+}
+
 // Conn is one side of a ring connection. One goroutine at a time receives;
 // sends from several goroutines are serialised.
 type Conn struct {
-	sock       *mp.Conn
+	sock       Socket
 	keep       io.Closer // what maps the memory, closed with the Conn
 	in, out    ring
 	closed     atomic.Bool
@@ -126,14 +148,16 @@ type Conn struct {
 	spinner      spinner // under rmu: whether polling pays, see waitData
 
 	wmu          sync.Mutex
-	whead, wtail uint64 // under wmu: the out ring's head as written, and its tail as last seen
+	whead, wtail uint64   // under wmu: the out ring's head as written, and its tail as last seen
+	bhdrs        []byte   // under wmu: SendBatch's lengths, kept for the next
+	bparts       [][]byte // under wmu: SendBatch's parts, kept for the next
 }
 
 // New makes one side of a ring connection over mem (MemSize bytes of
 // memory shared with the peer, zeroed before either side starts), next to
 // sock, a connection to the peer. The side that made the memory passes
 // first true, the other false. keep, if not nil, is closed with the Conn.
-func New(sock *mp.Conn, mem []byte, first bool, keep io.Closer) (*Conn, error) {
+func New(sock Socket, mem []byte, first bool, keep io.Closer) (*Conn, error) {
 	if len(mem) < MemSize {
 		return nil, fmt.Errorf("ringconn: %d bytes of memory, need %d", len(mem), MemSize)
 	}
@@ -177,11 +201,42 @@ func (c *Conn) SendBytes(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed.Load() {
-		return mp.ErrClosed
+		return connerr.ErrClosed
 	}
 	var hdr [8]byte
 	binary.LittleEndian.PutUint64(hdr[:], uint64(len(b)))
 	return c.write(hdr[:], b)
+}
+
+// SendBatch sends each of msgs as one message, as SendBytes would one
+// after the other, but publishes them together where they fit in the ring:
+// the reader then takes them all with one look at the head, and is woken
+// at most once.
+func (c *Conn) SendBatch(msgs [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return connerr.ErrClosed
+	}
+	hdrs := slices.Grow(c.bhdrs[:0], 8*len(msgs))[:8*len(msgs)]
+	parts := c.bparts[:0]
+	for i, m := range msgs {
+		h := hdrs[8*i : 8*i+8]
+		binary.LittleEndian.PutUint64(h, uint64(len(m)))
+		parts = append(parts, h, m)
+	}
+	err := c.write(parts...)
+	clear(parts) // the messages are the caller's
+	c.bhdrs, c.bparts = hdrs, parts[:0]
+	return err
+}
+
+// Buffered reports whether a message, or part of one, waits in the in
+// ring: a receive would not wait for it to begin.
+func (c *Conn) Buffered() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.rhead != c.rtail || c.in.head.Load() != c.rtail
 }
 
 // write copies the parts into the out ring, one after the other. It
@@ -285,7 +340,7 @@ func (c *Conn) waitRoom() error {
 			return nil
 		}
 		if c.closed.Load() {
-			return mp.ErrClosed
+			return connerr.ErrClosed
 		}
 		if c.in.closed.Load() == 1 {
 			return io.ErrClosedPipe // the reader closed: nothing will free room
@@ -323,7 +378,7 @@ func (c *Conn) peerHungUp() bool {
 
 // SetLimit caps the length of the messages received: a longer one is
 // read and thrown away, and its receive fails with an error matching
-// mp.ErrMessageTooLong; the connection stays usable. 0 means the
+// connerr.ErrMessageTooLong; the connection stays usable. 0 means the
 // package's own cap, 1 GiB.
 func (c *Conn) SetLimit(n int64) { c.limit.Store(n) }
 
@@ -346,7 +401,7 @@ func (c *Conn) SetFutexSleep(on bool) { c.futexSleep.Store(on) }
 
 // RecvBytesInto receives one message into buf[offset:] and returns its
 // length, as mp.Conn.RecvBytesInto does: a message that does not fit comes
-// whole in a *mp.BufferTooShortError, in memory that grows as its bytes
+// whole in a *connerr.BufferTooShortError (mp.BufferTooShortError), in memory that grows as its bytes
 // arrive (a length alone allocates at most frame.FirstChunk). A message
 // over the limit (see SetLimit) is skipped. At the peer's end it returns
 // io.EOF; on memory the peer corrupted, an error matching ErrCorrupt.
@@ -357,7 +412,7 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.closed.Load() {
-		return 0, mp.ErrClosed
+		return 0, connerr.ErrClosed
 	}
 	var hdr [8]byte
 	if err := c.read(hdr[:], true); err != nil {
@@ -373,7 +428,7 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 		if err := c.skip(n); err != nil {
 			return 0, err
 		}
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", mp.ErrMessageTooLong, n, limit)
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", connerr.ErrMessageTooLong, n, limit)
 	}
 	if n <= uint64(len(buf)-offset) {
 		if err := c.read(buf[offset:offset+int(n)], false); err != nil {
@@ -390,7 +445,7 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 			return 0, err
 		}
 	}
-	return 0, &mp.BufferTooShortError{Message: msg}
+	return 0, &connerr.BufferTooShortError{Message: msg}
 }
 
 // skip reads n bytes of a message and throws them away, giving their
@@ -489,7 +544,7 @@ func (c *Conn) waitData() error {
 			return io.EOF
 		}
 		if c.closed.Load() {
-			return mp.ErrClosed
+			return connerr.ErrClosed
 		}
 		// A short pause between looks: a tight loop of loads slows the
 		// writer down, on its sibling hardware thread and through the
@@ -558,14 +613,14 @@ func (c *Conn) waitData() error {
 		}
 		if err != nil {
 			r.sleeping.Store(0)
-			if errors.Is(err, mp.ErrMessageTooLong) {
+			if errors.Is(err, connerr.ErrMessageTooLong) {
 				return fmt.Errorf("%w: a doorbell with content", ErrCorrupt)
 			}
 			if r.head.Load() != c.rtail {
 				return nil // what was sent before the end
 			}
 			if c.closed.Load() {
-				return mp.ErrClosed
+				return connerr.ErrClosed
 			}
 			return io.EOF
 		}

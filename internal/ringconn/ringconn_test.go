@@ -14,7 +14,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/connerr"
 	"go.uber.org/goleak"
 )
 
@@ -26,7 +26,7 @@ func pair(t *testing.T) (*Conn, *Conn) {
 	raw := make([]byte, MemSize+64)
 	off := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64
 	mem := raw[off : off+MemSize]
-	sa, sb, err := mp.Pipe(true)
+	sa, sb, err := socketPair()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func recv(t *testing.T, c *Conn) []byte {
 	t.Helper()
 	buf := make([]byte, 16)
 	n, err := c.RecvBytesInto(buf, 0)
-	var short *mp.BufferTooShortError
+	var short *connerr.BufferTooShortError
 	if errors.As(err, &short) {
 		return short.Message
 	}
@@ -134,7 +134,7 @@ func TestPeerClose(t *testing.T) {
 	if _, err := b.RecvBytesInto(make([]byte, 8), 0); err != io.EOF {
 		t.Fatalf("after the peer's Close: %v, want io.EOF", err)
 	}
-	if err := a.SendBytes(nil); !errors.Is(err, mp.ErrClosed) {
+	if err := a.SendBytes(nil); !errors.Is(err, connerr.ErrClosed) {
 		t.Fatalf("send after Close: %v", err)
 	}
 }
@@ -309,7 +309,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	raw := make([]byte, MemSize+64)
 	off := (64 - int(uintptr(unsafe.Pointer(&raw[0]))%64)) % 64
 	mem := raw[off : off+MemSize]
-	sa, sb, _ := mp.Pipe(true)
+	sa, sb, _ := socketPair()
 	x, _ := New(sa, mem, true, nil)
 	y, _ := New(sb, mem, false, nil)
 	defer x.Close()
@@ -341,7 +341,7 @@ func TestLimit(t *testing.T) {
 		a.SendBytes([]byte("next"))
 	}()
 	for _, n := range []int{101, 3*RingSize + 5} {
-		if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, mp.ErrMessageTooLong) {
+		if _, err := b.RecvBytesInto(make([]byte, 200), 0); !errors.Is(err, connerr.ErrMessageTooLong) {
 			t.Fatalf("%d bytes past a limit of 100: %v", n, err)
 		}
 	}
@@ -385,5 +385,39 @@ func TestWriterNoticesSocketEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		a.Close()
 		t.Fatal("the writer waits for room from a reader whose socket ended")
+	}
+}
+
+// SendBatch sends its messages as SendBytes would one by one, also when
+// together, or one alone, they are larger than the ring; Buffered tells
+// whether a message waits.
+func TestSendBatch(t *testing.T) {
+	a, b := pair(t)
+	if b.Buffered() {
+		t.Fatal("Buffered on an empty ring")
+	}
+	var msgs [][]byte
+	for i, size := range []int{0, 5, RingSize / 3, RingSize / 3, 3 * RingSize, 1} {
+		msgs = append(msgs, bytes.Repeat([]byte{byte(i + 1)}, size))
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.SendBatch(msgs) }()
+	for i, want := range msgs {
+		if i == 1 {
+			waitUntil(t, b.Buffered)
+		}
+		if got := recv(t, b); !bytes.Equal(got, want) {
+			t.Fatalf("message %d: %d bytes, want %d", i, len(got), len(want))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b.Buffered() {
+		t.Fatal("Buffered after every message was read")
+	}
+	a.Close()
+	if err := a.SendBatch(msgs); !errors.Is(err, connerr.ErrClosed) {
+		t.Fatalf("SendBatch after Close: %v", err)
 	}
 }
