@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +43,7 @@ const (
 )
 
 func runChild(fdText string) int {
+	fdText, spare := strings.CutPrefix(fdText, spareMark)
 	fd, err := strconv.Atoi(fdText)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mp: bad %s=%q\n", envChild, fdText)
@@ -53,8 +56,19 @@ func runChild(fdText string) int {
 		fmt.Fprintln(os.Stderr, "mp: child:", err)
 		return exitBootFail
 	}
+	if spare {
+		// Ready: the parent may now count on this child to start at once.
+		if err := ctrl.SendBytes(nil); err != nil {
+			return exitBootFail // the parent is gone
+		}
+	}
 	var boot bootMsg
 	if err := ctrl.Recv(&boot); err != nil {
+		if spare && errors.Is(err, io.EOF) {
+			// The parent ended, or ended this spare without using it:
+			// there is nothing to say, and nobody to say it to.
+			return exitBootFail
+		}
 		fmt.Fprintln(os.Stderr, "mp: child: receive start message:", err)
 		return exitBootFail
 	}
