@@ -57,6 +57,7 @@ func runChild(fdText string) int {
 		return exitBootFail
 	}
 	if spare {
+		warmUp()
 		// Ready: the parent may now count on this child to start at once.
 		if err := ctrl.SendBytes(nil); err != nil {
 			return exitBootFail // the parent is gone
@@ -107,6 +108,23 @@ func runChild(fdText string) int {
 	res, rerr := call(func() (any, error) { return run(ctx) })
 	stop.returned()
 	return report(ctrl, res, rerr)
+}
+
+// warmUp does, while a spare waits, the first-time work of the messages a
+// child exchanges with its parent (the codec builds its tables for a type
+// when it first meets it), so that a target started in a spare does not.
+func warmUp() {
+	a, b, err := Pipe(true)
+	if err != nil {
+		return
+	}
+	defer a.Close()
+	defer b.Close()
+	var boot bootMsg
+	var res resultIn
+	if a.Send(&bootMsg{Identity: []int{1}}) == nil && b.Recv(&boot) == nil && b.Send(&resultMsg{Err: &RemoteError{}}) == nil {
+		a.Recv(&res)
+	}
 }
 
 // DefaultCancelGrace is how long a target that sees cancellation (see

@@ -301,7 +301,8 @@ func TestSetSparesZeroEndsIdleSpares(t *testing.T) {
 
 // TestSpareReplacedInBackground holds the filler before it starts the
 // replacement of a spare that Start used: Start has returned all the
-// same, and the replacement comes once the filler goes on.
+// same, and the replacement comes once the filler goes on; a spare used
+// by a child that runs on is replaced too.
 func TestSpareReplacedInBackground(t *testing.T) {
 	used := withSpares(t, 1)
 	entered, release := make(chan struct{}, 1), make(chan struct{})
@@ -330,6 +331,19 @@ func TestSpareReplacedInBackground(t *testing.T) {
 	mp.SetSpares(1) // waits for the replacement to be ready
 	if idle := mp.IdleSparePids(); len(idle) != 1 || idle[0] == used[0] {
 		t.Errorf("spares %v after %d was used", idle, used[0])
+	}
+	mp.SetTestHookFill(nil)
+
+	// A child that runs on does not keep its spare from being replaced.
+	sleeper := startWarm(t, mp.NewProcess(fail, "sleep"))
+	for len(mp.IdleSparePids()) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the spare of a running child was not replaced")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !sleeper.IsAlive() {
+		t.Error("the child ended")
 	}
 }
 
