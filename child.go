@@ -21,8 +21,9 @@ import (
 )
 
 // Main must be the first statement of main (and of TestMain). In a child
-// started by mp it runs the requested target and exits; in any other
-// process it returns at once. A child first closes every descriptor it
+// started by mp it runs the requested target and exits (a spare, see
+// [SetSpares], first waits there until a Start names its target); in any
+// other process it returns at once. A child first closes every descriptor it
 // inherited other than stdin, stdout and stderr (what its parent had open
 // without close-on-exec is not the child's), as Python's spawn does;
 // handles passed as arguments arrive after that.

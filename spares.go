@@ -32,8 +32,12 @@ import (
 // (about as long as one cold Start takes, for those it had to start); or,
 // when n is below the number of idle spares, once those beyond n have
 // ended and been reaped: SetSpares(0) leaves no spare behind. A spare that
-// Start used is replaced in the background, never delaying Start. In a
-// daemon process, which may not start children, SetSpares does nothing.
+// Start used is replaced in the background, never delaying Start: once
+// the child that took it has ended, or 10 ms after the Start if it runs
+// longer (so that the replacement does not compete with that child for
+// the processors as it starts). One that died idle, killed by someone
+// else, is replaced after the next Start. In a daemon process, which may
+// not start children, SetSpares does nothing.
 //
 // What a child started from a spare gets is what a child started at once
 // gets: the Process's Name, Daemon, Authkey and CancelGrace, its argument
@@ -192,7 +196,9 @@ func (s *spare) watch() {
 	code := waitExit(s.osp)
 	spares.Lock()
 	if i := slices.Index(spares.idle, s); i >= 0 {
-		// It died idle (killed by someone else): nobody is told.
+		// It died idle (killed by someone else): nobody is told, and the
+		// next Start replaces it (not at once: what killed it, the OOM
+		// killer say, may kill the next too).
 		spares.idle = slices.Delete(spares.idle, i, i+1)
 		spares.Unlock()
 		s.ctrl.Close()
@@ -209,7 +215,10 @@ func (s *spare) watch() {
 		return
 	}
 	p.finish(s.ctrl, gotResult, res.Err, code)
-	refill() // its replacement need not wait for refillDelay any longer
+	// Its replacement need not wait for refillDelay any longer.
+	spares.Lock()
+	fillLocked()
+	spares.Unlock()
 }
 
 // addLocked makes s idle, or discards it if it is no longer wanted.
