@@ -23,3 +23,14 @@ func SetTestHookFill(f func()) {
 	}
 	testHookFill.Store(&f)
 }
+
+// SetTestHookSpareReaped makes f run in a spare's watcher once it has
+// reaped the spare, before it looks whether the spare was idle; nil
+// removes it.
+func SetTestHookSpareReaped(f func(pid int)) {
+	if f == nil {
+		testHookSpareReaped.Store(nil)
+		return
+	}
+	testHookSpareReaped.Store(&f)
+}

@@ -151,9 +151,13 @@ var spares struct {
 
 func init() { spares.cond.L = &spares.Mutex }
 
-// testHookFill, set only by tests, runs in the filler before it starts a
-// spare.
-var testHookFill atomic.Pointer[func()]
+// Hooks set only by tests: testHookFill runs in the filler before it
+// starts a spare, testHookSpareReaped in a spare's watcher once it has
+// reaped the spare (pid), before it looks whether the spare was idle.
+var (
+	testHookFill        atomic.Pointer[func()]
+	testHookSpareReaped atomic.Pointer[func(pid int)]
+)
 
 // startCounted starts a spare that spares.starting counted, and makes it
 // idle (or discards it if it is no longer wanted).
@@ -194,6 +198,9 @@ func (s *spare) watch() {
 	var res resultIn
 	gotResult := s.ctrl.Recv(&res) == nil
 	code := waitExit(s.osp)
+	if h := testHookSpareReaped.Load(); h != nil {
+		(*h)(s.osp.Pid)
+	}
 	spares.Lock()
 	if i := slices.Index(spares.idle, s); i >= 0 {
 		// It died idle (killed by someone else): nobody is told, and the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -359,5 +360,68 @@ func TestPoolWorkersFromSpares(t *testing.T) {
 	ws := pool.Stats()
 	if len(ws) != 1 || ws[0].Pid != pids[0] {
 		t.Errorf("workers %+v, want the spare %d", ws, pids[0])
+	}
+}
+
+// TestStartAfterIdleSpareDied kills the idle spare, and holds its watcher
+// once it has reaped it, while the spare is still listed as idle: Start
+// finds its control connection dead, and starts the child cold instead.
+// Once the watcher goes on, the spare is gone from the list. Then the
+// same without holding the watcher: a spare that died idle is dropped.
+func TestStartAfterIdleSpareDied(t *testing.T) {
+	pids := withSpares(t, 1)
+	reaped, release := make(chan int, 1), make(chan struct{})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(letGo) // before withSpares's, which waits for the watcher
+	mp.SetTestHookSpareReaped(func(pid int) {
+		if pid == pids[0] {
+			reaped <- pid
+			<-release
+		}
+	})
+	defer mp.SetTestHookSpareReaped(nil)
+	ctx := ctxTimeout(t, 30*time.Second)
+	if err := unix.Kill(pids[0], unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reaped:
+	case <-ctx.Done():
+		t.Fatal("the killed spare was not reaped")
+	}
+	if idle := mp.IdleSparePids(); !slices.Equal(idle, pids) {
+		t.Fatalf("idle spares %v, want the dead one %v still listed", idle, pids)
+	}
+	p := mp.NewProcess(fail, "exit3")
+	if err := p.Start(); err != nil {
+		letGo()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill(); p.Join(context.Background()) })
+	t.Cleanup(letGo) // first: the watcher may be the one that reaps p
+	if p.Pid() == pids[0] {
+		t.Fatal("Start used the dead spare")
+	}
+	p.Join(ctx)
+	if code, _ := p.ExitCode(); code != 3 {
+		t.Errorf("the child started instead of the dead spare: exit code %d, want 3", code)
+	}
+	letGo()
+	mp.SetTestHookSpareReaped(nil)
+
+	pids = withSpares(t, 1)
+	if err := unix.Kill(pids[0], unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for slices.Contains(mp.IdleSparePids(), pids[0]) {
+		if ctx.Err() != nil {
+			t.Fatal("a spare that died idle stays listed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p = start(t, mp.NewProcess(fail, ""))
+	if err := p.Join(ctx); err != nil || p.Pid() == pids[0] {
+		t.Errorf("Start after the idle spare died: pid %d (the dead spare %d), %v", p.Pid(), pids[0], err)
 	}
 }
