@@ -5,10 +5,31 @@ package mp
 import (
 	"context"
 	"runtime"
-	"unsafe"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/memcopy"
 )
+
+// arrayMem is what RawArray and Array share: the memory of the elements
+// and the methods that use it without a lock.
+type arrayMem[T any] struct {
+	e elems[T]
+}
+
+// Len returns the number of elements (0 after Close).
+func (m *arrayMem[T]) Len() int { return len(m.e.e) }
+
+// Slice returns the elements themselves: a slice over the shared memory,
+// which other processes see and change (on an Array, use it while holding
+// the lock). It stays valid until Close and must not be used after it.
+// (An object whose slice was taken and that is never closed keeps its
+// memory mapped until the process exits.) Slice returns nil after Close.
+func (m *arrayMem[T]) Slice() []T { return m.e.view() }
+
+// Close releases the memory in this process (not an Array's lock, which
+// may guard other objects). It must not be called while other goroutines
+// use the object; its operations then fail with ErrClosed.
+func (m *arrayMem[T]) Close() error { return m.e.close() }
 
 // RawArray is a fixed-length array of T in shared memory, without a lock,
 // like Python's multiprocessing.RawArray. T must be a fixed-size type (see
@@ -23,7 +44,7 @@ import (
 // The memory is released in this process by Close, or once the RawArray
 // is garbage; it is freed when no process holds it any more.
 type RawArray[T any] struct {
-	e elems[T]
+	arrayMem[T]
 }
 
 // NewRawArray returns a RawArray of n zero elements.
@@ -32,7 +53,7 @@ func NewRawArray[T any](n int) (*RawArray[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &RawArray[T]{e: e}
+	a := &RawArray[T]{arrayMem[T]{e: e}}
 	autoReleaseElems(a, &a.e)
 	return a, nil
 }
@@ -46,9 +67,6 @@ func NewRawArrayFrom[T any](s []T) (*RawArray[T], error) {
 	copy(a.e.e, s)
 	return a, nil
 }
-
-// Len returns the number of elements (0 after Close).
-func (a *RawArray[T]) Len() int { return len(a.e.e) }
 
 // Get returns element i, or an error wrapping ErrIndexOutOfRange.
 func (a *RawArray[T]) Get(i int) (T, error) {
@@ -72,18 +90,6 @@ func (a *RawArray[T]) CopyTo(dst []T) error {
 	return copyTo(&a.e, dst, a)
 }
 
-// Slice returns the elements themselves: a slice over the shared memory,
-// which other processes see and change. It stays valid until Close and
-// must not be used after it. (A RawArray whose slice was taken and that is
-// never closed keeps its memory mapped until the process exits.) Slice
-// returns nil after Close.
-func (a *RawArray[T]) Slice() []T { return a.e.view() }
-
-// Close releases the memory in this process. It must not be called while
-// other goroutines use the RawArray; its operations then fail with
-// ErrClosed.
-func (a *RawArray[T]) Close() error { return a.e.close() }
-
 // MarshalCBOR lets a RawArray travel to another process inside a message.
 func (a *RawArray[T]) MarshalCBOR() ([]byte, error) { return a.e.marshal() }
 
@@ -91,12 +97,7 @@ func (a *RawArray[T]) MarshalCBOR() ([]byte, error) { return a.e.marshal() }
 // ErrTypeMismatch if the sender's RawArray holds another element type.
 func (a *RawArray[T]) UnmarshalCBOR(data []byte) error {
 	e, err := unmarshalRaw[T](data, kindArray)
-	if err != nil {
-		return err
-	}
-	a.e = e
-	autoReleaseElems(a, &a.e)
-	return nil
+	return adopt(a, &a.e, e, err)
 }
 
 // ---- Array ----
@@ -115,25 +116,18 @@ func (a *RawArray[T]) UnmarshalCBOR(data []byte) error {
 // process that died holding it does its work and returns an error that
 // matches ErrOwnerDied.
 type Array[T any] struct {
-	e    elems[T]
-	lock SharedLock
+	arrayMem[T]
+	guard
 }
 
 // NewArray returns an Array of n zero elements, guarded by a new RLock or
 // the lock given by WithLock.
 func NewArray[T any](n int, opts ...SyncOption) (*Array[T], error) {
-	if err := fixedTypeOf[T]().err; err != nil {
-		return nil, err
-	}
-	l, err := syncLock(opts)
+	e, g, err := newGuarded[T](kindArray, n, opts)
 	if err != nil {
 		return nil, err
 	}
-	e, err := newElems[T](kindArray, n)
-	if err != nil {
-		return nil, err
-	}
-	a := &Array[T]{e: e, lock: l}
+	a := &Array[T]{arrayMem[T]{e: e}, g}
 	autoReleaseElems(a, &a.e)
 	return a, nil
 }
@@ -147,9 +141,6 @@ func NewArrayFrom[T any](s []T, opts ...SyncOption) (*Array[T], error) {
 	copy(a.e.e, s)
 	return a, nil
 }
-
-// Len returns the number of elements (0 after Close).
-func (a *Array[T]) Len() int { return len(a.e.e) }
 
 // Get returns element i, read under the lock.
 func (a *Array[T]) Get(ctx context.Context, i int) (T, error) {
@@ -190,36 +181,6 @@ func (a *Array[T]) CopyTo(ctx context.Context, dst []T) error {
 	return withLock(ctx, a.lock, func() error { return copyTo(&a.e, dst, a) })
 }
 
-// Slice returns the elements themselves, a slice over the shared memory,
-// to use while holding the lock. It stays valid until Close, as for
-// RawArray.Slice.
-func (a *Array[T]) Slice() []T { return a.e.view() }
-
-// Locker returns the Array's lock (Python's get_lock), to hold it across
-// several operations.
-func (a *Array[T]) Locker() SharedLock { return a.lock }
-
-// Acquire takes the Array's lock; see Lock.Acquire.
-func (a *Array[T]) Acquire(ctx context.Context) error {
-	if a.lock == nil {
-		return ErrClosed
-	}
-	return a.lock.Acquire(ctx)
-}
-
-// Release frees the Array's lock.
-func (a *Array[T]) Release() error {
-	if a.lock == nil {
-		return ErrClosed
-	}
-	return a.lock.Release()
-}
-
-// Close releases the memory in this process (not the lock, which may
-// guard other objects). It must not be called while other goroutines use
-// the Array; its operations then fail with ErrClosed.
-func (a *Array[T]) Close() error { return a.e.close() }
-
 // MarshalCBOR lets an Array and its lock travel to another process inside
 // a message.
 func (a *Array[T]) MarshalCBOR() ([]byte, error) { return marshalSync(&a.e, a.lock) }
@@ -227,13 +188,7 @@ func (a *Array[T]) MarshalCBOR() ([]byte, error) { return marshalSync(&a.e, a.lo
 // UnmarshalCBOR receives an Array sent by mp. It fails with
 // ErrTypeMismatch if the sender's Array holds another element type.
 func (a *Array[T]) UnmarshalCBOR(data []byte) error {
-	e, l, err := unmarshalSync[T](data, kindArray)
-	if err != nil {
-		return err
-	}
-	a.e, a.lock = e, l
-	autoReleaseElems(a, &a.e)
-	return nil
+	return receiveGuarded(a, &a.e, &a.guard, data, kindArray)
 }
 
 // ---- element access shared by both forms; owner is kept alive across
@@ -274,7 +229,7 @@ func copyFrom[T, O any](e *elems[T], src []T, owner *O) error {
 	}
 	// Streamed: another process is likely to read it next (float_channel:
 	// 5 -> 7.4-10.5 GB/s).
-	memcopy.Stream(asBytes(e.e), asBytes(src))
+	memcopy.Stream(codec.AsBytes(e.e), codec.AsBytes(src))
 	runtime.KeepAlive(owner)
 	return nil
 }
@@ -290,11 +245,4 @@ func copyTo[T, O any](e *elems[T], dst []T, owner *O) error {
 	copy(dst, e.e)
 	runtime.KeepAlive(owner)
 	return nil
-}
-
-// asBytes views the elements of s as bytes (T is a fixed-size type, so
-// it holds no pointers).
-func asBytes[T any](s []T) []byte {
-	var zero T
-	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(zero)))
 }

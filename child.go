@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Main must be the first statement of main (and of TestMain). In a child
@@ -248,7 +250,7 @@ func report(ctrl *Conn, res any, rerr *RemoteError) int {
 		rerr.Process, rerr.Pid = me.Name, me.Pid
 	}
 	err := ctrl.Send(&resultMsg{Result: res, Err: rerr})
-	var encErr *encodeError
+	var encErr *codec.EncodeError
 	if errors.As(err, &encErr) {
 		rerr = &RemoteError{Process: me.Name, Pid: me.Pid, Message: "cannot encode the result: " + err.Error()}
 		err = ctrl.Send(&resultMsg{Err: rerr})

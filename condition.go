@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/futex"
 	"github.com/go-mp/mp/internal/goid"
 	"github.com/go-mp/mp/internal/shm"
@@ -510,13 +511,13 @@ func (c *Condition) MarshalCBOR() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encMode.Marshal(condWire{Cond: b, Lock: c.plain, RLock: c.re})
+	return codec.Marshal(condWire{Cond: b, Lock: c.plain, RLock: c.re})
 }
 
 // UnmarshalCBOR receives a Condition sent by mp.
 func (c *Condition) UnmarshalCBOR(data []byte) error {
 	var w condWire
-	if err := decMode.Unmarshal(data, &w); err != nil {
+	if err := codec.Unmarshal(data, &w); err != nil {
 		return err
 	}
 	if (w.Lock == nil) == (w.RLock == nil) {

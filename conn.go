@@ -15,6 +15,8 @@ import (
 
 	"github.com/go-mp/mp/internal/frame"
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Conn is one end of a connection that carries whole messages: a Pipe end,
@@ -319,12 +321,12 @@ func (c *Conn) MarshalCBOR() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encodeHandle(handleConn, fd, boolFlag(c.readable, flagReadable)|boolFlag(c.writable, flagWritable))
+	return codec.EncodeHandle(codec.HandleConn, fd, boolFlag(c.readable, flagReadable)|boolFlag(c.writable, flagWritable))
 }
 
 // UnmarshalCBOR receives a Conn sent by mp.
 func (c *Conn) UnmarshalCBOR(data []byte) error {
-	fd, flags, err := decodeHandle(data, handleConn)
+	fd, flags, err := codec.DecodeHandle(data, codec.HandleConn)
 	if err != nil {
 		return err
 	}
@@ -343,12 +345,12 @@ func (c *Conn) Send(v any) error {
 	if err := c.checkWrite(); err != nil {
 		return err
 	}
-	b, fds, err := marshal(v)
+	b, fds, err := codec.EncodeMessage(v)
 	if err != nil {
 		return err
 	}
 	err = c.writeMessage(b, fds)
-	closeFDs(fds)
+	codec.CloseFDs(fds)
 	return err
 }
 
@@ -584,7 +586,7 @@ func (c *Conn) Recv(v any) error {
 	if err != nil {
 		return err
 	}
-	used, err := unmarshal(msg, c.fds, v)
+	used, err := codec.DecodeMessage(msg, c.fds, v)
 	c.fds = c.fds[used:]
 	return err
 }

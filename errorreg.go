@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Errors that cross processes. A target's error is only text once it has
@@ -110,7 +112,7 @@ func RegisterErrorType[T error]() {
 		decode: func(b []byte) (error, bool) {
 			var v T
 			// No descriptors come with it: a handle in it fails to decode.
-			if _, err := unmarshal(b, nil, &v); err != nil {
+			if _, err := codec.DecodeMessage(b, nil, &v); err != nil {
 				return nil, false
 			}
 			if rv := reflect.ValueOf(&v).Elem(); rv.Kind() == reflect.Pointer && rv.IsNil() {
@@ -234,10 +236,10 @@ func encodeErrorValue(v reflect.Value) ([]byte, bool) {
 			}
 		}
 	}
-	b, fds, err := marshal(c.Interface())
+	b, fds, err := codec.EncodeMessage(c.Interface())
 	if len(fds) > 0 {
 		// A handle (a Conn...) travels only as an argument or a result.
-		closeFDs(fds)
+		codec.CloseFDs(fds)
 		return nil, false
 	}
 	return b, err == nil

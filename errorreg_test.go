@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // wireError is registered for TestRemoteErrorHostileValues; C makes it a
@@ -35,11 +37,11 @@ func init() {
 // out while the rest still unwraps; each name unwraps at most once.
 func TestRemoteErrorHostileValues(t *testing.T) {
 	const wireName = "*github.com/go-mp/mp.wireError"
-	good, err := encMode.Marshal(&wireError{N: 5})
+	good, err := codec.Marshal(&wireError{N: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	withHandle, err := encMode.Marshal(map[string]any{"C": rawTag(handleTag, []any{handleConn, 0, 0})})
+	withHandle, err := codec.Marshal(map[string]any{"C": rawTag(codec.HandleTag, []any{codec.HandleConn, 0, 0})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +104,12 @@ func viaPool(t *testing.T, e *RemoteError) *RemoteError {
 // Process decodes.
 func viaProcess(t *testing.T, e *RemoteError) *RemoteError {
 	t.Helper()
-	b, fds, err := marshal(&resultMsg{Err: e})
+	b, fds, err := codec.EncodeMessage(&resultMsg{Err: e})
 	if err != nil || len(fds) != 0 {
 		t.Fatal(err, fds)
 	}
 	var r resultIn
-	if _, err := unmarshal(b, nil, &r); err != nil || r.Err == nil {
+	if _, err := codec.DecodeMessage(b, nil, &r); err != nil || r.Err == nil {
 		t.Fatalf("unmarshal: %v, %+v", err, r)
 	}
 	return r.Err
@@ -117,7 +119,7 @@ func rawTag(n uint64, content any) any { return cbor.Tag{Number: n, Content: con
 
 func mustMarshal(t *testing.T, v any) []byte {
 	t.Helper()
-	b, err := encMode.Marshal(v)
+	b, err := codec.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func TestTypedErrorWithHandleStays(t *testing.T) {
 // values are arbitrary: nothing panics, and what is rebuilt can print
 // itself.
 func FuzzRemoteErrorValues(f *testing.F) {
-	good, _ := encMode.Marshal(&wireError{N: 5})
+	good, _ := codec.Marshal(&wireError{N: 5})
 	f.Add("mp.ErrEmpty", good)
 	f.Add("*github.com/go-mp/mp.wireError", []byte{0xf6})
 	f.Add("*github.com/go-mp/mp.OwnerDiedError", []byte{0xa1, 0x63, 'P', 'i', 'd', 0x01})

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 var (
@@ -168,7 +170,7 @@ func (ex *Executor) Terminate() error {
 // Pool describes.
 func (f *Func[A, R]) Submit(ctx context.Context, ex *Executor, arg A) *Future[R] {
 	fut := newFuture[R](ex.pool)
-	b, err := encodeOne(arg)
+	b, err := codec.EncodeOne(arg)
 	if err != nil {
 		fut.c.resolve(err, false, nil)
 		return fut
@@ -206,12 +208,12 @@ func (f *Func[A, R]) SubmitMap(ctx context.Context, ex *Executor, items []A, chu
 		n := end - off
 		decode := func(b []byte) ([]R, error) {
 			vals := make([]R, n)
-			if err := decodeChunk(b, vals); err != nil {
+			if err := codec.DecodeChunk(b, vals); err != nil {
 				return nil, fmt.Errorf("mp: decode results: %w", err)
 			}
 			return vals, nil
 		}
-		if b, err := encodeChunk(items[off:end]); err != nil {
+		if b, err := codec.EncodeChunk(items[off:end]); err != nil {
 			fut.c.resolve(err, false, nil)
 		} else {
 			ex.submit(ctx, &fut.c, fut.task(f.name, true, b, decode))

@@ -2,13 +2,17 @@
 
 package mp
 
-import "io"
+import (
+	"io"
+
+	"github.com/go-mp/mp/internal/codec"
+)
 
 // RawSocketForTest exposes a Conn's socket so tests can write bad frames.
 func RawSocketForTest(c *Conn) io.Writer { return c.t.(io.Writer) }
 
 // EncodeForTest encodes v with the codec but outside mp's sending path.
-func EncodeForTest(v any) ([]byte, error) { return encMode.Marshal(v) }
+func EncodeForTest(v any) ([]byte, error) { return codec.Marshal(v) }
 
 // QueueLocksHeld reports whether the producer and consumer locks of q are
 // held, so tests can kill a process in the middle of a Put or a Get.

@@ -6,13 +6,15 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // FuzzUnmarshal feeds arbitrary message bodies to the codec: it must return
 // a value or an error, never panic or claim descriptors it was not given.
 func FuzzUnmarshal(f *testing.F) {
 	for _, v := range []any{1, "s", []float64{1, 2}, map[string]any{"a": []any{1, "x"}}, struct{ A, B int }{1, 2}} {
-		b, _, err := marshal(v)
+		b, _, err := codec.EncodeMessage(v)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -21,16 +23,16 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte{0xd9, 0x6b, 0x6e, 0x01, 0xd9, 0x6b, 0x6d, 0x83, 0x01, 0x00, 0x03})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var a any
-		unmarshal(data, nil, &a)
+		codec.DecodeMessage(data, nil, &a)
 		var s struct {
 			A int
 			B []string
 			C map[string]float64
 			D *Conn
 		}
-		unmarshal(data, nil, &s)
+		codec.DecodeMessage(data, nil, &s)
 		var c Conn
-		if _, err := unmarshal(data, nil, &c); err == nil {
+		if _, err := codec.DecodeMessage(data, nil, &c); err == nil {
 			t.Fatal("a Conn decoded with no descriptors")
 		}
 	})

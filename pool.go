@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
 )
 
@@ -66,7 +67,7 @@ type Call struct {
 
 // NewCall binds f to arg.
 func NewCall[A, R any](f *Func[A, R], arg A) *Call {
-	return &Call{target: f.name, encode: func() ([]byte, error) { return encodeOne(arg) }}
+	return &Call{target: f.name, encode: func() ([]byte, error) { return codec.EncodeOne(arg) }}
 }
 
 // encodeFor checks that c's target is registered and encodes its
@@ -130,11 +131,13 @@ type PoolOptions struct {
 	// record is "mp: pool worker replaced" ("mp: pool worker ended" if the
 	// pool is closed and its work done), with the attributes reason:
 	// "died" (with signal, the signal that killed it, or code, its exit
-	// code), "task timeout" (with timeout), "max tasks" or "max memory"
-	// (with max_memory); worker, its name; pid; slot, its WorkerID, which
-	// its replacement takes; tasks, how many it ran. A death or a timeout
-	// is logged at level Warn, a recycling at Info. Workers that
-	// Terminate kills are not reported.
+	// code), "task timeout" (with timeout), "task cancelled" (killed
+	// because the caller's ctx ended and the task did not stop in time),
+	// "max tasks" or "max memory" (with max_memory); worker, its name;
+	// pid; slot, its WorkerID, which its replacement takes; tasks, how
+	// many it ran. A death or a timeout is logged at level Warn, a
+	// cancelled task or a recycling at Info. Workers that Terminate kills
+	// are not reported.
 	Logger *slog.Logger
 }
 
@@ -390,27 +393,6 @@ func (p *Pool) spawnWanted() {
 			p.checkDone()
 		}()
 	}
-}
-
-// encodeArg encodes a task's argument into memory of its own.
-func encodeArg(v any) ([]byte, error) {
-	var buf = encodeBuffers.Get().(*bytes.Buffer)
-	defer putEncodeBuffer(buf)
-	if err := encodeArgTo(buf, v); err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), buf.Bytes()...), nil
-}
-
-// encodeArgTo appends the encoding of a task's argument to buf.
-func encodeArgTo(buf *bytes.Buffer, v any) error {
-	if err := encodeItem(buf, v); err != nil {
-		if errors.Is(err, ErrQueueHandles) {
-			return errors.New("mp: pool task arguments cannot hold handles (Conn, Lock, ...)")
-		}
-		return err
-	}
-	return nil
 }
 
 // argStats counts the bytes of Map's encoded chunks that the pool holds
@@ -874,7 +856,7 @@ func (p *Pool) read(w *worker) {
 }
 
 // readResult receives the large result of task id, into the task's own
-// memory for it if it has some (a chunk of raw items: see chunkcodec.go).
+// memory for it if it has some (a chunk of raw items: see codec.ChunkInto).
 func (p *Pool) readResult(w *worker, id uint64) ([]byte, error) {
 	var into []byte
 	p.mu.Lock()
@@ -1303,7 +1285,7 @@ func (p *Pool) Processes() int { return p.opts.Processes }
 // decodeResult decodes a task's encoded result.
 func decodeResult[R any](b []byte) (R, error) {
 	var r R
-	if err := decodeOne(b, &r); err != nil {
+	if err := codec.DecodeOne(b, &r); err != nil {
 		return r, fmt.Errorf("mp: decode task result into %T: %w", r, err)
 	}
 	return r, nil

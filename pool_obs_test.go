@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -214,6 +215,29 @@ func TestPoolLogsWorkerReplaced(t *testing.T) {
 			level: slog.LevelWarn,
 			want:  map[string]any{"reason": "task timeout", "timeout": 100 * time.Millisecond},
 		},
+		{
+			name: "task cancelled",
+			act: func(bound context.Context, pool *mp.Pool, _ int) error {
+				dir, err := os.MkdirTemp("", "mp-logcancel-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				ctx, cancel := context.WithCancel(bound)
+				res := plainStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: "a", Hang: true, Ignore: true}, nil, nil)
+				if err := awaitFileErr(bound, dir, "started-a"); err != nil {
+					cancel()
+					return err
+				}
+				cancel()
+				if _, err := res.Get(bound); !errors.Is(err, context.Canceled) {
+					return fmt.Errorf("cancelled ApplyAsync: %v", err)
+				}
+				return nil
+			},
+			level: slog.LevelInfo,
+			want:  map[string]any{"reason": "task cancelled"},
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -405,5 +429,20 @@ func TestPoolSizeFollowsGOMAXPROCS(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "processes=1 gomaxprocs=1\n") {
 		t.Fatalf("with GOMAXPROCS=1 on %d CPUs, the child said: %s", runtime.NumCPU(), out)
+	}
+}
+
+// awaitFileErr waits for dir/name, as awaitFile does, returning an error
+// instead of failing a test.
+func awaitFileErr(ctx context.Context, dir, name string) error {
+	for {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no %s: %w", name, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }

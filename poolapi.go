@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/prefault"
 )
 
@@ -133,7 +134,7 @@ func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback
 			pool.runCallback(func() { callback(v) })
 		}
 	}
-	b, err := encodeOne(arg)
+	b, err := codec.EncodeOne(arg)
 	if err != nil {
 		finish(nil, err)
 		return res
@@ -208,14 +209,14 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 	out := make([]R, len(items))
 	// Filled by the workers' results as they come: map its pages in at
 	// once rather than one fault at a time (see internal/prefault).
-	prefault.Bytes(chunkInto(out))
+	prefault.Bytes(codec.ChunkInto(out))
 	if len(items) == 0 {
 		res.resolve(out, nil)
 		return res, halt
 	}
 	ends := chunkEnds(items, chunksize, pool.Processes())
-	raw := rawChunks[A]()
-	lazy := !raw && (!copyItems || inertItems[A]())
+	raw := codec.RawChunks[A]()
+	lazy := !raw && (!copyItems || codec.InertItems[A]())
 	if lazy && copyItems {
 		items = slices.Clone(items)
 	}
@@ -256,9 +257,9 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			off = ends[i-1].end
 		}
 		chunk := items[off:end]
-		t := &task{target: f.name, chunk: true, into: chunkInto(out[off:end]), finish: func(enc []byte, err error) {
+		t := &task{target: f.name, chunk: true, into: codec.ChunkInto(out[off:end]), finish: func(enc []byte, err error) {
 			if err == nil {
-				if err = decodeChunk(enc, out[off:end]); err != nil {
+				if err = codec.DecodeChunk(enc, out[off:end]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
 				}
 			}
@@ -281,7 +282,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		var err error
 		switch {
 		case raw && !copyItems:
-			t.arg = asBytes(chunk)
+			t.arg = codec.AsBytes(chunk)
 		case lazy:
 			t.argSize = ce.size
 			t.encode = func(buf *bytes.Buffer) error {
@@ -290,10 +291,10 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 				if stopped {
 					return errMapSettled // its finish goes unheard
 				}
-				return encodeArgTo(buf, chunk)
+				return codec.EncodeArgTo(buf, chunk)
 			}
 		default:
-			t.arg, err = encodeChunk(chunk)
+			t.arg, err = codec.EncodeChunk(chunk)
 		}
 		if err != nil {
 			res.resolve(nil, err)
@@ -401,16 +402,16 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					break
 				}
 				s, vals := sent, make([]R, len(chunk))
-				b, err := encodeChunk(chunk)
+				b, err := codec.EncodeChunk(chunk)
 				if err != nil {
 					// This chunk's items fail; the next may encode.
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
 					sent++
 					continue
 				}
-				t := &task{target: f.name, chunk: true, arg: b, into: chunkInto(vals), finish: func(enc []byte, err error) {
+				t := &task{target: f.name, chunk: true, arg: b, into: codec.ChunkInto(vals), finish: func(enc []byte, err error) {
 					if err == nil {
-						if err = decodeChunk(enc, vals); err != nil {
+						if err = codec.DecodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
 						}
 					}

@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/futex"
 )
 
 // A pool and its workers speak a compact binary form of their own: both
 // ends are the same binary, and a task's header then costs a few bytes
 // and nanoseconds instead of a reflective CBOR pass. Arguments and results
-// inside it stay encoded as the target's codec wants (see chunkcodec.go).
+// inside it stay encoded as the target's codec wants (see codec.EncodeChunk).
 //
 //	task:   uvarint id | flags | uvarint len(target) | target | argument
 //	result: uvarint id | flags | uvarint busy ns | [uvarint len | CBOR error] | result
@@ -93,7 +94,7 @@ func (r *taskResult) appendTo(b []byte) ([]byte, error) {
 	b = append(b, flagIf(r.Split, wireSplit)|flagIf(r.Exit, wireExit)|flagIf(r.Err != nil, wireErr))
 	b = binary.AppendUvarint(b, uint64(max(r.Busy, 0)))
 	if r.Err != nil {
-		e, err := encMode.Marshal(r.Err)
+		e, err := codec.Marshal(r.Err)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +126,7 @@ func (r *taskResult) parse(b []byte) error {
 			return errBadPoolMessage
 		}
 		r.Err = new(RemoteError)
-		if err := decMode.Unmarshal(b[n:n+int(l)], r.Err); err != nil {
+		if err := codec.Unmarshal(b[n:n+int(l)], r.Err); err != nil {
 			return fmt.Errorf("%w: %v", errBadPoolMessage, err)
 		}
 		b = b[n+int(l):]

@@ -5,11 +5,10 @@ package mp
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
-	"github.com/go-mp/mp/internal/cborhead"
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/prefault"
 )
 
@@ -66,7 +65,7 @@ func (q *Queue[T]) put(ctx context.Context, v T, try bool) error {
 	}
 	buf := q.c.buffer()
 	defer q.c.keepBuffer(buf)
-	if err := encodeItem(buf, v); err != nil {
+	if err := codec.EncodeItem(buf, v); err != nil {
 		return err
 	}
 	return q.c.put(ctx, buf.Bytes(), nil, try)
@@ -216,19 +215,6 @@ func putEncodeBuffer(b *bytes.Buffer) {
 	}
 }
 
-// encodeItem encodes a queue item. Items never carry handles, so this
-// skips the handle session (and its lock) that Conn.Send needs: a handle
-// inside fails to encode.
-func encodeItem(buf *bytes.Buffer, v any) error {
-	if err := encMode.MarshalToBuffer(v, buf); err != nil {
-		if errors.Is(err, errNoSession) {
-			return ErrQueueHandles
-		}
-		return &encodeError{typ: fmt.Sprintf("%T", v), err: err}
-	}
-	return nil
-}
-
 // decodeQueued decodes the queue item it into v, a pointer.
 func decodeQueued(it queueItem, v any) error {
 	if p, ok := v.(*[]byte); ok && takeBytes(&it, p) {
@@ -258,7 +244,7 @@ func byteStringHead(dst, b []byte) []byte {
 	if b == nil {
 		return append(dst, cborNull)
 	}
-	return cborhead.Append(dst, cborBytes, uint64(len(b)))
+	return codec.AppendHead(dst, cborBytes, uint64(len(b)))
 }
 
 // takeBytes decodes an item that is a byte string or null into *p as the
@@ -279,7 +265,7 @@ func takeBytes(it *queueItem, p *[]byte) bool {
 		*p = nil
 		return true
 	}
-	major, n, hl, ok := cborhead.Parse(head)
+	major, n, hl, ok := codec.ParseHead(head)
 	if !ok || major != cborBytes || n != uint64(it.n-hl) {
 		return false
 	}
@@ -318,7 +304,7 @@ const (
 )
 
 func decodeItem(b []byte, v any) error {
-	if err := decMode.Unmarshal(b, v); err != nil {
+	if err := codec.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("mp: decode queue item into %T: %w", v, err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Put writes a []byte as the codec would encode it, so that a Queue of
@@ -21,7 +23,7 @@ func TestQueueByteStringHead(t *testing.T) {
 		if n >= 0 {
 			b = bytes.Repeat([]byte{9}, n)
 		}
-		want, err := encMode.Marshal(b)
+		want, err := codec.Marshal(b)
 		if err != nil {
 			t.Fatal(err)
 		}

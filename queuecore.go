@@ -15,6 +15,8 @@ import (
 	"github.com/go-mp/mp/internal/memcopy"
 	"github.com/go-mp/mp/internal/shm"
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // A queue's items live in shared memory as a byte stream: a linked list of
@@ -93,7 +95,7 @@ var (
 	ErrFull = errors.New("mp: queue is full")
 	// ErrQueueHandles is returned by Put for an item that holds a handle
 	// (a Conn, Lock...): pass those as Process arguments or over a Conn.
-	ErrQueueHandles = errors.New("mp: queue items cannot hold handles (Conn, Lock, ...)")
+	ErrQueueHandles = codec.ErrItemHandles
 	// ErrTaskDone is returned by TaskDone called more times than items
 	// were put.
 	ErrTaskDone = errors.New("mp: TaskDone called more times than items were put")

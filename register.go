@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Func is a target registered under a stable name: a Go function that a
@@ -139,20 +141,20 @@ func register[A, R any](name string, plain func(A) (R, error), withCtx func(cont
 		fn := bind(ctx)
 		if !chunk {
 			var a A
-			if err := decodeOne(arg, &a); err != nil {
+			if err := codec.DecodeOne(arg, &a); err != nil {
 				return nil, fmt.Errorf("mp: decode the argument of %s: %w", name, err)
 			}
 			r, err := fn(a)
 			if err != nil {
 				return nil, err
 			}
-			return oneBytes(buf, r)
+			return codec.OneBytes(buf, r)
 		}
-		as, err := decodeChunkAny[A](arg)
+		as, err := codec.DecodeChunkAny[A](arg)
 		if err != nil {
 			return nil, fmt.Errorf("mp: decode the arguments of %s: %w", name, err)
 		}
-		rs := resultsInPlace[A, R](as)
+		rs := codec.ResultsInPlace[A, R](as)
 		for i, a := range as {
 			r, err := fn(a)
 			if err != nil {
@@ -160,7 +162,7 @@ func register[A, R any](name string, plain func(A) (R, error), withCtx func(cont
 			}
 			rs[i] = r
 		}
-		return chunkBytes(buf, rs)
+		return codec.ChunkBytes(buf, rs)
 	}})
 	return &Func[A, R]{name: name}
 }

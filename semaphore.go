@@ -142,6 +142,80 @@ func (m *sem) release() error {
 	return nil
 }
 
+// semaphore is what Semaphore and BoundedSemaphore share: all their
+// methods but Release, whose documented limit differs, and UnmarshalCBOR,
+// which accepts only its own kind. Whether Release is bounded is recorded
+// in the shared memory (see sem), so the same code serves both.
+type semaphore struct {
+	m sem
+}
+
+// Acquire takes a unit, waiting until one is released or ctx is done. It
+// returns nil or ctx.Err() (no unit taken).
+func (s *semaphore) Acquire(ctx context.Context) error {
+	if s.m.value == nil {
+		return ErrClosed
+	}
+	err := s.m.acquire(ctx)
+	runtime.KeepAlive(s)
+	return err
+}
+
+// TryAcquire takes a unit if there is one and reports whether it did.
+func (s *semaphore) TryAcquire() bool {
+	ok := s.m.value != nil && s.m.tryAcquire()
+	runtime.KeepAlive(s)
+	return ok
+}
+
+func (s *semaphore) release() error {
+	if s.m.value == nil {
+		return ErrClosed
+	}
+	err := s.m.release()
+	runtime.KeepAlive(s)
+	return err
+}
+
+// Value returns the number of units available now (Python's get_value).
+func (s *semaphore) Value() int {
+	if s.m.value == nil {
+		return 0
+	}
+	v := int(s.m.value.Load())
+	runtime.KeepAlive(s)
+	return v
+}
+
+// MarshalCBOR lets the semaphore travel to another process inside a
+// message.
+func (s *semaphore) MarshalCBOR() ([]byte, error) { return s.m.marshal() }
+
+// makeSemaphore makes a semaphore and wraps it in O, a Semaphore or
+// BoundedSemaphore, whose memory is released once it is garbage.
+func makeSemaphore[O any](value int, bounded bool, wrap func(semaphore) *O) (*O, error) {
+	m, err := newSem(value, bounded)
+	if err != nil {
+		return nil, err
+	}
+	s := wrap(semaphore{m: m})
+	autoRelease(s, m.s)
+	return s, nil
+}
+
+// receiveSem decodes a semaphore handle for owner, the Semaphore or
+// BoundedSemaphore that embeds s, whose memory is released once owner is
+// garbage.
+func receiveSem[O any](owner *O, s *semaphore, data []byte, bounded bool) error {
+	m, err := unmarshalSem(data, bounded)
+	if err != nil {
+		return err
+	}
+	s.m = m
+	autoRelease(owner, m.s)
+	return nil
+}
+
 // Semaphore is a counting semaphore shared between processes, like
 // Python's multiprocessing.Semaphore: Acquire takes a unit, waiting while
 // there is none, and Release gives one back. Any goroutine of any process
@@ -153,72 +227,22 @@ func (m *sem) release() error {
 // lower. Waiters still honour their ctx, so give them a deadline where a
 // process that holds a unit may die.
 type Semaphore struct {
-	m sem
+	semaphore
 }
 
 // NewSemaphore returns a Semaphore holding value units (0 ≤ value ≤
 // MaxSemaphoreValue).
 func NewSemaphore(value int) (*Semaphore, error) {
-	m, err := newSem(value, false)
-	if err != nil {
-		return nil, err
-	}
-	sem := &Semaphore{m: m}
-	autoRelease(sem, m.s)
-	return sem, nil
-}
-
-// Acquire takes a unit, waiting until one is released or ctx is done. It
-// returns nil or ctx.Err() (no unit taken).
-func (s *Semaphore) Acquire(ctx context.Context) error {
-	if s.m.value == nil {
-		return ErrClosed
-	}
-	err := s.m.acquire(ctx)
-	runtime.KeepAlive(s)
-	return err
-}
-
-// TryAcquire takes a unit if there is one and reports whether it did.
-func (s *Semaphore) TryAcquire() bool {
-	ok := s.m.value != nil && s.m.tryAcquire()
-	runtime.KeepAlive(s)
-	return ok
+	return makeSemaphore(value, false, func(c semaphore) *Semaphore { return &Semaphore{c} })
 }
 
 // Release gives a unit back, waking a waiter if there is one. Releasing
 // past MaxSemaphoreValue is an error (ErrReleasedTooManyTimes).
-func (s *Semaphore) Release() error {
-	if s.m.value == nil {
-		return ErrClosed
-	}
-	err := s.m.release()
-	runtime.KeepAlive(s)
-	return err
-}
-
-// Value returns the number of units available now (Python's get_value).
-func (s *Semaphore) Value() int {
-	if s.m.value == nil {
-		return 0
-	}
-	v := int(s.m.value.Load())
-	runtime.KeepAlive(s)
-	return v
-}
-
-// MarshalCBOR lets a Semaphore travel to another process inside a message.
-func (s *Semaphore) MarshalCBOR() ([]byte, error) { return s.m.marshal() }
+func (s *Semaphore) Release() error { return s.release() }
 
 // UnmarshalCBOR receives a Semaphore sent by mp.
 func (s *Semaphore) UnmarshalCBOR(data []byte) error {
-	m, err := unmarshalSem(data, false)
-	if err != nil {
-		return err
-	}
-	s.m = m
-	autoRelease(s, m.s)
-	return nil
+	return receiveSem(s, &s.semaphore, data, false)
 }
 
 // BoundedSemaphore is a Semaphore whose value may not rise above its
@@ -228,72 +252,21 @@ func (s *Semaphore) UnmarshalCBOR(data []byte) error {
 //
 // As with Semaphore, a unit held by a process that dies is lost.
 type BoundedSemaphore struct {
-	m sem
+	semaphore
 }
 
 // NewBoundedSemaphore returns a BoundedSemaphore holding value units, also
 // its bound (0 ≤ value ≤ MaxSemaphoreValue).
 func NewBoundedSemaphore(value int) (*BoundedSemaphore, error) {
-	m, err := newSem(value, true)
-	if err != nil {
-		return nil, err
-	}
-	sem := &BoundedSemaphore{m: m}
-	autoRelease(sem, m.s)
-	return sem, nil
-}
-
-// Acquire takes a unit, waiting until one is released or ctx is done. It
-// returns nil or ctx.Err() (no unit taken).
-func (s *BoundedSemaphore) Acquire(ctx context.Context) error {
-	if s.m.value == nil {
-		return ErrClosed
-	}
-	err := s.m.acquire(ctx)
-	runtime.KeepAlive(s)
-	return err
-}
-
-// TryAcquire takes a unit if there is one and reports whether it did.
-func (s *BoundedSemaphore) TryAcquire() bool {
-	ok := s.m.value != nil && s.m.tryAcquire()
-	runtime.KeepAlive(s)
-	return ok
+	return makeSemaphore(value, true, func(c semaphore) *BoundedSemaphore { return &BoundedSemaphore{c} })
 }
 
 // Release gives a unit back, waking a waiter if there is one. Releasing
 // when the value is already the initial one returns
 // ErrReleasedTooManyTimes.
-func (s *BoundedSemaphore) Release() error {
-	if s.m.value == nil {
-		return ErrClosed
-	}
-	err := s.m.release()
-	runtime.KeepAlive(s)
-	return err
-}
-
-// Value returns the number of units available now.
-func (s *BoundedSemaphore) Value() int {
-	if s.m.value == nil {
-		return 0
-	}
-	v := int(s.m.value.Load())
-	runtime.KeepAlive(s)
-	return v
-}
-
-// MarshalCBOR lets a BoundedSemaphore travel to another process inside a
-// message.
-func (s *BoundedSemaphore) MarshalCBOR() ([]byte, error) { return s.m.marshal() }
+func (s *BoundedSemaphore) Release() error { return s.release() }
 
 // UnmarshalCBOR receives a BoundedSemaphore sent by mp.
 func (s *BoundedSemaphore) UnmarshalCBOR(data []byte) error {
-	m, err := unmarshalSem(data, true)
-	if err != nil {
-		return err
-	}
-	s.m = m
-	autoRelease(s, m.s)
-	return nil
+	return receiveSem(s, &s.semaphore, data, true)
 }

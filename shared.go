@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/futex"
 	"github.com/go-mp/mp/internal/shm"
 )
@@ -65,12 +66,12 @@ func (s shared) marshal() ([]byte, error) {
 	if fd < 0 {
 		return nil, ErrClosed
 	}
-	return encodeHandle(handleShared, fd, s.kind)
+	return codec.EncodeHandle(codec.HandleShared, fd, s.kind)
 }
 
 // unmarshalShared maps the object a handle names and checks its kind.
 func unmarshalShared(data []byte, kind uint32) (shared, error) {
-	fd, flags, err := decodeHandle(data, handleShared)
+	fd, flags, err := codec.DecodeHandle(data, codec.HandleShared)
 	if err != nil {
 		return shared{}, err
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-mp/mp/internal/shm"
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 var (
@@ -27,8 +29,8 @@ var (
 )
 
 // The header parameters of a Value or Array: the element size and type
-// fingerprint (see fixedType) and the number of elements. The elements
-// start right after the header, 64-byte aligned.
+// fingerprint (see codec.FixedType) and the number of elements. The
+// elements start right after the header, 64-byte aligned.
 const (
 	paramElemSize = 0
 	paramTypeFP   = 1
@@ -68,21 +70,28 @@ func (m *mapping) release() {
 	}
 }
 
+// ErrUnsupportedType is returned when a Value or Array is made of a type
+// that cannot live in shared memory: anything holding a pointer, slice,
+// map, string, interface, channel, function or uintptr. Only integers,
+// floats, complex numbers, bools, and arrays and structs made of those
+// can be shared.
+var ErrUnsupportedType = codec.ErrUnsupportedType
+
 // newElems maps n zeroed elements of T in a new shared object of kind.
 func newElems[T any](kind uint32, n int) (elems[T], error) {
-	ft := fixedTypeOf[T]()
-	if ft.err != nil {
-		return elems[T]{}, ft.err
+	ft := codec.FixedTypeOf[T]()
+	if ft.Err != nil {
+		return elems[T]{}, ft.Err
 	}
-	if n < 0 || uint64(n) > (maxSharedBytes-headerSize)/uint64(ft.size) {
-		return elems[T]{}, fmt.Errorf("%w: %d elements of %s", ErrInvalidSize, n, ft.name)
+	if n < 0 || uint64(n) > (maxSharedBytes-headerSize)/uint64(ft.Size) {
+		return elems[T]{}, fmt.Errorf("%w: %d elements of %s", ErrInvalidSize, n, ft.Name)
 	}
-	s, err := newShared(kind, n*int(ft.size))
+	s, err := newShared(kind, n*int(ft.Size))
 	if err != nil {
 		return elems[T]{}, err
 	}
-	s.param(paramElemSize).Store(uint64(ft.size))
-	s.param(paramTypeFP).Store(ft.fp)
+	s.param(paramElemSize).Store(uint64(ft.Size))
+	s.param(paramTypeFP).Store(ft.FP)
 	s.param(paramLen).Store(uint64(n))
 	return elemsOn[T](s, n), nil
 }
@@ -90,9 +99,9 @@ func newElems[T any](kind uint32, n int) (elems[T], error) {
 // decodeElems maps the object an encoded handle names and checks that it
 // holds elements of T.
 func decodeElems[T any](data []byte, kind uint32) (elems[T], error) {
-	ft := fixedTypeOf[T]()
-	if ft.err != nil {
-		return elems[T]{}, ft.err
+	ft := codec.FixedTypeOf[T]()
+	if ft.Err != nil {
+		return elems[T]{}, ft.Err
 	}
 	s, err := unmarshalShared(data, kind)
 	if err != nil {
@@ -100,12 +109,12 @@ func decodeElems[T any](data []byte, kind uint32) (elems[T], error) {
 	}
 	size, fp, n := s.param(paramElemSize).Load(), s.param(paramTypeFP).Load(), s.param(paramLen).Load()
 	switch {
-	case size != uint64(ft.size):
+	case size != uint64(ft.Size):
 		err = fmt.Errorf("%w: a %s of %d-byte elements arrived as a %s[%s] (%d bytes)",
-			ErrTypeMismatch, kindName(kind), size, kindName(kind), ft.name, ft.size)
-	case fp != ft.fp:
+			ErrTypeMismatch, kindName(kind), size, kindName(kind), ft.Name, ft.Size)
+	case fp != ft.FP:
 		err = fmt.Errorf("%w: a %s of another %d-byte type arrived as a %s[%s]",
-			ErrTypeMismatch, kindName(kind), size, kindName(kind), ft.name)
+			ErrTypeMismatch, kindName(kind), size, kindName(kind), ft.Name)
 	case n > uint64(len(s.seg.Bytes())-headerSize)/size, kind == kindValue && n != 1:
 		err = fmt.Errorf("mp: shared %s of %d elements does not fit its memory", kindName(kind), n)
 	}

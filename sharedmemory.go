@@ -16,6 +16,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // SharedMemory is a block of memory that processes find by name, like
@@ -239,20 +241,20 @@ func (m *SharedMemory) MarshalCBOR() ([]byte, error) {
 	if m.mem == nil {
 		return nil, ErrClosed
 	}
-	h, err := encodeHandle(handleShared, m.fd, kindSharedMemory)
+	h, err := codec.EncodeHandle(codec.HandleShared, m.fd, kindSharedMemory)
 	if err != nil {
 		return nil, err
 	}
-	return encMode.Marshal(shmWire{Name: m.name, Mem: h})
+	return codec.Marshal(shmWire{Name: m.name, Mem: h})
 }
 
 // UnmarshalCBOR receives a SharedMemory sent by mp.
 func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
 	var w shmWire
-	if err := decMode.Unmarshal(data, &w); err != nil {
+	if err := codec.Unmarshal(data, &w); err != nil {
 		return fmt.Errorf("mp: decode SharedMemory: %w", err)
 	}
-	fd, kind, err := decodeHandle(w.Mem, handleShared)
+	fd, kind, err := codec.DecodeHandle(w.Mem, codec.HandleShared)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/fxamacker/cbor/v2"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // A SyncOption configures a [Value] or [Array] made by NewValue, NewArray
@@ -72,7 +74,7 @@ func marshalSync[T any](e *elems[T], l SharedLock) ([]byte, error) {
 	default:
 		return nil, ErrClosed // a zero Value or Array
 	}
-	return encMode.Marshal(w)
+	return codec.Marshal(w)
 }
 
 func unmarshalSync[T any](data []byte, kind uint32) (elems[T], SharedLock, error) {
@@ -87,7 +89,7 @@ func unmarshalSync[T any](data []byte, kind uint32) (elems[T], SharedLock, error
 		return elems[T]{}, nil, arrivedError(what, kindName(kind))
 	}
 	var w syncWire
-	if err := decMode.Unmarshal(data, &w); err != nil {
+	if err := codec.Unmarshal(data, &w); err != nil {
 		return elems[T]{}, nil, fmt.Errorf("mp: decode %s: %w", kindName(kind), err)
 	}
 	var l SharedLock
@@ -109,7 +111,7 @@ func unmarshalRaw[T any](data []byte, kind uint32) (elems[T], error) {
 		// An object with a lock: the synchronized form, or another one.
 		what := "another object"
 		var w []cbor.RawMessage
-		if decMode.Unmarshal(data, &w) == nil && len(w) > 0 {
+		if codec.Unmarshal(data, &w) == nil && len(w) > 0 {
 			if k, ok := handleKind(w[0]); ok {
 				what = kindName(k)
 			}
@@ -122,7 +124,7 @@ func unmarshalRaw[T any](data []byte, kind uint32) (elems[T], error) {
 // handleKind returns the kind of the shared object an encoded handle
 // names, closing its descriptor.
 func handleKind(data []byte) (uint32, bool) {
-	fd, kind, err := decodeHandle(data, handleShared)
+	fd, kind, err := codec.DecodeHandle(data, codec.HandleShared)
 	if err != nil {
 		return 0, false
 	}
@@ -150,6 +152,64 @@ func isCBORTag(data []byte) bool { return len(data) > 0 && data[0]>>5 == 6 }
 
 // ---- RawValue ----
 
+// valueMem is what RawValue and Value share: the memory of one T and the
+// methods that use it without a lock.
+type valueMem[T any] struct {
+	e elems[T]
+}
+
+// Load returns the value (the zero value after Close). It does not take
+// a lock: on a Value, call it while holding the Value's lock.
+func (m *valueMem[T]) Load() T {
+	if m.e.e == nil {
+		var zero T
+		return zero
+	}
+	v := m.e.e[0]
+	runtime.KeepAlive(m)
+	return v
+}
+
+// Store sets the value (nothing after Close). It does not take a lock: on
+// a Value, call it while holding the Value's lock.
+func (m *valueMem[T]) Store(v T) {
+	if m.e.e != nil {
+		m.e.e[0] = v
+		runtime.KeepAlive(m)
+	}
+}
+
+// Ptr returns a pointer to the value in shared memory, for the fastest
+// access and for updating part of a struct or array in place (on a Value,
+// while holding its lock). The pointer stays valid until Close; after
+// Close it must not be used. (An object whose pointer was taken and that
+// is never closed keeps its memory mapped until the process exits.) Ptr
+// returns nil after Close.
+func (m *valueMem[T]) Ptr() *T {
+	v := m.e.view()
+	if v == nil {
+		return nil
+	}
+	return &v[0]
+}
+
+// Close releases the memory in this process (not a Value's lock, which
+// may guard other objects). It must not be called while other goroutines
+// use the object; Load then returns the zero value, Store does nothing
+// and a Value's other operations fail with ErrClosed.
+func (m *valueMem[T]) Close() error { return m.e.close() }
+
+// adopt makes e, received by owner (the object that embeds dst), its
+// memory, released once owner is garbage.
+func adopt[T, O any](owner *O, dst *elems[T], e elems[T], err error) error {
+	if err != nil {
+		return err
+	}
+	*dst = e
+	autoReleaseElems(owner, dst)
+	return nil
+}
+
 // RawValue is a value of type T in shared memory, without a lock, like
 // Python's multiprocessing.RawValue. T must be a fixed-size type: an
 // integer, float, complex or bool type, or an array or struct made only of
@@ -163,7 +223,7 @@ func isCBORTag(data []byte) bool { return len(data) > 0 && data[0]>>5 == 6 }
 // The memory is released in this process by Close, or once the RawValue is
 // garbage; it is freed when no process holds it any more.
 type RawValue[T any] struct {
-	e elems[T]
+	valueMem[T]
 }
 
 // NewRawValue returns a RawValue holding v.
@@ -172,48 +232,11 @@ func NewRawValue[T any](v T) (*RawValue[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &RawValue[T]{e: e}
+	r := &RawValue[T]{valueMem[T]{e: e}}
 	autoReleaseElems(r, &r.e)
 	r.e.e[0] = v
 	return r, nil
 }
-
-// Load returns the value.
-func (r *RawValue[T]) Load() T {
-	if r.e.e == nil {
-		var zero T
-		return zero
-	}
-	v := r.e.e[0]
-	runtime.KeepAlive(r)
-	return v
-}
-
-// Store sets the value.
-func (r *RawValue[T]) Store(v T) {
-	if r.e.e != nil {
-		r.e.e[0] = v
-		runtime.KeepAlive(r)
-	}
-}
-
-// Ptr returns a pointer to the value in shared memory, for the fastest
-// access and for updating part of a struct or array in place. The pointer
-// stays valid until Close; after Close it must not be used. (A RawValue
-// whose pointer was taken and that is never closed keeps its memory mapped
-// until the process exits.) Ptr returns nil after Close.
-func (r *RawValue[T]) Ptr() *T {
-	v := r.e.view()
-	if v == nil {
-		return nil
-	}
-	return &v[0]
-}
-
-// Close releases the memory in this process. It must not be called while
-// other goroutines use the RawValue; Load then returns the zero value and
-// Store does nothing.
-func (r *RawValue[T]) Close() error { return r.e.close() }
 
 // MarshalCBOR lets a RawValue travel to another process inside a message.
 func (r *RawValue[T]) MarshalCBOR() ([]byte, error) { return r.e.marshal() }
@@ -222,15 +245,61 @@ func (r *RawValue[T]) MarshalCBOR() ([]byte, error) { return r.e.marshal() }
 // ErrTypeMismatch if the sender's RawValue holds another type.
 func (r *RawValue[T]) UnmarshalCBOR(data []byte) error {
 	e, err := unmarshalRaw[T](data, kindValue)
-	if err != nil {
-		return err
-	}
-	r.e = e
-	autoReleaseElems(r, &r.e)
-	return nil
+	return adopt(r, &r.e, e, err)
 }
 
 // ---- Value ----
+
+// guard is the lock of a Value or Array, with the methods that hold it
+// across several operations.
+type guard struct {
+	lock SharedLock
+}
+
+// Locker returns the lock (Python's get_lock), to hold it across several
+// operations.
+func (g *guard) Locker() SharedLock { return g.lock }
+
+// Acquire takes the lock; see Lock.Acquire.
+func (g *guard) Acquire(ctx context.Context) error {
+	if g.lock == nil {
+		return ErrClosed
+	}
+	return g.lock.Acquire(ctx)
+}
+
+// Release frees the lock.
+func (g *guard) Release() error {
+	if g.lock == nil {
+		return ErrClosed
+	}
+	return g.lock.Release()
+}
+
+// newGuarded makes the memory of a Value or Array, n elements of kind,
+// and the lock opts ask for.
+func newGuarded[T any](kind uint32, n int, opts []SyncOption) (elems[T], guard, error) {
+	// Checked first so that a bad T makes no lock.
+	if err := codec.FixedTypeOf[T]().Err; err != nil {
+		return elems[T]{}, guard{}, err
+	}
+	l, err := syncLock(opts)
+	if err != nil {
+		return elems[T]{}, guard{}, err
+	}
+	e, err := newElems[T](kind, n)
+	return e, guard{l}, err
+}
+
+// receiveGuarded decodes a Value or Array with its lock for owner, the
+// object that embeds dst and g.
+func receiveGuarded[T, O any](owner *O, dst *elems[T], g *guard, data []byte, kind uint32) error {
+	e, l, err := unmarshalSync[T](data, kind)
+	if err == nil {
+		g.lock = l
+	}
+	return adopt(owner, dst, e, err)
+}
 
 // Value is a value of type T in shared memory guarded by a lock, like
 // Python's multiprocessing.Value: Get, Set and Update take the lock, so
@@ -250,25 +319,18 @@ func (r *RawValue[T]) UnmarshalCBOR(data []byte) error {
 // over, does its work, and returns an error that matches ErrOwnerDied: the
 // value may be one the dead process left half-written.
 type Value[T any] struct {
-	e    elems[T]
-	lock SharedLock
+	valueMem[T]
+	guard
 }
 
 // NewValue returns a Value holding v, guarded by a new RLock or the lock
 // given by WithLock.
 func NewValue[T any](v T, opts ...SyncOption) (*Value[T], error) {
-	if err := fixedTypeOf[T]().err; err != nil {
-		return nil, err
-	}
-	l, err := syncLock(opts)
+	e, g, err := newGuarded[T](kindValue, 1, opts)
 	if err != nil {
 		return nil, err
 	}
-	e, err := newElems[T](kindValue, 1)
-	if err != nil {
-		return nil, err
-	}
-	x := &Value[T]{e: e, lock: l}
+	x := &Value[T]{valueMem[T]{e: e}, g}
 	autoReleaseElems(x, &x.e)
 	x.e.e[0] = v
 	return x, nil
@@ -339,62 +401,6 @@ func (x *Value[T]) Update(ctx context.Context, fn func(T) T) (T, error) {
 	return v, err
 }
 
-// Locker returns the Value's lock (Python's get_lock), to hold it across
-// several operations.
-func (x *Value[T]) Locker() SharedLock { return x.lock }
-
-// Acquire takes the Value's lock; see Lock.Acquire.
-func (x *Value[T]) Acquire(ctx context.Context) error {
-	if x.lock == nil {
-		return ErrClosed
-	}
-	return x.lock.Acquire(ctx)
-}
-
-// Release frees the Value's lock.
-func (x *Value[T]) Release() error {
-	if x.lock == nil {
-		return ErrClosed
-	}
-	return x.lock.Release()
-}
-
-// Load returns the value without taking the lock: call it while holding
-// the lock. It returns the zero value after Close.
-func (x *Value[T]) Load() T {
-	if x.e.e == nil {
-		var zero T
-		return zero
-	}
-	v := x.e.e[0]
-	runtime.KeepAlive(x)
-	return v
-}
-
-// Store sets the value without taking the lock: call it while holding the
-// lock. It does nothing after Close.
-func (x *Value[T]) Store(v T) {
-	if x.e.e != nil {
-		x.e.e[0] = v
-		runtime.KeepAlive(x)
-	}
-}
-
-// Ptr returns a pointer to the value in shared memory, to use while
-// holding the lock. It stays valid until Close, as for RawValue.Ptr.
-func (x *Value[T]) Ptr() *T {
-	v := x.e.view()
-	if v == nil {
-		return nil
-	}
-	return &v[0]
-}
-
-// Close releases the memory in this process (not the lock, which may
-// guard other objects). It must not be called while other goroutines use
-// the Value; its operations then fail with ErrClosed.
-func (x *Value[T]) Close() error { return x.e.close() }
-
 // MarshalCBOR lets a Value and its lock travel to another process inside
 // a message.
 func (x *Value[T]) MarshalCBOR() ([]byte, error) { return marshalSync(&x.e, x.lock) }
@@ -402,11 +408,5 @@ func (x *Value[T]) MarshalCBOR() ([]byte, error) { return marshalSync(&x.e, x.lo
 // UnmarshalCBOR receives a Value sent by mp. It fails with ErrTypeMismatch
 // if the sender's Value holds another type.
 func (x *Value[T]) UnmarshalCBOR(data []byte) error {
-	e, l, err := unmarshalSync[T](data, kindValue)
-	if err != nil {
-		return err
-	}
-	x.e, x.lock = e, l
-	autoReleaseElems(x, &x.e)
-	return nil
+	return receiveGuarded(x, &x.e, &x.guard, data, kindValue)
 }

@@ -12,8 +12,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 var (
@@ -204,7 +203,7 @@ type cconn struct {
 var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
 
 // ackMsg acknowledges the item of a queue's Get reply (see take).
-var ackMsg = appendUint(appendUint(appendHead(nil, 4, 2), opAck), 0)
+var ackMsg = codec.AppendUint(codec.AppendUint(codec.AppendHead(nil, 4, 2), opAck), 0)
 
 // get takes an idle connection, or makes one. It does so even when ctx has
 // ended: a call whose ctx is done is still made, to return what is ready
@@ -276,23 +275,23 @@ func (cc *cconn) handshake(ctx context.Context) error {
 	c := cc.cl
 	cc.start(opHello, 0, 5)
 	b := cc.wb.AvailableBuffer()
-	b = append(appendHead(b, 2, uint64(len(c.sid))), c.sid[:]...)
-	b = appendUint(b, uint64(os.Getpid()))
-	b = appendUint(b, protocolVersion)
-	b = appendText(b, c.network)
-	b = appendText(b, c.address)
+	b = append(codec.AppendHead(b, 2, uint64(len(c.sid))), c.sid[:]...)
+	b = codec.AppendUint(b, uint64(os.Getpid()))
+	b = codec.AppendUint(b, protocolVersion)
+	b = codec.AppendText(b, c.network)
+	b = codec.AppendText(b, c.address)
 	cc.wb.Write(b)
 	if err := cc.exchange(ctx, false); err != nil {
 		return err
 	}
-	inst, _, err1 := readUint(cc.item(1))
-	pid, _, err2 := readUint(cc.item(2))
+	inst, _, err1 := codec.ReadUint(cc.item(1))
+	pid, _, err2 := codec.ReadUint(cc.item(2))
 	if err1 != nil || err2 != nil {
 		return errors.New("manager: malformed hello reply")
 	}
 	// The server's limit, if it says one; a value no int64 holds would
 	// turn the check off, and is taken as none given.
-	if limit, _, err := readUint(cc.item(3)); err == nil && limit > 0 && limit <= math.MaxInt64 {
+	if limit, _, err := codec.ReadUint(cc.item(3)); err == nil && limit > 0 && limit <= math.MaxInt64 {
 		cc.c.maxSend = int64(limit)
 	}
 	c.instance.CompareAndSwap(0, inst)
@@ -385,9 +384,9 @@ func (c *client) isClosed() bool {
 func (cc *cconn) start(op, id uint64, nargs int) {
 	cc.wb.Reset()
 	b := cc.wb.AvailableBuffer()
-	b = appendHead(b, 4, uint64(2+nargs))
-	b = appendUint(b, op)
-	b = appendUint(b, id)
+	b = codec.AppendHead(b, 4, uint64(2+nargs))
+	b = codec.AppendUint(b, op)
+	b = codec.AppendUint(b, id)
 	cc.wb.Write(b)
 }
 
@@ -400,23 +399,23 @@ func (cc *cconn) arg(v any) error {
 	case raw:
 		cc.wb.Write(v)
 	case int:
-		cc.wb.Write(appendInt(cc.wb.AvailableBuffer(), int64(v)))
+		cc.wb.Write(codec.AppendInt(cc.wb.AvailableBuffer(), int64(v)))
 	case int64:
-		cc.wb.Write(appendInt(cc.wb.AvailableBuffer(), v))
+		cc.wb.Write(codec.AppendInt(cc.wb.AvailableBuffer(), v))
 	case int32:
-		cc.wb.Write(appendInt(cc.wb.AvailableBuffer(), int64(v)))
+		cc.wb.Write(codec.AppendInt(cc.wb.AvailableBuffer(), int64(v)))
 	case uint64:
-		cc.wb.Write(appendUint(cc.wb.AvailableBuffer(), v))
+		cc.wb.Write(codec.AppendUint(cc.wb.AvailableBuffer(), v))
 	case uint32:
-		cc.wb.Write(appendUint(cc.wb.AvailableBuffer(), uint64(v)))
+		cc.wb.Write(codec.AppendUint(cc.wb.AvailableBuffer(), uint64(v)))
 	case string:
-		cc.wb.Write(appendText(cc.wb.AvailableBuffer(), v))
+		cc.wb.Write(codec.AppendText(cc.wb.AvailableBuffer(), v))
 	case bool:
-		cc.wb.Write(appendBool(cc.wb.AvailableBuffer(), v))
+		cc.wb.Write(codec.AppendBool(cc.wb.AvailableBuffer(), v))
 	case nil:
-		cc.wb.WriteByte(cborNull)
+		cc.wb.WriteByte(codec.Null)
 	default:
-		if err := valEnc.MarshalToBuffer(v, &cc.wb); err != nil {
+		if err := codec.DetMarshalToBuffer(v, &cc.wb); err != nil {
 			return fmt.Errorf("manager: encode %T: %w", v, err)
 		}
 	}
@@ -435,7 +434,7 @@ func (cc *cconn) item(i int) []byte {
 func (cc *cconn) boolItem(i int) bool { b := cc.item(i); return len(b) == 1 && b[0] == 0xf5 }
 
 func (cc *cconn) intItem(i int) int {
-	v, _ := readInt(cc.item(i))
+	v, _ := codec.ReadInt(cc.item(i))
 	return int(v)
 }
 
@@ -444,7 +443,7 @@ func (cc *cconn) decode(i int, v any) error {
 	if decodeScalar(b, v) {
 		return nil
 	}
-	if err := valDec.Unmarshal(b, v); err != nil {
+	if err := codec.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("manager: decode into %T: %w", v, err)
 	}
 	return nil
@@ -456,19 +455,19 @@ func (cc *cconn) decode(i int, v any) error {
 func decodeScalar(b []byte, v any) bool {
 	switch v := v.(type) {
 	case *int:
-		n, err := readInt(b)
+		n, err := codec.ReadInt(b)
 		if err != nil || int64(int(n)) != n {
 			return false
 		}
 		*v = int(n)
 	case *int64:
-		n, err := readInt(b)
+		n, err := codec.ReadInt(b)
 		if err != nil {
 			return false
 		}
 		*v = n
 	case *string:
-		s, err := readText(b)
+		s, err := codec.ReadText(b)
 		if err != nil || !utf8.ValidString(s) {
 			return false
 		}
@@ -543,12 +542,12 @@ func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
 		cc.broken = true
 		return cc.cl.broke(ctx, err)
 	}
-	cc.items, err = splitMessage(cc.items[:0], msg)
+	cc.items, err = codec.SplitMessage(cc.items[:0], msg)
 	if err != nil || len(cc.items) == 0 {
 		cc.broken = true
 		return cc.cl.broke(ctx, errMalformedReply)
 	}
-	status, _, err := readUint(cc.items[0])
+	status, _, err := codec.ReadUint(cc.items[0])
 	cc.replied = err == nil
 	switch {
 	case err != nil:
@@ -627,8 +626,8 @@ func (c *client) gone(err error) error {
 
 // replyError makes the error of an error reply.
 func (cc *cconn) replyError(ctx context.Context) error {
-	code, _, _ := readUint(cc.item(1))
-	msg, _ := readText(cc.item(2))
+	code, _, _ := codec.ReadUint(cc.item(1))
+	msg, _ := codec.ReadText(cc.item(2))
 	ctxErr := func() error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -653,7 +652,7 @@ func (cc *cconn) replyError(ctx context.Context) error {
 	case codeTooManyReleases:
 		return mp.ErrReleasedTooManyTimes
 	case codeBroken:
-		if t, _ := readText(cc.item(3)); t == "cancel" {
+		if t, _ := codec.ReadText(cc.item(3)); t == "cancel" {
 			return fmt.Errorf("%w: %w", mp.ErrBrokenBarrier, ctxErr())
 		}
 		return mp.ErrBrokenBarrier
@@ -668,11 +667,11 @@ func (cc *cconn) replyError(ctx context.Context) error {
 	case codeOwnerDied:
 		return &mp.OwnerDiedError{Pid: cc.intItem(3)}
 	case codeRemote:
-		stack, _ := readText(cc.item(4))
+		stack, _ := codec.ReadText(cc.item(4))
 		re := &mp.RemoteError{Process: "manager", Pid: int(cc.cl.serverPid.Load()),
 			Message: msg, Panic: cc.boolItem(3), Stack: stack}
 		var m remoteMatch
-		if b := cc.item(5); b != nil && valDec.Unmarshal(b, &m) == nil {
+		if b := cc.item(5); b != nil && codec.Unmarshal(b, &m) == nil {
 			re.Sentinels, re.Values = m.Sentinels, m.Values
 		}
 		return re
@@ -833,17 +832,4 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// goid returns the calling goroutine's id: an RLock is held by a
-// goroutine, as Python's is by a thread.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Type is a type registered with RegisterType: a server can make
@@ -92,7 +93,7 @@ func RegisterType[T, A any](name string, newFn func(A) (*T, error), methods ...s
 	ti := &typeInfo{name: name, ptr: ptr, methods: map[string]*methodInfo{}}
 	ti.newFn = func(arg []byte) (any, error) {
 		var a A
-		if err := valDec.Unmarshal(arg, &a); err != nil {
+		if err := codec.Unmarshal(arg, &a); err != nil {
 			return nil, fmt.Errorf("manager: decode the argument of %s: %w", name, err)
 		}
 		return newFn(a)
@@ -304,7 +305,7 @@ func (c *customObj) handle(x *call) waitFn {
 		r.fail(codeProtocol, "manager: call without a method")
 		return nil
 	}
-	name, err := readText(x.args[0])
+	name, err := codec.ReadText(x.args[0])
 	if err != nil {
 		r.fail(codeProtocol, "manager: bad method name")
 		return nil
@@ -378,7 +379,7 @@ func (s *Server) decodeArg(t reflect.Type, a []byte) (reflect.Value, error) {
 		}
 	}
 	v := reflect.New(t)
-	if err := valDec.Unmarshal(a, v.Interface()); err != nil {
+	if err := codec.Unmarshal(a, v.Interface()); err != nil {
 		return reflect.Value{}, err
 	}
 	return v.Elem(), nil
@@ -425,7 +426,7 @@ func (s *Server) invoke(c *sconn, sess *session, m *methodInfo, in []reflect.Val
 			}
 		}
 		buf.Reset()
-		if err := valEnc.MarshalToBuffer(v.Interface(), &buf); err != nil {
+		if err := codec.DetMarshalToBuffer(v.Interface(), &buf); err != nil {
 			r.fail(codeRemote, fmt.Sprintf("manager: encode the result of %s: %v", m.name, err), false, "")
 			return
 		}
@@ -453,7 +454,7 @@ type cborItem []byte
 // *mp.RemoteError unwraps to.
 func failRemote(r *reply, err error, msg string, panicked bool, stack string) {
 	if re := mp.NewRemoteError(err); re != nil && len(re.Sentinels)+len(re.Values) > 0 {
-		if b, encErr := valEnc.Marshal(remoteMatch{Sentinels: re.Sentinels, Values: re.Values}); encErr == nil {
+		if b, encErr := codec.DetMarshal(remoteMatch{Sentinels: re.Sentinels, Values: re.Values}); encErr == nil {
 			r.fail(codeRemote, msg, panicked, stack, cborItem(b))
 			return
 		}

@@ -206,20 +206,69 @@ func (d *Dict[K, V]) MarshalCBOR() ([]byte, error) { return d.r.marshal() }
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (d *Dict[K, V]) UnmarshalCBOR(b []byte) error { return d.r.unmarshal(b, kindDict) }
 
-// ---- List ----
+// ---- List and Array ----
+
+// seq is what List and Array share: the methods that read items and
+// replace them in place.
+type seq[T any] struct{ r ref }
+
+// newSeq makes the proxy P (a List or Array) of a new sequence of kind
+// holding items.
+func newSeq[T, P any](ctx context.Context, m *Manager, kind string, items []T, opts []Option, init func(*P) *ref) (*P, error) {
+	if items == nil {
+		items = []T{}
+	}
+	return newProxy(ctx, m, kind, opts, init, items)
+}
+
+// Get returns item i; ErrIndex if there is none.
+func (s *seq[T]) Get(ctx context.Context, i int) (T, error) {
+	return result[T](ctx, &s.r, 1, opListGet, i)
+}
+
+// Set replaces item i.
+func (s *seq[T]) Set(ctx context.Context, i int, v T) error {
+	return s.r.do(ctx, opListSet, i, v)
+}
+
+// Len returns the number of items.
+func (s *seq[T]) Len(ctx context.Context) (int, error) {
+	return result[int](ctx, &s.r, 1, opListLen)
+}
+
+// Slice returns items lo to hi (excluded), with Python's slice rules:
+// negative bounds count from the end, bounds out of range are clamped.
+func (s *seq[T]) Slice(ctx context.Context, lo, hi int) ([]T, error) {
+	return result[[]T](ctx, &s.r, 1, opListSlice, lo, hi)
+}
+
+// All returns a copy of every item.
+func (s *seq[T]) All(ctx context.Context) ([]T, error) {
+	return result[[]T](ctx, &s.r, 1, opListSlice, 0, math.MaxInt)
+}
+
+func (s *seq[T]) setSlice(ctx context.Context, lo, hi int, items []T) error {
+	if items == nil {
+		items = []T{}
+	}
+	return s.r.do(ctx, opListSetSlice, lo, hi, items)
+}
+
+// Forget drops this process's reference to the sequence.
+func (s *seq[T]) Forget(ctx context.Context) error { return s.r.release(ctx) }
+
+// MarshalCBOR encodes the proxy as a token of its object.
+func (s *seq[T]) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
 
 // List is a proxy of a list held by a manager, like Python's
 // SyncManager.list(). Indexes follow Python: a negative index counts from
 // the end. Values are compared (Remove, Index, Count) by their CBOR
 // encoding.
-type List[T any] struct{ r ref }
+type List[T any] struct{ seq[T] }
 
 // NewList makes a List on m's server holding items.
 func NewList[T any](ctx context.Context, m *Manager, items []T, opts ...Option) (*List[T], error) {
-	if items == nil {
-		items = []T{}
-	}
-	return newProxy(ctx, m, kindList, opts, func(l *List[T]) *ref { return &l.r }, items)
+	return newSeq(ctx, m, kindList, items, opts, func(l *List[T]) *ref { return &l.r })
 }
 
 // Append adds v at the end.
@@ -231,16 +280,6 @@ func (l *List[T]) Extend(ctx context.Context, items []T) error {
 		items = []T{}
 	}
 	return l.r.do(ctx, opListExtend, items)
-}
-
-// Get returns item i; ErrIndex if there is none.
-func (l *List[T]) Get(ctx context.Context, i int) (T, error) {
-	return result[T](ctx, &l.r, 1, opListGet, i)
-}
-
-// Set replaces item i.
-func (l *List[T]) Set(ctx context.Context, i int, v T) error {
-	return l.r.do(ctx, opListSet, i, v)
 }
 
 // Insert inserts v before item i (at the end if i is past it).
@@ -275,28 +314,9 @@ func (l *List[T]) Count(ctx context.Context, v T) (int, error) {
 	return result[int](ctx, &l.r, 1, opListCount, v)
 }
 
-// Len returns the number of items.
-func (l *List[T]) Len(ctx context.Context) (int, error) {
-	return result[int](ctx, &l.r, 1, opListLen)
-}
-
-// Slice returns items lo to hi (excluded), with Python's slice rules:
-// negative bounds count from the end, bounds out of range are clamped.
-func (l *List[T]) Slice(ctx context.Context, lo, hi int) ([]T, error) {
-	return result[[]T](ctx, &l.r, 1, opListSlice, lo, hi)
-}
-
-// All returns a copy of every item.
-func (l *List[T]) All(ctx context.Context) ([]T, error) {
-	return result[[]T](ctx, &l.r, 1, opListSlice, 0, math.MaxInt)
-}
-
 // SetSlice replaces items lo to hi (excluded, Python's rules) with items.
 func (l *List[T]) SetSlice(ctx context.Context, lo, hi int, items []T) error {
-	if items == nil {
-		items = []T{}
-	}
-	return l.r.do(ctx, opListSetSlice, lo, hi, items)
+	return l.setSlice(ctx, lo, hi, items)
 }
 
 // Clear removes every item.
@@ -305,67 +325,24 @@ func (l *List[T]) Clear(ctx context.Context) error { return l.r.do(ctx, opListCl
 // Reverse reverses the list in place.
 func (l *List[T]) Reverse(ctx context.Context) error { return l.r.do(ctx, opListReverse) }
 
-// Forget drops this process's reference to the list.
-func (l *List[T]) Forget(ctx context.Context) error { return l.r.release(ctx) }
-
-// MarshalCBOR encodes the proxy as a token of its object.
-func (l *List[T]) MarshalCBOR() ([]byte, error) { return l.r.marshal() }
-
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (l *List[T]) UnmarshalCBOR(b []byte) error { return l.r.unmarshal(b, kindList) }
-
-// ---- Array ----
 
 // Array is a proxy of a fixed-length sequence held by a manager, like
 // Python's SyncManager.Array(typecode, sequence): its items can be read
 // and replaced, but not added or removed.
-type Array[T any] struct{ r ref }
+type Array[T any] struct{ seq[T] }
 
 // NewArray makes an Array on m's server holding items.
 func NewArray[T any](ctx context.Context, m *Manager, items []T, opts ...Option) (*Array[T], error) {
-	if items == nil {
-		items = []T{}
-	}
-	return newProxy(ctx, m, kindArray, opts, func(a *Array[T]) *ref { return &a.r }, items)
-}
-
-// Get returns item i; ErrIndex if there is none.
-func (a *Array[T]) Get(ctx context.Context, i int) (T, error) {
-	return result[T](ctx, &a.r, 1, opListGet, i)
-}
-
-// Set replaces item i.
-func (a *Array[T]) Set(ctx context.Context, i int, v T) error { return a.r.do(ctx, opListSet, i, v) }
-
-// Len returns the array's length.
-func (a *Array[T]) Len(ctx context.Context) (int, error) {
-	return result[int](ctx, &a.r, 1, opListLen)
-}
-
-// Slice returns items lo to hi (excluded), with Python's slice rules.
-func (a *Array[T]) Slice(ctx context.Context, lo, hi int) ([]T, error) {
-	return result[[]T](ctx, &a.r, 1, opListSlice, lo, hi)
-}
-
-// All returns a copy of every item.
-func (a *Array[T]) All(ctx context.Context) ([]T, error) {
-	return result[[]T](ctx, &a.r, 1, opListSlice, 0, math.MaxInt)
+	return newSeq(ctx, m, kindArray, items, opts, func(a *Array[T]) *ref { return &a.r })
 }
 
 // SetSlice replaces items lo to hi (excluded) with items, which must be
 // as many (ErrIndex otherwise).
 func (a *Array[T]) SetSlice(ctx context.Context, lo, hi int, items []T) error {
-	if items == nil {
-		items = []T{}
-	}
-	return a.r.do(ctx, opListSetSlice, lo, hi, items)
+	return a.setSlice(ctx, lo, hi, items)
 }
-
-// Forget drops this process's reference to the array.
-func (a *Array[T]) Forget(ctx context.Context) error { return a.r.release(ctx) }
-
-// MarshalCBOR encodes the proxy as a token of its object.
-func (a *Array[T]) MarshalCBOR() ([]byte, error) { return a.r.marshal() }
 
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (a *Array[T]) UnmarshalCBOR(b []byte) error { return a.r.unmarshal(b, kindArray) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // FuzzWire checks that parsing never panics, and that what it accepts is
@@ -26,16 +27,16 @@ func FuzzWire(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n, err := skip(b, 0)
+		n, err := codec.Skip(b, 0)
 		if err == nil && (n <= 0 || n > len(b)) {
 			t.Fatalf("skip = %d for %d bytes", n, len(b))
 		}
-		items, err := splitMessage(nil, b)
+		items, err := codec.SplitMessage(nil, b)
 		if err == nil {
 			total := 0
 			for _, it := range items {
 				total += len(it)
-				if m, err := skip(it, 0); err != nil || m != len(it) {
+				if m, err := codec.Skip(it, 0); err != nil || m != len(it) {
 					t.Fatalf("item %x does not skip to its length: %d, %v", it, m, err)
 				}
 			}
@@ -52,8 +53,8 @@ func FuzzWire(f *testing.F) {
 			})
 		}
 		parseToken(b)
-		readInt(b)
-		readText(b)
+		codec.ReadInt(b)
+		codec.ReadText(b)
 	})
 }
 
@@ -119,17 +120,17 @@ type fuzzEnv struct {
 // realID replaces a request's object id k in 1..len(ids) with ids[k-1]:
 // ids are random, and the seeds name the objects by their rank.
 func (e *fuzzEnv) realID(req []byte) []byte {
-	items, err := splitMessage(nil, req)
+	items, err := codec.SplitMessage(nil, req)
 	if err != nil || len(items) < 2 {
 		return req
 	}
-	k, _, err := readUint(items[1])
+	k, _, err := codec.ReadUint(items[1])
 	if err != nil || k == 0 || k > uint64(len(e.ids)) {
 		return req
 	}
-	b := appendHead(nil, 4, uint64(len(items)))
+	b := codec.AppendHead(nil, 4, uint64(len(items)))
 	b = append(b, items[0]...)
-	b = appendUint(b, e.ids[k-1])
+	b = codec.AppendUint(b, e.ids[k-1])
 	for _, it := range items[2:] {
 		b = append(b, it...)
 	}
@@ -140,7 +141,7 @@ func (e *fuzzEnv) realID(req []byte) []byte {
 // version, network "unix", address "".
 var fuzzHello = slices.Concat(
 	[]byte{0x87, 0x01, 0x00, 0x50, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x01},
-	appendUint(nil, protocolVersion),
+	codec.AppendUint(nil, protocolVersion),
 	[]byte{0x64, 'u', 'n', 'i', 'x', 0x60})
 
 // FuzzRequest sends arbitrary requests to a live server: it must neither
@@ -153,16 +154,16 @@ func FuzzRequest(f *testing.F) {
 			for _, args := range [][]byte{nil, {0x00}, {0x20, 0x01}, {0x61, 'k', 0x05}, {0x82, 0x01, 0x02}} {
 				var items [][]byte
 				for i := 0; i < len(args); {
-					n, err := skip(args[i:], 0)
+					n, err := codec.Skip(args[i:], 0)
 					if err != nil {
 						break
 					}
 					items = append(items, args[i:i+n])
 					i += n
 				}
-				b := appendHead(nil, 4, uint64(2+len(items)))
-				b = appendUint(b, op)
-				b = appendUint(b, id)
+				b := codec.AppendHead(nil, 4, uint64(2+len(items)))
+				b = codec.AppendUint(b, op)
+				b = codec.AppendUint(b, id)
 				for _, it := range items {
 					b = append(b, it...)
 				}

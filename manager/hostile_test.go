@@ -17,6 +17,8 @@ import (
 	"github.com/go-mp/mp/connection"
 	"github.com/go-mp/mp/internal/ringconn"
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Tests of clients that break the rules (issue 10 points 6, 8 and 9),
@@ -121,7 +123,7 @@ func TestOversizedRequestAnswered(t *testing.T) {
 				t.Fatalf("the hello gave a limit of %d, want %d", got, 1<<20)
 			}
 			cc.c.maxSend = 0 // a client that does not check
-			big := appendHead(nil, 2, 4<<20)
+			big := codec.AppendHead(nil, 2, 4<<20)
 			big = append(big, make([]byte, 4<<20)...)
 			for range 2 {
 				cc.start(opPing, 0, 1)
@@ -316,7 +318,7 @@ func TestUpgradeWithoutMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	upgrade := appendUint(appendUint(appendHead(nil, 4, 2), opUpgrade), 0)
+	upgrade := codec.AppendUint(codec.AppendUint(codec.AppendHead(nil, 4, 2), opUpgrade), 0)
 	for _, req := range [][]byte{fuzzHello, upgrade} {
 		if err := c.SendBytes(req); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // untouchedObj is an object that counts the times the server asks it to
@@ -40,8 +42,8 @@ func TestLeaveVisitsOnlyWhatTheSessionHeld(t *testing.T) {
 	}
 	lock := serve(kindLock).(*lockObj)
 	rlock := serve(kindRLock).(*lockObj)
-	sem := serve(kindBounded, appendInt(nil, 3)).(*semObj)
-	cond := serve(kindCondition, []byte{cborNull}).(*condObj)
+	sem := serve(kindBounded, codec.AppendInt(nil, 3)).(*semObj)
+	cond := serve(kindCondition, []byte{codec.Null}).(*condObj)
 
 	sess := s.join(sessionID{2}, 200)
 	ref := s.add(kindDict, &dictObj{idx: map[string]int{}}, sess, "")
@@ -93,7 +95,7 @@ func TestLeaveFreedObjectsGrantNothing(t *testing.T) {
 	sess := s.join(sessionID{1}, 100)
 	other := s.join(sessionID{2}, 200)
 	lockIm, _, _ := s.newImpl(nil, kindLock, nil)
-	semIm, _, _ := s.newImpl(nil, kindBounded, [][]byte{appendInt(nil, 1)})
+	semIm, _, _ := s.newImpl(nil, kindBounded, [][]byte{codec.AppendInt(nil, 1)})
 	lock, sem := lockIm.(*lockObj), semIm.(*semObj)
 	lo, so := s.add(kindLock, lock, sess, ""), s.add(kindBounded, sem, sess, "")
 

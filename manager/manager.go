@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
 )
 
@@ -437,7 +438,7 @@ func create(ctx context.Context, m *Manager, kind string, opts []Option, args ..
 		m.c.put(cc)
 		return token{}, err
 	}
-	id, _, err := readUint(cc.item(1))
+	id, _, err := codec.ReadUint(cc.item(1))
 	m.c.put(cc)
 	if err != nil {
 		return token{}, errors.New("manager: malformed reply to create")

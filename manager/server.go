@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
 )
 
@@ -632,12 +633,12 @@ func (s *Server) serveConn(c *sconn) {
 		if err != nil {
 			break
 		}
-		c.args, err = splitMessage(c.args[:0], msg)
+		c.args, err = codec.SplitMessage(c.args[:0], msg)
 		if err != nil || len(c.args) < 2 {
 			break // not our protocol: hang up
 		}
-		op, _, err1 := readUint(c.args[0])
-		id, _, err2 := readUint(c.args[1])
+		op, _, err1 := codec.ReadUint(c.args[0])
+		id, _, err2 := codec.ReadUint(c.args[1])
 		if err1 != nil || err2 != nil {
 			break
 		}
@@ -699,30 +700,30 @@ func (c *sconn) hello() bool {
 		return false
 	}
 	var items [8][]byte
-	args, err := splitMessage(items[:0], msg)
+	args, err := codec.SplitMessage(items[:0], msg)
 	if err != nil || len(args) != 7 {
 		return false
 	}
-	op, _, err := readUint(args[0])
+	op, _, err := codec.ReadUint(args[0])
 	if err != nil || op != opHello {
 		return false
 	}
-	sid, err := readBytes(args[2])
+	sid, err := codec.ReadBytes(args[2])
 	if err != nil || len(sid) != len(sessionID{}) {
 		return false
 	}
-	pid, _, err := readUint(args[3])
+	pid, _, err := codec.ReadUint(args[3])
 	if err != nil {
 		return false
 	}
-	version, _, err := readUint(args[4])
+	version, _, err := codec.ReadUint(args[4])
 	if err != nil {
 		return false
 	}
-	if c.network, err = readText(args[5]); err != nil {
+	if c.network, err = codec.ReadText(args[5]); err != nil {
 		return false
 	}
-	if c.address, err = readText(args[6]); err != nil {
+	if c.address, err = codec.ReadText(args[6]); err != nil {
 		return false
 	}
 	r := &c.r
@@ -767,7 +768,7 @@ func (x *call) badOp() {
 }
 
 func (x *call) int(i int) (int64, bool) {
-	v, err := readInt(x.args[i])
+	v, err := codec.ReadInt(x.args[i])
 	if err != nil {
 		x.r.fail(codeProtocol, fmt.Sprintf("manager: argument %d is not an integer", i))
 		return 0, false
@@ -881,17 +882,17 @@ func (r *reply) ok() {
 func (r *reply) fail(code uint64, msg string, extra ...any) {
 	r.reset()
 	r.buf = append(r.buf, statusErr)
-	r.buf = appendUint(r.buf, code)
-	r.buf = appendText(r.buf, msg)
+	r.buf = codec.AppendUint(r.buf, code)
+	r.buf = codec.AppendText(r.buf, msg)
 	r.n = 3
 	for _, e := range extra {
 		switch e := e.(type) {
 		case int:
-			r.buf = appendInt(r.buf, int64(e))
+			r.buf = codec.AppendInt(r.buf, int64(e))
 		case bool:
-			r.buf = appendBool(r.buf, e)
+			r.buf = codec.AppendBool(r.buf, e)
 		case string:
-			r.buf = appendText(r.buf, e)
+			r.buf = codec.AppendText(r.buf, e)
 		case cborItem:
 			r.buf = append(r.buf, e...)
 		}
@@ -899,11 +900,11 @@ func (r *reply) fail(code uint64, msg string, extra ...any) {
 	}
 }
 
-func (r *reply) uint(v uint64) { r.buf = appendUint(r.buf, v); r.n++ }
-func (r *reply) int(v int)     { r.buf = appendInt(r.buf, int64(v)); r.n++ }
-func (r *reply) bool(v bool)   { r.buf = appendBool(r.buf, v); r.n++ }
-func (r *reply) null()         { r.buf = append(r.buf, cborNull); r.n++ }
-func (r *reply) text(s string) { r.buf = appendText(r.buf, s); r.n++ }
+func (r *reply) uint(v uint64) { r.buf = codec.AppendUint(r.buf, v); r.n++ }
+func (r *reply) int(v int)     { r.buf = codec.AppendInt(r.buf, int64(v)); r.n++ }
+func (r *reply) bool(v bool)   { r.buf = codec.AppendBool(r.buf, v); r.n++ }
+func (r *reply) null()         { r.buf = append(r.buf, codec.Null); r.n++ }
+func (r *reply) text(s string) { r.buf = codec.AppendText(r.buf, s); r.n++ }
 
 // value appends a stored value as an item.
 func (r *reply) value(v []byte) {
@@ -913,7 +914,7 @@ func (r *reply) value(v []byte) {
 
 // array starts an item that is an array of n elements.
 func (r *reply) array(n int) {
-	r.buf = appendHead(r.buf, 4, uint64(n))
+	r.buf = codec.AppendHead(r.buf, 4, uint64(n))
 	r.n++
 }
 
@@ -933,7 +934,7 @@ func (r *reply) drop(v []byte) {
 
 func (r *reply) bytes() []byte {
 	var h [headroom]byte
-	hb := appendHead(h[:0], 4, r.n)
+	hb := codec.AppendHead(h[:0], 4, r.n)
 	start := headroom - len(hb)
 	copy(r.buf[start:], hb)
 	return r.buf[start:]

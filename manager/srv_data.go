@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // create serves opCreate: [kind, name or null, arguments...]. A named
@@ -23,14 +24,14 @@ func (s *Server) create(x *call) {
 		r.fail(codeProtocol, "manager: create without a kind")
 		return
 	}
-	kind, err := readText(x.args[0])
+	kind, err := codec.ReadText(x.args[0])
 	if err != nil {
 		r.fail(codeProtocol, "manager: bad kind")
 		return
 	}
 	var name string
-	if !isNull(x.args[1]) {
-		if name, err = readText(x.args[1]); err != nil || name == "" {
+	if !codec.IsNull(x.args[1]) {
+		if name, err = codec.ReadText(x.args[1]); err != nil || name == "" {
 			r.fail(codeProtocol, "manager: bad object name")
 			return
 		}
@@ -93,7 +94,7 @@ func (s *Server) newImpl(x *call, kind string, args [][]byte) (impl, uint64, str
 	case kindList, kindArray:
 		l := &listObj{fixed: kind == kindArray}
 		if nargs(1) {
-			items, _, err := splitArray(nil, args[0])
+			items, _, err := codec.SplitArray(nil, args[0])
 			if err != nil {
 				return bad()
 			}
@@ -115,7 +116,7 @@ func (s *Server) newImpl(x *call, kind string, args [][]byte) (impl, uint64, str
 		if !nargs(1) {
 			return bad()
 		}
-		n, err := readInt(args[0])
+		n, err := codec.ReadInt(args[0])
 		if err != nil || n < 0 {
 			return bad()
 		}
@@ -126,7 +127,7 @@ func (s *Server) newImpl(x *call, kind string, args [][]byte) (impl, uint64, str
 		if !nargs(1) {
 			return bad()
 		}
-		n, err := readInt(args[0])
+		n, err := codec.ReadInt(args[0])
 		if err != nil || n < 0 || n > mp.MaxSemaphoreValue {
 			return nil, codeProtocol, fmt.Sprintf("manager: semaphore value out of range [0, %d]", mp.MaxSemaphoreValue)
 		}
@@ -142,11 +143,11 @@ func (s *Server) newImpl(x *call, kind string, args [][]byte) (impl, uint64, str
 			return bad()
 		}
 		c := &condObj{gone: newGone()}
-		if isNull(args[0]) {
+		if codec.IsNull(args[0]) {
 			c.lock = &lockObj{reentrant: true, gone: newGone()}
 			return c, 0, ""
 		}
-		id, _, err := readUint(args[0])
+		id, _, err := codec.ReadUint(args[0])
 		if err != nil {
 			return bad()
 		}
@@ -165,8 +166,8 @@ func (s *Server) newImpl(x *call, kind string, args [][]byte) (impl, uint64, str
 		if !nargs(2) {
 			return bad()
 		}
-		n, err1 := readInt(args[0])
-		t, err2 := readInt(args[1])
+		n, err1 := codec.ReadInt(args[0])
+		t, err2 := codec.ReadInt(args[1])
 		if err1 != nil || err2 != nil || n < 1 || n > math.MaxInt32 || t < 0 {
 			return nil, codeProtocol, "manager: bad barrier parties or timeout"
 		}
@@ -311,7 +312,7 @@ func (d *dictObj) handle(x *call) waitFn {
 			case opDictValues:
 				r.elem(e.val)
 			default:
-				r.buf = appendHead(r.buf, 4, 2)
+				r.buf = codec.AppendHead(r.buf, 4, 2)
 				r.elem([]byte(e.key))
 				r.elem(e.val)
 			}
@@ -320,21 +321,21 @@ func (d *dictObj) handle(x *call) waitFn {
 		if !x.need(1) {
 			return nil
 		}
-		pairs, _, err := splitArray(nil, x.args[0])
+		pairs, _, err := codec.SplitArray(nil, x.args[0])
 		if err != nil {
 			r.fail(codeProtocol, "manager: bad items")
 			return nil
 		}
 		for _, p := range pairs {
 			var kv [2][]byte
-			if items, _, err := splitArray(kv[:0], p); err != nil || len(items) != 2 {
+			if items, _, err := codec.SplitArray(kv[:0], p); err != nil || len(items) != 2 {
 				r.fail(codeProtocol, "manager: bad item")
 				return nil
 			}
 		}
 		for _, p := range pairs {
 			var kv [2][]byte
-			items, _, _ := splitArray(kv[:0], p)
+			items, _, _ := codec.SplitArray(kv[:0], p)
 			d.set(x, items[0], items[1])
 		}
 		r.ok()
@@ -420,6 +421,25 @@ func (l *listObj) at(x *call, nargs int) (int, bool) {
 	return j, ok
 }
 
+// span reads a call of nargs arguments whose first two are Python slice
+// bounds and resolves them against the list, clamping them; when a bound
+// is not an integer it writes the error reply and returns false.
+func (l *listObj) span(x *call, nargs int) (a, b int, ok bool) {
+	if !x.need(nargs) {
+		return 0, 0, false
+	}
+	lo, ok := x.int(0)
+	if !ok {
+		return 0, 0, false
+	}
+	hi, ok := x.int(1)
+	if !ok {
+		return 0, 0, false
+	}
+	a, b = bounds(lo, hi, len(l.items))
+	return a, b, true
+}
+
 // bounds resolves Python slice bounds, clamping them.
 func bounds(lo, hi int64, n int) (int, int) {
 	clamp := func(i int64) int {
@@ -456,7 +476,7 @@ func (l *listObj) handle(x *call) waitFn {
 		if !x.need(1) {
 			return nil
 		}
-		items, _, err := splitArray(nil, x.args[0])
+		items, _, err := codec.SplitArray(nil, x.args[0])
 		if err != nil {
 			r.fail(codeProtocol, "manager: bad items")
 			return nil
@@ -543,41 +563,25 @@ func (l *listObj) handle(x *call) waitFn {
 		r.ok()
 		r.int(len(l.items))
 	case opListSlice:
-		if !x.need(2) {
+		a, b, ok := l.span(x, 2)
+		if !ok {
 			return nil
 		}
-		lo, ok1 := x.int(0)
-		if !ok1 {
-			return nil
-		}
-		hi, ok2 := x.int(1)
-		if !ok2 {
-			return nil
-		}
-		a, b := bounds(lo, hi, len(l.items))
 		r.ok()
 		r.array(b - a)
 		for _, it := range l.items[a:b] {
 			r.elem(it)
 		}
 	case opListSetSlice:
-		if !x.need(3) {
+		a, b, ok := l.span(x, 3)
+		if !ok {
 			return nil
 		}
-		lo, ok1 := x.int(0)
-		if !ok1 {
-			return nil
-		}
-		hi, ok2 := x.int(1)
-		if !ok2 {
-			return nil
-		}
-		items, _, err := splitArray(nil, x.args[2])
+		items, _, err := codec.SplitArray(nil, x.args[2])
 		if err != nil {
 			r.fail(codeProtocol, "manager: bad items")
 			return nil
 		}
-		a, b := bounds(lo, hi, len(l.items))
 		if l.fixed && b-a != len(items) {
 			r.fail(codeIndex, fmt.Sprintf("manager: cannot change the length of an array (%d items into a slice of %d)", len(items), b-a))
 			return nil
@@ -630,7 +634,7 @@ func (n *nsObj) handle(x *call) waitFn {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	name := func() (string, bool) {
-		s, err := readText(x.args[0])
+		s, err := codec.ReadText(x.args[0])
 		if err != nil {
 			r.fail(codeProtocol, "manager: a field name is a string")
 			return "", false
@@ -691,7 +695,7 @@ func (n *nsObj) handle(x *call) waitFn {
 		r.ok()
 		r.array(len(names))
 		for _, f := range names {
-			r.buf = appendText(r.buf, f)
+			r.buf = codec.AppendText(r.buf, f)
 		}
 	default:
 		x.badOp()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // ---- Lock and RLock ----
@@ -207,7 +208,7 @@ func (l *lockObj) handle(x *call) waitFn {
 	if !x.need(1) {
 		return nil
 	}
-	gid, _, err := readUint(x.args[0])
+	gid, _, err := codec.ReadUint(x.args[0])
 	if err != nil {
 		r.fail(codeProtocol, "manager: bad goroutine id")
 		return nil
@@ -508,7 +509,7 @@ func (c *condObj) wait(x *call) waitFn {
 	if !x.need(1) {
 		return nil
 	}
-	gid, _, err := readUint(x.args[0])
+	gid, _, err := codec.ReadUint(x.args[0])
 	if err != nil {
 		r.fail(codeProtocol, "manager: bad goroutine id")
 		return nil
@@ -577,8 +578,8 @@ func (c *condObj) notify(x *call) waitFn {
 	if !x.need(2) {
 		return nil
 	}
-	gid, _, err := readUint(x.args[0])
-	n, err2 := readInt(x.args[1])
+	gid, _, err := codec.ReadUint(x.args[0])
+	n, err2 := codec.ReadInt(x.args[1])
 	if err != nil || err2 != nil {
 		r.fail(codeProtocol, "manager: bad notify arguments")
 		return nil

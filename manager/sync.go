@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/goid"
 )
 
 // Blocking calls (Acquire, Wait, a Queue's Get and Put...) wait in the
@@ -223,6 +224,12 @@ func (l *Lock) UnmarshalCBOR(b []byte) error { return l.r.unmarshal(b, kindLock)
 // SyncManager.RLock(): the goroutine holding it may acquire it again and
 // must release it as many times; only it may release it. A holder that
 // ends is handled as for Lock.
+//
+// Goroutines are told apart as by mp.RLock. A goroutine that ends while
+// holding the lock leaves it held by its process, and a goroutine started
+// later may be taken for the ended one (the runtime reuses what
+// identifies a goroutine) and so hold the lock, as a new thread may reuse
+// an ended thread's id in Python.
 type RLock struct{ r ref }
 
 // NewRLock makes an unlocked RLock on m's server.
@@ -230,27 +237,31 @@ func NewRLock(ctx context.Context, m *Manager, opts ...Option) (*RLock, error) {
 	return newProxy(ctx, m, kindRLock, opts, func(l *RLock) *ref { return &l.r })
 }
 
+// The calling goroutine is named by internal/goid, as for mp.RLock: a few
+// nanoseconds, where parsing runtime.Stack took microseconds and an
+// allocation on every call.
+
 func (l *RLock) lockRef() *ref { return &l.r }
 
 // Acquire waits until the calling goroutine holds the lock or ctx ends;
 // see Lock.Acquire for the errors.
-func (l *RLock) Acquire(ctx context.Context) error { return l.r.do(ctx, opLockAcquire, goid()) }
+func (l *RLock) Acquire(ctx context.Context) error { return l.r.do(ctx, opLockAcquire, goid.Get()) }
 
 // TryAcquire takes the lock if it is free or already the caller's.
 func (l *RLock) TryAcquire(ctx context.Context) (bool, error) {
-	return tryAcquire(ctx, &l.r, goid())
+	return tryAcquire(ctx, &l.r, goid.Get())
 }
 
 // Release undoes one Acquire; mp.ErrNotHeld if the caller does not hold
 // the lock.
-func (l *RLock) Release(ctx context.Context) error { return l.r.do(ctx, opLockRelease, goid()) }
+func (l *RLock) Release(ctx context.Context) error { return l.r.do(ctx, opLockRelease, goid.Get()) }
 
 // Held reports whether the calling goroutine holds the lock, and how many
 // times it has acquired it.
 func (l *RLock) Held(ctx context.Context) (bool, int, error) { return held(ctx, &l.r) }
 
 func held(ctx context.Context, r *ref) (bool, int, error) {
-	cc, err := r.call(ctx, opLockHeld, goid())
+	cc, err := r.call(ctx, opLockHeld, goid.Get())
 	if err != nil {
 		return false, 0, err
 	}
@@ -270,38 +281,43 @@ func (l *RLock) UnmarshalCBOR(b []byte) error { return l.r.unmarshal(b, kindRLoc
 
 // ---- Semaphore and BoundedSemaphore ----
 
+// semProxy is what Semaphore and BoundedSemaphore share: all their methods
+// but Release, whose documented limit differs, and UnmarshalCBOR, which
+// accepts only its own kind. The server knows which kind it holds.
+type semProxy struct{ r ref }
+
+// Acquire takes a unit, waiting until one is released or ctx ends.
+func (s *semProxy) Acquire(ctx context.Context) error { return s.r.do(ctx, opSemAcquire) }
+
+// TryAcquire takes a unit if there is one and reports whether it did.
+func (s *semProxy) TryAcquire(ctx context.Context) (bool, error) {
+	return result[bool](ctx, &s.r, 1, opSemTryAcquire)
+}
+
+// Value returns the number of units available now.
+func (s *semProxy) Value(ctx context.Context) (int, error) {
+	return result[int](ctx, &s.r, 1, opSemValue)
+}
+
+// Forget drops this process's reference to the semaphore.
+func (s *semProxy) Forget(ctx context.Context) error { return s.r.release(ctx) }
+
+// MarshalCBOR encodes the proxy as a token of its object.
+func (s *semProxy) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
+
 // Semaphore is a proxy of a counting semaphore held by a manager, like
 // Python's SyncManager.Semaphore(). Units are not owned: one taken by a
 // process that ends without releasing it is lost, as with mp.Semaphore
 // (use a BoundedSemaphore to have them given back).
-type Semaphore struct{ r ref }
+type Semaphore struct{ semProxy }
 
 // NewSemaphore makes a Semaphore on m's server holding value units.
 func NewSemaphore(ctx context.Context, m *Manager, value int, opts ...Option) (*Semaphore, error) {
 	return newProxy(ctx, m, kindSemaphore, opts, func(s *Semaphore) *ref { return &s.r }, value)
 }
 
-// Acquire takes a unit, waiting until one is released or ctx ends.
-func (s *Semaphore) Acquire(ctx context.Context) error { return s.r.do(ctx, opSemAcquire) }
-
-// TryAcquire takes a unit if there is one and reports whether it did.
-func (s *Semaphore) TryAcquire(ctx context.Context) (bool, error) {
-	return result[bool](ctx, &s.r, 1, opSemTryAcquire)
-}
-
 // Release gives a unit back, to the longest waiter if there is one.
 func (s *Semaphore) Release(ctx context.Context) error { return s.r.do(ctx, opSemRelease) }
-
-// Value returns the number of units available now.
-func (s *Semaphore) Value(ctx context.Context) (int, error) {
-	return result[int](ctx, &s.r, 1, opSemValue)
-}
-
-// Forget drops this process's reference to the semaphore.
-func (s *Semaphore) Forget(ctx context.Context) error { return s.r.release(ctx) }
-
-// MarshalCBOR encodes the proxy as a token of its object.
-func (s *Semaphore) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
 
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (s *Semaphore) UnmarshalCBOR(b []byte) error { return s.r.unmarshal(b, kindSemaphore) }
@@ -311,7 +327,7 @@ func (s *Semaphore) UnmarshalCBOR(b []byte) error { return s.r.unmarshal(b, kind
 // like Python's SyncManager.BoundedSemaphore(). The manager counts the
 // units each process holds — acquired and not released — and gives them
 // back when the process ends (or closes its Manager), up to the bound.
-type BoundedSemaphore struct{ r ref }
+type BoundedSemaphore struct{ semProxy }
 
 // NewBoundedSemaphore makes a BoundedSemaphore on m's server holding value
 // units, also its bound.
@@ -319,28 +335,9 @@ func NewBoundedSemaphore(ctx context.Context, m *Manager, value int, opts ...Opt
 	return newProxy(ctx, m, kindBounded, opts, func(s *BoundedSemaphore) *ref { return &s.r }, value)
 }
 
-// Acquire takes a unit, waiting until one is released or ctx ends.
-func (s *BoundedSemaphore) Acquire(ctx context.Context) error { return s.r.do(ctx, opSemAcquire) }
-
-// TryAcquire takes a unit if there is one and reports whether it did.
-func (s *BoundedSemaphore) TryAcquire(ctx context.Context) (bool, error) {
-	return result[bool](ctx, &s.r, 1, opSemTryAcquire)
-}
-
 // Release gives a unit back; mp.ErrReleasedTooManyTimes if the value is
 // already the initial one.
 func (s *BoundedSemaphore) Release(ctx context.Context) error { return s.r.do(ctx, opSemRelease) }
-
-// Value returns the number of units available now.
-func (s *BoundedSemaphore) Value(ctx context.Context) (int, error) {
-	return result[int](ctx, &s.r, 1, opSemValue)
-}
-
-// Forget drops this process's reference to the semaphore.
-func (s *BoundedSemaphore) Forget(ctx context.Context) error { return s.r.release(ctx) }
-
-// MarshalCBOR encodes the proxy as a token of its object.
-func (s *BoundedSemaphore) MarshalCBOR() ([]byte, error) { return s.r.marshal() }
 
 // UnmarshalCBOR receives a proxy; it connects on first use.
 func (s *BoundedSemaphore) UnmarshalCBOR(b []byte) error { return s.r.unmarshal(b, kindBounded) }
@@ -373,22 +370,22 @@ func NewCondition(ctx context.Context, m *Manager, lock Locker, opts ...Option) 
 
 // Acquire takes the Condition's lock; see Lock.Acquire and
 // RLock.Acquire.
-func (c *Condition) Acquire(ctx context.Context) error { return c.r.do(ctx, opLockAcquire, goid()) }
+func (c *Condition) Acquire(ctx context.Context) error { return c.r.do(ctx, opLockAcquire, goid.Get()) }
 
 // TryAcquire takes the Condition's lock if it is free (or, for an RLock,
 // already the caller's).
 func (c *Condition) TryAcquire(ctx context.Context) (bool, error) {
-	return tryAcquire(ctx, &c.r, goid())
+	return tryAcquire(ctx, &c.r, goid.Get())
 }
 
 // Release releases the Condition's lock.
-func (c *Condition) Release(ctx context.Context) error { return c.r.do(ctx, opLockRelease, goid()) }
+func (c *Condition) Release(ctx context.Context) error { return c.r.do(ctx, opLockRelease, goid.Get()) }
 
 // Wait releases the lock, waits until notified or ctx ends, and takes the
 // lock back before it returns, whatever happened (unless the manager is
 // gone). It returns nil when notified, ctx.Err() when ctx ended first, or
 // an *mp.OwnerDiedError if it took the lock over from a holder that died.
-func (c *Condition) Wait(ctx context.Context) error { return c.r.do(ctx, opCondWait, goid()) }
+func (c *Condition) Wait(ctx context.Context) error { return c.r.do(ctx, opCondWait, goid.Get()) }
 
 // WaitFor waits until pred returns true, calling it with the lock held,
 // as Python's wait_for does; it returns ctx.Err() if ctx ends first (with
@@ -404,12 +401,12 @@ func (c *Condition) WaitFor(ctx context.Context, pred func() bool) error {
 
 // Notify wakes up to n waiters.
 func (c *Condition) Notify(ctx context.Context, n int) error {
-	return c.r.do(ctx, opCondNotify, goid(), n)
+	return c.r.do(ctx, opCondNotify, goid.Get(), n)
 }
 
 // NotifyAll wakes every waiter.
 func (c *Condition) NotifyAll(ctx context.Context) error {
-	return c.r.do(ctx, opCondNotify, goid(), -1)
+	return c.r.do(ctx, opCondNotify, goid.Get(), -1)
 }
 
 // Forget drops this process's reference to the condition.

@@ -6,10 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 
-	"github.com/fxamacker/cbor/v2"
-	"github.com/go-mp/mp/internal/cborhead"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // The protocol between proxies and the server, over connections made by
@@ -38,6 +36,12 @@ import (
 // Values are CBOR items, stored and compared by the server as bytes: keys
 // and values are encoded deterministically (sorted map keys, shortest
 // numbers) so that equal values are equal bytes.
+//
+// Values are encoded with codec.DetMarshal and decoded with the codec's
+// limits (codec.Unmarshal). The requests and replies around them are
+// written and read by hand with codec's reader and writer
+// (codec.AppendUint, codec.SplitMessage...), on purpose: a call costs
+// about a microsecond, which the codec's reflection would multiply.
 
 // protocolVersion is 2 since a Get's item stays the server's until the
 // client acknowledges it (opAck) and the hello reply gives the server's
@@ -198,196 +202,13 @@ var builtinKinds = map[string]bool{
 	kindSemaphore: true, kindBounded: true, kindCondition: true, kindEvent: true, kindBarrier: true,
 }
 
-// tokenTag marks an encoded proxy: Tag(tokenTag, [network, address,
-// instance, id, kind]). Stored inside values (a List of Dicts), it keeps
-// the object it names alive.
-const tokenTag = 27510
+// Proxies travel as tokens, Tag(codec.TokenTag, [network, address,
+// instance, id, kind]). Stored inside values (a List of Dicts), a token
+// keeps the object it names alive.
 
-// tokenPrefix is how tokenTag's head encodes: a quick test of whether a
-// value may hold a token at all.
-var tokenPrefix = []byte{0xd9, tokenTag >> 8, tokenTag & 0xff}
-
-// The codec of values. Encoding is deterministic so that the server can
-// compare values and keys as bytes; decoding has the limits of package
-// mp's codec.
-var (
-	valEnc cbor.UserBufferEncMode
-	valDec cbor.DecMode
-)
-
-func init() {
-	opts := cbor.CoreDetEncOptions()
-	opts.Time = cbor.TimeRFC3339Nano
-	var err error
-	if valEnc, err = opts.UserBufferEncMode(); err != nil {
-		panic(err)
-	}
-	valDec, err = cbor.DecOptions{
-		MaxNestedLevels:  maxDepth,
-		MaxArrayElements: 1 << 28,
-		MaxMapPairs:      1 << 24,
-		IndefLength:      cbor.IndefLengthForbidden,
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
-
-const maxDepth = 64
-
-var errMalformed = errors.New("malformed CBOR")
-
-// head parses the head of the CBOR item at the start of b: its major type,
-// argument (a count, length or value) and the head's length.
-func head(b []byte) (major byte, arg uint64, n int, err error) {
-	major, arg, n, ok := cborhead.Parse(b)
-	if !ok {
-		return 0, 0, 0, errMalformed // truncated, reserved, or indefinite length
-	}
-	return major, arg, n, nil
-}
-
-// skip returns the length of the well-formed CBOR item at the start of b.
-func skip(b []byte, depth int) (int, error) {
-	if depth > maxDepth {
-		return 0, errors.New("CBOR nested too deeply")
-	}
-	major, arg, n, err := head(b)
-	if err != nil {
-		return 0, err
-	}
-	switch major {
-	case 0, 1:
-	case 2, 3:
-		if arg > uint64(len(b)-n) {
-			return 0, errMalformed
-		}
-		n += int(arg)
-	case 4, 5:
-		if major == 5 {
-			if arg > math.MaxUint64/2 {
-				return 0, errMalformed
-			}
-			arg *= 2
-		}
-		for ; arg > 0; arg-- {
-			m, err := skip(b[n:], depth+1)
-			if err != nil {
-				return 0, err
-			}
-			n += m
-		}
-	case 6:
-		m, err := skip(b[n:], depth+1)
-		if err != nil {
-			return 0, err
-		}
-		n += m
-	case 7:
-		if b[0]&31 == 24 && arg < 32 {
-			return 0, errMalformed
-		}
-	}
-	return n, nil
-}
-
-// readUint reads an unsigned integer item.
-func readUint(b []byte) (uint64, int, error) {
-	major, arg, n, err := head(b)
-	if err != nil || major != 0 {
-		return 0, 0, errMalformed
-	}
-	return arg, n, nil
-}
-
-// readInt reads a signed integer item that fits an int64.
-func readInt(b []byte) (int64, error) {
-	major, arg, _, err := head(b)
-	if err != nil || arg > math.MaxInt64 {
-		return 0, errMalformed
-	}
-	switch major {
-	case 0:
-		return int64(arg), nil
-	case 1:
-		return -1 - int64(arg), nil
-	}
-	return 0, errMalformed
-}
-
-// readText reads a text string item.
-func readText(b []byte) (string, error) {
-	major, arg, n, err := head(b)
-	if err != nil || major != 3 || arg > uint64(len(b)-n) {
-		return "", errMalformed
-	}
-	return string(b[n : n+int(arg)]), nil
-}
-
-// readBytes reads a byte string item, without copying.
-func readBytes(b []byte) ([]byte, error) {
-	major, arg, n, err := head(b)
-	if err != nil || major != 2 || arg > uint64(len(b)-n) {
-		return nil, errMalformed
-	}
-	return b[n : n+int(arg)], nil
-}
-
-// isNull reports whether the item is null (or undefined).
-func isNull(b []byte) bool { return len(b) == 1 && (b[0] == 0xf6 || b[0] == 0xf7) }
-
-// splitArray parses an array of items and appends each item's bytes to
-// dst. The items alias b.
-func splitArray(dst [][]byte, b []byte) ([][]byte, int, error) {
-	major, count, n, err := head(b)
-	if err != nil || major != 4 || count > uint64(len(b)) {
-		return dst, 0, errMalformed
-	}
-	for ; count > 0; count-- {
-		m, err := skip(b[n:], 1)
-		if err != nil {
-			return dst, 0, err
-		}
-		dst = append(dst, b[n:n+m])
-		n += m
-	}
-	return dst, n, nil
-}
-
-// splitMessage parses a whole message, an array of items.
-func splitMessage(dst [][]byte, b []byte) ([][]byte, error) {
-	dst, n, err := splitArray(dst, b)
-	if err != nil {
-		return dst, err
-	}
-	if n != len(b) {
-		return dst, errMalformed
-	}
-	return dst, nil
-}
-
-func appendHead(b []byte, major byte, arg uint64) []byte { return cborhead.Append(b, major, arg) }
-
-func appendUint(b []byte, v uint64) []byte { return appendHead(b, 0, v) }
-
-func appendInt(b []byte, v int64) []byte {
-	if v < 0 {
-		return appendHead(b, 1, uint64(-1-v))
-	}
-	return appendHead(b, 0, uint64(v))
-}
-
-func appendText(b []byte, s string) []byte { return append(appendHead(b, 3, uint64(len(s))), s...) }
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 0xf5)
-	}
-	return append(b, 0xf4)
-}
-
-const cborNull = 0xf6
+// tokenPrefix is how the token tag's head encodes: a quick test of
+// whether a value may hold a token at all.
+var tokenPrefix = codec.AppendHead(nil, codec.MajorTag, codec.TokenTag)
 
 // token identifies an object of a manager: where the manager is, which
 // run of it (instance), the object's id and kind. The id is 64 random
@@ -402,35 +223,35 @@ type token struct {
 }
 
 func appendToken(b []byte, t *token) []byte {
-	b = appendHead(b, 6, tokenTag)
-	b = appendHead(b, 4, 5)
-	b = appendText(b, t.Network)
-	b = appendText(b, t.Address)
-	b = appendUint(b, t.Instance)
-	b = appendUint(b, t.ID)
-	return appendText(b, t.Kind)
+	b = codec.AppendHead(b, codec.MajorTag, codec.TokenTag)
+	b = codec.AppendHead(b, codec.MajorArray, 5)
+	b = codec.AppendText(b, t.Network)
+	b = codec.AppendText(b, t.Address)
+	b = codec.AppendUint(b, t.Instance)
+	b = codec.AppendUint(b, t.ID)
+	return codec.AppendText(b, t.Kind)
 }
 
 // parseToken decodes an encoded token (with its tag).
 func parseToken(b []byte) (token, error) {
 	var t token
-	major, tag, n, err := head(b)
-	if err != nil || major != 6 || tag != tokenTag {
-		if err == nil && major == 7 && isNull(b) {
+	major, tag, n, err := codec.Head(b)
+	if err != nil || major != codec.MajorTag || tag != codec.TokenTag {
+		if err == nil && major == codec.MajorSimple && codec.IsNull(b) {
 			return t, errNullToken
 		}
 		return t, fmt.Errorf("manager: not a proxy token")
 	}
 	var items [5][]byte
-	parts, m, err := splitArray(items[:0], b[n:])
+	parts, m, err := codec.SplitArray(items[:0], b[n:])
 	if err != nil || n+m != len(b) || len(parts) != 5 {
 		return t, fmt.Errorf("manager: malformed proxy token")
 	}
-	if t.Network, err = readText(parts[0]); err == nil {
-		if t.Address, err = readText(parts[1]); err == nil {
-			if t.Instance, _, err = readUint(parts[2]); err == nil {
-				if t.ID, _, err = readUint(parts[3]); err == nil {
-					t.Kind, err = readText(parts[4])
+	if t.Network, err = codec.ReadText(parts[0]); err == nil {
+		if t.Address, err = codec.ReadText(parts[1]); err == nil {
+			if t.Instance, _, err = codec.ReadUint(parts[2]); err == nil {
+				if t.ID, _, err = codec.ReadUint(parts[3]); err == nil {
+					t.Kind, err = codec.ReadText(parts[4])
 				}
 			}
 		}
@@ -448,36 +269,9 @@ func mayHoldTokens(b []byte) bool { return bytes.Contains(b, tokenPrefix) }
 
 // walkTokens calls fn for each token held in the well-formed item b.
 func walkTokens(b []byte, fn func(t *token)) {
-	walk(b, 0, fn)
-}
-
-func walk(b []byte, depth int, fn func(t *token)) int {
-	major, arg, n, err := head(b)
-	if err != nil || depth > maxDepth {
-		return len(b)
-	}
-	switch major {
-	case 2, 3:
-		n += int(arg)
-	case 4, 5:
-		if major == 5 {
-			arg *= 2
+	codec.EachTagged(b, codec.TokenTag, func(item []byte) {
+		if t, err := parseToken(item); err == nil {
+			fn(&t)
 		}
-		for ; arg > 0 && n < len(b); arg-- {
-			n += walk(b[n:], depth+1, fn)
-		}
-	case 6:
-		if arg == tokenTag {
-			m, err := skip(b[n:], depth+1)
-			if err != nil {
-				return len(b)
-			}
-			if t, err := parseToken(b[:n+m]); err == nil {
-				fn(&t)
-			}
-			return n + m
-		}
-		n += walk(b[n:], depth+1, fn)
-	}
-	return min(n, len(b))
+	})
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package mp
+package codec
 
 import (
 	"bytes"
@@ -17,34 +17,34 @@ type point struct {
 // celsius has a codec of its own, so its chunks are CBOR.
 type celsius float64
 
-func (c celsius) MarshalCBOR() ([]byte, error) { return encMode.Marshal(float64(c) + 1000) }
+func (c celsius) MarshalCBOR() ([]byte, error) { return Marshal(float64(c) + 1000) }
 func (c *celsius) UnmarshalCBOR(b []byte) error {
 	var f float64
-	err := decMode.Unmarshal(b, &f)
+	err := Unmarshal(b, &f)
 	*c = celsius(f - 1000)
 	return err
 }
 
 func chunkRoundTrip[T any](t *testing.T, items []T, raw bool) {
 	t.Helper()
-	if got := rawChunks[T](); got != raw {
+	if got := RawChunks[T](); got != raw {
 		t.Fatalf("rawChunks[%T] = %v, want %v", items, got, raw)
 	}
-	b, err := encodeChunk(items)
+	b, err := EncodeChunk(items)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if raw && !bytes.Equal(b, asBytes(items)) {
+	if raw && !bytes.Equal(b, AsBytes(items)) {
 		t.Fatalf("%T: raw chunk is not the items' memory", items)
 	}
 	dst := make([]T, len(items))
-	if err := decodeChunk(b, dst); err != nil {
+	if err := DecodeChunk(b, dst); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(dst, items) {
 		t.Fatalf("decodeChunk: %v, want %v", dst, items)
 	}
-	anyLen, err := decodeChunkAny[T](b)
+	anyLen, err := DecodeChunkAny[T](b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func chunkRoundTrip[T any](t *testing.T, items []T, raw bool) {
 		t.Fatalf("decodeChunkAny: %v, want %v", anyLen, items)
 	}
 	var buf bytes.Buffer
-	if c, err := chunkBytes(&buf, items); err != nil || !bytes.Equal(c, b) {
+	if c, err := ChunkBytes(&buf, items); err != nil || !bytes.Equal(c, b) {
 		t.Fatalf("chunkBytes differs from encodeChunk: %v", err)
 	}
 }
@@ -68,18 +68,18 @@ func TestChunkCodec(t *testing.T) {
 }
 
 func TestChunkCodecRejectsWrongSizes(t *testing.T) {
-	b, _ := encodeChunk([]int64{1, 2, 3})
-	if err := decodeChunk(b, make([]int64, 2)); err == nil {
+	b, _ := EncodeChunk([]int64{1, 2, 3})
+	if err := DecodeChunk(b, make([]int64, 2)); err == nil {
 		t.Error("3 raw items decoded into 2")
 	}
-	if _, err := decodeChunkAny[int64](b[:len(b)-1]); err == nil {
+	if _, err := DecodeChunkAny[int64](b[:len(b)-1]); err == nil {
 		t.Error("a partial raw item decoded")
 	}
-	c, _ := encodeChunk([]string{"a", "b"})
-	if err := decodeChunk(c, make([]string, 3)); err == nil {
+	c, _ := EncodeChunk([]string{"a", "b"})
+	if err := DecodeChunk(c, make([]string, 3)); err == nil {
 		t.Error("2 CBOR items decoded into 3")
 	}
-	if err := decodeChunk([]byte{0xff}, make([]string, 1)); err == nil {
+	if err := DecodeChunk([]byte{0xff}, make([]string, 1)); err == nil {
 		t.Error("garbage decoded")
 	}
 }
@@ -87,17 +87,17 @@ func TestChunkCodecRejectsWrongSizes(t *testing.T) {
 // A raw chunk in aligned memory is used where it is; in unaligned memory
 // (inside a larger message) it is copied out.
 func TestChunkCodecAliasing(t *testing.T) {
-	b, _ := encodeChunk([]int64{7, 8, 9})
-	got, err := decodeChunkAny[int64](b)
-	if err != nil || len(got) != 3 || &asBytes(got)[0] != &b[0] {
-		t.Fatalf("aligned chunk: %v, %v (aliases: %v)", got, err, err == nil && &asBytes(got)[0] == &b[0])
+	b, _ := EncodeChunk([]int64{7, 8, 9})
+	got, err := DecodeChunkAny[int64](b)
+	if err != nil || len(got) != 3 || &AsBytes(got)[0] != &b[0] {
+		t.Fatalf("aligned chunk: %v, %v (aliases: %v)", got, err, err == nil && &AsBytes(got)[0] == &b[0])
 	}
 	odd := append([]byte{0}, b...)[1:]
-	got, err = decodeChunkAny[int64](odd)
+	got, err = DecodeChunkAny[int64](odd)
 	if err != nil || !reflect.DeepEqual(got, []int64{7, 8, 9}) {
 		t.Fatalf("unaligned chunk: %v, %v", got, err)
 	}
-	if &asBytes(got)[0] == &odd[0] {
+	if &AsBytes(got)[0] == &odd[0] {
 		t.Fatal("unaligned chunk aliased")
 	}
 }
@@ -109,8 +109,8 @@ func TestResultsInPlace(t *testing.T) {
 	for i := range as {
 		as[i] = int64(i) - 500
 	}
-	rs := resultsInPlace[int64, int32](as)
-	if &asBytes(rs)[0] != &asBytes(as)[0] {
+	rs := ResultsInPlace[int64, int32](as)
+	if &AsBytes(rs)[0] != &AsBytes(as)[0] {
 		t.Fatal("narrower results not in place")
 	}
 	for i, a := range as {
@@ -121,11 +121,11 @@ func TestResultsInPlace(t *testing.T) {
 			t.Fatalf("result %d = %d", i, r)
 		}
 	}
-	wide := resultsInPlace[int32, int64]([]int32{1, 2})
+	wide := ResultsInPlace[int32, int64]([]int32{1, 2})
 	if len(wide) != 2 || wide[0] != 0 {
 		t.Fatal("wider results: want fresh zeroed memory")
 	}
-	if s := resultsInPlace[string, int]([]string{"a"}); len(s) != 1 {
+	if s := ResultsInPlace[string, int]([]string{"a"}); len(s) != 1 {
 		t.Fatal("results of CBOR items")
 	}
 }
@@ -136,11 +136,11 @@ func checkDecodeStrings[T any](t *testing.T, b []byte) {
 	t.Helper()
 	fast, ok := decodeStrings[T](b)
 	var slow []T
-	err := decMode.Unmarshal(b, &slow)
+	err := Unmarshal(b, &slow)
 	if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
 		t.Fatalf("decodeStrings[%T](%x) = %#v; the codec: %#v, %v", *new(T), b, fast, slow, err)
 	}
-	if got, aerr := decodeChunkAny[T](b); (aerr == nil) != (err == nil) || err == nil && !reflect.DeepEqual(got, slow) {
+	if got, aerr := DecodeChunkAny[T](b); (aerr == nil) != (err == nil) || err == nil && !reflect.DeepEqual(got, slow) {
 		t.Fatalf("decodeChunkAny[%T](%x) = %#v, %v; the codec: %#v, %v", *new(T), b, got, aerr, slow, err)
 	}
 }
@@ -150,7 +150,7 @@ type blob []byte
 func TestChunkCodecStrings(t *testing.T) {
 	big := bytes.Repeat([]byte{7}, 70000)
 	for _, items := range [][][]byte{{nil, {}, {1, 2, 3}, big}, {}, {big, big}} {
-		b, err := encodeChunk(items)
+		b, err := EncodeChunk(items)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,12 +159,12 @@ func TestChunkCodecStrings(t *testing.T) {
 		}
 		checkDecodeStrings[[]byte](t, b)
 		checkDecodeStrings[blob](t, b)
-		got, _ := decodeChunkAny[[]byte](b)
+		got, _ := DecodeChunkAny[[]byte](b)
 		if len(got) > 0 && len(got[len(got)-1]) > 0 && &got[len(got)-1][0] == &b[len(b)-1] {
 			t.Fatal("an item aliases the chunk's memory, which the worker uses again")
 		}
 	}
-	b, _ := encodeChunk([]string{"", "a", "héllo", string(big)})
+	b, _ := EncodeChunk([]string{"", "a", "héllo", string(big)})
 	if _, ok := decodeStrings[string](b); !ok {
 		t.Fatal("decodeStrings did not take strings")
 	}
@@ -190,8 +190,8 @@ func TestChunkCodecStrings(t *testing.T) {
 }
 
 func FuzzDecodeStrings(f *testing.F) {
-	b1, _ := encodeChunk([][]byte{nil, {}, {1, 2}})
-	b2, _ := encodeChunk([]string{"a", "héllo"})
+	b1, _ := EncodeChunk([][]byte{nil, {}, {1, 2}})
+	b2, _ := EncodeChunk([]string{"a", "héllo"})
 	f.Add(b1)
 	f.Add(b2)
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package mp
+package codec
 
 import (
 	"errors"
@@ -12,44 +12,44 @@ import (
 	"sync"
 )
 
-// ErrUnsupportedType is returned when a Value or Array is made of a type
-// that cannot live in shared memory: anything holding a pointer, slice,
-// map, string, interface, channel, function or uintptr. Only integers,
-// floats, complex numbers, bools, and arrays and structs made of those
-// can be shared.
+// ErrUnsupportedType is returned for a type that cannot live in shared
+// memory (see FixedTypeOf). The root package exports it under the same
+// name.
 var ErrUnsupportedType = errors.New("mp: type cannot live in shared memory")
 
-// fixedType describes a type that can live in shared memory: its size and
-// a fingerprint of its layout, which a decoder compares with the one the
-// creator stored so that memory is never read as another type.
-type fixedType struct {
-	name string // as Go prints it, for messages
-	size uintptr
-	fp   uint64
-	err  error // why the type cannot be shared, or nil
+// A FixedType describes a type that can live in shared memory, and travel
+// as its memory (see RawChunks): its size and a fingerprint of its layout,
+// which a decoder compares with the one the creator stored so that memory
+// is never read as another type. Only integers, floats, complex numbers,
+// bools, and arrays and structs made of those are fixed types.
+type FixedType struct {
+	Name string // as Go prints it, for messages
+	Size uintptr
+	FP   uint64 // never 0
+	Err  error  // why the type cannot be shared (ErrUnsupportedType), or nil
 }
 
-var fixedTypes sync.Map // reflect.Type -> *fixedType
+var fixedTypes sync.Map // reflect.Type -> *FixedType
 
-// fixedTypeOf checks T once and caches the answer.
-func fixedTypeOf[T any]() *fixedType {
+// FixedTypeOf checks T once and caches the answer.
+func FixedTypeOf[T any]() *FixedType {
 	t := reflect.TypeFor[T]()
 	if ft, ok := fixedTypes.Load(t); ok {
-		return ft.(*fixedType)
+		return ft.(*FixedType)
 	}
-	ft := &fixedType{name: t.String(), size: t.Size()}
+	ft := &FixedType{Name: t.String(), Size: t.Size()}
 	var desc strings.Builder
 	if why := describeFixed(t, &desc); why != "" {
-		ft.err = fmt.Errorf("%w: %s %s", ErrUnsupportedType, t, why)
+		ft.Err = fmt.Errorf("%w: %s %s", ErrUnsupportedType, t, why)
 	} else if t.Size() == 0 {
-		ft.err = fmt.Errorf("%w: %s has size zero", ErrUnsupportedType, t)
+		ft.Err = fmt.Errorf("%w: %s has size zero", ErrUnsupportedType, t)
 	} else {
 		h := fnv.New64a()
 		h.Write([]byte(desc.String()))
-		ft.fp = h.Sum64() | 1 // never 0
+		ft.FP = h.Sum64() | 1 // never 0
 	}
 	actual, _ := fixedTypes.LoadOrStore(t, ft)
-	return actual.(*fixedType)
+	return actual.(*FixedType)
 }
 
 // describeFixed writes a canonical description of t's layout (kinds,

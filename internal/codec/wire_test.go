@@ -1,6 +1,6 @@
 //go:build linux
 
-package cborhead
+package codec
 
 import (
 	"bytes"
@@ -18,18 +18,18 @@ func TestAppendParse(t *testing.T) {
 		{2, 65536, []byte{0x5a, 0, 1, 0, 0}}, {2, 1<<32 - 1, []byte{0x5a, 0xff, 0xff, 0xff, 0xff}},
 		{2, 1 << 32, []byte{0x5b, 0, 0, 0, 1, 0, 0, 0, 0}},
 	} {
-		got := Append(nil, tc.major, tc.arg)
+		got := AppendHead(nil, tc.major, tc.arg)
 		if !bytes.Equal(got, tc.want) {
-			t.Errorf("Append(%d, %d) = %x, want %x", tc.major, tc.arg, got, tc.want)
+			t.Errorf("AppendHead(%d, %d) = %x, want %x", tc.major, tc.arg, got, tc.want)
 		}
-		major, arg, n, ok := Parse(append(got, 0xAA))
+		major, arg, n, ok := ParseHead(append(got, 0xAA))
 		if !ok || major != tc.major || arg != tc.arg || n != len(tc.want) {
-			t.Errorf("Parse(%x) = %d, %d, %d, %v", got, major, arg, n, ok)
+			t.Errorf("ParseHead(%x) = %d, %d, %d, %v", got, major, arg, n, ok)
 		}
 	}
 	for _, b := range [][]byte{nil, {0x58}, {0x59, 1}, {0x5a, 1, 2, 3}, {0x5b, 1}, {0x5c}, {0x5f}} {
-		if _, _, _, ok := Parse(b); ok {
-			t.Errorf("Parse(%x) ok", b)
+		if _, _, _, ok := ParseHead(b); ok {
+			t.Errorf("ParseHead(%x) ok", b)
 		}
 	}
 }

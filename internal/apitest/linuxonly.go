@@ -1,6 +1,6 @@
 //go:build !linux
 
-package cborhead
+package apitest
 
 // mp runs only on Linux. Off Linux, this import makes the build stop at
 // the root package, whose error says so (see linuxonly.go in the root).
