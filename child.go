@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,8 +23,9 @@ import (
 )
 
 // Main must be the first statement of main (and of TestMain). In a child
-// started by mp it runs the requested target and exits; in any other
-// process it returns at once. A child first closes every descriptor it
+// started by mp it runs the requested target and exits (a spare, see
+// [SetSpares], first waits there until a Start names its target); in any
+// other process it returns at once. A child first closes every descriptor it
 // inherited other than stdin, stdout and stderr (what its parent had open
 // without close-on-exec is not the child's), as Python's spawn does;
 // handles passed as arguments arrive after that.
@@ -43,6 +46,7 @@ const (
 )
 
 func runChild(fdText string) int {
+	fdText, spare := strings.CutPrefix(fdText, spareMark)
 	fd, err := strconv.Atoi(fdText)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mp: bad %s=%q\n", envChild, fdText)
@@ -55,8 +59,20 @@ func runChild(fdText string) int {
 		fmt.Fprintln(os.Stderr, "mp: child:", err)
 		return exitBootFail
 	}
+	if spare {
+		warmUp()
+		// Ready: the parent may now count on this child to start at once.
+		if err := ctrl.SendBytes(nil); err != nil {
+			return exitBootFail // the parent is gone
+		}
+	}
 	var boot bootMsg
 	if err := ctrl.Recv(&boot); err != nil {
+		if spare && errors.Is(err, io.EOF) {
+			// The parent ended, or ended this spare without using it:
+			// there is nothing to say, and nobody to say it to.
+			return exitBootFail
+		}
 		fmt.Fprintln(os.Stderr, "mp: child: receive start message:", err)
 		return exitBootFail
 	}
@@ -95,6 +111,23 @@ func runChild(fdText string) int {
 	res, rerr := call(func() (any, error) { return run(ctx) })
 	stop.returned()
 	return report(ctrl, res, rerr)
+}
+
+// warmUp does, while a spare waits, the first-time work of the messages a
+// child exchanges with its parent (the codec builds its tables for a type
+// when it first meets it), so that a target started in a spare does not.
+func warmUp() {
+	a, b, err := Pipe(true)
+	if err != nil {
+		return
+	}
+	defer a.Close()
+	defer b.Close()
+	var boot bootMsg
+	var res resultIn
+	if a.Send(&bootMsg{Identity: []int{1}}) == nil && b.Recv(&boot) == nil && b.Send(&resultMsg{Err: &RemoteError{}}) == nil {
+		a.Recv(&res)
+	}
 }
 
 // DefaultCancelGrace is how long a target that sees cancellation (see

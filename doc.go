@@ -42,6 +42,8 @@
 // after signal N.
 // [CurrentProcess], [ParentProcess] and [ActiveChildren] describe the
 // process tree.
+// [SetSpares] keeps children started ahead of time, to which Start hands
+// its target instead of starting a process.
 //
 // A target registered with [RegisterCtx] (or [RegisterProcCtx], or a
 // [ContextRunner]) sees cancellation: its ctx is cancelled by

@@ -111,7 +111,12 @@ type resultIn struct {
 	Err *RemoteError
 }
 
-const envChild = "MP_CHILD_FD"
+// envChild tells a child the descriptor of its control connection, after
+// spareMark for a spare.
+const (
+	envChild  = "MP_CHILD_FD"
+	spareMark = "spare:"
+)
 
 var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
@@ -139,40 +144,33 @@ func (p *Process) Start() error {
 	if p.Authkey == nil {
 		p.Authkey = me.Authkey
 	}
-	null, err := devNull()
-	if err != nil {
-		return err
-	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("socketpair", err)
-	}
-	childEnd := os.NewFile(uintptr(fds[1]), "mp-child")
-	ctrl, err := connFromFD(fds[0], flagReadable|flagWritable)
-	if err != nil {
-		childEnd.Close()
-		return err
-	}
-	osp, err := os.StartProcess("/proc/self/exe", []string{os.Args[0]}, &os.ProcAttr{
-		Env:   append(os.Environ(), envChild+"=3"),
-		Files: []*os.File{null, os.Stdout, os.Stderr, childEnd},
-	})
-	childEnd.Close()
-	if err != nil {
-		ctrl.Close()
-		return fmt.Errorf("mp: start %s: %w", p.Name, err)
-	}
 	boot := bootMsg{
 		Target: p.target, Name: p.Name, Identity: p.identity, Daemon: p.Daemon,
 		Authkey: p.Authkey, Grace: p.CancelGrace, ParentPid: me.Pid, ParentName: me.Name,
 	}
-	if err = ctrl.Send(&boot); err == nil {
+	s := bootSpare(&boot)
+	var osp *os.Process
+	var ctrl *Conn
+	var err error
+	if s != nil {
+		osp, ctrl = s.osp, s.ctrl
+	} else {
+		if osp, ctrl, err = startChild(os.Environ(), false); err != nil {
+			return fmt.Errorf("mp: start %s: %w", p.Name, err)
+		}
+		err = ctrl.Send(&boot)
+	}
+	if err == nil {
 		err = ctrl.Send(p.arg)
 	}
 	if err != nil {
-		osp.Kill()
-		osp.Wait()
-		ctrl.Close()
+		if s != nil {
+			s.discard()
+		} else {
+			osp.Kill()
+			osp.Wait()
+			ctrl.Close()
+		}
 		return fmt.Errorf("mp: send arguments to %s: %w", p.Name, err)
 	}
 	p.started = true
@@ -180,25 +178,74 @@ func (p *Process) Start() error {
 	p.osp = osp
 	p.arg = nil
 	addChild(p)
-	go p.reap(ctrl)
+	if s != nil {
+		s.owner <- p // its watcher reaps it
+	} else {
+		go p.reap(ctrl)
+	}
 	return nil
 }
 
-// reap collects the child's report and exit status. Every started child is
-// reaped here, joined or not.
+// startChild re-executes this binary with the environment env as a child
+// that waits for its boot message on the returned control connection. A
+// spare says first that it waits.
+func startChild(env []string, spare bool) (*os.Process, *Conn, error) {
+	null, err := devNull()
+	if err != nil {
+		return nil, nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	childEnd := os.NewFile(uintptr(fds[1]), "mp-child")
+	ctrl, err := connFromFD(fds[0], flagReadable|flagWritable)
+	if err != nil {
+		childEnd.Close()
+		return nil, nil, err
+	}
+	fd := "3"
+	if spare {
+		fd = spareMark + fd
+	}
+	osp, err := os.StartProcess("/proc/self/exe", []string{os.Args[0]}, &os.ProcAttr{
+		Env:   append(env[:len(env):len(env)], envChild+"="+fd),
+		Files: []*os.File{null, os.Stdout, os.Stderr, childEnd},
+	})
+	childEnd.Close()
+	if err != nil {
+		ctrl.Close()
+		return nil, nil, err
+	}
+	return osp, ctrl, nil
+}
+
+// reap collects the child's report and exit status. Every child started
+// cold is reaped here, joined or not (one started from a spare, by the
+// spare's watcher).
 func (p *Process) reap(ctrl *Conn) {
 	var res resultIn
 	gotResult := ctrl.Recv(&res) == nil
-	st, err := p.osp.Wait()
-	ctrl.Close()
-	code := 1
-	if err == nil {
-		code = exitCode(st)
+	p.finish(ctrl, gotResult, res.Err, waitExit(p.osp))
+}
+
+// waitExit waits for osp to end and returns its exit code.
+func waitExit(osp *os.Process) int {
+	st, err := osp.Wait()
+	if err != nil {
+		return 1
 	}
+	return exitCode(st)
+}
+
+// finish records how the child ended, given the report read from ctrl
+// (if gotResult) and its exit code, and closes ctrl.
+func (p *Process) finish(ctrl *Conn, gotResult bool, remote *RemoteError, code int) {
+	ctrl.Close()
 	p.mu.Lock()
 	p.code = code
 	if gotResult {
-		p.remote = res.Err
+		p.remote = remote
 	}
 	if p.sentW != nil {
 		p.sentW.Close()
