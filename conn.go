@@ -65,9 +65,6 @@ type Conn struct {
 	// pend is the message a read deadline interrupted; the next receive
 	// goes on with it, so the stream stays in step.
 	pend pendingRead
-	// noSpin turns polling off for a receiver that shares its CPUs with
-	// other busy goroutines, such as a pool's result readers.
-	noSpin bool
 
 	wmu   sync.Mutex
 	wbuf  []byte
@@ -803,7 +800,7 @@ func (c *Conn) readRest(out []byte, got, n int64, own bool) ([]byte, error) {
 		if got == int64(cap(out)) {
 			out = frame.Grow(out[:got], n)
 		}
-		m, err := c.readRaw(out[got:min(int64(cap(out)), n)], true)
+		m, err := c.readRaw(out[got:min(int64(cap(out)), n)])
 		got += int64(m)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -880,7 +877,7 @@ func (c *Conn) fill(need int) error {
 		c.rpos = 0
 	}
 	for c.rend-c.rpos < need {
-		n, err := c.readRaw(c.rbuf[c.rend:], c.rend > c.rpos)
+		n, err := c.readRaw(c.rbuf[c.rend:])
 		c.rend += n
 		c.buffered.Store(int64(c.rend - c.rpos))
 		if err != nil {
@@ -891,10 +888,8 @@ func (c *Conn) fill(need int) error {
 }
 
 // readRaw reads from the socket, keeping any descriptors that arrive.
-// partial says that part of the message has been read: the rest is on its
-// way, so it is polled for even where waiting for new messages sleeps
-// (noSpin). Called with rmu held.
-func (c *Conn) readRaw(b []byte, partial bool) (int, error) {
+// Called with rmu held.
+func (c *Conn) readRaw(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -906,7 +901,6 @@ func (c *Conn) readRaw(b []byte, partial bool) (int, error) {
 			c.oob = make([]byte, unix.CmsgSpace(maxFDs*4))
 		}
 	}
-	r.partial = partial
 	r.buf, r.n, r.oobn, r.flags, r.err, r.spinUntil = b, 0, 0, 0, nil, time.Time{}
 	err := c.rc.Read(r.fn)
 	r.buf = nil
@@ -939,7 +933,6 @@ type rawRead struct {
 	oobn      int
 	flags     int
 	err       error
-	partial   bool // part of the message has been read
 	spinUntil time.Time
 	hdr       unix.Msghdr
 	iov       unix.Iovec
@@ -973,7 +966,7 @@ func (c *Conn) recvmsg(fd uintptr) bool {
 		// within microseconds, and waking a sleeping CPU costs more than
 		// that. (No runtime.Gosched here: it wakes idle threads to look
 		// for work, which costs more than it saves.)
-		if spinFor <= 0 || c.noSpin && !r.partial {
+		if spinFor <= 0 {
 			return false
 		}
 		now := time.Now()
