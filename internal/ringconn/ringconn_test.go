@@ -421,3 +421,33 @@ func TestSendBatch(t *testing.T) {
 		t.Fatalf("SendBatch after Close: %v", err)
 	}
 }
+
+// A writer that sends its last message and closes between the reader's
+// look at the head and its look at the closed flag: the reader still
+// gets the message, then io.EOF (before, io.EOF at once, and the message
+// was lost: a pool worker's last result, 2-3 runs in 100).
+func TestLastMessageBeforeCloseNotLost(t *testing.T) {
+	a, b := pair(t)
+	fired := false
+	testHookLooked = func(c *Conn) {
+		if c == b && !fired {
+			fired = true
+			if err := a.SendBytes([]byte{7}); err != nil {
+				t.Error(err)
+			}
+			a.Close()
+		}
+	}
+	defer func() { testHookLooked = nil }()
+	buf := make([]byte, 8)
+	n, err := b.RecvBytesInto(buf, 0)
+	if !fired {
+		t.Fatal("the hook did not run: the race was not made")
+	}
+	if err != nil || n != 1 || buf[0] != 7 {
+		t.Fatalf("receive after the writer's last send and close: %d bytes %v, %v; want the message", n, buf[:n], err)
+	}
+	if _, err := b.RecvBytesInto(buf, 0); !errors.Is(err, io.EOF) {
+		t.Fatalf("then: %v, want io.EOF", err)
+	}
+}
