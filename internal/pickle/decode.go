@@ -94,14 +94,25 @@ const (
 // before its items, so that a list may contain itself). Decode turns the
 // boxes into the values of the value model once, at STOP (finish).
 type (
-	listBox  struct{ items []any }
-	tupleBox struct{ items []any }
-	dictBox  struct{ kv []any } // key, value, key, value...
-	setBox   struct {
+	listBox struct {
+		boxState
+		items []any
+	}
+	tupleBox struct {
+		boxState
+		items []any
+	}
+	dictBox struct {
+		boxState
+		kv []any // key, value, key, value...
+	}
+	setBox struct {
+		boxState
 		items  []any
 		frozen bool
 	}
 	objBox struct {
+		boxState
 		class    ogórek.Class
 		args     *tupleBox
 		new      bool
@@ -109,6 +120,18 @@ type (
 		hasState bool
 	}
 )
+
+// boxState is where finish keeps its progress on a box: being finished
+// (seeing it again then is a cycle), or finished into fin.
+type boxState struct {
+	busy, done bool
+	fin        finished
+}
+
+func (b *boxState) progress() *boxState { return b }
+
+// box is any of the boxes.
+type box interface{ progress() *boxState }
 
 type decoder struct {
 	data  []byte
@@ -118,12 +141,9 @@ type decoder struct {
 	opts  *Options
 
 	stack []any
-	marks []int // stack lengths at each MARK
-	memo  map[int64]any
+	marks []int         // stack lengths at each MARK
+	memo  map[int64]any // made at the first PUT
 	proto int
-
-	done     map[any]finished // box -> its value
-	visiting map[any]bool     // boxes being finished: seeing one again is a cycle
 }
 
 // Decode reads one pickle, which must fill data exactly, and returns its
@@ -134,7 +154,7 @@ func Decode(data []byte, opts Options) (any, error) {
 	if max := opts.maxSize(); len(data) > max {
 		return nil, &LimitError{What: "size", Got: int64(len(data)), Max: int64(max)}
 	}
-	d := &decoder{data: data, opts: &opts, memo: map[int64]any{}}
+	d := &decoder{data: data, opts: &opts}
 	return d.run()
 }
 
@@ -269,6 +289,9 @@ func (d *decoder) memoPut(key int64) error {
 	if key < 0 {
 		return d.fail("negative memo key")
 	}
+	if d.memo == nil {
+		d.memo = map[int64]any{}
+	}
 	if _, ok := d.memo[key]; !ok {
 		if max := d.opts.maxMemo(); len(d.memo) >= max {
 			return &LimitError{What: "memo", Got: int64(len(d.memo)) + 1, Max: int64(max)}
@@ -325,7 +348,6 @@ func (d *decoder) run() (any, error) {
 			if d.pos != len(d.data) {
 				return nil, d.fail("data after STOP")
 			}
-			d.done, d.visiting = map[any]finished{}, map[any]bool{}
 			f, err := d.finish(v, 0)
 			return f.v, err
 		}
@@ -1009,22 +1031,22 @@ type finished struct {
 // bytes of pickle can share a tuple in a tuple sixty times over, which is
 // small in memory but endless for whoever walks it.
 func (d *decoder) finish(v any, depth int) (finished, error) {
-	switch v.(type) {
-	case *listBox, *tupleBox, *dictBox, *setBox, *objBox:
-	default:
+	bx, ok := v.(box)
+	if !ok {
 		return finished{v, 1}, nil
 	}
-	if f, ok := d.done[v]; ok {
-		return f, nil
+	st := bx.progress()
+	if st.done {
+		return st.fin, nil
 	}
 	if max := d.opts.maxDepth(); depth >= max {
 		return finished{}, &LimitError{What: "depth", Got: int64(depth) + 1, Max: int64(max)}
 	}
-	if d.visiting[v] {
+	if st.busy {
 		return finished{}, &FormatError{Offset: len(d.data) - 1, Op: opStop, Msg: "a value contains itself"}
 	}
-	d.visiting[v] = true
-	defer delete(d.visiting, v)
+	st.busy = true
+	defer func() { st.busy = false }()
 	var f finished
 	var err error
 	switch b := v.(type) {
@@ -1054,7 +1076,7 @@ func (d *decoder) finish(v any, depth int) (finished, error) {
 	if max := int64(d.opts.maxValues()); f.n > max {
 		return finished{}, &LimitError{What: "values", Got: f.n, Max: max}
 	}
-	d.done[v] = f
+	st.done, st.fin = true, f
 	return f, nil
 }
 
