@@ -1106,16 +1106,64 @@ func (d *decoder) finishDict(b *dictBox, depth int) (finished, error) {
 	kv := f.v.([]any)
 	m := ogórek.NewDictWithSizeHint(len(kv) / 2)
 	for i := 0; i < len(kv); i += 2 {
-		k := kv[i]
-		if k == nil {
-			k = ogórek.None{} // ogórek.Dict cannot hash nil
-		}
+		k := dictKey(kv[i])
 		if err := hashable([]any{k}); err != nil {
 			return finished{}, err
 		}
-		m.Set(k, kv[i+1])
+		if err := setItem(m, k, kv[i+1]); err != nil {
+			return finished{}, err
+		}
 	}
 	return finished{m, f.n}, nil
+}
+
+// dictKey returns k with None, also inside tuples and the arguments of
+// calls, as ogórek.None{}:
+// ogórek.Dict cannot hash nil.
+func dictKey(k any) any {
+	k, _ = noneKey(k)
+	return k
+}
+
+// noneKey is dictKey, also saying whether k changed (a tuple is copied
+// only then).
+func noneKey(k any) (any, bool) {
+	switch x := k.(type) {
+	case nil:
+		return ogórek.None{}, true
+	case ogórek.Tuple:
+		var out ogórek.Tuple
+		for i, it := range x {
+			c, changed := noneKey(it)
+			if changed && out == nil {
+				out = append(make(ogórek.Tuple, 0, len(x)), x[:i]...)
+			}
+			if out != nil {
+				out = append(out, c)
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case ogórek.Call:
+		if args, changed := noneKey(x.Args); changed {
+			return ogórek.Call{Callable: x.Callable, Args: args.(ogórek.Tuple)}, true
+		}
+	}
+	return k, false
+}
+
+// setItem is m.Set, which panics on a key it cannot hash: hashable
+// should have refused such a key, and if it missed one, the pickle is
+// refused rather than the program stopped.
+func setItem(m ogórek.Dict, k, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &FormatError{Op: opStop, Msg: fmt.Sprintf("dict key: %v", r)}
+		}
+	}()
+	m.Set(k, v)
+	return nil
 }
 
 func (d *decoder) finishObj(b *objBox, depth int) (finished, error) {

@@ -40,13 +40,9 @@ func same(a, b any) bool {
 		if !ok || x.Len() != y.Len() {
 			return false
 		}
-		eq := true
-		x.Iter()(func(k, v any) bool {
-			w, ok := y.Get_(k)
-			eq = ok && same(v, w)
-			return eq
-		})
-		return eq
+		// Pairs in any order; a NaN key is never found by lookup (as in
+		// Python), so compare pairs rather than look keys up.
+		return sameUnordered(pairs(x), pairs(y))
 	case *Object:
 		y, ok := b.(*Object)
 		return ok && x.Class == y.Class && x.New == y.New && sameAll(x.Args, y.Args) && same(x.State, y.State)
@@ -95,4 +91,13 @@ func bigInt(s string) *big.Int {
 		panic(s)
 	}
 	return v
+}
+
+func pairs(d ogórek.Dict) []any {
+	var out []any
+	d.Iter()(func(k, v any) bool {
+		out = append(out, ogórek.Tuple{k, v})
+		return true
+	})
+	return out
 }

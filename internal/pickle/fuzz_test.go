@@ -36,6 +36,7 @@ func FuzzDecode(f *testing.F) {
 		"\x80\x04]\x94h\x00a.",
 		"\x80\x05\x96\x03\x00\x00\x00\x00\x00\x00\x00abc.",
 		"\x80\x04\x8b\x04\x00\x00\x00\xff\xff\xff\xff.",
+		"\x80\x04}\x94(N\x85\x94K\x01\x8c\x01m\x8c\x01C\x93N\x85R\x94K\x02u.",
 	} {
 		f.Add([]byte(s))
 	}
@@ -64,6 +65,10 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !same(v, w) {
 			t.Fatalf("round trip: %#v became %#v", v, w)
+		}
+		// Into never panics, whatever the destination.
+		for _, dst := range []any{new(any), new(map[any]any), new([]any), new(map[string][]int), new(struct{ A, B int }), new([2]string), new(map[int]bool)} {
+			Into(v, dst)
 		}
 	})
 }

@@ -66,6 +66,9 @@ func Into(v any, dst any) error {
 var bigIntType = reflect.TypeFor[big.Int]()
 
 func into(v any, dst reflect.Value, path string) error {
+	if _, ok := v.(ogórek.None); ok {
+		v = nil // None in a dict key
+	}
 	t := dst.Type()
 	mismatch := func(msg string) error {
 		return &MismatchError{Python: pyType(v), Go: t.String(), Path: path, Msg: msg}
@@ -265,6 +268,19 @@ func intoBytes(v any, dst reflect.Value, mismatch func(string) error) error {
 	return nil
 }
 
+// mapKey converts k into a key of type t for a Go map.
+func mapKey(k any, t reflect.Type, path string) (reflect.Value, error) {
+	kv := reflect.New(t).Elem()
+	if err := into(k, kv, path+"[key]"); err != nil {
+		return kv, err
+	}
+	if !kv.Comparable() {
+		// a tuple key in a map[any]V: Go cannot hash a slice
+		return kv, &MismatchError{Python: pyType(k), Go: t.String(), Path: path + "[key]", Msg: "not usable as a Go map key"}
+	}
+	return kv, nil
+}
+
 // sequence returns the items of a list, tuple, set or frozenset.
 func sequence(v any) ([]any, bool) {
 	switch x := v.(type) {
@@ -284,8 +300,8 @@ func intoMap(v any, dst reflect.Value, path string, mismatch func(string) error)
 	t := dst.Type()
 	m := reflect.MakeMap(t)
 	put := func(k, val any) error {
-		kv := reflect.New(t.Key()).Elem()
-		if err := into(k, kv, path+"[key]"); err != nil {
+		kv, err := mapKey(k, t.Key(), path)
+		if err != nil {
 			return err
 		}
 		vv := reflect.New(t.Elem()).Elem()
@@ -299,9 +315,6 @@ func intoMap(v any, dst reflect.Value, path string, mismatch func(string) error)
 	case ogórek.Dict:
 		var err error
 		x.Iter()(func(k, val any) bool {
-			if _, ok := k.(ogórek.None); ok {
-				k = nil
-			}
 			err = put(k, val)
 			return err == nil
 		})
@@ -316,8 +329,8 @@ func intoMap(v any, dst reflect.Value, path string, mismatch func(string) error)
 		}
 		items, _ := sequence(v)
 		for _, k := range items {
-			kv := reflect.New(t.Key()).Elem()
-			if err := into(k, kv, path+"[key]"); err != nil {
+			kv, err := mapKey(k, t.Key(), path)
+			if err != nil {
 				return err
 			}
 			vv := reflect.New(t.Elem()).Elem()

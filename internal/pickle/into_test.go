@@ -41,6 +41,7 @@ func TestInto(t *testing.T) {
 		{Set{"a"}, new(map[string]bool), map[string]bool{"a": true}},
 		{FrozenSet{int64(1)}, new([]int), []int{1}},
 		{dict(ogórek.None{}, int64(1)), new(map[*int]int), map[*int]int{nil: 1}},
+		{dict(ogórek.Tuple{ogórek.None{}, int64(1)}, int64(2)), new(map[[2]any]int), map[[2]any]int{{nil, int64(1)}: 2}},
 		{ogórek.Tuple{int64(1), "x"}, new(any), ogórek.Tuple{int64(1), "x"}},
 		{dict("Name", "n", "in", dict("v", []any{int64(1), int64(2)}), "opt", 0.5, "m", dict("k", "v"), "Skip", int64(9), "t", ogórek.Tuple{nil, true}, "other", int64(1)),
 			new(outer), outer{Name: "n", In: inner{V: []uint16{1, 2}}, Opt: &half, M: map[string]string{"k": "v"}, Tuple: [2]any{nil, true}}},
@@ -79,6 +80,8 @@ func TestInto(t *testing.T) {
 		{dict(int64(1), int64(2)), new(outer), ""},
 		{dict("in", dict("v", []any{int64(70000)})), new(outer), ".in.v[0]"},
 		{1.5, new(string), ""},
+		{dict(ogórek.Tuple{int64(1)}, int64(2)), new(map[any]int), "[key]"},
+		{Set{ogórek.Tuple{int64(1)}}, new(map[any]bool), "[key]"},
 	}
 	for _, c := range bad {
 		err := Into(c.v, c.dst)

@@ -35,8 +35,8 @@
 // field's name, or the name in its `pickle:"name"` tag ("-" leaves the field
 // out). Pointers and interfaces are followed. Dicts decode as ogórek.Dict
 // because it compares keys as Python does (1, 1.0 and True are one key)
-// and takes tuple keys, which a Go map cannot; it cannot hash nil, so a
-// None key is ogórek.None{}. Dict keys and set elements are what Python
+// and takes tuple keys, which a Go map cannot; it cannot hash nil, so
+// None in a key (also in a tuple or call in a key) is ogórek.None{}. Dict keys and set elements are what Python
 // can hash of the kinds above except frozensets (refused): None, bool,
 // int, float, str, bytes, tuples of those, and allowed classes and calls.
 //
@@ -58,8 +58,9 @@
 // an *Object. Even so, Decode refuses with a *ForbiddenError every class
 // or function that is not allowed: the ones the codec itself turns into Go
 // values (builtins set, frozenset, bytearray and bytes, and _codecs.encode,
-// which protocols 0-2 use for bytes) and those listed in Options.Allow. Bounds
-// are checked before anything is allocated (*LimitError): the input size,
+// which protocols 0-2 use for bytes) and those listed in Options.Allow.
+// Bounds are checked as the pickle is read, before anything of an
+// announced size is allocated (*LimitError): the input size,
 // the nesting depth, the memo size, the digits of a text integer, the
 // values a walk of the result meets (MaxValues); every
 // announced length (BINUNICODE8, BINBYTES8, LONG4, FRAME, ...) must fit in

@@ -76,6 +76,7 @@ var kinds = []struct {
 	{"{'a': 1, 'b': [1, 2]}", dict("a", int64(1), "b", []any{int64(1), int64(2)}), []any{map[string]any{"a": 1, "b": []int{1, 2}}}},
 	{"{1: 'x', (1, 2): b'y', None: 2.5}", dict(int64(1), "x", ogórek.Tuple{int64(1), int64(2)}, ogórek.Bytes("y"), ogórek.None{}, 2.5), nil},
 	{"{'X': 1, 'Y': 2, 'label': 'p'}", dict("X", int64(1), "Y", int64(2), "label", "p"), []any{point{X: 1, Y: 2, Label: "p", Hidden: 9, secret: 7}, &point{X: 1, Y: 2, Label: "p"}}},
+	{"{(None, 1): None, (2, (None,)): 3}", dict(ogórek.Tuple{ogórek.None{}, int64(1)}, nil, ogórek.Tuple{int64(2), ogórek.Tuple{ogórek.None{}}}, int64(3)), nil},
 	{"set()", Set{}, nil},
 	{"{1, 2, 3}", Set{int64(1), int64(2), int64(3)}, nil},
 	{"{'a', (1, 2)}", Set{"a", ogórek.Tuple{int64(1), int64(2)}}, nil},
