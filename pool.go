@@ -1325,7 +1325,9 @@ func (p *Pool) Stats() []WorkerStats {
 	return out
 }
 
-// Processes returns the number of workers the pool keeps.
+// Processes returns the number of workers the pool keeps; for a pool on
+// a cluster, about how many tasks the cluster's workers run at a time
+// (those of this process and the remote ones heard from), at least 1.
 func (p *Pool) Processes() int {
 	if p.cluster != nil {
 		return p.cluster.s.Slots() // what Map's chunks are sized for

@@ -22,8 +22,8 @@
 // worker process or machine dies (or stops answering) is given again to
 // a worker after the ack wait (Options.AckWait), and a task may run twice
 // when its worker dies after running it and before the cluster heard of
-// its result. Give targets that must be idempotent the task's id: see
-// TaskID. The caller receives exactly one result per item, in input
+// its result: targets with effects outside their result should be
+// idempotent. The caller receives exactly one result per item, in input
 // order for Map and Imap: results are deduplicated by job and index.
 //
 // A target that returns an error or panics fails its item, with the

@@ -177,10 +177,10 @@ func (m *resultMsg) parse(b []byte) error {
 	return nil
 }
 
-// cancelMsg asks the workers to stop a job's running task (Index+1), or
-// all of them (Index 0... see below).
+// cancelMsg asks the workers to stop a job's running task Idx, or all
+// its running tasks.
 //
-//	version | str inst | uvarint job | uvarint index+1, 0 for every task
+//	version | str inst | uvarint job | uvarint Idx+1, or 0 for all
 type cancelMsg struct {
 	Inst string
 	Job  uint64
