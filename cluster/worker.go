@@ -347,11 +347,17 @@ func (n *node) run(m jetstream.Msg) {
 		r := resultMsg{Job: t.Job, Index: t.Index, Kind: byte(kind), Payload: payload}
 		body = r.appendTo(nil)
 	}
-	if !n.publishResult(resPrefix+t.Inst, body) {
-		m.Nak() // stopping: another worker runs it
-		return
-	}
-	m.Ack()
+	// The slot is free once the task has run: its next pull goes out
+	// while the result is published, not after.
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if !n.publishResult(resPrefix+t.Inst, body) {
+			m.Nak() // stopping: another worker runs it
+			return
+		}
+		m.Ack()
+	}()
 }
 
 // classify maps a failed task's error to the result the pool gets, as a
