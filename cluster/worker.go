@@ -249,48 +249,97 @@ func (n *node) forgetConsumer() {
 	n.mu.Unlock()
 }
 
+// pullExpires is how long a worker's request for a task waits at the
+// server before it expires and is made again.
+const pullExpires = 5 * time.Second
+
 // slot takes one task at a time and runs it: a task is pulled only when
-// a slot is free, as the ack wait runs from delivery.
+// a slot is free, as the ack wait runs from delivery. It pulls with a
+// request of its own, on an inbox it keeps: one message a task, where
+// the client library's Fetch subscribes and unsubscribes each time.
 func (n *node) slot() {
 	defer n.wg.Done()
+	inbox := n.cn.nc.NewInbox()
+	sub, err := n.cn.nc.SubscribeSync(inbox)
+	if err != nil {
+		n.o.log.Warn("mp cluster: worker slot", "err", err)
+		return
+	}
+	defer sub.Unsubscribe()
+	req := fmt.Appendf(nil, `{"batch":1,"expires":%d}`, pullExpires.Nanoseconds())
+	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
 	for n.ctx.Err() == nil {
-		c, ok := n.consumer()
-		if !ok {
+		if _, ok := n.consumer(); !ok {
 			return
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		m, err := c.Next(jetstream.FetchContext(ctx))
-		cancel()
-		if err != nil {
-			if n.ctx.Err() != nil {
-				return
-			}
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-				n.forgetConsumer()
-				select {
-				case <-time.After(200 * time.Millisecond):
-				case <-n.ctx.Done():
-				}
-			}
+		if err := n.cn.nc.PublishRequest(next, inbox, req); err != nil {
+			n.pause()
 			continue
 		}
-		n.run(m)
+		if m := n.awaitTask(sub); m != nil {
+			n.run(m)
+		}
 	}
 }
 
+// awaitTask waits for the answer to a pull request: a task, or nil when
+// the request expired, failed or the node stops.
+func (n *node) awaitTask(sub *nats.Subscription) *nats.Msg {
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, pullExpires+time.Second)
+		m, err := sub.NextMsgWithContext(ctx)
+		cancel()
+		if err != nil {
+			return nil // expired without a word (a new request follows), or stopping
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+			return m
+		case "100":
+			continue // a heartbeat: the request still waits
+		case "408", "404":
+			return nil // expired
+		default:
+			// The consumer went away, or changed leader: look it up again.
+			n.forgetConsumer()
+			n.pause()
+			return nil
+		}
+	}
+}
+
+// pause waits a little before trying again, or until the node stops.
+func (n *node) pause() {
+	select {
+	case <-time.After(200 * time.Millisecond):
+	case <-n.ctx.Done():
+	}
+}
+
+// Answers to a task's delivery, published to its reply subject (so that
+// a result published after its slot is gone is still acknowledged).
+var (
+	ackOK       = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+	ackTerm     = []byte("+TERM")
+)
+
+func (n *node) answer(m *nats.Msg, what []byte) { n.cn.nc.Publish(m.Reply, what) }
+
 // run runs one task and publishes its outcome, then acknowledges it.
-func (n *node) run(m jetstream.Msg) {
+func (n *node) run(m *nats.Msg) {
 	var t taskMsg
-	if t.parse(m.Data()) != nil {
-		n.o.log.Warn("mp cluster: malformed task dropped", "subject", m.Subject())
-		m.Term()
+	if t.parse(m.Data) != nil {
+		n.o.log.Warn("mp cluster: malformed task dropped", "subject", m.Subject)
+		n.answer(m, ackTerm)
 		return
 	}
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
 	if !n.track(key, t.Index, cancel) {
-		m.Ack() // cancelled: it never runs
+		n.answer(m, ackOK) // cancelled: it never runs
 		return
 	}
 	defer n.untrack(key, t.Index)
@@ -309,7 +358,7 @@ func (n *node) run(m jetstream.Msg) {
 		for {
 			select {
 			case <-tick.C:
-				m.InProgress()
+				n.answer(m, ackProgress)
 			case <-stopProgress:
 				return
 			}
@@ -337,11 +386,11 @@ func (n *node) run(m jetstream.Msg) {
 	if o.err != nil {
 		kind, payload, retry := n.classify(ctx, o.err, md, attempts)
 		if retry {
-			m.Nak()
+			n.answer(m, ackNak)
 			return
 		}
 		if kind < 0 {
-			m.Ack() // cancelled by its pool: nobody waits for it
+			n.answer(m, ackOK) // cancelled by its pool: nobody waits for it
 			return
 		}
 		r := resultMsg{Job: t.Job, Index: t.Index, Kind: byte(kind), Payload: payload}
@@ -353,10 +402,10 @@ func (n *node) run(m jetstream.Msg) {
 	go func() {
 		defer n.wg.Done()
 		if !n.publishResult(resPrefix+t.Inst, body) {
-			m.Nak() // stopping: another worker runs it
+			n.answer(m, ackNak) // stopping: another worker runs it
 			return
 		}
-		m.Ack()
+		n.answer(m, ackOK)
 	}()
 }
 
@@ -364,7 +413,7 @@ func (n *node) run(m jetstream.Msg) {
 // local pool gives it; retry says the task goes back to the queue (its
 // worker process died, and attempts are left, or this worker stops), and
 // kind -1 that its pool cancelled it.
-func (n *node) classify(ctx context.Context, err error, md *jetstream.MsgMetadata, attempts int) (kind int, payload []byte, retry bool) {
+func (n *node) classify(ctx context.Context, err error, md *nats.MsgMetadata, attempts int) (kind int, payload []byte, retry bool) {
 	var re *mp.RemoteError
 	switch {
 	case n.ctx.Err() != nil, errors.Is(err, mp.ErrPoolTerminated), errors.Is(err, mp.ErrPoolClosed):
