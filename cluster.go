@@ -43,7 +43,19 @@ type clusterPool struct {
 	tasks map[*task]*clusterhook.Task // submitted and not finished, for cancelTask
 }
 
+// taskKeyCtx is the ctx key of a task's id given by a cluster.
+type taskKeyCtx struct{}
+
+// withTaskKey gives a target's ctx its task's id (see cluster.TaskID).
+func withTaskKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, taskKeyCtx{}, key)
+}
+
 func init() {
+	clusterhook.TaskID = func(ctx context.Context) string {
+		k, _ := ctx.Value(taskKeyCtx{}).(string)
+		return k
+	}
 	clusterhook.Fingerprint = fingerprint
 	clusterhook.NewLocal = func(opts any) (clusterhook.Local, error) {
 		o, ok := opts.(PoolOptions)
@@ -178,7 +190,7 @@ func (l localPool) Run(ctx context.Context, ht *clusterhook.Task) {
 		ht.Finish(nil, fmt.Errorf("%w %q in this binary", ErrUnknownTarget, ht.Target))
 		return
 	}
-	t := &task{target: ht.Target, chunk: ht.Chunk, arg: ht.Arg, timeout: ht.Timeout, finish: ht.Finish}
+	t := &task{target: ht.Target, chunk: ht.Chunk, key: ht.ID, arg: ht.Arg, timeout: ht.Timeout, finish: ht.Finish}
 	if err := l.p.submit(ctx, t); err != nil {
 		ht.Finish(nil, err)
 	}

@@ -238,6 +238,7 @@ type task struct {
 	id      uint64
 	target  string
 	chunk   bool
+	key     string // the id a cluster gave it, for its target's ctx (see cluster.go)
 	arg     []byte
 	into    []byte // where a large result may be received, if known
 	timeout time.Duration
@@ -691,7 +692,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			p.args.add(len(arg))
 			p.args.sends.Add(1)
 		}
-		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: arg, Split: len(arg) > splitAbove}
+		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Key: t.key, Arg: arg, Split: len(arg) > splitAbove}
 		start := len(enc)
 		enc = msg.appendTo(enc)
 		msgs = append(msgs, enc[start:len(enc):len(enc)])

@@ -22,8 +22,9 @@
 // worker process or machine dies (or stops answering) is given again to
 // a worker after the ack wait (Options.AckWait), and a task may run twice
 // when its worker dies after running it and before the cluster heard of
-// its result: targets with effects outside their result should be
-// idempotent. The caller receives exactly one result per item, in input
+// its result. A target that must be idempotent (registered with
+// mp.RegisterCtx) finds the task's id, the same on every attempt, with
+// TaskID. The caller receives exactly one result per item, in input
 // order for Map and Imap: results are deduplicated by job and index.
 //
 // A target that returns an error or panics fails its item, with the
@@ -345,3 +346,11 @@ func (c *conn) ensureStreams(ctx context.Context, replicas int) error {
 func (c *conn) close() {
 	c.nc.Close()
 }
+
+// TaskID returns the id of the cluster task that ctx, the ctx of a target
+// registered with mp.RegisterCtx, belongs to: the same on every attempt
+// of the task, and unique in the cluster, so that a target can make its
+// effects idempotent. A task is a call (Apply, ApplyAsync, an Executor's
+// Submit) or a chunk of items (Map, Imap), whose items share the id.
+// Outside a cluster task, TaskID returns "".
+func TaskID(ctx context.Context) string { return clusterhook.TaskID(ctx) }

@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -337,5 +340,90 @@ func TestOtherBuildNeverTakesTasks(t *testing.T) {
 	startWorker(t, c, "1", envDir+"="+dir)
 	if v, err := sleepy.Apply(testCtx(t, 60*time.Second), pool, [2]int{2, 0}); err != nil || v != 2 {
 		t.Fatalf("compatible worker: %v, %v", v, err)
+	}
+}
+
+// recordID records what with the task's cluster id.
+func recordID(what, id string) {
+	f, err := os.OpenFile(filepath.Join(os.Getenv(envDir), "ids"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(f, "%s %s %d\n", what, id, os.Getppid())
+	f.Close()
+}
+
+// twice records its task's id and runs for 1.5 s.
+var twice = mp.RegisterCtx("cluster.test.twice", func(ctx context.Context, x int) (int, error) {
+	recordID("start", TaskID(ctx))
+	time.Sleep(1500 * time.Millisecond)
+	recordID("end", TaskID(ctx))
+	return 2 * x, nil
+})
+
+// A task runs twice: its worker is SIGSTOPped while it runs it, past the
+// ack wait, so that another worker takes it; the first worker, continued,
+// publishes its result too. The caller gets one result, and both runs saw
+// the same task id.
+func TestRunTwiceOneResult(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: time.Second})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	a := startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+	var calls atomic.Int32
+	res := twice.ApplyAsync(ctx, pool, 21, func(int) { calls.Add(1) }, nil)
+	ids := func() []string {
+		b, _ := os.ReadFile(filepath.Join(dir, "ids"))
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	apid := strconv.Itoa(a.cmd.Process.Pid)
+	for !strings.HasSuffix(ids()[0], " "+apid) {
+		if ctx.Err() != nil {
+			t.Fatal("worker a did not start the task")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	startWorker(t, c, "1", envDir+"="+dir)
+	if v, err := res.Get(ctx); err != nil || v != 42 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	a.cmd.Process.Signal(syscall.SIGCONT)
+	// a's result comes too, and is dropped: the results' consumer has
+	// delivered 2 results, and none waits for its ack.
+	var s *session
+	c.mu.Lock()
+	for s = range c.sessions {
+	}
+	c.mu.Unlock()
+	for {
+		info, err := c.conn.js.Consumer(ctx, resultStream, resultDurable(s.inst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci := info.CachedInfo()
+		if ci.Delivered.Consumer >= 2 && ci.NumAckPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the second result never came: %+v", ci.Delivered)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a second callback would show
+	if n := calls.Load(); n != 1 {
+		t.Errorf("callback called %d times", n)
+	}
+	lines := ids()
+	if len(lines) != 4 {
+		t.Fatalf("want 2 starts and 2 ends: %q", lines)
+	}
+	id := strings.Fields(lines[0])[1]
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) != 3 || f[1] != id || id == "" {
+			t.Errorf("task ids differ or are empty: %q", lines)
+		}
 	}
 }

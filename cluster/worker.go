@@ -369,7 +369,8 @@ func (n *node) run(m *nats.Msg) {
 		err  error
 	}
 	out := make(chan outcome, 1)
-	n.local.Run(ctx, &clusterhook.Task{Target: t.Target, Chunk: t.Chunk, Arg: t.Arg, Timeout: time.Duration(t.Timeout),
+	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
+	n.local.Run(ctx, &clusterhook.Task{Target: t.Target, Chunk: t.Chunk, Arg: t.Arg, Timeout: time.Duration(t.Timeout), ID: id,
 		Finish: func(b []byte, err error) {
 			// b lives only until Finish returns: the message copies it.
 			o := outcome{err: err}

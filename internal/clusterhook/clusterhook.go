@@ -27,6 +27,9 @@ type Task struct {
 	// encoded only when it is sent. It may fail once the Map is over.
 	Encode  func(buf *bytes.Buffer) error
 	Timeout time.Duration // 0: none
+	// ID, if set, is the task's id in the cluster, which its target's
+	// ctx carries (see TaskID).
+	ID string
 	// Finish receives the encoded result or the error. The pool's side
 	// ignores any call after the first.
 	Finish func(result []byte, err error)
@@ -88,6 +91,9 @@ var (
 	Fingerprint func() string
 	// NewLocal starts a local pool with opts, an mp.PoolOptions.
 	NewLocal func(opts any) (Local, error)
+	// TaskID returns the id of the task whose target ctx belongs to, or
+	// "".
+	TaskID func(ctx context.Context) string
 )
 
 // Main, if set (by package cluster), runs in mp.Main of a process that
