@@ -234,6 +234,12 @@ func (c *Cluster) URLs(first *Node) string {
 	return strings.Join(us, ",")
 }
 
+// TokenURLs is URLs with the token in each (nats://TOKEN@host:port), as
+// programs given only a URL (MP_CLUSTER, cluster.Options.URL) need it.
+func (c *Cluster) TokenURLs(first *Node) string {
+	return strings.ReplaceAll(c.URLs(first), "nats://", "nats://"+c.Token+"@")
+}
+
 // ClientOptions are the options a client of a cluster needs to ride out
 // a node's death or hang (the measured pitfalls): a ping every
 // second with 2 missed (the default, 2 minutes, leaves a hung server
