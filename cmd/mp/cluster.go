@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,7 +31,7 @@ var clusterCommands = []string{"serve", "status", "token"}
 // clusterSynopsis is each subcommand's usage line.
 var clusterSynopsis = map[string]string{
 	"serve":  "mp cluster serve [-listen host:port] [-store dir] [-name name]\n                 [-cluster-listen host:port -routes host:port,... [-cluster-name name]]\n                 [-authkey-file file | -nkeys file] [-tls-cert file -tls-key file [-tls-ca file]]",
-	"status": "mp cluster status -url nats://host:port [-authkey-file file | -nkey-seed file] [TLS flags] [-timeout d]",
+	"status": "mp cluster status -url nats://host:port [-authkey-file file | -nkey-seed file] [TLS flags] [-timeout d] [-workers d]",
 	"token":  "mp cluster token [-authkey-file file]",
 }
 
@@ -52,9 +54,9 @@ restarts on the same -store.
 
 Authentication: with an authkey (-authkey-file, else the environment
 variable MP_AUTHKEY, read as by mp manager), clients must present the token
-derived from it (mp cluster token prints it; programs given the same
-MP_AUTHKEY derive it themselves, or take it in the URL:
-nats://TOKEN@host:port), and routes between nodes present it too. -nkeys
+derived from it (mp cluster token prints it; programs take it in the
+URL, nats://TOKEN@host:port, as MP_CLUSTER or cluster.Options.URL), and
+routes between nodes present it too. -nkeys
 instead names a file of users' public nkeys (one a line, starting with U):
 clients sign with their seed (status -nkey-seed). Without either, serve
 listens on loopback only: -listen or -cluster-listen off loopback without
@@ -71,7 +73,11 @@ nodes through a private network. status connects with TLS when given -tls,
 status prints the server it reached, then each stream (messages, consumers,
 leader and replicas) and each of its consumers: pending (not yet delivered),
 ack-pending (delivered, not acknowledged: tasks running), redelivered, and
-waiting (pull requests waiting: workers ready for tasks).
+waiting (pull requests waiting: workers ready for tasks). Then, for each
+pool of package cluster (its name and the fingerprint of the program's
+registered targets), the tasks queued and running and the free slots of
+its workers asking for tasks; and the workers heard from within -workers (2s: they say they
+are there every second), with their pool, fingerprint and slots.
 `
 
 // clusterHelp prints the usage of `mp cluster`: each subcommand with its
@@ -96,6 +102,7 @@ type clusterFlags struct {
 	// status
 	url, nkeySeed *string
 	timeout       *time.Duration
+	workers       *time.Duration
 }
 
 // newClusterFlags returns the flags of subcommand cmd, nil if there is no
@@ -125,6 +132,7 @@ func newClusterFlags(cmd string) *clusterFlags {
 		cf.url = fs.String("url", "", "address of a node, nats://host:port (tls://host:port for TLS)")
 		cf.nkeySeed = fs.String("nkey-seed", "", "file holding the user's nkey seed (instead of an authkey)")
 		cf.timeout = fs.Duration("timeout", 10*time.Second, "give up after this long")
+		cf.workers = fs.Duration("workers", 2*time.Second, "listen this long for workers' heartbeats (0: not at all)")
 		cf.tls = addTLSFlags(fs, false)
 	}
 	return cf
@@ -198,7 +206,7 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), *cf.timeout)
 		defer cancel()
-		if err := clusterStatus(ctx, *cf.url, opts, stdout); err != nil {
+		if err := clusterStatus(ctx, *cf.url, opts, *cf.workers, stdout); err != nil {
 			fmt.Fprintf(stderr, "mp cluster status: %v\n", err)
 			return 1
 		}
@@ -340,8 +348,9 @@ func (cf *clusterFlags) clientOptions(key []byte) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// clusterStatus prints what the node at url and its JetStream hold.
-func clusterStatus(ctx context.Context, url string, opts []nats.Option, stdout io.Writer) error {
+// clusterStatus prints what the node at url and its JetStream hold, and
+// the workers heard from within listen.
+func clusterStatus(ctx context.Context, url string, opts []nats.Option, listen time.Duration, stdout io.Writer) error {
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(dl)))
 	}
@@ -355,10 +364,20 @@ func clusterStatus(ctx context.Context, url string, opts []nats.Option, stdout i
 		fmt.Fprintf(stdout, " cluster %s", c)
 	}
 	fmt.Fprintf(stdout, " version %s\n", nc.ConnectedServerVersion())
+	// Heartbeats come every second: listen while the streams are read.
+	hbs := make(chan *nats.Msg, 1024)
+	var sub *nats.Subscription
+	if listen > 0 {
+		if sub, err = nc.ChanSubscribe(heartbeatSubjects, hbs); err != nil {
+			return err
+		}
+	}
+	heard := time.Now()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
+	var pools []*jetstream.ConsumerInfo
 	streams := js.ListStreams(ctx)
 	for si := range streams.Info() {
 		printStream(stdout, si)
@@ -369,6 +388,9 @@ func clusterStatus(ctx context.Context, url string, opts []nats.Option, stdout i
 		cl := s.ListConsumers(ctx)
 		for ci := range cl.Info() {
 			printConsumer(stdout, ci)
+			if si.Config.Name == taskStream && strings.HasPrefix(ci.Name, taskDurablePrefix) {
+				pools = append(pools, ci)
+			}
 		}
 		if err := cl.Err(); err != nil {
 			return fmt.Errorf("consumers of %s: %w", si.Config.Name, err)
@@ -377,7 +399,87 @@ func clusterStatus(ctx context.Context, url string, opts []nats.Option, stdout i
 	if err := streams.Err(); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
+	for _, ci := range pools {
+		pool, fp := poolOfDurable(ci.Name)
+		fmt.Fprintf(stdout, "pool %s build %s tasks queued %d running %d free slots asking %d\n",
+			pool, fp, ci.NumPending, ci.NumAckPending, ci.NumWaiting)
+	}
+	if sub == nil {
+		return nil
+	}
+	select {
+	case <-time.After(time.Until(heard.Add(listen))):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	sub.Unsubscribe()
+	printWorkers(stdout, hbs, listen)
 	return nil
+}
+
+// Names of package cluster (cluster/proto.go): the stream of tasks, the
+// durable consumer of each pool's tasks ("mpw_POOL_FP", FP a hex digest
+// of the program's registered targets), and the subjects of the
+// workers' heartbeats ("mp.hb.POOL.FP").
+const (
+	taskStream        = "MP_TASKS"
+	taskDurablePrefix = "mpw_"
+	heartbeatSubjects = "mp.hb.>"
+)
+
+// poolOfDurable splits "mpw_POOL_FP" (POOL may hold "_", FP is hex).
+func poolOfDurable(name string) (pool, fp string) {
+	rest := strings.TrimPrefix(name, taskDurablePrefix)
+	i := strings.LastIndexByte(rest, '_')
+	if i < 0 {
+		return rest, "?"
+	}
+	return rest[:i], rest[i+1:]
+}
+
+// printWorkers prints the workers whose heartbeats are in hbs, one line
+// each, sorted.
+func printWorkers(w io.Writer, hbs chan *nats.Msg, listen time.Duration) {
+	seen := map[string]string{}
+	for len(hbs) > 0 {
+		m := <-hbs
+		parts := strings.Split(m.Subject, ".")
+		id, slots, ok := parseHeartbeat(m.Data)
+		if len(parts) != 4 || !ok {
+			continue // not a worker of this version of package cluster
+		}
+		seen[id] = fmt.Sprintf("worker %s pool %s build %s slots %d", id, parts[2], parts[3], slots)
+	}
+	fmt.Fprintf(w, "workers heard within %v: %d\n", listen, len(seen))
+	lines := make([]string, 0, len(seen))
+	for _, l := range seen {
+		lines = append(lines, l)
+	}
+	slices.Sort(lines)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+}
+
+// parseHeartbeat decodes a worker's heartbeat as package cluster writes
+// it (cluster/proto.go): the version 1, the worker's id (a uvarint length
+// and its bytes), its slots (a uvarint). Anything else is not ok; every
+// length is checked against the message.
+func parseHeartbeat(b []byte) (id string, slots uint64, ok bool) {
+	if len(b) < 1 || b[0] != 1 {
+		return "", 0, false
+	}
+	b = b[1:]
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return "", 0, false
+	}
+	id, b = string(b[n:n+int(l)]), b[n+int(l):]
+	slots, n = binary.Uvarint(b)
+	if n <= 0 || n != len(b) {
+		return "", 0, false
+	}
+	return id, slots, true
 }
 
 // printStream prints a stream's line: its state and, in a cluster, its

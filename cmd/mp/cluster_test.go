@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/cluster"
 	"github.com/go-mp/mp/internal/natsnode"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -234,6 +236,80 @@ func TestClusterServeRefusesOffLoopback(t *testing.T) {
 		code := run(append([]string{"cluster", "serve"}, args...), &out, &errb)
 		if code != 1 || !strings.Contains(errb.String(), "needs authentication") {
 			t.Errorf("mp cluster serve %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out.String(), errb.String())
+		}
+	}
+}
+
+// statusTriple is the target of TestClusterStatusPoolsAndWorkers.
+var statusTriple = mp.Register("cmd.mp.test.triple", func(x int) (int, error) { return 3 * x, nil })
+
+// TestClusterStatusPoolsAndWorkers runs a pool of package cluster with a
+// remote worker (this test binary re-executed with MP_CLUSTER, 2 local
+// processes): status shows the pool's tasks and the worker, with the
+// same fingerprint.
+func TestClusterStatusPoolsAndWorkers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		pool.Close()
+		pool.Join(ctx)
+	}()
+	worker := exec.Command(os.Args[0], "-test.run=^$")
+	worker.Env = append(os.Environ(), cluster.EnvCluster+"="+c.URL(), cluster.EnvProcesses+"=2")
+	worker.Stderr = os.Stderr
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		worker.Process.Signal(syscall.SIGTERM)
+		worker.Wait()
+	}()
+	if out, err := statusTriple.Map(ctx, pool, []int{1, 2, 3}, 1); err != nil || out[2] != 9 {
+		t.Fatalf("Map: %v %v", out, err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"cluster", "status", "-url", c.URL(), "-workers", "2500ms"}, &out, &errb); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, &errb)
+	}
+	t.Logf("status:\n%s", &out)
+	var poolFP, workerFP string
+	for _, l := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 13 && f[0] == "pool" && f[1] == "default" && strings.HasSuffix(l, "tasks queued 0 running 0 free slots asking "+f[12]) {
+			poolFP = f[3]
+		}
+		if len(f) == 8 && f[0] == "worker" && f[2] == "pool" && f[3] == "default" && f[6] == "slots" && f[7] == "2" {
+			workerFP = f[5]
+		}
+	}
+	if poolFP == "" || poolFP != workerFP || !strings.Contains(out.String(), "workers heard within 2.5s: 1\n") {
+		t.Fatalf("no pool default with a worker of the same build (%q, %q) in:\n%s", poolFP, workerFP, &out)
+	}
+}
+
+// TestParseHeartbeat decodes a good heartbeat and refuses damaged ones
+// (short, another version, lengths past the end, bytes left over)
+// without panicking.
+func TestParseHeartbeat(t *testing.T) {
+	good := []byte{1, 3, 'a', 'b', 'c', 0x80, 0x01}
+	if id, slots, ok := parseHeartbeat(good); !ok || id != "abc" || slots != 128 {
+		t.Fatalf("good heartbeat: %q %d %v", id, slots, ok)
+	}
+	for _, b := range [][]byte{
+		nil, {1}, {2, 3, 'a', 'b', 'c', 1}, {1, 4, 'a', 'b', 'c'}, {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		{1, 3, 'a', 'b', 'c'}, {1, 3, 'a', 'b', 'c', 0x80}, {1, 3, 'a', 'b', 'c', 1, 0},
+	} {
+		if id, slots, ok := parseHeartbeat(b); ok {
+			t.Errorf("parseHeartbeat(%v) = %q %d, ok", b, id, slots)
 		}
 	}
 }

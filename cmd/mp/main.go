@@ -14,7 +14,7 @@
 //	mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]
 //	mp cluster serve  [-v] [-listen host:port] [-store dir] [-name name] [-cluster-listen host:port -routes host:port,... [-cluster-name name]]
 //	                  [-authkey-file file | -nkeys file] [-tls-cert file -tls-key file [-tls-ca file]]
-//	mp cluster status -url nats://host:port [-authkey-file file | -nkey-seed file] [TLS flags] [-timeout d]
+//	mp cluster status -url nats://host:port [-authkey-file file | -nkey-seed file] [TLS flags] [-timeout d] [-workers d]
 //	mp cluster token  [-authkey-file file]
 //	mp help [command]
 //	mp version
@@ -62,9 +62,10 @@
 // manager serve. The server's warnings and errors go to stderr, with -v
 // its notices too. mp cluster status prints the streams of the node at -url
 // with their consumers: tasks pending and running, redeliveries, and
-// workers waiting for tasks; it authenticates with the authkey or the seed
-// in -nkey-seed, connects with TLS as mp manager's clients do, and gives
-// up after -timeout (10s).
+// workers waiting for tasks; then each pool's tasks queued and running,
+// and the workers heard from within -workers (2s); it authenticates with
+// the authkey or the seed in -nkey-seed, connects with TLS as mp
+// manager's clients do, and gives up after -timeout (10s).
 //
 // mp help prints this usage, with every flag and its default; mp help
 // COMMAND (or mp COMMAND -h) prints that command's. mp version prints the
