@@ -256,30 +256,7 @@ func TestCancelMidMap(t *testing.T) {
 	if _, err := res.Get(context.Background()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
 	}
-	bound := testCtx(t, 20*time.Second)
-	for count(records(t, dir), "cancel_") < 2 {
-		if bound.Err() != nil {
-			t.Fatalf("running tasks not cancelled: %v", records(t, dir))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for {
-		info, err := c.conn.tasks.Info(bound)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 0 {
-			break
-		}
-		if bound.Err() != nil {
-			t.Fatalf("%d tasks left in the stream", info.State.Msgs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // a queued task that ran would show
-	if n := count(records(t, dir), "start_"); n != 2 {
-		t.Errorf("%d tasks started, want the 2 running when cancelled", n)
-	}
+	awaitStopped(t, c, dir, 2)
 }
 
 // lockedBuffer collects a logger's output.
@@ -425,5 +402,65 @@ func TestRunTwiceOneResult(t *testing.T) {
 		if f := strings.Fields(l); len(f) != 3 || f[1] != id || id == "" {
 			t.Errorf("task ids differ or are empty: %q", lines)
 		}
+	}
+}
+
+// Terminating the pool fails its Map with ErrPoolTerminated, purges the
+// queued tasks (none runs) and cancels the running ones.
+func TestTerminatePurges(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, c, "2", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	items := make([][2]int, 20)
+	for i := range items {
+		items[i] = [2]int{i, 20000}
+	}
+	res := sleepy.MapAsync(testCtx(t, 60*time.Second), pool, items, 1)
+	for count(records(t, dir), "start_") < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	pool.Terminate()
+	if _, err := res.Get(context.Background()); !errors.Is(err, mp.ErrPoolTerminated) {
+		t.Fatalf("got %v", err)
+	}
+	if err := pool.Join(testCtx(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	awaitStopped(t, c, dir, 2)
+}
+
+// awaitStopped waits until the running tasks recorded their
+// cancellation and the stream of tasks is empty, then checks that no
+// other task started: only the running ones ran.
+func awaitStopped(t *testing.T, c *Cluster, dir string, running int) {
+	t.Helper()
+	bound := testCtx(t, 20*time.Second)
+	for count(records(t, dir), "cancel_") < running {
+		if bound.Err() != nil {
+			t.Fatalf("running tasks not cancelled: %v", records(t, dir))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		info, err := c.conn.tasks.Info(bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if bound.Err() != nil {
+			t.Fatalf("%d tasks left in the stream", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // a queued task that ran would show
+	if n := count(records(t, dir), "start_"); n != running {
+		t.Errorf("%d tasks started, want the %d running when stopped", n, running)
 	}
 }
