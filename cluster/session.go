@@ -197,6 +197,9 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 // publish publishes p.msg and hands its ack to ackLoop.
 func (s *session) publish(p pending) {
 	p.try++
+	if p.sent.IsZero() {
+		p.sent = time.Now()
+	}
 	ack, err := s.c.conn.js.PublishMsgAsync(p.msg)
 	if err != nil {
 		s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
@@ -209,9 +212,14 @@ func (s *session) publish(p pending) {
 	}
 }
 
-// publishTries is how many times a task is published before its
-// publication's failure fails it.
-const publishTries = 3
+// A task whose publication fails is published again (with the same
+// message id) every publishRetryWait, until publishRetryFor after its
+// first try: while a stream's leader fails over (4-13 s) the stream
+// answers no one, at once, and a hung leader lets publications time out.
+const (
+	publishRetryWait = 250 * time.Millisecond
+	publishRetryFor  = 30 * time.Second
+)
 
 // ackLoop waits for the stream's acks of the tasks published, notes
 // where each task is in the stream (see onMaxDeliveries), and publishes
@@ -234,8 +242,14 @@ func (s *session) ackLoop() {
 			}
 			s.mu.Unlock()
 		case err := <-p.ack.Err():
-			if p.try < publishTries {
-				go s.publish(p)
+			if time.Since(p.sent) < publishRetryFor {
+				go func() {
+					select {
+					case <-time.After(publishRetryWait):
+						s.publish(p)
+					case <-s.stop:
+					}
+				}()
 				continue
 			}
 			s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
