@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/go-mp/mp/internal/clusterhook"
 	"github.com/go-mp/mp/internal/codec"
 )
 
@@ -32,6 +33,9 @@ import (
 func Main() {
 	v, ok := os.LookupEnv(envChild)
 	if !ok {
+		if clusterhook.Main != nil {
+			clusterhook.Main() // a cluster worker, if its environment says so
+		}
 		return
 	}
 	os.Unsetenv(envChild) // so that this child's own children start afresh

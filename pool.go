@@ -140,6 +140,11 @@ type PoolOptions struct {
 	// cancelled task or a recycling at Info. Workers that Terminate kills
 	// are not reported.
 	Logger *slog.Logger
+	// Cluster, if set, sends the pool's tasks to a cluster of machines
+	// (see Cluster and package cluster); Processes is then the number of
+	// workers in this process that take tasks from the cluster, or
+	// NoLocalWorkers.
+	Cluster Cluster
 }
 
 // Pool is a pool of worker processes, like Python's multiprocessing.Pool.
@@ -205,6 +210,8 @@ type Pool struct {
 	// slots tells which slots (see WorkerID) the workers started or
 	// starting have; guarded by mu.
 	slots []bool
+
+	cluster *clusterPool // set if the tasks go to a cluster: see cluster.go
 }
 
 const (
@@ -231,6 +238,7 @@ type task struct {
 	id      uint64
 	target  string
 	chunk   bool
+	key     string // the id a cluster gave it, for its target's ctx (see cluster.go)
 	arg     []byte
 	into    []byte // where a large result may be received, if known
 	timeout time.Duration
@@ -340,6 +348,9 @@ func NewPool(opts PoolOptions) (*Pool, error) { return newPool(opts, false) }
 // newPool makes a pool. A lazy one starts no worker up front: see
 // spawnWanted.
 func newPool(opts PoolOptions, lazy bool) (*Pool, error) {
+	if opts.Cluster != nil {
+		return newClusterPool(opts)
+	}
 	if opts.Processes < 0 || opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
 		return nil, fmt.Errorf("mp: bad pool options %+v", opts)
 	}
@@ -502,6 +513,9 @@ func (p *Pool) takeSlot(slot int) int {
 func (p *Pool) submit(ctx context.Context, ts ...*task) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if p.cluster != nil {
+		return p.cluster.submit(p, ctx, ts)
 	}
 	if ctx.Done() != nil {
 		for _, t := range ts {
@@ -678,7 +692,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			p.args.add(len(arg))
 			p.args.sends.Add(1)
 		}
-		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Arg: arg, Split: len(arg) > splitAbove}
+		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Key: t.key, Arg: arg, Split: len(arg) > splitAbove}
 		start := len(enc)
 		enc = msg.appendTo(enc)
 		msgs = append(msgs, enc[start:len(enc):len(enc)])
@@ -1080,6 +1094,10 @@ func (p *Pool) logWorkerEnd(w *worker, replaced bool, code int, retiring bool, t
 // err at once; t never runs if it has not been sent to a worker, else
 // cancelSent stops it in its worker. See Pool for the guarantees.
 func (p *Pool) cancelTask(t *task, err error) {
+	if p.cluster != nil {
+		p.cluster.cancelTask(t, err)
+		return
+	}
 	t.canceled.Store(true) // dropped if it comes back to the queue
 	// Settled first, so that the worker's answer to the cancellation does
 	// not reach the caller instead of err; finished last, so that once the
@@ -1221,6 +1239,10 @@ func (p *Pool) checkDone() {
 // Close stops the pool from taking new work; the work already given
 // finishes, then the workers exit. Close does not wait: Join does.
 func (p *Pool) Close() error {
+	if p.cluster != nil {
+		p.cluster.close(p)
+		return nil
+	}
 	p.mu.Lock()
 	if p.state == poolRunning {
 		p.state = poolClosed
@@ -1234,6 +1256,10 @@ func (p *Pool) Close() error {
 // Terminate kills the workers at once; unfinished tasks fail with
 // ErrPoolTerminated.
 func (p *Pool) Terminate() error {
+	if p.cluster != nil {
+		p.cluster.terminate(p)
+		return nil
+	}
 	p.mu.Lock()
 	p.state = poolTerminated
 	q := p.queue
@@ -1300,8 +1326,15 @@ func (p *Pool) Stats() []WorkerStats {
 	return out
 }
 
-// Processes returns the number of workers the pool keeps.
-func (p *Pool) Processes() int { return p.opts.Processes }
+// Processes returns the number of workers the pool keeps; for a pool on
+// a cluster, about how many tasks the cluster's workers run at a time
+// (those of this process and the remote ones heard from), at least 1.
+func (p *Pool) Processes() int {
+	if p.cluster != nil {
+		return p.cluster.s.Slots() // what Map's chunks are sized for
+	}
+	return p.opts.Processes
+}
 
 // decodeResult decodes a task's encoded result.
 func decodeResult[R any](b []byte) (R, error) {

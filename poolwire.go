@@ -18,7 +18,7 @@ import (
 // and nanoseconds instead of a reflective CBOR pass. Arguments and results
 // inside it stay encoded as the target's codec wants (see codec.EncodeChunk).
 //
-//	task:   uvarint id | flags | uvarint len(target) | target | argument
+//	task:   uvarint id | flags | uvarint len(target) | target | [uvarint len | key] | argument
 //	result: uvarint id | flags | uvarint busy ns | [uvarint len | CBOR error] | result
 //
 // With wireSplit the argument or result is not inside: it follows as a
@@ -29,6 +29,7 @@ const (
 	wireSplit             // the argument or result follows as its own message
 	wireExit              // the worker leaves after this task
 	wireErr               // the task failed: an error follows
+	wireKey               // the task has a key (see taskMsg.Key)
 )
 
 // taskMsg is a task sent to a worker. ID 0 is never used.
@@ -38,6 +39,9 @@ type taskMsg struct {
 	Chunk  bool
 	Split  bool
 	Arg    []byte // aliases the message it was parsed from
+	// Key, if set, is the id a cluster gave the task, for its target's
+	// ctx (see cluster.go).
+	Key string
 }
 
 // taskResult is a worker's answer to one task (ID 0: its hello, or its
@@ -62,9 +66,13 @@ func flagIf(b bool, f byte) byte {
 
 func (t *taskMsg) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, t.ID)
-	b = append(b, flagIf(t.Chunk, wireChunk)|flagIf(t.Split, wireSplit))
+	b = append(b, flagIf(t.Chunk, wireChunk)|flagIf(t.Split, wireSplit)|flagIf(t.Key != "", wireKey))
 	b = binary.AppendUvarint(b, uint64(len(t.Target)))
 	b = append(b, t.Target...)
+	if t.Key != "" {
+		b = binary.AppendUvarint(b, uint64(len(t.Key)))
+		b = append(b, t.Key...)
+	}
 	if !t.Split {
 		b = append(b, t.Arg...)
 	}
@@ -83,7 +91,15 @@ func (t *taskMsg) parse(b []byte) error {
 		return errBadPoolMessage
 	}
 	*t = taskMsg{ID: id, Target: string(b[n : n+int(l)]), Chunk: flags&wireChunk != 0, Split: flags&wireSplit != 0}
-	t.Arg = b[n+int(l):]
+	b = b[n+int(l):]
+	if flags&wireKey != 0 {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return errBadPoolMessage
+		}
+		t.Key, b = string(b[n:n+int(l)]), b[n+int(l):]
+	}
+	t.Arg = b
 	if t.Split && len(t.Arg) > 0 {
 		return errBadPoolMessage
 	}

@@ -16,6 +16,7 @@ func TestPoolWireRoundTrip(t *testing.T) {
 		{ID: 1, Target: "t", Arg: []byte{1, 2, 3}},
 		{ID: 1 << 40, Target: "a.long.target.name", Chunk: true, Arg: []byte{}},
 		{ID: 7, Target: "", Split: true, Arg: []byte{}},
+		{ID: 8, Target: "k", Key: "inst-3.14", Arg: []byte{5}},
 	} {
 		var got taskMsg
 		if err := got.parse(m.appendTo(nil)); err != nil {
@@ -57,6 +58,7 @@ func TestPoolWireRejectsBadMessages(t *testing.T) {
 		"target too long": {1, 0, 50, 'a'},
 		"split with arg":  append((&taskMsg{ID: 1, Target: "t", Split: true}).appendTo(nil), 9),
 		"bad varint":      bytes.Repeat([]byte{0xff}, 12),
+		"key too long":    {1, wireKey, 1, 't', 9, 'k'},
 	} {
 		var m taskMsg
 		if err := m.parse(b); err == nil {

@@ -395,6 +395,9 @@ func (r *runningTask) check() {
 // entry.task).
 func runTask(ctx context.Context, e *entry, t taskMsg, arg []byte, buf *bytes.Buffer) ([]byte, *RemoteError) {
 	var out []byte
+	if t.Key != "" {
+		ctx = withTaskKey(ctx, t.Key)
+	}
 	_, rerr := call(func() (any, error) {
 		var err error
 		out, err = e.task(ctx, arg, t.Chunk, buf)

@@ -62,6 +62,9 @@ type entry struct {
 	// worker's job. The result is written into buf and aliases it, or is
 	// memory of its own. arg may be kept (a chunk's items may alias it).
 	task func(ctx context.Context, arg []byte, chunk bool, buf *bytes.Buffer) ([]byte, error)
+	// types names the argument and result types, for the fingerprint of
+	// the registered targets that a cluster compares (see cluster.go).
+	types string
 }
 
 var (
@@ -121,7 +124,7 @@ func register[A, R any](name string, plain func(A) (R, error), withCtx func(cont
 		}
 		return func(a A) (R, error) { return withCtx(ctx, a) }
 	}
-	add(&entry{name: name, seesCtx: withCtx != nil, start: func(ctrl *Conn) (func(context.Context) (any, error), error) {
+	add(&entry{name: name, seesCtx: withCtx != nil, types: typesOf[A, R](), start: func(ctrl *Conn) (func(context.Context) (any, error), error) {
 		var a A
 		if err := ctrl.Recv(&a); err != nil {
 			return nil, fmt.Errorf("mp: receive arguments of %s: %w", name, err)

@@ -29,6 +29,11 @@ func flagsText() map[string]string {
 		printFlags(&b, newManagerFlags(cmd).fs)
 		texts["manager "+cmd] = b.String()
 	}
+	for _, cmd := range clusterCommands {
+		b.Reset()
+		printFlags(&b, newClusterFlags(cmd).fs)
+		texts["cluster "+cmd] = b.String()
+	}
 	return texts
 }
 
@@ -37,8 +42,8 @@ func flagsText() map[string]string {
 // PrintDefaults prints them.
 func TestHelp(t *testing.T) {
 	flags := flagsText()
-	all := []string{"bench", "manager serve", "manager put", "manager get", "manager stats"}
-	manager := all[1:]
+	all := []string{"bench", "manager serve", "manager put", "manager get", "manager stats", "cluster serve", "cluster status", "cluster token"}
+	manager, cluster := all[1:5], all[5:]
 	type helpCase struct {
 		args   []string
 		covers []string // whose flags it shows
@@ -56,6 +61,9 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "manager"}, manager, "MP_AUTHKEY"},
 		{[]string{"manager", "-h"}, manager, "MP_AUTHKEY"},
 		{[]string{"manager", "help"}, manager, "MP_AUTHKEY"},
+		{[]string{"help", "cluster"}, cluster, "MP_AUTHKEY"},
+		{[]string{"cluster", "-h"}, cluster, "-cluster-listen"},
+		{[]string{"cluster", "help"}, cluster, "nats-route://"},
 		{[]string{"help", "version"}, nil, "usage: mp version"},
 		{[]string{"version", "-h"}, nil, "usage: mp version"},
 	}
@@ -65,6 +73,13 @@ func TestHelp(t *testing.T) {
 			helpCase{[]string{"help", "manager", cmd}, covers, want},
 			helpCase{[]string{"manager", cmd, "-h"}, covers, want},
 			helpCase{[]string{"manager", "help", cmd}, covers, want})
+	}
+	for _, cmd := range clusterCommands {
+		want, covers := "usage: mp cluster "+cmd, []string{"cluster " + cmd}
+		cases = append(cases,
+			helpCase{[]string{"help", "cluster", cmd}, covers, want},
+			helpCase{[]string{"cluster", cmd, "-h"}, covers, want},
+			helpCase{[]string{"cluster", "help", cmd}, covers, want})
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
@@ -89,6 +104,10 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{}, {"nosuch"}, {"help", "nosuch"}, {"help", "manager", "nosuch"}, {"help", "bench", "x"},
 		{"version", "x"}, {"bench", "-nosuchflag"}, {"manager", "nosuch"}, {"manager", "get", "-x"},
+		{"cluster"}, {"cluster", "nosuch"}, {"help", "cluster", "nosuch"}, {"cluster", "serve", "-x"},
+		{"cluster", "serve", "extra"}, {"cluster", "status"}, {"cluster", "serve", "-routes", "127.0.0.1:1"},
+		{"cluster", "serve", "-listen", "nohostport"}, {"cluster", "serve", "-listen", ":4222"},
+		{"cluster", "serve", "-cluster-listen", "127.0.0.1:1"}, {"cluster", "serve", "-tls-cert", "x"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != 2 || errb.Len() == 0 || out.Len() != 0 {
@@ -168,7 +187,8 @@ func TestPackageDoc(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := f.Doc.Text()
-	for _, want := range []string{"mp bench", "mp manager serve", "mp manager put", "mp manager get", "mp manager stats", "mp help", "mp version"} {
+	for _, want := range []string{"mp bench", "mp manager serve", "mp manager put", "mp manager get", "mp manager stats",
+		"mp cluster serve", "mp cluster status", "mp cluster token", "mp help", "mp version"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("the package doc does not mention %q", want)
 		}

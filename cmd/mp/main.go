@@ -1,8 +1,9 @@
 //go:build linux
 
 // Command mp is the command-line companion of the mp library: it measures
-// the library (bench) and serves, feeds and inspects manager servers from
-// the shell (manager).
+// the library (bench), serves, feeds and inspects manager servers from
+// the shell (manager), and runs and inspects the JetStream nodes that
+// pools across machines share (cluster).
 //
 // Usage:
 //
@@ -11,6 +12,10 @@
 //	mp manager put   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...
 //	mp manager get   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]
 //	mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]
+//	mp cluster serve  [-v] [-listen host:port] [-store dir] [-name name] [-cluster-listen host:port -routes host:port,... [-cluster-name name]]
+//	                  [-authkey-file file | -nkeys file] [-tls-cert file -tls-key file [-tls-ca file]]
+//	mp cluster status -url nats://host:port [-authkey-file file | -nkey-seed file] [TLS flags] [-timeout d] [-workers d]
+//	mp cluster token  [-authkey-file file]
 //	mp help [command]
 //	mp version
 //
@@ -42,6 +47,25 @@
 // TLS, and -tls-ca then requires client certificates signed by that CA;
 // the other commands connect with TLS when given -tls, -tls-ca or
 // -tls-cert and -tls-key. `mp help manager` says more.
+//
+// mp cluster serve runs a NATS server with JetStream (an embedded
+// nats-server) until interrupted, for pools of package cluster spread over
+// machines: clients connect to -listen (127.0.0.1:4222 by default),
+// JetStream keeps its files in -store (a temporary directory removed at
+// exit by default), and -name names the server (mp-HOST-PORT by default).
+// A cluster of 3 nodes is each started with -cluster-listen, where the
+// others reach it, and -routes, every node's -cluster-listen, under one
+// -cluster-name ("mp"). With an authkey, clients and routes must present
+// the token derived from it, which mp cluster token prints; -nkeys instead
+// names a file of the users' public nkeys. Without either, serve refuses
+// to listen off loopback. The TLS flags serve clients with TLS, as for mp
+// manager serve. The server's warnings and errors go to stderr, with -v
+// its notices too. mp cluster status prints the streams of the node at -url
+// with their consumers: tasks pending and running, redeliveries, and
+// workers waiting for tasks; then each pool's tasks queued and running,
+// and the workers heard from within -workers (2s); it authenticates with
+// the authkey or the seed in -nkey-seed, connects with TLS as mp
+// manager's clients do, and gives up after -timeout (10s).
 //
 // mp help prints this usage, with every flag and its default; mp help
 // COMMAND (or mp COMMAND -h) prints that command's. mp version prints the
@@ -86,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runBench(rest, stdout, stderr)
 	case "manager":
 		return runManager(rest, stdout, stderr)
+	case "cluster":
+		return runCluster(rest, stdout, stderr)
 	case "version":
 		if len(rest) == 1 && isHelpFlag(rest[0]) {
 			fmt.Fprint(stdout, versionUsage)
@@ -134,6 +160,15 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 			mf.usage(stdout)
 			return 0
 		}
+	case args[0] == "cluster" && len(args) <= 2:
+		if len(args) == 1 {
+			clusterHelp(stdout)
+			return 0
+		}
+		if cf := newClusterFlags(args[1]); cf != nil {
+			cf.usage(stdout)
+			return 0
+		}
 	case args[0] == "version" && len(args) == 1:
 		fmt.Fprint(stdout, versionUsage)
 		return 0
@@ -153,6 +188,7 @@ func usage(w io.Writer) {
 usage:
   mp bench [-json] [-scale f] [-growth] [workload ...]   run benchmark workloads
   mp manager serve|put|get|stats [flags]                serve, feed or inspect a manager server
+  mp cluster serve|status|token [flags]                 run or inspect a JetStream node for cluster pools
   mp help [command]                                     print this, or a command's usage
   mp version                                            print the module version
 
@@ -162,7 +198,11 @@ usage:
 		fmt.Fprintln(w)
 		newManagerFlags(cmd).usage(w)
 	}
-	fmt.Fprint(w, "\nRun 'mp help manager' for the authkey and TLS.\n")
+	for _, cmd := range clusterCommands {
+		fmt.Fprintln(w)
+		newClusterFlags(cmd).usage(w)
+	}
+	fmt.Fprint(w, "\nRun 'mp help manager' and 'mp help cluster' for the authkey and TLS.\n")
 }
 
 // parseFlags parses args with fs. Asked for help (-h), it prints usage to

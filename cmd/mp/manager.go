@@ -155,12 +155,7 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mp manager %s: %v\n", cmd, err)
 		return 2
 	}
-	var key []byte
-	if *keyFile != "" {
-		key, err = manager.ReadAuthkeyFile(*keyFile)
-	} else {
-		key, err = manager.AuthkeyFromEnv()
-	}
+	key, err := readAuthkey(*keyFile)
 	if err != nil {
 		fmt.Fprintln(stderr, "mp manager:", err)
 		return 2
@@ -184,6 +179,15 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// readAuthkey reads the authkey from file, else from $MP_AUTHKEY; nil
+// when neither gives one. mp manager and mp cluster take their keys here.
+func readAuthkey(file string) ([]byte, error) {
+	if file != "" {
+		return manager.ReadAuthkeyFile(file)
+	}
+	return manager.AuthkeyFromEnv()
 }
 
 // serveManager serves until ctx ends (SIGINT or SIGTERM).

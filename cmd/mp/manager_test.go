@@ -35,7 +35,17 @@ func buildMP(t *testing.T) string {
 // it prints.
 func startServe(t *testing.T, ctx context.Context, bin string, env []string, args ...string) (*exec.Cmd, []string) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"manager", "serve"}, args...)...)
+	return startPrinting(t, ctx, bin, env, func(line string) bool {
+		return strings.HasPrefix(line, "serving on ") && len(env) > 0 || strings.HasPrefix(line, "authkey ")
+	}, append([]string{"manager", "serve"}, args...)...)
+}
+
+// startPrinting starts bin with args and returns it with the lines it
+// prints up to the one last says is the last; the test's cleanup kills
+// it.
+func startPrinting(t *testing.T, ctx context.Context, bin string, env []string, last func(string) bool, args ...string) (*exec.Cmd, []string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -54,13 +64,13 @@ func startServe(t *testing.T, ctx context.Context, bin string, env []string, arg
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
-		if strings.HasPrefix(sc.Text(), "serving on ") && len(env) > 0 || strings.HasPrefix(sc.Text(), "authkey ") {
+		if last(sc.Text()) {
 			break
 		}
 	}
 	if len(lines) == 0 {
 		cmd.Wait()
-		t.Fatalf("serve printed nothing; stderr:\n%s", &stderr)
+		t.Fatalf("%s printed nothing; stderr:\n%s", strings.Join(args, " "), &stderr)
 	}
 	return cmd, lines
 }

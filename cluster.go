@@ -1,0 +1,259 @@
+//go:build linux
+
+package mp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/go-mp/mp/internal/clusterhook"
+)
+
+// Cluster is where a Pool or an Executor with PoolOptions.Cluster set
+// sends its tasks, to be run by workers on any machine: it is implemented
+// by *cluster.Cluster (package github.com/go-mp/mp/cluster), which
+// spreads the tasks over NATS JetStream. Package mp itself never imports
+// NATS.
+//
+// A pool on a cluster keeps its API: Apply, Map, Imap, an Executor's
+// Submit. What changes is what a task may do: see package cluster for the
+// guarantees (a task runs at least once, the caller gets exactly one
+// result per item).
+type Cluster interface {
+	OpenPool(cfg clusterhook.Config) (clusterhook.Session, error)
+}
+
+// NoLocalWorkers, as PoolOptions.Processes of a pool on a cluster, makes
+// a submit-only pool: this process runs none of its tasks, remote workers
+// run them all.
+const NoLocalWorkers = -1
+
+// clusterPool is the part of a Pool on a cluster: its tasks go to the
+// cluster's session instead of local workers.
+type clusterPool struct {
+	s     clusterhook.Session
+	mu    sync.Mutex
+	tasks map[*task]*clusterhook.Task // submitted and not finished, for cancelTask
+}
+
+// taskKeyCtx is the ctx key of a task's id given by a cluster.
+type taskKeyCtx struct{}
+
+// withTaskKey gives a target's ctx its task's id (see cluster.TaskID).
+func withTaskKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, taskKeyCtx{}, key)
+}
+
+func init() {
+	clusterhook.TaskID = func(ctx context.Context) string {
+		k, _ := ctx.Value(taskKeyCtx{}).(string)
+		return k
+	}
+	clusterhook.Fingerprint = fingerprint
+	clusterhook.NewLocal = func(opts any) (clusterhook.Local, error) {
+		o, ok := opts.(PoolOptions)
+		if !ok {
+			return nil, fmt.Errorf("mp: local pool options of type %T", opts)
+		}
+		o.Cluster = nil
+		p, err := NewPool(o)
+		if err != nil {
+			return nil, err
+		}
+		return localPool{p}, nil
+	}
+}
+
+// newClusterPool makes a pool whose tasks go to opts.Cluster; its local
+// workers, if any, take them from there too (see clusterhook.Config).
+func newClusterPool(opts PoolOptions) (*Pool, error) {
+	if opts.Processes < NoLocalWorkers || opts.MaxTasksPerChild < 0 || opts.TaskTimeout < 0 {
+		return nil, fmt.Errorf("mp: bad pool options %+v", opts)
+	}
+	local := opts
+	local.Cluster = nil
+	cfg := clusterhook.Config{Processes: max(opts.Processes, 0), TaskTimeout: opts.TaskTimeout,
+		NewLocal: func() (clusterhook.Local, error) { return clusterhook.NewLocal(local) }}
+	if opts.Processes == 0 {
+		cfg.Processes = runtime.GOMAXPROCS(0)
+	}
+	s, err := opts.Cluster.OpenPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{}),
+		cluster: &clusterPool{s: s, tasks: map[*task]*clusterhook.Task{}}}
+	p.wake = sync.NewCond(&p.mu)
+	p.running.Add(1)
+	go func() {
+		defer p.running.Done()
+		<-s.Done()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// submit sends ts to the cluster as one job. ctx's end cancels them, as
+// in a local pool.
+func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
+	p.mu.Lock()
+	state := p.state
+	p.mu.Unlock()
+	if state != poolRunning {
+		return ErrPoolClosed
+	}
+	hts := make([]*clusterhook.Task, len(ts))
+	c.mu.Lock()
+	for i, t := range ts {
+		// Sent at once: it is in the cluster's queue, out of the
+		// pool's reach (an Executor's Cancel then reports it running).
+		t.state.Store(taskSent)
+		if t.timeout == 0 {
+			t.timeout = p.opts.TaskTimeout
+		}
+		hts[i] = &clusterhook.Task{Target: t.target, Chunk: t.chunk, Arg: t.arg, Encode: t.encode, Timeout: t.timeout,
+			Finish: func(b []byte, err error) {
+				c.mu.Lock()
+				delete(c.tasks, t)
+				c.mu.Unlock()
+				t.deliver(b, err)
+			}}
+		c.tasks[t] = hts[i]
+	}
+	c.mu.Unlock()
+	if ctx.Done() != nil {
+		for _, t := range ts {
+			t.unwatch = context.AfterFunc(ctx, func() { p.cancelTask(t, ctx.Err()) })
+		}
+	}
+	if err := c.s.Submit(hts); err != nil {
+		c.mu.Lock()
+		for _, t := range ts {
+			delete(c.tasks, t)
+			if t.unwatch != nil {
+				t.unwatch()
+			}
+		}
+		c.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// cancelTask gives t's caller err and has the cluster stop t.
+func (c *clusterPool) cancelTask(t *task, err error) {
+	t.canceled.Store(true)
+	claimed := t.settled.CompareAndSwap(false, true)
+	c.mu.Lock()
+	ht := c.tasks[t]
+	delete(c.tasks, t)
+	c.mu.Unlock()
+	if ht != nil {
+		c.s.Cancel(ht)
+	}
+	if claimed {
+		t.finish(nil, err)
+	}
+}
+
+// close takes no more work; the pool's done channel closes once the
+// cluster has finished the work given.
+func (c *clusterPool) close(p *Pool) {
+	p.mu.Lock()
+	if p.state == poolRunning {
+		p.state = poolClosed
+	}
+	p.mu.Unlock()
+	c.s.Close()
+}
+
+// terminate fails the work not done with ErrPoolTerminated and stops it.
+func (c *clusterPool) terminate(p *Pool) {
+	p.mu.Lock()
+	p.state = poolTerminated
+	p.mu.Unlock()
+	c.s.Terminate(ErrPoolTerminated)
+}
+
+// localPool runs a cluster worker's tasks in a local pool.
+type localPool struct{ p *Pool }
+
+func (l localPool) Run(ctx context.Context, ht *clusterhook.Task) {
+	if _, ok := lookup(ht.Target); !ok {
+		ht.Finish(nil, fmt.Errorf("%w %q in this binary", ErrUnknownTarget, ht.Target))
+		return
+	}
+	t := &task{target: ht.Target, chunk: ht.Chunk, key: ht.ID, arg: ht.Arg, timeout: ht.Timeout, finish: ht.Finish}
+	if err := l.p.submit(ctx, t); err != nil {
+		ht.Finish(nil, err)
+	}
+}
+
+func (l localPool) Slots() int { return l.p.Processes() }
+
+func (l localPool) Terminate() {
+	l.p.Terminate()
+	l.p.Join(context.Background())
+}
+
+// typesOf names a target's argument and result types for fingerprint.
+func typesOf[A, R any]() string {
+	return typeName(reflect.TypeFor[A]()) + " -> " + typeName(reflect.TypeFor[R]())
+}
+
+// typeName names t with its package path, and a struct's fields, so that
+// two builds whose types differ in shape differ in their fingerprint.
+func typeName(t reflect.Type) string {
+	var b strings.Builder
+	writeType(&b, t, 0)
+	return b.String()
+}
+
+func writeType(b *strings.Builder, t reflect.Type, depth int) {
+	if t.PkgPath() != "" {
+		b.WriteString(t.PkgPath() + ".")
+	}
+	b.WriteString(t.String())
+	if depth > 3 {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		b.WriteString("{")
+		for i := range t.NumField() {
+			f := t.Field(i)
+			b.WriteString(f.Name + " ")
+			writeType(b, f.Type, depth+1)
+			b.WriteString(";")
+		}
+		b.WriteString("}")
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		if t.Name() == "" {
+			return // the element is in t.String(); a named type's may hide a struct
+		}
+		b.WriteString("[")
+		writeType(b, t.Elem(), depth+1)
+		b.WriteString("]")
+	}
+}
+
+// fingerprint digests the registered targets' names and types: a
+// cluster's tasks reach only workers of the same (see Cluster).
+func fingerprint() string {
+	regMu.RLock()
+	lines := make([]string, 0, len(targets))
+	for name, e := range targets {
+		lines = append(lines, name+"\x00"+e.types)
+	}
+	regMu.RUnlock()
+	slices.Sort(lines)
+	h := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(h[:8])
+}

@@ -1,0 +1,356 @@
+//go:build linux
+
+// Package cluster spreads an mp.Pool, or an mp.Executor, over machines,
+// on NATS JetStream: a NATS server embedded in this process (loopback
+// only, nothing to install), or an existing NATS cluster by URL.
+//
+//	c, err := cluster.Start(ctx, cluster.Options{})
+//	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+//	out, err := double.Map(ctx, pool, items, 0)
+//
+// Remote workers are the program itself, started with MP_CLUSTER set to
+// the cluster's URL (c.URL()): mp.Main, in a program that imports this
+// package, makes the process a worker that runs tasks until it is
+// signalled (SIGINT, SIGTERM). A program with a CLI of its own calls
+// RunWorker instead. A worker runs its tasks in local mp worker
+// processes, so TaskTimeout, MaxTasksPerChild, MaxMemory, crash isolation
+// and cancellation hold remotely as they do locally.
+//
+// # Guarantees
+//
+// Each task runs at least once across the cluster: a task whose worker,
+// worker process or machine dies (or stops answering) is given again to
+// a worker after the ack wait (Options.AckWait), and a task may run twice
+// when its worker dies after running it and before the cluster heard of
+// its result. A target that must be idempotent (registered with
+// mp.RegisterCtx) finds the task's id, the same on every attempt, with
+// TaskID. The caller receives exactly one result per item, in input
+// order for Map and Imap: results are deduplicated by job and index.
+//
+// A target that returns an error or panics fails its item, with the
+// *mp.RemoteError a local pool gives (registered errors cross, see
+// mp.RegisterError); it is not run again. A task past the pool's
+// TaskTimeout fails with mp.ErrTaskTimeout, and is not run again. A task
+// whose worker dies on each of Options.MaxAttempts attempts (default 3)
+// fails with an error matching mp.ErrWorkerLost.
+//
+// Cancelling a call's ctx, or terminating the pool, purges the call's
+// tasks still queued in the stream (they never run), and cancels those
+// running, as a local pool does: a RegisterCtx target sees its ctx
+// cancelled, another has its worker process killed.
+//
+// Tasks reach only workers built from a compatible program: the subject
+// of a task carries a fingerprint of the registered targets' names and
+// types, so a worker built from other code never takes them. A pool whose
+// tasks wait while no compatible worker has been seen for
+// Options.NoWorkerWarning logs a warning.
+//
+// # Durability
+//
+// Tasks and results are kept in file storage (memory storage with
+// replicas stranded tasks: nats-io/nats-server#7680). The embedded server
+// writes each message to the operating system before acknowledging it
+// and flushes its files to disk every 2 minutes (the nats-server
+// default): queued tasks and results survive the end of any process,
+// killed or not, but not a crash of the machine within those 2 minutes.
+// Options.SyncAlways flushes before each acknowledgement, at a cost in
+// speed. An external cluster follows its own setting (sync_interval).
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/mplog"
+	"github.com/go-mp/mp/internal/natsnode"
+)
+
+// Options configure a Cluster. The zero value starts an embedded
+// JetStream server on 127.0.0.1, with file storage in a temporary
+// directory.
+type Options struct {
+	// URL, if set, connects to an existing NATS cluster with JetStream
+	// (several URLs separated by commas) instead of starting a server.
+	URL string
+	// Creds is a NATS credentials file (URL only).
+	Creds string
+	// Token authenticates to the server (URL only); see also Creds.
+	Token string
+	// TLS, if set, secures the connection (URL only).
+	TLS *tls.Config
+
+	// StoreDir is the embedded server's storage directory; "" makes a
+	// temporary one that Close removes.
+	StoreDir string
+	// SyncAlways makes the embedded server flush its files to disk before
+	// acknowledging each message (see Durability).
+	SyncAlways bool
+	// Replicas is the number of replicas of the streams, if this cluster
+	// creates them (1 for the embedded server; up to the number of nodes
+	// for an external cluster). The results consumers are replicated as
+	// their stream.
+	Replicas int
+
+	// Pool names the queue of tasks that workers serve: workers started
+	// with another Pool (WorkerOptions.Pool, MP_CLUSTER_POOL) never take
+	// these tasks. "" is "default".
+	Pool string
+	// AckWait is how long a task given to a worker may go without a sign
+	// of life from it (its workers report progress on running tasks every
+	// third of it) before the task is given to another; 0 means 30 s.
+	// With a 3-node cluster, keep it above the 4-13 s that a leader's
+	// failover takes.
+	AckWait time.Duration
+	// MaxAttempts is how many times a task is given to a worker whose
+	// process dies before it fails with mp.ErrWorkerLost; 0 means 3.
+	MaxAttempts int
+	// MaxAckPending caps the tasks held by workers at a time, across all
+	// workers; 0 means 20 000. (Workers take only as many as they have
+	// free slots.)
+	MaxAckPending int
+	// NoWorkerWarning is how long a pool's tasks wait with no compatible
+	// worker seen before the pool logs a warning; 0 means 30 s.
+	NoWorkerWarning time.Duration
+	// Logger receives the cluster's warnings; nil means mp's logger
+	// (mp.SetLogger).
+	Logger *slog.Logger
+}
+
+// Cluster is a connection to NATS JetStream that pools use to spread
+// their tasks: give it as mp.PoolOptions.Cluster.
+type Cluster struct {
+	opts Options
+	node *natsnode.Node // the embedded server, if any
+	url  string
+	conn *conn
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[*session]struct{}
+}
+
+// Start connects to the cluster that opts describe, starting the embedded
+// server first when opts.URL is empty, and creates the streams if they do
+// not exist. ctx bounds the start.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, url: opts.URL, log: mplog.Or(opts.Logger), sessions: map[*session]struct{}{}}
+	if opts.URL == "" {
+		n, err := natsnode.Start(ctx, natsnode.Options{StoreDir: opts.StoreDir, SyncAlways: opts.SyncAlways, Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("cluster: start the embedded server: %w", err)
+		}
+		c.node, c.url = n, n.URL()
+	}
+	cn, err := dial(ctx, connOptions{URL: c.url, Creds: opts.Creds, Token: opts.Token, TLS: opts.TLS, Name: "mp pool"})
+	if err == nil {
+		err = cn.ensureStreams(ctx, opts.Replicas)
+		if err != nil {
+			cn.close()
+		}
+	}
+	if err != nil {
+		if c.node != nil {
+			c.node.Shutdown()
+		}
+		return nil, err
+	}
+	c.conn = cn
+	return c, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// fill sets the defaults and checks o.
+func (o *Options) fill() error {
+	if o.Pool == "" {
+		o.Pool = "default"
+	}
+	if !nameRE.MatchString(o.Pool) {
+		return fmt.Errorf("cluster: bad pool name %q: letters, digits, - and _ only", o.Pool)
+	}
+	if o.URL != "" && (o.StoreDir != "" || o.SyncAlways) {
+		return errors.New("cluster: StoreDir and SyncAlways are for the embedded server, not with URL")
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.AckWait == 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 3
+	}
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = 20000
+	}
+	if o.NoWorkerWarning == 0 {
+		o.NoWorkerWarning = 30 * time.Second
+	}
+	if o.Replicas < 0 || o.AckWait < 0 || o.MaxAttempts < 0 || o.MaxAckPending < 0 || o.NoWorkerWarning < 0 {
+		return fmt.Errorf("cluster: bad options %+v", *o)
+	}
+	return nil
+}
+
+// URL returns the address remote workers and other programs connect to:
+// for the embedded server, nats://127.0.0.1:PORT.
+func (c *Cluster) URL() string { return c.url }
+
+// Close terminates the pools still open on c (their unfinished tasks fail
+// with mp.ErrPoolTerminated), closes the connection and stops the
+// embedded server, if Start started one. The queued tasks of an external
+// cluster stay there.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	var open []*session
+	for s := range c.sessions {
+		open = append(open, s)
+	}
+	c.mu.Unlock()
+	for _, s := range open {
+		s.Terminate(errClusterClosed)
+		<-s.Done()
+	}
+	c.conn.close()
+	if c.node != nil {
+		c.node.Shutdown()
+	}
+	return nil
+}
+
+var errClusterClosed = errors.New("cluster: closed")
+
+// OpenPool is for mp.NewPool and mp.NewExecutor, which call it for a
+// pool whose PoolOptions.Cluster is c.
+func (c *Cluster) OpenPool(cfg clusterhook.Config) (clusterhook.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClusterClosed
+	}
+	s, err := openSession(c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.sessions[s] = struct{}{}
+	return s, nil
+}
+
+func (c *Cluster) forget(s *session) {
+	c.mu.Lock()
+	delete(c.sessions, s)
+	c.mu.Unlock()
+}
+
+// connOptions say how to reach NATS.
+type connOptions struct {
+	URL, Creds, Token string
+	TLS               *tls.Config
+	Name              string
+}
+
+// conn is a NATS connection with its JetStream.
+type conn struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	tasks jetstream.Stream
+}
+
+// Timeouts of NATS: the client pings the server every pingEvery and gives
+// up on it after 2 missed pings (the default, 2 minutes, would leave a
+// stopped server unnoticed); an asynchronous publish whose ack does not
+// come within publishTimeout fails (by default it would wait forever).
+const (
+	pingEvery      = time.Second
+	publishTimeout = 5 * time.Second
+	requestTimeout = 5 * time.Second
+)
+
+func dial(ctx context.Context, o connOptions) (*conn, error) {
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.PingInterval(pingEvery), nats.MaxPingsOutstanding(2),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		// Tasks dropped as a slow consumer come back after the ack wait.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+	}
+	if o.Creds != "" {
+		opts = append(opts, nats.UserCredentials(o.Creds))
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.TLS != nil {
+		opts = append(opts, nats.Secure(o.TLS))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(max(time.Until(d), time.Millisecond)))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to %s: %w", o.URL, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishTimeout),
+		jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithDefaultTimeout(requestTimeout))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &conn{nc: nc, js: js}, nil
+}
+
+// ensureStreams creates the streams of tasks and results unless they
+// exist.
+func (c *conn) ensureStreams(ctx context.Context, replicas int) error {
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: taskStream, Subjects: []string{taskPrefix + ">"}},
+		{Name: resultStream, Subjects: []string{resPrefix + ">"}},
+	} {
+		sc.Retention = jetstream.WorkQueuePolicy
+		sc.Storage = jetstream.FileStorage
+		sc.Replicas = max(replicas, 1)
+		sc.Description = "mp cluster pool"
+		_, err := c.js.CreateStream(ctx, sc)
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("cluster: create stream %s: %w", sc.Name, err)
+		}
+	}
+	var err error
+	c.tasks, err = c.js.Stream(ctx, taskStream)
+	if err != nil {
+		return fmt.Errorf("cluster: stream %s: %w", taskStream, err)
+	}
+	return nil
+}
+
+func (c *conn) close() {
+	c.nc.Close()
+}
+
+// TaskID returns the id of the cluster task that ctx, the ctx of a target
+// registered with mp.RegisterCtx, belongs to: the same on every attempt
+// of the task, and unique in the cluster, so that a target can make its
+// effects idempotent. A task is a call (Apply, ApplyAsync, an Executor's
+// Submit) or a chunk of items (Map, Imap), whose items share the id.
+// Outside a cluster task, TaskID returns "".
+func TaskID(ctx context.Context) string { return clusterhook.TaskID(ctx) }

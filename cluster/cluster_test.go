@@ -1,0 +1,132 @@
+//go:build linux
+
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+var double = mp.Register("cluster.test.double", func(x int) (int, error) { return 2 * x, nil })
+
+// A submit-only pool's Map runs on a remote worker process: every result
+// in input order.
+func TestMapRemote(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	startWorker(t, c, "2")
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+	items := make([]int, 1000)
+	for i := range items {
+		items[i] = i
+	}
+	out, err := double.Map(ctx, pool, items, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out {
+		if v != 2*i {
+			t.Fatalf("out[%d] = %d", i, v)
+		}
+	}
+	v, err := double.Apply(ctx, pool, 21)
+	if err != nil || v != 42 {
+		t.Fatalf("Apply: %v, %v", v, err)
+	}
+}
+
+// A pool with local workers runs its tasks through the cluster in this
+// process, with no remote worker.
+func TestLocalWorkers(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 60*time.Second)
+	out, err := double.Map(ctx, pool, []int{1, 2, 3}, 1)
+	if err != nil || len(out) != 3 || out[2] != 6 {
+		t.Fatalf("Map: %v, %v", out, err)
+	}
+}
+
+// An Executor on a cluster, and Imap: results in input order, each once.
+func TestExecutorAndImap(t *testing.T) {
+	c := startCluster(t, Options{})
+	ex, err := mp.NewExecutor(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, c, "1")
+	ctx := testCtx(t, 60*time.Second)
+	futs := make([]*mp.Future[int], 20)
+	for i := range futs {
+		futs[i] = double.Submit(ctx, ex, i)
+	}
+	for i, f := range futs {
+		if v, err := f.Result(ctx); err != nil || v != 2*i {
+			t.Fatalf("future %d: %v, %v", i, v, err)
+		}
+	}
+	if err := ex.Shutdown(ctx, mp.ShutdownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	seq := func(yield func(int) bool) {
+		for i := range 100 {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	i := 0
+	for v, err := range double.Imap(ctx, pool, seq, 3) {
+		if err != nil || v != 2*i {
+			t.Fatalf("Imap item %d: %v, %v", i, v, err)
+		}
+		i++
+	}
+	if i != 100 {
+		t.Fatalf("Imap gave %d items", i)
+	}
+	n := 0
+	for _, err := range double.ImapUnordered(ctx, pool, seq, 7) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 100 {
+		t.Fatalf("ImapUnordered gave %d items", n)
+	}
+}
+
+// Bad options are refused with an error, before anything starts.
+func TestBadOptions(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := Start(ctx, Options{Pool: "a.b"}); err == nil {
+		t.Error("pool name with a dot accepted")
+	}
+	if _, err := Start(ctx, Options{URL: "nats://127.0.0.1:1", SyncAlways: true}); err == nil {
+		t.Error("SyncAlways with URL accepted")
+	}
+	if err := RunWorker(ctx, WorkerOptions{URL: "nats://127.0.0.1:1", Pool: "a>"}); err == nil {
+		t.Error("worker pool name with > accepted")
+	}
+	c := startCluster(t, Options{})
+	if _, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: -2}); err == nil {
+		t.Error("Processes -2 accepted")
+	}
+}

@@ -1,0 +1,466 @@
+//go:build linux
+
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/clusterhook"
+)
+
+// envDir is where the test targets record what they do (lines of
+// "what id pid ppid"), appended by every process.
+const envDir = "MPTEST_CLUSTER_DIR"
+
+func record(what string, id int) {
+	f, err := os.OpenFile(filepath.Join(os.Getenv(envDir), "log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(f, "%s %d %d %d\n", what, id, os.Getpid(), os.Getppid())
+	f.Close()
+}
+
+// records returns the lines recorded in dir.
+func records(t *testing.T, dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, "log"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.Fields(strings.ReplaceAll(string(b), " ", "_"))
+}
+
+func count(lines []string, prefix string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+var errBoom = errors.New("cluster test: boom")
+
+func init() { mp.RegisterError("cluster.test.boom", errBoom) }
+
+var (
+	fail = mp.Register("cluster.test.fail", func(x int) (int, error) {
+		if x == 1 {
+			panic("kaboom")
+		}
+		return 0, fmt.Errorf("item %d: %w", x, errBoom)
+	})
+	// sleepy sleeps for d ms, or until its ctx is cancelled.
+	sleepy = mp.RegisterCtx("cluster.test.sleep", func(ctx context.Context, a [2]int) (int, error) {
+		id, d := a[0], time.Duration(a[1])*time.Millisecond
+		record("start", id)
+		select {
+		case <-time.After(d):
+			record("end", id)
+			return id, nil
+		case <-ctx.Done():
+			record("cancel", id)
+			return 0, ctx.Err()
+		}
+	})
+	// die ends its worker process at each attempt.
+	die = mp.Register("cluster.test.die", func(id int) (int, error) {
+		record("die", id)
+		os.Exit(3)
+		return 0, nil
+	})
+	// marked doubles; the first item of each chunk of 500 says where it
+	// runs and takes 50 ms, so that the chunk is seen running.
+	marked = mp.Register("cluster.test.marked", func(x int) (int, error) {
+		if x%500 == 0 {
+			record("chunk", x)
+			time.Sleep(50 * time.Millisecond)
+		}
+		return 2 * x, nil
+	})
+)
+
+// submitOnly opens a submit-only pool on c that the test closes.
+func submitOnly(t *testing.T, c *Cluster, o mp.PoolOptions) *mp.Pool {
+	t.Helper()
+	o.Cluster, o.Processes = c, mp.NoLocalWorkers
+	pool, err := mp.NewPool(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closePool(t, pool) })
+	return pool
+}
+
+// A returned error, a panic and a timeout fail their item as locally,
+// each run once.
+func TestErrorMapping(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{TaskTimeout: 500 * time.Millisecond})
+	startWorker(t, c, "2", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+
+	_, err := fail.Apply(ctx, pool, 1)
+	var re *mp.RemoteError
+	if !errors.As(err, &re) || !re.Panic || !strings.Contains(re.Message, "kaboom") {
+		t.Errorf("panic: got %v", err)
+	}
+	_, err = fail.Apply(ctx, pool, 2)
+	if !errors.As(err, &re) || re.Panic || !errors.Is(err, errBoom) {
+		t.Errorf("error: got %v, want a RemoteError matching errBoom", err)
+	}
+	_, err = sleepy.Apply(ctx, pool, [2]int{7, 20000})
+	if !errors.Is(err, mp.ErrTaskTimeout) {
+		t.Errorf("timeout: got %v, want ErrTaskTimeout", err)
+	}
+	if n := count(records(t, dir), "start_7_"); n != 1 {
+		t.Errorf("the timed-out task started %d times, want 1", n)
+	}
+}
+
+// A task whose worker process dies at every attempt fails with
+// ErrWorkerLost after MaxAttempts attempts.
+func TestWorkerLostAfterMaxAttempts(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{MaxAttempts: 3})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+	_, err := die.Apply(ctx, pool, 5)
+	if !errors.Is(err, mp.ErrWorkerLost) {
+		t.Fatalf("got %v, want ErrWorkerLost", err)
+	}
+	if n := count(records(t, dir), "die_5_"); n != 3 {
+		t.Errorf("%d attempts, want 3", n)
+	}
+}
+
+// Tasks longer than the ack wait are kept by their worker's progress
+// reports: none runs twice.
+func TestSlowTasksNotRunTwice(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: time.Second})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "2", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+	items := [][2]int{{1, 2500}, {2, 2500}, {3, 2500}, {4, 2500}}
+	out, err := sleepy.Map(ctx, pool, items, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out) != "[1 2 3 4]" {
+		t.Errorf("got %v", out)
+	}
+	lines := records(t, dir)
+	for id := 1; id <= 4; id++ {
+		if n := count(lines, fmt.Sprintf("start_%d_", id)); n != 1 {
+			t.Errorf("task %d started %d times", id, n)
+		}
+	}
+}
+
+// A Map of 100 000 items over 2 remote workers, one SIGKILLed while it
+// runs a chunk: every result comes, once, in order.
+func TestKillWorkerMidMap(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: 2 * time.Second})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	a := startWorker(t, c, "2", envDir+"="+dir)
+	startWorker(t, c, "2", envDir+"="+dir)
+	awaitWorkers(t, c, 2)
+	ctx := testCtx(t, 120*time.Second)
+	items := make([]int, 100000)
+	for i := range items {
+		items[i] = i
+	}
+	res := marked.MapAsync(ctx, pool, items, 500)
+	// Once a local worker of a has recorded a chunk (it then runs it for
+	// 50 ms), kill a.
+	mark := fmt.Sprintf("_%d", a.cmd.Process.Pid)
+	for !slices_containsSuffix(records(t, dir), mark) {
+		if ctx.Err() != nil || res.Ready() {
+			t.Fatal("worker a took no chunk")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	a.cmd.Process.Kill()
+	<-a.done
+	out, err := res.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out {
+		if v != 2*i {
+			t.Fatalf("out[%d] = %d", i, v)
+		}
+	}
+	chunks := map[string]int{}
+	for _, l := range records(t, dir) {
+		if strings.HasPrefix(l, "chunk_") {
+			chunks[strings.Split(l, "_")[1]]++
+		}
+	}
+	if len(chunks) != 200 {
+		t.Errorf("%d chunks ran, want 200", len(chunks))
+	}
+}
+
+func slices_containsSuffix(lines []string, suffix string) bool {
+	for _, l := range lines {
+		if strings.HasSuffix(l, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Cancelling a Map's ctx purges its queued tasks, which never run, and
+// cancels those running.
+func TestCancelMidMap(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "2", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	items := make([][2]int, 20)
+	for i := range items {
+		items[i] = [2]int{i, 20000}
+	}
+	res := sleepy.MapAsync(ctx, pool, items, 1)
+	for count(records(t, dir), "start_") < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if _, err := res.Get(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	awaitStopped(t, c, dir, 2)
+}
+
+// lockedBuffer collects a logger's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A worker built from other code (one more registered target) never takes
+// the tasks; the pool warns that no compatible worker is there. A
+// compatible worker then runs them.
+func TestOtherBuildNeverTakesTasks(t *testing.T) {
+	dir := t.TempDir()
+	var logs lockedBuffer
+	c := startCluster(t, Options{NoWorkerWarning: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	// Its heartbeat comes with another fingerprint.
+	ch := make(chan *nats.Msg, 64)
+	sub, err := c.conn.nc.ChanSubscribe(hbPrefix+c.opts.Pool+".*", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	startWorker(t, c, "1", envDir+"="+dir, envOtherBuild+"=1")
+	var other string
+	select {
+	case m := <-ch:
+		other = m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	case <-time.After(30 * time.Second):
+		t.Fatal("no heartbeat from the other build")
+	}
+	if other == clusterhook.Fingerprint() {
+		t.Fatal("the other build has this build's fingerprint")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := sleepy.Apply(ctx, pool, [2]int{1, 0}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the deadline", err)
+	}
+	if n := count(records(t, dir), "start_"); n != 0 {
+		t.Errorf("the other build ran %d tasks", n)
+	}
+	if l := logs.String(); !strings.Contains(l, "no compatible worker") || !strings.Contains(l, other) {
+		t.Errorf("no warning naming the other build %s: %q", other, l)
+	}
+	startWorker(t, c, "1", envDir+"="+dir)
+	if v, err := sleepy.Apply(testCtx(t, 60*time.Second), pool, [2]int{2, 0}); err != nil || v != 2 {
+		t.Fatalf("compatible worker: %v, %v", v, err)
+	}
+}
+
+// recordID records what with the task's cluster id.
+func recordID(what, id string) {
+	f, err := os.OpenFile(filepath.Join(os.Getenv(envDir), "ids"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(f, "%s %s %d\n", what, id, os.Getppid())
+	f.Close()
+}
+
+// twice records its task's id and runs for 1.5 s.
+var twice = mp.RegisterCtx("cluster.test.twice", func(ctx context.Context, x int) (int, error) {
+	recordID("start", TaskID(ctx))
+	time.Sleep(1500 * time.Millisecond)
+	recordID("end", TaskID(ctx))
+	return 2 * x, nil
+})
+
+// A task runs twice: its worker is SIGSTOPped while it runs it, past the
+// ack wait, so that another worker takes it; the first worker, continued,
+// publishes its result too. The caller gets one result, and both runs saw
+// the same task id.
+func TestRunTwiceOneResult(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: time.Second})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	a := startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+	var calls atomic.Int32
+	res := twice.ApplyAsync(ctx, pool, 21, func(int) { calls.Add(1) }, nil)
+	ids := func() []string {
+		b, _ := os.ReadFile(filepath.Join(dir, "ids"))
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	apid := strconv.Itoa(a.cmd.Process.Pid)
+	for !strings.HasSuffix(ids()[0], " "+apid) {
+		if ctx.Err() != nil {
+			t.Fatal("worker a did not start the task")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	startWorker(t, c, "1", envDir+"="+dir)
+	if v, err := res.Get(ctx); err != nil || v != 42 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	a.cmd.Process.Signal(syscall.SIGCONT)
+	// a's result comes too, and is dropped: the results' consumer has
+	// delivered 2 results, and none waits for its ack.
+	var s *session
+	c.mu.Lock()
+	for s = range c.sessions {
+	}
+	c.mu.Unlock()
+	for {
+		info, err := c.conn.js.Consumer(ctx, resultStream, resultDurable(s.inst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ci := info.CachedInfo()
+		if ci.Delivered.Consumer >= 2 && ci.NumAckPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the second result never came: %+v", ci.Delivered)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a second callback would show
+	if n := calls.Load(); n != 1 {
+		t.Errorf("callback called %d times", n)
+	}
+	lines := ids()
+	if len(lines) != 4 {
+		t.Fatalf("want 2 starts and 2 ends: %q", lines)
+	}
+	id := strings.Fields(lines[0])[1]
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) != 3 || f[1] != id || id == "" {
+			t.Errorf("task ids differ or are empty: %q", lines)
+		}
+	}
+}
+
+// Terminating the pool fails its Map with ErrPoolTerminated, purges the
+// queued tasks (none runs) and cancels the running ones.
+func TestTerminatePurges(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, c, "2", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	items := make([][2]int, 20)
+	for i := range items {
+		items[i] = [2]int{i, 20000}
+	}
+	res := sleepy.MapAsync(testCtx(t, 60*time.Second), pool, items, 1)
+	for count(records(t, dir), "start_") < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	pool.Terminate()
+	if _, err := res.Get(context.Background()); !errors.Is(err, mp.ErrPoolTerminated) {
+		t.Fatalf("got %v", err)
+	}
+	if err := pool.Join(testCtx(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	awaitStopped(t, c, dir, 2)
+}
+
+// awaitStopped waits until the running tasks recorded their
+// cancellation and the stream of tasks is empty, then checks that no
+// other task started: only the running ones ran.
+func awaitStopped(t *testing.T, c *Cluster, dir string, running int) {
+	t.Helper()
+	bound := testCtx(t, 20*time.Second)
+	for count(records(t, dir), "cancel_") < running {
+		if bound.Err() != nil {
+			t.Fatalf("running tasks not cancelled: %v", records(t, dir))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		info, err := c.conn.tasks.Info(bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if bound.Err() != nil {
+			t.Fatalf("%d tasks left in the stream", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // a queued task that ran would show
+	if n := count(records(t, dir), "start_"); n != running {
+		t.Errorf("%d tasks started, want the %d running when stopped", n, running)
+	}
+}

@@ -1,0 +1,239 @@
+//go:build linux
+
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+)
+
+// Names on the NATS side. Tasks and results are kept in two work-queue
+// streams with file storage:
+//
+//	mp.task.POOL.FP.INST-JOB.INDEX   a task, taken by the durable
+//	                                 consumer mpw_POOL_FP (one per pool
+//	                                 name and fingerprint: work-queue
+//	                                 streams refuse overlapping filters)
+//	mp.res.INST                      a result, read by the pool INST
+//	                                 through its durable consumer mpr_INST
+//
+// and on core NATS (lost messages cost nothing but time):
+//
+//	mp.cancel.POOL                   stop a job's running tasks
+//	mp.hb.POOL.FP                    a worker's heartbeat
+const (
+	taskStream   = "MP_TASKS"
+	resultStream = "MP_RESULTS"
+	taskPrefix   = "mp.task."
+	resPrefix    = "mp.res."
+	cancelPrefix = "mp.cancel."
+	hbPrefix     = "mp.hb."
+)
+
+func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }
+
+func jobSubject(pool, fp, inst string, job uint64) string {
+	return taskPrefix + pool + "." + fp + "." + inst + "-" + strconv.FormatUint(job, 10)
+}
+
+func taskDurable(pool, fp string) string { return "mpw_" + pool + "_" + fp }
+
+func resultDurable(inst string) string { return "mpr_" + inst }
+
+// errBadMessage is the error of a message that does not parse: not from
+// a peer of the same build, or damaged.
+var errBadMessage = errors.New("cluster: malformed message")
+
+// taskMsg is a task in the stream.
+//
+//	version | flags | uvarint timeout ns | str target | str inst | uvarint job | uvarint index | argument
+//
+// where str is a uvarint length and the bytes.
+type taskMsg struct {
+	Chunk   bool
+	Timeout int64
+	Target  string
+	Inst    string // the pool's instance: its results go to mp.res.INST
+	Job     uint64
+	Index   uint64
+	Arg     []byte // aliases the message parsed
+}
+
+const (
+	protoVersion = 1
+	flagChunk    = 1
+)
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendHead appends the task's header, everything but its argument.
+func (t *taskMsg) appendHead(b []byte) []byte {
+	flags := byte(0)
+	if t.Chunk {
+		flags |= flagChunk
+	}
+	b = append(b, protoVersion, flags)
+	b = binary.AppendUvarint(b, uint64(max(t.Timeout, 0)))
+	b = appendStr(b, t.Target)
+	b = appendStr(b, t.Inst)
+	b = binary.AppendUvarint(b, t.Job)
+	return binary.AppendUvarint(b, t.Index)
+}
+
+// reader reads what append* wrote, remembering the first failure.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) str() string {
+	l := r.uvarint()
+	if r.bad || l > uint64(len(r.b)) {
+		r.bad = true
+		return ""
+	}
+	s := string(r.b[:l])
+	r.b = r.b[l:]
+	return s
+}
+
+func (t *taskMsg) parse(b []byte) error {
+	r := reader{b: b}
+	if r.byte() != protoVersion {
+		return errBadMessage
+	}
+	flags := r.byte()
+	timeout := r.uvarint()
+	*t = taskMsg{Chunk: flags&flagChunk != 0, Timeout: int64(min(timeout, 1<<62)), Target: r.str(), Inst: r.str()}
+	t.Job = r.uvarint()
+	t.Index = r.uvarint()
+	if r.bad || t.Target == "" || t.Inst == "" {
+		return errBadMessage
+	}
+	t.Arg = r.b
+	return nil
+}
+
+// Kinds of result.
+const (
+	resOK      = iota // the encoded result follows
+	resError          // the target returned an error or panicked: a CBOR *mp.RemoteError follows
+	resTimeout        // the task ran past its timeout: the message follows
+	resLost           // the task's worker died on its last attempt: the message follows
+)
+
+// resultMsg is a task's outcome, sent to the pool that gave it.
+//
+//	version | uvarint job | uvarint index | kind | payload
+type resultMsg struct {
+	Job     uint64
+	Index   uint64
+	Kind    byte
+	Payload []byte // aliases the message parsed
+}
+
+func (m *resultMsg) appendTo(b []byte) []byte {
+	b = append(b, protoVersion)
+	b = binary.AppendUvarint(b, m.Job)
+	b = binary.AppendUvarint(b, m.Index)
+	b = append(b, m.Kind)
+	return append(b, m.Payload...)
+}
+
+func (m *resultMsg) parse(b []byte) error {
+	r := reader{b: b}
+	if r.byte() != protoVersion {
+		return errBadMessage
+	}
+	*m = resultMsg{Job: r.uvarint(), Index: r.uvarint(), Kind: r.byte()}
+	if r.bad || m.Kind > resLost {
+		return errBadMessage
+	}
+	m.Payload = r.b
+	return nil
+}
+
+// cancelMsg asks the workers to stop a job's running task Idx, or all
+// its running tasks.
+//
+//	version | str inst | uvarint job | uvarint Idx+1, or 0 for all
+type cancelMsg struct {
+	Inst string
+	Job  uint64
+	All  bool
+	Idx  uint64
+}
+
+func (m *cancelMsg) appendTo(b []byte) []byte {
+	b = append(b, protoVersion)
+	b = appendStr(b, m.Inst)
+	b = binary.AppendUvarint(b, m.Job)
+	if m.All {
+		return binary.AppendUvarint(b, 0)
+	}
+	return binary.AppendUvarint(b, m.Idx+1)
+}
+
+func (m *cancelMsg) parse(b []byte) error {
+	r := reader{b: b}
+	if r.byte() != protoVersion {
+		return errBadMessage
+	}
+	*m = cancelMsg{Inst: r.str(), Job: r.uvarint()}
+	i := r.uvarint()
+	if r.bad {
+		return errBadMessage
+	}
+	m.All, m.Idx = i == 0, i-1
+	return nil
+}
+
+// heartbeat is a worker's sign of life, every heartbeatEvery.
+//
+//	version | str worker id | uvarint slots
+type heartbeat struct {
+	ID    string
+	Slots uint64
+}
+
+func (h *heartbeat) appendTo(b []byte) []byte {
+	b = append(b, protoVersion)
+	b = appendStr(b, h.ID)
+	return binary.AppendUvarint(b, h.Slots)
+}
+
+func (h *heartbeat) parse(b []byte) error {
+	r := reader{b: b}
+	if r.byte() != protoVersion {
+		return errBadMessage
+	}
+	*h = heartbeat{ID: r.str(), Slots: r.uvarint()}
+	if r.bad || h.Slots > 1<<20 {
+		return errBadMessage
+	}
+	return nil
+}

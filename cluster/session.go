@@ -1,0 +1,592 @@
+//go:build linux
+
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/codec"
+)
+
+// session is one pool's side of the cluster: it publishes the pool's
+// tasks, reads their results and settles each task once.
+type session struct {
+	c    *Cluster
+	cfg  clusterhook.Config
+	fp   string
+	inst string // this pool's name among the cluster's: where its results go
+
+	results jetstream.ConsumeContext
+	subs    []*nats.Subscription
+	acks    chan pending // publishes waiting for their ack, in order
+	cancels chan cancelReq
+	local   *node // the workers of this process, if any
+	stop    chan struct{}
+	wg      sync.WaitGroup // the session's goroutines, but the teardown
+
+	mu      sync.Mutex
+	jobs    map[uint64]*job
+	where   map[*clusterhook.Task]ref // submitted and not settled
+	bySeq   map[uint64]ref            // stream sequence of each task acked by the stream
+	nextJob uint64
+	closing bool
+	ended   bool
+	peers   map[string]peer // workers heard from, by id
+	since   time.Time       // since when no compatible worker was heard while tasks waited
+	done    chan struct{}
+}
+
+type job struct {
+	n       uint64
+	tasks   []*clusterhook.Task
+	settled []bool
+	seqs    []uint64
+	left    int
+}
+
+type ref struct {
+	j   *job
+	idx int
+}
+
+type peer struct {
+	fp    string
+	slots int
+	last  time.Time
+}
+
+type pending struct {
+	ack  jetstream.PubAckFuture
+	r    ref
+	msg  *nats.Msg
+	try  int
+	sent time.Time
+}
+
+type cancelReq struct {
+	r ref
+}
+
+// openSession opens a pool on c.
+func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
+	s := &session{c: c, cfg: cfg, fp: clusterhook.Fingerprint(), inst: nuid.Next(),
+		acks: make(chan pending, 4096), cancels: make(chan cancelReq, 1024), stop: make(chan struct{}),
+		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, bySeq: map[uint64]ref{},
+		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	js := c.conn.js
+	o := c.opts
+	// The consumer the workers share: made, or its settings brought up
+	// to date, by each pool that opens.
+	_, err := js.CreateOrUpdateConsumer(ctx, taskStream, jetstream.ConsumerConfig{
+		Durable: taskDurable(o.Pool, s.fp), FilterSubject: taskFilter(o.Pool, s.fp),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxAttempts,
+		MaxAckPending: o.MaxAckPending, MaxWaiting: 4096, Replicas: 0,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: create the tasks' consumer: %w", err)
+	}
+	// Results through a durable (replicated as its stream) consumer: an
+	// ordered consumer lives on one node and dies with it.
+	rc, err := js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
+		Durable: resultDurable(s.inst), FilterSubject: resPrefix + s.inst,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxAckPending: 10000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: create the results' consumer: %w", err)
+	}
+	nc := c.conn.nc
+	sub := func(subject string, fn nats.MsgHandler) error {
+		sb, err := nc.Subscribe(subject, fn)
+		if err == nil {
+			s.subs = append(s.subs, sb)
+		}
+		return err
+	}
+	// A task given MaxAttempts times without an answer: its workers died.
+	adv := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + taskStream + "." + taskDurable(o.Pool, s.fp)
+	err = errors.Join(sub(adv, s.onMaxDeliveries), sub(hbPrefix+o.Pool+".*", s.onHeartbeat))
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err == nil {
+		s.results, err = rc.Consume(s.onResult, jetstream.PullMaxMessages(1000))
+	}
+	if err != nil {
+		s.unsubscribe()
+		js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst))
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if cfg.Processes > 0 {
+		s.local, err = startNode(c.conn, nodeOptions{pool: o.Pool, newLocal: cfg.NewLocal, log: c.log})
+		if err != nil {
+			s.results.Stop()
+			s.unsubscribe()
+			js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst))
+			return nil, err
+		}
+	}
+	s.wg.Add(3)
+	go s.ackLoop()
+	go s.cancelLoop()
+	go s.watch()
+	return s, nil
+}
+
+func (s *session) unsubscribe() {
+	for _, sb := range s.subs {
+		sb.Unsubscribe()
+	}
+}
+
+// Submit publishes ts as one job.
+func (s *session) Submit(ts []*clusterhook.Task) error {
+	s.mu.Lock()
+	if s.closing || s.ended {
+		s.mu.Unlock()
+		return mp.ErrPoolClosed
+	}
+	s.nextJob++
+	j := &job{n: s.nextJob, tasks: ts, settled: make([]bool, len(ts)), seqs: make([]uint64, len(ts)), left: len(ts)}
+	s.jobs[j.n] = j
+	for i, t := range ts {
+		s.where[t] = ref{j, i}
+	}
+	if len(s.jobs) == 1 {
+		s.since = time.Now()
+	}
+	s.mu.Unlock()
+	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
+	var buf bytes.Buffer
+	for i, t := range ts {
+		h := taskMsg{Chunk: t.Chunk, Timeout: int64(t.Timeout), Target: t.Target, Inst: s.inst, Job: j.n, Index: uint64(i)}
+		buf.Reset()
+		buf.Write(h.appendHead(nil))
+		if t.Encode != nil {
+			if err := t.Encode(&buf); err != nil {
+				s.settle(ref{j, i}, nil, err) // the Map is over: nothing to send
+				continue
+			}
+		} else {
+			buf.Write(t.Arg)
+		}
+		idx := strconv.Itoa(i)
+		m := &nats.Msg{Subject: subj + idx, Data: bytes.Clone(buf.Bytes()), Header: nats.Header{}}
+		// The stream drops a publish it has had within 2 minutes: a retry
+		// after a lost ack does not queue the task twice.
+		m.Header.Set(jetstream.MsgIDHeader, s.inst+"-"+strconv.FormatUint(j.n, 10)+"-"+idx)
+		s.publish(pending{r: ref{j, i}, msg: m})
+	}
+	return nil
+}
+
+// publish publishes p.msg and hands its ack to ackLoop.
+func (s *session) publish(p pending) {
+	p.try++
+	if p.sent.IsZero() {
+		p.sent = time.Now()
+	}
+	ack, err := s.c.conn.js.PublishMsgAsync(p.msg)
+	if err != nil {
+		s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
+		return
+	}
+	p.ack = ack
+	select {
+	case s.acks <- p:
+	case <-s.stop:
+	}
+}
+
+// A task whose publication fails is published again (with the same
+// message id) every publishRetryWait, until publishRetryFor after its
+// first try: while a stream's leader fails over (4-13 s) the stream
+// answers no one, at once, and a hung leader lets publications time out.
+const (
+	publishRetryWait = 250 * time.Millisecond
+	publishRetryFor  = 30 * time.Second
+)
+
+// ackLoop waits for the stream's acks of the tasks published, notes
+// where each task is in the stream (see onMaxDeliveries), and publishes
+// again those that failed.
+func (s *session) ackLoop() {
+	defer s.wg.Done()
+	for {
+		var p pending
+		select {
+		case p = <-s.acks:
+		case <-s.stop:
+			return
+		}
+		select {
+		case a := <-p.ack.Ok():
+			s.mu.Lock()
+			if !p.r.j.settled[p.r.idx] {
+				p.r.j.seqs[p.r.idx] = a.Sequence
+				s.bySeq[a.Sequence] = p.r
+			}
+			s.mu.Unlock()
+		case err := <-p.ack.Err():
+			if time.Since(p.sent) < publishRetryFor {
+				go func() {
+					select {
+					case <-time.After(publishRetryWait):
+						s.publish(p)
+					case <-s.stop:
+					}
+				}()
+				continue
+			}
+			s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// settle gives r's task its outcome, unless it has one.
+func (s *session) settle(r ref, b []byte, err error) {
+	s.mu.Lock()
+	if r.j.settled[r.idx] {
+		s.mu.Unlock()
+		return
+	}
+	t := s.unlink(r)
+	s.mu.Unlock()
+	t.Finish(b, err)
+	s.maybeEnd()
+}
+
+// unlink marks r settled and forgets it. Called with s.mu held.
+func (s *session) unlink(r ref) *clusterhook.Task {
+	j := r.j
+	j.settled[r.idx] = true
+	j.left--
+	t := j.tasks[r.idx]
+	j.tasks[r.idx] = nil // the task, and its Map's items, are not kept
+	delete(s.where, t)
+	if q := j.seqs[r.idx]; q != 0 {
+		delete(s.bySeq, q)
+	}
+	if j.left == 0 {
+		delete(s.jobs, j.n)
+	}
+	return t
+}
+
+// onResult settles the task of a result (the first result of a task
+// only: a task run twice has its second result dropped).
+func (s *session) onResult(m jetstream.Msg) {
+	var res resultMsg
+	perr := res.parse(m.Data())
+	m.Ack()
+	if perr != nil {
+		s.c.log.Warn("mp cluster: malformed result dropped", "subject", m.Subject())
+		return
+	}
+	s.mu.Lock()
+	j := s.jobs[res.Job]
+	if j == nil || res.Index >= uint64(len(j.tasks)) || j.settled[res.Index] {
+		s.mu.Unlock()
+		return
+	}
+	r := ref{j, int(res.Index)}
+	s.mu.Unlock()
+	b, err := decodeOutcome(res.Kind, res.Payload)
+	if err != nil {
+		s.settle(r, nil, err)
+		return
+	}
+	// The result aliases the message, which nothing else holds.
+	s.settle(r, b, nil)
+}
+
+// decodeOutcome makes a result's error as a local pool gives it.
+func decodeOutcome(kind byte, payload []byte) ([]byte, error) {
+	switch kind {
+	case resOK:
+		return payload, nil
+	case resError:
+		e := new(mp.RemoteError)
+		if err := codec.Unmarshal(payload, e); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadMessage, err)
+		}
+		return nil, e
+	case resTimeout:
+		return nil, &remoteTimeout{msg: string(payload)}
+	default:
+		return nil, &lostError{msg: string(payload)}
+	}
+}
+
+// remoteTimeout is the error of a task that ran past its timeout on a
+// remote worker: it matches mp.ErrTaskTimeout.
+type remoteTimeout struct{ msg string }
+
+func (e *remoteTimeout) Error() string { return e.msg }
+func (e *remoteTimeout) Is(target error) bool {
+	return target == mp.ErrTaskTimeout
+}
+
+// lostError is the error of a task whose workers died on every attempt:
+// it matches mp.ErrWorkerLost.
+type lostError struct{ msg string }
+
+func (e *lostError) Error() string { return e.msg }
+func (e *lostError) Is(target error) bool {
+	return target == mp.ErrWorkerLost
+}
+
+// onMaxDeliveries fails the task that the stream gave MaxAttempts times
+// without an answer (its workers died, or their machines went away), and
+// deletes it from the stream, where it would stay.
+func (s *session) onMaxDeliveries(m *nats.Msg) {
+	var a struct {
+		Seq        uint64 `json:"stream_seq"`
+		Deliveries int    `json:"deliveries"`
+	}
+	if json.Unmarshal(m.Data, &a) != nil {
+		return
+	}
+	s.mu.Lock()
+	r, ok := s.bySeq[a.Seq]
+	s.mu.Unlock()
+	if !ok {
+		return // another pool's
+	}
+	s.settle(r, nil, &lostError{msg: fmt.Sprintf("%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, a.Deliveries)})
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	s.c.conn.tasks.DeleteMsg(ctx, a.Seq)
+}
+
+// Cancel drops t: its result, if one comes, goes unheard; cancelLoop
+// purges it from the stream and stops it where it runs.
+func (s *session) Cancel(t *clusterhook.Task) {
+	s.mu.Lock()
+	r, ok := s.where[t]
+	if ok {
+		s.unlink(r)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case s.cancels <- cancelReq{r}:
+	case <-s.stop:
+	}
+	s.maybeEnd()
+}
+
+// cancelLoop purges cancelled tasks from the stream and tells the workers
+// to stop them. A job with nothing left to wait for is purged whole, at
+// once: a cancelled Map costs one purge.
+func (s *session) cancelLoop() {
+	defer s.wg.Done()
+	purged := map[*job]bool{}
+	for {
+		var req cancelReq
+		select {
+		case req = <-s.cancels:
+		case <-s.stop:
+			return
+		}
+		j := req.r.j
+		s.mu.Lock()
+		whole := j.left == 0
+		s.mu.Unlock()
+		if whole && purged[j] {
+			continue
+		}
+		s.stopTasks(j, req.r.idx, whole)
+		if whole {
+			purged[j] = true
+			// Forget jobs purged long ago: a job is purged once.
+			if len(purged) > 1024 {
+				clear(purged)
+				purged[j] = true
+			}
+		}
+	}
+}
+
+// stopTasks purges task idx of j, or the whole job, from the stream, then
+// tells the workers to stop it where it runs.
+func (s *session) stopTasks(j *job, idx int, whole bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
+	cm := cancelMsg{Inst: s.inst, Job: j.n, All: whole, Idx: uint64(idx)}
+	if whole {
+		subj += ">"
+	} else {
+		subj += strconv.Itoa(idx)
+	}
+	if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
+	}
+	s.c.conn.nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil))
+}
+
+// onHeartbeat notes a worker's heartbeat.
+func (s *session) onHeartbeat(m *nats.Msg) {
+	var h heartbeat
+	if h.parse(m.Data) != nil {
+		return
+	}
+	fp := m.Subject[len(hbPrefix)+len(s.c.opts.Pool)+1:]
+	s.mu.Lock()
+	s.peers[h.ID] = peer{fp: fp, slots: int(h.Slots), last: time.Now()}
+	if fp == s.fp {
+		s.since = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// peerTimeout is how long a worker silent counts as gone.
+const peerTimeout = 3 * heartbeatEvery
+
+// watch forgets silent workers and warns when tasks wait and no
+// compatible worker has been heard for NoWorkerWarning.
+func (s *session) watch() {
+	defer s.wg.Done()
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-s.stop:
+			return
+		}
+		now := time.Now()
+		s.mu.Lock()
+		var others []string
+		for id, p := range s.peers {
+			if now.Sub(p.last) > peerTimeout {
+				delete(s.peers, id)
+			} else if p.fp != s.fp {
+				others = append(others, p.fp)
+			}
+		}
+		waiting := len(s.jobs) > 0
+		if !waiting {
+			s.since = now
+		}
+		silent := now.Sub(s.since)
+		warn := waiting && silent >= s.c.opts.NoWorkerWarning
+		if warn {
+			s.since = now // at most one warning per NoWorkerWarning
+		}
+		s.mu.Unlock()
+		if warn {
+			s.c.log.Warn("mp cluster: tasks wait and no compatible worker was seen", "pool", s.c.opts.Pool,
+				"for", silent.Round(time.Second), "fingerprint", s.fp, "other_builds", others)
+		}
+	}
+}
+
+// Slots returns about how many tasks the cluster's compatible workers run
+// at a time.
+func (s *session) Slots() int {
+	n := 0
+	if s.local != nil {
+		n = s.local.slots
+	}
+	s.mu.Lock()
+	for id, p := range s.peers {
+		if p.fp == s.fp && (s.local == nil || id != s.local.id) && time.Since(p.last) <= peerTimeout {
+			n += p.slots
+		}
+	}
+	s.mu.Unlock()
+	return max(n, 1)
+}
+
+// Close takes no more jobs; the session ends once its jobs are done.
+func (s *session) Close() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.maybeEnd()
+}
+
+// Terminate fails every task not settled with err, purges them from the
+// stream and stops them in the workers.
+func (s *session) Terminate(err error) {
+	s.mu.Lock()
+	s.closing = true
+	var ts []*clusterhook.Task
+	var jobs []*job
+	for _, j := range s.jobs {
+		for i := range j.tasks {
+			if !j.settled[i] {
+				ts = append(ts, s.unlink(ref{j, i}))
+			}
+		}
+		jobs = append(jobs, j)
+	}
+	s.mu.Unlock()
+	for _, t := range ts {
+		t.Finish(nil, err)
+	}
+	for _, j := range jobs {
+		s.stopTasks(j, 0, true)
+	}
+	s.maybeEnd()
+}
+
+// maybeEnd ends a closed session once no job is left.
+func (s *session) maybeEnd() {
+	s.mu.Lock()
+	end := s.closing && !s.ended && len(s.jobs) == 0
+	if end {
+		s.ended = true
+	}
+	s.mu.Unlock()
+	if end {
+		go s.teardown()
+	}
+}
+
+// teardown stops what openSession started and removes the results'
+// consumer.
+func (s *session) teardown() {
+	close(s.stop)
+	s.results.Stop()
+	<-s.results.Closed()
+	s.unsubscribe()
+	s.wg.Wait()
+	if s.local != nil {
+		s.local.shutdown()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := s.c.conn.js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.c.log.Warn("mp cluster: delete the results' consumer", "err", err)
+	}
+	// Results of tasks that ran twice, or after their job was cancelled.
+	rs, err := s.c.conn.js.Stream(ctx, resultStream)
+	if err == nil {
+		rs.Purge(ctx, jetstream.WithPurgeSubject(resPrefix+s.inst))
+	}
+	s.c.forget(s)
+	close(s.done)
+}
+
+func (s *session) Done() <-chan struct{} { return s.done }

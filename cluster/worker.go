@@ -1,0 +1,532 @@
+//go:build linux
+
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/mplog"
+	"github.com/go-mp/mp/internal/natsnode"
+)
+
+// WorkerOptions configure a worker (see RunWorker).
+type WorkerOptions struct {
+	// URL is the cluster's address (Cluster.URL), several separated by
+	// commas.
+	URL string
+	// Creds, Token and TLS authenticate and secure the connection, as in
+	// Options.
+	Creds string
+	Token string
+	TLS   *tls.Config
+	// Pool is the name of the queue of tasks to serve (Options.Pool); ""
+	// is "default".
+	Pool string
+	// Local configures the local pool that runs the tasks: Processes is
+	// the number of tasks run at a time (0: runtime.GOMAXPROCS(0));
+	// MaxTasksPerChild, MaxMemory, CancelGrace, Initializer and
+	// Finalizer apply as in a local pool, and TaskTimeout to the tasks
+	// whose pool gave none. Its Cluster is ignored.
+	Local mp.PoolOptions
+	// Logger receives the worker's warnings; nil means mp's logger.
+	Logger *slog.Logger
+}
+
+// The environment that makes mp.Main run a worker (see the package doc).
+const (
+	// EnvCluster is the cluster's URL.
+	EnvCluster = "MP_CLUSTER"
+	// EnvPool is the pool name (WorkerOptions.Pool).
+	EnvPool = "MP_CLUSTER_POOL"
+	// EnvProcesses is the number of local worker processes.
+	EnvProcesses = "MP_CLUSTER_PROCESSES"
+	// EnvCreds is a NATS credentials file.
+	EnvCreds = "MP_CLUSTER_CREDS"
+)
+
+func init() { clusterhook.Main = workerMain }
+
+// workerMain runs a worker and exits if the environment asks for one.
+// The variables are removed first: the worker's own children are no
+// workers.
+func workerMain() {
+	url := os.Getenv(EnvCluster)
+	if url == "" {
+		return
+	}
+	o := WorkerOptions{URL: url, Pool: os.Getenv(EnvPool), Creds: os.Getenv(EnvCreds)}
+	if n := os.Getenv(EnvProcesses); n != "" {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 {
+			fmt.Fprintf(os.Stderr, "mp cluster worker: bad %s=%q\n", EnvProcesses, n)
+			os.Exit(2)
+		}
+		o.Local.Processes = v
+	}
+	if key := os.Getenv("MP_AUTHKEY"); key != "" {
+		o.Token = natsnode.TokenFromAuthkey([]byte(key))
+	}
+	for _, e := range []string{EnvCluster, EnvPool, EnvProcesses, EnvCreds} {
+		os.Unsetenv(e)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := RunWorker(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mp cluster worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// RunWorker serves the cluster's tasks of opts.Pool until ctx ends, then
+// stops: the tasks it runs are cancelled and go back to the queue for
+// other workers. It takes tasks only for the targets this program
+// registered, with the same types (see the package doc), and only as many
+// as its local pool has free workers.
+func RunWorker(ctx context.Context, opts WorkerOptions) error {
+	if opts.Pool == "" {
+		opts.Pool = "default"
+	}
+	if !nameRE.MatchString(opts.Pool) {
+		return fmt.Errorf("cluster: bad pool name %q", opts.Pool)
+	}
+	cn, err := dial(ctx, connOptions{URL: opts.URL, Creds: opts.Creds, Token: opts.Token, TLS: opts.TLS, Name: "mp worker"})
+	if err != nil {
+		return err
+	}
+	defer cn.close()
+	local := opts.Local
+	n, err := startNode(cn, nodeOptions{pool: opts.Pool, log: mplog.Or(opts.Logger),
+		newLocal: func() (clusterhook.Local, error) { return clusterhook.NewLocal(local) }})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	n.shutdown()
+	return nil
+}
+
+type nodeOptions struct {
+	pool     string
+	newLocal func() (clusterhook.Local, error)
+	log      *slog.Logger
+}
+
+// node is a worker: it takes tasks from the stream for its free slots
+// and runs them in its local pool.
+type node struct {
+	cn    *conn
+	o     nodeOptions
+	id    string
+	fp    string
+	slots int
+	local clusterhook.Local
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	sub   *nats.Subscription
+
+	mu        sync.Mutex
+	cons      jetstream.Consumer
+	ackWait   time.Duration
+	attempts  int
+	running   map[jobKey]map[uint64]context.CancelFunc
+	cancelled map[jobKey]cancelled // recently, so that tasks taken later are skipped
+}
+
+type jobKey struct {
+	inst string
+	job  uint64
+}
+
+type cancelled struct {
+	all  bool
+	idx  map[uint64]bool
+	when time.Time
+}
+
+// heartbeatEvery is how often a worker tells the pools it is there.
+const heartbeatEvery = time.Second
+
+func startNode(cn *conn, o nodeOptions) (*node, error) {
+	local, err := o.newLocal()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
+	}
+	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
+		running: map[jobKey]map[uint64]context.CancelFunc{}, cancelled: map[jobKey]cancelled{}}
+	n.ctx, n.stop = context.WithCancel(context.Background())
+	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
+	if err != nil {
+		local.Terminate()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n.wg.Add(1 + n.slots)
+	go n.heartbeats()
+	for range n.slots {
+		go n.slot()
+	}
+	return n, nil
+}
+
+// shutdown stops taking tasks, cancels those running (they go back to the
+// queue) and waits for the node's goroutines.
+func (n *node) shutdown() {
+	n.stop()
+	n.wg.Wait()
+	n.sub.Unsubscribe()
+	n.local.Terminate()
+}
+
+func (n *node) heartbeats() {
+	defer n.wg.Done()
+	hb := heartbeat{ID: n.id, Slots: uint64(n.slots)}
+	msg := hb.appendTo(nil)
+	subj := hbPrefix + n.o.pool + "." + n.fp
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		n.cn.nc.Publish(subj, msg)
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+		n.forgetCancelled()
+	}
+}
+
+// consumer returns the tasks' consumer, looking it up (a pool makes it)
+// until it exists or the node stops.
+func (n *node) consumer() (jetstream.Consumer, bool) {
+	n.mu.Lock()
+	c := n.cons
+	n.mu.Unlock()
+	for c == nil {
+		ctx, cancel := context.WithTimeout(n.ctx, requestTimeout)
+		got, err := n.cn.js.Consumer(ctx, taskStream, taskDurable(n.o.pool, n.fp))
+		cancel()
+		if err == nil {
+			info := got.CachedInfo()
+			n.mu.Lock()
+			n.cons, c = got, got
+			n.ackWait, n.attempts = info.Config.AckWait, info.Config.MaxDeliver
+			n.mu.Unlock()
+			break
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-n.ctx.Done():
+			return nil, false
+		}
+	}
+	return c, true
+}
+
+// forgetConsumer drops the consumer after an error, for consumer to look
+// it up again (a pool may have changed it).
+func (n *node) forgetConsumer() {
+	n.mu.Lock()
+	n.cons = nil
+	n.mu.Unlock()
+}
+
+// pullExpires is how long a worker's request for a task waits at the
+// server before it expires and is made again.
+const pullExpires = 5 * time.Second
+
+// slot takes one task at a time and runs it: a task is pulled only when
+// a slot is free, as the ack wait runs from delivery. It pulls with a
+// request of its own, on an inbox it keeps: one message a task, where
+// the client library's Fetch subscribes and unsubscribes each time.
+func (n *node) slot() {
+	defer n.wg.Done()
+	inbox := n.cn.nc.NewInbox()
+	sub, err := n.cn.nc.SubscribeSync(inbox)
+	if err != nil {
+		n.o.log.Warn("mp cluster: worker slot", "err", err)
+		return
+	}
+	defer sub.Unsubscribe()
+	req := fmt.Appendf(nil, `{"batch":1,"expires":%d}`, pullExpires.Nanoseconds())
+	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
+	for n.ctx.Err() == nil {
+		if _, ok := n.consumer(); !ok {
+			return
+		}
+		if err := n.cn.nc.PublishRequest(next, inbox, req); err != nil {
+			n.pause()
+			continue
+		}
+		if m := n.awaitTask(sub); m != nil {
+			n.run(m)
+		}
+	}
+}
+
+// awaitTask waits for the answer to a pull request: a task, or nil when
+// the request expired, failed or the node stops.
+func (n *node) awaitTask(sub *nats.Subscription) *nats.Msg {
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, pullExpires+time.Second)
+		m, err := sub.NextMsgWithContext(ctx)
+		cancel()
+		if err != nil {
+			return nil // expired without a word (a new request follows), or stopping
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+			return m
+		case "100":
+			continue // a heartbeat: the request still waits
+		case "408", "404":
+			return nil // expired
+		default:
+			// The consumer went away, or changed leader: look it up again.
+			n.forgetConsumer()
+			n.pause()
+			return nil
+		}
+	}
+}
+
+// pause waits a little before trying again, or until the node stops.
+func (n *node) pause() {
+	select {
+	case <-time.After(200 * time.Millisecond):
+	case <-n.ctx.Done():
+	}
+}
+
+// Answers to a task's delivery, published to its reply subject (so that
+// a result published after its slot is gone is still acknowledged).
+var (
+	ackOK       = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackProgress = []byte("+WPI")
+	ackTerm     = []byte("+TERM")
+)
+
+func (n *node) answer(m *nats.Msg, what []byte) { n.cn.nc.Publish(m.Reply, what) }
+
+// run runs one task and publishes its outcome, then acknowledges it.
+func (n *node) run(m *nats.Msg) {
+	var t taskMsg
+	if t.parse(m.Data) != nil {
+		n.o.log.Warn("mp cluster: malformed task dropped", "subject", m.Subject)
+		n.answer(m, ackTerm)
+		return
+	}
+	key := jobKey{t.Inst, t.Job}
+	ctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
+	if !n.track(key, t.Index, cancel) {
+		n.answer(m, ackOK) // cancelled: it never runs
+		return
+	}
+	defer n.untrack(key, t.Index)
+	md, _ := m.Metadata()
+	n.mu.Lock()
+	ackWait, attempts := n.ackWait, n.attempts
+	n.mu.Unlock()
+	// Progress, so that a long task is not given to another worker.
+	stopProgress := make(chan struct{})
+	var progress sync.WaitGroup
+	progress.Add(1)
+	go func() {
+		defer progress.Done()
+		tick := time.NewTicker(max(ackWait/3, 50*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				n.answer(m, ackProgress)
+			case <-stopProgress:
+				return
+			}
+		}
+	}()
+	type outcome struct {
+		body []byte // the result message, if the task succeeded
+		err  error
+	}
+	out := make(chan outcome, 1)
+	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
+	n.local.Run(ctx, &clusterhook.Task{Target: t.Target, Chunk: t.Chunk, Arg: t.Arg, Timeout: time.Duration(t.Timeout), ID: id,
+		Finish: func(b []byte, err error) {
+			// b lives only until Finish returns: the message copies it.
+			o := outcome{err: err}
+			if err == nil {
+				r := resultMsg{Job: t.Job, Index: t.Index, Kind: resOK, Payload: b}
+				o.body = r.appendTo(nil)
+			}
+			out <- o
+		}})
+	o := <-out
+	close(stopProgress)
+	progress.Wait()
+	body := o.body
+	if o.err != nil {
+		kind, payload, retry := n.classify(ctx, o.err, md, attempts)
+		if retry {
+			n.answer(m, ackNak)
+			return
+		}
+		if kind < 0 {
+			n.answer(m, ackOK) // cancelled by its pool: nobody waits for it
+			return
+		}
+		r := resultMsg{Job: t.Job, Index: t.Index, Kind: byte(kind), Payload: payload}
+		body = r.appendTo(nil)
+	}
+	// The slot is free once the task has run: its next pull goes out
+	// while the result is published, not after.
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if !n.publishResult(resPrefix+t.Inst, body) {
+			n.answer(m, ackNak) // stopping: another worker runs it
+			return
+		}
+		n.answer(m, ackOK)
+	}()
+}
+
+// classify maps a failed task's error to the result the pool gets, as a
+// local pool gives it; retry says the task goes back to the queue (its
+// worker process died, and attempts are left, or this worker stops), and
+// kind -1 that its pool cancelled it.
+func (n *node) classify(ctx context.Context, err error, md *nats.MsgMetadata, attempts int) (kind int, payload []byte, retry bool) {
+	var re *mp.RemoteError
+	switch {
+	case n.ctx.Err() != nil, errors.Is(err, mp.ErrPoolTerminated), errors.Is(err, mp.ErrPoolClosed):
+		return 0, nil, true
+	case ctx.Err() != nil:
+		return -1, nil, false
+	case errors.As(err, &re):
+	case errors.Is(err, mp.ErrTaskTimeout):
+		return resTimeout, []byte(err.Error()), false
+	case errors.Is(err, mp.ErrWorkerLost):
+		if md != nil && (attempts <= 0 || int(md.NumDelivered) < attempts) {
+			return 0, nil, true
+		}
+		return resLost, []byte(fmt.Sprintf("%v (attempt %d of %d)", err, md.NumDelivered, attempts)), false
+	default:
+		re = mp.NewRemoteError(err)
+	}
+	b, merr := codec.Marshal(re)
+	if merr != nil {
+		b, _ = codec.Marshal(mp.NewRemoteError(errors.New(err.Error())))
+	}
+	return resError, b, false
+}
+
+// publishResult publishes a result to its pool's stream, trying again
+// until the stream has it or the node stops.
+func (n *node) publishResult(subject string, body []byte) bool {
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, publishTimeout)
+		_, err := n.cn.js.Publish(ctx, subject, body)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if n.ctx.Err() != nil {
+			return false
+		}
+		n.o.log.Warn("mp cluster: publish a result", "err", err)
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-n.ctx.Done():
+			return false
+		}
+	}
+}
+
+// track records a running task's cancel, unless its pool cancelled it.
+func (n *node) track(k jobKey, idx uint64, cancel context.CancelFunc) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c, ok := n.cancelled[k]; ok && (c.all || c.idx[idx]) {
+		return false
+	}
+	m := n.running[k]
+	if m == nil {
+		m = map[uint64]context.CancelFunc{}
+		n.running[k] = m
+	}
+	m[idx] = cancel
+	return true
+}
+
+func (n *node) untrack(k jobKey, idx uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.running[k], idx)
+	if len(n.running[k]) == 0 {
+		delete(n.running, k)
+	}
+}
+
+// onCancel stops the tasks a pool cancelled, and remembers them so that
+// one taken later (a delivery racing with the purge) is skipped.
+func (n *node) onCancel(msg *nats.Msg) {
+	var cm cancelMsg
+	if cm.parse(msg.Data) != nil {
+		return
+	}
+	k := jobKey{cm.Inst, cm.Job}
+	n.mu.Lock()
+	c := n.cancelled[k]
+	c.when = time.Now()
+	if cm.All {
+		c.all = true
+	} else {
+		if c.idx == nil {
+			c.idx = map[uint64]bool{}
+		}
+		c.idx[cm.Idx] = true
+	}
+	n.cancelled[k] = c
+	var stop []context.CancelFunc
+	for idx, cancel := range n.running[k] {
+		if cm.All || idx == cm.Idx {
+			stop = append(stop, cancel)
+		}
+	}
+	n.mu.Unlock()
+	for _, cancel := range stop {
+		cancel()
+	}
+}
+
+// cancelMemory is how long a worker remembers a cancelled job.
+const cancelMemory = time.Minute
+
+func (n *node) forgetCancelled() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, c := range n.cancelled {
+		if time.Since(c.when) > cancelMemory {
+			delete(n.cancelled, k)
+		}
+	}
+}

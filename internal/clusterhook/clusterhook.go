@@ -1,0 +1,102 @@
+//go:build linux
+
+// Package clusterhook is the seam between the root package mp, which must
+// not import NATS, and package cluster, which spreads a Pool over NATS
+// JetStream. The root package fills in the hooks that need its unexported
+// machinery (the fingerprint of the registered targets, a local pool that
+// runs encoded tasks); package cluster implements Backend, which
+// mp.PoolOptions.Cluster holds, and registers what mp.Main runs in a
+// process started as a remote worker.
+package clusterhook
+
+import (
+	"bytes"
+	"context"
+	"time"
+)
+
+// Task is one task of a pool in the form it crosses processes: a
+// registered target's name and its encoded argument (one item, or a chunk
+// of items when Chunk is set).
+type Task struct {
+	Target string
+	Chunk  bool
+	// Arg is the encoded argument; nil when Encode is set.
+	Arg []byte
+	// Encode, if set, writes the argument into buf: a Map's chunk is
+	// encoded only when it is sent. It may fail once the Map is over.
+	Encode  func(buf *bytes.Buffer) error
+	Timeout time.Duration // 0: none
+	// ID, if set, is the task's id in the cluster, which its target's
+	// ctx carries (see TaskID).
+	ID string
+	// Finish receives the encoded result or the error. The pool's side
+	// ignores any call after the first.
+	Finish func(result []byte, err error)
+}
+
+// Config is what a pool tells its cluster when it opens.
+type Config struct {
+	// Processes is the number of local workers that take the pool's
+	// tasks from the cluster in this process; 0 makes a submit-only pool.
+	Processes int
+	// NewLocal starts those workers' local pool (a pool of this process's
+	// options, without the cluster).
+	NewLocal func() (Local, error)
+	// TaskTimeout is the pool's, given to each task that has none.
+	TaskTimeout time.Duration
+}
+
+// Backend is what mp.PoolOptions.Cluster holds: package cluster's
+// *Cluster.
+type Backend interface {
+	OpenPool(cfg Config) (Session, error)
+}
+
+// Session is a pool's link to its cluster.
+type Session interface {
+	// Submit sends tasks, as one job; each Finish is called once, with
+	// the result or the error.
+	Submit(ts []*Task) error
+	// Cancel stops t, whose caller has its error already: t is dropped
+	// from the queue if it is still there, and stopped where it runs.
+	Cancel(t *Task)
+	// Slots is about how many tasks the cluster runs at a time, for
+	// choosing chunk sizes; at least 1.
+	Slots() int
+	// Close takes no more jobs; Done is closed once the jobs are done.
+	Close()
+	// Terminate fails the jobs not done with err and stops them.
+	Terminate(err error)
+	Done() <-chan struct{}
+}
+
+// Local is a local pool that runs encoded tasks: a cluster worker's.
+type Local interface {
+	// Run runs t; t.Finish gets its result or error (as a pool gives it:
+	// *mp.RemoteError, an mp.ErrTaskTimeout, an *mp.WorkerLostError, or
+	// ctx.Err() once ctx ends).
+	Run(ctx context.Context, t *Task)
+	// Slots is how many tasks it runs at a time.
+	Slots() int
+	// Terminate stops it and waits for its workers to exit.
+	Terminate()
+}
+
+// Filled in by the root package.
+var (
+	// Fingerprint returns a short hex digest of the registered targets'
+	// names and argument and result types: tasks reach only workers with
+	// the same.
+	Fingerprint func() string
+	// NewLocal starts a local pool with opts, an mp.PoolOptions.
+	NewLocal func(opts any) (Local, error)
+	// TaskID returns the id of the task whose target ctx belongs to, or
+	// "".
+	TaskID func(ctx context.Context) string
+)
+
+// Main, if set (by package cluster), runs in mp.Main of a process that
+// is no child of mp's: it returns at once unless the environment makes
+// the process a cluster worker, which then exits from it.
+var Main func()
