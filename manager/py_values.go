@@ -1,0 +1,491 @@
+//go:build linux
+
+package manager
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+
+	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/pickle"
+	ogórek "github.com/kisielk/og-rek"
+)
+
+// Values of CPython clients. The server stores every value as CBOR (see
+// wire.go), whoever put it there, so that Go and Python clients share the
+// objects: a value a Python client sends is turned into the CBOR a Go
+// client would store for the same value, and back when it is read.
+//
+//	Python              stored as (CBOR)           Go reads it as
+//	None                null                       nil, a zero value
+//	bool                true / false               bool
+//	int                 integer (bignum past 64 b) intN, uintN, big.Int
+//	float               float (shortest exact)     float64
+//	str                 text                       string
+//	bytes, bytearray    byte string                []byte
+//	list, tuple         array                      []T
+//	dict                map (keys sorted)          map[K]V, a struct
+//	set, frozenset      tag 258 of an array        (a CBOR set)
+//
+// Encoding follows codec.DetMarshal (shortest numbers, map keys sorted
+// bytewise), so a key a Python client stores is the same key as the Go
+// value that encodes to the same bytes: d["a"] from Python and
+// Dict[string, V].Get("a") from Go meet. Reading back, an array is a list
+// (a tuple in a dict key or a set, where Python needs something hashable),
+// a byte string is bytes. Python's own equalities across types (1 == 1.0
+// == True as dict keys) do not hold in the server: keys are equal when
+// their encodings are.
+//
+// A stored value holding a proxy of a Go client (a token) cannot be read
+// from Python, and Python proxies cannot be stored: their pickles name
+// RebuildProxy, which the server refuses like any class it does not know.
+
+// cborSetTag is the CBOR tag of a set (IANA registry: "Mathematical finite
+// set").
+const cborSetTag = 258
+
+// errPyValue reports a value that cannot cross between Python and the
+// server's store; the Python client gets a TypeError.
+type pyValueError struct{ msg string }
+
+func (e *pyValueError) Error() string { return e.msg }
+
+// pyMaxDepth bounds the nesting of values in both directions, as the codec
+// bounds the CBOR it reads.
+const pyMaxDepth = codec.MaxDepth
+
+// appendPy appends the stored (CBOR) form of the Python value v.
+func appendPy(b []byte, v any, depth int) ([]byte, error) {
+	if depth > pyMaxDepth {
+		return b, &pyValueError{"value nested too deeply for the manager"}
+	}
+	switch v := v.(type) {
+	case nil, ogórek.None:
+		return append(b, codec.Null), nil
+	case bool:
+		return codec.AppendBool(b, v), nil
+	case int64:
+		return codec.AppendInt(b, v), nil
+	case int:
+		return codec.AppendInt(b, int64(v)), nil
+	case *big.Int:
+		if v.IsInt64() {
+			return codec.AppendInt(b, v.Int64()), nil
+		}
+		if v.IsUint64() {
+			return codec.AppendUint(b, v.Uint64()), nil
+		}
+		return appendDet(b, v)
+	case float64:
+		return appendDet(b, v)
+	case string:
+		return codec.AppendText(b, v), nil
+	case ogórek.Bytes:
+		return append(codec.AppendHead(b, codec.MajorBytes, uint64(len(v))), v...), nil
+	case []byte:
+		return append(codec.AppendHead(b, codec.MajorBytes, uint64(len(v))), v...), nil
+	case []any:
+		return appendPyArray(b, v, depth)
+	case ogórek.Tuple:
+		return appendPyArray(b, v, depth)
+	case pickle.Set:
+		return appendPySet(b, v, depth)
+	case pickle.FrozenSet:
+		return appendPySet(b, v, depth)
+	case ogórek.Dict:
+		return appendPyDict(b, v, depth)
+	}
+	return b, &pyValueError{fmt.Sprintf("a %s cannot be stored in the manager", pyTypeName(v))}
+}
+
+func appendDet(b []byte, v any) ([]byte, error) {
+	e, err := codec.DetMarshal(v)
+	if err != nil {
+		return b, &pyValueError{err.Error()}
+	}
+	return append(b, e...), nil
+}
+
+func appendPyArray(b []byte, items []any, depth int) ([]byte, error) {
+	b = codec.AppendHead(b, codec.MajorArray, uint64(len(items)))
+	var err error
+	for _, it := range items {
+		if b, err = appendPy(b, it, depth+1); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// appendPySet writes a set as tag 258 of the array of its elements,
+// sorted by their encodings so that equal sets are equal bytes.
+func appendPySet(b []byte, items []any, depth int) ([]byte, error) {
+	elems := make([][]byte, len(items))
+	for i, it := range items {
+		e, err := appendPy(nil, it, depth+1)
+		if err != nil {
+			return b, err
+		}
+		elems[i] = e
+	}
+	slices.SortFunc(elems, bytes.Compare)
+	elems = slices.CompactFunc(elems, bytes.Equal)
+	b = codec.AppendHead(b, codec.MajorTag, cborSetTag)
+	b = codec.AppendHead(b, codec.MajorArray, uint64(len(elems)))
+	for _, e := range elems {
+		b = append(b, e...)
+	}
+	return b, nil
+}
+
+// appendPyDict writes a map whose keys are sorted bytewise by their
+// encodings, as codec.DetMarshal sorts them.
+func appendPyDict(b []byte, d ogórek.Dict, depth int) ([]byte, error) {
+	type pair struct{ k, v []byte }
+	pairs := make([]pair, 0, d.Len())
+	var err error
+	for k, v := range d.Iter() {
+		var p pair
+		if p.k, err = appendPy(nil, k, depth+1); err != nil {
+			return b, err
+		}
+		if p.v, err = appendPy(nil, v, depth+1); err != nil {
+			return b, err
+		}
+		pairs = append(pairs, p)
+	}
+	slices.SortFunc(pairs, func(x, y pair) int { return bytes.Compare(x.k, y.k) })
+	for i := 1; i < len(pairs); i++ {
+		if bytes.Equal(pairs[i-1].k, pairs[i].k) {
+			// 1 and 1.0 are one key in Python, two encodings here; both
+			// cannot be one map, which must not repeat a key.
+			return b, &pyValueError{"dict keys that are equal in Python but not in the manager (1 and 1.0?)"}
+		}
+	}
+	b = codec.AppendHead(b, codec.MajorMap, uint64(len(pairs)))
+	for _, p := range pairs {
+		b = append(append(b, p.k...), p.v...)
+	}
+	return b, nil
+}
+
+// encodePy returns the stored form of v.
+func encodePy(v any) ([]byte, error) { return appendPy(nil, v, 0) }
+
+// encodePyItems returns the stored form of each of items.
+func encodePyItems(items []any) ([][]byte, error) {
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		var err error
+		if out[i], err = encodePy(it); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// errGoProxy is the error for a stored value that holds a Go proxy.
+var errGoProxy = &pyValueError{"the value holds a proxy of a Go client, which Python cannot use"}
+
+// decodePy returns the Python value of the stored item b.
+func decodePy(b []byte) (any, error) {
+	v, n, err := readPy(b, false, 0)
+	if err == nil && n != len(b) {
+		err = codec.ErrMalformed
+	}
+	return v, err
+}
+
+// readPy reads the stored item at the start of b as a Python value and
+// returns it and its length. hashable asks for a value Python can hash (a
+// dict key, a set element): arrays become tuples, sets frozensets.
+func readPy(b []byte, hashable bool, depth int) (any, int, error) {
+	if depth > pyMaxDepth {
+		return nil, 0, codec.ErrTooDeep
+	}
+	major, arg, n, err := codec.Head(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch major {
+	case codec.MajorUint:
+		if arg > math.MaxInt64 {
+			return new(big.Int).SetUint64(arg), n, nil
+		}
+		return int64(arg), n, nil
+	case codec.MajorNegInt:
+		if arg > math.MaxInt64 {
+			x := new(big.Int).SetUint64(arg)
+			return x.Neg(x).Sub(x, big.NewInt(1)), n, nil
+		}
+		return -1 - int64(arg), n, nil
+	case codec.MajorBytes, codec.MajorText:
+		if arg > uint64(len(b)-n) {
+			return nil, 0, codec.ErrMalformed
+		}
+		s := string(b[n : n+int(arg)])
+		if major == codec.MajorBytes {
+			return ogórek.Bytes(s), n + int(arg), nil
+		}
+		return s, n + int(arg), nil
+	case codec.MajorArray:
+		if arg > uint64(len(b)) {
+			return nil, 0, codec.ErrMalformed
+		}
+		items := make([]any, 0, arg)
+		for ; arg > 0; arg-- {
+			v, m, err := readPy(b[n:], hashable, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			items = append(items, v)
+			n += m
+		}
+		if hashable {
+			return ogórek.Tuple(items), n, nil
+		}
+		return items, n, nil
+	case codec.MajorMap:
+		if hashable {
+			return nil, 0, &pyValueError{"a dict cannot be a dict key in Python"}
+		}
+		if arg > uint64(len(b)) {
+			return nil, 0, codec.ErrMalformed
+		}
+		d := ogórek.NewDictWithSizeHint(int(arg))
+		for ; arg > 0; arg-- {
+			k, m, err := readPy(b[n:], true, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			n += m
+			v, m, err := readPy(b[n:], false, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			n += m
+			if err := dictSet(d, k, v); err != nil {
+				return nil, 0, err
+			}
+		}
+		return d, n, nil
+	case codec.MajorTag:
+		switch arg {
+		case codec.TokenTag:
+			return nil, 0, errGoProxy
+		case 2, 3: // bignums
+			m, err := codec.Skip(b, depth)
+			if err != nil {
+				return nil, 0, err
+			}
+			var x big.Int
+			if err := codec.Unmarshal(b[:m], &x); err != nil {
+				return nil, 0, err
+			}
+			return &x, m, nil
+		case cborSetTag:
+			items, m, err := readPy(b[n:], true, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			elems, ok := items.(ogórek.Tuple)
+			if !ok {
+				return nil, 0, codec.ErrMalformed
+			}
+			if hashable {
+				// ogórek.Dict cannot hash a frozenset.
+				return nil, 0, &pyValueError{"a set inside a dict key or a set cannot be read from Python"}
+			}
+			return pickle.Set(elems), n + m, nil
+		}
+		// Another tag (a time, ...): its content.
+		v, m, err := readPy(b[n:], hashable, depth+1)
+		return v, n + m, err
+	}
+	// Simple values and floats.
+	switch b[0] {
+	case codec.False:
+		return false, 1, nil
+	case codec.True:
+		return true, 1, nil
+	case codec.Null, codec.Undefined:
+		if hashable {
+			return ogórek.None{}, 1, nil // a key of ogórek.Dict, which cannot hash nil
+		}
+		return nil, 1, nil
+	}
+	if ai := b[0] & 31; ai >= 25 && ai <= 27 {
+		var f float64
+		if err := codec.Unmarshal(b[:n], &f); err != nil {
+			return nil, 0, err
+		}
+		return f, n, nil
+	}
+	return nil, 0, codec.ErrMalformed
+}
+
+// dictSet sets d[k] = v; a key ogórek.Dict cannot hash is an error, not
+// a panic.
+func dictSet(d ogórek.Dict, k, v any) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = &pyValueError{fmt.Sprintf("a %s cannot be a dict key in Python", pyTypeName(k))}
+		}
+	}()
+	d.Set(k, v)
+	return nil
+}
+
+// pyTypeName is the Python name of the type of a value of the model.
+func pyTypeName(v any) string {
+	switch v := v.(type) {
+	case nil, ogórek.None:
+		return "NoneType"
+	case bool:
+		return "bool"
+	case int64, int, *big.Int:
+		return "int"
+	case float64:
+		return "float"
+	case string:
+		return "str"
+	case ogórek.Bytes:
+		return "bytes"
+	case []byte:
+		return "bytearray"
+	case []any:
+		return "list"
+	case ogórek.Tuple:
+		return "tuple"
+	case ogórek.Dict:
+		return "dict"
+	case pickle.Set:
+		return "set"
+	case pickle.FrozenSet:
+		return "frozenset"
+	case ogórek.Class:
+		return v.Module + "." + v.Name
+	case ogórek.Call:
+		return v.Callable.Module + "." + v.Callable.Name + " instance"
+	case *pickle.Object:
+		return v.Class.Module + "." + v.Class.Name + " instance"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// pyInt returns v as an int64 if it is a Python int (or bool) that fits.
+func pyInt(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case bool:
+		if v {
+			return 1, true
+		}
+		return 0, true
+	case *big.Int:
+		if v.IsInt64() {
+			return v.Int64(), true
+		}
+	}
+	return 0, false
+}
+
+// pyFloat returns v as a float64 if it is a Python number.
+func pyFloat(v any) (float64, bool) {
+	if i, ok := pyInt(v); ok {
+		return float64(i), true
+	}
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(v).Float64()
+		return f, true
+	}
+	return 0, false
+}
+
+// pySeq returns the items of a Python list or tuple.
+func pySeq(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case ogórek.Tuple:
+		return v, true
+	}
+	return nil, false
+}
+
+// pyCompare orders two Python values as Python's < does, for list.sort:
+// numbers by value, str, bytes, lists and tuples (of the same kind) in
+// order; other pairs cannot be compared.
+func pyCompare(a, b any) (int, error) {
+	if x, ok := pyInt(a); ok {
+		if y, ok := pyInt(b); ok {
+			return cmpOrdered(x, y), nil
+		}
+	}
+	if x, ok := pyFloat(a); ok {
+		if y, ok := pyFloat(b); ok {
+			if xb, ok := a.(*big.Int); ok {
+				if yb, ok := b.(*big.Int); ok {
+					return xb.Cmp(yb), nil
+				}
+			}
+			return cmpOrdered(x, y), nil
+		}
+	}
+	switch x := a.(type) {
+	case string:
+		if y, ok := b.(string); ok {
+			return cmpOrdered(x, y), nil
+		}
+	case ogórek.Bytes:
+		if y, ok := b.(ogórek.Bytes); ok {
+			return cmpOrdered(x, y), nil
+		}
+	case []any, ogórek.Tuple:
+		xs, _ := pySeq(a)
+		ys, ok := pySeq(b)
+		if ok && pyTypeName(a) == pyTypeName(b) {
+			for i := 0; i < len(xs) && i < len(ys); i++ {
+				c, err := pyCompare(xs[i], ys[i])
+				if err != nil || c != 0 {
+					return c, err
+				}
+			}
+			return cmpOrdered(len(xs), len(ys)), nil
+		}
+	}
+	return 0, &pyTypeError{fmt.Sprintf("'<' not supported between instances of '%s' and '%s'", pyTypeName(a), pyTypeName(b))}
+}
+
+func cmpOrdered[T int | int64 | float64 | string | ogórek.Bytes](x, y T) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// pyTypeError is an error the Python client gets as a TypeError.
+type pyTypeError struct{ msg string }
+
+func (e *pyTypeError) Error() string { return e.msg }
+
+// errAs reports whether err is a *pyValueError or *pyTypeError, the
+// errors a Python client gets as a TypeError.
+func isPyTypeError(err error) bool {
+	var ve *pyValueError
+	var te *pyTypeError
+	return errors.As(err, &ve) || errors.As(err, &te)
+}
