@@ -16,6 +16,7 @@ import (
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/pickle"
 	ogórek "github.com/kisielk/og-rek"
+	"golang.org/x/sys/unix"
 )
 
 // CPython's manager protocol, served next to mp's own (Server.Python).
@@ -246,12 +247,28 @@ func (c *sconn) servePython(first []byte) {
 	}
 	var sid sessionID
 	rand.Read(sid[:])
-	c.sess = s.join(sid, 0)
+	c.sess = s.join(sid, peerPid(c.c.sock))
 	c.r.s, c.r.sess = s, c.sess
 	if c.pySend(pyReturn(nil)) {
 		c.pyServeClient()
 	}
 	c.finish()
+}
+
+// peerPid returns the pid of the process at the other end of a unix
+// socket, or -1 when the server cannot know it (TCP). A lock whose Python
+// holder died names it to the next acquirer (*mp.OwnerDiedError): -1
+// still says that the holder died.
+func peerPid(c *mp.Conn) int {
+	fd, err := c.Fileno()
+	if err != nil {
+		return -1
+	}
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil || cred.Pid <= 0 {
+		return -1
+	}
+	return int(cred.Pid)
 }
 
 // pyServeClient serves the method calls of one proxy thread until the
@@ -264,7 +281,11 @@ func (c *sconn) pyServeClient() {
 			c.pySend(pyTraceback("mp manager: %v\n", err))
 			continue
 		}
-		if err != nil || c.pending() != nil {
+		if err != nil {
+			return
+		}
+		if c.pending() != nil {
+			c.c.Close() // hang up now: the wait's reply is not to be sent
 			return
 		}
 		req, err := decodeRequest(msg)

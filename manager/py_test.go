@@ -5,6 +5,8 @@ package manager_test
 import (
 	"context"
 	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -366,6 +368,129 @@ except AuthenticationError:
 `)
 		if strings.TrimSpace(out) != "refused" {
 			t.Fatalf("a client with a wrong key: %q", out)
+		}
+	})
+}
+
+// TestPythonSeedScripts runs the classic multiprocessing scripts, with
+// child processes, against the Go server.
+func TestPythonSeedScripts(t *testing.T) {
+	_, env := pyManager(t)
+	eachPython(t, func(t *testing.T, py string) {
+		out := runPy(t, py, env, `
+from multiprocessing import Process
+
+def set25(v):
+    v.value = 25
+
+def add(v, lock, n, step):
+    for _ in range(n):
+        with lock:
+            v.value += step
+
+def producer(q, n, consumers):
+    for i in range(n):
+        q.put(i)
+    for _ in range(consumers):
+        q.put(None)
+
+def consumer(q, results):
+    total = 0
+    while True:
+        x = q.get()
+        if x is None:
+            break
+        total += x
+    results.put(total)
+
+if __name__ == "__main__":
+    v = m.Value("i", 0)
+    ps = [Process(target=set25, args=(v,)) for _ in range(2)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    assert v.value == 25, v.value
+
+    v = m.Value("i", 0)
+    lock = m.Lock()
+    ps = [Process(target=add, args=(v, lock, 10000, 1)), Process(target=add, args=(v, lock, 10000, -1))]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    assert all(p.exitcode == 0 for p in ps)
+    assert v.value == 0, v.value
+
+    q, results = m.Queue(), m.Queue()
+    n, nc = 2000, 3
+    ps = [Process(target=producer, args=(q, n, nc))] + [Process(target=consumer, args=(q, results)) for _ in range(nc)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    assert sum(results.get() for _ in range(nc)) == n * (n - 1) // 2
+    print("ok")
+`)
+		if strings.TrimSpace(out) != "ok" {
+			t.Fatalf("script printed %q", out)
+		}
+	})
+}
+
+// TestPythonKilledHoldingLock: a Python client killed while it holds a
+// manager Lock gives it back: the next acquirer, Go or Python, gets it.
+func TestPythonKilledHoldingLock(t *testing.T) {
+	m, env := pyManager(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lock := must[*manager.Lock](t)(manager.NewLock(ctx, m, manager.Named("L")))
+	register := `
+class M(BaseManager): pass
+M.register("get_L")
+mm = M(address=mp_address(), authkey=KEY)
+mm.connect()
+L = mm.get_L()
+`
+	eachPython(t, func(t *testing.T, py string) {
+		cmd := exec.CommandContext(ctx, py, "-c", pyPrelude+register+`
+assert L.acquire()
+print("held", flush=True)
+time.sleep(60)
+`)
+		cmd.Env = env
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line := make([]byte, 5)
+		if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "held\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the holder said %q, %v; stderr:\n%s", line, err, stderr.String())
+		}
+		// The lock is held by the Python process: Go cannot take it.
+		tctx, tcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err = lock.Acquire(tctx)
+		tcancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Acquire while Python holds the lock: %v", err)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		var died *mp.OwnerDiedError
+		if err := lock.Acquire(ctx); !errors.As(err, &died) || died.Pid != cmd.Process.Pid {
+			t.Fatalf("Acquire after the holder died: %v, want an *mp.OwnerDiedError naming pid %d", err, cmd.Process.Pid)
+		}
+		if err := lock.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out := runPy(t, py, env, register+`
+assert L.acquire(True, 10)
+L.release()
+print("ok")
+`)
+		if strings.TrimSpace(out) != "ok" {
+			t.Fatalf("script printed %q", out)
 		}
 	})
 }
