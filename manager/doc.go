@@ -81,6 +81,40 @@
 // freed object fails with ErrNoObject. A cycle of objects that hold each
 // other's tokens lives until the server ends.
 //
+// # Python clients
+//
+// A server with Python set (Server.Python, Options.Python, `mp manager
+// serve -python`) also serves CPython's own manager clients, 3.11 to 3.13,
+// on the same address and objects as Go clients:
+//
+//	m = SyncManager(address=("127.0.0.1", 5000), authkey=key)
+//	m.connect()
+//	d = m.dict()     # also m.list(), m.Queue(), m.Lock(), m.Value("i", 0)...
+//
+// Every SyncManager typeid but Pool is served (dict, list, Value, Array,
+// Namespace, Queue, JoinableQueue, Lock, RLock, Semaphore,
+// BoundedSemaphore, Condition, Event, Barrier), with the methods of its
+// CPython proxy. A Python client reaches an object a Go client made with
+// Named("jobs") by registering get_jobs (BaseManager.register("get_jobs"))
+// and calling it. Values cross as the table in py_values.go says: None,
+// bool, int, float, str, bytes, list, tuple (read back as a list), dict
+// and set are stored as the CBOR a Go client stores for nil, bool, ints,
+// float64, string, []byte, slices, maps and structs (exported fields by
+// name), so both sides read what the other wrote.
+//
+// Nothing a Python client sends is run or imported: requests may name
+// only multiprocessing.managers.Token and builtins.slice; a pickle naming
+// anything else (a Python proxy stored in a dict among them, which CPython
+// allows) is refused, as are the typeids and methods the server does not
+// know, with an exception the client raises. A Barrier has no action, a
+// list's sort no key, a Condition no lock of its own choosing: they would
+// need Python code in the server. A Lock held by a Python process is given
+// back when it dies, as for Go clients (the next Go acquirer gets an
+// *mp.OwnerDiedError naming the Python process over a unix socket, -1 over
+// TCP); the references of a Python process are counted as CPython does
+// (incref and decref), so those of a process killed before its finalizers
+// ran live until the server ends, as with CPython's server.
+//
 // # Failures
 //
 // When the server dies, every call returns an error matching
