@@ -137,7 +137,11 @@ func pyDictMethods() map[string]pyMethod {
 		},
 		"__len__": pySimple(opDictLen, func(res *opResult) any { return res.int(0) }),
 		"clear":   pySimple(opDictClear, nil),
-		"copy":    pyDictCopy,
+		"copy": func(pc *pyCall) {
+			if pc.check(0) {
+				pyDictCopy(pc, func(d ogórek.Dict) pyMsg { return pyReturn(d) })
+			}
+		},
 		"keys": func(pc *pyCall) {
 			if pc.check(0) {
 				pc.run(opDictKeys, noTimeout, nil, func(res *opResult) pyMsg { return retItems(res, true) })
@@ -276,8 +280,8 @@ func pyDictGet(pc *pyCall, orDefault bool) {
 	})
 }
 
-// pyDictCopy returns the dict.
-func pyDictCopy(pc *pyCall) {
+// pyDictCopy replies with what fin makes of a copy of the dict.
+func pyDictCopy(pc *pyCall, fin func(d ogórek.Dict) pyMsg) {
 	pc.run(opDictItems, noTimeout, nil, func(res *opResult) pyMsg {
 		if !res.ok {
 			return res.exc()
@@ -292,7 +296,7 @@ func pyDictCopy(pc *pyCall) {
 				return pyFail(err)
 			}
 		}
-		return pyReturn(d)
+		return fin(d)
 	})
 }
 

@@ -470,17 +470,59 @@ func encodeArray(items [][]byte) []byte {
 // have one), "__repr__" and "__str__".
 func pyFallback(pc *pyCall) {
 	o := pc.o
-	if pc.name != "#GETVALUE" {
-		pc.ret(fmt.Sprintf("<mp manager %s %s>", o.kind, pyIdentOf(o.id)))
-		return
+	repr := pc.name != "#GETVALUE"
+	// fin makes a reply of the copy: the copy, or its repr.
+	fin := func(v any, prefix, suffix string) pyMsg {
+		if repr {
+			return pyReturn(prefix + pyRepr(v) + suffix)
+		}
+		return pyReturn(v)
 	}
 	switch o.kind {
 	case kindDict:
-		pyDictCopy(pc)
-	case kindList, kindArray:
-		pyListAll(pc, func(items []any) pyMsg { return pyReturn(items) })
+		if !repr {
+			pyDictCopy(pc, func(d ogórek.Dict) pyMsg { return pyReturn(d) })
+			return
+		}
+		// In the dict's order, which an ogórek.Dict does not keep.
+		pc.run(opDictItems, noTimeout, nil, func(res *opResult) pyMsg {
+			pairs, err := res.pairs(0)
+			if !res.ok || err != nil {
+				return pyReturn("{...}")
+			}
+			var b strings.Builder
+			b.WriteByte('{')
+			for i, p := range pairs {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(pyRepr(p[0]) + ": " + pyRepr(p[1]))
+			}
+			b.WriteByte('}')
+			return pyReturn(b.String())
+		})
+	case kindList:
+		pyListAll(pc, func(items []any) pyMsg { return fin(items, "", "") })
+	case kindArray:
+		pyListAll(pc, func(items []any) pyMsg { return fin(items, "array(", ")") })
 	case kindValue:
-		pyValueGet(pc)
+		pc.run(opValueGet, noTimeout, nil, func(res *opResult) pyMsg {
+			if !res.ok {
+				return res.exc()
+			}
+			v, err := res.value(0)
+			if err != nil {
+				return pyFail(err)
+			}
+			return fin(v, "Value(", ")")
+		})
+	case kindNamespace, kindQueue, kindJoinableQueue, kindLock, kindRLock, kindSemaphore,
+		kindBounded, kindCondition, kindEvent, kindBarrier, kindIterator:
+		if repr {
+			pc.ret(fmt.Sprintf("<mp manager %s %s>", o.kind, pyIdentOf(o.id)))
+			return
+		}
+		fallthrough
 	default:
 		pc.reply(pyRaise(excTypeError, fmt.Sprintf("a %s has no value to copy", o.kind)))
 	}

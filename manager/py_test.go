@@ -122,6 +122,11 @@ assert (1, 2) in d.keys()
 del d["u"]
 assert dict(d) == d.copy() == d._getvalue()
 assert 2**100 == m.dict({"big": 2**100})["big"]
+r = m.dict()
+r["a"] = [1, 2.5, "it's", None, b"\x00", (1,), 1e20, 0.0001, 123456789.0]
+r[2] = {"x": True}
+assert str(r) == repr(r._getvalue()), (str(r), repr(r._getvalue()))
+assert str(m.list([1.0, "\n\u00e9"])) == repr([1.0, "\n\u00e9"])
 
 l = m.list([3, 1, 2])
 l.append(5); l.extend([4, 0]); l.insert(0, 9)

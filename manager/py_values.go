@@ -9,6 +9,9 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/pickle"
@@ -488,4 +491,146 @@ func isPyTypeError(err error) bool {
 	var ve *pyValueError
 	var te *pyTypeError
 	return errors.As(err, &ve) || errors.As(err, &te)
+}
+
+// pyRepr is Python's repr of a value of the model, for the __repr__ and
+// __str__ of proxies (print(d) in a client).
+func pyRepr(v any) string {
+	var b strings.Builder
+	writeRepr(&b, v, 0)
+	return b.String()
+}
+
+func writeRepr(b *strings.Builder, v any, depth int) {
+	if depth > pyMaxDepth {
+		b.WriteString("...")
+		return
+	}
+	seq := func(open, close string, items []any) {
+		b.WriteString(open)
+		for i, it := range items {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeRepr(b, it, depth+1)
+		}
+		if len(items) == 1 && open == "(" {
+			b.WriteByte(',')
+		}
+		b.WriteString(close)
+	}
+	switch v := v.(type) {
+	case nil, ogórek.None:
+		b.WriteString("None")
+	case bool:
+		if v {
+			b.WriteString("True")
+		} else {
+			b.WriteString("False")
+		}
+	case int64:
+		b.WriteString(strconv.FormatInt(v, 10))
+	case *big.Int:
+		b.WriteString(v.String())
+	case float64:
+		b.WriteString(floatRepr(v))
+	case string:
+		b.WriteString(quoteRepr(v, ""))
+	case ogórek.Bytes:
+		b.WriteString(quoteRepr(string(v), "b"))
+	case []any:
+		seq("[", "]", v)
+	case ogórek.Tuple:
+		seq("(", ")", v)
+	case pickle.Set:
+		if len(v) == 0 {
+			b.WriteString("set()")
+			return
+		}
+		seq("{", "}", v)
+	case ogórek.Dict:
+		b.WriteByte('{')
+		i := 0
+		for k, val := range v.Iter() {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			i++
+			writeRepr(b, k, depth+1)
+			b.WriteString(": ")
+			writeRepr(b, val, depth+1)
+		}
+		b.WriteByte('}')
+	default:
+		fmt.Fprintf(b, "<%s>", pyTypeName(v))
+	}
+}
+
+// floatRepr writes f as Python's repr does: the shortest digits that read
+// back as f, fixed between 1e-4 and 1e16, with an exponent outside.
+func floatRepr(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan"
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	e := strconv.FormatFloat(f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:])
+	if exp < -4 || exp >= 16 {
+		return e // Go writes 1e+16 and 1e-05 as Python does
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// quoteRepr quotes s as Python's repr of a str (prefix "") or bytes
+// (prefix "b") does.
+func quoteRepr(s, prefix string) string {
+	q := byte('\'')
+	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
+		q = '"'
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	b.WriteByte(q)
+	esc := func(r rune) {
+		switch {
+		case r == '\\' || r == rune(q):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f || prefix == "b" && r >= 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !unicode.IsPrint(r) && r <= 0xff:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !unicode.IsPrint(r) && r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	if prefix == "b" {
+		for i := 0; i < len(s); i++ {
+			esc(rune(s[i]))
+		}
+	} else {
+		for _, r := range s {
+			esc(r)
+		}
+	}
+	b.WriteByte(q)
+	return b.String()
 }
