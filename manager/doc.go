@@ -102,10 +102,17 @@
 // float64, string, []byte, slices, maps and structs (exported fields by
 // name), so both sides read what the other wrote.
 //
+// Proxies stored in values cross too, as with CPython's managers (a dict
+// of lists): a Python proxy stored in an object is stored as the token of
+// a Go proxy, and each language reads the other's as a working proxy. As
+// with CPython, a Python client makes the proxies it reads with its
+// process's key: it sets multiprocessing.current_process().authkey to the
+// server's key first.
+//
 // Nothing a Python client sends is run or imported: requests may name
-// only multiprocessing.managers.Token and builtins.slice; a pickle naming
-// anything else (a Python proxy stored in a dict among them, which CPython
-// allows) is refused, as are the typeids and methods the server does not
+// only multiprocessing.managers.Token, builtins.slice and, for stored
+// proxies, RebuildProxy and the proxy types; a pickle naming anything
+// else is refused, as are the typeids and methods the server does not
 // know, with an exception the client raises. A Barrier has no action, a
 // list's sort no key, a Condition no lock of its own choosing: they would
 // need Python code in the server. A Lock held by a Python process is given

@@ -40,11 +40,14 @@ import (
 // Nothing a client sends is run: a request names a typeid or a method,
 // which the server looks up in its own tables (SyncManager's typeids and
 // their proxies' methods); anything else is answered with an exception.
-// Pickles may name only two classes, multiprocessing.managers.Token (the
-// argument of get_methods) and builtins.slice (list and array indices):
-// one naming any other is refused, and answered with a "#TRACEBACK" (a
-// RemoteError in the client). Replies name only builtins exceptions,
-// queue.Empty, queue.Full, threading.BrokenBarrierError and Token.
+// Pickles may name only multiprocessing.managers.Token (the argument of
+// get_methods), builtins.slice (list and array indices), and RebuildProxy
+// with the proxy types of multiprocessing.managers (a proxy stored in a
+// value: see appendProxy), none of which is run: one naming any other
+// class is refused, and answered with a "#TRACEBACK" (a RemoteError in
+// the client). Replies name only builtins exceptions, queue.Empty,
+// queue.Full, threading.BrokenBarrierError, Token, and RebuildProxy with
+// the proxy types (a stored proxy read back).
 //
 // References: CPython's proxies count them with incref and decref
 // requests, not per process, so the server does the same for Python
@@ -77,7 +80,7 @@ var (
 	pyTokenClass = ogórek.Class{Module: "multiprocessing.managers", Name: "Token"}
 	pySliceClass = ogórek.Class{Module: "builtins", Name: "slice"}
 
-	pyDecodeOpts = pickle.Options{Allow: []ogórek.Class{pyTokenClass, pySliceClass}}
+	pyDecodeOpts = pickle.Options{Allow: append([]ogórek.Class{pyTokenClass, pySliceClass}, pyProxyClasses()...)}
 	pyEncodeOpts = pickle.Options{}
 )
 
@@ -329,7 +332,7 @@ func (c *sconn) pyPublic(req *pyRequest) pyMsg {
 	case "dummy":
 		return pyReturn(nil)
 	case "create":
-		return s.pyCreate(a)
+		return c.pyCreate(a)
 	case "incref", "decref":
 		if err := a.check(req.name, 1, "ident"); err != nil {
 			return pyFail(err)
@@ -498,6 +501,7 @@ func (pc *pyCall) arg(i int, name string, def any) any {
 // An opResult is the reply of an operation of an object: its results if
 // ok, else the error's code and message.
 type opResult struct {
+	c     *sconn // where the result goes
 	ok    bool
 	items [][]byte
 	code  uint64
@@ -538,7 +542,7 @@ func (res *opResult) value(i int) (any, error) {
 	if i >= len(res.items) {
 		return nil, errors.New("short reply")
 	}
-	return decodePy(res.items[i])
+	return decodePy(res.c, res.items[i])
 }
 
 // int returns result item i as an integer.
@@ -649,6 +653,7 @@ func (pc *pyCall) run(op uint64, timeout time.Duration, args [][]byte, fin func(
 // to its queue if it could not be.
 func (c *sconn) pyFinish(r *reply, fin func(res *opResult) pyMsg) {
 	res := parseResult(r)
+	res.c = c
 	sent := c.pySend(fin(&res))
 	if sent {
 		c.acked()

@@ -111,6 +111,13 @@ func TestPythonHostileRequests(t *testing.T) {
 			t.Fatalf("%q: reply %s", junk, kind)
 		}
 	}
+	// A stored proxy must name an object of this server.
+	forged := ogórek.Call{Callable: pyRebuildProxy, Args: ogórek.Tuple{
+		ogórek.Class{Module: "multiprocessing.managers", Name: "DictProxy"},
+		&pickle.Object{Class: pyTokenClass, New: true, State: ogórek.Tuple{"dict", nil, "123456789abcdef"}},
+		"pickle", ogórek.NewDict()}}
+	kind, v = dialPy(t, m).call(nil, "create", "list", []any{forged})
+	wantExc(t, kind, v, excTypeError)
 	// Nesting beyond what the store takes.
 	var deep any = "x"
 	for range 200 {

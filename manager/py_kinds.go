@@ -27,7 +27,7 @@ func (pc *pyCall) enc(v any) ([]byte, bool) {
 	if l, ok := pc.o.impl.(*listObj); ok && l.typecode != 0 {
 		b, err = l.coerce(v)
 	} else {
-		b, err = encodePy(v)
+		b, err = encodePy(pc.c, v)
 	}
 	if err != nil {
 		pc.fail(err)
@@ -57,6 +57,7 @@ func (pc *pyCall) now(op uint64, args [][]byte) *opResult {
 		wait(p, r)
 	}
 	res := parseResult(r)
+	res.c = c
 	c.flushDrops(r)
 	return &res
 }
@@ -85,7 +86,7 @@ func (res *opResult) list(i int, hashable bool) ([]any, error) {
 	}
 	out := make([]any, len(elems))
 	for j, e := range elems {
-		v, _, err := readPy(e, hashable, 1)
+		v, _, err := readPy(res.c, e, hashable, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +201,7 @@ func pyDictMethods() map[string]pyMethod {
 					if !res.ok {
 						return res.exc()
 					}
-					k, _, err := readPy(res.items[1], true, 0)
+					k, _, err := readPy(res.c, res.items[1], true, 0)
 					if err != nil {
 						return pyFail(err)
 					}
@@ -225,7 +226,7 @@ func pyDictMethods() map[string]pyMethod {
 			}
 		},
 		"update": func(pc *pyCall) {
-			pairs, err := pyPairs(&pc.args)
+			pairs, err := pyPairs(pc.c, &pc.args)
 			if err != nil {
 				pc.fail(err)
 				return
@@ -316,10 +317,10 @@ func (res *opResult) pairs(i int) ([][2]any, error) {
 		if err != nil || len(parts) != 2 {
 			return nil, codec.ErrMalformed
 		}
-		if out[j][0], _, err = readPy(parts[0], true, 1); err != nil {
+		if out[j][0], _, err = readPy(res.c, parts[0], true, 1); err != nil {
 			return nil, err
 		}
-		if out[j][1], err = decodePy(parts[1]); err != nil {
+		if out[j][1], err = decodePy(res.c, parts[1]); err != nil {
 			return nil, err
 		}
 	}
@@ -376,7 +377,7 @@ func pyIteratorMethods() map[string]pyMethod {
 		b := it.items[0]
 		it.items = it.items[1:]
 		it.mu.Unlock()
-		v, _, err := readPy(b, true, 0)
+		v, _, err := readPy(pc.c, b, true, 0)
 		if err != nil {
 			pc.fail(err)
 			return
@@ -522,7 +523,7 @@ func pyListMethods() map[string]pyMethod {
 			pc.fail(err)
 			return
 		}
-		enc, err := encodePyItems(items)
+		enc, err := encodePyItems(pc.c, items)
 		if err != nil {
 			pc.fail(err)
 			return
@@ -778,7 +779,7 @@ func pyListSort(pc *pyCall) {
 	defer l.mu.Unlock()
 	vals := make([]any, len(l.items))
 	for i, it := range l.items {
-		v, err := decodePy(it)
+		v, err := decodePy(pc.c, it)
 		if err != nil {
 			pc.fail(err)
 			return
@@ -882,10 +883,10 @@ func (l *listObj) coerce(v any) ([]byte, error) {
 		if l.typecode == 'f' {
 			f = float64(float32(f))
 		}
-		return encodePy(f)
+		return encodePy(nil, f)
 	case 'u', 'w':
 		if s, ok := v.(string); ok && len([]rune(s)) == 1 {
-			return encodePy(s)
+			return encodePy(nil, s)
 		}
 		return nil, &pyTypeError{"array item must be a unicode character"}
 	}
@@ -897,7 +898,7 @@ func (l *listObj) coerce(v any) ([]byte, error) {
 	if f < r[0] || f > r[1] {
 		return nil, &pyTypeError{"array item out of range (OverflowError)"}
 	}
-	return encodePy(v)
+	return encodePy(nil, v)
 }
 
 // ---- Value and Namespace ----

@@ -59,8 +59,11 @@ var pyExposedOf = map[string][]string{
 }
 
 // pyExposed is the tuple of o's exposed methods.
-func pyExposed(o *object) ogórek.Tuple {
-	names := pyExposedOf[o.kind]
+func pyExposed(o *object) ogórek.Tuple { return pyExposedTuple(o.kind) }
+
+// pyExposedTuple is the tuple of the exposed methods of kind.
+func pyExposedTuple(kind string) ogórek.Tuple {
+	names := pyExposedOf[kind]
 	t := make(ogórek.Tuple, len(names))
 	for i, n := range names {
 		t[i] = n
@@ -163,7 +166,8 @@ func pySimple(op uint64, conv func(res *opResult) any) pyMethod {
 // pyCreate serves "create": (typeid, *args, **kwds). A typeid get_NAME
 // (registered by the client with BaseManager.register, without a
 // callable) returns the object named NAME (see Named), whatever its kind.
-func (s *Server) pyCreate(a *pyArgs) pyMsg {
+func (c *sconn) pyCreate(a *pyArgs) pyMsg {
+	s := c.s
 	if len(a.pos) < 1 {
 		return pyRaise(excTypeError, "create() needs a typeid")
 	}
@@ -176,7 +180,7 @@ func (s *Server) pyCreate(a *pyArgs) pyMsg {
 		}
 		return pyRaise(excValueError, fmt.Sprintf("typeid %q is not served by the mp manager (it serves SyncManager's types and get_NAME for named objects)", typeid))
 	}
-	im, err := s.pyNewImpl(typeid, kind, args)
+	im, err := c.pyNewImpl(typeid, kind, args)
 	if err != nil {
 		return pyFail(err)
 	}
@@ -207,7 +211,8 @@ func (s *Server) pyNamed(name string, a *pyArgs) pyMsg {
 
 // pyNewImpl makes the object for typeid, with the arguments of the
 // callable CPython registers for it.
-func (s *Server) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
+func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
+	s := c.s
 	x := &call{s: s, r: &reply{s: s}}
 	x.r.reset()
 	switch typeid {
@@ -216,7 +221,7 @@ func (s *Server) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 			return nil, err
 		}
 		d := &dictObj{idx: map[string]int{}}
-		pairs, err := pyPairs(a)
+		pairs, err := pyPairs(c, a)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +237,7 @@ func (s *Server) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err != nil {
 			return nil, err
 		}
-		enc, err := encodePyItems(items)
+		enc, err := encodePyItems(c, items)
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +247,7 @@ func (s *Server) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 			return nil, err
 		}
 		v, _ := a.get(1, "value")
-		b, err := encodePy(v)
+		b, err := encodePy(c, v)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +282,7 @@ func (s *Server) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		n := &nsObj{fields: map[string][]byte{}}
 		if a.nkw() > 0 {
 			for k, v := range a.kw.Iter() {
-				b, err := encodePy(v)
+				b, err := encodePy(c, v)
 				if err != nil {
 					return nil, err
 				}
@@ -394,14 +399,14 @@ func pyIterable(v any) ([]any, error) {
 
 // pyPairs returns the encoded (key, value) pairs of dict(*args, **kwds)
 // or update's arguments.
-func pyPairs(a *pyArgs) ([][2][]byte, error) {
+func pyPairs(c *sconn, a *pyArgs) ([][2][]byte, error) {
 	var pairs [][2][]byte
 	add := func(k, v any) error {
-		kb, err := encodePy(k)
+		kb, err := encodePy(c, k)
 		if err != nil {
 			return err
 		}
-		vb, err := encodePy(v)
+		vb, err := encodePy(c, v)
 		if err != nil {
 			return err
 		}

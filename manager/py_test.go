@@ -499,3 +499,54 @@ print("ok")
 		}
 	})
 }
+
+// TestPythonNestedProxies: proxies stored in values, as CPython's
+// managers allow, cross between the languages: a Python client reads a
+// Go client's stored proxy as a working proxy, and the reverse.
+func TestPythonNestedProxies(t *testing.T) {
+	m, env := pyManager(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outer := must[*manager.Dict[string, *manager.List[int]]](t)(manager.NewDict[string, *manager.List[int]](ctx, m, manager.Named("outer")))
+	eachPython(t, func(t *testing.T, py string) {
+		golist := must[*manager.List[int]](t)(manager.NewList(ctx, m, []int{7}))
+		if err := outer.Set(ctx, "go", golist); err != nil {
+			t.Fatal(err)
+		}
+		out := runPy(t, py, env, `
+import multiprocessing
+multiprocessing.current_process().authkey = KEY  # as for nested proxies of any manager
+class M(BaseManager): pass
+M.register("get_outer")
+mm = M(address=mp_address(), authkey=KEY)
+mm.connect()
+outer = mm.get_outer()
+g = outer["go"]
+assert g[:] == [7], g[:]
+g.append(8)
+outer["py"] = m.list([1])
+outer["py"].append(2)
+d = m.dict()
+d["l"] = m.list(["x"])
+d["l"].append("y")
+assert d["l"][:] == ["x", "y"]
+d["q"] = m.Queue()
+d["q"].put(5)
+assert d["q"].get() == 5
+print("ok")
+`)
+		if strings.TrimSpace(out) != "ok" {
+			t.Fatalf("script printed %q", out)
+		}
+		if got, err := golist.All(ctx); err != nil || len(got) != 2 || got[1] != 8 {
+			t.Fatalf("the Go list after Python: %v, %v", got, err)
+		}
+		pl, ok, err := outer.Get(ctx, "py")
+		if err != nil || !ok {
+			t.Fatalf("the list Python stored: %v %v", ok, err)
+		}
+		if got, err := pl.All(ctx); err != nil || len(got) != 2 || got[0] != 1 || got[1] != 2 {
+			t.Fatalf("the list Python stored holds %v, %v", got, err)
+		}
+	})
+}

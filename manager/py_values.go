@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,9 +44,8 @@ import (
 // == True as dict keys) do not hold in the server: keys are equal when
 // their encodings are.
 //
-// A stored value holding a proxy of a Go client (a token) cannot be read
-// from Python, and Python proxies cannot be stored: their pickles name
-// RebuildProxy, which the server refuses like any class it does not know.
+// A proxy inside a value is stored as a token (see appendProxy and
+// pyProxy), whichever language stored it.
 
 // cborSetTag is the CBOR tag of a set (IANA registry: "Mathematical finite
 // set").
@@ -62,7 +62,7 @@ func (e *pyValueError) Error() string { return e.msg }
 const pyMaxDepth = codec.MaxDepth
 
 // appendPy appends the stored (CBOR) form of the Python value v.
-func appendPy(b []byte, v any, depth int) ([]byte, error) {
+func appendPy(c *sconn, b []byte, v any, depth int) ([]byte, error) {
 	if depth > pyMaxDepth {
 		return b, &pyValueError{"value nested too deeply for the manager"}
 	}
@@ -92,15 +92,19 @@ func appendPy(b []byte, v any, depth int) ([]byte, error) {
 	case []byte:
 		return append(codec.AppendHead(b, codec.MajorBytes, uint64(len(v))), v...), nil
 	case []any:
-		return appendPyArray(b, v, depth)
+		return appendPyArray(c, b, v, depth)
 	case ogórek.Tuple:
-		return appendPyArray(b, v, depth)
+		return appendPyArray(c, b, v, depth)
 	case pickle.Set:
-		return appendPySet(b, v, depth)
+		return appendPySet(c, b, v, depth)
 	case pickle.FrozenSet:
-		return appendPySet(b, v, depth)
+		return appendPySet(c, b, v, depth)
 	case ogórek.Dict:
-		return appendPyDict(b, v, depth)
+		return appendPyDict(c, b, v, depth)
+	case ogórek.Call:
+		if v.Callable == pyRebuildProxy {
+			return appendProxy(c, b, v)
+		}
 	}
 	return b, &pyValueError{fmt.Sprintf("a %s cannot be stored in the manager", pyTypeName(v))}
 }
@@ -113,11 +117,11 @@ func appendDet(b []byte, v any) ([]byte, error) {
 	return append(b, e...), nil
 }
 
-func appendPyArray(b []byte, items []any, depth int) ([]byte, error) {
+func appendPyArray(c *sconn, b []byte, items []any, depth int) ([]byte, error) {
 	b = codec.AppendHead(b, codec.MajorArray, uint64(len(items)))
 	var err error
 	for _, it := range items {
-		if b, err = appendPy(b, it, depth+1); err != nil {
+		if b, err = appendPy(c, b, it, depth+1); err != nil {
 			return b, err
 		}
 	}
@@ -126,10 +130,10 @@ func appendPyArray(b []byte, items []any, depth int) ([]byte, error) {
 
 // appendPySet writes a set as tag 258 of the array of its elements,
 // sorted by their encodings so that equal sets are equal bytes.
-func appendPySet(b []byte, items []any, depth int) ([]byte, error) {
+func appendPySet(c *sconn, b []byte, items []any, depth int) ([]byte, error) {
 	elems := make([][]byte, len(items))
 	for i, it := range items {
-		e, err := appendPy(nil, it, depth+1)
+		e, err := appendPy(c, nil, it, depth+1)
 		if err != nil {
 			return b, err
 		}
@@ -147,16 +151,16 @@ func appendPySet(b []byte, items []any, depth int) ([]byte, error) {
 
 // appendPyDict writes a map whose keys are sorted bytewise by their
 // encodings, as codec.DetMarshal sorts them.
-func appendPyDict(b []byte, d ogórek.Dict, depth int) ([]byte, error) {
+func appendPyDict(c *sconn, b []byte, d ogórek.Dict, depth int) ([]byte, error) {
 	type pair struct{ k, v []byte }
 	pairs := make([]pair, 0, d.Len())
 	var err error
 	for k, v := range d.Iter() {
 		var p pair
-		if p.k, err = appendPy(nil, k, depth+1); err != nil {
+		if p.k, err = appendPy(c, nil, k, depth+1); err != nil {
 			return b, err
 		}
-		if p.v, err = appendPy(nil, v, depth+1); err != nil {
+		if p.v, err = appendPy(c, nil, v, depth+1); err != nil {
 			return b, err
 		}
 		pairs = append(pairs, p)
@@ -176,27 +180,30 @@ func appendPyDict(b []byte, d ogórek.Dict, depth int) ([]byte, error) {
 	return b, nil
 }
 
-// encodePy returns the stored form of v.
-func encodePy(v any) ([]byte, error) { return appendPy(nil, v, 0) }
+// encodePy returns the stored form of v, received on c (nil: no proxies
+// allowed in v).
+func encodePy(c *sconn, v any) ([]byte, error) { return appendPy(c, nil, v, 0) }
 
 // encodePyItems returns the stored form of each of items.
-func encodePyItems(items []any) ([][]byte, error) {
+func encodePyItems(c *sconn, items []any) ([][]byte, error) {
 	out := make([][]byte, len(items))
 	for i, it := range items {
 		var err error
-		if out[i], err = encodePy(it); err != nil {
+		if out[i], err = encodePy(c, it); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// errGoProxy is the error for a stored value that holds a Go proxy.
-var errGoProxy = &pyValueError{"the value holds a proxy of a Go client, which Python cannot use"}
+// errGoProxy is the error for a stored value that holds a proxy Python
+// cannot use: of another server, or of a type registered in Go.
+var errGoProxy = &pyValueError{"the value holds a proxy that Python cannot use (another manager's, or of a Go type)"}
 
-// decodePy returns the Python value of the stored item b.
-func decodePy(b []byte) (any, error) {
-	v, n, err := readPy(b, false, 0)
+// decodePy returns the Python value of the stored item b, to be sent on
+// c.
+func decodePy(c *sconn, b []byte) (any, error) {
+	v, n, err := readPy(c, b, false, 0)
 	if err == nil && n != len(b) {
 		err = codec.ErrMalformed
 	}
@@ -206,7 +213,7 @@ func decodePy(b []byte) (any, error) {
 // readPy reads the stored item at the start of b as a Python value and
 // returns it and its length. hashable asks for a value Python can hash (a
 // dict key, a set element): arrays become tuples, sets frozensets.
-func readPy(b []byte, hashable bool, depth int) (any, int, error) {
+func readPy(c *sconn, b []byte, hashable bool, depth int) (any, int, error) {
 	if depth > pyMaxDepth {
 		return nil, 0, codec.ErrTooDeep
 	}
@@ -241,7 +248,7 @@ func readPy(b []byte, hashable bool, depth int) (any, int, error) {
 		}
 		items := make([]any, 0, arg)
 		for ; arg > 0; arg-- {
-			v, m, err := readPy(b[n:], hashable, depth+1)
+			v, m, err := readPy(c, b[n:], hashable, depth+1)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -261,12 +268,12 @@ func readPy(b []byte, hashable bool, depth int) (any, int, error) {
 		}
 		d := ogórek.NewDictWithSizeHint(int(arg))
 		for ; arg > 0; arg-- {
-			k, m, err := readPy(b[n:], true, depth+1)
+			k, m, err := readPy(c, b[n:], true, depth+1)
 			if err != nil {
 				return nil, 0, err
 			}
 			n += m
-			v, m, err := readPy(b[n:], false, depth+1)
+			v, m, err := readPy(c, b[n:], false, depth+1)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -279,7 +286,16 @@ func readPy(b []byte, hashable bool, depth int) (any, int, error) {
 	case codec.MajorTag:
 		switch arg {
 		case codec.TokenTag:
-			return nil, 0, errGoProxy
+			m, err := codec.Skip(b, depth)
+			if err != nil {
+				return nil, 0, err
+			}
+			t, err := parseToken(b[:m])
+			if err != nil {
+				return nil, 0, err
+			}
+			v, err := pyProxy(c, &t)
+			return v, m, err
 		case 2, 3: // bignums
 			m, err := codec.Skip(b, depth)
 			if err != nil {
@@ -291,7 +307,7 @@ func readPy(b []byte, hashable bool, depth int) (any, int, error) {
 			}
 			return &x, m, nil
 		case cborSetTag:
-			items, m, err := readPy(b[n:], true, depth+1)
+			items, m, err := readPy(c, b[n:], true, depth+1)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -306,7 +322,7 @@ func readPy(b []byte, hashable bool, depth int) (any, int, error) {
 			return pickle.Set(elems), n + m, nil
 		}
 		// Another tag (a time, ...): its content.
-		v, m, err := readPy(b[n:], hashable, depth+1)
+		v, m, err := readPy(c, b[n:], hashable, depth+1)
 		return v, n + m, err
 	}
 	// Simple values and floats.
@@ -633,4 +649,93 @@ func quoteRepr(s, prefix string) string {
 	}
 	b.WriteByte(q)
 	return b.String()
+}
+
+// ---- proxies inside values ----
+
+// Proxies stored in values. A Python client pickles a proxy as
+// RebuildProxy(ProxyType, Token(typeid, address, id), "pickle", kwds);
+// one of an object of this server is stored as the token a Go proxy is
+// stored as (wire.go), which keeps the object alive while stored, and
+// which both Go and Python clients read back as a proxy. A Python client
+// reads it as that RebuildProxy call, which makes the proxy in the client
+// — with the client process's authkey (multiprocessing's
+// current_process().authkey), as CPython's proxies inside values do.
+var (
+	pyRebuildProxy = ogórek.Class{Module: "multiprocessing.managers", Name: "RebuildProxy"}
+	pyAutoProxy    = ogórek.Class{Module: "multiprocessing.managers", Name: "AutoProxy"}
+)
+
+// pyProxyTypes are, by kind, the typeid and proxy type of Python's
+// proxies (AutoProxy for queues, as SyncManager registers them).
+var pyProxyTypes = map[string][2]string{
+	kindDict: {"dict", "DictProxy"}, kindList: {"list", "ListProxy"},
+	kindValue: {"Value", "ValueProxy"}, kindArray: {"Array", "ArrayProxy"},
+	kindNamespace: {"Namespace", "NamespaceProxy"}, kindQueue: {"Queue", "AutoProxy"},
+	kindJoinableQueue: {"JoinableQueue", "AutoProxy"}, kindLock: {"Lock", "AcquirerProxy"},
+	kindRLock: {"RLock", "AcquirerProxy"}, kindSemaphore: {"Semaphore", "AcquirerProxy"},
+	kindBounded: {"BoundedSemaphore", "AcquirerProxy"}, kindCondition: {"Condition", "ConditionProxy"},
+	kindEvent: {"Event", "EventProxy"}, kindBarrier: {"Barrier", "BarrierProxy"},
+	kindIterator: {"Iterator", "IteratorProxy"},
+}
+
+// pyProxyClasses are the classes a stored proxy's pickle may name.
+func pyProxyClasses() []ogórek.Class {
+	seen := map[string]bool{}
+	cs := []ogórek.Class{pyRebuildProxy}
+	for _, t := range pyProxyTypes {
+		if !seen[t[1]] {
+			seen[t[1]] = true
+			cs = append(cs, ogórek.Class{Module: "multiprocessing.managers", Name: t[1]})
+		}
+	}
+	return cs
+}
+
+// appendProxy appends the token of the proxy that call rebuilds: an
+// object of this server, which the client must name by its id.
+func appendProxy(c *sconn, b []byte, call ogórek.Call) ([]byte, error) {
+	if c == nil || len(call.Args) != 4 {
+		return b, &pyValueError{"a proxy cannot be stored here"}
+	}
+	id, ok := tokenIdent(call.Args[1])
+	o := c.s.lookup(id)
+	if !ok || o == nil {
+		return b, &pyValueError{"a proxy of an object that is not in this manager cannot be stored in it"}
+	}
+	return appendToken(b, &token{Network: c.network, Address: c.address, Instance: c.s.instance, ID: id, Kind: o.kind}), nil
+}
+
+// pyProxy is the Python value of a stored token of this server: the call
+// that rebuilds its proxy in the client.
+func pyProxy(c *sconn, t *token) (any, error) {
+	pt, ok := pyProxyTypes[t.Kind]
+	if c == nil || t.Instance != c.s.instance || !ok {
+		return nil, errGoProxy
+	}
+	kwds := ogórek.NewDict()
+	if pt[1] == "AutoProxy" {
+		kwds.Set("exposed", ogórek.Tuple(pyExposedTuple(t.Kind)))
+	}
+	tok := &pickle.Object{Class: pyTokenClass, New: true,
+		State: ogórek.Tuple{pt[0], pyAddress(c.network, c.address), pyIdentOf(t.ID)}}
+	return ogórek.Call{Callable: pyRebuildProxy, Args: ogórek.Tuple{
+		ogórek.Class{Module: "multiprocessing.managers", Name: pt[1]}, tok, "pickle", kwds}}, nil
+}
+
+// pyAddress is a server address as Python's multiprocessing writes it: a
+// unix socket's path ("\x00name" for an abstract "@name"), or (host, port).
+func pyAddress(network, address string) any {
+	if network == "unix" {
+		if rest, ok := strings.CutPrefix(address, "@"); ok {
+			return "\x00" + rest
+		}
+		return address
+	}
+	host, port, err := net.SplitHostPort(address)
+	p, err2 := strconv.Atoi(port)
+	if err != nil || err2 != nil {
+		return address
+	}
+	return ogórek.Tuple{host, int64(p)}
 }

@@ -156,7 +156,9 @@ func (s *Server) Serve(ctx context.Context, l *connection.Listener) error {
 			break
 		}
 		c.SetLimit(maxMsg)
-		sc := &sconn{s: s, c: newLink(c)}
+		// The address a Go client reached the server by comes in its
+		// hello; a Python client's tokens name the listener's.
+		sc := &sconn{s: s, c: newLink(c), network: l.Addr().Network(), address: l.Addr().String()}
 		sc.c.limit = maxMsg
 		mu.Lock()
 		conns[sc] = struct{}{}
