@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/connhook"
 )
 
 // Conn is one end of a connection that carries whole messages: a Pipe end,
@@ -76,6 +77,14 @@ type Conn struct {
 	wpend []byte
 
 	dl deadlines
+
+	// alt, when set (by package connection, through connhook), encodes
+	// and decodes the messages of Send and Recv in place of codec.
+	alt connhook.Codec
+}
+
+func init() {
+	connhook.SetCodec = func(conn any, cd connhook.Codec) { conn.(*Conn).alt = cd }
 }
 
 // deadlines is a Conn's copy of its read deadline. The transport holds
@@ -337,10 +346,18 @@ func (c *Conn) UnmarshalCBOR(data []byte) error {
 
 // ---- sending ----
 
-// Send encodes v with the default codec and sends it as one message.
+// Send encodes v with the default codec (or pickle, for a connection made
+// with connection.WithPickle) and sends it as one message.
 func (c *Conn) Send(v any) error {
 	if err := c.checkWrite(); err != nil {
 		return err
+	}
+	if c.alt != nil {
+		b, err := c.alt.Encode(v)
+		if err != nil {
+			return err
+		}
+		return c.writeMessage(b, nil)
 	}
 	b, fds, err := codec.EncodeMessage(v)
 	if err != nil {
@@ -582,6 +599,9 @@ func (c *Conn) Recv(v any) error {
 	msg, err := c.readMessage(nil)
 	if err != nil {
 		return err
+	}
+	if c.alt != nil {
+		return c.alt.Decode(msg, v)
 	}
 	used, err := codec.DecodeMessage(msg, c.fds, v)
 	c.fds = c.fds[used:]

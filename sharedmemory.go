@@ -49,6 +49,49 @@ import (
 // processes in another namespace (another container) do not see the name.
 // The block's size is sealed: no process can shrink or grow it.
 //
+// # POSIX names, shared with Python
+//
+// With [WithPOSIXName], the block is instead a file in /dev/shm, named as
+// CPython's multiprocessing.shared_memory.SharedMemory(name=...) names
+// it, so that Python processes attach to a block Go created and Go
+// attaches to one Python created:
+//
+//	m, _ := mp.NewSharedMemory("frames", 8<<20, mp.WithPOSIXName()) // /dev/shm/frames
+//	shm = SharedMemory(name="frames")                               # in Python
+//
+// Such a block follows Python's rules, not the ones above:
+//
+//   - Names: a leading "/" is optional and dropped, as Python's name
+//     property drops the one it adds ("/frames" and "frames" are the same
+//     block, /dev/shm/frames); the rest is 1 to 255 bytes without "/" or
+//     NUL, and not "." or "..". Without a name, NewSharedMemory picks one
+//     starting with "psm_", as Python does. The file is created with mode
+//     0600, so only the same user (or root) opens it, and a file owned by
+//     another user is refused (os.ErrPermission) as above.
+//   - The name lives until some process unlinks it — Go's Unlink, Python's
+//     unlink(), or removing the file — even after every process has
+//     exited. The creator is the one that should call Unlink, as in
+//     Python. The memory lives while the name does or a process maps it.
+//   - After a SIGKILL (or any exit without Unlink) of a Go creator, the
+//     file stays in /dev/shm, holding its memory, until someone unlinks it:
+//     any process that knows the name can (AttachSharedMemory then Unlink,
+//     or Python's SharedMemory(name=...).unlink()). mp keeps no resource
+//     tracker process. A Python creator's resource tracker unlinks the
+//     blocks that process created when it ends, SIGKILL included.
+//   - A Python process that attaches registers the block with its own
+//     resource tracker too, which unlinks it when that process exits and
+//     warns of a "leaked" object (CPython 3.11 and 3.12; 3.13 unless
+//     track=False is passed). So that a Python attacher leaves a Go
+//     creator's block alone, call
+//     resource_tracker.unregister(shm._name, "shared_memory") after
+//     attaching, or pass track=False on 3.13.
+//   - The size is not sealed (a file in /dev/shm cannot be): a process
+//     of the same user that truncates the file makes accesses beyond its
+//     new end fault (SIGBUS) in every process that maps it, as in Python.
+//
+// Such a block also travels to a child process or over a Conn, and
+// arrives attached (its Unlink then removes the file).
+//
 // Bytes is the mapping itself; it is valid until Close, and must not be
 // used after it. A SharedMemory that is never closed keeps its mapping
 // until the process exits (its descriptor is closed once it is garbage).
@@ -62,6 +105,35 @@ type SharedMemory struct {
 	fd   int    // -1 once closed
 	mem  []byte // nil once closed
 	stop runtime.Cleanup
+
+	posix bool   // a file in /dev/shm (WithPOSIXName)
+	dev   uint64 // with ino, identifies that file, to unlink it and no other
+}
+
+// A SharedMemoryOption changes how NewSharedMemory and AttachSharedMemory
+// name a block.
+type SharedMemoryOption func(*shmConfig)
+
+type shmConfig struct {
+	posix bool
+}
+
+// WithPOSIXName makes the block a file in /dev/shm under its name, as
+// CPython's multiprocessing.shared_memory.SharedMemory names blocks, so
+// that Python processes attach to it and Go to one Python created; see
+// "POSIX names, shared with Python" in [SharedMemory] for the names and
+// who unlinks. Pass it to AttachSharedMemory too, to attach to such a
+// block.
+func WithPOSIXName() SharedMemoryOption {
+	return func(c *shmConfig) { c.posix = true }
+}
+
+func shmOptions(opts []SharedMemoryOption) shmConfig {
+	var c shmConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
 }
 
 const (
@@ -87,10 +159,14 @@ const (
 // generated name (like Python's "psm_..." names) when name is empty. It
 // fails with an error that matches os.ErrExist if the name is in use, and
 // with ErrInvalidSize if size is not positive. The name is at most 99
-// bytes long and holds no NUL byte.
-func NewSharedMemory(name string, size int) (*SharedMemory, error) {
+// bytes long and holds no NUL byte (for WithPOSIXName, see
+// [SharedMemory]).
+func NewSharedMemory(name string, size int, opts ...SharedMemoryOption) (*SharedMemory, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("%w: shared memory of %d bytes", ErrInvalidSize, size)
+	}
+	if shmOptions(opts).posix {
+		return newPosixShm(name, size)
 	}
 	generate := name == ""
 	if !generate {
@@ -146,7 +222,13 @@ func NewSharedMemory(name string, size int) (*SharedMemory, error) {
 // error that matches os.ErrNotExist when no process serves the name (it
 // was never created, was unlinked, or its creator exited), and with one
 // that matches os.ErrPermission when the creator runs as another user.
-func AttachSharedMemory(name string) (*SharedMemory, error) {
+// With WithPOSIXName, it attaches to the file /dev/shm/name instead (made
+// by NewSharedMemory with that option, or by Python), which exists until
+// it is unlinked.
+func AttachSharedMemory(name string, opts ...SharedMemoryOption) (*SharedMemory, error) {
+	if shmOptions(opts).posix {
+		return attachPosixShm(name)
+	}
 	if err := checkShmName(name); err != nil {
 		return nil, err
 	}
@@ -205,7 +287,12 @@ func (m *SharedMemory) Close() error {
 // until they Close it or exit. Unlink may be called in any process that
 // has the block, also after Close; it fails with an error that matches
 // os.ErrNotExist when the name is already gone (or names another block).
+// For a block with a POSIX name, it removes the file, as Python's unlink
+// does.
 func (m *SharedMemory) Unlink() error {
+	if m.posix {
+		return unlinkPosixShm(m.name, m.dev, m.ino)
+	}
 	shmServers.Lock()
 	srv := shmServers.byName[m.name]
 	shmServers.Unlock()
@@ -228,9 +315,10 @@ func (m *SharedMemory) Unlink() error {
 
 // shmWire is a SharedMemory on the wire: its name and its memory's handle.
 type shmWire struct {
-	_    struct{} `cbor:",toarray"`
-	Name string
-	Mem  cbor.RawMessage
+	_     struct{} `cbor:",toarray"`
+	Name  string
+	Mem   cbor.RawMessage
+	Posix bool
 }
 
 // MarshalCBOR lets a SharedMemory travel to another process inside a
@@ -245,7 +333,7 @@ func (m *SharedMemory) MarshalCBOR() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return codec.Marshal(shmWire{Name: m.name, Mem: h})
+	return codec.Marshal(shmWire{Name: m.name, Mem: h, Posix: m.posix})
 }
 
 // UnmarshalCBOR receives a SharedMemory sent by mp.
@@ -262,7 +350,11 @@ func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
 		closeFD(fd)
 		return fmt.Errorf("mp: a %s arrived where a SharedMemory was expected", kindName(kind))
 	}
-	if err := checkShmName(w.Name); err != nil {
+	check := checkShmName
+	if w.Posix {
+		check = checkPosixShmName
+	}
+	if err := check(w.Name); err != nil {
 		closeFD(fd)
 		return err
 	}
@@ -274,7 +366,8 @@ func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
 	got.stop.Stop()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.name, m.size, m.ino, m.fd, m.mem = got.name, got.size, got.ino, got.fd, got.mem
+	m.name, m.size, m.ino, m.dev, m.fd, m.mem = got.name, got.size, got.ino, got.dev, got.fd, got.mem
+	m.posix = w.Posix
 	m.stop = runtime.AddCleanup(m, closeFDCleanup, m.fd)
 	return nil
 }
@@ -348,7 +441,7 @@ func mapShm(name string, fd int) (*SharedMemory, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("mmap", err)
 	}
-	m := &SharedMemory{name: name, size: int(st.Size), ino: st.Ino, fd: fd, mem: mem}
+	m := &SharedMemory{name: name, size: int(st.Size), ino: st.Ino, dev: st.Dev, fd: fd, mem: mem}
 	m.stop = runtime.AddCleanup(m, closeFDCleanup, fd)
 	return m, nil
 }
@@ -356,6 +449,113 @@ func mapShm(name string, fd int) (*SharedMemory, error) {
 // closeFDCleanup closes the descriptor of a SharedMemory that is garbage
 // without having been closed. Its mapping stays: Bytes may still be in use.
 func closeFDCleanup(fd int) { unix.Close(fd) }
+
+// ---- POSIX names: files in /dev/shm ----
+
+// posixShmDir is where glibc's shm_open, and so CPython, keeps blocks.
+const posixShmDir = "/dev/shm/"
+
+// posixShmName returns name without its leading slashes (glibc's
+// shm_open drops them, and Python's name property the one it adds).
+func posixShmName(name string) string { return strings.TrimLeft(name, "/") }
+
+func checkPosixShmName(name string) error {
+	if name == "" || len(name) > 255 || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("mp: invalid POSIX shared memory name %q (1 to 255 bytes after the leading \"/\", no \"/\" or NUL)", name)
+	}
+	return nil
+}
+
+// newPosixShm creates /dev/shm/name as CPython's SharedMemory(create=True)
+// does: exclusively, mode 0600, then sized.
+func newPosixShm(name string, size int) (*SharedMemory, error) {
+	generate := name == ""
+	name = posixShmName(name)
+	if !generate {
+		if err := checkPosixShmName(name); err != nil {
+			return nil, err
+		}
+	}
+	for tries := 0; ; tries++ {
+		if generate {
+			var err error
+			if name, err = randomShmName(); err != nil {
+				return nil, err
+			}
+		}
+		fd, err := unix.Open(posixShmDir+name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == unix.EEXIST && generate && tries < 10 {
+			continue
+		}
+		if err != nil {
+			return nil, posixShmError(name, "open", err)
+		}
+		if err := unix.Ftruncate(fd, int64(size)); err != nil {
+			unix.Close(fd)
+			unix.Unlink(posixShmDir + name)
+			return nil, os.NewSyscallError("ftruncate", err)
+		}
+		m, err := mapShm(name, fd)
+		if err != nil {
+			unix.Unlink(posixShmDir + name)
+			return nil, err
+		}
+		m.posix = true
+		return m, nil
+	}
+}
+
+// attachPosixShm maps /dev/shm/name, made by Go or by Python.
+func attachPosixShm(name string) (*SharedMemory, error) {
+	name = posixShmName(name)
+	if err := checkPosixShmName(name); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(posixShmDir+name, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, posixShmError(name, "open", err)
+	}
+	// As for served names: trust only memory of this user (or root).
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("fstat", err)
+	}
+	if !uidAllowed(st.Uid) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mp: shared memory %q belongs to user %d: %w", name, st.Uid, os.ErrPermission)
+	}
+	m, err := mapShm(name, fd)
+	if err != nil {
+		return nil, err
+	}
+	m.posix = true
+	return m, nil
+}
+
+// unlinkPosixShm removes /dev/shm/name if it is still the file dev, ino.
+// Between the check and the removal another process could replace the
+// file; only processes of the same user can, and Python does not check
+// at all.
+func unlinkPosixShm(name string, dev, ino uint64) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(posixShmDir+name, &st); err != nil {
+		return posixShmError(name, "stat", err)
+	}
+	if st.Dev != dev || st.Ino != ino {
+		return fmt.Errorf("mp: shared memory %q now names another block: %w", name, os.ErrNotExist)
+	}
+	if err := unix.Unlink(posixShmDir + name); err != nil {
+		return posixShmError(name, "unlink", err)
+	}
+	return nil
+}
+
+// posixShmError wraps an errno so that it matches os.ErrExist,
+// os.ErrNotExist or os.ErrPermission as it should.
+func posixShmError(name, op string, err error) error {
+	return fmt.Errorf("mp: shared memory %q: %w", name, &os.PathError{Op: op, Path: posixShmDir + name, Err: err})
+}
 
 // ---- the creator's side ----
 

@@ -25,6 +25,8 @@ type shmArgs struct {
 	Op   string
 	Size int
 	Out  *mp.Conn
+	// Posix names the block with mp.WithPOSIXName.
+	Posix bool
 }
 
 // shmReport is what a child says about its work.
@@ -49,7 +51,7 @@ func shmOpBody(a *shmArgs, rep *shmReport) error {
 		m := a.Mem
 		if m == nil {
 			var err error
-			if m, err = mp.AttachSharedMemory(a.Name); err != nil {
+			if m, err = mp.AttachSharedMemory(a.Name, a.opts()...); err != nil {
 				return err
 			}
 		}
@@ -67,7 +69,7 @@ func shmOpBody(a *shmArgs, rep *shmReport) error {
 		return nil
 	case "createHold":
 		// Create a block, report, and wait to be killed.
-		m, err := mp.NewSharedMemory(a.Name, a.Size)
+		m, err := mp.NewSharedMemory(a.Name, a.Size, a.opts()...)
 		if err != nil {
 			return err
 		}
@@ -81,19 +83,29 @@ func shmOpBody(a *shmArgs, rep *shmReport) error {
 	return fmt.Errorf("unknown op %q", a.Op)
 }
 
+func (a *shmArgs) opts() []mp.SharedMemoryOption {
+	if a.Posix {
+		return []mp.SharedMemoryOption{mp.WithPOSIXName()}
+	}
+	return nil
+}
+
 // shmTraces lists the descriptors and mappings of this process that belong
-// to the block named name.
+// to the block named name (a memfd, or a file in /dev/shm).
 func shmTraces(name string) []string {
-	suffix := "/memfd:mp-shm-" + name + " (deleted)"
+	ours := func(s string) bool {
+		return strings.HasSuffix(s, "/memfd:mp-shm-"+name+" (deleted)") ||
+			strings.HasSuffix(s, "/dev/shm/"+name) || strings.HasSuffix(s, "/dev/shm/"+name+" (deleted)")
+	}
 	var out []string
 	for _, f := range leakcheck.FDNames() {
-		if strings.HasSuffix(f, suffix) {
+		if ours(f) {
 			out = append(out, "fd "+f)
 		}
 	}
 	maps, _ := os.ReadFile("/proc/self/maps")
 	for _, l := range strings.Split(string(maps), "\n") {
-		if strings.HasSuffix(l, suffix) {
+		if ours(l) {
 			out = append(out, "map "+l)
 		}
 	}

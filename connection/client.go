@@ -29,8 +29,11 @@ import (
 // ctx bounds the connection and the handshake. A Go Listener authenticates
 // a connection as soon as it arrives; a CPython Listener only does so
 // inside accept(), so against one Dial waits until the program accepts.
-func Dial(ctx context.Context, network, address string, authkey []byte) (*mp.Conn, error) {
-	return Dialer{}.Dial(ctx, network, address, authkey)
+//
+// Options change the connection: WithPickle makes its Send and Recv speak
+// pickle, as CPython's send and recv do.
+func Dial(ctx context.Context, network, address string, authkey []byte, opts ...Option) (*mp.Conn, error) {
+	return Dialer{}.Dial(ctx, network, address, authkey, opts...)
 }
 
 // A Dialer holds options for connecting to a Listener. The zero value
@@ -50,7 +53,7 @@ type Dialer struct {
 // requires it fails with an error matching ErrTLSRequired, and one with
 // TLS to a listener that does not offer it with ErrNoTLS; both match
 // mp.ErrAuthentication, as does a certificate refused by either side.
-func (d Dialer) Dial(ctx context.Context, network, address string, authkey []byte) (*mp.Conn, error) {
+func (d Dialer) Dial(ctx context.Context, network, address string, authkey []byte, opts ...Option) (*mp.Conn, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
 	}
@@ -78,22 +81,28 @@ func (d Dialer) Dial(ctx context.Context, network, address string, authkey []byt
 		nc.Close()
 		return nil, err
 	}
+	var c *mp.Conn
 	if tc != nil {
-		return bridgeTLS(tc, nc)
+		c, err = bridgeTLS(tc, nc)
+	} else {
+		c, err = wrap(nc)
 	}
-	return wrap(nc)
+	if err != nil {
+		return nil, err
+	}
+	return collect(opts).apply(c), nil
 }
 
 // Client is Dial with the network guessed from the address, as Python's
 // Client guesses the family: an address that contains a "/" or starts with
 // "@" (a Linux abstract socket) is a unix socket; any other is a TCP
 // "host:port".
-func Client(ctx context.Context, address string, authkey []byte) (*mp.Conn, error) {
+func Client(ctx context.Context, address string, authkey []byte, opts ...Option) (*mp.Conn, error) {
 	network := "tcp"
 	if strings.Contains(address, "/") || strings.HasPrefix(address, "@") {
 		network = "unix"
 	}
-	return Dial(ctx, network, address, authkey)
+	return Dial(ctx, network, address, authkey, opts...)
 }
 
 // wrap makes an authenticated socket into an mp.Conn, which owns it from

@@ -80,9 +80,10 @@ var ErrHandshakeEvicted = errors.New("mp: handshake dropped: too many connection
 // the key is never dropped that way, however slow; connections waiting
 // for Accept, authenticated, are not counted.
 type Listener struct {
-	cfg ListenConfig
-	ln  net.Listener
-	key []byte
+	cfg  ListenConfig
+	opts options
+	ln   net.Listener
+	key  []byte
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -148,8 +149,8 @@ type ListenConfig struct {
 
 // Listen starts a Listener with the default options; see
 // [ListenConfig.Listen].
-func Listen(network, address string, authkey []byte) (*Listener, error) {
-	return ListenConfig{}.Listen(network, address, authkey)
+func Listen(network, address string, authkey []byte, opts ...Option) (*Listener, error) {
+	return ListenConfig{}.Listen(network, address, authkey, opts...)
 }
 
 // Listen starts a Listener on network "unix" or "tcp" ("tcp4", "tcp6"). It
@@ -168,7 +169,10 @@ func Listen(network, address string, authkey []byte) (*Listener, error) {
 // from other machines (on any address but loopback) must be given an
 // authkey explicitly; its traffic travels in clear unless
 // ListenConfig.TLS is set (see Security in the package's doc).
-func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listener, error) {
+//
+// Options change the connections Accept returns: WithPickle makes their
+// Send and Recv speak pickle, as CPython's send and recv do.
+func (lc ListenConfig) Listen(network, address string, authkey []byte, opts ...Option) (*Listener, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
 	}
@@ -176,7 +180,7 @@ func (lc ListenConfig) Listen(network, address string, authkey []byte) (*Listene
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{cfg: lc, key: key}
+	l := &Listener{cfg: lc, key: key, opts: collect(opts)}
 	if network == "unix" {
 		if address == "" {
 			l.ln, err = listenAbstract("mp-listener-")
@@ -418,6 +422,7 @@ func (l *Listener) serve(h *handshake) {
 		l.handshakeFailed(nc.RemoteAddr(), err)
 		return
 	}
+	c = l.opts.apply(c)
 	select {
 	case l.ready <- c:
 	case <-l.ctx.Done():

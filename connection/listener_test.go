@@ -23,6 +23,7 @@ import (
 	"github.com/go-mp/mp/connection"
 	"github.com/go-mp/mp/internal/auth"
 	"github.com/go-mp/mp/internal/frame"
+	"github.com/go-mp/mp/internal/pytest"
 )
 
 var (
@@ -472,45 +473,9 @@ func TestListenSlowPeers(t *testing.T) {
 
 // ---- against CPython ----
 
-// interp is a Python interpreter to test against.
-type interp struct{ path, version string }
-
-var (
-	pythonsOnce sync.Once
-	pythonList  []interp
-	pythonErr   error
-)
-
 // pythons returns the interpreters to test against: python3, which is
-// required, and python3.12, python3.13 or those listed (colon-separated)
-// in MP_TEST_PYTHONS when they run. Each version is kept once.
-func pythons(t *testing.T) []interp {
-	pythonsOnce.Do(func() {
-		seen := map[string]bool{}
-		cands := append([]string{"python3", "python3.12", "python3.13"}, strings.Split(os.Getenv("MP_TEST_PYTHONS"), ":")...)
-		for i, c := range cands {
-			if c == "" {
-				continue
-			}
-			out, err := exec.Command(c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])").Output()
-			if err != nil {
-				if i == 0 {
-					pythonErr = err
-					return
-				}
-				continue
-			}
-			if v := strings.TrimSpace(string(out)); !seen[v] {
-				seen[v] = true
-				pythonList = append(pythonList, interp{c, v})
-			}
-		}
-	})
-	if pythonErr != nil {
-		t.Fatalf("python3 is required for these tests: %v", pythonErr)
-	}
-	return pythonList
-}
+// required, and CPython 3.12 and 3.13 where installed (package pytest).
+func pythons(t *testing.T) []pytest.Interp { return pytest.All(t) }
 
 // pyProc is a python3 peer whose stdout is read line by line.
 type pyProc struct {
@@ -523,8 +488,15 @@ type pyProc struct {
 
 func startPy(t *testing.T, python, script string, args ...string) *pyProc {
 	t.Helper()
+	return startPyStdin(t, python, "", script, args...)
+}
+
+// startPyStdin is startPy with stdin as the peer's standard input.
+func startPyStdin(t *testing.T, python, stdin, script string, args ...string) *pyProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	p := &pyProc{cmd: exec.CommandContext(ctx, python, append([]string{"-c", script}, args...)...)}
+	p.cmd.Stdin = strings.NewReader(stdin)
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -605,9 +577,9 @@ with c:
 func TestDialPythonListener(t *testing.T) {
 	for _, py := range pythons(t) {
 		for _, network := range []string{"unix", "tcp"} {
-			t.Run(py.version+"/"+network, func(t *testing.T) {
+			t.Run(py.Version+"/"+network, func(t *testing.T) {
 				sock := filepath.Join(t.TempDir(), "py.sock")
-				p := startPy(t, py.path, pyListener, hex.EncodeToString(testKey), network, sock)
+				p := startPy(t, py.Path, pyListener, hex.EncodeToString(testKey), network, sock)
 				c, err := connection.Dial(within(t, 30*time.Second), network, p.line(t), testKey)
 				if err != nil {
 					t.Fatalf("Dial: %v (python: %s)", err, p.stderr.String())
@@ -631,9 +603,9 @@ func TestDialPythonListener(t *testing.T) {
 					t.Fatalf("python exited %d: %s", code, p.stderr.String())
 				}
 			})
-			t.Run(py.version+"/"+network+"/wrong key", func(t *testing.T) {
+			t.Run(py.Version+"/"+network+"/wrong key", func(t *testing.T) {
 				sock := filepath.Join(t.TempDir(), "py.sock")
-				p := startPy(t, py.path, pyListener, hex.EncodeToString(testKey), network, sock)
+				p := startPy(t, py.Path, pyListener, hex.EncodeToString(testKey), network, sock)
 				c, err := connection.Dial(within(t, 30*time.Second), network, p.line(t), wrongKey)
 				if !errors.Is(err, mp.ErrAuthentication) || c != nil {
 					t.Fatalf("Dial with a wrong key: %v", err)
@@ -654,10 +626,10 @@ func TestDialPythonListener(t *testing.T) {
 func TestClientPythonToListener(t *testing.T) {
 	for _, py := range pythons(t) {
 		for _, network := range []string{"unix", "tcp"} {
-			t.Run(py.version+"/"+network, func(t *testing.T) {
+			t.Run(py.Version+"/"+network, func(t *testing.T) {
 				l, _ := listen(t, network, "", testKey, 0)
 				acc := acceptOne(t, l)
-				p := startPy(t, py.path, pyClient, hex.EncodeToString(testKey), l.Addr().String(), network)
+				p := startPy(t, py.Path, pyClient, hex.EncodeToString(testKey), l.Addr().String(), network)
 				s := (<-acc).conn(t)
 				if got, err := s.RecvBytes(0); err != nil || string(got) != "hello from python" {
 					t.Fatalf("got %q, %v", got, err)
@@ -675,9 +647,9 @@ func TestClientPythonToListener(t *testing.T) {
 					t.Fatalf("after python closed: %v", err)
 				}
 			})
-			t.Run(py.version+"/"+network+"/wrong key", func(t *testing.T) {
+			t.Run(py.Version+"/"+network+"/wrong key", func(t *testing.T) {
 				l, errs := listen(t, network, "", testKey, 0)
-				p := startPy(t, py.path, pyClient, hex.EncodeToString(wrongKey), l.Addr().String(), network)
+				p := startPy(t, py.Path, pyClient, hex.EncodeToString(wrongKey), l.Addr().String(), network)
 				acc := acceptOne(t, l)
 				if err := nextErr(t, errs); !errors.Is(err, mp.ErrAuthentication) {
 					t.Fatalf("listener reported %v", err)

@@ -3,6 +3,7 @@
 package pickle
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -93,14 +94,25 @@ const (
 // before its items, so that a list may contain itself). Decode turns the
 // boxes into the values of the value model once, at STOP (finish).
 type (
-	listBox  struct{ items []any }
-	tupleBox struct{ items []any }
-	dictBox  struct{ kv []any } // key, value, key, value...
-	setBox   struct {
+	listBox struct {
+		boxState
+		items []any
+	}
+	tupleBox struct {
+		boxState
+		items []any
+	}
+	dictBox struct {
+		boxState
+		kv []any // key, value, key, value...
+	}
+	setBox struct {
+		boxState
 		items  []any
 		frozen bool
 	}
 	objBox struct {
+		boxState
 		class    ogórek.Class
 		args     *tupleBox
 		new      bool
@@ -108,6 +120,18 @@ type (
 		hasState bool
 	}
 )
+
+// boxState is where finish keeps its progress on a box: being finished
+// (seeing it again then is a cycle), or finished into fin.
+type boxState struct {
+	busy, done bool
+	fin        finished
+}
+
+func (b *boxState) progress() *boxState { return b }
+
+// box is any of the boxes.
+type box interface{ progress() *boxState }
 
 type decoder struct {
 	data  []byte
@@ -117,12 +141,9 @@ type decoder struct {
 	opts  *Options
 
 	stack []any
-	marks []int // stack lengths at each MARK
-	memo  map[int64]any
+	marks []int         // stack lengths at each MARK
+	memo  map[int64]any // made at the first PUT
 	proto int
-
-	done     map[any]any  // box -> its final value
-	visiting map[any]bool // boxes being finished: seeing one again is a cycle
 }
 
 // Decode reads one pickle, which must fill data exactly, and returns its
@@ -133,7 +154,7 @@ func Decode(data []byte, opts Options) (any, error) {
 	if max := opts.maxSize(); len(data) > max {
 		return nil, &LimitError{What: "size", Got: int64(len(data)), Max: int64(max)}
 	}
-	d := &decoder{data: data, opts: &opts, memo: map[int64]any{}}
+	d := &decoder{data: data, opts: &opts}
 	return d.run()
 }
 
@@ -182,7 +203,7 @@ func (d *decoder) uint64() (uint64, error) {
 
 // line returns the text up to the next newline (protocol 0 arguments).
 func (d *decoder) line() (string, error) {
-	i := strings.IndexByte(string(d.data[d.pos:]), '\n')
+	i := bytes.IndexByte(d.data[d.pos:], '\n')
 	if i < 0 {
 		return "", d.fail("line without newline")
 	}
@@ -268,6 +289,9 @@ func (d *decoder) memoPut(key int64) error {
 	if key < 0 {
 		return d.fail("negative memo key")
 	}
+	if d.memo == nil {
+		d.memo = map[int64]any{}
+	}
 	if _, ok := d.memo[key]; !ok {
 		if max := d.opts.maxMemo(); len(d.memo) >= max {
 			return &LimitError{What: "memo", Got: int64(len(d.memo)) + 1, Max: int64(max)}
@@ -324,8 +348,8 @@ func (d *decoder) run() (any, error) {
 			if d.pos != len(d.data) {
 				return nil, d.fail("data after STOP")
 			}
-			d.done, d.visiting = map[any]any{}, map[any]bool{}
-			return d.finish(v, 0)
+			f, err := d.finish(v, 0)
+			return f.v, err
 		}
 		if err := d.step(op); err != nil {
 			return nil, err
@@ -433,10 +457,23 @@ func (d *decoder) step(op byte) error {
 		}
 		d.push(f)
 
-	case opShortBinUni, opBinUnicode, opBinUnicode8, opShortBinString, opBinString:
+	case opShortBinUni, opBinUnicode, opBinUnicode8:
+		b, err := d.sized(lengthWidth(op), false)
+		if err != nil {
+			return err
+		}
+		if !pyUTF8(string(b)) {
+			return d.fail("str is not UTF-8")
+		}
+		d.push(string(b))
+	case opShortBinString, opBinString:
+		// A Python 2 str: Python 3 reads it as ASCII (its default).
 		b, err := d.sized(lengthWidth(op), op == opBinString)
 		if err != nil {
 			return err
+		}
+		if !ascii(string(b)) {
+			return d.fail("Python 2 str is not ASCII")
 		}
 		d.push(string(b))
 	case opUnicode:
@@ -455,7 +492,7 @@ func (d *decoder) step(op byte) error {
 			return err
 		}
 		u, ok := quotedString(s)
-		if !ok {
+		if !ok || !ascii(u) {
 			return d.fail("bad quoted string")
 		}
 		d.push(u)
@@ -818,6 +855,11 @@ func (d *decoder) builtin(class ogórek.Class, args []any) (any, error) {
 				}
 			}
 		}
+	case "bytes":
+		// protocols 0-2 write b'' as a call of bytes without arguments
+		if len(args) == 0 {
+			return ogórek.Bytes(""), nil
+		}
 	case "encode":
 		if len(args) == 2 {
 			if enc, _ := args[1].(string); enc == "latin1" || enc == "latin-1" {
@@ -918,7 +960,12 @@ func rawUnicodeEscape(s string) (string, bool) {
 			if err != nil || r > utf8.MaxRune {
 				return "", false
 			}
-			b.WriteRune(rune(r))
+			if r >= 0xd800 && r < 0xe000 {
+				// a lone surrogate, kept as CPython's surrogatepass writes it
+				b.Write([]byte{0xed, byte(0x80 | (r>>6)&0x3f), byte(0x80 | r&0x3f)})
+			} else {
+				b.WriteRune(rune(r))
+			}
 			i += 1 + n
 			continue
 		}
@@ -970,91 +1017,174 @@ func quotedString(s string) (string, bool) {
 	return b.String(), true
 }
 
+// finished is a box turned into its value; n counts the values in it as
+// a consumer walking it meets them (a value shared in the pickle counts
+// once per place it appears).
+type finished struct {
+	v any
+	n int64
+}
+
 // finish turns boxes into the value model, each box once (a value shared
-// in the pickle is shared in the result), refusing cycles and nesting
-// deeper than MaxDepth.
-func (d *decoder) finish(v any, depth int) (any, error) {
-	switch v.(type) {
-	case *listBox, *tupleBox, *dictBox, *setBox, *objBox:
-	default:
-		return v, nil
+// in the pickle is shared in the result), refusing cycles, nesting deeper
+// than MaxDepth, and more than MaxValues values met by a walk: a few
+// bytes of pickle can share a tuple in a tuple sixty times over, which is
+// small in memory but endless for whoever walks it.
+func (d *decoder) finish(v any, depth int) (finished, error) {
+	bx, ok := v.(box)
+	if !ok {
+		return finished{v, 1}, nil
 	}
-	if f, ok := d.done[v]; ok {
-		return f, nil
+	st := bx.progress()
+	if st.done {
+		return st.fin, nil
 	}
 	if max := d.opts.maxDepth(); depth >= max {
-		return nil, &LimitError{What: "depth", Got: int64(depth) + 1, Max: int64(max)}
+		return finished{}, &LimitError{What: "depth", Got: int64(depth) + 1, Max: int64(max)}
 	}
-	if d.visiting[v] {
-		return nil, &FormatError{Offset: len(d.data) - 1, Op: opStop, Msg: "a value contains itself"}
+	if st.busy {
+		return finished{}, &FormatError{Offset: len(d.data) - 1, Op: opStop, Msg: "a value contains itself"}
 	}
-	d.visiting[v] = true
-	defer delete(d.visiting, v)
-	var f any
+	st.busy = true
+	defer func() { st.busy = false }()
+	var f finished
 	var err error
 	switch b := v.(type) {
 	case *listBox:
 		f, err = d.finishAll(b.items, depth)
 	case *tupleBox:
-		var items []any
-		items, err = d.finishAll(b.items, depth)
-		f = ogórek.Tuple(items)
-	case *setBox:
-		var items []any
-		if items, err = d.finishAll(b.items, depth); err == nil {
-			err = hashable(items)
+		if f, err = d.finishAll(b.items, depth); err == nil {
+			f.v = ogórek.Tuple(f.v.([]any))
 		}
-		if b.frozen {
-			f = FrozenSet(items)
-		} else {
-			f = Set(items)
+	case *setBox:
+		if f, err = d.finishAll(b.items, depth); err == nil {
+			err = hashable(f.v.([]any))
+		}
+		if err == nil && b.frozen {
+			f.v = FrozenSet(f.v.([]any))
+		} else if err == nil {
+			f.v = Set(f.v.([]any))
 		}
 	case *dictBox:
 		f, err = d.finishDict(b, depth)
 	case *objBox:
-		o := &Object{Class: b.class, New: b.new}
-		var items []any
-		if items, err = d.finishAll(b.args.items, depth); err == nil && b.hasState {
-			o.State, err = d.finish(b.state, depth+1)
-		}
-		o.Args = items
-		f = o
-		if !b.new && !b.hasState {
-			f = ogórek.Call{Callable: b.class, Args: items}
-		}
+		f, err = d.finishObj(b, depth)
 	}
 	if err != nil {
-		return nil, err
+		return finished{}, err
 	}
-	d.done[v] = f
+	if max := int64(d.opts.maxValues()); f.n > max {
+		return finished{}, &LimitError{What: "values", Got: f.n, Max: max}
+	}
+	st.done, st.fin = true, f
 	return f, nil
 }
 
-func (d *decoder) finishAll(items []any, depth int) ([]any, error) {
+// finishAll finishes the items of a box; f.v is a []any.
+func (d *decoder) finishAll(items []any, depth int) (finished, error) {
 	out := make([]any, len(items))
+	n := int64(1)
 	for i, it := range items {
 		f, err := d.finish(it, depth+1)
 		if err != nil {
-			return nil, err
+			return finished{}, err
 		}
-		out[i] = f
+		out[i] = f.v
+		// Checked as it grows: hashing a dict's keys walks them.
+		if n += f.n; n > int64(d.opts.maxValues()) {
+			return finished{}, &LimitError{What: "values", Got: n, Max: int64(d.opts.maxValues())}
+		}
 	}
-	return out, nil
+	return finished{out, n}, nil
 }
 
-func (d *decoder) finishDict(b *dictBox, depth int) (ogórek.Dict, error) {
-	kv, err := d.finishAll(b.kv, depth)
+func (d *decoder) finishDict(b *dictBox, depth int) (finished, error) {
+	f, err := d.finishAll(b.kv, depth)
 	if err != nil {
-		return ogórek.Dict{}, err
+		return finished{}, err
 	}
+	kv := f.v.([]any)
 	m := ogórek.NewDictWithSizeHint(len(kv) / 2)
 	for i := 0; i < len(kv); i += 2 {
-		if err := hashable(kv[i : i+1]); err != nil {
-			return ogórek.Dict{}, err
+		k := dictKey(kv[i])
+		if err := hashable([]any{k}); err != nil {
+			return finished{}, err
 		}
-		m.Set(kv[i], kv[i+1])
+		if err := setItem(m, k, kv[i+1]); err != nil {
+			return finished{}, err
+		}
 	}
-	return m, nil
+	return finished{m, f.n}, nil
+}
+
+// dictKey returns k with None, also inside tuples and the arguments of
+// calls, as ogórek.None{}:
+// ogórek.Dict cannot hash nil.
+func dictKey(k any) any {
+	k, _ = noneKey(k)
+	return k
+}
+
+// noneKey is dictKey, also saying whether k changed (a tuple is copied
+// only then).
+func noneKey(k any) (any, bool) {
+	switch x := k.(type) {
+	case nil:
+		return ogórek.None{}, true
+	case ogórek.Tuple:
+		var out ogórek.Tuple
+		for i, it := range x {
+			c, changed := noneKey(it)
+			if changed && out == nil {
+				out = append(make(ogórek.Tuple, 0, len(x)), x[:i]...)
+			}
+			if out != nil {
+				out = append(out, c)
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case ogórek.Call:
+		if args, changed := noneKey(x.Args); changed {
+			return ogórek.Call{Callable: x.Callable, Args: args.(ogórek.Tuple)}, true
+		}
+	}
+	return k, false
+}
+
+// setItem is m.Set, which panics on a key it cannot hash: hashable
+// should have refused such a key, and if it missed one, the pickle is
+// refused rather than the program stopped.
+func setItem(m ogórek.Dict, k, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &FormatError{Op: opStop, Msg: fmt.Sprintf("dict key: %v", r)}
+		}
+	}()
+	m.Set(k, v)
+	return nil
+}
+
+func (d *decoder) finishObj(b *objBox, depth int) (finished, error) {
+	f, err := d.finishAll(b.args.items, depth)
+	if err != nil {
+		return finished{}, err
+	}
+	args := ogórek.Tuple(f.v.([]any))
+	if !b.new && !b.hasState {
+		return finished{ogórek.Call{Callable: b.class, Args: args}, f.n}, nil
+	}
+	o := &Object{Class: b.class, Args: args, New: b.new}
+	if b.hasState {
+		s, err := d.finish(b.state, depth+1)
+		if err != nil {
+			return finished{}, err
+		}
+		o.State = s.v
+		f.n += s.n
+	}
+	return finished{o, f.n}, nil
 }
 
 // hashable refuses what Python could not have as a set element or dict
@@ -1062,9 +1192,13 @@ func (d *decoder) finishDict(b *dictBox, depth int) (ogórek.Dict, error) {
 func hashable(items []any) error {
 	for _, it := range items {
 		switch k := it.(type) {
-		case nil, bool, int64, *big.Int, float64, string, ogórek.Bytes:
+		case nil, ogórek.None, bool, int64, *big.Int, float64, string, ogórek.Bytes, ogórek.Class:
 		case ogórek.Tuple:
 			if err := hashable(k); err != nil {
+				return err
+			}
+		case ogórek.Call:
+			if err := hashable(k.Args); err != nil {
 				return err
 			}
 		default:
@@ -1079,4 +1213,31 @@ func typeName(v any) string {
 		return "None"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// pyUTF8 reports whether s is what CPython writes for a str: UTF-8, where
+// lone surrogates (a str made with surrogateescape, as os.fsdecode does)
+// are encoded as if they were characters ("surrogatepass").
+func pyUTF8(s string) bool {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			if i+2 < len(s) && s[i] == 0xed && s[i+1]&0xe0 == 0xa0 && s[i+2]&0xc0 == 0x80 {
+				i += 3
+				continue
+			}
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

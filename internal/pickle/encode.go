@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/big"
 	"reflect"
-	"unicode/utf8"
 
 	ogórek "github.com/kisielk/og-rek"
 )
@@ -108,9 +107,9 @@ func (e *encoder) value(rv reflect.Value, depth int) error {
 		e.buf = binary.BigEndian.AppendUint64(e.buf, math.Float64bits(rv.Float()))
 	case reflect.String:
 		s := rv.String()
-		if !utf8.ValidString(s) {
+		if !pyUTF8(s) {
 			// Python decodes str as UTF-8 and would fail on the whole message.
-			return &EncodeError{Type: rv.Type().String(), Msg: "string is not valid UTF-8 (send it as ogórek.Bytes)"}
+			return &EncodeError{Type: rv.Type().String(), Msg: "string is not UTF-8 (send it as ogórek.Bytes)"}
 		}
 		e.sized(s, opShortBinUni, opBinUnicode, opBinUnicode8)
 	case reflect.Slice, reflect.Array:
@@ -159,7 +158,10 @@ func (e *encoder) value(rv reflect.Value, depth int) error {
 			e.buf = append(e.buf, opNone)
 			return nil
 		}
-		return e.value(rv.Elem(), depth+1)
+		if rv.Kind() == reflect.Interface {
+			return e.value(rv.Elem(), depth) // an item of a []any: not a level
+		}
+		return e.value(rv.Elem(), depth+1) // a level, so that a cycle of pointers ends
 	default:
 		return &EncodeError{Type: rv.Type().String(), Msg: "no Python equivalent"}
 	}

@@ -12,7 +12,8 @@
 //
 //	Python                 Decode gives            Encode also accepts
 //	------                 ------------            -------------------
-//	None                   nil                     ogórek.None, nil pointer/map/slice
+//	None                   nil (ogórek.None{} as   ogórek.None, nil pointer/map/slice
+//	                       a dict key: see below)
 //	bool                   bool
 //	int                    int64, or *big.Int      intN, uintN, big.Int
 //	                       when it does not fit
@@ -34,7 +35,10 @@
 // field's name, or the name in its `pickle:"name"` tag ("-" leaves the field
 // out). Pointers and interfaces are followed. Dicts decode as ogórek.Dict
 // because it compares keys as Python does (1, 1.0 and True are one key)
-// and takes tuple keys, which a Go map cannot.
+// and takes tuple keys, which a Go map cannot; it cannot hash nil, so
+// None in a key (also in a tuple or call in a key) is ogórek.None{}. Dict keys and set elements are what Python
+// can hash of the kinds above except frozensets (refused): None, bool,
+// int, float, str, bytes, tuples of those, and allowed classes and calls.
 //
 // # Protocol
 //
@@ -53,10 +57,12 @@
 // pickle becomes an ogórek.Class value, and a call of it an ogórek.Call or
 // an *Object. Even so, Decode refuses with a *ForbiddenError every class
 // or function that is not allowed: the ones the codec itself turns into Go
-// values (builtins set, frozenset and bytearray, and _codecs.encode, which
-// protocols 0-2 use for bytes) and those listed in Options.Allow. Bounds
-// are checked before anything is allocated (*LimitError): the input size,
-// the nesting depth, the memo size, the digits of a text integer; every
+// values (builtins set, frozenset, bytearray and bytes, and _codecs.encode,
+// which protocols 0-2 use for bytes) and those listed in Options.Allow.
+// Bounds are checked as the pickle is read, before anything of an
+// announced size is allocated (*LimitError): the input size,
+// the nesting depth, the memo size, the digits of a text integer, the
+// values a walk of the result meets (MaxValues); every
 // announced length (BINUNICODE8, BINBYTES8, LONG4, FRAME, ...) must fit in
 // the rest of the input. Memory used by Decode is thus at most a small
 // multiple of the input size (each opcode makes at most one value).
@@ -103,10 +109,11 @@ type Object struct {
 
 // Default limits, used where Options leaves a field zero.
 const (
-	DefaultMaxSize  = 64 << 20 // bytes of one pickle
-	DefaultMaxDepth = 1000     // CPython's own recursion limit: it cannot pickle deeper
-	DefaultMaxMemo  = 1 << 20  // memo entries
-	maxTextDigits   = 4300     // CPython's int_max_str_digits: longer text ints cost quadratic time
+	DefaultMaxSize   = 64 << 20 // bytes of one pickle
+	DefaultMaxDepth  = 1000     // CPython's own recursion limit: it cannot pickle deeper
+	DefaultMaxMemo   = 1 << 20  // memo entries
+	DefaultMaxValues = 64 << 20 // values met by walking the result
+	maxTextDigits    = 4300     // CPython's int_max_str_digits: longer text ints cost quadratic time
 )
 
 // Options tune Decode and Encode; the zero value is the default.
@@ -126,11 +133,17 @@ type Options struct {
 
 	// MaxMemo is the most memo entries Decode keeps (DefaultMaxMemo if 0).
 	MaxMemo int
+
+	// MaxValues is the most values a walk of Decode's result meets,
+	// counting a value shared in the pickle once per place it appears
+	// (DefaultMaxValues if 0): a walk of what Decode accepts is bounded.
+	MaxValues int
 }
 
-func (o *Options) maxSize() int  { return orDefault(o.MaxSize, DefaultMaxSize) }
-func (o *Options) maxDepth() int { return orDefault(o.MaxDepth, DefaultMaxDepth) }
-func (o *Options) maxMemo() int  { return orDefault(o.MaxMemo, DefaultMaxMemo) }
+func (o *Options) maxSize() int   { return orDefault(o.MaxSize, DefaultMaxSize) }
+func (o *Options) maxDepth() int  { return orDefault(o.MaxDepth, DefaultMaxDepth) }
+func (o *Options) maxMemo() int   { return orDefault(o.MaxMemo, DefaultMaxMemo) }
+func (o *Options) maxValues() int { return orDefault(o.MaxValues, DefaultMaxValues) }
 
 func orDefault(v, def int) int {
 	if v <= 0 {
@@ -146,9 +159,11 @@ var builtinCalls = map[ogórek.Class]bool{
 	{Module: "builtins", Name: "set"}:          true,
 	{Module: "builtins", Name: "frozenset"}:    true,
 	{Module: "builtins", Name: "bytearray"}:    true,
+	{Module: "builtins", Name: "bytes"}:        true,
 	{Module: "__builtin__", Name: "set"}:       true,
 	{Module: "__builtin__", Name: "frozenset"}: true,
 	{Module: "__builtin__", Name: "bytearray"}: true,
+	{Module: "__builtin__", Name: "bytes"}:     true,
 	{Module: "_codecs", Name: "encode"}:        true,
 }
 
@@ -168,8 +183,8 @@ func (e *ForbiddenError) Error() string {
 }
 
 // LimitError reports a pickle, or a value to encode, beyond a limit:
-// What is "size", "depth", "memo", "length" (an announced length beyond
-// the input) or "digits"; Got is what was found or announced, Max the limit.
+// What is "size", "depth", "memo", "values", "length" (an announced
+// length beyond the input) or "digits"; Got is what was found or announced, Max the limit.
 type LimitError struct {
 	What     string
 	Got, Max int64
