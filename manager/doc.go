@@ -113,9 +113,8 @@
 // only multiprocessing.managers.Token, builtins.slice and, for stored
 // proxies, RebuildProxy and the proxy types; a pickle naming anything
 // else is refused, as are the typeids and methods the server does not
-// know, with an exception the client raises. A Barrier has no action, a
-// list's sort no key, a Condition no lock of its own choosing: they would
-// need Python code in the server. A Lock held by a Python process is given
+// know, with an exception the client raises. A Barrier has no action and a
+// list's sort no key: they would need Python code in the server. A Lock held by a Python process is given
 // back when it dies, as for Go clients (the next Go acquirer gets an
 // *mp.OwnerDiedError naming the Python process over a unix socket, -1 over
 // TCP); the references of a Python process are counted as CPython does

@@ -327,10 +327,27 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 0, "lock"); err != nil {
 			return nil, err
 		}
-		if pc0(a, 0, "lock") != nil {
-			return nil, &pyTypeError{"the mp manager makes a Condition with its own RLock only (Condition())"}
+		lockArg := pc0(a, 0, "lock")
+		if lockArg == nil {
+			return &condObj{lock: &lockObj{reentrant: true, gone: newGone()}, gone: newGone()}, nil
 		}
-		return &condObj{lock: &lockObj{reentrant: true, gone: newGone()}, gone: newGone()}, nil
+		// Condition(m.Lock()): the proxy of a Lock or RLock of this server.
+		call, _ := lockArg.(ogórek.Call)
+		var o *object
+		if len(call.Args) == 4 && call.Callable == pyRebuildProxy {
+			if id, ok := tokenIdent(call.Args[1]); ok {
+				o = s.lookup(id)
+			}
+		}
+		var l *lockObj
+		if o != nil {
+			l, _ = o.impl.(*lockObj)
+		}
+		if l == nil {
+			return nil, &pyTypeError{"a Condition's lock must be a Lock or an RLock of the same manager"}
+		}
+		s.incref(o.id)
+		return &condObj{lock: l, lockID: o.id, gone: newGone()}, nil
 	case "Barrier":
 		if err := a.check(typeid, 1, "parties", "action", "timeout"); err != nil {
 			return nil, err

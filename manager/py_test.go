@@ -14,33 +14,16 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/pytest"
 	"github.com/go-mp/mp/manager"
 )
 
 // Tests of CPython clients (Server.Python) against real interpreters.
 
-// pythons are the interpreters the tests run: python3 (3.11 here) and
-// the 3.12 and 3.13 installs. A missing one is skipped with a message.
-var pythons = []struct{ name, path string }{
-	{"py3", "python3"},
-	{"py3.12", "/root/.pyenv/versions/3.12.1/bin/python3"},
-	{"py3.13", "/root/.pyenv/versions/3.13.0/bin/python3"},
-}
-
-// eachPython runs f in a subtest per interpreter.
+// eachPython runs f in a subtest per interpreter (see pytest.Each): py
+// is the interpreter's path.
 func eachPython(t *testing.T, f func(t *testing.T, py string)) {
-	for _, p := range pythons {
-		t.Run(p.name, func(t *testing.T) {
-			path, err := exec.LookPath(p.path)
-			if err != nil {
-				if p.path == "python3" {
-					t.Fatalf("python3 is needed for the tests of Python clients: %v", err)
-				}
-				t.Skipf("%s is not installed (%s): skipped", p.name, p.path)
-			}
-			f(t, path)
-		})
-	}
+	pytest.Each(t, func(t *testing.T, py pytest.Interp) { f(t, py.Path) })
 }
 
 // pyManager starts a manager that serves Python clients, and returns it
@@ -235,6 +218,14 @@ assert not e.is_set() and not e.wait(0.05)
 threading.Timer(0.1, e.set).start()
 assert e.wait(5) and e.is_set()
 e.clear(); assert not e.is_set()
+
+cl = m.Lock()
+c2 = m.Condition(cl)
+with c2:
+    assert not cl.acquire(False)
+    assert not c2.wait(0.01)
+assert cl.acquire(False)
+cl.release()
 
 c = m.Condition()
 box = []
