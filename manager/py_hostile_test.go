@@ -209,3 +209,34 @@ func TestPythonSilentClients(t *testing.T) {
 	}
 
 }
+
+// TestPythonPublicFunctions: the server's other public functions, and a
+// shutdown that the server allows.
+func TestPythonPublicFunctions(t *testing.T) {
+	ctx := hostileCtx(t)
+	s := &Server{Python: true, AllowShutdown: true}
+	m := serveHere(t, s, "unix")
+	if _, err := NewDict[string, int](ctx, m, Named("d")); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	ident := v.(ogórek.Tuple)[0].(string)
+	tok := &pickle.Object{Class: pyTokenClass, New: true, State: ogórek.Tuple{"get_d", nil, ident}}
+	if kind, v := dialPy(t, m).call(nil, "get_methods", tok); kind != "#RETURN" || len(v.(ogórek.Tuple)) != len(pyExposedOf[kindDict]) {
+		t.Fatalf("get_methods: %s %#v", kind, v)
+	}
+	if kind, v := dialPy(t, m).call(nil, "number_of_objects"); kind != "#RETURN" || v != int64(1) {
+		t.Fatalf("number_of_objects: %s %#v", kind, v)
+	}
+	if kind, v := dialPy(t, m).call(nil, "debug_info"); kind != "#RETURN" || !strings.Contains(v.(string), ident) {
+		t.Fatalf("debug_info: %s %#v", kind, v)
+	}
+	if kind, v := dialPy(t, m).call(nil, "shutdown"); kind != "#RETURN" || v != nil {
+		t.Fatalf("shutdown: %s %#v", kind, v)
+	}
+	select {
+	case <-s.stopCtx.Done():
+	case <-ctx.Done():
+		t.Fatal("the server did not stop")
+	}
+}
