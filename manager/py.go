@@ -307,7 +307,7 @@ func (c *sconn) pyServeClient() {
 			c.pySend(pyFail(err))
 			continue
 		}
-		c.pyCall(req)
+		c.callMethod(req)
 	}
 }
 
@@ -450,8 +450,8 @@ type pyCall struct {
 	args pyArgs
 }
 
-// pyCall serves a method call.
-func (c *sconn) pyCall(req *pyRequest) {
+// callMethod serves a method call.
+func (c *sconn) callMethod(req *pyRequest) {
 	id, ok := pyIdent(req.ident)
 	o := c.s.lookup(id)
 	if !ok || o == nil {
@@ -663,7 +663,7 @@ func (c *sconn) pyFinish(r *reply, fin func(res *opResult) pyMsg) {
 	c.flushDrops(r)
 }
 
-// arg1 encodes a single operation argument.
+// args1 is the argument list of an operation that takes one.
 func args1(b []byte) [][]byte { return [][]byte{b} }
 
 // gid0 is the goroutine id of a Python proxy thread: each has a

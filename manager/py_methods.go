@@ -217,9 +217,6 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 	x.r.reset()
 	switch typeid {
 	case "dict":
-		if err := a.check("dict", 0, "iterable"); err != nil && len(a.pos) > 1 {
-			return nil, err
-		}
 		d := &dictObj{idx: map[string]int{}}
 		pairs, err := pyPairs(c, a)
 		if err != nil {
