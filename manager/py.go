@@ -46,8 +46,9 @@ import (
 // value: see appendProxy), none of which is run: one naming any other
 // class is refused, and answered with a "#TRACEBACK" (a RemoteError in
 // the client). Replies name only builtins exceptions, queue.Empty,
-// queue.Full, threading.BrokenBarrierError, Token, and RebuildProxy with
-// the proxy types (a stored proxy read back).
+// queue.Full, threading.BrokenBarrierError, Token, builtins.dict (which
+// makes dicts in their order, see pyDict) and RebuildProxy with the proxy
+// types (a stored proxy read back).
 //
 // References: CPython's proxies count them with incref and decref
 // requests, not per process, so the server does the same for Python

@@ -140,7 +140,7 @@ func pyDictMethods() map[string]pyMethod {
 		"clear":   pySimple(opDictClear, nil),
 		"copy": func(pc *pyCall) {
 			if pc.check(0) {
-				pyDictCopy(pc, func(d ogórek.Dict) pyMsg { return pyReturn(d) })
+				pyDictCopy(pc, pyReturn)
 			}
 		},
 		"keys": func(pc *pyCall) {
@@ -281,8 +281,9 @@ func pyDictGet(pc *pyCall, orDefault bool) {
 	})
 }
 
-// pyDictCopy replies with what fin makes of a copy of the dict.
-func pyDictCopy(pc *pyCall, fin func(d ogórek.Dict) pyMsg) {
+// pyDictCopy replies with what fin makes of a copy of the dict (see
+// pyDict), in its order.
+func pyDictCopy(pc *pyCall, fin func(d any) pyMsg) {
 	pc.run(opDictItems, noTimeout, nil, func(res *opResult) pyMsg {
 		if !res.ok {
 			return res.exc()
@@ -291,13 +292,7 @@ func pyDictCopy(pc *pyCall, fin func(d ogórek.Dict) pyMsg) {
 		if err != nil {
 			return pyFail(err)
 		}
-		d := ogórek.NewDictWithSizeHint(len(pairs))
-		for _, p := range pairs {
-			if err := dictSet(d, p[0], p[1]); err != nil {
-				return pyFail(err)
-			}
-		}
-		return fin(d)
+		return fin(pyDict(pairs))
 	})
 }
 

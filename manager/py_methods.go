@@ -499,27 +499,7 @@ func pyFallback(pc *pyCall) {
 	}
 	switch o.kind {
 	case kindDict:
-		if !repr {
-			pyDictCopy(pc, func(d ogórek.Dict) pyMsg { return pyReturn(d) })
-			return
-		}
-		// In the dict's order, which an ogórek.Dict does not keep.
-		pc.run(opDictItems, noTimeout, nil, func(res *opResult) pyMsg {
-			pairs, err := res.pairs(0)
-			if !res.ok || err != nil {
-				return pyReturn("{...}")
-			}
-			var b strings.Builder
-			b.WriteByte('{')
-			for i, p := range pairs {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString(pyRepr(p[0]) + ": " + pyRepr(p[1]))
-			}
-			b.WriteByte('}')
-			return pyReturn(b.String())
-		})
+		pyDictCopy(pc, func(d any) pyMsg { return fin(d, "", "") })
 	case kindList:
 		pyListAll(pc, func(items []any) pyMsg { return fin(items, "", "") })
 	case kindArray:

@@ -109,6 +109,11 @@ r = m.dict()
 r["a"] = [1, 2.5, "it's", None, b"\x00", (1,), 1e20, 0.0001, 123456789.0]
 r[2] = {"x": True}
 assert str(r) == repr(r._getvalue()), (str(r), repr(r._getvalue()))
+o = m.dict()
+for k in "zyxa":
+    o[k] = {"q": 1, "b": 2}
+assert list(o.copy()) == list("zyxa") and list(o._getvalue()) == list("zyxa") and list(o.keys()) == list("zyxa")
+assert str(o) == repr(o.copy())
 assert str(m.list([1.0, "\n\u00e9"])) == repr([1.0, "\n\u00e9"])
 
 l = m.list([3, 1, 2])

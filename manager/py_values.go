@@ -266,7 +266,7 @@ func readPy(c *sconn, b []byte, hashable bool, depth int) (any, int, error) {
 		if arg > uint64(len(b)) {
 			return nil, 0, codec.ErrMalformed
 		}
-		d := ogórek.NewDictWithSizeHint(int(arg))
+		pairs := make([][2]any, 0, arg)
 		for ; arg > 0; arg-- {
 			k, m, err := readPy(c, b[n:], true, depth+1)
 			if err != nil {
@@ -278,11 +278,9 @@ func readPy(c *sconn, b []byte, hashable bool, depth int) (any, int, error) {
 				return nil, 0, err
 			}
 			n += m
-			if err := dictSet(d, k, v); err != nil {
-				return nil, 0, err
-			}
+			pairs = append(pairs, [2]any{k, v})
 		}
-		return d, n, nil
+		return pyDict(pairs), n, nil
 	case codec.MajorTag:
 		switch arg {
 		case codec.TokenTag:
@@ -347,16 +345,28 @@ func readPy(c *sconn, b []byte, hashable bool, depth int) (any, int, error) {
 	return nil, 0, codec.ErrMalformed
 }
 
-// dictSet sets d[k] = v; a key ogórek.Dict cannot hash is an error, not
-// a panic.
-func dictSet(d ogórek.Dict, k, v any) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = &pyValueError{fmt.Sprintf("a %s cannot be a dict key in Python", pyTypeName(k))}
-		}
-	}()
-	d.Set(k, v)
-	return nil
+// pyDictClass is Python's dict, called to make the dicts the server
+// sends (see pyDict).
+var pyDictClass = ogórek.Class{Module: "builtins", Name: "dict"}
+
+// pyDict is the dict of pairs, in their order, as the server sends it:
+// dict([(k, v), ...]), which the client's unpickler builds in that order.
+// (An ogórek.Dict, which the pickle codec writes, has no order.)
+func pyDict(pairs [][2]any) any {
+	items := make([]any, len(pairs))
+	for i, p := range pairs {
+		items[i] = ogórek.Tuple{p[0], p[1]}
+	}
+	return ogórek.Call{Callable: pyDictClass, Args: ogórek.Tuple{items}}
+}
+
+// dictPairs returns the pairs of a dict made by pyDict.
+func dictPairs(v ogórek.Call) ([]any, bool) {
+	if v.Callable != pyDictClass || len(v.Args) != 1 {
+		return nil, false
+	}
+	items, ok := v.Args[0].([]any)
+	return items, ok
 }
 
 // pyTypeName is the Python name of the type of a value of the model.
@@ -564,17 +574,21 @@ func writeRepr(b *strings.Builder, v any, depth int) {
 			return
 		}
 		seq("{", "}", v)
-	case ogórek.Dict:
+	case ogórek.Call:
+		items, ok := dictPairs(v)
+		if !ok {
+			fmt.Fprintf(b, "<%s>", pyTypeName(v))
+			return
+		}
 		b.WriteByte('{')
-		i := 0
-		for k, val := range v.Iter() {
+		for i, it := range items {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			i++
-			writeRepr(b, k, depth+1)
+			kv := it.(ogórek.Tuple)
+			writeRepr(b, kv[0], depth+1)
 			b.WriteString(": ")
-			writeRepr(b, val, depth+1)
+			writeRepr(b, kv[1], depth+1)
 		}
 		b.WriteByte('}')
 	default:

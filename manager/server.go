@@ -89,7 +89,8 @@ type Server struct {
 	// 3.11 to 3.13, connected with the server's authkey), on the same
 	// Listeners as Go clients: the first message of a connection tells
 	// them apart. They share the objects of Go clients, named objects
-	// among them; see the package documentation.
+	// among them; see the package documentation. Without Python, a
+	// Python client is hung up on once authenticated (it raises EOFError).
 	Python bool
 
 	initOnce sync.Once
