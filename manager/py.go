@@ -41,7 +41,8 @@ import (
 // which the server looks up in its own tables (SyncManager's typeids and
 // their proxies' methods); anything else is answered with an exception.
 // Pickles may name only multiprocessing.managers.Token (the argument of
-// get_methods), builtins.slice (list and array indices), and RebuildProxy
+// get_methods), builtins.slice (list and array indices), builtins.range
+// (m.list(range(10)), expanded by the server), and RebuildProxy
 // with the proxy types of multiprocessing.managers (a proxy stored in a
 // value: see appendProxy), none of which is run: one naming any other
 // class is refused, and answered with a "#TRACEBACK" (a RemoteError in
@@ -80,8 +81,9 @@ func isPickle(msg []byte) bool {
 var (
 	pyTokenClass = ogórek.Class{Module: "multiprocessing.managers", Name: "Token"}
 	pySliceClass = ogórek.Class{Module: "builtins", Name: "slice"}
+	pyRangeClass = ogórek.Class{Module: "builtins", Name: "range"}
 
-	pyDecodeOpts = pickle.Options{Allow: append([]ogórek.Class{pyTokenClass, pySliceClass}, pyProxyClasses()...)}
+	pyDecodeOpts = pickle.Options{Allow: append([]ogórek.Class{pyTokenClass, pySliceClass, pyRangeClass}, pyProxyClasses()...)}
 	pyEncodeOpts = pickle.Options{}
 )
 

@@ -407,8 +407,53 @@ func pyIterable(v any) ([]any, error) {
 		return v, nil
 	case pickle.FrozenSet:
 		return v, nil
+	case ogórek.Call:
+		if v.Callable == pyRangeClass {
+			return pyRange(v.Args)
+		}
 	}
 	return nil, &pyTypeError{fmt.Sprintf("'%s' object is not iterable by the mp manager", pyTypeName(v))}
+}
+
+// maxRange bounds the items a range sent as an iterable expands to.
+const maxRange = 1 << 24
+
+// pyRange expands range(start, stop, step), as a range pickles.
+func pyRange(args ogórek.Tuple) ([]any, error) {
+	var a [3]int64
+	if len(args) != 3 {
+		return nil, &pyTypeError{"a malformed range"}
+	}
+	for i, v := range args {
+		var ok bool
+		if a[i], ok = pyInt(v); !ok || i == 2 && a[i] == 0 {
+			return nil, &pyTypeError{"a malformed range"}
+		}
+	}
+	start, stop, step := a[0], a[1], a[2]
+	// The span as unsigned is exact (it is below 2^64); so is the count.
+	var span, stride uint64
+	switch {
+	case step > 0 && stop > start:
+		span, stride = uint64(stop)-uint64(start), uint64(step)
+	case step < 0 && stop < start:
+		span, stride = uint64(start)-uint64(stop), -uint64(step)
+	}
+	var n uint64
+	if stride > 0 {
+		n = span / stride
+		if span%stride != 0 {
+			n++
+		}
+	}
+	if n > maxRange {
+		return nil, &pyValueError{fmt.Sprintf("a range of more than %d items", maxRange)}
+	}
+	items := make([]any, n)
+	for i := range items {
+		items[i] = start + int64(i)*step
+	}
+	return items, nil
 }
 
 // pyPairs returns the encoded (key, value) pairs of dict(*args, **kwds)

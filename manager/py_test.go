@@ -273,7 +273,9 @@ try:
     raise SystemExit("no IndexError")
 except IndexError:
     pass
-ia = m.Array("i", range(3)) if False else m.Array("i", [0, 1, 2])
+ia = m.Array("i", range(3))
+assert ia[:] == [0, 1, 2]
+assert m.list(range(10, 0, -3))[:] == [10, 7, 4, 1]
 try:
     ia[0] = 1.5
     raise SystemExit("no TypeError")
