@@ -3,8 +3,11 @@
 package manager
 
 import (
+	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
@@ -239,4 +242,47 @@ func TestPythonPublicFunctions(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the server did not stop")
 	}
+}
+
+// TestPythonUnreadRepliesHoldNothing: a client that sends requests and
+// reads no replies ends up blocking the server's send to it; that must
+// not hold the object its request was about (a sort holds its list's
+// lock while it works).
+func TestPythonUnreadRepliesHoldNothing(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	l, err := NewList[int](ctx, m, []int{3, 1, 2}, Named("L"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_L")
+	ident := v.(ogórek.Tuple)[0].(string)
+	p := dialPy(t, m)
+	p.call(nil, "accept_connection", "flooder")
+	req, _ := pickle.Encode(ogórek.Tuple{ident, "sort", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{})
+	var sent atomic.Int64
+	go func() {
+		for p.c.SendBytes(req) == nil {
+			sent.Add(1)
+		}
+	}()
+	// Wait until the flood stalls: the server no longer reads it, its
+	// send of a reply blocked.
+	for last := int64(-1); ; {
+		time.Sleep(200 * time.Millisecond)
+		if n := sent.Load(); n == last && n > 0 {
+			break
+		} else {
+			last = n
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the flood never stalled")
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := l.Len(lctx); err != nil || n != 3 {
+		t.Fatalf("the list while a client reads no replies: %d, %v", n, err)
+	}
+	p.c.Close()
 }

@@ -767,17 +767,21 @@ func pyListSort(pc *pyCall) {
 		pc.reply(pyRaise(excTypeError, "the mp manager runs no Python code: sort takes no key"))
 		return
 	}
-	rev := pc.arg(1, "reverse", false)
-	reverse, _ := pyInt(rev)
-	l := pc.o.impl.(*listObj)
+	reverse, _ := pyInt(pc.arg(1, "reverse", false))
+	// The reply goes once the list is unlocked: a client that reads no
+	// replies blocks the send, and must not block the list with it.
+	pc.reply(pc.o.impl.(*listObj).pySort(pc.c, reverse != 0))
+}
+
+// pySort sorts the items as Python's list.sort does, stably.
+func (l *listObj) pySort(c *sconn, reverse bool) pyMsg {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	vals := make([]any, len(l.items))
 	for i, it := range l.items {
-		v, err := decodePy(pc.c, it)
+		v, err := decodePy(c, it)
 		if err != nil {
-			pc.fail(err)
-			return
+			return pyFail(err)
 		}
 		vals[i] = v
 	}
@@ -791,21 +795,20 @@ func pyListSort(pc *pyCall) {
 		if err != nil && cmpErr == nil {
 			cmpErr = err
 		}
-		if reverse != 0 {
+		if reverse {
 			c = -c
 		}
 		return c < 0
 	})
 	if cmpErr != nil {
-		pc.fail(cmpErr)
-		return
+		return pyFail(cmpErr)
 	}
 	sorted := make([][]byte, len(idx))
 	for i, j := range idx {
 		sorted[i] = l.items[j]
 	}
 	copy(l.items, sorted)
-	pc.ret(nil)
+	return pyReturn(nil)
 }
 
 // pyListIMul serves __imul__: the list repeated n times, in place.
@@ -818,21 +821,23 @@ func pyListIMul(pc *pyCall) {
 		pc.reply(pyRaise(excTypeError, "can't multiply sequence by non-int"))
 		return
 	}
-	l := pc.o.impl.(*listObj)
+	pc.reply(pc.o.impl.(*listObj).pyRepeat(n)) // unlocked, as pyListSort says
+}
+
+// pyRepeat makes the list n copies of itself.
+func (l *listObj) pyRepeat(n int64) pyMsg {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, it := range l.items {
 		if mayHoldTokens(it) {
-			pc.fail(errGoProxy)
-			return
+			return pyFail(errGoProxy)
 		}
 	}
 	switch {
 	case n <= 0:
 		l.items = nil
 	case int64(len(l.items))*n > 1<<24:
-		pc.reply(pyRaise(excValueError, "the repeated list would be too long"))
-		return
+		return pyRaise(excValueError, "the repeated list would be too long")
 	default:
 		one := l.items
 		for range n - 1 {
@@ -841,7 +846,7 @@ func pyListIMul(pc *pyCall) {
 			}
 		}
 	}
-	pc.ret(nil)
+	return pyReturn(nil)
 }
 
 // pyTypecode checks an array typecode.
