@@ -81,6 +81,46 @@
 // freed object fails with ErrNoObject. A cycle of objects that hold each
 // other's tokens lives until the server ends.
 //
+// # Python clients
+//
+// A server with Python set (Server.Python, Options.Python, `mp manager
+// serve -python`) also serves CPython's own manager clients, 3.11 to 3.13,
+// on the same address and objects as Go clients:
+//
+//	m = SyncManager(address=("127.0.0.1", 5000), authkey=key)
+//	m.connect()
+//	d = m.dict()     # also m.list(), m.Queue(), m.Lock(), m.Value("i", 0)...
+//
+// Every SyncManager typeid but Pool is served (dict, list, Value, Array,
+// Namespace, Queue, JoinableQueue, Lock, RLock, Semaphore,
+// BoundedSemaphore, Condition, Event, Barrier), with the methods of its
+// CPython proxy. A Python client reaches an object a Go client made with
+// Named("jobs") by registering get_jobs (BaseManager.register("get_jobs"))
+// and calling it. Values cross as the table in py_values.go says: None,
+// bool, int, float, str, bytes, list, tuple (read back as a list), dict
+// and set are stored as the CBOR a Go client stores for nil, bool, ints,
+// float64, string, []byte, slices, maps and structs (exported fields by
+// name), so both sides read what the other wrote.
+//
+// Proxies stored in values cross too, as with CPython's managers (a dict
+// of lists): a Python proxy stored in an object is stored as the token of
+// a Go proxy, and each language reads the other's as a working proxy. As
+// with CPython, a Python client makes the proxies it reads with its
+// process's key: it sets multiprocessing.current_process().authkey to the
+// server's key first.
+//
+// Nothing a Python client sends is run or imported: requests may name
+// only multiprocessing.managers.Token, builtins.slice and, for stored
+// proxies, RebuildProxy and the proxy types; a pickle naming anything
+// else is refused, as are the typeids and methods the server does not
+// know, with an exception the client raises. A Barrier has no action and a
+// list's sort no key: they would need Python code in the server. A Lock held by a Python process is given
+// back when it dies, as for Go clients (the next Go acquirer gets an
+// *mp.OwnerDiedError naming the Python process over a unix socket, -1 over
+// TCP); the references of a Python process are counted as CPython does
+// (incref and decref), so those of a process killed before its finalizers
+// ran live until the server ends, as with CPython's server.
+//
 // # Failures
 //
 // When the server dies, every call returns an error matching

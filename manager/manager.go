@@ -62,6 +62,13 @@ type Options struct {
 	// its records here over a pipe; it drops them rather than wait if
 	// this process does not take them as fast as they come.
 	Logger *slog.Logger
+	// Python makes the server serve CPython's manager clients too (see
+	// Server.Python): from Python 3.11 to 3.13,
+	// SyncManager(address=..., authkey=...).connect() then reaches the
+	// same objects as Go clients. A unix address is given to Python as
+	// the socket's path ("\0name" for an abstract "@name"), a TCP one as
+	// (host, port).
+	Python bool
 }
 
 // Manager is a connection to a manager server, as Python's SyncManager
@@ -88,6 +95,7 @@ type serveArgs struct {
 	Address          string
 	HandshakeTimeout time.Duration
 	TLS              *serverTLS
+	Python           bool
 	Ready            *mp.Conn // the child reports its address, or why it failed
 	Log              *mp.Conn // the child's log records go there (see relayLog)
 }
@@ -118,7 +126,7 @@ var serveTarget = mp.RegisterProc("mp.manager.serve", func(a serveArgs) error {
 		l.Close()
 		return err
 	}
-	return (&Server{AllowShutdown: true, Logger: logger}).Serve(context.Background(), l)
+	return (&Server{AllowShutdown: true, Logger: logger, Python: a.Python}).Serve(context.Background(), l)
 })
 
 // logBacklog is how many records the server holds for its parent before
@@ -216,7 +224,7 @@ func Start(ctx context.Context, opts *Options) (*Manager, error) {
 		childEnd.Close()
 		return fail(err)
 	}
-	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, TLS: st, Ready: childEnd, Log: logW})
+	p := mp.NewProcess(serveTarget, serveArgs{Network: o.Network, Address: o.Address, HandshakeTimeout: o.HandshakeTimeout, TLS: st, Python: o.Python, Ready: childEnd, Log: logW})
 	p.Daemon = true
 	p.Authkey = o.Authkey
 	if o.Name != "" {

@@ -84,6 +84,14 @@ type Server struct {
 	// Failed handshakes are reported by the Listener (see
 	// connection.ListenConfig.Logger).
 	Logger *slog.Logger
+	// Python makes the server serve CPython's manager clients too
+	// (multiprocessing.managers.SyncManager and BaseManager of Python
+	// 3.11 to 3.13, connected with the server's authkey), on the same
+	// Listeners as Go clients: the first message of a connection tells
+	// them apart. They share the objects of Go clients, named objects
+	// among them; see the package documentation. Without Python, a
+	// Python client is hung up on once authenticated (it raises EOFError).
+	Python bool
 
 	initOnce sync.Once
 	instance uint64
@@ -149,7 +157,9 @@ func (s *Server) Serve(ctx context.Context, l *connection.Listener) error {
 			break
 		}
 		c.SetLimit(maxMsg)
-		sc := &sconn{s: s, c: newLink(c)}
+		// The address a Go client reached the server by comes in its
+		// hello; a Python client's tokens name the listener's.
+		sc := &sconn{s: s, c: newLink(c), network: l.Addr().Network(), address: l.Addr().String()}
 		sc.c.limit = maxMsg
 		mu.Lock()
 		conns[sc] = struct{}{}
@@ -287,10 +297,11 @@ func (sess *session) takeHolds() []holder {
 // An object is a served value. It stays alive while something refers to
 // it: a session, a value stored in another object (a token), or a name.
 type object struct {
-	id   uint64
-	kind string
-	refs int // guarded by Server.mu
-	impl impl
+	id     uint64
+	kind   string
+	refs   int // guarded by Server.mu
+	pyrefs int // the references of Python clients, counted in refs too; Server.mu
+	impl   impl
 }
 
 // impl is the behaviour of one kind of object.
@@ -616,7 +627,15 @@ func (c *sconn) send(r *reply) {
 
 func (s *Server) serveConn(c *sconn) {
 	defer c.c.Close()
-	if !c.hello() {
+	first, err := c.recv()
+	if err != nil {
+		return
+	}
+	if s.Python && isPickle(first) {
+		c.servePython(first)
+		return
+	}
+	if !c.hello(first) {
 		return
 	}
 	for {
@@ -661,6 +680,13 @@ func (s *Server) serveConn(c *sconn) {
 			s.stop()
 		}
 	}
+	c.finish()
+}
+
+// finish ends a connection whose requests have ended: it ends its wait,
+// if any, waits for it, puts back an item it did not acknowledge and
+// leaves its session.
+func (c *sconn) finish() {
 	c.pmu.Lock()
 	if c.pend != nil {
 		c.pend.died()
@@ -668,7 +694,7 @@ func (s *Server) serveConn(c *sconn) {
 	c.pmu.Unlock()
 	c.wg.Wait()
 	c.undeliver()
-	s.leave(c.sess)
+	c.s.leave(c.sess)
 }
 
 // upgrade answers opUpgrade: it agrees, receives the client's shared
@@ -693,12 +719,9 @@ func (c *sconn) upgrade() {
 	}
 }
 
-// hello reads the first request of a connection, which names its session.
-func (c *sconn) hello() bool {
-	msg, err := c.recv()
-	if err != nil {
-		return false
-	}
+// hello reads the first request of a connection, msg, which names its
+// session.
+func (c *sconn) hello(msg []byte) bool {
 	var items [8][]byte
 	args, err := codec.SplitMessage(items[:0], msg)
 	if err != nil || len(args) != 7 {

@@ -379,9 +379,10 @@ func (d *dictObj) handle(x *call) waitFn {
 
 // listObj is a list of encoded values; an Array is a list of fixed length.
 type listObj struct {
-	mu    sync.Mutex
-	items [][]byte
-	fixed bool
+	mu       sync.Mutex
+	items    [][]byte
+	fixed    bool
+	typecode byte // an Array made by a Python client: its items' typecode (see coerce)
 }
 
 func (l *listObj) free() ([][]byte, []uint64) {

@@ -8,7 +8,7 @@
 // Usage:
 //
 //	mp bench [-json] [-scale f] [-growth] [workload ...]
-//	mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d] [TLS flags]
+//	mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d] [-python] [TLS flags]
 //	mp manager put   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...
 //	mp manager get   [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]
 //	mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]
@@ -31,7 +31,9 @@
 // mp manager serve runs a manager server of the SyncManager types (package
 // manager) until interrupted, listening on -addr (TCP, 127.0.0.1:0 by
 // default: a free port) or -unix (a unix socket path); it prints "serving
-// on NETWORK ADDRESS" first. Programs use it with manager.Connect. mp
+// on NETWORK ADDRESS" first. Programs use it with manager.Connect; with
+// -python, CPython's SyncManager clients too (they meet Go's named objects
+// through BaseManager.register("get_NAME")). mp
 // manager put puts its arguments, as strings, on the server's queue named
 // by -queue (made if need be); mp manager get gets -n items from it (1 by
 // default) and prints them one per line, waiting at most -timeout (0, the

@@ -25,7 +25,7 @@ var managerCommands = []string{"serve", "put", "get", "stats"}
 
 // managerSynopsis is each subcommand's usage line.
 var managerSynopsis = map[string]string{
-	"serve": "mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d]\n                 [-tls-cert file -tls-key file [-tls-ca file]]",
+	"serve": "mp manager serve [-addr host:port | -unix path] [-authkey-file file] [-handshake-timeout d] [-python]\n                 [-tls-cert file -tls-key file [-tls-ca file]]",
 	"put":   "mp manager put [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name item...",
 	"get":   "mp manager get [-addr host:port | -unix path] [-authkey-file file] [TLS flags] -queue name [-n count] [-timeout d]",
 	"stats": "mp manager stats [-addr host:port | -unix path] [-authkey-file file] [TLS flags]",
@@ -42,6 +42,12 @@ MP_AUTHKEY: text that starts with "hex:" is hexadecimal, any other is the
 key byte for byte (a file's final line break is ignored). A server off
 loopback must be given a key; on loopback or a unix socket, serve makes a
 random one when none is given and prints it as "authkey hex:...".
+
+serve -python also serves CPython's manager clients (3.11 to 3.13) on the
+same address: SyncManager(address=(host, port), authkey=key).connect() in
+Python, then m.dict(), m.Queue(), m.Lock()... share the server with Go
+clients; a Python client reaches the object a Go client made with
+manager.Named("jobs") through BaseManager.register("get_jobs").
 
 serve drops a connection that has not authenticated within
 -handshake-timeout (10s by default); connections that stay silent never
@@ -77,6 +83,7 @@ type managerFlags struct {
 	queue                     *string
 	count                     *int
 	timeout, handshakeTimeout *time.Duration
+	python                    *bool
 }
 
 // newManagerFlags returns the flags of subcommand cmd, nil if there is no
@@ -97,6 +104,7 @@ func newManagerFlags(cmd string) *managerFlags {
 	switch cmd {
 	case "serve":
 		mf.handshakeTimeout = fs.Duration("handshake-timeout", connection.DefaultHandshakeTimeout, "drop a connection not authenticated within this long")
+		mf.python = fs.Bool("python", false, "also serve CPython's manager clients (SyncManager(address=..., authkey=...).connect())")
 	case "put", "get":
 		mf.queue = fs.String("queue", "", "name of the queue")
 		if cmd == "get" {
@@ -165,7 +173,7 @@ func runManager(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if cmd == "serve" {
 		lc := connection.ListenConfig{HandshakeTimeout: *handshakeTimeout, TLS: tlsConfig}
-		err = serveManager(ctx, lc, network, address, key, stdout)
+		err = serveManager(ctx, lc, network, address, key, *mf.python, stdout)
 	} else {
 		if timeout != nil && *timeout > 0 {
 			var cancel context.CancelFunc
@@ -191,7 +199,7 @@ func readAuthkey(file string) ([]byte, error) {
 }
 
 // serveManager serves until ctx ends (SIGINT or SIGTERM).
-func serveManager(ctx context.Context, lc connection.ListenConfig, network, address string, key []byte, stdout io.Writer) error {
+func serveManager(ctx context.Context, lc connection.ListenConfig, network, address string, key []byte, python bool, stdout io.Writer) error {
 	// With no key, Listen uses this process's random key, and refuses a
 	// TCP address off loopback.
 	l, err := lc.Listen(network, address, key)
@@ -205,7 +213,7 @@ func serveManager(ctx context.Context, lc connection.ListenConfig, network, addr
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
 	}
-	return manager.Serve(ctx, l)
+	return (&manager.Server{Python: python}).Serve(ctx, l)
 }
 
 func managerClient(ctx context.Context, cmd, network, address string, key []byte, tlsConfig *tls.Config, queue *string, count *int, items []string, stdout io.Writer) error {

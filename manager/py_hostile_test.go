@@ -1,0 +1,288 @@
+//go:build linux
+
+package manager
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/pickle"
+	ogórek "github.com/kisielk/og-rek"
+)
+
+// Tests of Python clients that break the rules, played by Go, against a
+// server in this process: nothing they send runs, each gets a typed reply
+// (or is hung up on), and the server keeps serving the others.
+
+// pyConn is a raw connection of a played Python client.
+type pyConn struct {
+	t *testing.T
+	c *mp.Conn
+}
+
+func dialPy(t *testing.T, m *Manager) *pyConn {
+	t.Helper()
+	c, err := connection.Dial(hostileCtx(t), m.Network(), m.Address(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &pyConn{t, c}
+}
+
+// send sends raw bytes.
+func (p *pyConn) send(b []byte) {
+	p.t.Helper()
+	if err := p.c.SendBytes(b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// call sends a request (id, name, args, kwds) and returns the reply's
+// kind and value.
+func (p *pyConn) call(id any, name string, args ...any) (string, any) {
+	p.t.Helper()
+	b, err := pickle.Encode(ogórek.Tuple{id, name, ogórek.Tuple(args), ogórek.NewDict()}, pickle.Options{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.send(b)
+	return p.recv()
+}
+
+func (p *pyConn) recv() (string, any) {
+	p.t.Helper()
+	b, err := p.c.RecvBytes(0)
+	if err != nil {
+		p.t.Fatalf("no reply: %v", err)
+	}
+	v, err := pickle.Decode(b, pickle.Options{Allow: []ogórek.Class{excValueError, excTypeError,
+		excKeyError, excAttributeError, excPermission, pyTokenClass}})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	t, ok := v.(ogórek.Tuple)
+	if !ok || len(t) != 2 {
+		p.t.Fatalf("reply %#v", v)
+	}
+	kind, _ := t[0].(string)
+	return kind, t[1]
+}
+
+// wantExc checks that a reply raises cls.
+func wantExc(t *testing.T, kind string, v any, cls ogórek.Class) {
+	t.Helper()
+	c, ok := v.(ogórek.Call)
+	if kind != "#ERROR" || !ok || c.Callable != cls {
+		t.Fatalf("reply %s %#v, want %s", kind, v, cls.Name)
+	}
+}
+
+func TestPythonHostileRequests(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	d, err := NewDict[string, int](ctx, m, Named("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Set(ctx, "k", 1)
+
+	// A pickle naming a function outside the allow-list is refused
+	// before anything is made of it.
+	evil := ogórek.Call{Callable: ogórek.Class{Module: "os", Name: "system"}, Args: ogórek.Tuple{"touch /tmp/mp-pwned"}}
+	kind, v := dialPy(t, m).call(nil, "create", "dict", evil)
+	if s, _ := v.(string); kind != "#TRACEBACK" || !strings.Contains(s, "os.system is not allowed") {
+		t.Fatalf("a pickle naming os.system: %s %#v", kind, v)
+	}
+	// Unknown typeids and functions, and methods of no object.
+	kind, v = dialPy(t, m).call(nil, "create", "Pool")
+	wantExc(t, kind, v, excValueError)
+	kind, v = dialPy(t, m).call(nil, "exec", "print(1)")
+	wantExc(t, kind, v, excValueError)
+	kind, v = dialPy(t, m).call(nil, "shutdown")
+	wantExc(t, kind, v, excPermission)
+	// Not a request, or not a pickle at all past its first bytes.
+	for _, junk := range [][]byte{[]byte("\x80\x04garbage"), []byte("\x80\x05N."), []byte("\x80\x04K\x01K\x02\x86.")} {
+		p := dialPy(t, m)
+		p.send(junk)
+		if kind, _ := p.recv(); kind != "#TRACEBACK" {
+			t.Fatalf("%q: reply %s", junk, kind)
+		}
+	}
+	// A stored proxy must name an object of this server.
+	forged := ogórek.Call{Callable: pyRebuildProxy, Args: ogórek.Tuple{
+		ogórek.Class{Module: "multiprocessing.managers", Name: "DictProxy"},
+		&pickle.Object{Class: pyTokenClass, New: true, State: ogórek.Tuple{"dict", nil, "123456789abcdef"}},
+		"pickle", ogórek.NewDict()}}
+	kind, v = dialPy(t, m).call(nil, "create", "list", []any{forged})
+	wantExc(t, kind, v, excTypeError)
+	// Nesting beyond what the store takes.
+	var deep any = "x"
+	for range 200 {
+		deep = []any{deep}
+	}
+	kind, v = dialPy(t, m).call(nil, "create", "list", deep)
+	wantExc(t, kind, v, excTypeError)
+
+	// A proxy connection: bad calls get typed replies and the
+	// connection goes on.
+	kind, v = dialPy(t, m).call(nil, "create", "get_d")
+	if kind != "#RETURN" {
+		t.Fatalf("get_d: %s %#v", kind, v)
+	}
+	ident := v.(ogórek.Tuple)[0].(string)
+	p := dialPy(t, m)
+	if kind, _ := p.call(nil, "accept_connection", "hostile"); kind != "#RETURN" {
+		t.Fatal(kind)
+	}
+	kind, v = p.call("123456789abcdef", "__getitem__", "k")
+	wantExc(t, kind, v, excKeyError)
+	kind, v = p.call(ident, "__class__")
+	wantExc(t, kind, v, excAttributeError)
+	kind, v = p.call(ident, "__getitem__", "k", "extra")
+	wantExc(t, kind, v, excTypeError)
+	p.send([]byte("\x80\x04garbage"))
+	if kind, _ := p.recv(); kind != "#TRACEBACK" {
+		t.Fatal(kind)
+	}
+	if kind, v := p.call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(1) {
+		t.Fatalf("a good call after bad ones: %s %#v", kind, v)
+	}
+
+	// Python drops only its own references: more decrefs than increfs
+	// leave the Go client's dict alone.
+	for range 3 {
+		dialPy(t, m).call(nil, "decref", ident)
+	}
+	if v, ok, err := d.Get(ctx, "k"); err != nil || !ok || v != 1 {
+		t.Fatalf("the Go client's dict after Python's decrefs: %v %v %v", v, ok, err)
+	}
+}
+
+// TestPythonSilentClients: Python clients that connect and say nothing,
+// or wait in a Lock's acquire, hold nobody up; one that sends a request
+// while its call waits is hung up on, and its wait ends.
+func TestPythonSilentClients(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	l, err := NewLock(ctx, m, Named("L"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_L")
+	ident := v.(ogórek.Tuple)[0].(string)
+	for range 20 {
+		dialPy(t, m) // authenticated, silent
+	}
+	var waiters []*pyConn
+	for range 5 {
+		p := dialPy(t, m)
+		p.call(nil, "accept_connection", "waiter")
+		b, _ := pickle.Encode(ogórek.Tuple{ident, "acquire", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{})
+		p.send(b)
+		waiters = append(waiters, p)
+	}
+	d, err := NewDict[int, int](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Out of protocol: a second request while the first waits.
+	b, _ := pickle.Encode(ogórek.Tuple{ident, "release", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{})
+	waiters[0].send(b)
+	if _, err := waiters[0].c.RecvBytes(0); err == nil {
+		t.Fatal("a request during a wait was answered")
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The next waiter gets the lock.
+	if kind, v := waiters[1].recv(); kind != "#RETURN" || v != true {
+		t.Fatalf("acquire: %s %#v", kind, v)
+	}
+
+}
+
+// TestPythonPublicFunctions: the server's other public functions, and a
+// shutdown that the server allows.
+func TestPythonPublicFunctions(t *testing.T) {
+	ctx := hostileCtx(t)
+	s := &Server{Python: true, AllowShutdown: true}
+	m := serveHere(t, s, "unix")
+	if _, err := NewDict[string, int](ctx, m, Named("d")); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	ident := v.(ogórek.Tuple)[0].(string)
+	tok := &pickle.Object{Class: pyTokenClass, New: true, State: ogórek.Tuple{"get_d", nil, ident}}
+	if kind, v := dialPy(t, m).call(nil, "get_methods", tok); kind != "#RETURN" || len(v.(ogórek.Tuple)) != len(pyExposedOf[kindDict]) {
+		t.Fatalf("get_methods: %s %#v", kind, v)
+	}
+	if kind, v := dialPy(t, m).call(nil, "number_of_objects"); kind != "#RETURN" || v != int64(1) {
+		t.Fatalf("number_of_objects: %s %#v", kind, v)
+	}
+	if kind, v := dialPy(t, m).call(nil, "debug_info"); kind != "#RETURN" || !strings.Contains(v.(string), ident) {
+		t.Fatalf("debug_info: %s %#v", kind, v)
+	}
+	if kind, v := dialPy(t, m).call(nil, "shutdown"); kind != "#RETURN" || v != nil {
+		t.Fatalf("shutdown: %s %#v", kind, v)
+	}
+	select {
+	case <-s.stopCtx.Done():
+	case <-ctx.Done():
+		t.Fatal("the server did not stop")
+	}
+}
+
+// TestPythonUnreadRepliesHoldNothing: a client that sends requests and
+// reads no replies ends up blocking the server's send to it; that must
+// not hold the object its request was about (a sort holds its list's
+// lock while it works).
+func TestPythonUnreadRepliesHoldNothing(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	l, err := NewList[int](ctx, m, []int{3, 1, 2}, Named("L"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_L")
+	ident := v.(ogórek.Tuple)[0].(string)
+	p := dialPy(t, m)
+	p.call(nil, "accept_connection", "flooder")
+	req, _ := pickle.Encode(ogórek.Tuple{ident, "sort", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{})
+	var sent atomic.Int64
+	go func() {
+		for p.c.SendBytes(req) == nil {
+			sent.Add(1)
+		}
+	}()
+	// Wait until the flood stalls: the server no longer reads it, its
+	// send of a reply blocked.
+	for last := int64(-1); ; {
+		time.Sleep(200 * time.Millisecond)
+		if n := sent.Load(); n == last && n > 0 {
+			break
+		} else {
+			last = n
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the flood never stalled")
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := l.Len(lctx); err != nil || n != 3 {
+		t.Fatalf("the list while a client reads no replies: %d, %v", n, err)
+	}
+	p.c.Close()
+}

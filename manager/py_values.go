@@ -1,0 +1,755 @@
+//go:build linux
+
+package manager
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/pickle"
+	ogórek "github.com/kisielk/og-rek"
+)
+
+// Values of CPython clients. The server stores every value as CBOR (see
+// wire.go), whoever put it there, so that Go and Python clients share the
+// objects: a value a Python client sends is turned into the CBOR a Go
+// client would store for the same value, and back when it is read.
+//
+//	Python              stored as (CBOR)           Go reads it as
+//	None                null                       nil, a zero value
+//	bool                true / false               bool
+//	int                 integer (bignum past 64 b) intN, uintN, big.Int
+//	float               float (shortest exact)     float64
+//	str                 text                       string
+//	bytes, bytearray    byte string                []byte
+//	list, tuple         array                      []T
+//	dict                map (keys sorted)          map[K]V, a struct
+//	set, frozenset      tag 258 of an array        (a CBOR set)
+//
+// Encoding follows codec.DetMarshal (shortest numbers, map keys sorted
+// bytewise), so a key a Python client stores is the same key as the Go
+// value that encodes to the same bytes: d["a"] from Python and
+// Dict[string, V].Get("a") from Go meet. Reading back, an array is a list
+// (a tuple in a dict key or a set, where Python needs something hashable),
+// a byte string is bytes. Python's own equalities across types (1 == 1.0
+// == True as dict keys) do not hold in the server: keys are equal when
+// their encodings are.
+//
+// A proxy inside a value is stored as a token (see appendProxy and
+// pyProxy), whichever language stored it.
+
+// cborSetTag is the CBOR tag of a set (IANA registry: "Mathematical finite
+// set").
+const cborSetTag = 258
+
+// errPyValue reports a value that cannot cross between Python and the
+// server's store; the Python client gets a TypeError.
+type pyValueError struct{ msg string }
+
+func (e *pyValueError) Error() string { return e.msg }
+
+// pyMaxDepth bounds the nesting of values in both directions, as the codec
+// bounds the CBOR it reads.
+const pyMaxDepth = codec.MaxDepth
+
+// appendPy appends the stored (CBOR) form of the Python value v.
+func appendPy(c *sconn, b []byte, v any, depth int) ([]byte, error) {
+	if depth > pyMaxDepth {
+		return b, &pyValueError{"value nested too deeply for the manager"}
+	}
+	switch v := v.(type) {
+	case nil, ogórek.None:
+		return append(b, codec.Null), nil
+	case bool:
+		return codec.AppendBool(b, v), nil
+	case int64:
+		return codec.AppendInt(b, v), nil
+	case int:
+		return codec.AppendInt(b, int64(v)), nil
+	case *big.Int:
+		if v.IsInt64() {
+			return codec.AppendInt(b, v.Int64()), nil
+		}
+		if v.IsUint64() {
+			return codec.AppendUint(b, v.Uint64()), nil
+		}
+		return appendDet(b, v)
+	case float64:
+		return appendDet(b, v)
+	case string:
+		return codec.AppendText(b, v), nil
+	case ogórek.Bytes:
+		return append(codec.AppendHead(b, codec.MajorBytes, uint64(len(v))), v...), nil
+	case []byte:
+		return append(codec.AppendHead(b, codec.MajorBytes, uint64(len(v))), v...), nil
+	case []any:
+		return appendPyArray(c, b, v, depth)
+	case ogórek.Tuple:
+		return appendPyArray(c, b, v, depth)
+	case pickle.Set:
+		return appendPySet(c, b, v, depth)
+	case pickle.FrozenSet:
+		return appendPySet(c, b, v, depth)
+	case ogórek.Dict:
+		return appendPyDict(c, b, v, depth)
+	case ogórek.Call:
+		if v.Callable == pyRebuildProxy {
+			return appendProxy(c, b, v)
+		}
+	}
+	return b, &pyValueError{fmt.Sprintf("a %s cannot be stored in the manager", pyTypeName(v))}
+}
+
+func appendDet(b []byte, v any) ([]byte, error) {
+	e, err := codec.DetMarshal(v)
+	if err != nil {
+		return b, &pyValueError{err.Error()}
+	}
+	return append(b, e...), nil
+}
+
+func appendPyArray(c *sconn, b []byte, items []any, depth int) ([]byte, error) {
+	b = codec.AppendHead(b, codec.MajorArray, uint64(len(items)))
+	var err error
+	for _, it := range items {
+		if b, err = appendPy(c, b, it, depth+1); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// appendPySet writes a set as tag 258 of the array of its elements,
+// sorted by their encodings so that equal sets are equal bytes.
+func appendPySet(c *sconn, b []byte, items []any, depth int) ([]byte, error) {
+	elems := make([][]byte, len(items))
+	for i, it := range items {
+		e, err := appendPy(c, nil, it, depth+1)
+		if err != nil {
+			return b, err
+		}
+		elems[i] = e
+	}
+	slices.SortFunc(elems, bytes.Compare)
+	elems = slices.CompactFunc(elems, bytes.Equal)
+	b = codec.AppendHead(b, codec.MajorTag, cborSetTag)
+	b = codec.AppendHead(b, codec.MajorArray, uint64(len(elems)))
+	for _, e := range elems {
+		b = append(b, e...)
+	}
+	return b, nil
+}
+
+// appendPyDict writes a map whose keys are sorted bytewise by their
+// encodings, as codec.DetMarshal sorts them.
+func appendPyDict(c *sconn, b []byte, d ogórek.Dict, depth int) ([]byte, error) {
+	type pair struct{ k, v []byte }
+	pairs := make([]pair, 0, d.Len())
+	var err error
+	for k, v := range d.Iter() {
+		var p pair
+		if p.k, err = appendPy(c, nil, k, depth+1); err != nil {
+			return b, err
+		}
+		if p.v, err = appendPy(c, nil, v, depth+1); err != nil {
+			return b, err
+		}
+		pairs = append(pairs, p)
+	}
+	slices.SortFunc(pairs, func(x, y pair) int { return bytes.Compare(x.k, y.k) })
+	for i := 1; i < len(pairs); i++ {
+		if bytes.Equal(pairs[i-1].k, pairs[i].k) {
+			// 1 and 1.0 are one key in Python, two encodings here; both
+			// cannot be one map, which must not repeat a key.
+			return b, &pyValueError{"dict keys that are equal in Python but not in the manager (1 and 1.0?)"}
+		}
+	}
+	b = codec.AppendHead(b, codec.MajorMap, uint64(len(pairs)))
+	for _, p := range pairs {
+		b = append(append(b, p.k...), p.v...)
+	}
+	return b, nil
+}
+
+// encodePy returns the stored form of v, received on c (nil: no proxies
+// allowed in v).
+func encodePy(c *sconn, v any) ([]byte, error) { return appendPy(c, nil, v, 0) }
+
+// encodePyItems returns the stored form of each of items.
+func encodePyItems(c *sconn, items []any) ([][]byte, error) {
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		var err error
+		if out[i], err = encodePy(c, it); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// errGoProxy is the error for a stored value that holds a proxy Python
+// cannot use: of another server, or of a type registered in Go.
+var errGoProxy = &pyValueError{"the value holds a proxy that Python cannot use (another manager's, or of a Go type)"}
+
+// decodePy returns the Python value of the stored item b, to be sent on
+// c.
+func decodePy(c *sconn, b []byte) (any, error) {
+	v, n, err := readPy(c, b, false, 0)
+	if err == nil && n != len(b) {
+		err = codec.ErrMalformed
+	}
+	return v, err
+}
+
+// readPy reads the stored item at the start of b as a Python value and
+// returns it and its length. hashable asks for a value Python can hash (a
+// dict key, a set element): arrays become tuples, sets frozensets.
+func readPy(c *sconn, b []byte, hashable bool, depth int) (any, int, error) {
+	if depth > pyMaxDepth {
+		return nil, 0, codec.ErrTooDeep
+	}
+	major, arg, n, err := codec.Head(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch major {
+	case codec.MajorUint:
+		if arg > math.MaxInt64 {
+			return new(big.Int).SetUint64(arg), n, nil
+		}
+		return int64(arg), n, nil
+	case codec.MajorNegInt:
+		if arg > math.MaxInt64 {
+			x := new(big.Int).SetUint64(arg)
+			return x.Neg(x).Sub(x, big.NewInt(1)), n, nil
+		}
+		return -1 - int64(arg), n, nil
+	case codec.MajorBytes, codec.MajorText:
+		if arg > uint64(len(b)-n) {
+			return nil, 0, codec.ErrMalformed
+		}
+		s := string(b[n : n+int(arg)])
+		if major == codec.MajorBytes {
+			return ogórek.Bytes(s), n + int(arg), nil
+		}
+		return s, n + int(arg), nil
+	case codec.MajorArray:
+		if arg > uint64(len(b)) {
+			return nil, 0, codec.ErrMalformed
+		}
+		items := make([]any, 0, arg)
+		for ; arg > 0; arg-- {
+			v, m, err := readPy(c, b[n:], hashable, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			items = append(items, v)
+			n += m
+		}
+		if hashable {
+			return ogórek.Tuple(items), n, nil
+		}
+		return items, n, nil
+	case codec.MajorMap:
+		if hashable {
+			return nil, 0, &pyValueError{"a dict cannot be a dict key in Python"}
+		}
+		if arg > uint64(len(b)) {
+			return nil, 0, codec.ErrMalformed
+		}
+		pairs := make([][2]any, 0, arg)
+		for ; arg > 0; arg-- {
+			k, m, err := readPy(c, b[n:], true, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			n += m
+			v, m, err := readPy(c, b[n:], false, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			n += m
+			pairs = append(pairs, [2]any{k, v})
+		}
+		return pyDict(pairs), n, nil
+	case codec.MajorTag:
+		switch arg {
+		case codec.TokenTag:
+			m, err := codec.Skip(b, depth)
+			if err != nil {
+				return nil, 0, err
+			}
+			t, err := parseToken(b[:m])
+			if err != nil {
+				return nil, 0, err
+			}
+			v, err := pyProxy(c, &t)
+			return v, m, err
+		case 2, 3: // bignums
+			m, err := codec.Skip(b, depth)
+			if err != nil {
+				return nil, 0, err
+			}
+			var x big.Int
+			if err := codec.Unmarshal(b[:m], &x); err != nil {
+				return nil, 0, err
+			}
+			return &x, m, nil
+		case cborSetTag:
+			items, m, err := readPy(c, b[n:], true, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			elems, ok := items.(ogórek.Tuple)
+			if !ok {
+				return nil, 0, codec.ErrMalformed
+			}
+			if hashable {
+				// ogórek.Dict cannot hash a frozenset.
+				return nil, 0, &pyValueError{"a set inside a dict key or a set cannot be read from Python"}
+			}
+			return pickle.Set(elems), n + m, nil
+		}
+		// Another tag (a time, ...): its content.
+		v, m, err := readPy(c, b[n:], hashable, depth+1)
+		return v, n + m, err
+	}
+	// Simple values and floats.
+	switch b[0] {
+	case codec.False:
+		return false, 1, nil
+	case codec.True:
+		return true, 1, nil
+	case codec.Null, codec.Undefined:
+		if hashable {
+			return ogórek.None{}, 1, nil // a key of ogórek.Dict, which cannot hash nil
+		}
+		return nil, 1, nil
+	}
+	if ai := b[0] & 31; ai >= 25 && ai <= 27 {
+		var f float64
+		if err := codec.Unmarshal(b[:n], &f); err != nil {
+			return nil, 0, err
+		}
+		return f, n, nil
+	}
+	return nil, 0, codec.ErrMalformed
+}
+
+// pyDictClass is Python's dict, called to make the dicts the server
+// sends (see pyDict).
+var pyDictClass = ogórek.Class{Module: "builtins", Name: "dict"}
+
+// pyDict is the dict of pairs, in their order, as the server sends it:
+// dict([(k, v), ...]), which the client's unpickler builds in that order.
+// (An ogórek.Dict, which the pickle codec writes, has no order.)
+func pyDict(pairs [][2]any) any {
+	items := make([]any, len(pairs))
+	for i, p := range pairs {
+		items[i] = ogórek.Tuple{p[0], p[1]}
+	}
+	return ogórek.Call{Callable: pyDictClass, Args: ogórek.Tuple{items}}
+}
+
+// dictPairs returns the pairs of a dict made by pyDict.
+func dictPairs(v ogórek.Call) ([]any, bool) {
+	if v.Callable != pyDictClass || len(v.Args) != 1 {
+		return nil, false
+	}
+	items, ok := v.Args[0].([]any)
+	return items, ok
+}
+
+// pyTypeName is the Python name of the type of a value of the model.
+func pyTypeName(v any) string {
+	switch v := v.(type) {
+	case nil, ogórek.None:
+		return "NoneType"
+	case bool:
+		return "bool"
+	case int64, int, *big.Int:
+		return "int"
+	case float64:
+		return "float"
+	case string:
+		return "str"
+	case ogórek.Bytes:
+		return "bytes"
+	case []byte:
+		return "bytearray"
+	case []any:
+		return "list"
+	case ogórek.Tuple:
+		return "tuple"
+	case ogórek.Dict:
+		return "dict"
+	case pickle.Set:
+		return "set"
+	case pickle.FrozenSet:
+		return "frozenset"
+	case ogórek.Class:
+		return v.Module + "." + v.Name
+	case ogórek.Call:
+		return v.Callable.Module + "." + v.Callable.Name + " instance"
+	case *pickle.Object:
+		return v.Class.Module + "." + v.Class.Name + " instance"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// pyInt returns v as an int64 if it is a Python int (or bool) that fits.
+func pyInt(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case bool:
+		if v {
+			return 1, true
+		}
+		return 0, true
+	case *big.Int:
+		if v.IsInt64() {
+			return v.Int64(), true
+		}
+	}
+	return 0, false
+}
+
+// pyFloat returns v as a float64 if it is a Python number.
+func pyFloat(v any) (float64, bool) {
+	if i, ok := pyInt(v); ok {
+		return float64(i), true
+	}
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(v).Float64()
+		return f, true
+	}
+	return 0, false
+}
+
+// pySeq returns the items of a Python list or tuple.
+func pySeq(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case ogórek.Tuple:
+		return v, true
+	}
+	return nil, false
+}
+
+// pyCompare orders two Python values as Python's < does, for list.sort:
+// numbers by value, str, bytes, lists and tuples (of the same kind) in
+// order; other pairs cannot be compared.
+func pyCompare(a, b any) (int, error) {
+	if x, ok := pyInt(a); ok {
+		if y, ok := pyInt(b); ok {
+			return cmpOrdered(x, y), nil
+		}
+	}
+	if x, ok := pyFloat(a); ok {
+		if y, ok := pyFloat(b); ok {
+			if xb, ok := a.(*big.Int); ok {
+				if yb, ok := b.(*big.Int); ok {
+					return xb.Cmp(yb), nil
+				}
+			}
+			return cmpOrdered(x, y), nil
+		}
+	}
+	switch x := a.(type) {
+	case string:
+		if y, ok := b.(string); ok {
+			return cmpOrdered(x, y), nil
+		}
+	case ogórek.Bytes:
+		if y, ok := b.(ogórek.Bytes); ok {
+			return cmpOrdered(x, y), nil
+		}
+	case []any, ogórek.Tuple:
+		xs, _ := pySeq(a)
+		ys, ok := pySeq(b)
+		if ok && pyTypeName(a) == pyTypeName(b) {
+			for i := 0; i < len(xs) && i < len(ys); i++ {
+				c, err := pyCompare(xs[i], ys[i])
+				if err != nil || c != 0 {
+					return c, err
+				}
+			}
+			return cmpOrdered(len(xs), len(ys)), nil
+		}
+	}
+	return 0, &pyTypeError{fmt.Sprintf("'<' not supported between instances of '%s' and '%s'", pyTypeName(a), pyTypeName(b))}
+}
+
+func cmpOrdered[T int | int64 | float64 | string | ogórek.Bytes](x, y T) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// pyTypeError is an error the Python client gets as a TypeError.
+type pyTypeError struct{ msg string }
+
+func (e *pyTypeError) Error() string { return e.msg }
+
+// errAs reports whether err is a *pyValueError or *pyTypeError, the
+// errors a Python client gets as a TypeError.
+func isPyTypeError(err error) bool {
+	var ve *pyValueError
+	var te *pyTypeError
+	return errors.As(err, &ve) || errors.As(err, &te)
+}
+
+// pyRepr is Python's repr of a value of the model, for the __repr__ and
+// __str__ of proxies (print(d) in a client).
+func pyRepr(v any) string {
+	var b strings.Builder
+	writeRepr(&b, v, 0)
+	return b.String()
+}
+
+func writeRepr(b *strings.Builder, v any, depth int) {
+	if depth > pyMaxDepth {
+		b.WriteString("...")
+		return
+	}
+	seq := func(open, close string, items []any) {
+		b.WriteString(open)
+		for i, it := range items {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeRepr(b, it, depth+1)
+		}
+		if len(items) == 1 && open == "(" {
+			b.WriteByte(',')
+		}
+		b.WriteString(close)
+	}
+	switch v := v.(type) {
+	case nil, ogórek.None:
+		b.WriteString("None")
+	case bool:
+		if v {
+			b.WriteString("True")
+		} else {
+			b.WriteString("False")
+		}
+	case int64:
+		b.WriteString(strconv.FormatInt(v, 10))
+	case *big.Int:
+		b.WriteString(v.String())
+	case float64:
+		b.WriteString(floatRepr(v))
+	case string:
+		b.WriteString(quoteRepr(v, ""))
+	case ogórek.Bytes:
+		b.WriteString(quoteRepr(string(v), "b"))
+	case []any:
+		seq("[", "]", v)
+	case ogórek.Tuple:
+		seq("(", ")", v)
+	case pickle.Set:
+		if len(v) == 0 {
+			b.WriteString("set()")
+			return
+		}
+		seq("{", "}", v)
+	case ogórek.Call:
+		items, ok := dictPairs(v)
+		if !ok {
+			fmt.Fprintf(b, "<%s>", pyTypeName(v))
+			return
+		}
+		b.WriteByte('{')
+		for i, it := range items {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			kv := it.(ogórek.Tuple)
+			writeRepr(b, kv[0], depth+1)
+			b.WriteString(": ")
+			writeRepr(b, kv[1], depth+1)
+		}
+		b.WriteByte('}')
+	default:
+		fmt.Fprintf(b, "<%s>", pyTypeName(v))
+	}
+}
+
+// floatRepr writes f as Python's repr does: the shortest digits that read
+// back as f, fixed between 1e-4 and 1e16, with an exponent outside.
+func floatRepr(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "nan"
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	e := strconv.FormatFloat(f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:])
+	if exp < -4 || exp >= 16 {
+		return e // Go writes 1e+16 and 1e-05 as Python does
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// quoteRepr quotes s as Python's repr of a str (prefix "") or bytes
+// (prefix "b") does.
+func quoteRepr(s, prefix string) string {
+	q := byte('\'')
+	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
+		q = '"'
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	b.WriteByte(q)
+	esc := func(r rune) {
+		switch {
+		case r == '\\' || r == rune(q):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f || prefix == "b" && r >= 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !unicode.IsPrint(r) && r <= 0xff:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case !unicode.IsPrint(r) && r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	if prefix == "b" {
+		for i := 0; i < len(s); i++ {
+			esc(rune(s[i]))
+		}
+	} else {
+		for _, r := range s {
+			esc(r)
+		}
+	}
+	b.WriteByte(q)
+	return b.String()
+}
+
+// ---- proxies inside values ----
+
+// Proxies stored in values. A Python client pickles a proxy as
+// RebuildProxy(ProxyType, Token(typeid, address, id), "pickle", kwds);
+// one of an object of this server is stored as the token a Go proxy is
+// stored as (wire.go), which keeps the object alive while stored, and
+// which both Go and Python clients read back as a proxy. A Python client
+// reads it as that RebuildProxy call, which makes the proxy in the client
+// — with the client process's authkey (multiprocessing's
+// current_process().authkey), as CPython's proxies inside values do.
+var (
+	pyRebuildProxy = ogórek.Class{Module: "multiprocessing.managers", Name: "RebuildProxy"}
+	pyAutoProxy    = ogórek.Class{Module: "multiprocessing.managers", Name: "AutoProxy"}
+)
+
+// pyProxyTypes are, by kind, the typeid and proxy type of Python's
+// proxies (AutoProxy for queues, as SyncManager registers them).
+var pyProxyTypes = map[string][2]string{
+	kindDict: {"dict", "DictProxy"}, kindList: {"list", "ListProxy"},
+	kindValue: {"Value", "ValueProxy"}, kindArray: {"Array", "ArrayProxy"},
+	kindNamespace: {"Namespace", "NamespaceProxy"}, kindQueue: {"Queue", "AutoProxy"},
+	kindJoinableQueue: {"JoinableQueue", "AutoProxy"}, kindLock: {"Lock", "AcquirerProxy"},
+	kindRLock: {"RLock", "AcquirerProxy"}, kindSemaphore: {"Semaphore", "AcquirerProxy"},
+	kindBounded: {"BoundedSemaphore", "AcquirerProxy"}, kindCondition: {"Condition", "ConditionProxy"},
+	kindEvent: {"Event", "EventProxy"}, kindBarrier: {"Barrier", "BarrierProxy"},
+	kindIterator: {"Iterator", "IteratorProxy"},
+}
+
+// pyProxyClasses are the classes a stored proxy's pickle may name.
+func pyProxyClasses() []ogórek.Class {
+	seen := map[string]bool{}
+	cs := []ogórek.Class{pyRebuildProxy}
+	for _, t := range pyProxyTypes {
+		if !seen[t[1]] {
+			seen[t[1]] = true
+			cs = append(cs, ogórek.Class{Module: "multiprocessing.managers", Name: t[1]})
+		}
+	}
+	return cs
+}
+
+// appendProxy appends the token of the proxy that call rebuilds: an
+// object of this server, which the client must name by its id.
+func appendProxy(c *sconn, b []byte, call ogórek.Call) ([]byte, error) {
+	if c == nil || len(call.Args) != 4 {
+		return b, &pyValueError{"a proxy cannot be stored here"}
+	}
+	id, ok := tokenIdent(call.Args[1])
+	o := c.s.lookup(id)
+	if !ok || o == nil {
+		return b, &pyValueError{"a proxy of an object that is not in this manager cannot be stored in it"}
+	}
+	return appendToken(b, &token{Network: c.network, Address: c.address, Instance: c.s.instance, ID: id, Kind: o.kind}), nil
+}
+
+// pyProxy is the Python value of a stored token of this server: the call
+// that rebuilds its proxy in the client.
+func pyProxy(c *sconn, t *token) (any, error) {
+	pt, ok := pyProxyTypes[t.Kind]
+	if c == nil || t.Instance != c.s.instance || !ok {
+		return nil, errGoProxy
+	}
+	kwds := ogórek.NewDict()
+	if pt[1] == "AutoProxy" {
+		kwds.Set("exposed", ogórek.Tuple(pyExposedTuple(t.Kind)))
+	}
+	tok := &pickle.Object{Class: pyTokenClass, New: true,
+		State: ogórek.Tuple{pt[0], pyAddress(c.network, c.address), pyIdentOf(t.ID)}}
+	return ogórek.Call{Callable: pyRebuildProxy, Args: ogórek.Tuple{
+		ogórek.Class{Module: "multiprocessing.managers", Name: pt[1]}, tok, "pickle", kwds}}, nil
+}
+
+// pyAddress is a server address as Python's multiprocessing writes it: a
+// unix socket's path ("\x00name" for an abstract "@name"), or (host, port).
+func pyAddress(network, address string) any {
+	if network == "unix" {
+		if rest, ok := strings.CutPrefix(address, "@"); ok {
+			return "\x00" + rest
+		}
+		return address
+	}
+	host, port, err := net.SplitHostPort(address)
+	p, err2 := strconv.Atoi(port)
+	if err != nil || err2 != nil {
+		return address
+	}
+	return ogórek.Tuple{host, int64(p)}
+}
