@@ -364,50 +364,69 @@ func (n *node) run(m *nats.Msg) {
 			}
 		}
 	}()
+	// The outcome is settled, and a result published, on the goroutine
+	// that receives it from the local pool: the result goes out at once.
 	type outcome struct {
-		body []byte // the result message, if the task succeeded
-		err  error
+		answer []byte // the delivery's answer when no result is published
+		body   []byte // the result message published
+		ack    jetstream.PubAckFuture
 	}
 	out := make(chan outcome, 1)
 	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
 	n.local.Run(ctx, &clusterhook.Task{Target: t.Target, Chunk: t.Chunk, Arg: t.Arg, Timeout: time.Duration(t.Timeout), ID: id,
 		Finish: func(b []byte, err error) {
-			// b lives only until Finish returns: the message copies it.
-			o := outcome{err: err}
-			if err == nil {
-				r := resultMsg{Job: t.Job, Index: t.Index, Kind: resOK, Payload: b}
-				o.body = r.appendTo(nil)
+			r := resultMsg{Job: t.Job, Index: t.Index, Kind: resOK, Payload: b}
+			if err != nil {
+				kind, payload, retry := n.classify(ctx, err, md, attempts)
+				switch {
+				case retry:
+					out <- outcome{answer: ackNak}
+					return
+				case kind < 0:
+					out <- outcome{answer: ackOK} // cancelled by its pool: nobody waits for it
+					return
+				}
+				r.Kind, r.Payload = byte(kind), payload
 			}
+			// b lives only until Finish returns: the message copies it.
+			o := outcome{body: r.appendTo(nil)}
+			o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			out <- o
 		}})
 	o := <-out
 	close(stopProgress)
 	progress.Wait()
-	body := o.body
-	if o.err != nil {
-		kind, payload, retry := n.classify(ctx, o.err, md, attempts)
-		if retry {
-			n.answer(m, ackNak)
-			return
-		}
-		if kind < 0 {
-			n.answer(m, ackOK) // cancelled by its pool: nobody waits for it
-			return
-		}
-		r := resultMsg{Job: t.Job, Index: t.Index, Kind: byte(kind), Payload: payload}
-		body = r.appendTo(nil)
+	if o.answer != nil {
+		n.answer(m, o.answer)
+		return
 	}
 	// The slot is free once the task has run: its next pull goes out
-	// while the result is published, not after.
+	// while the stream takes the result.
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if !n.publishResult(resPrefix+t.Inst, body) {
+		if !n.resultStored(o.ack) && !n.publishResult(resPrefix+t.Inst, o.body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
 			return
 		}
 		n.answer(m, ackOK)
 	}()
+}
+
+// resultStored reports whether the stream acknowledged a result
+// published asynchronously (a nil ack: the publish failed at once).
+func (n *node) resultStored(ack jetstream.PubAckFuture) bool {
+	if ack == nil {
+		return false
+	}
+	select {
+	case <-ack.Ok():
+		return true
+	case <-ack.Err():
+		return false
+	case <-n.ctx.Done():
+		return false
+	}
 }
 
 // classify maps a failed task's error to the result the pool gets, as a
