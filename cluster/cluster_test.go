@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -128,5 +129,29 @@ func TestBadOptions(t *testing.T) {
 	c := startCluster(t, Options{})
 	if _, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: -2}); err == nil {
 		t.Error("Processes -2 accepted")
+	}
+}
+
+var big = mp.Register("cluster.test.big", func(n int) ([]byte, error) { return make([]byte, n), nil })
+
+// An argument or a result larger than the server takes fails its task
+// with an error that says so, without a hang.
+func TestTooLarge(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 60*time.Second)
+	limit := int(c.conn.nc.MaxPayload())
+	if _, err := big.Apply(ctx, pool, limit+10); err == nil || !strings.Contains(err.Error(), "max payload") {
+		t.Errorf("result too large: got %v", err)
+	}
+	if _, err := double.Map(ctx, pool, make([]int, limit/2), limit/2); err == nil || !strings.Contains(err.Error(), "maximum payload") {
+		t.Errorf("argument too large: got %v", err)
+	}
+	if v, err := big.Apply(ctx, pool, 10); err != nil || len(v) != 10 {
+		t.Errorf("after: %v, %v", len(v), err)
 	}
 }

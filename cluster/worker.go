@@ -471,6 +471,11 @@ func (n *node) publishResult(subject string, body []byte) bool {
 		if n.ctx.Err() != nil {
 			return false
 		}
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// It will never fit: the task fails with that instead.
+			body = tooLarge(body, n.cn.nc.MaxPayload())
+			continue
+		}
 		n.o.log.Warn("mp cluster: publish a result", "err", err)
 		select {
 		case <-time.After(250 * time.Millisecond):
@@ -548,4 +553,17 @@ func (n *node) forgetCancelled() {
 			delete(n.cancelled, k)
 		}
 	}
+}
+
+// tooLarge replaces a result message too large for the server with the
+// error that says so.
+func tooLarge(body []byte, limit int64) []byte {
+	var r resultMsg
+	if r.parse(body) != nil {
+		return body // built by this worker: it parses
+	}
+	e := mp.NewRemoteError(fmt.Errorf("cluster: the task's result (%d bytes) exceeds the server's max payload (%d bytes)", len(body), limit))
+	b, _ := codec.Marshal(e)
+	r.Kind, r.Payload = resError, b
+	return r.appendTo(nil)
 }
