@@ -464,3 +464,46 @@ func awaitStopped(t *testing.T, c *Cluster, dir string, running int) {
 		t.Errorf("%d tasks started, want the %d running when stopped", n, running)
 	}
 }
+
+// killParent kills the worker process that runs it (its local pool's
+// parent) at each attempt.
+var killParent = mp.Register("cluster.test.killparent", func(id int) (int, error) {
+	record("killparent", id)
+	syscall.Kill(os.Getppid(), syscall.SIGKILL)
+	time.Sleep(time.Minute) // the lifeline ends it
+	return 0, nil
+})
+
+// A task whose worker process (not only its local child) dies at every
+// attempt fails with ErrWorkerLost once the stream gave it MaxAttempts
+// times: no worker of its says so, the stream's advisory does.
+func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: time.Second, MaxAttempts: 2})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	ctx := testCtx(t, 60*time.Second)
+	a := startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	res := killParent.ApplyAsync(ctx, pool, 9, nil, nil)
+	<-a.done
+	b := startWorker(t, c, "1", envDir+"="+dir)
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		t.Fatal("the task did not reach the second worker")
+	}
+	// The stream finds the task out of attempts when a worker asks for
+	// work next.
+	startWorker(t, c, "1", envDir+"="+dir)
+	_, err := res.Get(ctx)
+	if !errors.Is(err, mp.ErrWorkerLost) {
+		t.Fatalf("got %v, want ErrWorkerLost", err)
+	}
+	if n := count(records(t, dir), "killparent_9_"); n != 2 {
+		t.Errorf("%d attempts, want 2", n)
+	}
+	info, err := c.conn.tasks.Info(ctx)
+	if err != nil || info.State.Msgs != 0 {
+		t.Errorf("the task is left in the stream: %v, %v", info.State.Msgs, err)
+	}
+}

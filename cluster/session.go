@@ -355,10 +355,10 @@ func (s *session) onMaxDeliveries(m *nats.Msg) {
 	if !ok {
 		return // another pool's
 	}
-	s.settle(r, nil, &lostError{msg: fmt.Sprintf("%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, a.Deliveries)})
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	s.c.conn.tasks.DeleteMsg(ctx, a.Seq)
+	s.settle(r, nil, &lostError{msg: fmt.Sprintf("%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, a.Deliveries)})
 }
 
 // Cancel drops t: its result, if one comes, goes unheard; cancelLoop
