@@ -381,32 +381,41 @@ func (s *session) Cancel(t *clusterhook.Task) {
 }
 
 // cancelLoop purges cancelled tasks from the stream and tells the workers
-// to stop them. A job with nothing left to wait for is purged whole, at
-// once: a cancelled Map costs one purge.
+// to stop them. The cancellations queued are taken together, and a job
+// with nothing left to wait for is purged whole: a cancelled Map costs
+// one purge, not one per chunk.
 func (s *session) cancelLoop() {
 	defer s.wg.Done()
-	purged := map[*job]bool{}
 	for {
-		var req cancelReq
+		var reqs []cancelReq
 		select {
-		case req = <-s.cancels:
+		case req := <-s.cancels:
+			reqs = append(reqs, req)
 		case <-s.stop:
 			return
 		}
-		j := req.r.j
-		s.mu.Lock()
-		whole := j.left == 0
-		s.mu.Unlock()
-		if whole && purged[j] {
-			continue
+	drain:
+		for {
+			select {
+			case req := <-s.cancels:
+				reqs = append(reqs, req)
+			default:
+				break drain
+			}
 		}
-		s.stopTasks(j, req.r.idx, whole)
-		if whole {
-			purged[j] = true
-			// Forget jobs purged long ago: a job is purged once.
-			if len(purged) > 1024 {
-				clear(purged)
-				purged[j] = true
+		whole := map[*job]bool{}
+		for _, req := range reqs {
+			j := req.r.j
+			if done, seen := whole[j]; seen && done {
+				continue
+			}
+			s.mu.Lock()
+			whole[j] = j.left == 0
+			s.mu.Unlock()
+			if whole[j] {
+				s.stopTasks(j, 0, true)
+			} else {
+				s.stopTasks(j, req.r.idx, false)
 			}
 		}
 	}

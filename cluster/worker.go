@@ -444,7 +444,10 @@ func (n *node) classify(ctx context.Context, err error, md *nats.MsgMetadata, at
 	case errors.Is(err, mp.ErrTaskTimeout):
 		return resTimeout, []byte(err.Error()), false
 	case errors.Is(err, mp.ErrWorkerLost):
-		if md != nil && (attempts <= 0 || int(md.NumDelivered) < attempts) {
+		if md == nil {
+			return 0, nil, true // the stream counts the attempts
+		}
+		if attempts <= 0 || int(md.NumDelivered) < attempts {
 			return 0, nil, true
 		}
 		return resLost, []byte(fmt.Sprintf("%v (attempt %d of %d)", err, md.NumDelivered, attempts)), false
