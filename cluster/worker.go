@@ -148,7 +148,7 @@ type node struct {
 	cons      jetstream.Consumer
 	ackWait   time.Duration
 	attempts  int
-	running   map[jobKey]map[uint64]context.CancelFunc
+	running   map[jobKey]map[uint64]*runningTask
 	cancelled map[jobKey]cancelled // recently, so that tasks taken later are skipped
 }
 
@@ -172,15 +172,16 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
 	}
 	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
-		running: map[jobKey]map[uint64]context.CancelFunc{}, cancelled: map[jobKey]cancelled{}}
+		running: map[jobKey]map[uint64]*runningTask{}, cancelled: map[jobKey]cancelled{}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
 	if err != nil {
 		local.Terminate()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n.wg.Add(1 + n.slots)
+	n.wg.Add(2 + n.slots)
 	go n.heartbeats()
+	go n.progress()
 	for range n.slots {
 		go n.slot()
 	}
@@ -338,32 +339,15 @@ func (n *node) run(m *nats.Msg) {
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
-	if !n.track(key, t.Index, cancel) {
+	if !n.track(key, t.Index, &runningTask{cancel: cancel, reply: m.Reply}) {
 		n.answer(m, ackOK) // cancelled: it never runs
 		return
 	}
 	defer n.untrack(key, t.Index)
 	md, _ := m.Metadata()
 	n.mu.Lock()
-	ackWait, attempts := n.ackWait, n.attempts
+	attempts := n.attempts
 	n.mu.Unlock()
-	// Progress, so that a long task is not given to another worker.
-	stopProgress := make(chan struct{})
-	var progress sync.WaitGroup
-	progress.Add(1)
-	go func() {
-		defer progress.Done()
-		tick := time.NewTicker(max(ackWait/3, 50*time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				n.answer(m, ackProgress)
-			case <-stopProgress:
-				return
-			}
-		}
-	}()
 	// The outcome is settled, and a result published, on the goroutine
 	// that receives it from the local pool: the result goes out at once.
 	type outcome struct {
@@ -394,8 +378,6 @@ func (n *node) run(m *nats.Msg) {
 			out <- o
 		}})
 	o := <-out
-	close(stopProgress)
-	progress.Wait()
 	if o.answer != nil {
 		n.answer(m, o.answer)
 		return
@@ -488,8 +470,14 @@ func (n *node) publishResult(subject string, body []byte) bool {
 	}
 }
 
-// track records a running task's cancel, unless its pool cancelled it.
-func (n *node) track(k jobKey, idx uint64, cancel context.CancelFunc) bool {
+// runningTask is a task a slot runs.
+type runningTask struct {
+	cancel context.CancelFunc
+	reply  string // where its delivery is answered
+}
+
+// track records a running task, unless its pool cancelled it.
+func (n *node) track(k jobKey, idx uint64, r *runningTask) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c, ok := n.cancelled[k]; ok && (c.all || c.idx[idx]) {
@@ -497,11 +485,42 @@ func (n *node) track(k jobKey, idx uint64, cancel context.CancelFunc) bool {
 	}
 	m := n.running[k]
 	if m == nil {
-		m = map[uint64]context.CancelFunc{}
+		m = map[uint64]*runningTask{}
 		n.running[k] = m
 	}
-	m[idx] = cancel
+	m[idx] = r
 	return true
+}
+
+// progress tells the stream, every third of the ack wait, that the
+// running tasks are in progress, so that a long task is not given to
+// another worker.
+func (n *node) progress() {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		every := n.ackWait / 3
+		n.mu.Unlock()
+		if every <= 0 {
+			every = time.Second // not known before the consumer is found
+		}
+		select {
+		case <-time.After(max(every, 50*time.Millisecond)):
+		case <-n.ctx.Done():
+			return
+		}
+		var replies []string
+		n.mu.Lock()
+		for _, m := range n.running {
+			for _, r := range m {
+				replies = append(replies, r.reply)
+			}
+		}
+		n.mu.Unlock()
+		for _, r := range replies {
+			n.cn.nc.Publish(r, ackProgress)
+		}
+	}
 }
 
 func (n *node) untrack(k jobKey, idx uint64) {
@@ -534,9 +553,9 @@ func (n *node) onCancel(msg *nats.Msg) {
 	}
 	n.cancelled[k] = c
 	var stop []context.CancelFunc
-	for idx, cancel := range n.running[k] {
+	for idx, r := range n.running[k] {
 		if cm.All || idx == cm.Idx {
-			stop = append(stop, cancel)
+			stop = append(stop, r.cancel)
 		}
 	}
 	n.mu.Unlock()
