@@ -41,6 +41,9 @@
 // tasks still queued in the stream (they never run), and cancels those
 // running, as a local pool does: a RegisterCtx target sees its ctx
 // cancelled, another has its worker process killed.
+// An Executor's Future.Cancel reports false once the call is submitted:
+// the call is in the stream, out of the Future's reach; cancel the
+// call's ctx instead. A pool on a cluster lists no workers in Stats.
 //
 // Tasks reach only workers built from a compatible program: the subject
 // of a task carries a fingerprint of the registered targets' names and

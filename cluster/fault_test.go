@@ -198,7 +198,7 @@ func TestKillWorkerMidMap(t *testing.T) {
 	// Once a local worker of a has recorded a chunk (it then runs it for
 	// 50 ms), kill a.
 	mark := fmt.Sprintf("_%d", a.cmd.Process.Pid)
-	for !slices_containsSuffix(records(t, dir), mark) {
+	for !containsSuffix(records(t, dir), mark) {
 		if ctx.Err() != nil || res.Ready() {
 			t.Fatal("worker a took no chunk")
 		}
@@ -226,7 +226,19 @@ func TestKillWorkerMidMap(t *testing.T) {
 	}
 }
 
-func slices_containsSuffix(lines []string, suffix string) bool {
+// awaitStarts waits, 30 s at most, until n tasks have started.
+func awaitStarts(t *testing.T, dir string, n int) {
+	t.Helper()
+	bound := testCtx(t, 30*time.Second)
+	for count(records(t, dir), "start_") < n {
+		if bound.Err() != nil {
+			t.Fatalf("%d tasks did not start: %v", n, records(t, dir))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func containsSuffix(lines []string, suffix string) bool {
 	for _, l := range lines {
 		if strings.HasSuffix(l, suffix) {
 			return true
@@ -249,9 +261,7 @@ func TestCancelMidMap(t *testing.T) {
 		items[i] = [2]int{i, 20000}
 	}
 	res := sleepy.MapAsync(ctx, pool, items, 1)
-	for count(records(t, dir), "start_") < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitStarts(t, dir, 2)
 	cancel()
 	if _, err := res.Get(context.Background()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
@@ -421,9 +431,7 @@ func TestTerminatePurges(t *testing.T) {
 		items[i] = [2]int{i, 20000}
 	}
 	res := sleepy.MapAsync(testCtx(t, 60*time.Second), pool, items, 1)
-	for count(records(t, dir), "start_") < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitStarts(t, dir, 2)
 	pool.Terminate()
 	if _, err := res.Get(context.Background()); !errors.Is(err, mp.ErrPoolTerminated) {
 		t.Fatalf("got %v", err)
