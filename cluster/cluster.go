@@ -325,12 +325,23 @@ func dial(ctx context.Context, o connOptions) (*conn, error) {
 	return &conn{nc: nc, js: js}, nil
 }
 
+// resultsMaxAge is how long a result stays unread in its stream, and
+// resultsInactive how long a pool's results consumer lives without the
+// pool asking for results: both only matter for a pool that ended
+// without closing (its process killed).
+const (
+	resultsMaxAge   = 24 * time.Hour
+	resultsInactive = time.Hour
+)
+
 // ensureStreams creates the streams of tasks and results unless they
 // exist.
 func (c *conn) ensureStreams(ctx context.Context, replicas int) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: taskStream, Subjects: []string{taskPrefix + ">"}},
-		{Name: resultStream, Subjects: []string{resPrefix + ">"}},
+		// A pool reads its results as they come; those of a pool that
+		// died unclosed would stay forever.
+		{Name: resultStream, Subjects: []string{resPrefix + ">"}, MaxAge: resultsMaxAge},
 	} {
 		sc.Retention = jetstream.WorkQueuePolicy
 		sc.Storage = jetstream.FileStorage

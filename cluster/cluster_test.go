@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/clusterhook"
 )
 
 var double = mp.Register("cluster.test.double", func(x int) (int, error) { return 2 * x, nil })
@@ -153,5 +156,35 @@ func TestTooLarge(t *testing.T) {
 	}
 	if v, err := big.Apply(ctx, pool, 10); err != nil || len(v) != 10 {
 		t.Errorf("after: %v, %v", len(v), err)
+	}
+}
+
+// The streams are work queues in file storage, and a pool's consumers
+// have the options' settings.
+func TestStreamsAndConsumers(t *testing.T) {
+	c := startCluster(t, Options{AckWait: 7 * time.Second, MaxAttempts: 5, MaxAckPending: 123})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 30*time.Second)
+	for _, name := range []string{taskStream, resultStream} {
+		st, err := c.conn.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		if cfg.Storage != jetstream.FileStorage || cfg.Retention != jetstream.WorkQueuePolicy || cfg.Replicas != 1 {
+			t.Errorf("%s: %+v", name, cfg)
+		}
+	}
+	cons, err := c.conn.js.Consumer(ctx, taskStream, taskDurable("default", clusterhook.Fingerprint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	if cfg.AckWait != 7*time.Second || cfg.MaxDeliver != 5 || cfg.MaxAckPending != 123 || cfg.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Errorf("tasks' consumer: %+v", cfg)
 	}
 }

@@ -105,6 +105,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	rc, err := js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
 		Durable: resultDurable(s.inst), FilterSubject: resPrefix + s.inst,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxAckPending: 10000,
+		InactiveThreshold: resultsInactive,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: create the results' consumer: %w", err)
