@@ -188,3 +188,18 @@ func TestStreamsAndConsumers(t *testing.T) {
 		t.Errorf("tasks' consumer: %+v", cfg)
 	}
 }
+
+// SyncAlways reaches the embedded server, and StoreDir is where it keeps
+// its files.
+func TestSyncAlwaysAndStoreDir(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{SyncAlways: true, StoreDir: dir})
+	jsc := c.node.Server().JetStreamConfig()
+	if jsc == nil || !jsc.SyncAlways || !strings.HasPrefix(jsc.StoreDir, dir) {
+		t.Fatalf("JetStream config %+v", jsc)
+	}
+	c2 := startCluster(t, Options{})
+	if jsc := c2.node.Server().JetStreamConfig(); jsc == nil || jsc.SyncAlways {
+		t.Fatalf("default JetStream config %+v", jsc)
+	}
+}
