@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/natsnode"
 )
 
 var double = mp.Register("cluster.test.double", func(x int) (int, error) { return 2 * x, nil })
@@ -201,5 +202,37 @@ func TestSyncAlwaysAndStoreDir(t *testing.T) {
 	c2 := startCluster(t, Options{})
 	if jsc := c2.node.Server().JetStreamConfig(); jsc == nil || jsc.SyncAlways {
 		t.Fatalf("default JetStream config %+v", jsc)
+	}
+}
+
+// A cluster by URL, on a server that wants a token: refused without it;
+// with it, a pool and a remote worker (given the authkey the token comes
+// from, as MP_AUTHKEY) run a Map.
+func TestExternalURLWithToken(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	key := "cluster test key"
+	node, err := natsnode.Start(ctx, natsnode.Options{Token: natsnode.TokenFromAuthkey([]byte(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	if c, err := Start(ctx, Options{URL: node.URL()}); err == nil {
+		c.Close()
+		t.Fatal("connected without the token")
+	}
+	c, err := Start(ctx, Options{URL: node.URL(), Token: natsnode.TokenFromAuthkey([]byte(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	startWorker(t, c, "1", "MP_AUTHKEY="+key)
+	out, err := double.Map(ctx, pool, []int{1, 2, 3}, 1)
+	if err != nil || len(out) != 3 || out[2] != 6 {
+		t.Fatalf("Map: %v, %v", out, err)
 	}
 }
