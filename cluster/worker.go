@@ -144,6 +144,7 @@ type node struct {
 	wg    sync.WaitGroup
 	sub   *nats.Subscription
 
+	lookup    sync.Mutex // held by the slot looking the consumer up
 	mu        sync.Mutex
 	cons      jetstream.Consumer
 	ackWait   time.Duration
@@ -204,7 +205,7 @@ func (n *node) heartbeats() {
 	subj := hbPrefix + n.o.pool + "." + n.fp
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
-	for {
+	for beat := 1; ; beat++ {
 		n.cn.nc.Publish(subj, msg)
 		select {
 		case <-t.C:
@@ -212,6 +213,9 @@ func (n *node) heartbeats() {
 			return
 		}
 		n.forgetCancelled()
+		if beat%10 == 0 {
+			n.refreshConsumer()
+		}
 	}
 }
 
@@ -220,6 +224,16 @@ func (n *node) heartbeats() {
 func (n *node) consumer() (jetstream.Consumer, bool) {
 	n.mu.Lock()
 	c := n.cons
+	n.mu.Unlock()
+	if c != nil {
+		return c, true
+	}
+	// One slot looks, the others wait for it: no pool of this build may
+	// be open for long, and the server should not hear from every slot.
+	n.lookup.Lock()
+	defer n.lookup.Unlock()
+	n.mu.Lock()
+	c = n.cons
 	n.mu.Unlock()
 	for c == nil {
 		ctx, cancel := context.WithTimeout(n.ctx, requestTimeout)
@@ -234,12 +248,31 @@ func (n *node) consumer() (jetstream.Consumer, bool) {
 			break
 		}
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(500 * time.Millisecond):
 		case <-n.ctx.Done():
 			return nil, false
 		}
 	}
 	return c, true
+}
+
+// refreshConsumer reads the consumer's settings again: a pool that opens
+// may change its ack wait and attempts.
+func (n *node) refreshConsumer() {
+	n.mu.Lock()
+	c := n.cons
+	n.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, requestTimeout)
+	info, err := c.Info(ctx)
+	cancel()
+	if err == nil {
+		n.mu.Lock()
+		n.ackWait, n.attempts = info.Config.AckWait, info.Config.MaxDeliver
+		n.mu.Unlock()
+	}
 }
 
 // forgetConsumer drops the consumer after an error, for consumer to look
