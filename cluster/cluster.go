@@ -34,8 +34,8 @@
 // whose worker dies on each of Options.MaxAttempts attempts (default 3)
 // fails with an error matching mp.ErrWorkerLost: at once when the worker
 // process that ran it survived its local child; when the worker process
-// itself died, once the ack wait is over and a worker asks for a task
-// (the stream then finds the task out of attempts and says so).
+// itself died, once the ack wait is over and a worker takes the task
+// again: it fails the task without running it.
 //
 // Cancelling a call's ctx, or terminating the pool, purges the call's
 // tasks still queued in the stream (they never run), and cancels those

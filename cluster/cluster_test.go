@@ -185,7 +185,7 @@ func TestStreamsAndConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := cons.CachedInfo().Config
-	if cfg.AckWait != 7*time.Second || cfg.MaxDeliver != 5 || cfg.MaxAckPending != 123 || cfg.AckPolicy != jetstream.AckExplicitPolicy {
+	if cfg.AckWait != 7*time.Second || cfg.MaxDeliver != 6 || cfg.MaxAckPending != 123 || cfg.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Errorf("tasks' consumer: %+v", cfg)
 	}
 }

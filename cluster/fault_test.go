@@ -484,7 +484,7 @@ var killParent = mp.Register("cluster.test.killparent", func(id int) (int, error
 
 // A task whose worker process (not only its local child) dies at every
 // attempt fails with ErrWorkerLost once the stream gave it MaxAttempts
-// times: no worker of its says so, the stream's advisory does.
+// times, once a worker takes it again.
 func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 	dir := t.TempDir()
 	c := startCluster(t, Options{AckWait: time.Second, MaxAttempts: 2})
@@ -500,8 +500,7 @@ func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the task did not reach the second worker")
 	}
-	// The stream finds the task out of attempts when a worker asks for
-	// work next.
+	// The next worker that takes the task fails it without running it.
 	startWorker(t, c, "1", envDir+"="+dir)
 	_, err := res.Get(ctx)
 	if !errors.Is(err, mp.ErrWorkerLost) {
@@ -510,8 +509,66 @@ func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 	if n := count(records(t, dir), "killparent_9_"); n != 2 {
 		t.Errorf("%d attempts, want 2", n)
 	}
-	info, err := c.conn.tasks.Info(ctx)
-	if err != nil || info.State.Msgs != 0 {
-		t.Errorf("the task is left in the stream: %v, %v", info.State.Msgs, err)
+	awaitEmptyStream(t, c)
+}
+
+// awaitEmptyStream waits, 10 s at most, until the stream of tasks is
+// empty.
+func awaitEmptyStream(t *testing.T, c *Cluster) {
+	t.Helper()
+	bound := testCtx(t, 10*time.Second)
+	for {
+		info, err := c.conn.tasks.Info(bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			return
+		}
+		if bound.Err() != nil {
+			t.Fatalf("%d tasks left in the stream", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// envDieOnLast makes a worker die when it takes a task out of attempts.
+const envDieOnLast = "MPTEST_CLUSTER_DIE_ON_LAST"
+
+func init() {
+	if os.Getenv(envDieOnLast) != "" {
+		testHookLastDelivery = func() { os.Exit(9) }
+	}
+}
+
+// When the worker that takes a task out of attempts dies too, before it
+// fails the task, the stream's advisory of the exhausted deliveries fails
+// it (once a worker asks for work again), and the pool deletes it from
+// the stream.
+func TestMaxDeliveriesAdvisory(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: time.Second, MaxAttempts: 1})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	ctx := testCtx(t, 60*time.Second)
+	a := startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	res := killParent.ApplyAsync(ctx, pool, 4, nil, nil)
+	<-a.done
+	b := startWorker(t, c, "1", envDir+"="+dir, envDieOnLast+"=1")
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		t.Fatal("the task did not reach the second worker")
+	}
+	if code := b.cmd.ProcessState.ExitCode(); code != 9 {
+		t.Fatalf("the second worker exited with %d, not from the hook", code)
+	}
+	startWorker(t, c, "1", envDir+"="+dir)
+	if _, err := res.Get(ctx); !errors.Is(err, mp.ErrWorkerLost) {
+		t.Fatalf("got %v, want ErrWorkerLost", err)
+	}
+	if n := count(records(t, dir), "killparent_4_"); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+	awaitEmptyStream(t, c)
 }

@@ -94,7 +94,10 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	// to date, by each pool that opens.
 	_, err := js.CreateOrUpdateConsumer(ctx, taskStream, jetstream.ConsumerConfig{
 		Durable: taskDurable(o.Pool, s.fp), FilterSubject: taskFilter(o.Pool, s.fp),
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxAttempts,
+		// One delivery past the attempts: a worker that gets it fails the
+		// task with ErrWorkerLost through the stream of results (the
+		// stream's advisory, which says the same, is not stored).
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxAttempts + 1,
 		MaxAckPending: o.MaxAckPending, MaxWaiting: 4096, Replicas: 0,
 	})
 	if err != nil {
@@ -339,8 +342,9 @@ func (e *lostError) Is(target error) bool {
 	return target == mp.ErrWorkerLost
 }
 
-// onMaxDeliveries fails the task that the stream gave MaxAttempts times
-// without an answer (its workers died, or their machines went away), and
+// onMaxDeliveries fails the task that the stream gave MaxAttempts+1
+// times without an answer (the worker of the last delivery, which fails
+// it, died too) (its workers died, or their machines went away), and
 // deletes it from the stream, where it would stay.
 func (s *session) onMaxDeliveries(m *nats.Msg) {
 	var a struct {

@@ -243,7 +243,7 @@ func (n *node) consumer() (jetstream.Consumer, bool) {
 			info := got.CachedInfo()
 			n.mu.Lock()
 			n.cons, c = got, got
-			n.ackWait, n.attempts = info.Config.AckWait, info.Config.MaxDeliver
+			n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
 			n.mu.Unlock()
 			break
 		}
@@ -270,7 +270,7 @@ func (n *node) refreshConsumer() {
 	cancel()
 	if err == nil {
 		n.mu.Lock()
-		n.ackWait, n.attempts = info.Config.AckWait, info.Config.MaxDeliver
+		n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
 		n.mu.Unlock()
 	}
 }
@@ -381,6 +381,17 @@ func (n *node) run(m *nats.Msg) {
 	n.mu.Lock()
 	attempts := n.attempts
 	n.mu.Unlock()
+	if md != nil && attempts > 0 && int(md.NumDelivered) > attempts {
+		// Its workers died on each of its attempts: this delivery, one
+		// past them, only says so.
+		if testHookLastDelivery != nil {
+			testHookLastDelivery()
+		}
+		r := resultMsg{Job: t.Job, Index: t.Index, Kind: resLost,
+			Payload: fmt.Appendf(nil, "%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, attempts)}
+		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil)
+		return
+	}
 	// The outcome is settled, and a result published, on the goroutine
 	// that receives it from the local pool: the result goes out at once.
 	type outcome struct {
@@ -415,18 +426,33 @@ func (n *node) run(m *nats.Msg) {
 		n.answer(m, o.answer)
 		return
 	}
-	// The slot is free once the task has run: its next pull goes out
-	// while the stream takes the result.
+	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack)
+}
+
+// deliverResult acknowledges the delivery m once the stream has its
+// result body, published already (ack) or not yet (ack nil). The slot is
+// free meanwhile: its next pull goes out while the stream takes the
+// result.
+func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if !n.resultStored(o.ack) && !n.publishResult(resPrefix+t.Inst, o.body) {
+		if !n.resultStored(ack) && !n.publishResult(subject, body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
 			return
 		}
 		n.answer(m, ackOK)
 	}()
 }
+
+// testHookLastDelivery, if a test sets it, runs when a worker takes a
+// task out of attempts, before it fails the task.
+var testHookLastDelivery func()
+
+// attemptsOf returns the attempts a task has, from its consumer's
+// MaxDeliver: one more delivery than attempts (see openSession); 0 for
+// no limit.
+func attemptsOf(maxDeliver int) int { return max(maxDeliver-1, 0) }
 
 // resultStored reports whether the stream acknowledged a result
 // published asynchronously (a nil ack: the publish failed at once).
