@@ -76,6 +76,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/clusterhook"
 	"github.com/go-mp/mp/internal/mplog"
 	"github.com/go-mp/mp/internal/natsnode"
@@ -233,7 +234,7 @@ func (c *Cluster) Close() error {
 	}
 	c.mu.Unlock()
 	for _, s := range open {
-		s.Terminate(errClusterClosed)
+		s.Terminate(mp.ErrPoolTerminated)
 		<-s.Done()
 	}
 	c.conn.close()
@@ -243,7 +244,8 @@ func (c *Cluster) Close() error {
 	return nil
 }
 
-var errClusterClosed = errors.New("cluster: closed")
+// ErrClosed is the error of a pool opened on a closed Cluster.
+var ErrClosed = errors.New("cluster: closed")
 
 // OpenPool is for mp.NewPool and mp.NewExecutor, which call it for a
 // pool whose PoolOptions.Cluster is c.
@@ -251,7 +253,7 @@ func (c *Cluster) OpenPool(cfg clusterhook.Config) (clusterhook.Session, error) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errClusterClosed
+		return nil, ErrClosed
 	}
 	s, err := openSession(c, cfg)
 	if err != nil {

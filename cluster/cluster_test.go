@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,31 @@ func TestExternalURLWithToken(t *testing.T) {
 	out, err := double.Map(ctx, pool, []int{1, 2, 3}, 1)
 	if err != nil || len(out) != 3 || out[2] != 6 {
 		t.Fatalf("Map: %v, %v", out, err)
+	}
+}
+
+// Closing the cluster terminates the pools open on it: their tasks fail
+// with ErrPoolTerminated; a pool opened after fails with ErrClosed.
+func TestCloseTerminatesPools(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := double.ApplyAsync(ctx, pool, 1, nil, nil) // no worker takes it
+	c.Close()
+	if _, err := res.Get(ctx); !errors.Is(err, mp.ErrPoolTerminated) {
+		t.Errorf("got %v, want ErrPoolTerminated", err)
+	}
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers}); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewPool on a closed cluster: %v", err)
 	}
 }
