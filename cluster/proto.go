@@ -208,7 +208,11 @@ func (m *cancelMsg) parse(b []byte) error {
 	if r.bad {
 		return errBadMessage
 	}
-	m.All, m.Idx = i == 0, i-1
+	if i == 0 {
+		m.All = true
+	} else {
+		m.Idx = i - 1
+	}
 	return nil
 }
 

@@ -32,7 +32,7 @@ type session struct {
 	results jetstream.ConsumeContext
 	subs    []*nats.Subscription
 	acks    chan pending // publishes waiting for their ack, in order
-	cancels chan cancelReq
+	cancels chan ref
 	local   *node // the workers of this process, if any
 	stop    chan struct{}
 	wg      sync.WaitGroup // the session's goroutines, but the teardown
@@ -49,41 +49,40 @@ type session struct {
 	done    chan struct{}
 }
 
+// job is the tasks of one Submit: a Map's chunks, or one call.
 type job struct {
 	n       uint64
 	tasks   []*clusterhook.Task
 	settled []bool
-	seqs    []uint64
-	left    int
+	seqs    []uint64 // where each is in the stream, once the stream said
+	left    int      // tasks not settled
 }
 
+// ref is one task of a job.
 type ref struct {
 	j   *job
 	idx int
 }
 
+// peer is a worker heard from.
 type peer struct {
 	fp    string
 	slots int
 	last  time.Time
 }
 
+// pending is a task published, waiting for the stream's ack.
 type pending struct {
-	ack  jetstream.PubAckFuture
-	r    ref
-	msg  *nats.Msg
-	try  int
-	sent time.Time
-}
-
-type cancelReq struct {
-	r ref
+	ack jetstream.PubAckFuture
+	r   ref
+	msg *nats.Msg
+	try int // publications so far
 }
 
 // openSession opens a pool on c.
 func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	s := &session{c: c, cfg: cfg, fp: clusterhook.Fingerprint(), inst: nuid.Next(),
-		acks: make(chan pending, 4096), cancels: make(chan cancelReq, 1024), stop: make(chan struct{}),
+		acks: make(chan pending, 4096), cancels: make(chan ref, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, bySeq: map[uint64]ref{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -379,7 +378,7 @@ func (s *session) Cancel(t *clusterhook.Task) {
 		return
 	}
 	select {
-	case s.cancels <- cancelReq{r}:
+	case s.cancels <- r:
 	case <-s.stop:
 	}
 	s.maybeEnd()
@@ -392,7 +391,7 @@ func (s *session) Cancel(t *clusterhook.Task) {
 func (s *session) cancelLoop() {
 	defer s.wg.Done()
 	for {
-		var reqs []cancelReq
+		var reqs []ref
 		select {
 		case req := <-s.cancels:
 			reqs = append(reqs, req)
@@ -410,7 +409,7 @@ func (s *session) cancelLoop() {
 		}
 		whole := map[*job]bool{}
 		for _, req := range reqs {
-			j := req.r.j
+			j := req.j
 			if done, seen := whole[j]; seen && done {
 				continue
 			}
@@ -420,7 +419,7 @@ func (s *session) cancelLoop() {
 			if whole[j] {
 				s.stopTasks(j, 0, true)
 			} else {
-				s.stopTasks(j, req.r.idx, false)
+				s.stopTasks(j, req.idx, false)
 			}
 		}
 	}
