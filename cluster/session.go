@@ -73,10 +73,10 @@ type peer struct {
 
 // pending is a task published, waiting for the stream's ack.
 type pending struct {
-	ack jetstream.PubAckFuture
-	r   ref
-	msg *nats.Msg
-	try int // publications so far
+	ack   jetstream.PubAckFuture
+	r     ref
+	msg   *nats.Msg
+	first time.Time // of the first publication
 }
 
 // openSession opens a pool on c.
@@ -199,7 +199,9 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 
 // publish publishes p.msg and hands its ack to ackLoop.
 func (s *session) publish(p pending) {
-	p.try++
+	if p.first.IsZero() {
+		p.first = time.Now()
+	}
 	ack, err := s.c.conn.js.PublishMsgAsync(p.msg)
 	if err != nil {
 		s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
@@ -212,9 +214,14 @@ func (s *session) publish(p pending) {
 	}
 }
 
-// publishTries is how many times a task is published before its
-// publication's failure fails it.
-const publishTries = 3
+// A task whose publication fails is published again every
+// publishRetryEvery, for publishRetryFor: a stream's leader failover
+// stalls publications for 4-13 s. (The stream drops the copies it
+// already has: see Submit.)
+const (
+	publishRetryEvery = 250 * time.Millisecond
+	publishRetryFor   = time.Minute
+)
 
 // ackLoop waits for the stream's acks of the tasks published, notes
 // where each task is in the stream (see onMaxDeliveries), and publishes
@@ -237,8 +244,22 @@ func (s *session) ackLoop() {
 			}
 			s.mu.Unlock()
 		case err := <-p.ack.Err():
-			if p.try < publishTries {
-				go s.publish(p)
+			s.mu.Lock()
+			settled := p.r.j.settled[p.r.idx]
+			s.mu.Unlock()
+			if settled {
+				continue // cancelled meanwhile
+			}
+			if time.Since(p.first) < publishRetryFor {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					select {
+					case <-time.After(publishRetryEvery):
+						s.publish(p)
+					case <-s.stop:
+					}
+				}()
 				continue
 			}
 			s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
