@@ -220,7 +220,7 @@ func (s *session) publish(p pending) {
 // already has: see Submit.)
 const (
 	publishRetryEvery = 250 * time.Millisecond
-	publishRetryFor   = time.Minute
+	publishRetryFor   = 30 * time.Second
 )
 
 // ackLoop waits for the stream's acks of the tasks published, notes
