@@ -331,9 +331,12 @@ func dial(ctx context.Context, o connOptions) (*conn, error) {
 // resultsInactive how long a pool's results consumer lives without the
 // pool asking for results: both only matter for a pool that ended
 // without closing (its process killed).
+// A result the client library dropped (a slow consumer, a reconnection)
+// comes again after resultsAckWait; one that comes twice is dropped.
 const (
 	resultsMaxAge   = 24 * time.Hour
 	resultsInactive = time.Hour
+	resultsAckWait  = 5 * time.Second
 )
 
 // ensureStreams creates the streams of tasks and results unless they

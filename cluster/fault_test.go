@@ -572,3 +572,30 @@ func TestMaxDeliveriesAdvisory(t *testing.T) {
 	}
 	awaitEmptyStream(t, c)
 }
+
+// A delivered task or a result that the client library drops (as a slow
+// consumer after a reconnection) comes again after its ack wait: the
+// call still gets its one result.
+func TestDroppedMessagesComeAgain(t *testing.T) {
+	var tasks, results atomic.Int32
+	testHookDropTask = func() bool { return tasks.Add(1) == 1 }
+	testHookDropResult = func() bool { return results.Add(1) == 1 }
+	t.Cleanup(func() { testHookDropTask, testHookDropResult = nil, nil })
+	c := startCluster(t, Options{AckWait: time.Second})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	var calls atomic.Int32
+	res := double.ApplyAsync(testCtx(t, 60*time.Second), pool, 4, func(int) { calls.Add(1) }, nil)
+	if v, err := res.Get(testCtx(t, 60*time.Second)); err != nil || v != 8 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if tasks.Load() < 2 || results.Load() < 2 {
+		t.Errorf("deliveries: %d of the task, %d of the result; want 2 each", tasks.Load(), results.Load())
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d callbacks", calls.Load())
+	}
+}

@@ -106,7 +106,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	// ordered consumer lives on one node and dies with it.
 	rc, err := js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
 		Durable: resultDurable(s.inst), FilterSubject: resPrefix + s.inst,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxAckPending: 10000,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait, MaxAckPending: 10000,
 		InactiveThreshold: resultsInactive,
 	})
 	if err != nil {
@@ -302,6 +302,9 @@ func (s *session) unlink(r ref) *clusterhook.Task {
 // onResult settles the task of a result (the first result of a task
 // only: a task run twice has its second result dropped).
 func (s *session) onResult(m jetstream.Msg) {
+	if h := testHookDropResult; h != nil && h() {
+		return // as the client library drops a message: neither read nor acknowledged
+	}
 	var res resultMsg
 	perr := res.parse(m.Data())
 	m.Ack()
@@ -325,6 +328,10 @@ func (s *session) onResult(m jetstream.Msg) {
 	// The result aliases the message, which nothing else holds.
 	s.settle(r, b, nil)
 }
+
+// testHookDropResult, if a test sets it, drops the results for which it
+// returns true.
+var testHookDropResult func() bool
 
 // decodeOutcome makes a result's error as a local pool gives it.
 func decodeOutcome(kind byte, payload []byte) ([]byte, error) {
