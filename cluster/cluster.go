@@ -37,10 +37,17 @@
 // itself died, once the ack wait is over and a worker takes the task
 // again: it fails the task without running it.
 //
-// Cancelling a call's ctx, or terminating the pool, purges the call's
-// tasks still queued in the stream (they never run), and cancels those
+// Cancelling a call's ctx, or terminating the pool, gives the caller
+// ctx.Err() (mp.ErrPoolTerminated) at once, purges the call's tasks
+// still queued in the stream, which then never run, and cancels those
 // running, as a local pool does: a RegisterCtx target sees its ctx
-// cancelled, another has its worker process killed.
+// cancelled, another has its worker process killed. Cancellations travel
+// over core NATS: a task a worker took as its call was cancelled, or
+// while the purge could not reach the stream (the pool logs that), may
+// still run; its result is dropped. The tasks of a pool whose process
+// ended without closing it stay queued and run; their results are
+// dropped after a day.
+//
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the
 // call's ctx instead. A pool on a cluster lists no workers in Stats.
