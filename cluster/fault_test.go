@@ -580,7 +580,8 @@ func TestDroppedMessagesComeAgain(t *testing.T) {
 	var tasks, results atomic.Int32
 	testHookDropTask = func() bool { return tasks.Add(1) == 1 }
 	testHookDropResult = func() bool { return results.Add(1) == 1 }
-	t.Cleanup(func() { testHookDropTask, testHookDropResult = nil, nil })
+	testHookDropDirect = func() bool { return true } // the stream's copy only
+	t.Cleanup(func() { testHookDropTask, testHookDropResult, testHookDropDirect = nil, nil, nil })
 	c := startCluster(t, Options{AckWait: time.Second})
 	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
 	if err != nil {
@@ -597,5 +598,22 @@ func TestDroppedMessagesComeAgain(t *testing.T) {
 	}
 	if calls.Load() != 1 {
 		t.Errorf("%d callbacks", calls.Load())
+	}
+}
+
+// A small result reaches its pool directly, ahead of its copy in the
+// stream: with every copy from the stream dropped, the call still gets
+// its result.
+func TestDirectResult(t *testing.T) {
+	testHookDropResult = func() bool { return true }
+	t.Cleanup(func() { testHookDropResult = nil })
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	if v, err := double.Apply(testCtx(t, 30*time.Second), pool, 5); err != nil || v != 10 {
+		t.Fatalf("got %v, %v", v, err)
 	}
 }

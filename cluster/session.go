@@ -122,7 +122,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	}
 	// A task given MaxAttempts times without an answer: its workers died.
 	adv := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + taskStream + "." + taskDurable(o.Pool, s.fp)
-	err = errors.Join(sub(adv, s.onMaxDeliveries), sub(hbPrefix+o.Pool+".*", s.onHeartbeat))
+	err = errors.Join(sub(adv, s.onMaxDeliveries), sub(hbPrefix+o.Pool+".*", s.onHeartbeat), sub(directPrefix+s.inst, s.onDirect))
 	if err == nil {
 		err = nc.Flush()
 	}
@@ -305,11 +305,27 @@ func (s *session) onResult(m jetstream.Msg) {
 	if h := testHookDropResult; h != nil && h() {
 		return // as the client library drops a message: neither read nor acknowledged
 	}
-	var res resultMsg
-	perr := res.parse(m.Data())
+	data := m.Data()
 	m.Ack()
-	if perr != nil {
-		s.c.log.Warn("mp cluster: malformed result dropped", "subject", m.Subject())
+	s.take(data, m.Subject())
+}
+
+// onDirect settles the task of a result sent over core NATS, ahead of
+// its copy in the stream (see directMax).
+func (s *session) onDirect(m *nats.Msg) {
+	if h := testHookDropDirect; h != nil && h() {
+		return
+	}
+	s.take(m.Data, m.Subject)
+}
+
+// take settles the task of a result, unless it has its outcome: a task
+// has its result published to the stream, and a small one also sent
+// directly, and a task run twice has two; the first one counts.
+func (s *session) take(data []byte, subject string) {
+	var res resultMsg
+	if res.parse(data) != nil {
+		s.c.log.Warn("mp cluster: malformed result dropped", "subject", subject)
 		return
 	}
 	s.mu.Lock()
@@ -332,6 +348,10 @@ func (s *session) onResult(m jetstream.Msg) {
 // testHookDropResult, if a test sets it, drops the results for which it
 // returns true.
 var testHookDropResult func() bool
+
+// testHookDropDirect, if a test sets it, drops the results sent directly
+// for which it returns true.
+var testHookDropDirect func() bool
 
 // decodeOutcome makes a result's error as a local pool gives it.
 func decodeOutcome(kind byte, payload []byte) ([]byte, error) {

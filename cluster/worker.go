@@ -422,6 +422,9 @@ func (n *node) run(m *nats.Msg) {
 			}
 			// b lives only until Finish returns: the message copies it.
 			o := outcome{body: r.appendTo(nil)}
+			if len(o.body) <= directMax {
+				n.cn.nc.Publish(directPrefix+t.Inst, o.body)
+			}
 			o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			out <- o
 		}})
