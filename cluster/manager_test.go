@@ -1,0 +1,433 @@
+//go:build linux
+
+package cluster
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/mgrkv"
+	"github.com/go-mp/mp/manager"
+)
+
+// startManager starts an embedded cluster and returns a manager on it.
+func startManager(t *testing.T) (*Cluster, *manager.Manager) {
+	t.Helper()
+	c := startCluster(t, Options{})
+	m, err := c.Manager(testCtx(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return c, m
+}
+
+func TestManagerDict(t *testing.T) {
+	_, m := startManager(t)
+	ctx := testCtx(t, 30*time.Second)
+	d, err := manager.NewDict[string, int](ctx, m, manager.Named("jobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another proxy of the same name sees the same entries.
+	d2, err := manager.NewDict[string, int](ctx, m, manager.Named("jobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.UpdateItems(ctx, manager.Item[string, int]{Key: "b", Value: 2}, manager.Item[string, int]{Key: "c/ü.*", Value: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := d2.Get(ctx, "a"); err != nil || !ok || v != 1 {
+		t.Fatalf("Get a = %v %v %v", v, ok, err)
+	}
+	if _, ok, err := d2.Get(ctx, "zz"); err != nil || ok {
+		t.Fatalf("Get zz = %v %v", ok, err)
+	}
+	if v, err := d.SetDefault(ctx, "a", 9); err != nil || v != 1 {
+		t.Fatalf("SetDefault a = %v %v", v, err)
+	}
+	if v, err := d.SetDefault(ctx, "d", 4); err != nil || v != 4 {
+		t.Fatalf("SetDefault d = %v %v", v, err)
+	}
+	if n, err := d.Len(ctx); err != nil || n != 4 {
+		t.Fatalf("Len = %v %v", n, err)
+	}
+	keys, err := d.Keys(ctx)
+	slices.Sort(keys)
+	if err != nil || !slices.Equal(keys, []string{"a", "b", "c/ü.*", "d"}) {
+		t.Fatalf("Keys = %q %v", keys, err)
+	}
+	mm, err := d2.Map(ctx)
+	if err != nil || len(mm) != 4 || mm["c/ü.*"] != 3 {
+		t.Fatalf("Map = %v %v", mm, err)
+	}
+	if v, ok, err := d.Pop(ctx, "b"); err != nil || !ok || v != 2 {
+		t.Fatalf("Pop b = %v %v %v", v, ok, err)
+	}
+	if ok, err := d.Delete(ctx, "b"); err != nil || ok {
+		t.Fatalf("Delete b again = %v %v", ok, err)
+	}
+	if ok, err := d.Contains(ctx, "b"); err != nil || ok {
+		t.Fatalf("Contains b = %v %v", ok, err)
+	}
+	it, ok, err := d.PopItem(ctx)
+	if err != nil || !ok || mm[it.Key] != it.Value {
+		t.Fatalf("PopItem = %v %v %v", it, ok, err)
+	}
+	if err := d.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d2.Len(ctx); err != nil || n != 0 {
+		t.Fatalf("Len after Clear = %v %v", n, err)
+	}
+	// Names are per kind; an object made without a name is new.
+	other, err := manager.NewDict[string, int](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.Len(ctx); err != nil || n != 0 {
+		t.Fatalf("Len of a new dict = %v %v", n, err)
+	}
+	if _, err := other.MarshalCBOR(); err == nil {
+		t.Fatal("a proxy of a replicated object marshalled")
+	}
+	if _, err := manager.NewBarrier(ctx, m, 2, 0); !errors.Is(err, manager.ErrUnknownType) {
+		t.Fatalf("NewBarrier on nats: %v, want ErrUnknownType", err)
+	}
+}
+
+func TestManagerValueCAS(t *testing.T) {
+	_, m := startManager(t)
+	ctx := testCtx(t, 30*time.Second)
+	v, err := manager.NewValue(ctx, m, 10, manager.Named("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second New with the name keeps the value.
+	v2, err := manager.NewValue(ctx, m, 99, manager.Named("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, err := v2.Get(ctx); err != nil || x != 10 {
+		t.Fatalf("Get = %v %v", x, err)
+	}
+	if ok, err := v.CompareAndSwap(ctx, 11, 12); err != nil || ok {
+		t.Fatalf("CAS 11->12 = %v %v", ok, err)
+	}
+	if ok, err := v.CompareAndSwap(ctx, 10, 12); err != nil || !ok {
+		t.Fatalf("CAS 10->12 = %v %v", ok, err)
+	}
+	if old, err := v2.Swap(ctx, 20); err != nil || old != 12 {
+		t.Fatalf("Swap = %v %v", old, err)
+	}
+	if err := v.Set(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	if x, err := v2.Get(ctx); err != nil || x != 30 {
+		t.Fatalf("Get = %v %v", x, err)
+	}
+}
+
+// kvArgs are the arguments of the children that use a manager on nats.
+type kvArgs struct {
+	URL   string
+	Name  string
+	N     int
+	Lease time.Duration
+	Ctl   *mp.Conn
+}
+
+// kvIncr adds 1 to the Value named Name, N times, by compare-and-swap.
+var kvIncr = mp.RegisterProc("cluster.test.kvIncr", func(a kvArgs) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := manager.Connect(ctx, "nats", a.URL, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	v, err := manager.NewValue(ctx, m, 0, manager.Named(a.Name))
+	if err != nil {
+		return err
+	}
+	for range a.N {
+		if err := casAdd(ctx, v, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+})
+
+// casAdd adds d to v by compare-and-swap.
+func casAdd(ctx context.Context, v *manager.Value[int], d int) error {
+	for {
+		cur, err := v.Get(ctx)
+		if err != nil {
+			return err
+		}
+		if ok, err := v.CompareAndSwap(ctx, cur, cur+d); err != nil || ok {
+			return err
+		}
+	}
+}
+
+// TestManagerCounterProcesses: three processes add to one Value by CAS
+// at the same time; the count ends exact.
+func TestManagerCounterProcesses(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 90*time.Second)
+	const procs, n = 3, 300
+	var ps []*mp.Process
+	for range procs {
+		p := mp.NewProcess(kvIncr, kvArgs{URL: c.URL(), Name: "count", N: n})
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		if err := p.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := p.ExitCode(); code != 0 {
+			t.Fatalf("child exit code %d", code)
+		}
+		p.Close()
+	}
+	v, err := manager.NewValue(ctx, m, 0, manager.Named("count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, err := v.Get(ctx); err != nil || x != procs*n {
+		t.Fatalf("count = %v %v, want %d", x, err, procs*n)
+	}
+}
+
+// kvHold takes the Lock named Name, sends its fencing token on Ctl, then
+// waits for a word on Ctl and releases the lock, sending back what
+// Release returned ("" or "lease lost" or the error).
+var kvHold = mp.RegisterProc("cluster.test.kvHold", func(a kvArgs) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := manager.Connect(ctx, "nats", a.URL, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	l, err := manager.NewLock(ctx, m, manager.Named(a.Name), manager.Lease(a.Lease))
+	if err != nil {
+		return err
+	}
+	if err := l.Acquire(ctx); err != nil {
+		return err
+	}
+	if err := a.Ctl.Send(l.Token()); err != nil {
+		return err
+	}
+	var word string
+	if err := a.Ctl.Recv(&word); err != nil {
+		return err
+	}
+	err = l.Release(ctx)
+	switch {
+	case err == nil:
+		return a.Ctl.Send("")
+	case errors.Is(err, manager.ErrLeaseLost):
+		return a.Ctl.Send("lease lost")
+	}
+	return a.Ctl.Send(err.Error())
+})
+
+// startHolder starts kvHold and returns it, its end of Ctl and the token
+// of its acquisition.
+func startHolder(t *testing.T, ctx context.Context, url, name string, lease time.Duration) (*mp.Process, *mp.Conn, uint64) {
+	t.Helper()
+	ours, theirs, err := mp.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ours.Close() })
+	p := mp.NewProcess(kvHold, kvArgs{URL: url, Name: name, Lease: lease, Ctl: theirs})
+	err = p.Start()
+	theirs.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Kill()
+		p.Join(context.Background())
+		p.Close()
+	})
+	stop := context.AfterFunc(ctx, func() { ours.Close() })
+	defer stop()
+	var token uint64
+	if err := ours.Recv(&token); err != nil {
+		t.Fatalf("the holder did not report its token: %v", err)
+	}
+	return p, ours, token
+}
+
+// TestManagerLockOwnerDied: a holder killed while it holds the lock; the
+// next acquirer gets it once the lease ran out, with mp.ErrOwnerDied and
+// a greater token.
+func TestManagerLockOwnerDied(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	const lease = time.Second
+	l, err := manager.NewLock(ctx, m, manager.Named("deploy"), manager.Lease(lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, token := startHolder(t, ctx, c.URL(), "deploy", lease)
+	if ok, err := l.TryAcquire(ctx); err != nil || ok {
+		t.Fatalf("TryAcquire of a held lock = %v %v", ok, err)
+	}
+	p.Kill()
+	p.Join(ctx)
+	start := time.Now()
+	err = l.Acquire(ctx)
+	var od *mp.OwnerDiedError
+	if !errors.As(err, &od) {
+		t.Fatalf("Acquire after the holder died: %v, want an *mp.OwnerDiedError", err)
+	}
+	if od.Pid != p.Pid() {
+		t.Errorf("OwnerDiedError.Pid = %d, want %d", od.Pid, p.Pid())
+	}
+	t.Logf("taken over %v after the kill (lease %v)", time.Since(start), lease)
+	if l.Token() <= token {
+		t.Fatalf("token %d after %d", l.Token(), token)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); !errors.Is(err, mp.ErrNotHeld) {
+		t.Fatalf("second Release: %v, want mp.ErrNotHeld", err)
+	}
+	// A release is not a death: the next one is told nothing.
+	if err := l.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.Release(ctx)
+}
+
+// TestManagerLockLeaseLost: a holder stopped (SIGSTOP) past its lease
+// loses the lock to another, which gets a greater token; continued, its
+// Release returns ErrLeaseLost and leaves the new holder's lock alone.
+func TestManagerLockLeaseLost(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	const lease = time.Second
+	l, err := manager.NewLock(ctx, m, manager.Named("lease"), manager.Lease(lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ctl, token := startHolder(t, ctx, c.URL(), "lease", lease)
+	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	err = l.Acquire(ctx)
+	if !errors.Is(err, mp.ErrOwnerDied) {
+		t.Fatalf("Acquire from a stopped holder: %v, want mp.ErrOwnerDied", err)
+	}
+	t.Logf("taken from the stopped holder after %v (lease %v)", time.Since(stopped), lease)
+	if l.Token() <= token {
+		t.Fatalf("token %d after %d", l.Token(), token)
+	}
+	syscall.Kill(p.Pid(), syscall.SIGCONT)
+	if err := ctl.Send("release"); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := ctl.Recv(&got); err != nil || got != "lease lost" {
+		t.Fatalf("the continued holder's Release: %q %v, want lease lost", got, err)
+	}
+	if locked, err := l.Locked(ctx); err != nil || !locked {
+		t.Fatalf("Locked after the old holder's Release = %v %v", locked, err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("the new holder's Release: %v", err)
+	}
+}
+
+// kvTake takes an item from the Queue named Name and, once it has it and
+// before it acknowledges it, says so on Ctl and waits to be killed.
+var kvTake = mp.RegisterProc("cluster.test.kvTake", func(a kvArgs) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := manager.Connect(ctx, "nats", a.URL, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	q, err := manager.NewQueue[string](ctx, m, 0, manager.Named(a.Name))
+	if err != nil {
+		return err
+	}
+	mgrkv.TestHookTaken = func() {
+		a.Ctl.Send("taken")
+		select {}
+	}
+	_, err = q.Get(ctx)
+	return err
+})
+
+// TestManagerQueueConsumerKilled: a getter killed after it took an item
+// and before it acknowledged it does not lose the item: the next getter
+// gets it (after the ack wait), and only it.
+func TestManagerQueueConsumerKilled(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	q, err := manager.NewQueue[string](ctx, m, 0, manager.Named("work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, "item"); err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs, err := mp.Pipe(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Close()
+	p := mp.NewProcess(kvTake, kvArgs{URL: c.URL(), Name: "work", Ctl: theirs})
+	err = p.Start()
+	theirs.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var word string
+	if err := ours.Recv(&word); err != nil {
+		t.Fatal(err)
+	}
+	// The item is the child's, unacknowledged: no other getter has it.
+	if _, err := q.TryGet(ctx); !errors.Is(err, mp.ErrEmpty) {
+		t.Fatalf("TryGet while the child holds the item: %v, want mp.ErrEmpty", err)
+	}
+	p.Kill()
+	p.Join(ctx)
+	start := time.Now()
+	v, err := q.Get(ctx)
+	if err != nil || v != "item" {
+		t.Fatalf("Get after the getter died = %q %v", v, err)
+	}
+	t.Logf("given again %v after the kill", time.Since(start))
+	if _, err := q.TryGet(ctx); !errors.Is(err, mp.ErrEmpty) {
+		t.Fatalf("TryGet of an empty queue: %v, want mp.ErrEmpty", err)
+	}
+	if err := q.Put(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.Qsize(ctx); err != nil || n != 1 {
+		t.Fatalf("Qsize = %v %v", n, err)
+	}
+}
