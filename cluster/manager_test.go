@@ -431,3 +431,37 @@ func TestManagerQueueConsumerKilled(t *testing.T) {
 		t.Fatalf("Qsize = %v %v", n, err)
 	}
 }
+
+// TestManagerLockWaiter: a waiter in Acquire gets the lock when it is
+// released (woken by the release, not by its poll), and a Manager closed
+// while holding a lock stops renewing it.
+func TestManagerLockWaiter(t *testing.T) {
+	_, m := startManager(t)
+	ctx := testCtx(t, 30*time.Second)
+	a, err := manager.NewLock(ctx, m, manager.Named("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := manager.NewLock(ctx, m, manager.Named("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- b.Acquire(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b.Token() == 0 || a.Token() != 0 {
+		t.Fatalf("tokens after the handoff: a %d, b %d", a.Token(), b.Token())
+	}
+	// b holds the lock: closing the Manager ends its renewals (the leak
+	// check would find the goroutine).
+	m.Close()
+}

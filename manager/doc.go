@@ -140,7 +140,8 @@
 //     protects, which refuses a token lower than one it has seen. Only
 //     the proxy that took the lock may release it (mp.ErrNotHeld
 //     otherwise). Waiters are woken by the key's writes, and look again
-//     every 200 ms.
+//     every 200 ms; they are not served in order (a holder that releases
+//     and acquires again at once may take the lock before them).
 //   - Queue: items are messages of a work-queue stream
 //     (subject mpq.NAME). A Get takes an item and acknowledges it before
 //     it returns: an item whose getter dies before the acknowledgement

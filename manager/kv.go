@@ -56,6 +56,32 @@ type kvStore struct {
 	st      mgrkv.Store
 	network string
 	address string
+
+	mu      sync.Mutex
+	closed  bool
+	renewed map[*kvObj]struct{} // the locks held, whose leases are renewed
+}
+
+// close stops renewing the leases of the locks held (which the next
+// acquirer takes once they run out, as from a holder that died) and
+// closes the store.
+func (s *kvStore) close() error {
+	s.mu.Lock()
+	s.closed = true
+	held := s.renewed
+	s.renewed = nil
+	s.mu.Unlock()
+	for x := range held {
+		x.lk.mu.Lock()
+		stop, done := x.lk.stop, x.lk.done
+		x.lk.stop = nil
+		x.lk.mu.Unlock()
+		if stop != nil {
+			close(stop)
+			<-done
+		}
+	}
+	return s.st.Close()
 }
 
 // openKV opens the store of a registered network.
@@ -82,6 +108,25 @@ type kvObj struct {
 
 	lease time.Duration
 	lk    kvLock // a Lock's state
+
+	// A Value's last entry read or written by this proxy, with which
+	// CompareAndSwap first tries its write (one round trip where reading
+	// first would take two).
+	cmu     sync.Mutex
+	lastVal []byte
+	lastRev uint64
+}
+
+func (x *kvObj) remember(v []byte, rev uint64) {
+	x.cmu.Lock()
+	x.lastVal, x.lastRev = v, rev
+	x.cmu.Unlock()
+}
+
+func (x *kvObj) remembered() ([]byte, uint64) {
+	x.cmu.Lock()
+	defer x.cmu.Unlock()
+	return x.lastVal, x.lastRev
 }
 
 // openKVObj makes the object of a new proxy (or finds the one named).
@@ -357,47 +402,67 @@ func (x *kvObj) valueCall(ctx context.Context, op uint64, a [][]byte) (*cconn, e
 	defer cancel()
 	switch op {
 	case opValueGet:
-		e, err := st.Get(wctx, x.key)
+		e, err := x.valueEntry(wctx)
 		if err != nil {
 			return nil, err
 		}
-		if e.Op != mgrkv.OpPut {
-			return nil, ErrNoObject
-		}
 		return kvReply(e.Value), nil
 	case opValueSet:
-		_, err := st.Put(wctx, x.key, a[0])
+		rev, err := st.Put(wctx, x.key, a[0])
+		if err == nil {
+			x.remember(a[0], rev)
+		}
 		return kvReply(), err
 	case opValueSwap, opValueCAS:
+		newV := a[0]
+		if op == opValueCAS {
+			newV = a[1]
+		}
+		// The value last seen, if it is old, is tried first; then the
+		// value read, until no other writer came in between.
+		v, rev := x.remembered()
+		if op == opValueCAS && (rev == 0 || string(v) != string(a[0])) {
+			rev = 0
+		}
 		for {
-			e, err := st.Get(wctx, x.key)
-			if err != nil {
-				return nil, err
-			}
-			if e.Op != mgrkv.OpPut {
-				return nil, ErrNoObject
-			}
-			newV := a[0]
-			if op == opValueCAS {
-				if string(e.Value) != string(a[0]) {
+			if rev == 0 {
+				e, err := x.valueEntry(wctx)
+				if err != nil {
+					return nil, err
+				}
+				if op == opValueCAS && string(e.Value) != string(a[0]) {
 					return kvReply(kvBool(false)), nil
 				}
-				newV = a[1]
+				v, rev = e.Value, e.Revision
 			}
-			_, err = st.Update(wctx, x.key, newV, e.Revision, 0)
+			nrev, err := st.Update(wctx, x.key, newV, rev, 0)
 			if err == nil {
+				x.remember(newV, nrev)
 				if op == opValueCAS {
 					return kvReply(kvBool(true)), nil
 				}
-				return kvReply(e.Value), nil
+				return kvReply(v), nil
 			}
 			if !errors.Is(err, mgrkv.ErrRevision) {
 				return nil, err
 			}
-			// Another writer came in between: read again.
+			rev = 0 // another writer came in between: read again
 		}
 	}
 	return nil, errMethod(x.kind, op)
+}
+
+// valueEntry reads a Value's entry, and remembers it.
+func (x *kvObj) valueEntry(ctx context.Context) (mgrkv.Entry, error) {
+	e, err := x.s.st.Get(ctx, x.key)
+	if err != nil {
+		return e, err
+	}
+	if e.Op != mgrkv.OpPut {
+		return e, ErrNoObject
+	}
+	x.remember(e.Value, e.Revision)
+	return e, nil
 }
 
 // ---- Lock ----
@@ -543,6 +608,18 @@ func (x *kvObj) hold(owner string, val []byte, rev uint64) {
 	l.stop, l.done = make(chan struct{}), make(chan struct{})
 	stop, done := l.stop, l.done
 	l.mu.Unlock()
+	s := x.s
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		close(done) // the Manager is closed: nothing renews the lease
+		return
+	}
+	if s.renewed == nil {
+		s.renewed = map[*kvObj]struct{}{}
+	}
+	s.renewed[x] = struct{}{}
+	s.mu.Unlock()
 	go x.renew(val, stop, done)
 }
 
@@ -621,6 +698,9 @@ func (x *kvObj) release(ctx context.Context) error {
 	}
 	close(stop)
 	<-done
+	x.s.mu.Lock()
+	delete(x.s.renewed, x)
+	x.s.mu.Unlock()
 	// The proxy no longer holds the lock from here on, whatever the
 	// store says: another goroutine may take it as soon as it is free.
 	l.mu.Lock()

@@ -359,7 +359,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.shutdown = true
 	if m.kv != nil {
-		m.err = m.kv.st.Close()
+		m.err = m.kv.close()
 		return m.err
 	}
 	if m.proc != nil {
