@@ -190,7 +190,7 @@ func (s *kvStore) Get(ctx context.Context, key string) (mgrkv.Entry, error) {
 }
 
 func (s *kvStore) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	return s.kv.Put(ctx, key, value)
+	return s.publish(ctx, &nats.Msg{Subject: kvSubject + key, Data: value})
 }
 
 func (s *kvStore) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, mgrkv.Op, error) {
@@ -215,26 +215,78 @@ func (s *kvStore) Update(ctx context.Context, key string, value []byte, rev uint
 	if ttl > 0 {
 		opts = append(opts, jetstream.WithMsgTTL(ttl))
 	}
-	ack, err := s.cn.js.PublishMsg(ctx, &nats.Msg{Subject: kvSubject + key, Data: value}, opts...)
-	if wrongRevision(err) {
-		return 0, fmt.Errorf("%w: %w", mgrkv.ErrRevision, err)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return ack.Sequence, nil
+	return s.publish(ctx, &nats.Msg{Subject: kvSubject + key, Data: value}, opts...)
 }
 
 func (s *kvStore) Delete(ctx context.Context, key string, rev uint64) error {
-	var opts []jetstream.KVDeleteOpt
+	// kv.Delete's message, made here to be published as every write is.
+	m := &nats.Msg{Subject: kvSubject + key, Header: nats.Header{"KV-Operation": []string{"DEL"}}}
+	var opts []jetstream.PublishOpt
 	if rev > 0 {
-		opts = append(opts, jetstream.LastRevision(rev))
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
 	}
-	err := s.kv.Delete(ctx, key, opts...)
-	if wrongRevision(err) {
-		return fmt.Errorf("%w: %w", mgrkv.ErrRevision, err)
-	}
+	_, err := s.publish(ctx, m, opts...)
 	return err
+}
+
+// Publishing: each write carries an id of its own (Nats-Msg-Id), and a
+// write whose answer does not come within attemptTimeout (a leader's
+// failover, a reconnection) is sent again with the same id until ctx ends.
+// A clustered JetStream stores it once and answers the repeat with the
+// first one's sequence; a single server checks the expected revision
+// first, and refuses the repeat of a write it made: the write is then
+// taken as made if it is still the subject's last. So a write that
+// returns nil was made once, and one that returns an error other than
+// ctx's was not made — except on a single server, when another writer
+// came in after the write whose answer was lost and before its repeat:
+// that write then returns ErrRevision though it was made. One cut short
+// by ctx may have been made.
+const attemptTimeout = 2 * time.Second
+
+// publish writes m and returns its sequence; ErrRevision when the
+// expected last sequence of its subject was not the last.
+func (s *kvStore) publish(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (uint64, error) {
+	return s.publishID(ctx, m, nats.NewInbox()[len(nats.InboxPrefix):], false, opts...)
+}
+
+// publishID is publish with the write's id; sent tells that it may have
+// been made already.
+func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bool, opts ...jetstream.PublishOpt) (uint64, error) {
+	opts = append(opts, jetstream.WithMsgID(id))
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		ack, err := s.cn.js.PublishMsg(actx, m, opts...)
+		cancel()
+		switch {
+		case err == nil:
+			return ack.Sequence, nil
+		case wrongRevision(err):
+			if sent {
+				if last, gerr := s.raw.GetLastMsgForSubject(ctx, m.Subject); gerr == nil && last.Header.Get(jetstream.MsgIDHeader) == id {
+					return last.Sequence, nil
+				}
+			}
+			return 0, fmt.Errorf("%w: %w", mgrkv.ErrRevision, err)
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
+		case !retryable(err):
+			return 0, err
+		}
+		sent = true
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// retryable reports whether a publish that failed with err may have been
+// lost on the way (no answer, no server to answer): anything but an
+// answer of JetStream, or a closed connection.
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	return !errors.As(err, &apiErr) && !errors.Is(err, nats.ErrConnectionClosed)
 }
 
 func (s *kvStore) Keys(ctx context.Context, prefix string) ([]string, error) {
@@ -296,7 +348,7 @@ func (s *kvStore) consumer(ctx context.Context, name string) (jetstream.Consumer
 }
 
 func (s *kvStore) QueuePut(ctx context.Context, name string, value []byte) error {
-	_, err := s.cn.js.Publish(ctx, queuePrefix+name, value)
+	_, err := s.publish(ctx, &nats.Msg{Subject: queuePrefix + name, Data: value})
 	return err
 }
 

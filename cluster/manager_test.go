@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/mgrkv"
 	"github.com/go-mp/mp/manager"
@@ -464,4 +467,39 @@ func TestManagerLockWaiter(t *testing.T) {
 	// b holds the lock: closing the Manager ends its renewals (the leak
 	// check would find the goroutine).
 	m.Close()
+}
+
+// TestManagerWriteOnce: a write sent again with its id (as publish does
+// when no answer came) is made once, and answered with the first one's
+// revision rather than refused for its expected revision (a single server
+// refuses it: publish then finds it the last write).
+func TestManagerWriteOnce(t *testing.T) {
+	c := startCluster(t, Options{})
+	ctx := testCtx(t, 10*time.Second)
+	st, err := newKVStore(ctx, c.conn, false, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, _, err := st.Create(ctx, "v.once", []byte{1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &nats.Msg{Subject: kvSubject + "v.once", Data: []byte{2}}
+	expect := jetstream.WithExpectLastSequencePerSubject(rev)
+	r1, err := st.publishID(ctx, m, "once-1", false, expect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := st.publishID(ctx, m, "once-1", true, expect)
+	if err != nil || r2 != r1 {
+		t.Fatalf("the same write again: %d %v, want %d", r2, err, r1)
+	}
+	e, err := st.Get(ctx, "v.once")
+	if err != nil || e.Revision != r1 {
+		t.Fatalf("Get = %+v %v, want revision %d", e, err, r1)
+	}
+	// Another write's repeat is refused.
+	if _, err := st.publishID(ctx, m, "once-2", true, expect); !errors.Is(err, mgrkv.ErrRevision) {
+		t.Fatalf("another write on an old revision: %v, want ErrRevision", err)
+	}
 }
