@@ -164,8 +164,37 @@ func wrongRevision(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// attempt runs f with a ctx bounded by attemptTimeout, again while it
+// fails for want of an answer, until ctx ends: a request whose ctx has a
+// far deadline would otherwise wait for it when a failover loses the
+// request.
+func attempt(ctx context.Context, f func(ctx context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := f(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !retryable(err) || errors.Is(err, jetstream.ErrMsgNotFound):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func (s *kvStore) Get(ctx context.Context, key string) (mgrkv.Entry, error) {
-	m, err := s.raw.GetLastMsgForSubject(ctx, kvSubject+key)
+	var m *jetstream.RawStreamMsg
+	err := attempt(ctx, func(ctx context.Context) (err error) {
+		m, err = s.raw.GetLastMsgForSubject(ctx, kvSubject+key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return mgrkv.Entry{}, nil
 	}
