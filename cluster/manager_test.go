@@ -503,3 +503,138 @@ func TestManagerWriteOnce(t *testing.T) {
 		t.Fatalf("another write on an old revision: %v, want ErrRevision", err)
 	}
 }
+
+// TestManagerMoreKinds: Namespace, Event, the semaphores, RLock,
+// JoinableQueue, List and Array on nats keep their local meaning; two
+// proxies of one name share the object.
+func TestManagerMoreKinds(t *testing.T) {
+	_, m := startManager(t)
+	ctx := testCtx(t, 30*time.Second)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ns, err := manager.NewNamespace(ctx, m, manager.Named("ns"))
+	must(err)
+	must(ns.Set(ctx, "b", 2))
+	must(ns.Set(ctx, "a", "x"))
+	if v, err := manager.Field[int](ctx, ns, "b"); err != nil || v != 2 {
+		t.Fatalf("Field b = %v %v", v, err)
+	}
+	if err := ns.Get(ctx, "zz", new(int)); !errors.Is(err, manager.ErrNoField) {
+		t.Fatalf("Get of an unset field: %v, want ErrNoField", err)
+	}
+	if f, err := ns.Fields(ctx); err != nil || !slices.Equal(f, []string{"a", "b"}) {
+		t.Fatalf("Fields = %q %v", f, err)
+	}
+	if ok, err := ns.Delete(ctx, "a"); err != nil || !ok {
+		t.Fatalf("Delete a = %v %v", ok, err)
+	}
+
+	ev, err := manager.NewEvent(ctx, m, manager.Named("ev"))
+	must(err)
+	ev2, err := manager.NewEvent(ctx, m, manager.Named("ev"))
+	must(err)
+	waited := make(chan error, 1)
+	go func() { waited <- ev2.Wait(ctx) }()
+	if set, err := ev.IsSet(ctx); err != nil || set {
+		t.Fatalf("IsSet of a new event = %v %v", set, err)
+	}
+	must(ev.Set(ctx))
+	must(<-waited)
+	must(ev.Clear(ctx))
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = ev.Wait(short)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on a cleared event: %v, want the deadline", err)
+	}
+
+	sem, err := manager.NewBoundedSemaphore(ctx, m, 1, manager.Named("sem"))
+	must(err)
+	must(sem.Acquire(ctx))
+	if ok, err := sem.TryAcquire(ctx); err != nil || ok {
+		t.Fatalf("TryAcquire of an empty semaphore = %v %v", ok, err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- sem.Acquire(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	must(sem.Release(ctx))
+	must(<-got)
+	must(sem.Release(ctx))
+	if err := sem.Release(ctx); !errors.Is(err, mp.ErrReleasedTooManyTimes) {
+		t.Fatalf("Release past the bound: %v", err)
+	}
+	if v, err := sem.Value(ctx); err != nil || v != 1 {
+		t.Fatalf("Value = %v %v", v, err)
+	}
+
+	rl, err := manager.NewRLock(ctx, m, manager.Named("rl"))
+	must(err)
+	must(rl.Acquire(ctx))
+	must(rl.Acquire(ctx))
+	if held, n, err := rl.Held(ctx); err != nil || !held || n != 2 {
+		t.Fatalf("Held = %v %v %v", held, n, err)
+	}
+	other := make(chan error, 1)
+	go func() { other <- rl.Release(ctx) }() // another goroutine
+	if err := <-other; !errors.Is(err, mp.ErrNotHeld) {
+		t.Fatalf("Release by another goroutine: %v, want mp.ErrNotHeld", err)
+	}
+	must(rl.Release(ctx))
+	must(rl.Release(ctx))
+	if err := rl.Release(ctx); !errors.Is(err, mp.ErrNotHeld) {
+		t.Fatalf("Release of a free RLock: %v", err)
+	}
+
+	jq, err := manager.NewJoinableQueue[int](ctx, m, 0, manager.Named("jq"))
+	must(err)
+	must(jq.Put(ctx, 1))
+	joined := make(chan error, 1)
+	go func() { joined <- jq.Join(ctx) }()
+	if v, err := jq.Get(ctx); err != nil || v != 1 {
+		t.Fatalf("Get = %v %v", v, err)
+	}
+	select {
+	case err := <-joined:
+		t.Fatalf("Join returned %v before TaskDone", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	must(jq.TaskDone(ctx))
+	must(<-joined)
+	if err := jq.TaskDone(ctx); !errors.Is(err, mp.ErrTaskDone) {
+		t.Fatalf("TaskDone too many: %v", err)
+	}
+
+	l, err := manager.NewList(ctx, m, []int{1, 2}, manager.Named("l"))
+	must(err)
+	must(l.Append(ctx, 3))
+	must(l.Extend(ctx, []int{4, 5}))
+	must(l.Insert(ctx, 0, 0))
+	if v, err := l.Pop(ctx, -1); err != nil || v != 5 {
+		t.Fatalf("Pop = %v %v", v, err)
+	}
+	if _, err := l.Get(ctx, 10); !errors.Is(err, manager.ErrIndex) {
+		t.Fatalf("Get 10: %v", err)
+	}
+	must(l.SetSlice(ctx, 1, 3, []int{9}))
+	must(l.Reverse(ctx))
+	if all, err := l.All(ctx); err != nil || !slices.Equal(all, []int{4, 3, 9, 0}) {
+		t.Fatalf("All = %v %v", all, err)
+	}
+	if i, err := l.Index(ctx, 9); err != nil || i != 2 {
+		t.Fatalf("Index = %v %v", i, err)
+	}
+	arr, err := manager.NewArray(ctx, m, []int{1, 2, 3}, manager.Named("a"))
+	must(err)
+	must(arr.Set(ctx, -1, 7))
+	if err := arr.SetSlice(ctx, 0, 2, []int{1}); !errors.Is(err, manager.ErrIndex) {
+		t.Fatalf("SetSlice changing an Array's length: %v", err)
+	}
+	if s, err := arr.Slice(ctx, 1, 3); err != nil || !slices.Equal(s, []int{2, 7}) {
+		t.Fatalf("Slice = %v %v", s, err)
+	}
+}

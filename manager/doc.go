@@ -120,10 +120,12 @@
 //     (not the order they were first set); PopItem removes some item, not
 //     the one set last. Update and Clear set or delete key by key: a
 //     reader may see part of them.
+//
 //   - Value: one key (v.NAME). Set is a plain write; Swap and
 //     CompareAndSwap are compare-and-swap on the key's revision, retried
 //     until no other writer came in between, so that counters updated
 //     with CompareAndSwap from any number of processes end exact.
+//
 //   - Lock: one key (l.NAME) created only if absent, with a lease (Lease,
 //     5 s by default) that the holder renews every third of the lease by a
 //     write checked against its last revision; Release deletes it with a
@@ -142,20 +144,50 @@
 //     otherwise). Waiters are woken by the key's writes, and look again
 //     every 200 ms; they are not served in order (a holder that releases
 //     and acquires again at once may take the lock before them).
+//
 //   - Queue: items are messages of a work-queue stream
 //     (subject mpq.NAME). A Get takes an item and acknowledges it before
 //     it returns: an item whose getter dies before the acknowledgement
 //     is given to another getter after the ack wait (5 s), so
 //     no item is lost to a getter's death; an item is given to one getter
 //     at a time. A getter paused (or cut off) for more than the ack wait
-//     while it holds an unacknowledged item may see the item given to
-//     another too: its acknowledgement then fails and its Get returns the
-//     error (it did not take the item). Qsize is a snapshot; maxsize is
-//     not supported (NewQueue with maxsize > 0 returns an error).
+//     between taking an item and acknowledging it may see the item given
+//     to another getter meanwhile, and both Gets may then return it (an
+//     item delivered twice; this is not tested). Qsize is a snapshot;
+//     maxsize is not supported (NewQueue with maxsize > 0 returns an
+//     error).
 //
-// Other kinds (List, Array, Namespace, RLock, the semaphores, Event,
-// Condition, Barrier, JoinableQueue and registered types) are not offered
-// on "nats" yet: their New functions return an error matching
-// ErrUnknownType. Proxies of "nats" objects do not travel (MarshalCBOR
-// returns an error): each program asks for the object by its name.
+//   - RLock: as Lock, one key (r.NAME) with a lease; the holder's count of
+//     acquisitions is kept by the proxy that holds it, so another proxy
+//     of the same name (in this process or another) waits like any other
+//     acquirer.
+//
+//   - Namespace: each field is a key (n.NAME.FIELD); Fields is a snapshot.
+//
+//   - Event: one key holding the flag; Wait watches it.
+//
+//   - Semaphore and BoundedSemaphore: one key holding the value (and the
+//     bound), taken and given back by compare-and-swap; Acquire watches
+//     it. Units are not given back when their holder dies, bounded or not
+//     (a BoundedSemaphore's bound only refuses a Release too many).
+//
+//   - JoinableQueue: a Queue and a count of unfinished items (key
+//     j.NAME), which Put raises before it puts the item (an item whose Put
+//     failed may count as unfinished: Join then waits for a TaskDone that
+//     does not come) and TaskDone lowers; Join watches it.
+//
+//   - List and Array: one key holding the whole sequence, read and
+//     written back by compare-and-swap for each operation (each atomic; a
+//     long list makes every write long).
+//
+// Condition, Barrier and registered types are not offered on "nats": their
+// New functions return an error matching ErrUnknownType. Proxies of "nats"
+// objects do not travel (MarshalCBOR returns an error): each program asks
+// for the object by its name.
+//
+// A write to the store that gets no answer (a failover of its leader, a
+// reconnection) is sent again, with an id that lets JetStream store it
+// once, until the call's ctx ends; reads are tried again the same way. So
+// calls ride out a failover (they wait for it), and a call that returns
+// an error other than ctx's made no change.
 package manager

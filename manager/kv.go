@@ -105,6 +105,7 @@ type kvObj struct {
 	kind string
 	name string // encoded
 	key  string // the object's key (Value, Lock) or prefix ("d.NAME.")
+	aux  string // a JoinableQueue's count of unfinished items
 
 	lease time.Duration
 	lk    kvLock // a Lock's state
@@ -152,8 +153,11 @@ func (s *kvStore) open(ctx context.Context, kind string, o *createOpts, args []a
 		if _, _, err := s.st.Create(wctx, x.key, v, 0); err != nil && !errors.Is(err, mgrkv.ErrExists) {
 			return nil, err
 		}
-	case kindLock:
+	case kindLock, kindRLock:
 		x.key = "l." + x.name
+		if kind == kindRLock {
+			x.key = "r." + x.name
+		}
 		if x.lease == 0 {
 			x.lease = DefaultLease
 		}
@@ -166,7 +170,11 @@ func (s *kvStore) open(ctx context.Context, kind string, o *createOpts, args []a
 		}
 		x.key = x.name
 	default:
-		return nil, fmt.Errorf("%w: %s on %s", ErrUnknownType, kind, s.network)
+		if ok, err := x.openMore(ctx, args); !ok {
+			return nil, fmt.Errorf("%w: %s on %s", ErrUnknownType, kind, s.network)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	return x, nil
 }
@@ -230,12 +238,12 @@ func (x *kvObj) call(ctx context.Context, op uint64, args []any) (*cconn, error)
 		return x.dictCall(ctx, op, enc)
 	case kindValue:
 		return x.valueCall(ctx, op, enc)
-	case kindLock:
-		return x.lockCall(ctx, op)
+	case kindLock, kindRLock:
+		return x.lockCall(ctx, op, enc)
 	case kindQueue:
 		return x.queueCall(ctx, op, enc)
 	}
-	return nil, fmt.Errorf("%w: %s", ErrUnknownMethod, x.kind)
+	return x.moreCall(ctx, op, enc)
 }
 
 func errMethod(kind string, op uint64) error {
@@ -476,7 +484,9 @@ type kvLock struct {
 	lost  bool   // a renewal found the key not ours
 	stop  chan struct{}
 	done  chan struct{}
-	seen  int // the pid in the last holder's entry seen by a waiter
+	seen  int    // the pid in the last holder's entry seen by a waiter
+	gid   uint64 // an RLock's holding goroutine (0 for a Lock)
+	count int    // how many times it acquired the RLock
 }
 
 // lockHolder is the value of a Lock's key.
@@ -489,19 +499,31 @@ type lockHolder struct {
 
 var hostname = sync.OnceValue(func() string { h, _ := os.Hostname(); return h })
 
-func (x *kvObj) lockCall(ctx context.Context, op uint64) (*cconn, error) {
+func (x *kvObj) lockCall(ctx context.Context, op uint64, a [][]byte) (*cconn, error) {
+	var gid uint64
+	if len(a) > 0 {
+		gid, _, _ = codec.ReadUint(a[0])
+	}
 	switch op {
 	case opLockAcquire:
-		_, err := x.acquire(ctx, true)
+		_, err := x.acquire(ctx, gid, true)
 		return kvReply(), err
 	case opLockTryAcquire:
-		ok, err := x.acquire(ctx, false)
+		ok, err := x.acquire(ctx, gid, false)
 		if err != nil {
 			return nil, err
 		}
 		return kvReply(kvBool(ok)), nil
 	case opLockRelease:
-		return kvReply(), x.release(ctx)
+		return kvReply(), x.release(ctx, gid)
+	case opLockHeld:
+		l := &x.lk
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.rev == 0 || l.gid != gid {
+			return kvReply(kvBool(false), kvInt(0)), nil
+		}
+		return kvReply(kvBool(true), kvInt(l.count)), nil
 	case opLockLocked:
 		wctx, cancel := writeCtx(ctx)
 		defer cancel()
@@ -518,17 +540,20 @@ func (x *kvObj) lockCall(ctx context.Context, op uint64) (*cconn, error) {
 // whether it took it, and an *mp.OwnerDiedError if it took it over from a
 // holder whose lease ran out. Errors of the store while waiting (a
 // leader's failover) are retried until ctx ends.
-func (x *kvObj) acquire(ctx context.Context, wait bool) (bool, error) {
+func (x *kvObj) acquire(ctx context.Context, gid uint64, wait bool) (bool, error) {
 	l := &x.lk
 	l.mu.Lock()
 	held := l.rev != 0
+	if held && x.kind == kindRLock && l.gid == gid {
+		l.count++ // the holder of an RLock acquires it again
+		l.mu.Unlock()
+		return true, nil
+	}
 	l.mu.Unlock()
-	if held {
-		// Held by this proxy: wait as any other would (a Lock is not
-		// re-entrant), or fail at once.
-		if !wait {
-			return false, nil
-		}
+	if held && !wait {
+		// Held by this proxy (a Lock is not re-entrant): waiting is
+		// waiting as any other would.
+		return false, nil
 	}
 	var idb [12]byte
 	rand.Read(idb[:])
@@ -538,53 +563,68 @@ func (x *kvObj) acquire(ctx context.Context, wait bool) (bool, error) {
 		return false, err
 	}
 	st := x.s.st
-	var wake <-chan struct{}
-	first := true
-	for {
-		wctx, cancel := writeCtx(ctx)
-		rev, prev, err := st.Create(wctx, x.key, val, x.lease)
-		if errors.Is(err, mgrkv.ErrExists) || (err != nil && ctx.Err() == nil) {
+	var rev uint64
+	var prev mgrkv.Op
+	took, err := x.waitKey(ctx, x.key, wait, func(wctx context.Context) (bool, error) {
+		r, p, err := st.Create(wctx, x.key, val, x.lease)
+		if err != nil {
 			// Set by another, or our own write whose answer was lost.
 			e, gerr := st.Get(wctx, x.key)
-			if gerr == nil && e.Op == mgrkv.OpPut {
-				var h lockHolder
-				if codec.Unmarshal(e.Value, &h) == nil {
-					if h.Owner == owner {
-						rev, prev, err = e.Revision, mgrkv.OpNone, nil
-					} else {
-						x.lk.mu.Lock()
-						x.lk.seen = h.Pid
-						x.lk.mu.Unlock()
-					}
+			var h lockHolder
+			if gerr == nil && e.Op == mgrkv.OpPut && codec.Unmarshal(e.Value, &h) == nil {
+				if h.Owner == owner {
+					r, p, err = e.Revision, mgrkv.OpNone, nil
+				} else {
+					l.mu.Lock()
+					l.seen = h.Pid
+					l.mu.Unlock()
 				}
 			}
 		}
+		if errors.Is(err, mgrkv.ErrExists) {
+			return false, nil
+		}
+		rev, prev = r, p
+		return err == nil, err
+	})
+	if !took {
+		return false, err
+	}
+	x.hold(owner, val, rev, gid)
+	if prev == mgrkv.OpExpired {
+		l.mu.Lock()
+		pid := l.seen
+		l.mu.Unlock()
+		return true, &mp.OwnerDiedError{Pid: pid}
+	}
+	return true, nil
+}
+
+// waitKey calls try until it reports done, or once if wait is false. In
+// between it waits for a write to key (or pollEvery: a wake-up may be
+// missed) or the end of ctx. The errors of try are retried while it waits
+// (a failover of the store), and returned once ctx ends.
+func (x *kvObj) waitKey(ctx context.Context, key string, wait bool, try func(ctx context.Context) (bool, error)) (bool, error) {
+	var wake <-chan struct{}
+	watching := false
+	for {
+		wctx, cancel := writeCtx(ctx)
+		done, err := try(wctx)
 		cancel()
-		if err == nil {
-			x.hold(owner, val, rev)
-			if prev == mgrkv.OpExpired {
-				l.mu.Lock()
-				pid := l.seen
-				l.mu.Unlock()
-				return true, &mp.OwnerDiedError{Pid: pid}
-			}
+		if done {
 			return true, nil
 		}
 		if !wait {
-			if errors.Is(err, mgrkv.ErrExists) {
-				return false, nil
-			}
 			return false, err
 		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		if first {
-			// Watch from now on, and look once more: a release between
+		if !watching {
+			// Watch from now on, and look once more: a write between
 			// the first look and the watch would go unnoticed.
-			first = false
-			ch, stop, werr := st.Watch(x.key)
-			if werr == nil {
+			watching = true
+			if ch, stop, werr := x.s.st.Watch(key); werr == nil {
 				defer stop()
 				wake = ch
 				continue
@@ -601,10 +641,10 @@ func (x *kvObj) acquire(ctx context.Context, wait bool) (bool, error) {
 }
 
 // hold records an acquisition and starts renewing its lease.
-func (x *kvObj) hold(owner string, val []byte, rev uint64) {
+func (x *kvObj) hold(owner string, val []byte, rev, gid uint64) {
 	l := &x.lk
 	l.mu.Lock()
-	l.owner, l.rev, l.token, l.lost = owner, rev, rev, false
+	l.owner, l.rev, l.token, l.lost, l.gid, l.count = owner, rev, rev, false, gid, 1
 	l.stop, l.done = make(chan struct{}), make(chan struct{})
 	stop, done := l.stop, l.done
 	l.mu.Unlock()
@@ -683,12 +723,17 @@ func (x *kvObj) ours(ctx context.Context, owner string) (uint64, error) {
 }
 
 // release stops the renewals and deletes the key if it is still ours.
-func (x *kvObj) release(ctx context.Context) error {
+func (x *kvObj) release(ctx context.Context, gid uint64) error {
 	l := &x.lk
 	l.mu.Lock()
-	if l.rev == 0 {
+	if l.rev == 0 || l.gid != gid {
 		l.mu.Unlock()
 		return mp.ErrNotHeld
+	}
+	if l.count > 1 {
+		l.count--
+		l.mu.Unlock()
+		return nil
 	}
 	stop, done := l.stop, l.done
 	l.stop = nil
