@@ -150,23 +150,18 @@ type kvArgs struct {
 
 // kvIncr adds 1 to the Value named Name, N times, by compare-and-swap.
 var kvIncr = mp.RegisterProc("cluster.test.kvIncr", func(a kvArgs) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := manager.Connect(ctx, "nats", a.URL, nil)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	v, err := manager.NewValue(ctx, m, 0, manager.Named(a.Name))
-	if err != nil {
-		return err
-	}
-	for range a.N {
-		if err := casAdd(ctx, v, 1); err != nil {
+	return onManager(a.URL, func(ctx context.Context, m *manager.Manager) error {
+		v, err := manager.NewValue(ctx, m, 0, manager.Named(a.Name))
+		if err != nil {
 			return err
 		}
-	}
-	return nil
+		for range a.N {
+			if err := casAdd(ctx, v, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 })
 
 // casAdd adds d to v by compare-and-swap.
@@ -218,35 +213,30 @@ func TestManagerCounterProcesses(t *testing.T) {
 // waits for a word on Ctl and releases the lock, sending back what
 // Release returned ("" or "lease lost" or the error).
 var kvHold = mp.RegisterProc("cluster.test.kvHold", func(a kvArgs) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := manager.Connect(ctx, "nats", a.URL, nil)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	l, err := manager.NewLock(ctx, m, manager.Named(a.Name), manager.Lease(a.Lease))
-	if err != nil {
-		return err
-	}
-	if err := l.Acquire(ctx); err != nil {
-		return err
-	}
-	if err := a.Ctl.Send(l.Token()); err != nil {
-		return err
-	}
-	var word string
-	if err := a.Ctl.Recv(&word); err != nil {
-		return err
-	}
-	err = l.Release(ctx)
-	switch {
-	case err == nil:
-		return a.Ctl.Send("")
-	case errors.Is(err, manager.ErrLeaseLost):
-		return a.Ctl.Send("lease lost")
-	}
-	return a.Ctl.Send(err.Error())
+	return onManager(a.URL, func(ctx context.Context, m *manager.Manager) error {
+		l, err := manager.NewLock(ctx, m, manager.Named(a.Name), manager.Lease(a.Lease))
+		if err != nil {
+			return err
+		}
+		if err := l.Acquire(ctx); err != nil {
+			return err
+		}
+		if err := a.Ctl.Send(l.Token()); err != nil {
+			return err
+		}
+		var word string
+		if err := a.Ctl.Recv(&word); err != nil {
+			return err
+		}
+		err = l.Release(ctx)
+		switch {
+		case err == nil:
+			return a.Ctl.Send("")
+		case errors.Is(err, manager.ErrLeaseLost):
+			return a.Ctl.Send("lease lost")
+		}
+		return a.Ctl.Send(err.Error())
+	})
 })
 
 // startHolder starts kvHold and returns it, its end of Ctl and the token
@@ -278,25 +268,36 @@ func startHolder(t *testing.T, ctx context.Context, url, name string, lease time
 	return p, ours, token
 }
 
+// testLease is the lease of the locks of the lock tests: the shortest.
+const testLease = time.Second
+
+// heldLock starts a manager and a process holding its Lock name (see
+// startHolder), and returns this process's proxy of the lock, the
+// holder, its end of Ctl and the token of its acquisition.
+func heldLock(t *testing.T, ctx context.Context, name string) (*manager.Lock, *mp.Process, *mp.Conn, uint64) {
+	t.Helper()
+	c, m := startManager(t)
+	l, err := manager.NewLock(ctx, m, manager.Named(name), manager.Lease(testLease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ctl, token := startHolder(t, ctx, c.URL(), name, testLease)
+	return l, p, ctl, token
+}
+
 // TestManagerLockOwnerDied: a holder killed while it holds the lock; the
 // next acquirer gets it once the lease ran out, with mp.ErrOwnerDied and
 // a greater token.
 func TestManagerLockOwnerDied(t *testing.T) {
-	c, m := startManager(t)
 	ctx := testCtx(t, 60*time.Second)
-	const lease = time.Second
-	l, err := manager.NewLock(ctx, m, manager.Named("deploy"), manager.Lease(lease))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, token := startHolder(t, ctx, c.URL(), "deploy", lease)
+	l, p, _, token := heldLock(t, ctx, "deploy")
 	if ok, err := l.TryAcquire(ctx); err != nil || ok {
 		t.Fatalf("TryAcquire of a held lock = %v %v", ok, err)
 	}
 	p.Kill()
 	p.Join(ctx)
 	start := time.Now()
-	err = l.Acquire(ctx)
+	err := l.Acquire(ctx)
 	var od *mp.OwnerDiedError
 	if !errors.As(err, &od) {
 		t.Fatalf("Acquire after the holder died: %v, want an *mp.OwnerDiedError", err)
@@ -304,7 +305,7 @@ func TestManagerLockOwnerDied(t *testing.T) {
 	if od.Pid != p.Pid() {
 		t.Errorf("OwnerDiedError.Pid = %d, want %d", od.Pid, p.Pid())
 	}
-	t.Logf("taken over %v after the kill (lease %v)", time.Since(start), lease)
+	t.Logf("taken over %v after the kill (lease %v)", time.Since(start), testLease)
 	if l.Token() <= token {
 		t.Fatalf("token %d after %d", l.Token(), token)
 	}
@@ -325,23 +326,17 @@ func TestManagerLockOwnerDied(t *testing.T) {
 // loses the lock to another, which gets a greater token; continued, its
 // Release returns ErrLeaseLost and leaves the new holder's lock alone.
 func TestManagerLockLeaseLost(t *testing.T) {
-	c, m := startManager(t)
 	ctx := testCtx(t, 60*time.Second)
-	const lease = time.Second
-	l, err := manager.NewLock(ctx, m, manager.Named("lease"), manager.Lease(lease))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, ctl, token := startHolder(t, ctx, c.URL(), "lease", lease)
+	l, p, ctl, token := heldLock(t, ctx, "lease")
 	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	err = l.Acquire(ctx)
+	err := l.Acquire(ctx)
 	if !errors.Is(err, mp.ErrOwnerDied) {
 		t.Fatalf("Acquire from a stopped holder: %v, want mp.ErrOwnerDied", err)
 	}
-	t.Logf("taken from the stopped holder after %v (lease %v)", time.Since(stopped), lease)
+	t.Logf("taken from the stopped holder after %v (lease %v)", time.Since(stopped), testLease)
 	if l.Token() <= token {
 		t.Fatalf("token %d after %d", l.Token(), token)
 	}
@@ -364,23 +359,18 @@ func TestManagerLockLeaseLost(t *testing.T) {
 // kvTake takes an item from the Queue named Name and, once it has it and
 // before it acknowledges it, says so on Ctl and waits to be killed.
 var kvTake = mp.RegisterProc("cluster.test.kvTake", func(a kvArgs) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := manager.Connect(ctx, "nats", a.URL, nil)
-	if err != nil {
+	return onManager(a.URL, func(ctx context.Context, m *manager.Manager) error {
+		q, err := manager.NewQueue[string](ctx, m, 0, manager.Named(a.Name))
+		if err != nil {
+			return err
+		}
+		mgrkv.TestHookTaken = func() {
+			a.Ctl.Send("taken")
+			select {}
+		}
+		_, err = q.Get(ctx)
 		return err
-	}
-	defer m.Close()
-	q, err := manager.NewQueue[string](ctx, m, 0, manager.Named(a.Name))
-	if err != nil {
-		return err
-	}
-	mgrkv.TestHookTaken = func() {
-		a.Ctl.Send("taken")
-		select {}
-	}
-	_, err = q.Get(ctx)
-	return err
+	})
 })
 
 // TestManagerQueueConsumerKilled: a getter killed after it took an item
@@ -637,4 +627,16 @@ func TestManagerMoreKinds(t *testing.T) {
 	if s, err := arr.Slice(ctx, 1, 3); err != nil || !slices.Equal(s, []int{2, 7}) {
 		t.Fatalf("Slice = %v %v", s, err)
 	}
+}
+
+// onManager runs f with a manager on the store at url, within a minute.
+func onManager(url string, f func(ctx context.Context, m *manager.Manager) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := manager.Connect(ctx, "nats", url, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return f(ctx, m)
 }

@@ -39,35 +39,30 @@ type holding struct {
 // out: Acquire retries the store's errors, and the store sends a write
 // again until it is made.
 var kvFailLock = mp.RegisterProc("natstest.kvFailLock", func(a kvFailArgs) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
-	defer cancel()
-	m, err := manager.Connect(ctx, "nats", a.URLs, nil)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	l, err := manager.NewLock(ctx, m, manager.Named("fail"), manager.Lease(a.Lease))
-	if err != nil {
-		return err
-	}
-	for range a.N {
-		err := l.Acquire(ctx)
-		if err != nil && !errors.Is(err, mp.ErrOwnerDied) {
+	return onManager(a.URLs, func(ctx context.Context, m *manager.Manager) error {
+		l, err := manager.NewLock(ctx, m, manager.Named("fail"), manager.Lease(a.Lease))
+		if err != nil {
 			return err
 		}
-		h := holding{Token: l.Token(), Enter: time.Now().UnixNano(), OwnerDied: err != nil}
-		time.Sleep(2 * time.Millisecond)
-		h.Exit = time.Now().UnixNano()
-		err = l.Release(ctx)
-		if err != nil && !errors.Is(err, manager.ErrLeaseLost) {
-			return err
+		for range a.N {
+			err := l.Acquire(ctx)
+			if err != nil && !errors.Is(err, mp.ErrOwnerDied) {
+				return err
+			}
+			h := holding{Token: l.Token(), Enter: time.Now().UnixNano(), OwnerDied: err != nil}
+			time.Sleep(2 * time.Millisecond)
+			h.Exit = time.Now().UnixNano()
+			err = l.Release(ctx)
+			if err != nil && !errors.Is(err, manager.ErrLeaseLost) {
+				return err
+			}
+			h.Lost = err != nil
+			if err := a.Out.Send(h); err != nil {
+				return err
+			}
 		}
-		h.Lost = err != nil
-		if err := a.Out.Send(h); err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 })
 
 // kvFailCount adds 1 to the Value "fail" N times by compare-and-swap, a
@@ -75,39 +70,34 @@ var kvFailLock = mp.RegisterProc("natstest.kvFailLock", func(a kvFailArgs) error
 // call is tried again: its write was not made (see the store's
 // publishing).
 var kvFailCount = mp.RegisterProc("natstest.kvFailCount", func(a kvFailArgs) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
-	defer cancel()
-	m, err := manager.Connect(ctx, "nats", a.URLs, nil)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	v, err := manager.NewValue(ctx, m, 0, manager.Named("fail"))
-	if err != nil {
-		return err
-	}
-	for range a.N {
-		for {
-			cur, err := v.Get(ctx)
-			if err == nil {
-				var ok bool
-				if ok, err = v.CompareAndSwap(ctx, cur, cur+1); ok {
-					break
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-		if err := a.Out.Send(time.Now().UnixNano()); err != nil {
+	return onManager(a.URLs, func(ctx context.Context, m *manager.Manager) error {
+		v, err := manager.NewValue(ctx, m, 0, manager.Named("fail"))
+		if err != nil {
 			return err
 		}
-		time.Sleep(time.Millisecond)
-	}
-	return nil
+		for range a.N {
+			for {
+				cur, err := v.Get(ctx)
+				if err == nil {
+					var ok bool
+					if ok, err = v.CompareAndSwap(ctx, cur, cur+1); ok {
+						break
+					}
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			if err := a.Out.Send(time.Now().UnixNano()); err != nil {
+				return err
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	})
 })
 
 // TestManagerFailoverKillLeader: on a 3-node cluster (bucket with 3
@@ -172,28 +162,10 @@ func TestManagerFailoverKillLeader(t *testing.T) {
 		})
 	}
 	for range locks {
-		start(kvFailLock, lockN, func(c *mp.Conn) error {
-			var h holding
-			err := c.Recv(&h)
-			if err == nil {
-				mu.Lock()
-				holdings = append(holdings, h)
-				mu.Unlock()
-			}
-			return err
-		})
+		start(kvFailLock, lockN, collect(&mu, &holdings))
 	}
 	for range counters {
-		start(kvFailCount, countN, func(c *mp.Conn) error {
-			var at int64
-			err := c.Recv(&at)
-			if err == nil {
-				mu.Lock()
-				counts = append(counts, at)
-				mu.Unlock()
-			}
-			return err
-		})
+		start(kvFailCount, countN, collect(&mu, &counts))
 	}
 	defer func() {
 		for _, p := range procs {
@@ -274,6 +246,21 @@ func TestManagerFailoverKillLeader(t *testing.T) {
 		stall(killed, counts, func(at int64) int64 { return at }))
 }
 
+// collect returns a function that receives one T on a Conn and appends
+// it to *to, under mu.
+func collect[T any](mu *sync.Mutex, to *[]T) func(*mp.Conn) error {
+	return func(c *mp.Conn) error {
+		var v T
+		err := c.Recv(&v)
+		if err == nil {
+			mu.Lock()
+			*to = append(*to, v)
+			mu.Unlock()
+		}
+		return err
+	}
+}
+
 // stall returns the longest time after since without an event of evs.
 func stall[E any](since time.Time, evs []E, at func(E) int64) time.Duration {
 	var ts []int64
@@ -289,4 +276,16 @@ func stall[E any](since time.Time, evs []E, at func(E) int64) time.Duration {
 		prev = t
 	}
 	return longest.Round(time.Millisecond)
+}
+
+// onManager runs f with a manager on the store at url, within 80 s.
+func onManager(url string, f func(ctx context.Context, m *manager.Manager) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	m, err := manager.Connect(ctx, "nats", url, nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return f(ctx, m)
 }
