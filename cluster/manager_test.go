@@ -102,8 +102,8 @@ func TestManagerDict(t *testing.T) {
 	if _, err := other.MarshalCBOR(); err == nil {
 		t.Fatal("a proxy of a replicated object marshalled")
 	}
-	if _, err := manager.NewBarrier(ctx, m, 2, 0); !errors.Is(err, manager.ErrUnknownType) {
-		t.Fatalf("NewBarrier on nats: %v, want ErrUnknownType", err)
+	if _, err := manager.NewCondition(ctx, m, nil); !errors.Is(err, manager.ErrUnknownType) {
+		t.Fatalf("NewCondition on nats: %v, want ErrUnknownType", err)
 	}
 }
 
@@ -639,4 +639,69 @@ func onManager(url string, f func(ctx context.Context, m *manager.Manager) error
 	}
 	defer m.Close()
 	return f(ctx, m)
+}
+
+// TestManagerBarrier: two proxies of one Barrier pass it together, with
+// arrival indexes 0 and 1; a Wait whose ctx ends breaks it (the error
+// matches both), Reset mends it, Abort breaks it.
+func TestManagerBarrier(t *testing.T) {
+	_, m := startManager(t)
+	ctx := testCtx(t, 30*time.Second)
+	b1, err := manager.NewBarrier(ctx, m, 2, 0, manager.Named("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := manager.NewBarrier(ctx, m, 2, 0, manager.Named("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		got := make(chan int, 1)
+		go func() {
+			i, err := b1.Wait(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- i
+		}()
+		j, err := b2.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := <-got; i+j != 1 {
+			t.Fatalf("arrival indexes %d and %d", i, j)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = b1.Wait(short)
+	cancel()
+	if !errors.Is(err, mp.ErrBrokenBarrier) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait past its ctx: %v", err)
+	}
+	if broken, err := b2.Broken(ctx); err != nil || !broken {
+		t.Fatalf("Broken = %v %v", broken, err)
+	}
+	if _, err := b2.Wait(ctx); !errors.Is(err, mp.ErrBrokenBarrier) {
+		t.Fatalf("Wait on a broken barrier: %v", err)
+	}
+	if err := b2.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b1.Parties(ctx); err != nil || n != 2 {
+		t.Fatalf("Parties = %v %v", n, err)
+	}
+	waiting := make(chan error, 1)
+	go func() { _, err := b1.Wait(ctx); waiting <- err }()
+	for {
+		if n, err := b2.NWaiting(ctx); err != nil || n == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := b2.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; !errors.Is(err, mp.ErrBrokenBarrier) {
+		t.Fatalf("Wait during an Abort: %v", err)
+	}
 }

@@ -180,8 +180,18 @@
 //     written back by compare-and-swap for each operation (each atomic; a
 //     long list makes every write long).
 //
-// Condition, Barrier and registered types are not offered on "nats": their
-// New functions return an error matching ErrUnknownType. Proxies of "nats"
+//   - Barrier: one key holding the generation under way and the parties
+//     waiting in it, changed by compare-and-swap; Wait watches it. A Wait
+//     whose ctx ends (or the barrier's timeout) breaks the generation, as
+//     locally, but a party whose process dies while it waits stays
+//     counted: the barrier may then pass with it, where a manager server
+//     would break it.
+//
+// Condition and registered types are not offered on "nats": their New
+// functions return an error matching ErrUnknownType. (A Condition's
+// notification would have to reach waiters that may have died without a
+// trace, and be lost with them; its lock's lease may run out during a
+// Wait.) Proxies of "nats"
 // objects do not travel (MarshalCBOR returns an error): each program asks
 // for the object by its name.
 //

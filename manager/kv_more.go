@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/codec"
@@ -44,6 +45,17 @@ func (x *kvObj) openMore(ctx context.Context, args []any) (bool, error) {
 			return true, fmt.Errorf("%w: a bounded queue on %s", ErrUnknownType, x.s.network)
 		}
 		x.key, x.aux, init = x.name, "j."+x.name, codec.AppendInt(nil, 0)
+	case kindBarrier:
+		parties, _ := args[0].(int)
+		timeout, _ := args[1].(int)
+		if parties < 1 {
+			return true, fmt.Errorf("manager: barrier of %d parties", parties)
+		}
+		b, err := codec.DetMarshal(barrierState{Parties: parties, Timeout: time.Duration(timeout)})
+		if err != nil {
+			return true, err
+		}
+		x.key, init = "b."+x.name, b
 	case kindList, kindArray:
 		b, err := encodeArg(args[0])
 		if err != nil {
@@ -112,6 +124,8 @@ func (x *kvObj) moreCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 		return x.joinableCall(ctx, op, a)
 	case kindList, kindArray:
 		return x.listCall(ctx, op, a)
+	case kindBarrier:
+		return x.barrierCall(ctx, op)
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownMethod, x.kind)
 }
@@ -411,4 +425,136 @@ func (x *kvObj) listCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 		return nil, err
 	}
 	return kvReply(out...), nil
+}
+
+// ---- Barrier ----
+
+// barrierState is a Barrier's key: the generation under way, the parties
+// waiting in it, and the last generations ended by a Reset (whose
+// waiters get mp.ErrBrokenBarrier), as many as barrierResets.
+type barrierState struct {
+	_       struct{} `cbor:",toarray"`
+	Gen     uint64
+	Count   int
+	Broken  bool
+	Parties int
+	Timeout time.Duration
+	Resets  []uint64
+}
+
+const barrierResets = 8
+
+func (x *kvObj) barrierCall(ctx context.Context, op uint64) (*cconn, error) {
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	var st barrierState
+	change := func(f func(s *barrierState) (bool, error)) error {
+		return x.update(wctx, x.key, func(cur []byte) ([]byte, error) {
+			st = barrierState{}
+			if cur == nil || codec.Unmarshal(cur, &st) != nil {
+				return nil, ErrNoObject
+			}
+			if write, err := f(&st); !write || err != nil {
+				return nil, err
+			}
+			return codec.DetMarshal(st)
+		})
+	}
+	switch op {
+	case opBarrierWait:
+		return x.barrierWait(ctx, change)
+	case opBarrierReset:
+		return kvReply(), change(func(s *barrierState) (bool, error) {
+			s.Resets = append(s.Resets, s.Gen)
+			if len(s.Resets) > barrierResets {
+				s.Resets = s.Resets[1:]
+			}
+			s.Gen, s.Count, s.Broken = s.Gen+1, 0, false
+			return true, nil
+		})
+	case opBarrierAbort:
+		return kvReply(), change(func(s *barrierState) (bool, error) {
+			s.Broken = true
+			return true, nil
+		})
+	case opBarrierInfo:
+		if err := change(func(*barrierState) (bool, error) { return false, nil }); err != nil {
+			return nil, err
+		}
+		return kvReply(kvInt(st.Parties), kvInt(st.Count), kvBool(st.Broken)), nil
+	}
+	return nil, errMethod(x.kind, op)
+}
+
+// barrierWait counts the caller in the generation under way and, unless
+// it is the last party, waits for the generation to end.
+func (x *kvObj) barrierWait(ctx context.Context, change func(func(s *barrierState) (bool, error)) error) (*cconn, error) {
+	var gen uint64
+	var idx int
+	var timeout time.Duration
+	last := false
+	err := change(func(s *barrierState) (bool, error) {
+		if s.Broken {
+			return false, mp.ErrBrokenBarrier
+		}
+		gen, idx, timeout = s.Gen, s.Count, s.Timeout
+		if last = s.Count+1 == s.Parties; last {
+			s.Gen, s.Count = s.Gen+1, 0
+		} else {
+			s.Count++
+		}
+		return true, nil
+	})
+	if err != nil || last {
+		return kvReply(kvInt(idx)), err
+	}
+	wctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var st barrierState
+	_, err = x.waitKey(wctx, x.key, true, func(ctx context.Context) (bool, error) {
+		v, err := x.read(ctx, x.key)
+		if err == nil {
+			st = barrierState{}
+			err = codec.Unmarshal(v, &st)
+		}
+		return err == nil && (st.Gen != gen || st.Broken), err
+	})
+	switch {
+	case err == nil && st.Gen != gen:
+		if slices.Contains(st.Resets, gen) {
+			return nil, mp.ErrBrokenBarrier
+		}
+		return kvReply(kvInt(idx)), nil
+	case err == nil:
+		return nil, mp.ErrBrokenBarrier
+	}
+	// The wait ended (ctx, or the barrier's timeout): it breaks the
+	// generation, unless it ended meanwhile.
+	cause := err
+	if ctx.Err() == nil && wctx.Err() != nil {
+		cause = context.DeadlineExceeded
+	}
+	bctx, cancel := writeCtx(ctx)
+	defer cancel()
+	passed := false
+	x.update(bctx, x.key, func(cur []byte) ([]byte, error) {
+		var s barrierState
+		if cur == nil || codec.Unmarshal(cur, &s) != nil || s.Broken {
+			return nil, nil
+		}
+		if s.Gen != gen {
+			passed = !slices.Contains(s.Resets, gen)
+			return nil, nil
+		}
+		s.Broken = true
+		return codec.DetMarshal(s)
+	})
+	if passed {
+		return kvReply(kvInt(idx)), nil
+	}
+	return nil, fmt.Errorf("%w: %w", mp.ErrBrokenBarrier, cause)
 }
