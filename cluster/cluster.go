@@ -34,13 +34,23 @@
 // whose worker dies on each of Options.MaxAttempts attempts (default 3)
 // fails with an error matching mp.ErrWorkerLost: at once when the worker
 // process that ran it survived its local child; when the worker process
-// itself died, once the ack wait is over and a worker asks for a task
-// (the stream then finds the task out of attempts and says so).
+// itself died, once the ack wait is over and a worker takes the task
+// again: it fails the task without running it.
 //
-// Cancelling a call's ctx, or terminating the pool, purges the call's
-// tasks still queued in the stream (they never run), and cancels those
+// Cancelling a call's ctx, or terminating the pool, gives the caller
+// ctx.Err() (mp.ErrPoolTerminated) at once, purges the call's tasks
+// still queued in the stream, which then never run, and cancels those
 // running, as a local pool does: a RegisterCtx target sees its ctx
-// cancelled, another has its worker process killed.
+// cancelled, another has its worker process killed. Cancellations travel
+// over core NATS: a task a worker took as its call was cancelled, or
+// while the purge could not reach the stream (the pool logs that), may
+// still run; its result is dropped. The tasks of a pool whose process
+// ended without closing it stay queued and run; their results are
+// dropped after a day.
+//
+// An Executor's Future.Cancel reports false once the call is submitted:
+// the call is in the stream, out of the Future's reach; cancel the
+// call's ctx instead. A pool on a cluster lists no workers in Stats.
 //
 // Tasks reach only workers built from a compatible program: the subject
 // of a task carries a fingerprint of the registered targets' names and
@@ -73,6 +83,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/clusterhook"
 	"github.com/go-mp/mp/internal/mplog"
 	"github.com/go-mp/mp/internal/natsnode"
@@ -230,7 +241,7 @@ func (c *Cluster) Close() error {
 	}
 	c.mu.Unlock()
 	for _, s := range open {
-		s.Terminate(errClusterClosed)
+		s.Terminate(mp.ErrPoolTerminated)
 		<-s.Done()
 	}
 	c.conn.close()
@@ -240,7 +251,8 @@ func (c *Cluster) Close() error {
 	return nil
 }
 
-var errClusterClosed = errors.New("cluster: closed")
+// ErrClosed is the error of a pool opened on a closed Cluster.
+var ErrClosed = errors.New("cluster: closed")
 
 // OpenPool is for mp.NewPool and mp.NewExecutor, which call it for a
 // pool whose PoolOptions.Cluster is c.
@@ -248,7 +260,7 @@ func (c *Cluster) OpenPool(cfg clusterhook.Config) (clusterhook.Session, error) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errClusterClosed
+		return nil, ErrClosed
 	}
 	s, err := openSession(c, cfg)
 	if err != nil {
@@ -322,12 +334,26 @@ func dial(ctx context.Context, o connOptions) (*conn, error) {
 	return &conn{nc: nc, js: js}, nil
 }
 
+// resultsMaxAge is how long a result stays unread in its stream, and
+// resultsInactive how long a pool's results consumer lives without the
+// pool asking for results: both only matter for a pool that ended
+// without closing (its process killed).
+// A result the client library dropped (a slow consumer, a reconnection)
+// comes again after resultsAckWait; one that comes twice is dropped.
+const (
+	resultsMaxAge   = 24 * time.Hour
+	resultsInactive = time.Hour
+	resultsAckWait  = 5 * time.Second
+)
+
 // ensureStreams creates the streams of tasks and results unless they
 // exist.
 func (c *conn) ensureStreams(ctx context.Context, replicas int) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: taskStream, Subjects: []string{taskPrefix + ">"}},
-		{Name: resultStream, Subjects: []string{resPrefix + ">"}},
+		// A pool reads its results as they come; those of a pool that
+		// died unclosed would stay forever.
+		{Name: resultStream, Subjects: []string{resPrefix + ">"}, MaxAge: resultsMaxAge},
 	} {
 		sc.Retention = jetstream.WorkQueuePolicy
 		sc.Storage = jetstream.FileStorage

@@ -3,11 +3,16 @@
 package cluster
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/natsnode"
 )
 
 var double = mp.Register("cluster.test.double", func(x int) (int, error) { return 2 * x, nil })
@@ -153,5 +158,108 @@ func TestTooLarge(t *testing.T) {
 	}
 	if v, err := big.Apply(ctx, pool, 10); err != nil || len(v) != 10 {
 		t.Errorf("after: %v, %v", len(v), err)
+	}
+}
+
+// The streams are work queues in file storage, and a pool's consumers
+// have the options' settings.
+func TestStreamsAndConsumers(t *testing.T) {
+	c := startCluster(t, Options{AckWait: 7 * time.Second, MaxAttempts: 5, MaxAckPending: 123})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 30*time.Second)
+	for _, name := range []string{taskStream, resultStream} {
+		st, err := c.conn.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		if cfg.Storage != jetstream.FileStorage || cfg.Retention != jetstream.WorkQueuePolicy || cfg.Replicas != 1 {
+			t.Errorf("%s: %+v", name, cfg)
+		}
+	}
+	cons, err := c.conn.js.Consumer(ctx, taskStream, taskDurable("default", clusterhook.Fingerprint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	if cfg.AckWait != 7*time.Second || cfg.MaxDeliver != 6 || cfg.MaxAckPending != 123 || cfg.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Errorf("tasks' consumer: %+v", cfg)
+	}
+}
+
+// SyncAlways reaches the embedded server, and StoreDir is where it keeps
+// its files.
+func TestSyncAlwaysAndStoreDir(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{SyncAlways: true, StoreDir: dir})
+	jsc := c.node.Server().JetStreamConfig()
+	if jsc == nil || !jsc.SyncAlways || !strings.HasPrefix(jsc.StoreDir, dir) {
+		t.Fatalf("JetStream config %+v", jsc)
+	}
+	c2 := startCluster(t, Options{})
+	if jsc := c2.node.Server().JetStreamConfig(); jsc == nil || jsc.SyncAlways {
+		t.Fatalf("default JetStream config %+v", jsc)
+	}
+}
+
+// A cluster by URL, on a server that wants a token: refused without it;
+// with it, a pool and a remote worker (given the authkey the token comes
+// from, as MP_AUTHKEY) run a Map.
+func TestExternalURLWithToken(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	key := "cluster test key"
+	node, err := natsnode.Start(ctx, natsnode.Options{Token: natsnode.TokenFromAuthkey([]byte(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	if c, err := Start(ctx, Options{URL: node.URL()}); err == nil {
+		c.Close()
+		t.Fatal("connected without the token")
+	}
+	c, err := Start(ctx, Options{URL: node.URL(), Token: natsnode.TokenFromAuthkey([]byte(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	startWorker(t, c, "1", "MP_AUTHKEY="+key)
+	out, err := double.Map(ctx, pool, []int{1, 2, 3}, 1)
+	if err != nil || len(out) != 3 || out[2] != 6 {
+		t.Fatalf("Map: %v, %v", out, err)
+	}
+}
+
+// Closing the cluster terminates the pools open on it: their tasks fail
+// with ErrPoolTerminated; a pool opened after fails with ErrClosed.
+func TestCloseTerminatesPools(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	c, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := double.ApplyAsync(ctx, pool, 1, nil, nil) // no worker takes it
+	c.Close()
+	if _, err := res.Get(ctx); !errors.Is(err, mp.ErrPoolTerminated) {
+		t.Errorf("got %v, want ErrPoolTerminated", err)
+	}
+	pool.Close()
+	if err := pool.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers}); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewPool on a closed cluster: %v", err)
 	}
 }

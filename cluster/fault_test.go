@@ -198,7 +198,7 @@ func TestKillWorkerMidMap(t *testing.T) {
 	// Once a local worker of a has recorded a chunk (it then runs it for
 	// 50 ms), kill a.
 	mark := fmt.Sprintf("_%d", a.cmd.Process.Pid)
-	for !slices_containsSuffix(records(t, dir), mark) {
+	for !containsSuffix(records(t, dir), mark) {
 		if ctx.Err() != nil || res.Ready() {
 			t.Fatal("worker a took no chunk")
 		}
@@ -226,7 +226,19 @@ func TestKillWorkerMidMap(t *testing.T) {
 	}
 }
 
-func slices_containsSuffix(lines []string, suffix string) bool {
+// awaitStarts waits, 30 s at most, until n tasks have started.
+func awaitStarts(t *testing.T, dir string, n int) {
+	t.Helper()
+	bound := testCtx(t, 30*time.Second)
+	for count(records(t, dir), "start_") < n {
+		if bound.Err() != nil {
+			t.Fatalf("%d tasks did not start: %v", n, records(t, dir))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func containsSuffix(lines []string, suffix string) bool {
 	for _, l := range lines {
 		if strings.HasSuffix(l, suffix) {
 			return true
@@ -249,9 +261,7 @@ func TestCancelMidMap(t *testing.T) {
 		items[i] = [2]int{i, 20000}
 	}
 	res := sleepy.MapAsync(ctx, pool, items, 1)
-	for count(records(t, dir), "start_") < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitStarts(t, dir, 2)
 	cancel()
 	if _, err := res.Get(context.Background()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
@@ -421,9 +431,7 @@ func TestTerminatePurges(t *testing.T) {
 		items[i] = [2]int{i, 20000}
 	}
 	res := sleepy.MapAsync(testCtx(t, 60*time.Second), pool, items, 1)
-	for count(records(t, dir), "start_") < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitStarts(t, dir, 2)
 	pool.Terminate()
 	if _, err := res.Get(context.Background()); !errors.Is(err, mp.ErrPoolTerminated) {
 		t.Fatalf("got %v", err)
@@ -476,7 +484,7 @@ var killParent = mp.Register("cluster.test.killparent", func(id int) (int, error
 
 // A task whose worker process (not only its local child) dies at every
 // attempt fails with ErrWorkerLost once the stream gave it MaxAttempts
-// times: no worker of its says so, the stream's advisory does.
+// times, once a worker takes it again.
 func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 	dir := t.TempDir()
 	c := startCluster(t, Options{AckWait: time.Second, MaxAttempts: 2})
@@ -492,8 +500,7 @@ func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the task did not reach the second worker")
 	}
-	// The stream finds the task out of attempts when a worker asks for
-	// work next.
+	// The next worker that takes the task fails it without running it.
 	startWorker(t, c, "1", envDir+"="+dir)
 	_, err := res.Get(ctx)
 	if !errors.Is(err, mp.ErrWorkerLost) {
@@ -502,8 +509,111 @@ func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 	if n := count(records(t, dir), "killparent_9_"); n != 2 {
 		t.Errorf("%d attempts, want 2", n)
 	}
-	info, err := c.conn.tasks.Info(ctx)
-	if err != nil || info.State.Msgs != 0 {
-		t.Errorf("the task is left in the stream: %v, %v", info.State.Msgs, err)
+	awaitEmptyStream(t, c)
+}
+
+// awaitEmptyStream waits, 10 s at most, until the stream of tasks is
+// empty.
+func awaitEmptyStream(t *testing.T, c *Cluster) {
+	t.Helper()
+	bound := testCtx(t, 10*time.Second)
+	for {
+		info, err := c.conn.tasks.Info(bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			return
+		}
+		if bound.Err() != nil {
+			t.Fatalf("%d tasks left in the stream", info.State.Msgs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// envDieOnLast makes a worker die when it takes a task out of attempts.
+const envDieOnLast = "MPTEST_CLUSTER_DIE_ON_LAST"
+
+func init() {
+	if os.Getenv(envDieOnLast) != "" {
+		testHookLastDelivery = func() { os.Exit(9) }
+	}
+}
+
+// When the worker that takes a task out of attempts dies too, before it
+// fails the task, the stream's advisory of the exhausted deliveries fails
+// it (once a worker asks for work again), and the pool deletes it from
+// the stream.
+func TestMaxDeliveriesAdvisory(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{AckWait: time.Second, MaxAttempts: 1})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	ctx := testCtx(t, 60*time.Second)
+	a := startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	res := killParent.ApplyAsync(ctx, pool, 4, nil, nil)
+	<-a.done
+	b := startWorker(t, c, "1", envDir+"="+dir, envDieOnLast+"=1")
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		t.Fatal("the task did not reach the second worker")
+	}
+	if code := b.cmd.ProcessState.ExitCode(); code != 9 {
+		t.Fatalf("the second worker exited with %d, not from the hook", code)
+	}
+	startWorker(t, c, "1", envDir+"="+dir)
+	if _, err := res.Get(ctx); !errors.Is(err, mp.ErrWorkerLost) {
+		t.Fatalf("got %v, want ErrWorkerLost", err)
+	}
+	if n := count(records(t, dir), "killparent_4_"); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+	awaitEmptyStream(t, c)
+}
+
+// A delivered task or a result that the client library drops (as a slow
+// consumer after a reconnection) comes again after its ack wait: the
+// call still gets its one result.
+func TestDroppedMessagesComeAgain(t *testing.T) {
+	var tasks, results atomic.Int32
+	testHookDropTask = func() bool { return tasks.Add(1) == 1 }
+	testHookDropResult = func() bool { return results.Add(1) == 1 }
+	testHookDropDirect = func() bool { return true } // the stream's copy only
+	t.Cleanup(func() { testHookDropTask, testHookDropResult, testHookDropDirect = nil, nil, nil })
+	c := startCluster(t, Options{AckWait: time.Second})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	var calls atomic.Int32
+	res := double.ApplyAsync(testCtx(t, 60*time.Second), pool, 4, func(int) { calls.Add(1) }, nil)
+	if v, err := res.Get(testCtx(t, 60*time.Second)); err != nil || v != 8 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if tasks.Load() < 2 || results.Load() < 2 {
+		t.Errorf("deliveries: %d of the task, %d of the result; want 2 each", tasks.Load(), results.Load())
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d callbacks", calls.Load())
+	}
+}
+
+// A small result reaches its pool directly, ahead of its copy in the
+// stream: with every copy from the stream dropped, the call still gets
+// its result.
+func TestDirectResult(t *testing.T) {
+	testHookDropResult = func() bool { return true }
+	t.Cleanup(func() { testHookDropResult = nil })
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	if v, err := double.Apply(testCtx(t, 30*time.Second), pool, 5); err != nil || v != 10 {
+		t.Fatalf("got %v, %v", v, err)
 	}
 }

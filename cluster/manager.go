@@ -85,7 +85,7 @@ func (c *Cluster) Manager(ctx context.Context) (*manager.Manager, error) {
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
-		return nil, errClusterClosed
+		return nil, ErrClosed
 	}
 	return manager.Connect(context.WithValue(ctx, clusterKey{}, c), "nats", c.url, nil)
 }

@@ -22,6 +22,8 @@ import (
 //
 //	mp.cancel.POOL                   stop a job's running tasks
 //	mp.hb.POOL.FP                    a worker's heartbeat
+//	mp.direct.INST                   a small result, sent to its pool ahead of
+//	                                 its copy in the stream
 const (
 	taskStream   = "MP_TASKS"
 	resultStream = "MP_RESULTS"
@@ -29,7 +31,13 @@ const (
 	resPrefix    = "mp.res."
 	cancelPrefix = "mp.cancel."
 	hbPrefix     = "mp.hb."
+	directPrefix = "mp.direct."
 )
+
+// directMax is the largest result a worker also sends directly to its
+// pool: the pool has it one stream delivery sooner. The copy in the
+// stream is what a result's delivery relies on.
+const directMax = 64 << 10
 
 func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }
 
@@ -208,7 +216,11 @@ func (m *cancelMsg) parse(b []byte) error {
 	if r.bad {
 		return errBadMessage
 	}
-	m.All, m.Idx = i == 0, i-1
+	if i == 0 {
+		m.All = true
+	} else {
+		m.Idx = i - 1
+	}
 	return nil
 }
 

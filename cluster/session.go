@@ -32,7 +32,7 @@ type session struct {
 	results jetstream.ConsumeContext
 	subs    []*nats.Subscription
 	acks    chan pending // publishes waiting for their ack, in order
-	cancels chan cancelReq
+	cancels chan ref
 	local   *node // the workers of this process, if any
 	stop    chan struct{}
 	wg      sync.WaitGroup // the session's goroutines, but the teardown
@@ -49,41 +49,40 @@ type session struct {
 	done    chan struct{}
 }
 
+// job is the tasks of one Submit: a Map's chunks, or one call.
 type job struct {
 	n       uint64
 	tasks   []*clusterhook.Task
 	settled []bool
-	seqs    []uint64
-	left    int
+	seqs    []uint64 // where each is in the stream, once the stream said
+	left    int      // tasks not settled
 }
 
+// ref is one task of a job.
 type ref struct {
 	j   *job
 	idx int
 }
 
+// peer is a worker heard from.
 type peer struct {
 	fp    string
 	slots int
 	last  time.Time
 }
 
+// pending is a task published, waiting for the stream's ack.
 type pending struct {
-	ack  jetstream.PubAckFuture
-	r    ref
-	msg  *nats.Msg
-	try  int
-	sent time.Time
-}
-
-type cancelReq struct {
-	r ref
+	ack   jetstream.PubAckFuture
+	r     ref
+	msg   *nats.Msg
+	first time.Time // of the first publication
 }
 
 // openSession opens a pool on c.
 func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	s := &session{c: c, cfg: cfg, fp: clusterhook.Fingerprint(), inst: nuid.Next(),
-		acks: make(chan pending, 4096), cancels: make(chan cancelReq, 1024), stop: make(chan struct{}),
+		acks: make(chan pending, 4096), cancels: make(chan ref, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, bySeq: map[uint64]ref{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -94,7 +93,10 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	// to date, by each pool that opens.
 	_, err := js.CreateOrUpdateConsumer(ctx, taskStream, jetstream.ConsumerConfig{
 		Durable: taskDurable(o.Pool, s.fp), FilterSubject: taskFilter(o.Pool, s.fp),
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxAttempts,
+		// One delivery past the attempts: a worker that gets it fails the
+		// task with ErrWorkerLost through the stream of results (the
+		// stream's advisory, which says the same, is not stored).
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxAttempts + 1,
 		MaxAckPending: o.MaxAckPending, MaxWaiting: 4096, Replicas: 0,
 	})
 	if err != nil {
@@ -104,7 +106,8 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	// ordered consumer lives on one node and dies with it.
 	rc, err := js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
 		Durable: resultDurable(s.inst), FilterSubject: resPrefix + s.inst,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxAckPending: 10000,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait, MaxAckPending: 10000,
+		InactiveThreshold: resultsInactive,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: create the results' consumer: %w", err)
@@ -119,7 +122,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	}
 	// A task given MaxAttempts times without an answer: its workers died.
 	adv := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + taskStream + "." + taskDurable(o.Pool, s.fp)
-	err = errors.Join(sub(adv, s.onMaxDeliveries), sub(hbPrefix+o.Pool+".*", s.onHeartbeat))
+	err = errors.Join(sub(adv, s.onMaxDeliveries), sub(hbPrefix+o.Pool+".*", s.onHeartbeat), sub(directPrefix+s.inst, s.onDirect))
 	if err == nil {
 		err = nc.Flush()
 	}
@@ -196,7 +199,9 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 
 // publish publishes p.msg and hands its ack to ackLoop.
 func (s *session) publish(p pending) {
-	p.try++
+	if p.first.IsZero() {
+		p.first = time.Now()
+	}
 	ack, err := s.c.conn.js.PublishMsgAsync(p.msg)
 	if err != nil {
 		s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
@@ -209,9 +214,14 @@ func (s *session) publish(p pending) {
 	}
 }
 
-// publishTries is how many times a task is published before its
-// publication's failure fails it.
-const publishTries = 3
+// A task whose publication fails is published again every
+// publishRetryEvery, for publishRetryFor: a stream's leader failover
+// stalls publications for 4-13 s. (The stream drops the copies it
+// already has: see Submit.)
+const (
+	publishRetryEvery = 250 * time.Millisecond
+	publishRetryFor   = 30 * time.Second
+)
 
 // ackLoop waits for the stream's acks of the tasks published, notes
 // where each task is in the stream (see onMaxDeliveries), and publishes
@@ -234,8 +244,22 @@ func (s *session) ackLoop() {
 			}
 			s.mu.Unlock()
 		case err := <-p.ack.Err():
-			if p.try < publishTries {
-				go s.publish(p)
+			s.mu.Lock()
+			settled := p.r.j.settled[p.r.idx]
+			s.mu.Unlock()
+			if settled {
+				continue // cancelled meanwhile
+			}
+			if time.Since(p.first) < publishRetryFor {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					select {
+					case <-time.After(publishRetryEvery):
+						s.publish(p)
+					case <-s.stop:
+					}
+				}()
 				continue
 			}
 			s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
@@ -278,11 +302,30 @@ func (s *session) unlink(r ref) *clusterhook.Task {
 // onResult settles the task of a result (the first result of a task
 // only: a task run twice has its second result dropped).
 func (s *session) onResult(m jetstream.Msg) {
-	var res resultMsg
-	perr := res.parse(m.Data())
+	if h := testHookDropResult; h != nil && h() {
+		return // as the client library drops a message: neither read nor acknowledged
+	}
+	data := m.Data()
 	m.Ack()
-	if perr != nil {
-		s.c.log.Warn("mp cluster: malformed result dropped", "subject", m.Subject())
+	s.take(data, m.Subject())
+}
+
+// onDirect settles the task of a result sent over core NATS, ahead of
+// its copy in the stream (see directMax).
+func (s *session) onDirect(m *nats.Msg) {
+	if h := testHookDropDirect; h != nil && h() {
+		return
+	}
+	s.take(m.Data, m.Subject)
+}
+
+// take settles the task of a result, unless it has its outcome: a task
+// has its result published to the stream, and a small one also sent
+// directly, and a task run twice has two; the first one counts.
+func (s *session) take(data []byte, subject string) {
+	var res resultMsg
+	if res.parse(data) != nil {
+		s.c.log.Warn("mp cluster: malformed result dropped", "subject", subject)
 		return
 	}
 	s.mu.Lock()
@@ -301,6 +344,14 @@ func (s *session) onResult(m jetstream.Msg) {
 	// The result aliases the message, which nothing else holds.
 	s.settle(r, b, nil)
 }
+
+// testHookDropResult, if a test sets it, drops the results for which it
+// returns true.
+var testHookDropResult func() bool
+
+// testHookDropDirect, if a test sets it, drops the results sent directly
+// for which it returns true.
+var testHookDropDirect func() bool
 
 // decodeOutcome makes a result's error as a local pool gives it.
 func decodeOutcome(kind byte, payload []byte) ([]byte, error) {
@@ -338,8 +389,9 @@ func (e *lostError) Is(target error) bool {
 	return target == mp.ErrWorkerLost
 }
 
-// onMaxDeliveries fails the task that the stream gave MaxAttempts times
-// without an answer (its workers died, or their machines went away), and
+// onMaxDeliveries fails the task that the stream gave MaxAttempts+1
+// times without an answer (the worker of the last delivery, which fails
+// it, died too) (its workers died, or their machines went away), and
 // deletes it from the stream, where it would stay.
 func (s *session) onMaxDeliveries(m *nats.Msg) {
 	var a struct {
@@ -374,39 +426,48 @@ func (s *session) Cancel(t *clusterhook.Task) {
 		return
 	}
 	select {
-	case s.cancels <- cancelReq{r}:
+	case s.cancels <- r:
 	case <-s.stop:
 	}
 	s.maybeEnd()
 }
 
 // cancelLoop purges cancelled tasks from the stream and tells the workers
-// to stop them. A job with nothing left to wait for is purged whole, at
-// once: a cancelled Map costs one purge.
+// to stop them. The cancellations queued are taken together, and a job
+// with nothing left to wait for is purged whole: a cancelled Map costs
+// one purge, not one per chunk.
 func (s *session) cancelLoop() {
 	defer s.wg.Done()
-	purged := map[*job]bool{}
 	for {
-		var req cancelReq
+		var reqs []ref
 		select {
-		case req = <-s.cancels:
+		case req := <-s.cancels:
+			reqs = append(reqs, req)
 		case <-s.stop:
 			return
 		}
-		j := req.r.j
-		s.mu.Lock()
-		whole := j.left == 0
-		s.mu.Unlock()
-		if whole && purged[j] {
-			continue
+	drain:
+		for {
+			select {
+			case req := <-s.cancels:
+				reqs = append(reqs, req)
+			default:
+				break drain
+			}
 		}
-		s.stopTasks(j, req.r.idx, whole)
-		if whole {
-			purged[j] = true
-			// Forget jobs purged long ago: a job is purged once.
-			if len(purged) > 1024 {
-				clear(purged)
-				purged[j] = true
+		whole := map[*job]bool{}
+		for _, req := range reqs {
+			j := req.j
+			if done, seen := whole[j]; seen && done {
+				continue
+			}
+			s.mu.Lock()
+			whole[j] = j.left == 0
+			s.mu.Unlock()
+			if whole[j] {
+				s.stopTasks(j, 0, true)
+			} else {
+				s.stopTasks(j, req.idx, false)
 			}
 		}
 	}

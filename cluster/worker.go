@@ -144,11 +144,12 @@ type node struct {
 	wg    sync.WaitGroup
 	sub   *nats.Subscription
 
+	lookup    sync.Mutex // held by the slot looking the consumer up
 	mu        sync.Mutex
 	cons      jetstream.Consumer
 	ackWait   time.Duration
 	attempts  int
-	running   map[jobKey]map[uint64]context.CancelFunc
+	running   map[jobKey]map[uint64]*runningTask
 	cancelled map[jobKey]cancelled // recently, so that tasks taken later are skipped
 }
 
@@ -172,15 +173,16 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
 	}
 	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
-		running: map[jobKey]map[uint64]context.CancelFunc{}, cancelled: map[jobKey]cancelled{}}
+		running: map[jobKey]map[uint64]*runningTask{}, cancelled: map[jobKey]cancelled{}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
 	if err != nil {
 		local.Terminate()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	n.wg.Add(1 + n.slots)
+	n.wg.Add(2 + n.slots)
 	go n.heartbeats()
+	go n.progress()
 	for range n.slots {
 		go n.slot()
 	}
@@ -203,7 +205,7 @@ func (n *node) heartbeats() {
 	subj := hbPrefix + n.o.pool + "." + n.fp
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
-	for {
+	for beat := 1; ; beat++ {
 		n.cn.nc.Publish(subj, msg)
 		select {
 		case <-t.C:
@@ -211,6 +213,9 @@ func (n *node) heartbeats() {
 			return
 		}
 		n.forgetCancelled()
+		if beat%10 == 0 {
+			n.refreshConsumer()
+		}
 	}
 }
 
@@ -220,6 +225,16 @@ func (n *node) consumer() (jetstream.Consumer, bool) {
 	n.mu.Lock()
 	c := n.cons
 	n.mu.Unlock()
+	if c != nil {
+		return c, true
+	}
+	// One slot looks, the others wait for it: no pool of this build may
+	// be open for long, and the server should not hear from every slot.
+	n.lookup.Lock()
+	defer n.lookup.Unlock()
+	n.mu.Lock()
+	c = n.cons
+	n.mu.Unlock()
 	for c == nil {
 		ctx, cancel := context.WithTimeout(n.ctx, requestTimeout)
 		got, err := n.cn.js.Consumer(ctx, taskStream, taskDurable(n.o.pool, n.fp))
@@ -228,17 +243,36 @@ func (n *node) consumer() (jetstream.Consumer, bool) {
 			info := got.CachedInfo()
 			n.mu.Lock()
 			n.cons, c = got, got
-			n.ackWait, n.attempts = info.Config.AckWait, info.Config.MaxDeliver
+			n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
 			n.mu.Unlock()
 			break
 		}
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(500 * time.Millisecond):
 		case <-n.ctx.Done():
 			return nil, false
 		}
 	}
 	return c, true
+}
+
+// refreshConsumer reads the consumer's settings again: a pool that opens
+// may change its ack wait and attempts.
+func (n *node) refreshConsumer() {
+	n.mu.Lock()
+	c := n.cons
+	n.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, requestTimeout)
+	info, err := c.Info(ctx)
+	cancel()
+	if err == nil {
+		n.mu.Lock()
+		n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
+		n.mu.Unlock()
+	}
 }
 
 // forgetConsumer drops the consumer after an error, for consumer to look
@@ -276,7 +310,11 @@ func (n *node) slot() {
 			n.pause()
 			continue
 		}
-		if m := n.awaitTask(sub); m != nil {
+		m := n.awaitTask(sub)
+		if h := testHookDropTask; m != nil && h != nil && h() {
+			continue // as the client library drops a message
+		}
+		if m != nil {
 			n.run(m)
 		}
 	}
@@ -338,32 +376,26 @@ func (n *node) run(m *nats.Msg) {
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
-	if !n.track(key, t.Index, cancel) {
+	if !n.track(key, t.Index, &runningTask{cancel: cancel, reply: m.Reply}) {
 		n.answer(m, ackOK) // cancelled: it never runs
 		return
 	}
 	defer n.untrack(key, t.Index)
 	md, _ := m.Metadata()
 	n.mu.Lock()
-	ackWait, attempts := n.ackWait, n.attempts
+	attempts := n.attempts
 	n.mu.Unlock()
-	// Progress, so that a long task is not given to another worker.
-	stopProgress := make(chan struct{})
-	var progress sync.WaitGroup
-	progress.Add(1)
-	go func() {
-		defer progress.Done()
-		tick := time.NewTicker(max(ackWait/3, 50*time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				n.answer(m, ackProgress)
-			case <-stopProgress:
-				return
-			}
+	if md != nil && attempts > 0 && int(md.NumDelivered) > attempts {
+		// Its workers died on each of its attempts: this delivery, one
+		// past them, only says so.
+		if testHookLastDelivery != nil {
+			testHookLastDelivery()
 		}
-	}()
+		r := resultMsg{Job: t.Job, Index: t.Index, Kind: resLost,
+			Payload: fmt.Appendf(nil, "%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, attempts)}
+		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil)
+		return
+	}
 	// The outcome is settled, and a result published, on the goroutine
 	// that receives it from the local pool: the result goes out at once.
 	type outcome struct {
@@ -390,28 +422,48 @@ func (n *node) run(m *nats.Msg) {
 			}
 			// b lives only until Finish returns: the message copies it.
 			o := outcome{body: r.appendTo(nil)}
+			if len(o.body) <= directMax {
+				n.cn.nc.Publish(directPrefix+t.Inst, o.body)
+			}
 			o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			out <- o
 		}})
 	o := <-out
-	close(stopProgress)
-	progress.Wait()
 	if o.answer != nil {
 		n.answer(m, o.answer)
 		return
 	}
-	// The slot is free once the task has run: its next pull goes out
-	// while the stream takes the result.
+	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack)
+}
+
+// deliverResult acknowledges the delivery m once the stream has its
+// result body, published already (ack) or not yet (ack nil). The slot is
+// free meanwhile: its next pull goes out while the stream takes the
+// result.
+func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if !n.resultStored(o.ack) && !n.publishResult(resPrefix+t.Inst, o.body) {
+		if !n.resultStored(ack) && !n.publishResult(subject, body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
 			return
 		}
 		n.answer(m, ackOK)
 	}()
 }
+
+// testHookDropTask, if a test sets it, drops the deliveries for which it
+// returns true.
+var testHookDropTask func() bool
+
+// testHookLastDelivery, if a test sets it, runs when a worker takes a
+// task out of attempts, before it fails the task.
+var testHookLastDelivery func()
+
+// attemptsOf returns the attempts a task has, from its consumer's
+// MaxDeliver: one more delivery than attempts (see openSession); 0 for
+// no limit.
+func attemptsOf(maxDeliver int) int { return max(maxDeliver-1, 0) }
 
 // resultStored reports whether the stream acknowledged a result
 // published asynchronously (a nil ack: the publish failed at once).
@@ -444,7 +496,10 @@ func (n *node) classify(ctx context.Context, err error, md *nats.MsgMetadata, at
 	case errors.Is(err, mp.ErrTaskTimeout):
 		return resTimeout, []byte(err.Error()), false
 	case errors.Is(err, mp.ErrWorkerLost):
-		if md != nil && (attempts <= 0 || int(md.NumDelivered) < attempts) {
+		if md == nil {
+			return 0, nil, true // the stream counts the attempts
+		}
+		if attempts <= 0 || int(md.NumDelivered) < attempts {
 			return 0, nil, true
 		}
 		return resLost, []byte(fmt.Sprintf("%v (attempt %d of %d)", err, md.NumDelivered, attempts)), false
@@ -485,8 +540,14 @@ func (n *node) publishResult(subject string, body []byte) bool {
 	}
 }
 
-// track records a running task's cancel, unless its pool cancelled it.
-func (n *node) track(k jobKey, idx uint64, cancel context.CancelFunc) bool {
+// runningTask is a task a slot runs.
+type runningTask struct {
+	cancel context.CancelFunc
+	reply  string // where its delivery is answered
+}
+
+// track records a running task, unless its pool cancelled it.
+func (n *node) track(k jobKey, idx uint64, r *runningTask) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c, ok := n.cancelled[k]; ok && (c.all || c.idx[idx]) {
@@ -494,11 +555,42 @@ func (n *node) track(k jobKey, idx uint64, cancel context.CancelFunc) bool {
 	}
 	m := n.running[k]
 	if m == nil {
-		m = map[uint64]context.CancelFunc{}
+		m = map[uint64]*runningTask{}
 		n.running[k] = m
 	}
-	m[idx] = cancel
+	m[idx] = r
 	return true
+}
+
+// progress tells the stream, every third of the ack wait, that the
+// running tasks are in progress, so that a long task is not given to
+// another worker.
+func (n *node) progress() {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		every := n.ackWait / 3
+		n.mu.Unlock()
+		if every <= 0 {
+			every = time.Second // not known before the consumer is found
+		}
+		select {
+		case <-time.After(max(every, 50*time.Millisecond)):
+		case <-n.ctx.Done():
+			return
+		}
+		var replies []string
+		n.mu.Lock()
+		for _, m := range n.running {
+			for _, r := range m {
+				replies = append(replies, r.reply)
+			}
+		}
+		n.mu.Unlock()
+		for _, r := range replies {
+			n.cn.nc.Publish(r, ackProgress)
+		}
+	}
 }
 
 func (n *node) untrack(k jobKey, idx uint64) {
@@ -531,9 +623,9 @@ func (n *node) onCancel(msg *nats.Msg) {
 	}
 	n.cancelled[k] = c
 	var stop []context.CancelFunc
-	for idx, cancel := range n.running[k] {
+	for idx, r := range n.running[k] {
 		if cm.All || idx == cm.Idx {
-			stop = append(stop, cancel)
+			stop = append(stop, r.cancel)
 		}
 	}
 	n.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -60,40 +61,7 @@ const poolFailoverItems = 4000
 func runPoolFailover(t *testing.T, fail func(leader *Node)) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	nodes := StartCluster(ctx, t, 3)
-	js, err := jetstream.New(nodes.Connect(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The ack wait stays above a failover's 4-13 s, as cluster.Options
-	// advises, and below the test's bound.
-	c, err := cluster.Start(ctx, cluster.Options{URL: nodes.TokenURLs(nil), Replicas: 3, AckWait: 15 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	leader, err := nodes.StreamLeader(ctx, js, "MP_TASKS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rl, err := nodes.StreamLeader(ctx, js, "MP_RESULTS"); err == nil {
-		t.Logf("MP_TASKS leader %s, MP_RESULTS leader %s", leader.Name, rl.Name)
-	}
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Close()
-		jctx, jcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer jcancel()
-		if err := pool.Join(jctx); err != nil {
-			t.Errorf("Join: %v", err)
-		}
-	})
-	startRemoteWorker(t, nodes.TokenURLs(leader))
-	startRemoteWorker(t, nodes.TokenURLs(nil))
-
+	pool, leader := poolOnCluster(ctx, t, false)
 	items := func(yield func(int) bool) {
 		for i := range poolFailoverItems {
 			if !yield(i) {
@@ -131,6 +99,84 @@ func runPoolFailover(t *testing.T, fail func(leader *Node)) {
 	}
 	t.Logf("every result once, in order; after the failure the longest stall between two results was %v, the rest took %v",
 		longest.Round(time.Millisecond), prev.Sub(failed).Round(time.Millisecond))
+}
+
+// poolOnCluster starts a 3-node cluster, a submit-only pool on it
+// (streams with 3 replicas) and two remote workers, one connected to the
+// task stream's leader first; it returns the pool and that leader. With
+// viaFollower the pool's connection goes to a node that is not the
+// leader, and only to it.
+func poolOnCluster(ctx context.Context, t *testing.T, viaFollower bool) (*mp.Pool, *Node) {
+	t.Helper()
+	nodes := StartCluster(ctx, t, 3)
+	js, err := jetstream.New(nodes.Connect(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ack wait stays above a failover's 4-13 s, as cluster.Options
+	// advises, and below the test's bound.
+	c, err := cluster.Start(ctx, cluster.Options{URL: nodes.TokenURLs(nil), Replicas: 3, AckWait: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	leader, err := nodes.StreamLeader(ctx, js, "MP_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rl, err := nodes.StreamLeader(ctx, js, "MP_RESULTS"); err == nil {
+		t.Logf("MP_TASKS leader %s, MP_RESULTS leader %s", leader.Name, rl.Name)
+	}
+	poolCluster := c
+	if viaFollower {
+		follower := nodes.Nodes[0]
+		if follower == leader {
+			follower = nodes.Nodes[1]
+		}
+		url := strings.Replace(follower.URL, "nats://", "nats://"+nodes.Token+"@", 1)
+		cf, err := cluster.Start(ctx, cluster.Options{URL: url, Replicas: 3, AckWait: 15 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cf.Close() })
+		poolCluster = cf
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: poolCluster, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		jctx, jcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer jcancel()
+		if err := pool.Join(jctx); err != nil {
+			t.Errorf("Join: %v", err)
+		}
+	})
+	startRemoteWorker(t, nodes.TokenURLs(leader))
+	startRemoteWorker(t, nodes.TokenURLs(nil))
+	return pool, leader
+}
+
+// TestPoolApplyDuringElection SIGKILLs the task stream's leader and at
+// once submits a task through a pool connected to a surviving node: its
+// publication meets the stream without a leader (the election takes at
+// least 4 s, and the node answers "no response from stream" at once), and
+// must wait for the new leader rather than fail the task.
+func TestPoolApplyDuringElection(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	pool, leader := poolOnCluster(ctx, t, true)
+	if v, err := slowDouble.Apply(ctx, pool, 1); err != nil || v != 2 {
+		t.Fatalf("Apply before the failure: %v, %v", v, err)
+	}
+	leader.Kill()
+	begin := time.Now()
+	v, err := slowDouble.Apply(ctx, pool, 21)
+	if err != nil || v != 42 {
+		t.Fatalf("Apply right after the leader's SIGKILL: %v, %v (after %v)", v, err, time.Since(begin))
+	}
+	t.Logf("Apply right after the leader's SIGKILL took %v", time.Since(begin).Round(time.Millisecond))
 }
 
 // TestPoolFailoverKillLeader SIGKILLs the task stream's leader in the
