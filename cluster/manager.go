@@ -79,7 +79,8 @@ func (natsDriver) Open(ctx context.Context, address string, key []byte) (mgrkv.S
 
 // Manager returns a manager whose objects live in the cluster's
 // JetStream, as manager.Connect(ctx, "nats", c.URL(), nil) does, on c's
-// connection. Close it before c.
+// connection and with its Options.Replicas; ErrClosed once c is closed.
+// Close it before c.
 func (c *Cluster) Manager(ctx context.Context) (*manager.Manager, error) {
 	c.mu.Lock()
 	closed := c.closed

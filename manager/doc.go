@@ -102,7 +102,12 @@
 // their objects in NATS JetStream, in the key-value bucket MP_MANAGER
 // and the work-queue stream MP_MANAGER_QUEUES, which every program
 // connected to the same NATS cluster shares, and which survive the loss
-// of any one node of a cluster whose streams have 3 replicas. Programs
+// of any one node of a cluster whose streams have 3 replicas (Connect
+// makes them with 3 replicas where the servers can hold them, else 1; a
+// Cluster's Manager with its Options.Replicas). Connect's address is the
+// NATS URLs, comma-separated, and its key, when not nil, authenticates
+// with the token derived from it, as `mp cluster serve` expects (nil:
+// none, or the token in the URLs: nats://TOKEN@host:port). Programs
 // find the same object by its name (Named); an object made without a
 // name gets a random one, which only this proxy knows. Names are per
 // kind: a Dict and a Lock may share one. Objects live until they are
