@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -703,5 +704,81 @@ func TestManagerBarrier(t *testing.T) {
 	}
 	if err := <-waiting; !errors.Is(err, mp.ErrBrokenBarrier) {
 		t.Fatalf("Wait during an Abort: %v", err)
+	}
+}
+
+// kvDrain takes items from the Queue named Name until it takes "stop",
+// then sends the items it took on Ctl.
+var kvDrain = mp.RegisterProc("cluster.test.kvDrain", func(a kvArgs) error {
+	return onManager(a.URL, func(ctx context.Context, m *manager.Manager) error {
+		q, err := manager.NewQueue[string](ctx, m, 0, manager.Named(a.Name))
+		if err != nil {
+			return err
+		}
+		var got []string
+		for {
+			v, err := q.Get(ctx)
+			if err != nil {
+				return err
+			}
+			if v == "stop" {
+				return a.Ctl.Send(got)
+			}
+			got = append(got, v)
+		}
+	})
+})
+
+// TestManagerQueueConsumers: two consumer processes take from one Queue
+// at once: each item goes to one of them, and none is lost.
+func TestManagerQueueConsumers(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	q, err := manager.NewQueue[string](ctx, m, 0, manager.Named("shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs []*mp.Conn
+	for range 2 {
+		ours, theirs, err := mp.Pipe(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ours.Close()
+		p := mp.NewProcess(kvDrain, kvArgs{URL: c.URL(), Name: "shared", Ctl: theirs})
+		err = p.Start()
+		theirs.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { p.Kill(); p.Join(context.Background()); p.Close() }()
+		outs = append(outs, ours)
+	}
+	const n = 300
+	for i := range n {
+		if err := q.Put(ctx, strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := q.Put(ctx, "stop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	for i, o := range outs {
+		var got []string
+		if err := o.Recv(&got); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("consumer %d took %d items", i, len(got))
+		for _, v := range got {
+			seen[v]++
+		}
+	}
+	for i := range n {
+		if k := seen[strconv.Itoa(i)]; k != 1 {
+			t.Fatalf("item %d taken %d times", i, k)
+		}
 	}
 }
