@@ -198,6 +198,9 @@ type cconn struct {
 	items   [][]byte
 	replied bool // the last request was answered
 	broken  bool
+	// kvAck, in the reply of a replicated store's Get (see kv.go), takes
+	// the item for good; such a reply has no client.
+	kvAck func(context.Context) error
 }
 
 var cancelMsg = []byte{0x82, byte(opCancel), 0x00}
@@ -565,6 +568,9 @@ func (cc *cconn) exchange(ctx context.Context, cancel bool) error {
 // connection that fails to carry it fails the call (the item is then not
 // the caller's).
 func (cc *cconn) ack(ctx context.Context) error {
+	if cc.cl == nil {
+		return cc.kvAck(ctx)
+	}
 	if err := cc.c.SendBytes(ackMsg); err != nil {
 		cc.broken = true
 		return cc.cl.broke(ctx, err)
@@ -702,6 +708,7 @@ type ref struct {
 	tok  token
 	cl   atomic.Pointer[client]
 	refd atomic.Bool // the session is known to refer to the object
+	kv   *kvObj      // the object in a replicated store, instead of a server's
 }
 
 var errZeroProxy = errors.New("manager: proxy not made by a manager (zero value)")
@@ -747,6 +754,9 @@ func (r *ref) begin(ctx context.Context, op uint64, nargs int) (*cconn, error) {
 // connection, which the caller hands back with done once it has read
 // them.
 func (r *ref) call(ctx context.Context, op uint64, args ...any) (*cconn, error) {
+	if r.kv != nil {
+		return r.kv.call(ctx, op, args)
+	}
 	cc, err := r.begin(ctx, op, len(args))
 	if err != nil {
 		return nil, err
@@ -780,10 +790,17 @@ func (r *ref) do(ctx context.Context, op uint64, args ...any) error {
 	return nil
 }
 
-func (r *ref) done(cc *cconn) { cc.cl.put(cc) }
+func (r *ref) done(cc *cconn) {
+	if cc.cl != nil {
+		cc.cl.put(cc)
+	}
+}
 
 // release drops this process's reference to the object.
 func (r *ref) release(ctx context.Context) error {
+	if r.kv != nil {
+		return nil // no references are counted (see kv.go)
+	}
 	if r.tok.Address == "" {
 		return errZeroProxy
 	}
@@ -802,6 +819,9 @@ func (r *ref) release(ctx context.Context) error {
 }
 
 func (r *ref) marshal() ([]byte, error) {
+	if r.kv != nil {
+		return nil, errKVNoMarshal
+	}
 	if r.tok.Address == "" {
 		return nil, errZeroProxy
 	}

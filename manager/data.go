@@ -18,6 +18,9 @@ import (
 
 // newProxy makes the proxy of a new object.
 func newProxy[P any](ctx context.Context, m *Manager, kind string, opts []Option, init func(*P) *ref, args ...any) (*P, error) {
+	if m != nil && m.kv != nil {
+		return newKVProxy(ctx, m, kind, opts, init, args)
+	}
 	tok, err := create(ctx, m, kind, opts, args...)
 	if err != nil {
 		return nil, err
@@ -113,7 +116,8 @@ func (d *Dict[K, V]) Pop(ctx context.Context, k K) (V, bool, error) {
 }
 
 // PopItem removes and returns the item set last, as Python's popitem
-// does; ok is false when the dict is empty.
+// does; ok is false when the dict is empty. On a replicated store it
+// removes some item, not the last set.
 func (d *Dict[K, V]) PopItem(ctx context.Context) (it Item[K, V], ok bool, err error) {
 	cc, err := d.r.call(ctx, opDictPopItem)
 	if err != nil {
@@ -146,22 +150,26 @@ func (d *Dict[K, V]) Contains(ctx context.Context, k K) (bool, error) {
 	return ok, nil
 }
 
-// Len returns the number of keys.
+// Len returns the number of keys (on a replicated store, a count of the
+// keys listed one by one: not one instant's).
 func (d *Dict[K, V]) Len(ctx context.Context) (int, error) {
 	return result[int](ctx, &d.r, 1, opDictLen)
 }
 
-// Keys returns the keys, in the order they were first set.
+// Keys returns the keys, in the order they were first set (on a
+// replicated store: in no particular order, listed one by one).
 func (d *Dict[K, V]) Keys(ctx context.Context) ([]K, error) {
 	return result[[]K](ctx, &d.r, 1, opDictKeys)
 }
 
-// Values returns the values, in the order of their keys.
+// Values returns the values, in the order of their keys (on a replicated
+// store, read key by key: not one instant's).
 func (d *Dict[K, V]) Values(ctx context.Context) ([]V, error) {
 	return result[[]V](ctx, &d.r, 1, opDictValues)
 }
 
-// Items returns the keys and values, in order.
+// Items returns the keys and values, in order (on a replicated store, as
+// Keys and Values: read key by key).
 func (d *Dict[K, V]) Items(ctx context.Context) ([]Item[K, V], error) {
 	return result[[]Item[K, V]](ctx, &d.r, 1, opDictItems)
 }
@@ -189,12 +197,14 @@ func (d *Dict[K, V]) Update(ctx context.Context, m map[K]V) error {
 	return d.UpdateItems(ctx, items...)
 }
 
-// UpdateItems sets the items in order, in one request.
+// UpdateItems sets the items in order, in one request (on a replicated
+// store, one write per item: a reader may see some of them set).
 func (d *Dict[K, V]) UpdateItems(ctx context.Context, items ...Item[K, V]) error {
 	return d.r.do(ctx, opDictUpdate, items)
 }
 
-// Clear removes every key.
+// Clear removes every key (on a replicated store, one by one: a key set
+// meanwhile may stay).
 func (d *Dict[K, V]) Clear(ctx context.Context) error { return d.r.do(ctx, opDictClear) }
 
 // Forget drops this process's reference to the dict.

@@ -134,4 +134,115 @@
 // references. Other clients are not affected. A client that is not
 // authenticated never reaches the server (package connection refuses it);
 // an authenticated one that speaks out of protocol is hung up on.
+//
+// # Objects in a replicated store
+//
+// A Manager that Connect opened on the network "nats" (or that
+// (*cluster.Cluster).Manager returned) has no server: its proxies keep
+// their objects in NATS JetStream, in the key-value bucket MP_MANAGER
+// and the work-queue stream MP_MANAGER_QUEUES, which every program
+// connected to the same NATS cluster shares, and which survive the loss
+// of any one node of a cluster whose streams have 3 replicas (Connect
+// makes them with 3 replicas where the servers can hold them, else 1; a
+// Cluster's Manager with its Options.Replicas). Connect's address is the
+// NATS URLs, comma-separated, and its key, when not nil, authenticates
+// with the token derived from it, as `mp cluster serve` expects (nil:
+// none, or the token in the URLs: nats://TOKEN@host:port). Programs
+// find the same object by its name (Named); an object made without a
+// name gets a random one, which only this proxy knows. Names are per
+// kind: a Dict and a Lock may share one. Objects live until they are
+// emptied by their users (there is no reference counting: Forget does
+// nothing and a process's end gives nothing back, except a Lock's
+// lease, which runs out).
+//
+// The proxies keep their methods and errors; what changes is said here
+// and on each method where its meaning is not the local one:
+//
+//   - Dict: each entry is a key of the bucket (d.NAME.KEY). Get, Set,
+//     Delete, Contains, Pop and SetDefault are each atomic. Len, Keys,
+//     Values, Items and Map are snapshots taken key by key (not one
+//     instant of the whole dict), and Keys are in no particular order
+//     (not the order they were first set); PopItem removes some item, not
+//     the one set last. Update and Clear set or delete key by key: a
+//     reader may see part of them.
+//
+//   - Value: one key (v.NAME). Set is a plain write; Swap and
+//     CompareAndSwap are compare-and-swap on the key's revision, retried
+//     until no other writer came in between, so that counters updated
+//     with CompareAndSwap from any number of processes end exact.
+//
+//   - Lock: one key (l.NAME) created only if absent, with a lease (Lease,
+//     5 s by default) that the holder renews every third of the lease by a
+//     write checked against its last revision; Release deletes it with a
+//     revision check. A holder that dies (or is cut off) holds the lock
+//     until its lease runs out; the next acquirer then gets the lock with
+//     an *mp.OwnerDiedError, as locally (its Pid is 0 when the acquirer
+//     never saw the dead holder's entry). A holder paused past its lease
+//     (SIGSTOP, a long GC pause, a partition) loses the lock: another may
+//     take it meanwhile, and the paused holder learns it at its next
+//     operation on the lock (Release returns ErrLeaseLost). So mutual
+//     exclusion holds only for holders that keep running: each
+//     acquisition carries a fencing token (Lock.Token), greater than that
+//     of every earlier acquisition, to be passed to what the lock
+//     protects, which refuses a token lower than one it has seen. Only
+//     the proxy that took the lock may release it (mp.ErrNotHeld
+//     otherwise). Waiters are woken by the key's writes, and look again
+//     every 200 ms; they are not served in order (a holder that releases
+//     and acquires again at once may take the lock before them).
+//
+//   - Queue: items are messages of a work-queue stream
+//     (subject mpq.NAME). A Get takes an item and acknowledges it before
+//     it returns: an item whose getter dies before the acknowledgement
+//     is given to another getter after the ack wait (5 s), so
+//     no item is lost to a getter's death; an item is given to one getter
+//     at a time. A getter paused (or cut off) for more than the ack wait
+//     between taking an item and acknowledging it may see the item given
+//     to another getter meanwhile, and both Gets may then return it (an
+//     item delivered twice; this is not tested). Qsize is a snapshot;
+//     maxsize is not supported (NewQueue with maxsize > 0 returns an
+//     error).
+//
+//   - RLock: as Lock, one key (r.NAME) with a lease; the holder's count of
+//     acquisitions is kept by the proxy that holds it, so another proxy
+//     of the same name (in this process or another) waits like any other
+//     acquirer.
+//
+//   - Namespace: each field is a key (n.NAME.FIELD); Fields is a snapshot.
+//
+//   - Event: one key holding the flag; Wait watches it.
+//
+//   - Semaphore and BoundedSemaphore: one key holding the value (and the
+//     bound), taken and given back by compare-and-swap; Acquire watches
+//     it. Units are not given back when their holder dies, bounded or not
+//     (a BoundedSemaphore's bound only refuses a Release too many).
+//
+//   - JoinableQueue: a Queue and a count of unfinished items (key
+//     j.NAME), which Put raises before it puts the item (an item whose Put
+//     failed may count as unfinished: Join then waits for a TaskDone that
+//     does not come) and TaskDone lowers; Join watches it.
+//
+//   - List and Array: one key holding the whole sequence, read and
+//     written back by compare-and-swap for each operation (each atomic; a
+//     long list makes every write long).
+//
+//   - Barrier: one key holding the generation under way and the parties
+//     waiting in it, changed by compare-and-swap; Wait watches it. A Wait
+//     whose ctx ends (or the barrier's timeout) breaks the generation, as
+//     locally, but a party whose process dies while it waits stays
+//     counted: the barrier may then pass with it, where a manager server
+//     would break it.
+//
+// Condition and registered types are not offered on "nats": their New
+// functions return an error matching ErrUnknownType. (A Condition's
+// notification would have to reach waiters that may have died without a
+// trace, and be lost with them; its lock's lease may run out during a
+// Wait.) Proxies of "nats"
+// objects do not travel (MarshalCBOR returns an error): each program asks
+// for the object by its name.
+//
+// A write to the store that gets no answer (a failover of its leader, a
+// reconnection) is sent again, with an id that lets JetStream store it
+// once, until the call's ctx ends; reads are tried again the same way. So
+// calls ride out a failover (they wait for it), and a call that returns
+// an error other than ctx's made no change.
 package manager

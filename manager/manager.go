@@ -14,6 +14,7 @@ import (
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/connection"
 	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/mgrkv"
 	"github.com/go-mp/mp/internal/mplog"
 )
 
@@ -81,6 +82,7 @@ type Options struct {
 // an Acquire keeps one), so no call waits for another's reply.
 type Manager struct {
 	c       *client
+	kv      *kvStore // instead of c, for a replicated store (see kv.go)
 	proc    *mp.Process
 	logDone chan struct{} // closed when the server's records stop coming (see relayLog)
 
@@ -286,6 +288,12 @@ func Connect(ctx context.Context, network, address string, authkey []byte, opts 
 	if authkey != nil && len(authkey) == 0 {
 		return nil, errors.New("manager: empty authkey")
 	}
+	if d := mgrkv.Lookup(network); d != nil {
+		return openKV(ctx, d, network, address, authkey)
+	}
+	if network == "nats" {
+		return nil, fmt.Errorf("%w: %q: import github.com/go-mp/mp/cluster, which registers it", ErrNoBackend, network)
+	}
 	var o connectOpts
 	for _, f := range opts {
 		f(&o)
@@ -317,17 +325,33 @@ type connectOpts struct {
 func WithTLS(cfg *tls.Config) ConnectOption { return func(o *connectOpts) { o.tls = cfg } }
 
 // Network returns the network of the server's address.
-func (m *Manager) Network() string { return m.c.network }
+func (m *Manager) Network() string {
+	if m.kv != nil {
+		return m.kv.network
+	}
+	return m.c.network
+}
 
 // Address returns the server's address, as clients dial it.
-func (m *Manager) Address() string { return m.c.address }
+func (m *Manager) Address() string {
+	if m.kv != nil {
+		return m.kv.address
+	}
+	return m.c.address
+}
 
 // Process returns the server process that Start started, or nil for a
 // Manager made by Connect.
 func (m *Manager) Process() *mp.Process { return m.proc }
 
-// ServerPid returns the process id of the server.
-func (m *Manager) ServerPid() int { return int(m.c.serverPid.Load()) }
+// ServerPid returns the process id of the server (0 for a replicated
+// store).
+func (m *Manager) ServerPid() int {
+	if m.kv != nil {
+		return 0
+	}
+	return int(m.c.serverPid.Load())
+}
 
 // Shutdown stops the server that Start started and waits for its process
 // to end, killing it if ctx ends first; then it closes the connections.
@@ -342,6 +366,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		return m.err
 	}
 	m.shutdown = true
+	if m.kv != nil {
+		m.err = m.kv.close()
+		return m.err
+	}
 	if m.proc != nil {
 		cc, err := m.c.get(ctx)
 		if err == nil {
@@ -387,8 +415,12 @@ type Stats struct {
 	Waiting int // operations waiting (an Acquire, a Get...)
 }
 
-// Stats asks the server what it holds.
+// Stats asks the server what it holds; a replicated store has no server
+// to ask (ErrUnknownMethod).
 func (m *Manager) Stats(ctx context.Context) (Stats, error) {
+	if m.kv != nil {
+		return Stats{}, fmt.Errorf("%w: Stats of a replicated store", ErrUnknownMethod)
+	}
 	cc, err := m.c.get(ctx)
 	if err != nil {
 		return Stats{}, err
@@ -405,7 +437,8 @@ func (m *Manager) Stats(ctx context.Context) (Stats, error) {
 type Option func(*createOpts)
 
 type createOpts struct {
-	name string
+	name  string
+	lease time.Duration // a Lock's, in a replicated store
 }
 
 // Named makes the object under a name, or gets the object already made

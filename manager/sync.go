@@ -94,7 +94,8 @@ func take[T any](ctx context.Context, r *ref, op uint64) (T, error) {
 	return v, err
 }
 
-// Qsize returns the number of items in the queue.
+// Qsize returns the number of items in the queue (on a replicated store,
+// a snapshot that counts the items taken and not yet acknowledged).
 func (q *Queue[T]) Qsize(ctx context.Context) (int, error) {
 	return result[int](ctx, &q.r, 1, opQueueSize)
 }
@@ -203,8 +204,26 @@ func tryAcquire(ctx context.Context, r *ref, gid uint64) (bool, error) {
 	return ok, nil
 }
 
-// Release frees the lock; mp.ErrNotHeld if it is not locked.
+// Release frees the lock; mp.ErrNotHeld if it is not locked. On a
+// replicated store, only the proxy that took the lock releases it
+// (mp.ErrNotHeld otherwise), and a holder whose lease ran out gets
+// ErrLeaseLost (see Token).
 func (l *Lock) Release(ctx context.Context) error { return l.r.do(ctx, opLockRelease, 0) }
+
+// Token returns the fencing token of the acquisition this proxy holds, or
+// 0 when it holds none. Only a Lock of a replicated store ("nats") has
+// tokens (a manager server's locks return 0): there a holder may lose the
+// lock without knowing (see ErrLeaseLost), so what the lock protects
+// should be given the token with each change, and refuse a change whose
+// token is lower than the highest it has seen. Tokens grow with each
+// acquisition of the lock, across processes and machines, and across
+// the failover of the store's leader.
+func (l *Lock) Token() uint64 {
+	if l.r.kv == nil {
+		return 0
+	}
+	return l.r.kv.fencingToken()
+}
 
 // Locked reports whether the lock is held.
 func (l *Lock) Locked(ctx context.Context) (bool, error) {
@@ -355,6 +374,9 @@ type Condition struct{ r ref }
 // of the same manager, or on a new RLock if lock is nil.
 func NewCondition(ctx context.Context, m *Manager, lock Locker, opts ...Option) (*Condition, error) {
 	var arg any
+	if m != nil && m.kv != nil {
+		return newKVProxy(ctx, m, kindCondition, opts, func(c *Condition) *ref { return &c.r }, nil)
+	}
 	if lock != nil {
 		r := lock.lockRef()
 		if r.tok.Address == "" {
