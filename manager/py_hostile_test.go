@@ -13,6 +13,7 @@ import (
 	"github.com/go-mp/mp/connection"
 	"github.com/go-mp/mp/internal/pickle"
 	ogórek "github.com/kisielk/og-rek"
+	"golang.org/x/sys/unix"
 )
 
 // Tests of Python clients that break the rules, played by Go, against a
@@ -218,6 +219,7 @@ func TestPythonSilentClients(t *testing.T) {
 func TestPythonPublicFunctions(t *testing.T) {
 	ctx := hostileCtx(t)
 	s := &Server{Python: true, AllowShutdown: true}
+	s.init() // before Serve's goroutine: the test reads s.stopCtx
 	m := serveHere(t, s, "unix")
 	if _, err := NewDict[string, int](ctx, m, Named("d")); err != nil {
 		t.Fatal(err)
@@ -285,4 +287,111 @@ func TestPythonUnreadRepliesHoldNothing(t *testing.T) {
 		t.Fatalf("the list while a client reads no replies: %d, %v", n, err)
 	}
 	p.c.Close()
+}
+
+// TestPythonCloseEndsBlockedThreads: the end of Serve ends the
+// connections of Python proxy threads, one waiting for its next request
+// and one blocked writing a reply that its client does not read (a guard
+// for any change in how they wait: a read(2) in a thread of its own, as
+// tried for py_manager_dict, is not ended by closing the socket).
+func TestPythonCloseEndsBlockedThreads(t *testing.T) {
+	ctx := hostileCtx(t)
+	l, err := connection.Listen("unix", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- (&Server{Python: true}).Serve(sctx, l) }()
+	m := connectHere(t, "unix", l.Addr().String())
+	d, err := NewDict[string, string](ctx, m, Named("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "big", strings.Repeat("x", 8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	ident := v.(ogórek.Tuple)[0].(string)
+
+	reader := dialPy(t, m)
+	reader.call(nil, "accept_connection", "reader")
+	if kind, v := reader.call(ident, "__len__"); kind != "#RETURN" || v != int64(1) {
+		t.Fatalf("__len__: %s %#v", kind, v)
+	}
+	// The reader's thread now waits for its next request.
+
+	writer := dialPy(t, m)
+	writer.call(nil, "accept_connection", "writer")
+	b, _ := pickle.Encode(ogórek.Tuple{ident, "__getitem__", ogórek.Tuple{"big"}, ogórek.NewDict()}, pickle.Options{})
+	writer.send(b)
+	// An 8 MiB reply does not fit in the socket's buffer: once the
+	// server has taken the request, its thread is blocked writing.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, err := unix.IoctlGetInt(fdOf(t, writer.c), unix.SIOCINQ); err == nil && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no part of the reply arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	stop()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return: a Python connection's thread is still blocked")
+	}
+	if _, err := reader.c.RecvBytes(0); err == nil {
+		t.Fatal("the reader's connection was not closed")
+	}
+}
+
+// fdOf returns c's socket descriptor.
+func fdOf(t *testing.T, c *mp.Conn) int {
+	t.Helper()
+	fd, err := c.Fileno()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// TestPythonLongRequests: long requests (past the server's first read
+// buffer, and past the 16 KiB beyond which CPython's client writes the
+// header and the pickle apart) arrive whole, and one longer than MaxMessage is read,
+// thrown away and answered with a traceback, the connection staying in
+// step for the next.
+func TestPythonLongRequests(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true, MaxMessage: 1 << 20}, "unix")
+	if _, err := NewDict[string, string](ctx, m, Named("d")); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	ident := v.(ogórek.Tuple)[0].(string)
+	p := dialPy(t, m)
+	p.call(nil, "accept_connection", "long")
+	for _, n := range []int{4<<10 - 100, 64<<10 + 1, 200 << 10, 900 << 10} {
+		val := strings.Repeat("y", n)
+		if kind, v := p.call(ident, "__setitem__", "k", val); kind != "#RETURN" || v != nil {
+			t.Fatalf("__setitem__ of %d bytes: %s %#v", n, kind, v)
+		}
+		if kind, v := p.call(ident, "__getitem__", "k"); kind != "#RETURN" || v != val {
+			t.Fatalf("__getitem__ of %d bytes: %s, a %T", n, kind, v)
+		}
+	}
+	kind, v := p.call(ident, "__setitem__", "k", strings.Repeat("z", 2<<20))
+	if s, _ := v.(string); kind != "#TRACEBACK" || !strings.Contains(s, "longer than the limit") {
+		t.Fatalf("a 2 MiB request: %s %.200v", kind, v)
+	}
+	if kind, v := p.call(ident, "__len__"); kind != "#RETURN" || v != int64(1) {
+		t.Fatalf("__len__ after: %s %#v", kind, v)
+	}
 }
