@@ -18,6 +18,7 @@ type PipeRingInfo struct {
 	SendLock       uint64 // the owner word of the senders' lock, 0 when free
 	Ready          bool   // a message waits in the ring it receives from
 	PeerSendState  uint32 // the state of the direction it receives on
+	RecvState      uint32 // that direction's receiving state
 	PeerSendLock   uint64 // the owner word of that direction's senders' lock
 	OutHead        *atomic.Uint64
 	InHead, InTail *atomic.Uint64
@@ -45,7 +46,7 @@ func PipeRingForTest(c *Conn) (info PipeRingInfo, ok bool) {
 	info = PipeRingInfo{
 		OutHead: word(out, 0), InHead: word(in, 0), InTail: word(in, 64),
 		SendMode: pr.wmode.Load(), RecvMode: pr.rmode.Load(), SendState: pr.wstate.Load(),
-		SendLock: pr.wlock.owner(), Ready: pr.rc.Ready(),
+		SendLock: pr.wlock.owner(), Ready: pr.rc.Ready(), RecvState: pr.rstate.Load(),
 	}
 	info.Sent, info.Received = info.OutHead.Load(), info.InHead.Load()
 	peer := 128 * int(1-c.pipe.side)
@@ -71,3 +72,12 @@ const PipeMarked = pipeMarked
 
 // PipeRingSize is the size of one ring of a Pipe.
 const PipeRingSize = ringconn.RingSize
+
+// SetPipeSwitchHookForTest has f run in each send that has sent
+// frameSwitch, before it records that; set it in the process that sends.
+func SetPipeSwitchHookForTest(f func()) { testHookSwitchSent = f }
+
+// SetPipeMarkerHookForTest has f run in each receive that has taken a
+// marker, before the ring's tail moves past it; set it in the process
+// that receives.
+func SetPipeMarkerHookForTest(f func()) { testHookMarkerTaken = f }

@@ -74,7 +74,12 @@ import (
 // whichever holder receives next.
 //
 // The per-direction states in the shared memory say what a holder that
-// stopped left behind, for the next holder:
+// stopped left behind, for the next holder (each is written before the
+// step it records, so that a holder that dies between the two leaves the
+// next one knowing: a frameSwitch that a receiver saw but did not take,
+// or that a sender sent without recording it, is skipped as a stray; a
+// marker whose taking was recorded but whose room was not given back is
+// skipped, rmark saying where it ends):
 //
 //   - a sender that published a marker and sent nothing of its frame (its
 //     write deadline passed, or it closed or died) leaves wstate
@@ -118,7 +123,8 @@ import (
 // side s (0 for the first end Pipe returns), the block at 128*s holds the
 // state of the direction that side sends on: the lock of its senders,
 // the sending state and mode, and (in another cache line, written by the
-// other side) the lock of its receivers, the receiving state and mode.
+// other side) the lock of its receivers, the receiving state and mode,
+// and rmark, where in the ring the last marker taken ends.
 const (
 	pipeOffWLock  = 0
 	pipeOffWState = 8
@@ -126,6 +132,7 @@ const (
 	pipeOffRLock  = 64
 	pipeOffRState = 72
 	pipeOffRMode  = 76
+	pipeOffRMark  = 80
 	pipeHeader    = 256
 	pipeMemSize   = pipeHeader + ringconn.MemSize
 )
@@ -198,6 +205,7 @@ type pipeRing struct {
 	rc                           *ringconn.Conn
 	wlock, rlock                 mutex
 	wstate, wmode, rstate, rmode *atomic.Uint32
+	rmark                        *atomic.Uint64
 }
 
 // newPipeRing maps the rings of an end on side side over mem.
@@ -208,7 +216,7 @@ func newPipeRing(c *Conn, mem *pipeMem, side uint8) (*pipeRing, error) {
 		return nil, err
 	}
 	w, r := 128*int(side), 128*int(1-side)
-	return &pipeRing{
+	pr := &pipeRing{
 		mem:    mem,
 		rc:     rc,
 		wlock:  newMutex(s, w+pipeOffWLock),
@@ -217,8 +225,29 @@ func newPipeRing(c *Conn, mem *pipeMem, side uint8) (*pipeRing, error) {
 		rlock:  newMutex(s, r+pipeOffRLock),
 		rstate: s.u32(r + pipeOffRState),
 		rmode:  s.u32(r + pipeOffRMode),
-	}, nil
+		rmark:  s.u64(r + pipeOffRMark),
+	}
+	// A marker taken is recorded before the ring's tail moves past it:
+	// a holder that dies in between leaves rstate saying so, and rmark
+	// where the marker ends, which the next receive skips to (see
+	// takenMarker).
+	rc.SetEmptyHook(func(end uint64) {
+		pr.rmark.Store(end)
+		pr.rstate.Store(pipeMarked)
+		if testHookMarkerTaken != nil {
+			testHookMarkerTaken()
+		}
+	})
+	return pr, nil
 }
+
+// testHookMarkerTaken, if set by a test, runs as a receive has taken a
+// marker out of the ring and before the ring's tail moves past it.
+var testHookMarkerTaken func()
+
+// testHookSwitchSent, if set by a test, runs as a send has sent
+// frameSwitch and before it records that its direction moved.
+var testHookSwitchSent func()
 
 // attach makes pr c's rings.
 func (c *Conn) attach(pr *pipeRing) {
@@ -417,6 +446,9 @@ func (c *Conn) sendPipe(pr *pipeRing, b []byte, fds []int) error {
 		// the ring after this frame (once it has it whole, if a write
 		// deadline keeps part of it back).
 		err := c.socketSend(pr, bellFrame(frameSwitch), nil)
+		if testHookSwitchSent != nil {
+			testHookSwitchSent()
+		}
 		if err == nil || len(c.wpend) > 0 {
 			pr.wmode.Store(1)
 		}
@@ -554,6 +586,9 @@ func (c *Conn) recvPipe(pr *pipeRing, dst []byte) ([]byte, error) {
 		switch st := pr.rstate.Load(); st {
 		case pipeIdle:
 		case pipeMarked:
+			if err := c.takenMarker(pr); err != nil {
+				return nil, err
+			}
 			msg, special, err := c.pipeFrame(pr, dst)
 			if special == frameWithdrawn {
 				pr.rstate.Store(pipeIdle)
@@ -574,6 +609,20 @@ func (c *Conn) recvPipe(pr *pipeRing, dst []byte) ([]byte, error) {
 			return nil, errPipeTorn
 		}
 		if pr.rmode.Load() == 0 {
+			if c.rend == c.rpos {
+				// A frameSwitch moves rmode before it leaves the
+				// socket: a holder that dies in between leaves the
+				// next one in ring mode, which skips a stray switch.
+				sw, err := c.switchNext()
+				if err != nil {
+					return nil, err
+				}
+				if sw {
+					pr.rmode.Store(1)
+					c.rc.Control(func(fd uintptr) { takeSocket(fd, 4) })
+					continue
+				}
+			}
 			msg, special, err := c.pipeFrame(pr, dst)
 			if special == frameSwitch {
 				pr.rmode.Store(1)
@@ -590,8 +639,7 @@ func (c *Conn) recvPipe(pr *pipeRing, dst []byte) ([]byte, error) {
 			return nil, c.mapErr(err)
 		}
 		if len(msg) == 0 {
-			pr.rstate.Store(pipeMarked) // the message is the next socket frame
-			continue
+			continue // a marker, recorded in rstate (see newPipeRing)
 		}
 		return msg, nil
 	}
@@ -627,16 +675,61 @@ func (c *Conn) ringMessage(pr *pipeRing, dst []byte) ([]byte, error) {
 func (c *Conn) pipeFrame(pr *pipeRing, dst []byte) ([]byte, int32, error) {
 	for {
 		msg, special, err := c.readFrame(dst)
-		if special == frameBell {
+		if special == frameBell || special == frameSwitch {
+			// A switch here is a stray one: a sender that died
+			// after sending it and before recording it left the
+			// next sender to send another.
 			continue
 		}
+		whole := err == nil || errors.Is(err, ErrMessageTooLong) // taken, or skipped to its end
 		if c.pend.active {
 			pr.rstate.Store(pipeInside)
-		} else if err == nil && special == 0 && pr.rstate.Load() == pipeMarked {
+		} else if whole && special == 0 && pr.rstate.Load() == pipeMarked {
 			pr.rstate.Store(pipeIdle)
 		}
 		return msg, special, err
 	}
+}
+
+// takenMarker makes sure that the ring's tail is past the marker rstate
+// records, which a holder that died after taking it may have left
+// before it. Anything but the marker's 8 bytes between them is the
+// peer's garbage.
+func (c *Conn) takenMarker(pr *pipeRing) error {
+	end, tail := pr.rmark.Load(), pr.rc.Tail()
+	switch end - tail {
+	case 0:
+		return nil
+	case 8:
+		return c.mapErr(pr.rc.SkipTo(end))
+	}
+	pr.rstate.Store(pipeTorn)
+	return errPipeTorn
+}
+
+// switchNext waits until the socket holds a frame's header (or its end)
+// and reports whether it is a frameSwitch, taking nothing.
+func (c *Conn) switchNext() (bool, error) {
+	var hdr [4]byte
+	var n int
+	var perr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, perr = peekSocket(fd, hdr[:])
+		return perr != nil || n == 0 || n == len(hdr)
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return false, c.mapErr(err)
+	}
+	return n == len(hdr) && specialFrame(hdr[:]) == frameSwitch, nil
+}
+
+// takeSocket takes n (at most 8) bytes that a peek saw off the socket.
+func takeSocket(fd uintptr, n int) {
+	var b [8]byte
+	unix.Recvfrom(int(fd), b[:n], unix.MSG_DONTWAIT)
 }
 
 // readTime returns the read deadline (zero: none).
@@ -680,10 +773,10 @@ func (s pipeSock) RecvBytes(int) ([]byte, error) {
 		return nil, io.EOF
 	case n < 4:
 		return nil, nil // the rest comes
-	case specialFrame(hdr[:]) != frameBell:
+	case specialFrame(hdr[:]) != frameBell && specialFrame(hdr[:]) != frameSwitch: // a stray switch, see pipeFrame
 		return nil, fmt.Errorf("%w: a frame where a doorbell was expected", connerr.ErrMessageTooLong)
 	}
-	s.c.rc.Control(func(fd uintptr) { unix.Recvfrom(int(fd), hdr[:], unix.MSG_DONTWAIT) })
+	s.c.rc.Control(func(fd uintptr) { takeSocket(fd, 4) })
 	return nil, nil
 }
 
@@ -799,10 +892,10 @@ func (c *Conn) takeSpecial(pr *pipeRing, fd uintptr, sp int32) bool {
 	if n, err := peekSocket(fd, hdr[:]); err != nil || n != 4 || specialFrame(hdr[:]) != sp {
 		return false
 	}
-	unix.Recvfrom(int(fd), hdr[:], unix.MSG_DONTWAIT)
 	if sp == frameSwitch {
-		pr.rmode.Store(1)
+		pr.rmode.Store(1) // before the switch leaves the socket, see recvPipe
 	}
+	takeSocket(fd, 4)
 	return true
 }
 

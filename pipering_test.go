@@ -110,6 +110,24 @@ func TestPipeRingRoundTrips(t *testing.T) {
 			t.Fatalf("RecvBytesInto = %d, %v", n, err)
 		}
 	}
+	// Limits: a message over the limit is skipped, the next one is whole,
+	// through the ring and over the socket.
+	for _, n := range []int{1000, mp.PipeMaxRing + 1} {
+		a.SendBytes(patterned(1, n))
+		a.SendBytes(patterned(2, 50))
+		if _, err := a.RecvBytes(100); !errors.Is(err, mp.ErrMessageTooLong) {
+			t.Fatalf("RecvBytes(100) of %d bytes = %v", n, err)
+		}
+		a.SetLimit(100)
+		if got, err := a.RecvBytes(0); err != nil || checkPatterned(got, 2, 50) != nil {
+			t.Fatalf("the message after: %d bytes, %v", len(got), err)
+		}
+		a.SendBytes(patterned(3, 101))
+		if _, err := a.RecvBytes(0); !errors.Is(err, mp.ErrMessageTooLong) {
+			t.Fatalf("a message over SetLimit = %v", err)
+		}
+		a.SetLimit(0)
+	}
 	info, ok := mp.PipeRingForTest(a)
 	if !ok || info.Sent < 100*100 || info.Received < 100*100 || info.SendMode != 1 || info.RecvMode != 1 {
 		t.Fatalf("parent's end: rings %v, %+v; want both ways through them", ok, info)
@@ -680,5 +698,106 @@ func TestPipeRingCorruptMemory(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+type stuckArgs struct {
+	C   *mp.Conn
+	Sig *mp.Conn
+}
+
+// ringSwitchStuck sends on C, stopping for good once its send has sent
+// frameSwitch and before it records it (it says so on Sig).
+var ringSwitchStuck = mp.RegisterProc("test.ringSwitchStuck", func(a stuckArgs) error {
+	inside := false
+	mp.SetPipeSwitchHookForTest(func() {
+		if inside {
+			return // Sig's own switch
+		}
+		inside = true
+		a.Sig.SendBytes([]byte("in"))
+		select {}
+	})
+	return a.C.SendBytes([]byte("never"))
+})
+
+// ringMarkerStuck receives on C, stopping for good once its receive has
+// taken a marker and before the ring's tail moves past it.
+var ringMarkerStuck = mp.RegisterProc("test.ringMarkerStuck", func(a stuckArgs) error {
+	mp.SetPipeMarkerHookForTest(func() {
+		a.Sig.SendBytes([]byte("in"))
+		select {}
+	})
+	_, err := a.C.RecvBytes(0)
+	return err
+})
+
+// A sender killed in the middle of moving its direction onto the ring
+// (stopped there on purpose: frameSwitch sent, not recorded): the
+// parent's copy of the same end sends next, and the receiver gets its
+// messages, in order, then io.EOF once both copies are gone.
+func TestPipeRingSenderKilledMidSwitch(t *testing.T) {
+	a, b := pipe(t, true)
+	sig, sigChild := pipe(t, false)
+	p := start(t, mp.NewProcess(ringSwitchStuck, stuckArgs{C: b, Sig: sigChild}))
+	sigChild.Close()
+	if m, err := sig.RecvBytes(0); err != nil || string(m) != "in" {
+		t.Fatal(string(m), err)
+	}
+	syscall.Kill(p.Pid(), syscall.SIGSTOP)
+	p.Kill()
+	p.Join(ctxTimeout(t, 10*time.Second))
+	for i := range 3 {
+		if err := b.SendBytes(patterned(i, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	for i := range 3 {
+		got, err := recvWithin(t, 10*time.Second, func() ([]byte, error) { return a.RecvBytes(0) })
+		if err != nil || checkPatterned(got, i, 100) != nil {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	if _, err := recvWithin(t, 10*time.Second, func() ([]byte, error) { return a.RecvBytes(0) }); err != io.EOF {
+		t.Fatalf("after the messages: %v, want io.EOF", err)
+	}
+	if i, _ := mp.PipeRingForTest(a); i.RecvMode != 1 || i.Received == 0 {
+		t.Fatalf("the messages did not come through the ring: %+v", i)
+	}
+}
+
+// A receiver killed just after taking a marker out of the ring (stopped
+// there on purpose, before the ring's tail moved past it): the parent's
+// copy of the same end receives next and gets the announced message from
+// the socket once, then the ring's messages, in order.
+func TestPipeRingReceiverKilledAtMarker(t *testing.T) {
+	a, b := pipe(t, true)
+	sig, sigChild := pipe(t, false)
+	p := start(t, mp.NewProcess(ringMarkerStuck, stuckArgs{C: b, Sig: sigChild}))
+	sigChild.Close()
+	sizes := []int{mp.PipeMaxRing + 1000, 100, 0, 200}
+	for i, n := range sizes {
+		if err := a.SendBytes(patterned(i, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := sig.RecvBytes(0); err != nil || string(m) != "in" {
+		t.Fatal(string(m), err)
+	}
+	if i, _ := mp.PipeRingForTest(b); i.RecvState != mp.PipeMarked {
+		t.Fatalf("the child stopped with the receiving state %d, not at a marker", i.RecvState)
+	}
+	syscall.Kill(p.Pid(), syscall.SIGSTOP)
+	p.Kill()
+	p.Join(ctxTimeout(t, 10*time.Second))
+	for i, n := range sizes {
+		got, err := recvWithin(t, 10*time.Second, func() ([]byte, error) { return b.RecvBytes(0) })
+		if err != nil || checkPatterned(got, i, n) != nil {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	if ok, err := b.Poll(0); ok || err != nil {
+		t.Fatalf("Poll after every message = %v, %v", ok, err)
 	}
 }

@@ -141,10 +141,11 @@ type Conn struct {
 	keep       io.Closer // what maps the memory, closed with the Conn
 	in, out    ring
 	closed     atomic.Bool
-	futexSleep atomic.Bool  // see SetFutexSleep
-	limit      atomic.Int64 // see SetLimit
-	shared     bool         // see NewShared
-	wdeadline  atomic.Int64 // see SetWriteDeadline: UnixNano, 0 for none
+	futexSleep atomic.Bool      // see SetFutexSleep
+	limit      atomic.Int64     // see SetLimit
+	shared     bool             // see NewShared
+	onEmpty    func(end uint64) // see SetEmptyHook
+	wdeadline  atomic.Int64     // see SetWriteDeadline: UnixNano, 0 for none
 
 	rmu          sync.Mutex
 	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
@@ -215,6 +216,33 @@ func NewShared(sock Socket, mem []byte, first bool) (*Conn, error) {
 	}
 	c.shared = true
 	return c, nil
+}
+
+// SetEmptyHook has f called, on a side made by NewShared, each time a
+// receive takes an empty message, with the position in the ring where
+// the message ends, before the tail moves there: a caller that gives
+// empty messages a meaning of its own (an mp.Pipe's marker) records that
+// it took one first, so that a holder that dies in between leaves the
+// next one able to tell whether the tail moved (see Tail and SkipTo).
+// Set it before the side is used.
+func (c *Conn) SetEmptyHook(f func(end uint64)) { c.onEmpty = f }
+
+// Tail returns the in ring's tail as the shared memory holds it.
+func (c *Conn) Tail() uint64 { return c.in.tail.Load() }
+
+// SkipTo moves the in ring's tail forward to end, on a side made by
+// NewShared, for a caller that knows a message up to end was taken (see
+// SetEmptyHook). An end behind the tail or past the head is refused with
+// ErrCorrupt.
+func (c *Conn) SkipTo(end uint64) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	tail, head := c.in.tail.Load(), c.in.head.Load()
+	if end-tail > head-tail || head-tail > RingSize {
+		return fmt.Errorf("%w: a skip to %d, the tail is %d, the head %d", ErrCorrupt, end, tail, head)
+	}
+	c.in.tail.Store(end)
+	return nil
 }
 
 // MaxShared is the longest message a side made by NewShared sends.
@@ -539,6 +567,9 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	limit := uint64(maxMessage)
 	if l := c.limit.Load(); l > 0 {
 		limit = min(limit, uint64(l))
+	}
+	if n == 0 && c.onEmpty != nil {
+		c.onEmpty(c.rtail) // before the tail moves past it: see SetEmptyHook
 	}
 	defer func() { c.in.tail.Store(c.rtail) }() // the message's room back
 	if n > limit {
