@@ -326,6 +326,11 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	} else {
 		d.readNano.Store(max(t.UnixNano(), 1))
 	}
+	if c.pipe != nil {
+		if pr := c.pipe.ring.Load(); pr != nil {
+			pr.rc.SetReadDeadline(t)
+		}
+	}
 	return c.mapErr(c.t.SetReadDeadline(earliest(t, d.pollUntil)))
 }
 

@@ -411,6 +411,16 @@ func TestPipeRingPollWaitDeadlines(t *testing.T) {
 		t.Fatalf("Recv past the deadline = %v", err)
 	}
 	a.SetReadDeadline(time.Time{})
+	// A deadline set while a receive waits (on the ring's futex, or the
+	// socket) ends it.
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		a.SetReadDeadline(time.Now())
+	}()
+	if _, err := recvWithin(t, 3*time.Second, func() ([]byte, error) { return a.RecvBytes(0) }); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Recv whose deadline was set while it waited = %v", err)
+	}
+	a.SetReadDeadline(time.Time{})
 
 	for round := range 3 {
 		msg := patterned(round, 100)

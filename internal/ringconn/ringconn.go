@@ -146,6 +146,7 @@ type Conn struct {
 	shared     bool             // see NewShared
 	onEmpty    func(end uint64) // see SetEmptyHook
 	wdeadline  atomic.Int64     // see SetWriteDeadline: UnixNano, 0 for none
+	rdeadline  atomic.Int64     // see SetReadDeadline: UnixNano, 0 for none
 
 	rmu          sync.Mutex
 	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
@@ -259,6 +260,20 @@ func (c *Conn) SetWriteDeadline(t time.Time) {
 		return
 	}
 	c.wdeadline.Store(max(t.UnixNano(), 1))
+}
+
+// SetReadDeadline tells a receive that sleeps on a futex (see
+// SetFutexSleep) to move to the socket by t, whose read deadline the
+// caller has set to t too: the socket's wait then ends at the deadline
+// (with an error matching os.ErrDeadlineExceeded, see Socket). The zero
+// time removes it.
+func (c *Conn) SetReadDeadline(t time.Time) {
+	if t.IsZero() {
+		c.rdeadline.Store(0)
+		return
+	}
+	c.rdeadline.Store(max(t.UnixNano(), 1))
+	wakeFutex(c.in.sleeping) // a sleeper looks at the new deadline
 }
 
 // Ready reports whether the in ring holds data no receive has taken: a
@@ -735,6 +750,11 @@ func (c *Conn) waitData() error {
 			now := time.Now()
 			if hold.IsZero() {
 				hold = now.Add(futexHold)
+			}
+			if d := c.rdeadline.Load(); d != 0 && d < hold.UnixNano() {
+				// The socket, where the sleep moves after, ends the
+				// wait at the deadline.
+				hold = time.Unix(0, d)
 			}
 			onFutex = now.Before(hold) && takeSlot(&futexSleepers)
 		}
