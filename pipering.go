@@ -27,9 +27,10 @@ import (
 // process that made it: a small message then costs two copies instead of
 // a system call on each side, and a round trip between two processes a
 // few microseconds less. The socket stays under the rings: for Fileno and
-// Wait, as the doorbell of a receive that sleeps, for messages that carry
-// descriptors or are too long for a ring, and for the end: a peer sees
-// io.EOF once every copy of the other end is closed, as before.
+// Wait, as the doorbell of a receive that sleeps long (a short sleep is on
+// a futex in the memory), for messages that carry descriptors or are too
+// long for a ring, and for the end: a peer sees io.EOF once every copy of
+// the other end is closed, as before.
 //
 // # Memory
 //
@@ -86,15 +87,17 @@ import (
 //     pipeMarked: the next send on the end (by it or another holder) first
 //     sends frameWithdrawn, and the receiver skips the marker;
 //   - a sender that sent part of a frame and closed or died leaves
-//     pipeTorn: the frame cannot be finished, the direction is broken,
-//     and further sends fail with errPipeBroken. (A receive already in
-//     that frame waits for its end as on a bare socket: io.ErrUnexpectedEOF
-//     once every copy of the sending end is closed.)
+//     pipeInside, which the next send turns into pipeTorn: the frame
+//     cannot be finished, the direction is broken, and sends fail with
+//     errPipeBroken. (A receive already in that frame waits for its end
+//     as on a bare socket: io.ErrUnexpectedEOF once every copy of the
+//     sending end is closed.)
 //   - a receiver that took a marker and nothing of its frame leaves
 //     rstate pipeMarked: the next receive reads the frame;
 //   - a receiver that read part of a frame and closed or died leaves
-//     pipeTorn: that message is lost and further receives fail with
-//     errPipeTorn (matching io.ErrUnexpectedEOF).
+//     pipeInside, which the next receive turns into pipeTorn: that
+//     message is lost and receives fail with errPipeTorn (matching
+//     io.ErrUnexpectedEOF).
 //
 // A holder whose deadline ends a send or receive in the middle of a
 // socket frame keeps the lock until it finishes the frame (its next send
@@ -107,9 +110,12 @@ import (
 // # The shared memory is input
 //
 // The peer may write anything there. Ring positions are checked by
-// ringconn (ErrCorrupt); the lock and state words are only compared, and
-// a value outside those listed above counts as pipeTorn: the end fails
-// with an error, never a panic or a wait for ever.
+// ringconn (ErrCorrupt), rmark against them; the state words are only
+// compared, and a value outside those listed above counts as pipeTorn:
+// the end fails with an error, never a panic. A lock word naming a
+// process that is not alive is taken over (see mutex); one naming a live
+// process makes the holders wait as for a holder that keeps the lock, no
+// longer than their deadlines and their Close.
 //
 // # Poll and Wait
 //
