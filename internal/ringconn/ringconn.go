@@ -340,11 +340,17 @@ func (c *Conn) writeWhole(hdr, b []byte) error {
 	if len(b) > MaxShared {
 		return fmt.Errorf("ringconn: a %d-byte message on a shared ring, which takes at most %d", len(b), MaxShared)
 	}
-	head, tail := c.out.head.Load(), c.out.tail.Load()
-	if head-tail > RingSize {
-		return fmt.Errorf("%w: the head is %d, the tail %d, the ring %d bytes", ErrCorrupt, head, tail, RingSize)
+	if head := c.out.head.Load(); head != c.whead {
+		// Another holder sent since this one did (the head only
+		// grows): start from the shared positions. Otherwise the tail
+		// this holder last saw is still a bound, and reading the
+		// tail, whose cache line is the reader's, would cost a miss.
+		tail := c.out.tail.Load()
+		if head-tail > RingSize {
+			return fmt.Errorf("%w: the head is %d, the tail %d, the ring %d bytes", ErrCorrupt, head, tail, RingSize)
+		}
+		c.whead, c.wtail = head, tail
 	}
-	c.whead, c.wtail = head, tail
 	need := len(hdr) + len(b)
 	if err := c.waitRoom(need); err != nil {
 		return err
