@@ -263,7 +263,7 @@ func (c *Conn) Close() error {
 		c.wmu.Lock()
 		unlockPipe(pr.wlock, &c.pipe.heldW)
 		c.wmu.Unlock()
-		pr.mem.release()
+		pr.release()
 	}
 	return err
 }
@@ -328,7 +328,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	}
 	if c.pipe != nil {
 		if pr := c.pipe.ring.Load(); pr != nil {
-			pr.rc.SetReadDeadline(t)
+			pr.use(func() { pr.rc.SetReadDeadline(t) })
 		}
 	}
 	return c.mapErr(c.t.SetReadDeadline(earliest(t, d.pollUntil)))

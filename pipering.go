@@ -212,6 +212,32 @@ type pipeRing struct {
 	wlock, rlock                 mutex
 	wstate, wmode, rstate, rmode *atomic.Uint32
 	rmark                        *atomic.Uint64
+
+	// live guards the mapping against Close for the few uses that hold
+	// neither the Conn's rmu nor its wmu (Wait's look, a deadline's
+	// wake): Close unmaps it once gone is set, with both held.
+	live sync.RWMutex
+	gone bool
+}
+
+// use runs f on pr's memory unless Close has released it, and reports
+// whether it ran.
+func (pr *pipeRing) use(f func()) bool {
+	pr.live.RLock()
+	defer pr.live.RUnlock()
+	if !pr.gone {
+		f()
+	}
+	return !pr.gone
+}
+
+// release unmaps pr's memory (the last Conn of this process to release
+// it does). Called by Close with rmu and wmu no longer in use.
+func (pr *pipeRing) release() {
+	pr.live.Lock()
+	pr.gone = true
+	pr.live.Unlock()
+	pr.mem.release()
 }
 
 // newPipeRing maps the rings of an end on side side over mem.
@@ -916,16 +942,19 @@ func (c *Conn) takeSpecial(pr *pipeRing, fd uintptr, sp int32) bool {
 // is ready now; when not, the next sender rings the doorbell, which
 // turns the socket readable.
 func (c *Conn) pipeWaitReady(pr *pipeRing) bool {
-	if pr.rc.Ready() {
-		return true
-	}
-	if !c.rmu.TryLock() {
-		// A receive of this process is in progress: it takes the
-		// doorbells.
-		return pr.rmode.Load() == 1 && pr.rc.Arm()
-	}
-	defer c.rmu.Unlock()
 	ready := false
-	c.rc.Control(func(fd uintptr) { ready, _ = c.pipeReady(pr, fd) })
+	pr.use(func() {
+		if ready = pr.rc.Ready(); ready {
+			return
+		}
+		if !c.rmu.TryLock() {
+			// A receive of this process is in progress: it takes the
+			// doorbells.
+			ready = pr.rmode.Load() == 1 && pr.rc.Arm()
+			return
+		}
+		defer c.rmu.Unlock()
+		c.rc.Control(func(fd uintptr) { ready, _ = c.pipeReady(pr, fd) })
+	})
 	return ready
 }
