@@ -45,7 +45,7 @@ func checkPatterned(b []byte, seq, n int) error {
 // over the socket too.
 var ringSizes = []int{10, 1000, mp.PipeMaxRing, mp.PipeMaxRing + 1, 300 << 10, 0, 5}
 
-// ringInfoArgs is the reply of ringEcho's "info" request.
+// ringInfo is the reply of ringEcho's "info" request.
 type ringInfo struct {
 	HasRing            bool
 	Sent, Received     uint64
