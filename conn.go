@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/connhook"
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 // Conn is one end of a connection that carries whole messages: a Pipe end,
@@ -39,12 +40,15 @@ import (
 //
 // Several processes may hold the same end (a Conn passed to children keeps
 // working in the parent too). Poll never takes anything out of the shared
-// socket. Recv does read ahead, for speed: besides the message it returns,
-// the following messages' bytes (up to 64 KiB) may move into this
-// process's buffer, and they are lost to the end's other holders if this
-// process exits or closes its copy without receiving them. So let one
-// process at a time receive on an end, or use a Queue, which is made for
-// many consumers.
+// socket. The holders of a Pipe end take turns for each message (see
+// Pipe): whichever processes send and receive on its copies, each message
+// is received once, whole, and the messages of one sender in the order
+// sent. A Conn made by a Listener or Client reads ahead instead, for
+// speed: besides the message Recv returns, the following messages' bytes
+// (up to 64 KiB) may move into this process's buffer, and they are lost
+// to the end's other holders if this process exits or closes its copy
+// without receiving them; let one process at a time receive on such an
+// end, or use a Queue, which is made for many consumers.
 type Conn struct {
 	t        Transport
 	rc       syscall.RawConn
@@ -67,10 +71,9 @@ type Conn struct {
 	// goes on with it, so the stream stays in step.
 	pend pendingRead
 
-	wmu   sync.Mutex
-	wbuf  []byte
-	wbufs [][]byte // writeBatch's pieces, kept to allocate nothing
-	wr    rawWrite
+	wmu  sync.Mutex
+	wbuf []byte
+	wr   rawWrite
 	// wpend is what a write deadline kept from going out of a message
 	// whose first bytes did; the next send sends it first, so the peer
 	// never sees a torn message.
@@ -81,6 +84,9 @@ type Conn struct {
 	// alt, when set (by package connection, through connhook), encodes
 	// and decodes the messages of Send and Recv in place of codec.
 	alt connhook.Codec
+
+	// pipe is set on the ends of a Pipe: see pipering.go.
+	pipe *pipeEnd
 }
 
 func init() {
@@ -97,8 +103,10 @@ type deadlines struct {
 	read      time.Time
 	pollUntil time.Time // the end of the wait of the Poll in progress, if any
 	// readNano is read as UnixNano (0: none), loaded by each receive
-	// without taking mu.
-	readNano atomic.Int64
+	// without taking mu; writeNano is the write deadline, for the waits
+	// that the transport does not see (a Pipe's rings).
+	readNano  atomic.Int64
+	writeNano atomic.Int64
 }
 
 // pendingRead is a message whose payload was partly read when the read
@@ -167,7 +175,33 @@ func connFromFD(fd int, flags uint32) (*Conn, error) {
 // Pipe returns a pair of connected Conns. With duplex true both ends can
 // send and receive; otherwise the first end only receives and the second
 // only sends, as in Python.
+//
+// Once either end goes to another process (as an argument of a child, or
+// inside a message), the Pipe carries its messages through rings in
+// shared memory, about 129 KiB of it per Pipe, which a Pipe whose ends
+// stay in one process never has (see pipering.go). The semantics stay
+// those of the socket: io.EOF once every copy of the other end is closed,
+// Poll, Wait, deadlines, handles inside messages. The holders of one end
+// in several processes take turns through locks in that memory, so they
+// need no lock of their own for whole messages; a holder that dies in the
+// middle of a message sent or received over the socket (one that carries
+// handles or is longer than 64 KiB) breaks that direction, which then
+// fails with an error rather than misframe.
 func Pipe(duplex bool) (*Conn, *Conn, error) {
+	a, b, err := socketPipe(duplex)
+	if err != nil {
+		return nil, nil, err
+	}
+	pair := &pipePair{ends: [2]*Conn{a, b}}
+	a.pipe = &pipeEnd{side: 0, pair: pair}
+	b.pipe = &pipeEnd{side: 1, pair: pair}
+	return a, b, nil
+}
+
+// socketPipe is Pipe for a caller that puts its own rings over the socket
+// (a pool's worker link, see poolwire.go): its ends stay on the socket
+// wherever they go.
+func socketPipe(duplex bool) (*Conn, *Conn, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, os.NewSyscallError("socketpair", err)
@@ -218,18 +252,36 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	err := c.t.Close()
+	pr := c.detachRing()
+	var err error
+	if pr != nil {
+		err = pr.rc.Close() // closes the socket too (see pipeSock)
+	} else {
+		err = c.t.Close()
+	}
 	c.rmu.Lock()
 	for _, fd := range c.fds {
 		closeFD(fd)
 	}
 	c.fds = nil
+	if pr != nil {
+		unlockPipe(pr.rlock, &c.pipe.heldR)
+	}
 	c.rmu.Unlock()
+	if pr != nil {
+		c.wmu.Lock()
+		unlockPipe(pr.wlock, &c.pipe.heldW)
+		c.wmu.Unlock()
+		pr.release()
+	}
 	return err
 }
 
 // Fileno returns the descriptor of the underlying socket. It stays owned by
-// the Conn.
+// the Conn. On a Pipe end whose messages go through rings (see Pipe) the
+// descriptor turns readable for a message only while a receive, Poll or
+// Wait of this process waits for one: wait with Wait, not on the
+// descriptor alone.
 func (c *Conn) Fileno() (int, error) {
 	if c.closed.Load() {
 		return -1, ErrClosed
@@ -283,6 +335,11 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	} else {
 		d.readNano.Store(max(t.UnixNano(), 1))
 	}
+	if c.pipe != nil {
+		if pr := c.pipe.ring.Load(); pr != nil {
+			pr.use(func() { pr.rc.SetReadDeadline(t) })
+		}
+	}
 	return c.mapErr(c.t.SetReadDeadline(earliest(t, d.pollUntil)))
 }
 
@@ -303,6 +360,16 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	if t.IsZero() {
+		c.dl.writeNano.Store(0)
+	} else {
+		c.dl.writeNano.Store(max(t.UnixNano(), 1))
+	}
+	if c.pipe != nil {
+		if pr := c.pipe.ring.Load(); pr != nil {
+			pr.rc.SetWriteDeadline(t)
+		}
+	}
 	return c.mapErr(c.t.SetWriteDeadline(t))
 }
 
@@ -321,17 +388,25 @@ func (c *Conn) readDeadlinePassed() bool {
 }
 
 // MarshalCBOR lets a Conn travel inside a message sent by mp: its descriptor
-// goes beside the message. It fails outside mp's sending path.
+// goes beside the message (and a Pipe end's rings, see pipering.go). It
+// fails outside mp's sending path.
 func (c *Conn) MarshalCBOR() ([]byte, error) {
 	fd, err := c.Fileno()
 	if err != nil {
 		return nil, err
 	}
-	return codec.EncodeHandle(codec.HandleConn, fd, boolFlag(c.readable, flagReadable)|boolFlag(c.writable, flagWritable))
+	sock, err := codec.EncodeHandle(codec.HandleConn, fd, boolFlag(c.readable, flagReadable)|boolFlag(c.writable, flagWritable))
+	if err != nil || c.pipe == nil {
+		return sock, err
+	}
+	return c.marshalPipe(sock)
 }
 
 // UnmarshalCBOR receives a Conn sent by mp.
 func (c *Conn) UnmarshalCBOR(data []byte) error {
+	if isPipeWire(data) {
+		return c.unmarshalPipe(data)
+	}
 	fd, flags, err := codec.DecodeHandle(data, codec.HandleConn)
 	if err != nil {
 		return err
@@ -420,6 +495,11 @@ func (c *Conn) writeMessage(b []byte, fds []int) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.pipe != nil {
+		if pr := c.pipe.ring.Load(); pr != nil {
+			return c.writePipe(pr, b, fds)
+		}
+	}
 	if err := c.sendPending(); err != nil {
 		return err
 	}
@@ -435,44 +515,6 @@ func (c *Conn) writeMessage(b []byte, fds []int) error {
 		c.wbuf = frame.AppendHeader(c.wbuf[:0], len(b))
 		err = c.writeAll([][]byte{c.wbuf, b}, oob)
 	}
-	if cap(c.wbuf) > 1<<20 {
-		c.wbuf = nil
-	}
-	return err
-}
-
-// writeBatch sends each payload as one message, all in as few writes as
-// the socket takes: small ones are framed into one buffer, large ones go
-// from where they are.
-func (c *Conn) writeBatch(payloads [][]byte) error {
-	if err := c.checkWrite(); err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.sendPending(); err != nil {
-		return err
-	}
-	c.wbuf = c.wbuf[:0]
-	bufs := c.wbufs[:0]
-	start := 0
-	for _, p := range payloads {
-		c.wbuf = frame.AppendHeader(c.wbuf, len(p))
-		if len(p) <= smallMessage {
-			c.wbuf = append(c.wbuf, p...)
-			continue
-		}
-		// Earlier pieces of wbuf keep their bytes if it grows: append
-		// copies to a new array and leaves the old one as it was.
-		bufs = append(bufs, c.wbuf[start:], p)
-		start = len(c.wbuf)
-	}
-	if start < len(c.wbuf) {
-		bufs = append(bufs, c.wbuf[start:])
-	}
-	err := c.writeAll(bufs, nil)
-	clear(bufs)
-	c.wbufs = bufs[:0]
 	if cap(c.wbuf) > 1<<20 {
 		c.wbuf = nil
 	}
@@ -675,8 +717,16 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	}
 	var ready bool
 	var perr error
+	var pr *pipeRing
+	if c.pipe != nil {
+		pr = c.pipe.ring.Load()
+	}
 	look := func(fd uintptr) bool {
-		ready, perr = peekReadable(fd)
+		if pr != nil {
+			ready, perr = c.pipeReady(pr, fd)
+		} else {
+			ready, perr = peekReadable(fd)
+		}
 		return ready
 	}
 	var err error
@@ -752,8 +802,8 @@ func (c *Conn) checkRead() error {
 	return nil
 }
 
-// readMessage reads one frame. When dst is large enough the payload is read
-// into it; otherwise into a new slice. Called with rmu held.
+// readMessage reads one message. When dst is large enough the payload is
+// read into it; otherwise into a new slice. Called with rmu held.
 func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 	if err := c.checkRead(); err != nil {
 		return nil, err
@@ -762,29 +812,70 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 		// Even with a message buffered, as net.Conn's Read does.
 		return nil, os.ErrDeadlineExceeded
 	}
+	if c.pipe != nil {
+		if pr := c.pipe.ring.Load(); pr != nil {
+			return c.readPipe(pr, dst)
+		}
+	}
 	if c.pend.active {
 		return c.resumeMessage(dst)
 	}
+	for {
+		msg, special, err := c.readFrame(dst)
+		switch special {
+		case 0:
+			return msg, err
+		case frameSwitch:
+			// The other end of a Pipe made here got its rings, which
+			// are this end's too (see ringFor), and its sender moved
+			// to them. No other process holds this end: it would have
+			// the rings.
+			pr, err := c.ringFor()
+			if err != nil {
+				return nil, err
+			}
+			if pr == nil {
+				return nil, fmt.Errorf("%w: a frameSwitch on a Pipe without rings", ringconn.ErrCorrupt)
+			}
+			pr.rmode.Store(1)
+			return c.readPipe(pr, dst)
+		case frameBell:
+		default:
+			return nil, fmt.Errorf("%w: a stray frame %d", ringconn.ErrCorrupt, special)
+		}
+	}
+}
+
+// readFrame reads one frame. On a Pipe end a special frame (see
+// pipering.go) is returned as special, not as a message; elsewhere it is
+// a bad length, as for CPython. Called with rmu held.
+func (c *Conn) readFrame(dst []byte) ([]byte, int32, error) {
 	var n int64
 	for {
+		if c.pipe != nil {
+			if sp := specialFrame(c.rbuf[c.rpos:c.rend]); sp != 0 {
+				c.consume(4)
+				return nil, sp, nil
+			}
+		}
 		l, hdr, need, err := frame.Parse(c.rbuf[c.rpos:c.rend])
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if need == 0 {
 			n = l
 			c.consume(hdr)
 			break
 		}
-		if err := c.fill(need); err != nil {
+		if err := c.fill(need, need); err != nil {
 			if err == io.EOF && c.rend > c.rpos {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if c.maxLen > 0 && n > c.maxLen {
-		return nil, c.discardMessage(n, n, c.maxLen)
+		return nil, 0, c.discardMessage(n, n, c.maxLen)
 	}
 	if int64(c.rend-c.rpos) >= n {
 		// Whole message buffered.
@@ -796,7 +887,7 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 		}
 		copy(out, c.rbuf[c.rpos:])
 		c.consume(int(n))
-		return out, nil
+		return out, 0, nil
 	}
 	// The length is the peer's claim: memory grows as the bytes arrive
 	// (see frame.Grow), so a header alone costs at most frame.FirstChunk.
@@ -808,7 +899,8 @@ func (c *Conn) readMessage(dst []byte) ([]byte, error) {
 	}
 	got := copy(out[:cap(out)], c.rbuf[c.rpos:c.rend])
 	c.consume(got)
-	return c.readRest(out, int64(got), n, dst == nil || int64(len(dst)) < n)
+	msg, err := c.readRest(out, int64(got), n, dst == nil || int64(len(dst)) < n)
+	return msg, 0, err
 }
 
 // readRest reads the payload's bytes after out[:got] into out, growing it
@@ -862,7 +954,7 @@ func (c *Conn) resumeMessage(dst []byte) ([]byte, error) {
 func (c *Conn) discardMessage(left, n, limit int64) error {
 	for left > 0 {
 		if c.rend == c.rpos {
-			if err := c.fill(1); err != nil {
+			if err := c.fill(1, int(min(left, readBufSize))); err != nil {
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					c.pend = pendingRead{active: true, discard: true, limit: limit, got: n - left, n: n}
 				} else if err == io.EOF {
@@ -886,8 +978,10 @@ func (c *Conn) consume(n int) {
 	c.buffered.Store(int64(c.rend - c.rpos))
 }
 
-// fill reads until at least need bytes are buffered.
-func (c *Conn) fill(need int) error {
+// fill reads until at least need bytes are buffered. A Pipe end reads
+// no more than upTo (>= need) in all: the bytes after belong to whichever
+// holder of the end receives next (see pipering.go).
+func (c *Conn) fill(need, upTo int) error {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, readBufSize)
 	}
@@ -896,8 +990,12 @@ func (c *Conn) fill(need int) error {
 		c.rend -= c.rpos
 		c.rpos = 0
 	}
+	end := len(c.rbuf)
+	if c.pipe != nil {
+		end = min(end, c.rpos+upTo)
+	}
 	for c.rend-c.rpos < need {
-		n, err := c.readRaw(c.rbuf[c.rend:])
+		n, err := c.readRaw(c.rbuf[c.rend:end])
 		c.rend += n
 		c.buffered.Store(int64(c.rend - c.rpos))
 		if err != nil {
@@ -1026,7 +1124,7 @@ func (c *Conn) mapErr(err error) error {
 		return io.EOF
 	case errors.Is(err, syscall.ECONNRESET):
 		return io.EOF
-	case errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, syscall.EPIPE), err == io.ErrClosedPipe: // a socket's, or a ring's (see pipering.go)
 		return fmt.Errorf("mp: peer closed: %w", io.ErrClosedPipe)
 	}
 	return err

@@ -307,7 +307,7 @@ func (l *ledger) results() []ledgerRecord {
 // workerArgs (see openWorkerLink). Closing the pool's side unmaps the
 // memory there.
 func newWorkerLink() (*ringconn.Conn, *Conn, *RawArray[byte], error) {
-	a, b, err := Pipe(true)
+	a, b, err := socketPipe(true)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -33,6 +33,11 @@ func (c *Conn) waitFD() (int, bool, error) {
 	if c.buffered.Load() > 0 {
 		return -1, true, nil
 	}
+	if c.pipe != nil {
+		if pr := c.pipe.ring.Load(); pr != nil && c.pipeWaitReady(pr) {
+			return -1, true, nil
+		}
+	}
 	fd, err := c.Fileno()
 	return fd, false, err
 }

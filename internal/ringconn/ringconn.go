@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -140,8 +141,12 @@ type Conn struct {
 	keep       io.Closer // what maps the memory, closed with the Conn
 	in, out    ring
 	closed     atomic.Bool
-	futexSleep atomic.Bool  // see SetFutexSleep
-	limit      atomic.Int64 // see SetLimit
+	futexSleep atomic.Bool      // see SetFutexSleep
+	limit      atomic.Int64     // see SetLimit
+	shared     bool             // see NewShared
+	onEmpty    func(end uint64) // see SetEmptyHook
+	wdeadline  atomic.Int64     // see SetWriteDeadline: UnixNano, 0 for none
+	rdeadline  atomic.Int64     // see SetReadDeadline: UnixNano, 0 for none
 
 	rmu          sync.Mutex
 	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
@@ -158,6 +163,17 @@ type Conn struct {
 // sock, a connection to the peer. The side that made the memory passes
 // first true, the other false. keep, if not nil, is closed with the Conn.
 func New(sock Socket, mem []byte, first bool, keep io.Closer) (*Conn, error) {
+	c, err := newConn(sock, mem, first)
+	if err != nil {
+		return nil, err
+	}
+	c.keep = keep
+	c.in.owner.Store(shm.Self())
+	return c, nil
+}
+
+// newConn is what New and NewShared share.
+func newConn(sock Socket, mem []byte, first bool) (*Conn, error) {
 	if len(mem) < MemSize {
 		return nil, fmt.Errorf("ringconn: %d bytes of memory, need %d", len(mem), MemSize)
 	}
@@ -165,13 +181,117 @@ func New(sock Socket, mem []byte, first bool, keep io.Closer) (*Conn, error) {
 		return nil, errors.New("ringconn: memory not aligned")
 	}
 	a, b := newRing(mem[:headerSize+RingSize]), newRing(mem[headerSize+RingSize:MemSize])
-	c := &Conn{sock: sock, keep: keep, in: a, out: b}
+	c := &Conn{sock: sock, in: a, out: b}
 	if !first {
 		c.in, c.out = b, a
 	}
-	c.in.owner.Store(shm.Self())
 	c.spinner = newSpinner()
 	return c, nil
+}
+
+// NewShared makes one side of a ring connection, as New does, for a side
+// that several processes may hold at once (an mp.Pipe end passed to
+// children). The caller makes the operations of one side's holders take
+// turns: at most one process sends on a side at a time, and at most one
+// receives (a lock in the shared memory, say). Then:
+//
+//   - each send and each receive starts from the positions in the shared
+//     memory, not from this process's copy of them, since another holder
+//     may have moved them (they are checked as the peer's are);
+//   - a message is published whole: a send waits for room for all of it
+//     before it copies anything, so a receive never waits in the middle
+//     of a message, and a holder that dies or stops in a send leaves
+//     nothing of its message behind. A message must therefore fit in the
+//     ring: longer ones fail;
+//   - Close does not mark the ring closed, since the side's other holders
+//     may still send: the peer learns the end from the socket's end, which
+//     comes once every holder has closed its copy of the socket;
+//   - the owner word is not used: the reader may be any of the holders.
+//
+// The memory is not zeroed here: the side that made it zeroed it before
+// either side started.
+func NewShared(sock Socket, mem []byte, first bool) (*Conn, error) {
+	c, err := newConn(sock, mem, first)
+	if err != nil {
+		return nil, err
+	}
+	c.shared = true
+	return c, nil
+}
+
+// SetEmptyHook has f called, on a side made by NewShared, each time a
+// receive takes an empty message, with the position in the ring where
+// the message ends, before the tail moves there: a caller that gives
+// empty messages a meaning of its own (an mp.Pipe's marker) records that
+// it took one first, so that a holder that dies in between leaves the
+// next one able to tell whether the tail moved (see Tail and SkipTo).
+// Set it before the side is used.
+func (c *Conn) SetEmptyHook(f func(end uint64)) { c.onEmpty = f }
+
+// Tail returns the in ring's tail as the shared memory holds it.
+func (c *Conn) Tail() uint64 { return c.in.tail.Load() }
+
+// SkipTo moves the in ring's tail forward to end, on a side made by
+// NewShared, for a caller that knows a message up to end was taken (see
+// SetEmptyHook). An end behind the tail or past the head is refused with
+// ErrCorrupt.
+func (c *Conn) SkipTo(end uint64) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	tail, head := c.in.tail.Load(), c.in.head.Load()
+	if end-tail > head-tail || head-tail > RingSize {
+		return fmt.Errorf("%w: a skip to %d, the tail is %d, the head %d", ErrCorrupt, end, tail, head)
+	}
+	c.in.tail.Store(end)
+	return nil
+}
+
+// MaxShared is the longest message a side made by NewShared sends.
+const MaxShared = RingSize - 8
+
+// SetWriteDeadline sets the time after which a send waiting for room in
+// the ring gives up with an error matching os.ErrDeadlineExceeded; the
+// zero time removes it. On a side made by NewShared such a send has sent
+// nothing; on one made by New, its message may be partly out (the
+// connection is then out of step, close it).
+func (c *Conn) SetWriteDeadline(t time.Time) {
+	if t.IsZero() {
+		c.wdeadline.Store(0)
+		return
+	}
+	c.wdeadline.Store(max(t.UnixNano(), 1))
+}
+
+// SetReadDeadline tells a receive that sleeps on a futex (see
+// SetFutexSleep) to move to the socket by t, whose read deadline the
+// caller has set to t too: the socket's wait then ends at the deadline
+// (with an error matching os.ErrDeadlineExceeded, see Socket). The zero
+// time removes it.
+func (c *Conn) SetReadDeadline(t time.Time) {
+	if t.IsZero() {
+		c.rdeadline.Store(0)
+		return
+	}
+	c.rdeadline.Store(max(t.UnixNano(), 1))
+	wakeFutex(c.in.sleeping) // a sleeper looks at the new deadline
+}
+
+// Ready reports whether the in ring holds data no receive has taken: a
+// receive would not wait for a message to begin. It takes no lock and
+// reads only the shared memory, so it sees what another holder of the
+// side left too (see NewShared).
+func (c *Conn) Ready() bool {
+	return c.in.head.Load() != c.in.tail.Load()
+}
+
+// Arm asks the writer to ring the socket's doorbell with its next
+// message, for a caller about to wait on the socket's descriptor itself
+// (mp.Wait), and reports whether data came meanwhile (then no doorbell
+// may come: do not wait). A doorbell that no receive takes stays in the
+// socket; the next receive that sleeps takes it, harmlessly.
+func (c *Conn) Arm() bool {
+	c.in.sleeping.Swap(sleepSocket) // a full fence before the look at head: see publish
+	return c.Ready() || c.in.closed.Load() == 1
 }
 
 // Close ends the connection: the peer's reads see the end once they have
@@ -180,7 +300,9 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.out.closed.Store(1)
+	if !c.shared {
+		c.out.closed.Store(1)
+	}
 	// Wake our reader and the peer's if they sleep on a futex; on the
 	// socket, its end wakes them.
 	wakeFutex(c.out.sleeping)
@@ -205,7 +327,35 @@ func (c *Conn) SendBytes(b []byte) error {
 	}
 	var hdr [8]byte
 	binary.LittleEndian.PutUint64(hdr[:], uint64(len(b)))
+	if c.shared {
+		return c.writeWhole(hdr[:], b)
+	}
 	return c.write(hdr[:], b)
+}
+
+// writeWhole is write for a side made by NewShared: it starts from the
+// positions in the shared memory, waits for room for the whole message,
+// then copies and publishes it at once. Called with wmu held.
+func (c *Conn) writeWhole(hdr, b []byte) error {
+	if len(b) > MaxShared {
+		return fmt.Errorf("ringconn: a %d-byte message on a shared ring, which takes at most %d", len(b), MaxShared)
+	}
+	if head := c.out.head.Load(); head != c.whead {
+		// Another holder sent since this one did (the head only
+		// grows): start from the shared positions. Otherwise the tail
+		// this holder last saw is still a bound, and reading the
+		// tail, whose cache line is the reader's, would cost a miss.
+		tail := c.out.tail.Load()
+		if head-tail > RingSize {
+			return fmt.Errorf("%w: the head is %d, the tail %d, the ring %d bytes", ErrCorrupt, head, tail, RingSize)
+		}
+		c.whead, c.wtail = head, tail
+	}
+	need := len(hdr) + len(b)
+	if err := c.waitRoom(need); err != nil {
+		return err
+	}
+	return c.write(hdr, b)
 }
 
 // SendBatch sends each of msgs as one message, as SendBytes would one
@@ -257,7 +407,7 @@ func (c *Conn) write(parts ...[]byte) error {
 				}
 				if room = RingSize - int(head-c.wtail); room == 0 {
 					c.publish(head)
-					if err := c.waitRoom(); err != nil {
+					if err := c.waitRoom(1); err != nil {
 						return err
 					}
 					continue
@@ -322,12 +472,12 @@ func (c *Conn) loadTail() error {
 	return nil
 }
 
-// waitRoom waits until the reader of the out ring frees some room. It
+// waitRoom waits until the out ring has room for need bytes. It
 // polls: the reader is busy reading (it sleeps only on an empty ring),
 // unless it has closed or died, which its closed flag (in the ring it
 // writes), the owner word and, beyond what the peer can write, the end
 // of its socket tell. Called with wmu held, the head published.
-func (c *Conn) waitRoom() error {
+func (c *Conn) waitRoom(need int) error {
 	r := &c.out
 	start := time.Now()
 	nap := 10 * time.Microsecond
@@ -336,17 +486,20 @@ func (c *Conn) waitRoom() error {
 		if err := c.loadTail(); err != nil {
 			return err
 		}
-		if c.whead-c.wtail < RingSize {
+		if RingSize-int(c.whead-c.wtail) >= need {
 			return nil
 		}
 		if c.closed.Load() {
 			return connerr.ErrClosed
 		}
-		if c.in.closed.Load() == 1 {
+		if !c.shared && c.in.closed.Load() == 1 {
 			return io.ErrClosedPipe // the reader closed: nothing will free room
 		}
 		if i%16 == 15 {
 			now := time.Now()
+			if d := c.wdeadline.Load(); d != 0 && now.UnixNano() >= d {
+				return os.ErrDeadlineExceeded
+			}
 			if now.Sub(start) < DefaultSpin {
 				runtime.Gosched()
 				continue
@@ -373,7 +526,14 @@ func (c *Conn) peerHungUp() bool {
 	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
 	n, err := unix.Poll(pfd, 0)
-	return err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+	gone := int16(unix.POLLRDHUP | unix.POLLHUP | unix.POLLERR)
+	if c.shared {
+		// A shared side's socket may be shut for reading on purpose (a
+		// one-way mp.Pipe), which POLLRDHUP reports too; the peer's
+		// close shuts both ways.
+		gone = unix.POLLHUP | unix.POLLERR
+	}
+	return err == nil && n > 0 && pfd[0].Revents&gone != 0
 }
 
 // SetLimit caps the length of the messages received: a longer one is
@@ -414,6 +574,12 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	if c.closed.Load() {
 		return 0, connerr.ErrClosed
 	}
+	if c.shared {
+		// Another holder may have read since (see NewShared); the
+		// tail is checked against the head as it is read (see avail).
+		c.rtail = c.in.tail.Load()
+		c.rhead = c.rtail
+	}
 	var hdr [8]byte
 	if err := c.read(hdr[:], true); err != nil {
 		return 0, err
@@ -422,6 +588,9 @@ func (c *Conn) RecvBytesInto(buf []byte, offset int) (int, error) {
 	limit := uint64(maxMessage)
 	if l := c.limit.Load(); l > 0 {
 		limit = min(limit, uint64(l))
+	}
+	if n == 0 && c.onEmpty != nil {
+		c.onEmpty(c.rtail) // before the tail moves past it: see SetEmptyHook
 	}
 	defer func() { c.in.tail.Store(c.rtail) }() // the message's room back
 	if n > limit {
@@ -588,6 +757,11 @@ func (c *Conn) waitData() error {
 			if hold.IsZero() {
 				hold = now.Add(futexHold)
 			}
+			if d := c.rdeadline.Load(); d != 0 && d < hold.UnixNano() {
+				// The socket, where the sleep moves after, ends the
+				// wait at the deadline.
+				hold = time.Unix(0, d)
+			}
 			onFutex = now.Before(hold) && takeSlot(&futexSleepers)
 		}
 		if onFutex {
@@ -624,6 +798,11 @@ func (c *Conn) waitData() error {
 		}
 		if err != nil {
 			r.sleeping.Store(0)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The socket's read deadline (an mp.Conn's): the
+				// receive gives up, nothing of a message read.
+				return err
+			}
 			if errors.Is(err, connerr.ErrMessageTooLong) {
 				return fmt.Errorf("%w: a doorbell with content", ErrCorrupt)
 			}
