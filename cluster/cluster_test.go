@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -261,5 +262,55 @@ func TestCloseTerminatesPools(t *testing.T) {
 	}
 	if _, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers}); !errors.Is(err, ErrClosed) {
 		t.Errorf("NewPool on a closed cluster: %v", err)
+	}
+}
+
+// MP_AUTHKEY in hexadecimal ("hex:..."), as `mp cluster serve` and mp
+// manager read it: the worker derives its token from the key's bytes, so
+// it meets a server given the same key.
+func TestWorkerHexAuthkey(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	key := []byte{0x00, 0xff, 0x10, 0x80, 0x7f} // not text: only its hex form can be given
+	node, err := natsnode.Start(ctx, natsnode.Options{Token: natsnode.TokenFromAuthkey(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	c, err := Start(ctx, Options{URL: node.URL(), Token: natsnode.TokenFromAuthkey(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	startWorker(t, c, "1", "MP_AUTHKEY=hex:"+hex.EncodeToString(key))
+	out, err := double.Map(ctx, pool, []int{1, 2, 3}, 1)
+	if err != nil || len(out) != 3 || out[2] != 6 {
+		t.Fatalf("Map: %v, %v", out, err)
+	}
+}
+
+// A worker whose URL carries a token sends no token of its own, even
+// with MP_AUTHKEY set (even to a key that does not parse); without one
+// in the URL, the token comes from the key's bytes.
+func TestWorkerOptionsFromEnv(t *testing.T) {
+	t.Setenv(EnvCluster, "nats://127.0.0.1:4222, nats://secret@127.0.0.1:4223")
+	t.Setenv("MP_AUTHKEY", "hex:zz")
+	o, err := workerOptionsFromEnv()
+	if err != nil || o.Token != "" {
+		t.Errorf("URL with a token: Token %q, err %v; want none", o.Token, err)
+	}
+	t.Setenv(EnvCluster, "nats://127.0.0.1:4222")
+	t.Setenv("MP_AUTHKEY", "hex:00ff")
+	o, err = workerOptionsFromEnv()
+	if want := natsnode.TokenFromAuthkey([]byte{0, 0xff}); err != nil || o.Token != want {
+		t.Errorf("hex key: Token %q, err %v; want %q", o.Token, err, want)
+	}
+	t.Setenv("MP_AUTHKEY", "hex:zz")
+	if _, err := workerOptionsFromEnv(); err == nil {
+		t.Error("a bad hex key is accepted")
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
 	"github.com/go-mp/mp/internal/natsnode"
+	"github.com/go-mp/mp/manager"
 )
 
 // WorkerOptions configure a worker (see RunWorker).
@@ -67,33 +70,64 @@ func init() { clusterhook.Main = workerMain }
 // The variables are removed first: the worker's own children are no
 // workers.
 func workerMain() {
-	url := os.Getenv(EnvCluster)
-	if url == "" {
+	if os.Getenv(EnvCluster) == "" {
 		return
 	}
-	o := WorkerOptions{URL: url, Pool: os.Getenv(EnvPool), Creds: os.Getenv(EnvCreds)}
-	if n := os.Getenv(EnvProcesses); n != "" {
-		v, err := strconv.Atoi(n)
-		if err != nil || v < 0 {
-			fmt.Fprintf(os.Stderr, "mp cluster worker: bad %s=%q\n", EnvProcesses, n)
-			os.Exit(2)
-		}
-		o.Local.Processes = v
-	}
-	if key := os.Getenv("MP_AUTHKEY"); key != "" {
-		o.Token = natsnode.TokenFromAuthkey([]byte(key))
+	o, err := workerOptionsFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mp cluster worker:", err)
+		os.Exit(2)
 	}
 	for _, e := range []string{EnvCluster, EnvPool, EnvProcesses, EnvCreds} {
 		os.Unsetenv(e)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := RunWorker(ctx, o)
+	err = RunWorker(ctx, o)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mp cluster worker:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// workerOptionsFromEnv reads a worker's options from the environment.
+// MP_AUTHKEY is read as mp manager and `mp cluster serve` read it
+// (manager.AuthkeyFromEnv: "hex:..." is hexadecimal), and gives the
+// token derived from it (natsnode.TokenFromAuthkey), unless the URL
+// carries its own credentials, which the client would use instead.
+func workerOptionsFromEnv() (WorkerOptions, error) {
+	o := WorkerOptions{URL: os.Getenv(EnvCluster), Pool: os.Getenv(EnvPool), Creds: os.Getenv(EnvCreds)}
+	if n := os.Getenv(EnvProcesses); n != "" {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 {
+			return o, fmt.Errorf("bad %s=%q", EnvProcesses, n)
+		}
+		o.Local.Processes = v
+	}
+	if urlHasUser(o.URL) {
+		return o, nil
+	}
+	key, err := manager.AuthkeyFromEnv()
+	if err != nil {
+		return o, err
+	}
+	if key != nil {
+		o.Token = natsnode.TokenFromAuthkey(key)
+	}
+	return o, nil
+}
+
+// urlHasUser reports whether one of the comma-separated NATS URLs
+// carries a user or a token (nats://TOKEN@host:port).
+func urlHasUser(urls string) bool {
+	for _, s := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err == nil && u.User != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // RunWorker serves the cluster's tasks of opts.Pool until ctx ends, then
