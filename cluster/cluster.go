@@ -52,6 +52,13 @@
 // the call is in the stream, out of the Future's reach; cancel the
 // call's ctx instead. A pool on a cluster lists no workers in Stats.
 //
+// A task travels as one NATS message, which the server caps (its
+// max_payload: 1 MiB by default, and for the embedded server). Map and
+// MapAsync cut their chunks to fit; an argument, or a Map's item alone,
+// too large for a message fails its call with a *TooLargeError
+// (ErrTooLarge) and is not sent; a result too large fails its task with
+// an *mp.RemoteError that says so. Imap's chunks are not cut by size.
+//
 // Tasks reach only workers built from a compatible program: the subject
 // of a task carries a fingerprint of the registered targets' names and
 // types, so a worker built from other code never takes them. A pool whose

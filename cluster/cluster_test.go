@@ -154,8 +154,12 @@ func TestTooLarge(t *testing.T) {
 	if _, err := big.Apply(ctx, pool, limit+10); err == nil || !strings.Contains(err.Error(), "max payload") {
 		t.Errorf("result too large: got %v", err)
 	}
-	if _, err := double.Map(ctx, pool, make([]int, limit/2), limit/2); err == nil || !strings.Contains(err.Error(), "maximum payload") {
+	if _, err := byteLen.Apply(ctx, pool, make([]byte, limit)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max payload") {
 		t.Errorf("argument too large: got %v", err)
+	}
+	// Chunks of a size given are cut to fit too (see TestMapChunksFitMaxPayload).
+	if out, err := double.Map(ctx, pool, make([]int, limit/2), limit/2); err != nil || len(out) != limit/2 {
+		t.Errorf("Map of chunks larger than a message: %v", err)
 	}
 	if v, err := big.Apply(ctx, pool, 10); err != nil || len(v) != 10 {
 		t.Errorf("after: %v, %v", len(v), err)
@@ -312,5 +316,59 @@ func TestWorkerOptionsFromEnv(t *testing.T) {
 	t.Setenv("MP_AUTHKEY", "hex:zz")
 	if _, err := workerOptionsFromEnv(); err == nil {
 		t.Error("a bad hex key is accepted")
+	}
+}
+
+var byteLen = mp.Register("cluster.test.len", func(b []byte) (int, error) { return len(b), nil })
+
+// A Map on a cluster cuts its chunks to what the server's messages hold
+// (1 MiB by default, where a local pool's chunks reach 4 MiB): items of
+// 300 KiB, 12 MiB in all, and 2 Mi fixed-size items (16 MiB, sent from
+// their memory locally) all arrive; an item alone larger than a message
+// fails with ErrTooLarge, and so does such an Apply.
+func TestMapChunksFitMaxPayload(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	c := startCluster(t, Options{})
+	if mpl := c.conn.nc.MaxPayload(); mpl > 1<<20 {
+		t.Fatalf("the embedded server's max payload is %d: the test expects 1 MiB", mpl)
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	items := make([][]byte, 40)
+	for i := range items {
+		items[i] = make([]byte, 300<<10+i)
+	}
+	lens, err := byteLen.Map(ctx, pool, items, 0)
+	if err != nil {
+		t.Fatalf("Map of 300 KiB items: %v", err)
+	}
+	for i, l := range lens {
+		if l != len(items[i]) {
+			t.Fatalf("item %d: length %d, want %d", i, l, len(items[i]))
+		}
+	}
+	ints := make([]int, 2<<20)
+	for i := range ints {
+		ints[i] = i
+	}
+	out, err := double.Map(ctx, pool, ints, 0)
+	if err != nil {
+		t.Fatalf("Map of 2 Mi ints: %v", err)
+	}
+	for i, v := range out {
+		if v != 2*i {
+			t.Fatalf("item %d: %d", i, v)
+		}
+	}
+	huge := [][]byte{{1}, make([]byte, 2<<20), {2}}
+	if _, err := byteLen.Map(ctx, pool, huge, 0); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Map with an item of 2 MiB: %v, want ErrTooLarge", err)
+	}
+	var tl *TooLargeError
+	if _, err := byteLen.Apply(ctx, pool, make([]byte, 2<<20)); !errors.As(err, &tl) || tl.Limit != c.conn.nc.MaxPayload() {
+		t.Errorf("Apply of 2 MiB: %v, want a *TooLargeError", err)
 	}
 }
