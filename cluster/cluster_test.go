@@ -372,3 +372,32 @@ func TestMapChunksFitMaxPayload(t *testing.T) {
 		t.Errorf("Apply of 2 MiB: %v, want a *TooLargeError", err)
 	}
 }
+
+// ReadStatus finds the pool's queue (its name and build) and its local
+// workers' heartbeats, as `mp cluster status` prints them.
+func TestReadStatus(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	if _, err := double.Apply(ctx, pool, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(ctx, StatusOptions{URL: c.URL(), Listen: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := clusterhook.Fingerprint()
+	if len(st.Pools) != 1 || st.Pools[0].Pool != "default" || st.Pools[0].Build != fp || st.Pools[0].Queued != 0 {
+		t.Errorf("pools %+v, want default of build %s", st.Pools, fp)
+	}
+	if len(st.Workers) != 1 || st.Workers[0].Build != fp || st.Workers[0].Slots != 2 || st.Workers[0].Pool != "default" {
+		t.Errorf("workers %+v, want one of 2 slots", st.Workers)
+	}
+	if len(st.Streams) != 2 || st.Version == "" {
+		t.Errorf("streams %d, version %q", len(st.Streams), st.Version)
+	}
+}

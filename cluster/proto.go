@@ -45,7 +45,10 @@ func jobSubject(pool, fp, inst string, job uint64) string {
 	return taskPrefix + pool + "." + fp + "." + inst + "-" + strconv.FormatUint(job, 10)
 }
 
-func taskDurable(pool, fp string) string { return "mpw_" + pool + "_" + fp }
+// taskDurablePrefix starts the name of each tasks' durable consumer.
+const taskDurablePrefix = "mpw_"
+
+func taskDurable(pool, fp string) string { return taskDurablePrefix + pool + "_" + fp }
 
 func resultDurable(inst string) string { return "mpr_" + inst }
 
@@ -244,7 +247,7 @@ func (h *heartbeat) parse(b []byte) error {
 		return errBadMessage
 	}
 	*h = heartbeat{ID: r.str(), Slots: r.uvarint()}
-	if r.bad || h.Slots > 1<<20 {
+	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 {
 		return errBadMessage
 	}
 	return nil
