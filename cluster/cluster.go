@@ -21,8 +21,10 @@
 // Each task runs at least once across the cluster: a task whose worker,
 // worker process or machine dies (or stops answering) is given again to
 // a worker after the ack wait (Options.AckWait), and a task may run twice
-// when its worker dies after running it and before the cluster heard of
-// its result. A target that must be idempotent (registered with
+// when its worker dies after running it and before its result reached
+// the pool (a small result is sent to the pool directly, and stored in
+// the stream only when the pool does not answer: see directMax) or the
+// stream. A target that must be idempotent (registered with
 // mp.RegisterCtx) finds the task's id, the same on every attempt, with
 // TaskID. The caller receives exactly one result per item, in input
 // order for Map and Imap: results are deduplicated by job and index.
@@ -176,7 +178,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		c.node, c.url = n, n.URL()
 	}
-	cn, err := dial(ctx, connOptions{URL: c.url, Creds: opts.Creds, Token: opts.Token, TLS: opts.TLS, Name: "mp pool"})
+	co := connOptions{URL: c.url, Creds: opts.Creds, Token: opts.Token, TLS: opts.TLS, Name: "mp pool"}
+	if c.node != nil {
+		co.inProcess = c.node.Server()
+	}
+	cn, err := dial(ctx, co)
 	if err == nil {
 		err = cn.ensureStreams(ctx, opts.Replicas)
 		if err != nil {
@@ -288,6 +294,8 @@ type connOptions struct {
 	URL, Creds, Token string
 	TLS               *tls.Config
 	Name              string
+	// inProcess, the embedded server, is reached without a socket.
+	inProcess nats.InProcessConnProvider
 }
 
 // conn is a NATS connection with its JetStream.
@@ -324,6 +332,9 @@ func dial(ctx context.Context, o connOptions) (*conn, error) {
 	}
 	if o.TLS != nil {
 		opts = append(opts, nats.Secure(o.TLS))
+	}
+	if o.inProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.inProcess))
 	}
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Until(d), time.Millisecond)))

@@ -22,8 +22,9 @@ import (
 //
 //	mp.cancel.POOL                   stop a job's running tasks
 //	mp.hb.POOL.FP                    a worker's heartbeat
-//	mp.direct.INST                   a small result, sent to its pool ahead of
-//	                                 its copy in the stream
+//	mp.direct.INST                   a small result, sent to its pool as a
+//	                                 request; stored in the stream (mp.res.INST)
+//	                                 only if the pool does not answer
 const (
 	taskStream   = "MP_TASKS"
 	resultStream = "MP_RESULTS"
@@ -34,9 +35,12 @@ const (
 	directPrefix = "mp.direct."
 )
 
-// directMax is the largest result a worker also sends directly to its
-// pool: the pool has it one stream delivery sooner. The copy in the
-// stream is what a result's delivery relies on.
+// directMax is the largest result a worker sends directly to its pool,
+// over core NATS: the pool has it one stream delivery sooner, and answers
+// once it has taken it; the worker acknowledges the task then, and stores
+// the result in the stream only when no answer comes (the pool is gone,
+// or slow, or the message was lost). A larger result goes through the
+// stream.
 const directMax = 64 << 10
 
 func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }

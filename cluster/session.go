@@ -317,18 +317,20 @@ func (s *session) onResult(m jetstream.Msg) {
 	s.take(data, m.Subject())
 }
 
-// onDirect settles the task of a result sent over core NATS, ahead of
-// its copy in the stream (see directMax).
+// onDirect settles the task of a result sent over core NATS (see
+// directMax), then tells its worker, which stores the result in the
+// stream only if no answer comes.
 func (s *session) onDirect(m *nats.Msg) {
 	if h := testHookDropDirect; h != nil && h() {
 		return
 	}
 	s.take(m.Data, m.Subject)
+	m.Respond(nil)
 }
 
 // take settles the task of a result, unless it has its outcome: a task
-// has its result published to the stream, and a small one also sent
-// directly, and a task run twice has two; the first one counts.
+// run twice has two results, and a result sent directly that was not
+// answered in time is also stored in the stream; the first one counts.
 func (s *session) take(data []byte, subject string) {
 	var res resultMsg
 	if res.parse(data) != nil {

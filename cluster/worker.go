@@ -427,7 +427,7 @@ func (n *node) run(m *nats.Msg) {
 		}
 		r := resultMsg{Job: t.Job, Index: t.Index, Kind: resLost,
 			Payload: fmt.Appendf(nil, "%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, attempts)}
-		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil)
+		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil, nil)
 		return
 	}
 	// The outcome is settled, and a result published, on the goroutine
@@ -436,6 +436,7 @@ func (n *node) run(m *nats.Msg) {
 		answer []byte // the delivery's answer when no result is published
 		body   []byte // the result message published
 		ack    jetstream.PubAckFuture
+		direct <-chan bool // whether the pool took the result sent directly
 	}
 	out := make(chan outcome, 1)
 	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
@@ -457,9 +458,12 @@ func (n *node) run(m *nats.Msg) {
 			// b lives only until Finish returns: the message copies it.
 			o := outcome{body: r.appendTo(nil)}
 			if len(o.body) <= directMax {
-				n.cn.nc.Publish(directPrefix+t.Inst, o.body)
+				direct := make(chan bool, 1)
+				go func() { direct <- n.sendDirect(t.Inst, o.body) }()
+				o.direct = direct
+			} else {
+				o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			}
-			o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			out <- o
 		}})
 	o := <-out
@@ -467,17 +471,44 @@ func (n *node) run(m *nats.Msg) {
 		n.answer(m, o.answer)
 		return
 	}
-	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack)
+	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack, o.direct)
 }
 
-// deliverResult acknowledges the delivery m once the stream has its
-// result body, published already (ack) or not yet (ack nil). The slot is
-// free meanwhile: its next pull goes out while the stream takes the
-// result.
-func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture) {
+// directWait is how long a worker waits at most for its pool to say it
+// took a result sent directly, before it stores the result in the
+// stream: a quarter of the ack wait if that is less, so that the task is
+// acknowledged before the stream gives it to another worker.
+const directWait = 2 * time.Second
+
+// sendDirect sends a result to its pool over core NATS, as a request:
+// the pool answers once it has taken the result (or had one for that
+// task). It reports whether the pool answered in time (directWait).
+func (n *node) sendDirect(inst string, body []byte) bool {
+	wait := directWait
+	n.mu.Lock()
+	if n.ackWait > 0 {
+		wait = min(wait, n.ackWait/4)
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, wait)
+	defer cancel()
+	_, err := n.cn.nc.RequestWithContext(ctx, directPrefix+inst, body)
+	return err == nil
+}
+
+// deliverResult acknowledges the delivery m once its pool has its
+// result body: the pool said it took it (direct, see sendDirect), or the
+// stream has it, published already (ack) or not yet (ack nil), which is
+// where a result the pool did not answer for goes. The slot is free
+// meanwhile: its next pull goes out while the result is delivered.
+func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture, direct <-chan bool) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		if direct != nil && <-direct {
+			n.answer(m, ackOK)
+			return
+		}
 		if !n.resultStored(ack) && !n.publishResult(subject, body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
 			return
