@@ -52,7 +52,13 @@
 //
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the
-// call's ctx instead. A pool on a cluster lists no workers in Stats.
+// call's ctx instead.
+//
+// Pool.Stats of a pool on a cluster returns an empty list, local
+// workers (Processes > 0) included: its workers serve the cluster's
+// queue, not the pool, and may be in other processes. ReadStatus (and
+// `mp cluster status`) lists the workers heard from, with their slots;
+// Pool.Processes gives about how many tasks they run at a time.
 //
 // A task travels as one NATS message, which the server caps (its
 // max_payload: 1 MiB by default, and for the embedded server). Map and

@@ -401,3 +401,23 @@ func TestReadStatus(t *testing.T) {
 		t.Errorf("streams %d, version %q", len(st.Streams), st.Version)
 	}
 }
+
+// Pool.Stats of a pool on a cluster is empty, local workers included, as
+// the package doc says; Processes counts the local workers' slots.
+func TestStatsOnCluster(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	if _, err := double.Apply(testCtx(t, 30*time.Second), pool, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := pool.Stats(); len(st) != 0 {
+		t.Errorf("Stats: %+v, want none", st)
+	}
+	if n := pool.Processes(); n < 2 {
+		t.Errorf("Processes: %d, want the 2 local slots at least", n)
+	}
+}
