@@ -27,14 +27,17 @@ const mapChunkBytes = 4 << 20
 
 // chunkEnds returns where the chunks of items end: every chunksize items
 // if chunksize > 0; else as Python chooses (defaultChunksize), but with no
-// more than about mapChunkBytes of encoded items each (one item at
-// least). The sizes of strings and byte slices are their lengths; those of
-// other types are estimated from a few items encoded. Chunks of a
-// fixed-size type are not capped: Map sends them from the items' own
-// memory, at no cost in memory.
-func chunkEnds[T any](items []T, chunksize, workers int) []chunkEnd {
+// more than about maxBytes (mapChunkBytes, or less for a pool on a
+// cluster, whose messages are smaller: see Pool.chunkBytes) of encoded
+// items each (one item at least). The sizes of strings and byte slices
+// are their lengths; those of other types are estimated from a few items
+// encoded. Chunks of a fixed-size type are not capped to mapChunkBytes:
+// Map sends them from the items' own memory, at no cost in memory. A
+// maxBytes below mapChunkBytes is a limit of the transport: it caps every
+// chunk, even of a chunksize given.
+func chunkEnds[T any](items []T, chunksize, workers, maxBytes int) []chunkEnd {
 	n := len(items)
-	capped := chunksize <= 0 && !codec.RawChunks[T]()
+	capped := (chunksize <= 0 && !codec.RawChunks[T]()) || maxBytes < mapChunkBytes
 	if chunksize <= 0 {
 		chunksize = defaultChunksize(n, workers)
 	}
@@ -48,7 +51,7 @@ func chunkEnds[T any](items []T, chunksize, workers int) []chunkEnd {
 	size := itemSize(items)
 	for off := 0; off < n; {
 		end, sum := off, 0
-		for end < n && end-off < chunksize && (end == off || sum+size(end) <= mapChunkBytes) {
+		for end < n && end-off < chunksize && (end == off || sum+size(end) <= maxBytes) {
 			sum += size(end)
 			end++
 		}
@@ -67,6 +70,9 @@ type chunkEnd struct{ end, size int }
 func itemSize[T any](items []T) func(i int) int {
 	t := reflect.TypeFor[T]()
 	switch {
+	case codec.RawChunks[T]():
+		// Sent as their memory (see codec.RawChunks).
+		return func(int) int { return int(t.Size()) }
 	case codec.HasOwnCodec(t):
 	case t.Kind() == reflect.String:
 		return func(i int) int { return 9 + len(*(*string)(unsafe.Pointer(&items[i]))) }

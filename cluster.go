@@ -257,3 +257,15 @@ func fingerprint() string {
 	h := sha256.Sum256([]byte(strings.Join(lines, "\n")))
 	return hex.EncodeToString(h[:8])
 }
+
+// chunkBytes is about the most bytes of encoded items in one of Map's
+// chunks: mapChunkBytes, or less for a pool on a cluster whose messages
+// are smaller (clusterhook.Session.MaxTaskBytes).
+func (p *Pool) chunkBytes() int {
+	if p.cluster != nil {
+		if m := p.cluster.s.MaxTaskBytes(); m > 0 {
+			return min(m, mapChunkBytes)
+		}
+	}
+	return mapChunkBytes
+}

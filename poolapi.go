@@ -214,7 +214,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		res.resolve(out, nil)
 		return res, halt
 	}
-	ends := chunkEnds(items, chunksize, pool.Processes())
+	ends := chunkEnds(items, chunksize, pool.Processes(), pool.chunkBytes())
 	raw := codec.RawChunks[A]()
 	lazy := !raw && (!copyItems || codec.InertItems[A]())
 	if lazy && copyItems {

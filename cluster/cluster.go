@@ -21,8 +21,10 @@
 // Each task runs at least once across the cluster: a task whose worker,
 // worker process or machine dies (or stops answering) is given again to
 // a worker after the ack wait (Options.AckWait), and a task may run twice
-// when its worker dies after running it and before the cluster heard of
-// its result. A target that must be idempotent (registered with
+// when its worker dies after running it and before its result reached
+// the pool (a small result is sent to the pool directly, and stored in
+// the stream only when the pool does not answer: see directMax) or the
+// stream. A target that must be idempotent (registered with
 // mp.RegisterCtx) finds the task's id, the same on every attempt, with
 // TaskID. The caller receives exactly one result per item, in input
 // order for Map and Imap: results are deduplicated by job and index.
@@ -50,7 +52,20 @@
 //
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the
-// call's ctx instead. A pool on a cluster lists no workers in Stats.
+// call's ctx instead.
+//
+// Pool.Stats of a pool on a cluster returns an empty list, local
+// workers (Processes > 0) included: its workers serve the cluster's
+// queue, not the pool, and may be in other processes. ReadStatus (and
+// `mp cluster status`) lists the workers heard from, with their slots;
+// Pool.Processes gives about how many tasks they run at a time.
+//
+// A task travels as one NATS message, which the server caps (its
+// max_payload: 1 MiB by default, and for the embedded server). Map and
+// MapAsync cut their chunks to fit; an argument, or a Map's item alone,
+// too large for a message fails its call with a *TooLargeError
+// (ErrTooLarge) and is not sent; a result too large fails its task with
+// an *mp.RemoteError that says so. Imap's chunks are not cut by size.
 //
 // Tasks reach only workers built from a compatible program: the subject
 // of a task carries a fingerprint of the registered targets' names and
@@ -169,7 +184,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		c.node, c.url = n, n.URL()
 	}
-	cn, err := dial(ctx, connOptions{URL: c.url, Creds: opts.Creds, Token: opts.Token, TLS: opts.TLS, Name: "mp pool"})
+	co := connOptions{URL: c.url, Creds: opts.Creds, Token: opts.Token, TLS: opts.TLS, Name: "mp pool"}
+	if c.node != nil {
+		co.inProcess = c.node.Server()
+	}
+	cn, err := dial(ctx, co)
 	if err == nil {
 		err = cn.ensureStreams(ctx, opts.Replicas)
 		if err != nil {
@@ -281,6 +300,8 @@ type connOptions struct {
 	URL, Creds, Token string
 	TLS               *tls.Config
 	Name              string
+	// inProcess, the embedded server, is reached without a socket.
+	inProcess nats.InProcessConnProvider
 }
 
 // conn is a NATS connection with its JetStream.
@@ -317,6 +338,9 @@ func dial(ctx context.Context, o connOptions) (*conn, error) {
 	}
 	if o.TLS != nil {
 		opts = append(opts, nats.Secure(o.TLS))
+	}
+	if o.inProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.inProcess))
 	}
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Until(d), time.Millisecond)))

@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -153,8 +154,12 @@ func TestTooLarge(t *testing.T) {
 	if _, err := big.Apply(ctx, pool, limit+10); err == nil || !strings.Contains(err.Error(), "max payload") {
 		t.Errorf("result too large: got %v", err)
 	}
-	if _, err := double.Map(ctx, pool, make([]int, limit/2), limit/2); err == nil || !strings.Contains(err.Error(), "maximum payload") {
+	if _, err := byteLen.Apply(ctx, pool, make([]byte, limit)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max payload") {
 		t.Errorf("argument too large: got %v", err)
+	}
+	// Chunks of a size given are cut to fit too (see TestMapChunksFitMaxPayload).
+	if out, err := double.Map(ctx, pool, make([]int, limit/2), limit/2); err != nil || len(out) != limit/2 {
+		t.Errorf("Map of chunks larger than a message: %v", err)
 	}
 	if v, err := big.Apply(ctx, pool, 10); err != nil || len(v) != 10 {
 		t.Errorf("after: %v, %v", len(v), err)
@@ -261,5 +266,158 @@ func TestCloseTerminatesPools(t *testing.T) {
 	}
 	if _, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers}); !errors.Is(err, ErrClosed) {
 		t.Errorf("NewPool on a closed cluster: %v", err)
+	}
+}
+
+// MP_AUTHKEY in hexadecimal ("hex:..."), as `mp cluster serve` and mp
+// manager read it: the worker derives its token from the key's bytes, so
+// it meets a server given the same key.
+func TestWorkerHexAuthkey(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	key := []byte{0x00, 0xff, 0x10, 0x80, 0x7f} // not text: only its hex form can be given
+	node, err := natsnode.Start(ctx, natsnode.Options{Token: natsnode.TokenFromAuthkey(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	c, err := Start(ctx, Options{URL: node.URL(), Token: natsnode.TokenFromAuthkey(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	startWorker(t, c, "1", "MP_AUTHKEY=hex:"+hex.EncodeToString(key))
+	out, err := double.Map(ctx, pool, []int{1, 2, 3}, 1)
+	if err != nil || len(out) != 3 || out[2] != 6 {
+		t.Fatalf("Map: %v, %v", out, err)
+	}
+}
+
+// A worker whose URL carries a token sends no token of its own, even
+// with MP_AUTHKEY set (even to a key that does not parse); without one
+// in the URL, the token comes from the key's bytes.
+func TestWorkerOptionsFromEnv(t *testing.T) {
+	t.Setenv(EnvCluster, "nats://127.0.0.1:4222, nats://secret@127.0.0.1:4223")
+	t.Setenv("MP_AUTHKEY", "hex:zz")
+	o, err := workerOptionsFromEnv()
+	if err != nil || o.Token != "" {
+		t.Errorf("URL with a token: Token %q, err %v; want none", o.Token, err)
+	}
+	t.Setenv(EnvCluster, "nats://127.0.0.1:4222")
+	t.Setenv("MP_AUTHKEY", "hex:00ff")
+	o, err = workerOptionsFromEnv()
+	if want := natsnode.TokenFromAuthkey([]byte{0, 0xff}); err != nil || o.Token != want {
+		t.Errorf("hex key: Token %q, err %v; want %q", o.Token, err, want)
+	}
+	t.Setenv("MP_AUTHKEY", "hex:zz")
+	if _, err := workerOptionsFromEnv(); err == nil {
+		t.Error("a bad hex key is accepted")
+	}
+}
+
+var byteLen = mp.Register("cluster.test.len", func(b []byte) (int, error) { return len(b), nil })
+
+// A Map on a cluster cuts its chunks to what the server's messages hold
+// (1 MiB by default, where a local pool's chunks reach 4 MiB): items of
+// 300 KiB, 12 MiB in all, and 2 Mi fixed-size items (16 MiB, sent from
+// their memory locally) all arrive; an item alone larger than a message
+// fails with ErrTooLarge, and so does such an Apply.
+func TestMapChunksFitMaxPayload(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	c := startCluster(t, Options{})
+	if mpl := c.conn.nc.MaxPayload(); mpl > 1<<20 {
+		t.Fatalf("the embedded server's max payload is %d: the test expects 1 MiB", mpl)
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	items := make([][]byte, 40)
+	for i := range items {
+		items[i] = make([]byte, 300<<10+i)
+	}
+	lens, err := byteLen.Map(ctx, pool, items, 0)
+	if err != nil {
+		t.Fatalf("Map of 300 KiB items: %v", err)
+	}
+	for i, l := range lens {
+		if l != len(items[i]) {
+			t.Fatalf("item %d: length %d, want %d", i, l, len(items[i]))
+		}
+	}
+	ints := make([]int, 2<<20)
+	for i := range ints {
+		ints[i] = i
+	}
+	out, err := double.Map(ctx, pool, ints, 0)
+	if err != nil {
+		t.Fatalf("Map of 2 Mi ints: %v", err)
+	}
+	for i, v := range out {
+		if v != 2*i {
+			t.Fatalf("item %d: %d", i, v)
+		}
+	}
+	huge := [][]byte{{1}, make([]byte, 2<<20), {2}}
+	if _, err := byteLen.Map(ctx, pool, huge, 0); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Map with an item of 2 MiB: %v, want ErrTooLarge", err)
+	}
+	var tl *TooLargeError
+	if _, err := byteLen.Apply(ctx, pool, make([]byte, 2<<20)); !errors.As(err, &tl) || tl.Limit != c.conn.nc.MaxPayload() {
+		t.Errorf("Apply of 2 MiB: %v, want a *TooLargeError", err)
+	}
+}
+
+// ReadStatus finds the pool's queue (its name and build) and its local
+// workers' heartbeats, as `mp cluster status` prints them.
+func TestReadStatus(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	if _, err := double.Apply(ctx, pool, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(ctx, StatusOptions{URL: c.URL(), Listen: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := clusterhook.Fingerprint()
+	if len(st.Pools) != 1 || st.Pools[0].Pool != "default" || st.Pools[0].Build != fp || st.Pools[0].Queued != 0 {
+		t.Errorf("pools %+v, want default of build %s", st.Pools, fp)
+	}
+	if len(st.Workers) != 1 || st.Workers[0].Build != fp || st.Workers[0].Slots != 2 || st.Workers[0].Pool != "default" {
+		t.Errorf("workers %+v, want one of 2 slots", st.Workers)
+	}
+	if len(st.Streams) != 2 || st.Version == "" {
+		t.Errorf("streams %d, version %q", len(st.Streams), st.Version)
+	}
+}
+
+// Pool.Stats of a pool on a cluster is empty, local workers included, as
+// the package doc says; Processes counts the local workers' slots.
+func TestStatsOnCluster(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	if _, err := double.Apply(testCtx(t, 30*time.Second), pool, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := pool.Stats(); len(st) != 0 {
+		t.Errorf("Stats: %+v, want none", st)
+	}
+	if n := pool.Processes(); n < 2 {
+		t.Errorf("Processes: %d, want the 2 local slots at least", n)
 	}
 }

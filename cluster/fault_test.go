@@ -353,6 +353,10 @@ var twice = mp.RegisterCtx("cluster.test.twice", func(ctx context.Context, x int
 // publishes its result too. The caller gets one result, and both runs saw
 // the same task id.
 func TestRunTwiceOneResult(t *testing.T) {
+	var results atomic.Int32 // reaching the pool, directly or from the stream
+	testHookDropDirect = func() bool { results.Add(1); return false }
+	testHookDropResult = func() bool { results.Add(1); return false }
+	t.Cleanup(func() { testHookDropDirect, testHookDropResult = nil, nil })
 	dir := t.TempDir()
 	c := startCluster(t, Options{AckWait: time.Second})
 	pool := submitOnly(t, c, mp.PoolOptions{})
@@ -378,24 +382,11 @@ func TestRunTwiceOneResult(t *testing.T) {
 		t.Fatalf("got %v, %v", v, err)
 	}
 	a.cmd.Process.Signal(syscall.SIGCONT)
-	// a's result comes too, and is dropped: the results' consumer has
-	// delivered 2 results, and none waits for its ack.
-	var s *session
-	c.mu.Lock()
-	for s = range c.sessions {
-	}
-	c.mu.Unlock()
-	for {
-		info, err := c.conn.js.Consumer(ctx, resultStream, resultDurable(s.inst))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ci := info.CachedInfo()
-		if ci.Delivered.Consumer >= 2 && ci.NumAckPending == 0 {
-			break
-		}
+	// a's result comes too (directly: the pool answers it), and is
+	// dropped.
+	for results.Load() < 2 {
 		if ctx.Err() != nil {
-			t.Fatalf("the second result never came: %+v", ci.Delivered)
+			t.Fatalf("the second result never came (%d)", results.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -615,5 +606,38 @@ func TestDirectResult(t *testing.T) {
 	defer closePool(t, pool)
 	if v, err := double.Apply(testCtx(t, 30*time.Second), pool, 5); err != nil || v != 10 {
 		t.Fatalf("got %v, %v", v, err)
+	}
+}
+
+// A small result that its pool takes directly is not stored in the
+// stream too: the pool's results consumer delivers none of 20 calls'
+// results, and each call gets its one result.
+func TestDirectResultNotStored(t *testing.T) {
+	var stored atomic.Int32
+	testHookDropResult = func() bool { stored.Add(1); return false }
+	t.Cleanup(func() { testHookDropResult = nil })
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 30*time.Second)
+	for i := range 20 {
+		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
+			t.Fatalf("call %d: got %v, %v", i, v, err)
+		}
+	}
+	awaitEmptyStream(t, c) // every task acknowledged
+	rs, err := c.conn.js.Stream(ctx, resultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stored.Load(); n != 0 || info.State.LastSeq != 0 {
+		t.Errorf("%d results delivered from the stream, %d stored; want none", n, info.State.LastSeq)
 	}
 }

@@ -22,8 +22,9 @@ import (
 //
 //	mp.cancel.POOL                   stop a job's running tasks
 //	mp.hb.POOL.FP                    a worker's heartbeat
-//	mp.direct.INST                   a small result, sent to its pool ahead of
-//	                                 its copy in the stream
+//	mp.direct.INST                   a small result, sent to its pool as a
+//	                                 request; stored in the stream (mp.res.INST)
+//	                                 only if the pool does not answer
 const (
 	taskStream   = "MP_TASKS"
 	resultStream = "MP_RESULTS"
@@ -34,9 +35,12 @@ const (
 	directPrefix = "mp.direct."
 )
 
-// directMax is the largest result a worker also sends directly to its
-// pool: the pool has it one stream delivery sooner. The copy in the
-// stream is what a result's delivery relies on.
+// directMax is the largest result a worker sends directly to its pool,
+// over core NATS: the pool has it one stream delivery sooner, and answers
+// once it has taken it; the worker acknowledges the task then, and stores
+// the result in the stream only when no answer comes (the pool is gone,
+// or slow, or the message was lost). A larger result goes through the
+// stream.
 const directMax = 64 << 10
 
 func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }
@@ -45,7 +49,10 @@ func jobSubject(pool, fp, inst string, job uint64) string {
 	return taskPrefix + pool + "." + fp + "." + inst + "-" + strconv.FormatUint(job, 10)
 }
 
-func taskDurable(pool, fp string) string { return "mpw_" + pool + "_" + fp }
+// taskDurablePrefix starts the name of each tasks' durable consumer.
+const taskDurablePrefix = "mpw_"
+
+func taskDurable(pool, fp string) string { return taskDurablePrefix + pool + "_" + fp }
 
 func resultDurable(inst string) string { return "mpr_" + inst }
 
@@ -244,7 +251,7 @@ func (h *heartbeat) parse(b []byte) error {
 		return errBadMessage
 	}
 	*h = heartbeat{ID: r.str(), Slots: r.uvarint()}
-	if r.bad || h.Slots > 1<<20 {
+	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 {
 		return errBadMessage
 	}
 	return nil

@@ -90,3 +90,21 @@ func FuzzProto(f *testing.F) {
 		hb.parse(b)
 	})
 }
+
+// A heartbeat decodes, and damaged ones (short, another version, lengths
+// past the end, bytes left over) are refused without a panic: `mp cluster
+// status` reads any message on the heartbeats' subjects.
+func TestParseHeartbeat(t *testing.T) {
+	var h heartbeat
+	if err := h.parse([]byte{1, 3, 'a', 'b', 'c', 0x80, 0x01}); err != nil || h.ID != "abc" || h.Slots != 128 {
+		t.Fatalf("good heartbeat: %+v %v", h, err)
+	}
+	for _, b := range [][]byte{
+		nil, {1}, {2, 3, 'a', 'b', 'c', 1}, {1, 4, 'a', 'b', 'c'}, {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		{1, 3, 'a', 'b', 'c'}, {1, 3, 'a', 'b', 'c', 0x80}, {1, 3, 'a', 'b', 'c', 1, 0},
+	} {
+		if err := h.parse(b); err == nil {
+			t.Errorf("parse(%v) = %+v, accepted", b, h)
+		}
+	}
+}

@@ -187,6 +187,10 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 		} else {
 			buf.Write(t.Arg)
 		}
+		if limit := s.c.conn.nc.MaxPayload(); int64(buf.Len()+taskMsgRoom) > limit {
+			s.settle(ref{j, i}, nil, &TooLargeError{Size: buf.Len(), Limit: limit})
+			continue
+		}
 		idx := strconv.Itoa(i)
 		m := &nats.Msg{Subject: subj + idx, Data: bytes.Clone(buf.Bytes()), Header: nats.Header{}}
 		// The stream drops a publish it has had within 2 minutes: a retry
@@ -203,6 +207,9 @@ func (s *session) publish(p pending) {
 		p.first = time.Now()
 	}
 	ack, err := s.c.conn.js.PublishMsgAsync(p.msg)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		err = &TooLargeError{Size: len(p.msg.Data), Limit: s.c.conn.nc.MaxPayload()}
+	}
 	if err != nil {
 		s.settle(p.r, nil, fmt.Errorf("cluster: publish a task: %w", err))
 		return
@@ -310,18 +317,20 @@ func (s *session) onResult(m jetstream.Msg) {
 	s.take(data, m.Subject())
 }
 
-// onDirect settles the task of a result sent over core NATS, ahead of
-// its copy in the stream (see directMax).
+// onDirect settles the task of a result sent over core NATS (see
+// directMax), then tells its worker, which stores the result in the
+// stream only if no answer comes.
 func (s *session) onDirect(m *nats.Msg) {
 	if h := testHookDropDirect; h != nil && h() {
 		return
 	}
 	s.take(m.Data, m.Subject)
+	m.Respond(nil)
 }
 
 // take settles the task of a result, unless it has its outcome: a task
-// has its result published to the stream, and a small one also sent
-// directly, and a task run twice has two; the first one counts.
+// run twice has two results, and a result sent directly that was not
+// answered in time is also stored in the stream; the first one counts.
 func (s *session) take(data []byte, subject string) {
 	var res resultMsg
 	if res.parse(data) != nil {
@@ -563,6 +572,41 @@ func (s *session) Slots() int {
 	}
 	s.mu.Unlock()
 	return max(n, 1)
+}
+
+// taskMsgRoom is the room a task's message keeps for what is not its
+// encoded argument: its header (taskMsg's fields, the target's name) and
+// the NATS header that deduplicates it.
+const taskMsgRoom = 4 << 10
+
+// ErrTooLarge is matched (errors.Is) by the error of a task too large
+// for the server's messages (a *TooLargeError).
+var ErrTooLarge = errors.New("cluster: task too large for the server's max payload")
+
+// TooLargeError is the error of a task whose encoded argument, with the
+// task's header, exceeds the largest message the NATS server accepts
+// (its max_payload, 1 MiB by default): an Apply's argument, or a Map's
+// item alone (Map caps its chunks to what the server accepts, see
+// MaxTaskBytes). The task is not sent.
+type TooLargeError struct {
+	Size  int   // bytes of the encoded argument
+	Limit int64 // the server's max payload
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("cluster: a task's argument of %d bytes does not fit in the server's messages (max payload %d bytes, less %d for the task's header)",
+		e.Size, e.Limit, taskMsgRoom)
+}
+
+// Is makes a TooLargeError match ErrTooLarge.
+func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
+
+// MaxTaskBytes returns half of the room for an argument in the server's
+// messages: Map's chunks are cut by sizes that are exact for strings and
+// byte slices but estimated from a few items for other types, and a chunk
+// twice its estimate must still fit.
+func (s *session) MaxTaskBytes() int {
+	return max(int(s.c.conn.nc.MaxPayload())-taskMsgRoom, 1) / 2
 }
 
 // Close takes no more jobs; the session ends once its jobs are done.

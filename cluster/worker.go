@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/mplog"
 	"github.com/go-mp/mp/internal/natsnode"
+	"github.com/go-mp/mp/manager"
 )
 
 // WorkerOptions configure a worker (see RunWorker).
@@ -67,33 +70,64 @@ func init() { clusterhook.Main = workerMain }
 // The variables are removed first: the worker's own children are no
 // workers.
 func workerMain() {
-	url := os.Getenv(EnvCluster)
-	if url == "" {
+	if os.Getenv(EnvCluster) == "" {
 		return
 	}
-	o := WorkerOptions{URL: url, Pool: os.Getenv(EnvPool), Creds: os.Getenv(EnvCreds)}
-	if n := os.Getenv(EnvProcesses); n != "" {
-		v, err := strconv.Atoi(n)
-		if err != nil || v < 0 {
-			fmt.Fprintf(os.Stderr, "mp cluster worker: bad %s=%q\n", EnvProcesses, n)
-			os.Exit(2)
-		}
-		o.Local.Processes = v
-	}
-	if key := os.Getenv("MP_AUTHKEY"); key != "" {
-		o.Token = natsnode.TokenFromAuthkey([]byte(key))
+	o, err := workerOptionsFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mp cluster worker:", err)
+		os.Exit(2)
 	}
 	for _, e := range []string{EnvCluster, EnvPool, EnvProcesses, EnvCreds} {
 		os.Unsetenv(e)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := RunWorker(ctx, o)
+	err = RunWorker(ctx, o)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mp cluster worker:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// workerOptionsFromEnv reads a worker's options from the environment.
+// MP_AUTHKEY is read as mp manager and `mp cluster serve` read it
+// (manager.AuthkeyFromEnv: "hex:..." is hexadecimal), and gives the
+// token derived from it (natsnode.TokenFromAuthkey), unless the URL
+// carries its own credentials, which the client would use instead.
+func workerOptionsFromEnv() (WorkerOptions, error) {
+	o := WorkerOptions{URL: os.Getenv(EnvCluster), Pool: os.Getenv(EnvPool), Creds: os.Getenv(EnvCreds)}
+	if n := os.Getenv(EnvProcesses); n != "" {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 {
+			return o, fmt.Errorf("bad %s=%q", EnvProcesses, n)
+		}
+		o.Local.Processes = v
+	}
+	if urlHasUser(o.URL) {
+		return o, nil
+	}
+	key, err := manager.AuthkeyFromEnv()
+	if err != nil {
+		return o, err
+	}
+	if key != nil {
+		o.Token = natsnode.TokenFromAuthkey(key)
+	}
+	return o, nil
+}
+
+// urlHasUser reports whether one of the comma-separated NATS URLs
+// carries a user or a token (nats://TOKEN@host:port).
+func urlHasUser(urls string) bool {
+	for _, s := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err == nil && u.User != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // RunWorker serves the cluster's tasks of opts.Pool until ctx ends, then
@@ -393,7 +427,7 @@ func (n *node) run(m *nats.Msg) {
 		}
 		r := resultMsg{Job: t.Job, Index: t.Index, Kind: resLost,
 			Payload: fmt.Appendf(nil, "%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, attempts)}
-		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil)
+		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil, nil)
 		return
 	}
 	// The outcome is settled, and a result published, on the goroutine
@@ -402,6 +436,7 @@ func (n *node) run(m *nats.Msg) {
 		answer []byte // the delivery's answer when no result is published
 		body   []byte // the result message published
 		ack    jetstream.PubAckFuture
+		direct <-chan bool // whether the pool took the result sent directly
 	}
 	out := make(chan outcome, 1)
 	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
@@ -423,9 +458,12 @@ func (n *node) run(m *nats.Msg) {
 			// b lives only until Finish returns: the message copies it.
 			o := outcome{body: r.appendTo(nil)}
 			if len(o.body) <= directMax {
-				n.cn.nc.Publish(directPrefix+t.Inst, o.body)
+				direct := make(chan bool, 1)
+				go func() { direct <- n.sendDirect(t.Inst, o.body) }()
+				o.direct = direct
+			} else {
+				o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			}
-			o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
 			out <- o
 		}})
 	o := <-out
@@ -433,17 +471,44 @@ func (n *node) run(m *nats.Msg) {
 		n.answer(m, o.answer)
 		return
 	}
-	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack)
+	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack, o.direct)
 }
 
-// deliverResult acknowledges the delivery m once the stream has its
-// result body, published already (ack) or not yet (ack nil). The slot is
-// free meanwhile: its next pull goes out while the stream takes the
-// result.
-func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture) {
+// directWait is how long a worker waits at most for its pool to say it
+// took a result sent directly, before it stores the result in the
+// stream: a quarter of the ack wait if that is less, so that the task is
+// acknowledged before the stream gives it to another worker.
+const directWait = 2 * time.Second
+
+// sendDirect sends a result to its pool over core NATS, as a request:
+// the pool answers once it has taken the result (or had one for that
+// task). It reports whether the pool answered in time (directWait).
+func (n *node) sendDirect(inst string, body []byte) bool {
+	wait := directWait
+	n.mu.Lock()
+	if n.ackWait > 0 {
+		wait = min(wait, n.ackWait/4)
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, wait)
+	defer cancel()
+	_, err := n.cn.nc.RequestWithContext(ctx, directPrefix+inst, body)
+	return err == nil
+}
+
+// deliverResult acknowledges the delivery m once its pool has its
+// result body: the pool said it took it (direct, see sendDirect), or the
+// stream has it, published already (ack) or not yet (ack nil), which is
+// where a result the pool did not answer for goes. The slot is free
+// meanwhile: its next pull goes out while the result is delivered.
+func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture, direct <-chan bool) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		if direct != nil && <-direct {
+			n.answer(m, ackOK)
+			return
+		}
 		if !n.resultStored(ack) && !n.publishResult(subject, body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
 			return

@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,15 +13,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/go-mp/mp/internal/natsnode"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-mp/mp/cluster"
+	"github.com/go-mp/mp/internal/natsnode"
 )
 
 // clusterCommands are the subcommands of `mp cluster`.
@@ -348,138 +348,36 @@ func (cf *clusterFlags) clientOptions(key []byte) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// clusterStatus prints what the node at url and its JetStream hold, and
-// the workers heard from within listen.
+// clusterStatus prints what the node at url and its JetStream hold
+// (cluster.ReadStatus), and the workers heard from within listen.
 func clusterStatus(ctx context.Context, url string, opts []nats.Option, listen time.Duration, stdout io.Writer) error {
-	if dl, ok := ctx.Deadline(); ok {
-		opts = append(opts, nats.Timeout(time.Until(dl)))
-	}
-	nc, err := nats.Connect(url, opts...)
+	st, err := cluster.ReadStatus(ctx, cluster.StatusOptions{URL: url, NATS: opts, Listen: listen})
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	fmt.Fprintf(stdout, "server %s", nc.ConnectedServerName())
-	if c := nc.ConnectedClusterName(); c != "" {
-		fmt.Fprintf(stdout, " cluster %s", c)
+	fmt.Fprintf(stdout, "server %s", st.Server)
+	if st.ClusterName != "" {
+		fmt.Fprintf(stdout, " cluster %s", st.ClusterName)
 	}
-	fmt.Fprintf(stdout, " version %s\n", nc.ConnectedServerVersion())
-	// Heartbeats come every second: listen while the streams are read.
-	hbs := make(chan *nats.Msg, 1024)
-	var sub *nats.Subscription
-	if listen > 0 {
-		if sub, err = nc.ChanSubscribe(heartbeatSubjects, hbs); err != nil {
-			return err
-		}
-	}
-	heard := time.Now()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	var pools []*jetstream.ConsumerInfo
-	streams := js.ListStreams(ctx)
-	for si := range streams.Info() {
-		printStream(stdout, si)
-		s, err := js.Stream(ctx, si.Config.Name)
-		if err != nil {
-			return err
-		}
-		cl := s.ListConsumers(ctx)
-		for ci := range cl.Info() {
+	fmt.Fprintf(stdout, " version %s\n", st.Version)
+	for _, ss := range st.Streams {
+		printStream(stdout, ss.Info)
+		for _, ci := range ss.Consumers {
 			printConsumer(stdout, ci)
-			if si.Config.Name == taskStream && strings.HasPrefix(ci.Name, taskDurablePrefix) {
-				pools = append(pools, ci)
-			}
-		}
-		if err := cl.Err(); err != nil {
-			return fmt.Errorf("consumers of %s: %w", si.Config.Name, err)
 		}
 	}
-	if err := streams.Err(); err != nil {
-		return fmt.Errorf("streams: %w", err)
-	}
-	for _, ci := range pools {
-		pool, fp := poolOfDurable(ci.Name)
+	for _, p := range st.Pools {
 		fmt.Fprintf(stdout, "pool %s build %s tasks queued %d running %d free slots asking %d\n",
-			pool, fp, ci.NumPending, ci.NumAckPending, ci.NumWaiting)
+			p.Pool, p.Build, p.Queued, p.Running, p.Asking)
 	}
-	if sub == nil {
+	if listen <= 0 {
 		return nil
 	}
-	select {
-	case <-time.After(time.Until(heard.Add(listen))):
-	case <-ctx.Done():
-		return ctx.Err()
+	fmt.Fprintf(stdout, "workers heard within %v: %d\n", listen, len(st.Workers))
+	for _, w := range st.Workers {
+		fmt.Fprintf(stdout, "worker %s pool %s build %s slots %d\n", w.ID, w.Pool, w.Build, w.Slots)
 	}
-	sub.Unsubscribe()
-	printWorkers(stdout, hbs, listen)
 	return nil
-}
-
-// Names of package cluster (cluster/proto.go): the stream of tasks, the
-// durable consumer of each pool's tasks ("mpw_POOL_FP", FP a hex digest
-// of the program's registered targets), and the subjects of the
-// workers' heartbeats ("mp.hb.POOL.FP").
-const (
-	taskStream        = "MP_TASKS"
-	taskDurablePrefix = "mpw_"
-	heartbeatSubjects = "mp.hb.>"
-)
-
-// poolOfDurable splits "mpw_POOL_FP" (POOL may hold "_", FP is hex).
-func poolOfDurable(name string) (pool, fp string) {
-	rest := strings.TrimPrefix(name, taskDurablePrefix)
-	i := strings.LastIndexByte(rest, '_')
-	if i < 0 {
-		return rest, "?"
-	}
-	return rest[:i], rest[i+1:]
-}
-
-// printWorkers prints the workers whose heartbeats are in hbs, one line
-// each, sorted.
-func printWorkers(w io.Writer, hbs chan *nats.Msg, listen time.Duration) {
-	seen := map[string]string{}
-	for len(hbs) > 0 {
-		m := <-hbs
-		parts := strings.Split(m.Subject, ".")
-		id, slots, ok := parseHeartbeat(m.Data)
-		if len(parts) != 4 || !ok {
-			continue // not a worker of this version of package cluster
-		}
-		seen[id] = fmt.Sprintf("worker %s pool %s build %s slots %d", id, parts[2], parts[3], slots)
-	}
-	fmt.Fprintf(w, "workers heard within %v: %d\n", listen, len(seen))
-	lines := make([]string, 0, len(seen))
-	for _, l := range seen {
-		lines = append(lines, l)
-	}
-	slices.Sort(lines)
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
-	}
-}
-
-// parseHeartbeat decodes a worker's heartbeat as package cluster writes
-// it (cluster/proto.go): the version 1, the worker's id (a uvarint length
-// and its bytes), its slots (a uvarint). Anything else is not ok; every
-// length is checked against the message.
-func parseHeartbeat(b []byte) (id string, slots uint64, ok bool) {
-	if len(b) < 1 || b[0] != 1 {
-		return "", 0, false
-	}
-	b = b[1:]
-	l, n := binary.Uvarint(b)
-	if n <= 0 || l > uint64(len(b)-n) {
-		return "", 0, false
-	}
-	id, b = string(b[n:n+int(l)]), b[n+int(l):]
-	slots, n = binary.Uvarint(b)
-	if n <= 0 || n != len(b) {
-		return "", 0, false
-	}
-	return id, slots, true
 }
 
 // printStream prints a stream's line: its state and, in a cluster, its

@@ -295,21 +295,3 @@ func TestClusterStatusPoolsAndWorkers(t *testing.T) {
 		t.Fatalf("no pool default with a worker of the same build (%q, %q) in:\n%s", poolFP, workerFP, &out)
 	}
 }
-
-// TestParseHeartbeat decodes a good heartbeat and refuses damaged ones
-// (short, another version, lengths past the end, bytes left over)
-// without panicking.
-func TestParseHeartbeat(t *testing.T) {
-	good := []byte{1, 3, 'a', 'b', 'c', 0x80, 0x01}
-	if id, slots, ok := parseHeartbeat(good); !ok || id != "abc" || slots != 128 {
-		t.Fatalf("good heartbeat: %q %d %v", id, slots, ok)
-	}
-	for _, b := range [][]byte{
-		nil, {1}, {2, 3, 'a', 'b', 'c', 1}, {1, 4, 'a', 'b', 'c'}, {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
-		{1, 3, 'a', 'b', 'c'}, {1, 3, 'a', 'b', 'c', 0x80}, {1, 3, 'a', 'b', 'c', 1, 0},
-	} {
-		if id, slots, ok := parseHeartbeat(b); ok {
-			t.Errorf("parseHeartbeat(%v) = %q %d, ok", b, id, slots)
-		}
-	}
-}

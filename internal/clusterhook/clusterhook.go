@@ -64,6 +64,10 @@ type Session interface {
 	// Slots is about how many tasks the cluster runs at a time, for
 	// choosing chunk sizes; at least 1.
 	Slots() int
+	// MaxTaskBytes is about the most bytes of encoded argument a task
+	// may carry (what the transport accepts, less room for the task's
+	// other fields), for capping Map's chunks; 0 for no limit.
+	MaxTaskBytes() int
 	// Close takes no more jobs; Done is closed once the jobs are done.
 	Close()
 	// Terminate fails the jobs not done with err and stops them.
