@@ -226,6 +226,10 @@ const (
 	prefetchBudget = time.Millisecond
 )
 
+// refillBelow is the number of tasks a worker holds below which each of
+// its results wakes the dispatcher, even in a burst (see Pool.read).
+const refillBelow = 2
+
 // task is one unit of work: a call, or a chunk of calls, of a target.
 type task struct {
 	id      uint64
@@ -236,7 +240,7 @@ type task struct {
 	timeout time.Duration
 	// finish receives the encoded result or the error, once: call it
 	// through deliver or cancelTask.
-	finish  func(result []byte, err error)
+	finish  finisher
 	settled atomic.Bool // finish was called
 	// unwatch, if set, stops watching the caller's ctx. Set before the
 	// task is queued, and read by deliver only (not by the watcher).
@@ -261,6 +265,18 @@ type task struct {
 	argSize int // about how many bytes encode writes, if known, else 0
 }
 
+// A finisher receives a task's outcome: its encoded result, or its error.
+// An interface rather than a func, so that a call of ApplyAsync can be its
+// task's finisher without a closure to allocate.
+type finisher interface {
+	done(result []byte, err error)
+}
+
+// finishFunc is a func as a finisher.
+type finishFunc func(result []byte, err error)
+
+func (f finishFunc) done(result []byte, err error) { f(result, err) }
+
 const (
 	taskQueued int32 = iota
 	taskSent
@@ -275,7 +291,7 @@ func (t *task) deliver(result []byte, err error) {
 	if t.unwatch != nil {
 		t.unwatch()
 	}
-	t.finish(result, err)
+	t.finish.done(result, err)
 }
 
 // withdraw is cancel for the caller's side, where t.unwatch was set: a
@@ -827,6 +843,8 @@ func (p *Pool) read(w *worker) {
 				break
 			}
 		}
+		// More of w's results here already: see below.
+		more := w.conn.Buffered()
 		p.mu.Lock()
 		if res.ID == 0 {
 			if res.Err != nil {
@@ -858,7 +876,13 @@ func (p *Pool) read(w *worker) {
 		p.answers++
 		w.lastAnswer = p.answers
 		w.stats.Busy += time.Duration(res.Busy)
-		p.wake.Broadcast()
+		// The dispatcher hears that w has room once per burst of results,
+		// at its end, rather than once per result: it then wakes once and
+		// sends w one batch instead of a task at a time. Sooner if w is
+		// about to run out of tasks, or leaves.
+		if !more || len(w.pending) < refillBelow || res.Exit {
+			p.wake.Broadcast()
+		}
 		if t.timer != nil {
 			t.timer.Stop()
 		}
@@ -1091,7 +1115,7 @@ func (p *Pool) cancelTask(t *task, err error) {
 		p.mu.Unlock()
 	}
 	if claimed {
-		t.finish(nil, err) // not deliver: t.unwatch is not this goroutine's to read
+		t.finish.done(nil, err) // not deliver: t.unwatch is not this goroutine's to read
 	}
 }
 
@@ -1110,7 +1134,7 @@ func (p *Pool) timeUp(w *worker, t *task) {
 	p.mu.Unlock()
 	if claimed {
 		err := fmt.Errorf("%w after %v (its ctx cancelled in worker %s)", ErrTaskTimeout, t.timeout, w.stats.Name)
-		t.finish(nil, err)
+		t.finish.done(nil, err)
 	}
 }
 
@@ -1306,8 +1330,14 @@ func (p *Pool) Processes() int { return p.opts.Processes }
 // decodeResult decodes a task's encoded result.
 func decodeResult[R any](b []byte) (R, error) {
 	var r R
-	if err := codec.DecodeOne(b, &r); err != nil {
-		return r, fmt.Errorf("mp: decode task result into %T: %w", r, err)
+	err := decodeResultInto(b, &r)
+	return r, err
+}
+
+// decodeResultInto decodes a task's encoded result into *r.
+func decodeResultInto[R any](b []byte, r *R) error {
+	if err := codec.DecodeOne(b, r); err != nil {
+		return fmt.Errorf("mp: decode task result into %T: %w", *r, err)
 	}
-	return r, nil
+	return nil
 }
