@@ -206,6 +206,23 @@ func TestChildPanic(t *testing.T) {
 	}
 }
 
+// unencodable returns a result that the codec cannot encode.
+var unencodable = mp.Register("test.unencodable", func(struct{}) (chan int, error) { return make(chan int), nil })
+
+// TestChildResultDropped runs a target whose result cannot be encoded in
+// a child: a Process drops its target's result without encoding it, so
+// the child succeeds. (It used to encode the result, for nothing, and
+// failed with "cannot encode the result".)
+func TestChildResultDropped(t *testing.T) {
+	p := start(t, mp.NewProcess(unencodable, struct{}{}))
+	if err := p.Join(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatalf("Join = %v", err)
+	}
+	if code, _ := p.ExitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
 func TestChildExitCode(t *testing.T) {
 	p := start(t, mp.NewProcess(fail, "exit3"))
 	err := p.Join(ctxTimeout(t, 10*time.Second))
