@@ -214,7 +214,8 @@ const (
 )
 
 // A worker holds one task at a time while the queue is short, so that no
-// task waits behind a slow one while another worker idles. When the queue
+// task waits behind a slow one while another worker idles, unless its
+// tasks are quick (see quickTask): it then holds its share. When the queue
 // is long, every worker is kept busy anyway, and each holds more tasks to
 // save round trips: up to a quarter of its share of the queue, up to
 // maxPrefetch, and no more than prefetchBudget of work at the pace of its
@@ -225,6 +226,14 @@ const (
 	maxPrefetch    = 256
 	prefetchBudget = time.Millisecond
 )
+
+// quickTask is the pace below which a worker takes its share of a short
+// queue at once rather than one task at a time: a task shorter than the
+// round trip of a result and the next task (tens of microseconds when
+// the worker sleeps between them) keeps nobody waiting behind it, and
+// its worker then sleeps and is woken once per batch instead of once per
+// task (as the last tasks of every burst otherwise were).
+const quickTask = 20 * time.Microsecond
 
 // refillBelow is the number of tasks a worker holds below which each of
 // its results wakes the dispatcher, even in a burst (see Pool.read).
@@ -770,14 +779,19 @@ func (p *Pool) unsend(w *worker, t *task) bool {
 // pickWorker returns the least loaded worker with room, and how many
 // tasks it has room for; or nil.
 func (p *Pool) pickWorker() (*worker, int) {
-	queueLimit := 1
+	queueLimit, share := 1, 1
 	if n := len(p.workers); n > 0 && len(p.queue) >= 8*n {
 		queueLimit = min(len(p.queue)/(4*n), maxPrefetch)
+	} else if n > 0 {
+		share = (len(p.queue) + n - 1) / n
 	}
 	var best *worker
 	room := 0
 	for w := range p.workers {
 		limit := queueLimit
+		if limit == 1 && w.pace <= quickTask {
+			limit = share
+		}
 		if limit > 1 {
 			limit = max(1, min(limit, int(prefetchBudget/max(w.pace, 1))))
 		}
