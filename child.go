@@ -90,11 +90,11 @@ func runChild(fdText string) int {
 
 	e, ok := lookup(boot.Target)
 	if !ok {
-		return report(ctrl, nil, remoteErr(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, boot.Target), false))
+		return report(ctrl, remoteErr(fmt.Errorf("%w %q in this binary", ErrUnknownTarget, boot.Target), false))
 	}
 	run, err := e.start(ctrl)
 	if err != nil {
-		return report(ctrl, nil, remoteErr(err, false))
+		return report(ctrl, remoteErr(err, false))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -112,9 +112,9 @@ func runChild(fdText string) int {
 		}()
 	}
 	go lifeline(ctrl, alive, boot.Daemon, e.seesCtx, stop)
-	res, rerr := call(func() (any, error) { return run(ctx) })
+	_, rerr := call(func() (any, error) { return run(ctx) })
 	stop.returned()
-	return report(ctrl, res, rerr)
+	return report(ctrl, rerr)
 }
 
 // warmUp does, while a spare waits, the first-time work of the messages a
@@ -128,7 +128,7 @@ func warmUp() {
 	defer a.Close()
 	defer b.Close()
 	var boot bootMsg
-	var res resultIn
+	var res resultMsg
 	if a.Send(&bootMsg{Identity: []int{1}}) == nil && b.Recv(&boot) == nil && b.Send(&resultMsg{Err: &RemoteError{}}) == nil {
 		a.Recv(&res)
 	}
@@ -246,20 +246,21 @@ func remoteErr(err error, stack bool) *RemoteError {
 	return newRemoteError(err, err.Error(), st, false)
 }
 
-// report sends the outcome to the parent, joins this process's non-daemon
-// children as Python does at exit, and returns the exit code.
-func report(ctrl *Conn, res any, rerr *RemoteError) int {
-	me := CurrentProcess()
+// report sends the target's failure, if it failed, to the parent (see
+// resultMsg), joins this process's non-daemon children as Python does at
+// exit, and returns the exit code.
+func report(ctrl *Conn, rerr *RemoteError) int {
 	if rerr != nil {
+		me := CurrentProcess()
 		rerr.Process, rerr.Pid = me.Name, me.Pid
+		err := ctrl.Send(&resultMsg{Err: rerr})
+		var encErr *codec.EncodeError
+		if errors.As(err, &encErr) {
+			rerr = &RemoteError{Process: me.Name, Pid: me.Pid, Message: "cannot encode the error: " + err.Error()}
+			err = ctrl.Send(&resultMsg{Err: rerr})
+		}
+		_ = err // the parent is gone: nobody is left to tell
 	}
-	err := ctrl.Send(&resultMsg{Result: res, Err: rerr})
-	var encErr *codec.EncodeError
-	if errors.As(err, &encErr) {
-		rerr = &RemoteError{Process: me.Name, Pid: me.Pid, Message: "cannot encode the result: " + err.Error()}
-		err = ctrl.Send(&resultMsg{Err: rerr})
-	}
-	_ = err // the parent is gone: nobody is left to tell
 	for _, c := range ActiveChildren() {
 		if !c.Daemon {
 			c.Join(context.Background())

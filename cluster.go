@@ -159,7 +159,7 @@ func (c *clusterPool) cancelTask(t *task, err error) {
 		c.s.Cancel(ht)
 	}
 	if claimed {
-		t.finish(nil, err)
+		t.finish.done(nil, err)
 	}
 }
 
@@ -190,7 +190,7 @@ func (l localPool) Run(ctx context.Context, ht *clusterhook.Task) {
 		ht.Finish(nil, fmt.Errorf("%w %q in this binary", ErrUnknownTarget, ht.Target))
 		return
 	}
-	t := &task{target: ht.Target, chunk: ht.Chunk, key: ht.ID, arg: ht.Arg, timeout: ht.Timeout, finish: ht.Finish}
+	t := &task{target: ht.Target, chunk: ht.Chunk, key: ht.ID, arg: ht.Arg, timeout: ht.Timeout, finish: finishFunc(ht.Finish)}
 	if err := l.p.submit(ctx, t); err != nil {
 		ht.Finish(nil, err)
 	}

@@ -108,7 +108,7 @@ func viaProcess(t *testing.T, e *RemoteError) *RemoteError {
 	if err != nil || len(fds) != 0 {
 		t.Fatal(err, fds)
 	}
-	var r resultIn
+	var r resultMsg
 	if _, err := codec.DecodeMessage(b, nil, &r); err != nil || r.Err == nil {
 		t.Fatalf("unmarshal: %v, %+v", err, r)
 	}

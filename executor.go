@@ -280,7 +280,7 @@ func newFuture[R any](pool *Pool) *Future[R] {
 // (a chunk of As if chunk) whose result, decoded by decode, resolves fut.
 func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]byte) (R, error)) *task {
 	t := &task{target: target, chunk: chunk, arg: arg}
-	t.finish = func(out []byte, err error) {
+	t.finish = finishFunc(func(out []byte, err error) {
 		if t.state.Load() == taskWithdrawn && !isCtxErr(err) {
 			fut.c.resolve(ErrCancelled, true, nil) // failed by Terminate after Cancel
 			return
@@ -290,7 +290,7 @@ func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]
 			v, err = decode(out)
 		}
 		fut.c.resolve(err, false, func() { fut.val = v })
-	}
+	})
 	return t
 }
 

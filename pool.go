@@ -221,7 +221,8 @@ const (
 )
 
 // A worker holds one task at a time while the queue is short, so that no
-// task waits behind a slow one while another worker idles. When the queue
+// task waits behind a slow one while another worker idles, unless its
+// tasks are quick (see quickTask): it then holds its share. When the queue
 // is long, every worker is kept busy anyway, and each holds more tasks to
 // save round trips: up to a quarter of its share of the queue, up to
 // maxPrefetch, and no more than prefetchBudget of work at the pace of its
@@ -232,6 +233,18 @@ const (
 	maxPrefetch    = 256
 	prefetchBudget = time.Millisecond
 )
+
+// quickTask is the pace below which a worker takes its share of a short
+// queue at once rather than one task at a time: a task shorter than the
+// round trip of a result and the next task (tens of microseconds when
+// the worker sleeps between them) keeps nobody waiting behind it, and
+// its worker then sleeps and is woken once per batch instead of once per
+// task (as the last tasks of every burst otherwise were).
+const quickTask = 20 * time.Microsecond
+
+// refillBelow is the number of tasks a worker holds below which each of
+// its results wakes the dispatcher, even in a burst (see Pool.read).
+const refillBelow = 2
 
 // task is one unit of work: a call, or a chunk of calls, of a target.
 type task struct {
@@ -244,7 +257,7 @@ type task struct {
 	timeout time.Duration
 	// finish receives the encoded result or the error, once: call it
 	// through deliver or cancelTask.
-	finish  func(result []byte, err error)
+	finish  finisher
 	settled atomic.Bool // finish was called
 	// unwatch, if set, stops watching the caller's ctx. Set before the
 	// task is queued, and read by deliver only (not by the watcher).
@@ -269,6 +282,18 @@ type task struct {
 	argSize int // about how many bytes encode writes, if known, else 0
 }
 
+// A finisher receives a task's outcome: its encoded result, or its error.
+// An interface rather than a func, so that a call of ApplyAsync can be its
+// task's finisher without a closure to allocate.
+type finisher interface {
+	done(result []byte, err error)
+}
+
+// finishFunc is a func as a finisher.
+type finishFunc func(result []byte, err error)
+
+func (f finishFunc) done(result []byte, err error) { f(result, err) }
+
 const (
 	taskQueued int32 = iota
 	taskSent
@@ -283,7 +308,7 @@ func (t *task) deliver(result []byte, err error) {
 	if t.unwatch != nil {
 		t.unwatch()
 	}
-	t.finish(result, err)
+	t.finish.done(result, err)
 }
 
 // withdraw is cancel for the caller's side, where t.unwatch was set: a
@@ -768,14 +793,19 @@ func (p *Pool) unsend(w *worker, t *task) bool {
 // pickWorker returns the least loaded worker with room, and how many
 // tasks it has room for; or nil.
 func (p *Pool) pickWorker() (*worker, int) {
-	queueLimit := 1
+	queueLimit, share := 1, 1
 	if n := len(p.workers); n > 0 && len(p.queue) >= 8*n {
 		queueLimit = min(len(p.queue)/(4*n), maxPrefetch)
+	} else if n > 0 {
+		share = (len(p.queue) + n - 1) / n
 	}
 	var best *worker
 	room := 0
 	for w := range p.workers {
 		limit := queueLimit
+		if limit == 1 && w.pace <= quickTask {
+			limit = share
+		}
 		if limit > 1 {
 			limit = max(1, min(limit, int(prefetchBudget/max(w.pace, 1))))
 		}
@@ -841,6 +871,8 @@ func (p *Pool) read(w *worker) {
 				break
 			}
 		}
+		// More of w's results here already: see below.
+		more := w.conn.Buffered()
 		p.mu.Lock()
 		if res.ID == 0 {
 			if res.Err != nil {
@@ -872,7 +904,13 @@ func (p *Pool) read(w *worker) {
 		p.answers++
 		w.lastAnswer = p.answers
 		w.stats.Busy += time.Duration(res.Busy)
-		p.wake.Broadcast()
+		// The dispatcher hears that w has room once per burst of results,
+		// at its end, rather than once per result: it then wakes once and
+		// sends w one batch instead of a task at a time. Sooner if w is
+		// about to run out of tasks, or leaves.
+		if !more || len(w.pending) < refillBelow || res.Exit {
+			p.wake.Broadcast()
+		}
 		if t.timer != nil {
 			t.timer.Stop()
 		}
@@ -1109,7 +1147,7 @@ func (p *Pool) cancelTask(t *task, err error) {
 		p.mu.Unlock()
 	}
 	if claimed {
-		t.finish(nil, err) // not deliver: t.unwatch is not this goroutine's to read
+		t.finish.done(nil, err) // not deliver: t.unwatch is not this goroutine's to read
 	}
 }
 
@@ -1128,7 +1166,7 @@ func (p *Pool) timeUp(w *worker, t *task) {
 	p.mu.Unlock()
 	if claimed {
 		err := fmt.Errorf("%w after %v (its ctx cancelled in worker %s)", ErrTaskTimeout, t.timeout, w.stats.Name)
-		t.finish(nil, err)
+		t.finish.done(nil, err)
 	}
 }
 
@@ -1339,8 +1377,14 @@ func (p *Pool) Processes() int {
 // decodeResult decodes a task's encoded result.
 func decodeResult[R any](b []byte) (R, error) {
 	var r R
-	if err := codec.DecodeOne(b, &r); err != nil {
-		return r, fmt.Errorf("mp: decode task result into %T: %w", r, err)
+	err := decodeResultInto(b, &r)
+	return r, err
+}
+
+// decodeResultInto decodes a task's encoded result into *r.
+func decodeResultInto[R any](b []byte, r *R) error {
+	if err := codec.DecodeOne(b, r); err != nil {
+		return fmt.Errorf("mp: decode task result into %T: %w", *r, err)
 	}
-	return r, nil
+	return nil
 }

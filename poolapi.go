@@ -44,6 +44,22 @@ func (a *AsyncResult[R]) resolve(v R, err error) {
 	a.mu.Unlock()
 }
 
+// resolveEncoded resolves a with err, or if err is nil with the result
+// encoded in out, decoded into a (not into memory of its own), and returns
+// what it resolved a with.
+func (a *AsyncResult[R]) resolveEncoded(out []byte, err error) (R, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err == nil {
+		err = decodeResultInto(out, &a.val)
+	}
+	a.err, a.resolved = err, true
+	if a.ch != nil {
+		close(a.ch)
+	}
+	return a.val, err
+}
+
 // result returns the result if it is in.
 func (a *AsyncResult[R]) result() (v R, ok bool, err error) {
 	a.mu.Lock()
@@ -119,30 +135,38 @@ func (f *Func[A, R]) Apply(ctx context.Context, pool *Pool, arg A) (R, error) {
 // a running one is stopped as Pool describes. A ctx done already fails the
 // call before anything is sent.
 func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback func(R), errCallback func(error)) *AsyncResult[R] {
-	res := newAsyncResult[R]()
-	// One closure decodes and delivers the result (an allocation per
-	// task counts when tasks take microseconds).
-	finish := func(out []byte, err error) {
-		var v R
-		if err == nil {
-			v, err = decodeResult[R](out)
-		}
-		res.resolve(v, err)
-		if err != nil && errCallback != nil {
-			pool.runCallback(func() { errCallback(err) })
-		} else if err == nil && callback != nil {
-			pool.runCallback(func() { callback(v) })
-		}
+	c := &applyCall[R]{res: newAsyncResult[R](), pool: pool, callback: callback, errCallback: errCallback}
+	c.target, c.finish = f.name, c
+	var err error
+	if c.arg, err = codec.EncodeOne(arg); err == nil {
+		err = pool.submit(ctx, &c.task)
 	}
-	b, err := codec.EncodeOne(arg)
 	if err != nil {
-		finish(nil, err)
-		return res
+		c.done(nil, err)
 	}
-	if err := pool.submit(ctx, &task{target: f.name, arg: b, finish: finish}); err != nil {
-		finish(nil, err)
+	return c.res
+}
+
+// applyCall is a call of ApplyAsync: its task, which it finishes. Its
+// parts are one allocation beside the AsyncResult: one per part counts
+// when tasks take a microsecond. The AsyncResult is apart so that a
+// caller that holds it does not hold the task and its argument.
+type applyCall[R any] struct {
+	task
+	res         *AsyncResult[R]
+	pool        *Pool
+	callback    func(R)
+	errCallback func(error)
+}
+
+// done resolves the call's result and runs its callback.
+func (c *applyCall[R]) done(out []byte, err error) {
+	v, err := c.res.resolveEncoded(out, err)
+	if err != nil && c.errCallback != nil {
+		c.pool.runCallback(func() { c.errCallback(err) })
+	} else if err == nil && c.callback != nil {
+		c.pool.runCallback(func() { c.callback(v) })
 	}
-	return res
 }
 
 // errMapSettled is the error of a chunk not encoded because its Map was
@@ -257,7 +281,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			off = ends[i-1].end
 		}
 		chunk := items[off:end]
-		t := &task{target: f.name, chunk: true, into: codec.ChunkInto(out[off:end]), finish: func(enc []byte, err error) {
+		t := &task{target: f.name, chunk: true, into: codec.ChunkInto(out[off:end]), finish: finishFunc(func(enc []byte, err error) {
 			if err == nil {
 				if err = codec.DecodeChunk(enc, out[off:end]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
@@ -278,7 +302,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			if left == 0 {
 				settle(nil)
 			}
-		}}
+		})}
 		var err error
 		switch {
 		case raw && !copyItems:
@@ -409,14 +433,14 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					sent++
 					continue
 				}
-				t := &task{target: f.name, chunk: true, arg: b, into: codec.ChunkInto(vals), finish: func(enc []byte, err error) {
+				t := &task{target: f.name, chunk: true, arg: b, into: codec.ChunkInto(vals), finish: finishFunc(func(enc []byte, err error) {
 					if err == nil {
 						if err = codec.DecodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
 						}
 					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
-				}}
+				})}
 				if err := pool.submit(ctx, t); err != nil {
 					yield(zero, err)
 					return

@@ -90,7 +90,13 @@ func (t *taskMsg) parse(b []byte) error {
 	if n <= 0 || l > uint64(len(b)-n) {
 		return errBadPoolMessage
 	}
-	*t = taskMsg{ID: id, Target: string(b[n : n+int(l)]), Chunk: flags&wireChunk != 0, Split: flags&wireSplit != 0}
+	// A worker parses its tasks into one taskMsg: the target's name, most
+	// often that of the task before, then costs no allocation.
+	target := t.Target
+	if name := b[n : n+int(l)]; string(name) != target {
+		target = string(name)
+	}
+	*t = taskMsg{ID: id, Target: target, Chunk: flags&wireChunk != 0, Split: flags&wireSplit != 0}
 	b = b[n+int(l):]
 	if flags&wireKey != 0 {
 		l, n := binary.Uvarint(b)

@@ -99,15 +99,11 @@ type bootMsg struct {
 	ParentName string
 }
 
-// resultMsg is what a child reports before it exits.
+// resultMsg is what a child whose target failed reports before it exits.
+// A child whose target succeeded sends nothing: a Process has no use for
+// the target's result, and the message, its encoding and the parent's
+// wake-up to read it cost a warm Start and Join about a tenth of its time.
 type resultMsg struct {
-	Result any          `cbor:",omitempty"`
-	Err    *RemoteError `cbor:",omitempty"`
-}
-
-// resultIn is what the parent reads of a resultMsg: a Process has no use
-// for the target's result, only for its error.
-type resultIn struct {
 	Err *RemoteError
 }
 
@@ -224,7 +220,7 @@ func startChild(env []string, spare bool) (*os.Process, *Conn, error) {
 // cold is reaped here, joined or not (one started from a spare, by the
 // spare's watcher).
 func (p *Process) reap(ctrl *Conn) {
-	var res resultIn
+	var res resultMsg
 	gotResult := ctrl.Recv(&res) == nil
 	p.finish(ctrl, gotResult, res.Err, waitExit(p.osp))
 }

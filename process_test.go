@@ -73,9 +73,15 @@ var fail = mp.RegisterProc("test.fail", func(how string) error {
 		os.Exit(3)
 	case "sleep":
 		time.Sleep(time.Minute)
+	case "huge":
+		return errors.New(strings.Repeat("x", hugeError))
 	}
 	return nil
 })
+
+// hugeError is the length of the error of fail("huge"): more than a
+// socket's buffer takes without a reader.
+const hugeError = 4 << 20
 
 func panicHere() { panic("kaboom") }
 
@@ -203,6 +209,41 @@ func TestChildPanic(t *testing.T) {
 	}
 	if code, _ := p.ExitCode(); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
+	}
+}
+
+// TestChildHugeError has a child, started cold and in a spare, report an
+// error larger than its socket's buffer: the report arrives whole, as
+// the parent reads it while the child writes it. (A parent that waited
+// for the child's end before reading would never see it.)
+func TestChildHugeError(t *testing.T) {
+	for _, spares := range []int{0, 1} {
+		if spares > 0 {
+			withSpares(t, spares)
+		}
+		p := start(t, mp.NewProcess(fail, "huge"))
+		err := p.Join(ctxTimeout(t, 20*time.Second))
+		var re *mp.RemoteError
+		if !errors.As(err, &re) || len(re.Message) != hugeError {
+			t.Fatalf("spares %d: Join = %.200v", spares, err)
+		}
+	}
+}
+
+// unencodable returns a result that the codec cannot encode.
+var unencodable = mp.Register("test.unencodable", func(struct{}) (chan int, error) { return make(chan int), nil })
+
+// TestChildResultDropped runs a target whose result cannot be encoded in
+// a child: a Process drops its target's result without encoding it, so
+// the child succeeds. (It used to encode the result, for nothing, and
+// failed with "cannot encode the result".)
+func TestChildResultDropped(t *testing.T) {
+	p := start(t, mp.NewProcess(unencodable, struct{}{}))
+	if err := p.Join(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatalf("Join = %v", err)
+	}
+	if code, _ := p.ExitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
 	}
 }
 

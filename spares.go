@@ -4,6 +4,7 @@ package mp
 
 import (
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -196,7 +197,7 @@ func (s *spare) watch() {
 		s.osp.Kill() // dead already, or not a spare of this binary
 	}
 	close(s.ready)
-	var res resultIn
+	var res resultMsg
 	gotResult := s.ctrl.Recv(&res) == nil
 	code := waitExit(s.osp)
 	if h := testHookSpareReaped.Load(); h != nil {
@@ -223,7 +224,11 @@ func (s *spare) watch() {
 		return
 	}
 	p.finish(s.ctrl, gotResult, res.Err, code)
-	// Its replacement need not wait for refillDelay any longer.
+	// Its replacement need not wait for refillDelay any longer; but the
+	// goroutine that Join woke goes first: a filler started now would
+	// take its place on this P (a new goroutine runs next), and starting
+	// a process takes a while (spawn_warm: Join returned 20-100 µs later).
+	runtime.Gosched()
 	spares.Lock()
 	fillLocked()
 	spares.Unlock()
