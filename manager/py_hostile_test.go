@@ -207,9 +207,30 @@ func TestPythonSilentClients(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The next waiter gets the lock.
-	if kind, v := waiters[1].recv(); kind != "#RETURN" || v != true {
+	// One of the other waiters gets the lock: whichever the server queued
+	// first (their requests come on separate connections, so their order
+	// is not the order they were sent in); the others keep waiting.
+	var got *pyConn
+	for deadline := time.Now().Add(30 * time.Second); got == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("no waiter got the lock once it was released")
+		}
+		for _, w := range waiters[1:] {
+			if ok, err := w.c.Poll(time.Millisecond); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				got = w
+				break
+			}
+		}
+	}
+	if kind, v := got.recv(); kind != "#RETURN" || v != true {
 		t.Fatalf("acquire: %s %#v", kind, v)
+	}
+	for _, w := range waiters[1:] {
+		if ok, _ := w.c.Poll(50 * time.Millisecond); ok && w != got {
+			t.Fatal("two waiters were answered for one release")
+		}
 	}
 
 }
