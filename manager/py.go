@@ -603,7 +603,7 @@ func pyTimeout(v any) (time.Duration, error) {
 	}
 	f, ok := pyFloat(v)
 	if !ok || math.IsNaN(f) {
-		return 0, &pyTypeError{fmt.Sprintf("a timeout is a number, not %s", pyTypeName(v))}
+		return 0, &pyTypeError{fmt.Sprintf("a timeout is a number, not %s", pickle.TypeName(v))}
 	}
 	if f < 0 {
 		return -1, nil

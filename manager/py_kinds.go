@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/pickle"
 	ogórek "github.com/kisielk/og-rek"
 )
 
@@ -409,7 +410,7 @@ func pyIndex(v any) (i int64, s *pySlice, err error) {
 	}
 	call, ok := v.(ogórek.Call)
 	if !ok || call.Callable != pySliceClass || len(call.Args) != 3 {
-		return 0, nil, &pyTypeError{fmt.Sprintf("indices must be integers or slices, not %s", pyTypeName(v))}
+		return 0, nil, &pyTypeError{fmt.Sprintf("indices must be integers or slices, not %s", pickle.TypeName(v))}
 	}
 	s = &pySlice{lo: 0, hi: math.MaxInt64, step: 1}
 	if call.Args[2] != nil {
@@ -589,7 +590,7 @@ func pyListMethods() map[string]pyMethod {
 		}
 		other, ok := pySeq(pc.arg(0, "value", nil))
 		if !ok {
-			pc.reply(pyRaise(excTypeError, "can only concatenate list (not \""+pyTypeName(pc.arg(0, "value", nil))+"\") to list"))
+			pc.reply(pyRaise(excTypeError, "can only concatenate list (not \""+pickle.TypeName(pc.arg(0, "value", nil))+"\") to list"))
 			return
 		}
 		pyListAll(pc, func(items []any) pyMsg { return pyReturn(append(items, other...)) })
@@ -878,7 +879,7 @@ func (l *listObj) coerce(v any) ([]byte, error) {
 	case 'f', 'd':
 		f, ok := pyFloat(v)
 		if !ok {
-			return nil, &pyTypeError{fmt.Sprintf("must be real number, not %s", pyTypeName(v))}
+			return nil, &pyTypeError{fmt.Sprintf("must be real number, not %s", pickle.TypeName(v))}
 		}
 		if l.typecode == 'f' {
 			f = float64(float32(f))
@@ -893,7 +894,7 @@ func (l *listObj) coerce(v any) ([]byte, error) {
 	r := pyIntRanges[l.typecode]
 	f, isNum := pyFloat(v)
 	if _, isFloat := v.(float64); isFloat || !isNum {
-		return nil, &pyTypeError{fmt.Sprintf("'%s' object cannot be interpreted as an integer", pyTypeName(v))}
+		return nil, &pyTypeError{fmt.Sprintf("'%s' object cannot be interpreted as an integer", pickle.TypeName(v))}
 	}
 	if f < r[0] || f > r[1] {
 		return nil, &pyTypeError{"array item out of range (OverflowError)"}

@@ -293,7 +293,7 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		}
 		n, ok := pyInt(pc0(a, 0, "maxsize"))
 		if v, given := a.get(0, "maxsize"); given && !ok {
-			return nil, &pyTypeError{fmt.Sprintf("maxsize is an int, not %s", pyTypeName(v))}
+			return nil, &pyTypeError{fmt.Sprintf("maxsize is an int, not %s", pickle.TypeName(v))}
 		}
 		return &queueObj{maxsize: int(min(max(n, 0), math.MaxInt32)), joinable: true, gone: newGone()}, nil
 	case "Lock", "RLock", "Event":
@@ -412,7 +412,7 @@ func pyIterable(v any) ([]any, error) {
 			return pyRange(v.Args)
 		}
 	}
-	return nil, &pyTypeError{fmt.Sprintf("'%s' object is not iterable by the mp manager", pyTypeName(v))}
+	return nil, &pyTypeError{fmt.Sprintf("'%s' object is not iterable by the mp manager", pickle.TypeName(v))}
 }
 
 // maxRange bounds the items a range sent as an iterable expands to.

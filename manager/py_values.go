@@ -106,7 +106,7 @@ func appendPy(c *sconn, b []byte, v any, depth int) ([]byte, error) {
 			return appendProxy(c, b, v)
 		}
 	}
-	return b, &pyValueError{fmt.Sprintf("a %s cannot be stored in the manager", pyTypeName(v))}
+	return b, &pyValueError{fmt.Sprintf("a %s cannot be stored in the manager", pickle.TypeName(v))}
 }
 
 func appendDet(b []byte, v any) ([]byte, error) {
@@ -369,43 +369,6 @@ func dictPairs(v ogórek.Call) ([]any, bool) {
 	return items, ok
 }
 
-// pyTypeName is the Python name of the type of a value of the model.
-func pyTypeName(v any) string {
-	switch v := v.(type) {
-	case nil, ogórek.None:
-		return "NoneType"
-	case bool:
-		return "bool"
-	case int64, int, *big.Int:
-		return "int"
-	case float64:
-		return "float"
-	case string:
-		return "str"
-	case ogórek.Bytes:
-		return "bytes"
-	case []byte:
-		return "bytearray"
-	case []any:
-		return "list"
-	case ogórek.Tuple:
-		return "tuple"
-	case ogórek.Dict:
-		return "dict"
-	case pickle.Set:
-		return "set"
-	case pickle.FrozenSet:
-		return "frozenset"
-	case ogórek.Class:
-		return v.Module + "." + v.Name
-	case ogórek.Call:
-		return v.Callable.Module + "." + v.Callable.Name + " instance"
-	case *pickle.Object:
-		return v.Class.Module + "." + v.Class.Name + " instance"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
 // pyInt returns v as an int64 if it is a Python int (or bool) that fits.
 func pyInt(v any) (int64, bool) {
 	switch v := v.(type) {
@@ -483,7 +446,7 @@ func pyCompare(a, b any) (int, error) {
 	case []any, ogórek.Tuple:
 		xs, _ := pySeq(a)
 		ys, ok := pySeq(b)
-		if ok && pyTypeName(a) == pyTypeName(b) {
+		if ok && pickle.TypeName(a) == pickle.TypeName(b) {
 			for i := 0; i < len(xs) && i < len(ys); i++ {
 				c, err := pyCompare(xs[i], ys[i])
 				if err != nil || c != 0 {
@@ -493,7 +456,7 @@ func pyCompare(a, b any) (int, error) {
 			return cmpOrdered(len(xs), len(ys)), nil
 		}
 	}
-	return 0, &pyTypeError{fmt.Sprintf("'<' not supported between instances of '%s' and '%s'", pyTypeName(a), pyTypeName(b))}
+	return 0, &pyTypeError{fmt.Sprintf("'<' not supported between instances of '%s' and '%s'", pickle.TypeName(a), pickle.TypeName(b))}
 }
 
 func cmpOrdered[T int | int64 | float64 | string | ogórek.Bytes](x, y T) int {
@@ -577,7 +540,7 @@ func writeRepr(b *strings.Builder, v any, depth int) {
 	case ogórek.Call:
 		items, ok := dictPairs(v)
 		if !ok {
-			fmt.Fprintf(b, "<%s>", pyTypeName(v))
+			fmt.Fprintf(b, "<%s>", pickle.TypeName(v))
 			return
 		}
 		b.WriteByte('{')
@@ -592,7 +555,7 @@ func writeRepr(b *strings.Builder, v any, depth int) {
 		}
 		b.WriteByte('}')
 	default:
-		fmt.Fprintf(b, "<%s>", pyTypeName(v))
+		fmt.Fprintf(b, "<%s>", pickle.TypeName(v))
 	}
 }
 

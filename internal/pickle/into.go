@@ -58,7 +58,7 @@ func (e *MismatchError) Error() string {
 func Into(v any, dst any) error {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return &MismatchError{Python: pyType(v), Go: fmt.Sprintf("%T", dst), Msg: "the destination must be a non-nil pointer"}
+		return &MismatchError{Python: TypeName(v), Go: fmt.Sprintf("%T", dst), Msg: "the destination must be a non-nil pointer"}
 	}
 	return into(v, rv.Elem(), "")
 }
@@ -71,7 +71,7 @@ func into(v any, dst reflect.Value, path string) error {
 	}
 	t := dst.Type()
 	mismatch := func(msg string) error {
-		return &MismatchError{Python: pyType(v), Go: t.String(), Path: path, Msg: msg}
+		return &MismatchError{Python: TypeName(v), Go: t.String(), Path: path, Msg: msg}
 	}
 	if v == nil {
 		switch dst.Kind() {
@@ -276,7 +276,7 @@ func mapKey(k any, t reflect.Type, path string) (reflect.Value, error) {
 	}
 	if !kv.Comparable() {
 		// a tuple key in a map[any]V: Go cannot hash a slice
-		return kv, &MismatchError{Python: pyType(k), Go: t.String(), Path: path + "[key]", Msg: "not usable as a Go map key"}
+		return kv, &MismatchError{Python: TypeName(k), Go: t.String(), Path: path + "[key]", Msg: "not usable as a Go map key"}
 	}
 	return kv, nil
 }
@@ -346,14 +346,17 @@ func intoMap(v any, dst reflect.Value, path string, mismatch func(string) error)
 	return nil
 }
 
-// pyType names the Python type of a value of the model, for errors.
-func pyType(v any) string {
+// TypeName is the name of the Python type of a value of the model, as
+// Python's type(v).__name__ gives it ("NoneType", "int", "dict"...; a
+// class is named by its module and name, an instance of one as
+// "module.name instance"), for error messages.
+func TypeName(v any) string {
 	switch x := v.(type) {
-	case nil:
-		return "None"
+	case nil, ogórek.None:
+		return "NoneType"
 	case bool:
 		return "bool"
-	case int64, *big.Int:
+	case int64, int, *big.Int:
 		return "int"
 	case float64:
 		return "float"
@@ -374,7 +377,7 @@ func pyType(v any) string {
 	case FrozenSet:
 		return "frozenset"
 	case ogórek.Class:
-		return "class " + x.Module + "." + x.Name
+		return x.Module + "." + x.Name
 	case ogórek.Call:
 		return x.Callable.Module + "." + x.Callable.Name + " instance"
 	case *Object:
