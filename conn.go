@@ -638,7 +638,13 @@ func (c *Conn) sendmsg(fd uintptr) bool {
 func (c *Conn) Recv(v any) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	msg, err := c.readMessage(nil)
+	var dst []byte
+	if c.alt == nil {
+		// The default codec copies what it keeps of a message (see
+		// decodeBuffer): it may decode in place.
+		dst = c.decodeBuffer()
+	}
+	msg, err := c.readMessage(dst)
 	if err != nil {
 		return err
 	}

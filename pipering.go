@@ -684,28 +684,54 @@ func (c *Conn) recvPipe(pr *pipeRing, dst []byte) ([]byte, error) {
 	}
 }
 
+// decodeBuffer returns memory for Recv to receive a message into and
+// decode it from, on an end with rings: the scratch buffer that ring
+// messages come through anyway, which saves a copy and an allocation per
+// message. Only for the default codec, which copies whatever it keeps of
+// the message (strings, byte strings, raw messages; a cbor.Unmarshaler
+// must copy what it keeps, as that package's contract says): the buffer
+// is reused by the next receive. nil (a new slice per message) on an end
+// without rings. Called with rmu held, which the decoding holds too.
+func (c *Conn) decodeBuffer() []byte {
+	if c.pipe == nil || c.pipe.ring.Load() == nil {
+		return nil
+	}
+	if c.pipe.scratch == nil {
+		c.pipe.scratch = make([]byte, ringconn.MaxShared)
+	}
+	return c.pipe.scratch
+}
+
 // ringMessage takes one message out of the ring, into dst when it fits.
 // An empty result is a marker.
 func (c *Conn) ringMessage(pr *pipeRing, dst []byte) ([]byte, error) {
 	if dst == nil {
-		if c.pipe.scratch == nil {
-			c.pipe.scratch = make([]byte, ringconn.MaxShared)
-		}
-		n, err := pr.rc.RecvBytesInto(c.pipe.scratch, 0)
+		n, err := pr.rc.RecvBytesInto(c.decodeBuffer(), 0)
 		if err != nil || n == 0 {
 			return nil, err
 		}
 		return append([]byte(nil), c.pipe.scratch[:n]...), nil
 	}
 	n, err := pr.rc.RecvBytesInto(dst, 0)
+	if err != nil {
+		return shortMessage(err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return dst[:n], nil
+}
+
+// shortMessage returns the message of a receive that failed with err:
+// the bytes of one too long for the buffer, which came whole in the
+// error, or err. Apart from ringMessage, so that a receive without error
+// does not allocate errors.As's target (one allocation per message).
+func shortMessage(err error) ([]byte, error) {
 	var short *BufferTooShortError
 	if errors.As(err, &short) {
 		return short.Message, nil
 	}
-	if err != nil || n == 0 {
-		return nil, err
-	}
-	return dst[:n], nil
+	return nil, err
 }
 
 // pipeFrame reads one frame from the socket, skipping doorbells, and

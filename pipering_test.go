@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/ringconn"
 )
@@ -809,5 +810,119 @@ func TestPipeRingReceiverKilledAtMarker(t *testing.T) {
 	}
 	if ok, err := b.Poll(0); ok || err != nil {
 		t.Fatalf("Poll after every message = %v, %v", ok, err)
+	}
+}
+
+// BenchmarkPipeRingRTT measures a round trip of a small message through
+// the rings to a child that echoes it (the path of mp bench pipe_rtt,
+// without its codec).
+func BenchmarkPipeRingRTT(b *testing.B) {
+	b.Run("bytes", func(b *testing.B) { benchPipeRingRTT(b, false) })
+	b.Run("value", func(b *testing.B) { benchPipeRingRTT(b, true) })
+}
+
+// benchPipeRingRTT is BenchmarkPipeRingRTT with messages of bytes, or
+// values through the codec.
+func benchPipeRingRTT(b *testing.B, values bool) {
+	x, y, err := mp.Pipe(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	p := mp.NewProcess(ringEcho, y)
+	if err := p.Start(); err != nil {
+		b.Fatal(err)
+	}
+	y.Close()
+	msg := []byte("hello, a small message")
+	buf := make([]byte, 64)
+	type small struct {
+		ID      int
+		Payload string
+	}
+	v := small{1, "hello"}
+	b.ResetTimer()
+	for range b.N {
+		if values {
+			var back small
+			if err := x.Send(&v); err != nil {
+				b.Fatal(err)
+			}
+			if err := x.Recv(&back); err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
+		if err := x.SendBytes(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := x.RecvBytesInto(buf, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	x.Close()
+	if err := p.Join(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// A value received through the rings keeps its bytes when the next
+// message arrives: Recv decodes in the buffer that ring messages come
+// through, which the next receive overwrites, so everything the value
+// holds must be a copy.
+func TestPipeRingRecvKeepsValues(t *testing.T) {
+	a, b := pipe(t, true)
+	start(t, mp.NewProcess(ringEcho, b))
+	b.Close()
+	type held struct {
+		Bytes []byte
+		Text  string
+		Any   any
+		Raw   cbor.RawMessage
+	}
+	var got []held
+	for i := range 20 {
+		v := held{patterned(i, 40), fmt.Sprintf("text %d of a message", i), patterned(i, 20), cbor.RawMessage{0x43, byte(i), 2, 3}}
+		if err := a.Send(&v); err != nil {
+			t.Fatal(err)
+		}
+		var back held
+		if err := a.Recv(&back); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, back)
+	}
+	for i, v := range got {
+		anyBytes, _ := v.Any.([]byte)
+		if checkPatterned(v.Bytes, i, 40) != nil || v.Text != fmt.Sprintf("text %d of a message", i) ||
+			checkPatterned(anyBytes, i, 20) != nil || !bytes.Equal(v.Raw, []byte{0x43, byte(i), 2, 3}) {
+			t.Fatalf("value %d changed after later receives: %+v", i, v)
+		}
+	}
+}
+
+// A small message through the rings allocates nothing in the receiving
+// process: not a copy of the message, not the target of errors.As.
+func TestPipeRingRecvAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	a, b := pipe(t, true)
+	start(t, mp.NewProcess(ringEcho, b))
+	b.Close()
+	msg := []byte("a small message")
+	buf := make([]byte, 64)
+	roundTrip := func() {
+		if err := a.SendBytes(msg); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := a.RecvBytesInto(buf, 0); err != nil || n != len(msg) {
+			t.Fatalf("RecvBytesInto = %d, %v", n, err)
+		}
+	}
+	roundTrip() // the rings made, the scratch buffer too
+	if n := testing.AllocsPerRun(200, roundTrip); n != 0 {
+		t.Fatalf("%v allocations per round trip through the rings, want 0", n)
 	}
 }

@@ -1,0 +1,5 @@
+//go:build linux && race
+
+package mp_test
+
+const raceEnabled = true
