@@ -40,3 +40,7 @@ func SetTestHookReaped(f func(*Process)) {
 	}
 	testHookReaped.Store(&f)
 }
+
+// RaceEnabled says that the race detector is on (a test of allocations
+// skips then: the detector allocates).
+const RaceEnabled = raceEnabled

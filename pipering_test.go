@@ -905,7 +905,7 @@ func TestPipeRingRecvKeepsValues(t *testing.T) {
 // A small message through the rings allocates nothing in the receiving
 // process: not a copy of the message, not the target of errors.As.
 func TestPipeRingRecvAllocs(t *testing.T) {
-	if raceEnabled {
+	if mp.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	a, b := pipe(t, true)

@@ -1,5 +1,0 @@
-//go:build linux && !race
-
-package mp_test
-
-const raceEnabled = false
