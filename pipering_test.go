@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -922,7 +923,15 @@ func TestPipeRingRecvAllocs(t *testing.T) {
 		}
 	}
 	roundTrip() // the rings made, the scratch buffer too
-	if n := testing.AllocsPerRun(200, roundTrip); n != 0 {
-		t.Fatalf("%v allocations per round trip through the rings, want 0", n)
+	// AllocsPerRun counts the whole process's allocations: a goroutine
+	// of an earlier test still ending (CI runs this after a 2 GiB
+	// message) can add one now and then. An allocation of the round trip
+	// shows in every try; keep the fewest of five.
+	least := math.Inf(1)
+	for range 5 {
+		least = min(least, testing.AllocsPerRun(200, roundTrip))
+	}
+	if least != 0 {
+		t.Fatalf("%v allocations per round trip through the rings, want 0", least)
 	}
 }
