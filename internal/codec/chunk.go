@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
-	"sync"
 	"unicode/utf8"
 	"unsafe"
 
@@ -20,18 +19,14 @@ import (
 // binary on the same machine, so the layout is the same, and a chunk of a
 // million ints costs a memmove instead of a million encodings.
 
-var rawChunkTypes sync.Map // reflect.Type -> bool
+var rawChunkTypes typeCache[bool]
 
 // RawChunks reports whether chunks of T travel as raw memory: T is a
 // fixed-size type without a codec of its own.
 func RawChunks[T any]() bool {
-	t := reflect.TypeFor[T]()
-	if ok, found := rawChunkTypes.Load(t); found {
-		return ok.(bool)
-	}
-	ok := FixedTypeOf[T]().Err == nil && !HasOwnCodec(t)
-	rawChunkTypes.Store(t, ok)
-	return ok
+	return rawChunkTypes.get(reflect.TypeFor[T](), func(t reflect.Type) bool {
+		return FixedTypeOf[T]().Err == nil && !HasOwnCodec(t)
+	})
 }
 
 // HasOwnCodec reports whether t (or *t) encodes or decodes itself.
@@ -247,20 +242,14 @@ func cborHead(b []byte, major byte) (uint64, []byte, bool) {
 	return arg, b[n:], true
 }
 
-var inertTypes sync.Map // reflect.Type -> bool
+var inertTypes typeCache[bool]
 
 // InertItems reports whether a copy of a T encodes as the T did, whatever
 // happens afterwards to memory the T refers to: T is made of numbers,
 // bools and strings (which never change), in arrays and structs, and
 // does not encode itself.
 func InertItems[T any]() bool {
-	t := reflect.TypeFor[T]()
-	if ok, found := inertTypes.Load(t); found {
-		return ok.(bool)
-	}
-	ok := inert(t)
-	inertTypes.Store(t, ok)
-	return ok
+	return inertTypes.get(reflect.TypeFor[T](), inert)
 }
 
 func inert(t reflect.Type) bool {

@@ -4,7 +4,6 @@ package codec
 
 import (
 	"reflect"
-	"sync"
 	"sync/atomic"
 )
 
@@ -27,33 +26,30 @@ func SetHandleMarker(iface reflect.Type) {
 		panic("codec: SetHandleMarker of a non-interface type " + iface.String())
 	}
 	marker.Store(&iface)
-	freeToEncode.Clear()
-	freeToDecode.Clear()
+	freeToEncode.clear()
+	freeToDecode.clear()
 }
 
 var (
-	freeToEncode sync.Map // reflect.Type → bool
-	freeToDecode sync.Map
+	freeToEncode typeCache[bool]
+	freeToDecode typeCache[bool]
 )
 
 // HandleFree reports whether a value of type t can never hold a handle.
 // For decoding, interface types are free (the codec never makes a handle
 // from an interface); for encoding they are not (they may hold anything).
 func HandleFree(t reflect.Type, decoding bool) bool {
-	cache := &freeToEncode
-	if decoding {
-		cache = &freeToDecode
-	}
 	if t == nil {
 		return true
 	}
-	if v, ok := cache.Load(t); ok {
-		return v.(bool)
+	if decoding {
+		return freeToDecode.get(t, walkFreeToDecode)
 	}
-	free := walkFree(t, decoding, map[reflect.Type]bool{})
-	cache.Store(t, free)
-	return free
+	return freeToEncode.get(t, walkFreeToEncode)
 }
+
+func walkFreeToEncode(t reflect.Type) bool { return walkFree(t, false, map[reflect.Type]bool{}) }
+func walkFreeToDecode(t reflect.Type) bool { return walkFree(t, true, map[reflect.Type]bool{}) }
 
 func walkFree(t reflect.Type, decoding bool, seen map[reflect.Type]bool) bool {
 	if seen[t] {
