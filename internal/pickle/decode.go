@@ -357,6 +357,28 @@ func (d *decoder) run() (any, error) {
 	}
 }
 
+// memoKey reads the memo key of a GET or PUT opcode: a decimal line for
+// the text forms, one byte or four for the binary ones.
+func (d *decoder) memoKey(op byte) (int64, error) {
+	switch op {
+	case opGet, opPut:
+		s, err := d.line()
+		if err != nil {
+			return 0, err
+		}
+		k, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, d.fail("bad memo key")
+		}
+		return k, nil
+	case opBinGet, opBinPut:
+		k, err := d.byte1()
+		return int64(k), err
+	}
+	k, err := d.uint32()
+	return int64(k), err
+}
+
 // step runs one opcode.
 func (d *decoder) step(op byte) error {
 	switch op {
@@ -598,50 +620,18 @@ func (d *decoder) step(op byte) error {
 		}
 		d.push(&setBox{items: items, frozen: true})
 
-	case opGet:
-		s, err := d.line()
+	case opGet, opBinGet, opLongBinGet:
+		k, err := d.memoKey(op)
 		if err != nil {
 			return err
-		}
-		k, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return d.fail("bad memo key")
 		}
 		return d.memoGet(k)
-	case opBinGet:
-		k, err := d.byte1()
+	case opPut, opBinPut, opLongBinPut:
+		k, err := d.memoKey(op)
 		if err != nil {
 			return err
-		}
-		return d.memoGet(int64(k))
-	case opLongBinGet:
-		k, err := d.uint32()
-		if err != nil {
-			return err
-		}
-		return d.memoGet(int64(k))
-	case opPut:
-		s, err := d.line()
-		if err != nil {
-			return err
-		}
-		k, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return d.fail("bad memo key")
 		}
 		return d.memoPut(k)
-	case opBinPut:
-		k, err := d.byte1()
-		if err != nil {
-			return err
-		}
-		return d.memoPut(int64(k))
-	case opLongBinPut:
-		k, err := d.uint32()
-		if err != nil {
-			return err
-		}
-		return d.memoPut(int64(k))
 	case opMemoize:
 		return d.memoPut(int64(len(d.memo)))
 
