@@ -1171,15 +1171,26 @@ func pyRelease(pc *pyCall) {
 	})
 }
 
-// pyCondWait serves a Condition's wait(timeout=None): True if notified,
-// False if the timeout ran out; the lock is held again either way.
-func pyCondWait(pc *pyCall) {
+// timeoutOnly reads the one argument of a wait(timeout=None): false if
+// the call had other arguments or a timeout that is not a number, which
+// has been answered with the error.
+func (pc *pyCall) timeoutOnly() (time.Duration, bool) {
 	if !pc.check(0, "timeout") {
-		return
+		return 0, false
 	}
 	t, err := pyTimeout(pc.arg(0, "timeout", nil))
 	if err != nil {
 		pc.fail(err)
+		return 0, false
+	}
+	return t, true
+}
+
+// pyCondWait serves a Condition's wait(timeout=None): True if notified,
+// False if the timeout ran out; the lock is held again either way.
+func pyCondWait(pc *pyCall) {
+	t, ok := pc.timeoutOnly()
+	if !ok {
 		return
 	}
 	pc.run(opCondWait, max(t, noTimeout), args1(gid0), func(res *opResult) pyMsg {
@@ -1226,12 +1237,8 @@ func pyNotify(pc *pyCall) {
 
 // pyEventWait serves wait(timeout=None): whether the event is set.
 func pyEventWait(pc *pyCall) {
-	if !pc.check(0, "timeout") {
-		return
-	}
-	t, err := pyTimeout(pc.arg(0, "timeout", nil))
-	if err != nil {
-		pc.fail(err)
+	t, ok := pc.timeoutOnly()
+	if !ok {
 		return
 	}
 	pc.run(opEventWait, t, nil, func(res *opResult) pyMsg {
@@ -1248,12 +1255,8 @@ func pyEventWait(pc *pyCall) {
 // pyBarrierWait serves wait(timeout=None): the caller's index, or
 // BrokenBarrierError (a timeout breaks the barrier, as in Python).
 func pyBarrierWait(pc *pyCall) {
-	if !pc.check(0, "timeout") {
-		return
-	}
-	t, err := pyTimeout(pc.arg(0, "timeout", nil))
-	if err != nil {
-		pc.fail(err)
+	t, ok := pc.timeoutOnly()
+	if !ok {
 		return
 	}
 	pc.run(opBarrierWait, t, nil, func(res *opResult) pyMsg {
