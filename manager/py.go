@@ -616,10 +616,8 @@ func pyTimeout(v any) (time.Duration, error) {
 
 // run runs operation op of the call's object with args and replies with
 // what fin makes of its result. An operation that waits does so in a
-// goroutine of its own, for at most timeout (noTimeout: without limit),
-// while the connection's goroutine reads on: the end of the connection
-// ends the wait (see sconn.serve, which does the same for Go clients). A
-// wait ended by its timeout fails with codeCancelled.
+// goroutine of its own, for at most timeout (see sconn.waitAside, which
+// Go clients' waits go through too).
 func (pc *pyCall) run(op uint64, timeout time.Duration, args [][]byte, fin func(res *opResult) pyMsg) {
 	c := pc.c
 	s := c.s
@@ -631,30 +629,7 @@ func (pc *pyCall) run(op uint64, timeout time.Duration, args [][]byte, fin func(
 		c.pyFinish(r, fin)
 		return
 	}
-	p := &pending{cancel: make(chan struct{}), dead: make(chan struct{})}
-	c.pmu.Lock()
-	c.pend = p
-	c.pmu.Unlock()
-	var timer *time.Timer
-	if timeout >= 0 {
-		timer = time.AfterFunc(timeout, p.cancelled)
-	}
-	c.wg.Add(1)
-	s.waiting.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer s.waiting.Add(-1)
-		r := &reply{s: s, sess: c.sess}
-		r.reset()
-		wait(p, r)
-		if timer != nil {
-			timer.Stop()
-		}
-		c.pmu.Lock()
-		c.pend = nil
-		c.pmu.Unlock()
-		c.pyFinish(r, fin)
-	}()
+	c.waitAside(wait, timeout, func(r *reply) { c.pyFinish(r, fin) })
 }
 
 // pyFinish replies to an operation that ended with r. An item a queue's

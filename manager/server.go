@@ -847,10 +847,27 @@ func (c *sconn) serve(op, id uint64, args [][]byte) {
 		c.flushDrops(r)
 		return
 	}
+	c.waitAside(wait, noTimeout, func(r *reply) {
+		c.send(r)
+		c.flushDrops(r)
+	})
+}
+
+// waitAside runs wait, an operation that waits, in a goroutine of its
+// own, for at most timeout (noTimeout: without limit; a wait ended by its
+// timeout fails with codeCancelled), while the connection's goroutine
+// reads on: the end of the connection, or a cancel the client sends, ends
+// the wait through c.pend. done then replies with the wait's reply.
+func (c *sconn) waitAside(wait waitFn, timeout time.Duration, done func(r *reply)) {
+	s := c.s
 	p := &pending{cancel: make(chan struct{}), dead: make(chan struct{})}
 	c.pmu.Lock()
 	c.pend = p
 	c.pmu.Unlock()
+	var timer *time.Timer
+	if timeout >= 0 {
+		timer = time.AfterFunc(timeout, p.cancelled)
+	}
 	c.wg.Add(1)
 	s.waiting.Add(1)
 	go func() {
@@ -859,11 +876,13 @@ func (c *sconn) serve(op, id uint64, args [][]byte) {
 		r := &reply{s: s, sess: c.sess}
 		r.reset()
 		wait(p, r)
+		if timer != nil {
+			timer.Stop()
+		}
 		c.pmu.Lock()
 		c.pend = nil
 		c.pmu.Unlock()
-		c.send(r)
-		c.flushDrops(r)
+		done(r)
 	}()
 }
 
