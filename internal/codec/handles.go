@@ -28,6 +28,7 @@ func SetHandleMarker(iface reflect.Type) {
 	marker.Store(&iface)
 	freeToEncode.clear()
 	freeToDecode.clear()
+	fastPlans.clear()
 }
 
 var (
