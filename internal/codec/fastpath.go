@@ -52,6 +52,12 @@ type fastField struct {
 
 var fastPlans typeCache[*fastPlan]
 
+// plainPlans are the plans of int, int64, string and float64 (see valueOf).
+var plainPlans = []*fastPlan{
+	buildPlan(reflect.TypeFor[int]()), buildPlan(reflect.TypeFor[int64]()),
+	buildPlan(reflect.TypeFor[string]()), buildPlan(reflect.TypeFor[float64]()),
+}
+
 // planFor returns t's plan, or nil when values of t go through the
 // library.
 func planFor(t reflect.Type) *fastPlan { return fastPlans.get(t, buildPlan) }
@@ -145,15 +151,40 @@ func isScalar(t reflect.Type) bool {
 // valueOf returns the plan of the value v holds (or that v points to, if
 // v is a pointer, isPtr) and the address of that value, or a nil plan.
 func valueOf(v any) (p *fastPlan, addr unsafe.Pointer, isPtr bool) {
-	t := reflect.TypeOf(v)
-	if t == nil {
-		return nil, nil, false
-	}
 	// An interface holds a pointer to its value, or the pointer itself
 	// when the value is a pointer: no type with a plan is pointer-shaped
 	// (held in the interface's word), as each holds a scalar that is not
 	// a pointer or a string, slice or several words.
 	data := (*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1]
+	// The commonest lone scalars skip the type cache: a type switch
+	// costs less, and they are where the library is fastest.
+	switch v.(type) {
+	case int:
+		return plainPlans[0], data, false
+	case int64:
+		return plainPlans[1], data, false
+	case string:
+		return plainPlans[2], data, false
+	case float64:
+		return plainPlans[3], data, false
+	case *int, *int64, *string, *float64:
+		if data == nil {
+			return nil, nil, false
+		}
+		switch v.(type) {
+		case *int:
+			return plainPlans[0], data, true
+		case *int64:
+			return plainPlans[1], data, true
+		case *string:
+			return plainPlans[2], data, true
+		}
+		return plainPlans[3], data, true
+	}
+	t := reflect.TypeOf(v)
+	if t == nil {
+		return nil, nil, false
+	}
 	if t.Kind() == reflect.Pointer {
 		if data == nil {
 			return nil, nil, false
@@ -268,12 +299,16 @@ func decodeFast(data []byte, v any) bool {
 		return false
 	}
 	// Everything is checked before anything is stored: the library, if it
-	// is asked instead, must find v as it was.
-	if len(p.fields) > len(fastPending{}) {
-		return p.parse(data, nil, nil) && p.parse(data, addr, nil)
+	// is asked instead, must find v as it was. One field is stored last,
+	// once checked; a few wait in got; more are checked in a first pass.
+	switch {
+	case len(p.fields) == 1:
+		return p.parse(data, addr, nil, true)
+	case len(p.fields) > len(fastPending{}):
+		return p.parse(data, nil, nil, true) && p.parse(data, addr, nil, false)
 	}
 	var got fastPending
-	if !p.parse(data, nil, &got) {
+	if !p.parse(data, nil, &got, true) {
 		return false
 	}
 	for i := range p.fields {
@@ -284,7 +319,7 @@ func decodeFast(data []byte, v any) bool {
 
 // fastPending holds the values parsed for a plan of a few fields until
 // all are known good; larger plans parse twice instead.
-type fastPending [8]scalar
+type fastPending [4]scalar
 
 // A scalar is one parsed value.
 type scalar struct {
@@ -294,10 +329,14 @@ type scalar struct {
 }
 
 // parse checks that data is in the plan's form, storing the values into
-// the value at addr if it is not nil or into got if it is not nil. The
-// map's head and the keys are compared as the bytes the plan writes:
-// another form of the same (a longer head) is left to the library.
-func (p *fastPlan) parse(data []byte, addr unsafe.Pointer, got *fastPending) bool {
+// the value at addr if it is not nil or into got if it is not nil; each
+// value is stored once it and all before it are checked, and the last
+// once the message is known to end with it. check asks for the checks
+// that need a pass over a string's contents, which a second pass can
+// skip. The map's head and the keys are compared as the bytes the plan
+// writes: another form of the same (a longer head) is left to the
+// library.
+func (p *fastPlan) parse(data []byte, addr unsafe.Pointer, got *fastPending, check bool) bool {
 	b := data
 	if len(b) < len(p.head) || string(b[:len(p.head)]) != string(p.head) {
 		return false
@@ -308,11 +347,14 @@ func (p *fastPlan) parse(data []byte, addr unsafe.Pointer, got *fastPending) boo
 		if len(b) < len(f.key) || string(b[:len(f.key)]) != string(f.key) {
 			return false
 		}
-		v, n, ok := parseScalar(b[len(f.key):], f, addr == nil)
+		v, n, ok := parseScalar(b[len(f.key):], f, check)
 		if !ok {
 			return false
 		}
 		b = b[len(f.key)+n:]
+		if i == len(p.fields)-1 && len(b) != 0 {
+			return false
+		}
 		switch {
 		case got != nil:
 			got[i] = v
@@ -320,7 +362,7 @@ func (p *fastPlan) parse(data []byte, addr unsafe.Pointer, got *fastPending) boo
 			v.store(f, unsafe.Add(addr, f.off))
 		}
 	}
-	return len(b) == 0
+	return true
 }
 
 // parseScalar parses the item at the start of b as f's value and returns
