@@ -266,18 +266,13 @@ func appendScalar(b []byte, f fastField, p unsafe.Pointer) []byte {
 	return append(AppendHead(b, MajorBytes, uint64(len(bs))), bs...)
 }
 
+// loadInt loads a signed integer of size bytes: its bits, sign-extended.
 func loadInt(p unsafe.Pointer, size uintptr) int64 {
-	switch size {
-	case 1:
-		return int64(*(*int8)(p))
-	case 2:
-		return int64(*(*int16)(p))
-	case 4:
-		return int64(*(*int32)(p))
-	}
-	return *(*int64)(p)
+	shift := 64 - 8*size
+	return int64(loadUint(p, size)<<shift) >> shift
 }
 
+// loadUint loads an unsigned integer of size bytes.
 func loadUint(p unsafe.Pointer, size uintptr) uint64 {
 	switch size {
 	case 1:
