@@ -50,8 +50,6 @@ type fastField struct {
 	off  uintptr
 }
 
-var fastPlans typeCache[*fastPlan]
-
 // plainPlans are the plans of int, int64, string and float64 (see valueOf).
 var plainPlans = []*fastPlan{
 	buildPlan(reflect.TypeFor[int]()), buildPlan(reflect.TypeFor[int64]()),
@@ -60,7 +58,12 @@ var plainPlans = []*fastPlan{
 
 // planFor returns t's plan, or nil when values of t go through the
 // library.
-func planFor(t reflect.Type) *fastPlan { return fastPlans.get(t, buildPlan) }
+func planFor(t reflect.Type) *fastPlan {
+	if t.Kind() == reflect.Pointer {
+		return nil // its element's is infoOf(t).plan
+	}
+	return infoOf(t).plan
+}
 
 // The library's interfaces for types that encode or decode themselves:
 // a struct implementing any of them has no plan.
@@ -185,13 +188,11 @@ func valueOf(v any) (p *fastPlan, addr unsafe.Pointer, isPtr bool) {
 	if t == nil {
 		return nil, nil, false
 	}
-	if t.Kind() == reflect.Pointer {
-		if data == nil {
-			return nil, nil, false
-		}
-		t, isPtr = t.Elem(), true
+	i := infoOf(t)
+	if i.isPtr && data == nil {
+		return nil, nil, false
 	}
-	return planFor(t), data, isPtr
+	return i.plan, data, i.isPtr
 }
 
 // appendFast appends v's encoding to dst if v has a plan.
