@@ -28,10 +28,12 @@ import (
 // integer heads, float64 and float32 at their width, NaN and infinities as
 // the library's float16, nil byte slices as null): every reader, either
 // path or another process's, reads the same message. It reads only that
-// form back (the keys in that order, no other key, no tag, definite
-// lengths, the exact item types); anything else, including any error, is
-// left to the library, which then decodes from the start into a value the
-// fast path has not touched. Only enc's options are served this way (not
+// form back (the map's head and the keys byte for byte, in that order, no
+// other key, no tag, definite lengths, the exact item types, values that
+// fit, valid UTF-8, no NaN); anything else, including any error, is left
+// to the library, which then decodes from the start into a value the
+// fast path has not touched. What it decodes, the library decodes to the
+// same value without error (TestFastPathMatchesLibrary, FuzzFastPath). Only enc's options are served this way (not
 // det's, which shortens floats).
 
 // A fastPlan says how to encode and decode one type.
