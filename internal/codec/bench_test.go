@@ -49,3 +49,33 @@ func BenchmarkDecodeSmall(b *testing.B) {
 		}
 	}
 }
+
+// smallMsg is the shape of mp bench pipe_rtt's message.
+type smallMsg struct {
+	ID      int    `cbor:"id"`
+	Payload string `cbor:"payload"`
+}
+
+func BenchmarkEncodeStruct(b *testing.B) {
+	v := &smallMsg{ID: 1, Payload: "hello"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := EncodeMessage(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeStruct(b *testing.B) {
+	data, _, err := EncodeMessage(&smallMsg{ID: 1, Payload: "hello"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var v smallMsg
+		if _, err := DecodeMessage(data, nil, &v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -71,7 +71,7 @@ func DecodeOne[T any](b []byte, v *T) error {
 		copy(raw, b)
 		return nil
 	}
-	return dec.Unmarshal(b, v)
+	return Unmarshal(b, v)
 }
 
 // EncodeChunk encodes a chunk of items (a copy: the caller may reuse items).

@@ -85,13 +85,29 @@ func init() {
 
 // Marshal encodes v into memory of its own. A handle inside v fails with
 // ErrNoSession (see EncodeMessage).
-func Marshal(v any) ([]byte, error) { return enc.Marshal(v) }
+func Marshal(v any) ([]byte, error) {
+	if b, ok := appendFast(nil, v); ok {
+		return b, nil
+	}
+	return enc.Marshal(v)
+}
 
 // MarshalToBuffer appends the encoding of v to buf.
-func MarshalToBuffer(v any, buf *bytes.Buffer) error { return enc.MarshalToBuffer(v, buf) }
+func MarshalToBuffer(v any, buf *bytes.Buffer) error {
+	if b, ok := appendFast(buf.AvailableBuffer(), v); ok {
+		buf.Write(b)
+		return nil
+	}
+	return enc.MarshalToBuffer(v, buf)
+}
 
 // Unmarshal decodes the one item data holds into v, a pointer.
-func Unmarshal(data []byte, v any) error { return dec.Unmarshal(data, v) }
+func Unmarshal(data []byte, v any) error {
+	if decodeFast(data, v) {
+		return nil
+	}
+	return dec.Unmarshal(data, v)
+}
 
 // DetMarshal encodes v deterministically: equal values give equal bytes.
 func DetMarshal(v any) ([]byte, error) { return det.Marshal(v) }
@@ -130,7 +146,7 @@ var ErrArgHandles = errors.New("mp: pool task arguments cannot hold handles (Con
 // (and its lock) that a message needs: a handle inside fails with
 // ErrItemHandles.
 func EncodeItem(buf *bytes.Buffer, v any) error {
-	if err := enc.MarshalToBuffer(v, buf); err != nil {
+	if err := MarshalToBuffer(v, buf); err != nil {
 		if errors.Is(err, ErrNoSession) {
 			return ErrItemHandles
 		}
@@ -153,7 +169,7 @@ func EncodeArgTo(buf *bytes.Buffer, v any) error {
 
 // EncodeArg encodes a pool task's argument into memory of its own.
 func EncodeArg(v any) ([]byte, error) {
-	b, err := enc.Marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		if errors.Is(err, ErrNoSession) {
 			return nil, ErrArgHandles

@@ -26,14 +26,32 @@ func SetHandleMarker(iface reflect.Type) {
 		panic("codec: SetHandleMarker of a non-interface type " + iface.String())
 	}
 	marker.Store(&iface)
-	freeToEncode.clear()
-	freeToDecode.clear()
+	typeInfos.clear()
 }
 
-var (
-	freeToEncode typeCache[bool]
-	freeToDecode typeCache[bool]
-)
+// A typeInfo is what the codec learns once about the type of a message or
+// item, looked up once per value: whether it may hold handles, and its
+// fast plan (see fastPlan).
+type typeInfo struct {
+	freeToEncode, freeToDecode bool      // see HandleFree
+	plan                       *fastPlan // the type's plan or, for a pointer, its element's; nil: the library
+	isPtr                      bool
+}
+
+var typeInfos typeCache[*typeInfo]
+
+// infoOf returns what the codec knows of t, which is not nil.
+func infoOf(t reflect.Type) *typeInfo {
+	return typeInfos.get(t, func(t reflect.Type) *typeInfo {
+		i := &typeInfo{freeToEncode: walkFreeToEncode(t), freeToDecode: walkFreeToDecode(t)}
+		if t.Kind() == reflect.Pointer {
+			i.plan, i.isPtr = buildPlan(t.Elem()), true
+		} else {
+			i.plan = buildPlan(t)
+		}
+		return i
+	})
+}
 
 // HandleFree reports whether a value of type t can never hold a handle.
 // For decoding, interface types are free (the codec never makes a handle
@@ -43,9 +61,9 @@ func HandleFree(t reflect.Type, decoding bool) bool {
 		return true
 	}
 	if decoding {
-		return freeToDecode.get(t, walkFreeToDecode)
+		return infoOf(t).freeToDecode
 	}
-	return freeToEncode.get(t, walkFreeToEncode)
+	return infoOf(t).freeToEncode
 }
 
 func walkFreeToEncode(t reflect.Type) bool { return walkFree(t, false, map[reflect.Type]bool{}) }

@@ -38,6 +38,9 @@ var (
 // CloseFDs. Duplicating them keeps the message right even if a handle is
 // closed before the message leaves.
 func EncodeMessage(v any) ([]byte, []int, error) {
+	if b, ok := appendFast(nil, v); ok {
+		return b, nil, nil
+	}
 	if HandleFree(reflect.TypeOf(v), false) {
 		b, err := enc.Marshal(v)
 		if err != nil {
@@ -73,6 +76,9 @@ func DecodeMessage(data []byte, fds []int, v any) (used int, err error) {
 	n, rest, err := splitEnvelope(data)
 	if err != nil {
 		return 0, err
+	}
+	if n == 0 && decodeFast(rest, v) {
+		return 0, nil
 	}
 	if n == 0 && HandleFree(reflect.TypeOf(v), true) {
 		if err := dec.Unmarshal(rest, v); err != nil {

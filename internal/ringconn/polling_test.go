@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,5 +262,31 @@ func TestFutexSleeperMovesToSocket(t *testing.T) {
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A wait decides whether to poll or sleep after about a microsecond of
+// looks (lookFor), however long its pauses take: here each look takes
+// 20 µs (a hook sleeps in it), and the receiver, whose polling has
+// stopped, sleeps after the first look, not after 16 of them (2.3-3 µs
+// of pauses on this project's machine, during which a peer waiting for
+// the CPU could not answer).
+func TestLooksBoundedInTime(t *testing.T) {
+	a, b := pair(t)
+	b.spinner = spinner{gap: maxGap, skip: 1 << 30} // sleeps once it decides
+	var looks, looksBeforeSleep atomic.Int32
+	testHookLooked = func(c *Conn) {
+		if c == b {
+			if b.in.sleeping.Load() == 0 {
+				looksBeforeSleep.Add(1)
+			}
+			looks.Add(1)
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	defer func() { testHookLooked = nil }()
+	timeToSleep(t, a, b, 3)
+	if n := looksBeforeSleep.Load(); n > 3*2 {
+		t.Fatalf("3 waits looked %d times before they slept (%d looks in all), want at most 2 each", n, looks.Load())
 	}
 }
