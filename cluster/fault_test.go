@@ -641,3 +641,48 @@ func TestDirectResultNotStored(t *testing.T) {
 		t.Errorf("%d results delivered from the stream, %d stored; want none", n, info.State.LastSeq)
 	}
 }
+
+// A pool answers a result sent directly as it takes it, before its
+// caller's callback runs: a callback slower than the worker's wait for
+// that answer does not hold up the worker, which would store the result
+// in the stream too. The callback waits until the worker has
+// acknowledged the task, which it does once answered (or, unanswered,
+// once it has stored the result, after directWait).
+func TestDirectAnswerBeforeCallback(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 30*time.Second)
+	// The callback sees the task still in the stream at first: the
+	// worker acknowledges it only after its pool's answer.
+	acked := make(chan time.Duration, 1)
+	res := double.ApplyAsync(ctx, pool, 4, func(int) {
+		start := time.Now()
+		for ctx.Err() == nil {
+			info, err := c.conn.tasks.Info(ctx)
+			if err == nil && info.State.Msgs == 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		acked <- time.Since(start)
+	}, nil)
+	if v, err := res.Get(ctx); err != nil || v != 8 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	wait := <-acked
+	rs, err := c.conn.js.Stream(ctx, resultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 0 {
+		t.Errorf("the worker stored the result in the stream too (after %v in the callback): it was not answered until the callback returned", wait.Round(time.Millisecond))
+	}
+}

@@ -37,7 +37,7 @@ const (
 
 // directMax is the largest result a worker sends directly to its pool,
 // over core NATS: the pool has it one stream delivery sooner, and answers
-// once it has taken it; the worker acknowledges the task then, and stores
+// as it takes it; the worker acknowledges the task then, and stores
 // the result in the stream only when no answer comes (the pool is gone,
 // or slow, or the message was lost). A larger result goes through the
 // stream.

@@ -317,15 +317,19 @@ func (s *session) onResult(m jetstream.Msg) {
 	s.take(data, m.Subject())
 }
 
-// onDirect settles the task of a result sent over core NATS (see
-// directMax), then tells its worker, which stores the result in the
-// stream only if no answer comes.
+// onDirect tells the worker of a result sent over core NATS (see
+// directMax) that the pool has it, then settles its task. The worker
+// stores the result in the stream only if no answer comes. The answer
+// goes first: the result is in this process, and only the end of the
+// process loses it, which ends its caller too. So the worker does not
+// wait for the caller's callback (run as the task settles), and the
+// caller's goroutine, woken last, runs first.
 func (s *session) onDirect(m *nats.Msg) {
 	if h := testHookDropDirect; h != nil && h() {
 		return
 	}
-	s.take(m.Data, m.Subject)
 	m.Respond(nil)
+	s.take(m.Data, m.Subject)
 }
 
 // take settles the task of a result, unless it has its outcome: a task
