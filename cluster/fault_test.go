@@ -686,3 +686,84 @@ func TestDirectAnswerBeforeCallback(t *testing.T) {
 		t.Errorf("the worker stored the result in the stream too (after %v in the callback): it was not answered until the callback returned", wait.Round(time.Millisecond))
 	}
 }
+
+// A task is published once, without asking the stream for an ack, when
+// its result comes within confirmAfter; one still running after
+// confirmAfter is published again, asking, and the stream keeps one copy
+// (the message id): it runs once.
+func TestPublishAsksForAckOnlyWhenSlow(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 30*time.Second)
+	// The publications, as core NATS subscribers see them.
+	pubs := make(chan *nats.Msg, 64)
+	sub, err := c.conn.nc.ChanSubscribe(taskPrefix+">", pubs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.conn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range [][2]int{{1, 0}, {2, int(5 * confirmAfter / time.Millisecond)}} {
+		if v, err := sleepy.Apply(ctx, pool, a); err != nil || v != a[0] {
+			t.Fatalf("task %d: got %v, %v", a[0], v, err)
+		}
+	}
+	if err := c.conn.nc.Flush(); err != nil { // the copies of what it published came before the answer
+		t.Fatal(err)
+	}
+	var quick, slow []*nats.Msg
+	for len(pubs) > 0 {
+		m := <-pubs
+		if quick == nil || m.Subject == quick[0].Subject {
+			quick = append(quick, m)
+		} else {
+			slow = append(slow, m)
+		}
+	}
+	switch {
+	case len(quick) == 0:
+		t.Errorf("no publication seen")
+	case quick[0].Reply != "":
+		t.Errorf("a quick task was published asking for an ack (reply %q)", quick[0].Reply)
+	}
+	if len(slow) != 2 || slow[0].Reply != "" || slow[1].Reply == "" {
+		t.Errorf("a task slower than confirmAfter: %d publications, want one without asking for an ack and one asking", len(slow))
+	}
+	if n := count(records(t, dir), "start_2_"); n != 1 {
+		t.Errorf("the slow task ran %d times", n)
+	}
+	info, err := c.conn.tasks.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 2 {
+		t.Errorf("the stream stored %d messages for 2 tasks", info.State.LastSeq)
+	}
+}
+
+// A task whose publication is lost, and no result comes, is published
+// again after confirmAfter: the call gets its result, the task ran once.
+func TestLostPublication(t *testing.T) {
+	var dropped atomic.Int32
+	testHookDropPublish = func() bool { return dropped.Add(1) == 1 }
+	t.Cleanup(func() { testHookDropPublish = nil })
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	if v, err := sleepy.Apply(testCtx(t, 30*time.Second), pool, [2]int{7, 0}); err != nil || v != 7 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if dropped.Load() != 1 {
+		t.Errorf("%d publications without an ack, want 1 (dropped)", dropped.Load())
+	}
+	if n := count(records(t, dir), "start_7_"); n != 1 {
+		t.Errorf("the task ran %d times", n)
+	}
+}

@@ -45,8 +45,13 @@ const directMax = 64 << 10
 
 func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }
 
+// instSubject starts the subjects of a pool instance's tasks.
+func instSubject(pool, fp, inst string) string {
+	return taskPrefix + pool + "." + fp + "." + inst + "-"
+}
+
 func jobSubject(pool, fp, inst string, job uint64) string {
-	return taskPrefix + pool + "." + fp + "." + inst + "-" + strconv.FormatUint(job, 10)
+	return instSubject(pool, fp, inst) + strconv.FormatUint(job, 10)
 }
 
 // taskDurablePrefix starts the name of each tasks' durable consumer.
