@@ -767,3 +767,50 @@ func TestLostPublication(t *testing.T) {
 		t.Errorf("the task ran %d times", n)
 	}
 }
+
+// A worker sends a small result to its pool before its request for the
+// next task, so that the server routes the result first: between two
+// results of one worker (one slot) goes exactly one request.
+func TestResultBeforeNextPull(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 30*time.Second)
+	seen := make(chan *nats.Msg, 256)
+	for _, subj := range []string{directPrefix + ">", "$JS.API.CONSUMER.MSG.NEXT.>"} {
+		sub, err := c.conn.nc.ChanSubscribe(subj, seen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := c.conn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const calls = 20
+	for i := range calls {
+		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
+			t.Fatalf("call %d: got %v, %v", i, v, err)
+		}
+	}
+	// The worker's request after the last result may come after it.
+	var order []byte
+	for results := 0; results < calls || len(order) == 0 || order[len(order)-1] != 'p'; {
+		select {
+		case m := <-seen:
+			if strings.HasPrefix(m.Subject, directPrefix) {
+				order = append(order, 'r')
+				results++
+			} else {
+				order = append(order, 'p')
+			}
+		case <-ctx.Done():
+			t.Fatalf("seen %q", order)
+		}
+	}
+	first := bytes.IndexByte(order, 'r')
+	if want := strings.Repeat("rp", calls); first < 0 || string(order[first:]) != want {
+		t.Errorf("results (r) and requests for a task (p) after the first result: %q, want %q", order[first:], want)
+	}
+}
