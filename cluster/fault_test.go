@@ -814,3 +814,31 @@ func TestResultBeforeNextPull(t *testing.T) {
 		t.Errorf("results (r) and requests for a task (p) after the first result: %q, want %q", order[first:], want)
 	}
 }
+
+// A pool that takes a result sent directly acknowledges the task itself,
+// as it answers, so that the stream removes the task before the pool's
+// next task comes (the worker's own acknowledgement, a round trip later,
+// competed with that task for the server's CPU). The worker (the pool's
+// own, here) does not acknowledge such a task: the stream is empty once
+// the call returns all the same, with no redelivery after the ack wait.
+func TestPoolAcksDirectResult(t *testing.T) {
+	var workerAcks atomic.Int32
+	testHookWorkerAck = func() bool { workerAcks.Add(1); return false }
+	t.Cleanup(func() { testHookWorkerAck = nil })
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closePool(t, pool)
+	ctx := testCtx(t, 30*time.Second)
+	for i := range 5 {
+		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
+			t.Fatalf("call %d: got %v, %v", i, v, err)
+		}
+	}
+	awaitEmptyStream(t, c) // 10 s: well within the ack wait of 30 s
+	if n := workerAcks.Load(); n != 0 {
+		t.Errorf("the worker acknowledged %d tasks that its pool acknowledged", n)
+	}
+}

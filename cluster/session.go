@@ -384,18 +384,31 @@ func (s *session) onResult(m jetstream.Msg) {
 	s.take(data, m.Subject())
 }
 
-// onDirect tells the worker of a result sent over core NATS (see
-// directMax) that the pool has it, then settles its task. The worker
-// stores the result in the stream only if no answer comes. The answer
-// goes first: the result is in this process, and only the end of the
-// process loses it, which ends its caller too. So the worker does not
-// wait for the caller's callback (run as the task settles), and the
-// caller's goroutine, woken last, runs first.
+// onDirect acknowledges the task of a result sent over core NATS (see
+// directMax) to the stream and tells its worker that the pool has the
+// result, then settles the task. The worker stores the result in the
+// stream only if no answer comes. The acknowledgement and the answer go
+// first: the result is in this process, and only the end of the process
+// loses it, which ends its caller too. So the worker does not wait for
+// the caller's callback (run as the task settles), the caller's
+// goroutine, woken last, runs first, and the stream removes the task
+// before the caller's next task comes (a worker's acknowledgement, a
+// round trip later, competed with that task for the server's CPU: a bare
+// JetStream round trip on a loaded 2-core machine took 183 us with it,
+// 130 without). An acknowledgement lost on the
+// way leaves the task to be given again after the ack wait, as a
+// worker's would: its second result is dropped.
 func (s *session) onDirect(m *nats.Msg) {
 	if h := testHookDropDirect; h != nil && h() {
 		return
 	}
-	m.Respond(nil)
+	var answer []byte
+	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, jsAckPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
+		if s.c.conn.nc.Publish(to, ackOK) == nil {
+			answer = answerAcked
+		}
+	}
+	m.Respond(answer)
 	s.take(m.Data, m.Subject)
 }
 

@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -476,7 +477,7 @@ func (n *node) run(m *nats.Msg) {
 			// told: the slot's next request for a task goes out after
 			// the result, which the server then routes first.
 			o.direct = n.replies.expect()
-			n.sendDirect(t.Inst, o.body, o.direct)
+			n.sendDirect(t.Inst, o.body, m.Reply, o.direct)
 			out <- o
 		}})
 	o := <-out
@@ -494,16 +495,21 @@ func (n *node) run(m *nats.Msg) {
 const directWait = 2 * time.Second
 
 // sendDirect sends a result to its pool over core NATS, with d's reply
-// subject: the pool answers once it has taken the result (or had one
-// for that task). A result that cannot be sent at once gets no answer:
-// it goes to the stream after the wait (see deliverResult).
-func (n *node) sendDirect(inst string, body []byte, d *directReply) {
-	n.cn.nc.PublishRequest(directPrefix+inst, d.subject, body)
+// subject and the subject that acknowledges the task's delivery
+// (ackSubject): the pool acknowledges the task and answers as it takes
+// the result (or had one for that task). A result that cannot be sent at
+// once gets no answer: it goes to the stream after the wait (see
+// deliverResult).
+func (n *node) sendDirect(inst string, body []byte, ackSubject string, d *directReply) {
+	n.cn.nc.PublishMsg(&nats.Msg{Subject: directPrefix + inst, Reply: d.subject, Data: body,
+		Header: nats.Header{ackToHeader: []string{ackSubject}}})
 }
 
 // awaitDirect reports whether the pool answered for the result sent
-// with d within directWait (or a quarter of the ack wait, if less).
-func (n *node) awaitDirect(d *directReply) bool {
+// with d within directWait (or a quarter of the ack wait, if less), and
+// whether it acknowledged the task (a pool of an earlier version leaves
+// that to the worker).
+func (n *node) awaitDirect(d *directReply) (answered, acked bool) {
 	defer n.replies.forget(d)
 	wait := directWait
 	n.mu.Lock()
@@ -515,11 +521,11 @@ func (n *node) awaitDirect(d *directReply) bool {
 	defer t.Stop()
 	select {
 	case <-d.answered:
-		return true
+		return true, d.acked
 	case <-t.C:
 	case <-n.ctx.Done():
 	}
-	return false
+	return false, false
 }
 
 // replyMux receives the pools' answers to the results sent directly, on
@@ -540,6 +546,7 @@ type directReply struct {
 	token    string
 	subject  string        // the reply subject of the result
 	answered chan struct{} // closed by the answer
+	acked    bool          // the answer said the pool acknowledged the task; set before answered closes
 }
 
 func newReplyMux(nc *nats.Conn) (*replyMux, error) {
@@ -574,6 +581,7 @@ func (r *replyMux) onAnswer(m *nats.Msg) {
 	delete(r.waiting, token)
 	r.mu.Unlock()
 	if d != nil {
+		d.acked = bytes.Equal(m.Data, answerAcked)
 		close(d.answered)
 	}
 }
@@ -587,9 +595,14 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if direct != nil && n.awaitDirect(direct) {
-			n.answer(m, ackOK)
-			return
+		if direct != nil {
+			answered, acked := n.awaitDirect(direct)
+			if answered {
+				if h := testHookWorkerAck; !acked && (h == nil || h()) {
+					n.answer(m, ackOK)
+				}
+				return
+			}
 		}
 		if !n.resultStored(ack) && !n.publishResult(subject, body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
@@ -598,6 +611,10 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 		n.answer(m, ackOK)
 	}()
 }
+
+// testHookWorkerAck, if a test sets it, says whether a worker whose
+// pool answered for its result acknowledges the task.
+var testHookWorkerAck func() bool
 
 // testHookDropTask, if a test sets it, drops the deliveries for which it
 // returns true.
