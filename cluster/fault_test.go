@@ -97,6 +97,29 @@ var (
 	})
 )
 
+// localWorkerPool opens a pool on c with one local worker, which the
+// test closes.
+func localWorkerPool(t *testing.T, c *Cluster) *mp.Pool {
+	t.Helper()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closePool(t, pool) })
+	return pool
+}
+
+// applyDoubles calls double on 0..n-1, one call at a time, and checks
+// each result.
+func applyDoubles(t *testing.T, ctx context.Context, pool *mp.Pool, n int) {
+	t.Helper()
+	for i := range n {
+		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
+			t.Fatalf("call %d: got %v, %v", i, v, err)
+		}
+	}
+}
+
 // submitOnly opens a submit-only pool on c that the test closes.
 func submitOnly(t *testing.T, c *Cluster, o mp.PoolOptions) *mp.Pool {
 	t.Helper()
@@ -574,11 +597,7 @@ func TestDroppedMessagesComeAgain(t *testing.T) {
 	testHookDropDirect = func() bool { return true } // the stream's copy only
 	t.Cleanup(func() { testHookDropTask, testHookDropResult, testHookDropDirect = nil, nil, nil })
 	c := startCluster(t, Options{AckWait: time.Second})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	var calls atomic.Int32
 	res := double.ApplyAsync(testCtx(t, 60*time.Second), pool, 4, func(int) { calls.Add(1) }, nil)
 	if v, err := res.Get(testCtx(t, 60*time.Second)); err != nil || v != 8 {
@@ -599,11 +618,7 @@ func TestDirectResult(t *testing.T) {
 	testHookDropResult = func() bool { return true }
 	t.Cleanup(func() { testHookDropResult = nil })
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	if v, err := double.Apply(testCtx(t, 30*time.Second), pool, 5); err != nil || v != 10 {
 		t.Fatalf("got %v, %v", v, err)
 	}
@@ -617,17 +632,9 @@ func TestDirectResultNotStored(t *testing.T) {
 	testHookDropResult = func() bool { stored.Add(1); return false }
 	t.Cleanup(func() { testHookDropResult = nil })
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	ctx := testCtx(t, 30*time.Second)
-	for i := range 20 {
-		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
-			t.Fatalf("call %d: got %v, %v", i, v, err)
-		}
-	}
+	applyDoubles(t, ctx, pool, 20)
 	awaitEmptyStream(t, c) // every task acknowledged
 	rs, err := c.conn.js.Stream(ctx, resultStream)
 	if err != nil {
@@ -650,11 +657,7 @@ func TestDirectResultNotStored(t *testing.T) {
 // once it has stored the result, after directWait).
 func TestDirectAnswerBeforeCallback(t *testing.T) {
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	ctx := testCtx(t, 30*time.Second)
 	// The callback sees the task still in the stream at first: the
 	// worker acknowledges it only after its pool's answer.
@@ -789,11 +792,7 @@ func TestResultBeforeNextPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	const calls = 20
-	for i := range calls {
-		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
-			t.Fatalf("call %d: got %v, %v", i, v, err)
-		}
-	}
+	applyDoubles(t, ctx, pool, calls)
 	// The worker's request after the last result may come after it.
 	var order []byte
 	for results := 0; results < calls || len(order) == 0 || order[len(order)-1] != 'p'; {
@@ -826,17 +825,9 @@ func TestPoolAcksDirectResult(t *testing.T) {
 	testHookWorkerAck = func() bool { workerAcks.Add(1); return false }
 	t.Cleanup(func() { testHookWorkerAck = nil })
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	ctx := testCtx(t, 30*time.Second)
-	for i := range 5 {
-		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
-			t.Fatalf("call %d: got %v, %v", i, v, err)
-		}
-	}
+	applyDoubles(t, ctx, pool, 5)
 	awaitEmptyStream(t, c) // 10 s: well within the ack wait of 30 s
 	if n := workerAcks.Load(); n != 0 {
 		t.Errorf("the worker acknowledged %d tasks that its pool acknowledged", n)
