@@ -97,6 +97,29 @@ var (
 	})
 )
 
+// localWorkerPool opens a pool on c with one local worker, which the
+// test closes.
+func localWorkerPool(t *testing.T, c *Cluster) *mp.Pool {
+	t.Helper()
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closePool(t, pool) })
+	return pool
+}
+
+// applyDoubles calls double on 0..n-1, one call at a time, and checks
+// each result.
+func applyDoubles(t *testing.T, ctx context.Context, pool *mp.Pool, n int) {
+	t.Helper()
+	for i := range n {
+		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
+			t.Fatalf("call %d: got %v, %v", i, v, err)
+		}
+	}
+}
+
 // submitOnly opens a submit-only pool on c that the test closes.
 func submitOnly(t *testing.T, c *Cluster, o mp.PoolOptions) *mp.Pool {
 	t.Helper()
@@ -574,11 +597,7 @@ func TestDroppedMessagesComeAgain(t *testing.T) {
 	testHookDropDirect = func() bool { return true } // the stream's copy only
 	t.Cleanup(func() { testHookDropTask, testHookDropResult, testHookDropDirect = nil, nil, nil })
 	c := startCluster(t, Options{AckWait: time.Second})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	var calls atomic.Int32
 	res := double.ApplyAsync(testCtx(t, 60*time.Second), pool, 4, func(int) { calls.Add(1) }, nil)
 	if v, err := res.Get(testCtx(t, 60*time.Second)); err != nil || v != 8 {
@@ -599,11 +618,7 @@ func TestDirectResult(t *testing.T) {
 	testHookDropResult = func() bool { return true }
 	t.Cleanup(func() { testHookDropResult = nil })
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	if v, err := double.Apply(testCtx(t, 30*time.Second), pool, 5); err != nil || v != 10 {
 		t.Fatalf("got %v, %v", v, err)
 	}
@@ -617,17 +632,9 @@ func TestDirectResultNotStored(t *testing.T) {
 	testHookDropResult = func() bool { stored.Add(1); return false }
 	t.Cleanup(func() { testHookDropResult = nil })
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closePool(t, pool)
+	pool := localWorkerPool(t, c)
 	ctx := testCtx(t, 30*time.Second)
-	for i := range 20 {
-		if v, err := double.Apply(ctx, pool, i); err != nil || v != 2*i {
-			t.Fatalf("call %d: got %v, %v", i, v, err)
-		}
-	}
+	applyDoubles(t, ctx, pool, 20)
 	awaitEmptyStream(t, c) // every task acknowledged
 	rs, err := c.conn.js.Stream(ctx, resultStream)
 	if err != nil {
@@ -639,5 +646,190 @@ func TestDirectResultNotStored(t *testing.T) {
 	}
 	if n := stored.Load(); n != 0 || info.State.LastSeq != 0 {
 		t.Errorf("%d results delivered from the stream, %d stored; want none", n, info.State.LastSeq)
+	}
+}
+
+// A pool answers a result sent directly as it takes it, before its
+// caller's callback runs: a callback slower than the worker's wait for
+// that answer does not hold up the worker, which would store the result
+// in the stream too. The callback waits until the worker has
+// acknowledged the task, which it does once answered (or, unanswered,
+// once it has stored the result, after directWait).
+func TestDirectAnswerBeforeCallback(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	ctx := testCtx(t, 30*time.Second)
+	// The callback sees the task still in the stream at first: the
+	// worker acknowledges it only after its pool's answer.
+	acked := make(chan time.Duration, 1)
+	res := double.ApplyAsync(ctx, pool, 4, func(int) {
+		start := time.Now()
+		for ctx.Err() == nil {
+			info, err := c.conn.tasks.Info(ctx)
+			if err == nil && info.State.Msgs == 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		acked <- time.Since(start)
+	}, nil)
+	if v, err := res.Get(ctx); err != nil || v != 8 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	wait := <-acked
+	rs, err := c.conn.js.Stream(ctx, resultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 0 {
+		t.Errorf("the worker stored the result in the stream too (after %v in the callback): it was not answered until the callback returned", wait.Round(time.Millisecond))
+	}
+}
+
+// A task is published once, without asking the stream for an ack, when
+// its result comes within confirmAfter; one still running after
+// confirmAfter is published again, asking, and the stream keeps one copy
+// (the message id): it runs once.
+func TestPublishAsksForAckOnlyWhenSlow(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 30*time.Second)
+	// The publications, as core NATS subscribers see them.
+	pubs := make(chan *nats.Msg, 64)
+	sub, err := c.conn.nc.ChanSubscribe(taskPrefix+">", pubs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.conn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range [][2]int{{1, 0}, {2, int(5 * confirmAfter / time.Millisecond)}} {
+		if v, err := sleepy.Apply(ctx, pool, a); err != nil || v != a[0] {
+			t.Fatalf("task %d: got %v, %v", a[0], v, err)
+		}
+	}
+	if err := c.conn.nc.Flush(); err != nil { // the copies of what it published came before the answer
+		t.Fatal(err)
+	}
+	var quick, slow []*nats.Msg
+	for len(pubs) > 0 {
+		m := <-pubs
+		if quick == nil || m.Subject == quick[0].Subject {
+			quick = append(quick, m)
+		} else {
+			slow = append(slow, m)
+		}
+	}
+	switch {
+	case len(quick) == 0:
+		t.Errorf("no publication seen")
+	case quick[0].Reply != "":
+		t.Errorf("a quick task was published asking for an ack (reply %q)", quick[0].Reply)
+	}
+	if len(slow) != 2 || slow[0].Reply != "" || slow[1].Reply == "" {
+		t.Errorf("a task slower than confirmAfter: %d publications, want one without asking for an ack and one asking", len(slow))
+	}
+	if n := count(records(t, dir), "start_2_"); n != 1 {
+		t.Errorf("the slow task ran %d times", n)
+	}
+	info, err := c.conn.tasks.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 2 {
+		t.Errorf("the stream stored %d messages for 2 tasks", info.State.LastSeq)
+	}
+}
+
+// A task whose publication is lost, and no result comes, is published
+// again after confirmAfter: the call gets its result, the task ran once.
+func TestLostPublication(t *testing.T) {
+	var dropped atomic.Int32
+	testHookDropPublish = func() bool { return dropped.Add(1) == 1 }
+	t.Cleanup(func() { testHookDropPublish = nil })
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	if v, err := sleepy.Apply(testCtx(t, 30*time.Second), pool, [2]int{7, 0}); err != nil || v != 7 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if dropped.Load() != 1 {
+		t.Errorf("%d publications without an ack, want 1 (dropped)", dropped.Load())
+	}
+	if n := count(records(t, dir), "start_7_"); n != 1 {
+		t.Errorf("the task ran %d times", n)
+	}
+}
+
+// A worker sends a small result to its pool before its request for the
+// next task, so that the server routes the result first: between two
+// results of one worker (one slot) goes exactly one request.
+func TestResultBeforeNextPull(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 30*time.Second)
+	seen := make(chan *nats.Msg, 256)
+	for _, subj := range []string{directPrefix + ">", "$JS.API.CONSUMER.MSG.NEXT.>"} {
+		sub, err := c.conn.nc.ChanSubscribe(subj, seen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := c.conn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const calls = 20
+	applyDoubles(t, ctx, pool, calls)
+	// The worker's request after the last result may come after it.
+	var order []byte
+	for results := 0; results < calls || len(order) == 0 || order[len(order)-1] != 'p'; {
+		select {
+		case m := <-seen:
+			if strings.HasPrefix(m.Subject, directPrefix) {
+				order = append(order, 'r')
+				results++
+			} else {
+				order = append(order, 'p')
+			}
+		case <-ctx.Done():
+			t.Fatalf("seen %q", order)
+		}
+	}
+	first := bytes.IndexByte(order, 'r')
+	if want := strings.Repeat("rp", calls); first < 0 || string(order[first:]) != want {
+		t.Errorf("results (r) and requests for a task (p) after the first result: %q, want %q", order[first:], want)
+	}
+}
+
+// A pool that takes a result sent directly acknowledges the task itself,
+// as it answers, so that the stream removes the task before the pool's
+// next task comes (the worker's own acknowledgement, a round trip later,
+// competed with that task for the server's CPU). The worker (the pool's
+// own, here) does not acknowledge such a task: the stream is empty once
+// the call returns all the same, with no redelivery after the ack wait.
+func TestPoolAcksDirectResult(t *testing.T) {
+	var workerAcks atomic.Int32
+	testHookWorkerAck = func() bool { workerAcks.Add(1); return false }
+	t.Cleanup(func() { testHookWorkerAck = nil })
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	ctx := testCtx(t, 30*time.Second)
+	applyDoubles(t, ctx, pool, 5)
+	awaitEmptyStream(t, c) // 10 s: well within the ack wait of 30 s
+	if n := workerAcks.Load(); n != 0 {
+		t.Errorf("the worker acknowledged %d tasks that its pool acknowledged", n)
 	}
 }

@@ -36,17 +36,35 @@ const (
 )
 
 // directMax is the largest result a worker sends directly to its pool,
-// over core NATS: the pool has it one stream delivery sooner, and answers
-// once it has taken it; the worker acknowledges the task then, and stores
-// the result in the stream only when no answer comes (the pool is gone,
-// or slow, or the message was lost). A larger result goes through the
-// stream.
+// over core NATS: the pool has it one stream delivery sooner. The message
+// carries, in its header ackToHeader, the subject that acknowledges the
+// task's delivery: the pool acknowledges the task and answers
+// (answerAcked) as it takes the result; the worker stores the result in
+// the stream only when no answer comes (the pool is gone, or slow, or the
+// message was lost), and acknowledges the task itself then, or when the
+// answer is empty (a pool of an earlier version). A larger result goes
+// through the stream.
 const directMax = 64 << 10
+
+// ackToHeader is the header of a result sent directly that gives the
+// subject acknowledging its task (jsAckPrefix...), and answerAcked the
+// pool's answer once it has acknowledged the task there.
+const (
+	ackToHeader = "Mp-Ack-To"
+	jsAckPrefix = "$JS.ACK."
+)
+
+var answerAcked = []byte("acked")
 
 func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }
 
+// instSubject starts the subjects of a pool instance's tasks.
+func instSubject(pool, fp, inst string) string {
+	return taskPrefix + pool + "." + fp + "." + inst + "-"
+}
+
 func jobSubject(pool, fp, inst string, job uint64) string {
-	return taskPrefix + pool + "." + fp + "." + inst + "-" + strconv.FormatUint(job, 10)
+	return instSubject(pool, fp, inst) + strconv.FormatUint(job, 10)
 }
 
 // taskDurablePrefix starts the name of each tasks' durable consumer.

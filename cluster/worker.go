@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -177,6 +178,8 @@ type node struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 	sub   *nats.Subscription
+	// replies has the pools' answers to the results sent directly.
+	replies *replyMux
 
 	lookup    sync.Mutex // held by the slot looking the consumer up
 	mu        sync.Mutex
@@ -210,6 +213,12 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		running: map[jobKey]map[uint64]*runningTask{}, cancelled: map[jobKey]cancelled{}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
+	if err == nil {
+		n.replies, err = newReplyMux(cn.nc)
+		if err != nil {
+			n.sub.Unsubscribe()
+		}
+	}
 	if err != nil {
 		local.Terminate()
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -229,6 +238,7 @@ func (n *node) shutdown() {
 	n.stop()
 	n.wg.Wait()
 	n.sub.Unsubscribe()
+	n.replies.sub.Unsubscribe()
 	n.local.Terminate()
 }
 
@@ -436,7 +446,7 @@ func (n *node) run(m *nats.Msg) {
 		answer []byte // the delivery's answer when no result is published
 		body   []byte // the result message published
 		ack    jetstream.PubAckFuture
-		direct <-chan bool // whether the pool took the result sent directly
+		direct *directReply // the pool's answer to the result sent directly
 	}
 	out := make(chan outcome, 1)
 	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
@@ -457,13 +467,17 @@ func (n *node) run(m *nats.Msg) {
 			}
 			// b lives only until Finish returns: the message copies it.
 			o := outcome{body: r.appendTo(nil)}
-			if len(o.body) <= directMax {
-				direct := make(chan bool, 1)
-				go func() { direct <- n.sendDirect(t.Inst, o.body) }()
-				o.direct = direct
-			} else {
+			if len(o.body) > directMax {
 				o.ack, _ = n.cn.js.PublishAsync(resPrefix+t.Inst, o.body)
+				out <- o
+				return
 			}
+			// Sent here, on the goroutine that has the result, rather
+			// than by a goroutine of its own, and before the slot is
+			// told: the slot's next request for a task goes out after
+			// the result, which the server then routes first.
+			o.direct = n.replies.expect()
+			n.sendDirect(t.Inst, o.body, m.Reply, o.direct)
 			out <- o
 		}})
 	o := <-out
@@ -480,20 +494,96 @@ func (n *node) run(m *nats.Msg) {
 // acknowledged before the stream gives it to another worker.
 const directWait = 2 * time.Second
 
-// sendDirect sends a result to its pool over core NATS, as a request:
-// the pool answers once it has taken the result (or had one for that
-// task). It reports whether the pool answered in time (directWait).
-func (n *node) sendDirect(inst string, body []byte) bool {
+// sendDirect sends a result to its pool over core NATS, with d's reply
+// subject and the subject that acknowledges the task's delivery
+// (ackSubject): the pool acknowledges the task and answers as it takes
+// the result (or had one for that task). A result that cannot be sent at
+// once gets no answer: it goes to the stream after the wait (see
+// deliverResult).
+func (n *node) sendDirect(inst string, body []byte, ackSubject string, d *directReply) {
+	n.cn.nc.PublishMsg(&nats.Msg{Subject: directPrefix + inst, Reply: d.subject, Data: body,
+		Header: nats.Header{ackToHeader: []string{ackSubject}}})
+}
+
+// awaitDirect reports whether the pool answered for the result sent
+// with d within directWait (or a quarter of the ack wait, if less), and
+// whether it acknowledged the task (a pool of an earlier version leaves
+// that to the worker).
+func (n *node) awaitDirect(d *directReply) (answered, acked bool) {
+	defer n.replies.forget(d)
 	wait := directWait
 	n.mu.Lock()
 	if n.ackWait > 0 {
 		wait = min(wait, n.ackWait/4)
 	}
 	n.mu.Unlock()
-	ctx, cancel := context.WithTimeout(n.ctx, wait)
-	defer cancel()
-	_, err := n.cn.nc.RequestWithContext(ctx, directPrefix+inst, body)
-	return err == nil
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-d.answered:
+		return true, d.acked
+	case <-t.C:
+	case <-n.ctx.Done():
+	}
+	return false, false
+}
+
+// replyMux receives the pools' answers to the results sent directly, on
+// one subscription to the node's inbox (as the client library's requests
+// do), so that a result is published by the goroutine that has it rather
+// than by a request's goroutine of its own.
+type replyMux struct {
+	prefix string // the inbox and a dot; a token follows
+	sub    *nats.Subscription
+
+	mu      sync.Mutex
+	next    uint64
+	waiting map[string]*directReply
+}
+
+// directReply is a result sent directly, waiting for its pool's answer.
+type directReply struct {
+	token    string
+	subject  string        // the reply subject of the result
+	answered chan struct{} // closed by the answer
+	acked    bool          // the answer said the pool acknowledged the task; set before answered closes
+}
+
+func newReplyMux(nc *nats.Conn) (*replyMux, error) {
+	r := &replyMux{prefix: nc.NewInbox() + ".", waiting: map[string]*directReply{}}
+	var err error
+	r.sub, err = nc.Subscribe(r.prefix+"*", r.onAnswer)
+	return r, err
+}
+
+// expect makes the reply subject of a result to send.
+func (r *replyMux) expect() *directReply {
+	r.mu.Lock()
+	r.next++
+	d := &directReply{token: strconv.FormatUint(r.next, 36), answered: make(chan struct{})}
+	r.waiting[d.token] = d
+	r.mu.Unlock()
+	d.subject = r.prefix + d.token
+	return d
+}
+
+// forget drops d, answered or not: a late answer is ignored.
+func (r *replyMux) forget(d *directReply) {
+	r.mu.Lock()
+	delete(r.waiting, d.token)
+	r.mu.Unlock()
+}
+
+func (r *replyMux) onAnswer(m *nats.Msg) {
+	token := m.Subject[len(r.prefix):]
+	r.mu.Lock()
+	d := r.waiting[token]
+	delete(r.waiting, token)
+	r.mu.Unlock()
+	if d != nil {
+		d.acked = bytes.Equal(m.Data, answerAcked)
+		close(d.answered)
+	}
 }
 
 // deliverResult acknowledges the delivery m once its pool has its
@@ -501,13 +591,18 @@ func (n *node) sendDirect(inst string, body []byte) bool {
 // stream has it, published already (ack) or not yet (ack nil), which is
 // where a result the pool did not answer for goes. The slot is free
 // meanwhile: its next pull goes out while the result is delivered.
-func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture, direct <-chan bool) {
+func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetstream.PubAckFuture, direct *directReply) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if direct != nil && <-direct {
-			n.answer(m, ackOK)
-			return
+		if direct != nil {
+			answered, acked := n.awaitDirect(direct)
+			if answered {
+				if h := testHookWorkerAck; !acked && (h == nil || h()) {
+					n.answer(m, ackOK)
+				}
+				return
+			}
 		}
 		if !n.resultStored(ack) && !n.publishResult(subject, body) {
 			n.answer(m, ackNak) // stopping: another worker runs it
@@ -516,6 +611,10 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 		n.answer(m, ackOK)
 	}()
 }
+
+// testHookWorkerAck, if a test sets it, says whether a worker whose
+// pool answered for its result acknowledges the task.
+var testHookWorkerAck func() bool
 
 // testHookDropTask, if a test sets it, drops the deliveries for which it
 // returns true.
