@@ -836,15 +836,17 @@ func (p *Pool) pickWorker() (*worker, int) {
 // it if there is still work for it.
 func (p *Pool) read(w *worker) {
 	defer p.running.Done()
-	// Results are decoded by their tasks' finish before the next is
+	// Results are decoded by their tasks' finish before the next pack is
 	// read, so one buffer serves them all.
 	buf := make([]byte, 4<<10)
+	var rs []taskResult // a pack's results, and their tasks (nil for a hello)
+	var ts []*task
 	// A worker that breaks the protocol (a message that does not parse, a
 	// result out of turn, ring memory no writer following the protocol
 	// leaves) is killed: it may not leave on its own when its link
 	// closes, and lost waits for it to end.
-	confused := false
-	for {
+	confused, stop := false, false
+	for !confused && !stop {
 		p.awaitResults(w)
 		if h := testHookPoolRead.Load(); h != nil {
 			(*h)(w.stats.Pid)
@@ -857,41 +859,63 @@ func (p *Pool) read(w *worker) {
 		if cap(next) <= 64<<10 {
 			buf = next
 		}
-		var res taskResult
-		if res.parse(msg) != nil {
+		if rs, err = parsePack(rs, msg); err != nil {
 			confused = true
 			break
 		}
-		out := res.Result
-		if res.Split {
-			// The result follows; read it before the task leaves pending,
-			// so that a worker dying meanwhile still fails it.
-			if out, err = p.readResult(w, res.ID); err != nil {
-				confused = errors.Is(err, ringconn.ErrCorrupt)
-				break
-			}
+		n := len(rs)
+		if rs[n-1].Split {
+			n-- // settled once its result is in, below
 		}
-		// More of w's results here already: see below.
-		more := w.conn.Buffered()
-		p.mu.Lock()
+		// More of w's results here already: see settle.
+		more := n < len(rs) || w.conn.Buffered()
+		ts, confused, stop = p.settle(w, rs[:n], ts[:0], more)
+		deliverAll(rs[:len(ts)], ts)
+		if confused || stop || n == len(rs) {
+			continue
+		}
+		// The result of the last follows; read it before its task leaves
+		// pending, so that a worker dying meanwhile still fails it.
+		last := rs[n:]
+		if last[0].Result, err = p.readResult(w, last[0].ID); err != nil {
+			confused = errors.Is(err, ringconn.ErrCorrupt)
+			break
+		}
+		ts, confused, stop = p.settle(w, last, ts[:0], w.conn.Buffered())
+		deliverAll(last[:len(ts)], ts)
+	}
+	if confused {
+		w.p.Kill()
+	}
+	p.lost(w)
+}
+
+// settle takes the tasks of w that rs answer off its pending tasks, in
+// order, and appends them to ts (nil for a hello); it returns them, and
+// whether w is confused (a result out of turn) or its reader stops (its
+// initializer failed). more says that more of w's results are here
+// already.
+func (p *Pool) settle(w *worker, rs []taskResult, ts []*task, more bool) (_ []*task, confused, stop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	wake := !more
+	for i := range rs {
+		res := &rs[i]
 		if res.ID == 0 {
 			if res.Err != nil {
 				// The initializer failed: nothing this pool starts can work.
 				p.breakPool(res.Err)
-				p.mu.Unlock()
-				break
+				return ts, false, true
 			}
 			// Hello: the worker is ready, so a task timer started now
 			// does not count its start-up.
 			w.ready = true
-			p.wake.Broadcast()
-			p.mu.Unlock()
+			wake = true
+			ts = append(ts, nil)
 			continue
 		}
 		if len(w.pending) == 0 || w.pending[0].id != res.ID {
-			p.mu.Unlock()
-			confused = true
-			break
+			return ts, true, false
 		}
 		t := w.pending[0]
 		w.pending[0] = nil // as popTask does for the queue
@@ -904,30 +928,38 @@ func (p *Pool) read(w *worker) {
 		p.answers++
 		w.lastAnswer = p.answers
 		w.stats.Busy += time.Duration(res.Busy)
-		// The dispatcher hears that w has room once per burst of results,
-		// at its end, rather than once per result: it then wakes once and
-		// sends w one batch instead of a task at a time. Sooner if w is
-		// about to run out of tasks, or leaves.
-		if !more || len(w.pending) < refillBelow || res.Exit {
-			p.wake.Broadcast()
-		}
+		wake = wake || res.Exit
 		if t.timer != nil {
 			t.timer.Stop()
 		}
 		if t.kill != nil {
 			t.kill.Stop()
 		}
-		p.mu.Unlock()
-		if res.Err != nil {
-			t.deliver(nil, res.Err)
-		} else {
-			t.deliver(out, nil)
+		ts = append(ts, t)
+	}
+	// The dispatcher hears that w has room once per burst of results,
+	// at its end, rather than once per pack: it then wakes once and sends
+	// w one batch instead of a few tasks at a time. Sooner if w is about
+	// to run out of tasks, or leaves.
+	if wake || len(w.pending) < refillBelow {
+		p.wake.Broadcast()
+	}
+	return ts, false, false
+}
+
+// deliverAll delivers each result of rs to its task in ts (none for a
+// hello), and clears ts, which is used again.
+func deliverAll(rs []taskResult, ts []*task) {
+	defer clear(ts)
+	for i, t := range ts {
+		switch {
+		case t == nil:
+		case rs[i].Err != nil:
+			t.deliver(nil, rs[i].Err)
+		default:
+			t.deliver(rs[i].Result, nil)
 		}
 	}
-	if confused {
-		w.p.Kill()
-	}
-	p.lost(w)
 }
 
 // testHookPoolRead, if a test sets it, runs in a worker's reader before

@@ -23,6 +23,12 @@ import (
 //
 // With wireSplit the argument or result is not inside: it follows as a
 // message of its own (see splitAbove).
+//
+// A worker's results travel in packs: one message holds one or more of
+// them, each as uvarint len(result) | result, so that a burst of small
+// results costs the pool one receive and one turn of its lock rather
+// than one each. A result with wireSplit ends its pack: its result is the
+// next message.
 
 const (
 	wireChunk = 1 << iota // the argument is a chunk of items
@@ -159,6 +165,36 @@ func (r *taskResult) parse(b []byte) error {
 		return errBadPoolMessage
 	}
 	return nil
+}
+
+// appendPacked appends result, a result message, to pack.
+func appendPacked(pack, result []byte) []byte {
+	pack = binary.AppendUvarint(pack, uint64(len(result)))
+	return append(pack, result...)
+}
+
+// parsePack parses the results of pack into rs (reused), and checks that
+// only the last may be split.
+func parsePack(rs []taskResult, pack []byte) ([]taskResult, error) {
+	rs = rs[:0]
+	for len(pack) > 0 {
+		l, n := binary.Uvarint(pack)
+		if n <= 0 || l > uint64(len(pack)-n) {
+			return rs, errBadPoolMessage
+		}
+		if len(rs) > 0 && rs[len(rs)-1].Split {
+			return rs, errBadPoolMessage
+		}
+		rs = append(rs, taskResult{})
+		if err := rs[len(rs)-1].parse(pack[n : n+int(l)]); err != nil {
+			return rs, err
+		}
+		pack = pack[n+int(l):]
+	}
+	if len(rs) == 0 {
+		return rs, errBadPoolMessage
+	}
+	return rs, nil
 }
 
 // A worker's ledger is memory it shares with its pool, so that the pool
