@@ -348,6 +348,7 @@ type worker struct {
 	slot       int            // its WorkerID
 	sendMu     sync.Mutex     // orders sends as pending is ordered
 	enc        []byte         // sendTo's buffers, under sendMu
+	head       []byte         // a task's message before it goes into enc
 	msgs       [][]byte
 	arg        bytes.Buffer  // a task's argument encoded by sendTo, under sendMu
 	sent       chan struct{} // wakes the reader when tasks are sent
@@ -683,13 +684,21 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 	}
 	w.sendMu.Lock()
 	p.mu.Unlock()
-	// The tasks' heads go into one buffer, large arguments from where
-	// they are; both are kept for the next batch. An argument encoded
-	// here goes into w.arg, which holds one at a time: what is ready is
-	// written before the next is encoded. So a Map's chunks are encoded
-	// one by one as workers take them, into memory used again and again,
-	// while the workers run the chunks before (see mapAsync).
+	// The tasks' heads go into one buffer, in packs (see appendPacked),
+	// large arguments from where they are; both are kept for the next
+	// batch. An argument encoded here goes into w.arg, which holds one at
+	// a time: what is ready is written before the next is encoded. So a
+	// Map's chunks are encoded one by one as workers take them, into
+	// memory used again and again, while the workers run the chunks
+	// before (see mapAsync).
 	enc, msgs := w.enc[:0], w.msgs[:0]
+	packed := 0 // enc up to here is in msgs
+	endPack := func() {
+		if len(enc) > packed {
+			msgs = append(msgs, enc[packed:len(enc):len(enc)])
+			packed = len(enc)
+		}
+	}
 	var failed []*task
 	var failErrs []error
 	var err error // a failed write means the worker died: its reader deals with the tasks
@@ -697,8 +706,9 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 		arg := t.arg
 		if t.encode != nil {
 			if w.arg.Len() > 0 {
+				endPack()
 				err = p.writeArgs(w, msgs)
-				enc, msgs = enc[:0], msgs[:0]
+				enc, msgs, packed = enc[:0], msgs[:0], 0
 			}
 			if err != nil {
 				break
@@ -718,17 +728,21 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			p.args.sends.Add(1)
 		}
 		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Key: t.key, Arg: arg, Split: len(arg) > splitAbove}
-		start := len(enc)
-		enc = msg.appendTo(enc)
-		msgs = append(msgs, enc[start:len(enc):len(enc)])
+		w.head = msg.appendTo(w.head[:0])
+		enc = appendPacked(enc, w.head)
 		if msg.Split {
+			endPack() // its argument follows
 			msgs = append(msgs, arg)
 		} else if t.encode != nil {
 			p.writeArgs(w, nil) // copied into enc: w.arg is free
 		}
 	}
 	if err == nil {
+		endPack()
 		p.writeArgs(w, msgs)
+	}
+	if cap(w.head) > 2*splitAbove {
+		w.head = nil // a key's: do not keep its memory
 	}
 	clear(msgs)
 	if cap(enc) <= 1<<20 {

@@ -302,3 +302,59 @@ func TestPoolWireRejectsBadPacks(t *testing.T) {
 		parsePack(nil, b)
 	}
 }
+
+// The tasks of one send to a worker go as one message (issue 13: one
+// receive in the worker for a batch; one message each before), a split
+// task ending its pack, its argument the message after.
+func TestSendToPacksTasks(t *testing.T) {
+	a, b, ring, err := newWorkerLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := ringconn.New(b, ring.e.e, false, nil) // see spoolLink
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		wc.Close()
+		a.Close()
+	}()
+	p := &Pool{}
+	w := &worker{conn: a, sent: make(chan struct{}, 1)}
+	big := bytes.Repeat([]byte{7}, splitAbove+1)
+	var ts []*task
+	for id := uint64(1); id <= 12; id++ {
+		arg := []byte{byte(id)}
+		if id == 11 {
+			arg = big
+		}
+		ts = append(ts, &task{id: id, target: "t", arg: arg})
+	}
+	p.mu.Lock()
+	p.sendTo(w, ts) // unlocks p.mu
+	msgs := recvAll(t, wc)
+	if len(msgs) != 3 {
+		t.Fatalf("12 tasks sent at once came as %d messages, want 3 (a pack of 11 ending with a split one, its argument, a pack of 1)", len(msgs))
+	}
+	var tm taskMsg
+	pack := msgs[0]
+	for id := uint64(1); id <= 11; id++ {
+		msg, rest, err := nextPacked(pack)
+		if err != nil || tm.parse(msg) != nil || tm.ID != id || tm.Split != (id == 11) {
+			t.Fatalf("task %d: %+v, %v", id, tm, err)
+		}
+		if id < 11 && !bytes.Equal(tm.Arg, []byte{byte(id)}) {
+			t.Fatalf("task %d's argument: %v", id, tm.Arg)
+		}
+		pack = rest
+	}
+	if len(pack) != 0 || !bytes.Equal(msgs[1], big) {
+		t.Fatalf("after the split task: %d bytes more in its pack, its argument %d bytes", len(pack), len(msgs[1]))
+	}
+	if msg, rest, err := nextPacked(msgs[2]); err != nil || len(rest) != 0 || tm.parse(msg) != nil || tm.ID != 12 {
+		t.Fatalf("last pack: %+v, %v", tm, err)
+	}
+	if len(w.pending) != 12 {
+		t.Fatalf("%d tasks pending, want 12", len(w.pending))
+	}
+}

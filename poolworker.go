@@ -103,10 +103,11 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	// every task.
 	argBuf := make([]byte, 256<<10)
 	prefault.Bytes(argBuf)
-	// Tasks are received into taskBuf, their arguments (which alias it)
-	// used up before the next: a small argument is inside its task's
-	// message (see splitAbove).
-	taskBuf := make([]byte, splitAbove+512)
+	// Packs of tasks are received into taskBuf, the tasks' arguments
+	// (which alias it) used up before the next pack: a small argument is
+	// inside its task's message (see splitAbove).
+	taskBuf := make([]byte, 16<<10)
+	var pack []byte // the tasks of the last pack not yet taken
 	running := &runningTask{led: led}
 	go led.watchCancels(running.check)
 	var t taskMsg
@@ -115,24 +116,32 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	// per task instead of two when tasks come back to back.
 	var ended time.Time
 	for done := 0; ; {
-		if !conn.Buffered() {
+		switch {
+		case len(pack) > 0 || conn.Buffered():
+			batch.holdFor(holdResults)
+		default:
 			// No task is waiting here: send what we hold before we wait.
 			if batch.flush() != nil {
 				return nil
 			}
 			ended = time.Time{}
-		} else {
-			batch.holdFor(holdResults)
 		}
-		msg, nextBuf, err := recvInto(conn, taskBuf)
+		if len(pack) == 0 {
+			var nextBuf []byte
+			var rerr error
+			if pack, nextBuf, rerr = recvInto(conn, taskBuf); rerr != nil {
+				return nil // the pool closed our connection
+			}
+			if cap(nextBuf) <= 64<<10 {
+				taskBuf = nextBuf
+			}
+		}
+		msg, rest, err := nextPacked(pack)
 		if err != nil {
-			return nil // the pool closed our connection
-		}
-		if cap(nextBuf) <= 64<<10 {
-			taskBuf = nextBuf
-		}
-		if err := t.parse(msg); err != nil {
 			return nil // not from our pool: leave, and the pool sees us lost
+		}
+		if pack = rest; t.parse(msg) != nil || t.Split && len(pack) > 0 {
+			return nil
 		}
 		arg := t.Arg
 		if t.Split {
