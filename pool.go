@@ -348,6 +348,7 @@ type worker struct {
 	slot       int            // its WorkerID
 	sendMu     sync.Mutex     // orders sends as pending is ordered
 	enc        []byte         // sendTo's buffers, under sendMu
+	head       []byte         // a task's message before it goes into enc
 	msgs       [][]byte
 	arg        bytes.Buffer  // a task's argument encoded by sendTo, under sendMu
 	sent       chan struct{} // wakes the reader when tasks are sent
@@ -683,13 +684,21 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 	}
 	w.sendMu.Lock()
 	p.mu.Unlock()
-	// The tasks' heads go into one buffer, large arguments from where
-	// they are; both are kept for the next batch. An argument encoded
-	// here goes into w.arg, which holds one at a time: what is ready is
-	// written before the next is encoded. So a Map's chunks are encoded
-	// one by one as workers take them, into memory used again and again,
-	// while the workers run the chunks before (see mapAsync).
+	// The tasks' heads go into one buffer, in packs (see appendPacked),
+	// large arguments from where they are; both are kept for the next
+	// batch. An argument encoded here goes into w.arg, which holds one at
+	// a time: what is ready is written before the next is encoded. So a
+	// Map's chunks are encoded one by one as workers take them, into
+	// memory used again and again, while the workers run the chunks
+	// before (see mapAsync).
 	enc, msgs := w.enc[:0], w.msgs[:0]
+	packed := 0 // enc up to here is in msgs
+	endPack := func() {
+		if len(enc) > packed {
+			msgs = append(msgs, enc[packed:len(enc):len(enc)])
+			packed = len(enc)
+		}
+	}
 	var failed []*task
 	var failErrs []error
 	var err error // a failed write means the worker died: its reader deals with the tasks
@@ -697,8 +706,9 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 		arg := t.arg
 		if t.encode != nil {
 			if w.arg.Len() > 0 {
+				endPack()
 				err = p.writeArgs(w, msgs)
-				enc, msgs = enc[:0], msgs[:0]
+				enc, msgs, packed = enc[:0], msgs[:0], 0
 			}
 			if err != nil {
 				break
@@ -718,17 +728,21 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			p.args.sends.Add(1)
 		}
 		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Key: t.key, Arg: arg, Split: len(arg) > splitAbove}
-		start := len(enc)
-		enc = msg.appendTo(enc)
-		msgs = append(msgs, enc[start:len(enc):len(enc)])
+		w.head = msg.appendTo(w.head[:0])
+		enc = appendPacked(enc, w.head)
 		if msg.Split {
+			endPack() // its argument follows
 			msgs = append(msgs, arg)
 		} else if t.encode != nil {
 			p.writeArgs(w, nil) // copied into enc: w.arg is free
 		}
 	}
 	if err == nil {
+		endPack()
 		p.writeArgs(w, msgs)
+	}
+	if cap(w.head) > 2*splitAbove {
+		w.head = nil // a key's: do not keep its memory
 	}
 	clear(msgs)
 	if cap(enc) <= 1<<20 {
@@ -836,15 +850,17 @@ func (p *Pool) pickWorker() (*worker, int) {
 // it if there is still work for it.
 func (p *Pool) read(w *worker) {
 	defer p.running.Done()
-	// Results are decoded by their tasks' finish before the next is
+	// Results are decoded by their tasks' finish before the next pack is
 	// read, so one buffer serves them all.
 	buf := make([]byte, 4<<10)
+	var rs []taskResult // a pack's results, and their tasks (nil for a hello)
+	var ts []*task
 	// A worker that breaks the protocol (a message that does not parse, a
 	// result out of turn, ring memory no writer following the protocol
 	// leaves) is killed: it may not leave on its own when its link
 	// closes, and lost waits for it to end.
-	confused := false
-	for {
+	confused, stop := false, false
+	for !confused && !stop {
 		p.awaitResults(w)
 		if h := testHookPoolRead.Load(); h != nil {
 			(*h)(w.stats.Pid)
@@ -857,41 +873,63 @@ func (p *Pool) read(w *worker) {
 		if cap(next) <= 64<<10 {
 			buf = next
 		}
-		var res taskResult
-		if res.parse(msg) != nil {
+		if rs, err = parsePack(rs, msg); err != nil {
 			confused = true
 			break
 		}
-		out := res.Result
-		if res.Split {
-			// The result follows; read it before the task leaves pending,
-			// so that a worker dying meanwhile still fails it.
-			if out, err = p.readResult(w, res.ID); err != nil {
-				confused = errors.Is(err, ringconn.ErrCorrupt)
-				break
-			}
+		n := len(rs)
+		if rs[n-1].Split {
+			n-- // settled once its result is in, below
 		}
-		// More of w's results here already: see below.
-		more := w.conn.Buffered()
-		p.mu.Lock()
+		// More of w's results here already: see settle.
+		more := n < len(rs) || w.conn.Buffered()
+		ts, confused, stop = p.settle(w, rs[:n], ts[:0], more)
+		deliverAll(rs[:len(ts)], ts)
+		if confused || stop || n == len(rs) {
+			continue
+		}
+		// The result of the last follows; read it before its task leaves
+		// pending, so that a worker dying meanwhile still fails it.
+		last := rs[n:]
+		if last[0].Result, err = p.readResult(w, last[0].ID); err != nil {
+			confused = errors.Is(err, ringconn.ErrCorrupt)
+			break
+		}
+		ts, confused, stop = p.settle(w, last, ts[:0], w.conn.Buffered())
+		deliverAll(last[:len(ts)], ts)
+	}
+	if confused {
+		w.p.Kill()
+	}
+	p.lost(w)
+}
+
+// settle takes the tasks of w that rs answer off its pending tasks, in
+// order, and appends them to ts (nil for a hello); it returns them, and
+// whether w is confused (a result out of turn) or its reader stops (its
+// initializer failed). more says that more of w's results are here
+// already.
+func (p *Pool) settle(w *worker, rs []taskResult, ts []*task, more bool) (_ []*task, confused, stop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	wake := !more
+	for i := range rs {
+		res := &rs[i]
 		if res.ID == 0 {
 			if res.Err != nil {
 				// The initializer failed: nothing this pool starts can work.
 				p.breakPool(res.Err)
-				p.mu.Unlock()
-				break
+				return ts, false, true
 			}
 			// Hello: the worker is ready, so a task timer started now
 			// does not count its start-up.
 			w.ready = true
-			p.wake.Broadcast()
-			p.mu.Unlock()
+			wake = true
+			ts = append(ts, nil)
 			continue
 		}
 		if len(w.pending) == 0 || w.pending[0].id != res.ID {
-			p.mu.Unlock()
-			confused = true
-			break
+			return ts, true, false
 		}
 		t := w.pending[0]
 		w.pending[0] = nil // as popTask does for the queue
@@ -904,30 +942,38 @@ func (p *Pool) read(w *worker) {
 		p.answers++
 		w.lastAnswer = p.answers
 		w.stats.Busy += time.Duration(res.Busy)
-		// The dispatcher hears that w has room once per burst of results,
-		// at its end, rather than once per result: it then wakes once and
-		// sends w one batch instead of a task at a time. Sooner if w is
-		// about to run out of tasks, or leaves.
-		if !more || len(w.pending) < refillBelow || res.Exit {
-			p.wake.Broadcast()
-		}
+		wake = wake || res.Exit
 		if t.timer != nil {
 			t.timer.Stop()
 		}
 		if t.kill != nil {
 			t.kill.Stop()
 		}
-		p.mu.Unlock()
-		if res.Err != nil {
-			t.deliver(nil, res.Err)
-		} else {
-			t.deliver(out, nil)
+		ts = append(ts, t)
+	}
+	// The dispatcher hears that w has room once per burst of results,
+	// at its end, rather than once per pack: it then wakes once and sends
+	// w one batch instead of a few tasks at a time. Sooner if w is about
+	// to run out of tasks, or leaves.
+	if wake || len(w.pending) < refillBelow {
+		p.wake.Broadcast()
+	}
+	return ts, false, false
+}
+
+// deliverAll delivers each result of rs to its task in ts (none for a
+// hello), and clears ts, which is used again.
+func deliverAll(rs []taskResult, ts []*task) {
+	defer clear(ts)
+	for i, t := range ts {
+		switch {
+		case t == nil:
+		case rs[i].Err != nil:
+			t.deliver(nil, rs[i].Err)
+		default:
+			t.deliver(rs[i].Result, nil)
 		}
 	}
-	if confused {
-		w.p.Kill()
-	}
-	p.lost(w)
 }
 
 // testHookPoolRead, if a test sets it, runs in a worker's reader before

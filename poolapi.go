@@ -10,6 +10,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/go-mp/mp/internal/codec"
 	"github.com/go-mp/mp/internal/prefault"
@@ -138,7 +139,7 @@ func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback
 	c := &applyCall[R]{res: newAsyncResult[R](), pool: pool, callback: callback, errCallback: errCallback}
 	c.target, c.finish = f.name, c
 	var err error
-	if c.arg, err = codec.EncodeOne(arg); err == nil {
+	if c.arg, err = encodeArgInto(arg, &c.small); err == nil {
 		err = pool.submit(ctx, &c.task)
 	}
 	if err != nil {
@@ -148,15 +149,33 @@ func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback
 }
 
 // applyCall is a call of ApplyAsync: its task, which it finishes. Its
-// parts are one allocation beside the AsyncResult: one per part counts
-// when tasks take a microsecond. The AsyncResult is apart so that a
-// caller that holds it does not hold the task and its argument.
+// parts, and a small argument (see encodeArgInto), are one allocation
+// beside the AsyncResult: one per part counts when tasks take a
+// microsecond. The AsyncResult is apart so that a caller that holds it
+// does not hold the task, its argument, and what they refer to (its
+// worker, its ctx, the callbacks).
 type applyCall[R any] struct {
 	task
 	res         *AsyncResult[R]
 	pool        *Pool
 	callback    func(R)
 	errCallback func(error)
+	small       [smallArg]byte // the argument, if it is raw and fits
+}
+
+// smallArg is the largest argument of a fixed-size type that travels
+// from inside its applyCall rather than from memory of its own.
+const smallArg = 16
+
+// encodeArgInto encodes arg as codec.EncodeOne does, into small if arg is
+// of a fixed-size type (see codec.RawChunks) that fits there, else into
+// memory of its own.
+func encodeArgInto[A any](arg A, small *[smallArg]byte) ([]byte, error) {
+	if unsafe.Sizeof(arg) <= smallArg && codec.RawChunks[A]() {
+		n := copy(small[:], codec.AsBytes(unsafe.Slice(&arg, 1)))
+		return small[:n:n], nil
+	}
+	return codec.EncodeOne(arg)
 }
 
 // done resolves the call's result and runs its callback.

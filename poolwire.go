@@ -23,6 +23,13 @@ import (
 //
 // With wireSplit the argument or result is not inside: it follows as a
 // message of its own (see splitAbove).
+//
+// Tasks and results travel in packs: one message holds one or more of
+// them, each as uvarint len(task or result) | task or result, so that a
+// batch of small tasks costs one receive in the worker, and a burst of
+// small results one receive and one turn of its lock in the pool, rather
+// than one each. A task or result with wireSplit ends its pack: its
+// argument or result is the next message.
 
 const (
 	wireChunk = 1 << iota // the argument is a chunk of items
@@ -159,6 +166,46 @@ func (r *taskResult) parse(b []byte) error {
 		return errBadPoolMessage
 	}
 	return nil
+}
+
+// appendPacked appends msg, a task or result message, to pack.
+func appendPacked(pack, msg []byte) []byte {
+	pack = binary.AppendUvarint(pack, uint64(len(msg)))
+	return append(pack, msg...)
+}
+
+// nextPacked returns the first message of pack, and the rest of pack.
+func nextPacked(pack []byte) (msg, rest []byte, err error) {
+	l, n := binary.Uvarint(pack)
+	if n <= 0 || l > uint64(len(pack)-n) {
+		return nil, nil, errBadPoolMessage
+	}
+	end := n + int(l)
+	return pack[n:end:end], pack[end:], nil
+}
+
+// parsePack parses the results of pack into rs (reused), and checks that
+// only the last may be split.
+func parsePack(rs []taskResult, pack []byte) ([]taskResult, error) {
+	rs = rs[:0]
+	for len(pack) > 0 {
+		msg, rest, err := nextPacked(pack)
+		if err != nil {
+			return rs, err
+		}
+		if len(rs) > 0 && rs[len(rs)-1].Split {
+			return rs, errBadPoolMessage
+		}
+		rs = append(rs, taskResult{})
+		if err := rs[len(rs)-1].parse(msg); err != nil {
+			return rs, err
+		}
+		pack = rest
+	}
+	if len(rs) == 0 {
+		return rs, errBadPoolMessage
+	}
+	return rs, nil
 }
 
 // A worker's ledger is memory it shares with its pool, so that the pool

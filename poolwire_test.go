@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"testing"
 	"unsafe"
+
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 func TestPoolWireRoundTrip(t *testing.T) {
@@ -187,4 +189,172 @@ func FuzzPoolLedger(f *testing.F) {
 			}
 		}
 	})
+}
+
+// spoolLink returns a worker's result spool over a new link, and the
+// pool's side of the link.
+func spoolLink(t *testing.T) (*resultSpool, *ringconn.Conn) {
+	t.Helper()
+	a, b, ring, err := newWorkerLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The worker's side over the same mapping, which the pool's side
+	// unmaps when it closes.
+	wc, err := ringconn.New(b, ring.e.e, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led, err := newLedger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := newResultSpool(wc, led)
+	t.Cleanup(func() {
+		spool.stop()
+		wc.Close()
+		a.Close()
+		led.close()
+	})
+	return spool, a
+}
+
+// recvAll receives the messages waiting in c.
+func recvAll(t *testing.T, c *ringconn.Conn) [][]byte {
+	t.Helper()
+	var msgs [][]byte
+	for c.Buffered() {
+		msg, _, err := recvInto(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, bytes.Clone(msg))
+	}
+	return msgs
+}
+
+// A worker's results held for one write go as one message (issue 13:
+// one receive, one turn of the pool's lock, for a burst of results; one
+// message each before), a split result ending its pack, its result the
+// message after.
+func TestResultSpoolPacksResults(t *testing.T) {
+	spool, pool := spoolLink(t)
+	for id := uint64(1); id <= 10; id++ {
+		if err := spool.add(&taskResult{ID: id, Result: []byte{byte(id)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := bytes.Repeat([]byte{7}, splitAbove+1)
+	if err := spool.add(&taskResult{ID: 11, Split: true}, big); err != nil {
+		t.Fatal(err)
+	}
+	spool.add(&taskResult{ID: 12, Result: []byte{12}}, nil)
+	if err := spool.flush(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := recvAll(t, pool)
+	if len(msgs) != 3 {
+		t.Fatalf("12 results held came as %d messages, want 3 (a pack of 11 ending with a split one, its result, a pack of 1)", len(msgs))
+	}
+	rs, err := parsePack(nil, msgs[0])
+	if err != nil || len(rs) != 11 || !rs[10].Split || rs[10].ID != 11 {
+		t.Fatalf("first pack: %+v, %v", rs, err)
+	}
+	for i, r := range rs[:10] {
+		if r.ID != uint64(i+1) || !bytes.Equal(r.Result, []byte{byte(i + 1)}) || r.Split {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+	}
+	if !bytes.Equal(msgs[1], big) {
+		t.Fatalf("the split result came as %d bytes", len(msgs[1]))
+	}
+	if rs, err := parsePack(nil, msgs[2]); err != nil || len(rs) != 1 || rs[0].ID != 12 {
+		t.Fatalf("last pack: %+v, %v", rs, err)
+	}
+}
+
+// A pack is a worker's message, parsed as untrusted input.
+func TestPoolWireRejectsBadPacks(t *testing.T) {
+	one, _ := (&taskResult{ID: 1, Result: []byte("a")}).appendTo(nil)
+	split, _ := (&taskResult{ID: 2, Split: true}).appendTo(nil)
+	good := appendPacked(appendPacked(nil, one), split)
+	if rs, err := parsePack(nil, good); err != nil || len(rs) != 2 {
+		t.Fatalf("a good pack: %+v, %v", rs, err)
+	}
+	for name, b := range map[string][]byte{
+		"empty":               {},
+		"length past the end": {byte(len(one) + 1)}, // and nothing after
+		"bad varint":          bytes.Repeat([]byte{0xff}, 12),
+		"split not last":      appendPacked(appendPacked(nil, split), one),
+		"bad result":          appendPacked(nil, []byte{1}),
+		"truncated":           good[:len(good)-1],
+	} {
+		if _, err := parsePack(nil, b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 { // random bytes never make it panic
+		b := make([]byte, rng.IntN(32))
+		for i := range b {
+			b[i] = byte(rng.UintN(256))
+		}
+		parsePack(nil, b)
+	}
+}
+
+// The tasks of one send to a worker go as one message (issue 13: one
+// receive in the worker for a batch; one message each before), a split
+// task ending its pack, its argument the message after.
+func TestSendToPacksTasks(t *testing.T) {
+	a, b, ring, err := newWorkerLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := ringconn.New(b, ring.e.e, false, nil) // see spoolLink
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		wc.Close()
+		a.Close()
+	}()
+	p := &Pool{}
+	w := &worker{conn: a, sent: make(chan struct{}, 1)}
+	big := bytes.Repeat([]byte{7}, splitAbove+1)
+	var ts []*task
+	for id := uint64(1); id <= 12; id++ {
+		arg := []byte{byte(id)}
+		if id == 11 {
+			arg = big
+		}
+		ts = append(ts, &task{id: id, target: "t", arg: arg})
+	}
+	p.mu.Lock()
+	p.sendTo(w, ts) // unlocks p.mu
+	msgs := recvAll(t, wc)
+	if len(msgs) != 3 {
+		t.Fatalf("12 tasks sent at once came as %d messages, want 3 (a pack of 11 ending with a split one, its argument, a pack of 1)", len(msgs))
+	}
+	var tm taskMsg
+	pack := msgs[0]
+	for id := uint64(1); id <= 11; id++ {
+		msg, rest, err := nextPacked(pack)
+		if err != nil || tm.parse(msg) != nil || tm.ID != id || tm.Split != (id == 11) {
+			t.Fatalf("task %d: %+v, %v", id, tm, err)
+		}
+		if id < 11 && !bytes.Equal(tm.Arg, []byte{byte(id)}) {
+			t.Fatalf("task %d's argument: %v", id, tm.Arg)
+		}
+		pack = rest
+	}
+	if len(pack) != 0 || !bytes.Equal(msgs[1], big) {
+		t.Fatalf("after the split task: %d bytes more in its pack, its argument %d bytes", len(pack), len(msgs[1]))
+	}
+	if msg, rest, err := nextPacked(msgs[2]); err != nil || len(rest) != 0 || tm.parse(msg) != nil || tm.ID != 12 {
+		t.Fatalf("last pack: %+v, %v", tm, err)
+	}
+	if len(w.pending) != 12 {
+		t.Fatalf("%d tasks pending, want 12", len(w.pending))
+	}
 }

@@ -103,10 +103,11 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	// every task.
 	argBuf := make([]byte, 256<<10)
 	prefault.Bytes(argBuf)
-	// Tasks are received into taskBuf, their arguments (which alias it)
-	// used up before the next: a small argument is inside its task's
-	// message (see splitAbove).
-	taskBuf := make([]byte, splitAbove+512)
+	// Packs of tasks are received into taskBuf, the tasks' arguments
+	// (which alias it) used up before the next pack: a small argument is
+	// inside its task's message (see splitAbove).
+	taskBuf := make([]byte, 16<<10)
+	var pack []byte // the tasks of the last pack not yet taken
 	running := &runningTask{led: led}
 	go led.watchCancels(running.check)
 	var t taskMsg
@@ -115,24 +116,32 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	// per task instead of two when tasks come back to back.
 	var ended time.Time
 	for done := 0; ; {
-		if !conn.Buffered() {
+		switch {
+		case len(pack) > 0 || conn.Buffered():
+			batch.holdFor(holdResults)
+		default:
 			// No task is waiting here: send what we hold before we wait.
 			if batch.flush() != nil {
 				return nil
 			}
 			ended = time.Time{}
-		} else {
-			batch.holdFor(holdResults)
 		}
-		msg, nextBuf, err := recvInto(conn, taskBuf)
+		if len(pack) == 0 {
+			var nextBuf []byte
+			var rerr error
+			if pack, nextBuf, rerr = recvInto(conn, taskBuf); rerr != nil {
+				return nil // the pool closed our connection
+			}
+			if cap(nextBuf) <= 64<<10 {
+				taskBuf = nextBuf
+			}
+		}
+		msg, rest, err := nextPacked(pack)
 		if err != nil {
-			return nil // the pool closed our connection
-		}
-		if cap(nextBuf) <= 64<<10 {
-			taskBuf = nextBuf
-		}
-		if err := t.parse(msg); err != nil {
 			return nil // not from our pool: leave, and the pool sees us lost
+		}
+		if pack = rest; t.parse(msg) != nil || t.Split && len(pack) > 0 {
+			return nil
 		}
 		arg := t.Arg
 		if t.Split {
@@ -216,11 +225,12 @@ func recvInto(c receiver, buf []byte) (msg, next []byte, err error) {
 
 // resultSpool publishes a worker's results in its ledger the moment they
 // exist, and sends them to the pool in groups: while the worker's next
-// task is already here, results wait to go in one write (one system call,
-// and one wake-up of the pool's reader, for many small tasks). A timer
-// sends them anyway after holdResults, so that a slow task does not hold
-// up the results of the quick ones before it. Results are sent before the
-// worker waits for a task, so one task at a time goes back at once.
+// task is already here, results wait to go in one write, as one pack (see
+// appendPacked): one system call, one wake-up of the pool's reader, one
+// receive there for many small tasks. A timer sends them anyway after
+// holdResults, so that a slow task does not hold up the results of the
+// quick ones before it. Results are sent before the worker waits for a
+// task, so one task at a time goes back at once.
 //
 // A result waiting here is in the ledger, so it outlives the worker: if
 // the worker dies, the pool finds it there (see Pool.lost). A result too
@@ -230,13 +240,22 @@ type resultSpool struct {
 	conn  *ringconn.Conn
 	led   *ledger
 	mu    sync.Mutex
-	used  int      // bytes of records in the ledger
-	n     int      // results held
-	msgs  [][]byte // their messages, in the ledger
-	head  []byte   // encoding buffer
+	used  int        // bytes of records in the ledger
+	n     int        // results held
+	pack  []byte     // their messages, packed (see appendPacked)
+	cuts  []spoolCut // where a pack ends with a split result
+	msgs  [][]byte   // flush's, kept for the next
+	head  []byte     // encoding buffer
 	timer *time.Timer
 	armed bool  // the timer runs
 	err   error // the first failed write: the pool is gone
+}
+
+// spoolCut ends a pack at end, in resultSpool.pack, after a split result
+// whose result, body, follows as a message of its own.
+type spoolCut struct {
+	end  int
+	body []byte // in the ledger
 }
 
 // holdResults is the longest a result waits for others to go with it.
@@ -276,11 +295,14 @@ func (b *resultSpool) add(res *taskResult, big []byte) error {
 		return b.err
 	}
 	if need > len(b.led.records) {
-		msgs := [][]byte{head}
+		// A pack of its own, the spool empty since the flush above.
+		b.pack = appendPacked(b.pack[:0], head)
+		msgs := [][]byte{b.pack}
 		if len(big) > 0 {
 			msgs = append(msgs, big)
 		}
 		b.err = b.conn.SendBatch(msgs)
+		b.pack = b.pack[:0]
 		return b.err
 	}
 	rec := b.led.records[b.used : b.used+need]
@@ -290,9 +312,9 @@ func (b *resultSpool) add(res *taskResult, big []byte) error {
 	copy(rec[ledgerRecHead+len(head):], big)
 	b.used += need
 	b.led.committed.Store(uint64(b.used)) // published: the record is whole
-	b.msgs = append(b.msgs, rec[ledgerRecHead:ledgerRecHead+len(head)])
+	b.pack = appendPacked(b.pack, head)
 	if len(big) > 0 {
-		b.msgs = append(b.msgs, rec[ledgerRecHead+len(head):])
+		b.cuts = append(b.cuts, spoolCut{end: len(b.pack), body: rec[ledgerRecHead+len(head):]})
 	}
 	b.n++
 	if b.used >= flushAbove || b.n >= flushCount {
@@ -328,7 +350,15 @@ func (b *resultSpool) flushLocked() error {
 		b.timer.Stop()
 		b.armed = false
 	}
-	b.err = b.conn.SendBatch(b.msgs)
+	msgs, start := b.msgs[:0], 0
+	for _, c := range b.cuts {
+		msgs = append(msgs, b.pack[start:c.end], c.body)
+		start = c.end
+	}
+	if start < len(b.pack) {
+		msgs = append(msgs, b.pack[start:])
+	}
+	b.err = b.conn.SendBatch(msgs)
 	// Only now, with the results in the ring (which the pool reads to the
 	// end even if this process dies), may the ledger's records be written
 	// over.
@@ -336,8 +366,14 @@ func (b *resultSpool) flushLocked() error {
 		b.led.committed.Store(0)
 		b.used = 0
 	}
-	clear(b.msgs)
-	b.msgs, b.n = b.msgs[:0], 0
+	clear(msgs)
+	clear(b.cuts)
+	b.msgs, b.cuts, b.n = msgs[:0], b.cuts[:0], 0
+	if cap(b.pack) <= 64<<10 {
+		b.pack = b.pack[:0]
+	} else {
+		b.pack = nil // a large error's: do not keep its memory
+	}
 	return b.err
 }
 
