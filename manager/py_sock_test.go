@@ -1,0 +1,115 @@
+//go:build linux
+
+package manager
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	ogórek "github.com/kisielk/og-rek"
+)
+
+// TestPythonConnectionsLeaveThePoller: the socket of a Python proxy
+// thread's connection leaves the runtime's epoll set once the thread
+// serving it has taken it (see py_sock.go), so that nothing in the poller
+// wakes for its requests or for the room its client's reads make; its
+// requests are still answered, and the threads that served the
+// connections end with them.
+func TestPythonConnectionsLeaveThePoller(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	d, err := NewDict[string, int](ctx, m, Named("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "k", 7); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	ident := v.(ogórek.Tuple)[0].(string)
+
+	before := polledFDs(t)
+	threads := threadCount(t)
+	const n = 8
+	var ps []*pyConn
+	for range n {
+		p := dialPy(t, m)
+		p.call(nil, "accept_connection", "t")
+		for range 3 {
+			if kind, v := p.call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
+				t.Fatalf("__getitem__: %s %#v", kind, v)
+			}
+		}
+		ps = append(ps, p)
+	}
+	// The played clients are in this process: their n sockets are in the
+	// poller. The server's n must leave it (each once its thread has
+	// taken it, which may follow the reply the client has just read).
+	waitFor(t, func() bool { return polledFDs(t)-before <= n },
+		func() string {
+			return strconv.Itoa(polledFDs(t)-before) + " sockets more in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections"
+		})
+	if kind, v := ps[0].call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
+		t.Fatalf("__getitem__ after: %s %#v", kind, v)
+	}
+	during := threadCount(t)
+	for _, p := range ps {
+		p.c.Close()
+	}
+	// The runtime may start a thread or two meanwhile, not one per
+	// connection.
+	waitFor(t, func() bool { return threadCount(t) < threads+n/2 },
+		func() string {
+			return "threads: " + strconv.Itoa(threadCount(t)) + " after the connections ended, " + strconv.Itoa(during) + " with them, " + strconv.Itoa(threads) + " before"
+		})
+}
+
+// waitFor waits up to 10 s for cond, failing with what() otherwise.
+func waitFor(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// polledFDs counts the descriptors registered in this process's epoll
+// sets (the runtime's network poller).
+func polledFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || l != "anon_inode:[eventpoll]" {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "tfd:") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// threadCount returns the number of this process's threads.
+func threadCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
