@@ -139,7 +139,9 @@ func (p *pySock) send(b []byte) error {
 
 func (p *pySock) write(w []byte) error {
 	for len(w) > 0 {
-		n, err := unix.Write(p.fdNow(), w)
+		// MSG_NOSIGNAL: a client gone, or a hang-up, is EPIPE, not a
+		// SIGPIPE for a program that asked for them (signal.Notify).
+		n, err := unix.SendmsgN(p.fdNow(), w, nil, nil, unix.MSG_NOSIGNAL)
 		if err == unix.EINTR {
 			continue
 		}
@@ -260,8 +262,13 @@ func (p *pySock) fill() error {
 func (p *pySock) read(b []byte) (int, error) {
 	for {
 		fd := p.fdNow()
+		if fd < 0 {
+			return 0, mp.ErrClosed // poll(2) would ignore it, and wait for ever
+		}
 		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd[:], -1); err != nil && err != unix.EINTR {
+		if _, err := unix.Poll(pfd[:], -1); err == unix.EINTR {
+			continue
+		} else if err != nil {
 			return 0, p.mapErr(err)
 		}
 		if pfd[0].Revents&unix.POLLNVAL != 0 {
