@@ -286,19 +286,34 @@ func peerPid(c *mp.Conn) int {
 //
 // Its requests are read through the Conn only while the Conn holds bytes
 // it has read (a client that sent more than its first request before the
-// reply); then the goroutine takes the socket for a thread of its own
+// reply), or while the server has pyMaxThreads connections on threads of
+// their own; then the goroutine takes the socket for a thread of its own
 // (see py_sock.go).
 func (c *sconn) pyServeClient() {
+	s := c.s
 	var ps *pySock
 	for {
 		var msg []byte
 		var err error
 		if ps == nil {
-			if ready, perr := c.c.sock.Poll(0); perr == nil && !ready {
-				if ps, err = c.c.takePySock(); err != nil {
+			ready, perr := c.c.sock.Poll(0)
+			if perr == nil && !ready {
+				if s.pyThreads.Add(1) <= pyMaxThreads {
+					if ps, err = c.c.takePySock(); err != nil {
+						s.pyThreads.Add(-1)
+						return
+					}
+					defer s.pyThreads.Add(-1)
+					continue
+				}
+				s.pyThreads.Add(-1)
+				// Sleep in the poller until a request comes, rather than
+				// poll the socket for one as mp.Conn's receive does
+				// first: the client takes tens of microseconds to send
+				// it, and the polling would take a CPU from it meanwhile.
+				if _, err := c.c.sock.Poll(-1); err != nil {
 					return
 				}
-				continue
 			}
 			msg, err = c.recv()
 		} else {

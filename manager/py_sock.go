@@ -46,6 +46,13 @@ import (
 // descriptor, once it is done with it, so that its number is never
 // reused under it.
 
+// pyMaxThreads caps the connections a Server serves on threads of their
+// own: past it, connections are served through the runtime's poller, as
+// those of Go clients are, so that clients cannot make the server reach
+// the runtime's limit on threads (10 000, past which it dies). A var for
+// the tests.
+var pyMaxThreads int64 = 1000
+
 // A pySock is the socket of a Python proxy thread's connection once its
 // thread has taken it (see takePySock).
 type pySock struct {

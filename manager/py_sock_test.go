@@ -67,6 +67,47 @@ func TestPythonConnectionsLeaveThePoller(t *testing.T) {
 		})
 }
 
+// TestPythonThreadsCapped: past pyMaxThreads connections on threads of
+// their own, a Python proxy thread's connection is served through the
+// runtime's poller, so that clients cannot make the server start
+// threads without limit (the runtime dies past 10 000); every connection
+// is answered either way.
+func TestPythonThreadsCapped(t *testing.T) {
+	old := pyMaxThreads
+	t.Cleanup(func() { pyMaxThreads = old }) // after the server's end (cleanups run last first)
+	pyMaxThreads = 2
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	if _, err := NewDict[string, int](ctx, m, Named("d")); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	ident := v.(ogórek.Tuple)[0].(string)
+
+	before := polledFDs(t)
+	const n = 5
+	var ps []*pyConn
+	for i := range n {
+		p := dialPy(t, m)
+		p.call(nil, "accept_connection", "t")
+		if kind, v := p.call(ident, "__setitem__", strconv.Itoa(i), i); kind != "#RETURN" || v != nil {
+			t.Fatalf("__setitem__: %s %#v", kind, v)
+		}
+		ps = append(ps, p)
+	}
+	// The n clients' sockets, and the server's of the connections past
+	// the first two.
+	waitFor(t, func() bool { return polledFDs(t)-before == 2*n-2 },
+		func() string {
+			return strconv.Itoa(polledFDs(t)-before) + " sockets more in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections, 2 on threads of their own"
+		})
+	for i, p := range ps {
+		if kind, v := p.call(ident, "__getitem__", strconv.Itoa(i)); kind != "#RETURN" || v != int64(i) {
+			t.Fatalf("__getitem__ on connection %d: %s %#v", i, kind, v)
+		}
+	}
+}
+
 // waitFor waits up to 10 s for cond, failing with what() otherwise.
 func waitFor(t *testing.T, cond func() bool, what func() string) {
 	t.Helper()
