@@ -19,17 +19,13 @@ import (
 // requests are still answered, and the threads that served the
 // connections end with them.
 func TestPythonConnectionsLeaveThePoller(t *testing.T) {
-	ctx := hostileCtx(t)
-	m := serveHere(t, &Server{Python: true}, "unix")
-	d, err := NewDict[string, int](ctx, m, Named("d"))
-	if err != nil {
-		t.Fatal(err)
+	m, ident := servePyDict(t)
+	p0 := dialPy(t, m)
+	p0.call(nil, "accept_connection", "setter")
+	if kind, v := p0.call(ident, "__setitem__", "k", 7); kind != "#RETURN" || v != nil {
+		t.Fatalf("__setitem__: %s %#v", kind, v)
 	}
-	if err := d.Set(ctx, "k", 7); err != nil {
-		t.Fatal(err)
-	}
-	_, v := dialPy(t, m).call(nil, "create", "get_d")
-	ident := v.(ogórek.Tuple)[0].(string)
+	p0.c.Close()
 
 	before := polledFDs(t)
 	threads := threadCount(t)
@@ -76,13 +72,7 @@ func TestPythonThreadsCapped(t *testing.T) {
 	old := pyMaxThreads
 	t.Cleanup(func() { pyMaxThreads = old }) // after the server's end (cleanups run last first)
 	pyMaxThreads = 2
-	ctx := hostileCtx(t)
-	m := serveHere(t, &Server{Python: true}, "unix")
-	if _, err := NewDict[string, int](ctx, m, Named("d")); err != nil {
-		t.Fatal(err)
-	}
-	_, v := dialPy(t, m).call(nil, "create", "get_d")
-	ident := v.(ogórek.Tuple)[0].(string)
+	m, ident := servePyDict(t)
 
 	before := polledFDs(t)
 	const n = 5
@@ -106,6 +96,17 @@ func TestPythonThreadsCapped(t *testing.T) {
 			t.Fatalf("__getitem__ on connection %d: %s %#v", i, kind, v)
 		}
 	}
+}
+
+// servePyDict serves a Python server here with a dict named "d", and
+// returns the dict's id for a played Python client.
+func servePyDict(t *testing.T) (*Manager, string) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	if _, err := NewDict[string, int](hostileCtx(t), m, Named("d")); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	return m, v.(ogórek.Tuple)[0].(string)
 }
 
 // waitFor waits up to 10 s for cond, failing with what() otherwise.
