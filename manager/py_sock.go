@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/frame"
@@ -148,7 +149,14 @@ func (p *pySock) write(w []byte) error {
 	for len(w) > 0 {
 		// MSG_NOSIGNAL: a client gone, or a hang-up, is EPIPE, not a
 		// SIGPIPE for a program that asked for them (signal.Notify).
-		n, err := unix.SendmsgN(p.fdNow(), w, nil, nil, unix.MSG_NOSIGNAL)
+		// First without waiting, in a raw system call (a reply mostly
+		// fits in the socket's buffer: the runtime need not know); only
+		// a write that must wait is one the runtime is told of.
+		fd := p.fdNow()
+		n, err := pyIO(unix.SYS_SENDTO, fd, w, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN {
+			n, err = unix.SendmsgN(fd, w, nil, nil, unix.MSG_NOSIGNAL)
+		}
 		if err == unix.EINTR {
 			continue
 		}
@@ -281,9 +289,10 @@ func (p *pySock) read(b []byte) (int, error) {
 		if pfd[0].Revents&unix.POLLNVAL != 0 {
 			return 0, mp.ErrClosed
 		}
-		n, err := unix.Read(fd, b)
+		// Without waiting, in a raw system call (poll said it need not).
+		n, err := pyIO(unix.SYS_RECVFROM, fd, b, unix.MSG_DONTWAIT)
 		switch {
-		case err == unix.EINTR:
+		case err == unix.EINTR || err == unix.EAGAIN:
 			continue
 		case err != nil:
 			return 0, p.mapErr(err)
@@ -295,4 +304,19 @@ func (p *pySock) read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
+}
+
+// pyIO runs sendto or recvfrom (call) on fd with b and flags, which
+// include MSG_DONTWAIT: it never waits, so it need not tell the runtime
+// (each of its system calls that does costs a scheduler round trip).
+func pyIO(call uintptr, fd int, b []byte, flags int) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	n, _, errno := unix.RawSyscall6(call, uintptr(fd), uintptr(p), uintptr(len(b)), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
