@@ -10,6 +10,7 @@ import (
 	"time"
 
 	ogórek "github.com/kisielk/og-rek"
+	"golang.org/x/sys/unix"
 )
 
 // TestPythonConnectionsLeaveThePoller: the socket of a Python proxy
@@ -44,9 +45,9 @@ func TestPythonConnectionsLeaveThePoller(t *testing.T) {
 	// The played clients are in this process: their n sockets are in the
 	// poller. The server's n must leave it (each once its thread has
 	// taken it, which may follow the reply the client has just read).
-	waitFor(t, func() bool { return polledFDs(t)-before <= n },
+	waitFor(t, func() bool { return serverPolled(t, before, ps) == 0 },
 		func() string {
-			return strconv.Itoa(polledFDs(t)-before) + " sockets more in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections"
+			return strconv.Itoa(serverPolled(t, before, ps)) + " server sockets in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections"
 		})
 	if kind, v := ps[0].call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
 		t.Fatalf("__getitem__ after: %s %#v", kind, v)
@@ -85,11 +86,10 @@ func TestPythonThreadsCapped(t *testing.T) {
 		}
 		ps = append(ps, p)
 	}
-	// The n clients' sockets, and the server's of the connections past
-	// the first two.
-	waitFor(t, func() bool { return polledFDs(t)-before == 2*n-2 },
+	// The server's sockets of the connections past the first two.
+	waitFor(t, func() bool { return serverPolled(t, before, ps) == n-2 },
 		func() string {
-			return strconv.Itoa(polledFDs(t)-before) + " sockets more in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections, 2 on threads of their own"
+			return strconv.Itoa(serverPolled(t, before, ps)) + " server sockets in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections, 2 on threads of their own"
 		})
 	for i, p := range ps {
 		if kind, v := p.call(ident, "__getitem__", strconv.Itoa(i)); kind != "#RETURN" || v != int64(i) {
@@ -120,15 +120,16 @@ func waitFor(t *testing.T, cond func() bool, what func() string) {
 	}
 }
 
-// polledFDs counts the descriptors registered in this process's epoll
-// sets (the runtime's network poller).
-func polledFDs(t *testing.T) int {
+// polledFDs returns the inodes of the files registered in this
+// process's epoll sets (the runtime's network poller): inodes, not
+// descriptors, whose numbers are reused as soon as they are free.
+func polledFDs(t *testing.T) map[string]bool {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	inos := map[string]bool{}
 	for _, e := range ents {
 		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || l != "anon_inode:[eventpoll]" {
 			continue
@@ -138,9 +139,36 @@ func polledFDs(t *testing.T) int {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "tfd:") {
-				n++
+			if !strings.HasPrefix(line, "tfd:") {
+				continue
 			}
+			for _, f := range strings.Fields(line) {
+				if ino, ok := strings.CutPrefix(f, "ino:"); ok {
+					inos[ino] = true
+				}
+			}
+		}
+	}
+	return inos
+}
+
+// serverPolled counts the files in the runtime's epoll sets that were not
+// in before, other than the sockets of the played clients ps: the
+// server's sockets of their connections (both ends are in this process).
+func serverPolled(t *testing.T, before map[string]bool, ps []*pyConn) int {
+	t.Helper()
+	now := polledFDs(t)
+	for _, p := range ps {
+		var st unix.Stat_t
+		if err := unix.Fstat(fdOf(t, p.c), &st); err != nil {
+			t.Fatal(err)
+		}
+		delete(now, strconv.FormatUint(st.Ino, 16))
+	}
+	n := 0
+	for ino := range now {
+		if !before[ino] {
+			n++
 		}
 	}
 	return n
