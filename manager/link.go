@@ -4,6 +4,7 @@ package manager
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -25,6 +26,11 @@ type link struct {
 	// is refused here, unsent, so that the connection stays in step.
 	maxSend int64
 	mem     []byte // the rings' memory, once upgraded (tests play a peer that writes into it)
+	// py is the socket of a Python proxy thread's connection once its
+	// thread has taken it from sock (see takePySock).
+	py     atomic.Pointer[pySock]
+	pmu    sync.Mutex // orders Close against takePySock
+	closed bool       // Close was called; pmu
 }
 
 func newLink(c *mp.Conn) *link { return &link{sock: c} }
@@ -37,6 +43,9 @@ func (l *link) SendBytes(b []byte) error {
 	}
 	if r := l.ring.Load(); r != nil {
 		return r.SendBytes(b)
+	}
+	if p := l.py.Load(); p != nil {
+		return p.send(b)
 	}
 	return l.sock.SendBytes(b)
 }
@@ -51,6 +60,12 @@ func (l *link) RecvBytesInto(buf []byte, offset int) (int, error) {
 
 // Close closes the connection; a receive in progress returns.
 func (l *link) Close() error {
+	l.pmu.Lock()
+	l.closed = true
+	l.pmu.Unlock()
+	if p := l.py.Load(); p != nil {
+		p.hangUp()
+	}
 	if r := l.ring.Load(); r != nil {
 		r.Close()
 	}

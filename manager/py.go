@@ -259,6 +259,9 @@ func (c *sconn) servePython(first []byte) {
 		c.pyServeClient()
 	}
 	c.finish()
+	if ps := c.c.py.Load(); ps != nil {
+		ps.close() // after finish: a wait's reply may still have been sent
+	}
 }
 
 // peerPid returns the pid of the process at the other end of a unix
@@ -280,26 +283,42 @@ func peerPid(c *mp.Conn) int {
 // pyServeClient serves the method calls of one proxy thread until the
 // connection ends. Python sends nothing while a call waits: a request
 // then is out of protocol, and hung up on.
+//
+// Its requests are read through the Conn only while the Conn holds bytes
+// it has read (a client that sent more than its first request before the
+// reply), or while the server has pyMaxThreads connections on threads of
+// their own; then the goroutine takes the socket for a thread of its own
+// (see py_sock.go).
 func (c *sconn) pyServeClient() {
+	s := c.s
+	var ps *pySock
 	for {
-		// Sleep until a request comes, rather than poll the socket for
-		// one as mp.Conn's receive does first: a Python client takes tens
-		// of microseconds between a reply and its next request, and the
-		// polling would take a CPU from it meanwhile (py_manager_dict on a
-		// busy two-CPU machine: median 52 µs per call, 67 polling). A
-		// blocking poll(2) instead, as CPython's server threads wait in
-		// read, cost the server more CPU per call, not less: the thread
-		// hands its P over while it sleeps, and takes one back. Nor did a
-		// read(2) on a blocking dup of the socket in a thread locked to
-		// the connection, the socket taken out of the runtime's epoll set
-		// (which otherwise wakes a thread for each request): two system
-		// calls per request and about a quarter less server CPU, but
-		// 23.8 µs against 28.6 at load 3.5 and 45.9 against 38.9, 57.7
-		// against 45.7 with the CPUs contended, and a thread per client.
-		if _, err := c.c.sock.Poll(-1); err != nil {
-			return
+		var msg []byte
+		var err error
+		if ps == nil {
+			ready, perr := c.c.sock.Poll(0)
+			if perr == nil && !ready {
+				if s.pyThreads.Add(1) <= pyMaxThreads {
+					if ps, err = c.c.takePySock(); err != nil {
+						s.pyThreads.Add(-1)
+						return
+					}
+					defer s.pyThreads.Add(-1)
+					continue
+				}
+				s.pyThreads.Add(-1)
+				// Sleep in the poller until a request comes, rather than
+				// poll the socket for one as mp.Conn's receive does
+				// first: the client takes tens of microseconds to send
+				// it, and the polling would take a CPU from it meanwhile.
+				if _, err := c.c.sock.Poll(-1); err != nil {
+					return
+				}
+			}
+			msg, err = c.recv()
+		} else {
+			msg, err = ps.recv()
 		}
-		msg, err := c.recv()
 		if errors.Is(err, mp.ErrMessageTooLong) && c.idle() {
 			c.pySend(pyTraceback("mp manager: %v\n", err))
 			continue

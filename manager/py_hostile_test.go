@@ -312,9 +312,10 @@ func TestPythonUnreadRepliesHoldNothing(t *testing.T) {
 
 // TestPythonCloseEndsBlockedThreads: the end of Serve ends the
 // connections of Python proxy threads, one waiting for its next request
-// and one blocked writing a reply that its client does not read (a guard
-// for any change in how they wait: a read(2) in a thread of its own, as
-// tried for py_manager_dict, is not ended by closing the socket).
+// and one blocked writing a reply that its client does not read: each is
+// a thread of its own in poll(2) or write(2) on a descriptor out of the
+// runtime's poller (see py_sock.go), which closing the socket would not
+// end; shutdown(2) does.
 func TestPythonCloseEndsBlockedThreads(t *testing.T) {
 	ctx := hostileCtx(t)
 	l, err := connection.Listen("unix", "", nil)

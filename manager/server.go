@@ -107,7 +107,8 @@ type Server struct {
 	namesMu sync.Mutex // serialises get-or-create of named objects
 	names   map[string]uint64
 
-	waiting atomic.Int64 // operations waiting
+	waiting   atomic.Int64 // operations waiting
+	pyThreads atomic.Int64 // Python connections served on threads of their own (see pyMaxThreads)
 }
 
 func (s *Server) init() {

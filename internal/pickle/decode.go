@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	ogórek "github.com/kisielk/og-rek"
@@ -139,10 +140,12 @@ type decoder struct {
 	op    byte // opcode being run
 	start int  // its offset
 	opts  *Options
+	optsv Options // what opts points to
 
 	stack []any
-	marks []int         // stack lengths at each MARK
-	memo  map[int64]any // made at the first PUT
+	marks []int          // stack lengths at each MARK
+	memo  map[int64]any  // made at the first PUT
+	strs  map[string]any // short strs read lately, kept across Decodes (see str)
 	proto int
 }
 
@@ -154,9 +157,58 @@ func Decode(data []byte, opts Options) (any, error) {
 	if max := opts.maxSize(); len(data) > max {
 		return nil, &LimitError{What: "size", Got: int64(len(data)), Max: int64(max)}
 	}
-	d := &decoder{data: data, opts: &opts}
-	return d.run()
+	d := decoders.Get().(*decoder)
+	d.data, d.optsv = data, opts
+	d.opts = &d.optsv
+	v, err := d.run()
+	d.reset()
+	decoders.Put(d)
+	return v, err
 }
+
+// decoders keep their stack, marks and memo from one Decode to the next:
+// a manager request, a tuple of four with a tuple and a dict in it, cost
+// about a dozen allocations for them alone.
+var decoders = sync.Pool{New: func() any { return new(decoder) }}
+
+// reset makes d ready for another Decode, holding nothing of the last
+// one's values, nor much memory.
+func (d *decoder) reset() {
+	if cap(d.stack) > 1024 {
+		d.stack = nil
+	}
+	clear(d.stack[:cap(d.stack)])
+	if cap(d.marks) > 1024 {
+		d.marks = nil
+	}
+	if len(d.memo) > 1024 {
+		d.memo = nil
+	}
+	clear(d.memo)
+	*d = decoder{stack: d.stack[:0], marks: d.marks[:0], memo: d.memo, strs: d.strs}
+}
+
+// str returns b as a str, boxed: a short one is kept for the next
+// pickles this decoder reads, which often repeat it (a manager's object
+// ids and method names), so that it costs them no allocation.
+func (d *decoder) str(b []byte) any {
+	v := any(string(b))
+	if len(b) <= maxCachedStr {
+		if len(d.strs) >= maxCachedStrs {
+			clear(d.strs)
+		}
+		if d.strs == nil {
+			d.strs = make(map[string]any, maxCachedStrs)
+		}
+		d.strs[v.(string)] = v
+	}
+	return v
+}
+
+const (
+	maxCachedStr  = 64
+	maxCachedStrs = 64
+)
 
 func (d *decoder) fail(msg string) error {
 	return &FormatError{Offset: d.start, Op: d.op, Msg: msg}
@@ -484,10 +536,14 @@ func (d *decoder) step(op byte) error {
 		if err != nil {
 			return err
 		}
+		if v, ok := d.strs[string(b)]; ok {
+			d.push(v) // checked when it was cached
+			break
+		}
 		if !pyUTF8(string(b)) {
 			return d.fail("str is not UTF-8")
 		}
-		d.push(string(b))
+		d.push(d.str(b))
 	case opShortBinString, opBinString:
 		// A Python 2 str: Python 3 reads it as ASCII (its default).
 		b, err := d.sized(lengthWidth(op), op == opBinString)
@@ -1039,21 +1095,24 @@ func (d *decoder) finish(v any, depth int) (finished, error) {
 	defer func() { st.busy = false }()
 	var f finished
 	var err error
+	var items []any
 	switch b := v.(type) {
 	case *listBox:
-		f, err = d.finishAll(b.items, depth)
+		if items, f.n, err = d.finishAll(b.items, depth); err == nil {
+			f.v = items
+		}
 	case *tupleBox:
-		if f, err = d.finishAll(b.items, depth); err == nil {
-			f.v = ogórek.Tuple(f.v.([]any))
+		if items, f.n, err = d.finishAll(b.items, depth); err == nil {
+			f.v = ogórek.Tuple(items)
 		}
 	case *setBox:
-		if f, err = d.finishAll(b.items, depth); err == nil {
-			err = hashable(f.v.([]any))
+		if items, f.n, err = d.finishAll(b.items, depth); err == nil {
+			err = hashable(items)
 		}
 		if err == nil && b.frozen {
-			f.v = FrozenSet(f.v.([]any))
+			f.v = FrozenSet(items)
 		} else if err == nil {
-			f.v = Set(f.v.([]any))
+			f.v = Set(items)
 		}
 	case *dictBox:
 		f, err = d.finishDict(b, depth)
@@ -1070,30 +1129,31 @@ func (d *decoder) finish(v any, depth int) (finished, error) {
 	return f, nil
 }
 
-// finishAll finishes the items of a box; f.v is a []any.
-func (d *decoder) finishAll(items []any, depth int) (finished, error) {
+// finishAll finishes the items of a box, and counts the values met (the
+// box's own among them). The items come back as a slice, not boxed in an
+// any: each caller makes of them the value it is.
+func (d *decoder) finishAll(items []any, depth int) ([]any, int64, error) {
 	out := make([]any, len(items))
 	n := int64(1)
 	for i, it := range items {
 		f, err := d.finish(it, depth+1)
 		if err != nil {
-			return finished{}, err
+			return nil, 0, err
 		}
 		out[i] = f.v
 		// Checked as it grows: hashing a dict's keys walks them.
 		if n += f.n; n > int64(d.opts.maxValues()) {
-			return finished{}, &LimitError{What: "values", Got: n, Max: int64(d.opts.maxValues())}
+			return nil, 0, &LimitError{What: "values", Got: n, Max: int64(d.opts.maxValues())}
 		}
 	}
-	return finished{out, n}, nil
+	return out, n, nil
 }
 
 func (d *decoder) finishDict(b *dictBox, depth int) (finished, error) {
-	f, err := d.finishAll(b.kv, depth)
+	kv, n, err := d.finishAll(b.kv, depth)
 	if err != nil {
 		return finished{}, err
 	}
-	kv := f.v.([]any)
 	m := ogórek.NewDictWithSizeHint(len(kv) / 2)
 	for i := 0; i < len(kv); i += 2 {
 		k := dictKey(kv[i])
@@ -1104,7 +1164,7 @@ func (d *decoder) finishDict(b *dictBox, depth int) (finished, error) {
 			return finished{}, err
 		}
 	}
-	return finished{m, f.n}, nil
+	return finished{m, n}, nil
 }
 
 // dictKey returns k with None, also inside tuples and the arguments of
@@ -1157,13 +1217,15 @@ func setItem(m ogórek.Dict, k, v any) (err error) {
 }
 
 func (d *decoder) finishObj(b *objBox, depth int) (finished, error) {
-	f, err := d.finishAll(b.args.items, depth)
+	items, n, err := d.finishAll(b.args.items, depth)
 	if err != nil {
 		return finished{}, err
 	}
-	args := ogórek.Tuple(f.v.([]any))
+	args := ogórek.Tuple(items)
+	f := finished{n: n}
 	if !b.new && !b.hasState {
-		return finished{ogórek.Call{Callable: b.class, Args: args}, f.n}, nil
+		f.v = ogórek.Call{Callable: b.class, Args: args}
+		return f, nil
 	}
 	o := &Object{Class: b.class, Args: args, New: b.new}
 	if b.hasState {

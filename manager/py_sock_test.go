@@ -1,0 +1,185 @@
+//go:build linux
+
+package manager
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	ogórek "github.com/kisielk/og-rek"
+	"golang.org/x/sys/unix"
+)
+
+// TestPythonConnectionsLeaveThePoller: the socket of a Python proxy
+// thread's connection leaves the runtime's epoll set once the thread
+// serving it has taken it (see py_sock.go), so that nothing in the poller
+// wakes for its requests or for the room its client's reads make; its
+// requests are still answered, and the threads that served the
+// connections end with them.
+func TestPythonConnectionsLeaveThePoller(t *testing.T) {
+	m, ident := servePyDict(t)
+	p0 := dialPy(t, m)
+	p0.call(nil, "accept_connection", "setter")
+	if kind, v := p0.call(ident, "__setitem__", "k", 7); kind != "#RETURN" || v != nil {
+		t.Fatalf("__setitem__: %s %#v", kind, v)
+	}
+	p0.c.Close()
+
+	before := polledFDs(t)
+	threads := threadCount(t)
+	const n = 8
+	var ps []*pyConn
+	for range n {
+		p := dialPy(t, m)
+		p.call(nil, "accept_connection", "t")
+		for range 3 {
+			if kind, v := p.call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
+				t.Fatalf("__getitem__: %s %#v", kind, v)
+			}
+		}
+		ps = append(ps, p)
+	}
+	// The played clients are in this process: their n sockets are in the
+	// poller. The server's n must leave it (each once its thread has
+	// taken it, which may follow the reply the client has just read).
+	waitFor(t, func() bool { return serverPolled(t, before, ps) == 0 },
+		func() string {
+			return strconv.Itoa(serverPolled(t, before, ps)) + " server sockets in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections"
+		})
+	if kind, v := ps[0].call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
+		t.Fatalf("__getitem__ after: %s %#v", kind, v)
+	}
+	during := threadCount(t)
+	for _, p := range ps {
+		p.c.Close()
+	}
+	// The runtime may start a thread or two meanwhile, not one per
+	// connection.
+	waitFor(t, func() bool { return threadCount(t) < threads+n/2 },
+		func() string {
+			return "threads: " + strconv.Itoa(threadCount(t)) + " after the connections ended, " + strconv.Itoa(during) + " with them, " + strconv.Itoa(threads) + " before"
+		})
+}
+
+// TestPythonThreadsCapped: past pyMaxThreads connections on threads of
+// their own, a Python proxy thread's connection is served through the
+// runtime's poller, so that clients cannot make the server start
+// threads without limit (the runtime dies past 10 000); every connection
+// is answered either way.
+func TestPythonThreadsCapped(t *testing.T) {
+	old := pyMaxThreads
+	t.Cleanup(func() { pyMaxThreads = old }) // after the server's end (cleanups run last first)
+	pyMaxThreads = 2
+	m, ident := servePyDict(t)
+
+	before := polledFDs(t)
+	const n = 5
+	var ps []*pyConn
+	for i := range n {
+		p := dialPy(t, m)
+		p.call(nil, "accept_connection", "t")
+		if kind, v := p.call(ident, "__setitem__", strconv.Itoa(i), i); kind != "#RETURN" || v != nil {
+			t.Fatalf("__setitem__: %s %#v", kind, v)
+		}
+		ps = append(ps, p)
+	}
+	// The server's sockets of the connections past the first two.
+	waitFor(t, func() bool { return serverPolled(t, before, ps) == n-2 },
+		func() string {
+			return strconv.Itoa(serverPolled(t, before, ps)) + " server sockets in the runtime's epoll set for " + strconv.Itoa(n) + " Python proxy connections, 2 on threads of their own"
+		})
+	for i, p := range ps {
+		if kind, v := p.call(ident, "__getitem__", strconv.Itoa(i)); kind != "#RETURN" || v != int64(i) {
+			t.Fatalf("__getitem__ on connection %d: %s %#v", i, kind, v)
+		}
+	}
+}
+
+// servePyDict serves a Python server here with a dict named "d", and
+// returns the dict's id for a played Python client.
+func servePyDict(t *testing.T) (*Manager, string) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	if _, err := NewDict[string, int](hostileCtx(t), m, Named("d")); err != nil {
+		t.Fatal(err)
+	}
+	_, v := dialPy(t, m).call(nil, "create", "get_d")
+	return m, v.(ogórek.Tuple)[0].(string)
+}
+
+// waitFor waits up to 10 s for cond, failing with what() otherwise.
+func waitFor(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal(what())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// polledFDs returns the inodes of the files registered in this
+// process's epoll sets (the runtime's network poller): inodes, not
+// descriptors, whose numbers are reused as soon as they are free.
+func polledFDs(t *testing.T) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inos := map[string]bool{}
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || l != "anon_inode:[eventpoll]" {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(line, "tfd:") {
+				continue
+			}
+			for _, f := range strings.Fields(line) {
+				if ino, ok := strings.CutPrefix(f, "ino:"); ok {
+					inos[ino] = true
+				}
+			}
+		}
+	}
+	return inos
+}
+
+// serverPolled counts the files in the runtime's epoll sets that were not
+// in before, other than the sockets of the played clients ps: the
+// server's sockets of their connections (both ends are in this process).
+func serverPolled(t *testing.T, before map[string]bool, ps []*pyConn) int {
+	t.Helper()
+	now := polledFDs(t)
+	for _, p := range ps {
+		var st unix.Stat_t
+		if err := unix.Fstat(fdOf(t, p.c), &st); err != nil {
+			t.Fatal(err)
+		}
+		delete(now, strconv.FormatUint(st.Ino, 16))
+	}
+	n := 0
+	for ino := range now {
+		if !before[ino] {
+			n++
+		}
+	}
+	return n
+}
+
+// threadCount returns the number of this process's threads.
+func threadCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
