@@ -72,7 +72,7 @@
 // for a message fails its call, or its chunk (every item of that chunk,
 // for Imap), with a *TooLargeError (ErrTooLarge) and is not sent. A
 // result too large fails its task with an *mp.RemoteError that says so
-// (a chunk's results are not cut).
+// and matches ErrTooLarge (a chunk's results are not cut).
 //
 // Tasks reach only workers built from a compatible program: the subject
 // of a task carries a fingerprint of the registered targets' names and

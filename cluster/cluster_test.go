@@ -153,8 +153,9 @@ func TestTooLarge(t *testing.T) {
 	defer closePool(t, pool)
 	ctx := testCtx(t, 60*time.Second)
 	limit := int(c.conn.nc.MaxPayload())
-	if _, err := big.Apply(ctx, pool, limit+10); err == nil || !strings.Contains(err.Error(), "max payload") {
-		t.Errorf("result too large: got %v", err)
+	var re *mp.RemoteError
+	if _, err := big.Apply(ctx, pool, limit+10); !errors.Is(err, ErrTooLarge) || !errors.As(err, &re) || !strings.Contains(err.Error(), "max payload") {
+		t.Errorf("result too large: got %v, want an *mp.RemoteError matching ErrTooLarge", err)
 	}
 	if _, err := byteLen.Apply(ctx, pool, make([]byte, limit)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max payload") {
 		t.Errorf("argument too large: got %v", err)

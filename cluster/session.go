@@ -718,8 +718,12 @@ func (s *session) Slots() int {
 const taskMsgRoom = 4 << 10
 
 // ErrTooLarge is matched (errors.Is) by the error of a task too large
-// for the server's messages (a *TooLargeError).
+// for the server's messages (a *TooLargeError), and by that of a task
+// whose result is too large (an *mp.RemoteError, which unwraps to
+// ErrTooLarge: it is registered with mp.RegisterError).
 var ErrTooLarge = errors.New("cluster: task too large for the server's max payload")
+
+func init() { mp.RegisterError("github.com/go-mp/mp/cluster.ErrTooLarge", ErrTooLarge) }
 
 // TooLargeError is the error of a task whose encoded argument, with the
 // task's header, exceeds the largest message the NATS server accepts
