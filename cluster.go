@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Cluster is where a Pool or an Executor with PoolOptions.Cluster set
@@ -57,6 +58,14 @@ func init() {
 		return k
 	}
 	clusterhook.Fingerprint = fingerprint
+	clusterhook.ChunkForms = func(target string) (arg, res clusterhook.ChunkForm, ok bool) {
+		e, ok := lookup(target)
+		if !ok || e.chunkForms == nil {
+			return arg, res, false
+		}
+		arg, res = e.chunkForms()
+		return arg, res, true
+	}
 	clusterhook.NewLocal = func(opts any) (clusterhook.Local, error) {
 		o, ok := opts.(PoolOptions)
 		if !ok {
@@ -201,6 +210,19 @@ func (l localPool) Slots() int { return l.p.Processes() }
 func (l localPool) Terminate() {
 	l.p.Terminate()
 	l.p.Join(context.Background())
+}
+
+// chunkFormsOf says how chunks of As and of Rs travel (see
+// codec.RawChunks).
+func chunkFormsOf[A, R any]() (arg, res clusterhook.ChunkForm) {
+	return chunkForm[A](), chunkForm[R]()
+}
+
+func chunkForm[T any]() clusterhook.ChunkForm {
+	if codec.RawChunks[T]() {
+		return clusterhook.ChunkForm{Raw: true, Size: int(reflect.TypeFor[T]().Size())}
+	}
+	return clusterhook.ChunkForm{}
 }
 
 // typesOf names a target's argument and result types for fingerprint.

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/go-mp/mp/internal/clusterhook"
 	"github.com/go-mp/mp/internal/codec"
 )
 
@@ -65,6 +66,9 @@ type entry struct {
 	// types names the argument and result types, for the fingerprint of
 	// the registered targets that a cluster compares (see cluster.go).
 	types string
+	// chunkForms says how chunks of its arguments and results travel,
+	// for a cluster that cuts chunks (see cluster.go).
+	chunkForms func() (arg, res clusterhook.ChunkForm)
 }
 
 var (
@@ -124,7 +128,7 @@ func register[A, R any](name string, plain func(A) (R, error), withCtx func(cont
 		}
 		return func(a A) (R, error) { return withCtx(ctx, a) }
 	}
-	add(&entry{name: name, seesCtx: withCtx != nil, types: typesOf[A, R](), start: func(ctrl *Conn) (func(context.Context) (any, error), error) {
+	add(&entry{name: name, seesCtx: withCtx != nil, types: typesOf[A, R](), chunkForms: chunkFormsOf[A, R], start: func(ctrl *Conn) (func(context.Context) (any, error), error) {
 		var a A
 		if err := ctrl.Recv(&a); err != nil {
 			return nil, fmt.Errorf("mp: receive arguments of %s: %w", name, err)

@@ -61,11 +61,18 @@
 // Pool.Processes gives about how many tasks they run at a time.
 //
 // A task travels as one NATS message, which the server caps (its
-// max_payload: 1 MiB by default, and for the embedded server). Map and
-// MapAsync cut their chunks to fit; an argument, or a Map's item alone,
-// too large for a message fails its call with a *TooLargeError
-// (ErrTooLarge) and is not sent; a result too large fails its task with
-// an *mp.RemoteError that says so. Imap's chunks are not cut by size.
+// max_payload: 1 MiB by default, and for the embedded server). A chunk of
+// items too large for a message (from Map, MapAsync, Imap, ImapUnordered
+// or an Executor's SubmitMap, whatever its chunksize) is cut in parts
+// that fit, each a task of its own (with the chunk's timeout, and an id
+// of its own for TaskID); its results are joined back in order, one per
+// item, and the chunk fails, as one not cut, with the error of its first
+// failing item in order (the parts before that item's run to their end,
+// those after it are cancelled). An argument, or an item alone, too large
+// for a message fails its call, or its chunk (every item of that chunk,
+// for Imap), with a *TooLargeError (ErrTooLarge) and is not sent. A
+// result too large fails its task with an *mp.RemoteError that says so
+// and matches ErrTooLarge (a chunk's results are not cut).
 //
 // Tasks reach only workers built from a compatible program: the subject
 // of a task carries a fingerprint of the registered targets' names and

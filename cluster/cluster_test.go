@@ -3,8 +3,10 @@
 package cluster
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,8 +153,9 @@ func TestTooLarge(t *testing.T) {
 	defer closePool(t, pool)
 	ctx := testCtx(t, 60*time.Second)
 	limit := int(c.conn.nc.MaxPayload())
-	if _, err := big.Apply(ctx, pool, limit+10); err == nil || !strings.Contains(err.Error(), "max payload") {
-		t.Errorf("result too large: got %v", err)
+	var re *mp.RemoteError
+	if _, err := big.Apply(ctx, pool, limit+10); !errors.Is(err, ErrTooLarge) || !errors.As(err, &re) || !strings.Contains(err.Error(), "max payload") {
+		t.Errorf("result too large: got %v, want an *mp.RemoteError matching ErrTooLarge", err)
 	}
 	if _, err := byteLen.Apply(ctx, pool, make([]byte, limit)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "max payload") {
 		t.Errorf("argument too large: got %v", err)
@@ -321,13 +324,12 @@ func TestWorkerOptionsFromEnv(t *testing.T) {
 
 var byteLen = mp.Register("cluster.test.len", func(b []byte) (int, error) { return len(b), nil })
 
-// A Map on a cluster cuts its chunks to what the server's messages hold
-// (1 MiB by default, where a local pool's chunks reach 4 MiB): items of
-// 300 KiB, 12 MiB in all, and 2 Mi fixed-size items (16 MiB, sent from
-// their memory locally) all arrive; an item alone larger than a message
-// fails with ErrTooLarge, and so does such an Apply.
-func TestMapChunksFitMaxPayload(t *testing.T) {
-	ctx := testCtx(t, 120*time.Second)
+// bigItemsPool starts a cluster whose messages hold 1 MiB (the
+// default), and a pool with 2 local workers on it, closed as the test
+// ends; it makes n items of 300 KiB and a few bytes (item i: i more):
+// 4 of them are more than a message holds.
+func bigItemsPool(t *testing.T, n int) (*Cluster, *mp.Pool, [][]byte) {
+	t.Helper()
 	c := startCluster(t, Options{})
 	if mpl := c.conn.nc.MaxPayload(); mpl > 1<<20 {
 		t.Fatalf("the embedded server's max payload is %d: the test expects 1 MiB", mpl)
@@ -336,11 +338,22 @@ func TestMapChunksFitMaxPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closePool(t, pool)
-	items := make([][]byte, 40)
+	t.Cleanup(func() { closePool(t, pool) })
+	items := make([][]byte, n)
 	for i := range items {
 		items[i] = make([]byte, 300<<10+i)
 	}
+	return c, pool, items
+}
+
+// A Map on a cluster cuts its chunks to what the server's messages hold
+// (1 MiB by default, where a local pool's chunks reach 4 MiB): items of
+// 300 KiB, 12 MiB in all, and 2 Mi fixed-size items (16 MiB, sent from
+// their memory locally) all arrive; an item alone larger than a message
+// fails with ErrTooLarge, and so does such an Apply.
+func TestMapChunksFitMaxPayload(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	c, pool, items := bigItemsPool(t, 40)
 	lens, err := byteLen.Map(ctx, pool, items, 0)
 	if err != nil {
 		t.Fatalf("Map of 300 KiB items: %v", err)
@@ -370,6 +383,110 @@ func TestMapChunksFitMaxPayload(t *testing.T) {
 	var tl *TooLargeError
 	if _, err := byteLen.Apply(ctx, pool, make([]byte, 2<<20)); !errors.As(err, &tl) || tl.Limit != c.conn.nc.MaxPayload() {
 		t.Errorf("Apply of 2 MiB: %v, want a *TooLargeError", err)
+	}
+}
+
+var intsLen = mp.Register("cluster.test.intslen", func(v []int) (int, error) { return len(v), nil })
+
+// Chunks larger than the server's messages (1 MiB), from Imap,
+// ImapUnordered, an Executor's SubmitMap, or a Map whose chunks were
+// sized from an estimate that missed, are cut in parts that fit: every
+// result comes back once, in order. Items of 300 KiB in chunks of 8, raw
+// ints in chunks of 1.6 MB, and a Map of []int whose sampled items are
+// small and the others 270 KB each. An item alone larger than a message
+// fails with ErrTooLarge, alone (chunksize 1: the others succeed) or with
+// the items of its chunk (as any failing item fails its chunk's).
+func TestImapChunksFitMaxPayload(t *testing.T) {
+	ctx := testCtx(t, 120*time.Second)
+	c, pool, items := bigItemsPool(t, 40)
+	i := 0
+	for l, err := range byteLen.Imap(ctx, pool, slices.Values(items), 8) {
+		if err != nil || l != len(items[i]) {
+			t.Fatalf("Imap item %d: %d, %v; want %d", i, l, err, len(items[i]))
+		}
+		i++
+	}
+	if i != len(items) {
+		t.Fatalf("Imap gave %d results of %d", i, len(items))
+	}
+	seen := map[int]int{}
+	for l, err := range byteLen.ImapUnordered(ctx, pool, slices.Values(items), 8) {
+		if err != nil {
+			t.Fatalf("ImapUnordered: %v", err)
+		}
+		seen[l]++
+	}
+	for i, b := range items {
+		if seen[len(b)] != 1 {
+			t.Fatalf("ImapUnordered gave item %d %d times", i, seen[len(b)])
+		}
+	}
+	ints := make([]int, 300_000)
+	for i := range ints {
+		ints[i] = i
+	}
+	i = 0
+	for v, err := range double.Imap(ctx, pool, slices.Values(ints), 200_000) {
+		if err != nil || v != 2*i {
+			t.Fatalf("Imap of ints, item %d: %d, %v", i, v, err)
+		}
+		i++
+	}
+	if i != len(ints) {
+		t.Fatalf("Imap of ints gave %d results", i)
+	}
+	// Map's estimate comes from 16 items spread over the slice: these are
+	// small, the others not, so its chunks of 8 hold 6 items of 270 KB.
+	lists := make([][]int, 64)
+	for i := range lists {
+		n := 30_000
+		if i%4 == 0 {
+			n = 1
+		}
+		lists[i] = slices.Repeat([]int{1 << 40}, n)
+	}
+	lens, err := intsLen.Map(ctx, pool, lists, 0)
+	if err != nil {
+		t.Fatalf("Map of []int: %v", err)
+	}
+	for i, l := range lens {
+		if l != len(lists[i]) {
+			t.Fatalf("Map of []int, item %d: %d", i, l)
+		}
+	}
+	huge := slices.Clone(items[:9])
+	huge[4] = make([]byte, 2<<20)
+	for _, chunksize := range []int{1, 3} {
+		i = 0
+		for l, err := range byteLen.Imap(ctx, pool, slices.Values(huge), chunksize) {
+			if i/chunksize == 4/chunksize {
+				if !errors.Is(err, ErrTooLarge) {
+					t.Errorf("chunksize %d, item %d (in the chunk of the item of 2 MiB): %d, %v; want ErrTooLarge", chunksize, i, l, err)
+				}
+			} else if err != nil || l != len(huge[i]) {
+				t.Errorf("chunksize %d, item %d: %d, %v; want %d", chunksize, i, l, err, len(huge[i]))
+			}
+			i++
+		}
+		if i != len(huge) {
+			t.Errorf("chunksize %d: %d results of %d", chunksize, i, len(huge))
+		}
+	}
+	pool.Close()
+	ex, err := mp.NewExecutor(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Shutdown(context.Background(), mp.ShutdownOptions{})
+	i = 0
+	for l, err := range byteLen.SubmitMap(ctx, ex, items, 8) {
+		if err != nil || l != len(items[i]) {
+			t.Fatalf("SubmitMap item %d: %d, %v", i, l, err)
+		}
+		i++
+	}
+	if i != len(items) {
+		t.Fatalf("SubmitMap gave %d results", i)
 	}
 }
 

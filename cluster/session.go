@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,8 @@ type session struct {
 
 	mu      sync.Mutex
 	jobs    map[uint64]*job
-	where   map[*clusterhook.Task]ref // submitted and not settled
+	where   map[*clusterhook.Task]ref       // submitted and not settled
+	cuts    map[*clusterhook.Task]*cutChunk // the chunks of where sent in parts
 	nextJob uint64
 	closing bool
 	ended   bool
@@ -86,7 +88,7 @@ type pending struct {
 func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	s := &session{c: c, cfg: cfg, fp: clusterhook.Fingerprint(), inst: nuid.Next(),
 		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan ref, 1024), stop: make(chan struct{}),
-		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{},
+		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -167,8 +169,18 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 		s.mu.Unlock()
 		return mp.ErrPoolClosed
 	}
+	j := s.addJob(ts)
+	s.mu.Unlock()
+	s.sendJob(j, ts)
+	return nil
+}
+
+// addJob registers ts as a job. Called with s.mu held. The job has its
+// own copy of ts, whose tasks it forgets as they settle (see unlink),
+// while sendJob reads ts.
+func (s *session) addJob(ts []*clusterhook.Task) *job {
 	s.nextJob++
-	j := &job{n: s.nextJob, tasks: ts, settled: make([]bool, len(ts)), left: len(ts)}
+	j := &job{n: s.nextJob, tasks: slices.Clone(ts), settled: make([]bool, len(ts)), left: len(ts)}
 	s.jobs[j.n] = j
 	for i, t := range ts {
 		s.where[t] = ref{j, i}
@@ -176,13 +188,19 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 	if len(s.jobs) == 1 {
 		s.since = time.Now()
 	}
-	s.mu.Unlock()
+	return j
+}
+
+// sendJob publishes the tasks ts of j; a chunk too large for a message
+// is cut in parts (see cut).
+func (s *session) sendJob(j *job, ts []*clusterhook.Task) {
 	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
 	var buf bytes.Buffer
 	for i, t := range ts {
 		h := taskMsg{Chunk: t.Chunk, Timeout: int64(t.Timeout), Target: t.Target, Inst: s.inst, Job: j.n, Index: uint64(i)}
 		buf.Reset()
 		buf.Write(h.appendHead(nil))
+		headLen := buf.Len()
 		if t.Encode != nil {
 			if err := t.Encode(&buf); err != nil {
 				s.settle(ref{j, i}, nil, err) // the Map is over: nothing to send
@@ -192,7 +210,7 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 			buf.Write(t.Arg)
 		}
 		if limit := s.c.conn.nc.MaxPayload(); int64(buf.Len()+taskMsgRoom) > limit {
-			s.settle(ref{j, i}, nil, &TooLargeError{Size: buf.Len(), Limit: limit})
+			s.cut(ref{j, i}, t, buf.Bytes()[headLen:], headLen, limit)
 			continue
 		}
 		idx := strconv.Itoa(i)
@@ -203,7 +221,6 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 		m.Header.Set(jetstream.MsgIDHeader, s.inst+"-"+strconv.FormatUint(j.n, 10)+"-"+idx)
 		s.send(pending{r: ref{j, i}, msg: m, first: time.Now()})
 	}
-	return nil
 }
 
 // confirmAfter is how long a task published without asking for the
@@ -367,6 +384,7 @@ func (s *session) unlink(r ref) *clusterhook.Task {
 	t := j.tasks[r.idx]
 	j.tasks[r.idx] = nil // the task, and its Map's items, are not kept
 	delete(s.where, t)
+	delete(s.cuts, t)
 	if j.left == 0 {
 		delete(s.jobs, j.n)
 	}
@@ -535,16 +553,24 @@ func (s *session) taskOf(subject string) (ref, bool) {
 }
 
 // Cancel drops t: its result, if one comes, goes unheard; cancelLoop
-// purges it from the stream and stops it where it runs.
+// purges it from the stream and stops it where it runs. A chunk sent in
+// parts has its parts cancelled.
 func (s *session) Cancel(t *clusterhook.Task) {
 	s.mu.Lock()
 	r, ok := s.where[t]
+	var parts []*clusterhook.Task
 	if ok {
+		if c := s.cuts[t]; c != nil {
+			parts = c.parts
+		}
 		s.unlink(r)
 	}
 	s.mu.Unlock()
 	if !ok {
 		return
+	}
+	for _, p := range parts {
+		s.Cancel(p)
 	}
 	select {
 	case s.cancels <- r:
@@ -692,14 +718,19 @@ func (s *session) Slots() int {
 const taskMsgRoom = 4 << 10
 
 // ErrTooLarge is matched (errors.Is) by the error of a task too large
-// for the server's messages (a *TooLargeError).
+// for the server's messages (a *TooLargeError), and by that of a task
+// whose result is too large (an *mp.RemoteError, which unwraps to
+// ErrTooLarge: it is registered with mp.RegisterError).
 var ErrTooLarge = errors.New("cluster: task too large for the server's max payload")
+
+func init() { mp.RegisterError("github.com/go-mp/mp/cluster.ErrTooLarge", ErrTooLarge) }
 
 // TooLargeError is the error of a task whose encoded argument, with the
 // task's header, exceeds the largest message the NATS server accepts
-// (its max_payload, 1 MiB by default): an Apply's argument, or a Map's
-// item alone (Map caps its chunks to what the server accepts, see
-// MaxTaskBytes). The task is not sent.
+// (its max_payload, 1 MiB by default): an Apply's argument, or a chunk's
+// item alone (a chunk too large is cut in parts that fit, see cut; Size
+// is then that of the item with its chunk's header). The task is not
+// sent.
 type TooLargeError struct {
 	Size  int   // bytes of the encoded argument
 	Limit int64 // the server's max payload
@@ -714,9 +745,11 @@ func (e *TooLargeError) Error() string {
 func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
 
 // MaxTaskBytes returns half of the room for an argument in the server's
-// messages: Map's chunks are cut by sizes that are exact for strings and
-// byte slices but estimated from a few items for other types, and a chunk
-// twice its estimate must still fit.
+// messages, which Map sizes its chunks by: sizes exact for strings, byte
+// slices and fixed-size items but estimated from a few items for other
+// types, so that a chunk twice its estimate still fits. It is a hint
+// only: a chunk that does not fit, from any call, is cut where it is sent
+// (see cut).
 func (s *session) MaxTaskBytes() int {
 	return max(int(s.c.conn.nc.MaxPayload())-taskMsgRoom, 1) / 2
 }

@@ -812,13 +812,14 @@ func (n *node) forgetCancelled() {
 }
 
 // tooLarge replaces a result message too large for the server with the
-// error that says so.
+// error that says so, which matches ErrTooLarge in the pool (registered:
+// see ErrTooLarge).
 func tooLarge(body []byte, limit int64) []byte {
 	var r resultMsg
 	if r.parse(body) != nil {
 		return body // built by this worker: it parses
 	}
-	e := mp.NewRemoteError(fmt.Errorf("cluster: the task's result (%d bytes) exceeds the server's max payload (%d bytes)", len(body), limit))
+	e := mp.NewRemoteError(fmt.Errorf("%w: the task's result of %d bytes exceeds it (%d bytes)", ErrTooLarge, len(body), limit))
 	b, _ := codec.Marshal(e)
 	r.Kind, r.Payload = resError, b
 	return r.appendTo(nil)

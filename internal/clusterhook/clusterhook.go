@@ -98,7 +98,19 @@ var (
 	// TaskID returns the id of the task whose target ctx belongs to, or
 	// "".
 	TaskID func(ctx context.Context) string
+	// ChunkForms says how the chunks of a registered target's arguments
+	// and results travel, so that a chunk too large for the cluster's
+	// messages can be cut in parts and their results joined; ok is
+	// false for a name not registered.
+	ChunkForms func(target string) (arg, res ChunkForm, ok bool)
 )
+
+// ChunkForm is how a chunk of items travels: as the items' memory, Size
+// bytes each (Raw), or else as a CBOR array of the items.
+type ChunkForm struct {
+	Raw  bool
+	Size int
+}
 
 // Main, if set (by package cluster), runs in mp.Main of a process that
 // is no child of mp's: it returns at once unless the environment makes
