@@ -14,3 +14,8 @@ func QueueBackedBytesForTest[T any](q *Queue[T]) int64 {
 	}
 	return st.Blocks * 512
 }
+
+// QueueGetsWaitingForTest returns how many Gets wait for an item of q,
+// asleep or about to be: each has given back what memory it gives when it
+// finds q empty.
+func QueueGetsWaitingForTest[T any](q *Queue[T]) int { return int(q.c.consW.Load()) }

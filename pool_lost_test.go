@@ -27,7 +27,7 @@ type tracker struct {
 	mem *mp.SharedMemory
 }
 
-const trackSlot = 16 // starts u32, finishes u32, pid u32, padding
+const trackSlot = 16 // starts u32, finishes u32, pid u32, release u32 (see trackJob.Hold)
 
 func newTracker(t *testing.T, n int) *tracker {
 	t.Helper()
@@ -47,6 +47,7 @@ func trackWord(mem []byte, n, word int) *atomic.Uint32 {
 func (tr *tracker) starts(n int) uint32   { return trackWord(tr.mem.Bytes(), n, 0).Load() }
 func (tr *tracker) finishes(n int) uint32 { return trackWord(tr.mem.Bytes(), n, 1).Load() }
 func (tr *tracker) pid(n int) int         { return int(trackWord(tr.mem.Bytes(), n, 2).Load()) }
+func (tr *tracker) release(n int)         { trackWord(tr.mem.Bytes(), n, 3).Store(1) }
 
 var (
 	trackedMu  sync.Mutex
@@ -57,6 +58,7 @@ type trackJob struct {
 	Tracker string
 	N       int
 	Stop    bool // stop this process with SIGSTOP at its first start
+	Hold    bool // once started, wait until the tracker releases task N
 }
 
 var trackedTask = mp.Register("test.trackedTask", runTracked)
@@ -91,6 +93,9 @@ func runTracked(j trackJob) (int, error) {
 		runtime.LockOSThread()
 		syscall.Tgkill(os.Getpid(), syscall.Gettid(), syscall.SIGSTOP)
 		runtime.UnlockOSThread()
+	}
+	for j.Hold && trackWord(b, j.N, 3).Load() == 0 {
+		time.Sleep(100 * time.Microsecond)
 	}
 	trackWord(b, j.N, 1).Add(1)
 	return j.N, nil
@@ -203,6 +208,39 @@ func TestExecutorWorkerDeathFailsOnlyTheRunningTask(t *testing.T) {
 	}, ex.Stats)
 }
 
+// twoIdleWorkers makes sure that a Pool or an Executor of two workers
+// has both running and idle, and returns their pids. An Executor starts a
+// worker only for a task that no worker is free to take, so how many its
+// tasks started depends on how fast each was taken (on a busy machine, one
+// worker may take them all): here a first task holds its worker until a
+// second has started, which then needs the other worker.
+func twoIdleWorkers(t *testing.T, ctx context.Context, submit func(trackJob) pendingResult, stats func() []mp.WorkerStats) []int {
+	t.Helper()
+	tr := newTracker(t, 2)
+	res := make([]pendingResult, 2)
+	for i := range res {
+		res[i] = submit(trackJob{Tracker: tr.mem.Name(), N: i, Hold: true})
+		waitFor(t, func() bool { return tr.starts(i) == 1 })
+	}
+	pids := []int{tr.pid(0), tr.pid(1)}
+	if pids[0] == pids[1] {
+		t.Fatalf("both held tasks ran in pid %d", pids[0])
+	}
+	for i, r := range res {
+		tr.release(i)
+		if v, err := r.get(ctx); err != nil || v != i {
+			t.Fatalf("held task %d = %d, %v", i, v, err)
+		}
+	}
+	// Both have answered, and hold nothing: idle. Stats lists them once
+	// each is ready.
+	waitFor(t, func() bool {
+		st := stats()
+		return len(st) == 2 && !slices.ContainsFunc(st, func(s mp.WorkerStats) bool { return !s.Ready || !slices.Contains(pids, s.Pid) })
+	})
+	return pids
+}
+
 // checkIdleDeaths is the test of issue 10 point 18 for a Pool or an
 // Executor of two workers: both are killed while idle, then tasks are
 // submitted at once (some go to the dead workers before the pool sees them
@@ -225,16 +263,10 @@ func checkIdleDeaths(t *testing.T, submit func(trackJob) pendingResult, stats fu
 			}
 		}
 	}
-	run(-1) // an Executor starts its workers on demand
 	for round := range 4 {
-		waitFor(t, func() bool {
-			st := stats()
-			return len(st) == 2 && !slices.ContainsFunc(st, func(s mp.WorkerStats) bool { return !s.Ready })
-		})
-		var pids []int
-		for _, s := range stats() {
-			pids = append(pids, s.Pid)
-			syscall.Kill(s.Pid, syscall.SIGKILL)
+		pids := twoIdleWorkers(t, ctx, submit, stats)
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		if round%2 == 1 {
 			// Dead (a zombie, or reaped) before the tasks come.

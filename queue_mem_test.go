@@ -59,7 +59,9 @@ func TestQueueReusesBackedChunks(t *testing.T) {
 				_, err := q.Get(ctxTimeout(t, 30*time.Second))
 				got <- err
 			}()
-			waitFor(t, func() bool { return mp.QueueBackedBytesForTest(q) <= limit })
+			// Once it waits, not once it has given back enough: it gives
+			// back one chunk at a time, and stops when an item comes.
+			waitFor(t, func() bool { return mp.QueueGetsWaitingForTest(q) == 1 })
 			if err := q.Put(ctx, item); err != nil {
 				t.Fatal(err)
 			}

@@ -4,32 +4,54 @@ package ringconn
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-mp/mp/internal/connerr"
+	"github.com/go-mp/mp/internal/futex"
+	"golang.org/x/sys/unix"
 )
 
-// timeToSleep has b receive n messages from a, each sent only once b
-// sleeps on its socket, and returns the shortest time from the start of
-// a receive to its sleep. A receive that polls first cannot sleep before
-// DefaultSpin; one that does not sleeps after a few looks. The shortest
-// of n is what the receiver decided, whatever the machine's load adds.
-func timeToSleep(t *testing.T, a, b *Conn, n int) time.Duration {
+// setProcs sets GOMAXPROCS to n for the rest of the test, and has procs
+// see it at once.
+func setProcs(t *testing.T, n int) {
+	prev := runtime.GOMAXPROCS(n)
+	procsSeen.Store(0) // see procs
+	t.Cleanup(func() {
+		runtime.GOMAXPROCS(prev)
+		procsSeen.Store(0)
+	})
+}
+
+// lateWaits has b receive n messages from a, each sent only once b
+// sleeps on its socket, and returns which of the receives polled the ring
+// before they slept (polling that no message can end). What a receive
+// decided is seen as it decides (testHookPoll), not in the time it took,
+// which a busy machine stretches.
+func lateWaits(t *testing.T, a, b *Conn, n int) (polled []int) {
 	t.Helper()
-	shortest := time.Hour
+	var polls atomic.Int32
+	testHookPoll = func(c *Conn) {
+		if c == b {
+			polls.Add(1)
+		}
+	}
+	defer func() { testHookPoll = nil }()
 	for i := range n {
-		start := make(chan time.Time, 1)
 		done := make(chan error, 1)
 		go func() {
-			start <- time.Now()
 			_, err := b.RecvBytesInto(make([]byte, 8), 0)
 			done <- err
 		}()
-		t0 := <-start
 		for b.in.sleeping.Load() == 0 {
 			select {
 			case err := <-done:
@@ -38,27 +60,31 @@ func timeToSleep(t *testing.T, a, b *Conn, n int) time.Duration {
 			}
 			runtime.Gosched()
 		}
-		shortest = min(shortest, time.Since(t0))
 		if err := a.SendBytes([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+		if polls.Swap(0) != 0 {
+			polled = append(polled, i)
+		}
 	}
-	return shortest
+	return polled
 }
 
 // A receiver whose messages come late (each long after it started
 // waiting) soon stops polling for them: it sleeps at once, instead of
 // burning DefaultSpin of CPU on each wait in vain (on a small machine,
-// the CPU the sender needs).
+// the CPU the sender needs). Five polls in vain stop polling; the tries
+// after 1, 2, 4 and 8 waits that follow make nine of the 40 waits.
 func TestSlowPeerNotPolled(t *testing.T) {
+	setProcs(t, max(2, runtime.GOMAXPROCS(0))) // one P never polls
 	a, b := pair(t)
-	d := timeToSleep(t, a, b, 40)
-	t.Logf("shortest time to sleep: %v", d)
-	if d >= DefaultSpin/2 {
-		t.Fatalf("the receiver polled on every wait for a late peer (shortest time to sleep %v)", d)
+	polled := lateWaits(t, a, b, 40)
+	t.Logf("the waits that polled: %v", polled)
+	if len(polled) > 9 {
+		t.Fatalf("%d of 40 waits for a late peer polled (%v), want 9 at most", len(polled), polled)
 	}
 	if b.spinner.worth() {
 		t.Fatalf("polling still worth it after 40 waits in vain (%+v)", b.spinner)
@@ -67,12 +93,10 @@ func TestSlowPeerNotPolled(t *testing.T) {
 
 // A process on one core does not poll: its peer cannot run meanwhile.
 func TestNoPollingOnOneCore(t *testing.T) {
-	defer func() { procsSeen.Store(0) }() // see procs
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	procsSeen.Store(0)
+	setProcs(t, 1)
 	a, b := pair(t)
-	if d := timeToSleep(t, a, b, 5); d >= DefaultSpin/2 {
-		t.Fatalf("the receiver polled on one core (%v to sleep)", d)
+	if polled := lateWaits(t, a, b, 5); len(polled) != 0 {
+		t.Fatalf("the receives %v polled on one core", polled)
 	}
 }
 
@@ -167,17 +191,41 @@ func TestQuickReceiveBringsBackPolling(t *testing.T) {
 	}
 }
 
-// futexPair is pair with b sleeping on a futex, and b asleep once
-// sleepingB returns.
-func futexPair(t *testing.T) (a, b *Conn, sleepingB func()) {
+// futexPair is pair with b sleeping on a futex, for hold at most (see
+// futexHold), and b asleep on it once sleepingB returns. The process has
+// two Ps at least: with one, receives sleep on the socket.
+func futexPair(t *testing.T, hold time.Duration) (a, b *Conn, sleepingB func()) {
 	t.Helper()
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("one P: receives sleep on the socket")
-	}
+	setProcs(t, max(2, runtime.GOMAXPROCS(0)))
 	a, b = pair(t)
 	b.SetFutexSleep(true)
+	b.futexHold = hold
 	b.spinner = spinner{gap: maxGap, skip: 1 << 30} // sleeps at once
 	return a, b, func() { waitUntil(t, func() bool { return b.in.sleeping.Load() == sleepFutex }) }
+}
+
+// onSleep has f called as b goes to sleep, for the rest of the test (see
+// testHookSleep).
+func onSleep(t *testing.T, b *Conn, f func(how uint32)) {
+	testHookSleep = func(c *Conn, how uint32) {
+		if c == b {
+			f(how)
+		}
+	}
+	t.Cleanup(func() { testHookSleep = nil })
+}
+
+// recvWithin waits for a receive's error from errc, for d at most: a
+// bound that proves only that the receive returns.
+func recvWithin(t *testing.T, errc <-chan error, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(d):
+		t.Fatalf("the receive did not return in %v", d)
+		return nil
+	}
 }
 
 // recvAsync receives one message on c in a goroutine.
@@ -190,17 +238,25 @@ func recvAsync(c *Conn) <-chan error {
 	return errc
 }
 
-// A receive that sleeps on a futex is woken by the next message, by a
-// futex wake and not a doorbell on the socket.
+// A receive that sleeps on a futex is woken by the next message, and not
+// by a doorbell on the socket. Its hold is an hour: after futexHold, which
+// a busy machine may let pass before the message comes, it would sleep on
+// the socket, and the doorbell would be right. (That the wake is a
+// FUTEX_WAKE, which the runtime's preemption hides here, is TestFutexWakes'.)
 func TestFutexSleeperWakes(t *testing.T) {
-	a, b, sleepingB := futexPair(t)
+	a, b, sleepingB := futexPair(t, time.Hour)
+	onSleep(t, b, func(how uint32) {
+		if how != sleepFutex {
+			t.Errorf("a receive slept on the socket (%d)", how)
+		}
+	})
 	for i := range 5 {
 		errc := recvAsync(b)
 		sleepingB()
 		if err := a.SendBytes([]byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-errc; err != nil {
+		if err := recvWithin(t, errc, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		if ok, _ := b.sock.Poll(0); ok {
@@ -209,22 +265,23 @@ func TestFutexSleeperWakes(t *testing.T) {
 	}
 }
 
-// The receiver's own Close, and the peer's, wake a futex sleeper at once
-// (not futexHold later: the bound proves only that it returns).
+// The receiver's own Close, and the peer's, end a receive asleep on a
+// futex (which holds it for an hour: it does not leave on its own for the
+// socket, which its Close would wake too).
 func TestFutexSleeperClose(t *testing.T) {
-	a, b, sleepingB := futexPair(t)
+	a, b, sleepingB := futexPair(t, time.Hour)
 	errc := recvAsync(b)
 	sleepingB()
 	b.Close()
-	if err := <-errc; !errors.Is(err, connerr.ErrClosed) {
+	if err := recvWithin(t, errc, 10*time.Second); !errors.Is(err, connerr.ErrClosed) {
 		t.Fatalf("own Close: %v, want mp.ErrClosed", err)
 	}
 
-	a, b, sleepingB = futexPair(t)
+	a, b, sleepingB = futexPair(t, time.Hour)
 	errc = recvAsync(b)
 	sleepingB()
 	a.Close()
-	if err := <-errc; err != io.EOF {
+	if err := recvWithin(t, errc, 10*time.Second); err != io.EOF {
 		t.Fatalf("the peer's Close: %v, want io.EOF", err)
 	}
 }
@@ -232,20 +289,22 @@ func TestFutexSleeperClose(t *testing.T) {
 // A writer that goes without a word (its socket ends, its memory says
 // nothing: killed) cannot wake a futex; the sleeper moves to the socket
 // after futexHold, sees its end and returns io.EOF once it has read what
-// was sent.
+// was sent. The writer's socket ends as the receive goes to sleep on the
+// futex, however long the test takes to get there.
 func TestFutexSleeperPeerGone(t *testing.T) {
-	a, b, sleepingB := futexPair(t)
-	errc := recvAsync(b)
-	sleepingB()
+	a, b, _ := futexPair(t, futexHold)
+	var once sync.Once
+	onSleep(t, b, func(how uint32) {
+		once.Do(func() {
+			if how != sleepFutex {
+				t.Errorf("the receive slept on the socket (%d) before the futex", how)
+			}
+			a.sock.Close() // not a.Close: no closed flag, no wake
+		})
+	})
 	start := time.Now()
-	a.sock.Close() // not a.Close: no closed flag, no wake
-	select {
-	case err := <-errc:
-		if err != io.EOF {
-			t.Fatalf("after the writer's socket ended: %v, want io.EOF", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("a futex sleeper did not notice its writer's end")
+	if err := recvWithin(t, recvAsync(b), 3*time.Second); err != io.EOF {
+		t.Fatalf("after the writer's socket ended: %v, want io.EOF", err)
 	}
 	t.Logf("noticed after %v", time.Since(start))
 }
@@ -253,14 +312,29 @@ func TestFutexSleeperPeerGone(t *testing.T) {
 // A long wait does not keep its P: after futexHold on the futex, the
 // receive sleeps on the socket, and the next message's doorbell wakes it.
 func TestFutexSleeperMovesToSocket(t *testing.T) {
-	a, b, sleepingB := futexPair(t)
+	a, b, _ := futexPair(t, futexHold)
+	var sleeps []uint32 // how each sleep of the receive went, under mu
+	var mu sync.Mutex
+	onSleep(t, b, func(how uint32) {
+		mu.Lock()
+		sleeps = append(sleeps, how)
+		mu.Unlock()
+	})
 	errc := recvAsync(b)
-	sleepingB()
-	waitUntil(t, func() bool { return b.in.sleeping.Load() == sleepSocket })
+	waitUntil(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sleeps) > 0 && sleeps[len(sleeps)-1] == sleepSocket
+	})
+	mu.Lock()
+	if sleeps[0] != sleepFutex {
+		t.Errorf("the receive slept %v, want on the futex (%d), then on the socket (%d)", sleeps, sleepFutex, sleepSocket)
+	}
+	mu.Unlock()
 	if err := a.SendBytes([]byte("late")); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-errc; err != nil {
+	if err := recvWithin(t, errc, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -285,8 +359,75 @@ func TestLooksBoundedInTime(t *testing.T) {
 		}
 	}
 	defer func() { testHookLooked = nil }()
-	timeToSleep(t, a, b, 3)
+	lateWaits(t, a, b, 3)
 	if n := looksBeforeSleep.Load(); n > 3*2 {
 		t.Fatalf("3 waits looked %d times before they slept (%d looks in all), want at most 2 each", n, looks.Load())
+	}
+}
+
+// futexSleeper has a thread sleep on the futex word w, as a receive does
+// with sleepFutex in it, and returns once the thread sleeps in the kernel
+// (its system call, in /proc, is a futex on w). The channel then gets how
+// the sleep ended: 0 for a FUTEX_WAKE. The sleep has no time limit, and a
+// Go thread in a system call gets no preemption signal: unlike a
+// receive's, which the runtime interrupts every 10 ms or so (see
+// futex.WaitHoldingP), it ends only when woken, and a missing wake shows.
+func futexSleeper(t *testing.T, w *atomic.Uint32) <-chan syscall.Errno {
+	t.Helper()
+	w.Store(sleepFutex)
+	tidc := make(chan int, 1)
+	errc := make(chan syscall.Errno, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tidc <- unix.Gettid()
+		for {
+			_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 0 /* FUTEX_WAIT */, sleepFutex, 0, 0, 0)
+			if errno != unix.EINTR || w.Load() != sleepFutex {
+				errc <- errno
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { // a sleeper that no wake came to
+		w.Store(0)
+		futex.Wake(w, 1)
+	})
+	in := fmt.Sprintf("/proc/self/task/%d/syscall", <-tidc)
+	asleep := fmt.Sprintf("%d %#x ", unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)))
+	waitUntil(t, func() bool {
+		b, _ := os.ReadFile(in)
+		return strings.HasPrefix(string(b), asleep)
+	})
+	return errc
+}
+
+// A message, the reader's own Close, the writer's Close and a new read
+// deadline each wake, with a FUTEX_WAKE, a thread asleep on the futex of
+// the reader's ring (not only the flag: the runtime's preemption would
+// hide that from a receive, which then sees the change 10 ms later).
+func TestFutexWakes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		wake func(a, b *Conn) error
+	}{
+		{"message", func(a, b *Conn) error { return a.SendBytes([]byte("x")) }},
+		{"reader's Close", func(a, b *Conn) error { return b.Close() }},
+		{"writer's Close", func(a, b *Conn) error { return a.Close() }},
+		{"read deadline", func(a, b *Conn) error { b.SetReadDeadline(time.Now().Add(time.Hour)); return nil }},
+	} {
+		a, b := pair(t)
+		errc := futexSleeper(t, b.in.sleeping)
+		if err := c.wake(a, b); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		select {
+		case errno := <-errc:
+			if errno != 0 {
+				t.Errorf("%s: the sleep ended with %v, not a wake", c.name, errno)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: no wake in 10 s", c.name)
+		}
 	}
 }

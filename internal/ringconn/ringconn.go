@@ -147,6 +147,7 @@ type Conn struct {
 	onEmpty    func(end uint64) // see SetEmptyHook
 	wdeadline  atomic.Int64     // see SetWriteDeadline: UnixNano, 0 for none
 	rdeadline  atomic.Int64     // see SetReadDeadline: UnixNano, 0 for none
+	futexHold  time.Duration    // futexHold; a test lengthens it to see a futex sleeper woken
 
 	rmu          sync.Mutex
 	rhead, rtail uint64  // under rmu: the in ring's head as last seen, and its tail as read
@@ -186,6 +187,7 @@ func newConn(sock Socket, mem []byte, first bool) (*Conn, error) {
 		c.in, c.out = b, a
 	}
 	c.spinner = newSpinner()
+	c.futexHold = futexHold
 	return c, nil
 }
 
@@ -740,6 +742,9 @@ func (c *Conn) waitData() error {
 			if c.spinner.poll() && takeSlot(&spinners) {
 				polling = true
 				until = time.Now().Add(DefaultSpin)
+				if testHookPoll != nil {
+					testHookPoll(c)
+				}
 			}
 		}
 		if polling {
@@ -759,7 +764,7 @@ func (c *Conn) waitData() error {
 		if c.futexSleep.Load() {
 			now := time.Now()
 			if hold.IsZero() {
-				hold = now.Add(futexHold)
+				hold = now.Add(c.futexHold)
 			}
 			if d := c.rdeadline.Load(); d != 0 && d < hold.UnixNano() {
 				// The socket, where the sleep moves after, ends the
@@ -782,6 +787,9 @@ func (c *Conn) waitData() error {
 				futexSleepers.Add(-1)
 			}
 			continue
+		}
+		if testHookSleep != nil {
+			testHookSleep(c, how)
 		}
 		if onFutex {
 			// Until woken, until hold, or spuriously (the runtime's
@@ -842,6 +850,13 @@ var testHookWait func(*Conn)
 // testHookLooked, if set by a test, runs in a wait after each look that
 // found no data, before the look at the closed flag.
 var testHookLooked func(*Conn)
+
+// testHookPoll, if set by a test, runs as a wait starts polling.
+var testHookPoll func(*Conn)
+
+// testHookSleep, if set by a test, runs as a wait goes to sleep, how
+// (sleepFutex or sleepSocket) already in the ring's sleeping word.
+var testHookSleep func(c *Conn, how uint32)
 
 // Polling an empty ring pays when the message comes while the receiver
 // polls, and costs the CPU it burns otherwise; on a machine with fewer

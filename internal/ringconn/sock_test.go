@@ -62,21 +62,33 @@ func (s *sock) RecvBytes(maxLength int) ([]byte, error) {
 }
 
 func (s *sock) Poll(timeout time.Duration) (bool, error) {
-	if timeout >= 0 {
+	ready := false
+	if timeout == 0 {
+		// Through the poller with a deadline of now, the read would
+		// fail as past its deadline before it looked, and a Poll(0)
+		// would never see anything: look once, here.
+		err := s.rc.Control(func(fd uintptr) { ready = readable(fd) })
+		return ready, err
+	}
+	if timeout > 0 {
 		s.f.SetReadDeadline(time.Now().Add(timeout))
 		defer s.f.SetReadDeadline(time.Time{})
 	}
-	ready := false
 	err := s.rc.Read(func(fd uintptr) bool {
-		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, _ := unix.Poll(p, 0)
-		ready = n > 0
+		ready = readable(fd)
 		return ready
 	})
 	if os.IsTimeout(err) {
 		return false, nil
 	}
 	return ready, err
+}
+
+// readable reports whether fd has a message or its end to read now.
+func readable(fd uintptr) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(p, 0)
+	return n > 0
 }
 
 func (s *sock) Fileno() (int, error) {
