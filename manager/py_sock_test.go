@@ -4,11 +4,16 @@ package manager
 
 import (
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-mp/mp/internal/pickle"
 	ogórek "github.com/kisielk/og-rek"
 	"golang.org/x/sys/unix"
 )
@@ -182,4 +187,84 @@ func threadCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestPythonQuickClientPolled: after a reply, the thread of a Python
+// connection polls its socket for the next request (while polling pays,
+// see pySock.read) instead of sleeping in poll(2) at once. The request
+// is made to come exactly while the thread polls: the hook that sees a
+// poll find nothing sends it, from the client's side; the thread must
+// then read it without sleeping. Were the thread to sleep at once, no
+// poll would be seen; were it to sleep anyway, the sleep would show
+// between the hook and the catch.
+func TestPythonQuickClientPolled(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatalf("GOMAXPROCS %d: a process on one CPU never polls, the test needs two", runtime.GOMAXPROCS(0))
+	}
+	var (
+		mu     sync.Mutex
+		events []string
+		armed  atomic.Bool
+		next   []byte
+		client *pyConn
+	)
+	note := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	testHookPyPolling = func() {
+		if armed.CompareAndSwap(true, false) {
+			note("polling")
+			if err := client.c.SendBytes(next); err != nil {
+				note("send: " + err.Error())
+			}
+		}
+	}
+	testHookPyCaught = func() { note("caught") }
+	testHookPySleep = func() { note("sleep") }
+	t.Cleanup(func() { testHookPyPolling, testHookPyCaught, testHookPySleep = nil, nil, nil })
+
+	m, ident := servePyDict(t)
+	client = dialPy(t, m)
+	client.call(nil, "accept_connection", "quick")
+	var err error
+	next, err = pickle.Encode(ogórek.Tuple{ident, "__getitem__", ogórek.Tuple{"k"}, ogórek.NewDict()}, pickle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.call(ident, "__setitem__", "k", 7)
+	// A poll that finds nothing happens after a reply, when polling pays;
+	// the spinner tries again now and then when it has stopped paying
+	// (a slow test goroutine on a busy machine), so some calls suffice.
+	for i := 0; ; i++ {
+		if i == 2000 {
+			t.Fatalf("2000 requests after replies and no poll found the socket empty: events %v", events)
+		}
+		mu.Lock()
+		events = events[:0]
+		mu.Unlock()
+		armed.Store(true)
+		if kind, v := client.call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
+			t.Fatalf("__getitem__: %s %#v", kind, v)
+		}
+		mu.Lock()
+		polled := slices.Contains(events, "polling")
+		mu.Unlock()
+		if !polled {
+			continue
+		}
+		armed.Store(false)
+		// The request sent by the hook: its reply.
+		if kind, v := client.recv(); kind != "#RETURN" || v != int64(7) {
+			t.Fatalf("__getitem__ sent while polling: %s %#v", kind, v)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		after := events[slices.Index(events, "polling")+1:]
+		if len(after) == 0 || after[0] != "caught" {
+			t.Fatalf("the request sent while the thread polled was not read by the poll: events after it %v", after)
+		}
+		return
+	}
 }

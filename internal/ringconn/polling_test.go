@@ -431,3 +431,31 @@ func TestFutexWakes(t *testing.T) {
 		}
 	}
 }
+
+// A Poller follows a ring reader's policy: no polling on one CPU; on
+// more, polling while it pays, stopped by five polls in vain in a row,
+// and a polling slot held from Start to End.
+func TestPollerPolicy(t *testing.T) {
+	setProcs(t, 1)
+	var p Poller
+	if _, ok := p.Start(); ok {
+		t.Fatal("a Poller polled on one CPU")
+	}
+	setProcs(t, 2)
+	for i := range 5 {
+		until, ok := p.Start()
+		if !ok || !until.After(time.Now().Add(-time.Second)) {
+			t.Fatalf("poll %d refused while polling paid", i)
+		}
+		if n := spinners.Load(); n != 1 {
+			t.Fatalf("%d polling slots taken during a poll, want 1", n)
+		}
+		p.End(false)
+	}
+	if n := spinners.Load(); n != 0 {
+		t.Fatalf("%d polling slots taken after the polls ended", n)
+	}
+	if _, ok := p.Start(); ok {
+		t.Fatal("polled again at once after five polls in vain")
+	}
+}

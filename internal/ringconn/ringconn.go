@@ -993,3 +993,43 @@ func (s *spinner) learn(caught bool) {
 		s.skip = s.gap
 	}
 }
+
+// A Poller is a ring reader's polling policy (spinner and the process's
+// polling slots, see waitData) for another wait of the same shape: a
+// server waiting for the next request of a client that sends it a few
+// microseconds after it reads a reply, over a socket that is read by
+// polling it without waiting. Start says whether this wait polls, and
+// for how long; End, called once after a Start that said yes, gives the
+// slot back and records whether the poll ended with input. Not for use
+// by several goroutines at once.
+type Poller struct {
+	s      spinner
+	inited bool
+}
+
+// Start reports whether the next wait polls, and if so until when; it
+// then holds one of the process's polling slots until End.
+func (p *Poller) Start() (time.Time, bool) {
+	if !p.inited {
+		p.s, p.inited = newSpinner(), true
+	}
+	if !p.s.poll() || !takeSlot(&spinners) {
+		return time.Time{}, false
+	}
+	return time.Now().Add(DefaultSpin), true
+}
+
+// End ends a wait that Start had poll: caught if input ended the poll.
+func (p *Poller) End(caught bool) {
+	spinners.Add(-1)
+	p.s.learn(caught)
+}
+
+// Quick records a wait that found its input at once, without polling
+// (see spinner.quick).
+func (p *Poller) Quick() {
+	if !p.inited {
+		p.s, p.inited = newSpinner(), true
+	}
+	p.s.quick()
+}
