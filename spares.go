@@ -29,6 +29,15 @@ import (
 // default is none: most programs start few children, and a spare is an
 // extra process in their listings and leak checks.
 //
+// Before it says it waits, a spare unmaps the pages of its read-only file
+// mappings (its code and constant data) that its start faulted in, and
+// maps again only those that the messages of a Start touch: its exit, on
+// the way from the target's return to Join, would otherwise unmap them
+// one by one (the kernel's unmap_page_range took 0.4 ms of a 1 ms warm
+// Start and Join). The pages stay in the page cache. That also lowers the
+// figures above, measured before: the test binary of this package, 20 MB,
+// has 6.5 MB resident in a spare instead of 10.2 MB.
+//
 // SetSpares starts the missing spares, replacing idle ones that a Start
 // would not use (see below), and returns once n spares wait for a target
 // (about as long as one cold Start takes, for those it had to start); or,
