@@ -16,12 +16,11 @@ import (
 // mappings (the binary's code and constant data, and those of shared
 // libraries) that nothing here has written, as a spare does before it
 // says it waits. Starting the process faulted in most of them (the
-// kernel maps neighbours of each page that faults too): about 9 MB for
-// a 20 MB test binary, which the process's exit must then unmap page by
-// page on the way from the target's return to its reaping (the
-// kernel's unmap_page_range took about 0.4 ms of a warm Start and Join
-// of 1 ms). The pages stay in the page cache: the target faults in the
-// few it touches again, cheaply.
+// kernel maps neighbours of each page that faults too): 9 MB of a 20 MB
+// test binary, which the process's exit must then unmap page by page on
+// the way from the target's return to its reaping (see [SetSpares] for
+// what that costs). The pages stay in the page cache: what a target
+// touches is faulted in again, cheaply.
 //
 // Only mappings that are private, not writable and hold no page of
 // their own (Anonymous: 0 kB in /proc/self/smaps) are dropped: for those
