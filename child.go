@@ -64,6 +64,9 @@ func runChild(fdText string) int {
 		return exitBootFail
 	}
 	if spare {
+		// Dropped before warmUp, which maps again the pages that the
+		// messages of a start touch.
+		dropFilePages()
 		warmUp()
 		// Ready: the parent may now count on this child to start at once.
 		if err := ctrl.SendBytes(nil); err != nil {

@@ -29,6 +29,16 @@ import (
 // default is none: most programs start few children, and a spare is an
 // extra process in their listings and leak checks.
 //
+// Before it says it waits, a spare unmaps the pages of its read-only file
+// mappings (its code and constant data) that its start faulted in; its
+// warm-up for a Start maps some of them again. Its exit, on the way from
+// the target's return to Join, would otherwise unmap them one by one:
+// for mp bench spawn_warm (0.7-1 ms a Start and Join), the kernel's
+// exit_mmap in the child took 0.42 ms a child, 0.30 ms with the pages
+// dropped. The pages stay in the page cache. That also lowers the figures
+// above, measured before: a spare of the test binary of this package (20
+// MB) has 6.5 MB resident instead of 10.2 MB.
+//
 // SetSpares starts the missing spares, replacing idle ones that a Start
 // would not use (see below), and returns once n spares wait for a target
 // (about as long as one cold Start takes, for those it had to start); or,

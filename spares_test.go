@@ -3,11 +3,15 @@
 package mp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -423,5 +427,131 @@ func TestStartAfterIdleSpareDied(t *testing.T) {
 	p = start(t, mp.NewProcess(fail, ""))
 	if err := p.Join(ctx); err != nil || p.Pid() == pids[0] {
 		t.Errorf("Start after the idle spare died: pid %d (the dead spare %d), %v", p.Pid(), pids[0], err)
+	}
+}
+
+// mappedEnv names a directory whose files clean and own this test binary
+// maps read-only at package initialisation when it is set, as a spare
+// maps its own code (see TestSpareDropsFilePages): clean only read, own
+// written once before it was made read-only, as the dynamic loader does
+// to a relocated segment.
+const mappedEnv = "MP_TEST_MAPPED"
+
+// mappedSize is the size of each file of mappedEnv: 16 pages.
+const mappedSize = 16 << 12
+
+var mapped struct{ clean, own []byte }
+
+// mappedSum is what mapReadOnly reads, so that the reads stay.
+var mappedSum int
+
+func init() {
+	dir := os.Getenv(mappedEnv)
+	if dir == "" {
+		return
+	}
+	mapped.clean = mapReadOnly(filepath.Join(dir, "clean"), false)
+	mapped.own = mapReadOnly(filepath.Join(dir, "own"), true)
+}
+
+// mapReadOnly maps path privately and reads every page of it; with
+// write, it first writes 'X' at its start (so that page is this
+// process's own), then makes it read-only. It returns nil on failure,
+// which the target mappedCheck reports.
+func mapReadOnly(path string, write bool) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	prot := unix.PROT_READ
+	if write {
+		prot |= unix.PROT_WRITE
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, mappedSize, prot, unix.MAP_PRIVATE)
+	if err != nil {
+		return nil
+	}
+	if write {
+		b[0] = 'X'
+		if unix.Mprotect(b, unix.PROT_READ) != nil {
+			return nil
+		}
+	}
+	for i := 0; i < len(b); i += 4096 {
+		mappedSum += int(b[i])
+	}
+	return b
+}
+
+// mappedCheck fails unless the mappings of mappedEnv read as written:
+// 'a' everywhere, but for the 'X' written into own.
+var mappedCheck = mp.RegisterProc("test.mappedCheck", func(struct{}) error {
+	if mapped.clean == nil || mapped.own == nil {
+		return errors.New("the files of " + mappedEnv + " are not mapped")
+	}
+	for i, c := range mapped.clean {
+		if c != 'a' {
+			return fmt.Errorf("clean[%d] = %q", i, c)
+		}
+	}
+	for i, c := range mapped.own {
+		if want := byte('a'); i == 0 && c != 'X' || i > 0 && c != want {
+			return fmt.Errorf("own[%d] = %q", i, c)
+		}
+	}
+	return nil
+})
+
+// mappingRss returns the resident size in kB of the mapping of path in
+// process pid, from /proc/PID/smaps.
+func mappingRss(t *testing.T, pid int, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 6 && strings.Contains(f[0], "-"):
+			in = f[5] == path
+		case in && len(f) == 3 && f[0] == "Rss:":
+			kb, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatalf("smaps of %d: %q", pid, line)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("%s is not mapped in %d", path, pid)
+	return 0
+}
+
+// TestSpareDropsFilePages has the spares map two files read-only and
+// read all of them as they start: once ready, a spare has none of the
+// pages of the file it only read mapped (its exit would have to unmap
+// them, on the way to Join), but keeps the one it wrote before making
+// it read-only, whose whole mapping it keeps; and a target started in
+// it reads both as written.
+func TestSpareDropsFilePages(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"clean", "own"} {
+		if err := os.WriteFile(filepath.Join(dir, name), bytes.Repeat([]byte{'a'}, mappedSize), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(mappedEnv, dir)
+	pid := withSpares(t, 1)[0]
+	if kb := mappingRss(t, pid, filepath.Join(dir, "clean")); kb != 0 {
+		t.Errorf("an idle spare has %d kB of a read-only file it read mapped, want 0", kb)
+	}
+	if kb := mappingRss(t, pid, filepath.Join(dir, "own")); kb != mappedSize>>10 {
+		t.Errorf("an idle spare has %d kB of a read-only mapping with a page of its own mapped, want all %d", kb, mappedSize>>10)
+	}
+	p := startWarm(t, mp.NewProcess(mappedCheck, struct{}{}))
+	if err := p.Join(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
