@@ -223,7 +223,8 @@ const (
 // A worker holds one task at a time while the queue is short, so that no
 // task waits behind a slow one while another worker idles, unless its
 // tasks are quick (see quickTask): it then holds its share of the queue,
-// up to maxPrefetch, however long the queue. When the queue is long,
+// up to maxPrefetch, however long the queue (unless they are a Map's
+// chunks, encoded as they are sent: see sendTo). When the queue is long,
 // every worker is kept busy anyway, and each holds more tasks to save
 // round trips: up to a quarter of its share of the queue, up to
 // maxPrefetch. No worker holds more than prefetchBudget of work at the
@@ -837,7 +838,9 @@ func (p *Pool) pickWorker() (*worker, int) {
 	room := 0
 	for w := range p.workers {
 		limit := queueLimit
-		if w.pace <= quickTask {
+		// Not a Map's chunks in a long queue, though: each is encoded
+		// when sent, so another worker would wait for a batch of them.
+		if w.pace <= quickTask && (limit == 1 || p.queue[0].encode == nil) {
 			limit = max(limit, min(share, maxPrefetch))
 		}
 		if limit > 1 {

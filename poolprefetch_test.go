@@ -3,6 +3,7 @@
 package mp
 
 import (
+	"bytes"
 	"sync"
 	"testing"
 	"time"
@@ -10,18 +11,21 @@ import (
 
 // A worker is given more tasks at once the quicker its tasks have been.
 // A worker whose tasks are quick takes its share of the queue, up to
-// maxPrefetch; others hold no more than a quarter of their share, and one
+// maxPrefetch, unless they are a Map's chunks in a long queue; others hold no more than a quarter of their share, and one
 // task at a time while the queue is short.
 func TestPoolPrefetchFollowsPace(t *testing.T) {
 	for _, c := range []struct {
-		queue int
-		pace  time.Duration
-		room  int
+		queue   int
+		pace    time.Duration
+		room    int
+		encoded bool // a Map's chunks, encoded when sent
 	}{
-		{queue: 10, pace: 100 * time.Microsecond, room: 1}, // short queue: one at a time
-		{queue: 10, pace: time.Microsecond, room: 5},       // unless its tasks are quick: its share
-		{queue: 200, pace: time.Microsecond, room: 100},    // its share, not a quarter of it
-		{queue: 1000, pace: time.Microsecond, room: 256},   // maxPrefetch
+		{queue: 10, pace: 100 * time.Microsecond, room: 1},            // short queue: one at a time
+		{queue: 10, pace: time.Microsecond, room: 5},                  // unless its tasks are quick: its share
+		{queue: 200, pace: time.Microsecond, room: 100},               // its share, not a quarter of it
+		{queue: 200, pace: time.Microsecond, room: 25, encoded: true}, // unless encoded when sent
+		{queue: 10, pace: time.Microsecond, room: 5, encoded: true},
+		{queue: 1000, pace: time.Microsecond, room: 256}, // maxPrefetch
 		{queue: 1000, pace: 100 * time.Microsecond, room: 10},
 		{queue: 200, pace: 50 * time.Microsecond, room: 20}, // a quarter of its share
 		{queue: 100000, pace: time.Microsecond, room: 256},  // maxPrefetch
@@ -36,6 +40,9 @@ func TestPoolPrefetchFollowsPace(t *testing.T) {
 		p.queue = make([]*task, c.queue)
 		for i := range p.queue {
 			p.queue[i] = &task{}
+			if c.encoded {
+				p.queue[i].encode = func(*bytes.Buffer) error { return nil }
+			}
 		}
 		w, room := p.pickWorker()
 		if w == nil || room != c.room {
