@@ -222,29 +222,49 @@ const (
 
 // A worker holds one task at a time while the queue is short, so that no
 // task waits behind a slow one while another worker idles, unless its
-// tasks are quick (see quickTask): it then holds its share. When the queue
-// is long, every worker is kept busy anyway, and each holds more tasks to
-// save round trips: up to a quarter of its share of the queue, up to
-// maxPrefetch, and no more than prefetchBudget of work at the pace of its
-// recent tasks, so that quick tasks go in large batches while slow ones
-// stay spread over the workers. A worker that dies fails only the task it
-// was running: the others go back to the queue.
+// tasks are quick (see quickTask): it then holds its share of the queue,
+// up to maxPrefetch, however long the queue (unless they are a Map's
+// chunks, encoded as they are sent: see sendTo). When the queue is long,
+// every worker is kept busy anyway, and each holds more tasks to save
+// round trips: up to a quarter of its share of the queue, up to
+// maxPrefetch. No worker holds more than prefetchBudget of work at the
+// pace of its recent tasks, so that quick tasks go in large batches while
+// slow ones stay spread over the workers. A worker that dies fails only
+// the task it was running: the others go back to the queue.
 const (
 	maxPrefetch    = 256
 	prefetchBudget = time.Millisecond
 )
 
-// quickTask is the pace below which a worker takes its share of a short
-// queue at once rather than one task at a time: a task shorter than the
-// round trip of a result and the next task (tens of microseconds when
-// the worker sleeps between them) keeps nobody waiting behind it, and
-// its worker then sleeps and is woken once per batch instead of once per
-// task (as the last tasks of every burst otherwise were).
+// quickTask is the pace below which a worker takes its share of the
+// queue at once rather than one task (or a quarter of its share) at a
+// time: a task shorter than the round trip of a result and the next task
+// (tens of microseconds when the worker sleeps between them) keeps nobody
+// waiting behind it, and its worker then sleeps and is woken once per
+// batch instead of once per task (as the last tasks of every burst
+// otherwise were). With a quarter of its share, such a worker ran out of
+// tasks before nearly every batch (84% of them in the async benchmark).
 const quickTask = 20 * time.Microsecond
 
 // refillBelow is the number of tasks a worker holds below which each of
-// its results wakes the dispatcher, even in a burst (see Pool.read).
+// its results wakes the dispatcher, even in a burst (see Pool.settle).
 const refillBelow = 2
+
+// refillLead is about how long before a worker of quick tasks runs out
+// that the dispatcher is woken to send it more: a wake-up of the
+// dispatcher, a send, and the worker noticing it take some microseconds.
+const refillLead = 20 * time.Microsecond
+
+// refillAt is the number of tasks w holds below which each of its
+// results wakes the dispatcher: as many as w runs in refillLead at its
+// pace if its tasks are quick (at most half of maxPrefetch, so that a
+// full worker is not refilled a task at a time), else refillBelow.
+func (w *worker) refillAt() int {
+	if w.pace > quickTask {
+		return refillBelow
+	}
+	return min(maxPrefetch/2, max(refillBelow, int(refillLead/max(w.pace, 1))))
+}
 
 // task is one unit of work: a call, or a chunk of calls, of a target.
 type task struct {
@@ -808,17 +828,20 @@ func (p *Pool) unsend(w *worker, t *task) bool {
 // tasks it has room for; or nil.
 func (p *Pool) pickWorker() (*worker, int) {
 	queueLimit, share := 1, 1
-	if n := len(p.workers); n > 0 && len(p.queue) >= 8*n {
-		queueLimit = min(len(p.queue)/(4*n), maxPrefetch)
-	} else if n > 0 {
+	if n := len(p.workers); n > 0 {
 		share = (len(p.queue) + n - 1) / n
+		if len(p.queue) >= 8*n {
+			queueLimit = min(len(p.queue)/(4*n), maxPrefetch)
+		}
 	}
 	var best *worker
 	room := 0
 	for w := range p.workers {
 		limit := queueLimit
-		if limit == 1 && w.pace <= quickTask {
-			limit = share
+		// Not a Map's chunks in a long queue, though: each is encoded
+		// when sent, so another worker would wait for a batch of them.
+		if w.pace <= quickTask && (limit == 1 || p.queue[0].encode == nil) {
+			limit = max(limit, min(share, maxPrefetch))
 		}
 		if limit > 1 {
 			limit = max(1, min(limit, int(prefetchBudget/max(w.pace, 1))))
@@ -955,7 +978,7 @@ func (p *Pool) settle(w *worker, rs []taskResult, ts []*task, more bool) (_ []*t
 	// at its end, rather than once per pack: it then wakes once and sends
 	// w one batch instead of a few tasks at a time. Sooner if w is about
 	// to run out of tasks, or leaves.
-	if wake || len(w.pending) < refillBelow {
+	if wake || len(w.pending) < w.refillAt() {
 		p.wake.Broadcast()
 	}
 	return ts, false, false

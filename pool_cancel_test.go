@@ -340,8 +340,16 @@ func TestPoolOwnerDeathCancelsTask(t *testing.T) {
 }
 
 // Tasks that a worker took ahead, behind a running one, and that are
-// cancelled, are skipped by the worker: they never run.
+// cancelled, are skipped by the worker: they never run. However many it
+// holds: 300 queued make it hold up to maxPrefetch, more than the 32
+// cancel requests its ledger once kept.
 func TestCancelledPrefetchedTasksNeverRun(t *testing.T) {
+	for _, n := range []int{40, 300} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) { testCancelledPrefetched(t, n) })
+	}
+}
+
+func testCancelledPrefetched(t *testing.T, n int) {
 	dir := t.TempDir()
 	pool := newPool(t, mp.PoolOptions{Processes: 1})
 	bound := ctxTimeout(t, 20*time.Second)
@@ -355,11 +363,16 @@ func TestCancelledPrefetchedTasksNeverRun(t *testing.T) {
 	awaitFile(t, bound, dir, "started-busy")
 	ctx, cancel := context.WithCancel(bound)
 	var queued []*mp.AsyncResult[string]
-	for i := range 40 {
+	for i := range n {
 		queued = append(queued, ctxStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: strconv.Itoa(i)}, nil, nil))
 	}
-	// Wait until the worker holds some of them behind the busy one.
-	for mp.HeldByWorkers(pool) < 2 {
+	// Wait until the worker holds some of them behind the busy one: with
+	// 300, more than 32.
+	held := 2
+	if n > 40 {
+		held = 34
+	}
+	for mp.HeldByWorkers(pool) < held {
 		if bound.Err() != nil {
 			t.Fatal("the worker took no task ahead")
 		}
@@ -376,7 +389,7 @@ func TestCancelledPrefetchedTasksNeverRun(t *testing.T) {
 	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "after"}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 40 {
+	for i := range n {
 		if exists(dir, "started-"+strconv.Itoa(i)) {
 			t.Fatalf("cancelled task %d ran", i)
 		}

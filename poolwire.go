@@ -221,7 +221,7 @@ func parsePack(rs []taskResult, pack []byte) ([]taskResult, error) {
 //	                a futex word the worker's watcher sleeps on
 //	24  cancels    [cancelSlots]uint64: ids of tasks the pool cancelled,
 //	                written in turn (see ledger.requestCancel)
-//	280 records    [u32 len(head)][u32 len(body)][head][body], where head
+//	4120 records   [u32 len(head)][u32 len(body)][head][body], where head
 //	                is a result message as it goes on the wire, and body
 //	                its result when that travels as a message of its own
 //
@@ -237,7 +237,7 @@ const (
 	ledgerCommitted = 8
 	ledgerCancelSeq = 16
 	ledgerCancels   = 24
-	cancelSlots     = 32
+	cancelSlots     = 2 * maxPrefetch // see ledger.requestCancel
 	ledgerRecords   = ledgerCancels + 8*cancelSlots
 	ledgerSize      = 512 << 10
 	ledgerRecHead   = 8 // the two lengths
@@ -279,9 +279,16 @@ func openLedger(mem *RawArray[byte]) (*ledger, error) {
 
 // requestCancel asks the worker to cancel task id: to skip it if it has
 // not started, else to cancel the ctx it runs with. The pool's side,
-// called with the pool's lock held (one writer at a time). A worker asked
-// about more than cancelSlots tasks at once may miss the oldest requests:
-// the pool's kill after the grace still stops those tasks.
+// called with the pool's lock held (one writer at a time), once per task
+// sent (see Pool.cancelSent).
+//
+// No request for a task the worker still holds is written over: after
+// the request for a task X, the pool asks only about tasks the worker
+// held then (at most maxPrefetch) or was sent since and still holds (X
+// is not done, and the worker runs its tasks in order: at most
+// maxPrefetch again), fewer than cancelSlots in all. The ring of 32 slots
+// it once had lost requests once a worker held more than 32 cancelled
+// tasks, which then ran.
 func (l *ledger) requestCancel(id uint64) {
 	n := l.cancelSeq.Load()
 	l.cancels[n%cancelSlots].Store(id)
@@ -290,13 +297,15 @@ func (l *ledger) requestCancel(id uint64) {
 }
 
 // cancelled reports whether the pool asked to cancel task id. The
-// worker's side.
+// worker's side. Only the slots written so far are looked at, the newest
+// first.
 func (l *ledger) cancelled(id uint64) bool {
-	if l.cancelSeq.Load() == 0 {
+	seq := l.cancelSeq.Load()
+	if seq == 0 {
 		return false // nothing was ever cancelled: the usual case, one load
 	}
-	for _, c := range l.cancels {
-		if c.Load() == id {
+	for i := range min(seq, cancelSlots) {
+		if l.cancels[(seq-1-i)%cancelSlots].Load() == id {
 			return true
 		}
 	}
