@@ -292,6 +292,80 @@ func TestCancelMidMap(t *testing.T) {
 	awaitStopped(t, c, dir, 2)
 }
 
+// hookedCluster opens its pools on c, with sessions that call
+// beforeSubmit with each job's tasks before they are submitted, and tell
+// cancelled the tasks they cancel.
+type hookedCluster struct {
+	c            *Cluster
+	beforeSubmit func(ts []*clusterhook.Task)
+	cancelled    chan *clusterhook.Task
+}
+
+func (h *hookedCluster) OpenPool(cfg clusterhook.Config) (clusterhook.Session, error) {
+	s, err := h.c.OpenPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return hookedSession{s, h}, nil
+}
+
+type hookedSession struct {
+	clusterhook.Session
+	h *hookedCluster
+}
+
+func (s hookedSession) Submit(ts []*clusterhook.Task) error {
+	s.h.beforeSubmit(ts)
+	return s.Session.Submit(ts)
+}
+
+func (s hookedSession) Cancel(t *clusterhook.Task) {
+	s.Session.Cancel(t)
+	select {
+	case s.h.cancelled <- t:
+	default: // not awaited
+	}
+}
+
+// A call whose ctx ends after the pool registered its cancellation but
+// before the cluster's session registered its task (the window in the
+// pool's submit) never runs: the session drops the task cancelled
+// before it. The pool then closes at once: no job is left waiting for
+// it (before the fix, the task ran on the worker and Join waited for it).
+func TestCancelBeforeSubmitNeverRuns(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	h := &hookedCluster{c: c, cancelled: make(chan *clusterhook.Task, 1)}
+	h.beforeSubmit = func(ts []*clusterhook.Task) {
+		cancel()
+		select {
+		case got := <-h.cancelled:
+			if got != ts[0] {
+				t.Errorf("cancelled %p, submitting %p", got, ts[0])
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("the ctx's end did not cancel the task in 30 s")
+		}
+	}
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: h, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sleepy.Apply(ctx, pool, [2]int{7, 0}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	// Join waits for the session's jobs: had the task been sent, for its
+	// run on the worker.
+	closePool(t, pool)
+	if n := count(records(t, dir), "start_"); n != 0 {
+		t.Fatalf("the cancelled task ran %d times", n)
+	}
+	awaitEmptyStream(t, c)
+}
+
 // lockedBuffer collects a logger's output.
 type lockedBuffer struct {
 	mu sync.Mutex

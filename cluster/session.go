@@ -162,12 +162,20 @@ func (s *session) unsubscribe() {
 	}
 }
 
-// Submit publishes ts as one job.
+// Submit publishes ts as one job, but the tasks cancelled already (see
+// Cancel): their callers have their error, and none of them runs.
 func (s *session) Submit(ts []*clusterhook.Task) error {
 	s.mu.Lock()
 	if s.closing || s.ended {
 		s.mu.Unlock()
 		return mp.ErrPoolClosed
+	}
+	if slices.ContainsFunc(ts, func(t *clusterhook.Task) bool { return t.Canceled }) {
+		ts = slices.DeleteFunc(slices.Clone(ts), func(t *clusterhook.Task) bool { return t.Canceled })
+		if len(ts) == 0 {
+			s.mu.Unlock()
+			return nil // no job: one with no task would never end
+		}
 	}
 	j := s.addJob(ts)
 	s.mu.Unlock()
@@ -554,7 +562,10 @@ func (s *session) taskOf(subject string) (ref, bool) {
 
 // Cancel drops t: its result, if one comes, goes unheard; cancelLoop
 // purges it from the stream and stops it where it runs. A chunk sent in
-// parts has its parts cancelled.
+// parts has its parts cancelled. A t not registered is marked, in t
+// itself, so that nothing is kept for a t settled already: if Submit
+// has yet to register it (the pool's side registers its ctx's end
+// before it calls Submit), Submit drops it.
 func (s *session) Cancel(t *clusterhook.Task) {
 	s.mu.Lock()
 	r, ok := s.where[t]
@@ -564,6 +575,8 @@ func (s *session) Cancel(t *clusterhook.Task) {
 			parts = c.parts
 		}
 		s.unlink(r)
+	} else {
+		t.Canceled = true
 	}
 	s.mu.Unlock()
 	if !ok {

@@ -33,6 +33,10 @@ type Task struct {
 	// Finish receives the encoded result or the error. The pool's side
 	// ignores any call after the first.
 	Finish func(result []byte, err error)
+	// Canceled is the session's own, under its lock: set by a Cancel
+	// that came before Submit registered the task (its caller's ctx
+	// ended in between), so that Submit never sends it.
+	Canceled bool
 }
 
 // Config is what a pool tells its cluster when it opens.
@@ -59,7 +63,9 @@ type Session interface {
 	// the result or the error.
 	Submit(ts []*Task) error
 	// Cancel stops t, whose caller has its error already: t is dropped
-	// from the queue if it is still there, and stopped where it runs.
+	// from the queue if it is still there, and stopped where it runs. A t
+	// cancelled before Submit registers it is never sent; its Finish is
+	// not called (as for any cancelled task).
 	Cancel(t *Task)
 	// Slots is about how many tasks the cluster runs at a time, for
 	// choosing chunk sizes; at least 1.
