@@ -60,7 +60,8 @@ type Backend interface {
 // Session is a pool's link to its cluster.
 type Session interface {
 	// Submit sends tasks, as one job; each Finish is called once, with
-	// the result or the error.
+	// the result or the error, except for a task cancelled before Submit
+	// registered it (see Cancel), which is never sent nor finished.
 	Submit(ts []*Task) error
 	// Cancel stops t, whose caller has its error already: t is dropped
 	// from the queue if it is still there, and stopped where it runs. A t
