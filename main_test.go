@@ -3,10 +3,8 @@
 package mp_test
 
 import (
-	"os"
 	"testing"
 
-	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/leakcheck"
 )
 
@@ -14,11 +12,5 @@ import (
 // re-executed for them) and fails the run when the tests leave
 // goroutines, children, zombies, descriptors or shared memory behind.
 func TestMain(m *testing.M) {
-	mp.Main()
-	base := leakcheck.Start()
-	code := m.Run()
-	if code == 0 {
-		code = base.Report()
-	}
-	os.Exit(code)
+	leakcheck.Main(m)
 }

@@ -22,13 +22,7 @@ import (
 // MP_CLUSTER, which mp.Main turns into a worker). The leak check covers
 // the embedded NATS server's goroutines and the workers' processes.
 func TestMain(m *testing.M) {
-	mp.Main()
-	base := leakcheck.Start()
-	code := m.Run()
-	if code == 0 {
-		code = base.Report()
-	}
-	os.Exit(code)
+	leakcheck.Main(m)
 }
 
 // envOtherBuild makes the test binary register one more target, as a

@@ -3,24 +3,16 @@
 package bench
 
 import (
-	"os"
 	"testing"
 	"time"
 
-	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/leakcheck"
 )
 
 // TestMain runs the children of the tests (mp.Main) and fails the run
 // when the tests leave goroutines, descriptors or child processes behind.
 func TestMain(m *testing.M) {
-	mp.Main()
-	base := leakcheck.Start()
-	code := m.Run()
-	if code == 0 {
-		code = base.Report()
-	}
-	os.Exit(code)
+	leakcheck.Main(m)
 }
 
 // pipe_rtt's clock starts once the child runs: a child that starts

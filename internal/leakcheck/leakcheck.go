@@ -18,6 +18,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/go-mp/mp"
@@ -150,4 +151,17 @@ func childrenOf(ppid int) []string {
 		}
 	}
 	return out
+}
+
+// Main is a test package's TestMain: it runs the children the tests start
+// (mp.Main), runs the tests, and fails the run when they pass but leave
+// goroutines, children, zombies, descriptors or shared memory behind.
+func Main(m *testing.M) {
+	mp.Main()
+	base := Start()
+	code := m.Run()
+	if code == 0 {
+		code = base.Report()
+	}
+	os.Exit(code)
 }

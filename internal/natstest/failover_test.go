@@ -5,25 +5,17 @@ package natstest
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/leakcheck"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestMain(m *testing.M) {
 	Main()
-	mp.Main()
-	base := leakcheck.Start()
-	code := m.Run()
-	if code == 0 {
-		code = base.Report()
-	}
-	os.Exit(code)
+	leakcheck.Main(m)
 }
 
 // progress records which items a consumer has seen and when each was
