@@ -1,0 +1,160 @@
+//go:build linux
+
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// inWindow runs act right before the publication of task idx of the
+// first job of more than idx tasks, then lets that publication go only
+// once the session's cancelLoop has handled the cancellation of n tasks
+// of the job (purged the stream, told the workers): act falls between
+// the session's registration of the job and the task's publication.
+func inWindow(t *testing.T, idx int, act func(), n int) {
+	t.Helper()
+	inWindowAt(t, 1, idx, act, n)
+}
+
+// inWindowAt is inWindow at the nth publication of task idx (the first,
+// or one again: see republish).
+func inWindowAt(t *testing.T, nth, idx int, act func(), n int) {
+	t.Helper()
+	var calls atomic.Int32
+	handled := make(chan uint64, 4096) // job numbers
+	var once sync.Once
+	testHookCancelDone = func(job uint64, _ int) {
+		select {
+		case handled <- job:
+		default:
+		}
+	}
+	testHookBeforePublish = func(job uint64, i int) {
+		if i != idx {
+			return
+		}
+		if int(calls.Add(1)) != nth {
+			return
+		}
+		once.Do(func() {
+			act()
+			deadline := time.After(30 * time.Second)
+			for k := 0; k < n; {
+				select {
+				case j := <-handled:
+					if j == job {
+						k++
+					}
+				case <-deadline:
+					t.Errorf("%d of %d cancellations handled in 30 s", k, n)
+					return
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { testHookBeforePublish, testHookCancelDone = nil, nil })
+}
+
+// assertNeverRan starts a worker of one slot, which takes the stream's
+// tasks in order, runs a task through pool after those cancelled, and
+// checks that none of the tasks of the given sleepy ids started: a task
+// published after its purge would have run before the last one.
+func assertNeverRan(t *testing.T, c *Cluster, pool *mp.Pool, dir string, ids ...int) {
+	t.Helper()
+	startWorker(t, c, "1", envDir+"="+dir)
+	awaitWorkers(t, c, 1)
+	if v, err := sleepy.Apply(testCtx(t, 30*time.Second), pool, [2]int{1000, 0}); err != nil || v != 1000 {
+		t.Fatalf("the task after: got %v, %v", v, err)
+	}
+	lines := records(t, dir)
+	for _, id := range ids {
+		if n := count(lines, "start_"+strconv.Itoa(id)+"_"); n != 0 {
+			t.Errorf("cancelled task %d ran %d times after its caller had its error", id, n)
+		}
+	}
+}
+
+// A call cancelled after the session registered its task and before
+// the task's publication: the task never runs, not even on a worker that
+// starts afterwards (which heard no cancellation).
+func TestCancelBeforePublicationNeverRuns(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	inWindow(t, 0, cancel, 1)
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	if _, err := sleepy.Apply(ctx, pool, [2]int{7, 0}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	assertNeverRan(t, c, pool, dir, 7)
+}
+
+// sleepies returns n sleepy items of ids 0..n-1 that take no time, and
+// their ids.
+func sleepies(n int) (items [][2]int, ids []int) {
+	items, ids = make([][2]int, n), make([]int, n)
+	for i := range items {
+		items[i], ids[i] = [2]int{i, 0}, i
+	}
+	return items, ids
+}
+
+// A pool terminated while a Map's chunks are published one by one (here
+// right before the third of five): none of its chunks runs, neither
+// those published before (purged) nor the later ones.
+func TestTerminateMidPublicationNeverRuns(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	var pool *mp.Pool
+	inWindow(t, 2, func() { pool.Terminate() }, 0)
+	pool = submitOnly(t, c, mp.PoolOptions{})
+	items, ids := sleepies(5)
+	if _, err := sleepy.MapAsync(testCtx(t, 60*time.Second), pool, items, 1).Get(context.Background()); !errors.Is(err, mp.ErrPoolTerminated) {
+		t.Fatalf("got %v", err)
+	}
+	assertNeverRan(t, c, submitOnly(t, c, mp.PoolOptions{}), dir, ids...)
+}
+
+// A Map whose ctx ends while its chunks are published one by one (here
+// right before the third of five): none of its chunks runs. (The Map
+// watches its ctx once its chunks are submitted: they are all published
+// when the session hears of the cancellation, and purged.)
+func TestCancelMidPublicationNeverRuns(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	inWindow(t, 2, cancel, 0)
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	items, ids := sleepies(5)
+	if _, err := sleepy.MapAsync(ctx, pool, items, 1).Get(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	assertNeverRan(t, c, pool, dir, ids...)
+}
+
+// A call whose first publication was lost, cancelled right before the
+// session publishes it again (asking for the stream's ack, see
+// confirmLoop): the task never runs. (The purge found nothing to remove;
+// the publication after it would have stayed in the stream.)
+func TestCancelBeforeRepublicationNeverRuns(t *testing.T) {
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	var drops atomic.Int32
+	testHookDropPublish = func() bool { return drops.Add(1) == 1 }
+	t.Cleanup(func() { testHookDropPublish = nil })
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	inWindowAt(t, 2, 0, cancel, 1)
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	if _, err := sleepy.Apply(ctx, pool, [2]int{7, 0}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	assertNeverRan(t, c, pool, dir, 7)
+}
