@@ -158,3 +158,117 @@ func TestCancelBeforeRepublicationNeverRuns(t *testing.T) {
 	}
 	assertNeverRan(t, c, pool, dir, 7)
 }
+
+// sessionOf returns the session of c's only pool.
+func sessionOf(t *testing.T, c *Cluster) *session {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.sessions) != 1 {
+		t.Fatalf("%d pools open", len(c.sessions))
+	}
+	for s := range c.sessions {
+		return s
+	}
+	return nil
+}
+
+// A cancellation that reaches a worker before the task it cancels (it
+// travels on a subject of its own; here the purge missed the task): the
+// worker skips the task when it arrives, and acknowledges it.
+func TestCancelBeforeTaskSkipped(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(envDir, dir) // for the local workers
+	c := startCluster(t, Options{})
+	var s *session
+	inWindow(t, 0, func() {
+		// As the pool's cancellation, without its purge.
+		n := s.local
+		cm := cancelMsg{Inst: s.inst, Job: 1, Idx: 0}
+		if err := c.conn.nc.Publish(cancelPrefix+c.opts.Pool, cm.appendTo(nil)); err != nil {
+			t.Error(err)
+		}
+		for bound := testCtx(t, 30*time.Second); ; time.Sleep(time.Millisecond) {
+			n.mu.Lock()
+			heard := n.cancelled.has(jobKey{s.inst, 1}, 0)
+			n.mu.Unlock()
+			if heard || bound.Err() != nil {
+				break
+			}
+		}
+	}, 0)
+	pool := localWorkerPool(t, c)
+	s = sessionOf(t, c)
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	defer cancel()
+	res := make(chan error, 1)
+	go func() {
+		_, err := sleepy.Apply(ctx, pool, [2]int{7, 0})
+		res <- err
+	}()
+	// Taken and acknowledged.
+	cons, err := c.conn.js.Consumer(ctx, taskStream, taskDurable(c.opts.Pool, s.fp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Delivered.Stream >= 1 && info.NumAckPending == 0 && info.NumPending == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	if n := count(records(t, dir), "start_7_"); n != 0 {
+		t.Fatalf("the task cancelled before it arrived ran %d times", n)
+	}
+}
+
+// A worker's ledger of cancellations keeps a cancellation until newer
+// ones push it out, however many times its task arrives (a copy
+// delivered again is skipped too) and however late, and holds at most
+// cancelLedgerMax entries: the job cancelled first goes first.
+func TestCancelLedger(t *testing.T) {
+	var l cancelLedger
+	a, b := jobKey{"I", 1}, jobKey{"I", 2}
+	if l.has(a, 0) {
+		t.Fatal("an empty ledger has a task")
+	}
+	l.add(a, false, 3)
+	l.add(a, false, 5)
+	for range 2 {
+		if !l.has(a, 3) || !l.has(a, 5) || l.has(a, 4) || l.has(b, 3) {
+			t.Fatal("the ledger does not say which tasks were cancelled")
+		}
+	}
+	l.add(a, true, 0)
+	if !l.has(a, 4) || l.n != 1 {
+		t.Fatalf("a job cancelled whole: has task 4 %v, %d entries", l.has(a, 4), l.n)
+	}
+	l.add(b, false, 1)
+	for i := range cancelLedgerMax - 3 {
+		l.add(jobKey{"J", uint64(i)}, true, 0)
+	}
+	if !l.has(a, 0) || !l.has(b, 1) || l.n != cancelLedgerMax {
+		t.Fatalf("forgot within the bound (%d entries)", l.n)
+	}
+	l.add(jobKey{"K", 0}, true, 0)
+	if l.has(a, 0) || !l.has(b, 1) || l.n != cancelLedgerMax {
+		t.Fatalf("past the bound: the first job kept %v, %d entries", l.has(a, 0), l.n)
+	}
+	for i := range 3 * cancelLedgerMax {
+		l.add(jobKey{"L", uint64(i)}, false, 7)
+	}
+	if l.n > cancelLedgerMax || len(l.jobs) > cancelLedgerMax || len(l.order)-l.head != len(l.jobs) || cap(l.order) > 4*cancelLedgerMax {
+		t.Fatalf("unbounded: %d entries, %d jobs, %d in order, cap %d", l.n, len(l.jobs), len(l.order)-l.head, cap(l.order))
+	}
+	if !l.has(jobKey{"L", 3*cancelLedgerMax - 1}, 7) || l.has(b, 1) {
+		t.Fatal("the newest cancellation was dropped, or an old one kept")
+	}
+}
