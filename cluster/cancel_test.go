@@ -5,7 +5,9 @@ package cluster
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,7 +89,8 @@ func assertNeverRan(t *testing.T, c *Cluster, pool *mp.Pool, dir string, ids ...
 // starts afterwards (which heard no cancellation).
 func TestCancelBeforePublicationNeverRuns(t *testing.T) {
 	dir := t.TempDir()
-	c := startCluster(t, Options{})
+	var logs lockedBuffer
+	c := startCluster(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
 	inWindow(t, 0, cancel, 1)
 	pool := submitOnly(t, c, mp.PoolOptions{})
@@ -95,6 +98,9 @@ func TestCancelBeforePublicationNeverRuns(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	assertNeverRan(t, c, pool, dir, 7)
+	if strings.Contains(logs.String(), "barrier") {
+		t.Errorf("the barrier before the purge failed: %s", logs.String())
+	}
 }
 
 // sleepies returns n sleepy items of ids 0..n-1 that take no time, and

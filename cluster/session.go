@@ -768,27 +768,37 @@ func (s *session) stopTasks(reqs []stopReq) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
 	var apiErr *jetstream.APIError
 	_, err := s.c.conn.js.PublishMsg(ctx, &nats.Msg{Subject: jobSubject(s.c.opts.Pool, s.fp, s.inst, 0) + ".0"},
 		jetstream.WithExpectStream(barrierStream))
+	cancel()
 	if !errors.As(err, &apiErr) {
-		s.c.log.Warn("mp cluster: no answer from the stream before a purge", "err", err)
+		// No answer in time (or one that took it): the purge may miss
+		// a task published just before.
+		s.c.log.Warn("mp cluster: the stream did not refuse the barrier before a purge", "err", err)
 	}
 	for _, req := range reqs {
-		j := req.r.j
-		subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
-		cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
-		if req.whole {
-			subj += ">"
-		} else {
-			subj += strconv.Itoa(req.r.idx)
-		}
-		if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-			s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
-		}
-		s.c.conn.nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil))
+		s.purge(req)
 	}
+}
+
+// purge purges req's task, or its whole job, from the stream, then tells
+// the workers to stop it.
+func (s *session) purge(req stopReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	j := req.r.j
+	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
+	cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
+	if req.whole {
+		subj += ">"
+	} else {
+		subj += strconv.Itoa(req.r.idx)
+	}
+	if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
+	}
+	s.c.conn.nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil))
 }
 
 // barrierStream is the stream a barrier expects (see stopTasks): none, so
