@@ -666,8 +666,10 @@ func (s *session) taskOf(subject string) (ref, bool) {
 	return ref{j, int(i)}, true
 }
 
-// Cancel drops t: its result, if one comes, goes unheard; cancelLoop
-// purges it from the stream and stops it where it runs. A chunk sent in
+// Cancel drops t: its result, if one comes, goes unheard. If t was
+// published, cancelLoop purges it from the stream and stops it where it
+// runs; if not, it never is (or, as it is being published, its publisher
+// stops it: see cancelPublish). A chunk sent in
 // parts has its parts cancelled. A t not registered is marked, in t
 // itself, so that nothing is kept for a t settled already: if Submit
 // has yet to register it (the pool's side registers its ctx's end
