@@ -40,15 +40,35 @@
 // again: it fails the task without running it.
 //
 // Cancelling a call's ctx, or terminating the pool, gives the caller
-// ctx.Err() (mp.ErrPoolTerminated) at once, purges the call's tasks
-// still queued in the stream, which then never run, and cancels those
-// running, as a local pool does: a RegisterCtx target sees its ctx
-// cancelled, another has its worker process killed. Cancellations travel
-// over core NATS: a task a worker took as its call was cancelled, or
-// while the purge could not reach the stream (the pool logs that), may
-// still run; its result is dropped. The tasks of a pool whose process
-// ended without closing it stay queued and run; their results are
-// dropped after a day.
+// ctx.Err() (mp.ErrPoolTerminated) at once (a Map or MapAsync watches its
+// ctx once its chunks are submitted, and returns then), and no result of
+// the call's tasks reaches the caller afterwards. What becomes of each
+// task depends on where it is when the pool hears of the cancellation:
+//
+//   - not yet published (a call's task is published after the pool
+//     registers it, a Map's chunks one by one): it is never published,
+//     and never runs;
+//   - queued in the stream: it is purged, once the stream has stored it
+//     (a task published just before is waited for), and never runs;
+//   - taken by a worker: it is stopped there, as a local pool stops a
+//     running task: a RegisterCtx target sees its ctx cancelled and has
+//     the worker's CancelGrace to return before its worker process is
+//     killed, another target has its worker process killed at once. It
+//     runs until the cancellation reaches its worker (about a round trip
+//     over core NATS), and for that grace; what it did stays done. A task
+//     that reaches its worker after the cancellation is skipped, or, if
+//     the worker has yet to read the cancellation as it takes the task,
+//     started and then stopped at once.
+//
+// Cancellations travel over core NATS, at most once: a worker that does
+// not hear one (its connection was down then) runs the task to its end;
+// and a task the purge could not reach (the stream did not answer within
+// 5 s; the pool logs that) stays queued, and runs when a worker takes it,
+// unless that worker heard the cancellation (a worker keeps the last
+// 65 536 cancellations it heard, whole jobs or single tasks, and skips
+// their tasks). The results of tasks that ran anyway are dropped. The
+// tasks of a pool whose process ended without closing it stay queued and
+// run; their results are dropped after a day.
 //
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the

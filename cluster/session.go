@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,7 +38,7 @@ type session struct {
 	// unconfirmed are the tasks published without asking for an ack,
 	// in order (see send).
 	unconfirmed chan pending
-	cancels     chan ref
+	cancels     chan stopReq
 	local       *node // the workers of this process, if any
 	stop        chan struct{}
 	wg          sync.WaitGroup // the session's goroutines, but the teardown
@@ -59,7 +60,75 @@ type job struct {
 	n       uint64
 	tasks   []*clusterhook.Task
 	settled []bool
-	left    int // tasks not settled
+	left    int             // tasks not settled
+	pub     []atomic.Uint32 // each task's publication: see publication
+}
+
+// A task's publication (job.pub), which tells a cancellation whether the
+// task is out, and a publisher whether it may publish. A publisher
+// (sendJob, and the retries of a publication) moves it with one
+// compare-and-swap before publishing and one after, a cancellation
+// (Cancel, Terminate) with one:
+//
+//	unsent  -> sending (publisher) -> sent (publisher)
+//	unsent  -> dropped   cancelled before its publication: never published
+//	sending -> late      cancelled during it: its publisher stops it once
+//	                     the publication is out (see endPublish)
+//	sent    -> sending   published again (confirmLoop, ackLoop)
+//	sent    -> stopped   cancelled once out: the canceller stops it
+//	late    -> stopped   (its publisher, which stops it)
+//
+// so that no publication of a cancelled task goes out after the purge
+// that was to remove it: no mutex per task on the path of publication.
+const (
+	unsent uint32 = iota
+	sending
+	sent
+	dropped
+	late
+	stopped
+)
+
+// startPublish claims r's task for a publication, its first (from
+// unsent) or another (from sent); false if it was cancelled: it must not
+// be published.
+func (r ref) startPublish(from uint32) bool { return r.j.pub[r.idx].CompareAndSwap(from, sending) }
+
+// endPublish ends the publication that startPublish claimed, once it is
+// out (in the connection's buffer, which the server reads in order); if
+// the task was cancelled meanwhile, it stops the task itself (see stopTasks),
+// now that the purge comes after the publication.
+func (s *session) endPublish(r ref) {
+	if !r.j.pub[r.idx].CompareAndSwap(sending, sent) {
+		r.j.pub[r.idx].Store(stopped)
+		s.stopTasks([]stopReq{{r: r, out: true}})
+	}
+}
+
+// cancelPublish records the cancellation of r's task and reports whether
+// its caller must stop it (see stopTasks): the task is out, and no publication
+// of it follows. A task not out is never published (dropped), or stopped
+// by its publisher (late).
+func (r ref) cancelPublish() (out bool) {
+	p := &r.j.pub[r.idx]
+	for {
+		switch p.Load() {
+		case unsent:
+			if p.CompareAndSwap(unsent, dropped) {
+				return false
+			}
+		case sending:
+			if p.CompareAndSwap(sending, late) {
+				return false
+			}
+		case sent:
+			if p.CompareAndSwap(sent, stopped) {
+				return true
+			}
+		default:
+			return false // cancelled already
+		}
+	}
 }
 
 // ref is one task of a job.
@@ -87,7 +156,7 @@ type pending struct {
 // openSession opens a pool on c.
 func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	s := &session{c: c, cfg: cfg, fp: clusterhook.Fingerprint(), inst: nuid.Next(),
-		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan ref, 1024), stop: make(chan struct{}),
+		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan stopReq, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -188,7 +257,8 @@ func (s *session) Submit(ts []*clusterhook.Task) error {
 // while sendJob reads ts.
 func (s *session) addJob(ts []*clusterhook.Task) *job {
 	s.nextJob++
-	j := &job{n: s.nextJob, tasks: slices.Clone(ts), settled: make([]bool, len(ts)), left: len(ts)}
+	j := &job{n: s.nextJob, tasks: slices.Clone(ts), settled: make([]bool, len(ts)), left: len(ts),
+		pub: make([]atomic.Uint32, len(ts))}
 	s.jobs[j.n] = j
 	for i, t := range ts {
 		s.where[t] = ref{j, i}
@@ -199,26 +269,34 @@ func (s *session) addJob(ts []*clusterhook.Task) *job {
 	return j
 }
 
-// sendJob publishes the tasks ts of j; a chunk too large for a message
-// is cut in parts (see cut).
+// sendJob publishes the tasks ts of j, but those cancelled meanwhile; a
+// chunk too large for a message is cut in parts (see cut).
 func (s *session) sendJob(j *job, ts []*clusterhook.Task) {
 	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
 	var buf bytes.Buffer
 	for i, t := range ts {
+		r := ref{j, i}
+		if !r.startPublish(unsent) {
+			continue // cancelled: never published
+		}
 		h := taskMsg{Chunk: t.Chunk, Timeout: int64(t.Timeout), Target: t.Target, Inst: s.inst, Job: j.n, Index: uint64(i)}
 		buf.Reset()
 		buf.Write(h.appendHead(nil))
 		headLen := buf.Len()
 		if t.Encode != nil {
 			if err := t.Encode(&buf); err != nil {
-				s.settle(ref{j, i}, nil, err) // the Map is over: nothing to send
+				// The Map is over: nothing to send. (The task stays
+				// claimed: nothing of it is published.)
+				s.settle(r, nil, err)
 				continue
 			}
 		} else {
 			buf.Write(t.Arg)
 		}
 		if limit := s.c.conn.nc.MaxPayload(); int64(buf.Len()+taskMsgRoom) > limit {
-			s.cut(ref{j, i}, t, buf.Bytes()[headLen:], headLen, limit)
+			// Its parts are tasks of their own, in a job of their own:
+			// the chunk stays claimed, nothing of it is published.
+			s.cut(r, t, buf.Bytes()[headLen:], headLen, limit)
 			continue
 		}
 		idx := strconv.Itoa(i)
@@ -227,9 +305,18 @@ func (s *session) sendJob(j *job, ts []*clusterhook.Task) {
 		// after a lost ack, or a confirmation (see send), does not queue
 		// the task twice.
 		m.Header.Set(jetstream.MsgIDHeader, s.inst+"-"+strconv.FormatUint(j.n, 10)+"-"+idx)
-		s.send(pending{r: ref{j, i}, msg: m, first: time.Now()})
+		if h := testHookBeforePublish; h != nil {
+			h(j.n, i)
+		}
+		s.send(pending{r: r, msg: m, first: time.Now()})
+		s.endPublish(r)
 	}
 }
+
+// testHookBeforePublish, if a test sets it, runs before each publication
+// of a task (the first, and those again: see republish), with its job's
+// number and its index.
+var testHookBeforePublish func(job uint64, idx int)
 
 // confirmAfter is how long a task published without asking for the
 // stream's ack may go without a result before it is published again,
@@ -294,13 +381,32 @@ func (s *session) confirmLoop() {
 				return
 			}
 		}
-		s.mu.Lock()
-		settled := p.r.j.settled[p.r.idx]
-		s.mu.Unlock()
-		if !settled {
-			s.publish(p)
+		s.republish(p)
+	}
+}
+
+// republish publishes p again, asking for the stream's ack, unless its
+// task is settled or cancelled. Its first publication may be under way
+// still (send queues p before it publishes): republish waits for it.
+func (s *session) republish(p pending) {
+	for p.r.j.pub[p.r.idx].Load() == sending {
+		select {
+		case <-time.After(time.Millisecond):
+		case <-s.stop:
+			return
 		}
 	}
+	s.mu.Lock()
+	settled := p.r.j.settled[p.r.idx]
+	s.mu.Unlock()
+	if settled || !p.r.startPublish(sent) {
+		return
+	}
+	if h := testHookBeforePublish; h != nil {
+		h(p.r.j.n, p.r.idx)
+	}
+	s.publish(p)
+	s.endPublish(p.r)
 }
 
 // publish publishes p.msg and hands its ack to ackLoop.
@@ -358,7 +464,7 @@ func (s *session) ackLoop() {
 					defer s.wg.Done()
 					select {
 					case <-time.After(publishRetryEvery):
-						s.publish(p)
+						s.republish(p)
 					case <-s.stop:
 					}
 				}()
@@ -560,8 +666,10 @@ func (s *session) taskOf(subject string) (ref, bool) {
 	return ref{j, int(i)}, true
 }
 
-// Cancel drops t: its result, if one comes, goes unheard; cancelLoop
-// purges it from the stream and stops it where it runs. A chunk sent in
+// Cancel drops t: its result, if one comes, goes unheard. If t was
+// published, cancelLoop purges it from the stream and stops it where it
+// runs; if not, it never is (or, as it is being published, its publisher
+// stops it: see cancelPublish). A chunk sent in
 // parts has its parts cancelled. A t not registered is marked, in t
 // itself, so that nothing is kept for a t settled already: if Submit
 // has yet to register it (the pool's side registers its ctx's end
@@ -586,20 +694,28 @@ func (s *session) Cancel(t *clusterhook.Task) {
 		s.Cancel(p)
 	}
 	select {
-	case s.cancels <- r:
+	case s.cancels <- stopReq{r: r, out: r.cancelPublish()}:
 	case <-s.stop:
 	}
 	s.maybeEnd()
 }
 
-// cancelLoop purges cancelled tasks from the stream and tells the workers
-// to stop them. The cancellations queued are taken together, and a job
-// with nothing left to wait for is purged whole: a cancelled Map costs
-// one purge, not one per chunk.
+// stopReq is a cancelled task for cancelLoop, or stopTasks, to stop: out says
+// that it was published (else nothing is to be done); whole stops its
+// whole job.
+type stopReq struct {
+	r          ref
+	out, whole bool
+}
+
+// cancelLoop purges cancelled tasks that were published from the stream
+// and tells the workers to stop them (see stopTasks). The cancellations queued
+// are taken together, and a job with nothing left to wait for is purged
+// whole: a cancelled Map costs one purge, not one per chunk.
 func (s *session) cancelLoop() {
 	defer s.wg.Done()
 	for {
-		var reqs []ref
+		var reqs []stopReq
 		select {
 		case req := <-s.cancels:
 			reqs = append(reqs, req)
@@ -615,41 +731,81 @@ func (s *session) cancelLoop() {
 				break drain
 			}
 		}
+		var stops []stopReq
 		whole := map[*job]bool{}
 		for _, req := range reqs {
-			j := req.j
-			if done, seen := whole[j]; seen && done {
+			j := req.r.j
+			if done, seen := whole[j]; !req.out || seen && done {
 				continue
 			}
 			s.mu.Lock()
 			whole[j] = j.left == 0
 			s.mu.Unlock()
-			if whole[j] {
-				s.stopTasks(j, 0, true)
-			} else {
-				s.stopTasks(j, req.idx, false)
+			req.whole = whole[j]
+			stops = append(stops, req)
+		}
+		s.stopTasks(stops)
+		if h := testHookCancelDone; h != nil {
+			for _, req := range reqs {
+				h(req.r.j.n, req.r.idx)
 			}
 		}
 	}
 }
 
-// stopTasks purges task idx of j, or the whole job, from the stream, then
-// tells the workers to stop it where it runs.
-func (s *session) stopTasks(j *job, idx int, whole bool) {
+// testHookCancelDone, if a test sets it, runs once cancelLoop has
+// handled the cancellation of a task (job number, index).
+var testHookCancelDone func(job uint64, idx int)
+
+// stopTasks purges the tasks of reqs (each a task, or its whole job) from the
+// stream, then tells the workers to stop them where they run. The
+// server stores a stream's messages from a queue, in order, but serves a
+// purge at once: a purge could come before a task published just before
+// it is stored, and miss it. So a barrier goes first: a message to the
+// stream that it refuses (it expects another stream) once it has taken
+// every message queued before it (a 3-node stream's leader takes them in
+// order too, and orders the purge after them).
+func (s *session) stopTasks(reqs []stopReq) {
+	if len(reqs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	var apiErr *jetstream.APIError
+	_, err := s.c.conn.js.PublishMsg(ctx, &nats.Msg{Subject: jobSubject(s.c.opts.Pool, s.fp, s.inst, 0) + ".0"},
+		jetstream.WithExpectStream(barrierStream))
+	cancel()
+	if !errors.As(err, &apiErr) {
+		// No answer in time (or one that took it): the purge may miss
+		// a task published just before.
+		s.c.log.Warn("mp cluster: the stream did not refuse the barrier before a purge", "err", err)
+	}
+	for _, req := range reqs {
+		s.purge(req)
+	}
+}
+
+// purge purges req's task, or its whole job, from the stream, then tells
+// the workers to stop it.
+func (s *session) purge(req stopReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	j := req.r.j
 	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
-	cm := cancelMsg{Inst: s.inst, Job: j.n, All: whole, Idx: uint64(idx)}
-	if whole {
+	cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
+	if req.whole {
 		subj += ">"
 	} else {
-		subj += strconv.Itoa(idx)
+		subj += strconv.Itoa(req.r.idx)
 	}
 	if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 		s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
 	}
 	s.c.conn.nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil))
 }
+
+// barrierStream is the stream a barrier expects (see stopTasks): none, so
+// that the tasks' stream refuses it.
+const barrierStream = "MP_NO_STREAM"
 
 // onHeartbeat notes a worker's heartbeat.
 func (s *session) onHeartbeat(m *nats.Msg) {
@@ -775,28 +931,31 @@ func (s *session) Close() {
 	s.maybeEnd()
 }
 
-// Terminate fails every task not settled with err, purges them from the
-// stream and stops them in the workers.
+// Terminate fails every task not settled with err, purges those published
+// from the stream and stops them in the workers (see stopTasks); the others
+// are never published.
 func (s *session) Terminate(err error) {
 	s.mu.Lock()
 	s.closing = true
 	var ts []*clusterhook.Task
-	var jobs []*job
+	var stops []stopReq
 	for _, j := range s.jobs {
+		out := false
 		for i := range j.tasks {
-			if !j.settled[i] {
-				ts = append(ts, s.unlink(ref{j, i}))
+			if r := (ref{j, i}); !j.settled[i] {
+				ts = append(ts, s.unlink(r))
+				out = r.cancelPublish() || out
 			}
 		}
-		jobs = append(jobs, j)
+		if out {
+			stops = append(stops, stopReq{r: ref{j, 0}, out: true, whole: true})
+		}
 	}
 	s.mu.Unlock()
 	for _, t := range ts {
 		t.Finish(nil, err)
 	}
-	for _, j := range jobs {
-		s.stopTasks(j, 0, true)
-	}
+	s.stopTasks(stops)
 	s.maybeEnd()
 }
 

@@ -187,18 +187,12 @@ type node struct {
 	ackWait   time.Duration
 	attempts  int
 	running   map[jobKey]map[uint64]*runningTask
-	cancelled map[jobKey]cancelled // recently, so that tasks taken later are skipped
+	cancelled cancelLedger // so that tasks taken after their cancellation are skipped
 }
 
 type jobKey struct {
 	inst string
 	job  uint64
-}
-
-type cancelled struct {
-	all  bool
-	idx  map[uint64]bool
-	when time.Time
 }
 
 // heartbeatEvery is how often a worker tells the pools it is there.
@@ -210,7 +204,7 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
 	}
 	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
-		running: map[jobKey]map[uint64]*runningTask{}, cancelled: map[jobKey]cancelled{}}
+		running: map[jobKey]map[uint64]*runningTask{}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
 	if err == nil {
@@ -256,7 +250,6 @@ func (n *node) heartbeats() {
 		case <-n.ctx.Done():
 			return
 		}
-		n.forgetCancelled()
 		if beat%10 == 0 {
 			n.refreshConsumer()
 		}
@@ -714,7 +707,7 @@ type runningTask struct {
 func (n *node) track(k jobKey, idx uint64, r *runningTask) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if c, ok := n.cancelled[k]; ok && (c.all || c.idx[idx]) {
+	if n.cancelled.has(k, idx) {
 		return false
 	}
 	m := n.running[k]
@@ -767,7 +760,7 @@ func (n *node) untrack(k jobKey, idx uint64) {
 }
 
 // onCancel stops the tasks a pool cancelled, and remembers them so that
-// one taken later (a delivery racing with the purge) is skipped.
+// one taken later is skipped (see cancelLedger).
 func (n *node) onCancel(msg *nats.Msg) {
 	var cm cancelMsg
 	if cm.parse(msg.Data) != nil {
@@ -775,17 +768,7 @@ func (n *node) onCancel(msg *nats.Msg) {
 	}
 	k := jobKey{cm.Inst, cm.Job}
 	n.mu.Lock()
-	c := n.cancelled[k]
-	c.when = time.Now()
-	if cm.All {
-		c.all = true
-	} else {
-		if c.idx == nil {
-			c.idx = map[uint64]bool{}
-		}
-		c.idx[cm.Idx] = true
-	}
-	n.cancelled[k] = c
+	n.cancelled.add(k, cm.All, cm.Idx)
 	var stop []context.CancelFunc
 	for idx, r := range n.running[k] {
 		if cm.All || idx == cm.Idx {
@@ -795,19 +778,6 @@ func (n *node) onCancel(msg *nats.Msg) {
 	n.mu.Unlock()
 	for _, cancel := range stop {
 		cancel()
-	}
-}
-
-// cancelMemory is how long a worker remembers a cancelled job.
-const cancelMemory = time.Minute
-
-func (n *node) forgetCancelled() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for k, c := range n.cancelled {
-		if time.Since(c.when) > cancelMemory {
-			delete(n.cancelled, k)
-		}
 	}
 }
 
