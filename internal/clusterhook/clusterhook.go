@@ -63,10 +63,11 @@ type Session interface {
 	// the result or the error, except for a task cancelled before Submit
 	// registered it (see Cancel), which is never sent nor finished.
 	Submit(ts []*Task) error
-	// Cancel stops t, whose caller has its error already: t is dropped
-	// from the queue if it is still there, and stopped where it runs. A t
-	// cancelled before Submit registers it is never sent; its Finish is
-	// not called (as for any cancelled task).
+	// Cancel stops t, whose caller has its error already: a t not yet
+	// sent is never sent (also one that Submit has yet to register), a t
+	// sent is dropped from the queue if it is still there, and stopped
+	// where it runs. Its Finish is not called (as for any cancelled
+	// task).
 	Cancel(t *Task)
 	// Slots is about how many tasks the cluster runs at a time, for
 	// choosing chunk sizes; at least 1.
