@@ -186,6 +186,7 @@ type node struct {
 	cons      jetstream.Consumer
 	ackWait   time.Duration
 	attempts  int
+	reqs      pullRequests // for the consumer's priority policy
 	running   map[jobKey]map[uint64]*runningTask
 	cancelled map[jobKey]cancelled // recently, so that tasks taken later are skipped
 }
@@ -284,10 +285,9 @@ func (n *node) consumer() (jetstream.Consumer, bool) {
 		got, err := n.cn.js.Consumer(ctx, taskStream, taskDurable(n.o.pool, n.fp))
 		cancel()
 		if err == nil {
-			info := got.CachedInfo()
 			n.mu.Lock()
 			n.cons, c = got, got
-			n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
+			n.setConfig(got.CachedInfo().Config)
 			n.mu.Unlock()
 			break
 		}
@@ -314,9 +314,16 @@ func (n *node) refreshConsumer() {
 	cancel()
 	if err == nil {
 		n.mu.Lock()
-		n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
+		n.setConfig(info.Config)
 		n.mu.Unlock()
 	}
+}
+
+// setConfig takes the settings of the tasks' consumer. Called with n.mu
+// held.
+func (n *node) setConfig(cfg jetstream.ConsumerConfig) {
+	n.ackWait, n.attempts = cfg.AckWait, attemptsOf(cfg.MaxDeliver)
+	n.reqs = newPullRequests(cfg.PriorityPolicy == jetstream.PriorityPolicyPrioritized)
 }
 
 // forgetConsumer drops the consumer after an error, for consumer to look
@@ -334,7 +341,8 @@ const pullExpires = 5 * time.Second
 // slot takes one task at a time and runs it: a task is pulled only when
 // a slot is free, as the ack wait runs from delivery. It pulls with a
 // request of its own, on an inbox it keeps: one message a task, where
-// the client library's Fetch subscribes and unsubscribes each time.
+// the client library's Fetch subscribes and unsubscribes each time. Its
+// request is warm once its last task named this worker (see warmth).
 func (n *node) slot() {
 	defer n.wg.Done()
 	inbox := n.cn.nc.NewInbox()
@@ -344,17 +352,26 @@ func (n *node) slot() {
 		return
 	}
 	defer sub.Unsubscribe()
-	req := fmt.Appendf(nil, `{"batch":1,"expires":%d}`, pullExpires.Nanoseconds())
 	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
+	warm := false
 	for n.ctx.Err() == nil {
 		if _, ok := n.consumer(); !ok {
 			return
 		}
+		n.mu.Lock()
+		req := n.reqs.cold
+		if warm {
+			req = n.reqs.warm
+		}
+		n.mu.Unlock()
 		if err := n.cn.nc.PublishRequest(next, inbox, req); err != nil {
 			n.pause()
 			continue
 		}
 		m := n.awaitTask(sub)
+		if m != nil {
+			warm = m.Header.Get(workerHeader) == n.id
+		}
 		if h := testHookDropTask; m != nil && h != nil && h() {
 			continue // as the client library drops a message
 		}
@@ -495,14 +512,14 @@ func (n *node) run(m *nats.Msg) {
 const directWait = 2 * time.Second
 
 // sendDirect sends a result to its pool over core NATS, with d's reply
-// subject and the subject that acknowledges the task's delivery
-// (ackSubject): the pool acknowledges the task and answers as it takes
-// the result (or had one for that task). A result that cannot be sent at
-// once gets no answer: it goes to the stream after the wait (see
-// deliverResult).
+// subject, the subject that acknowledges the task's delivery
+// (ackSubject) and this worker's id (see warmth): the pool acknowledges
+// the task and answers as it takes the result (or had one for that
+// task). A result that cannot be sent at once gets no answer: it goes to
+// the stream after the wait (see deliverResult).
 func (n *node) sendDirect(inst string, body []byte, ackSubject string, d *directReply) {
 	n.cn.nc.PublishMsg(&nats.Msg{Subject: directPrefix + inst, Reply: d.subject, Data: body,
-		Header: nats.Header{ackToHeader: []string{ackSubject}}})
+		Header: nats.Header{ackToHeader: []string{ackSubject}, workerHeader: []string{n.id}}})
 }
 
 // awaitDirect reports whether the pool answered for the result sent

@@ -1,0 +1,72 @@
+//go:build linux
+
+package cluster
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/clusterhook"
+)
+
+// whose returns the pid of the worker process whose local child runs it.
+var whose = mp.Register("cluster.test.whose", func(int) (int, error) { return os.Getppid(), nil })
+
+// awaitWaiting waits until the tasks' consumer holds n requests for a
+// task, or fails the test.
+func awaitWaiting(t *testing.T, ctx context.Context, cons jetstream.Consumer, n int) {
+	t.Helper()
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumWaiting == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %d requests for a task: %v, %v", n, info, err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// A lone task goes to the pool's warm worker (see warmth) even when
+// another worker's request for a task has waited longer, which the
+// server would serve first: calls one at a time stay on one worker
+// instead of alternating between two. Each call waits until both
+// workers' requests are at the server, so that the server chooses.
+func TestLoneTaskGoesToWarmWorker(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1")
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 2)
+	ctx := testCtx(t, 60*time.Second)
+	cons, err := c.conn.js.Consumer(ctx, taskStream, taskDurable(c.opts.Pool, clusterhook.Fingerprint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 12
+	var ran []int
+	for i := range calls {
+		awaitWaiting(t, ctx, cons, 2)
+		pid, err := whose.Apply(ctx, pool, i)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		ran = append(ran, pid)
+	}
+	// The first call makes its worker warm; the second goes to the other
+	// worker (its request waited longer), naming the warm one; the third
+	// to the warm one, whose requests then come first.
+	for i, pid := range ran[2:] {
+		if pid != ran[2] {
+			t.Fatalf("call %d ran in worker %d, call 2 in %d: the calls' workers %v", i+2, pid, ran[2], ran)
+		}
+	}
+	t.Logf("the calls' workers: %v", ran)
+}
