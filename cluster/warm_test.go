@@ -5,9 +5,11 @@ package cluster
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-mp/mp"
@@ -69,4 +71,43 @@ func TestLoneTaskGoesToWarmWorker(t *testing.T) {
 		}
 	}
 	t.Logf("the calls' workers: %v", ran)
+}
+
+// A worker asks for its next task as it sends a result directly, from
+// the goroutine that has the result, rather than once the slot's own
+// goroutine runs again: the request reaches the server before the
+// pool's next call, and the call goes to the warm worker. The slot's
+// goroutine is held after its first task here; its next request comes
+// all the same.
+func TestNextRequestWithResult(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	testHookRan = func() { once.Do(func() { close(held); <-release }) }
+	t.Cleanup(func() { testHookRan = nil })
+	c := startCluster(t, Options{})
+	requests := make(chan *nats.Msg, 16)
+	sub, err := c.conn.nc.ChanSubscribe("$JS.API.CONSUMER.MSG.NEXT."+taskStream+".>", requests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.conn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pool := localWorkerPool(t, c)
+	defer close(release)
+	ctx := testCtx(t, 30*time.Second)
+	applyDoubles(t, ctx, pool, 1)
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the slot did not finish its task")
+	}
+	for n := 0; n < 2; n++ { // the first task's request, then the next's
+		select {
+		case <-requests:
+		case <-ctx.Done():
+			t.Fatalf("%d requests for a task, want 2 while the slot is held after its first task", n)
+		}
+	}
 }

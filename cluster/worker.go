@@ -353,30 +353,38 @@ func (n *node) slot() {
 	}
 	defer sub.Unsubscribe()
 	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
-	warm := false
-	for n.ctx.Err() == nil {
-		if _, ok := n.consumer(); !ok {
-			return
-		}
+	warm := false // the last task named this worker
+	pull := func() bool {
 		n.mu.Lock()
 		req := n.reqs.cold
 		if warm {
 			req = n.reqs.warm
 		}
 		n.mu.Unlock()
-		if err := n.cn.nc.PublishRequest(next, inbox, req); err != nil {
-			n.pause()
-			continue
+		return n.cn.nc.PublishRequest(next, inbox, req) == nil
+	}
+	pulled := false // by run, for the next task
+	for n.ctx.Err() == nil {
+		if !pulled {
+			if _, ok := n.consumer(); !ok {
+				return
+			}
+			if !pull() {
+				n.pause()
+				continue
+			}
 		}
 		m := n.awaitTask(sub)
-		if m != nil {
-			warm = m.Header.Get(workerHeader) == n.id
+		if pulled = false; m == nil {
+			continue
 		}
-		if h := testHookDropTask; m != nil && h != nil && h() {
+		warm = m.Header.Get(workerHeader) == n.id
+		if h := testHookDropTask; h != nil && h() {
 			continue // as the client library drops a message
 		}
-		if m != nil {
-			n.run(m)
+		pulled = n.run(m, pull)
+		if h := testHookRan; h != nil {
+			h()
 		}
 	}
 }
@@ -427,19 +435,20 @@ var (
 func (n *node) answer(m *nats.Msg, what []byte) { n.cn.nc.Publish(m.Reply, what) }
 
 // run runs one task and publishes its outcome, then acknowledges it.
-func (n *node) run(m *nats.Msg) {
+// pull asks for the slot's next task; run reports whether it did.
+func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 	var t taskMsg
 	if t.parse(m.Data) != nil {
 		n.o.log.Warn("mp cluster: malformed task dropped", "subject", m.Subject)
 		n.answer(m, ackTerm)
-		return
+		return false
 	}
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
 	if !n.track(key, t.Index, &runningTask{cancel: cancel, reply: m.Reply}) {
 		n.answer(m, ackOK) // cancelled: it never runs
-		return
+		return false
 	}
 	defer n.untrack(key, t.Index)
 	md, _ := m.Metadata()
@@ -455,7 +464,7 @@ func (n *node) run(m *nats.Msg) {
 		r := resultMsg{Job: t.Job, Index: t.Index, Kind: resLost,
 			Payload: fmt.Appendf(nil, "%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, attempts)}
 		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil, nil)
-		return
+		return false
 	}
 	// The outcome is settled, and a result published, on the goroutine
 	// that receives it from the local pool: the result goes out at once.
@@ -464,6 +473,7 @@ func (n *node) run(m *nats.Msg) {
 		body   []byte // the result message published
 		ack    jetstream.PubAckFuture
 		direct *directReply // the pool's answer to the result sent directly
+		pulled bool         // the slot's next task asked for
 	}
 	out := make(chan outcome, 1)
 	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
@@ -490,19 +500,25 @@ func (n *node) run(m *nats.Msg) {
 				return
 			}
 			// Sent here, on the goroutine that has the result, rather
-			// than by a goroutine of its own, and before the slot is
-			// told: the slot's next request for a task goes out after
-			// the result, which the server then routes first.
+			// than by a goroutine of its own, and the slot's next
+			// request for a task right after it, from here too: the
+			// server routes the result first, and has the request
+			// before the pool's next task comes, which the slot's
+			// goroutine, woken after, sent too late for one call in ten
+			// to twenty (cluster_apply_sync): the call then went to a
+			// worker that is not warm (see warmth).
 			o.direct = n.replies.expect()
 			n.sendDirect(t.Inst, o.body, m.Reply, o.direct)
+			o.pulled = pull()
 			out <- o
 		}})
 	o := <-out
 	if o.answer != nil {
 		n.answer(m, o.answer)
-		return
+		return false
 	}
 	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack, o.direct)
+	return o.pulled
 }
 
 // directWait is how long a worker waits at most for its pool to say it
@@ -632,6 +648,9 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 // testHookWorkerAck, if a test sets it, says whether a worker whose
 // pool answered for its result acknowledges the task.
 var testHookWorkerAck func() bool
+
+// testHookRan, if a test sets it, runs in a worker slot after each task.
+var testHookRan func()
 
 // testHookDropTask, if a test sets it, drops the deliveries for which it
 // returns true.
