@@ -111,3 +111,58 @@ func TestNextRequestWithResult(t *testing.T) {
 		}
 	}
 }
+
+// The warm worker is the first to send a result, and changes only after
+// warmAfter results in a row from other workers: one task taken by
+// another worker, while the warm one's request was not at the server
+// yet, leaves it warm.
+func TestWarmthHysteresis(t *testing.T) {
+	var w warmth
+	steps := []struct{ ran, want string }{
+		{"", ""}, // a worker that does not say
+		{"a", "a"},
+		{"b", "a"}, {"a", "a"}, // one miss: no switch
+		{"b", "a"}, {"c", "c"}, // two in a row: the last one
+		{"", "c"},
+	}
+	for i, s := range steps {
+		w.ran(s.ran)
+		if got := w.current(); got != s.want {
+			t.Fatalf("step %d (result of %q): warm %q, want %q", i, s.ran, got, s.want)
+		}
+	}
+}
+
+// A worker follows the tasks' consumer's priority policy, which each
+// pool that opens sets: requests without a priority on a consumer made
+// by a pool of an earlier version (or a server without priorities), and
+// with one again once a pool of this version has made it prioritized
+// (the server refuses a request without one then: the worker looks the
+// consumer up again).
+func TestWorkerFollowsPriorityPolicy(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	ctx := testCtx(t, 60*time.Second)
+	name := taskDurable(c.opts.Pool, clusterhook.Fingerprint())
+	setPolicy := func(prioritized bool) {
+		t.Helper()
+		cons, err := c.conn.js.Consumer(ctx, taskStream, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := cons.CachedInfo().Config
+		cfg.PriorityGroups, cfg.PriorityPolicy = nil, jetstream.PriorityPolicyNone
+		if prioritized {
+			cfg.PriorityGroups, cfg.PriorityPolicy = []string{taskGroup}, jetstream.PriorityPolicyPrioritized
+		}
+		if _, err := c.conn.js.UpdateConsumer(ctx, taskStream, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPolicy(false)
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 1)
+	applyDoubles(t, ctx, pool, 3)
+	setPolicy(true)
+	applyDoubles(t, ctx, pool, 3)
+}
