@@ -40,6 +40,7 @@ type session struct {
 	unconfirmed chan pending
 	cancels     chan stopReq
 	local       *node // the workers of this process, if any
+	warm        warmth
 	stop        chan struct{}
 	wg          sync.WaitGroup // the session's goroutines, but the teardown
 
@@ -165,14 +166,22 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	o := c.opts
 	// The consumer the workers share: made, or its settings brought up
 	// to date, by each pool that opens.
-	_, err := js.CreateOrUpdateConsumer(ctx, taskStream, jetstream.ConsumerConfig{
+	tc := jetstream.ConsumerConfig{
 		Durable: taskDurable(o.Pool, s.fp), FilterSubject: taskFilter(o.Pool, s.fp),
 		// One delivery past the attempts: a worker that gets it fails the
 		// task with ErrWorkerLost through the stream of results (the
 		// stream's advisory, which says the same, is not stored).
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: o.AckWait, MaxDeliver: o.MaxAttempts + 1,
 		MaxAckPending: o.MaxAckPending, MaxWaiting: 4096, Replicas: 0,
-	})
+		// The warm worker's requests first (see warmth).
+		PriorityGroups: []string{taskGroup}, PriorityPolicy: jetstream.PriorityPolicyPrioritized,
+	}
+	_, err := js.CreateOrUpdateConsumer(ctx, taskStream, tc)
+	if err != nil {
+		// A server without that policy (before 2.12): requests in turn.
+		tc.PriorityGroups, tc.PriorityPolicy = nil, jetstream.PriorityPolicyNone
+		_, err = js.CreateOrUpdateConsumer(ctx, taskStream, tc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: create the tasks' consumer: %w", err)
 	}
@@ -305,6 +314,9 @@ func (s *session) sendJob(j *job, ts []*clusterhook.Task) {
 		// after a lost ack, or a confirmation (see send), does not queue
 		// the task twice.
 		m.Header.Set(jetstream.MsgIDHeader, s.inst+"-"+strconv.FormatUint(j.n, 10)+"-"+idx)
+		if w := s.warm.current(); w != "" {
+			m.Header.Set(workerHeader, w)
+		}
 		if h := testHookBeforePublish; h != nil {
 			h(j.n, i)
 		}
@@ -541,6 +553,8 @@ func (s *session) onDirect(m *nats.Msg) {
 		}
 	}
 	m.Respond(answer)
+	// Before the caller has its result and sends its next call.
+	s.warm.ran(m.Header.Get(workerHeader))
 	s.take(m.Data, m.Subject)
 }
 

@@ -186,6 +186,7 @@ type node struct {
 	cons      jetstream.Consumer
 	ackWait   time.Duration
 	attempts  int
+	reqs      pullRequests // for the consumer's priority policy
 	running   map[jobKey]map[uint64]*runningTask
 	cancelled cancelLedger // so that tasks taken after their cancellation are skipped
 }
@@ -277,10 +278,9 @@ func (n *node) consumer() (jetstream.Consumer, bool) {
 		got, err := n.cn.js.Consumer(ctx, taskStream, taskDurable(n.o.pool, n.fp))
 		cancel()
 		if err == nil {
-			info := got.CachedInfo()
 			n.mu.Lock()
 			n.cons, c = got, got
-			n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
+			n.setConfig(got.CachedInfo().Config)
 			n.mu.Unlock()
 			break
 		}
@@ -307,9 +307,16 @@ func (n *node) refreshConsumer() {
 	cancel()
 	if err == nil {
 		n.mu.Lock()
-		n.ackWait, n.attempts = info.Config.AckWait, attemptsOf(info.Config.MaxDeliver)
+		n.setConfig(info.Config)
 		n.mu.Unlock()
 	}
+}
+
+// setConfig takes the settings of the tasks' consumer. Called with n.mu
+// held.
+func (n *node) setConfig(cfg jetstream.ConsumerConfig) {
+	n.ackWait, n.attempts = cfg.AckWait, attemptsOf(cfg.MaxDeliver)
+	n.reqs = newPullRequests(cfg.PriorityPolicy == jetstream.PriorityPolicyPrioritized)
 }
 
 // forgetConsumer drops the consumer after an error, for consumer to look
@@ -327,7 +334,8 @@ const pullExpires = 5 * time.Second
 // slot takes one task at a time and runs it: a task is pulled only when
 // a slot is free, as the ack wait runs from delivery. It pulls with a
 // request of its own, on an inbox it keeps: one message a task, where
-// the client library's Fetch subscribes and unsubscribes each time.
+// the client library's Fetch subscribes and unsubscribes each time. Its
+// request is warm once its last task named this worker (see warmth).
 func (n *node) slot() {
 	defer n.wg.Done()
 	inbox := n.cn.nc.NewInbox()
@@ -337,22 +345,39 @@ func (n *node) slot() {
 		return
 	}
 	defer sub.Unsubscribe()
-	req := fmt.Appendf(nil, `{"batch":1,"expires":%d}`, pullExpires.Nanoseconds())
 	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
-	for n.ctx.Err() == nil {
-		if _, ok := n.consumer(); !ok {
-			return
+	warm := false // the last task named this worker
+	pull := func() bool {
+		n.mu.Lock()
+		req := n.reqs.cold
+		if warm {
+			req = n.reqs.warm
 		}
-		if err := n.cn.nc.PublishRequest(next, inbox, req); err != nil {
-			n.pause()
-			continue
+		n.mu.Unlock()
+		return n.cn.nc.PublishRequest(next, inbox, req) == nil
+	}
+	pulled := false // by run, for the next task
+	for n.ctx.Err() == nil {
+		if !pulled {
+			if _, ok := n.consumer(); !ok {
+				return
+			}
+			if !pull() {
+				n.pause()
+				continue
+			}
 		}
 		m := n.awaitTask(sub)
-		if h := testHookDropTask; m != nil && h != nil && h() {
+		if pulled = false; m == nil {
+			continue
+		}
+		warm = m.Header.Get(workerHeader) == n.id
+		if h := testHookDropTask; h != nil && h() {
 			continue // as the client library drops a message
 		}
-		if m != nil {
-			n.run(m)
+		pulled = n.run(m, pull)
+		if h := testHookRan; h != nil {
+			h()
 		}
 	}
 }
@@ -403,19 +428,20 @@ var (
 func (n *node) answer(m *nats.Msg, what []byte) { n.cn.nc.Publish(m.Reply, what) }
 
 // run runs one task and publishes its outcome, then acknowledges it.
-func (n *node) run(m *nats.Msg) {
+// pull asks for the slot's next task; run reports whether it did.
+func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 	var t taskMsg
 	if t.parse(m.Data) != nil {
 		n.o.log.Warn("mp cluster: malformed task dropped", "subject", m.Subject)
 		n.answer(m, ackTerm)
-		return
+		return false
 	}
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
 	if !n.track(key, t.Index, &runningTask{cancel: cancel, reply: m.Reply}) {
 		n.answer(m, ackOK) // cancelled: it never runs
-		return
+		return false
 	}
 	defer n.untrack(key, t.Index)
 	md, _ := m.Metadata()
@@ -431,7 +457,7 @@ func (n *node) run(m *nats.Msg) {
 		r := resultMsg{Job: t.Job, Index: t.Index, Kind: resLost,
 			Payload: fmt.Appendf(nil, "%v: the task's worker was lost on each of its %d attempts", mp.ErrWorkerLost, attempts)}
 		n.deliverResult(m, resPrefix+t.Inst, r.appendTo(nil), nil, nil)
-		return
+		return false
 	}
 	// The outcome is settled, and a result published, on the goroutine
 	// that receives it from the local pool: the result goes out at once.
@@ -440,6 +466,7 @@ func (n *node) run(m *nats.Msg) {
 		body   []byte // the result message published
 		ack    jetstream.PubAckFuture
 		direct *directReply // the pool's answer to the result sent directly
+		pulled bool         // the slot's next task asked for
 	}
 	out := make(chan outcome, 1)
 	id := t.Inst + "-" + strconv.FormatUint(t.Job, 10) + "." + strconv.FormatUint(t.Index, 10)
@@ -466,19 +493,25 @@ func (n *node) run(m *nats.Msg) {
 				return
 			}
 			// Sent here, on the goroutine that has the result, rather
-			// than by a goroutine of its own, and before the slot is
-			// told: the slot's next request for a task goes out after
-			// the result, which the server then routes first.
+			// than by a goroutine of its own, and the slot's next
+			// request for a task right after it, from here too: the
+			// server routes the result first, and has the request
+			// before the pool's next task comes, which the slot's
+			// goroutine, woken after, sent too late for one call in ten
+			// to twenty (cluster_apply_sync): the call then went to a
+			// worker that is not warm (see warmth).
 			o.direct = n.replies.expect()
 			n.sendDirect(t.Inst, o.body, m.Reply, o.direct)
+			o.pulled = pull()
 			out <- o
 		}})
 	o := <-out
 	if o.answer != nil {
 		n.answer(m, o.answer)
-		return
+		return false
 	}
 	n.deliverResult(m, resPrefix+t.Inst, o.body, o.ack, o.direct)
+	return o.pulled
 }
 
 // directWait is how long a worker waits at most for its pool to say it
@@ -488,14 +521,14 @@ func (n *node) run(m *nats.Msg) {
 const directWait = 2 * time.Second
 
 // sendDirect sends a result to its pool over core NATS, with d's reply
-// subject and the subject that acknowledges the task's delivery
-// (ackSubject): the pool acknowledges the task and answers as it takes
-// the result (or had one for that task). A result that cannot be sent at
-// once gets no answer: it goes to the stream after the wait (see
-// deliverResult).
+// subject, the subject that acknowledges the task's delivery
+// (ackSubject) and this worker's id (see warmth): the pool acknowledges
+// the task and answers as it takes the result (or had one for that
+// task). A result that cannot be sent at once gets no answer: it goes to
+// the stream after the wait (see deliverResult).
 func (n *node) sendDirect(inst string, body []byte, ackSubject string, d *directReply) {
 	n.cn.nc.PublishMsg(&nats.Msg{Subject: directPrefix + inst, Reply: d.subject, Data: body,
-		Header: nats.Header{ackToHeader: []string{ackSubject}}})
+		Header: nats.Header{ackToHeader: []string{ackSubject}, workerHeader: []string{n.id}}})
 }
 
 // awaitDirect reports whether the pool answered for the result sent
@@ -608,6 +641,9 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 // testHookWorkerAck, if a test sets it, says whether a worker whose
 // pool answered for its result acknowledges the task.
 var testHookWorkerAck func() bool
+
+// testHookRan, if a test sets it, runs in a worker slot after each task.
+var testHookRan func()
 
 // testHookDropTask, if a test sets it, drops the deliveries for which it
 // returns true.
