@@ -98,7 +98,12 @@
 // of a task carries a fingerprint of the registered targets' names and
 // types, so a worker built from other code never takes them. A pool whose
 // tasks wait while no compatible worker has been seen for
-// Options.NoWorkerWarning logs a warning.
+// Options.NoWorkerWarning logs a warning. The fingerprint does not
+// cover mp's own version: a pool's tasks consumer asks for the priority
+// policy that sends a lone task to the worker that ran the last ones,
+// and a worker built with an mp older than that policy asks for tasks in
+// a way the server refuses on such a consumer, so it takes none. Upgrade
+// the workers before, or with, the programs that submit.
 //
 // # Durability
 //
