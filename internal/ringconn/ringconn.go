@@ -353,9 +353,13 @@ func (c *Conn) writeWhole(hdr, b []byte) error {
 		}
 		c.whead, c.wtail = head, tail
 	}
-	need := len(hdr) + len(b)
-	if err := c.waitRoom(need); err != nil {
-		return err
+	// The room left by the tail last seen is a lower bound on the
+	// room there is: only when it is too small is the reader's tail
+	// looked at (and checked), as write does.
+	if need := len(hdr) + len(b); RingSize-int(c.whead-c.wtail) < need {
+		if err := c.waitRoom(need); err != nil {
+			return err
+		}
 	}
 	return c.write(hdr, b)
 }
@@ -481,9 +485,8 @@ func (c *Conn) loadTail() error {
 // of its socket tell. Called with wmu held, the head published.
 func (c *Conn) waitRoom(need int) error {
 	r := &c.out
-	start := time.Now()
+	var start, lastCheck time.Time // read from the clock once a look finds no room
 	nap := 10 * time.Microsecond
-	lastCheck := start
 	for i := 0; ; i++ {
 		if err := c.loadTail(); err != nil {
 			return err
@@ -496,6 +499,10 @@ func (c *Conn) waitRoom(need int) error {
 		}
 		if !c.shared && c.in.closed.Load() == 1 {
 			return io.ErrClosedPipe // the reader closed: nothing will free room
+		}
+		if start.IsZero() {
+			start = time.Now()
+			lastCheck = start
 		}
 		if i%16 == 15 {
 			now := time.Now()
