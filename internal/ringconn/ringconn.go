@@ -944,9 +944,15 @@ const (
 	// From all polls paying, it takes five in vain in a row to stop
 	// polling; one in two paying keeps it.
 	worthScore = scoreOne / 4
-	// maxGap bounds the waits between two tries: a try in vain every
-	// 256 waits costs under 0.2 µs a wait at the default polling time.
-	maxGap = 256
+	// maxGap bounds the waits between two tries, and so how long two
+	// sides that both sleep go on sleeping once polling pays again:
+	// each wait then costs a wake-up, 5-15 µs on a 2-core virtual
+	// machine, against about 1 µs for a round trip that polls. With
+	// 256, that could last 256 waits, 2-4 ms, a sixth of a pipe_rtt
+	// run (20000 round trips); some quiet runs spent 800-3500 of their
+	// waits asleep, in one to three stretches. A try in vain every 64
+	// waits costs under 1 µs a wait at the default polling time.
+	maxGap = 64
 )
 
 func newSpinner() spinner { return spinner{score: scoreOne, gap: 1} }
