@@ -117,3 +117,24 @@ func TestSharedCloseLeavesRingOpen(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// A send on a shared side looks at the reader's tail, whose cache line
+// the reader writes with each message it takes, only when the room the
+// tail last seen leaves is too small for the message, as a side made by
+// New does: while it is large enough, sends cost no cache miss on it. So
+// a tail corrupted meanwhile fails the first send that needs room, not
+// one before.
+func TestSharedSendLooksAtTailForRoomOnly(t *testing.T) {
+	a, _, b, _ := sharedSides(t)
+	if err := a.SendBytes(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, b)
+	a.out.tail.Store(^uint64(0)) // past the head: ErrCorrupt once looked at
+	if err := a.SendBytes(make([]byte, 100)); err != nil {
+		t.Fatalf("a send with room enough by the tail last seen: %v", err)
+	}
+	if err := a.SendBytes(make([]byte, MaxShared)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a send that needs the whole ring, the tail past the head: %v, want ErrCorrupt", err)
+	}
+}
