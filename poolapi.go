@@ -10,6 +10,7 @@ import (
 	"iter"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/go-mp/mp/internal/codec"
@@ -19,12 +20,26 @@ import (
 // AsyncResult is the result of work given to a Pool without waiting for it,
 // like Python's AsyncResult.
 type AsyncResult[R any] struct {
-	mu       sync.Mutex
-	resolved bool
-	ch       chan struct{} // made once someone waits before the result is in
-	val      R
-	err      error
+	// state is resultPending, resultWaited or resultIn. It is the one
+	// word that delivering a result and looking at it touch, so that
+	// neither takes a lock (a lock and an unlock on each side, per task,
+	// were a tenth of what ApplyAsync costs the pool's process). val and
+	// err are written once, before state becomes resultIn, and read only
+	// after.
+	state atomic.Uint32
+	mu    sync.Mutex    // guards ch
+	ch    chan struct{} // made once someone waits before the result is in
+	val   R
+	err   error
 }
+
+// The states of an AsyncResult: pending with no channel made, pending
+// with one (a waiter: the result's arrival closes it), and in.
+const (
+	resultPending uint32 = iota
+	resultWaited
+	resultIn
+)
 
 // closedChan is the Done channel of results that were in before anyone
 // asked: most results, when tasks are many and short, need no channel.
@@ -36,36 +51,42 @@ var closedChan = func() chan struct{} {
 
 func newAsyncResult[R any]() *AsyncResult[R] { return &AsyncResult[R]{} }
 
+// resolve resolves a with v and err. An AsyncResult is resolved once:
+// its callers make sure of that (see task.deliver).
 func (a *AsyncResult[R]) resolve(v R, err error) {
-	a.mu.Lock()
-	a.val, a.err, a.resolved = v, err, true
-	if a.ch != nil {
-		close(a.ch)
-	}
-	a.mu.Unlock()
+	a.val, a.err = v, err
+	a.publish()
 }
 
 // resolveEncoded resolves a with err, or if err is nil with the result
 // encoded in out, decoded into a (not into memory of its own), and returns
-// what it resolved a with.
+// what it resolved a with. Once, as resolve.
 func (a *AsyncResult[R]) resolveEncoded(out []byte, err error) (R, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if err == nil {
 		err = decodeResultInto(out, &a.val)
 	}
-	a.err, a.resolved = err, true
-	if a.ch != nil {
+	a.err = err
+	v := a.val // read before publish: a's reader may have it from then on
+	a.publish()
+	return v, err
+}
+
+// publish makes the result, written already, visible, and wakes those
+// who wait for it.
+func (a *AsyncResult[R]) publish() {
+	if a.state.Swap(resultIn) == resultWaited {
+		a.mu.Lock()
 		close(a.ch)
+		a.mu.Unlock()
 	}
-	return a.val, err
 }
 
 // result returns the result if it is in.
 func (a *AsyncResult[R]) result() (v R, ok bool, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.val, a.resolved, a.err
+	if a.state.Load() != resultIn {
+		return v, false, nil
+	}
+	return a.val, true, a.err
 }
 
 // Get waits for the result, or for ctx to be done. A result ready
@@ -107,13 +128,18 @@ func (a *AsyncResult[R]) Successful() (bool, error) {
 
 // Done returns a channel closed once the result is ready.
 func (a *AsyncResult[R]) Done() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.resolved {
+	if a.state.Load() == resultIn {
 		return closedChan
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.ch == nil {
 		a.ch = make(chan struct{})
+		// If the result came meanwhile, publish did not see the channel
+		// (nobody closes it): the result is in.
+		if !a.state.CompareAndSwap(resultPending, resultWaited) {
+			return closedChan
+		}
 	}
 	return a.ch
 }
@@ -143,7 +169,11 @@ func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback
 		err = pool.submit(ctx, &c.task)
 	}
 	if err != nil {
-		c.done(nil, err)
+		// Through deliver, which claims the call: a submit that failed
+		// may have set its ctx's watch already, whose cancelTask would
+		// otherwise settle the call a second time (its errCallback
+		// twice, and its error changed under a caller who had it).
+		c.deliver(nil, err)
 	}
 	return c.res
 }
