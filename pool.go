@@ -883,8 +883,12 @@ func (p *Pool) read(w *worker) {
 	// leaves) is killed: it may not leave on its own when its link
 	// closes, and lost waits for it to end.
 	confused, stop := false, false
+	futexSleep := false // how w.conn's receives sleep (see awaitResults)
 	for !confused && !stop {
-		p.awaitResults(w)
+		if quick := p.awaitResults(w); quick != futexSleep {
+			w.conn.SetFutexSleep(quick)
+			futexSleep = quick
+		}
 		if h := testHookPoolRead.Load(); h != nil {
 			(*h)(w.stats.Pid)
 		}
@@ -1028,20 +1032,33 @@ func (p *Pool) readResult(w *worker, id uint64) ([]byte, error) {
 // results of tasks sent to it. It also returns when w has exited, for the
 // reader to see the end of its connection. (An idle worker sends nothing,
 // so the reader need not sit on its ring.) How the reader then waits,
-// polling the ring or asleep on the socket, the ring decides by whether
-// polling has been paying (see internal/ringconn).
-func (p *Pool) awaitResults(w *worker) {
+// polling the ring or asleep, the ring decides by whether polling has
+// been paying (see internal/ringconn).
+//
+// It also reports whether w's tasks are quick (see quickTask): the reader
+// then sleeps on a futex in the ring rather than on the socket (see
+// ringconn.Conn.SetFutexSleep). Results then come every few
+// microseconds, and a sleep on the socket cost each of them a message on
+// the socket in the worker, and the runtime's network poller and a
+// goroutine's wake-up here: a fifth of the pool's time with quick tasks.
+// A sleep on a futex holds its P, but a reader sleeps only while results
+// are owed, and at most futexHold (10 ms) before it moves to the socket:
+// after a slow task among quick ones, say. (A worker that dies is then
+// heard up to that much later.)
+func (p *Pool) awaitResults(w *worker) (quick bool) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for w.ready && len(w.pending) == 0 {
 		p.mu.Unlock()
 		select {
 		case <-w.sent:
 		case <-w.p.Done():
-			return
+			p.mu.Lock()
+			return false
 		}
 		p.mu.Lock()
 	}
-	p.mu.Unlock()
+	return w.pace <= quickTask
 }
 
 // lost cleans up after a worker that left or died, and starts a
