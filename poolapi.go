@@ -330,7 +330,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			off = ends[i-1].end
 		}
 		chunk := items[off:end]
-		t := &task{target: f.name, chunk: true, into: codec.ChunkInto(out[off:end]), finish: finishFunc(func(enc []byte, err error) {
+		t := &task{target: f.name, chunk: true, more: &taskMore{into: codec.ChunkInto(out[off:end])}, finish: finishFunc(func(enc []byte, err error) {
 			if err == nil {
 				if err = codec.DecodeChunk(enc, out[off:end]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
@@ -357,8 +357,8 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		case raw && !copyItems:
 			t.arg = codec.AsBytes(chunk)
 		case lazy:
-			t.argSize = ce.size
-			t.encode = func(buf *bytes.Buffer) error {
+			t.more.argSize = ce.size
+			t.more.encode = func(buf *bytes.Buffer) error {
 				reading.RLock()
 				defer reading.RUnlock()
 				if stopped {
@@ -482,7 +482,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					sent++
 					continue
 				}
-				t := &task{target: f.name, chunk: true, arg: b, into: codec.ChunkInto(vals), finish: finishFunc(func(enc []byte, err error) {
+				t := &task{target: f.name, chunk: true, arg: b, more: &taskMore{into: codec.ChunkInto(vals)}, finish: finishFunc(func(enc []byte, err error) {
 					if err == nil {
 						if err = codec.DecodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
