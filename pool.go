@@ -398,6 +398,12 @@ type worker struct {
 	lastAnswer uint64        // p.answers when it last gave a result
 	pace       time.Duration // about how long its tasks take (see prefetchBudget)
 	stats      WorkerStats
+	// hb, with the race detector on, is the happens-before edge from the
+	// sending of tasks to the receiving of their results, which goes
+	// through the worker and memory shared with it, out of the detector's
+	// sight: a call of ApplyAsync is used again once its result is in
+	// (see applyCall.recycle), and sendTo's last reads of it came before.
+	hb atomic.Uint64
 }
 
 // WorkerStats describes one worker.
@@ -803,6 +809,9 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 func (p *Pool) writeArgs(w *worker, msgs [][]byte) error {
 	var err error
 	if len(msgs) > 0 {
+		if raceEnabled {
+			w.hb.Add(1) // see worker.hb
+		}
 		err = w.conn.SendBatch(msgs)
 		if errors.Is(err, ringconn.ErrCorrupt) {
 			// The worker broke its ring: it may still be alive, and its
@@ -922,6 +931,9 @@ func (p *Pool) read(w *worker) {
 		}
 		if cap(next) <= 64<<10 {
 			buf = next
+		}
+		if raceEnabled {
+			w.hb.Load() // see worker.hb
 		}
 		if rs, err = parsePack(rs, msg); err != nil {
 			confused = true
@@ -1095,6 +1107,9 @@ func (p *Pool) awaitResults(w *worker) (quick bool) {
 // started go back to the front of the queue. The reader has read the
 // connection to its end before this.
 func (p *Pool) lost(w *worker) {
+	if raceEnabled {
+		w.hb.Load() // see worker.hb: the ledger's results, too
+	}
 	w.conn.Close()
 	w.p.Join(context.Background())
 	code, _ := w.p.ExitCode()

@@ -53,8 +53,8 @@ func BenchmarkPoolMap(b *testing.B) {
 
 // BenchmarkPoolApplyAsync gives 10 000 tasks per op, then waits for them,
 // as `mp bench pool_apply` does.
-// Its allocations per op are about 2 per task (the call, with a small
-// argument inside, and its result): see TestApplyAsyncAllocations.
+// Its allocations per op are about 1 per task (the result; the call, with
+// a small argument inside, is used again): see TestApplyAsyncAllocations.
 func BenchmarkPoolApplyAsync(b *testing.B) {
 	p := benchPool(b)
 	b.ReportAllocs()
