@@ -67,16 +67,8 @@ func TestApplyAsyncAllocations(t *testing.T) {
 // a ctx to watch, each result and each callback is its own call's, and
 // each callback runs once.
 func TestApplyAsyncCallsUsedAgain(t *testing.T) {
-	p, err := mp.NewPool(mp.PoolOptions{Processes: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		p.Close()
-		p.Join(context.Background())
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	p := newPool(t, mp.PoolOptions{Processes: 2})
+	ctx := ctxTimeout(t, time.Minute)
 	const goroutines, calls = 4, 3000
 	var wg sync.WaitGroup
 	for g := range goroutines {
