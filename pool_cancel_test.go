@@ -520,3 +520,63 @@ func TestCallsStopWatchingCtx(t *testing.T) {
 		t.Fatalf("%d watches of the ctx left", n)
 	}
 }
+
+// watchCtx is a ctx that records the watches set on it (context.AfterFunc
+// uses a ctx's own AfterFunc method), so that a test can see whether a
+// watch was stopped, and end it by hand.
+type watchCtx struct {
+	context.Context
+	mu      sync.Mutex
+	fires   []func()
+	stopped int
+}
+
+// Value hides the cancellable ctx inside, which context.AfterFunc would
+// otherwise watch in place of this one.
+func (c *watchCtx) Value(any) any { return nil }
+
+func (c *watchCtx) AfterFunc(f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fires = append(c.fires, f)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.stopped++
+		return true
+	}
+}
+
+// An ApplyAsync that the pool refuses (closed) fails once, with
+// ErrPoolClosed, and stops watching its ctx: the ctx's end afterwards
+// does not settle the call a second time. (The watch was left set: the
+// ctx's end then ran errCallback again and changed the result's error to
+// ctx.Err() under a caller who had read ErrPoolClosed.)
+func TestApplyAsyncRefusedStopsWatchingCtx(t *testing.T) {
+	p, err := mp.NewPool(mp.PoolOptions{Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	defer p.Join(context.Background())
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx := &watchCtx{Context: parent}
+	var errs atomic.Int32
+	res := double.ApplyAsync(ctx, p, 1, nil, func(error) { errs.Add(1) })
+	ctx.mu.Lock()
+	fires, stopped := len(ctx.fires), ctx.stopped
+	ctx.mu.Unlock()
+	if fires == 0 {
+		t.Fatal("ApplyAsync set no watch on its ctx: the test no longer sees what it checks")
+	}
+	if stopped != fires {
+		t.Fatalf("%d watches of the ctx set, %d stopped after ApplyAsync failed", fires, stopped)
+	}
+	if _, err := res.Get(context.Background()); !errors.Is(err, mp.ErrPoolClosed) {
+		t.Fatalf("Get: %v, want ErrPoolClosed", err)
+	}
+	if n := errs.Load(); n != 1 {
+		t.Fatalf("errCallback ran %d times, want once", n)
+	}
+}

@@ -41,7 +41,7 @@ func TestPoolPrefetchFollowsPace(t *testing.T) {
 		for i := range p.queue {
 			p.queue[i] = &task{}
 			if c.encoded {
-				p.queue[i].encode = func(*bytes.Buffer) error { return nil }
+				p.queue[i].more = &taskMore{encode: func(*bytes.Buffer) error { return nil }}
 			}
 		}
 		w, room := p.pickWorker()

@@ -112,9 +112,15 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 	go led.watchCancels(running.check)
 	var t taskMsg
 	// ended is when the last task ended, if the worker has not waited
-	// since: the next task's clock starts there, one reading of the clock
-	// per task instead of two when tasks come back to back.
-	var ended time.Time
+	// since (else noTime): the next task's clock starts there, one
+	// reading of the clock per task instead of two when tasks come back
+	// to back. Times are read as time.Since(epoch), from the monotonic
+	// clock alone: time.Now reads the wall clock too, which doubles the
+	// cost (50 -> 100 ns on this project's machines, a fifth of what a
+	// worker spends on a small task).
+	epoch := time.Now()
+	const noTime = -1
+	ended := time.Duration(noTime)
 	for done := 0; ; {
 		switch {
 		case len(pack) > 0 || conn.Buffered():
@@ -124,7 +130,7 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 			if batch.flush() != nil {
 				return nil
 			}
-			ended = time.Time{}
+			ended = noTime
 		}
 		if len(pack) == 0 {
 			var nextBuf []byte
@@ -148,7 +154,7 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 			if arg, argBuf, err = recvInto(conn, argBuf); err != nil {
 				return nil
 			}
-			ended = time.Time{} // its argument may have kept us waiting
+			ended = noTime // its argument may have kept us waiting
 		}
 		// From here on, if this process dies, the pool fails this task
 		// rather than run it again elsewhere: the task runs at most once.
@@ -165,13 +171,13 @@ func runPoolWorker(ctx context.Context, a workerArgs) (err error) {
 			res.Err = NewRemoteError(context.Canceled)
 		} else {
 			start := ended
-			if start.IsZero() {
-				start = time.Now()
+			if start == noTime {
+				start = time.Since(epoch)
 			}
 			buf.Reset()
 			out, res.Err = running.run(ctx, t, arg, &buf)
-			ended = time.Now()
-			res.Busy = int64(ended.Sub(start))
+			ended = time.Since(epoch)
+			res.Busy = int64(ended - start)
 		}
 		done++
 		res.Exit = (a.MaxTasks > 0 && done >= a.MaxTasks) || (a.MaxRSS > 0 && rss() > a.MaxRSS)

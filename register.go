@@ -26,6 +26,9 @@ import (
 // example of Map).
 type Func[A, R any] struct {
 	name string
+	// calls holds *applyCall[R] that ApplyAsync may use again (see
+	// applyCall.recycle).
+	calls sync.Pool
 }
 
 // Name returns the name the target was registered under.
