@@ -40,9 +40,11 @@ import (
 // poll, read and write, and one context switch: 19-22 µs per call on the
 // same machine in the same minutes. On an idle machine, though, the
 // thread asleep in poll(2) made each request wait for its CPU to wake
-// (84 µs per call against 48-59 for CPython's server): a thread whose
-// client answers quickly polls the socket for a while first (see read). The thread is the connection's as
-// long as the client is connected (CPython's server, too, has a thread
+// (84 µs per call against 48-59 for CPython's server), while on a busy
+// machine a thread polling took the CPU its client needed: the thread
+// polls the socket for a while first, or sleeps at once, whichever has
+// lately answered its client sooner (see pyWait). The thread is the
+// connection's as long as the client is connected (CPython's server, too, has a thread
 // per connection); when the connection ends, the goroutine ends locked
 // and the runtime ends its thread with it.
 //
@@ -72,7 +74,8 @@ type pySock struct {
 	pos   int
 	end   int
 
-	poller ringconn.Poller // whether read polls before it sleeps
+	poller ringconn.Poller // how read polls, when it does
+	wait   pyWait          // whether read polls before it sleeps
 }
 
 // takePySock moves the socket of c, whose goroutine serves a Python proxy
@@ -280,18 +283,25 @@ func (p *pySock) fill() error {
 }
 
 // read waits until the socket has input (or an end), then reads it into
-// b; io.EOF at the end of the stream. A client whose requests come soon
-// after its replies is waited for by polling the socket for a while
-// (ringconn.Poller: while polling pays, in at most GOMAXPROCS-1
-// goroutines of the process at once, never on one CPU) before poll(2):
-// on an idle machine a thread asleep in poll(2) and woken by the request
-// cost the request 30-40 µs more than the poll (py_manager_dict 84 µs
-// per call against 33 polling, CPython's server 48-59, one sitting).
-func (p *pySock) read(b []byte) (int, error) {
-	until, polling := p.poller.Start()
+// b; io.EOF at the end of the stream. It either polls the socket for a
+// while before it sleeps in poll(2) (ringconn.Poller: while polling
+// pays, in at most GOMAXPROCS-1 goroutines of the process at once, never
+// on one CPU), or sleeps at once: whichever has lately ended the waits of
+// this connection sooner (see pyWait).
+func (p *pySock) read(b []byte) (n int, err error) {
+	var until time.Time
+	polling := false
+	if p.wait.poll() {
+		until, polling = p.poller.Start()
+	}
+	polled := polling
+	var start time.Time // set once a look finds nothing: a wait pyWait learns from
 	defer func() {
 		if polling {
 			p.poller.End(false)
+		}
+		if !start.IsZero() && err == nil {
+			p.wait.record(polled, pyWaitClock().Sub(start))
 		}
 	}()
 	first := true
@@ -315,7 +325,10 @@ func (p *pySock) read(b []byte) (int, error) {
 				}
 				return n, err
 			}
-			first = false
+			if first {
+				start = pyWaitClock()
+				first = false
+			}
 			if polling && time.Now().Before(until) {
 				if testHookPyPolling != nil {
 					testHookPyPolling() // a look follows, whatever the time
@@ -343,6 +356,75 @@ func (p *pySock) read(b []byte) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// pyWaitClock reads the clock that times the waits of read (a var for
+// the tests).
+var pyWaitClock = time.Now
+
+// A pyWait chooses how a Python connection's thread waits for its next
+// request: by polling the socket first (then the Poller decides whether,
+// and for how long), or by sleeping in poll(2) at once. Neither is best
+// everywhere. A thread asleep is woken by the request, at once if it
+// shares a CPU with its client (the kernel's wake-up of a thread that
+// the waker is about to wait for); but woken on a CPU gone idle, it waits
+// for that CPU to wake, tens of microseconds on a virtual machine
+// (py_manager_dict: 84 µs per call sleeping against 33 polling, on an
+// idle two-CPU machine). A thread that polls takes a CPU for it: on a
+// busy machine, often the CPU its client needs to make the request
+// (27-37 µs per call polling against 19-27 sleeping, on the same machine
+// busy, and 17-25 for a C server that sleeps and does nothing else).
+// So each wait that found nothing at its first look is timed, until its
+// input came, and counted for the way it waited; the next waits go the
+// way whose recent waits were shorter on average, and one in
+// pyWaitTryEvery goes the other way, so that its average follows the
+// machine as it changes.
+type pyWait struct {
+	avg   [2]time.Duration // of the waits that polled ([0]) and that slept ([1])
+	known [2]bool          // avg[i] has a first wait
+	n     uint32           // waits chosen
+}
+
+const (
+	// pyWaitTryEvery: one wait in so many goes the way that is not the
+	// best. A try costs the difference between the two, up to tens of
+	// microseconds: about half a microsecond per request at most.
+	pyWaitTryEvery = 64
+	// pyWaitCap bounds a wait counted: beyond it the client was busy,
+	// and either way ends asleep in poll(2).
+	pyWaitCap = 4 * ringconn.DefaultSpin
+	// pyWaitShift: each wait weighs 1/8 in its way's average.
+	pyWaitShift = 3
+)
+
+// poll reports whether the next wait polls.
+func (w *pyWait) poll() bool {
+	w.n++
+	switch {
+	case !w.known[0]:
+		return true
+	case !w.known[1]:
+		return false
+	}
+	poll := w.avg[0] <= w.avg[1]
+	if w.n%pyWaitTryEvery == 0 {
+		poll = !poll
+	}
+	return poll
+}
+
+// record counts a wait of d that polled or slept.
+func (w *pyWait) record(polled bool, d time.Duration) {
+	i := 1
+	if polled {
+		i = 0
+	}
+	d = min(d, pyWaitCap)
+	if !w.known[i] {
+		w.avg[i], w.known[i] = d, true
+		return
+	}
+	w.avg[i] += (d - w.avg[i]) >> pyWaitShift
 }
 
 // Test hooks, called by read: as a poll finds nothing, as input ends a

@@ -268,3 +268,110 @@ func TestPythonQuickClientPolled(t *testing.T) {
 		return
 	}
 }
+
+// TestPythonWaitSleepsWhenSleepingAnswersSooner: a Python connection's
+// thread that has found its waits shorter asleep than polling sleeps at
+// once, polling only on the one wait in pyWaitTryEvery that tries the
+// other way. The waits are timed by a clock of the test: each request is
+// sent by a hook of the thread, as a poll finds the socket empty (the
+// wait then counts 80 µs) or as the thread goes to sleep (20 µs).
+func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatalf("GOMAXPROCS %d: a process on one CPU never polls, the test needs two", runtime.GOMAXPROCS(0))
+	}
+	const n = 2 * pyWaitTryEvery
+	var (
+		clock   atomic.Int64 // ns after base
+		pending atomic.Int32 // requests left to send
+		polls   atomic.Int32 // waits that polled
+		sleeps  atomic.Int32
+		req     []byte
+		client  *pyConn
+		failed  atomic.Value
+	)
+	base := time.Now()
+	send := func(d time.Duration) bool {
+		if pending.Add(-1) < 0 {
+			pending.Add(1)
+			return false
+		}
+		clock.Add(int64(d))
+		if err := client.c.SendBytes(req); err != nil {
+			failed.Store(err.Error())
+		}
+		return true
+	}
+	pyWaitClock = func() time.Time { return base.Add(time.Duration(clock.Load())) }
+	testHookPyPolling = func() {
+		if send(80 * time.Microsecond) {
+			polls.Add(1)
+		}
+	}
+	testHookPySleep = func() {
+		if send(20 * time.Microsecond) {
+			sleeps.Add(1)
+		}
+	}
+	t.Cleanup(func() { testHookPyPolling, testHookPySleep, pyWaitClock = nil, nil, time.Now })
+
+	m, ident := servePyDict(t)
+	var err error
+	if req, err = pickle.Encode(ogórek.Tuple{ident, "__len__", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	client = dialPy(t, m)
+	pending.Store(n) // before the thread takes the socket: its first wait sends the first
+	client.call(nil, "accept_connection", "waits")
+	for i := range n {
+		if kind, v := client.recv(); kind != "#RETURN" || v != int64(0) {
+			t.Fatalf("__len__ %d: %s %#v", i, kind, v)
+		}
+	}
+	if f := failed.Load(); f != nil {
+		t.Fatal(f)
+	}
+	// The first wait polls, the second sleeps; of the rest, the tries
+	// (waits 64 and 128) poll.
+	if p, s := polls.Load(), sleeps.Load(); p > 3 || p+s != n {
+		t.Fatalf("%d of %d waits polled (%d slept), although sleeping answered them 4 times sooner", p, n, s)
+	}
+}
+
+// TestPyWaitChoosesTheShorter: pyWait has the waits go the way whose
+// waits have lately been shorter, tries the other way once in
+// pyWaitTryEvery, follows a change of the machine, and counts a long
+// wait (a busy client) as pyWaitCap.
+func TestPyWaitChoosesTheShorter(t *testing.T) {
+	var w pyWait
+	// waits runs k waits of the given lengths, returning how many polled.
+	waits := func(k int, poll, sleep time.Duration) int {
+		polled := 0
+		for range k {
+			if w.poll() {
+				polled++
+				w.record(true, poll)
+			} else {
+				w.record(false, sleep)
+			}
+		}
+		return polled
+	}
+	if got := waits(2, 30*time.Microsecond, 80*time.Microsecond); got != 1 {
+		t.Fatalf("the first two waits: %d polled, not 1 (one of each way)", got)
+	}
+	if got := waits(2*pyWaitTryEvery-2, 30*time.Microsecond, 80*time.Microsecond); got != 2*pyWaitTryEvery-4 {
+		t.Fatalf("polling 30 µs, sleeping 80: %d of %d waits polled, not all but the 2 tries", got, 2*pyWaitTryEvery-2)
+	}
+	// The machine changes: sleeping now takes 20 µs. The tries of
+	// sleeping bring its average down until it wins.
+	waits(20*pyWaitTryEvery, 30*time.Microsecond, 20*time.Microsecond)
+	if got := waits(2*pyWaitTryEvery, 30*time.Microsecond, 20*time.Microsecond); got != 2 {
+		t.Fatalf("polling 30 µs, sleeping 20: %d of %d waits polled, not the 2 tries", got, 2*pyWaitTryEvery)
+	}
+	// A wait of a second is a client busy elsewhere: it counts as
+	// pyWaitCap, so that one such wait does not decide for long.
+	w.record(false, time.Second)
+	if w.avg[1] > pyWaitCap {
+		t.Fatalf("a wait of 1 s made the average of sleeping %v, over the cap %v", w.avg[1], pyWaitCap)
+	}
+}
