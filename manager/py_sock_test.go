@@ -272,22 +272,25 @@ func TestPythonQuickClientPolled(t *testing.T) {
 // TestPythonWaitSleepsWhenSleepingAnswersSooner: a Python connection's
 // thread that has found its waits shorter asleep than polling sleeps at
 // once, polling only on the one wait in pyWaitTryEvery that tries the
-// other way. The waits are timed by a clock of the test: each request is
-// sent by a hook of the thread, as a poll finds the socket empty (the
-// wait then counts 80 µs) or as the thread goes to sleep (20 µs).
+// other way; a wait asleep looks at the socket once, after poll(2). The
+// waits are timed by a clock of the test: each request is sent by a hook
+// of the thread, as a poll finds the socket empty (the wait then counts
+// 80 µs, and two looks) or as the thread goes to sleep (20 µs).
 func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Fatalf("GOMAXPROCS %d: a process on one CPU never polls, the test needs two", runtime.GOMAXPROCS(0))
 	}
 	const n = 2 * pyWaitTryEvery
 	var (
-		clock   atomic.Int64 // ns after base
-		pending atomic.Int32 // requests left to send
-		polls   atomic.Int32 // waits that polled
-		sleeps  atomic.Int32
-		req     []byte
-		client  *pyConn
-		failed  atomic.Value
+		clock    atomic.Int64 // ns after base
+		pending  atomic.Int32 // requests left to send
+		polls    atomic.Int32 // waits that polled
+		sleeps   atomic.Int32
+		looks    atomic.Int32
+		counting atomic.Bool
+		req      []byte
+		client   *pyConn
+		failed   atomic.Value
 	)
 	base := time.Now()
 	send := func(d time.Duration) bool {
@@ -312,7 +315,12 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 			sleeps.Add(1)
 		}
 	}
-	t.Cleanup(func() { testHookPyPolling, testHookPySleep, pyWaitClock = nil, nil, time.Now })
+	testHookPyLook = func() {
+		if counting.Load() {
+			looks.Add(1)
+		}
+	}
+	t.Cleanup(func() { testHookPyPolling, testHookPySleep, testHookPyLook, pyWaitClock = nil, nil, nil, time.Now })
 
 	m, ident := servePyDict(t)
 	var err error
@@ -322,6 +330,7 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 	client = dialPy(t, m)
 	pending.Store(n) // before the thread takes the socket: its first wait sends the first
 	client.call(nil, "accept_connection", "waits")
+	counting.Store(true) // the thread may be in its first wait, which sends the first request
 	for i := range n {
 		if kind, v := client.recv(); kind != "#RETURN" || v != int64(0) {
 			t.Fatalf("__len__ %d: %s %#v", i, kind, v)
@@ -334,6 +343,9 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 	// (waits 64 and 128) poll.
 	if p, s := polls.Load(), sleeps.Load(); p > 3 || p+s != n {
 		t.Fatalf("%d of %d waits polled (%d slept), although sleeping answered them 4 times sooner", p, n, s)
+	}
+	if p, s, l := polls.Load(), sleeps.Load(), looks.Load(); l > 2*p+s {
+		t.Fatalf("%d looks at the socket for %d waits that polled and %d that slept: a wait asleep looks before poll(2)", l, p, s)
 	}
 }
 
