@@ -271,8 +271,8 @@ func TestPythonQuickClientPolled(t *testing.T) {
 
 // TestPythonWaitSleepsWhenSleepingAnswersSooner: a Python connection's
 // thread that has found its waits shorter asleep than polling sleeps at
-// once, polling only on the one wait in pyWaitTryEvery that tries the
-// other way; a wait asleep looks at the socket once, after poll(2). The
+// once, polling only on the rare wait that tries the other way (one in
+// pyWaitTryMin at most); a wait asleep looks at the socket once, after poll(2). The
 // waits are timed by a clock of the test: each request is sent by a hook
 // of the thread, as a poll finds the socket empty (the wait then counts
 // 80 µs, and two looks) or as the thread goes to sleep (20 µs).
@@ -280,7 +280,7 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Fatalf("GOMAXPROCS %d: a process on one CPU never polls, the test needs two", runtime.GOMAXPROCS(0))
 	}
-	const n = 2 * pyWaitTryEvery
+	const n = 2 * pyWaitTryMin
 	var (
 		clock    atomic.Int64 // ns after base
 		pending  atomic.Int32 // requests left to send
@@ -340,7 +340,7 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 		t.Fatal(f)
 	}
 	// The first wait polls, the second sleeps; of the rest, the tries
-	// (waits 64 and 128) poll.
+	// poll (one, 64 waits later, then the next 128 waits after it).
 	if p, s := polls.Load(), sleeps.Load(); p > 3 || p+s != n {
 		t.Fatalf("%d of %d waits polled (%d slept), although sleeping answered them 4 times sooner", p, n, s)
 	}
@@ -350,35 +350,47 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 }
 
 // TestPyWaitChoosesTheShorter: pyWait has the waits go the way whose
-// waits have lately been shorter, tries the other way once in
-// pyWaitTryEvery, follows a change of the machine, and counts a long
-// wait (a busy client) as pyWaitCap.
+// waits have lately been shorter, tries the other way rarely while it
+// stays the worse (at gaps that grow from pyWaitTryMin to pyWaitTryMax
+// waits), goes over within a few tries when the machine changes, and
+// counts a long wait (a busy client) as pyWaitCap.
 func TestPyWaitChoosesTheShorter(t *testing.T) {
 	var w pyWait
-	// waits runs k waits of the given lengths, returning how many polled.
-	waits := func(k int, poll, sleep time.Duration) int {
-		polled := 0
-		for range k {
+	// waits runs k waits of the given lengths, returning how many polled
+	// and how many waits it took until run waits in a row slept.
+	waits := func(k int, poll, sleep time.Duration, run int) (polled, until int) {
+		until, row := -1, 0
+		for i := range k {
 			if w.poll() {
 				polled++
+				row = 0
 				w.record(true, poll)
-			} else {
-				w.record(false, sleep)
+				continue
+			}
+			w.record(false, sleep)
+			if row++; row == run && until < 0 {
+				until = i + 1 - run
 			}
 		}
-		return polled
+		return polled, until
 	}
-	if got := waits(2, 30*time.Microsecond, 80*time.Microsecond); got != 1 {
+	const us = time.Microsecond
+	if got, _ := waits(2, 30*us, 80*us, 1); got != 1 {
 		t.Fatalf("the first two waits: %d polled, not 1 (one of each way)", got)
 	}
-	if got := waits(2*pyWaitTryEvery-2, 30*time.Microsecond, 80*time.Microsecond); got != 2*pyWaitTryEvery-4 {
-		t.Fatalf("polling 30 µs, sleeping 80: %d of %d waits polled, not all but the 2 tries", got, 2*pyWaitTryEvery-2)
+	// Polling 30 µs, sleeping 80: tries of sleeping after 64, 128, 256,
+	// 512 and then every 1024 waits.
+	const k = 8 * pyWaitTryMax
+	if got, _ := waits(k, 30*us, 80*us, 1); k-got > 4+k/pyWaitTryMax {
+		t.Fatalf("polling 30 µs, sleeping 80: %d of %d waits slept", k-got, k)
 	}
-	// The machine changes: sleeping now takes 20 µs. The tries of
-	// sleeping bring its average down until it wins.
-	waits(20*pyWaitTryEvery, 30*time.Microsecond, 20*time.Microsecond)
-	if got := waits(2*pyWaitTryEvery, 30*time.Microsecond, 20*time.Microsecond); got != 2 {
-		t.Fatalf("polling 30 µs, sleeping 20: %d of %d waits polled, not the 2 tries", got, 2*pyWaitTryEvery)
+	// The machine changes: sleeping now takes 20 µs. Within a few tries
+	// sleeping wins, and then polling is tried rarely.
+	if _, until := waits(k, 30*us, 20*us, 2*pyWaitTryMin); until < 0 || until > 4*pyWaitTryMax {
+		t.Fatalf("polling 30 µs, sleeping 20: the waits went on polling (%d waits before they slept)", until)
+	}
+	if got, _ := waits(k, 30*us, 20*us, 1); got > 4+k/pyWaitTryMax {
+		t.Fatalf("polling 30 µs, sleeping 20: %d of %d waits polled", got, k)
 	}
 	// A wait of a second is a client busy elsewhere: it counts as
 	// pyWaitCap, so that one such wait does not decide for long.
