@@ -408,6 +408,7 @@ type pyWait struct {
 	gap    uint32           // waits between two tries
 	left   uint32           // waits before the next try
 	trying bool             // the wait under way is a try
+	tryPol bool             // the try polls
 }
 
 const (
@@ -443,8 +444,8 @@ func (w *pyWait) poll() bool {
 		w.gap, w.left = pyWaitTryMin, pyWaitTryMin
 	}
 	if w.left == 0 {
-		w.trying = true
-		return !w.best()
+		w.trying, w.tryPol = true, !w.best()
+		return w.tryPol
 	}
 	w.left--
 	return w.best()
@@ -466,6 +467,13 @@ func (w *pyWait) record(polled bool, d time.Duration) {
 		return
 	}
 	w.trying = false
+	w.left = w.gap
+	if polled != w.tryPol {
+		// A try of polling that the Poller refused (polling has not
+		// been paying, or other goroutines poll): a wait like the others.
+		w.avg[i] += (d - w.avg[i]) >> pyWaitShift
+		return
+	}
 	w.avg[i] += (d - w.avg[i]) >> pyWaitTryShift
 	if w.best() == polled {
 		w.gap = pyWaitTryMin // the try found the better way

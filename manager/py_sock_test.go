@@ -352,7 +352,8 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 // TestPyWaitChoosesTheShorter: pyWait has the waits go the way whose
 // waits have lately been shorter, tries the other way rarely while it
 // stays the worse (at gaps that grow from pyWaitTryMin to pyWaitTryMax
-// waits), goes over within a few tries when the machine changes, and
+// waits), goes over within a few tries when the machine changes, does
+// not count a try of polling that the Poller refused as a try, and
 // counts a long wait (a busy client) as pyWaitCap.
 func TestPyWaitChoosesTheShorter(t *testing.T) {
 	var w pyWait
@@ -391,6 +392,20 @@ func TestPyWaitChoosesTheShorter(t *testing.T) {
 	}
 	if got, _ := waits(k, 30*us, 20*us, 1); got > 4+k/pyWaitTryMax {
 		t.Fatalf("polling 30 µs, sleeping 20: %d of %d waits polled", got, k)
+	}
+	// A try of polling that the Poller refuses (the wait sleeps) is a
+	// wait like the others: it does not bring the tries closer again.
+	if w.gap != pyWaitTryMax {
+		t.Fatalf("gap %d between tries while sleeping stayed the best, not %d", w.gap, pyWaitTryMax)
+	}
+	for tries := 0; tries < 3; {
+		if w.poll() {
+			tries++
+		}
+		w.record(false, 20*us) // polling refused, or sleeping chosen
+	}
+	if w.gap != pyWaitTryMax {
+		t.Fatalf("gap %d between tries after 3 tries of polling were refused, not %d", w.gap, pyWaitTryMax)
 	}
 	// A wait of a second is a client busy elsewhere: it counts as
 	// pyWaitCap, so that one such wait does not decide for long.
