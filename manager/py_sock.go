@@ -317,17 +317,13 @@ func (p *pySock) fill() error {
 func (p *pySock) read(b []byte) (n int, err error) {
 	var until time.Time
 	polling := false
-	if p.wait.poll() {
+	if p.wait.start(pyWaitClock()) {
 		until, polling = p.poller.Start()
 	}
-	polled := polling
-	start := pyWaitClock()
+	p.wait.began(polling)
 	defer func() {
 		if polling {
 			p.poller.End(false)
-		}
-		if err == nil {
-			p.wait.record(polled, pyWaitClock().Sub(start))
 		}
 	}()
 	first := true
@@ -397,30 +393,41 @@ var pyWaitClock = time.Now
 // busy machine, often the CPU its client needs to make the request
 // (27-37 µs per call polling against 19-27 sleeping, on the same machine
 // busy, and 17-25 for a C server that sleeps and does nothing else).
-// So each wait is timed, from its start (after a reply) until its input
-// came, and counted for the way it waited; the next waits go the way
-// whose recent waits were shorter on average, and now and then one goes
-// the other way (a try), so that its average follows the machine as it
-// changes.
+// So the waits are timed, each with the request it waited for: from its
+// start to the start of the next (which includes the reply, whose
+// sending wakes the client, at once or not depending on where the two
+// threads run), and counted for the way it waited. The next waits go the
+// way whose recent waits were shorter on average, and now and then a few
+// go the other way (a try), so that its average follows the machine as
+// it changes. Only the second half of a try counts: a thread that polled
+// runs on a CPU of its own, which its first waits asleep keep (the kernel
+// wakes a thread where it ran) until it joins its client's, if it does.
 type pyWait struct {
 	avg    [2]time.Duration // of the waits that polled ([0]) and that slept ([1])
 	known  [2]bool          // avg[i] has a first wait
 	gap    uint32           // waits between two tries
 	left   uint32           // waits before the next try
-	trying bool             // the wait under way is a try
+	try    int              // waits of the try under way still to come, 0 if none
 	tryPol bool             // the try polls
+	trySum time.Duration    // of the try's waits that count
+	tryN   int
+
+	last   time.Time // start of the wait under way, zero before the first
+	polled bool      // it polled
 }
 
 const (
 	// A try costs the difference between the two ways, up to tens of
-	// microseconds (poll 70-77 µs, sleep 14-20, on a busy machine): one
-	// in pyWaitTryMin waits is a try after the best way changed, and
-	// each try that leaves it the best doubles the gap to the next, up
-	// to pyWaitTryMax (under 0.1 µs per request).
+	// microseconds a wait (poll 70-77 µs, sleep 14-20, on a busy
+	// machine): tries start pyWaitTryMin waits apart after the best
+	// way changed, and each try that leaves it the best doubles the gap
+	// to the next, up to pyWaitTryMax (then under 0.5 µs per request).
 	pyWaitTryMin = 64
 	pyWaitTryMax = 1024
+	// pyWaitTryLen is the waits of a try, the second half of which count.
+	pyWaitTryLen = 8
 	// pyWaitCap bounds a wait counted: beyond it the client was busy,
-	// and either way ends asleep in poll(2).
+	// or the request was one that waits, and either way ends asleep.
 	pyWaitCap = 4 * ringconn.DefaultSpin
 	// A wait weighs 1/8 in its way's average (1 >> pyWaitShift), a try
 	// 1/2 (1 >> pyWaitTryShift): tries are rare, and three of them move
@@ -428,6 +435,20 @@ const (
 	pyWaitShift    = 3
 	pyWaitTryShift = 1
 )
+
+// start ends the wait under way (if any) at now, and reports whether the
+// next wait, which starts now, polls.
+func (w *pyWait) start(now time.Time) bool {
+	if !w.last.IsZero() {
+		w.record(w.polled, now.Sub(w.last))
+	}
+	w.last = now
+	return w.poll()
+}
+
+// began records whether the wait that started polled (the Poller may
+// have refused).
+func (w *pyWait) began(polled bool) { w.polled = polled }
 
 // best reports whether polling is the best way (ties go to polling).
 func (w *pyWait) best() bool { return w.avg[0] <= w.avg[1] }
@@ -443,8 +464,11 @@ func (w *pyWait) poll() bool {
 	if w.gap == 0 {
 		w.gap, w.left = pyWaitTryMin, pyWaitTryMin
 	}
+	if w.try > 0 {
+		return w.tryPol
+	}
 	if w.left == 0 {
-		w.trying, w.tryPol = true, !w.best()
+		w.try, w.tryPol, w.trySum, w.tryN = pyWaitTryLen, !w.best(), 0, 0
 		return w.tryPol
 	}
 	w.left--
@@ -462,20 +486,34 @@ func (w *pyWait) record(polled bool, d time.Duration) {
 		w.avg[i], w.known[i] = d, true
 		return
 	}
-	if !w.trying {
+	if w.try == 0 {
 		w.avg[i] += (d - w.avg[i]) >> pyWaitShift
 		return
 	}
-	w.trying = false
+	w.try--
+	switch {
+	case polled != w.tryPol:
+		// A wait of a try of polling that the Poller refused (polling
+		// has not been paying, or other goroutines poll): a wait like
+		// the others.
+		w.avg[i] += (d - w.avg[i]) >> pyWaitShift
+	case w.try < pyWaitTryLen/2:
+		w.trySum += d
+		w.tryN++
+	}
+	if w.try > 0 {
+		return
+	}
 	w.left = w.gap
-	if polled != w.tryPol {
-		// A try of polling that the Poller refused (polling has not
-		// been paying, or other goroutines poll): a wait like the others.
-		w.avg[i] += (d - w.avg[i]) >> pyWaitShift
+	if w.tryN == 0 {
 		return
 	}
-	w.avg[i] += (d - w.avg[i]) >> pyWaitTryShift
-	if w.best() == polled {
+	j := 1
+	if w.tryPol {
+		j = 0
+	}
+	w.avg[j] += (w.trySum/time.Duration(w.tryN) - w.avg[j]) >> pyWaitTryShift
+	if w.best() == w.tryPol {
 		w.gap = pyWaitTryMin // the try found the better way
 	} else {
 		w.gap = min(2*w.gap, pyWaitTryMax)
