@@ -57,8 +57,10 @@ func pyDictRequests(tb testing.TB) func(i int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { unix.Close(fds[1]) })
-	go func() { // the client reads the replies
+	done := make(chan struct{})
+	go func() { // the client reads the replies until the server's end closes
+		defer close(done)
+		defer unix.Close(fds[1]) // only here: its number must not be reused while it is read
 		buf := make([]byte, 64<<10)
 		for {
 			if n, err := unix.Read(fds[1], buf); n <= 0 || err != nil {
@@ -68,7 +70,10 @@ func pyDictRequests(tb testing.TB) func(i int) {
 	}()
 	c := &sconn{s: s, c: &link{}}
 	ps := &pySock{fd: fds[0]}
-	tb.Cleanup(ps.close)
+	tb.Cleanup(func() {
+		ps.close()
+		<-done
+	})
 	c.c.py.Store(ps)
 	c.sess = s.join(sid, -1)
 	c.r.s, c.r.sess = s, c.sess
