@@ -344,7 +344,12 @@ func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
 	if p, s := polls.Load(), sleeps.Load(); p > 1+pyWaitTryLen || p+s != n {
 		t.Fatalf("%d of %d waits polled (%d slept), although sleeping answered them 4 times sooner", p, n, s)
 	}
-	if p, s, l := polls.Load(), sleeps.Load(), looks.Load(); l > 2*p+s {
+	// A polled wait looks twice (the look that finds nothing, the one
+	// that catches the request), a wait asleep once (after poll(2)), and
+	// now and then a request arrives in two pieces, read by two waits;
+	// were each wait asleep to look before poll(2) too, it would look
+	// twice.
+	if p, s, l := polls.Load(), sleeps.Load(), looks.Load(); l > 2*p+s+s/2 {
 		t.Fatalf("%d looks at the socket for %d waits that polled and %d that slept: a wait asleep looks before poll(2)", l, p, s)
 	}
 }
