@@ -137,6 +137,7 @@ type pyRequest struct {
 	ident any
 	name  string
 	args  pyArgs
+	pos   [pickle.MaxRequestArgs]any // args.pos of a request read by pickle.DecodeRequest
 }
 
 // pyArgs are the arguments of a request.
@@ -199,7 +200,28 @@ func indexOf(names []string, s string) int {
 	return -1
 }
 
-// decodeRequest decodes a request.
+// A pyReader decodes the requests of one connection: those of the
+// common shape (pickle.Request) without the general decoder, and without
+// allocating their ident and method name again when they repeat.
+type pyReader struct {
+	r     pickle.Request
+	ident any // r.Ident, boxed
+}
+
+// decode decodes a request.
+func (rd *pyReader) decode(msg []byte) (*pyRequest, error) {
+	if !pickle.DecodeRequest(msg, &rd.r) {
+		return decodeRequest(msg)
+	}
+	if s, ok := rd.ident.(string); !ok || s != rd.r.Ident {
+		rd.ident = rd.r.Ident
+	}
+	req := &pyRequest{ident: rd.ident, name: rd.r.Name}
+	req.args.pos = append(req.pos[:0], rd.r.Args[:rd.r.NArgs]...)
+	return req, nil
+}
+
+// decodeRequest decodes a request of any shape.
 func decodeRequest(msg []byte) (*pyRequest, error) {
 	v, err := pickle.Decode(msg, pyDecodeOpts)
 	if err != nil {
@@ -229,6 +251,9 @@ func decodeRequest(msg []byte) (*pyRequest, error) {
 // pySend sends a reply; it reports whether it was sent. A reply that
 // cannot be pickled (a bug: the server makes them) becomes a traceback.
 func (c *sconn) pySend(m pyMsg) bool {
+	if ps := c.c.py.Load(); ps != nil && c.c.maxSend == 0 {
+		return ps.sendPair(m.kind, m.val) == nil
+	}
 	b, err := pickle.Encode(ogórek.Tuple{m.kind, m.val}, pyEncodeOpts)
 	if err != nil {
 		b, _ = pickle.Encode(ogórek.Tuple{"#UNSERIALIZABLE", err.Error()}, pyEncodeOpts)
@@ -292,6 +317,7 @@ func peerPid(c *mp.Conn) int {
 func (c *sconn) pyServeClient() {
 	s := c.s
 	var ps *pySock
+	var rd pyReader
 	for {
 		var msg []byte
 		var err error
@@ -330,7 +356,7 @@ func (c *sconn) pyServeClient() {
 			c.c.Close() // hang up now: the wait's reply is not to be sent
 			return
 		}
-		req, err := decodeRequest(msg)
+		req, err := rd.decode(msg)
 		if err != nil {
 			c.pySend(pyFail(err))
 			continue

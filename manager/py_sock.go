@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/frame"
+	"github.com/go-mp/mp/internal/pickle"
 	"github.com/go-mp/mp/internal/ringconn"
 	"golang.org/x/sys/unix"
 )
@@ -40,9 +41,11 @@ import (
 // poll, read and write, and one context switch: 19-22 µs per call on the
 // same machine in the same minutes. On an idle machine, though, the
 // thread asleep in poll(2) made each request wait for its CPU to wake
-// (84 µs per call against 48-59 for CPython's server): a thread whose
-// client answers quickly polls the socket for a while first (see read). The thread is the connection's as
-// long as the client is connected (CPython's server, too, has a thread
+// (84 µs per call against 48-59 for CPython's server), while on a busy
+// machine a thread polling took the CPU its client needed: the thread
+// polls the socket for a while first, or sleeps at once, whichever has
+// lately answered its client sooner (see pyWait). The thread is the
+// connection's as long as the client is connected (CPython's server, too, has a thread
 // per connection); when the connection ends, the goroutine ends locked
 // and the runtime ends its thread with it.
 //
@@ -72,7 +75,8 @@ type pySock struct {
 	pos   int
 	end   int
 
-	poller ringconn.Poller // whether read polls before it sleeps
+	poller ringconn.Poller // how read polls, when it does
+	wait   pyWait          // whether read polls before it sleeps
 }
 
 // takePySock moves the socket of c, whose goroutine serves a Python proxy
@@ -150,6 +154,31 @@ func (p *pySock) send(b []byte) error {
 		w = b
 	}
 	return p.write(w)
+}
+
+// sendPair sends the pickle of the pair (tag, v), a reply (see
+// sconn.pySend), encoded in place after room for its header. A value
+// that cannot be pickled (a bug: the server makes them) is sent as
+// ("#UNSERIALIZABLE", why).
+func (p *pySock) sendPair(tag string, v any) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if cap(p.wbuf) < frame.MaxHeader {
+		p.wbuf = make([]byte, 0, 256)
+	}
+	b, err := pickle.AppendEncodePair(p.wbuf[:frame.MaxHeader], tag, v, pyEncodeOpts)
+	if err != nil {
+		b, _ = pickle.AppendEncodePair(p.wbuf[:frame.MaxHeader], "#UNSERIALIZABLE", err.Error(), pyEncodeOpts)
+	}
+	var hb [frame.MaxHeader]byte
+	h := frame.AppendHeader(hb[:0], len(b)-frame.MaxHeader)
+	start := frame.MaxHeader - len(h)
+	copy(b[start:], h)
+	p.wbuf = b
+	if cap(p.wbuf) > 64<<10+frame.MaxHeader {
+		p.wbuf = nil
+	}
+	return p.write(b[start:])
 }
 
 func (p *pySock) write(w []byte) error {
@@ -280,15 +309,18 @@ func (p *pySock) fill() error {
 }
 
 // read waits until the socket has input (or an end), then reads it into
-// b; io.EOF at the end of the stream. A client whose requests come soon
-// after its replies is waited for by polling the socket for a while
-// (ringconn.Poller: while polling pays, in at most GOMAXPROCS-1
-// goroutines of the process at once, never on one CPU) before poll(2):
-// on an idle machine a thread asleep in poll(2) and woken by the request
-// cost the request 30-40 µs more than the poll (py_manager_dict 84 µs
-// per call against 33 polling, CPython's server 48-59, one sitting).
-func (p *pySock) read(b []byte) (int, error) {
-	until, polling := p.poller.Start()
+// b; io.EOF at the end of the stream. It either polls the socket for a
+// while before it sleeps in poll(2) (ringconn.Poller: while polling
+// pays, in at most GOMAXPROCS-1 goroutines of the process at once, never
+// on one CPU), or sleeps at once: whichever has lately ended the waits of
+// this connection sooner (see pyWait).
+func (p *pySock) read(b []byte) (n int, err error) {
+	var until time.Time
+	polling := false
+	if p.wait.start(pyWaitClock()) {
+		until, polling = p.poller.Start()
+	}
+	p.wait.began(polling)
 	defer func() {
 		if polling {
 			p.poller.End(false)
@@ -300,33 +332,33 @@ func (p *pySock) read(b []byte) (int, error) {
 		if fd < 0 {
 			return 0, mp.ErrClosed // poll(2) would ignore it, and wait for ever
 		}
-		if polling || first {
+		if polling {
 			n, ok, err := p.tryRead(fd, b)
 			if ok {
-				switch {
-				case polling && !first:
+				if first {
+					p.poller.Quick()
+				} else {
 					polling = false
 					p.poller.End(true)
 					if testHookPyCaught != nil {
 						testHookPyCaught()
 					}
-				case first:
-					p.poller.Quick()
 				}
 				return n, err
 			}
 			first = false
-			if polling && time.Now().Before(until) {
+			if time.Now().Before(until) {
 				if testHookPyPolling != nil {
 					testHookPyPolling() // a look follows, whatever the time
 				}
 				continue
 			}
-			if polling {
-				polling = false
-				p.poller.End(false)
-			}
+			polling = false
+			p.poller.End(false)
 		}
+		// Asleep at once, without a look first: poll(2) returns at once
+		// if the request is there, and the look would cost a system call
+		// more when it is not, as it mostly is not.
 		if testHookPySleep != nil {
 			testHookPySleep()
 		}
@@ -345,13 +377,160 @@ func (p *pySock) read(b []byte) (int, error) {
 	}
 }
 
+// pyWaitClock reads the clock that times the waits of read (a var for
+// the tests).
+var pyWaitClock = time.Now
+
+// A pyWait chooses how a Python connection's thread waits for its next
+// request: by polling the socket first (then the Poller decides whether,
+// and for how long), or by sleeping in poll(2) at once. Neither is best
+// everywhere. A thread asleep is woken by the request, at once if it
+// shares a CPU with its client (the kernel's wake-up of a thread that
+// the waker is about to wait for); but woken on a CPU gone idle, it waits
+// for that CPU to wake, tens of microseconds on a virtual machine
+// (py_manager_dict: 84 µs per call sleeping against 33 polling, on an
+// idle two-CPU machine). A thread that polls takes a CPU for it: on a
+// busy machine, often the CPU its client needs to make the request
+// (27-37 µs per call polling against 19-27 sleeping, on the same machine
+// busy, and 17-25 for a C server that sleeps and does nothing else).
+// So the waits are timed, each with the request it waited for: from its
+// start to the start of the next (which includes the reply, whose
+// sending wakes the client, at once or not depending on where the two
+// threads run), and counted for the way it waited. The next waits go the
+// way whose recent waits were shorter on average, and now and then a few
+// go the other way (a try), so that its average follows the machine as
+// it changes. Only the second half of a try counts: a thread that polled
+// runs on a CPU of its own, which its first waits asleep keep (the kernel
+// wakes a thread where it ran) until it joins its client's, if it does.
+type pyWait struct {
+	avg    [2]time.Duration // of the waits that polled ([0]) and that slept ([1])
+	known  [2]bool          // avg[i] has a first wait
+	gap    uint32           // waits between two tries
+	left   uint32           // waits before the next try
+	try    int              // waits of the try under way still to come, 0 if none
+	tryPol bool             // the try polls
+	trySum time.Duration    // of the try's waits that count
+	tryN   int
+
+	last   time.Time // start of the wait under way, zero before the first
+	polled bool      // it polled
+}
+
+const (
+	// A try costs the difference between the two ways, up to tens of
+	// microseconds a wait (poll 70-77 µs, sleep 14-20, on a busy
+	// machine): tries start pyWaitTryMin waits apart after the best
+	// way changed, and each try that leaves it the best doubles the gap
+	// to the next, up to pyWaitTryMax (then under 0.5 µs per request).
+	pyWaitTryMin = 64
+	pyWaitTryMax = 1024
+	// pyWaitTryLen is the waits of a try, the second half of which count.
+	pyWaitTryLen = 8
+	// pyWaitCap bounds a wait counted: beyond it the client was busy,
+	// or the request was one that waits, and either way ends asleep.
+	pyWaitCap = 4 * ringconn.DefaultSpin
+	// A wait weighs 1/8 in its way's average (1 >> pyWaitShift), a try
+	// 1/2 (1 >> pyWaitTryShift): tries are rare, and three of them move
+	// a stale average most of the way to the present.
+	pyWaitShift    = 3
+	pyWaitTryShift = 1
+)
+
+// start ends the wait under way (if any) at now, and reports whether the
+// next wait, which starts now, polls.
+func (w *pyWait) start(now time.Time) bool {
+	if !w.last.IsZero() {
+		w.record(w.polled, now.Sub(w.last))
+	}
+	w.last = now
+	return w.poll()
+}
+
+// began records whether the wait that started polled (the Poller may
+// have refused).
+func (w *pyWait) began(polled bool) { w.polled = polled }
+
+// best reports whether polling is the best way (ties go to polling).
+func (w *pyWait) best() bool { return w.avg[0] <= w.avg[1] }
+
+// poll reports whether the next wait polls.
+func (w *pyWait) poll() bool {
+	switch {
+	case !w.known[0]:
+		return true
+	case !w.known[1]:
+		return false
+	}
+	if w.gap == 0 {
+		w.gap, w.left = pyWaitTryMin, pyWaitTryMin
+	}
+	if w.try > 0 {
+		return w.tryPol
+	}
+	if w.left == 0 {
+		w.try, w.tryPol, w.trySum, w.tryN = pyWaitTryLen, !w.best(), 0, 0
+		return w.tryPol
+	}
+	w.left--
+	return w.best()
+}
+
+// record counts a wait of d that polled or slept.
+func (w *pyWait) record(polled bool, d time.Duration) {
+	i := 1
+	if polled {
+		i = 0
+	}
+	d = min(d, pyWaitCap)
+	if !w.known[i] {
+		w.avg[i], w.known[i] = d, true
+		return
+	}
+	if w.try == 0 {
+		w.avg[i] += (d - w.avg[i]) >> pyWaitShift
+		return
+	}
+	w.try--
+	switch {
+	case polled != w.tryPol:
+		// A wait of a try of polling that the Poller refused (polling
+		// has not been paying, or other goroutines poll): a wait like
+		// the others.
+		w.avg[i] += (d - w.avg[i]) >> pyWaitShift
+	case w.try < pyWaitTryLen/2:
+		w.trySum += d
+		w.tryN++
+	}
+	if w.try > 0 {
+		return
+	}
+	w.left = w.gap
+	if w.tryN == 0 {
+		return
+	}
+	j := 1
+	if w.tryPol {
+		j = 0
+	}
+	w.avg[j] += (w.trySum/time.Duration(w.tryN) - w.avg[j]) >> pyWaitTryShift
+	if w.best() == w.tryPol {
+		w.gap = pyWaitTryMin // the try found the better way
+	} else {
+		w.gap = min(2*w.gap, pyWaitTryMax)
+	}
+	w.left = w.gap
+}
+
 // Test hooks, called by read: as a poll finds nothing, as input ends a
-// poll, and before a sleep in poll(2).
-var testHookPyPolling, testHookPyCaught, testHookPySleep func()
+// poll, and before a sleep in poll(2); and by tryRead, as it looks.
+var testHookPyPolling, testHookPyCaught, testHookPySleep, testHookPyLook func()
 
 // tryRead reads what fd has into b without waiting: ok is false when it
 // has nothing yet.
 func (p *pySock) tryRead(fd int, b []byte) (n int, ok bool, err error) {
+	if testHookPyLook != nil {
+		testHookPyLook()
+	}
 	// In a raw system call: it never waits.
 	n, err = pyIO(unix.SYS_RECVFROM, fd, b, unix.MSG_DONTWAIT)
 	switch {

@@ -268,3 +268,204 @@ func TestPythonQuickClientPolled(t *testing.T) {
 		return
 	}
 }
+
+// TestPythonWaitSleepsWhenSleepingAnswersSooner: a Python connection's
+// thread that has found its waits shorter asleep than polling sleeps at
+// once, polling only on the rare waits that try the other way (a try of
+// pyWaitTryLen waits, pyWaitTryMin waits apart at first); a wait asleep looks at the socket once, after poll(2). The
+// waits are timed by a clock of the test: each request is sent by a hook
+// of the thread, as a poll finds the socket empty (the wait then counts
+// 80 µs, and two looks) or as the thread goes to sleep (20 µs).
+func TestPythonWaitSleepsWhenSleepingAnswersSooner(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatalf("GOMAXPROCS %d: a process on one CPU never polls, the test needs two", runtime.GOMAXPROCS(0))
+	}
+	const n = 2 * pyWaitTryMin
+	var (
+		clock    atomic.Int64 // ns after base
+		pending  atomic.Int32 // requests left to send
+		polls    atomic.Int32 // waits that polled
+		sleeps   atomic.Int32
+		looks    atomic.Int32
+		counting atomic.Bool
+		req      []byte
+		client   *pyConn
+		failed   atomic.Value
+	)
+	base := time.Now()
+	send := func(d time.Duration) bool {
+		if pending.Add(-1) < 0 {
+			pending.Add(1)
+			return false
+		}
+		clock.Add(int64(d))
+		if err := client.c.SendBytes(req); err != nil {
+			failed.Store(err.Error())
+		}
+		return true
+	}
+	pyWaitClock = func() time.Time { return base.Add(time.Duration(clock.Load())) }
+	testHookPyPolling = func() {
+		if send(80 * time.Microsecond) {
+			polls.Add(1)
+		}
+	}
+	testHookPySleep = func() {
+		if send(20 * time.Microsecond) {
+			sleeps.Add(1)
+		}
+	}
+	testHookPyLook = func() {
+		if counting.Load() {
+			looks.Add(1)
+		}
+	}
+	t.Cleanup(func() { testHookPyPolling, testHookPySleep, testHookPyLook, pyWaitClock = nil, nil, nil, time.Now })
+
+	m, ident := servePyDict(t)
+	var err error
+	if req, err = pickle.Encode(ogórek.Tuple{ident, "__len__", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	client = dialPy(t, m)
+	pending.Store(n) // before the thread takes the socket: its first wait sends the first
+	client.call(nil, "accept_connection", "waits")
+	counting.Store(true) // the thread may be in its first wait, which sends the first request
+	for i := range n {
+		if kind, v := client.recv(); kind != "#RETURN" || v != int64(0) {
+			t.Fatalf("__len__ %d: %s %#v", i, kind, v)
+		}
+	}
+	if f := failed.Load(); f != nil {
+		t.Fatal(f)
+	}
+	// The first wait polls, the second sleeps; of the rest, a try polls
+	// (pyWaitTryLen waits, 64 waits later; the next is 128 waits after).
+	if p, s := polls.Load(), sleeps.Load(); p > 1+pyWaitTryLen || p+s != n {
+		t.Fatalf("%d of %d waits polled (%d slept), although sleeping answered them 4 times sooner", p, n, s)
+	}
+	// A polled wait looks twice (the look that finds nothing, the one
+	// that catches the request), a wait asleep once (after poll(2)), and
+	// now and then a request arrives in two pieces, read by two waits;
+	// were each wait asleep to look before poll(2) too, it would look
+	// twice.
+	if p, s, l := polls.Load(), sleeps.Load(), looks.Load(); l > 2*p+s+s/2 {
+		t.Fatalf("%d looks at the socket for %d waits that polled and %d that slept: a wait asleep looks before poll(2)", l, p, s)
+	}
+}
+
+// TestPyWaitChoosesTheShorter: pyWait has the waits go the way whose
+// waits have lately been shorter, tries the other way rarely while it
+// stays the worse (tries of pyWaitTryLen waits, at gaps that grow from
+// pyWaitTryMin to pyWaitTryMax waits), goes over within a few tries when
+// the machine changes, does not count a try of polling that the Poller
+// refused as a try, and counts a long wait (a busy client) as pyWaitCap.
+func TestPyWaitChoosesTheShorter(t *testing.T) {
+	var w pyWait
+	// waits runs k waits of the given lengths, returning how many polled
+	// and how many waits it took until run waits in a row slept.
+	waits := func(k int, poll, sleep time.Duration, run int) (polled, until int) {
+		until, row := -1, 0
+		for i := range k {
+			if w.poll() {
+				polled++
+				row = 0
+				w.record(true, poll)
+				continue
+			}
+			w.record(false, sleep)
+			if row++; row == run && until < 0 {
+				until = i + 1 - run
+			}
+		}
+		return polled, until
+	}
+	const us = time.Microsecond
+	if got, _ := waits(2, 30*us, 80*us, 1); got != 1 {
+		t.Fatalf("the first two waits: %d polled, not 1 (one of each way)", got)
+	}
+	// Polling 30 µs, sleeping 80: tries of sleeping after 64, 128, 256,
+	// 512 and then every 1024 waits.
+	const k = 8 * pyWaitTryMax
+	if got, _ := waits(k, 30*us, 80*us, 1); k-got > pyWaitTryLen*(4+k/pyWaitTryMax) {
+		t.Fatalf("polling 30 µs, sleeping 80: %d of %d waits slept", k-got, k)
+	}
+	// The machine changes: sleeping now takes 20 µs. Within a few tries
+	// sleeping wins, and then polling is tried rarely.
+	if _, until := waits(k, 30*us, 20*us, pyWaitTryMin/2); until < 0 || until > 4*pyWaitTryMax {
+		t.Fatalf("polling 30 µs, sleeping 20: the waits went on polling (%d waits before they slept)", until)
+	}
+	if got, _ := waits(k, 30*us, 20*us, 1); got > pyWaitTryLen*(4+k/pyWaitTryMax) {
+		t.Fatalf("polling 30 µs, sleeping 20: %d of %d waits polled", got, k)
+	}
+	// A try of polling that the Poller refuses (the waits sleep) is a
+	// wait like the others: it does not bring the tries closer again.
+	if w.gap != pyWaitTryMax {
+		t.Fatalf("gap %d between tries while sleeping stayed the best, not %d", w.gap, pyWaitTryMax)
+	}
+	for tries := 0; tries < 3*pyWaitTryLen; {
+		if w.poll() {
+			tries++
+		}
+		w.record(false, 20*us) // polling refused, or sleeping chosen
+	}
+	if w.gap != pyWaitTryMax {
+		t.Fatalf("gap %d between tries after 3 tries of polling were refused, not %d", w.gap, pyWaitTryMax)
+	}
+	// A wait of a second is a client busy elsewhere: it counts as
+	// pyWaitCap, so that one such wait does not decide for long.
+	w.record(false, time.Second)
+	if w.avg[1] > pyWaitCap {
+		t.Fatalf("a wait of 1 s made the average of sleeping %v, over the cap %v", w.avg[1], pyWaitCap)
+	}
+}
+
+// TestPyWaitTriesCountTheirSecondHalf: a try counts only its last
+// pyWaitTryLen/2 waits, once the thread has moved to where that way of
+// waiting puts it: from polling at 30 µs a wait, tries of sleeping whose
+// first waits take 60 µs (the thread woken on the CPU it polled on) and
+// the next 20 (on its client's) make the waits sleep.
+func TestPyWaitTriesCountTheirSecondHalf(t *testing.T) {
+	var w pyWait
+	const us = time.Microsecond
+	row := 0 // waits asleep in a row
+	for range 8 * pyWaitTryMax {
+		if w.poll() {
+			row = 0
+			w.record(true, 30*us)
+			continue
+		}
+		if row++; row <= pyWaitTryLen/2 {
+			w.record(false, 60*us)
+		} else {
+			w.record(false, 20*us)
+		}
+		if row == pyWaitTryMin/2 {
+			return
+		}
+	}
+	t.Fatalf("polling 30 µs a wait, sleeping 60 for the first %d waits and 20 after: the waits went on polling (avg %v)", pyWaitTryLen/2, w.avg)
+}
+
+// TestPyWaitTimesWholeRequests: a wait is counted from its start to the
+// start of the next, so that the reply of the request it waited for
+// (whose sending wakes the client sooner or later depending on where the
+// threads run) counts for the way it waited.
+func TestPyWaitTimesWholeRequests(t *testing.T) {
+	var w pyWait
+	t0 := time.Unix(1000, 0)
+	const us = time.Microsecond
+	if !w.start(t0) { // the first wait polls: nothing to count yet
+		t.Fatal("the first wait did not poll")
+	}
+	w.began(true)
+	// Its request came after 10 µs, its reply took 25 more.
+	if w.start(t0.Add(35 * us)) {
+		t.Fatal("the second wait polled: sleeping is not known yet")
+	}
+	w.began(false)
+	w.start(t0.Add(55 * us))
+	if w.avg[0] != 35*us || w.avg[1] != 20*us {
+		t.Fatalf("waits counted %v polling, %v sleeping; want 35µs and 20µs", w.avg[0], w.avg[1])
+	}
+}

@@ -168,18 +168,22 @@ func (e *encoder) value(rv reflect.Value, depth int) error {
 	return nil
 }
 
-func (e *encoder) int(v int64) {
+func (e *encoder) int(v int64) { e.buf = appendInt(e.buf, v) }
+
+// appendInt appends the shortest of BININT1, BININT2, BININT and LONG1
+// that holds v.
+func appendInt(b []byte, v int64) []byte {
 	switch {
 	case v >= 0 && v <= math.MaxUint8:
-		e.buf = append(e.buf, opBinInt1, byte(v))
+		return append(b, opBinInt1, byte(v))
 	case v >= 0 && v <= math.MaxUint16:
-		e.buf = append(e.buf, opBinInt2, byte(v), byte(v>>8))
+		return append(b, opBinInt2, byte(v), byte(v>>8))
 	case v >= math.MinInt32 && v <= math.MaxInt32:
-		e.buf = append(e.buf, opBinInt)
-		e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(v))
+		b = append(b, opBinInt)
+		return binary.LittleEndian.AppendUint32(b, uint32(v))
 	default:
-		e.buf = append(e.buf, opLong1, 8)
-		e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(v))
+		b = append(b, opLong1, 8)
+		return binary.LittleEndian.AppendUint64(b, uint64(v))
 	}
 }
 
@@ -209,18 +213,21 @@ func (e *encoder) bigInt(v *big.Int) {
 }
 
 // sized writes a string or bytes opcode with the shortest length field.
-func (e *encoder) sized(s string, op1, op4, op8 byte) {
+func (e *encoder) sized(s string, op1, op4, op8 byte) { e.buf = appendSized(e.buf, s, op1, op4, op8) }
+
+// appendSized appends s with the opcode of the shortest length field.
+func appendSized(b []byte, s string, op1, op4, op8 byte) []byte {
 	switch n := len(s); {
 	case n < 256:
-		e.buf = append(e.buf, op1, byte(n))
+		b = append(b, op1, byte(n))
 	case n <= math.MaxUint32:
-		e.buf = append(e.buf, op4)
-		e.buf = binary.LittleEndian.AppendUint32(e.buf, uint32(n))
+		b = append(b, op4)
+		b = binary.LittleEndian.AppendUint32(b, uint32(n))
 	default:
-		e.buf = append(e.buf, op8)
-		e.buf = binary.LittleEndian.AppendUint64(e.buf, uint64(n))
+		b = append(b, op8)
+		b = binary.LittleEndian.AppendUint64(b, uint64(n))
 	}
-	e.buf = append(e.buf, s...)
+	return append(b, s...)
 }
 
 func (e *encoder) byteArray(rv reflect.Value) {
