@@ -409,16 +409,33 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 	}
 }
 
+// QueueLen counts the messages the stream holds on the queue's subject:
+// those not delivered yet and those delivered and not acknowledged. The
+// stream stores a message before it answers its publish, and (on a
+// stream of one replica) removes an acknowledged one before it answers
+// the acknowledgement that QueueTake's ack waits for; so the count takes
+// in every QueuePut that has returned and no item whose ack has
+// returned. The consumer's own figures (NumPending, NumAckPending) would
+// not do: the server counts a new message in the consumer's NumPending
+// only once a goroutine of its own has passed the message on, after it
+// answered the publish, so a Put followed by a Qsize could read a count
+// without the item.
+//
+// On a stream with replicas, the removal of an acknowledged message is
+// replicated after the acknowledgement is answered: for that while (a
+// round of replication), an item whose Get returned may still be counted.
 func (s *kvStore) QueueLen(ctx context.Context, name string) (int, error) {
-	c, err := s.consumer(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return int(info.NumPending) + info.NumAckPending, nil
+	subject := queuePrefix + name
+	var n uint64
+	err := attempt(ctx, func(ctx context.Context) error {
+		info, err := s.qs.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return err
+		}
+		n = info.State.Subjects[subject]
+		return nil
+	})
+	return int(n), err
 }
 
 func (s *kvStore) Close() error {
