@@ -5,8 +5,11 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/mgrkv"
+	"github.com/go-mp/mp/internal/natsnode"
 	"github.com/go-mp/mp/manager"
 )
 
@@ -794,6 +798,58 @@ func TestManagerQueueConsumers(t *testing.T) {
 // count, under load, a few rounds in a hundred read 0.
 func TestManagerQueueSizeAfterPut(t *testing.T) {
 	_, m := startManager(t)
+	checkQueueSize(t, m)
+}
+
+// TestManagerQueueSizeReplicated is TestManagerQueueSizeAfterPut on a
+// cluster of three nodes, whose streams have 3 replicas: there the
+// server answers the acknowledgement of a Get before the stream removes
+// the message (a round of replication later), and the Get waits for the
+// removal, so that a Qsize after it does not count the item.
+func TestManagerQueueSizeReplicated(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	// JetStream wants every node to be given the routes at start: the
+	// ports are chosen first (each node lists itself too).
+	var ports []int
+	var routes []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		routes = append(routes, l.Addr().String())
+		l.Close()
+	}
+	var urls []string
+	var nodes []*natsnode.Node
+	for i, p := range ports {
+		n, err := natsnode.Start(ctx, natsnode.Options{Name: fmt.Sprint("q", i), ClusterName: "qsize", ClusterPort: p, Routes: routes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Shutdown)
+		nodes = append(nodes, n)
+		urls = append(urls, n.URL())
+	}
+	for _, n := range nodes {
+		if err := n.WaitJetStream(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := manager.Connect(ctx, "nats", strings.Join(urls, ","), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	checkQueueSize(t, m)
+}
+
+// checkQueueSize repeats, on a Queue and a JoinableQueue of m, a Put, a
+// Qsize (or Empty) that must count the item, a Get, and a Qsize (or
+// Empty) that must not.
+func checkQueueSize(t *testing.T, m *manager.Manager) {
+	t.Helper()
 	ctx := testCtx(t, 60*time.Second)
 	q, err := manager.NewQueue[int](ctx, m, 0, manager.Named("sized"))
 	if err != nil {

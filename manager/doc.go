@@ -212,11 +212,12 @@
 //     item delivered twice; this is not tested). Qsize (and Empty) count
 //     the stream's messages of the queue: every item whose Put has
 //     returned, including those taken by a Get that has not acknowledged
-//     them, and no item whose Get has returned — except on a stream with
-//     replicas, whose removal of an acknowledged message comes a round of
-//     replication after the acknowledgement: an item whose Get has just
-//     returned may be counted for that while. maxsize is not supported
-//     (NewQueue with maxsize > 0 returns an error).
+//     them, and no item whose Get has returned. (A stream with replicas
+//     removes an acknowledged message a round of replication after it
+//     answers the acknowledgement: a Get there waits for the removal, up
+//     to 2 s, past which it returns the item all the same and a Qsize may
+//     still count it for a while.) maxsize is not supported (NewQueue
+//     with maxsize > 0 returns an error).
 //
 //   - RLock: as Lock, one key (r.NAME) with a lease; the holder's count of
 //     acquisitions is kept by the proxy that holds it, so another proxy
