@@ -182,10 +182,8 @@ func attempt(ctx context.Context, f func(ctx context.Context) error) error {
 		case !retryable(err) || errors.Is(err, jetstream.ErrMsgNotFound):
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if !pause(ctx, 50*time.Millisecond) {
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -303,10 +301,8 @@ func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bo
 			return 0, err
 		}
 		sent = true
-		select {
-		case <-ctx.Done():
+		if !pause(ctx, 50*time.Millisecond) {
 			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -387,6 +383,7 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 	if err != nil {
 		return nil, nil, err
 	}
+	var unansweredSince time.Time
 	for {
 		var b jetstream.MessageBatch
 		if wait {
@@ -398,27 +395,114 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 			return nil, nil, err
 		}
 		for m := range b.Messages() {
-			return m.Data(), m.DoubleAck, nil
+			return m.Data(), s.ack(m), nil
 		}
-		if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		switch err := b.Error(); {
+		case errors.Is(err, nats.ErrNoResponders):
+			// Nothing was taken: the consumer has no leader yet.
+			if unansweredSince.IsZero() {
+				unansweredSince = time.Now()
+			} else if time.Since(unansweredSince) > leaderWait {
+				return nil, nil, err
+			}
+			if !pause(ctx, 50*time.Millisecond) {
+				return nil, nil, mgrkv.ErrEmpty
+			}
+			continue
+		case err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages):
 			return nil, nil, err
 		}
+		unansweredSince = time.Time{}
 		if !wait || ctx.Err() != nil {
 			return nil, nil, mgrkv.ErrEmpty
 		}
 	}
 }
 
+// leaderWait bounds the time a pull or an ack may go on finding no one
+// to answer it before its error is returned: a consumer just made on
+// servers in a cluster answers once its replicas have elected a leader.
+const leaderWait = 10 * time.Second
+
+// pause waits d; false if ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// ack returns the function that takes m for good: a double ack (which
+// returns once the consumer has recorded it), and, on a stream with
+// replicas, a wait until the stream has removed the message, which it
+// does a round of replication after the consumer recorded the ack, so
+// that a Qsize after the Get does not count the item (see QueueLen). The
+// wait is bounded by attemptTimeout and its failure is not the Get's:
+// the item is the caller's once the ack is recorded.
+func (s *kvStore) ack(m jetstream.Msg) func(context.Context) error {
+	if s.qs.CachedInfo().Config.Replicas <= 1 {
+		return func(ctx context.Context) error { return doubleAck(ctx, m) }
+	}
+	return func(ctx context.Context) error {
+		if err := doubleAck(ctx, m); err != nil {
+			return err
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+			_, err := s.qs.GetMsg(ctx, meta.Sequence.Stream)
+			if errors.Is(err, jetstream.ErrMsgNotFound) || !pause(ctx, wait) {
+				return nil
+			}
+		}
+	}
+}
+
+// doubleAck acknowledges m and waits for the answer, again while no one
+// answers (see leaderWait): an ack that found no one was not received.
+func doubleAck(ctx context.Context, m jetstream.Msg) error {
+	start := time.Now()
+	for {
+		err := m.DoubleAck(ctx)
+		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > leaderWait || !pause(ctx, 50*time.Millisecond) {
+			return err
+		}
+	}
+}
+
+// QueueLen counts the messages the stream holds on the queue's subject:
+// those not delivered yet and those delivered and not acknowledged. The
+// stream stores a message before it answers its publish, and (on a
+// stream of one replica) removes an acknowledged one before it answers
+// the acknowledgement that QueueTake's ack waits for; so the count takes
+// in every QueuePut that has returned and no item whose ack has
+// returned. The consumer's own figures (NumPending, NumAckPending) would
+// not do: the server counts a new message in the consumer's NumPending
+// only once a goroutine of its own has passed the message on, after it
+// answered the publish, so a Put followed by a Qsize could read a count
+// without the item.
+//
+// On a stream with replicas, the removal of an acknowledged message is
+// replicated after the acknowledgement is answered: the ack function of
+// QueueTake waits for it (see ack).
 func (s *kvStore) QueueLen(ctx context.Context, name string) (int, error) {
-	c, err := s.consumer(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return int(info.NumPending) + info.NumAckPending, nil
+	subject := queuePrefix + name
+	var n uint64
+	err := attempt(ctx, func(ctx context.Context) error {
+		info, err := s.qs.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return err
+		}
+		n = info.State.Subjects[subject]
+		return nil
+	})
+	return int(n), err
 }
 
 func (s *kvStore) Close() error {

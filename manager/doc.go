@@ -209,9 +209,15 @@
 //     at a time. A getter paused (or cut off) for more than the ack wait
 //     between taking an item and acknowledging it may see the item given
 //     to another getter meanwhile, and both Gets may then return it (an
-//     item delivered twice; this is not tested). Qsize is a snapshot;
-//     maxsize is not supported (NewQueue with maxsize > 0 returns an
-//     error).
+//     item delivered twice; this is not tested). Qsize (and Empty) count
+//     the stream's messages of the queue: every item whose Put has
+//     returned, including those taken by a Get that has not acknowledged
+//     them, and no item whose Get has returned. (A stream with replicas
+//     removes an acknowledged message a round of replication after it
+//     answers the acknowledgement: a Get there waits for the removal, up
+//     to 2 s, past which it returns the item all the same and a Qsize may
+//     still count it for a while.) maxsize is not supported (NewQueue
+//     with maxsize > 0 returns an error).
 //
 //   - RLock: as Lock, one key (r.NAME) with a lease; the holder's count of
 //     acquisitions is kept by the proxy that holds it, so another proxy

@@ -94,8 +94,12 @@ func take[T any](ctx context.Context, r *ref, op uint64) (T, error) {
 	return v, err
 }
 
-// Qsize returns the number of items in the queue (on a replicated store,
-// a snapshot that counts the items taken and not yet acknowledged).
+// Qsize returns the number of items in the queue. It counts every item
+// whose Put returned before Qsize was called and that no Get had
+// returned by then; items put or taken meanwhile may or may not be
+// counted. On a replicated store it also counts the items taken by Gets
+// that have not returned (or whose getter died: they come back), and see
+// the package documentation for a store with replicas.
 func (q *Queue[T]) Qsize(ctx context.Context) (int, error) {
 	return result[int](ctx, &q.r, 1, opQueueSize)
 }

@@ -83,7 +83,9 @@ type Store interface {
 	// to the queue unless the ack function is called: the store gives it
 	// again after a while (the store's ack wait).
 	QueueTake(ctx context.Context, name string, wait bool) (value []byte, ack func(context.Context) error, err error)
-	// QueueLen returns the number of items in queue name not taken.
+	// QueueLen returns the number of items in queue name: every item
+	// whose QueuePut returned before QueueLen was called, taken or not,
+	// unless its ack had returned by then.
 	QueueLen(ctx context.Context, name string) (int, error)
 
 	// Close closes the connection.
