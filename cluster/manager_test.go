@@ -885,3 +885,44 @@ func checkQueueSize(t *testing.T, m *manager.Manager) {
 		}
 	}
 }
+
+// TestManagerQueueNamesPerKind: names are per kind, so a Queue and a
+// JoinableQueue of one name are two queues: an item put in one is not in
+// the other, and each counts only its own.
+func TestManagerQueueNamesPerKind(t *testing.T) {
+	_, m := startManager(t)
+	ctx := testCtx(t, 30*time.Second)
+	q, err := manager.NewQueue[int](ctx, m, 0, manager.Named("both"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jq, err := manager.NewJoinableQueue[int](ctx, m, 0, manager.Named("both"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := jq.Put(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		size func(context.Context) (int, error)
+		get  func(context.Context) (int, error)
+		want int
+	}{{"Queue", q.Qsize, q.TryGet, 1}, {"JoinableQueue", jq.Qsize, jq.TryGet, 2}} {
+		if n, err := c.size(ctx); err != nil || n != 1 {
+			t.Errorf("%s's Qsize = %v %v, want 1", c.name, n, err)
+		}
+		if v, err := c.get(ctx); err != nil || v != c.want {
+			t.Errorf("%s's TryGet = %v %v, want %d", c.name, v, err, c.want)
+		}
+		if _, err := c.get(ctx); !errors.Is(err, mp.ErrEmpty) {
+			t.Errorf("%s's second TryGet: %v, want mp.ErrEmpty", c.name, err)
+		}
+	}
+	if err := jq.TaskDone(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -233,7 +233,8 @@
 //     it. Units are not given back when their holder dies, bounded or not
 //     (a BoundedSemaphore's bound only refuses a Release too many).
 //
-//   - JoinableQueue: a Queue and a count of unfinished items (key
+//   - JoinableQueue: a Queue of its own (subject mpq.j=NAME, apart from
+//     a Queue of the same name) and a count of unfinished items (key
 //     j.NAME), which Put raises before it puts the item (an item whose Put
 //     failed may count as unfinished: Join then waits for a TaskDone that
 //     does not come) and TaskDone lowers; Join watches it.

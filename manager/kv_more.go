@@ -44,7 +44,10 @@ func (x *kvObj) openMore(ctx context.Context, args []any) (bool, error) {
 		if n, _ := args[0].(int); n > 0 {
 			return true, fmt.Errorf("%w: a bounded queue on %s", ErrUnknownType, x.s.network)
 		}
-		x.key, x.aux, init = x.name, "j."+x.name, codec.AppendInt(nil, 0)
+		// Its queue is named apart from a Queue of the same name (names
+		// are per kind): "=" is in no encoded name (see kvName), and a
+		// store takes it in a queue's name.
+		x.key, x.aux, init = "j="+x.name, "j."+x.name, codec.AppendInt(nil, 0)
 	case kindBarrier:
 		parties, _ := args[0].(int)
 		timeout, _ := args[1].(int)

@@ -76,7 +76,8 @@ type Store interface {
 	// watchers poll too.
 	Watch(key string) (<-chan struct{}, func(), error)
 
-	// QueuePut appends value to the work queue name.
+	// QueuePut appends value to the work queue name. A name is made of
+	// the characters of unpadded URL-safe base64 and "=".
 	QueuePut(ctx context.Context, name string, value []byte) error
 	// QueueTake takes the oldest item of queue name, waiting until ctx
 	// ends (not at all when wait is false: ErrEmpty). The item comes back
