@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -85,6 +86,9 @@ type pySock struct {
 // good (see above). It fails if the connection has been closed meanwhile.
 func (l *link) takePySock() (*pySock, error) {
 	runtime.LockOSThread() // until the goroutine ends: its thread ends with it
+	if h := testHookPyThread.Load(); h != nil {
+		(*h)(unix.Gettid())
+	}
 	fd, err := l.sock.Fileno()
 	if err != nil {
 		return nil, err
@@ -524,6 +528,10 @@ func (w *pyWait) record(polled bool, d time.Duration) {
 // Test hooks, called by read: as a poll finds nothing, as input ends a
 // poll, and before a sleep in poll(2); and by tryRead, as it looks.
 var testHookPyPolling, testHookPyCaught, testHookPySleep, testHookPyLook func()
+
+// testHookPyThread, if a test sets it, is given the thread id of each
+// thread that takes a Python connection's socket.
+var testHookPyThread atomic.Pointer[func(tid int)]
 
 // tryRead reads what fd has into b without waiting: ok is false when it
 // has nothing yet.

@@ -3,6 +3,7 @@
 package manager
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"slices"
@@ -34,7 +35,15 @@ func TestPythonConnectionsLeaveThePoller(t *testing.T) {
 	p0.c.Close()
 
 	before := polledFDs(t)
-	threads := threadCount(t)
+	var mu sync.Mutex
+	var tids []int
+	record := func(tid int) {
+		mu.Lock()
+		tids = append(tids, tid)
+		mu.Unlock()
+	}
+	testHookPyThread.Store(&record)
+	t.Cleanup(func() { testHookPyThread.Store(nil) })
 	const n = 8
 	var ps []*pyConn
 	for range n {
@@ -57,15 +66,28 @@ func TestPythonConnectionsLeaveThePoller(t *testing.T) {
 	if kind, v := ps[0].call(ident, "__getitem__", "k"); kind != "#RETURN" || v != int64(7) {
 		t.Fatalf("__getitem__ after: %s %#v", kind, v)
 	}
-	during := threadCount(t)
+	mu.Lock()
+	ours := slices.Clone(tids)
+	mu.Unlock()
+	if len(ours) != n {
+		t.Fatalf("%d threads took a connection's socket, want %d", len(ours), n)
+	}
 	for _, p := range ps {
 		p.c.Close()
 	}
-	// The runtime may start a thread or two meanwhile, not one per
-	// connection.
-	waitFor(t, func() bool { return threadCount(t) < threads+n/2 },
+	// Each connection's thread ends with it (the runtime keeps no thread
+	// that a goroutine locked and left locked).
+	alive := func() (left []int) {
+		for _, tid := range ours {
+			if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); err == nil {
+				left = append(left, tid)
+			}
+		}
+		return left
+	}
+	waitFor(t, func() bool { return len(alive()) == 0 },
 		func() string {
-			return "threads: " + strconv.Itoa(threadCount(t)) + " after the connections ended, " + strconv.Itoa(during) + " with them, " + strconv.Itoa(threads) + " before"
+			return fmt.Sprintf("threads %v of the %d connections still there after the connections ended", alive(), n)
 		})
 }
 
@@ -177,16 +199,6 @@ func serverPolled(t *testing.T, before map[string]bool, ps []*pyConn) int {
 		}
 	}
 	return n
-}
-
-// threadCount returns the number of this process's threads.
-func threadCount(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 // TestPythonQuickClientPolled: after a reply, the thread of a Python
