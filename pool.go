@@ -194,6 +194,7 @@ type Pool struct {
 	mu      sync.Mutex
 	wake    *sync.Cond
 	queue   []*task
+	qarr    []*task // the array queue lives in (see appendFIFO)
 	workers map[*worker]struct{}
 	nstart  int  // workers started so far, for names
 	lazy    bool // workers start on demand (see spawnWanted)
@@ -385,6 +386,7 @@ type worker struct {
 	ringMem    []byte         // conn's memory (tests look into it)
 	led        *ledger        // what it did, readable after its death
 	pending    []*task        // sent and not answered, oldest (running) first
+	pendArr    []*task        // the array pending lives in (see appendFIFO)
 	retiring   bool           // told us it leaves after its current task
 	exclusive  bool           // runs a task with a timeout: gets nothing else meanwhile
 	ready      bool           // started and initialised: it said hello
@@ -615,7 +617,7 @@ func (p *Pool) submit(ctx context.Context, ts ...*task) error {
 			t.timeout = p.opts.TaskTimeout
 		}
 	}
-	p.queue = append(p.queue, ts...)
+	p.queue = appendFIFO(p.queue, &p.qarr, ts...)
 	if len(p.queue) == 1 {
 		// Only to an idle worker, which reads it at once: ApplyAsync must
 		// not wait for a busy worker to take a large argument.
@@ -707,6 +709,38 @@ func (p *Pool) popTask() {
 	p.queue = p.queue[1:]
 }
 
+// appendFIFO appends ts to q, a queue taken from the front by slicing
+// (q = q[1:], its slot cleared first), whose array is *arr. Append
+// alone, once q reaches the end of its array, takes a new one sized
+// from what is left of the old: a queue with thousands of tasks in it,
+// taken from as fast as it is given to, gets a new array every few
+// thousand tasks, whose memory is fresh, a page fault per 512 tasks
+// (a third of what ApplyAsync cost the pool's process in a burst went
+// to faults). So the tasks move back to the array's start when they
+// fill at most half of it, and a new array is twice what they need:
+// a queue's memory is taken once for its largest size.
+//
+// q is moved only when it is a part of *arr reaching its end (a queue
+// set from elsewhere, or to nil, is not: it gets an array of its own).
+// Slots beyond q are cleared, so the array holds no task it no longer
+// has, as the slicing's clearing promises.
+func appendFIFO(q []*task, arr *[]*task, ts ...*task) []*task {
+	n := len(q) + len(ts)
+	if n <= cap(q) {
+		return append(q, ts...)
+	}
+	a := (*arr)[:cap(*arr)]
+	if cap(q) > 0 && n <= len(a)/2 && &a[len(a)-1] == &q[:cap(q)][cap(q)-1] {
+		copy(a, q)
+		clear(a[len(q):])
+		return append(a[:len(q)], ts...)
+	}
+	a = make([]*task, max(2*n, 8))
+	copy(a[copy(a, q):], ts)
+	*arr = a
+	return a[:n]
+}
+
 // sendTo gives ts to w in one write. Called with p.mu held; returns with
 // it released.
 func (p *Pool) sendTo(w *worker, ts []*task) {
@@ -720,7 +754,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			t.timer = time.AfterFunc(t.timeout, func() { p.timeUp(w, t) })
 		}
 		t.w = w
-		w.pending = append(w.pending, t)
+		w.pending = appendFIFO(w.pending, &w.pendArr, t)
 		sent = append(sent, t)
 	}
 	if len(sent) == 0 {
