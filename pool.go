@@ -301,7 +301,6 @@ type task struct {
 	// cancel first: taskQueued, taskSent or taskWithdrawn.
 	state    atomic.Int32
 	timedOut atomic.Bool // its timeout passed
-	chunk    bool
 }
 
 // taskMore is what only some tasks have: a Map's chunks, a cluster's.
@@ -312,7 +311,8 @@ type taskMore struct {
 	// Map's chunk is encoded only when it is sent to a worker, and again if
 	// it comes back to the queue without having started (see sendTo).
 	encode  func(buf *bytes.Buffer) error
-	argSize int // about how many bytes encode writes, if known, else 0
+	argSize int  // about how many bytes encode writes, if known, else 0
+	chunk   bool // a Map's chunk: its argument and result are lists (here so that a task is 128 bytes)
 }
 
 // extra returns t's more, or an empty one.
@@ -810,7 +810,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			p.args.add(len(arg))
 			p.args.sends.Add(1)
 		}
-		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Key: more.key, Arg: arg, Split: len(arg) > splitAbove}
+		msg := taskMsg{ID: t.id, Target: t.target, Chunk: more.chunk, Key: more.key, Arg: arg, Split: len(arg) > splitAbove}
 		w.head = msg.appendTo(w.head[:0])
 		enc = appendPacked(enc, w.head)
 		if msg.Split {

@@ -180,8 +180,13 @@ func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback
 		c = new(applyCall[R])
 		c.state.Store(taskQueued) // see newAsyncResult
 	}
-	c.res, c.pool, c.callback, c.errCallback, c.calls = res, pool, callback, errCallback, &f.calls
-	c.target, c.finish = f.name, c
+	c.res, c.target, c.finish = res, f.name, c
+	if callback != nil || errCallback != nil {
+		c.cb = &applyCallbacks[R]{pool, callback, errCallback}
+	}
+	if pool.cluster == nil {
+		c.calls = &f.calls // a cluster keeps its tasks: see recycle
+	}
 	var err error
 	if c.arg, err = encodeArgInto(arg, &c.small); err == nil {
 		err = pool.submit(ctx, &c.task)
@@ -202,14 +207,25 @@ func (f *Func[A, R]) ApplyAsync(ctx context.Context, pool *Pool, arg A, callback
 // microsecond. The AsyncResult is apart so that a caller that holds it
 // does not hold the task, its argument, and what they refer to (its
 // worker, its ctx, the callbacks).
+//
+// Its size counts: a burst of ApplyAsync has thousands of calls in
+// flight, each fresh memory (page faults) until the burst's calls come
+// back; at 176 bytes rather than 192 a call takes a size class less.
+// So what most calls lack, callbacks, is apart, behind cb.
 type applyCall[R any] struct {
 	task
-	res         *AsyncResult[R]
+	res   *AsyncResult[R]
+	cb    *applyCallbacks[R] // nil if it has none
+	calls *sync.Pool         // its Func's, where it goes once done (see recycle); nil on a cluster
+	small [smallArg]byte     // the argument, if it is raw and fits
+}
+
+// applyCallbacks are the callbacks of an ApplyAsync, and the pool that
+// runs them.
+type applyCallbacks[R any] struct {
 	pool        *Pool
 	callback    func(R)
 	errCallback func(error)
-	calls       *sync.Pool     // its Func's, where it goes once done (see recycle)
-	small       [smallArg]byte // the argument, if it is raw and fits
 }
 
 // smallArg is the largest argument of a fixed-size type that travels
@@ -230,10 +246,12 @@ func encodeArgInto[A any](arg A, small *[smallArg]byte) ([]byte, error) {
 // done resolves the call's result and runs its callback.
 func (c *applyCall[R]) done(out []byte, err error) {
 	v, err := c.res.resolveEncoded(out, err)
-	if err != nil && c.errCallback != nil {
-		c.pool.runCallback(func() { c.errCallback(err) })
-	} else if err == nil && c.callback != nil {
-		c.pool.runCallback(func() { c.callback(v) })
+	if cb := c.cb; cb != nil {
+		if err != nil && cb.errCallback != nil {
+			cb.pool.runCallback(func() { cb.errCallback(err) })
+		} else if err == nil && cb.callback != nil {
+			cb.pool.runCallback(func() { cb.callback(v) })
+		}
 	}
 	c.recycle()
 }
@@ -249,7 +267,7 @@ func (c *applyCall[R]) done(out []byte, err error) {
 // collector, which scanned the calls in flight and swept them after,
 // runs a fifth as often in the async benchmark.
 func (c *applyCall[R]) recycle() {
-	if c.unwatch != nil || c.timeout != 0 || c.pool.cluster != nil {
+	if c.unwatch != nil || c.timeout != 0 || c.calls == nil {
 		return
 	}
 	calls := c.calls
@@ -369,7 +387,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 			off = ends[i-1].end
 		}
 		chunk := items[off:end]
-		t := &task{target: f.name, chunk: true, more: &taskMore{into: codec.ChunkInto(out[off:end])}, finish: finishFunc(func(enc []byte, err error) {
+		t := &task{target: f.name, more: &taskMore{chunk: true, into: codec.ChunkInto(out[off:end])}, finish: finishFunc(func(enc []byte, err error) {
 			if err == nil {
 				if err = codec.DecodeChunk(enc, out[off:end]); err != nil {
 					err = fmt.Errorf("mp: decode results: %w", err)
@@ -521,7 +539,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					sent++
 					continue
 				}
-				t := &task{target: f.name, chunk: true, arg: b, more: &taskMore{into: codec.ChunkInto(vals)}, finish: finishFunc(func(enc []byte, err error) {
+				t := &task{target: f.name, arg: b, more: &taskMore{chunk: true, into: codec.ChunkInto(vals)}, finish: finishFunc(func(enc []byte, err error) {
 					if err == nil {
 						if err = codec.DecodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
