@@ -19,3 +19,11 @@ func TestApplyCallSize(t *testing.T) {
 		t.Errorf("an applyCall[int] is %d bytes, want at most 176", n)
 	}
 }
+
+// An AsyncResult of a word-sized result, one per ApplyAsync, is 32 bytes
+// (48 before, with a lock of its own and its error inline).
+func TestAsyncResultSize(t *testing.T) {
+	if n := unsafe.Sizeof(AsyncResult[int]{}); n > 32 {
+		t.Errorf("an AsyncResult[int] is %d bytes, want at most 32", n)
+	}
+}

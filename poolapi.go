@@ -26,11 +26,46 @@ type AsyncResult[R any] struct {
 	// were a tenth of what ApplyAsync costs the pool's process). val and
 	// err are written once, before state becomes resultIn, and read only
 	// after.
+	//
+	// A burst of ApplyAsync makes thousands of AsyncResults, each fresh
+	// memory: one is 32 bytes for a word-sized R (48 with a lock of its
+	// own and the error inline). What is rare is apart: the lock that
+	// makes ch is one of resultLocks, and an error is boxed.
 	state atomic.Uint32
-	mu    sync.Mutex    // guards ch
-	ch    chan struct{} // made once someone waits before the result is in
+	ch    chan struct{} // made once someone waits before the result is in; under resultLock
 	val   R
-	err   error
+	err   *error // the error, if the work failed
+}
+
+// resultLocks guard the making and closing of AsyncResults' channels, a
+// lock shared by the results whose address picks it: they are taken
+// only by a waiter that comes before the result, and by the delivery of
+// a result someone waits for.
+var resultLocks [64]struct {
+	sync.Mutex
+	_ [56]byte // one lock per cache line
+}
+
+// lock returns a's lock (see resultLocks).
+func (a *AsyncResult[R]) lock() *sync.Mutex {
+	h := uintptr(unsafe.Pointer(a))
+	return &resultLocks[(h>>5^h>>11)%uintptr(len(resultLocks))].Mutex
+}
+
+// setErr records err as a's error, before a is published.
+func (a *AsyncResult[R]) setErr(err error) {
+	if err != nil {
+		box := err // boxed here: &err would move every call's err to the heap
+		a.err = &box
+	}
+}
+
+// failure returns a's error: call it once a's result is in.
+func (a *AsyncResult[R]) failure() error {
+	if a.err == nil {
+		return nil
+	}
+	return *a.err
 }
 
 // The states of an AsyncResult: pending with no channel made, pending
@@ -66,7 +101,8 @@ func newAsyncResult[R any]() *AsyncResult[R] {
 // resolve resolves a with v and err. An AsyncResult is resolved once:
 // its callers make sure of that (see task.deliver).
 func (a *AsyncResult[R]) resolve(v R, err error) {
-	a.val, a.err = v, err
+	a.val = v
+	a.setErr(err)
 	a.publish()
 }
 
@@ -77,7 +113,7 @@ func (a *AsyncResult[R]) resolveEncoded(out []byte, err error) (R, error) {
 	if err == nil {
 		err = decodeResultInto(out, &a.val)
 	}
-	a.err = err
+	a.setErr(err)
 	v := a.val // read before publish: a's reader may have it from then on
 	a.publish()
 	return v, err
@@ -87,9 +123,10 @@ func (a *AsyncResult[R]) resolveEncoded(out []byte, err error) (R, error) {
 // who wait for it.
 func (a *AsyncResult[R]) publish() {
 	if a.state.Swap(resultIn) == resultWaited {
-		a.mu.Lock()
+		mu := a.lock()
+		mu.Lock()
 		close(a.ch)
-		a.mu.Unlock()
+		mu.Unlock()
 	}
 }
 
@@ -98,7 +135,7 @@ func (a *AsyncResult[R]) result() (v R, ok bool, err error) {
 	if a.state.Load() != resultIn {
 		return v, false, nil
 	}
-	return a.val, true, a.err
+	return a.val, true, a.failure()
 }
 
 // Get waits for the result, or for ctx to be done. A result ready
@@ -143,8 +180,9 @@ func (a *AsyncResult[R]) Done() <-chan struct{} {
 	if a.state.Load() == resultIn {
 		return closedChan
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	mu := a.lock()
+	mu.Lock()
+	defer mu.Unlock()
 	if a.ch == nil {
 		a.ch = make(chan struct{})
 		// If the result came meanwhile, publish did not see the channel
