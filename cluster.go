@@ -158,8 +158,8 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
 
 // cancelTask gives t's caller err and has the cluster stop t.
 func (c *clusterPool) cancelTask(t *task, err error) {
-	t.canceled.Store(true)
-	claimed := t.settled.CompareAndSwap(false, true)
+	t.flags.set(flagCanceled)
+	claimed := t.flags.set(flagSettled)
 	c.mu.Lock()
 	ht := c.tasks[t]
 	delete(c.tasks, t)

@@ -407,7 +407,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		}
 		settled = true
 		for _, t := range tasks {
-			t.canceled.Store(true)
+			t.flags.set(flagCanceled)
 		}
 		reading.Lock()
 		stopped = true
@@ -541,7 +541,7 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					pool.cancelTask(t, errImapStopped)
 				} else {
 					t.withdraw()
-					t.canceled.Store(true)
+					t.flags.set(flagCanceled)
 				}
 			}
 		}()
