@@ -127,7 +127,7 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
 		if t.timeout == 0 {
 			t.timeout = p.opts.TaskTimeout
 		}
-		hts[i] = &clusterhook.Task{Target: t.target, Chunk: t.chunk, Arg: t.arg, Encode: t.extra().encode, Timeout: t.timeout,
+		hts[i] = &clusterhook.Task{Target: t.target, Chunk: t.extra().chunk, Arg: t.arg, Encode: t.extra().encode, Timeout: t.timeout,
 			Finish: func(b []byte, err error) {
 				c.mu.Lock()
 				delete(c.tasks, t)
@@ -158,8 +158,8 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
 
 // cancelTask gives t's caller err and has the cluster stop t.
 func (c *clusterPool) cancelTask(t *task, err error) {
-	t.canceled.Store(true)
-	claimed := t.settled.CompareAndSwap(false, true)
+	t.flags.set(flagCanceled)
+	claimed := t.flags.set(flagSettled)
 	c.mu.Lock()
 	ht := c.tasks[t]
 	delete(c.tasks, t)
@@ -199,7 +199,7 @@ func (l localPool) Run(ctx context.Context, ht *clusterhook.Task) {
 		ht.Finish(nil, fmt.Errorf("%w %q in this binary", ErrUnknownTarget, ht.Target))
 		return
 	}
-	t := &task{target: ht.Target, chunk: ht.Chunk, more: &taskMore{key: ht.ID}, arg: ht.Arg, timeout: ht.Timeout, finish: finishFunc(ht.Finish)}
+	t := &task{target: ht.Target, more: &taskMore{key: ht.ID, chunk: ht.Chunk}, arg: ht.Arg, timeout: ht.Timeout, finish: finishFunc(ht.Finish)}
 	if err := l.p.submit(ctx, t); err != nil {
 		ht.Finish(nil, err)
 	}

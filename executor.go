@@ -279,7 +279,10 @@ func newFuture[R any](pool *Pool) *Future[R] {
 // task returns the pool task of fut: a call of target on the encoded arg
 // (a chunk of As if chunk) whose result, decoded by decode, resolves fut.
 func (fut *Future[R]) task(target string, chunk bool, arg []byte, decode func([]byte) (R, error)) *task {
-	t := &task{target: target, chunk: chunk, arg: arg}
+	t := &task{target: target, arg: arg}
+	if chunk {
+		t.more = &taskMore{chunk: true}
+	}
 	t.finish = finishFunc(func(out []byte, err error) {
 		if t.state.Load() == taskWithdrawn && !isCtxErr(err) {
 			fut.c.resolve(ErrCancelled, true, nil) // failed by Terminate after Cancel

@@ -13,3 +13,12 @@ func HeldByWorkers(p *Pool) int {
 	}
 	return n
 }
+
+// PendingKills returns how many kill timers of cancelled tasks p holds
+// (see Pool.kills): none once those tasks were answered or their workers
+// are gone.
+func PendingKills(p *Pool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.kills)
+}

@@ -194,6 +194,7 @@ type Pool struct {
 	mu      sync.Mutex
 	wake    *sync.Cond
 	queue   []*task
+	qarr    []*task // the array queue lives in (see appendFIFO)
 	workers map[*worker]struct{}
 	nstart  int  // workers started so far, for names
 	lazy    bool // workers start on demand (see spawnWanted)
@@ -201,8 +202,13 @@ type Pool struct {
 	state   int
 	broken  error // an initializer failed
 	nextID  uint64
-	answers uint64         // results received so far
-	batch   []*task        // the dispatcher's, reused
+	answers uint64  // results received so far
+	batch   []*task // the dispatcher's, reused
+	// kills holds, for each task cancelled while a worker has it, the
+	// timer that kills the worker if the task still runs a grace later
+	// (see cancelSent); a task leaves it when answered or its worker is
+	// gone. Here rather than in each task, which a burst has thousands of.
+	kills   map[*task]*time.Timer
 	args    argStats       // encoded arguments held
 	running sync.WaitGroup // the dispatcher and the workers' readers
 	done    chan struct{}  // closed once every worker is gone after Close or Terminate
@@ -286,22 +292,36 @@ type task struct {
 	unwatch func() bool
 
 	timer *time.Timer // stops it once the timeout is over (see timeUp)
-	// Under the pool's lock: the worker it was sent to last, and the timer
+	// Under the pool's lock: the worker it was sent to last (the timer
 	// that kills that worker if the task still runs a grace after it was
-	// cancelled (see cancelSent).
-	w    *worker
-	kill *time.Timer
+	// cancelled is in Pool.kills: see cancelSent).
+	w *worker
 
 	more *taskMore // set before the task is queued, and not changed after; nil if none
 
-	settled  atomic.Bool // finish was called
-	canceled atomic.Bool
+	flags taskFlags // settled, canceled, timed out: one word (see taskFlags)
 	// state tells whether the task went to a worker or was withdrawn by
 	// cancel first: taskQueued, taskSent or taskWithdrawn.
-	state    atomic.Int32
-	timedOut atomic.Bool // its timeout passed
-	chunk    bool
+	state atomic.Int32
 }
+
+// taskFlags are a task's flags, each set once and never cleared, in one
+// word rather than a word each: a burst of ApplyAsync has thousands of
+// tasks in flight, each in fresh memory, and with these and kill apart
+// (see Pool.kills) an ApplyAsync call takes a size class less.
+type taskFlags struct{ v atomic.Uint32 }
+
+const (
+	flagSettled  uint32 = 1 << iota // finish was called, or is about to be by whoever set this
+	flagCanceled                    // its caller cancelled it: dropped if it comes back to the queue
+	flagTimedOut                    // its timeout passed
+)
+
+// set sets flag and reports whether this call set it (it was not set).
+func (f *taskFlags) set(flag uint32) bool { return f.v.Or(flag)&flag == 0 }
+
+// has reports whether flag is set.
+func (f *taskFlags) has(flag uint32) bool { return f.v.Load()&flag != 0 }
 
 // taskMore is what only some tasks have: a Map's chunks, a cluster's.
 type taskMore struct {
@@ -311,7 +331,8 @@ type taskMore struct {
 	// Map's chunk is encoded only when it is sent to a worker, and again if
 	// it comes back to the queue without having started (see sendTo).
 	encode  func(buf *bytes.Buffer) error
-	argSize int // about how many bytes encode writes, if known, else 0
+	argSize int  // about how many bytes encode writes, if known, else 0
+	chunk   bool // a Map's chunk: its argument and result are lists (here so that a task is 128 bytes)
 }
 
 // extra returns t's more, or an empty one.
@@ -345,7 +366,7 @@ const (
 
 // deliver calls t's finish with its outcome unless it was called before.
 func (t *task) deliver(result []byte, err error) {
-	if !t.settled.CompareAndSwap(false, true) {
+	if !t.flags.set(flagSettled) {
 		return
 	}
 	if t.unwatch != nil {
@@ -374,7 +395,7 @@ func (t *task) cancel() bool {
 	if !t.state.CompareAndSwap(taskQueued, taskWithdrawn) {
 		return false
 	}
-	t.canceled.Store(true)
+	t.flags.set(flagCanceled)
 	return true
 }
 
@@ -385,6 +406,7 @@ type worker struct {
 	ringMem    []byte         // conn's memory (tests look into it)
 	led        *ledger        // what it did, readable after its death
 	pending    []*task        // sent and not answered, oldest (running) first
+	pendArr    []*task        // the array pending lives in (see appendFIFO)
 	retiring   bool           // told us it leaves after its current task
 	exclusive  bool           // runs a task with a timeout: gets nothing else meanwhile
 	ready      bool           // started and initialised: it said hello
@@ -615,7 +637,7 @@ func (p *Pool) submit(ctx context.Context, ts ...*task) error {
 			t.timeout = p.opts.TaskTimeout
 		}
 	}
-	p.queue = append(p.queue, ts...)
+	p.queue = appendFIFO(p.queue, &p.qarr, ts...)
 	if len(p.queue) == 1 {
 		// Only to an idle worker, which reads it at once: ApplyAsync must
 		// not wait for a busy worker to take a large argument.
@@ -643,7 +665,7 @@ func (p *Pool) dispatch() {
 		if p.state == poolTerminated {
 			return
 		}
-		for len(p.queue) > 0 && p.queue[0].canceled.Load() {
+		for len(p.queue) > 0 && p.queue[0].flags.has(flagCanceled) {
 			p.popTask()
 		}
 		if len(p.queue) == 0 && p.state == poolClosed {
@@ -688,7 +710,7 @@ func (p *Pool) takeTasks(ts []*task, room int) []*task {
 			break
 		}
 		p.popTask()
-		if t.canceled.Load() {
+		if t.flags.has(flagCanceled) {
 			continue
 		}
 		ts = append(ts, t)
@@ -707,6 +729,38 @@ func (p *Pool) popTask() {
 	p.queue = p.queue[1:]
 }
 
+// appendFIFO appends ts to q, a queue taken from the front by slicing
+// (q = q[1:], its slot cleared first), whose array is *arr. Append
+// alone, once q reaches the end of its array, takes a new one sized
+// from what is left of the old: a queue with thousands of tasks in it,
+// taken from as fast as it is given to, gets a new array every few
+// thousand tasks, whose memory is fresh, a page fault per 512 tasks
+// (a third of what ApplyAsync cost the pool's process in a burst went
+// to faults). So the tasks move back to the array's start when they
+// fill at most half of it, and a new array is twice what they need:
+// a queue's memory is taken once for its largest size.
+//
+// q is moved only when it is a part of *arr reaching its end (a queue
+// set from elsewhere, or to nil, is not: it gets an array of its own).
+// Slots beyond q are cleared, so the array holds no task it no longer
+// has, as the slicing's clearing promises.
+func appendFIFO(q []*task, arr *[]*task, ts ...*task) []*task {
+	n := len(q) + len(ts)
+	if n <= cap(q) {
+		return append(q, ts...)
+	}
+	a := (*arr)[:cap(*arr)]
+	if cap(q) > 0 && n <= len(a)/2 && &a[len(a)-1] == &q[:cap(q)][cap(q)-1] {
+		copy(a, q)
+		clear(a[len(q):])
+		return append(a[:len(q)], ts...)
+	}
+	a = make([]*task, max(2*n, 8))
+	copy(a[copy(a, q):], ts)
+	*arr = a
+	return a[:n]
+}
+
 // sendTo gives ts to w in one write. Called with p.mu held; returns with
 // it released.
 func (p *Pool) sendTo(w *worker, ts []*task) {
@@ -720,7 +774,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			t.timer = time.AfterFunc(t.timeout, func() { p.timeUp(w, t) })
 		}
 		t.w = w
-		w.pending = append(w.pending, t)
+		w.pending = appendFIFO(w.pending, &w.pendArr, t)
 		sent = append(sent, t)
 	}
 	if len(sent) == 0 {
@@ -776,7 +830,7 @@ func (p *Pool) sendTo(w *worker, ts []*task) {
 			p.args.add(len(arg))
 			p.args.sends.Add(1)
 		}
-		msg := taskMsg{ID: t.id, Target: t.target, Chunk: t.chunk, Key: more.key, Arg: arg, Split: len(arg) > splitAbove}
+		msg := taskMsg{ID: t.id, Target: t.target, Chunk: more.chunk, Key: more.key, Arg: arg, Split: len(arg) > splitAbove}
 		w.head = msg.appendTo(w.head[:0])
 		enc = appendPacked(enc, w.head)
 		if msg.Split {
@@ -1008,9 +1062,7 @@ func (p *Pool) settle(w *worker, rs []taskResult, ts []*task, more bool) (_ []*t
 		if t.timer != nil {
 			t.timer.Stop()
 		}
-		if t.kill != nil {
-			t.kill.Stop()
-		}
+		p.stopKill(t)
 		ts = append(ts, t)
 	}
 	// The dispatcher hears that w has room once per burst of results,
@@ -1121,10 +1173,7 @@ func (p *Pool) lost(w *worker) {
 	pending := w.pending
 	w.pending = nil
 	for _, t := range pending {
-		if t.kill != nil {
-			t.kill.Stop() // w is gone, and the task with it or back in the queue
-			t.kill = nil
-		}
+		p.stopKill(t) // w is gone, and the task with it or back in the queue
 	}
 	// Only ids of tasks sent to w count: the ledger is the worker's to write.
 	type delivery struct {
@@ -1149,8 +1198,8 @@ func (p *Pool) lost(w *worker) {
 	var timedOut *task
 	cancelled := false // a task its caller cancelled was among them
 	for i, t := range failed {
-		expired := t.timedOut.Load() || t.timer != nil && !t.timer.Stop()
-		if t.canceled.Load() {
+		expired := t.flags.has(flagTimedOut) || t.timer != nil && !t.timer.Stop()
+		if t.flags.has(flagCanceled) {
 			cancelled = true
 		}
 		switch {
@@ -1260,11 +1309,11 @@ func (p *Pool) cancelTask(t *task, err error) {
 		p.cluster.cancelTask(t, err)
 		return
 	}
-	t.canceled.Store(true) // dropped if it comes back to the queue
+	t.flags.set(flagCanceled) // dropped if it comes back to the queue
 	// Settled first, so that the worker's answer to the cancellation does
 	// not reach the caller instead of err; finished last, so that once the
 	// caller has err, a task not started is sure not to start.
-	claimed := t.settled.CompareAndSwap(false, true)
+	claimed := t.flags.set(flagSettled)
 	if !t.cancel() {
 		p.mu.Lock()
 		p.cancelSent(t)
@@ -1279,12 +1328,12 @@ func (p *Pool) cancelTask(t *task, err error) {
 // task of a target that does not see its ctx is stopped by killing w at
 // once (lost fails it); any other has its ctx cancelled first.
 func (p *Pool) timeUp(w *worker, t *task) {
-	t.timedOut.Store(true)
+	t.flags.set(flagTimedOut)
 	if !seesCtx(t.target) {
 		w.p.Kill()
 		return
 	}
-	claimed := t.settled.CompareAndSwap(false, true) // as in cancelTask
+	claimed := t.flags.set(flagSettled) // as in cancelTask
 	p.mu.Lock()
 	p.cancelSent(t)
 	p.mu.Unlock()
@@ -1300,7 +1349,7 @@ func (p *Pool) timeUp(w *worker, t *task) {
 // lost replaces it. Called with p.mu held.
 func (p *Pool) cancelSent(t *task) {
 	w := t.w
-	if w == nil || taskIndex(w.pending, t.id) < 0 || t.kill != nil {
+	if w == nil || taskIndex(w.pending, t.id) < 0 || p.kills[t] != nil {
 		return // answered, back in the queue (and dropped there), or stopping
 	}
 	w.led.requestCancel(t.id)
@@ -1322,9 +1371,21 @@ func (p *Pool) cancelSent(t *task) {
 		}
 		// Held behind another task, and asked to skip it: look again in
 		// case it starts anyway (see ledger.requestCancel).
-		t.kill = time.AfterFunc(max(grace, time.Millisecond), check)
+		p.kills[t] = time.AfterFunc(max(grace, time.Millisecond), check)
 	}
-	t.kill = time.AfterFunc(first, check)
+	if p.kills == nil {
+		p.kills = map[*task]*time.Timer{}
+	}
+	p.kills[t] = time.AfterFunc(first, check)
+}
+
+// stopKill stops cancelSent's timer of t, if any, and forgets it: t was
+// answered, or its worker is gone. Called with p.mu held.
+func (p *Pool) stopKill(t *task) {
+	if k := p.kills[t]; k != nil {
+		k.Stop()
+		delete(p.kills, t)
+	}
 }
 
 // seesCtx reports whether target was registered to see its ctx.

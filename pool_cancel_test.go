@@ -114,6 +114,10 @@ func TestCancelledApplyAsyncFreesWorker(t *testing.T) {
 			if now := awaitFile(t, bound, dir, "started-b"); now == old {
 				t.Fatalf("the next task ran on the worker still held by the cancelled one (pid %s)", now)
 			}
+			// Its worker gone, the pool keeps no kill timer of the task.
+			if n := mp.PendingKills(pool); n != 0 {
+				t.Fatalf("%d kill timers kept after the worker was replaced", n)
+			}
 		})
 	}
 }
@@ -137,6 +141,10 @@ func TestCancelledApplyAsyncKeepsWorkerThatStops(t *testing.T) {
 	}
 	if now := awaitFile(t, bound, dir, "started-b"); now != pid {
 		t.Fatalf("worker %s replaced by %s though its task returned within the grace", pid, now)
+	}
+	// The task answered, the pool keeps no kill timer of it.
+	if n := mp.PendingKills(pool); n != 0 {
+		t.Fatalf("%d kill timers kept after the cancelled task returned", n)
 	}
 }
 
