@@ -289,12 +289,24 @@ func openLedger(mem *RawArray[byte]) (*ledger, error) {
 // maxPrefetch again), fewer than cancelSlots in all. The ring of 32 slots
 // it once had lost requests once a worker held more than 32 cancelled
 // tasks, which then ran.
+//
+// The counter, a uint32, goes from its largest value to cancelSlots, not
+// to 0: cancelled reads 0 as "nothing ever cancelled", and fewer than
+// cancelSlots as the number of slots written. cancelSlots divides 2^32,
+// so that the slots stay in turn across the jump.
 func (l *ledger) requestCancel(id uint64) {
 	n := l.cancelSeq.Load()
 	l.cancels[n%cancelSlots].Store(id)
-	l.cancelSeq.Store(n + 1)
+	next := n + 1
+	if next == 0 {
+		next = cancelSlots
+	}
+	l.cancelSeq.Store(next)
 	futex.Wake(l.cancelSeq, 1)
 }
+
+// cancelSlots must divide 2^32 (see requestCancel): a power of two.
+var _ [0]struct{} = [cancelSlots & (cancelSlots - 1)]struct{}{}
 
 // cancelled reports whether the pool asked to cancel task id. The
 // worker's side. Only the slots written so far are looked at, the newest

@@ -358,3 +358,41 @@ func TestSendToPacksTasks(t *testing.T) {
 		t.Fatalf("%d tasks pending, want 12", len(w.pending))
 	}
 }
+
+// TestLedgerCancelsAcrossWrap: the ledger's cancel counter is a uint32;
+// once it wraps past 2^32 requests, the requests written just before the
+// wrap still count (the counter used to read 0, "nothing ever cancelled",
+// then a handful of requests, so that the older slots went unread and
+// those tasks ran), and so do those after it.
+func TestLedgerCancelsAcrossWrap(t *testing.T) {
+	led, err := newLedger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.close()
+	for _, before := range []uint32{1, 2, 3, cancelSlots / 2} {
+		start := ^uint32(0) - before + 1 // before requests to go until the wrap
+		led.cancelSeq.Store(start)
+		base := uint64(before) << 32 // ids of this round, never used before
+		const n = cancelSlots
+		for i := range uint64(n) {
+			led.requestCancel(base + i)
+			// The oldest and the newest request so far are held (all are:
+			// there are at most cancelSlots).
+			for _, j := range []uint64{0, i} {
+				if !led.cancelled(base + j) {
+					t.Fatalf("%d requests before the wrap, after request %d: the cancel of request %d is lost (counter %d)",
+						before, i, j, led.cancelSeq.Load())
+				}
+			}
+		}
+		for j := range uint64(n) {
+			if !led.cancelled(base + j) {
+				t.Fatalf("%d requests before the wrap: the cancel of request %d is lost", before, j)
+			}
+		}
+		if led.cancelled(base + n) {
+			t.Fatalf("a task never cancelled reads as cancelled")
+		}
+	}
+}
