@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/mgrkv"
 	"github.com/go-mp/mp/internal/natsnode"
+	"github.com/go-mp/mp/internal/natstest"
 	"github.com/go-mp/mp/manager"
 )
 
@@ -810,16 +810,10 @@ func TestManagerQueueSizeReplicated(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	// JetStream wants every node to be given the routes at start: the
 	// ports are chosen first (each node lists itself too).
-	var ports []int
+	ports := natstest.FreePorts(t, 3)
 	var routes []string
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-		routes = append(routes, l.Addr().String())
-		l.Close()
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
 	}
 	var urls []string
 	var nodes []*natsnode.Node

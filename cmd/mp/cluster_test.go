@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/cluster"
 	"github.com/go-mp/mp/internal/natsnode"
+	"github.com/go-mp/mp/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -130,13 +130,8 @@ func TestClusterServeThreeNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var routes []string
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, l.Addr().String())
-		l.Close()
+	for _, p := range natstest.FreePorts(t, 3) {
+		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
 	}
 	stores := t.TempDir()
 	var serves []*exec.Cmd

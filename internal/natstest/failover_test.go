@@ -5,6 +5,8 @@ package natstest
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -211,4 +213,42 @@ func TestFailoverStopLeader(t *testing.T) {
 		}
 		t.Logf("SIGCONTed %s", leader.Name)
 	})
+}
+
+// TestStartClusterPortTaken: a port of the cluster taken between its
+// choice and its node's start (here on purpose, by the test, in the
+// first attempt) makes StartCluster start the cluster again on other
+// ports, instead of failing the test that wanted a cluster.
+func TestStartClusterPortTaken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var held net.Listener
+	var attempts []int
+	testHookClusterPorts = func(attempt int, ports []int) {
+		attempts = append(attempts, attempt)
+		if attempt == 1 {
+			l, err := net.Listen("tcp", fmt.Sprint("127.0.0.1:", ports[2]))
+			if err != nil {
+				t.Errorf("taking port %d: %v", ports[2], err)
+				return
+			}
+			held = l
+		}
+	}
+	defer func() { testHookClusterPorts = nil }()
+	c := StartCluster(ctx, t, 3)
+	if held != nil {
+		held.Close()
+	}
+	if !slices.Equal(attempts, []int{1, 2}) {
+		t.Fatalf("attempts %v, want [1 2]", attempts)
+	}
+	if len(c.Nodes) != 3 {
+		t.Fatalf("%d nodes, want 3", len(c.Nodes))
+	}
+	nc := c.Connect(t, nil)
+	defer nc.Close()
+	if err := waitMetaLeader(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
 }

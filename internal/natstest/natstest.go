@@ -15,11 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,27 +115,31 @@ func StartCluster(ctx context.Context, t testing.TB, size int) *Cluster {
 	rand.Read(key[:])
 	c := &Cluster{Token: natsnode.TokenFromAuthkey(key[:])}
 	// Routes are known to all before any starts: JetStream wants them at
-	// start. The ports were free a moment ago; one taken since makes
-	// that node fail to start, and the test with it.
-	ports := freePorts(t, size)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
-	}
+	// start. The ports were free a moment ago (and lie below the range
+	// the kernel gives connections, see FreePorts); should one have been
+	// taken since, its node fails to start: the cluster starts again on
+	// other ports, a few times.
 	stores := t.TempDir()
-	for i, p := range ports {
-		spec := nodeSpec{
-			Name: fmt.Sprint("n", i), StoreDir: filepath.Join(stores, fmt.Sprint("n", i)),
-			Token: c.Token, ClusterPort: p, Routes: routes,
+	for attempt := 1; ; attempt++ {
+		ports := FreePorts(t, size)
+		if h := testHookClusterPorts; h != nil {
+			h(attempt, ports)
 		}
-		n, err := startNode(ctx, exe, spec)
-		if n != nil {
-			t.Cleanup(n.stop)
+		nodes, err := startNodes(ctx, exe, c.Token, filepath.Join(stores, fmt.Sprint("try", attempt)), ports)
+		if err == nil {
+			c.Nodes = nodes
+			break
 		}
-		if err != nil {
-			t.Fatalf("node %s: %v", spec.Name, err)
+		for _, n := range nodes {
+			n.stop()
 		}
-		c.Nodes = append(c.Nodes, n)
+		if attempt == 3 || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again on other ports: %v", err)
+	}
+	for _, n := range c.Nodes {
+		t.Cleanup(n.stop)
 	}
 	nc := c.Connect(t, nil)
 	defer nc.Close()
@@ -140,6 +147,34 @@ func StartCluster(ctx context.Context, t testing.TB, size int) *Cluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// testHookClusterPorts, if a test sets it, is given the ports of each
+// attempt of StartCluster before its nodes start.
+var testHookClusterPorts func(attempt int, ports []int)
+
+// startNodes starts a node on each of ports, as one cluster, with their
+// stores under dir; it returns those it started, also on error.
+func startNodes(ctx context.Context, exe, token, dir string, ports []int) ([]*Node, error) {
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
+	}
+	var nodes []*Node
+	for i, p := range ports {
+		spec := nodeSpec{
+			Name: fmt.Sprint("n", i), StoreDir: filepath.Join(dir, fmt.Sprint("n", i)),
+			Token: token, ClusterPort: p, Routes: routes,
+		}
+		n, err := startNode(ctx, exe, spec)
+		if n != nil {
+			nodes = append(nodes, n)
+		}
+		if err != nil {
+			return nodes, fmt.Errorf("node %s: %w", spec.Name, err)
+		}
+	}
+	return nodes, nil
 }
 
 // startNode starts a node process and waits for its "ready URL" line.
@@ -333,17 +368,35 @@ func (c *Cluster) leader(ctx context.Context, info func(context.Context) (*jetst
 	}
 }
 
-// freePorts returns n ports that were free a moment ago on 127.0.0.1.
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n ports that were free a moment ago on 127.0.0.1,
+// chosen at random below the range from which the kernel gives ports to
+// connections and to listeners on port 0 (ip_local_port_range): the many
+// loopback connections of tests running meanwhile cannot take them.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	low := 32768 // the kernel's default start of the range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
+	}
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	for tries := 0; len(ports) < n; tries++ {
+		var l net.Listener
+		var err error
+		if low > 11000 && tries < 100 {
+			if l, err = net.Listen("tcp", fmt.Sprint("127.0.0.1:", 10000+mathrand.IntN(low-11000))); err != nil {
+				continue // taken: another
+			}
+		} else if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
 	}
 	return ports
 }
