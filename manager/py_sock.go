@@ -244,7 +244,7 @@ func (p *pySock) recv() ([]byte, error) {
 				msg := p.buf[p.pos+hdr : p.pos+hdr+int(n)]
 				p.pos += hdr + int(n)
 				return msg, nil
-			case int64(hdr)+n > int64(len(p.buf)):
+			case n > int64(len(p.buf)-hdr): // not hdr+n: n is the client's, up to 2^63-1
 				p.pos += hdr
 				return p.recvLong(n)
 			}

@@ -3,7 +3,9 @@
 package manager
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -479,5 +481,48 @@ func TestPyWaitTimesWholeRequests(t *testing.T) {
 	w.start(t0.Add(55 * us))
 	if w.avg[0] != 35*us || w.avg[1] != 20*us {
 		t.Fatalf("waits counted %v polling, %v sleeping; want 35µs and 20µs", w.avg[0], w.avg[1])
+	}
+}
+
+// TestPySockLengthNearMaxInt64: a message announced as nearly 2^63 bytes
+// long, on a socket with no limit, is read as the bytes arrive (until the
+// client hangs up), not ended early by an overflow of header plus length
+// that took it for a message fitting in the buffer, whose read of no
+// room at all then saw the end of the stream.
+func TestPySockLengthNearMaxInt64(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	ps := &pySock{fd: fds[0], buf: make([]byte, 4<<10)} // limit 0: any
+	defer ps.close()
+	// The 8-byte form of the header: -1, then the length.
+	msg := []byte{0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfa}
+	msg = append(msg, make([]byte, 5000)...)
+	if _, err := unix.Write(fds[1], msg); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ps.recv()
+		done <- err
+	}()
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("recv ended with %v while the client was still sending", err)
+		default:
+		}
+		if n, err := unix.IoctlGetInt(fds[0], unix.SIOCINQ); err != nil {
+			t.Fatal(err)
+		} else if n == 0 {
+			break // all read: recv waits for more
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unix.Shutdown(fds[1], unix.SHUT_WR)
+	if err := <-done; !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("recv: %v, want io.ErrUnexpectedEOF", err)
 	}
 }

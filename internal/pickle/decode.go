@@ -536,9 +536,13 @@ func (d *decoder) step(op byte) error {
 		if err != nil {
 			return err
 		}
-		if v, ok := d.strs[string(b)]; ok {
-			d.push(v) // checked when it was cached
-			break
+		// Only a short str can be cached: a long one is not hashed
+		// for a look-up that cannot find it.
+		if len(b) <= maxCachedStr {
+			if v, ok := d.strs[string(b)]; ok {
+				d.push(v) // checked when it was cached
+				break
+			}
 		}
 		if !pyUTF8(string(b)) {
 			return d.fail("str is not UTF-8")

@@ -162,8 +162,9 @@ func requestScalar(p []byte, v *any) ([]byte, bool) {
 
 // AppendEncodePair appends to b the pickle of the tuple (tag, v), as
 // Encode writes it, without making the tuple: the shape of a manager's
-// replies ("#RETURN", value). Common values (None, bool, ints, floats,
-// strs) are written without reflection.
+// replies ("#RETURN", value). Common values (nil, bool, int64, string)
+// are written without reflection; others, floats among them, through
+// Encode's.
 func AppendEncodePair(b []byte, tag string, v any, opts Options) ([]byte, error) {
 	if !pyUTF8(tag) {
 		return b, &EncodeError{Type: "string", Msg: "string is not UTF-8 (send it as ogórek.Bytes)"}
