@@ -62,7 +62,7 @@ type job struct {
 	tasks   []*clusterhook.Task
 	settled []bool
 	left    int             // tasks not settled
-	pub     []atomic.Uint32 // each task's publication: see publication
+	pub     []atomic.Uint32 // each task's publication: see unsent
 }
 
 // A task's publication (job.pub), which tells a cancellation whether the
@@ -72,12 +72,12 @@ type job struct {
 // (Cancel, Terminate) with one:
 //
 //	unsent  -> sending (publisher) -> sent (publisher)
-//	unsent  -> dropped   cancelled before its publication: never published
-//	sending -> late      cancelled during it: its publisher stops it once
-//	                     the publication is out (see endPublish)
-//	sent    -> sending   published again (confirmLoop, ackLoop)
-//	sent    -> stopped   cancelled once out: the canceller stops it
-//	late    -> stopped   (its publisher, which stops it)
+//	unsent  -> cancelled  cancelled before its publication: never published
+//	sending -> late       cancelled during it: its publisher stops it once
+//	                      the publication is out (see endPublish)
+//	sent    -> sending    published again (confirmLoop, ackLoop)
+//	sent    -> cancelled  cancelled once out: the canceller stops it
+//	late    -> cancelled  (its publisher, which stops it)
 //
 // so that no publication of a cancelled task goes out after the purge
 // that was to remove it: no mutex per task on the path of publication.
@@ -85,9 +85,8 @@ const (
 	unsent uint32 = iota
 	sending
 	sent
-	dropped
 	late
-	stopped
+	cancelled
 )
 
 // startPublish claims r's task for a publication, its first (from
@@ -101,21 +100,21 @@ func (r ref) startPublish(from uint32) bool { return r.j.pub[r.idx].CompareAndSw
 // now that the purge comes after the publication.
 func (s *session) endPublish(r ref) {
 	if !r.j.pub[r.idx].CompareAndSwap(sending, sent) {
-		r.j.pub[r.idx].Store(stopped)
+		r.j.pub[r.idx].Store(cancelled)
 		s.stopTasks([]stopReq{{r: r, out: true}})
 	}
 }
 
 // cancelPublish records the cancellation of r's task and reports whether
 // its caller must stop it (see stopTasks): the task is out, and no publication
-// of it follows. A task not out is never published (dropped), or stopped
-// by its publisher (late).
+// of it follows. A task not out is never published (from unsent), or
+// stopped by its publisher (late).
 func (r ref) cancelPublish() (out bool) {
 	p := &r.j.pub[r.idx]
 	for {
 		switch p.Load() {
 		case unsent:
-			if p.CompareAndSwap(unsent, dropped) {
+			if p.CompareAndSwap(unsent, cancelled) {
 				return false
 			}
 		case sending:
@@ -123,7 +122,7 @@ func (r ref) cancelPublish() (out bool) {
 				return false
 			}
 		case sent:
-			if p.CompareAndSwap(sent, stopped) {
+			if p.CompareAndSwap(sent, cancelled) {
 				return true
 			}
 		default:
