@@ -41,8 +41,11 @@ type session struct {
 	cancels     chan stopReq
 	local       *node // the workers of this process, if any
 	warm        warmth
-	stop        chan struct{}
-	wg          sync.WaitGroup // the session's goroutines, but the teardown
+	// ackPrefix starts the subjects that acknowledge deliveries of the
+	// tasks' consumer: the only ones onDirect publishes to.
+	ackPrefix string
+	stop      chan struct{}
+	wg        sync.WaitGroup // the session's goroutines, but the teardown
 
 	mu      sync.Mutex
 	jobs    map[uint64]*job
@@ -159,6 +162,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan stopReq, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
+	s.ackPrefix = jsAckPrefix + taskStream + "." + taskDurable(c.opts.Pool, s.fp) + "."
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	js := c.conn.js
@@ -546,7 +550,7 @@ func (s *session) onDirect(m *nats.Msg) {
 		return
 	}
 	var answer []byte
-	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, jsAckPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
+	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, s.ackPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
 		if s.c.conn.nc.Publish(to, ackOK) == nil {
 			answer = answerAcked
 		}

@@ -196,3 +196,29 @@ func TestWarmIgnoresOversizedWorkerID(t *testing.T) {
 	}
 	applyDoubles(t, ctx, pool, 3)
 }
+
+// A pool acknowledges, for a result sent directly, only a delivery of
+// its own tasks' consumer: the subject to acknowledge comes from another
+// process (a header), and one of another stream or consumer (a queue of
+// a manager, another pool's tasks) would have that message taken for
+// good. The pool answers without saying it acknowledged: the worker does.
+func TestDirectAcksOnlyOwnTasks(t *testing.T) {
+	c := startCluster(t, Options{})
+	submitOnly(t, c, mp.PoolOptions{})
+	ctx := testCtx(t, 30*time.Second)
+	s := sessionOf(t, c)
+	for _, to := range []string{
+		jsAckPrefix + "MP_OTHER.cons.1.1.1.0.0",
+		jsAckPrefix + taskStream + ".other.1.1.1.0.0",
+	} {
+		m := &nats.Msg{Subject: directPrefix + s.inst, Data: []byte("junk"), Header: nats.Header{}}
+		m.Header.Set(ackToHeader, to)
+		reply, err := c.conn.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(reply.Data) == string(answerAcked) {
+			t.Errorf("the pool acknowledged %s for a peer", to)
+		}
+	}
+}
