@@ -42,8 +42,10 @@ const (
 // (answerAcked) as it takes the result; the worker stores the result in
 // the stream only when no answer comes (the pool is gone, or slow, or the
 // message was lost), and acknowledges the task itself then, or when the
-// answer is empty (a pool of an earlier version). A larger result goes
-// through the stream.
+// answer is empty (a pool of an earlier version, or a subject that is
+// not a delivery of the pool's tasks' consumer, which the pool does not
+// acknowledge: see session.ackPrefix). A larger result goes through the
+// stream.
 const directMax = 64 << 10
 
 // ackToHeader is the header of a result sent directly that gives the

@@ -41,8 +41,11 @@ type session struct {
 	cancels     chan stopReq
 	local       *node // the workers of this process, if any
 	warm        warmth
-	stop        chan struct{}
-	wg          sync.WaitGroup // the session's goroutines, but the teardown
+	// ackPrefix starts the subjects that acknowledge deliveries of the
+	// tasks' consumer: the only ones onDirect publishes to.
+	ackPrefix string
+	stop      chan struct{}
+	wg        sync.WaitGroup // the session's goroutines, but the teardown
 
 	mu      sync.Mutex
 	jobs    map[uint64]*job
@@ -62,7 +65,7 @@ type job struct {
 	tasks   []*clusterhook.Task
 	settled []bool
 	left    int             // tasks not settled
-	pub     []atomic.Uint32 // each task's publication: see publication
+	pub     []atomic.Uint32 // each task's publication: see unsent
 }
 
 // A task's publication (job.pub), which tells a cancellation whether the
@@ -72,12 +75,12 @@ type job struct {
 // (Cancel, Terminate) with one:
 //
 //	unsent  -> sending (publisher) -> sent (publisher)
-//	unsent  -> dropped   cancelled before its publication: never published
-//	sending -> late      cancelled during it: its publisher stops it once
-//	                     the publication is out (see endPublish)
-//	sent    -> sending   published again (confirmLoop, ackLoop)
-//	sent    -> stopped   cancelled once out: the canceller stops it
-//	late    -> stopped   (its publisher, which stops it)
+//	unsent  -> cancelled  cancelled before its publication: never published
+//	sending -> late       cancelled during it: its publisher stops it once
+//	                      the publication is out (see endPublish)
+//	sent    -> sending    published again (confirmLoop, ackLoop)
+//	sent    -> cancelled  cancelled once out: the canceller stops it
+//	late    -> cancelled  (its publisher, which stops it)
 //
 // so that no publication of a cancelled task goes out after the purge
 // that was to remove it: no mutex per task on the path of publication.
@@ -85,9 +88,8 @@ const (
 	unsent uint32 = iota
 	sending
 	sent
-	dropped
 	late
-	stopped
+	cancelled
 )
 
 // startPublish claims r's task for a publication, its first (from
@@ -101,21 +103,21 @@ func (r ref) startPublish(from uint32) bool { return r.j.pub[r.idx].CompareAndSw
 // now that the purge comes after the publication.
 func (s *session) endPublish(r ref) {
 	if !r.j.pub[r.idx].CompareAndSwap(sending, sent) {
-		r.j.pub[r.idx].Store(stopped)
+		r.j.pub[r.idx].Store(cancelled)
 		s.stopTasks([]stopReq{{r: r, out: true}})
 	}
 }
 
 // cancelPublish records the cancellation of r's task and reports whether
 // its caller must stop it (see stopTasks): the task is out, and no publication
-// of it follows. A task not out is never published (dropped), or stopped
-// by its publisher (late).
+// of it follows. A task not out is never published (from unsent), or
+// stopped by its publisher (late).
 func (r ref) cancelPublish() (out bool) {
 	p := &r.j.pub[r.idx]
 	for {
 		switch p.Load() {
 		case unsent:
-			if p.CompareAndSwap(unsent, dropped) {
+			if p.CompareAndSwap(unsent, cancelled) {
 				return false
 			}
 		case sending:
@@ -123,7 +125,7 @@ func (r ref) cancelPublish() (out bool) {
 				return false
 			}
 		case sent:
-			if p.CompareAndSwap(sent, stopped) {
+			if p.CompareAndSwap(sent, cancelled) {
 				return true
 			}
 		default:
@@ -160,6 +162,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan stopReq, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
+	s.ackPrefix = jsAckPrefix + taskStream + "." + taskDurable(c.opts.Pool, s.fp) + "."
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	js := c.conn.js
@@ -547,7 +550,7 @@ func (s *session) onDirect(m *nats.Msg) {
 		return
 	}
 	var answer []byte
-	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, jsAckPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
+	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, s.ackPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
 		if s.c.conn.nc.Publish(to, ackOK) == nil {
 			answer = answerAcked
 		}

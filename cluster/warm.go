@@ -35,6 +35,11 @@ const (
 // warm worker; on a result sent directly, the worker that ran it.
 const workerHeader = "Mp-Worker"
 
+// maxWorkerID bounds the id a result sent directly may give (a worker's
+// is a nuid, 22 bytes): a longer one, which is no worker's, is ignored,
+// as the pool puts its warm worker's id on every task.
+const maxWorkerID = 64
+
 // warmAfter is how many results in a row from workers other than the
 // warm one make the last of them the warm one. A lone task that another
 // worker took because the warm one's request was not at the server yet
@@ -57,9 +62,10 @@ func (w *warmth) current() string {
 	return w.id
 }
 
-// ran notes a result of worker id ("": a worker that does not say).
+// ran notes a result of worker id ("": a worker that does not say; an
+// id longer than maxWorkerID is ignored too).
 func (w *warmth) ran(id string) {
-	if id == "" {
+	if id == "" || len(id) > maxWorkerID {
 		return
 	}
 	w.mu.Lock()

@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,4 +166,59 @@ func TestWorkerFollowsPriorityPolicy(t *testing.T) {
 	applyDoubles(t, ctx, pool, 3)
 	setPolicy(true)
 	applyDoubles(t, ctx, pool, 3)
+}
+
+// A result sent directly by a peer that names itself with an id of any
+// length (a header of the message: another process's input) does not
+// make the pool's warm worker: the pool names its warm worker on each
+// task, and an id near the server's max payload made every task too
+// large to publish, for good (no result came to make another worker
+// warm).
+func TestWarmIgnoresOversizedWorkerID(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 1)
+	ctx := testCtx(t, 60*time.Second)
+	s := sessionOf(t, c)
+	nc := c.conn.nc
+	big := &nats.Msg{Subject: directPrefix + s.inst, Header: nats.Header{}}
+	big.Header.Set(workerHeader, strings.Repeat("x", int(nc.MaxPayload())-1024))
+	if err := nc.PublishMsg(big); err != nil {
+		t.Fatal(err)
+	}
+	// The pool answers this one after it has handled the one before.
+	if _, err := nc.RequestWithContext(ctx, directPrefix+s.inst, []byte("junk")); err != nil {
+		t.Fatal(err)
+	}
+	if w := s.warm.current(); len(w) > maxWorkerID {
+		t.Fatalf("the warm worker is a peer's id of %d bytes", len(w))
+	}
+	applyDoubles(t, ctx, pool, 3)
+}
+
+// A pool acknowledges, for a result sent directly, only a delivery of
+// its own tasks' consumer: the subject to acknowledge comes from another
+// process (a header), and one of another stream or consumer (a queue of
+// a manager, another pool's tasks) would have that message taken for
+// good. The pool answers without saying it acknowledged: the worker does.
+func TestDirectAcksOnlyOwnTasks(t *testing.T) {
+	c := startCluster(t, Options{})
+	submitOnly(t, c, mp.PoolOptions{})
+	ctx := testCtx(t, 30*time.Second)
+	s := sessionOf(t, c)
+	for _, to := range []string{
+		jsAckPrefix + "MP_OTHER.cons.1.1.1.0.0",
+		jsAckPrefix + taskStream + ".other.1.1.1.0.0",
+	} {
+		m := &nats.Msg{Subject: directPrefix + s.inst, Data: []byte("junk"), Header: nats.Header{}}
+		m.Header.Set(ackToHeader, to)
+		reply, err := c.conn.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(reply.Data) == string(answerAcked) {
+			t.Errorf("the pool acknowledged %s for a peer", to)
+		}
+	}
 }
