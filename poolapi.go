@@ -184,12 +184,14 @@ func (a *AsyncResult[R]) Done() <-chan struct{} {
 	mu.Lock()
 	defer mu.Unlock()
 	if a.ch == nil {
-		a.ch = make(chan struct{})
-		// If the result came meanwhile, publish did not see the channel
-		// (nobody closes it): the result is in.
+		// If the result came meanwhile, publish saw no waiter and closes
+		// no channel: the result is in. a.ch stays nil then, else a later
+		// caller, who saw the result pending too, would get a channel
+		// that nobody closes.
 		if !a.state.CompareAndSwap(resultPending, resultWaited) {
 			return closedChan
 		}
+		a.ch = make(chan struct{}) // publish closes it once it has the lock
 	}
 	return a.ch
 }
