@@ -339,10 +339,10 @@ func (p *pySock) read(b []byte) (n int, err error) {
 		if polling {
 			n, ok, err := p.tryRead(fd, b)
 			if ok {
+				polling = false
 				if first {
-					p.poller.Quick()
+					p.poller.EndQuick()
 				} else {
-					polling = false
 					p.poller.End(true)
 					if testHookPyCaught != nil {
 						testHookPyCaught()

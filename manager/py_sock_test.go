@@ -526,3 +526,87 @@ func TestPySockLengthNearMaxInt64(t *testing.T) {
 		t.Fatalf("recv: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// TestPythonRequestsFoundAtOnceKeepPolling: a wait whose first look
+// finds the request did not need polling, but it shows the client
+// answers fast, as a poll that a request ends does: it must not count as
+// a poll in vain. After quick such waits, polling must survive as many
+// polls in vain in a row as it does after polls that paid (four of the
+// five that stop it, see ringconn's worthScore). Each request is sent by
+// a hook of the connection's thread: in the first phase by its first
+// look at the socket, in the second only as the thread goes to sleep
+// (its poll ran out in vain); the last request is sent by whichever
+// comes first, which tells whether that wait polled (the look that
+// follows poll(2) does not count). The waits are timed
+// by a clock of the test that makes polling the shorter way (see
+// pyWait), so that only the Poller decides.
+func TestPythonRequestsFoundAtOnceKeepPolling(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Fatalf("GOMAXPROCS %d: a process on one CPU never polls, the test needs two", runtime.GOMAXPROCS(0))
+	}
+	const quick, vain = 40, 4
+	var (
+		clock    atomic.Int64 // ns after base
+		sent     atomic.Int32 // requests sent
+		armed    atomic.Bool  // the thread has the socket: its waits send
+		lastPoll atomic.Int32 // the last wait: 1 polled, 2 slept
+		asleep   atomic.Bool  // the thread went to sleep: its next look is after poll(2)
+		req      []byte
+		client   *pyConn
+		failed   atomic.Value
+	)
+	base := time.Now()
+	send := func(d time.Duration) {
+		clock.Add(int64(d))
+		if err := client.c.SendBytes(req); err != nil {
+			failed.Store(err.Error())
+		}
+		sent.Add(1)
+	}
+	pyWaitClock = func() time.Time { return base.Add(time.Duration(clock.Load())) }
+	testHookPyLook = func() {
+		if asleep.Swap(false) {
+			return // the look after poll(2)
+		}
+		switch i := sent.Load(); {
+		case !armed.Load() || i > quick+vain:
+		case i < quick:
+			send(time.Microsecond) // found by this look
+		case i == quick+vain && lastPoll.CompareAndSwap(0, 1):
+			send(time.Microsecond)
+		}
+	}
+	testHookPySleep = func() {
+		asleep.Store(true)
+		switch i := sent.Load(); {
+		case !armed.Load() || i > quick+vain:
+		case i == quick+vain:
+			if lastPoll.CompareAndSwap(0, 2) {
+				send(100 * time.Microsecond)
+			}
+		default: // a poll in vain (or, early on, pyWait's first wait asleep)
+			send(100 * time.Microsecond)
+		}
+	}
+	t.Cleanup(func() { testHookPyLook, testHookPySleep, pyWaitClock = nil, nil, time.Now })
+
+	m, ident := servePyDict(t)
+	var err error
+	if req, err = pickle.Encode(ogórek.Tuple{ident, "__len__", ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	client = dialPy(t, m)
+	armed.Store(true) // before the thread takes the socket: its first wait sends the first
+	client.call(nil, "accept_connection", "waits")
+	for i := range quick + vain + 1 {
+		if kind, v := client.recv(); kind != "#RETURN" || v != int64(0) {
+			t.Fatalf("__len__ %d: %s %#v", i, kind, v)
+		}
+	}
+	if f := failed.Load(); f != nil {
+		t.Fatal(f)
+	}
+	if lastPoll.Load() != 1 {
+		t.Fatalf("after %d requests found at once and %d polls in vain, the next wait slept without polling: the waits that found their request at once counted as polls in vain", quick, vain)
+	}
+}

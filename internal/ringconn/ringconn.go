@@ -1051,11 +1051,12 @@ func (p *Poller) End(caught bool) {
 	p.s.learn(caught)
 }
 
-// Quick records a wait that found its input at once, without polling
-// (see spinner.quick).
-func (p *Poller) Quick() {
-	if !p.inited {
-		p.s, p.inited = newSpinner(), true
-	}
+// EndQuick ends a wait that Start had poll, whose first look found its
+// input: it gives the slot back and records the wait as quick (see
+// spinner.quick), not as a poll, which End(false) would count in vain:
+// the peer answered before any polling, as fast as a poll that pays
+// would show.
+func (p *Poller) EndQuick() {
+	spinners.Add(-1)
 	p.s.quick()
 }
