@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/freeport"
 	"github.com/go-mp/mp/internal/mgrkv"
 	"github.com/go-mp/mp/internal/natsnode"
-	"github.com/go-mp/mp/internal/natstest"
 	"github.com/go-mp/mp/manager"
 )
 
@@ -810,7 +810,7 @@ func TestManagerQueueSizeReplicated(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	// JetStream wants every node to be given the routes at start: the
 	// ports are chosen first (each node lists itself too).
-	ports := natstest.FreePorts(t, 3)
+	ports := freeport.Ports(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprint("127.0.0.1:", p))

@@ -17,8 +17,8 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/cluster"
+	"github.com/go-mp/mp/internal/freeport"
 	"github.com/go-mp/mp/internal/natsnode"
-	"github.com/go-mp/mp/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -130,7 +130,7 @@ func TestClusterServeThreeNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var routes []string
-	for _, p := range natstest.FreePorts(t, 3) {
+	for _, p := range freeport.Ports(t, 3) {
 		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
 	}
 	stores := t.TempDir()

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-mp/mp/internal/freeport"
 	"github.com/go-mp/mp/internal/testcert"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -343,7 +343,7 @@ func TestCluster(t *testing.T) {
 	tok := TokenFromAuthkey([]byte("cluster"))
 	// JetStream wants every node of a cluster to be given routes at
 	// start: the ports are chosen first (each node lists itself too).
-	ports := freePorts(t, 3)
+	ports := freeport.Ports(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
@@ -365,23 +365,4 @@ func TestCluster(t *testing.T) {
 	for _, n := range nodes {
 		n.Shutdown()
 	}
-}
-
-// freePorts returns n ports that were free a moment ago on 127.0.0.1.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }

@@ -15,19 +15,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mathrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-mp/mp/internal/freeport"
 	"github.com/go-mp/mp/internal/natsnode"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -116,12 +113,12 @@ func StartCluster(ctx context.Context, t testing.TB, size int) *Cluster {
 	c := &Cluster{Token: natsnode.TokenFromAuthkey(key[:])}
 	// Routes are known to all before any starts: JetStream wants them at
 	// start. The ports were free a moment ago (and lie below the range
-	// the kernel gives connections, see FreePorts); should one have been
+	// the kernel gives connections, see freeport.Ports); should one have been
 	// taken since, its node fails to start: the cluster starts again on
 	// other ports, a few times.
 	stores := t.TempDir()
 	for attempt := 1; ; attempt++ {
-		ports := FreePorts(t, size)
+		ports := freeport.Ports(t, size)
 		if h := testHookClusterPorts; h != nil {
 			h(attempt, ports)
 		}
@@ -366,37 +363,4 @@ func (c *Cluster) leader(ctx context.Context, info func(context.Context) (*jetst
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// FreePorts returns n ports that were free a moment ago on 127.0.0.1,
-// chosen at random below the range from which the kernel gives ports to
-// connections and to listeners on port 0 (ip_local_port_range): the many
-// loopback connections of tests running meanwhile cannot take them.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	low := 32768 // the kernel's default start of the range
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				low = v
-			}
-		}
-	}
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		var l net.Listener
-		var err error
-		if low > 11000 && tries < 100 {
-			if l, err = net.Listen("tcp", fmt.Sprint("127.0.0.1:", 10000+mathrand.IntN(low-11000))); err != nil {
-				continue // taken: another
-			}
-		} else if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
-	return ports
 }
