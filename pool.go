@@ -607,15 +607,21 @@ func (p *Pool) takeSlot(slot int) int {
 // submit queues tasks for the dispatcher; a single task for which a
 // worker has room goes to it at once. ctx's end cancels them (see
 // cancelTask); if it has ended already, nothing is queued and submit
-// returns ctx.Err().
-func (p *Pool) submit(ctx context.Context, ts ...*task) error {
+// returns ctx.Err(). A submission that takes a while (a cluster's
+// publication) ends with ctx: see clusterPool.submit.
+func (p *Pool) submit(ctx context.Context, ts ...*task) error { return p.submitTasks(ctx, true, ts) }
+
+// submitTasks is submit; with watch false, ctx's end once ts are
+// submitted is the caller's to watch (a Map watches it once for all its
+// chunks, not once for each: see mapAsync).
+func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if p.cluster != nil {
-		return p.cluster.submit(p, ctx, ts)
+		return p.cluster.submit(p, ctx, watch, ts)
 	}
-	if ctx.Done() != nil {
+	if watch && ctx.Done() != nil {
 		for _, t := range ts {
 			// Its finish stops this (deliver), but not when the ctx
 			// ended first: unwatch is set only now, before t is queued.

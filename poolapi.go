@@ -452,15 +452,24 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		})}
 		var err error
 		switch {
-		case raw && !copyItems:
+		case raw && !copyItems && pool.cluster == nil:
 			t.arg = codec.AsBytes(chunk)
-		case lazy:
+		case raw && !copyItems || lazy:
+			// On a cluster, raw items are copied from items as the chunk is
+			// published, as encoded ones are, under reading: the session
+			// may go on publishing after a Map cancelled during its
+			// submission returned (see clusterPool.submit), and must then
+			// neither read items nor publish the chunk.
 			t.more.argSize = ce.size
 			t.more.encode = func(buf *bytes.Buffer) error {
 				reading.RLock()
 				defer reading.RUnlock()
 				if stopped {
 					return errMapSettled // its finish goes unheard
+				}
+				if raw {
+					buf.Write(codec.AsBytes(chunk))
+					return nil
 				}
 				return codec.EncodeArgTo(buf, chunk)
 			}
@@ -474,12 +483,6 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		tasks = append(tasks, t)
 	}
 	prog = newProgress(pool, f.name, len(items), opts)
-	// The Map's own watch of ctx (below) cancels its tasks.
-	if err := pool.submit(context.Background(), tasks...); err != nil {
-		prog.finish()
-		res.resolve(nil, err)
-		return res, halt
-	}
 	halt = func(err error) {
 		mu.Lock()
 		settle(err)
@@ -490,6 +493,12 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 				pool.cancelTask(t, err)
 			}
 		}
+	}
+	// The Map's own watch of ctx (below) cancels its tasks once they are
+	// submitted; ctx's end during their submission cancels them there.
+	if err := pool.submitTasks(ctx, false, tasks); err != nil {
+		halt(err)
+		return res, halt
 	}
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { halt(ctx.Err()) })
