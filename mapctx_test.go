@@ -8,11 +8,13 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/clusterhook"
+	"github.com/go-mp/mp/internal/ringconn"
 )
 
 // stuckCluster is a cluster whose publication of one task (the
@@ -263,3 +265,72 @@ func TestCallCtxEndsDuringSubmit(t *testing.T) {
 }
 
 var strLen = mp.Register("test.mapctx.strLen", func(s string) (int, error) { return len(s), nil })
+
+// bigStep is a poolStep with an argument too large for a worker's ring
+// (64 KiB): its sending waits for the worker to read.
+type bigStep struct {
+	Step poolStep
+	Pad  []byte
+}
+
+var bigStepFunc = mp.Register("test.mapctx.bigStep", func(s bigStep) (string, error) {
+	return runStep(context.Background(), s.Step)
+})
+
+// TestApplyCtxEndsWhileWorkerStopped gives a local pool's only worker,
+// idle and stopped (SIGSTOP), a call whose argument does not fit in its
+// ring, and cancels the call's ctx while the argument waits for the
+// worker to read it: Apply returns context.Canceled at once (within a
+// bound that only proves it did not wait for the worker, stopped for
+// good), and once the worker goes on, the cancelled call never runs: the
+// worker skips it and runs the next call.
+func TestApplyCtxEndsWhileWorkerStopped(t *testing.T) {
+	dir := t.TempDir()
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	bound := ctxTimeout(t, 30*time.Second)
+	if _, err := double.Apply(bound, pool, 1); err != nil {
+		t.Fatal(err)
+	}
+	pid := onlyWorkerPid(t, pool)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	continued := false
+	cont := func() {
+		if !continued {
+			continued = true
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	defer cont()
+	ctx, cancel := context.WithCancel(bound)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := bigStepFunc.Apply(ctx, pool, bigStep{Step: poolStep{Dir: dir, ID: "big"}, Pad: make([]byte, 1<<20)})
+		errc <- err
+	}()
+	// The pool waits for room in the ring, full of the call's argument.
+	ring := mp.PoolRingForTest(pool, pid)
+	head, tail := ringWord(ring, poolRing, ringHeadWord), ringWord(ring, poolRing, ringTailWord)
+	waitFor(t, func() bool { return procState(pid) == 'T' && head.Load()-tail.Load() == ringconn.RingSize })
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Apply returned %v, want context.Canceled", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("Apply did not return within 3 s of its ctx's end: it waits for the stopped worker to read its argument")
+		cont()
+		<-errc
+	}
+	cont()
+	// The worker runs its tasks in turn: once the next is done, the
+	// cancelled one was skipped or ran.
+	if v, err := plainStep.Apply(bound, pool, poolStep{Dir: dir, ID: "next"}); err != nil || v != "done next" {
+		t.Fatalf("the next call: %q, %v", v, err)
+	}
+	if exists(dir, "started-big") {
+		t.Error("the cancelled call ran")
+	}
+}

@@ -645,9 +645,12 @@ func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 		}
 	}
 	p.queue = appendFIFO(p.queue, &p.qarr, ts...)
-	if len(p.queue) == 1 {
-		// Only to an idle worker, which reads it at once: ApplyAsync must
-		// not wait for a busy worker to take a large argument.
+	if len(p.queue) == 1 && len(ts[0].arg) <= directArgMax && ts[0].extra().encode == nil {
+		// Only to an idle worker, which reads it at once, and only an
+		// argument that its ring, empty, takes without waiting: a caller
+		// must wait neither for a busy worker to take a large argument,
+		// nor for a worker that does not read (stopped, hung) when its
+		// ctx ends meanwhile. Larger ones go through the dispatcher.
 		if w, _ := p.pickWorker(); w != nil && len(w.pending) == 0 {
 			t := p.queue[0]
 			p.queue[0] = nil // as popTask does, and the array serves again
@@ -661,6 +664,11 @@ func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 	p.mu.Unlock()
 	return nil
 }
+
+// directArgMax is the largest argument that submit sends to a worker
+// itself: a worker with no task has read everything sent to it, so that
+// its ring (ringconn.RingSize) takes such a task whole.
+const directArgMax = ringconn.RingSize / 4
 
 // dispatch sends queued tasks to workers with room, and tells idle
 // workers to leave once the pool is closed and has no work left.
