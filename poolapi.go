@@ -338,6 +338,15 @@ func defaultChunksize(n, workers int) int {
 // dropped and those running are stopped as Pool describes. Options report
 // its progress: see [WithProgress] and [WithProgressBar].
 //
+// Map returns ctx.Err() as soon as ctx ends, also while it is still
+// submitting its chunks (a pool on a cluster publishes them one by one,
+// and a publication may wait for a slow or stopped server): the chunks
+// it had not begun to submit are never submitted and never run, nor does
+// any result reach it afterwards. Once it has returned, it reads items no
+// more, but for a chunk of items of a fixed-size type that a local pool
+// was writing to a worker from items' own memory, which may go on until
+// that worker has read it (the chunk is then skipped or stopped).
+//
 // Each chunk is encoded only when a worker takes it, into memory the pool
 // uses again for the next: beside items and the results, a Map holds
 // about a chunk's encoding per worker at a time.
@@ -373,7 +382,9 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // items before the result is ready, so that they must be copied. It also
 // returns halt, which settles the Map with err if it is not settled yet,
 // and returns once no chunk is being encoded from items, nor will be: a
-// Map that returns early leaves items to its caller.
+// Map that returns early leaves items to its caller (but for a chunk of
+// raw items being written to a local worker from items themselves: see
+// Map).
 func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
 	res := newAsyncResult[[]R]()
 	halt = func(error) {}
