@@ -112,8 +112,9 @@ func (c *stuckCluster) state() (published []*clusterhook.Task, submitting bool) 
 	return slices.Clone(c.published), c.submits > 0
 }
 
-// TestCallCtxEndsDuringSubmit cancels the ctx of each call that gives a
-// pool work while its submission is stuck (a cluster's publication that
+// TestCallCtxEndsDuringSubmit ends the ctx (cancelled, or past its
+// deadline) of each call that gives a pool work while its submission is
+// stuck (a cluster's publication that
 // does not return), and checks that the call returns ctx.Err() at once
 // (within a bound that only proves it did not wait for the publication,
 // stuck for good), that no task after the stuck one is ever published,
@@ -179,88 +180,127 @@ func TestCallCtxEndsDuringSubmit(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			fake := newStuckCluster(tc.blockAt)
-			opts := mp.PoolOptions{Cluster: fake, Processes: mp.NoLocalWorkers}
-			var pool *mp.Pool
-			var ex *mp.Executor
-			var err error
-			if tc.executor {
-				ex, err = mp.NewExecutor(opts)
-			} else {
-				pool, err = mp.NewPool(opts)
+		for _, deadline := range []bool{false, true} {
+			name := tc.name + "/cancel"
+			if deadline {
+				name = tc.name + "/deadline"
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					close(fake.release)
-				}
-			}
-			defer func() {
-				release()
-				jctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				if ex != nil {
-					if err := ex.Shutdown(jctx, mp.ShutdownOptions{}); err != nil {
-						t.Errorf("Shutdown: %v", err)
-					}
-				} else {
-					pool.Close()
-					if err := pool.Join(jctx); err != nil {
-						t.Errorf("Join: %v", err)
-					}
-				}
-				if _, submitting := fake.state(); submitting {
-					t.Error("a Submit still runs after Join")
-				}
-			}()
+			t.Run(name, func(t *testing.T) { checkCtxEndsDuringSubmit(t, tc.blockAt, tc.executor, tc.call, deadline) })
+		}
+	}
+}
 
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			errc := make(chan error, 1)
-			go func() { errc <- tc.call(ctx, pool, ex) }()
-			select {
-			case <-fake.blocked:
-			case err := <-errc:
-				t.Fatalf("the call returned %v before its submission blocked", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("the submission did not reach the task that blocks")
+// checkCtxEndsDuringSubmit is TestCallCtxEndsDuringSubmit for one call:
+// its ctx is cancelled, or reaches its deadline, while the publication of
+// task blockAt is stuck.
+func checkCtxEndsDuringSubmit(t *testing.T, blockAt int, executor bool, call func(context.Context, *mp.Pool, *mp.Executor) error, deadline bool) {
+	fake := newStuckCluster(blockAt)
+	opts := mp.PoolOptions{Cluster: fake, Processes: mp.NoLocalWorkers}
+	var pool *mp.Pool
+	var ex *mp.Executor
+	var err error
+	if executor {
+		ex, err = mp.NewExecutor(opts)
+	} else {
+		pool, err = mp.NewPool(opts)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(fake.release)
+		}
+	}
+	defer func() {
+		release()
+		jctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if ex != nil {
+			if err := ex.Shutdown(jctx, mp.ShutdownOptions{}); err != nil {
+				t.Errorf("Shutdown: %v", err)
 			}
-			cancel()
-			select {
-			case err := <-errc:
-				if !errors.Is(err, context.Canceled) {
-					t.Errorf("the call returned %v, want context.Canceled", err)
-				}
-			case <-time.After(3 * time.Second):
-				t.Error("the call did not return within 3 s of its ctx's end: it waits for the stuck submission")
-				release()
-				<-errc
+		} else {
+			pool.Close()
+			if err := pool.Join(jctx); err != nil {
+				t.Errorf("Join: %v", err)
 			}
-			// The submission goes on once released: nothing after the
-			// stuck task may go out.
-			release()
-			wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer wcancel()
-			for {
-				_, submitting := fake.state()
-				if !submitting {
-					break
-				}
-				if wctx.Err() != nil {
-					t.Fatal("the stuck Submit did not return once released")
-				}
-				time.Sleep(time.Millisecond)
-			}
-			published, _ := fake.state()
-			if len(published) > tc.blockAt+1 {
-				t.Errorf("%d tasks published, want at most %d (those up to the stuck one)", len(published), tc.blockAt+1)
-			}
-		})
+		}
+		if _, submitting := fake.state(); submitting {
+			t.Error("a Submit still runs after Join")
+		}
+	}()
+
+	var ctx context.Context
+	var end func()
+	want := context.Canceled
+	if deadline {
+		d := &expiringCtx{Context: context.Background(), done: make(chan struct{})}
+		ctx, end, want = d, sync.OnceFunc(func() { close(d.done) }), context.DeadlineExceeded
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.Background())
+		end = cancel
+	}
+	defer end()
+	errc := make(chan error, 1)
+	go func() { errc <- call(ctx, pool, ex) }()
+	select {
+	case <-fake.blocked:
+	case err := <-errc:
+		t.Fatalf("the call returned %v before its submission blocked", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the submission did not reach the task that blocks")
+	}
+	end()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, want) {
+			t.Errorf("the call returned %v, want %v", err, want)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the call did not return within 3 s of its ctx's end: it waits for the stuck submission")
+		release()
+		<-errc
+	}
+	// The submission goes on once released: nothing after the
+	// stuck task may go out.
+	release()
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	for {
+		_, submitting := fake.state()
+		if !submitting {
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatal("the stuck Submit did not return once released")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	published, _ := fake.state()
+	if len(published) > blockAt+1 {
+		t.Errorf("%d tasks published, want at most %d (those up to the stuck one)", len(published), blockAt+1)
+	}
+}
+
+// expiringCtx is a ctx whose deadline passes when the test closes done,
+// not at a time: it ends exactly while a submission is stuck.
+type expiringCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c *expiringCtx) Done() <-chan struct{} { return c.done }
+
+func (c *expiringCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
 
