@@ -117,9 +117,10 @@ func newClusterPool(opts PoolOptions) (*Pool, error) {
 // while: a Map's hundreds of chunks, or a publication that waits for a
 // slow or stopped server (up to its timeout). If ctx ends meanwhile,
 // submit does not wait for it: it cancels ts at once, so that the
-// session publishes none of them that it has not begun to (the one
-// under way goes out and is stopped: see clusterhook.Session.Cancel),
-// gives their callers ctx.Err(), and returns ctx.Err(). The Submit left
+// session publishes none of them that it has not begun to publish by
+// then (the one under way goes out and is stopped: see
+// clusterhook.Session.Cancel), gives their callers ctx.Err(), and
+// returns ctx.Err(). The Submit left
 // running returns once that publication does; the pool's Join waits for
 // it.
 func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*task) error {

@@ -170,10 +170,10 @@ type PoolOptions struct {
 //     ctx.Err() at once, without waiting for any worker, nor for the
 //     submission of its tasks: a call that is still submitting them (on
 //     a cluster, publishing them, which may wait for a slow server)
-//     returns then, and submits none of those it had not begun to (a
-//     task whose publication was under way goes out, and is cancelled
-//     as a task queued: see package cluster); no result of its tasks
-//     reaches the caller afterwards;
+//     returns then, and none of them that was not submitted by then is
+//     submitted afterwards (a task whose publication was under way goes
+//     out, and is cancelled as a queued task is: see package cluster);
+//     no result of its tasks reaches the caller afterwards;
 //   - a task no worker has taken is dropped and never runs; one that a
 //     worker holds, queued behind another, is skipped by it and never runs
 //     (a worker hears the last 32 cancellations: a task it missed starts

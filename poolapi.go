@@ -341,8 +341,8 @@ func defaultChunksize(n, workers int) int {
 // Map returns ctx.Err() as soon as ctx ends, also while it is still
 // submitting its chunks (a pool on a cluster publishes them one by one,
 // and a publication may wait for a slow or stopped server): the chunks
-// it had not begun to submit are never submitted and never run, nor does
-// any result reach it afterwards. Once it has returned, it reads items no
+// not submitted by then are never submitted and never run, nor does any
+// result reach it afterwards. Once it has returned, it reads items no
 // more, but for a chunk of items of a fixed-size type that a local pool
 // was writing to a worker from items' own memory, which may go on until
 // that worker has read it (the chunk is then skipped or stopped).

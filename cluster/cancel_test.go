@@ -131,8 +131,8 @@ func TestTerminateMidPublicationNeverRuns(t *testing.T) {
 
 // A Map whose ctx ends while its chunks are published one by one (here
 // right before the third of five): none of its chunks runs. (Those
-// published are purged; the later ones are never published: see
-// TestMapCtxEndsDuringPublication.)
+// published are purged; those not published when the call has its error
+// never are: see TestMapCtxEndsDuringPublication.)
 func TestCancelMidPublicationNeverRuns(t *testing.T) {
 	dir := t.TempDir()
 	c := startCluster(t, Options{})
