@@ -120,9 +120,8 @@ func newClusterPool(opts PoolOptions) (*Pool, error) {
 // session publishes none of them that it has not begun to publish by
 // then (the one under way goes out and is stopped: see
 // clusterhook.Session.Cancel), gives their callers ctx.Err(), and
-// returns ctx.Err(). The Submit left
-// running returns once that publication does; the pool's Join waits for
-// it.
+// returns ctx.Err(). The Submit left running returns once that
+// publication does; the pool's Join waits for it.
 func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*task) error {
 	async := ctx.Done() != nil
 	p.mu.Lock()
