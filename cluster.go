@@ -110,10 +110,26 @@ func newClusterPool(opts PoolOptions) (*Pool, error) {
 }
 
 // submit sends ts to the cluster as one job. ctx's end cancels them, as
-// in a local pool.
-func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
+// in a local pool (with watch false, once they are sent, ctx is the
+// caller's to watch: see Pool.submitTasks).
+//
+// The session's Submit publishes the tasks one by one and may take a
+// while: a Map's hundreds of chunks, or a publication that waits for a
+// slow or stopped server (up to its timeout). If ctx ends meanwhile,
+// submit does not wait for it: it cancels ts at once, so that the
+// session publishes none of them that it has not begun to publish by
+// then (the one under way goes out and is stopped: see
+// clusterhook.Session.Cancel), gives their callers ctx.Err(), and
+// returns ctx.Err(). The Submit left running returns once that
+// publication does; the pool's Join waits for it.
+func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*task) error {
+	async := ctx.Done() != nil
 	p.mu.Lock()
 	state := p.state
+	if state == poolRunning && async {
+		// Before Join can wait: Join comes after Close or Terminate.
+		p.running.Add(1)
+	}
 	p.mu.Unlock()
 	if state != poolRunning {
 		return ErrPoolClosed
@@ -137,12 +153,37 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
 		c.tasks[t] = hts[i]
 	}
 	c.mu.Unlock()
-	if ctx.Done() != nil {
+	if watch && async {
 		for _, t := range ts {
 			t.unwatch = context.AfterFunc(ctx, func() { p.cancelTask(t, ctx.Err()) })
 		}
 	}
-	if err := c.s.Submit(hts); err != nil {
+	if !async {
+		return c.send(ts, hts)
+	}
+	sent := make(chan error, 1)
+	own := slices.Clone(ts) // ts, a variadic's array, stays on the caller's stack
+	go func() {
+		defer p.running.Done()
+		sent <- c.send(own, hts)
+	}()
+	select {
+	case err := <-sent:
+		return err
+	case <-ctx.Done():
+		err := ctx.Err()
+		for _, t := range ts {
+			p.cancelTask(t, err)
+		}
+		return err
+	}
+}
+
+// send has the session publish hts, the cluster's form of ts, which
+// submit registered; if it fails, they are forgotten.
+func (c *clusterPool) send(ts []*task, hts []*clusterhook.Task) error {
+	err := c.s.Submit(hts)
+	if err != nil {
 		c.mu.Lock()
 		for _, t := range ts {
 			delete(c.tasks, t)
@@ -151,9 +192,8 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, ts []*task) error {
 			}
 		}
 		c.mu.Unlock()
-		return err
 	}
-	return nil
+	return err
 }
 
 // cancelTask gives t's caller err and has the cluster stop t.

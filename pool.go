@@ -167,7 +167,13 @@ type PoolOptions struct {
 // Every call that gives a pool work takes a ctx, and its end (cancelled,
 // or past its deadline) cancels the work:
 //   - the call's result (its AsyncResult, Future, Map or Imap) is
-//     ctx.Err() at once, without waiting for any worker;
+//     ctx.Err() at once, without waiting for any worker, nor for the
+//     submission of its tasks: a call that is still submitting them (on
+//     a cluster, publishing them, which may wait for a slow server)
+//     returns then, and none of them that was not submitted by then is
+//     submitted afterwards (a task whose publication was under way goes
+//     out, and is cancelled as a queued task is: see package cluster);
+//     no result of its tasks reaches the caller afterwards;
 //   - a task no worker has taken is dropped and never runs; one that a
 //     worker holds, queued behind another, is skipped by it and never runs
 //     (a worker hears the last 32 cancellations: a task it missed starts
@@ -607,15 +613,21 @@ func (p *Pool) takeSlot(slot int) int {
 // submit queues tasks for the dispatcher; a single task for which a
 // worker has room goes to it at once. ctx's end cancels them (see
 // cancelTask); if it has ended already, nothing is queued and submit
-// returns ctx.Err().
-func (p *Pool) submit(ctx context.Context, ts ...*task) error {
+// returns ctx.Err(). A submission that takes a while (a cluster's
+// publication) ends with ctx: see clusterPool.submit.
+func (p *Pool) submit(ctx context.Context, ts ...*task) error { return p.submitTasks(ctx, true, ts) }
+
+// submitTasks is submit; with watch false, ctx's end once ts are
+// submitted is the caller's to watch (a Map watches it once for all its
+// chunks, not once for each: see mapAsync).
+func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if p.cluster != nil {
-		return p.cluster.submit(p, ctx, ts)
+		return p.cluster.submit(p, ctx, watch, ts)
 	}
-	if ctx.Done() != nil {
+	if watch && ctx.Done() != nil {
 		for _, t := range ts {
 			// Its finish stops this (deliver), but not when the ctx
 			// ended first: unwatch is set only now, before t is queued.
@@ -639,9 +651,12 @@ func (p *Pool) submit(ctx context.Context, ts ...*task) error {
 		}
 	}
 	p.queue = appendFIFO(p.queue, &p.qarr, ts...)
-	if len(p.queue) == 1 {
-		// Only to an idle worker, which reads it at once: ApplyAsync must
-		// not wait for a busy worker to take a large argument.
+	if len(p.queue) == 1 && len(ts[0].arg) <= directArgMax && ts[0].extra().encode == nil {
+		// Only to an idle worker, which reads it at once, and only an
+		// argument that its ring, empty, takes without waiting: a caller
+		// must wait neither for a busy worker to take a large argument,
+		// nor for a worker that does not read (stopped, hung) when its
+		// ctx ends meanwhile. Larger ones go through the dispatcher.
 		if w, _ := p.pickWorker(); w != nil && len(w.pending) == 0 {
 			t := p.queue[0]
 			p.queue[0] = nil // as popTask does, and the array serves again
@@ -655,6 +670,11 @@ func (p *Pool) submit(ctx context.Context, ts ...*task) error {
 	p.mu.Unlock()
 	return nil
 }
+
+// directArgMax is the largest argument that submit sends to a worker
+// itself: a worker with no task has read everything sent to it, so that
+// its ring (ringconn.RingSize) takes such a task whole.
+const directArgMax = ringconn.RingSize / 4
 
 // dispatch sends queued tasks to workers with room, and tells idle
 // workers to leave once the pool is closed and has no work left.

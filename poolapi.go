@@ -338,6 +338,15 @@ func defaultChunksize(n, workers int) int {
 // dropped and those running are stopped as Pool describes. Options report
 // its progress: see [WithProgress] and [WithProgressBar].
 //
+// Map returns ctx.Err() as soon as ctx ends, also while it is still
+// submitting its chunks (a pool on a cluster publishes them one by one,
+// and a publication may wait for a slow or stopped server): the chunks
+// not submitted by then are never submitted and never run, nor does any
+// result reach it afterwards. Once it has returned, it reads items no
+// more, but for a chunk of items of a fixed-size type that a local pool
+// was writing to a worker from items' own memory, which may go on until
+// that worker has read it (the chunk is then skipped or stopped).
+//
 // Each chunk is encoded only when a worker takes it, into memory the pool
 // uses again for the next: beside items and the results, a Map holds
 // about a chunk's encoding per worker at a time.
@@ -373,7 +382,9 @@ func (f *Func[A, R]) MapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // items before the result is ready, so that they must be copied. It also
 // returns halt, which settles the Map with err if it is not settled yet,
 // and returns once no chunk is being encoded from items, nor will be: a
-// Map that returns early leaves items to its caller.
+// Map that returns early leaves items to its caller (but for a chunk of
+// raw items being written to a local worker from items themselves: see
+// Map).
 func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunksize int, copyItems bool, opts []MapOption) (_ *AsyncResult[[]R], halt func(error)) {
 	res := newAsyncResult[[]R]()
 	halt = func(error) {}
@@ -452,15 +463,24 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		})}
 		var err error
 		switch {
-		case raw && !copyItems:
+		case raw && !copyItems && pool.cluster == nil:
 			t.arg = codec.AsBytes(chunk)
-		case lazy:
+		case raw && !copyItems || lazy:
+			// On a cluster, raw items are copied from items as the chunk is
+			// published, as encoded ones are, under reading: the session
+			// may go on publishing after a Map cancelled during its
+			// submission returned (see clusterPool.submit), and must then
+			// neither read items nor publish the chunk.
 			t.more.argSize = ce.size
 			t.more.encode = func(buf *bytes.Buffer) error {
 				reading.RLock()
 				defer reading.RUnlock()
 				if stopped {
 					return errMapSettled // its finish goes unheard
+				}
+				if raw {
+					buf.Write(codec.AsBytes(chunk))
+					return nil
 				}
 				return codec.EncodeArgTo(buf, chunk)
 			}
@@ -474,12 +494,6 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		tasks = append(tasks, t)
 	}
 	prog = newProgress(pool, f.name, len(items), opts)
-	// The Map's own watch of ctx (below) cancels its tasks.
-	if err := pool.submit(context.Background(), tasks...); err != nil {
-		prog.finish()
-		res.resolve(nil, err)
-		return res, halt
-	}
 	halt = func(err error) {
 		mu.Lock()
 		settle(err)
@@ -490,6 +504,12 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 				pool.cancelTask(t, err)
 			}
 		}
+	}
+	// The Map's own watch of ctx (below) cancels its tasks once they are
+	// submitted; ctx's end during their submission cancels them there.
+	if err := pool.submitTasks(ctx, false, tasks); err != nil {
+		halt(err)
+		return res, halt
 	}
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { halt(ctx.Err()) })

@@ -130,9 +130,9 @@ func TestTerminateMidPublicationNeverRuns(t *testing.T) {
 }
 
 // A Map whose ctx ends while its chunks are published one by one (here
-// right before the third of five): none of its chunks runs. (The Map
-// watches its ctx once its chunks are submitted: they are all published
-// when the session hears of the cancellation, and purged.)
+// right before the third of five): none of its chunks runs. (Those
+// published are purged; those not published when the call has its error
+// never are: see TestMapCtxEndsDuringPublication.)
 func TestCancelMidPublicationNeverRuns(t *testing.T) {
 	dir := t.TempDir()
 	c := startCluster(t, Options{})

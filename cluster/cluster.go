@@ -40,8 +40,8 @@
 // again: it fails the task without running it.
 //
 // Cancelling a call's ctx, or terminating the pool, gives the caller
-// ctx.Err() (mp.ErrPoolTerminated) at once (a Map or MapAsync watches its
-// ctx once its chunks are submitted, and returns then), and no result of
+// ctx.Err() (mp.ErrPoolTerminated) at once (even while its tasks are
+// being published, a Map's one by one: see mp.Pool), and no result of
 // the call's tasks reaches the caller afterwards. What becomes of each
 // task depends on where it is when the pool hears of the cancellation:
 //
