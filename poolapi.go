@@ -500,9 +500,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		mu.Unlock()
 		if ctx.Err() != nil {
 			// Cancelled: stop the chunks that workers hold too.
-			for _, t := range tasks {
-				pool.cancelTask(t, err)
-			}
+			pool.cancelTasks(tasks, err)
 		}
 	}
 	// The Map's own watch of ctx (below) cancels its tasks once they are
