@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,28 +43,52 @@ func holdCancels(t *testing.T) *cancelHold {
 }
 
 // heldCluster opens its pools on c with sessions whose Cancel, of one
-// task, waits for h's release once the task is cancelled.
+// task, is held by h: the first Cancel of one of the first running
+// tasks submitted (those a worker of running slots takes first) goes
+// through and then waits for h's release, any other waits for it before
+// it goes through. So a pool that cancels a call's tasks one by one has
+// only that running task cancelled while h holds.
 type heldCluster struct {
-	c *Cluster
-	h *cancelHold
+	c       *Cluster
+	h       *cancelHold
+	running int
+
+	mu        sync.Mutex
+	submitted []*clusterhook.Task
+	passed    bool
 }
 
-func (hc heldCluster) OpenPool(cfg clusterhook.Config) (clusterhook.Session, error) {
+func (hc *heldCluster) OpenPool(cfg clusterhook.Config) (clusterhook.Session, error) {
 	s, err := hc.c.OpenPool(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return heldSession{s, hc.h}, nil
+	return heldSession{s, hc}, nil
 }
 
 type heldSession struct {
 	clusterhook.Session
-	h *cancelHold
+	hc *heldCluster
+}
+
+func (s heldSession) Submit(ts []*clusterhook.Task) error {
+	s.hc.mu.Lock()
+	s.hc.submitted = append(s.hc.submitted, ts...)
+	s.hc.mu.Unlock()
+	return s.Session.Submit(ts)
 }
 
 func (s heldSession) Cancel(t *clusterhook.Task) {
+	hc := s.hc
+	hc.mu.Lock()
+	pass := !hc.passed && slices.Contains(hc.submitted[:min(hc.running, len(hc.submitted))], t)
+	hc.passed = hc.passed || pass
+	hc.mu.Unlock()
+	if !pass {
+		<-hc.h.held
+	}
 	s.Session.Cancel(t)
-	<-s.h.held
+	<-hc.h.held
 }
 
 // awaitQueued waits until the stream of tasks holds n tasks.
@@ -135,7 +160,7 @@ func heldPool(t *testing.T) (*Cluster, *mp.Pool, *cancelHold, string) {
 	hold := holdCancels(t)
 	dir := t.TempDir()
 	c := startCluster(t, Options{})
-	pool, err := mp.NewPool(mp.PoolOptions{Cluster: heldCluster{c, hold}, Processes: mp.NoLocalWorkers})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: &heldCluster{c: c, h: hold, running: 2}, Processes: mp.NoLocalWorkers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +168,13 @@ func heldPool(t *testing.T) (*Cluster, *mp.Pool, *cancelHold, string) {
 	t.Cleanup(hold.release) // before the pool closes, if the test fails
 	startWorker(t, c, "2", envDir+"="+dir)
 	awaitWorkers(t, c, 1)
+	bound := testCtx(t, 30*time.Second)
+	for pool.Processes() != 2 { // the pool heard the worker (an Imap's window is 2*Processes+2)
+		if bound.Err() != nil {
+			t.Fatal("the pool did not hear the worker")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	return c, pool, hold, dir
 }
 
@@ -172,5 +204,38 @@ func TestCancelMapQueuedNeverStart(t *testing.T) {
 	}
 	checkNoQueuedStart(t, c, hold, dir, 2)
 	hold.release()
+	awaitStopped(t, c, dir, 2)
+}
+
+// An Imap's ctx cancelled while 2 of its chunks run and 4 are queued
+// (its window of 6): no slot freed by stopping a running chunk takes a
+// queued one. Each chunk is a job of its own: the pool cancels them
+// together and the session purges them all before it stops any (see
+// stopJobs). On the old code each chunk's cancellation went on its own
+// (a watch of ctx per chunk): the first running chunk was purged and
+// stopped while the queued ones were not cancelled yet, and its slot
+// took the next one.
+func TestCancelImapQueuedNeverStart(t *testing.T) {
+	c, pool, hold, dir := heldPool(t)
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for _, e := range sleepy.Imap(ctx, pool, slices.Values(longSleeps(20)), 1) {
+			if e != nil {
+				err = e
+				break
+			}
+		}
+		done <- err
+	}()
+	awaitStarts(t, dir, 2)
+	awaitQueued(t, c, 6)
+	cancel()
+	checkNoQueuedStart(t, c, hold, dir, 2)
+	hold.release()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
 	awaitStopped(t, c, dir, 2)
 }
