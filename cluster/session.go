@@ -544,22 +544,42 @@ func (s *session) onResult(m jetstream.Msg) {
 // JetStream round trip on a loaded 2-core machine took 183 us with it,
 // 130 without). An acknowledgement lost on the
 // way leaves the task to be given again after the ack wait, as a
-// worker's would: its second result is dropped.
+// worker's would: its second result is dropped. A result whose reply is
+// no inbox gets no answer, and its task no acknowledgement (see isInbox).
 func (s *session) onDirect(m *nats.Msg) {
 	if h := testHookDropDirect; h != nil && h() {
 		return
 	}
-	var answer []byte
-	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, s.ackPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
-		if s.c.conn.nc.Publish(to, ackOK) == nil {
-			answer = answerAcked
+	if isInbox(m.Reply) {
+		var answer []byte
+		if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, s.ackPrefix) && literal(to) {
+			if s.c.conn.nc.Publish(to, ackOK) == nil {
+				answer = answerAcked
+			}
 		}
+		m.Respond(answer)
 	}
-	m.Respond(answer)
 	// Before the caller has its result and sends its next call.
 	s.warm.ran(m.Header.Get(workerHeader))
 	s.take(m.Data, m.Subject)
 }
+
+// isInbox reports whether subject, the reply subject of a result sent
+// directly, is an inbox (a worker's is its node's: see replyMux), where
+// the pool may answer. The subject comes from another process: answered
+// anywhere else, the pool's answer would be a message of the pool's own
+// to a subject a peer chose, such as an empty request of the JetStream
+// API that purges the stream of tasks or deletes a consumer. A result
+// without such a reply is taken all the same, unanswered and its task
+// not acknowledged (its worker stores it in the stream, and acknowledges
+// its task itself).
+func isInbox(subject string) bool {
+	return strings.HasPrefix(subject, nats.InboxPrefix) && literal(subject)
+}
+
+// literal reports whether subject, from another process, is one subject
+// (no wildcard) that nats.go publishes to as given.
+func literal(subject string) bool { return !strings.ContainsAny(subject, " \t\r\n*>") }
 
 // take settles the task of a result, unless it has its outcome: a task
 // run twice has two results, and a result sent directly that was not
