@@ -4,12 +4,16 @@ package cluster
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/codec"
 )
 
 // Hostile peers: a client that can connect to the NATS server (it has
@@ -102,5 +106,117 @@ func TestDirectAnswersOnlyInboxes(t *testing.T) {
 	}
 	if _, err := c.conn.tasks.Consumer(testCtx(t, 10*time.Second), taskDurable(c.opts.Pool, s.fp)); err != nil {
 		t.Errorf("the tasks' consumer after a peer's results: %v", err)
+	}
+}
+
+// peerTask publishes a task of the given header and argument to the
+// stream, as a peer may, on a subject of the pool's tasks.
+func peerTask(t *testing.T, nc *nats.Conn, s *session, h taskMsg, arg []byte) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := instSubject(s.c.opts.Pool, s.fp, "peer") + "1.0"
+	if _, err := js.Publish(testCtx(t, 10*time.Second), subj, append(h.appendHead(nil), arg...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A task whose pool instance (where its result goes) is no instance's
+// name: one longer than a NATS server takes in a subject, whose result
+// sent there had the server close the worker's connection (here the
+// pool's own, shared with its local worker), or one that nats.go refuses
+// as a subject, whose result the worker tried to store for ever without
+// acknowledging the task. The worker drops such a task as malformed
+// (term): the stream is empty, the connection never dropped, and the
+// worker serves the next tasks.
+func TestTaskBadInstance(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	arg, err := codec.Marshal(21)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range []string{strings.Repeat("a", 8000), "a b", "a\r\nPUB x 0", "mp.>", "*"} {
+		peerTask(t, nc, s, taskMsg{Target: double.Name(), Inst: inst, Job: 1}, arg)
+		bound := testCtx(t, 10*time.Second)
+		for {
+			info, err := c.conn.tasks.Info(bound)
+			if err != nil {
+				t.Fatalf("instance %.20q: the stream's info: %v (the connection of the pool and its worker is %v)", inst, err, c.conn.nc.Status())
+			}
+			if n := c.conn.nc.Stats().Reconnects; n != 0 {
+				t.Fatalf("instance %.20q: the worker's connection dropped (%d reconnections)", inst, n)
+			}
+			if info.State.Msgs == 0 {
+				break
+			}
+			if bound.Err() != nil {
+				t.Fatalf("instance %.20q: the task is still in the stream after 10 s", inst)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
+}
+
+// peerCancel publishes a cancellation as a peer may, and waits until the
+// pool's local worker heard a cancellation of its own sent after it (the
+// worker handles them in order).
+func peerCancel(t *testing.T, nc *nats.Conn, s *session, data []byte) {
+	t.Helper()
+	if err := nc.Publish(cancelPrefix+s.c.opts.Pool, data); err != nil {
+		t.Fatal(err)
+	}
+	syncCancel(t, nc, s)
+}
+
+// syncCancelJob numbers the cancellations syncCancel sends.
+var syncCancelJob atomic.Uint64
+
+// syncCancel sends a cancellation of a job of its own and waits until the
+// pool's local worker has it: it has handled those sent before.
+func syncCancel(t *testing.T, nc *nats.Conn, s *session) {
+	t.Helper()
+	k := jobKey{"sync", syncCancelJob.Add(1)}
+	cm := cancelMsg{Inst: k.inst, Job: k.job, All: true}
+	if err := nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	bound := testCtx(t, 10*time.Second)
+	for {
+		s.local.mu.Lock()
+		has := s.local.cancelled.has(k, 0)
+		s.local.mu.Unlock()
+		if has {
+			return
+		}
+		if bound.Err() != nil {
+			t.Fatal("the worker did not hear a cancellation in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A cancellation naming a pool instance that no pool has (longer than
+// maxInst) is dropped: a worker keeps up to cancelLedgerMax of them, and
+// each would have held its instance's name, up to the server's max
+// payload (1 MiB).
+func TestCancelBadInstance(t *testing.T) {
+	c := startCluster(t, Options{})
+	localWorkerPool(t, c)
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	syncCancel(t, nc, s)
+	cm := cancelMsg{Inst: strings.Repeat("a", 512<<10), Job: 1, All: true}
+	peerCancel(t, nc, s, cm.appendTo(nil))
+	s.local.mu.Lock()
+	n := len(s.local.cancelled.jobs)
+	s.local.mu.Unlock()
+	if n != 2 {
+		t.Errorf("the worker keeps %d cancellations, want 2 (its own): it kept one of an instance of 512 KiB", n)
 	}
 }

@@ -80,6 +80,29 @@ func resultDurable(inst string) string { return "mpr_" + inst }
 // a peer of the same build, or damaged.
 var errBadMessage = errors.New("cluster: malformed message")
 
+// maxInst bounds a pool instance's name (a nuid, 22 letters and digits)
+// read from a message.
+const maxInst = 64
+
+// validInst reports whether inst, read from a message, may be a pool
+// instance's name: a worker makes subjects of it (where the task's result
+// goes) and keeps it (its ledger of cancellations). Another name is a
+// peer's, never a pool's: one longer than the server takes in a subject
+// made it close the worker's connection for good, one with a space or a
+// wildcard made subjects that the result never reached, and a long one
+// made the ledger hold megabytes per cancellation.
+func validInst(inst string) bool {
+	if inst == "" || len(inst) > maxInst {
+		return false
+	}
+	for i := range len(inst) {
+		if c := inst[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
 // taskMsg is a task in the stream.
 //
 //	version | flags | uvarint timeout ns | str target | str inst | uvarint job | uvarint index | argument
@@ -166,7 +189,7 @@ func (t *taskMsg) parse(b []byte) error {
 	*t = taskMsg{Chunk: flags&flagChunk != 0, Timeout: int64(min(timeout, 1<<62)), Target: r.str(), Inst: r.str()}
 	t.Job = r.uvarint()
 	t.Index = r.uvarint()
-	if r.bad || t.Target == "" || t.Inst == "" {
+	if r.bad || t.Target == "" || !validInst(t.Inst) {
 		return errBadMessage
 	}
 	t.Arg = r.b
@@ -240,7 +263,7 @@ func (m *cancelMsg) parse(b []byte) error {
 	}
 	*m = cancelMsg{Inst: r.str(), Job: r.uvarint()}
 	i := r.uvarint()
-	if r.bad {
+	if r.bad || !validInst(m.Inst) {
 		return errBadMessage
 	}
 	if i == 0 {
