@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -218,5 +219,77 @@ func TestCancelBadInstance(t *testing.T) {
 	s.local.mu.Unlock()
 	if n != 2 {
 		t.Errorf("the worker keeps %d cancellations, want 2 (its own): it kept one of an instance of 512 KiB", n)
+	}
+}
+
+// syncHeartbeat sends a heartbeat of a worker of its own, "sync", and
+// waits until the pool heard it: it has handled those sent before. The
+// first call is made before the pool hears of other workers: "sync" is
+// one of them from then on.
+func syncHeartbeat(t *testing.T, nc *nats.Conn, s *session) {
+	t.Helper()
+	s.mu.Lock()
+	before := s.peers["sync"].last
+	s.mu.Unlock()
+	h := heartbeat{ID: "sync", Slots: 1}
+	if err := nc.Publish(hbPrefix+s.c.opts.Pool+"."+s.fp, h.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	bound := testCtx(t, 10*time.Second)
+	for {
+		s.mu.Lock()
+		p, ok := s.peers["sync"]
+		s.mu.Unlock()
+		if ok && p.last.After(before) {
+			return
+		}
+		if bound.Err() != nil {
+			t.Fatal("the pool did not hear a heartbeat in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Heartbeats of workers that do not exist, as many as a peer likes and
+// each with the most slots: the pool keeps at most maxPeers workers and
+// counts at most maxSlots slots (Pool.Processes, which sizes an Imap's
+// window of chunks in flight: a window of billions of chunks is an
+// allocation that ends the process); a worker id longer than maxWorkerID
+// and a fingerprint longer than maxFingerprint are no worker's.
+func TestHeartbeatFlood(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	syncHeartbeat(t, nc, s)
+	subj := hbPrefix + c.opts.Pool + "." + s.fp
+	for i := range 2 * maxPeers {
+		h := heartbeat{ID: "peer" + strconv.Itoa(i), Slots: 1 << 20}
+		if err := nc.Publish(subj, h.appendTo(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := heartbeat{ID: strings.Repeat("x", 256<<10), Slots: 1}
+	if err := nc.Publish(subj, long.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	h := heartbeat{ID: "longfp", Slots: 1}
+	if err := nc.Publish(hbPrefix+c.opts.Pool+"."+strings.Repeat("f", 2000), h.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	syncHeartbeat(t, nc, s)
+	s.mu.Lock()
+	n := len(s.peers)
+	_, longID := s.peers[long.ID]
+	_, longFP := s.peers["longfp"]
+	s.mu.Unlock()
+	if n > maxPeers {
+		t.Errorf("the pool keeps %d workers heard from, more than %d", n, maxPeers)
+	}
+	if longID || longFP {
+		t.Errorf("the pool keeps a worker of an id of %d bytes (%v) or of a fingerprint of 2000 bytes (%v)", len(long.ID), longID, longFP)
+	}
+	if p := pool.Processes(); p > maxSlots {
+		t.Errorf("Processes %d, more than %d", p, maxSlots)
 	}
 }

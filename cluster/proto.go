@@ -277,6 +277,8 @@ func (m *cancelMsg) parse(b []byte) error {
 // heartbeat is a worker's sign of life, every heartbeatEvery.
 //
 //	version | str worker id | uvarint slots
+//
+// with an id of 1 to maxWorkerID bytes and at most 2^20 slots.
 type heartbeat struct {
 	ID    string
 	Slots uint64
@@ -294,7 +296,7 @@ func (h *heartbeat) parse(b []byte) error {
 		return errBadMessage
 	}
 	*h = heartbeat{ID: r.str(), Slots: r.uvarint()}
-	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 {
+	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 || h.ID == "" || len(h.ID) > maxWorkerID {
 		return errBadMessage
 	}
 	return nil

@@ -844,15 +844,30 @@ func (s *session) purge(req stopReq) {
 // that the tasks' stream refuses it.
 const barrierStream = "MP_NO_STREAM"
 
+// Any client of the server can send heartbeats, of as many workers as
+// it likes, each with up to 2^20 slots (see heartbeat): a pool keeps at
+// most maxPeers workers heard from (those heard first; another is counted
+// once one of them falls silent), and counts at most maxSlots slots
+// (Slots: what Pool.Processes gives, which sizes Map's chunks and an
+// Imap's window of chunks in flight, allocated at once). A fingerprint
+// longer than maxFingerprint (a build's is 16 hex digits) is no build's.
+const (
+	maxPeers       = 4096
+	maxSlots       = 1 << 16
+	maxFingerprint = 64
+)
+
 // onHeartbeat notes a worker's heartbeat.
 func (s *session) onHeartbeat(m *nats.Msg) {
 	var h heartbeat
-	if h.parse(m.Data) != nil {
+	fp := m.Subject[len(hbPrefix)+len(s.c.opts.Pool)+1:]
+	if h.parse(m.Data) != nil || len(fp) > maxFingerprint {
 		return
 	}
-	fp := m.Subject[len(hbPrefix)+len(s.c.opts.Pool)+1:]
 	s.mu.Lock()
-	s.peers[h.ID] = peer{fp: fp, slots: int(h.Slots), last: time.Now()}
+	if _, ok := s.peers[h.ID]; ok || len(s.peers) < maxPeers {
+		s.peers[h.ID] = peer{fp: fp, slots: int(h.Slots), last: time.Now()}
+	}
 	if fp == s.fp {
 		s.since = time.Now()
 	}
@@ -884,6 +899,8 @@ func (s *session) watch() {
 				others = append(others, p.fp)
 			}
 		}
+		slices.Sort(others) // one per build, not per worker
+		others = slices.Compact(others)
 		waiting := len(s.jobs) > 0
 		if !waiting {
 			s.since = now
@@ -902,7 +919,7 @@ func (s *session) watch() {
 }
 
 // Slots returns about how many tasks the cluster's compatible workers run
-// at a time.
+// at a time: 1 to maxSlots.
 func (s *session) Slots() int {
 	n := 0
 	if s.local != nil {
@@ -915,7 +932,7 @@ func (s *session) Slots() int {
 		}
 	}
 	s.mu.Unlock()
-	return max(n, 1)
+	return min(max(n, 1), maxSlots)
 }
 
 // taskMsgRoom is the room a task's message keeps for what is not its
