@@ -61,14 +61,20 @@
 //     started and then stopped at once.
 //
 // Cancellations travel over core NATS, at most once: a worker that does
-// not hear one (its connection was down then) runs the task to its end;
-// and a task the purge could not reach (the stream did not answer within
-// 5 s; the pool logs that) stays queued, and runs when a worker takes it,
-// unless that worker heard the cancellation (a worker keeps the last
-// 65 536 cancellations it heard, whole jobs or single tasks, and skips
-// their tasks). The results of tasks that ran anyway are dropped. The
-// tasks of a pool whose process ended without closing it stay queued and
-// run; their results are dropped after a day.
+// not hear one (its connection was down then) runs the task to its end.
+// A purge that fails (the server is unreachable, or the stream did not
+// answer within 5 s; the pool logs it) is tried again, after 100 ms and
+// then twice as long each time, up to every 5 s, until it succeeds or the
+// Cluster is closed, also once the pool has ended: once a retry succeeds,
+// none of the purged tasks runs. Until then the task stays queued, and
+// runs if a worker takes it, unless that worker heard the cancellation (a
+// worker keeps the last 65 536 cancellations it heard, whole jobs or
+// single tasks, and skips their tasks; the cancellation is sent again
+// with each retry). Closing the Cluster gives up the purges not done (it
+// logs how many): those tasks stay queued, and run when a worker takes
+// them. The results of tasks that ran anyway are dropped. The tasks of a
+// pool whose process ended without closing it stay queued and run; their
+// results are dropped after a day.
 //
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the
@@ -195,6 +201,8 @@ type Cluster struct {
 	url  string
 	conn *conn
 	log  *slog.Logger
+	// purges purges cancelled tasks, and tries again those that fail.
+	purges *purger
 
 	mu       sync.Mutex
 	closed   bool
@@ -234,6 +242,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.conn = cn
+	c.purges = newPurger(cn, c.log)
 	return c, nil
 }
 
@@ -295,6 +304,7 @@ func (c *Cluster) Close() error {
 		s.Terminate(mp.ErrPoolTerminated)
 		<-s.Done()
 	}
+	c.purges.close()
 	c.conn.close()
 	if c.node != nil {
 		c.node.Shutdown()

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -292,4 +293,43 @@ func TestHeartbeatFlood(t *testing.T) {
 	if p := pool.Processes(); p > maxSlots {
 		t.Errorf("Processes %d, more than %d", p, maxSlots)
 	}
+}
+
+// A purge of a cancelled call's queued task that fails (here the first
+// three: as when the server does not answer) is tried again, also after
+// the pool ended: the stream is empty once a retry succeeds, and the task
+// never runs, not even on a worker that starts afterwards (which heard no
+// cancellation).
+func TestPurgeRetried(t *testing.T) {
+	var purges atomic.Int32
+	testHookPurge = func(subject string) error {
+		if purges.Add(1) <= 3 {
+			return errors.New("test: the purge is lost")
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookPurge = nil })
+	dir := t.TempDir()
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t, 30*time.Second))
+	done := make(chan error, 1)
+	go func() {
+		_, err := sleepy.Apply(ctx, pool, [2]int{7, 0})
+		done <- err
+	}()
+	awaitStreamMsgs(t, c, 1)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the call cancelled: %v", err)
+	}
+	closePool(t, pool) // the retries outlive it
+	awaitEmptyStream(t, c)
+	if n := purges.Load(); n < 4 {
+		t.Errorf("%d purges tried, want 4 at least (3 failed)", n)
+	}
+	assertNeverRan(t, c, submitOnly(t, c, mp.PoolOptions{}), dir, 7)
 }

@@ -794,55 +794,28 @@ func (s *session) cancelLoop() {
 // handled the cancellation of a task (job number, index).
 var testHookCancelDone func(job uint64, idx int)
 
-// stopTasks purges the tasks of reqs (each a task, or its whole job) from the
-// stream, then tells the workers to stop them where they run. The
-// server stores a stream's messages from a queue, in order, but serves a
-// purge at once: a purge could come before a task published just before
-// it is stored, and miss it. So a barrier goes first: a message to the
-// stream that it refuses (it expects another stream) once it has taken
-// every message queued before it (a 3-node stream's leader takes them in
-// order too, and orders the purge after them).
+// stopTasks purges the tasks of reqs (each a task, or its whole job) from
+// the stream, then tells the workers to stop them where they run; a purge
+// that fails is tried again (see purger).
 func (s *session) stopTasks(reqs []stopReq) {
 	if len(reqs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	var apiErr *jetstream.APIError
-	_, err := s.c.conn.js.PublishMsg(ctx, &nats.Msg{Subject: jobSubject(s.c.opts.Pool, s.fp, s.inst, 0) + ".0"},
-		jetstream.WithExpectStream(barrierStream))
-	cancel()
-	if !errors.As(err, &apiErr) {
-		// No answer in time (or one that took it): the purge may miss
-		// a task published just before.
-		s.c.log.Warn("mp cluster: the stream did not refuse the barrier before a purge", "err", err)
+	pool := s.c.opts.Pool
+	prs := make([]purgeReq, len(reqs))
+	for i, req := range reqs {
+		j := req.r.j
+		subj := jobSubject(pool, s.fp, s.inst, j.n) + "."
+		if req.whole {
+			subj += ">"
+		} else {
+			subj += strconv.Itoa(req.r.idx)
+		}
+		cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
+		prs[i] = purgeReq{subject: subj, barrier: jobSubject(pool, s.fp, s.inst, 0) + ".0", pool: pool, cancel: cm.appendTo(nil)}
 	}
-	for _, req := range reqs {
-		s.purge(req)
-	}
+	s.c.purges.purge(prs)
 }
-
-// purge purges req's task, or its whole job, from the stream, then tells
-// the workers to stop it.
-func (s *session) purge(req stopReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	j := req.r.j
-	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
-	cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
-	if req.whole {
-		subj += ">"
-	} else {
-		subj += strconv.Itoa(req.r.idx)
-	}
-	if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
-	}
-	s.c.conn.nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil))
-}
-
-// barrierStream is the stream a barrier expects (see stopTasks): none, so
-// that the tasks' stream refuses it.
-const barrierStream = "MP_NO_STREAM"
 
 // Any client of the server can send heartbeats, of as many workers as
 // it likes, each with up to 2^20 slots (see heartbeat): a pool keeps at
