@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -332,4 +333,145 @@ func TestPurgeRetried(t *testing.T) {
 		t.Errorf("%d purges tried, want 4 at least (3 failed)", n)
 	}
 	assertNeverRan(t, c, submitOnly(t, c, mp.PoolOptions{}), dir, 7)
+}
+
+// call is a call of double made in the background.
+type call struct {
+	v   int
+	err error
+	in  chan struct{} // closed once v and err are set
+}
+
+// queueCalls makes n calls of double through pool, which has no worker,
+// one after the other once the previous one's task is queued: their jobs
+// are 1 to n.
+func queueCalls(t *testing.T, c *Cluster, pool *mp.Pool, n int) []*call {
+	t.Helper()
+	ctx := testCtx(t, 60*time.Second)
+	calls := make([]*call, n)
+	for i := range calls {
+		cl := &call{in: make(chan struct{})}
+		calls[i] = cl
+		go func() {
+			defer close(cl.in)
+			cl.v, cl.err = double.Apply(ctx, pool, i)
+		}()
+		awaitStreamMsgs(t, c, uint64(i+1))
+	}
+	return calls
+}
+
+// await waits for cl's result, 10 s at most.
+func (cl *call) await(t *testing.T) (int, error) {
+	t.Helper()
+	select {
+	case <-cl.in:
+		return cl.v, cl.err
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result in 10 s")
+		return 0, nil
+	}
+}
+
+// resultSender sends results to a pool as a peer may: directly (as a
+// request, whose answer says the pool handled it) or through the stream of
+// results.
+type resultSender struct {
+	t  *testing.T
+	nc *nats.Conn
+	js jetstream.JetStream
+	s  *session
+}
+
+func (r resultSender) direct(data []byte) {
+	r.t.Helper()
+	if _, err := r.nc.Request(directPrefix+r.s.inst, data, 10*time.Second); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r resultSender) stream(data []byte) {
+	r.t.Helper()
+	if _, err := r.js.Publish(testCtx(r.t, 10*time.Second), resPrefix+r.s.inst, data); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r resultSender) both(data []byte) { r.direct(data); r.stream(data) }
+
+// encoded encodes a result of double, as a worker does.
+func encoded(t *testing.T, v int) []byte {
+	t.Helper()
+	b, err := codec.OneBytes(new(bytes.Buffer), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Results from a peer: malformed ones (truncated, of another version or
+// kind, of a job or an index that the pool does not have, with varints
+// that overflow) settle nothing, sent directly or through the stream; a
+// well-formed one for a call in flight is that call's result (a peer
+// with the server's credentials can forge a value: see the package doc),
+// the first only: a second result for the same call is dropped, and so
+// are results for calls settled. The pool serves on.
+func TestPeerResults(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := resultSender{t, nc, js, s}
+	calls := queueCalls(t, c, pool, 3) // jobs 1, 2, 3
+	res := func(job, idx uint64, kind byte, payload []byte) []byte {
+		r := resultMsg{Job: job, Index: idx, Kind: kind, Payload: payload}
+		return r.appendTo(nil)
+	}
+	ok := encoded(t, 5)
+	overflow := append([]byte{protoVersion}, bytes.Repeat([]byte{0xff}, 11)...)
+	for _, m := range [][]byte{
+		{}, {protoVersion}, {protoVersion, 1}, {protoVersion, 1, 0}, // truncated
+		{protoVersion + 1, 1, 0, resOK},               // another version
+		res(1, 0, resLost+1, ok), res(1, 0, 0xff, ok), // another kind
+		res(1<<63, 0, resOK, ok), res(^uint64(0), 0, resOK, ok), res(0, 0, resOK, ok), res(4, 0, resOK, ok), // no such job
+		res(1, 1, resOK, ok), res(2, 1<<63, resOK, ok), res(3, ^uint64(0), resOK, ok), // no such index
+		overflow,
+	} {
+		send.both(m)
+	}
+	// Through the stream in order: once call 2 has the result sent last,
+	// the pool has read those before.
+	send.stream(res(2, 0, resOK, encoded(t, 999)))
+	if v, err := calls[1].await(t); v != 999 || err != nil {
+		t.Errorf("call 2: got %v, %v, want the peer's 999", v, err)
+	}
+	for i, cl := range []*call{calls[0], calls[2]} {
+		select {
+		case <-cl.in:
+			t.Errorf("call %d settled by a malformed result: %v, %v", 2*i+1, cl.v, cl.err)
+		default:
+		}
+	}
+	send.both(res(2, 0, resOK, encoded(t, 1000))) // a second result: dropped
+	send.direct(res(1, 0, resError, []byte{0xff, 0x00}))
+	if _, err := calls[0].await(t); !errors.Is(err, ErrMalformed) {
+		t.Errorf("call 1, whose result is an error that does not decode: got %v, want ErrMalformed", err)
+	}
+	send.stream(res(3, 0, resOK, []byte{0xff, 0x00}))
+	if v, err := calls[2].await(t); err == nil {
+		t.Errorf("call 3, whose result does not decode: got %v", v)
+	}
+	for job := range uint64(4) { // settled: dropped
+		send.both(res(job, 0, resOK, ok))
+	}
+	if calls[1].v != 999 {
+		t.Errorf("call 2 got %d after a second result", calls[1].v)
+	}
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 1)
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
 }

@@ -76,9 +76,12 @@ func taskDurable(pool, fp string) string { return taskDurablePrefix + pool + "_"
 
 func resultDurable(inst string) string { return "mpr_" + inst }
 
-// errBadMessage is the error of a message that does not parse: not from
-// a peer of the same build, or damaged.
-var errBadMessage = errors.New("cluster: malformed message")
+// ErrMalformed is matched (errors.Is) by the error of a message that
+// does not parse: not from a worker or pool of the same build, or
+// damaged. A malformed result that names its task (a task's error that
+// does not decode, a part of a chunk with another number of results than
+// items) fails that task with it; another is dropped (and logged).
+var ErrMalformed = errors.New("cluster: malformed message")
 
 // maxInst bounds a pool instance's name (a nuid, 22 letters and digits)
 // read from a message.
@@ -182,7 +185,7 @@ func (r *reader) str() string {
 func (t *taskMsg) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	flags := r.byte()
 	timeout := r.uvarint()
@@ -190,7 +193,7 @@ func (t *taskMsg) parse(b []byte) error {
 	t.Job = r.uvarint()
 	t.Index = r.uvarint()
 	if r.bad || t.Target == "" || !validInst(t.Inst) {
-		return errBadMessage
+		return ErrMalformed
 	}
 	t.Arg = r.b
 	return nil
@@ -225,11 +228,11 @@ func (m *resultMsg) appendTo(b []byte) []byte {
 func (m *resultMsg) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	*m = resultMsg{Job: r.uvarint(), Index: r.uvarint(), Kind: r.byte()}
 	if r.bad || m.Kind > resLost {
-		return errBadMessage
+		return ErrMalformed
 	}
 	m.Payload = r.b
 	return nil
@@ -259,12 +262,12 @@ func (m *cancelMsg) appendTo(b []byte) []byte {
 func (m *cancelMsg) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	*m = cancelMsg{Inst: r.str(), Job: r.uvarint()}
 	i := r.uvarint()
 	if r.bad || !validInst(m.Inst) {
-		return errBadMessage
+		return ErrMalformed
 	}
 	if i == 0 {
 		m.All = true
@@ -293,11 +296,11 @@ func (h *heartbeat) appendTo(b []byte) []byte {
 func (h *heartbeat) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	*h = heartbeat{ID: r.str(), Slots: r.uvarint()}
 	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 || h.ID == "" || len(h.ID) > maxWorkerID {
-		return errBadMessage
+		return ErrMalformed
 	}
 	return nil
 }

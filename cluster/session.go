@@ -623,7 +623,7 @@ func decodeOutcome(kind byte, payload []byte) ([]byte, error) {
 	case resError:
 		e := new(mp.RemoteError)
 		if err := codec.Unmarshal(payload, e); err != nil {
-			return nil, fmt.Errorf("%w: %v", errBadMessage, err)
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		return nil, e
 	case resTimeout:
