@@ -475,3 +475,103 @@ func TestPeerResults(t *testing.T) {
 	awaitWorkers(t, c, 1)
 	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
 }
+
+// Tasks from a peer, for an instance "peer" that the test answers for
+// (it reads the results sent to it directly, as a pool does): a task
+// that does not parse is dropped (terminated in the stream); one for a
+// target this build does not have, or whose argument does not decode,
+// fails with its error; the timeout is the task's, whatever its value.
+// The worker's one slot serves on.
+func TestPeerTasks(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	results := make(chan resultMsg, 64)
+	sub, err := nc.Subscribe(directPrefix+"peer", func(m *nats.Msg) {
+		var r resultMsg
+		if r.parse(m.Data) == nil {
+			r.Payload = bytes.Clone(r.Payload)
+			results <- r
+		}
+		m.Respond(nil) // as a pool of an earlier version: the worker acknowledges its task
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	h := func(job uint64) taskMsg { return taskMsg{Target: double.Name(), Inst: "peer", Job: job} }
+	arg := encoded(t, 21)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := func(data []byte) {
+		if _, err := js.Publish(testCtx(t, 10*time.Second), instSubject(c.opts.Pool, s.fp, "peer")+"1.0", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Malformed: dropped.
+	first := h(1)
+	head := first.appendHead(nil)
+	noTarget := taskMsg{Inst: "peer", Job: 1}
+	for _, m := range [][]byte{{}, {protoVersion}, head[:len(head)-1], append([]byte{protoVersion + 1}, head[1:]...),
+		noTarget.appendHead(nil), append([]byte{protoVersion, 0}, bytes.Repeat([]byte{0xff}, 11)...)} {
+		raw(m)
+	}
+	// Well-formed, each its own job number; what each gives.
+	want := map[uint64]string{}
+	task := func(tm taskMsg, arg []byte, what string) {
+		want[tm.Job] = what
+		peerTask(t, nc, s, tm, arg)
+	}
+	unknown := h(2)
+	unknown.Target = "cluster.test.nosuch"
+	task(unknown, arg, "error")
+	chunk := h(3)
+	chunk.Chunk = true
+	task(chunk, arg[:3], "error")
+	task(h(4), make([]byte, 900<<10), "error") // an int of 900 KiB
+	long := h(5)
+	long.Timeout = 1 << 62
+	task(long, arg, "42")
+	short := h(6) // times out, unless it is done within its nanosecond
+	short.Timeout = 1
+	task(short, encoded(t, 0), "timeout")
+	huge := h(1<<63 + 7)
+	huge.Index = ^uint64(0)
+	task(huge, arg, "42")
+	got := map[uint64]string{}
+	deadline := time.After(30 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case r := <-results:
+			switch r.Kind {
+			case resOK:
+				var v int
+				if err := codec.DecodeOne(r.Payload, &v); err != nil {
+					t.Fatal(err)
+				}
+				got[r.Job] = strconv.Itoa(v)
+			case resError:
+				got[r.Job] = "error"
+			case resTimeout:
+				got[r.Job] = "timeout"
+			default:
+				got[r.Job] = "lost"
+			}
+			if r.Job == huge.Job && r.Index != huge.Index {
+				t.Errorf("the result of a task of index %d came with index %d", huge.Index, r.Index)
+			}
+		case <-deadline:
+			t.Fatalf("results in 30 s: %v, want %v", got, want)
+		}
+	}
+	for job, w := range want {
+		if got[job] != w && !(w == "timeout" && got[job] == "0") {
+			t.Errorf("task of job %d: got %s, want %s", job, got[job], w)
+		}
+	}
+	awaitEmptyStream(t, c)
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
+}
