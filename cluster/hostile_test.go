@@ -575,3 +575,48 @@ func TestPeerTasks(t *testing.T) {
 	awaitEmptyStream(t, c)
 	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
 }
+
+// A task given twice to one worker at the same time (a peer's copy of
+// it, or a redelivery after the ack wait while the first still runs): a
+// cancellation stops both, each gets its progress reports, and the end
+// of one leaves the other tracked.
+func TestTaskTwiceOnOneWorkerCancelled(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(envDir, dir) // for the pool's local worker processes
+	c := startCluster(t, Options{})
+	pool, err := mp.NewPool(mp.PoolOptions{Cluster: c, Processes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closePool(t, pool) })
+	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
+	done := make(chan error, 1)
+	go func() {
+		_, err := sleepy.Apply(ctx, pool, [2]int{7, 60000})
+		done <- err
+	}()
+	awaitStarts(t, dir, 1)
+	// The peer's copy, stored again in the stream.
+	nc := peerConn(t, c)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, taskStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, m.Subject, m.Data); err != nil {
+		t.Fatal(err)
+	}
+	awaitStarts(t, dir, 2)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	awaitStopped(t, c, dir, 2)
+}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,9 +187,9 @@ type node struct {
 	cons      jetstream.Consumer
 	ackWait   time.Duration
 	attempts  int
-	reqs      pullRequests // for the consumer's priority policy
-	running   map[jobKey]map[uint64]*runningTask
-	cancelled cancelLedger // so that tasks taken after their cancellation are skipped
+	reqs      pullRequests              // for the consumer's priority policy
+	running   map[jobKey][]*runningTask // a task given twice at a time is there twice
+	cancelled cancelLedger              // so that tasks taken after their cancellation are skipped
 }
 
 type jobKey struct {
@@ -205,7 +206,7 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
 	}
 	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
-		running: map[jobKey]map[uint64]*runningTask{}}
+		running: map[jobKey][]*runningTask{}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
 	if err == nil {
@@ -439,11 +440,12 @@ func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
-	if !n.track(key, t.Index, &runningTask{cancel: cancel, reply: m.Reply}) {
+	rt := &runningTask{idx: t.Index, cancel: cancel, reply: m.Reply}
+	if !n.track(key, rt) {
 		n.answer(m, ackOK) // cancelled: it never runs
 		return false
 	}
-	defer n.untrack(key, t.Index)
+	defer n.untrack(key, rt)
 	md, _ := m.Metadata()
 	n.mu.Lock()
 	attempts := n.attempts
@@ -735,23 +737,22 @@ func (n *node) publishResult(subject string, body []byte) bool {
 
 // runningTask is a task a slot runs.
 type runningTask struct {
+	idx    uint64 // in its job
 	cancel context.CancelFunc
 	reply  string // where its delivery is answered
 }
 
-// track records a running task, unless its pool cancelled it.
-func (n *node) track(k jobKey, idx uint64, r *runningTask) bool {
+// track records a running task of job k, unless its pool cancelled it.
+// The same task may run twice at a time in one worker (given again after
+// the ack wait while it runs, or a peer's copy of it): each is tracked,
+// so that a cancellation stops both and each has its progress reported.
+func (n *node) track(k jobKey, r *runningTask) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cancelled.has(k, idx) {
+	if n.cancelled.has(k, r.idx) {
 		return false
 	}
-	m := n.running[k]
-	if m == nil {
-		m = map[uint64]*runningTask{}
-		n.running[k] = m
-	}
-	m[idx] = r
+	n.running[k] = append(n.running[k], r)
 	return true
 }
 
@@ -774,8 +775,8 @@ func (n *node) progress() {
 		}
 		var replies []string
 		n.mu.Lock()
-		for _, m := range n.running {
-			for _, r := range m {
+		for _, rs := range n.running {
+			for _, r := range rs {
 				replies = append(replies, r.reply)
 			}
 		}
@@ -786,12 +787,14 @@ func (n *node) progress() {
 	}
 }
 
-func (n *node) untrack(k jobKey, idx uint64) {
+func (n *node) untrack(k jobKey, r *runningTask) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.running[k], idx)
-	if len(n.running[k]) == 0 {
+	rs := slices.DeleteFunc(n.running[k], func(o *runningTask) bool { return o == r })
+	if len(rs) == 0 {
 		delete(n.running, k)
+	} else {
+		n.running[k] = rs
 	}
 }
 
@@ -806,8 +809,8 @@ func (n *node) onCancel(msg *nats.Msg) {
 	n.mu.Lock()
 	n.cancelled.add(k, cm.All, cm.Idx)
 	var stop []context.CancelFunc
-	for idx, r := range n.running[k] {
-		if cm.All || idx == cm.Idx {
+	for _, r := range n.running[k] {
+		if cm.All || r.idx == cm.Idx {
 			stop = append(stop, r.cancel)
 		}
 	}
