@@ -620,3 +620,38 @@ func TestTaskTwiceOnOneWorkerCancelled(t *testing.T) {
 	}
 	awaitStopped(t, c, dir, 2)
 }
+
+// A flood of cancellations, of as many jobs and tasks as a peer likes:
+// a worker keeps at most cancelLedgerMax of them, the newest, each of a
+// bounded size (an instance of at most maxInst bytes); the last ones sent
+// are among them.
+func TestCancelFlood(t *testing.T) {
+	c := startCluster(t, Options{})
+	localWorkerPool(t, c)
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	inst := strings.Repeat("p", maxInst)
+	const jobs = cancelLedgerMax + 1000
+	for job := range uint64(jobs) {
+		cm := cancelMsg{Inst: inst, Job: job, All: job%2 == 0, Idx: job}
+		if err := nc.Publish(cancelPrefix+c.opts.Pool, cm.appendTo(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for idx := range uint64(1000) { // tasks of one job
+		cm := cancelMsg{Inst: inst, Job: jobs, Idx: idx}
+		if err := nc.Publish(cancelPrefix+c.opts.Pool, cm.appendTo(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncCancel(t, nc, s)
+	l := &s.local.cancelled
+	s.local.mu.Lock()
+	defer s.local.mu.Unlock()
+	if l.n > cancelLedgerMax || len(l.jobs) > cancelLedgerMax || len(l.order)-l.head != len(l.jobs) || cap(l.order) > 4*cancelLedgerMax {
+		t.Errorf("the ledger holds %d entries, %d jobs, %d in order (capacity %d): more than %d", l.n, len(l.jobs), len(l.order)-l.head, cap(l.order), cancelLedgerMax)
+	}
+	if !l.has(jobKey{inst, jobs}, 999) || !l.has(jobKey{inst, jobs - 2}, 5) || !l.has(jobKey{inst, jobs - 1}, jobs-1) {
+		t.Error("the newest cancellations were pushed out")
+	}
+}
