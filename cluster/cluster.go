@@ -111,6 +111,40 @@
 // a way the server refuses on such a consumer, so it takes none. Upgrade
 // the workers before, or with, the programs that submit.
 //
+// # Peers
+//
+// Pools and workers trust whoever the server lets in: the server's
+// authentication (a token, nkeys or credentials, TLS) is the boundary.
+// A client of the server, a buggy or hostile one included, can send what
+// a pool or a worker sends: tasks (which run registered targets only,
+// with the argument it gives), results (the first result of a call in
+// flight is its result, whoever sent it), cancellations, heartbeats. What
+// such a client cannot do, whatever it sends:
+//
+//   - make a pool or a worker panic, hang or drop its connection: a
+//     message that does not parse is dropped (a result's is logged), a
+//     task's by its worker, which terminates it in the stream; a result
+//     that names its call but does not decode fails that call with an
+//     error matching ErrMalformed (or the decoding error of its type);
+//   - give a call two results, or a result of another call or pool: a
+//     result settles the call of its pool (its subject) whose job and
+//     index it carries, if that call is in flight, and is dropped
+//     otherwise;
+//   - have a pool publish to a subject of its choosing: a pool answers a
+//     result sent directly on an inbox only, and acknowledges only
+//     deliveries of its own tasks' consumer;
+//   - make a pool or a worker hold memory without bound: a pool counts
+//     at most 4096 workers (those heard from first, while they beat) and
+//     65 536 slots (Pool.Processes), a worker keeps at most 65 536
+//     cancellations, and the names they keep (a worker's id, a pool's
+//     instance, a build's fingerprint) are at most 64 bytes.
+//
+// It can, on the other hand, forge a result or a heartbeat (which
+// silences the warning of no compatible worker, and sways
+// Pool.Processes), and push a worker's remembered cancellations out with
+// 65 536 of its own: a task cancelled before a worker takes it then runs
+// there, if the purge had not removed it yet (its result is dropped).
+//
 // # Durability
 //
 // Tasks and results are kept in file storage (memory storage with

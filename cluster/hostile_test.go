@@ -655,3 +655,54 @@ func TestCancelFlood(t *testing.T) {
 		t.Error("the newest cancellations were pushed out")
 	}
 }
+
+// A message that a peer sends to a worker slot's inbox (which the slot's
+// requests for tasks show to anyone listening on the JetStream API) is no
+// delivery of the tasks' consumer: the worker does not run it, nor answer
+// it (its answers, and progress reports, would go to the reply subject
+// the peer chose, such as a stream's).
+func TestWorkerTakesOnlyDeliveries(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	nc := peerConn(t, c)
+	results := make(chan *nats.Msg, 16)
+	rsub, err := nc.ChanSubscribe(directPrefix+"peer", results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Unsubscribe()
+	pulls := make(chan *nats.Msg, 16)
+	psub, err := nc.ChanSubscribe("$JS.API.CONSUMER.MSG.NEXT."+taskStream+".>", pulls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer psub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 1) // the slot asks for its next task
+	var inbox string
+	select {
+	case m := <-pulls:
+		inbox = m.Reply
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request for a task seen in 10 s")
+	}
+	h := taskMsg{Target: double.Name(), Inst: "peer", Job: 1}
+	// (The server refuses a client's message with a reply of $JS.ACK.)
+	forged := &nats.Msg{Subject: inbox, Reply: "peer.reply", Data: append(h.appendHead(nil), encoded(t, 21)...)}
+	if err := nc.PublishMsg(forged); err != nil {
+		t.Fatal(err)
+	}
+	// The slot reads its inbox in order: the forged message before the
+	// next task.
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 2)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-results:
+		t.Error("the worker ran a task sent to its inbox by a peer")
+	default:
+	}
+}

@@ -74,6 +74,14 @@ const taskDurablePrefix = "mpw_"
 
 func taskDurable(pool, fp string) string { return taskDurablePrefix + pool + "_" + fp }
 
+// taskAckPrefix starts the reply subjects of the deliveries of the tasks'
+// consumer of pool and fp (the subjects that acknowledge them). The
+// server refuses a client's message with such a reply: only its
+// deliveries have one.
+func taskAckPrefix(pool, fp string) string {
+	return jsAckPrefix + taskStream + "." + taskDurable(pool, fp) + "."
+}
+
 func resultDurable(inst string) string { return "mpr_" + inst }
 
 // ErrMalformed is matched (errors.Is) by the error of a message that

@@ -162,7 +162,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan stopReq, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
-	s.ackPrefix = jsAckPrefix + taskStream + "." + taskDurable(c.opts.Pool, s.fp) + "."
+	s.ackPrefix = taskAckPrefix(c.opts.Pool, s.fp)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	js := c.conn.js

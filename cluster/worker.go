@@ -347,6 +347,7 @@ func (n *node) slot() {
 	}
 	defer sub.Unsubscribe()
 	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
+	delivery := taskAckPrefix(n.o.pool, n.fp)
 	warm := false // the last task named this worker
 	pull := func() bool {
 		n.mu.Lock()
@@ -370,6 +371,12 @@ func (n *node) slot() {
 		}
 		m := n.awaitTask(sub)
 		if pulled = false; m == nil {
+			continue
+		}
+		if !strings.HasPrefix(m.Reply, delivery) {
+			// No delivery of the consumer: a peer's message to the
+			// inbox (which the requests show). The request still waits.
+			pulled = true
 			continue
 		}
 		warm = m.Header.Get(workerHeader) == n.id
