@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -55,19 +56,29 @@ func queueOne(t *testing.T, c *Cluster, pool *mp.Pool) {
 // messages.
 func awaitStreamMsgs(t *testing.T, c *Cluster, n uint64) {
 	t.Helper()
-	bound := testCtx(t, 10*time.Second)
-	for {
-		info, err := c.conn.tasks.Info(bound)
+	var msgs uint64
+	awaitTrue(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		info, err := c.conn.tasks.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Msgs == n {
-			return
-		}
+		msgs = info.State.Msgs
+		return msgs == n
+	}, func() string { return fmt.Sprintf("%d tasks in the stream, want %d", msgs, n) })
+}
+
+// awaitTrue waits, 10 s at most, until cond holds, or fails the test
+// with what says.
+func awaitTrue(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
+	bound := testCtx(t, 10*time.Second)
+	for !cond() {
 		if bound.Err() != nil {
-			t.Fatalf("%d tasks in the stream, want %d", info.State.Msgs, n)
+			t.Fatal(what(), " (after 10 s)")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -139,29 +150,21 @@ func TestTaskBadInstance(t *testing.T) {
 	pool := localWorkerPool(t, c)
 	s := sessionOf(t, c)
 	nc := peerConn(t, c)
-	arg, err := codec.Marshal(21)
-	if err != nil {
-		t.Fatal(err)
-	}
+	arg := encoded(t, 21)
 	for _, inst := range []string{strings.Repeat("a", 8000), "a b", "a\r\nPUB x 0", "mp.>", "*"} {
 		peerTask(t, nc, s, taskMsg{Target: double.Name(), Inst: inst, Job: 1}, arg)
-		bound := testCtx(t, 10*time.Second)
-		for {
-			info, err := c.conn.tasks.Info(bound)
+		awaitTrue(t, func() bool {
+			if n := c.conn.nc.Stats().Reconnects; n != 0 || c.conn.nc.IsClosed() {
+				t.Fatalf("instance %.20q: the connection of the pool and its worker dropped (%d reconnections, %v)", inst, n, c.conn.nc.Status())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			info, err := c.conn.tasks.Info(ctx)
 			if err != nil {
-				t.Fatalf("instance %.20q: the stream's info: %v (the connection of the pool and its worker is %v)", inst, err, c.conn.nc.Status())
+				t.Fatalf("instance %.20q: the stream's info: %v", inst, err)
 			}
-			if n := c.conn.nc.Stats().Reconnects; n != 0 {
-				t.Fatalf("instance %.20q: the worker's connection dropped (%d reconnections)", inst, n)
-			}
-			if info.State.Msgs == 0 {
-				break
-			}
-			if bound.Err() != nil {
-				t.Fatalf("instance %.20q: the task is still in the stream after 10 s", inst)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return info.State.Msgs == 0
+		}, func() string { return fmt.Sprintf("instance %.20q: the task is still in the stream", inst) })
 	}
 	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
 }
@@ -189,19 +192,11 @@ func syncCancel(t *testing.T, nc *nats.Conn, s *session) {
 	if err := nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil)); err != nil {
 		t.Fatal(err)
 	}
-	bound := testCtx(t, 10*time.Second)
-	for {
+	awaitTrue(t, func() bool {
 		s.local.mu.Lock()
-		has := s.local.cancelled.has(k, 0)
-		s.local.mu.Unlock()
-		if has {
-			return
-		}
-		if bound.Err() != nil {
-			t.Fatal("the worker did not hear a cancellation in 10 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer s.local.mu.Unlock()
+		return s.local.cancelled.has(k, 0)
+	}, func() string { return "the worker did not hear a cancellation" })
 }
 
 // A cancellation naming a pool instance that no pool has (longer than
@@ -237,19 +232,12 @@ func syncHeartbeat(t *testing.T, nc *nats.Conn, s *session) {
 	if err := nc.Publish(hbPrefix+s.c.opts.Pool+"."+s.fp, h.appendTo(nil)); err != nil {
 		t.Fatal(err)
 	}
-	bound := testCtx(t, 10*time.Second)
-	for {
+	awaitTrue(t, func() bool {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		p, ok := s.peers["sync"]
-		s.mu.Unlock()
-		if ok && p.last.After(before) {
-			return
-		}
-		if bound.Err() != nil {
-			t.Fatal("the pool did not hear a heartbeat in 10 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return ok && p.last.After(before)
+	}, func() string { return "the pool did not hear a heartbeat" })
 }
 
 // Heartbeats of workers that do not exist, as many as a peer likes and
@@ -317,11 +305,7 @@ func TestPurgeRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(testCtx(t, 30*time.Second))
-	done := make(chan error, 1)
-	go func() {
-		_, err := sleepy.Apply(ctx, pool, [2]int{7, 0})
-		done <- err
-	}()
+	done := sleepyCall(ctx, pool, 7, 0)
 	awaitStreamMsgs(t, c, 1)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -590,11 +574,7 @@ func TestTaskTwiceOnOneWorkerCancelled(t *testing.T) {
 	}
 	t.Cleanup(func() { closePool(t, pool) })
 	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
-	done := make(chan error, 1)
-	go func() {
-		_, err := sleepy.Apply(ctx, pool, [2]int{7, 60000})
-		done <- err
-	}()
+	done := sleepyCall(ctx, pool, 7, 60000)
 	awaitStarts(t, dir, 1)
 	// The peer's copy, stored again in the stream.
 	nc := peerConn(t, c)
@@ -705,4 +685,15 @@ func TestWorkerTakesOnlyDeliveries(t *testing.T) {
 		t.Error("the worker ran a task sent to its inbox by a peer")
 	default:
 	}
+}
+
+// sleepyCall calls sleepy with id and ms in the background; its error
+// comes on the channel.
+func sleepyCall(ctx context.Context, pool *mp.Pool, id, ms int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := sleepy.Apply(ctx, pool, [2]int{id, ms})
+		done <- err
+	}()
+	return done
 }
