@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -696,4 +697,71 @@ func sleepyCall(ctx context.Context, pool *mp.Pool, id, ms int) <-chan error {
 		done <- err
 	}()
 	return done
+}
+
+// Messages that the client library takes for a status of the pool's
+// consumer of results, and then ends its reading of results for good (409
+// Consumer Deleted, 400 Bad Request, a count of pending messages that
+// does not parse): a peer can store such a message (no data, a Status
+// header) in the stream of results, where it stays, or send one to the
+// inbox of the pool's requests for results, which shows on the JetStream
+// API's subjects. The pool reads its results all the same: a result
+// through the stream settles its call.
+func TestResultsSurviveForgedStatus(t *testing.T) {
+	var logs lockedBuffer
+	c := startCluster(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := resultSender{t, nc, js, s}
+	pulls := make(chan *nats.Msg, 1024)
+	sub, err := nc.ChanSubscribe("$JS.API.CONSUMER.MSG.NEXT."+resultStream+".>", pulls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	forged := []nats.Header{
+		{"Status": {"409"}, "Description": {"Consumer Deleted"}},
+		{"Status": {"400"}, "Description": {"Bad Request"}},
+		{"Status": {"408"}, "Description": {"Request Timeout"}, "Nats-Pending-Messages": {"x"}},
+	}
+	calls := queueCalls(t, c, pool, len(forged)+2)
+	settle := func(i int) {
+		t.Helper()
+		r := resultMsg{Job: uint64(i + 1), Kind: resOK, Payload: encoded(t, 100+i)}
+		send.stream(r.appendTo(nil))
+		if v, err := calls[i].await(t); v != 100+i || err != nil {
+			t.Fatalf("call %d: got %v, %v", i+1, v, err)
+		}
+	}
+	// Stored in the stream, each before a result.
+	for i, h := range forged {
+		if _, err := js.PublishMsg(testCtx(t, 10*time.Second), &nats.Msg{Subject: resPrefix + s.inst, Header: h}); err != nil {
+			t.Fatal(err)
+		}
+		settle(i)
+	}
+	if n := strings.Count(logs.String(), "results ended"); n != len(forged) {
+		t.Errorf("the pool's reading of its results ended %d times, want %d (each forged status)", n, len(forged))
+	}
+	// Sent to the inbox of the pool's last request for results.
+	var inbox string
+	for len(pulls) > 0 {
+		inbox = (<-pulls).Reply
+	}
+	if inbox == "" {
+		t.Fatal("no request for results seen")
+	}
+	if err := nc.PublishMsg(&nats.Msg{Subject: inbox, Header: forged[0]}); err != nil {
+		t.Fatal(err)
+	}
+	settle(len(forged))
+	settle(len(forged) + 1)
 }

@@ -82,7 +82,14 @@ func taskAckPrefix(pool, fp string) string {
 	return jsAckPrefix + taskStream + "." + taskDurable(pool, fp) + "."
 }
 
-func resultDurable(inst string) string { return "mpr_" + inst }
+// resultDurable names the consumer of a pool instance's results, the
+// gen-th made (see session.readResults).
+func resultDurable(inst string, gen int) string {
+	if gen == 0 {
+		return "mpr_" + inst
+	}
+	return "mpr_" + inst + "_" + strconv.Itoa(gen)
+}
 
 // ErrMalformed is matched (errors.Is) by the error of a message that
 // does not parse: not from a worker or pool of the same build, or

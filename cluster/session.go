@@ -32,9 +32,12 @@ type session struct {
 	fp   string
 	inst string // this pool's name among the cluster's: where its results go
 
-	results jetstream.ConsumeContext
-	subs    []*nats.Subscription
-	acks    chan pending // publishes waiting for their ack, in order
+	// resultsDone is closed once the pool reads no more results from
+	// their stream (see readResults), through its consumer resultsName.
+	resultsDone chan struct{}
+	resultsName string
+	subs        []*nats.Subscription
+	acks        chan pending // publishes waiting for their ack, in order
 	// unconfirmed are the tasks published without asking for an ack,
 	// in order (see send).
 	unconfirmed chan pending
@@ -188,16 +191,6 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: create the tasks' consumer: %w", err)
 	}
-	// Results through a durable (replicated as its stream) consumer: an
-	// ordered consumer lives on one node and dies with it.
-	rc, err := js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
-		Durable: resultDurable(s.inst), FilterSubject: resPrefix + s.inst,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait, MaxAckPending: 10000,
-		InactiveThreshold: resultsInactive,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: create the results' consumer: %w", err)
-	}
 	nc := c.conn.nc
 	sub := func(subject string, fn nats.MsgHandler) error {
 		sb, err := nc.Subscribe(subject, fn)
@@ -212,23 +205,27 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	if err == nil {
 		err = nc.Flush()
 	}
+	var results jetstream.ConsumeContext
+	s.resultsName = resultDurable(s.inst, 0)
 	if err == nil {
-		s.results, err = rc.Consume(s.onResult, jetstream.PullMaxMessages(1000))
+		results, err = s.consumeResults()
 	}
 	if err != nil {
 		s.unsubscribe()
-		js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst))
+		js.DeleteConsumer(ctx, resultStream, s.resultsName)
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	if cfg.Processes > 0 {
 		s.local, err = startNode(c.conn, nodeOptions{pool: o.Pool, newLocal: cfg.NewLocal, log: c.log})
 		if err != nil {
-			s.results.Stop()
+			results.Stop()
 			s.unsubscribe()
-			js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst))
+			js.DeleteConsumer(ctx, resultStream, s.resultsName)
 			return nil, err
 		}
 	}
+	s.resultsDone = make(chan struct{})
+	go s.readResults(results)
 	s.wg.Add(4)
 	go s.confirmLoop()
 	go s.ackLoop()
@@ -519,6 +516,121 @@ func (s *session) unlink(r ref) *clusterhook.Task {
 	}
 	return t
 }
+
+// consumeResults starts reading the pool's results from their stream,
+// through the durable consumer s.resultsName (replicated as its stream:
+// an ordered consumer lives on one node and dies with it), which it makes
+// if it is not there.
+func (s *session) consumeResults() (jetstream.ConsumeContext, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	rc, err := s.c.conn.js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
+		Durable: s.resultsName, FilterSubject: resPrefix + s.inst,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait, MaxAckPending: 10000,
+		InactiveThreshold: resultsInactive,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the results' consumer: %w", err)
+	}
+	return rc.Consume(s.onResult, jetstream.PullMaxMessages(resultsBatch))
+}
+
+// readResults keeps reading the pool's results, from cc on, until the
+// session stops. The client library ends a consumption for good on a
+// status message that says its consumer is gone (409 Consumer Deleted,
+// 400 Bad Request, a count of pending messages that does not parse): the
+// server's, or a peer's, as any client of the server that listens on the
+// inboxes sees the results delivered to the pool and can send such a
+// message to the same inbox. A consumption that ends before the session
+// stops is started again, after resultsRetryFirst and then twice as long
+// each time that fails, up to every resultsRetryMax, on a consumer made
+// anew, of another name: the old one may hold the ended consumption's
+// requests for results at the server, which would take the results the
+// new one waits for (and lose them, to be given again after
+// resultsAckWait, to those requests again, until they expire), and a new
+// one of the same name may be handed the deletion's notice of the old
+// one. The results the old one delivered and that were not acknowledged
+// come again; a result that comes twice is dropped. Before, the messages
+// of the stream that look like a status are deleted (see
+// dropStatusLookalikes).
+func (s *session) readResults(cc jetstream.ConsumeContext) {
+	defer close(s.resultsDone)
+	gen := 0
+	for {
+		select {
+		case <-cc.Closed():
+		case <-s.stop:
+			cc.Stop()
+			<-cc.Closed()
+			return
+		}
+		s.c.log.Warn("mp cluster: the pool's reading of its results ended; it starts again", "pool", s.c.opts.Pool)
+		for wait := resultsRetryFirst; ; wait = min(2*wait, resultsRetryMax) {
+			select {
+			case <-time.After(wait):
+			case <-s.stop:
+				return
+			}
+			// A work-queue stream takes no two consumers of one
+			// subject: the old one goes first.
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			err := s.c.conn.js.DeleteConsumer(ctx, resultStream, s.resultsName)
+			cancel()
+			if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				err = s.dropStatusLookalikes()
+			}
+			if err == nil {
+				gen++
+				s.resultsName = resultDurable(s.inst, gen)
+				if cc, err = s.consumeResults(); err == nil {
+					break
+				}
+			}
+			s.c.log.Warn("mp cluster: read the pool's results", "err", err)
+		}
+	}
+}
+
+// dropStatusLookalikes deletes, among the first resultsBatch messages of
+// the pool's results in their stream, those that the client library takes
+// for a status of the consumer rather than a message (no data, a Status
+// header): a peer's, as a worker's result always has data. Stored there,
+// such a message would end each new reading of the results as it came.
+// Those before it were acknowledged as the ended reading had them: it is
+// among the first.
+func (s *session) dropStatusLookalikes() error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	st, err := s.c.conn.js.Stream(ctx, resultStream)
+	if err != nil {
+		return err
+	}
+	seq := uint64(1)
+	for range resultsBatch {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(resPrefix+s.inst))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+			if err := st.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return err
+			}
+		}
+		seq = m.Sequence + 1
+	}
+	return nil
+}
+
+// resultsBatch is how many results a pool asks for at a time.
+const resultsBatch = 1000
+
+const (
+	resultsRetryFirst = 250 * time.Millisecond
+	resultsRetryMax   = 5 * time.Second
+)
 
 // onResult settles the task of a result (the first result of a task
 // only: a task run twice has its second result dropped).
@@ -1003,8 +1115,7 @@ func (s *session) maybeEnd() {
 // consumer.
 func (s *session) teardown() {
 	close(s.stop)
-	s.results.Stop()
-	<-s.results.Closed()
+	<-s.resultsDone
 	s.unsubscribe()
 	s.wg.Wait()
 	if s.local != nil {
@@ -1012,7 +1123,7 @@ func (s *session) teardown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if err := s.c.conn.js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := s.c.conn.js.DeleteConsumer(ctx, resultStream, s.resultsName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.c.log.Warn("mp cluster: delete the results' consumer", "err", err)
 	}
 	// Results of tasks that ran twice, or after their job was cancelled.
