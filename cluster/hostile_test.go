@@ -765,3 +765,31 @@ func TestResultsSurviveForgedStatus(t *testing.T) {
 	settle(len(forged))
 	settle(len(forged) + 1)
 }
+
+// A task stored by a peer that looks like a status of the consumer (no
+// data, a Status header) is a delivery all the same (it has a reply
+// subject, which the server's statuses have not): the worker drops it as
+// malformed rather than take it for the end of its request, which left
+// it in the stream, given again after each ack wait.
+func TestTaskLooksLikeStatus(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []nats.Header{
+		{"Status": {"409"}, "Description": {"Consumer Deleted"}},
+		{"Status": {"408"}, "Description": {"Request Timeout"}},
+		{"Status": {"100"}, "Description": {"Idle Heartbeat"}},
+	} {
+		m := &nats.Msg{Subject: instSubject(c.opts.Pool, s.fp, "peer") + "1.0", Header: h}
+		if _, err := js.PublishMsg(testCtx(t, 10*time.Second), m); err != nil {
+			t.Fatal(err)
+		}
+		awaitStreamMsgs(t, c, 0)
+	}
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
+}

@@ -400,6 +400,13 @@ func (n *node) awaitTask(sub *nats.Subscription) *nats.Msg {
 		if err != nil {
 			return nil // expired without a word (a new request follows), or stopping
 		}
+		if m.Reply != "" {
+			// A delivery, whatever its headers: the server's statuses
+			// have no reply subject, and a peer may store a task that
+			// looks like one (the slot ignores a message that is no
+			// delivery of its consumer).
+			return m
+		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
 			return m
