@@ -125,7 +125,13 @@
 //     message that does not parse is dropped (a result's is logged), a
 //     task's by its worker, which terminates it in the stream; a result
 //     that names its call but does not decode fails that call with an
-//     error matching ErrMalformed (or the decoding error of its type);
+//     error matching ErrMalformed (or the decoding error of its type); a
+//     worker runs only deliveries of its tasks' consumer; a message that
+//     the client library takes for the end of the pool's consumer of
+//     results (a forged status, sent to the consumer's inbox or stored in
+//     the stream of results) only makes the pool read its results again,
+//     on a new consumer, after a quarter of a second (the results
+//     delivered and not read come again);
 //   - give a call two results, or a result of another call or pool: a
 //     result settles the call of its pool (its subject) whose job and
 //     index it carries, if that call is in flight, and is dropped
@@ -141,9 +147,12 @@
 //
 // It can, on the other hand, forge a result or a heartbeat (which
 // silences the warning of no compatible worker, and sways
-// Pool.Processes), and push a worker's remembered cancellations out with
+// Pool.Processes); push a worker's remembered cancellations out with
 // 65 536 of its own: a task cancelled before a worker takes it then runs
-// there, if the purge had not removed it yet (its result is dropped).
+// there, if the purge had not removed it yet (its result is dropped); and
+// slow pools and workers down with forged statuses sent to the inboxes
+// of their requests (each costs a worker's slot a pause of 200 ms, a
+// pool's reading of results one of a quarter of a second).
 //
 // # Durability
 //
