@@ -793,3 +793,38 @@ func TestTaskLooksLikeStatus(t *testing.T) {
 	}
 	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
 }
+
+// Headers of a peer's results sent directly, with odd values: an
+// acknowledgement subject that is a wildcard, has a space, is long, or
+// names another consumer's delivery is not published to (the answer says
+// so); a worker id that is empty or longer than maxWorkerID does not
+// become the warm worker. The pool answers each, and serves on.
+func TestPeerHeaders(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	own := taskAckPrefix(c.opts.Pool, s.fp)
+	r := resultMsg{Job: 1 << 60, Kind: resOK}
+	for _, h := range []nats.Header{
+		{ackToHeader: {own + "*"}}, {ackToHeader: {own + ">"}}, {ackToHeader: {own + "1 2"}},
+		{ackToHeader: {own + strings.Repeat("1.", 50000)}}, {ackToHeader: {own[:len(own)-1]}},
+		{ackToHeader: {own + "1.1.1.0.0", "second"}},
+		{workerHeader: {""}}, {workerHeader: {strings.Repeat("w", maxWorkerID+1)}}, {workerHeader: {strings.Repeat("w", 1<<19)}},
+		{"Status": {"503"}}, {"Nats-Msg-Id": {"x"}},
+	} {
+		reply, err := nc.RequestMsg(&nats.Msg{Subject: directPrefix + s.inst, Data: r.appendTo(nil), Header: h}, 10*time.Second)
+		if err != nil {
+			t.Fatalf("headers %.60v: %v (the pool's connection is %v)", h, err, c.conn.nc.Status())
+		}
+		if bytes.Equal(reply.Data, answerAcked) && !strings.HasSuffix(h.Get(ackToHeader), "1.1.1.0.0") {
+			t.Errorf("headers %.60v: the pool acknowledged", h)
+		}
+	}
+	if w := s.warm.current(); w != "" {
+		t.Errorf("the warm worker is %.20q after a peer's results", w)
+	}
+	startWorker(t, c, "1")
+	awaitWorkers(t, c, 1)
+	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
+}

@@ -664,7 +664,7 @@ func (s *session) onDirect(m *nats.Msg) {
 	}
 	if isInbox(m.Reply) {
 		var answer []byte
-		if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, s.ackPrefix) && literal(to) {
+		if to := m.Header.Get(ackToHeader); s.isOwnDelivery(to) {
 			if s.c.conn.nc.Publish(to, ackOK) == nil {
 				answer = answerAcked
 			}
@@ -692,6 +692,21 @@ func isInbox(subject string) bool {
 // literal reports whether subject, from another process, is one subject
 // (no wildcard) that nats.go publishes to as given.
 func literal(subject string) bool { return !strings.ContainsAny(subject, " \t\r\n*>") }
+
+// maxAckTail bounds what follows s.ackPrefix in the subject of a delivery
+// (five numbers and their dots: see isOwnDelivery).
+const maxAckTail = 5 * 21
+
+// isOwnDelivery reports whether subject, the Mp-Ack-To of a result sent
+// directly, may acknowledge a delivery of the pool's own tasks' consumer:
+// its prefix (s.ackPrefix), then numbers and dots only (delivered count,
+// stream and consumer sequences, time, pending). The subject comes from
+// another process: one longer than the server takes had it close the
+// pool's connection for good.
+func (s *session) isOwnDelivery(subject string) bool {
+	tail, ok := strings.CutPrefix(subject, s.ackPrefix)
+	return ok && tail != "" && len(tail) <= maxAckTail && strings.Trim(tail, "0123456789.") == ""
+}
 
 // take settles the task of a result, unless it has its outcome: a task
 // run twice has two results, and a result sent directly that was not
