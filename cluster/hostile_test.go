@@ -815,3 +815,27 @@ func TestPeerHeaders(t *testing.T) {
 	awaitWorkers(t, c, 1)
 	applyDoubles(t, testCtx(t, 30*time.Second), pool, 3)
 }
+
+// An attempt at purges ends at its first failure (the server does not
+// answer, most likely): the purges left wait for the next attempt rather
+// than each for its timeout, which closing the Cluster would wait for.
+func TestPurgeAttemptEndsAtFirstFailure(t *testing.T) {
+	var purges atomic.Int32
+	testHookPurge = func(string) error {
+		purges.Add(1)
+		return errors.New("test: the purge is lost")
+	}
+	t.Cleanup(func() { testHookPurge = nil })
+	c := startCluster(t, Options{})
+	var reqs []purgeReq
+	for job := range uint64(3) {
+		reqs = append(reqs, purgeReq{subject: jobSubject(c.opts.Pool, "fp", "inst", job+1) + ".>",
+			barrier: jobSubject(c.opts.Pool, "fp", "inst", 0) + ".0", pool: c.opts.Pool})
+	}
+	if failed := c.purges.try(reqs); len(failed) != 3 {
+		t.Errorf("%d purges failed, want 3", len(failed))
+	}
+	if n := purges.Load(); n != 1 {
+		t.Errorf("%d purges tried, want 1 (the first failed)", n)
+	}
+}

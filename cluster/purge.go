@@ -78,20 +78,27 @@ func (p *purger) purge(reqs []purgeReq) {
 // before it is stored, and miss it. So a barrier goes first: a message to
 // the stream that it refuses (it expects another stream) once it has
 // taken every message queued before it (a 3-node stream's leader takes
-// them in order too, and orders the purge after them). A purge after a
-// barrier that was not refused counts as failed: it may have missed a
-// task.
+// them in order too, and orders the purge after them). A barrier that
+// was not refused fails the purges after it: they could miss a task.
+//
+// The first failure ends the attempt: the server does not answer, most
+// likely, and the purges left wait for the next attempt rather than each
+// for its timeout (so that closing the Cluster waits for one at most).
+// The cancellations go out all the same.
 func (p *purger) try(reqs []purgeReq) (failed []purgeReq) {
 	barriers := map[string]bool{}
-	for _, r := range reqs {
-		if _, sent := barriers[r.barrier]; !sent {
-			barriers[r.barrier] = p.sendBarrier(r.barrier)
+	for i, r := range reqs {
+		ok, sent := barriers[r.barrier]
+		if !sent {
+			ok = p.sendBarrier(r.barrier)
+			barriers[r.barrier] = ok
+		}
+		if !ok || !p.purgeOne(r.subject) {
+			failed = reqs[i:]
+			break
 		}
 	}
 	for _, r := range reqs {
-		if !p.purgeOne(r.subject) || !barriers[r.barrier] {
-			failed = append(failed, r)
-		}
 		p.cn.nc.Publish(cancelPrefix+r.pool, r.cancel)
 	}
 	return failed
