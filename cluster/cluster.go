@@ -145,9 +145,10 @@
 //     cancellations, and the names they keep (a worker's id, a pool's
 //     instance, a build's fingerprint) are at most 64 bytes.
 //
-// It can, on the other hand, forge a result or a heartbeat (which
-// silences the warning of no compatible worker, and sways
-// Pool.Processes); push a worker's remembered cancellations out with
+// It can, on the other hand, forge a result, a cancellation (the worker
+// stops or skips the task as for the pool's own, and the call fails with
+// ErrCancelledByPeer) or a heartbeat (which silences the warning of no
+// compatible worker, and sways Pool.Processes); push a worker's remembered cancellations out with
 // 65 536 of its own: a task cancelled before a worker takes it then runs
 // there, if the purge had not removed it yet (its result is dropped); and
 // slow pools and workers down with forged statuses sent to the inboxes

@@ -438,8 +438,8 @@ func TestPeerResults(t *testing.T) {
 	overflow := append([]byte{protoVersion}, bytes.Repeat([]byte{0xff}, 11)...)
 	for _, m := range [][]byte{
 		{}, {protoVersion}, {protoVersion, 1}, {protoVersion, 1, 0}, // truncated
-		{protoVersion + 1, 1, 0, resOK},               // another version
-		res(1, 0, resLost+1, ok), res(1, 0, 0xff, ok), // another kind
+		{protoVersion + 1, 1, 0, resOK},                    // another version
+		res(1, 0, resCancelled+1, ok), res(1, 0, 0xff, ok), // another kind
 		res(1<<63, 0, resOK, ok), res(^uint64(0), 0, resOK, ok), res(0, 0, resOK, ok), res(4, 0, resOK, ok), // no such job
 		res(1, 1, resOK, ok), res(2, 1<<63, resOK, ok), res(3, ^uint64(0), resOK, ok), // no such index
 		overflow,
@@ -838,4 +838,43 @@ func TestPurgeAttemptEndsAtFirstFailure(t *testing.T) {
 	if n := purges.Load(); n != 1 {
 		t.Errorf("%d purges tried, want 1 (the first failed)", n)
 	}
+}
+
+// A cancellation that the pool did not send (a peer's, naming the pool's
+// instance and job): the worker stops the task running, or skips the
+// task it takes after, as for the pool's own; the pool, which still waits
+// for the task, fails it with ErrCancelledByPeer instead of waiting for
+// ever (the worker acknowledged the task, which no worker runs again).
+func TestPeerCancelFailsCall(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(envDir, dir) // for the pool's local worker processes
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	s := sessionOf(t, c)
+	nc := peerConn(t, c)
+	ctx := testCtx(t, 60*time.Second)
+	running := sleepyCall(ctx, pool, 7, 60000) // job 1
+	awaitStarts(t, dir, 1)
+	cm := cancelMsg{Inst: s.inst, Job: 1, All: true}
+	if err := nc.Publish(cancelPrefix+c.opts.Pool, cm.appendTo(nil)); err != nil {
+		t.Fatal(err)
+	}
+	// Heard before the next call's task is taken.
+	cm = cancelMsg{Inst: s.inst, Job: 2, Idx: 0}
+	peerCancel(t, nc, s, cm.appendTo(nil))
+	skipped := sleepyCall(ctx, pool, 8, 0) // job 2
+	for what, done := range map[string]<-chan error{"running": running, "taken after": skipped} {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrCancelledByPeer) {
+				t.Errorf("the call %s: got %v, want ErrCancelledByPeer", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("the call %s: no result 10 s after a peer's cancellation", what)
+		}
+	}
+	if n := count(records(t, dir), "start_8_"); n != 0 {
+		t.Errorf("the task taken after the cancellation ran %d times", n)
+	}
+	applyDoubles(t, ctx, pool, 3)
 }

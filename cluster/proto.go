@@ -220,6 +220,10 @@ const (
 	resError          // the target returned an error or panicked: a CBOR *mp.RemoteError follows
 	resTimeout        // the task ran past its timeout: the message follows
 	resLost           // the task's worker died on its last attempt: the message follows
+	// resCancelled: a cancellation stopped the task, or had its worker
+	// skip it (nothing follows). The pool drops it, having cancelled the
+	// task itself, unless the cancellation was not its own.
+	resCancelled
 )
 
 // resultMsg is a task's outcome, sent to the pool that gave it.
@@ -246,7 +250,7 @@ func (m *resultMsg) parse(b []byte) error {
 		return ErrMalformed
 	}
 	*m = resultMsg{Job: r.uvarint(), Index: r.uvarint(), Kind: r.byte()}
-	if r.bad || m.Kind > resLost {
+	if r.bad || m.Kind > resCancelled {
 		return ErrMalformed
 	}
 	m.Payload = r.b

@@ -755,10 +755,18 @@ func decodeOutcome(kind byte, payload []byte) ([]byte, error) {
 		return nil, e
 	case resTimeout:
 		return nil, &remoteTimeout{msg: string(payload)}
+	case resCancelled:
+		return nil, ErrCancelledByPeer
 	default:
 		return nil, &lostError{msg: string(payload)}
 	}
 }
+
+// ErrCancelledByPeer is the error of a task that a worker stopped, or
+// skipped, for a cancellation that its pool did not send: another client
+// of the server's (see Peers in the package doc). The worker acknowledged
+// the task: no worker runs it again.
+var ErrCancelledByPeer = errors.New("cluster: task cancelled by a cancellation that its pool did not send")
 
 // remoteTimeout is the error of a task that ran past its timeout on a
 // remote worker: it matches mp.ErrTaskTimeout.

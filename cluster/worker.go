@@ -454,9 +454,12 @@ func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
+	cancelled := resultMsg{Job: t.Job, Index: t.Index, Kind: resCancelled}
 	rt := &runningTask{idx: t.Index, cancel: cancel, reply: m.Reply}
 	if !n.track(key, rt) {
-		n.answer(m, ackOK) // cancelled: it never runs
+		// Cancelled: it never runs. The pool that cancelled it drops the
+		// result, which it needs if the cancellation was not its own.
+		n.deliverResult(m, resPrefix+t.Inst, cancelled.appendTo(nil), nil, nil)
 		return false
 	}
 	defer n.untrack(key, rt)
@@ -496,7 +499,9 @@ func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 					out <- outcome{answer: ackNak}
 					return
 				case kind < 0:
-					out <- outcome{answer: ackOK} // cancelled by its pool: nobody waits for it
+					// Cancelled, by its pool (which drops the result) or
+					// by a cancellation that was not the pool's.
+					out <- outcome{body: cancelled.appendTo(nil)}
 					return
 				}
 				r.Kind, r.Payload = byte(kind), payload
