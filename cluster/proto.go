@@ -17,6 +17,8 @@ import (
 //	                                 streams refuse overlapping filters)
 //	mp.res.INST                      a result, read by the pool INST
 //	                                 through its durable consumer mpr_INST
+//	                                 (mpr_INST_N once made anew: see
+//	                                 session.readResults)
 //
 // and on core NATS (lost messages cost nothing but time):
 //
