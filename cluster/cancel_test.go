@@ -228,7 +228,8 @@ func TestCancelBeforeTaskSkipped(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
-	if err := <-res; !errors.Is(err, context.Canceled) {
+	// The cancellation was not the pool's: its result may come first.
+	if err := <-res; !errors.Is(err, context.Canceled) && !errors.Is(err, ErrCancelledByPeer) {
 		t.Fatalf("got %v", err)
 	}
 	if n := count(records(t, dir), "start_7_"); n != 0 {

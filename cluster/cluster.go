@@ -76,14 +76,20 @@
 // task taken).
 //
 // Cancellations travel over core NATS, at most once: a worker that does
-// not hear one (its connection was down then) runs the task to its end;
-// and a task the purge could not reach (the stream did not answer within
-// 5 s; the pool logs that) stays queued, and runs when a worker takes it,
-// unless that worker heard the cancellation (a worker keeps the last
-// 65 536 cancellations it heard, whole jobs or single tasks, and skips
-// their tasks). The results of tasks that ran anyway are dropped. The
-// tasks of a pool whose process ended without closing it stay queued and
-// run; their results are dropped after a day.
+// not hear one (its connection was down then) runs the task to its end.
+// A purge that fails (the server is unreachable, or the stream did not
+// answer within 5 s; the pool logs it) is tried again, after 100 ms and
+// then twice as long each time, up to every 5 s, until it succeeds or the
+// Cluster is closed, also once the pool has ended: once a retry succeeds,
+// none of the purged tasks runs. Until then the task stays queued, and
+// runs if a worker takes it, unless that worker heard the cancellation (a
+// worker keeps the last 65 536 cancellations it heard, whole jobs or
+// single tasks, and skips their tasks; the cancellation is sent again
+// with each retry). Closing the Cluster gives up the purges not done (it
+// logs how many): those tasks stay queued, and run when a worker takes
+// them. The results of tasks that ran anyway are dropped. The tasks of a
+// pool whose process ended without closing it stay queued and run; their
+// results are dropped after a day.
 //
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the
@@ -119,6 +125,50 @@
 // and a worker built with an mp older than that policy asks for tasks in
 // a way the server refuses on such a consumer, so it takes none. Upgrade
 // the workers before, or with, the programs that submit.
+//
+// # Peers
+//
+// Pools and workers trust whoever the server lets in: the server's
+// authentication (a token, nkeys or credentials, TLS) is the boundary.
+// A client of the server, a buggy or hostile one included, can send what
+// a pool or a worker sends: tasks (which run registered targets only,
+// with the argument it gives), results (the first result of a call in
+// flight is its result, whoever sent it), cancellations, heartbeats. What
+// such a client cannot do, whatever it sends:
+//
+//   - make a pool or a worker panic, hang or drop its connection: a
+//     message that does not parse is dropped (a result's is logged), a
+//     task's by its worker, which terminates it in the stream; a result
+//     that names its call but does not decode fails that call with an
+//     error matching ErrMalformed (or the decoding error of its type); a
+//     worker runs only deliveries of its tasks' consumer; a message that
+//     the client library takes for the end of the pool's consumer of
+//     results (a forged status, sent to the consumer's inbox or stored in
+//     the stream of results) only makes the pool read its results again,
+//     on a new consumer, after a quarter of a second (the results
+//     delivered and not read come again);
+//   - give a call two results, or a result of another call or pool: a
+//     result settles the call of its pool (its subject) whose job and
+//     index it carries, if that call is in flight, and is dropped
+//     otherwise;
+//   - have a pool publish to a subject of its choosing: a pool answers a
+//     result sent directly on an inbox only, and acknowledges only
+//     deliveries of its own tasks' consumer;
+//   - make a pool or a worker hold memory without bound: a pool counts
+//     at most 4096 workers (those heard from first, while they beat) and
+//     65 536 slots (Pool.Processes), a worker keeps at most 65 536
+//     cancellations, and the names they keep (a worker's id, a pool's
+//     instance, a build's fingerprint) are at most 64 bytes.
+//
+// It can, on the other hand, forge a result, a cancellation (the worker
+// stops or skips the task as for the pool's own, and the call fails with
+// ErrCancelledByPeer) or a heartbeat (which silences the warning of no
+// compatible worker, and sways Pool.Processes); push a worker's remembered cancellations out with
+// 65 536 of its own: a task cancelled before a worker takes it then runs
+// there, if the purge had not removed it yet (its result is dropped); and
+// slow pools and workers down with forged statuses sent to the inboxes
+// of their requests (each costs a worker's slot a pause of 200 ms, a
+// pool's reading of results one of a quarter of a second).
 //
 // # Durability
 //
@@ -210,6 +260,8 @@ type Cluster struct {
 	url  string
 	conn *conn
 	log  *slog.Logger
+	// purges purges cancelled tasks, and tries again those that fail.
+	purges *purger
 
 	mu       sync.Mutex
 	closed   bool
@@ -249,6 +301,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.conn = cn
+	c.purges = newPurger(cn, c.log)
 	return c, nil
 }
 
@@ -310,6 +363,7 @@ func (c *Cluster) Close() error {
 		s.Terminate(mp.ErrPoolTerminated)
 		<-s.Done()
 	}
+	c.purges.close()
 	c.conn.close()
 	if c.node != nil {
 		c.node.Shutdown()

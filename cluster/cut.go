@@ -43,7 +43,7 @@ func cutArg(arg []byte, form clusterhook.ChunkForm, room int) (parts [][]byte, c
 	}
 	items, err := codec.SplitMessage(nil, arg)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("%w: a chunk to cut: %v", errBadMessage, err)
+		return nil, nil, 0, fmt.Errorf("%w: a chunk to cut: %v", ErrMalformed, err)
 	}
 	for i := 0; i < len(items); {
 		k, size := 0, 0
@@ -83,7 +83,7 @@ func joinResults(results [][]byte, counts []int, form clusterhook.ChunkForm) ([]
 		out := make([]byte, 0, size)
 		for k, r := range results {
 			if len(r) != counts[k]*form.Size {
-				return nil, fmt.Errorf("%w: a part of %d items gave %d bytes of results", errBadMessage, counts[k], len(r))
+				return nil, fmt.Errorf("%w: a part of %d items gave %d bytes of results", ErrMalformed, counts[k], len(r))
 			}
 			out = append(out, r...)
 		}
@@ -94,7 +94,7 @@ func joinResults(results [][]byte, counts []int, form clusterhook.ChunkForm) ([]
 	for k, r := range results {
 		var err error
 		if items, err = codec.SplitMessage(items[:0], r); err != nil || len(items) != counts[k] {
-			return nil, fmt.Errorf("%w: a part of %d items gave %d results (%v)", errBadMessage, counts[k], len(items), err)
+			return nil, fmt.Errorf("%w: a part of %d items gave %d results (%v)", ErrMalformed, counts[k], len(items), err)
 		}
 		_, _, n, _ := codec.Head(r)
 		out = append(out, r[n:]...)

@@ -54,10 +54,10 @@ func TestCutAndJoin(t *testing.T) {
 	if err != nil || !bytes.Equal(joined, arg) {
 		t.Errorf("joined parts differ from the chunk: %v", err)
 	}
-	if _, err := joinResults(parts, append([]int{counts[0] + 1}, counts[1:]...), cbor); !errors.Is(err, errBadMessage) {
+	if _, err := joinResults(parts, append([]int{counts[0] + 1}, counts[1:]...), cbor); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a part with a result short: %v", err)
 	}
-	if _, err := joinResults([][]byte{{0x82, 1}}, []int{2}, cbor); !errors.Is(err, errBadMessage) {
+	if _, err := joinResults([][]byte{{0x82, 1}}, []int{2}, cbor); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a truncated part: %v", err)
 	}
 	// Item 40, the first too large: 400 bytes of text, 3 of its head, 1
@@ -65,7 +65,7 @@ func TestCutAndJoin(t *testing.T) {
 	if _, _, tooBig, err := cutArg(arg, cbor, 400); err != nil || tooBig != 404 {
 		t.Errorf("items of up to 490 bytes in parts of 400: tooBig %d, want 404; %v", tooBig, err)
 	}
-	if _, _, _, err := cutArg(arg[:len(arg)-1], cbor, 1000); !errors.Is(err, errBadMessage) {
+	if _, _, _, err := cutArg(arg[:len(arg)-1], cbor, 1000); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a truncated chunk: %v", err)
 	}
 
@@ -82,7 +82,7 @@ func TestCutAndJoin(t *testing.T) {
 	if joined, err := joinResults(parts, counts, raw); err != nil || !bytes.Equal(joined, rarg) {
 		t.Errorf("raw join: %v", err)
 	}
-	if _, err := joinResults([][]byte{parts[0][:7]}, counts[:1], raw); !errors.Is(err, errBadMessage) {
+	if _, err := joinResults([][]byte{parts[0][:7]}, counts[:1], raw); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a raw part of 7 bytes: %v", err)
 	}
 	if parts, _, tooBig, _ := cutArg(rarg, raw, 7); parts != nil || tooBig != 8 {

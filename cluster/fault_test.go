@@ -604,20 +604,7 @@ func TestWorkerProcessLostAfterMaxAttempts(t *testing.T) {
 // empty.
 func awaitEmptyStream(t *testing.T, c *Cluster) {
 	t.Helper()
-	bound := testCtx(t, 10*time.Second)
-	for {
-		info, err := c.conn.tasks.Info(bound)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 0 {
-			return
-		}
-		if bound.Err() != nil {
-			t.Fatalf("%d tasks left in the stream", info.State.Msgs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitStreamMsgs(t, c, 0)
 }
 
 // envDieOnLast makes a worker die when it takes a task out of attempts.

@@ -17,6 +17,8 @@ import (
 //	                                 streams refuse overlapping filters)
 //	mp.res.INST                      a result, read by the pool INST
 //	                                 through its durable consumer mpr_INST
+//	                                 (mpr_INST_N once made anew: see
+//	                                 session.readResults)
 //
 // and on core NATS (lost messages cost nothing but time):
 //
@@ -74,11 +76,52 @@ const taskDurablePrefix = "mpw_"
 
 func taskDurable(pool, fp string) string { return taskDurablePrefix + pool + "_" + fp }
 
-func resultDurable(inst string) string { return "mpr_" + inst }
+// taskAckPrefix starts the reply subjects of the deliveries of the tasks'
+// consumer of pool and fp (the subjects that acknowledge them). The
+// server refuses a client's message with such a reply: only its
+// deliveries have one.
+func taskAckPrefix(pool, fp string) string {
+	return jsAckPrefix + taskStream + "." + taskDurable(pool, fp) + "."
+}
 
-// errBadMessage is the error of a message that does not parse: not from
-// a peer of the same build, or damaged.
-var errBadMessage = errors.New("cluster: malformed message")
+// resultDurable names the consumer of a pool instance's results, the
+// gen-th made (see session.readResults).
+func resultDurable(inst string, gen int) string {
+	if gen == 0 {
+		return "mpr_" + inst
+	}
+	return "mpr_" + inst + "_" + strconv.Itoa(gen)
+}
+
+// ErrMalformed is matched (errors.Is) by the error of a message that
+// does not parse: not from a worker or pool of the same build, or
+// damaged. A malformed result that names its task (a task's error that
+// does not decode, a part of a chunk with another number of results than
+// items) fails that task with it; another is dropped (and logged).
+var ErrMalformed = errors.New("cluster: malformed message")
+
+// maxInst bounds a pool instance's name (a nuid, 22 letters and digits)
+// read from a message.
+const maxInst = 64
+
+// validInst reports whether inst, read from a message, may be a pool
+// instance's name: a worker makes subjects of it (where the task's result
+// goes) and keeps it (its ledger of cancellations). Another name is a
+// peer's, never a pool's: one longer than the server takes in a subject
+// made it close the worker's connection for good, one with a space or a
+// wildcard made subjects that the result never reached, and a long one
+// made the ledger hold megabytes per cancellation.
+func validInst(inst string) bool {
+	if inst == "" || len(inst) > maxInst {
+		return false
+	}
+	for i := range len(inst) {
+		if c := inst[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
 
 // taskMsg is a task in the stream.
 //
@@ -159,15 +202,15 @@ func (r *reader) str() string {
 func (t *taskMsg) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	flags := r.byte()
 	timeout := r.uvarint()
 	*t = taskMsg{Chunk: flags&flagChunk != 0, Timeout: int64(min(timeout, 1<<62)), Target: r.str(), Inst: r.str()}
 	t.Job = r.uvarint()
 	t.Index = r.uvarint()
-	if r.bad || t.Target == "" || t.Inst == "" {
-		return errBadMessage
+	if r.bad || t.Target == "" || !validInst(t.Inst) {
+		return ErrMalformed
 	}
 	t.Arg = r.b
 	return nil
@@ -179,6 +222,10 @@ const (
 	resError          // the target returned an error or panicked: a CBOR *mp.RemoteError follows
 	resTimeout        // the task ran past its timeout: the message follows
 	resLost           // the task's worker died on its last attempt: the message follows
+	// resCancelled: a cancellation stopped the task, or had its worker
+	// skip it (nothing follows). The pool drops it, having cancelled the
+	// task itself, unless the cancellation was not its own.
+	resCancelled
 )
 
 // resultMsg is a task's outcome, sent to the pool that gave it.
@@ -202,11 +249,11 @@ func (m *resultMsg) appendTo(b []byte) []byte {
 func (m *resultMsg) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	*m = resultMsg{Job: r.uvarint(), Index: r.uvarint(), Kind: r.byte()}
-	if r.bad || m.Kind > resLost {
-		return errBadMessage
+	if r.bad || m.Kind > resCancelled {
+		return ErrMalformed
 	}
 	m.Payload = r.b
 	return nil
@@ -236,12 +283,12 @@ func (m *cancelMsg) appendTo(b []byte) []byte {
 func (m *cancelMsg) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	*m = cancelMsg{Inst: r.str(), Job: r.uvarint()}
 	i := r.uvarint()
-	if r.bad {
-		return errBadMessage
+	if r.bad || !validInst(m.Inst) {
+		return ErrMalformed
 	}
 	if i == 0 {
 		m.All = true
@@ -254,6 +301,8 @@ func (m *cancelMsg) parse(b []byte) error {
 // heartbeat is a worker's sign of life, every heartbeatEvery.
 //
 //	version | str worker id | uvarint slots
+//
+// with an id of 1 to maxWorkerID bytes and at most 2^20 slots.
 type heartbeat struct {
 	ID    string
 	Slots uint64
@@ -268,11 +317,11 @@ func (h *heartbeat) appendTo(b []byte) []byte {
 func (h *heartbeat) parse(b []byte) error {
 	r := reader{b: b}
 	if r.byte() != protoVersion {
-		return errBadMessage
+		return ErrMalformed
 	}
 	*h = heartbeat{ID: r.str(), Slots: r.uvarint()}
-	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 {
-		return errBadMessage
+	if r.bad || len(r.b) != 0 || h.Slots > 1<<20 || h.ID == "" || len(h.ID) > maxWorkerID {
+		return ErrMalformed
 	}
 	return nil
 }

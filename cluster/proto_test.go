@@ -53,7 +53,7 @@ func TestProtoRejectsBadMessages(t *testing.T) {
 		}
 	}
 	var rm resultMsg
-	if rm.parse([]byte{protoVersion, 1, 1, resLost + 1}) == nil {
+	if rm.parse([]byte{protoVersion, 1, 1, resCancelled + 1}) == nil {
 		t.Error("result of an unknown kind accepted")
 	}
 	var hb heartbeat

@@ -32,9 +32,12 @@ type session struct {
 	fp   string
 	inst string // this pool's name among the cluster's: where its results go
 
-	results jetstream.ConsumeContext
-	subs    []*nats.Subscription
-	acks    chan pending // publishes waiting for their ack, in order
+	// resultsDone is closed once the pool reads no more results from
+	// their stream (see readResults), through its consumer resultsName.
+	resultsDone chan struct{}
+	resultsName string
+	subs        []*nats.Subscription
+	acks        chan pending // publishes waiting for their ack, in order
 	// unconfirmed are the tasks published without asking for an ack,
 	// in order (see send).
 	unconfirmed chan pending
@@ -162,7 +165,7 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan []stopReq, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
-	s.ackPrefix = jsAckPrefix + taskStream + "." + taskDurable(c.opts.Pool, s.fp) + "."
+	s.ackPrefix = taskAckPrefix(c.opts.Pool, s.fp)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	js := c.conn.js
@@ -188,16 +191,6 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: create the tasks' consumer: %w", err)
 	}
-	// Results through a durable (replicated as its stream) consumer: an
-	// ordered consumer lives on one node and dies with it.
-	rc, err := js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
-		Durable: resultDurable(s.inst), FilterSubject: resPrefix + s.inst,
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait, MaxAckPending: 10000,
-		InactiveThreshold: resultsInactive,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: create the results' consumer: %w", err)
-	}
 	nc := c.conn.nc
 	sub := func(subject string, fn nats.MsgHandler) error {
 		sb, err := nc.Subscribe(subject, fn)
@@ -212,23 +205,27 @@ func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	if err == nil {
 		err = nc.Flush()
 	}
+	var results jetstream.ConsumeContext
+	s.resultsName = resultDurable(s.inst, 0)
 	if err == nil {
-		s.results, err = rc.Consume(s.onResult, jetstream.PullMaxMessages(1000))
+		results, err = s.consumeResults()
 	}
 	if err != nil {
 		s.unsubscribe()
-		js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst))
+		js.DeleteConsumer(ctx, resultStream, s.resultsName)
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	if cfg.Processes > 0 {
 		s.local, err = startNode(c.conn, nodeOptions{pool: o.Pool, newLocal: cfg.NewLocal, log: c.log})
 		if err != nil {
-			s.results.Stop()
+			results.Stop()
 			s.unsubscribe()
-			js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst))
+			js.DeleteConsumer(ctx, resultStream, s.resultsName)
 			return nil, err
 		}
 	}
+	s.resultsDone = make(chan struct{})
+	go s.readResults(results)
 	s.wg.Add(4)
 	go s.confirmLoop()
 	go s.ackLoop()
@@ -520,6 +517,121 @@ func (s *session) unlink(r ref) *clusterhook.Task {
 	return t
 }
 
+// consumeResults starts reading the pool's results from their stream,
+// through the durable consumer s.resultsName (replicated as its stream:
+// an ordered consumer lives on one node and dies with it), which it makes
+// if it is not there.
+func (s *session) consumeResults() (jetstream.ConsumeContext, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	rc, err := s.c.conn.js.CreateOrUpdateConsumer(ctx, resultStream, jetstream.ConsumerConfig{
+		Durable: s.resultsName, FilterSubject: resPrefix + s.inst,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: resultsAckWait, MaxAckPending: 10000,
+		InactiveThreshold: resultsInactive,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the results' consumer: %w", err)
+	}
+	return rc.Consume(s.onResult, jetstream.PullMaxMessages(resultsBatch))
+}
+
+// readResults keeps reading the pool's results, from cc on, until the
+// session stops. The client library ends a consumption for good on a
+// status message that says its consumer is gone (409 Consumer Deleted,
+// 400 Bad Request, a count of pending messages that does not parse): the
+// server's, or a peer's, as any client of the server that listens on the
+// inboxes sees the results delivered to the pool and can send such a
+// message to the same inbox. A consumption that ends before the session
+// stops is started again, after resultsRetryFirst and then twice as long
+// each time that fails, up to every resultsRetryMax, on a consumer made
+// anew, of another name: the old one may hold the ended consumption's
+// requests for results at the server, which would take the results the
+// new one waits for (and lose them, to be given again after
+// resultsAckWait, to those requests again, until they expire), and a new
+// one of the same name may be handed the deletion's notice of the old
+// one. The results the old one delivered and that were not acknowledged
+// come again; a result that comes twice is dropped. Before, the messages
+// of the stream that look like a status are deleted (see
+// dropStatusLookalikes).
+func (s *session) readResults(cc jetstream.ConsumeContext) {
+	defer close(s.resultsDone)
+	gen := 0
+	for {
+		select {
+		case <-cc.Closed():
+		case <-s.stop:
+			cc.Stop()
+			<-cc.Closed()
+			return
+		}
+		s.c.log.Warn("mp cluster: the pool's reading of its results ended; it starts again", "pool", s.c.opts.Pool)
+		for wait := resultsRetryFirst; ; wait = min(2*wait, resultsRetryMax) {
+			select {
+			case <-time.After(wait):
+			case <-s.stop:
+				return
+			}
+			// A work-queue stream takes no two consumers of one
+			// subject: the old one goes first.
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			err := s.c.conn.js.DeleteConsumer(ctx, resultStream, s.resultsName)
+			cancel()
+			if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				err = s.dropStatusLookalikes()
+			}
+			if err == nil {
+				gen++
+				s.resultsName = resultDurable(s.inst, gen)
+				if cc, err = s.consumeResults(); err == nil {
+					break
+				}
+			}
+			s.c.log.Warn("mp cluster: read the pool's results", "err", err)
+		}
+	}
+}
+
+// dropStatusLookalikes deletes, among the first resultsBatch messages of
+// the pool's results in their stream, those that the client library takes
+// for a status of the consumer rather than a message (no data, a Status
+// header): a peer's, as a worker's result always has data. Stored there,
+// such a message would end each new reading of the results as it came.
+// Those before it were acknowledged as the ended reading had them: it is
+// among the first.
+func (s *session) dropStatusLookalikes() error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	st, err := s.c.conn.js.Stream(ctx, resultStream)
+	if err != nil {
+		return err
+	}
+	seq := uint64(1)
+	for range resultsBatch {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(resPrefix+s.inst))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+			if err := st.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return err
+			}
+		}
+		seq = m.Sequence + 1
+	}
+	return nil
+}
+
+// resultsBatch is how many results a pool asks for at a time.
+const resultsBatch = 1000
+
+const (
+	resultsRetryFirst = 250 * time.Millisecond
+	resultsRetryMax   = 5 * time.Second
+)
+
 // onResult settles the task of a result (the first result of a task
 // only: a task run twice has its second result dropped).
 func (s *session) onResult(m jetstream.Msg) {
@@ -544,21 +656,56 @@ func (s *session) onResult(m jetstream.Msg) {
 // JetStream round trip on a loaded 2-core machine took 183 us with it,
 // 130 without). An acknowledgement lost on the
 // way leaves the task to be given again after the ack wait, as a
-// worker's would: its second result is dropped.
+// worker's would: its second result is dropped. A result whose reply is
+// no inbox gets no answer, and its task no acknowledgement (see isInbox).
 func (s *session) onDirect(m *nats.Msg) {
 	if h := testHookDropDirect; h != nil && h() {
 		return
 	}
-	var answer []byte
-	if to := m.Header.Get(ackToHeader); strings.HasPrefix(to, s.ackPrefix) && !strings.ContainsAny(to, " \t\r\n*>") {
-		if s.c.conn.nc.Publish(to, ackOK) == nil {
-			answer = answerAcked
+	if isInbox(m.Reply) {
+		var answer []byte
+		if to := m.Header.Get(ackToHeader); s.isOwnDelivery(to) {
+			if s.c.conn.nc.Publish(to, ackOK) == nil {
+				answer = answerAcked
+			}
 		}
+		m.Respond(answer)
 	}
-	m.Respond(answer)
 	// Before the caller has its result and sends its next call.
 	s.warm.ran(m.Header.Get(workerHeader))
 	s.take(m.Data, m.Subject)
+}
+
+// isInbox reports whether subject, the reply subject of a result sent
+// directly, is an inbox (a worker's is its node's: see replyMux), where
+// the pool may answer. The subject comes from another process: answered
+// anywhere else, the pool's answer would be a message of the pool's own
+// to a subject a peer chose, such as an empty request of the JetStream
+// API that purges the stream of tasks or deletes a consumer. A result
+// without such a reply is taken all the same, unanswered and its task
+// not acknowledged (its worker stores it in the stream, and acknowledges
+// its task itself).
+func isInbox(subject string) bool {
+	return strings.HasPrefix(subject, nats.InboxPrefix) && literal(subject)
+}
+
+// literal reports whether subject, from another process, is one subject
+// (no wildcard) that nats.go publishes to as given.
+func literal(subject string) bool { return !strings.ContainsAny(subject, " \t\r\n*>") }
+
+// maxAckTail bounds what follows s.ackPrefix in the subject of a delivery
+// (five numbers and their dots: see isOwnDelivery).
+const maxAckTail = 5 * 21
+
+// isOwnDelivery reports whether subject, the Mp-Ack-To of a result sent
+// directly, may acknowledge a delivery of the pool's own tasks' consumer:
+// its prefix (s.ackPrefix), then numbers and dots only (delivered count,
+// stream and consumer sequences, time, pending). The subject comes from
+// another process: one longer than the server takes had it close the
+// pool's connection for good.
+func (s *session) isOwnDelivery(subject string) bool {
+	tail, ok := strings.CutPrefix(subject, s.ackPrefix)
+	return ok && tail != "" && len(tail) <= maxAckTail && strings.Trim(tail, "0123456789.") == ""
 }
 
 // take settles the task of a result, unless it has its outcome: a task
@@ -603,15 +750,23 @@ func decodeOutcome(kind byte, payload []byte) ([]byte, error) {
 	case resError:
 		e := new(mp.RemoteError)
 		if err := codec.Unmarshal(payload, e); err != nil {
-			return nil, fmt.Errorf("%w: %v", errBadMessage, err)
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		return nil, e
 	case resTimeout:
 		return nil, &remoteTimeout{msg: string(payload)}
+	case resCancelled:
+		return nil, ErrCancelledByPeer
 	default:
 		return nil, &lostError{msg: string(payload)}
 	}
 }
+
+// ErrCancelledByPeer is the error of a task that a worker stopped, or
+// skipped, for a cancellation that its pool did not send: another client
+// of the server's (see Peers in the package doc). The worker acknowledged
+// the task: no worker runs it again.
+var ErrCancelledByPeer = errors.New("cluster: task cancelled by a cancellation that its pool did not send")
 
 // remoteTimeout is the error of a task that ran past its timeout on a
 // remote worker: it matches mp.ErrTaskTimeout.
@@ -821,65 +976,53 @@ func (s *session) stopJobs(reqs []stopReq) {
 // handled the cancellation of a task (job number, index).
 var testHookCancelDone func(job uint64, idx int)
 
-// stopTasks purges the tasks of reqs (each a task, or its whole job) from the
-// stream, then tells the workers to stop them where they run. The
-// server stores a stream's messages from a queue, in order, but serves a
-// purge at once: a purge could come before a task published just before
-// it is stored, and miss it. So a barrier goes first: a message to the
-// stream that it refuses (it expects another stream) once it has taken
-// every message queued before it (a 3-node stream's leader takes them in
-// order too, and orders the purge after them).
+// stopTasks purges the tasks of reqs (each a task, or its whole job) from
+// the stream, then tells the workers to stop them where they run; a purge
+// that fails is tried again (see purger).
 func (s *session) stopTasks(reqs []stopReq) {
 	if len(reqs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	var apiErr *jetstream.APIError
-	_, err := s.c.conn.js.PublishMsg(ctx, &nats.Msg{Subject: jobSubject(s.c.opts.Pool, s.fp, s.inst, 0) + ".0"},
-		jetstream.WithExpectStream(barrierStream))
-	cancel()
-	if !errors.As(err, &apiErr) {
-		// No answer in time (or one that took it): the purge may miss
-		// a task published just before.
-		s.c.log.Warn("mp cluster: the stream did not refuse the barrier before a purge", "err", err)
+	pool := s.c.opts.Pool
+	prs := make([]purgeReq, len(reqs))
+	for i, req := range reqs {
+		j := req.r.j
+		subj := jobSubject(pool, s.fp, s.inst, j.n) + "."
+		if req.whole {
+			subj += ">"
+		} else {
+			subj += strconv.Itoa(req.r.idx)
+		}
+		cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
+		prs[i] = purgeReq{subject: subj, barrier: jobSubject(pool, s.fp, s.inst, 0) + ".0", pool: pool, cancel: cm.appendTo(nil)}
 	}
-	for _, req := range reqs {
-		s.purge(req)
-	}
+	s.c.purges.purge(prs)
 }
 
-// purge purges req's task, or its whole job, from the stream, then tells
-// the workers to stop it.
-func (s *session) purge(req stopReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	j := req.r.j
-	subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, j.n) + "."
-	cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
-	if req.whole {
-		subj += ">"
-	} else {
-		subj += strconv.Itoa(req.r.idx)
-	}
-	if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
-	}
-	s.c.conn.nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil))
-}
-
-// barrierStream is the stream a barrier expects (see stopTasks): none, so
-// that the tasks' stream refuses it.
-const barrierStream = "MP_NO_STREAM"
+// Any client of the server can send heartbeats, of as many workers as
+// it likes, each with up to 2^20 slots (see heartbeat): a pool keeps at
+// most maxPeers workers heard from (those heard first; another is counted
+// once one of them falls silent), and counts at most maxSlots slots
+// (Slots: what Pool.Processes gives, which sizes Map's chunks and an
+// Imap's window of chunks in flight, allocated at once). A fingerprint
+// longer than maxFingerprint (a build's is 16 hex digits) is no build's.
+const (
+	maxPeers       = 4096
+	maxSlots       = 1 << 16
+	maxFingerprint = 64
+)
 
 // onHeartbeat notes a worker's heartbeat.
 func (s *session) onHeartbeat(m *nats.Msg) {
 	var h heartbeat
-	if h.parse(m.Data) != nil {
+	fp := m.Subject[len(hbPrefix)+len(s.c.opts.Pool)+1:]
+	if h.parse(m.Data) != nil || len(fp) > maxFingerprint {
 		return
 	}
-	fp := m.Subject[len(hbPrefix)+len(s.c.opts.Pool)+1:]
 	s.mu.Lock()
-	s.peers[h.ID] = peer{fp: fp, slots: int(h.Slots), last: time.Now()}
+	if _, ok := s.peers[h.ID]; ok || len(s.peers) < maxPeers {
+		s.peers[h.ID] = peer{fp: fp, slots: int(h.Slots), last: time.Now()}
+	}
 	if fp == s.fp {
 		s.since = time.Now()
 	}
@@ -911,6 +1054,8 @@ func (s *session) watch() {
 				others = append(others, p.fp)
 			}
 		}
+		slices.Sort(others) // one per build, not per worker
+		others = slices.Compact(others)
 		waiting := len(s.jobs) > 0
 		if !waiting {
 			s.since = now
@@ -929,7 +1074,7 @@ func (s *session) watch() {
 }
 
 // Slots returns about how many tasks the cluster's compatible workers run
-// at a time.
+// at a time: 1 to maxSlots.
 func (s *session) Slots() int {
 	n := 0
 	if s.local != nil {
@@ -942,7 +1087,7 @@ func (s *session) Slots() int {
 		}
 	}
 	s.mu.Unlock()
-	return max(n, 1)
+	return min(max(n, 1), maxSlots)
 }
 
 // taskMsgRoom is the room a task's message keeps for what is not its
@@ -1040,8 +1185,7 @@ func (s *session) maybeEnd() {
 // consumer.
 func (s *session) teardown() {
 	close(s.stop)
-	s.results.Stop()
-	<-s.results.Closed()
+	<-s.resultsDone
 	s.unsubscribe()
 	s.wg.Wait()
 	if s.local != nil {
@@ -1049,7 +1193,7 @@ func (s *session) teardown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if err := s.c.conn.js.DeleteConsumer(ctx, resultStream, resultDurable(s.inst)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := s.c.conn.js.DeleteConsumer(ctx, resultStream, s.resultsName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.c.log.Warn("mp cluster: delete the results' consumer", "err", err)
 	}
 	// Results of tasks that ran twice, or after their job was cancelled.

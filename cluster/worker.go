@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,9 +187,9 @@ type node struct {
 	cons      jetstream.Consumer
 	ackWait   time.Duration
 	attempts  int
-	reqs      pullRequests // for the consumer's priority policy
-	running   map[jobKey]map[uint64]*runningTask
-	cancelled cancelLedger // so that tasks taken after their cancellation are skipped
+	reqs      pullRequests              // for the consumer's priority policy
+	running   map[jobKey][]*runningTask // a task given twice at a time is there twice
+	cancelled cancelLedger              // so that tasks taken after their cancellation are skipped
 }
 
 type jobKey struct {
@@ -205,7 +206,7 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
 	}
 	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
-		running: map[jobKey]map[uint64]*runningTask{}}
+		running: map[jobKey][]*runningTask{}}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
 	if err == nil {
@@ -346,6 +347,7 @@ func (n *node) slot() {
 	}
 	defer sub.Unsubscribe()
 	next := "$JS.API.CONSUMER.MSG.NEXT." + taskStream + "." + taskDurable(n.o.pool, n.fp)
+	delivery := taskAckPrefix(n.o.pool, n.fp)
 	warm := false // the last task named this worker
 	pull := func() bool {
 		n.mu.Lock()
@@ -371,6 +373,12 @@ func (n *node) slot() {
 		if pulled = false; m == nil {
 			continue
 		}
+		if !strings.HasPrefix(m.Reply, delivery) {
+			// No delivery of the consumer: a peer's message to the
+			// inbox (which the requests show). The request still waits.
+			pulled = true
+			continue
+		}
 		warm = m.Header.Get(workerHeader) == n.id
 		if h := testHookDropTask; h != nil && h() {
 			continue // as the client library drops a message
@@ -391,6 +399,13 @@ func (n *node) awaitTask(sub *nats.Subscription) *nats.Msg {
 		cancel()
 		if err != nil {
 			return nil // expired without a word (a new request follows), or stopping
+		}
+		if m.Reply != "" {
+			// A delivery, whatever its headers: the server's statuses
+			// have no reply subject, and a peer may store a task that
+			// looks like one (the slot ignores a message that is no
+			// delivery of its consumer).
+			return m
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
@@ -439,11 +454,15 @@ func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 	key := jobKey{t.Inst, t.Job}
 	ctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
-	if !n.track(key, t.Index, &runningTask{cancel: cancel, reply: m.Reply}) {
-		n.answer(m, ackOK) // cancelled: it never runs
+	cancelled := resultMsg{Job: t.Job, Index: t.Index, Kind: resCancelled}
+	rt := &runningTask{idx: t.Index, cancel: cancel, reply: m.Reply}
+	if !n.track(key, rt) {
+		// Cancelled: it never runs. The pool that cancelled it drops the
+		// result, which it needs if the cancellation was not its own.
+		n.deliverResult(m, resPrefix+t.Inst, cancelled.appendTo(nil), nil, nil)
 		return false
 	}
-	defer n.untrack(key, t.Index)
+	defer n.untrack(key, rt)
 	md, _ := m.Metadata()
 	n.mu.Lock()
 	attempts := n.attempts
@@ -480,7 +499,9 @@ func (n *node) run(m *nats.Msg, pull func() bool) (pulled bool) {
 					out <- outcome{answer: ackNak}
 					return
 				case kind < 0:
-					out <- outcome{answer: ackOK} // cancelled by its pool: nobody waits for it
+					// Cancelled, by its pool (which drops the result) or
+					// by a cancellation that was not the pool's.
+					out <- outcome{body: cancelled.appendTo(nil)}
 					return
 				}
 				r.Kind, r.Payload = byte(kind), payload
@@ -735,23 +756,22 @@ func (n *node) publishResult(subject string, body []byte) bool {
 
 // runningTask is a task a slot runs.
 type runningTask struct {
+	idx    uint64 // in its job
 	cancel context.CancelFunc
 	reply  string // where its delivery is answered
 }
 
-// track records a running task, unless its pool cancelled it.
-func (n *node) track(k jobKey, idx uint64, r *runningTask) bool {
+// track records a running task of job k, unless its pool cancelled it.
+// The same task may run twice at a time in one worker (given again after
+// the ack wait while it runs, or a peer's copy of it): each is tracked,
+// so that a cancellation stops both and each has its progress reported.
+func (n *node) track(k jobKey, r *runningTask) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cancelled.has(k, idx) {
+	if n.cancelled.has(k, r.idx) {
 		return false
 	}
-	m := n.running[k]
-	if m == nil {
-		m = map[uint64]*runningTask{}
-		n.running[k] = m
-	}
-	m[idx] = r
+	n.running[k] = append(n.running[k], r)
 	return true
 }
 
@@ -774,8 +794,8 @@ func (n *node) progress() {
 		}
 		var replies []string
 		n.mu.Lock()
-		for _, m := range n.running {
-			for _, r := range m {
+		for _, rs := range n.running {
+			for _, r := range rs {
 				replies = append(replies, r.reply)
 			}
 		}
@@ -786,12 +806,14 @@ func (n *node) progress() {
 	}
 }
 
-func (n *node) untrack(k jobKey, idx uint64) {
+func (n *node) untrack(k jobKey, r *runningTask) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.running[k], idx)
-	if len(n.running[k]) == 0 {
+	rs := slices.DeleteFunc(n.running[k], func(o *runningTask) bool { return o == r })
+	if len(rs) == 0 {
 		delete(n.running, k)
+	} else {
+		n.running[k] = rs
 	}
 }
 
@@ -806,8 +828,8 @@ func (n *node) onCancel(msg *nats.Msg) {
 	n.mu.Lock()
 	n.cancelled.add(k, cm.All, cm.Idx)
 	var stop []context.CancelFunc
-	for idx, r := range n.running[k] {
-		if cm.All || idx == cm.Idx {
+	for _, r := range n.running[k] {
+		if cm.All || r.idx == cm.Idx {
 			stop = append(stop, r.cancel)
 		}
 	}
