@@ -845,7 +845,7 @@ func (s *session) Cancel(t *clusterhook.Task) { s.CancelAll([]*clusterhook.Task{
 // published never is (or, as it is being published, its publisher stops
 // it: see cancelPublish); those published go to cancelLoop together, as
 // one request, which purges them from the stream and stops them where
-// they run (see stopJobs): the tasks of one call are all unlinked here
+// they run (see stopTasks): the tasks of one call are all unlinked here
 // before cancelLoop sees any of them, so that it purges their job whole
 // before it tells the workers to stop the job's running tasks (else it
 // could stop a running one while another, queued, was still in the
@@ -892,7 +892,7 @@ type stopReq struct {
 }
 
 // cancelLoop purges cancelled tasks that were published from the stream
-// and tells the workers to stop them (see stopJobs). The cancellations queued
+// and tells the workers to stop them (see stopTasks). The cancellations queued
 // are taken together, and a job with nothing left to wait for is purged
 // whole: a cancelled Map costs one purge, not one per chunk.
 func (s *session) cancelLoop() {
@@ -927,49 +927,13 @@ func (s *session) cancelLoop() {
 			req.whole = whole[j]
 			stops = append(stops, req)
 		}
-		s.stopJobs(stops)
+		s.stopTasks(stops)
 		if h := testHookCancelDone; h != nil {
 			for _, req := range reqs {
 				h(req.r.j.n, req.r.idx)
 			}
 		}
 	}
-}
-
-// stopJobs is stopTasks for cancellations that may span several jobs (an
-// Imap's chunks, each a job of its own; the jobs of a Terminate): it
-// first purges the tasks of every one of those jobs, and only then has
-// stopTasks purge and stop them job after job (its purges find nothing
-// left, but a task published meanwhile), so that no worker hears the
-// cancellation of one job, and frees a slot, while a queued task of
-// another is still in the stream and not yet in its ledger. Within one
-// job, stopTasks's purge comes before the job's cancellation already.
-func (s *session) stopJobs(reqs []stopReq) {
-	if !slices.ContainsFunc(reqs, func(r stopReq) bool { return r.r.j != reqs[0].r.j }) {
-		s.stopTasks(reqs) // one job, or none
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	// A barrier first, as stopTasks sends: the purges must not miss a
-	// task published just before.
-	var apiErr *jetstream.APIError
-	if _, err := s.c.conn.js.PublishMsg(ctx, &nats.Msg{Subject: jobSubject(s.c.opts.Pool, s.fp, s.inst, 0) + ".0"},
-		jetstream.WithExpectStream(barrierStream)); !errors.As(err, &apiErr) {
-		s.c.log.Warn("mp cluster: the stream did not refuse the barrier before a purge", "err", err)
-	}
-	for _, req := range reqs {
-		subj := jobSubject(s.c.opts.Pool, s.fp, s.inst, req.r.j.n) + "."
-		if req.whole {
-			subj += ">"
-		} else {
-			subj += strconv.Itoa(req.r.idx)
-		}
-		if err := s.c.conn.tasks.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-			s.c.log.Warn("mp cluster: purge cancelled tasks", "subject", subj, "err", err)
-		}
-	}
-	s.stopTasks(reqs)
 }
 
 // testHookCancelDone, if a test sets it, runs once cancelLoop has
@@ -1164,7 +1128,7 @@ func (s *session) Terminate(err error) {
 	for _, t := range ts {
 		t.Finish(nil, err)
 	}
-	s.stopJobs(stops)
+	s.stopTasks(stops)
 	s.maybeEnd()
 }
 
