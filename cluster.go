@@ -172,9 +172,7 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*tas
 		return err
 	case <-ctx.Done():
 		err := ctx.Err()
-		for _, t := range ts {
-			p.cancelTask(t, err)
-		}
+		c.cancelTasks(ts, err)
 		return err
 	}
 }
@@ -197,18 +195,38 @@ func (c *clusterPool) send(ts []*task, hts []*clusterhook.Task) error {
 }
 
 // cancelTask gives t's caller err and has the cluster stop t.
-func (c *clusterPool) cancelTask(t *task, err error) {
-	t.flags.set(flagCanceled)
-	claimed := t.flags.set(flagSettled)
+func (c *clusterPool) cancelTask(t *task, err error) { c.cancelTasks([]*task{t}, err) }
+
+// cancelTasks gives the callers of ts, the tasks of one call (or of
+// several), err and has the cluster stop them with one cancellation (see
+// clusterhook.Session.CancelAll): cancelled one by one, a running task
+// stopped before a queued one of the same call was cancelled freed a
+// worker's slot that could take that queued task and run it.
+func (c *clusterPool) cancelTasks(ts []*task, err error) {
+	claimed := make([]bool, len(ts))
+	hts := make([]*clusterhook.Task, 0, len(ts))
 	c.mu.Lock()
-	ht := c.tasks[t]
-	delete(c.tasks, t)
-	c.mu.Unlock()
-	if ht != nil {
-		c.s.Cancel(ht)
+	for i, t := range ts {
+		t.flags.set(flagCanceled)
+		claimed[i] = t.flags.set(flagSettled)
+		if ht := c.tasks[t]; ht != nil {
+			hts = append(hts, ht)
+			delete(c.tasks, t)
+		}
 	}
-	if claimed {
-		t.finish.done(nil, err)
+	c.mu.Unlock()
+	switch len(hts) {
+	case 0:
+	case 1:
+		c.s.Cancel(hts[0])
+	default:
+		c.s.CancelAll(hts)
+	}
+	// Finished last: once a caller has err, its tasks are cancelled.
+	for i, t := range ts {
+		if claimed[i] {
+			t.finish.done(nil, err)
+		}
 	}
 }
 

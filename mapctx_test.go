@@ -88,6 +88,13 @@ func (c *stuckCluster) Cancel(t *clusterhook.Task) {
 	c.mu.Unlock()
 }
 
+// CancelAll is Cancel of each of ts.
+func (c *stuckCluster) CancelAll(ts []*clusterhook.Task) {
+	for _, t := range ts {
+		c.Cancel(t)
+	}
+}
+
 func (c *stuckCluster) Slots() int        { return 2 }
 func (c *stuckCluster) MaxTaskBytes() int { return 0 }
 func (c *stuckCluster) Close()            { c.end() }

@@ -1345,6 +1345,18 @@ func (p *Pool) cancelTask(t *task, err error) {
 	}
 }
 
+// cancelTasks is cancelTask of each of ts, the tasks of one call, which
+// a pool on a cluster cancels together (see clusterPool.cancelTasks).
+func (p *Pool) cancelTasks(ts []*task, err error) {
+	if p.cluster != nil {
+		p.cluster.cancelTasks(ts, err)
+		return
+	}
+	for _, t := range ts {
+		p.cancelTask(t, err)
+	}
+}
+
 // timeUp fails t, whose timeout has passed on w, with ErrTaskTimeout. A
 // task of a target that does not see its ctx is stopped by killing w at
 // once (lost fails it); any other has its ctx cancelled first.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -500,9 +501,7 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 		mu.Unlock()
 		if ctx.Err() != nil {
 			// Cancelled: stop the chunks that workers hold too.
-			for _, t := range tasks {
-				pool.cancelTask(t, err)
-			}
+			pool.cancelTasks(tasks, err)
 		}
 	}
 	// The Map's own watch of ctx (below) cancels its tasks once they are
@@ -554,20 +553,33 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 	return func(yield func(R, error) bool) {
 		window := 2*pool.Processes() + 2
 		results := make(chan chunkOut[R], window)
+		var mu sync.Mutex           // inflight, which ctx's end reads too
 		inflight := map[int]*task{} // by sequence number, until received
+		inFlight := func() []*task {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Collect(maps.Values(inflight))
+		}
 		defer func() {
 			// The loop is over: what is left is not wanted. Their finish
 			// sends to results, which has room for every chunk in flight.
-			soft := seesCtx(f.name)
-			for _, t := range inflight {
-				if soft {
-					pool.cancelTask(t, errImapStopped)
-				} else {
-					t.withdraw()
-					t.flags.set(flagCanceled)
-				}
+			left := inFlight()
+			if seesCtx(f.name) {
+				pool.cancelTasks(left, errImapStopped)
+				return
+			}
+			for _, t := range left {
+				t.withdraw()
+				t.flags.set(flagCanceled)
 			}
 		}()
+		if ctx.Done() != nil {
+			// One watch of ctx for the loop, whose end cancels the chunks
+			// in flight together: a pool on a cluster then stops none of
+			// them before the others are out of the workers' reach (see
+			// Pool.cancelTasks).
+			defer context.AfterFunc(ctx, func() { pool.cancelTasks(inFlight(), ctx.Err()) })()
+		}
 		next, stop := iter.Pull(seq)
 		defer stop()
 		sent, exhausted := 0, false
@@ -608,11 +620,18 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					}
 					results <- chunkOut[R]{seq: s, vals: vals, err: err}
 				})}
-				if err := pool.submit(ctx, t); err != nil {
+				// In flight before it is submitted, so that ctx's end
+				// during its submission cancels it with the others.
+				mu.Lock()
+				inflight[s] = t
+				mu.Unlock()
+				if err := pool.submitTasks(ctx, false, []*task{t}); err != nil {
+					mu.Lock()
+					delete(inflight, s)
+					mu.Unlock()
 					yield(zero, err)
 					return
 				}
-				inflight[s] = t
 				sent++
 			}
 			if want == sent && exhausted {
@@ -629,7 +648,9 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					return
 				}
 			}
+			mu.Lock()
 			delete(inflight, c.seq)
+			mu.Unlock()
 			if c.err == nil {
 				doneN += len(c.vals)
 				prog.report(doneN, -1)

@@ -60,6 +60,21 @@
 //     the worker has yet to read the cancellation as it takes the task,
 //     started and then stopped at once.
 //
+// The tasks of one call (a Map's chunks; the chunks an Imap has in
+// flight, each a job of its own), and at Terminate those of every call,
+// are cancelled as one: every one of them still queued is purged before
+// any worker is told to stop one that runs (but if a purge fails: see
+// below), so that a worker's slot freed by that stop never takes another
+// of them. (The message that tells the workers to stop a job's tasks
+// marks the whole job cancelled in their ledgers before it stops any: a
+// task of it that a worker takes afterwards is skipped, see below.) What
+// never runs: a task the pool had yet to publish, and a task still
+// queued when the purge comes. What may still run, until the
+// cancellation reaches its worker (and for that worker's grace): a task
+// taken before the purge, by a slot that was free, or freed by the end
+// of another task, at the time; and a task whose publication was under
+// way (it is published, then stopped as a task taken).
+//
 // Cancellations travel over core NATS, at most once: a worker that does
 // not hear one (its connection was down then) runs the task to its end.
 // A purge that fails (the server is unreachable, or the stream did not

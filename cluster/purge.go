@@ -81,6 +81,12 @@ func (p *purger) purge(reqs []purgeReq) {
 // them in order too, and orders the purge after them). A barrier that
 // was not refused fails the purges after it: they could miss a task.
 //
+// Every purge comes before any cancellation: a worker's slot freed by
+// the cancellation of one job's running task must not find a queued task
+// of another job cancelled with it (an Imap's chunks, a Terminate's
+// calls) still in the stream, and not yet in its ledger (see
+// session.CancelAll).
+//
 // The first failure ends the attempt: the server does not answer, most
 // likely, and the purges left wait for the next attempt rather than each
 // for its timeout (so that closing the Cluster waits for one at most).

@@ -41,7 +41,7 @@ type session struct {
 	// unconfirmed are the tasks published without asking for an ack,
 	// in order (see send).
 	unconfirmed chan pending
-	cancels     chan stopReq
+	cancels     chan []stopReq
 	local       *node // the workers of this process, if any
 	warm        warmth
 	// ackPrefix starts the subjects that acknowledge deliveries of the
@@ -162,7 +162,7 @@ type pending struct {
 // openSession opens a pool on c.
 func openSession(c *Cluster, cfg clusterhook.Config) (*session, error) {
 	s := &session{c: c, cfg: cfg, fp: clusterhook.Fingerprint(), inst: nuid.Next(),
-		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan stopReq, 1024), stop: make(chan struct{}),
+		acks: make(chan pending, 4096), unconfirmed: make(chan pending, 4096), cancels: make(chan []stopReq, 1024), stop: make(chan struct{}),
 		jobs: map[uint64]*job{}, where: map[*clusterhook.Task]ref{}, cuts: map[*clusterhook.Task]*cutChunk{},
 		peers: map[string]peer{}, since: time.Now(), done: make(chan struct{})}
 	s.ackPrefix = taskAckPrefix(c.opts.Pool, s.fp)
@@ -838,36 +838,47 @@ func (s *session) taskOf(subject string) (ref, bool) {
 	return ref{j, int(i)}, true
 }
 
-// Cancel drops t: its result, if one comes, goes unheard. If t was
-// published, cancelLoop purges it from the stream and stops it where it
-// runs; if not, it never is (or, as it is being published, its publisher
-// stops it: see cancelPublish). A chunk sent in
-// parts has its parts cancelled. A t not registered is marked, in t
-// itself, so that nothing is kept for a t settled already: if Submit
-// has yet to register it (the pool's side registers its ctx's end
-// before it calls Submit), Submit drops it.
-func (s *session) Cancel(t *clusterhook.Task) {
+// Cancel drops t: see CancelAll.
+func (s *session) Cancel(t *clusterhook.Task) { s.CancelAll([]*clusterhook.Task{t}) }
+
+// CancelAll drops ts: their results, if any come, go unheard. A task not
+// published never is (or, as it is being published, its publisher stops
+// it: see cancelPublish); those published go to cancelLoop together, as
+// one request, which purges them from the stream and stops them where
+// they run (see stopTasks): the tasks of one call are all unlinked here
+// before cancelLoop sees any of them, so that it purges their job whole
+// before it tells the workers to stop the job's running tasks (else it
+// could stop a running one while another, queued, was still in the
+// stream and not in the workers' ledgers: the slot freed took it). A
+// chunk sent in parts has its parts cancelled with it. A t not
+// registered is marked, in t itself, so that nothing is kept for a t
+// settled already: if Submit has yet to register it (the pool's side
+// registers its ctx's end before it calls Submit), Submit drops it.
+func (s *session) CancelAll(ts []*clusterhook.Task) {
+	var reqs []stopReq
 	s.mu.Lock()
-	r, ok := s.where[t]
-	var parts []*clusterhook.Task
-	if ok {
-		if c := s.cuts[t]; c != nil {
-			parts = c.parts
+	for todo := ts; len(todo) > 0; {
+		var parts []*clusterhook.Task
+		for _, t := range todo {
+			r, ok := s.where[t]
+			if !ok {
+				t.Canceled = true
+				continue
+			}
+			if c := s.cuts[t]; c != nil {
+				parts = append(parts, c.parts...)
+			}
+			s.unlink(r)
+			reqs = append(reqs, stopReq{r: r, out: r.cancelPublish()})
 		}
-		s.unlink(r)
-	} else {
-		t.Canceled = true
+		todo = parts
 	}
 	s.mu.Unlock()
-	if !ok {
-		return
-	}
-	for _, p := range parts {
-		s.Cancel(p)
-	}
-	select {
-	case s.cancels <- stopReq{r: r, out: r.cancelPublish()}:
-	case <-s.stop:
+	if len(reqs) > 0 {
+		select {
+		case s.cancels <- reqs:
+		case <-s.stop:
+		}
 	}
 	s.maybeEnd()
 }
@@ -889,16 +900,16 @@ func (s *session) cancelLoop() {
 	for {
 		var reqs []stopReq
 		select {
-		case req := <-s.cancels:
-			reqs = append(reqs, req)
+		case batch := <-s.cancels:
+			reqs = append(reqs, batch...)
 		case <-s.stop:
 			return
 		}
 	drain:
 		for {
 			select {
-			case req := <-s.cancels:
-				reqs = append(reqs, req)
+			case batch := <-s.cancels:
+				reqs = append(reqs, batch...)
 			default:
 				break drain
 			}

@@ -69,6 +69,13 @@ type Session interface {
 	// where it runs. Its Finish is not called (as for any cancelled
 	// task).
 	Cancel(t *Task)
+	// CancelAll is Cancel of each of ts, the tasks of one call (a Map's
+	// chunks, an Imap's chunks in flight) or of several, as one
+	// cancellation: every one of them that is queued is out of the
+	// workers' reach before any of them is stopped where it runs, so
+	// that a worker's slot freed by stopping one never takes another
+	// (see package cluster). A call of one task uses Cancel.
+	CancelAll(ts []*Task)
 	// Slots is about how many tasks the cluster runs at a time, for
 	// choosing chunk sizes; at least 1.
 	Slots() int
