@@ -417,3 +417,107 @@ func TestPythonLongRequests(t *testing.T) {
 		t.Fatalf("__len__ after: %s %#v", kind, v)
 	}
 }
+
+// pyNamedIdent returns the ident of the object named name, as get_NAME gives it
+// to a Python client.
+func pyNamedIdent(t *testing.T, m *Manager, name string) string {
+	t.Helper()
+	kind, v := dialPy(t, m).call(nil, "create", "get_"+name)
+	if kind != "#RETURN" {
+		t.Fatalf("get_%s: %s %#v", name, kind, v)
+	}
+	return v.(ogórek.Tuple)[0].(string)
+}
+
+// proxyConn returns the connection of a played proxy thread.
+func proxyConn(t *testing.T, m *Manager) *pyConn {
+	t.Helper()
+	p := dialPy(t, m)
+	if kind, v := p.call(nil, "accept_connection", "hostile"); kind != "#RETURN" {
+		t.Fatalf("accept_connection: %s %#v", kind, v)
+	}
+	return p
+}
+
+// recvWithin returns the next reply, failing the test if none comes
+// within d (a bound that only proves the server did not hang).
+func (p *pyConn) recvWithin(d time.Duration, what string) (string, any) {
+	p.t.Helper()
+	if ok, err := p.c.Poll(d); err != nil || !ok {
+		p.t.Fatalf("%s: no reply within %v (%v)", what, d, err)
+	}
+	return p.recv()
+}
+
+// TestPythonSemaphoreReleaseN: a semaphore's release(n) is one
+// operation, whatever n: all n units or none (ValueError, the value
+// unchanged), at once, waiters served first.
+func TestPythonSemaphoreReleaseN(t *testing.T) {
+	ctx := hostileCtx(t)
+	srv := &Server{Python: true}
+	m := serveHere(t, srv, "unix")
+	s, err := NewSemaphore(ctx, m, 0, Named("S"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBoundedSemaphore(ctx, m, 3, Named("B"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, bid := pyNamedIdent(t, m, "S"), pyNamedIdent(t, m, "B")
+	value := func(what string, sem interface {
+		Value(context.Context) (int, error)
+	}, want int) {
+		t.Helper()
+		if v, err := sem.Value(ctx); err != nil || v != want {
+			t.Fatalf("%s: value %d, %v; want %d", what, v, err, want)
+		}
+	}
+
+	p := proxyConn(t, m)
+	// Past MaxSemaphoreValue: refused at once, nothing released (it used
+	// to release unit by unit, 2^31 of them, before it failed).
+	p.send(mustEncode(t, ogórek.Tuple{sid, "release", ogórek.Tuple{int64(1) << 40}, ogórek.NewDict()}))
+	kind, v := p.recvWithin(10*time.Second, "release(2**40)")
+	wantExc(t, kind, v, excValueError)
+	value("the Semaphore after release(2**40)", s, 0)
+
+	// A BoundedSemaphore at 2 of 3: release(2) would pass the bound.
+	if kind, v := p.call(bid, "acquire"); kind != "#RETURN" || v != true {
+		t.Fatalf("acquire: %s %#v", kind, v)
+	}
+	kind, v = p.call(bid, "release", int64(2))
+	wantExc(t, kind, v, excValueError)
+	value("the BoundedSemaphore after a refused release(2)", b, 2)
+	if kind, v := p.call(bid, "release", int64(1)); kind != "#RETURN" || v != nil {
+		t.Fatalf("release(1): %s %#v", kind, v)
+	}
+	value("the BoundedSemaphore after release(1)", b, 3)
+
+	// Two waiters, then release(3): both get a unit, one is left.
+	var waiters []*pyConn
+	for range 2 {
+		w := proxyConn(t, m)
+		w.send(mustEncode(t, ogórek.Tuple{sid, "acquire", ogórek.Tuple{}, ogórek.NewDict()}))
+		waiters = append(waiters, w)
+	}
+	waitFor(t, func() bool { return srv.waiting.Load() == 2 }, func() string { return "two acquires waiting" })
+	if kind, v := p.call(sid, "release", int64(3)); kind != "#RETURN" || v != nil {
+		t.Fatalf("release(3): %s %#v", kind, v)
+	}
+	for i, w := range waiters {
+		if kind, v := w.recvWithin(10*time.Second, "a waiter's acquire"); kind != "#RETURN" || v != true {
+			t.Fatalf("waiter %d: %s %#v", i, kind, v)
+		}
+	}
+	value("the Semaphore after release(3) to two waiters", s, 1)
+}
+
+func mustEncode(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := pickle.Encode(v, pickle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

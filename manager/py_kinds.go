@@ -1148,11 +1148,10 @@ func pyRelease(pc *pyCall) {
 			pc.reply(pyRaise(excValueError, "n must be one or more"))
 			return
 		}
-		for ; n > 0; n-- {
-			if res := pc.now(opSemRelease, nil); !res.ok {
-				pc.reply(pyRaise(excValueError, "Semaphore released too many times"))
-				return
-			}
+		// One operation for the n units (all or none), as in Python.
+		if res := pc.now(opSemRelease, [][]byte{codec.AppendInt(nil, n)}); !res.ok {
+			pc.reply(pyRaise(excValueError, "Semaphore released too many times"))
+			return
 		}
 		pc.ret(nil)
 		return
