@@ -1172,15 +1172,21 @@ func pyRelease(pc *pyCall) {
 
 // timeoutOnly reads the one argument of a wait(timeout=None): false if
 // the call had other arguments or a timeout that is not a number, which
-// has been answered with the error.
+// has been answered with the error. A timeout of zero or less does not
+// wait, as in Python (Condition, Event and Barrier wait only while their
+// timeout is above zero): it is 0, not noTimeout.
 func (pc *pyCall) timeoutOnly() (time.Duration, bool) {
 	if !pc.check(0, "timeout") {
 		return 0, false
 	}
-	t, err := pyTimeout(pc.arg(0, "timeout", nil))
+	v := pc.arg(0, "timeout", nil)
+	t, err := pyTimeout(v)
 	if err != nil {
 		pc.fail(err)
 		return 0, false
+	}
+	if v != nil && t < 0 {
+		t = 0
 	}
 	return t, true
 }
