@@ -483,14 +483,22 @@ func (s *Server) pyDecref(id uint64) bool {
 	return true
 }
 
+// pyDebugInfo answers debug_info: the objects the server holds, as
+// CPython's server lists them, but without their ids. An id is what lets
+// a client use an object (ids are drawn at random, see newID), and any
+// client may ask for debug_info: listed, the ids would hand every client
+// every object, Go clients' unnamed ones among them.
 func (s *Server) pyDebugInfo() string {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var lines []string
-	for id, o := range s.objects {
-		lines = append(lines, fmt.Sprintf("  %s:       refcount=%d (python %d)\n    <%s>", pyIdentOf(id), o.refs, o.pyrefs, o.kind))
+	for _, o := range s.objects {
+		lines = append(lines, fmt.Sprintf("refcount=%d (python %d)\n    <%s>", o.refs, o.pyrefs, o.kind))
 	}
+	s.mu.RUnlock()
 	sort.Strings(lines)
+	for i, l := range lines {
+		lines[i] = fmt.Sprintf("  object %d:       %s", i+1, l)
+	}
 	return strings.Join(lines, "\n")
 }
 

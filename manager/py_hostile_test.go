@@ -254,7 +254,7 @@ func TestPythonPublicFunctions(t *testing.T) {
 	if kind, v := dialPy(t, m).call(nil, "number_of_objects"); kind != "#RETURN" || v != int64(1) {
 		t.Fatalf("number_of_objects: %s %#v", kind, v)
 	}
-	if kind, v := dialPy(t, m).call(nil, "debug_info"); kind != "#RETURN" || !strings.Contains(v.(string), ident) {
+	if kind, v := dialPy(t, m).call(nil, "debug_info"); kind != "#RETURN" || !strings.Contains(v.(string), "<dict>") {
 		t.Fatalf("debug_info: %s %#v", kind, v)
 	}
 	if kind, v := dialPy(t, m).call(nil, "shutdown"); kind != "#RETURN" || v != nil {
@@ -520,4 +520,37 @@ func mustEncode(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPythonDebugInfoHidesIdents: an object's id is what lets a client
+// use it (ids are drawn at random, see newID), so debug_info, which any
+// client may call, lists the objects without their ids: it used to list
+// them, and a client could then read, change or decref any object of the
+// server, a Go client's unnamed dict among them.
+func TestPythonDebugInfoHidesIdents(t *testing.T) {
+	ctx := hostileCtx(t)
+	srv := &Server{Python: true}
+	m := serveHere(t, srv, "unix")
+	d, err := NewDict[string, string](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "secret", "s3cr3t"); err != nil {
+		t.Fatal(err)
+	}
+	if kind, _ := dialPy(t, m).call(nil, "create", "list"); kind != "#RETURN" {
+		t.Fatal(kind)
+	}
+	kind, v := dialPy(t, m).call(nil, "debug_info")
+	info, _ := v.(string)
+	if kind != "#RETURN" || !strings.Contains(info, "<dict>") || !strings.Contains(info, "<list>") {
+		t.Fatalf("debug_info: %s %#v", kind, v)
+	}
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	for id := range srv.objects {
+		if strings.Contains(info, pyIdentOf(id)) {
+			t.Fatalf("debug_info names object %s:\n%s", pyIdentOf(id), info)
+		}
+	}
 }
