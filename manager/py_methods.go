@@ -61,15 +61,26 @@ var pyExposedOf = map[string][]string{
 // pyExposed is the tuple of o's exposed methods.
 func pyExposed(o *object) ogórek.Tuple { return pyExposedTuple(o.kind) }
 
-// pyExposedTuple is the tuple of the exposed methods of kind.
+// pyExposedTuple is the tuple of the exposed methods of kind, as a client
+// is told them, without the attribute hooks (__getattribute__,
+// __setattr__, __delattr__): the proxy types that call them
+// (BarrierProxy, NamespaceProxy) do not read the list, and an AutoProxy,
+// which defines a method for each name listed, would send its own
+// attribute lookups to the server (its construction then recursed until
+// Python gave up). The server still serves them.
 func pyExposedTuple(kind string) ogórek.Tuple {
 	names := pyExposedOf[kind]
-	t := make(ogórek.Tuple, len(names))
-	for i, n := range names {
-		t[i] = n
+	t := make(ogórek.Tuple, 0, len(names))
+	for _, n := range names {
+		if !pyAttrHooks[n] {
+			t = append(t, n)
+		}
 	}
 	return t
 }
+
+// pyAttrHooks are the methods of Python's attribute access.
+var pyAttrHooks = map[string]bool{"__getattribute__": true, "__setattr__": true, "__delattr__": true}
 
 // A pyMethod serves one method: it replies itself, at once or when its
 // operation ends (pyCall.run).
