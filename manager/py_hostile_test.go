@@ -554,3 +554,47 @@ func TestPythonDebugInfoHidesIdents(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonListRepeatBounds: a list's __mul__, __rmul__ and __imul__
+// with counts whose product with the length overflows int64, or on an
+// empty list, answer at once (ValueError, or the empty list) and leave
+// the list as it was. The product used to wrap: [1, 2] * 2**62 made a
+// slice of negative capacity (a panic that took the server down), and
+// [] * 2**62 looped 2^62 times, __imul__ holding the list's lock.
+func TestPythonListRepeatBounds(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	full, err := NewList[int](ctx, m, []int{1, 2}, Named("full"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := NewList[int](ctx, m, nil, Named("empty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid, eid := pyNamedIdent(t, m, "full"), pyNamedIdent(t, m, "empty")
+	p := proxyConn(t, m)
+	for _, method := range []string{"__mul__", "__rmul__", "__imul__"} {
+		p.send(mustEncode(t, ogórek.Tuple{fid, method, ogórek.Tuple{int64(1) << 62}, ogórek.NewDict()}))
+		kind, v := p.recvWithin(10*time.Second, "[1, 2]."+method+"(2**62)")
+		wantExc(t, kind, v, excValueError)
+		p.send(mustEncode(t, ogórek.Tuple{eid, method, ogórek.Tuple{int64(1) << 62}, ogórek.NewDict()}))
+		kind, v = p.recvWithin(10*time.Second, "[]."+method+"(2**62)")
+		if l, ok := v.([]any); kind != "#RETURN" || (method != "__imul__" && (!ok || len(l) != 0)) {
+			t.Fatalf("[].%s(2**62): %s %#v", method, kind, v)
+		}
+	}
+	if got, err := full.All(ctx); err != nil || len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("the list after refused repeats: %v, %v", got, err)
+	}
+	if n, err := empty.Len(ctx); err != nil || n != 0 {
+		t.Fatalf("the empty list after repeats: %d, %v", n, err)
+	}
+	// Repeats within bounds still work.
+	if kind, v := p.call(fid, "__imul__", int64(3)); kind != "#RETURN" {
+		t.Fatalf("__imul__(3): %s %#v", kind, v)
+	}
+	if got, err := full.All(ctx); err != nil || len(got) != 6 {
+		t.Fatalf("the list after *= 3: %v, %v", got, err)
+	}
+}

@@ -605,14 +605,12 @@ func pyListMethods() map[string]pyMethod {
 			return
 		}
 		pyListAll(pc, func(items []any) pyMsg {
-			if n <= 0 {
-				return pyReturn([]any{})
-			}
-			if int64(len(items))*n > 1<<24 {
+			size, ok := repeatLen(len(items), n)
+			if !ok {
 				return pyRaise(excValueError, "the repeated list would be too long")
 			}
-			out := make([]any, 0, int64(len(items))*n)
-			for range n {
+			out := make([]any, 0, size)
+			for len(out) < size {
 				out = append(out, items...)
 			}
 			return pyReturn(out)
@@ -834,20 +832,39 @@ func (l *listObj) pyRepeat(n int64) pyMsg {
 			return pyFail(errGoProxy)
 		}
 	}
-	switch {
-	case n <= 0:
-		l.items = nil
-	case int64(len(l.items))*n > 1<<24:
+	size, ok := repeatLen(len(l.items), n)
+	if !ok {
 		return pyRaise(excValueError, "the repeated list would be too long")
-	default:
-		one := l.items
-		for range n - 1 {
-			for _, it := range one {
-				l.items = append(l.items, slices.Clone(it))
-			}
+	}
+	if size == 0 {
+		l.items = nil
+		return pyReturn(nil)
+	}
+	one := l.items
+	for len(l.items) < size {
+		for _, it := range one {
+			l.items = append(l.items, slices.Clone(it))
 		}
 	}
 	return pyReturn(nil)
+}
+
+// maxRepeat bounds the items of a list repeated by __mul__ or __imul__.
+const maxRepeat = 1 << 24
+
+// repeatLen returns the length of n items repeated times times (0 for a
+// count of zero or less, as in Python), false past maxRepeat items. The
+// count is the client's, up to 2^63-1: the product is never computed
+// where it could overflow, and an empty list repeats to nothing without
+// a step per count.
+func repeatLen(n int, times int64) (int, bool) {
+	if n == 0 || times <= 0 {
+		return 0, true
+	}
+	if times > maxRepeat/int64(n) {
+		return 0, false
+	}
+	return n * int(times), true
 }
 
 // pyTypecode checks an array typecode.
