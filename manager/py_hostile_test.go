@@ -4,6 +4,7 @@ package manager
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -596,5 +597,42 @@ func TestPythonListRepeatBounds(t *testing.T) {
 	}
 	if got, err := full.All(ctx); err != nil || len(got) != 6 {
 		t.Fatalf("the list after *= 3: %v, %v", got, err)
+	}
+}
+
+// TestPythonSliceStepsAtTheEnds: slices whose steps are at the ends of
+// int64 select what Python selects. A step near 2^63 used to overflow
+// the index past the list's end to a negative one: an index-out-of-range
+// panic that took the server down.
+func TestPythonSliceStepsAtTheEnds(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	if _, err := NewList[int](ctx, m, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, Named("l")); err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "l")
+	p := proxyConn(t, m)
+	slice := func(lo, hi, step any) ogórek.Call {
+		return ogórek.Call{Callable: pySliceClass, Args: ogórek.Tuple{lo, hi, step}}
+	}
+	for _, c := range []struct {
+		s    ogórek.Call
+		want []int64
+	}{
+		{slice(int64(1), nil, int64(math.MaxInt64)), []int64{1}},
+		{slice(int64(math.MinInt64), int64(math.MaxInt64), int64(math.MaxInt64)), []int64{0}},
+		{slice(int64(9), nil, int64(math.MaxInt64-5)), []int64{9}},
+		{slice(nil, nil, int64(math.MinInt64)), []int64{9}},
+		{slice(int64(math.MaxInt64), int64(math.MinInt64), int64(math.MinInt64)), []int64{9}},
+	} {
+		kind, v := p.call(id, "__getitem__", c.s)
+		got, _ := v.([]any)
+		ok := kind == "#RETURN" && len(got) == len(c.want)
+		for i := 0; ok && i < len(got); i++ {
+			ok = got[i] == c.want[i]
+		}
+		if !ok {
+			t.Fatalf("l[%v]: %s %#v, want %v", c.s.Args, kind, v, c.want)
+		}
 	}
 }

@@ -441,9 +441,14 @@ func (s *pySlice) pick(all []any) []any {
 		return min(max(i, lo), hi)
 	}
 	var out []any
+	// The step is the client's, up to ±2^63: the loops stop before a
+	// step would take the index past the end, so that it never wraps.
 	if s.step > 0 {
-		for i := adjust(s.lo, 0, n); i < adjust(s.hi, 0, n); i += s.step {
+		for i, end := adjust(s.lo, 0, n), adjust(s.hi, 0, n); i < end; i += s.step {
 			out = append(out, all[i])
+			if s.step >= end-i {
+				break
+			}
 		}
 		return out
 	}
@@ -458,6 +463,9 @@ func (s *pySlice) pick(all []any) []any {
 	}
 	for i := start; i > stop; i += s.step {
 		out = append(out, all[i])
+		if s.step <= stop-i {
+			break
+		}
 	}
 	return out
 }
