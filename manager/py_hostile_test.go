@@ -636,3 +636,31 @@ func TestPythonSliceStepsAtTheEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonNamespaceSpecialNames: a Namespace's __class__ and __dict__
+// are not fields: setting or deleting them raises TypeError, as on a
+// CPython server, and leaves the fields as they were (they used to be
+// stored as fields of those names).
+func TestPythonNamespaceSpecialNames(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	ns, err := NewNamespace(ctx, m, Named("ns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "ns")
+	p := proxyConn(t, m)
+	if kind, v := p.call(id, "__setattr__", "x", int64(1)); kind != "#RETURN" {
+		t.Fatalf("setattr x: %s %#v", kind, v)
+	}
+	for _, name := range []string{"__class__", "__dict__"} {
+		kind, v := p.call(id, "__setattr__", name, int64(5))
+		wantExc(t, kind, v, excTypeError)
+		kind, v = p.call(id, "__delattr__", name)
+		wantExc(t, kind, v, excTypeError)
+	}
+	names, err := ns.Fields(ctx)
+	if err != nil || len(names) != 1 || names[0] != "x" {
+		t.Fatalf("the Namespace's fields: %v, %v", names, err)
+	}
+}

@@ -956,6 +956,17 @@ func pyNamespaceMethods() map[string]pyMethod {
 	noAttr := func(s string) pyMsg {
 		return pyRaise(excAttributeError, fmt.Sprintf("'Namespace' object has no attribute '%s'", s))
 	}
+	// A field name, for a change: __class__ and __dict__ are the
+	// object's, not fields, as on a CPython server (which raises
+	// TypeError for them too).
+	field := func(pc *pyCall) ([]byte, string, bool) {
+		n, s, ok := name(pc)
+		if ok && (s == "__class__" || s == "__dict__") {
+			pc.reply(pyRaise(excTypeError, fmt.Sprintf("the mp manager's Namespace cannot change its %s", s)))
+			return nil, "", false
+		}
+		return n, s, ok
+	}
 	return map[string]pyMethod{
 		"__getattribute__": func(pc *pyCall) {
 			if !pc.check(1, "name") {
@@ -974,7 +985,7 @@ func pyNamespaceMethods() map[string]pyMethod {
 			if !pc.check(2, "name", "value") {
 				return
 			}
-			n, _, ok := name(pc)
+			n, _, ok := field(pc)
 			if !ok {
 				return
 			}
@@ -986,7 +997,7 @@ func pyNamespaceMethods() map[string]pyMethod {
 			if !pc.check(1, "name") {
 				return
 			}
-			if n, s, ok := name(pc); ok {
+			if n, s, ok := field(pc); ok {
 				pc.run(opNsDelete, noTimeout, args1(n), func(res *opResult) pyMsg {
 					if res.ok && !res.bool(0) {
 						return noAttr(s)
