@@ -240,6 +240,14 @@ func decodeRequest(msg []byte) (*pyRequest, error) {
 	}
 	switch kw := t[3].(type) {
 	case ogórek.Dict:
+		// Keyword names are strs, as a call in Python requires; those
+		// who read them (Namespace's fields, the signatures of check)
+		// may rely on it.
+		for k := range kw.Iter() {
+			if _, ok := k.(string); !ok {
+				return nil, &pyTypeError{"keywords must be strings"}
+			}
+		}
 		req.args.kw = kw
 	case nil:
 	default:

@@ -664,3 +664,23 @@ func TestPythonNamespaceSpecialNames(t *testing.T) {
 		t.Fatalf("the Namespace's fields: %v, %v", names, err)
 	}
 }
+
+// TestPythonCreateWithBogusKeywords: keyword arguments whose names are
+// not strs (a pickled request may carry any dict) are refused with
+// TypeError by every typeid. Namespace took them as field names
+// unchecked: the failed type assertion was a panic that took the server
+// down.
+func TestPythonCreateWithBogusKeywords(t *testing.T) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	for typeid := range pyKinds {
+		kw := ogórek.NewDict()
+		kw.Set(int64(5), int64(1))
+		p := dialPy(t, m)
+		p.send(mustEncode(t, ogórek.Tuple{nil, "create", ogórek.Tuple{typeid}, kw}))
+		kind, v := p.recvWithin(10*time.Second, "create "+typeid+" with a keyword 5")
+		wantExc(t, kind, v, excTypeError)
+	}
+	if kind, v := dialPy(t, m).call(nil, "create", "dict"); kind != "#RETURN" {
+		t.Fatalf("create dict after: %s %#v", kind, v)
+	}
+}
