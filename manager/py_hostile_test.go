@@ -684,3 +684,48 @@ func TestPythonCreateWithBogusKeywords(t *testing.T) {
 		t.Fatalf("create dict after: %s %#v", kind, v)
 	}
 }
+
+// TestPythonRequestsByteByByte: requests that arrive a byte at a time,
+// with pauses, are read whole (on the connection's first message, read
+// through the Conn, and on a proxy thread's socket, read by pySock), and
+// meanwhile another client is served.
+func TestPythonRequestsByteByByte(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	d, err := NewDict[string, int](ctx, m, Named("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "k", 7); err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "d")
+	trickle := func(p *pyConn, req any) {
+		b := mustEncode(t, req)
+		raw := append([]byte{byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}, b...)
+		fd := fdOf(t, p.c)
+		for i, c := range raw {
+			if _, err := unix.Write(fd, []byte{c}); err != nil {
+				t.Fatal(err)
+			}
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+				// Another client is served while the request trickles.
+				if n, err := d.Len(ctx); err != nil || n != 1 {
+					t.Fatalf("the other client, meanwhile: %d, %v", n, err)
+				}
+			}
+		}
+	}
+	p := dialPy(t, m)
+	trickle(p, ogórek.Tuple{nil, "accept_connection", ogórek.Tuple{"trickle"}, ogórek.NewDict()})
+	if kind, v := p.recvWithin(10*time.Second, "accept_connection"); kind != "#RETURN" {
+		t.Fatalf("accept_connection: %s %#v", kind, v)
+	}
+	for range 2 { // the second on the socket of the proxy thread
+		trickle(p, ogórek.Tuple{id, "__getitem__", ogórek.Tuple{"k"}, ogórek.NewDict()})
+		if kind, v := p.recvWithin(10*time.Second, "__getitem__"); kind != "#RETURN" || v != int64(7) {
+			t.Fatalf("__getitem__: %s %#v", kind, v)
+		}
+	}
+}
