@@ -113,7 +113,8 @@
 // only multiprocessing.managers.Token, builtins.slice and, for stored
 // proxies, RebuildProxy and the proxy types; a pickle naming anything
 // else is refused, as are the typeids and methods the server does not
-// know, with an exception the client raises. A Barrier has no action and a
+// know, with an exception the client raises, and so is a shutdown (no
+// Python client can stop the server). A Barrier has no action and a
 // list's sort no key: they would need Python code in the server. A Lock held by a Python process is given
 // back when it dies, as for Go clients (the next Go acquirer gets an
 // *mp.OwnerDiedError naming the Python process over a unix socket, -1 over

@@ -35,7 +35,8 @@ import (
 // then sends method calls (id, method, args, kwds); the others
 // ("create", "incref", "decref", "dummy", "get_methods",
 // "number_of_objects", "debug_info", "shutdown") are answered and the
-// connection closed, as CPython's server does.
+// connection closed, as CPython's server does; shutdown is always
+// refused (see pyPublic).
 //
 // Nothing a client sends is run: a request names a typeid or a method,
 // which the server looks up in its own tables (SyncManager's typeids and
@@ -279,9 +280,6 @@ func (c *sconn) servePython(first []byte) {
 	}
 	if req.name != "accept_connection" {
 		c.pySend(c.pyPublic(req))
-		if c.shutdown {
-			s.stop()
-		}
 		return
 	}
 	var sid sessionID
@@ -426,11 +424,12 @@ func (c *sconn) pyPublic(req *pyRequest) pyMsg {
 	case "debug_info":
 		return pyReturn(s.pyDebugInfo())
 	case "shutdown":
-		if !s.AllowShutdown {
-			return pyRaise(excPermission, "this mp manager does not allow clients to shut it down")
-		}
-		c.shutdown = true
-		return pyReturn(nil)
+		// Refused whatever AllowShutdown says, which is for the Go
+		// program that started the server: no Python client owns a Go
+		// server (CPython's clients send shutdown only to a server their
+		// own process started), so one that sends it would stop the
+		// server under everyone else.
+		return pyRaise(excPermission, "Python clients cannot shut an mp manager down")
 	}
 	return pyRaise(excValueError, fmt.Sprintf("%q is not a function of the manager", req.name))
 }

@@ -180,3 +180,35 @@ time.sleep(60)
 		}
 	})
 }
+
+// TestPythonCannotShutDownStartedServer: a Python client's shutdown
+// request is refused (PermissionError) even by the server Start started,
+// which lets its Go starter stop it: no Python client owns a Go server
+// (CPython's own clients send shutdown only to a server their process
+// started), so one that sends it is hostile, and the server goes on
+// serving the others.
+func TestPythonCannotShutDownStartedServer(t *testing.T) {
+	m, env := pyManager(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d := must[*manager.Dict[string, int]](t)(manager.NewDict[string, int](ctx, m))
+	check(t, d.Set(ctx, "k", 1))
+	eachPython(t, func(t *testing.T, py string) {
+		out := runPy(t, py, env, pyBounded+`
+from multiprocessing import connection
+from multiprocessing.managers import dispatch
+c = connection.Client(mp_address(), authkey=KEY)
+try:
+    dispatch(c, None, "shutdown")
+    print("shut down")
+except PermissionError:
+    print("refused")
+`)
+		if strings.TrimSpace(out) != "refused" {
+			t.Fatalf("script printed %q", out)
+		}
+		if v, ok, err := d.Get(ctx, "k"); err != nil || !ok || v != 1 {
+			t.Fatalf("the Go client after Python's shutdown: %v %v %v", v, ok, err)
+		}
+	})
+}
