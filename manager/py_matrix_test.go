@@ -3,11 +3,17 @@
 package manager
 
 import (
+	"context"
 	"math"
 	"math/big"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/connection"
+	"github.com/go-mp/mp/internal/pickle"
 	ogórek "github.com/kisielk/og-rek"
 )
 
@@ -98,7 +104,7 @@ func TestPythonMethodMatrix(t *testing.T) {
 		}
 		id := v.(ogórek.Tuple)[0].(string)
 		var p *pyConn
-		for _, method := range append(pyExposedOf[kind], "#GETVALUE", "__repr__", "__str__") {
+		for _, method := range slices.Concat(pyExposedOf[kind], []string{"#GETVALUE", "__repr__", "__str__"}) {
 			call := func(kw ogórek.Dict, a ...any) {
 				if p == nil {
 					p = proxyConn(t, m)
@@ -139,4 +145,121 @@ func TestPythonMethodMatrix(t *testing.T) {
 	if v, ok, err := d.Get(ctx, "k"); err != nil || !ok || v != 1 {
 		t.Fatalf("the Go client's dict after the matrix: %v %v %v", v, ok, err)
 	}
+}
+
+// FuzzPythonCall sends method calls with fuzzed integers, strs and
+// slices, each on a proxy connection of its own, to a live server with an
+// object of each SyncManager typeid: the server must neither crash nor
+// stop serving.
+func FuzzPythonCall(f *testing.F) {
+	l, err := connection.Listen("unix", "", nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{Python: true}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(context.Background(), l) }()
+	f.Cleanup(func() {
+		s.Shutdown()
+		<-served
+	})
+	addr := l.Addr().String()
+	dial := func(t testing.TB) *mp.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := connection.Dial(ctx, "unix", addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// call sends a request on c and returns the reply, nil if none came
+	// within wait.
+	call := func(t testing.TB, c *mp.Conn, req ogórek.Tuple, wait time.Duration) []byte {
+		b, err := pickle.Encode(req, pickle.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SendBytes(b); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := c.Poll(wait); err != nil || !ok {
+			return nil
+		}
+		reply, err := c.RecvBytes(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	var kinds []string
+	var ids []string
+	for typeid := range pyKinds {
+		create := ogórek.Tuple{typeid}
+		switch typeid {
+		case "Value":
+			create = append(create, "i", int64(1))
+		case "Array":
+			create = append(create, "q", []any{int64(1), int64(2), int64(3)})
+		case "Barrier":
+			create = append(create, int64(2))
+		case "list":
+			create = append(create, []any{int64(1), "x", 2.5})
+		}
+		c := dial(f)
+		reply := call(f, c, ogórek.Tuple{nil, "create", create, ogórek.NewDict()}, 10*time.Second)
+		c.Close()
+		v, err := pickle.Decode(reply, pickle.Options{})
+		t, ok := v.(ogórek.Tuple)
+		if err != nil || !ok || len(t) != 2 || t[0] != "#RETURN" {
+			f.Fatalf("create %s: %v %#v", typeid, err, v)
+		}
+		kinds = append(kinds, pyKinds[typeid])
+		ids = append(ids, t[1].(ogórek.Tuple)[0].(string))
+	}
+	f.Add(uint8(0), uint8(0), uint8(1), int64(1), int64(2), int64(1), "k")
+	f.Add(uint8(1), uint8(2), uint8(3), int64(1), int64(math.MaxInt64), int64(math.MaxInt64), "")
+	f.Add(uint8(1), uint8(5), uint8(2), int64(1<<62), int64(-1), int64(0), "x")
+	f.Fuzz(func(t *testing.T, obj, method, mode uint8, a, b, step int64, str string) {
+		str = strings.ToValidUTF8(str, "?") // a Python str
+		k := int(obj) % len(ids)
+		methods := slices.Concat(pyExposedOf[kinds[k]], []string{"#GETVALUE", "__repr__"})
+		name := methods[int(method)%len(methods)]
+		slice := ogórek.Call{Callable: pySliceClass, Args: ogórek.Tuple{a, b, step}}
+		var args ogórek.Tuple
+		switch mode % 8 {
+		case 1:
+			args = ogórek.Tuple{a}
+		case 2:
+			args = ogórek.Tuple{a, b}
+		case 3:
+			args = ogórek.Tuple{slice}
+		case 4:
+			args = ogórek.Tuple{slice, []any{str, b}}
+		case 5:
+			args = ogórek.Tuple{str}
+		case 6:
+			args = ogórek.Tuple{str, a}
+		case 7:
+			args = ogórek.Tuple{a, []any{str, b}}
+		}
+		kw := ogórek.NewDict()
+		if mode&8 != 0 {
+			kw.Set(str, a)
+		}
+		c := dial(t)
+		defer c.Close()
+		if call(t, c, ogórek.Tuple{nil, "accept_connection", ogórek.Tuple{"fuzz"}, ogórek.NewDict()}, 10*time.Second) == nil {
+			t.Fatal("no reply to accept_connection")
+		}
+		call(t, c, ogórek.Tuple{ids[k], name, args, kw}, 20*time.Millisecond)
+		// The server still serves: a dict's __len__ on another
+		// connection.
+		c2 := dial(t)
+		defer c2.Close()
+		call(t, c2, ogórek.Tuple{nil, "accept_connection", ogórek.Tuple{"check"}, ogórek.NewDict()}, 10*time.Second)
+		if call(t, c2, ogórek.Tuple{ids[0], "__repr__", ogórek.Tuple{}, ogórek.NewDict()}, 10*time.Second) == nil {
+			t.Fatal("the server stopped serving")
+		}
+	})
 }
