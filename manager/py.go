@@ -124,9 +124,12 @@ func pyTraceback(format string, a ...any) pyMsg {
 	return pyMsg{"#TRACEBACK", fmt.Sprintf(format, a...)}
 }
 
-// pyFail is the reply for err: a TypeError for values that cannot cross,
-// a RemoteError otherwise.
+// pyFail is the reply for err: a ValueError for arguments out of range,
+// a TypeError for values that cannot cross, a RemoteError otherwise.
 func pyFail(err error) pyMsg {
+	if r := (*pyOutOfRange)(nil); errors.As(err, &r) {
+		return pyRaise(excValueError, r.msg)
+	}
 	if isPyTypeError(err) {
 		return pyRaise(excTypeError, err.Error())
 	}

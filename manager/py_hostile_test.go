@@ -5,6 +5,7 @@ package manager
 import (
 	"context"
 	"math"
+	"math/big"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -726,5 +727,31 @@ func TestPythonRequestsByteByByte(t *testing.T) {
 		if kind, v := p.recvWithin(10*time.Second, "__getitem__"); kind != "#RETURN" || v != int64(7) {
 			t.Fatalf("__getitem__: %s %#v", kind, v)
 		}
+	}
+}
+
+// TestPythonCreateOutOfRange: counts out of range raise ValueError, as
+// CPython's Semaphore and Barrier (3.13) do, and counts that are not ints
+// TypeError: a program that catches ValueError around m.Semaphore(n)
+// used to get a TypeError.
+func TestPythonCreateOutOfRange(t *testing.T) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	huge := new(big.Int).Lsh(big.NewInt(1), 70)
+	for _, c := range []struct {
+		typeid string
+		arg    any
+		exc    ogórek.Class
+	}{
+		{"Semaphore", int64(-1), excValueError},
+		{"BoundedSemaphore", int64(1) << 40, excValueError},
+		{"Semaphore", huge, excValueError},
+		{"Semaphore", "x", excTypeError},
+		{"Barrier", int64(0), excValueError},
+		{"Barrier", int64(-5), excValueError},
+		{"Barrier", huge, excValueError},
+		{"Barrier", 2.5, excTypeError},
+	} {
+		kind, v := dialPy(t, m).call(nil, "create", c.typeid, c.arg)
+		wantExc(t, kind, v, c.exc)
 	}
 }

@@ -319,12 +319,12 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 0, "value"); err != nil {
 			return nil, err
 		}
-		n, ok := int64(1), true
+		n := int64(1)
 		if v, given := a.get(0, "value"); given {
-			n, ok = pyInt(v)
-		}
-		if !ok || n < 0 || n > mp.MaxSemaphoreValue {
-			return nil, &pyTypeError{fmt.Sprintf("semaphore initial value must be an int in [0, %d]", mp.MaxSemaphoreValue)}
+			var err error
+			if n, err = pyIntIn(v, 0, mp.MaxSemaphoreValue, "semaphore initial value"); err != nil {
+				return nil, err
+			}
 		}
 		sem := &semObj{value: int(n), bound: int(n), bounded: kind == kindBounded, gone: newGone()}
 		if sem.bounded {
@@ -360,9 +360,9 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 1, "parties", "action", "timeout"); err != nil {
 			return nil, err
 		}
-		n, ok := pyInt(pc0(a, 0, "parties"))
-		if !ok || n < 1 || n > math.MaxInt32 {
-			return nil, &pyTypeError{"parties must be an int > 0"}
+		n, err := pyIntIn(pc0(a, 0, "parties"), 1, math.MaxInt32, "parties")
+		if err != nil {
+			return nil, err
 		}
 		if pc0(a, 1, "action") != nil {
 			return nil, &pyTypeError{"the mp manager runs no Python code: a Barrier has no action"}
