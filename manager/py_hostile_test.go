@@ -482,6 +482,10 @@ func TestPythonSemaphoreReleaseN(t *testing.T) {
 	kind, v := p.recvWithin(10*time.Second, "release(2**40)")
 	wantExc(t, kind, v, excValueError)
 	value("the Semaphore after release(2**40)", s, 0)
+	kind, v = p.call(sid, "release", new(big.Int).Lsh(big.NewInt(1), 70))
+	if c, _ := v.(ogórek.Call); kind != "#ERROR" || len(c.Args) != 1 || c.Args[0] != "Semaphore released too many times" {
+		t.Fatalf("release(2**70): %s %#v", kind, v)
+	}
 
 	// A BoundedSemaphore at 2 of 3: release(2) would pass the bound.
 	if kind, v := p.call(bid, "acquire"); kind != "#RETURN" || v != true {
@@ -753,5 +757,27 @@ func TestPythonCreateOutOfRange(t *testing.T) {
 	} {
 		kind, v := dialPy(t, m).call(nil, "create", c.typeid, c.arg)
 		wantExc(t, kind, v, c.exc)
+	}
+}
+
+// TestPythonQueueHugeMaxsize: a Queue's maxsize beyond int64 is a
+// bound no queue reaches (or none, below zero), as in CPython, where it
+// raised TypeError "maxsize is an int, not int".
+func TestPythonQueueHugeMaxsize(t *testing.T) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	huge := new(big.Int).Lsh(big.NewInt(1), 70)
+	for _, n := range []*big.Int{huge, new(big.Int).Neg(huge)} {
+		kind, v := dialPy(t, m).call(nil, "create", "Queue", n)
+		if kind != "#RETURN" {
+			t.Fatalf("Queue(%v): %s %#v", n, kind, v)
+		}
+		id := v.(ogórek.Tuple)[0].(string)
+		p := proxyConn(t, m)
+		if kind, v := p.call(id, "put_nowait", int64(1)); kind != "#RETURN" {
+			t.Fatalf("put_nowait on Queue(%v): %s %#v", n, kind, v)
+		}
+		if kind, v := p.call(id, "full"); kind != "#RETURN" || v != false {
+			t.Fatalf("full() of Queue(%v): %s %#v", n, kind, v)
+		}
 	}
 }

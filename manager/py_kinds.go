@@ -1179,7 +1179,7 @@ func pyRelease(pc *pyCall) {
 		if !pc.check(0, "n") {
 			return
 		}
-		n, ok := pyInt(pc.arg(0, "n", int64(1)))
+		n, ok := pyIntClamped(pc.arg(0, "n", int64(1)))
 		if !ok || n < 1 {
 			pc.reply(pyRaise(excValueError, "n must be one or more"))
 			return
@@ -1255,7 +1255,7 @@ func pyNotify(pc *pyCall) {
 			return
 		}
 		var ok bool
-		if n, ok = pyInt(pc.arg(0, "n", int64(1))); !ok {
+		if n, ok = pyIntClamped(pc.arg(0, "n", int64(1))); !ok {
 			pc.reply(pyRaise(excTypeError, "n is an int"))
 			return
 		}

@@ -302,7 +302,8 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 0, "maxsize"); err != nil {
 			return nil, err
 		}
-		n, ok := pyInt(pc0(a, 0, "maxsize"))
+		// Any int: beyond int64 it is a bound no queue reaches, or none.
+		n, ok := pyIntClamped(pc0(a, 0, "maxsize"))
 		if v, given := a.get(0, "maxsize"); given && !ok {
 			return nil, &pyTypeError{fmt.Sprintf("maxsize is an int, not %s", pickle.TypeName(v))}
 		}

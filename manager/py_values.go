@@ -389,6 +389,18 @@ func pyInt(v any) (int64, bool) {
 	return 0, false
 }
 
+// pyIntClamped returns v if it is a Python int, an int beyond int64
+// clamped to its ends.
+func pyIntClamped(v any) (int64, bool) {
+	if b, ok := v.(*big.Int); ok && !b.IsInt64() {
+		if b.Sign() < 0 {
+			return math.MinInt64, true
+		}
+		return math.MaxInt64, true
+	}
+	return pyInt(v)
+}
+
 // pyIntIn returns v if it is a Python int in [lo, hi]: a TypeError for
 // a value that is not an int, a ValueError for an int out of the range
 // (one beyond int64 too), as CPython raises them for a count (what
