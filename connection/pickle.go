@@ -47,7 +47,11 @@ func collect(opts []Option) options {
 // field out). Recv also decodes into typed destinations — a struct from a
 // dict, map[string]int, []int from a list, tuple or set, map[K]struct{}
 // from a set, intN with an overflow check, ... — and a value that does not
-// fit is a *MismatchError; Recv into *any gives the values above.
+// fit is a *MismatchError; Recv into *any gives the values above. A
+// list or dict the pickle shares (Python's [[0] * 3] * 2) is shared in
+// what Recv makes too, as in Python: a slice or map of a typed
+// destination is filled once and appears wherever the pickle refers to
+// it.
 //
 // What Recv decodes is never executed: a pickle naming any class or
 // function but the builtin set, frozenset, bytearray and bytes (and

@@ -113,11 +113,17 @@
 // only multiprocessing.managers.Token, builtins.slice and, for stored
 // proxies, RebuildProxy and the proxy types; a pickle naming anything
 // else is refused, as are the typeids and methods the server does not
-// know, with an exception the client raises. A Barrier has no action and a
+// know, with an exception the client raises, and so is a shutdown (no
+// Python client can stop the server). A Barrier has no action and a
 // list's sort no key: they would need Python code in the server. A Lock held by a Python process is given
 // back when it dies, as for Go clients (the next Go acquirer gets an
 // *mp.OwnerDiedError naming the Python process over a unix socket, -1 over
-// TCP); the references of a Python process are counted as CPython does
+// TCP); so are its RLocks, however deep, and its units of
+// BoundedSemaphores, but not those of a Semaphore (anyone may release
+// them, as in Python). Its waits end: a party gone from a Barrier breaks
+// it, as a cancelled Wait does, so that the others get
+// BrokenBarrierError rather than wait for it for ever. A request it had
+// only partly sent is never served. The references of a Python process are counted as CPython does
 // (incref and decref), so those of a process killed before its finalizers
 // ran live until the server ends, as with CPython's server.
 //

@@ -35,7 +35,8 @@ import (
 // then sends method calls (id, method, args, kwds); the others
 // ("create", "incref", "decref", "dummy", "get_methods",
 // "number_of_objects", "debug_info", "shutdown") are answered and the
-// connection closed, as CPython's server does.
+// connection closed, as CPython's server does; shutdown is always
+// refused (see pyPublic).
 //
 // Nothing a client sends is run: a request names a typeid or a method,
 // which the server looks up in its own tables (SyncManager's typeids and
@@ -123,9 +124,12 @@ func pyTraceback(format string, a ...any) pyMsg {
 	return pyMsg{"#TRACEBACK", fmt.Sprintf(format, a...)}
 }
 
-// pyFail is the reply for err: a TypeError for values that cannot cross,
-// a RemoteError otherwise.
+// pyFail is the reply for err: a ValueError for arguments out of range,
+// a TypeError for values that cannot cross, a RemoteError otherwise.
 func pyFail(err error) pyMsg {
+	if r := (*pyOutOfRange)(nil); errors.As(err, &r) {
+		return pyRaise(excValueError, r.msg)
+	}
 	if isPyTypeError(err) {
 		return pyRaise(excTypeError, err.Error())
 	}
@@ -240,6 +244,14 @@ func decodeRequest(msg []byte) (*pyRequest, error) {
 	}
 	switch kw := t[3].(type) {
 	case ogórek.Dict:
+		// Keyword names are strs, as a call in Python requires; those
+		// who read them (Namespace's fields, the signatures of check)
+		// may rely on it.
+		for k := range kw.Iter() {
+			if _, ok := k.(string); !ok {
+				return nil, &pyTypeError{"keywords must be strings"}
+			}
+		}
 		req.args.kw = kw
 	case nil:
 	default:
@@ -271,9 +283,6 @@ func (c *sconn) servePython(first []byte) {
 	}
 	if req.name != "accept_connection" {
 		c.pySend(c.pyPublic(req))
-		if c.shutdown {
-			s.stop()
-		}
 		return
 	}
 	var sid sessionID
@@ -418,11 +427,12 @@ func (c *sconn) pyPublic(req *pyRequest) pyMsg {
 	case "debug_info":
 		return pyReturn(s.pyDebugInfo())
 	case "shutdown":
-		if !s.AllowShutdown {
-			return pyRaise(excPermission, "this mp manager does not allow clients to shut it down")
-		}
-		c.shutdown = true
-		return pyReturn(nil)
+		// Refused whatever AllowShutdown says, which is for the Go
+		// program that started the server: no Python client owns a Go
+		// server (CPython's clients send shutdown only to a server their
+		// own process started), so one that sends it would stop the
+		// server under everyone else.
+		return pyRaise(excPermission, "Python clients cannot shut an mp manager down")
 	}
 	return pyRaise(excValueError, fmt.Sprintf("%q is not a function of the manager", req.name))
 }
@@ -483,14 +493,22 @@ func (s *Server) pyDecref(id uint64) bool {
 	return true
 }
 
+// pyDebugInfo answers debug_info: the objects the server holds, as
+// CPython's server lists them, but without their ids. An id is what lets
+// a client use an object (ids are drawn at random, see newID), and any
+// client may ask for debug_info: listed, the ids would hand every client
+// every object, Go clients' unnamed ones among them.
 func (s *Server) pyDebugInfo() string {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var lines []string
-	for id, o := range s.objects {
-		lines = append(lines, fmt.Sprintf("  %s:       refcount=%d (python %d)\n    <%s>", pyIdentOf(id), o.refs, o.pyrefs, o.kind))
+	for _, o := range s.objects {
+		lines = append(lines, fmt.Sprintf("refcount=%d (python %d)\n    <%s>", o.refs, o.pyrefs, o.kind))
 	}
+	s.mu.RUnlock()
 	sort.Strings(lines)
+	for i, l := range lines {
+		lines[i] = fmt.Sprintf("  object %d:       %s", i+1, l)
+	}
 	return strings.Join(lines, "\n")
 }
 

@@ -4,6 +4,8 @@ package manager
 
 import (
 	"context"
+	"math"
+	"math/big"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -236,7 +238,7 @@ func TestPythonSilentClients(t *testing.T) {
 }
 
 // TestPythonPublicFunctions: the server's other public functions, and a
-// shutdown that the server allows.
+// shutdown refused by a server that allows Go clients to stop it.
 func TestPythonPublicFunctions(t *testing.T) {
 	ctx := hostileCtx(t)
 	s := &Server{Python: true, AllowShutdown: true}
@@ -254,16 +256,15 @@ func TestPythonPublicFunctions(t *testing.T) {
 	if kind, v := dialPy(t, m).call(nil, "number_of_objects"); kind != "#RETURN" || v != int64(1) {
 		t.Fatalf("number_of_objects: %s %#v", kind, v)
 	}
-	if kind, v := dialPy(t, m).call(nil, "debug_info"); kind != "#RETURN" || !strings.Contains(v.(string), ident) {
+	if kind, v := dialPy(t, m).call(nil, "debug_info"); kind != "#RETURN" || !strings.Contains(v.(string), "<dict>") {
 		t.Fatalf("debug_info: %s %#v", kind, v)
 	}
-	if kind, v := dialPy(t, m).call(nil, "shutdown"); kind != "#RETURN" || v != nil {
-		t.Fatalf("shutdown: %s %#v", kind, v)
-	}
-	select {
-	case <-s.stopCtx.Done():
-	case <-ctx.Done():
-		t.Fatal("the server did not stop")
+	// Even a server that lets Go clients stop it refuses Python's
+	// shutdown (see TestPythonCannotShutDownStartedServer).
+	kind, v := dialPy(t, m).call(nil, "shutdown")
+	wantExc(t, kind, v, excPermission)
+	if s.stopCtx.Err() != nil {
+		t.Fatal("a Python client stopped the server")
 	}
 }
 
@@ -415,5 +416,368 @@ func TestPythonLongRequests(t *testing.T) {
 	}
 	if kind, v := p.call(ident, "__len__"); kind != "#RETURN" || v != int64(1) {
 		t.Fatalf("__len__ after: %s %#v", kind, v)
+	}
+}
+
+// pyNamedIdent returns the ident of the object named name, as get_NAME gives it
+// to a Python client.
+func pyNamedIdent(t *testing.T, m *Manager, name string) string {
+	t.Helper()
+	kind, v := dialPy(t, m).call(nil, "create", "get_"+name)
+	if kind != "#RETURN" {
+		t.Fatalf("get_%s: %s %#v", name, kind, v)
+	}
+	return v.(ogórek.Tuple)[0].(string)
+}
+
+// proxyConn returns the connection of a played proxy thread.
+func proxyConn(t *testing.T, m *Manager) *pyConn {
+	t.Helper()
+	p := dialPy(t, m)
+	if kind, v := p.call(nil, "accept_connection", "hostile"); kind != "#RETURN" {
+		t.Fatalf("accept_connection: %s %#v", kind, v)
+	}
+	return p
+}
+
+// recvWithin returns the next reply, failing the test if none comes
+// within d (a bound that only proves the server did not hang).
+func (p *pyConn) recvWithin(d time.Duration, what string) (string, any) {
+	p.t.Helper()
+	if ok, err := p.c.Poll(d); err != nil || !ok {
+		p.t.Fatalf("%s: no reply within %v (%v)", what, d, err)
+	}
+	return p.recv()
+}
+
+// TestPythonSemaphoreReleaseN: a semaphore's release(n) is one
+// operation, whatever n: all n units or none (ValueError, the value
+// unchanged), at once, waiters served first.
+func TestPythonSemaphoreReleaseN(t *testing.T) {
+	ctx := hostileCtx(t)
+	srv := &Server{Python: true}
+	m := serveHere(t, srv, "unix")
+	s, err := NewSemaphore(ctx, m, 0, Named("S"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBoundedSemaphore(ctx, m, 3, Named("B"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, bid := pyNamedIdent(t, m, "S"), pyNamedIdent(t, m, "B")
+	value := func(what string, sem interface {
+		Value(context.Context) (int, error)
+	}, want int) {
+		t.Helper()
+		if v, err := sem.Value(ctx); err != nil || v != want {
+			t.Fatalf("%s: value %d, %v; want %d", what, v, err, want)
+		}
+	}
+
+	p := proxyConn(t, m)
+	// Past MaxSemaphoreValue: refused at once, nothing released (it used
+	// to release unit by unit, 2^31 of them, before it failed).
+	p.send(mustEncode(t, ogórek.Tuple{sid, "release", ogórek.Tuple{int64(1) << 40}, ogórek.NewDict()}))
+	kind, v := p.recvWithin(10*time.Second, "release(2**40)")
+	wantExc(t, kind, v, excValueError)
+	value("the Semaphore after release(2**40)", s, 0)
+	kind, v = p.call(sid, "release", new(big.Int).Lsh(big.NewInt(1), 70))
+	if c, _ := v.(ogórek.Call); kind != "#ERROR" || len(c.Args) != 1 || c.Args[0] != "Semaphore released too many times" {
+		t.Fatalf("release(2**70): %s %#v", kind, v)
+	}
+
+	// A BoundedSemaphore at 2 of 3: release(2) would pass the bound.
+	if kind, v := p.call(bid, "acquire"); kind != "#RETURN" || v != true {
+		t.Fatalf("acquire: %s %#v", kind, v)
+	}
+	kind, v = p.call(bid, "release", int64(2))
+	wantExc(t, kind, v, excValueError)
+	value("the BoundedSemaphore after a refused release(2)", b, 2)
+	if kind, v := p.call(bid, "release", int64(1)); kind != "#RETURN" || v != nil {
+		t.Fatalf("release(1): %s %#v", kind, v)
+	}
+	value("the BoundedSemaphore after release(1)", b, 3)
+
+	// Two waiters, then release(3): both get a unit, one is left.
+	var waiters []*pyConn
+	for range 2 {
+		w := proxyConn(t, m)
+		w.send(mustEncode(t, ogórek.Tuple{sid, "acquire", ogórek.Tuple{}, ogórek.NewDict()}))
+		waiters = append(waiters, w)
+	}
+	waitFor(t, func() bool { return srv.waiting.Load() == 2 }, func() string { return "two acquires waiting" })
+	if kind, v := p.call(sid, "release", int64(3)); kind != "#RETURN" || v != nil {
+		t.Fatalf("release(3): %s %#v", kind, v)
+	}
+	for i, w := range waiters {
+		if kind, v := w.recvWithin(10*time.Second, "a waiter's acquire"); kind != "#RETURN" || v != true {
+			t.Fatalf("waiter %d: %s %#v", i, kind, v)
+		}
+	}
+	value("the Semaphore after release(3) to two waiters", s, 1)
+}
+
+func mustEncode(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := pickle.Encode(v, pickle.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestPythonDebugInfoHidesIdents: an object's id is what lets a client
+// use it (ids are drawn at random, see newID), so debug_info, which any
+// client may call, lists the objects without their ids: it used to list
+// them, and a client could then read, change or decref any object of the
+// server, a Go client's unnamed dict among them.
+func TestPythonDebugInfoHidesIdents(t *testing.T) {
+	ctx := hostileCtx(t)
+	srv := &Server{Python: true}
+	m := serveHere(t, srv, "unix")
+	d, err := NewDict[string, string](ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "secret", "s3cr3t"); err != nil {
+		t.Fatal(err)
+	}
+	if kind, _ := dialPy(t, m).call(nil, "create", "list"); kind != "#RETURN" {
+		t.Fatal(kind)
+	}
+	kind, v := dialPy(t, m).call(nil, "debug_info")
+	info, _ := v.(string)
+	if kind != "#RETURN" || !strings.Contains(info, "<dict>") || !strings.Contains(info, "<list>") {
+		t.Fatalf("debug_info: %s %#v", kind, v)
+	}
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	for id := range srv.objects {
+		if strings.Contains(info, pyIdentOf(id)) {
+			t.Fatalf("debug_info names object %s:\n%s", pyIdentOf(id), info)
+		}
+	}
+}
+
+// TestPythonListRepeatBounds: a list's __mul__, __rmul__ and __imul__
+// with counts whose product with the length overflows int64, or on an
+// empty list, answer at once (ValueError, or the empty list) and leave
+// the list as it was. The product used to wrap: [1, 2] * 2**62 made a
+// slice of negative capacity (a panic that took the server down), and
+// [] * 2**62 looped 2^62 times, __imul__ holding the list's lock.
+func TestPythonListRepeatBounds(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	full, err := NewList[int](ctx, m, []int{1, 2}, Named("full"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := NewList[int](ctx, m, nil, Named("empty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid, eid := pyNamedIdent(t, m, "full"), pyNamedIdent(t, m, "empty")
+	p := proxyConn(t, m)
+	for _, method := range []string{"__mul__", "__rmul__", "__imul__"} {
+		p.send(mustEncode(t, ogórek.Tuple{fid, method, ogórek.Tuple{int64(1) << 62}, ogórek.NewDict()}))
+		kind, v := p.recvWithin(10*time.Second, "[1, 2]."+method+"(2**62)")
+		wantExc(t, kind, v, excValueError)
+		p.send(mustEncode(t, ogórek.Tuple{eid, method, ogórek.Tuple{int64(1) << 62}, ogórek.NewDict()}))
+		kind, v = p.recvWithin(10*time.Second, "[]."+method+"(2**62)")
+		if l, ok := v.([]any); kind != "#RETURN" || (method != "__imul__" && (!ok || len(l) != 0)) {
+			t.Fatalf("[].%s(2**62): %s %#v", method, kind, v)
+		}
+	}
+	if got, err := full.All(ctx); err != nil || len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("the list after refused repeats: %v, %v", got, err)
+	}
+	if n, err := empty.Len(ctx); err != nil || n != 0 {
+		t.Fatalf("the empty list after repeats: %d, %v", n, err)
+	}
+	// Repeats within bounds still work.
+	if kind, v := p.call(fid, "__imul__", int64(3)); kind != "#RETURN" {
+		t.Fatalf("__imul__(3): %s %#v", kind, v)
+	}
+	if got, err := full.All(ctx); err != nil || len(got) != 6 {
+		t.Fatalf("the list after *= 3: %v, %v", got, err)
+	}
+}
+
+// TestPythonSliceStepsAtTheEnds: slices whose steps are at the ends of
+// int64 select what Python selects. A step near 2^63 used to overflow
+// the index past the list's end to a negative one: an index-out-of-range
+// panic that took the server down.
+func TestPythonSliceStepsAtTheEnds(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	if _, err := NewList[int](ctx, m, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, Named("l")); err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "l")
+	p := proxyConn(t, m)
+	slice := func(lo, hi, step any) ogórek.Call {
+		return ogórek.Call{Callable: pySliceClass, Args: ogórek.Tuple{lo, hi, step}}
+	}
+	for _, c := range []struct {
+		s    ogórek.Call
+		want []int64
+	}{
+		{slice(int64(1), nil, int64(math.MaxInt64)), []int64{1}},
+		{slice(int64(math.MinInt64), int64(math.MaxInt64), int64(math.MaxInt64)), []int64{0}},
+		{slice(int64(9), nil, int64(math.MaxInt64-5)), []int64{9}},
+		{slice(nil, nil, int64(math.MinInt64)), []int64{9}},
+		{slice(int64(math.MaxInt64), int64(math.MinInt64), int64(math.MinInt64)), []int64{9}},
+	} {
+		kind, v := p.call(id, "__getitem__", c.s)
+		got, _ := v.([]any)
+		ok := kind == "#RETURN" && len(got) == len(c.want)
+		for i := 0; ok && i < len(got); i++ {
+			ok = got[i] == c.want[i]
+		}
+		if !ok {
+			t.Fatalf("l[%v]: %s %#v, want %v", c.s.Args, kind, v, c.want)
+		}
+	}
+}
+
+// TestPythonNamespaceSpecialNames: a Namespace's __class__ and __dict__
+// are not fields: setting or deleting them raises TypeError, as on a
+// CPython server, and leaves the fields as they were (they used to be
+// stored as fields of those names).
+func TestPythonNamespaceSpecialNames(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	ns, err := NewNamespace(ctx, m, Named("ns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "ns")
+	p := proxyConn(t, m)
+	if kind, v := p.call(id, "__setattr__", "x", int64(1)); kind != "#RETURN" {
+		t.Fatalf("setattr x: %s %#v", kind, v)
+	}
+	for _, name := range []string{"__class__", "__dict__"} {
+		kind, v := p.call(id, "__setattr__", name, int64(5))
+		wantExc(t, kind, v, excTypeError)
+		kind, v = p.call(id, "__delattr__", name)
+		wantExc(t, kind, v, excTypeError)
+	}
+	names, err := ns.Fields(ctx)
+	if err != nil || len(names) != 1 || names[0] != "x" {
+		t.Fatalf("the Namespace's fields: %v, %v", names, err)
+	}
+}
+
+// TestPythonCreateWithBogusKeywords: keyword arguments whose names are
+// not strs (a pickled request may carry any dict) are refused with
+// TypeError by every typeid. Namespace took them as field names
+// unchecked: the failed type assertion was a panic that took the server
+// down.
+func TestPythonCreateWithBogusKeywords(t *testing.T) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	for typeid := range pyKinds {
+		kw := ogórek.NewDict()
+		kw.Set(int64(5), int64(1))
+		p := dialPy(t, m)
+		p.send(mustEncode(t, ogórek.Tuple{nil, "create", ogórek.Tuple{typeid}, kw}))
+		kind, v := p.recvWithin(10*time.Second, "create "+typeid+" with a keyword 5")
+		wantExc(t, kind, v, excTypeError)
+	}
+	if kind, v := dialPy(t, m).call(nil, "create", "dict"); kind != "#RETURN" {
+		t.Fatalf("create dict after: %s %#v", kind, v)
+	}
+}
+
+// TestPythonRequestsByteByByte: requests that arrive a byte at a time,
+// with pauses, are read whole (on the connection's first message, read
+// through the Conn, and on a proxy thread's socket, read by pySock), and
+// meanwhile another client is served.
+func TestPythonRequestsByteByByte(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	d, err := NewDict[string, int](ctx, m, Named("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "k", 7); err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "d")
+	trickle := func(p *pyConn, req any) {
+		b := mustEncode(t, req)
+		raw := append([]byte{byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}, b...)
+		fd := fdOf(t, p.c)
+		for i, c := range raw {
+			if _, err := unix.Write(fd, []byte{c}); err != nil {
+				t.Fatal(err)
+			}
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+				// Another client is served while the request trickles.
+				if n, err := d.Len(ctx); err != nil || n != 1 {
+					t.Fatalf("the other client, meanwhile: %d, %v", n, err)
+				}
+			}
+		}
+	}
+	p := dialPy(t, m)
+	trickle(p, ogórek.Tuple{nil, "accept_connection", ogórek.Tuple{"trickle"}, ogórek.NewDict()})
+	if kind, v := p.recvWithin(10*time.Second, "accept_connection"); kind != "#RETURN" {
+		t.Fatalf("accept_connection: %s %#v", kind, v)
+	}
+	for range 2 { // the second on the socket of the proxy thread
+		trickle(p, ogórek.Tuple{id, "__getitem__", ogórek.Tuple{"k"}, ogórek.NewDict()})
+		if kind, v := p.recvWithin(10*time.Second, "__getitem__"); kind != "#RETURN" || v != int64(7) {
+			t.Fatalf("__getitem__: %s %#v", kind, v)
+		}
+	}
+}
+
+// TestPythonCreateOutOfRange: counts out of range raise ValueError, as
+// CPython's Semaphore and Barrier (3.13) do, and counts that are not ints
+// TypeError: a program that catches ValueError around m.Semaphore(n)
+// used to get a TypeError.
+func TestPythonCreateOutOfRange(t *testing.T) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	huge := new(big.Int).Lsh(big.NewInt(1), 70)
+	for _, c := range []struct {
+		typeid string
+		arg    any
+		exc    ogórek.Class
+	}{
+		{"Semaphore", int64(-1), excValueError},
+		{"BoundedSemaphore", int64(1) << 40, excValueError},
+		{"Semaphore", huge, excValueError},
+		{"Semaphore", "x", excTypeError},
+		{"Barrier", int64(0), excValueError},
+		{"Barrier", int64(-5), excValueError},
+		{"Barrier", huge, excValueError},
+		{"Barrier", 2.5, excTypeError},
+	} {
+		kind, v := dialPy(t, m).call(nil, "create", c.typeid, c.arg)
+		wantExc(t, kind, v, c.exc)
+	}
+}
+
+// TestPythonQueueHugeMaxsize: a Queue's maxsize beyond int64 is a
+// bound no queue reaches (or none, below zero), as in CPython, where it
+// raised TypeError "maxsize is an int, not int".
+func TestPythonQueueHugeMaxsize(t *testing.T) {
+	m := serveHere(t, &Server{Python: true}, "unix")
+	huge := new(big.Int).Lsh(big.NewInt(1), 70)
+	for _, n := range []*big.Int{huge, new(big.Int).Neg(huge)} {
+		kind, v := dialPy(t, m).call(nil, "create", "Queue", n)
+		if kind != "#RETURN" {
+			t.Fatalf("Queue(%v): %s %#v", n, kind, v)
+		}
+		id := v.(ogórek.Tuple)[0].(string)
+		p := proxyConn(t, m)
+		if kind, v := p.call(id, "put_nowait", int64(1)); kind != "#RETURN" {
+			t.Fatalf("put_nowait on Queue(%v): %s %#v", n, kind, v)
+		}
+		if kind, v := p.call(id, "full"); kind != "#RETURN" || v != false {
+			t.Fatalf("full() of Queue(%v): %s %#v", n, kind, v)
+		}
 	}
 }

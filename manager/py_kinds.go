@@ -441,9 +441,14 @@ func (s *pySlice) pick(all []any) []any {
 		return min(max(i, lo), hi)
 	}
 	var out []any
+	// The step is the client's, up to ±2^63: the loops stop before a
+	// step would take the index past the end, so that it never wraps.
 	if s.step > 0 {
-		for i := adjust(s.lo, 0, n); i < adjust(s.hi, 0, n); i += s.step {
+		for i, end := adjust(s.lo, 0, n), adjust(s.hi, 0, n); i < end; i += s.step {
 			out = append(out, all[i])
+			if s.step >= end-i {
+				break
+			}
 		}
 		return out
 	}
@@ -458,6 +463,9 @@ func (s *pySlice) pick(all []any) []any {
 	}
 	for i := start; i > stop; i += s.step {
 		out = append(out, all[i])
+		if s.step <= stop-i {
+			break
+		}
 	}
 	return out
 }
@@ -605,14 +613,12 @@ func pyListMethods() map[string]pyMethod {
 			return
 		}
 		pyListAll(pc, func(items []any) pyMsg {
-			if n <= 0 {
-				return pyReturn([]any{})
-			}
-			if int64(len(items))*n > 1<<24 {
+			size, ok := repeatLen(len(items), n)
+			if !ok {
 				return pyRaise(excValueError, "the repeated list would be too long")
 			}
-			out := make([]any, 0, int64(len(items))*n)
-			for range n {
+			out := make([]any, 0, size)
+			for len(out) < size {
 				out = append(out, items...)
 			}
 			return pyReturn(out)
@@ -834,20 +840,39 @@ func (l *listObj) pyRepeat(n int64) pyMsg {
 			return pyFail(errGoProxy)
 		}
 	}
-	switch {
-	case n <= 0:
-		l.items = nil
-	case int64(len(l.items))*n > 1<<24:
+	size, ok := repeatLen(len(l.items), n)
+	if !ok {
 		return pyRaise(excValueError, "the repeated list would be too long")
-	default:
-		one := l.items
-		for range n - 1 {
-			for _, it := range one {
-				l.items = append(l.items, slices.Clone(it))
-			}
+	}
+	if size == 0 {
+		l.items = nil
+		return pyReturn(nil)
+	}
+	one := l.items
+	for len(l.items) < size {
+		for _, it := range one {
+			l.items = append(l.items, slices.Clone(it))
 		}
 	}
 	return pyReturn(nil)
+}
+
+// maxRepeat bounds the items of a list repeated by __mul__ or __imul__.
+const maxRepeat = 1 << 24
+
+// repeatLen returns the length of n items repeated times times (0 for a
+// count of zero or less, as in Python), false past maxRepeat items. The
+// count is the client's, up to 2^63-1: the product is never computed
+// where it could overflow, and an empty list repeats to nothing without
+// a step per count.
+func repeatLen(n int, times int64) (int, bool) {
+	if n == 0 || times <= 0 {
+		return 0, true
+	}
+	if times > maxRepeat/int64(n) {
+		return 0, false
+	}
+	return n * int(times), true
 }
 
 // pyTypecode checks an array typecode.
@@ -931,6 +956,17 @@ func pyNamespaceMethods() map[string]pyMethod {
 	noAttr := func(s string) pyMsg {
 		return pyRaise(excAttributeError, fmt.Sprintf("'Namespace' object has no attribute '%s'", s))
 	}
+	// A field name, for a change: __class__ and __dict__ are the
+	// object's, not fields, as on a CPython server (which raises
+	// TypeError for them too).
+	field := func(pc *pyCall) ([]byte, string, bool) {
+		n, s, ok := name(pc)
+		if ok && (s == "__class__" || s == "__dict__") {
+			pc.reply(pyRaise(excTypeError, fmt.Sprintf("the mp manager's Namespace cannot change its %s", s)))
+			return nil, "", false
+		}
+		return n, s, ok
+	}
 	return map[string]pyMethod{
 		"__getattribute__": func(pc *pyCall) {
 			if !pc.check(1, "name") {
@@ -949,7 +985,7 @@ func pyNamespaceMethods() map[string]pyMethod {
 			if !pc.check(2, "name", "value") {
 				return
 			}
-			n, _, ok := name(pc)
+			n, _, ok := field(pc)
 			if !ok {
 				return
 			}
@@ -961,7 +997,7 @@ func pyNamespaceMethods() map[string]pyMethod {
 			if !pc.check(1, "name") {
 				return
 			}
-			if n, s, ok := name(pc); ok {
+			if n, s, ok := field(pc); ok {
 				pc.run(opNsDelete, noTimeout, args1(n), func(res *opResult) pyMsg {
 					if res.ok && !res.bool(0) {
 						return noAttr(s)
@@ -1143,16 +1179,15 @@ func pyRelease(pc *pyCall) {
 		if !pc.check(0, "n") {
 			return
 		}
-		n, ok := pyInt(pc.arg(0, "n", int64(1)))
+		n, ok := pyIntClamped(pc.arg(0, "n", int64(1)))
 		if !ok || n < 1 {
 			pc.reply(pyRaise(excValueError, "n must be one or more"))
 			return
 		}
-		for ; n > 0; n-- {
-			if res := pc.now(opSemRelease, nil); !res.ok {
-				pc.reply(pyRaise(excValueError, "Semaphore released too many times"))
-				return
-			}
+		// One operation for the n units (all or none), as in Python.
+		if res := pc.now(opSemRelease, [][]byte{codec.AppendInt(nil, n)}); !res.ok {
+			pc.reply(pyRaise(excValueError, "Semaphore released too many times"))
+			return
 		}
 		pc.ret(nil)
 		return
@@ -1173,15 +1208,21 @@ func pyRelease(pc *pyCall) {
 
 // timeoutOnly reads the one argument of a wait(timeout=None): false if
 // the call had other arguments or a timeout that is not a number, which
-// has been answered with the error.
+// has been answered with the error. A timeout of zero or less does not
+// wait, as in Python (Condition, Event and Barrier wait only while their
+// timeout is above zero): it is 0, not noTimeout.
 func (pc *pyCall) timeoutOnly() (time.Duration, bool) {
 	if !pc.check(0, "timeout") {
 		return 0, false
 	}
-	t, err := pyTimeout(pc.arg(0, "timeout", nil))
+	v := pc.arg(0, "timeout", nil)
+	t, err := pyTimeout(v)
 	if err != nil {
 		pc.fail(err)
 		return 0, false
+	}
+	if v != nil && t < 0 {
+		t = 0
 	}
 	return t, true
 }
@@ -1214,7 +1255,7 @@ func pyNotify(pc *pyCall) {
 			return
 		}
 		var ok bool
-		if n, ok = pyInt(pc.arg(0, "n", int64(1))); !ok {
+		if n, ok = pyIntClamped(pc.arg(0, "n", int64(1))); !ok {
 			pc.reply(pyRaise(excTypeError, "n is an int"))
 			return
 		}

@@ -61,15 +61,26 @@ var pyExposedOf = map[string][]string{
 // pyExposed is the tuple of o's exposed methods.
 func pyExposed(o *object) ogórek.Tuple { return pyExposedTuple(o.kind) }
 
-// pyExposedTuple is the tuple of the exposed methods of kind.
+// pyExposedTuple is the tuple of the exposed methods of kind, as a client
+// is told them, without the attribute hooks (__getattribute__,
+// __setattr__, __delattr__): the proxy types that call them
+// (BarrierProxy, NamespaceProxy) do not read the list, and an AutoProxy,
+// which defines a method for each name listed, would send its own
+// attribute lookups to the server (its construction then recursed until
+// Python gave up). The server still serves them.
 func pyExposedTuple(kind string) ogórek.Tuple {
 	names := pyExposedOf[kind]
-	t := make(ogórek.Tuple, len(names))
-	for i, n := range names {
-		t[i] = n
+	t := make(ogórek.Tuple, 0, len(names))
+	for _, n := range names {
+		if !pyAttrHooks[n] {
+			t = append(t, n)
+		}
 	}
 	return t
 }
+
+// pyAttrHooks are the methods of Python's attribute access.
+var pyAttrHooks = map[string]bool{"__getattribute__": true, "__setattr__": true, "__delattr__": true}
 
 // A pyMethod serves one method: it replies itself, at once or when its
 // operation ends (pyCall.run).
@@ -291,7 +302,8 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 0, "maxsize"); err != nil {
 			return nil, err
 		}
-		n, ok := pyInt(pc0(a, 0, "maxsize"))
+		// Any int: beyond int64 it is a bound no queue reaches, or none.
+		n, ok := pyIntClamped(pc0(a, 0, "maxsize"))
 		if v, given := a.get(0, "maxsize"); given && !ok {
 			return nil, &pyTypeError{fmt.Sprintf("maxsize is an int, not %s", pickle.TypeName(v))}
 		}
@@ -308,12 +320,12 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 0, "value"); err != nil {
 			return nil, err
 		}
-		n, ok := int64(1), true
+		n := int64(1)
 		if v, given := a.get(0, "value"); given {
-			n, ok = pyInt(v)
-		}
-		if !ok || n < 0 || n > mp.MaxSemaphoreValue {
-			return nil, &pyTypeError{fmt.Sprintf("semaphore initial value must be an int in [0, %d]", mp.MaxSemaphoreValue)}
+			var err error
+			if n, err = pyIntIn(v, 0, mp.MaxSemaphoreValue, "semaphore initial value"); err != nil {
+				return nil, err
+			}
 		}
 		sem := &semObj{value: int(n), bound: int(n), bounded: kind == kindBounded, gone: newGone()}
 		if sem.bounded {
@@ -349,9 +361,9 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		if err := a.check(typeid, 1, "parties", "action", "timeout"); err != nil {
 			return nil, err
 		}
-		n, ok := pyInt(pc0(a, 0, "parties"))
-		if !ok || n < 1 || n > math.MaxInt32 {
-			return nil, &pyTypeError{"parties must be an int > 0"}
+		n, err := pyIntIn(pc0(a, 0, "parties"), 1, math.MaxInt32, "parties")
+		if err != nil {
+			return nil, err
 		}
 		if pc0(a, 1, "action") != nil {
 			return nil, &pyTypeError{"the mp manager runs no Python code: a Barrier has no action"}

@@ -548,3 +548,34 @@ print("ok")
 		}
 	})
 }
+
+// TestPythonAutoProxyOfEveryKind: a Python client that registers get_NAME
+// without a proxy type gets an AutoProxy built from the methods the
+// server lists, whatever the kind of the named object. A Barrier's and a
+// Namespace's attribute hooks (__getattribute__, __setattr__) are not
+// listed: an AutoProxy that defined them would send its own attribute
+// lookups to the server, and its construction ended in a RecursionError.
+func TestPythonAutoProxyOfEveryKind(t *testing.T) {
+	m, env := pyManager(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	must[*manager.Barrier](t)(manager.NewBarrier(ctx, m, 1, 0, manager.Named("B")))
+	must[*manager.Namespace](t)(manager.NewNamespace(ctx, m, manager.Named("N")))
+	eachPython(t, func(t *testing.T, py string) {
+		out := runPy(t, py, env, `
+class M(BaseManager): pass
+M.register("get_B")
+M.register("get_N")
+mm = M(address=mp_address(), authkey=KEY)
+mm.connect()
+b = mm.get_B()
+assert b.wait() == 0
+b.reset()
+n = mm.get_N()
+print("ok")
+`)
+		if strings.TrimSpace(out) != "ok" {
+			t.Fatalf("script printed %q", out)
+		}
+	})
+}

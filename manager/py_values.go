@@ -389,6 +389,39 @@ func pyInt(v any) (int64, bool) {
 	return 0, false
 }
 
+// pyIntClamped returns v if it is a Python int, an int beyond int64
+// clamped to its ends.
+func pyIntClamped(v any) (int64, bool) {
+	if b, ok := v.(*big.Int); ok && !b.IsInt64() {
+		if b.Sign() < 0 {
+			return math.MinInt64, true
+		}
+		return math.MaxInt64, true
+	}
+	return pyInt(v)
+}
+
+// pyIntIn returns v if it is a Python int in [lo, hi]: a TypeError for
+// a value that is not an int, a ValueError for an int out of the range
+// (one beyond int64 too), as CPython raises them for a count (what
+// names the count).
+func pyIntIn(v any, lo, hi int64, what string) (int64, error) {
+	n, ok := pyInt(v)
+	if _, big := v.(*big.Int); !ok && !big {
+		return 0, &pyTypeError{fmt.Sprintf("%s must be an int, not %s", what, pickle.TypeName(v))}
+	}
+	if !ok || n < lo || n > hi {
+		return 0, &pyOutOfRange{fmt.Sprintf("%s must be in [%d, %d]", what, lo, hi)}
+	}
+	return n, nil
+}
+
+// pyOutOfRange is an argument of the right type out of its range; the
+// Python client gets a ValueError.
+type pyOutOfRange struct{ msg string }
+
+func (e *pyOutOfRange) Error() string { return e.msg }
+
 // pyFloat returns v as a float64 if it is a Python number.
 func pyFloat(v any) (float64, bool) {
 	if i, ok := pyInt(v); ok {

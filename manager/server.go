@@ -61,8 +61,9 @@ const DefaultMaxMessage = 256 << 20
 // The fields are set before the first Serve. A Server may serve several
 // Listeners at once (one Serve call each), sharing its objects.
 type Server struct {
-	// AllowShutdown lets a client stop the server (Manager.Shutdown): all
-	// Serve calls then return. Start's server allows it.
+	// AllowShutdown lets a Go client stop the server (Manager.Shutdown):
+	// all Serve calls then return. Start's server allows it. A Python
+	// client's shutdown is refused either way.
 	AllowShutdown bool
 	// MaxMessage caps the length of a request; 0 means
 	// DefaultMaxMessage. A longer request fails with an error matching

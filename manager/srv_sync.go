@@ -304,13 +304,14 @@ func (s *semObj) took(sess *session) {
 	h.n++
 }
 
-// untook uncounts a unit of sess's, if it holds one. Called with mu held.
-func (s *semObj) untook(sess *session) {
+// untook uncounts n units of sess's, as many as it holds. Called with mu
+// held.
+func (s *semObj) untook(sess *session, n int64) {
 	h := s.held[sess]
 	if h == nil {
 		return
 	}
-	if h.n--; h.n == 0 {
+	if h.n -= int(min(n, int64(h.n))); h.n == 0 {
 		delete(s.held, sess)
 		sess.unhold(&h.holding)
 		s.spare = h
@@ -389,7 +390,7 @@ func (s *semObj) handle(x *call) waitFn {
 				s.waiters = removeWaiter(s.waiters, w)
 				endWait(r, &s.gone)
 			case p.isDead():
-				s.untook(sess)
+				s.untook(sess, 1)
 				s.give()
 				cancelled(r)
 			default:
@@ -398,16 +399,38 @@ func (s *semObj) handle(x *call) waitFn {
 			}
 		}
 	case opSemRelease:
-		if s.bounded && s.value >= s.bound {
+		// Go clients release one unit; Python's release(n) sends n, which
+		// is released as one operation: all n units or none, without a
+		// step per unit (n is the client's, up to 2^63-1).
+		n := int64(1)
+		if len(x.args) > 0 {
+			if !x.need(1) {
+				return nil
+			}
+			var ok bool
+			if n, ok = x.int(0); !ok {
+				return nil
+			}
+			if n < 1 {
+				r.fail(codeBadArgs, "manager: a semaphore releases one unit or more")
+				return nil
+			}
+		}
+		if s.bounded && n > int64(s.bound-s.value) {
 			r.fail(codeTooManyReleases, "manager: BoundedSemaphore released too many times")
 			return nil
 		}
-		if s.value >= mp.MaxSemaphoreValue {
+		// Units handed to waiters do not raise the value.
+		if n-int64(len(s.waiters)) > int64(mp.MaxSemaphoreValue-s.value) {
 			r.fail(codeTooManyReleases, "manager: Semaphore released past its maximum value")
 			return nil
 		}
-		s.untook(sess)
-		s.give()
+		for ; n > 0 && len(s.waiters) > 0; n-- {
+			s.untook(sess, 1)
+			s.give()
+		}
+		s.untook(sess, n)
+		s.value += int(n)
 		r.ok()
 	case opSemValue:
 		r.ok()

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"reflect"
 	"strconv"
+	"unsafe"
 
 	ogórek "github.com/kisielk/og-rek"
 )
@@ -55,17 +56,76 @@ func (e *MismatchError) Error() string {
 //   - the types of the value model take themselves.
 //
 // Anything else is a *MismatchError. dst must be a non-nil pointer.
+//
+// A list, tuple, set or dict that v holds more than once (the pickle
+// shares it, as Python's [[0] * 3] * 2 does) fills one slice or map,
+// which each place it appears in shares, as in Python: what Into makes
+// stays proportional to the pickle.
 func Into(v any, dst any) error {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return &MismatchError{Python: TypeName(v), Go: fmt.Sprintf("%T", dst), Msg: "the destination must be a non-nil pointer"}
 	}
-	return into(v, rv.Elem(), "")
+	var st intoState
+	return st.into(v, rv.Elem(), "")
+}
+
+// intoState is the state of one Into: the slices and maps it made of the
+// containers of v. Decode shares a container that the pickle references
+// more than once (as Python does: [[0] * 1000] * 1000 holds one inner
+// list), and Into shares what it makes of it too, so that what it makes
+// stays proportional to the message: a copy per reference would make
+// millions of values of a few KiB of pickle.
+type intoState struct {
+	made map[shared]reflect.Value
+}
+
+// A shared is a container of v (the data of a list, tuple or set, or a
+// dict) and the type Into made of it.
+type shared struct {
+	src any
+	n   int
+	t   reflect.Type
+}
+
+// sharedOf returns the key of v as a container converted to t, false for
+// a value Into does not share (scalars, empty containers).
+func sharedOf(v any, t reflect.Type) (shared, bool) {
+	if d, ok := v.(ogórek.Dict); ok {
+		return shared{d, -1, t}, true
+	}
+	if items, ok := sequence(v); ok && len(items) > 0 {
+		return shared{unsafe.SliceData(items), len(items), t}, true
+	}
+	return shared{}, false
+}
+
+// intoShared converts v into dst, a slice or map, with fill, unless Into
+// made one of the same container for the same type before: then dst
+// takes that one.
+func (st *intoState) intoShared(v any, dst reflect.Value, fill func() error) error {
+	key, ok := sharedOf(v, dst.Type())
+	if ok {
+		if made, ok := st.made[key]; ok {
+			dst.Set(made)
+			return nil
+		}
+	}
+	if err := fill(); err != nil {
+		return err
+	}
+	if ok {
+		if st.made == nil {
+			st.made = map[shared]reflect.Value{}
+		}
+		st.made[key] = dst
+	}
+	return nil
 }
 
 var bigIntType = reflect.TypeFor[big.Int]()
 
-func into(v any, dst reflect.Value, path string) error {
+func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	if _, ok := v.(ogórek.None); ok {
 		v = nil // None in a dict key
 	}
@@ -107,7 +167,7 @@ func into(v any, dst reflect.Value, path string) error {
 	switch dst.Kind() {
 	case reflect.Pointer:
 		p := reflect.New(t.Elem())
-		if err := into(v, p.Elem(), path); err != nil {
+		if err := st.into(v, p.Elem(), path); err != nil {
 			return err
 		}
 		dst.Set(p)
@@ -182,21 +242,26 @@ func into(v any, dst reflect.Value, path string) error {
 		if !ok {
 			return mismatch("")
 		}
+		fill := func() error {
+			for i, it := range items {
+				if err := st.into(it, dst.Index(i), path+"["+strconv.Itoa(i)+"]"); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		if dst.Kind() == reflect.Array {
 			if len(items) != dst.Len() {
 				return mismatch(fmt.Sprintf("%d items for %d", len(items), dst.Len()))
 			}
-		} else {
+			return fill() // an array is a value: each is its own
+		}
+		return st.intoShared(v, dst, func() error {
 			dst.Set(reflect.MakeSlice(t, len(items), len(items)))
-		}
-		for i, it := range items {
-			if err := into(it, dst.Index(i), path+"["+strconv.Itoa(i)+"]"); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fill()
+		})
 	case reflect.Map:
-		return intoMap(v, dst, path, mismatch)
+		return st.intoShared(v, dst, func() error { return st.intoMap(v, dst, path, mismatch) })
 	case reflect.Struct:
 		d, ok := v.(ogórek.Dict)
 		if !ok {
@@ -212,7 +277,7 @@ func into(v any, dst reflect.Value, path string) error {
 			}
 			for _, f := range fields {
 				if f.Key == name {
-					err = into(val, dst.Field(f.Index), path+"."+name)
+					err = st.into(val, dst.Field(f.Index), path+"."+name)
 					break
 				}
 			}
@@ -269,9 +334,9 @@ func intoBytes(v any, dst reflect.Value, mismatch func(string) error) error {
 }
 
 // mapKey converts k into a key of type t for a Go map.
-func mapKey(k any, t reflect.Type, path string) (reflect.Value, error) {
+func (st *intoState) mapKey(k any, t reflect.Type, path string) (reflect.Value, error) {
 	kv := reflect.New(t).Elem()
-	if err := into(k, kv, path+"[key]"); err != nil {
+	if err := st.into(k, kv, path+"[key]"); err != nil {
 		return kv, err
 	}
 	if !kv.Comparable() {
@@ -296,16 +361,16 @@ func sequence(v any) ([]any, bool) {
 	return nil, false
 }
 
-func intoMap(v any, dst reflect.Value, path string, mismatch func(string) error) error {
+func (st *intoState) intoMap(v any, dst reflect.Value, path string, mismatch func(string) error) error {
 	t := dst.Type()
 	m := reflect.MakeMap(t)
 	put := func(k, val any) error {
-		kv, err := mapKey(k, t.Key(), path)
+		kv, err := st.mapKey(k, t.Key(), path)
 		if err != nil {
 			return err
 		}
 		vv := reflect.New(t.Elem()).Elem()
-		if err := into(val, vv, path+"["+fmt.Sprint(k)+"]"); err != nil {
+		if err := st.into(val, vv, path+"["+fmt.Sprint(k)+"]"); err != nil {
 			return err
 		}
 		m.SetMapIndex(kv, vv)
@@ -329,7 +394,7 @@ func intoMap(v any, dst reflect.Value, path string, mismatch func(string) error)
 		}
 		items, _ := sequence(v)
 		for _, k := range items {
-			kv, err := mapKey(k, t.Key(), path)
+			kv, err := st.mapKey(k, t.Key(), path)
 			if err != nil {
 				return err
 			}
