@@ -182,14 +182,18 @@ type node struct {
 	// replies has the pools' answers to the results sent directly.
 	replies *replyMux
 
-	lookup    sync.Mutex // held by the slot looking the consumer up
-	mu        sync.Mutex
-	cons      jetstream.Consumer
-	ackWait   time.Duration
-	attempts  int
-	reqs      pullRequests              // for the consumer's priority policy
-	running   map[jobKey][]*runningTask // a task given twice at a time is there twice
-	cancelled cancelLedger              // so that tasks taken after their cancellation are skipped
+	lookup   sync.Mutex // held by the slot looking the consumer up
+	mu       sync.Mutex
+	cons     jetstream.Consumer
+	ackWait  time.Duration
+	attempts int
+	// newAckWait wakes progress when the ack wait is set: it paused a
+	// second when it did not know it, and that is longer than an ack
+	// wait shorter than a second.
+	newAckWait chan struct{}
+	reqs       pullRequests              // for the consumer's priority policy
+	running    map[jobKey][]*runningTask // a task given twice at a time is there twice
+	cancelled  cancelLedger              // so that tasks taken after their cancellation are skipped
 }
 
 type jobKey struct {
@@ -206,7 +210,7 @@ func startNode(cn *conn, o nodeOptions) (*node, error) {
 		return nil, fmt.Errorf("cluster: start the worker's local pool: %w", err)
 	}
 	n := &node{cn: cn, o: o, id: nuid.Next(), fp: clusterhook.Fingerprint(), slots: local.Slots(), local: local,
-		running: map[jobKey][]*runningTask{}}
+		running: map[jobKey][]*runningTask{}, newAckWait: make(chan struct{}, 1)}
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.sub, err = cn.nc.Subscribe(cancelPrefix+o.pool, n.onCancel)
 	if err == nil {
@@ -316,6 +320,12 @@ func (n *node) refreshConsumer() {
 // setConfig takes the settings of the tasks' consumer. Called with n.mu
 // held.
 func (n *node) setConfig(cfg jetstream.ConsumerConfig) {
+	if cfg.AckWait != n.ackWait {
+		select {
+		case n.newAckWait <- struct{}{}:
+		default: // progress has one to take already
+		}
+	}
 	n.ackWait, n.attempts = cfg.AckWait, attemptsOf(cfg.MaxDeliver)
 	n.reqs = newPullRequests(cfg.PriorityPolicy == jetstream.PriorityPolicyPrioritized)
 }
@@ -663,6 +673,10 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 // pool answered for its result acknowledges the task.
 var testHookWorkerAck func() bool
 
+// testHookProgressPause, if a test sets it, is told each pause of a
+// worker's progress reports before it starts.
+var testHookProgressPause func(time.Duration)
+
 // testHookRan, if a test sets it, runs in a worker slot after each task.
 var testHookRan func()
 
@@ -777,7 +791,10 @@ func (n *node) track(k jobKey, r *runningTask) bool {
 
 // progress tells the stream, every third of the ack wait, that the
 // running tasks are in progress, so that a long task is not given to
-// another worker.
+// another worker. Until the consumer is found the ack wait is not known:
+// progress then looks every second, and starts again at once when it
+// becomes known (a task taken meanwhile is reported within a third of
+// the ack wait of its delivery, as any other).
 func (n *node) progress() {
 	defer n.wg.Done()
 	for {
@@ -787,8 +804,14 @@ func (n *node) progress() {
 		if every <= 0 {
 			every = time.Second // not known before the consumer is found
 		}
+		every = max(every, 50*time.Millisecond)
+		if h := testHookProgressPause; h != nil {
+			h(every)
+		}
 		select {
-		case <-time.After(max(every, 50*time.Millisecond)):
+		case <-time.After(every):
+		case <-n.newAckWait:
+			continue
 		case <-n.ctx.Done():
 			return
 		}
