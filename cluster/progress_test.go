@@ -37,7 +37,9 @@ func TestFirstProgressWithinAckWait(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
 	done := make(chan error, 1)
-	go func() { done <- RunWorker(ctx, WorkerOptions{URL: c.URL(), Pool: c.opts.Pool, Local: mp.PoolOptions{Processes: 2}}) }()
+	go func() {
+		done <- RunWorker(ctx, WorkerOptions{URL: c.URL(), Pool: c.opts.Pool, Local: mp.PoolOptions{Processes: 2}})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
