@@ -1,0 +1,216 @@
+//go:build linux
+
+package cluster
+
+import (
+	"encoding/base64"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/manager"
+)
+
+// Hostile peers of a Manager on JetStream: a client of the NATS server
+// (with its credentials) that writes what it likes into the manager's
+// bucket (kvBucket) and queues' stream (queueStream). Whatever it writes,
+// the proxies must return a typed error (or a sane value), never panic
+// or wait for ever, and other objects must keep working.
+
+// peerKV is the manager's bucket, opened by the peer's own connection,
+// and the peer's JetStream, with which it writes keys that the bucket's
+// API would refuse.
+func peerKV(t *testing.T, c *Cluster) (jetstream.KeyValue, jetstream.JetStream) {
+	t.Helper()
+	js := peerJS(t, peerConn(t, c))
+	kv, err := js.KeyValue(testCtx(t, 10*time.Second), kvBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv, js
+}
+
+// objKey is the bucket's key of the object of kind prefix (see
+// manager/kv.go: "v.", "l.", "s."...) named name.
+func objKey(prefix, name string) string {
+	return prefix + base64.RawURLEncoding.EncodeToString([]byte(name))
+}
+
+// cbor encodes v as the manager would.
+func cbor(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := codec.DetMarshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// wantCorrupt fails the test unless err is manager.ErrCorrupt.
+func wantCorrupt(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, manager.ErrCorrupt) {
+		t.Errorf("%s: %v, want ErrCorrupt", what, err)
+	}
+}
+
+// TestManagerCorruptState: a peer writes garbage, truncated, oversized
+// and type-confused values under each kind's key; every call on the
+// object returns ErrCorrupt (in time: each call's ctx is far), and
+// another object keeps working.
+func TestManagerCorruptState(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	_, js := peerKV(t, c)
+	put := func(key string, v []byte) {
+		t.Helper()
+		if _, err := js.Publish(ctx, kvSubject+key, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage := []byte{0xff, 0x00, 0x13}
+
+	// Semaphore: garbage, a negative count (which would give units for
+	// ever), counts at the edges of int64, and beyond.
+	sem, err := manager.NewBoundedSemaphore(ctx, m, 2, manager.Named("sem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range [][]byte{garbage, cbor(t, [2]int{-1, -1}), cbor(t, [2]int{-3, 5}),
+		cbor(t, [2]int64{-1 << 63, -1}), cbor(t, [2]uint64{1 << 63, 1}), cbor(t, [2]int{1, -2}),
+		cbor(t, [2]int{5, 2}), cbor(t, [3]int{1, 1, 1}), cbor(t, "two"), {}} {
+		ctx := testCtx(t, 5*time.Second) // each call returns long before
+		put(objKey("s.", "sem"), v)
+		ok, err := sem.TryAcquire(ctx)
+		wantCorrupt(t, "TryAcquire of a semaphore holding "+string(v), err)
+		if ok {
+			t.Errorf("TryAcquire of a semaphore holding % x took a unit", v)
+		}
+		wantCorrupt(t, "Acquire", sem.Acquire(ctx))
+		wantCorrupt(t, "Release", sem.Release(ctx))
+		_, err = sem.Value(ctx)
+		wantCorrupt(t, "Value", err)
+	}
+	// At the edge of int: a unit is taken, a Release too many refused.
+	put(objKey("s.", "sem"), cbor(t, [2]int64{1<<63 - 1, -1}))
+	if err := sem.Release(ctx); !errors.Is(err, mp.ErrReleasedTooManyTimes) {
+		t.Errorf("Release of a semaphore at MaxInt64: %v, want ErrReleasedTooManyTimes", err)
+	}
+	if ok, err := sem.TryAcquire(ctx); err != nil || !ok {
+		t.Errorf("TryAcquire of a semaphore at MaxInt64 = %v %v", ok, err)
+	}
+
+	// Event: a flag that is not a boolean.
+	ev, err := manager.NewEvent(ctx, m, manager.Named("ev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range [][]byte{garbage, cbor(t, 1), {}} {
+		ctx := testCtx(t, 5*time.Second)
+		put(objKey("e.", "ev"), v)
+		_, err := ev.IsSet(ctx)
+		wantCorrupt(t, "IsSet of an event holding "+string(v), err)
+		wantCorrupt(t, "Wait", ev.Wait(ctx))
+	}
+
+	// Barrier: parties 0 or negative, a count beyond the parties, garbage.
+	bar, err := manager.NewBarrier(ctx, m, 2, 0, manager.Named("bar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type barrierState struct {
+		_       struct{} `cbor:",toarray"`
+		Gen     uint64
+		Count   int
+		Broken  bool
+		Parties int
+		Timeout time.Duration
+		Resets  []uint64
+	}
+	for _, v := range [][]byte{garbage, cbor(t, barrierState{Parties: 0}), cbor(t, barrierState{Parties: -2}),
+		cbor(t, barrierState{Parties: 2, Count: 5}), cbor(t, barrierState{Parties: 2, Count: -1}), cbor(t, 7)} {
+		ctx := testCtx(t, 5*time.Second)
+		put(objKey("b.", "bar"), v)
+		_, err := bar.Wait(ctx)
+		wantCorrupt(t, "Wait of a barrier holding "+string(v), err)
+		_, err = bar.Parties(ctx)
+		wantCorrupt(t, "Parties", err)
+		wantCorrupt(t, "Reset", bar.Reset(ctx))
+		wantCorrupt(t, "Abort", bar.Abort(ctx))
+	}
+
+	// JoinableQueue: its count of unfinished items negative, garbage, at
+	// the edge of int64.
+	jq, err := manager.NewJoinableQueue[int](ctx, m, 0, manager.Named("jq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range [][]byte{garbage, codec.AppendInt(nil, -4), cbor(t, "0"), {}, {0x18, 0x01}} {
+		ctx := testCtx(t, 5*time.Second)
+		put(objKey("j.", "jq"), v)
+		wantCorrupt(t, "Join of a count "+string(v), jq.Join(ctx))
+		wantCorrupt(t, "TaskDone", jq.TaskDone(ctx))
+		wantCorrupt(t, "Put", jq.Put(ctx, 1))
+	}
+	put(objKey("j.", "jq"), codec.AppendInt(nil, 1<<63-1))
+	wantCorrupt(t, "Put beyond MaxInt64 unfinished items", jq.Put(ctx, 1))
+
+	// List and Array: garbage, a length of 2^40, a count that disagrees
+	// with the items (fewer, more), items not well formed.
+	l, err := manager.NewList(ctx, m, []int{1, 2}, manager.Named("list"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := manager.NewArray(ctx, m, []int{1, 2}, manager.Named("arr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := codec.AppendHead(nil, 4, 1<<40)
+	for _, v := range [][]byte{garbage, append(huge, 1, 2), {0x82, 0x01}, {0x82, 0x01, 0x02, 0x03}, {0x81, 0x5f},
+		{0x82, 0x01, 0x7a, 0xff, 0xff, 0xff, 0xff}, cbor(t, 12), {}} {
+		ctx := testCtx(t, 5*time.Second)
+		put(objKey("L.", "list"), v)
+		put(objKey("A.", "arr"), v)
+		_, err := l.Len(ctx)
+		wantCorrupt(t, "Len of a list holding "+string(v), err)
+		wantCorrupt(t, "Append", l.Append(ctx, 3))
+		_, err = a.Get(ctx, 0)
+		wantCorrupt(t, "Get of an array", err)
+		wantCorrupt(t, "Set of an array", a.Set(ctx, 0, 3))
+	}
+
+	// Dict and Namespace: a key no proxy could have written (not in the
+	// encoding of keys).
+	d, err := manager.NewDict[string, int](ctx, m, manager.Named("dict"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	put(objKey("d.", "dict")+".a.b", cbor(t, 1))
+	put(objKey("d.", "dict")+".!!", cbor(t, 1))
+	_, err = d.Keys(ctx)
+	wantCorrupt(t, "Keys of a dict with a foreign key", err)
+	_, err = d.Len(ctx)
+	wantCorrupt(t, "Len", err)
+	if err := d.Clear(ctx); err != nil {
+		t.Errorf("Clear of a dict with a foreign key: %v", err)
+	}
+	if n, err := d.Len(ctx); err != nil || n != 0 {
+		t.Errorf("Len after Clear = %v %v, want 0", n, err)
+	}
+
+	// Another object still works.
+	v, err := manager.NewValue(ctx, m, 1, manager.Named("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := v.CompareAndSwap(ctx, 1, 2); err != nil || !ok {
+		t.Fatalf("CompareAndSwap of another object = %v %v", ok, err)
+	}
+}
