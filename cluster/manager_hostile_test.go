@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"testing"
@@ -212,5 +213,139 @@ func TestManagerCorruptState(t *testing.T) {
 	}
 	if ok, err := v.CompareAndSwap(ctx, 1, 2); err != nil || !ok {
 		t.Fatalf("CompareAndSwap of another object = %v %v", ok, err)
+	}
+}
+
+// TestManagerDeletedUnderWaiters: a peer deletes or purges the key of an
+// object while a proxy waits on it (a Barrier's Wait, a Semaphore's
+// Acquire, an Event's Wait, a JoinableQueue's Join, whose ctx is far):
+// each returns ErrNoObject at once rather than wait for ever.
+func TestManagerDeletedUnderWaiters(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	kv, _ := peerKV(t, c)
+	bar, err := manager.NewBarrier(ctx, m, 2, 0, manager.Named("bar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sem, err := manager.NewSemaphore(ctx, m, 0, manager.Named("sem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := manager.NewEvent(ctx, m, manager.Named("ev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jq, err := manager.NewJoinableQueue[int](ctx, m, 0, manager.Named("jq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jq.Put(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waiters := []struct {
+		key    string
+		purge  bool
+		wait   func() error
+		inside func() bool // the waiter is waiting
+	}{
+		{objKey("b.", "bar"), false, func() error { _, err := bar.Wait(ctx); return err },
+			func() bool { n, _ := bar.NWaiting(ctx); return n == 1 }},
+		{objKey("s.", "sem"), true, func() error { return sem.Acquire(ctx) }, nil},
+		{objKey("e.", "ev"), false, func() error { return ev.Wait(ctx) }, nil},
+		{objKey("j.", "jq"), true, func() error { return jq.Join(ctx) }, nil},
+	}
+	for _, w := range waiters {
+		done := make(chan error, 1)
+		go func() { done <- w.wait() }()
+		if w.inside != nil {
+			awaitTrue(t, w.inside, func() string { return "the barrier's party not waiting" })
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("wait on %s returned before the delete: %v", w.key, err)
+		case <-time.After(300 * time.Millisecond): // waiting (or about to)
+		}
+		if w.purge {
+			err = kv.Purge(ctx, w.key)
+		} else {
+			err = kv.Delete(ctx, w.key)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, manager.ErrNoObject) {
+				t.Errorf("wait on %s deleted: %v, want ErrNoObject", w.key, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("wait on %s still waiting 5 s after its key was deleted", w.key)
+		}
+	}
+}
+
+// TestManagerLockKeyDeleted: a peer deletes the key of a held Lock. The
+// lock is then free: another proxy takes it (with a greater token) while
+// the first holder still believes it holds it, and the first learns it
+// at its Release (ErrLeaseLost), as for a lease that ran out; this is
+// what the package documentation states. A peer that writes the key
+// without a lease holds the lock until it deletes it: an acquirer waits
+// (until its ctx ends).
+func TestManagerLockKeyDeleted(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	kv, _ := peerKV(t, c)
+	a, err := manager.NewLock(ctx, m, manager.Named("lk"), manager.Lease(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := manager.NewLock(ctx, m, manager.Named("lk"), manager.Lease(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ta := a.Token()
+	if err := kv.Delete(ctx, objKey("l.", "lk")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire after a peer deleted the key: %v", err)
+	}
+	if tb := b.Token(); tb <= ta {
+		t.Errorf("token of the second holder %d, not above the first's %d", tb, ta)
+	}
+	if err := a.Release(ctx); !errors.Is(err, manager.ErrLeaseLost) {
+		t.Errorf("Release of the first holder: %v, want ErrLeaseLost", err)
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Errorf("Release of the second holder: %v", err)
+	}
+
+	// A holder record with no lease, and one that does not parse.
+	for _, v := range [][]byte{cbor(t, []any{"peer", 1, "host"}), {0xff}} {
+		if _, err := kv.Put(ctx, objKey("l.", "lk"), v); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := a.Acquire(short)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Acquire of a lock a peer holds: %v, want the deadline", err)
+		}
+		if locked, err := a.Locked(ctx); err != nil || !locked {
+			t.Errorf("Locked = %v %v", locked, err)
+		}
+		if err := kv.Delete(ctx, objKey("l.", "lk")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Acquire(ctx); err != nil {
+			t.Fatalf("Acquire once the peer deleted its key: %v", err)
+		}
+		if err := a.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

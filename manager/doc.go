@@ -258,6 +258,26 @@
 // objects do not travel (MarshalCBOR returns an error): each program asks
 // for the object by its name.
 //
+// Other programs with access to the store (its credentials) can write
+// in it what they like, as any client of NATS can: a proxy checks what it
+// reads as input, and an object whose state no proxy could have written
+// (a negative semaphore, a barrier of no parties, a list whose length
+// disagrees with its items, a key that does not parse) gives ErrCorrupt
+// to every call on it, waiters included, until it is written anew; other
+// objects are not affected. A key deleted or purged under a waiter (a
+// Barrier's Wait, a Semaphore's Acquire, an Event's Wait, a
+// JoinableQueue's Join) ends the wait with ErrNoObject. What such a
+// program can do to the meaning of objects is not checked, and is this:
+// it can change any value; it can delete a held Lock's key, after which
+// another acquirer takes the lock while the first holder still believes
+// it holds it (the first learns it at its Release, ErrLeaseLost, and the
+// new holder's token is greater: the same as a lease that ran out); it
+// can hold a Lock for as long as it likes by writing its key (without a
+// lease, it is never given back); it can take, put or remove any Queue's
+// items. A Queue item that does not decode is taken and its Get returns
+// the decoding error. So give the store's credentials only to programs
+// trusted with every object in it.
+//
 // A write to the store that gets no answer (a failover of its leader, a
 // reconnection) is sent again, with an id that lets JetStream store it
 // once, until the call's ctx ends; reads are tried again the same way. So
