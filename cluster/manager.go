@@ -373,6 +373,14 @@ func (s *kvStore) consumer(ctx context.Context, name string) (jetstream.Consumer
 	return c, nil
 }
 
+// remake forgets the consumer of queue name and makes it again.
+func (s *kvStore) remake(ctx context.Context, name string) (jetstream.Consumer, error) {
+	s.mu.Lock()
+	delete(s.cons, name)
+	s.mu.Unlock()
+	return s.consumer(ctx, name)
+}
+
 func (s *kvStore) QueuePut(ctx context.Context, name string, value []byte) error {
 	_, err := s.publish(ctx, &nats.Msg{Subject: queuePrefix + name, Data: value})
 	return err
@@ -398,10 +406,24 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 			return m.Data(), s.ack(m), nil
 		}
 		switch err := b.Error(); {
+		case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound):
+			// Deleted by another program: made anew (with the items
+			// the stream still holds).
+			if c, err = s.remake(ctx, name); err != nil {
+				return nil, nil, err
+			}
+			continue
 		case errors.Is(err, nats.ErrNoResponders):
-			// Nothing was taken: the consumer has no leader yet.
+			// Nothing was taken: the consumer has no leader yet, or
+			// another program deleted it, and it is made anew (which
+			// changes nothing to a consumer that exists).
 			if unansweredSince.IsZero() {
 				unansweredSince = time.Now()
+				rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+				if nc, err := s.remake(rctx, name); err == nil {
+					c = nc
+				}
+				cancel()
 			} else if time.Since(unansweredSince) > leaderWait {
 				return nil, nil, err
 			}

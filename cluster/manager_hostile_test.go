@@ -6,9 +6,12 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-mp/mp"
@@ -347,5 +350,118 @@ func TestManagerLockKeyDeleted(t *testing.T) {
 		if err := a.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestManagerQueueForeignMessages: a peer publishes on a Queue's subject
+// payloads that do not decode (garbage, truncated, the server's largest),
+// with headers; each Get takes one and returns the item or the decoding
+// error, in time, and Qsize counts what the stream holds.
+func TestManagerQueueForeignMessages(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	nc := peerConn(t, c)
+	js := peerJS(t, nc)
+	q, err := manager.NewQueue[int](ctx, m, 0, manager.Named("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := queuePrefix + objKey("", "q")
+	big := make([]byte, nc.MaxPayload()-1024)
+	big[0] = 0x5a // a byte string of 2^32-1 bytes, truncated
+	big[1], big[2], big[3], big[4] = 0xff, 0xff, 0xff, 0xff
+	payloads := [][]byte{{0xff}, {}, {0x1b, 0xff}, big, codec.AppendText(nil, "not an int"), codec.AppendInt(nil, 7)}
+	for i, p := range payloads {
+		msg := &nats.Msg{Subject: subject, Data: p, Header: nats.Header{"X-Peer": []string{strconv.Itoa(i)}, "KV-Operation": []string{"DEL"}}}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := q.Qsize(ctx); err != nil || n != len(payloads) {
+		t.Fatalf("Qsize = %v %v, want %d", n, err, len(payloads))
+	}
+	for i := range payloads {
+		gctx := testCtx(t, 10*time.Second)
+		v, err := q.Get(gctx)
+		if i == len(payloads)-1 {
+			if err != nil || v != 7 {
+				t.Errorf("Get of the good item = %v %v", v, err)
+			}
+		} else if err == nil || gctx.Err() != nil {
+			t.Errorf("Get of payload %d: %v %v, want a decoding error", i, v, err)
+		}
+	}
+	if n, err := q.Qsize(ctx); err != nil || n != 0 {
+		t.Errorf("Qsize after the Gets = %v %v, want 0", n, err)
+	}
+	if err := q.Put(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := q.Get(ctx); err != nil || v != 8 {
+		t.Errorf("Get after the foreign items = %v %v", v, err)
+	}
+}
+
+// TestManagerQueueConsumerDeleted: a peer deletes the durable consumer
+// of a Queue (or purges its subject) while a Get waits: the Get goes on
+// waiting (within its ctx) and takes the next item put.
+func TestManagerQueueConsumerDeleted(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	js := peerJS(t, peerConn(t, c))
+	q, err := manager.NewQueue[int](ctx, m, 0, manager.Named("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := manager.NewQueue[int](ctx, m, 0, manager.Named("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := q.Get(ctx); err != nil || v != 1 {
+		t.Fatalf("Get = %v %v", v, err)
+	}
+	stream, err := js.Stream(ctx, queueStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, purge := range []bool{true, false} {
+		got := make(chan error, 1)
+		go func() {
+			gctx := testCtx(t, 20*time.Second)
+			v, err := q.Get(gctx)
+			if err == nil && v != 2 {
+				err = fmt.Errorf("got %d, want 2", v)
+			}
+			got <- err
+		}()
+		time.Sleep(500 * time.Millisecond) // the Get is waiting
+		if purge {
+			err = stream.Purge(ctx, jetstream.WithPurgeSubject(queuePrefix+objKey("", "q")))
+		} else {
+			err = stream.DeleteConsumer(ctx, "q_"+objKey("", "q"))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if err := q2.Put(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Errorf("Get waiting when a peer purged (%v) or deleted the consumer: %v", purge, err)
+		}
+	}
+	// Deleted while no Get waits: the next Get finds no consumer.
+	if err := stream.DeleteConsumer(ctx, "q_"+objKey("", "q")); err != nil {
+		t.Fatal(err)
+	}
+	if err := q2.Put(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := q.Get(testCtx(t, 5*time.Second)); err != nil || v != 3 {
+		t.Errorf("Get after a peer deleted the consumer = %v %v, want 3", v, err)
 	}
 }
