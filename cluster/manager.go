@@ -222,6 +222,7 @@ func (s *kvStore) Put(ctx context.Context, key string, value []byte) (uint64, er
 }
 
 func (s *kvStore) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, mgrkv.Op, error) {
+	var cont mgrkv.Contention
 	for {
 		e, err := s.Get(ctx, key)
 		if err != nil {
@@ -235,6 +236,9 @@ func (s *kvStore) Create(ctx context.Context, key string, value []byte, ttl time
 			return rev, e.Op, err
 		}
 		// Written in between: look again.
+		if err := cont.Lost(ctx); err != nil {
+			return 0, 0, err
+		}
 	}
 }
 

@@ -465,3 +465,80 @@ func TestManagerQueueConsumerDeleted(t *testing.T) {
 		t.Errorf("Get after a peer deleted the consumer = %v %v, want 3", v, err)
 	}
 }
+
+// racer writes value under key from the peer's connection as fast as
+// the server takes it until the test ends.
+func racer(t *testing.T, c *Cluster, key string, value []byte) {
+	t.Helper()
+	js, err := jetstream.New(peerConn(t, c), jetstream.WithPublishAsyncMaxPending(256),
+		jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				<-js.PublishAsyncComplete()
+				return
+			default:
+			}
+			js.PublishAsync(kvSubject+key, value)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// TestManagerCASRaced: a peer writes a Value's key (the same value each
+// time), a Semaphore's and a List's as fast as it can. A Swap, a
+// CompareAndSwap, a Release and an Append, whose ctx is far, each end
+// within a few seconds, having made their write or with ErrContended:
+// the loop that retries a write overtaken by another backs off and
+// gives up after a bounded number of rounds.
+func TestManagerCASRaced(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	v, err := manager.NewValue(ctx, m, 1, manager.Named("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sem, err := manager.NewSemaphore(ctx, m, 1, manager.Named("sem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := manager.NewList(ctx, m, []int{1}, manager.Named("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	racer(t, c, objKey("v.", "v"), codec.AppendInt(nil, 1))
+	racer(t, c, objKey("s.", "sem"), cbor(t, [2]int{1, -1}))
+	racer(t, c, objKey("L.", "l"), cbor(t, []int{1}))
+	calls := map[string]func() error{
+		"Swap": func() error { _, err := v.Swap(ctx, 1); return err },
+		"CompareAndSwap": func() error {
+			ok, err := v.CompareAndSwap(ctx, 1, 1)
+			if err == nil && !ok {
+				err = errors.New("CompareAndSwap of the value it holds failed")
+			}
+			return err
+		},
+		"Release": func() error { return sem.Release(ctx) },
+		"Append":  func() error { return l.Append(ctx, 2) },
+	}
+	for name, call := range calls {
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, manager.ErrContended) {
+				t.Errorf("%s raced by a peer: %v, want nil or ErrContended", name, err)
+			}
+			t.Logf("%s raced by a peer: %v", name, err)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s raced by a peer still going after 15 s", name)
+		}
+	}
+}

@@ -287,6 +287,7 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 		return kvReply(kvBool(true), v), nil
 	case opDictSetDefault:
 		k := x.key + kvName(a[0])
+		var cont mgrkv.Contention
 		for {
 			if _, _, err := st.Create(wctx, k, a[1], 0); err == nil {
 				return kvReply(a[1]), nil
@@ -301,6 +302,9 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 				return kvReply(e.Value), nil
 			}
 			// Deleted in between: try again.
+			if err := cont.Lost(wctx); err != nil {
+				return nil, err
+			}
 		}
 	case opDictLen:
 		keys, _, err := x.names(wctx)
@@ -367,8 +371,10 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 }
 
 // take deletes key if it is set and returns the value it had, atomically
-// (a delete checked against the revision read, retried).
+// (a delete checked against the revision read, retried: see
+// mgrkv.Contention).
 func (x *kvObj) take(ctx context.Context, key string) ([]byte, bool, error) {
+	var cont mgrkv.Contention
 	for {
 		e, err := x.s.st.Get(ctx, key)
 		if err != nil || e.Op != mgrkv.OpPut {
@@ -379,6 +385,9 @@ func (x *kvObj) take(ctx context.Context, key string) ([]byte, bool, error) {
 			return e.Value, true, nil
 		}
 		if !errors.Is(err, mgrkv.ErrRevision) {
+			return nil, false, err
+		}
+		if err := cont.Lost(ctx); err != nil {
 			return nil, false, err
 		}
 	}
@@ -450,13 +459,17 @@ func (x *kvObj) valueCall(ctx context.Context, op uint64, a [][]byte) (*cconn, e
 			newV = a[1]
 		}
 		// The value last seen, if it is old, is tried first; then the
-		// value read, until no other writer came in between.
+		// value read, until no other writer came in between (see
+		// mgrkv.Contention: a first try with the value last seen that
+		// fails is not a round lost).
 		v, rev := x.remembered()
 		if op == opValueCAS && (rev == 0 || string(v) != string(a[0])) {
 			rev = 0
 		}
+		var cont mgrkv.Contention
 		for {
-			if rev == 0 {
+			read := rev == 0
+			if read {
 				e, err := x.valueEntry(wctx)
 				if err != nil {
 					return nil, err
@@ -476,6 +489,11 @@ func (x *kvObj) valueCall(ctx context.Context, op uint64, a [][]byte) (*cconn, e
 			}
 			if !errors.Is(err, mgrkv.ErrRevision) {
 				return nil, err
+			}
+			if read {
+				if err := cont.Lost(wctx); err != nil {
+					return nil, err
+				}
 			}
 			rev = 0 // another writer came in between: read again
 		}
@@ -783,12 +801,18 @@ func (x *kvObj) release(ctx context.Context, gid uint64) error {
 	}
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
+	var cont mgrkv.Contention
 	for {
 		err := x.s.st.Delete(wctx, x.key, rev)
 		if !errors.Is(err, mgrkv.ErrRevision) {
 			return err
 		}
 		if rev, err = x.ours(wctx, owner); err != nil {
+			return err
+		}
+		// Still ours, rewritten meanwhile (a renewal whose answer was
+		// lost, or another program copying our entry).
+		if err := cont.Lost(wctx); err != nil {
 			return err
 		}
 	}
@@ -856,3 +880,8 @@ func newKVProxy[P any](ctx context.Context, m *Manager, kind string, opts []Opti
 	r.tok = token{Network: m.kv.network, Address: m.kv.address, Kind: kind}
 	return p, nil
 }
+
+// ErrContended is returned by a call on an object of a replicated store
+// whose write, checked against the revision it read, was overtaken by
+// other writers many times in a row (see the package documentation).
+var ErrContended = mgrkv.ErrContended

@@ -85,8 +85,9 @@ func (x *kvObj) openMore(ctx context.Context, args []any) (bool, error) {
 
 // update reads key's value (nil if unset) and writes what f makes of it,
 // checked against the revision read, again until no other writer came in
-// between; f returning nil writes nothing.
+// between (see mgrkv.Contention); f returning nil writes nothing.
 func (x *kvObj) update(ctx context.Context, key string, f func(cur []byte) ([]byte, error)) error {
+	var cont mgrkv.Contention
 	for {
 		e, err := x.s.st.Get(ctx, key)
 		if err != nil {
@@ -101,6 +102,9 @@ func (x *kvObj) update(ctx context.Context, key string, f func(cur []byte) ([]by
 			return err
 		}
 		if _, err = x.s.st.Update(ctx, key, next, e.Revision, 0); !errors.Is(err, mgrkv.ErrRevision) {
+			return err
+		}
+		if err := cont.Lost(ctx); err != nil {
 			return err
 		}
 	}
