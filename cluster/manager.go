@@ -272,7 +272,9 @@ func (s *kvStore) Delete(ctx context.Context, key string, rev uint64) error {
 // ctx's was not made — except on a single server, when another writer
 // came in after the write whose answer was lost and before its repeat:
 // that write then returns ErrRevision though it was made. One cut short
-// by ctx may have been made.
+// by ctx may have been made. A write that no stream answers (no
+// responders: an election under way, or the stream deleted by another
+// program) is tried again for streamGone at most.
 const attemptTimeout = 2 * time.Second
 
 // publish writes m and returns its sequence; ErrRevision when the
@@ -285,6 +287,7 @@ func (s *kvStore) publish(ctx context.Context, m *nats.Msg, opts ...jetstream.Pu
 // been made already.
 func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bool, opts ...jetstream.PublishOpt) (uint64, error) {
 	opts = append(opts, jetstream.WithMsgID(id))
+	var unansweredSince time.Time
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		ack, err := s.cn.js.PublishMsg(actx, m, opts...)
@@ -303,6 +306,17 @@ func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bo
 			return 0, ctx.Err()
 		case !retryable(err):
 			return 0, err
+		case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
+			// No stream listens: its leader is being elected, or
+			// another program deleted the stream; the latter is
+			// not waited for past streamGone.
+			if unansweredSince.IsZero() {
+				unansweredSince = time.Now()
+			} else if time.Since(unansweredSince) > streamGone {
+				return 0, err
+			}
+		default:
+			unansweredSince = time.Time{}
 		}
 		sent = true
 		if !pause(ctx, 50*time.Millisecond) {
@@ -449,6 +463,11 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 // to answer it before its error is returned: a consumer just made on
 // servers in a cluster answers once its replicas have elected a leader.
 const leaderWait = 10 * time.Second
+
+// streamGone bounds the time a write may go on finding no stream to
+// answer it: well beyond the longest election (4-13 s) of a failover,
+// which a write rides out. A variable for tests.
+var streamGone = 30 * time.Second
 
 // pause waits d; false if ctx ended first.
 func pause(ctx context.Context, d time.Duration) bool {

@@ -542,3 +542,46 @@ func TestManagerCASRaced(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerStreamsDeleted: a peer deletes the queues' stream, then the
+// bucket. Calls whose ctx is far return an error within about
+// streamGone (a write that no stream answers is retried only as long as
+// a failover's election could last; lowered here to 2 s), rather than
+// retry until their ctx ends.
+func TestManagerStreamsDeleted(t *testing.T) {
+	old := streamGone
+	t.Cleanup(func() { streamGone = old }) // after the manager's close
+	streamGone = 2 * time.Second
+	c, m := startManager(t)
+	ctx := testCtx(t, 120*time.Second)
+	js := peerJS(t, peerConn(t, c))
+	q, err := manager.NewQueue[int](ctx, m, 0, manager.Named("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := manager.NewValue(ctx, m, 1, manager.Named("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bounded := func(what string, call func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if err == nil || ctx.Err() != nil {
+				t.Errorf("%s: %v, want an error", what, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s still going 15 s after", what)
+		}
+	}
+	if err := js.DeleteStream(ctx, queueStream); err != nil {
+		t.Fatal(err)
+	}
+	bounded("Put to a deleted stream", func() error { return q.Put(ctx, 1) })
+	if err := js.DeleteKeyValue(ctx, kvBucket); err != nil {
+		t.Fatal(err)
+	}
+	bounded("Set of a deleted bucket", func() error { return v.Set(ctx, 2) })
+}
