@@ -281,8 +281,10 @@
 // it holds it (the first learns it at its Release, ErrLeaseLost, and the
 // new holder's token is greater: the same as a lease that ran out); it
 // can hold a Lock for as long as it likes by writing its key (without a
-// lease, it is never given back); it can take, put or remove any Queue's
-// items. A Queue item that does not decode is taken and its Get returns
+// lease, it is never given back), or mark a free Lock's key as expired so
+// that the next acquirer gets an *mp.OwnerDiedError naming any pid; it
+// can take, put or remove any Queue's items, and wake waiters for
+// nothing (each wake-up costs the waiter one look at the key). A Queue item that does not decode is taken and its Get returns
 // the decoding error. So give the store's credentials only to programs
 // trusted with every object in it.
 //
