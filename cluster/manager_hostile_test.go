@@ -294,7 +294,8 @@ func TestManagerDeletedUnderWaiters(t *testing.T) {
 // at its Release (ErrLeaseLost), as for a lease that ran out; this is
 // what the package documentation states. A peer that writes the key
 // without a lease holds the lock until it deletes it: an acquirer waits
-// (until its ctx ends).
+// (until its ctx ends). A forged expiry gives the next acquirer an
+// OwnerDiedError.
 func TestManagerLockKeyDeleted(t *testing.T) {
 	c, m := startManager(t)
 	ctx := testCtx(t, 60*time.Second)
@@ -350,6 +351,20 @@ func TestManagerLockKeyDeleted(t *testing.T) {
 		if err := a.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// A forged expiry of the free lock: its next acquirer is told that
+	// the owner died, as the documentation states.
+	js := peerJS(t, peerConn(t, c))
+	marker := &nats.Msg{Subject: kvSubject + objKey("l.", "lk"), Header: nats.Header{jetstream.MarkerReasonHeader: []string{"MaxAge"}}}
+	if _, err := js.PublishMsg(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(ctx); !errors.Is(err, mp.ErrOwnerDied) {
+		t.Errorf("Acquire after a forged expiry: %v, want ErrOwnerDied", err)
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
