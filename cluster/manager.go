@@ -222,6 +222,7 @@ func (s *kvStore) Put(ctx context.Context, key string, value []byte) (uint64, er
 }
 
 func (s *kvStore) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, mgrkv.Op, error) {
+	var cont mgrkv.Contention
 	for {
 		e, err := s.Get(ctx, key)
 		if err != nil {
@@ -235,6 +236,9 @@ func (s *kvStore) Create(ctx context.Context, key string, value []byte, ttl time
 			return rev, e.Op, err
 		}
 		// Written in between: look again.
+		if err := cont.Lost(ctx); err != nil {
+			return 0, 0, err
+		}
 	}
 }
 
@@ -268,7 +272,9 @@ func (s *kvStore) Delete(ctx context.Context, key string, rev uint64) error {
 // ctx's was not made — except on a single server, when another writer
 // came in after the write whose answer was lost and before its repeat:
 // that write then returns ErrRevision though it was made. One cut short
-// by ctx may have been made.
+// by ctx may have been made. A write that no stream answers (no
+// responders: an election under way, or the stream deleted by another
+// program) is tried again for streamGone at most.
 const attemptTimeout = 2 * time.Second
 
 // publish writes m and returns its sequence; ErrRevision when the
@@ -281,6 +287,7 @@ func (s *kvStore) publish(ctx context.Context, m *nats.Msg, opts ...jetstream.Pu
 // been made already.
 func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bool, opts ...jetstream.PublishOpt) (uint64, error) {
 	opts = append(opts, jetstream.WithMsgID(id))
+	var unansweredSince time.Time
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		ack, err := s.cn.js.PublishMsg(actx, m, opts...)
@@ -299,6 +306,17 @@ func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bo
 			return 0, ctx.Err()
 		case !retryable(err):
 			return 0, err
+		case errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders):
+			// No stream listens: its leader is being elected, or
+			// another program deleted the stream; the latter is
+			// not waited for past streamGone.
+			if unansweredSince.IsZero() {
+				unansweredSince = time.Now()
+			} else if time.Since(unansweredSince) > streamGone {
+				return 0, err
+			}
+		default:
+			unansweredSince = time.Time{}
 		}
 		sent = true
 		if !pause(ctx, 50*time.Millisecond) {
@@ -373,6 +391,14 @@ func (s *kvStore) consumer(ctx context.Context, name string) (jetstream.Consumer
 	return c, nil
 }
 
+// remake forgets the consumer of queue name and makes it again.
+func (s *kvStore) remake(ctx context.Context, name string) (jetstream.Consumer, error) {
+	s.mu.Lock()
+	delete(s.cons, name)
+	s.mu.Unlock()
+	return s.consumer(ctx, name)
+}
+
 func (s *kvStore) QueuePut(ctx context.Context, name string, value []byte) error {
 	_, err := s.publish(ctx, &nats.Msg{Subject: queuePrefix + name, Data: value})
 	return err
@@ -398,10 +424,24 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 			return m.Data(), s.ack(m), nil
 		}
 		switch err := b.Error(); {
+		case errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound):
+			// Deleted by another program: made anew (with the items
+			// the stream still holds).
+			if c, err = s.remake(ctx, name); err != nil {
+				return nil, nil, err
+			}
+			continue
 		case errors.Is(err, nats.ErrNoResponders):
-			// Nothing was taken: the consumer has no leader yet.
+			// Nothing was taken: the consumer has no leader yet, or
+			// another program deleted it, and it is made anew (which
+			// changes nothing to a consumer that exists).
 			if unansweredSince.IsZero() {
 				unansweredSince = time.Now()
+				rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+				if nc, err := s.remake(rctx, name); err == nil {
+					c = nc
+				}
+				cancel()
 			} else if time.Since(unansweredSince) > leaderWait {
 				return nil, nil, err
 			}
@@ -423,6 +463,11 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 // to answer it before its error is returned: a consumer just made on
 // servers in a cluster answers once its replicas have elected a leader.
 const leaderWait = 10 * time.Second
+
+// streamGone bounds the time a write may go on finding no stream to
+// answer it: well beyond the longest election (4-13 s) of a failover,
+// which a write rides out. A variable for tests.
+var streamGone = 30 * time.Second
 
 // pause waits d; false if ctx ended first.
 func pause(ctx context.Context, d time.Duration) bool {

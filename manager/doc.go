@@ -186,7 +186,15 @@
 //   - Value: one key (v.NAME). Set is a plain write; Swap and
 //     CompareAndSwap are compare-and-swap on the key's revision, retried
 //     until no other writer came in between, so that counters updated
-//     with CompareAndSwap from any number of processes end exact.
+//     with CompareAndSwap from any number of processes end exact. Every
+//     such loop (here and in Dict's Delete, Pop and SetDefault, the
+//     writes of List, Array, Semaphore, Barrier and a JoinableQueue's
+//     count, a Lock's Release) pauses a random while after each round
+//     lost, growing from up to 1 ms to up to 64 ms, and gives up after 48
+//     rounds lost in a row (about 1.5 s of being overtaken, whatever the
+//     call's ctx) with ErrContended, having made no change (a Lock whose
+//     Release gave up is given back when its lease runs out): a writer
+//     that never stops cannot keep a call going for ever.
 //
 //   - Lock: one key (l.NAME) created only if absent, with a lease (Lease,
 //     5 s by default) that the holder renews every third of the lease by a
@@ -263,6 +271,28 @@
 // Wait.) Proxies of "nats"
 // objects do not travel (MarshalCBOR returns an error): each program asks
 // for the object by its name.
+//
+// Other programs with access to the store (its credentials) can write
+// in it what they like, as any client of NATS can: a proxy checks what it
+// reads as input, and an object whose state no proxy could have written
+// (a negative semaphore, a barrier of no parties, a list whose length
+// disagrees with its items, a key that does not parse) gives ErrCorrupt
+// to every call on it, waiters included, until it is written anew; other
+// objects are not affected. A key deleted or purged under a waiter (a
+// Barrier's Wait, a Semaphore's Acquire, an Event's Wait, a
+// JoinableQueue's Join) ends the wait with ErrNoObject. What such a
+// program can do to the meaning of objects is not checked, and is this:
+// it can change any value; it can delete a held Lock's key, after which
+// another acquirer takes the lock while the first holder still believes
+// it holds it (the first learns it at its Release, ErrLeaseLost, and the
+// new holder's token is greater: the same as a lease that ran out); it
+// can hold a Lock for as long as it likes by writing its key (without a
+// lease, it is never given back), or mark a free Lock's key as expired so
+// that the next acquirer gets an *mp.OwnerDiedError naming any pid; it
+// can take, put or remove any Queue's items, and wake waiters for
+// nothing (each wake-up costs the waiter one look at the key). A Queue item that does not decode is taken and its Get returns
+// the decoding error. So give the store's credentials only to programs
+// trusted with every object in it.
 //
 // A write to the store that gets no answer (a failover of its leader, a
 // reconnection) is sent again, with an id that lets JetStream store it

@@ -29,6 +29,16 @@ import (
 // been changed by that other holder: see Lock.Token.
 var ErrLeaseLost = errors.New("manager: lock lease lost (its holder was paused or cut off past its lease)")
 
+// ErrCorrupt is returned by a call on an object of a replicated store
+// ("nats") whose state in the store no proxy could have written: a key
+// whose value does not parse, or says what cannot be (a negative
+// semaphore, a barrier of no parties, a list whose length disagrees with
+// its items), written by another program with access to the store. The
+// object stays as it is: calls on it return ErrCorrupt until it is
+// written anew (a Dict's Clear, for one); other objects are not
+// affected.
+var ErrCorrupt = errors.New("manager: malformed object in the replicated store")
+
 // ErrNoBackend is returned by Connect for a network that is neither one
 // of the manager server's ("unix", "tcp"...) nor one whose store was
 // registered: "nats" needs the program to import
@@ -277,6 +287,7 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 		return kvReply(kvBool(true), v), nil
 	case opDictSetDefault:
 		k := x.key + kvName(a[0])
+		var cont mgrkv.Contention
 		for {
 			if _, _, err := st.Create(wctx, k, a[1], 0); err == nil {
 				return kvReply(a[1]), nil
@@ -291,9 +302,12 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 				return kvReply(e.Value), nil
 			}
 			// Deleted in between: try again.
+			if err := cont.Lost(wctx); err != nil {
+				return nil, err
+			}
 		}
 	case opDictLen:
-		keys, err := st.Keys(wctx, x.key)
+		keys, _, err := x.names(wctx)
 		return kvReply(kvInt(len(keys))), err
 	case opDictKeys, opDictValues, opDictItems:
 		keys, vals, err := x.items(wctx)
@@ -312,21 +326,17 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 		}
 		return kvReply(arrayItem(pairs)), nil
 	case opDictPopItem:
-		keys, err := st.Keys(wctx, x.key)
+		keys, kbs, err := x.names(wctx)
 		if err != nil {
 			return nil, err
 		}
-		for _, k := range keys {
+		for i, k := range keys {
 			v, ok, err := x.take(wctx, k)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				kb, err := b64.DecodeString(strings.TrimPrefix(k, x.key))
-				if err != nil {
-					return nil, fmt.Errorf("manager: bad key %q in the store", k)
-				}
-				return kvReply(kvBool(true), kb, v), nil
+				return kvReply(kvBool(true), kbs[i], v), nil
 			}
 		}
 		return kvReply(kvBool(false)), nil
@@ -361,8 +371,10 @@ func (x *kvObj) dictCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 }
 
 // take deletes key if it is set and returns the value it had, atomically
-// (a delete checked against the revision read, retried).
+// (a delete checked against the revision read, retried: see
+// mgrkv.Contention).
 func (x *kvObj) take(ctx context.Context, key string) ([]byte, bool, error) {
+	var cont mgrkv.Contention
 	for {
 		e, err := x.s.st.Get(ctx, key)
 		if err != nil || e.Op != mgrkv.OpPut {
@@ -375,17 +387,20 @@ func (x *kvObj) take(ctx context.Context, key string) ([]byte, bool, error) {
 		if !errors.Is(err, mgrkv.ErrRevision) {
 			return nil, false, err
 		}
+		if err := cont.Lost(ctx); err != nil {
+			return nil, false, err
+		}
 	}
 }
 
 // items returns the dict's keys (decoded from the store's) and values,
 // read key by key.
 func (x *kvObj) items(ctx context.Context) (keys, vals [][]byte, err error) {
-	names, err := x.s.st.Keys(ctx, x.key)
+	names, kbs, err := x.names(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, k := range names {
+	for i, k := range names {
 		e, err := x.s.st.Get(ctx, k)
 		if err != nil {
 			return nil, nil, err
@@ -393,13 +408,30 @@ func (x *kvObj) items(ctx context.Context) (keys, vals [][]byte, err error) {
 		if e.Op != mgrkv.OpPut {
 			continue // deleted since listed
 		}
-		kb, err := b64.DecodeString(strings.TrimPrefix(k, x.key))
-		if err != nil {
-			return nil, nil, fmt.Errorf("manager: bad key %q in the store", k)
-		}
-		keys, vals = append(keys, kb), append(vals, e.Value)
+		keys, vals = append(keys, kbs[i]), append(vals, e.Value)
 	}
 	return keys, vals, nil
+}
+
+// names lists the store's keys under the object's prefix (a Dict's, a
+// Namespace's) and decodes the name each ends with; ErrCorrupt for a key
+// that no proxy could have written (Clear deletes it).
+func (x *kvObj) names(ctx context.Context) (keys []string, names [][]byte, err error) {
+	keys, err = x.s.st.Keys(ctx, x.key)
+	if err != nil {
+		return nil, nil, err
+	}
+	names = make([][]byte, len(keys))
+	for i, k := range keys {
+		rest, ok := strings.CutPrefix(k, x.key)
+		if ok {
+			names[i], err = b64.DecodeString(rest)
+		}
+		if !ok || err != nil || kvName(names[i]) != rest {
+			return nil, nil, fmt.Errorf("%w: key %q", ErrCorrupt, k)
+		}
+	}
+	return keys, names, nil
 }
 
 // ---- Value ----
@@ -427,13 +459,17 @@ func (x *kvObj) valueCall(ctx context.Context, op uint64, a [][]byte) (*cconn, e
 			newV = a[1]
 		}
 		// The value last seen, if it is old, is tried first; then the
-		// value read, until no other writer came in between.
+		// value read, until no other writer came in between (see
+		// mgrkv.Contention: a first try with the value last seen that
+		// fails is not a round lost).
 		v, rev := x.remembered()
 		if op == opValueCAS && (rev == 0 || string(v) != string(a[0])) {
 			rev = 0
 		}
+		var cont mgrkv.Contention
 		for {
-			if rev == 0 {
+			read := rev == 0
+			if read {
 				e, err := x.valueEntry(wctx)
 				if err != nil {
 					return nil, err
@@ -453,6 +489,11 @@ func (x *kvObj) valueCall(ctx context.Context, op uint64, a [][]byte) (*cconn, e
 			}
 			if !errors.Is(err, mgrkv.ErrRevision) {
 				return nil, err
+			}
+			if read {
+				if err := cont.Lost(wctx); err != nil {
+					return nil, err
+				}
 			}
 			rev = 0 // another writer came in between: read again
 		}
@@ -603,7 +644,10 @@ func (x *kvObj) acquire(ctx context.Context, gid uint64, wait bool) (bool, error
 // waitKey calls try until it reports done, or once if wait is false. In
 // between it waits for a write to key (or pollEvery: a wake-up may be
 // missed) or the end of ctx. The errors of try are retried while it waits
-// (a failover of the store), and returned once ctx ends.
+// (a failover of the store), and returned once ctx ends, except
+// ErrNoObject and ErrCorrupt, returned at once: the object's key was
+// deleted, or written with what no proxy writes, by another program, and
+// nothing but another such write would end the wait.
 func (x *kvObj) waitKey(ctx context.Context, key string, wait bool, try func(ctx context.Context) (bool, error)) (bool, error) {
 	var wake <-chan struct{}
 	watching := false
@@ -614,7 +658,7 @@ func (x *kvObj) waitKey(ctx context.Context, key string, wait bool, try func(ctx
 		if done {
 			return true, nil
 		}
-		if !wait {
+		if !wait || errors.Is(err, ErrNoObject) || errors.Is(err, ErrCorrupt) {
 			return false, err
 		}
 		if ctx.Err() != nil {
@@ -757,12 +801,18 @@ func (x *kvObj) release(ctx context.Context, gid uint64) error {
 	}
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
+	var cont mgrkv.Contention
 	for {
 		err := x.s.st.Delete(wctx, x.key, rev)
 		if !errors.Is(err, mgrkv.ErrRevision) {
 			return err
 		}
 		if rev, err = x.ours(wctx, owner); err != nil {
+			return err
+		}
+		// Still ours, rewritten meanwhile (a renewal whose answer was
+		// lost, or another program copying our entry).
+		if err := cont.Lost(wctx); err != nil {
 			return err
 		}
 	}
@@ -830,3 +880,8 @@ func newKVProxy[P any](ctx context.Context, m *Manager, kind string, opts []Opti
 	r.tok = token{Network: m.kv.network, Address: m.kv.address, Kind: kind}
 	return p, nil
 }
+
+// ErrContended is returned by a call on an object of a replicated store
+// whose write, checked against the revision it read, was overtaken by
+// other writers many times in a row (see the package documentation).
+var ErrContended = mgrkv.ErrContended

@@ -7,8 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-mp/mp"
@@ -85,8 +85,9 @@ func (x *kvObj) openMore(ctx context.Context, args []any) (bool, error) {
 
 // update reads key's value (nil if unset) and writes what f makes of it,
 // checked against the revision read, again until no other writer came in
-// between; f returning nil writes nothing.
+// between (see mgrkv.Contention); f returning nil writes nothing.
 func (x *kvObj) update(ctx context.Context, key string, f func(cur []byte) ([]byte, error)) error {
+	var cont mgrkv.Contention
 	for {
 		e, err := x.s.st.Get(ctx, key)
 		if err != nil {
@@ -94,7 +95,7 @@ func (x *kvObj) update(ctx context.Context, key string, f func(cur []byte) ([]by
 		}
 		var cur []byte
 		if e.Op == mgrkv.OpPut {
-			cur = e.Value
+			cur = nonNil(e.Value)
 		}
 		next, err := f(cur)
 		if err != nil || next == nil {
@@ -103,16 +104,30 @@ func (x *kvObj) update(ctx context.Context, key string, f func(cur []byte) ([]by
 		if _, err = x.s.st.Update(ctx, key, next, e.Revision, 0); !errors.Is(err, mgrkv.ErrRevision) {
 			return err
 		}
+		if err := cont.Lost(ctx); err != nil {
+			return err
+		}
 	}
+}
+
+// corrupt is ErrCorrupt, saying what of the object's state is wrong.
+func corrupt(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
+	}
+	return fmt.Errorf("%w: %s", ErrCorrupt, what)
 }
 
 // read returns key's value, ErrNoObject if it is unset.
 func (x *kvObj) read(ctx context.Context, key string) ([]byte, error) {
 	e, err := x.s.st.Get(ctx, key)
-	if err == nil && e.Op != mgrkv.OpPut {
-		err = ErrNoObject
+	if err != nil {
+		return nil, err
 	}
-	return e.Value, err
+	if e.Op != mgrkv.OpPut {
+		return nil, ErrNoObject
+	}
+	return nonNil(e.Value), nil
 }
 
 func (x *kvObj) moreCall(ctx context.Context, op uint64, a [][]byte) (*cconn, error) {
@@ -165,17 +180,13 @@ func (x *kvObj) nsCall(ctx context.Context, op uint64, a [][]byte) (*cconn, erro
 		_, ok, err := x.take(wctx, key)
 		return kvReply(kvBool(ok)), err
 	case opNsFields:
-		keys, err := st.Keys(wctx, x.key)
+		_, bs, err := x.names(wctx)
 		if err != nil {
 			return nil, err
 		}
-		names := make([]string, 0, len(keys))
-		for _, k := range keys {
-			b, err := b64.DecodeString(strings.TrimPrefix(k, x.key))
-			if err != nil {
-				return nil, fmt.Errorf("manager: bad key %q in the store", k)
-			}
-			names = append(names, string(b))
+		names := make([]string, len(bs))
+		for i, b := range bs {
+			names[i] = string(b)
 		}
 		slices.Sort(names)
 		items := make([][]byte, len(names))
@@ -189,7 +200,10 @@ func (x *kvObj) nsCall(ctx context.Context, op uint64, a [][]byte) (*cconn, erro
 
 // ---- Event ----
 
-var cborTrue = codec.AppendBool(nil, true)
+var (
+	cborTrue  = codec.AppendBool(nil, true)
+	cborFalse = codec.AppendBool(nil, false)
+)
 
 func (x *kvObj) eventCall(ctx context.Context, op uint64) (*cconn, error) {
 	st := x.s.st
@@ -200,16 +214,27 @@ func (x *kvObj) eventCall(ctx context.Context, op uint64) (*cconn, error) {
 		_, err := st.Put(wctx, x.key, codec.AppendBool(nil, op == opEventSet))
 		return kvReply(), err
 	case opEventIsSet:
-		v, err := x.read(wctx, x.key)
-		return kvReply(kvBool(bytes.Equal(v, cborTrue))), err
+		set, err := x.eventFlag(wctx)
+		return kvReply(kvBool(set)), err
 	case opEventWait:
-		_, err := x.waitKey(ctx, x.key, true, func(ctx context.Context) (bool, error) {
-			v, err := x.read(ctx, x.key)
-			return err == nil && bytes.Equal(v, cborTrue), err
-		})
+		_, err := x.waitKey(ctx, x.key, true, x.eventFlag)
 		return kvReply(), err
 	}
 	return nil, errMethod(x.kind, op)
+}
+
+// eventFlag reads an Event's flag: its key holds true or false.
+func (x *kvObj) eventFlag(ctx context.Context) (bool, error) {
+	v, err := x.read(ctx, x.key)
+	switch {
+	case err != nil:
+		return false, err
+	case bytes.Equal(v, cborTrue):
+		return true, nil
+	case bytes.Equal(v, cborFalse):
+		return false, nil
+	}
+	return false, corrupt("an event's flag is not a boolean", nil)
 }
 
 // ---- Semaphore and BoundedSemaphore ----
@@ -225,8 +250,13 @@ func (x *kvObj) semCall(ctx context.Context, op uint64) (*cconn, error) {
 	defer cancel()
 	parse := func(cur []byte) ([2]int, error) {
 		var s [2]int
-		if cur == nil || codec.Unmarshal(cur, &s) != nil {
+		switch {
+		case cur == nil:
 			return s, ErrNoObject
+		case codec.Unmarshal(cur, &s) != nil || !bytes.Equal(semValue(s[0], s[1]), cur):
+			return s, corrupt("a semaphore is not [value, bound]", nil)
+		case s[0] < 0 || s[1] < -1 || (s[1] >= 0 && s[0] > s[1]):
+			return s, corrupt(fmt.Sprintf("a semaphore of value %d and bound %d", s[0], s[1]), nil)
 		}
 		return s, nil
 	}
@@ -256,7 +286,7 @@ func (x *kvObj) semCall(ctx context.Context, op uint64) (*cconn, error) {
 			if err != nil {
 				return nil, err
 			}
-			if s[1] >= 0 && s[0] >= s[1] {
+			if (s[1] >= 0 && s[0] >= s[1]) || s[0] == math.MaxInt {
 				return nil, mp.ErrReleasedTooManyTimes
 			}
 			return semValue(s[0]+1, s[1]), nil
@@ -282,11 +312,13 @@ func (x *kvObj) joinableCall(ctx context.Context, op uint64, a [][]byte) (*cconn
 	defer cancel()
 	add := func(d int64) error {
 		return x.update(wctx, x.aux, func(cur []byte) ([]byte, error) {
-			n, err := codec.ReadInt(cur)
-			if err != nil {
-				return nil, ErrNoObject
-			}
-			if n+d < 0 {
+			n, err := unfinished(cur)
+			switch {
+			case err != nil:
+				return nil, err
+			case d > 0 && n > math.MaxInt64-d:
+				return nil, corrupt("a queue's count of unfinished items overflows", nil)
+			case n+d < 0:
 				return nil, mp.ErrTaskDone
 			}
 			return codec.AppendInt(nil, n+d), nil
@@ -302,12 +334,37 @@ func (x *kvObj) joinableCall(ctx context.Context, op uint64, a [][]byte) (*cconn
 	case opQueueJoin:
 		_, err := x.waitKey(ctx, x.aux, true, func(ctx context.Context) (bool, error) {
 			v, err := x.read(ctx, x.aux)
-			n, _ := codec.ReadInt(v)
+			if err != nil {
+				return false, err
+			}
+			n, err := unfinished(v)
 			return err == nil && n == 0, err
 		})
 		return kvReply(), err
 	}
 	return x.queueCall(ctx, op, a)
+}
+
+// unfinished parses a JoinableQueue's count of unfinished items (cur nil:
+// unset).
+func unfinished(cur []byte) (int64, error) {
+	if cur == nil {
+		return 0, ErrNoObject
+	}
+	n, err := codec.ReadInt(cur)
+	if err != nil || n < 0 || !bytes.Equal(codec.AppendInt(nil, n), cur) {
+		return 0, corrupt("a queue's count of unfinished items is not a count", err)
+	}
+	return n, nil
+}
+
+// nonNil makes the value of a set key that is empty non-nil (nil means
+// unset).
+func nonNil(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
 }
 
 // ---- List and Array ----
@@ -334,9 +391,9 @@ func (x *kvObj) listCall(ctx context.Context, op uint64, a [][]byte) (*cconn, er
 		if cur == nil {
 			return nil, ErrNoObject
 		}
-		items, _, err := codec.SplitArray(nil, cur)
+		items, err := codec.SplitMessage(nil, cur)
 		if err != nil {
-			return nil, fmt.Errorf("manager: malformed list in the store: %w", err)
+			return nil, corrupt("a sequence is not an array of items", err)
 		}
 		n := len(items)
 		at := func() (int, error) {
@@ -447,15 +504,30 @@ type barrierState struct {
 
 const barrierResets = 8
 
+// parseBarrier parses a Barrier's key (cur nil: unset) and checks that it
+// says what can be.
+func parseBarrier(cur []byte) (barrierState, error) {
+	var s barrierState
+	switch {
+	case cur == nil:
+		return s, ErrNoObject
+	case codec.Unmarshal(cur, &s) != nil:
+		return s, corrupt("a barrier's state does not parse", nil)
+	case s.Parties < 1 || s.Count < 0 || s.Count >= s.Parties || s.Timeout < 0 || len(s.Resets) > barrierResets:
+		return s, corrupt(fmt.Sprintf("a barrier of %d parties, %d waiting", s.Parties, s.Count), nil)
+	}
+	return s, nil
+}
+
 func (x *kvObj) barrierCall(ctx context.Context, op uint64) (*cconn, error) {
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
 	var st barrierState
 	change := func(f func(s *barrierState) (bool, error)) error {
 		return x.update(wctx, x.key, func(cur []byte) ([]byte, error) {
-			st = barrierState{}
-			if cur == nil || codec.Unmarshal(cur, &st) != nil {
-				return nil, ErrNoObject
+			var err error
+			if st, err = parseBarrier(cur); err != nil {
+				return nil, err
 			}
 			if write, err := f(&st); !write || err != nil {
 				return nil, err
@@ -521,8 +593,7 @@ func (x *kvObj) barrierWait(ctx context.Context, change func(func(s *barrierStat
 	_, err = x.waitKey(wctx, x.key, true, func(ctx context.Context) (bool, error) {
 		v, err := x.read(ctx, x.key)
 		if err == nil {
-			st = barrierState{}
-			err = codec.Unmarshal(v, &st)
+			st, err = parseBarrier(v)
 		}
 		return err == nil && (st.Gen != gen || st.Broken), err
 	})
@@ -545,8 +616,8 @@ func (x *kvObj) barrierWait(ctx context.Context, change func(func(s *barrierStat
 	defer cancel()
 	passed := false
 	x.update(bctx, x.key, func(cur []byte) ([]byte, error) {
-		var s barrierState
-		if cur == nil || codec.Unmarshal(cur, &s) != nil || s.Broken {
+		s, err := parseBarrier(cur)
+		if err != nil || s.Broken {
 			return nil, nil
 		}
 		if s.Gen != gen {

@@ -13,6 +13,8 @@ package mgrkv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -108,4 +110,40 @@ func Lookup(network string) Driver {
 		return d.(Driver)
 	}
 	return nil
+}
+
+// ErrContended is what Contention.Lost returns once a write checked
+// against the revision read has been overtaken Rounds times in a row.
+var ErrContended = errors.New("manager: a write was overtaken by other writers too many times in a row")
+
+// Rounds bounds the rounds a compare-and-swap loop may lose in a row:
+// with the pauses of Contention, about 2 s of being overtaken.
+const Rounds = 48
+
+// Contention paces a compare-and-swap loop (read a key, write it checked
+// against the revision read, again when another writer came in between):
+// each round lost waits a random while, up to twice the last, from 1 ms
+// to 64 ms, so that writers that overtake one another spread out rather
+// than spin, and the Rounds-th gives up with ErrContended, so that a
+// writer that never stops (another program writing the key without
+// pause) cannot keep a call going for ever whatever its ctx. The zero
+// value is ready.
+type Contention struct{ n int }
+
+// Lost counts a round lost and waits before the next; ErrContended after
+// Rounds of them, ctx's error if ctx ends first.
+func (c *Contention) Lost(ctx context.Context) error {
+	c.n++
+	if c.n >= Rounds {
+		return fmt.Errorf("%w (%d rounds)", ErrContended, c.n)
+	}
+	limit := time.Millisecond << min(c.n-1, 6)
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit))) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
