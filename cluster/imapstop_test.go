@@ -3,7 +3,9 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,8 +39,14 @@ var gated = mp.Register("cluster.test.gated", func(id int) (int, error) {
 // slot) and two more are queued behind it: the running chunk runs to its
 // end (not stopped), the queued ones never start. On the old code the
 // chunks in flight were only withdrawn, which fails once they are
-// published: they stayed queued, and ran after the running one.
+// published: they stayed queued, and ran after the running one. The
+// same for ImapUnordered.
 func TestImapStopDropsQueuedChunks(t *testing.T) {
+	t.Run("Imap", func(t *testing.T) { testImapStop(t, gated.Imap) })
+	t.Run("ImapUnordered", func(t *testing.T) { testImapStop(t, gated.ImapUnordered) })
+}
+
+func testImapStop(t *testing.T, imap func(context.Context, *mp.Pool, iter.Seq[int], int, ...mp.MapOption) iter.Seq2[int, error]) {
 	dir := t.TempDir()
 	c := startCluster(t, Options{})
 	pool := submitOnly(t, c, mp.PoolOptions{})
@@ -57,7 +65,7 @@ func TestImapStopDropsQueuedChunks(t *testing.T) {
 		items[i] = i
 	}
 	got := 0
-	for v, err := range gated.Imap(ctx, pool, slices.Values(items), 1) {
+	for v, err := range imap(ctx, pool, slices.Values(items), 1) {
 		if err != nil || v != 0 {
 			t.Fatalf("first result: %v, %v", v, err)
 		}
