@@ -849,7 +849,7 @@ func (s *session) taskOf(subject string) (ref, bool) {
 	return ref{j, int(i)}, true
 }
 
-// Cancel drops t: see CancelAll.
+// Cancel cancels t: see cancelAll.
 func (s *session) Cancel(t *clusterhook.Task) { s.CancelAll([]*clusterhook.Task{t}) }
 
 // CancelAll cancels ts (see cancelAll).
