@@ -202,7 +202,15 @@ func (c *clusterPool) cancelTask(t *task, err error) { c.cancelTasks([]*task{t},
 // clusterhook.Session.CancelAll): cancelled one by one, a running task
 // stopped before a queued one of the same call was cancelled freed a
 // worker's slot that could take that queued task and run it.
-func (c *clusterPool) cancelTasks(ts []*task, err error) {
+func (c *clusterPool) cancelTasks(ts []*task, err error) { c.endTasks(ts, err, false) }
+
+// dropTasks is cancelTasks but for the workers, which stop none of ts
+// (see clusterhook.Session.DropAll): those queued never run, those
+// running run to their end.
+func (c *clusterPool) dropTasks(ts []*task, err error) { c.endTasks(ts, err, true) }
+
+// endTasks is cancelTasks, or dropTasks with drop.
+func (c *clusterPool) endTasks(ts []*task, err error, drop bool) {
 	claimed := make([]bool, len(ts))
 	hts := make([]*clusterhook.Task, 0, len(ts))
 	c.mu.Lock()
@@ -215,9 +223,11 @@ func (c *clusterPool) cancelTasks(ts []*task, err error) {
 		}
 	}
 	c.mu.Unlock()
-	switch len(hts) {
-	case 0:
-	case 1:
+	switch {
+	case len(hts) == 0:
+	case drop:
+		c.s.DropAll(hts)
+	case len(hts) == 1:
 		c.s.Cancel(hts[0])
 	default:
 		c.s.CancelAll(hts)

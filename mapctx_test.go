@@ -95,6 +95,9 @@ func (c *stuckCluster) CancelAll(ts []*clusterhook.Task) {
 	}
 }
 
+// DropAll is CancelAll: it runs no task, so none is stopped.
+func (c *stuckCluster) DropAll(ts []*clusterhook.Task) { c.CancelAll(ts) }
+
 func (c *stuckCluster) Slots() int        { return 2 }
 func (c *stuckCluster) MaxTaskBytes() int { return 0 }
 func (c *stuckCluster) Close()            { c.end() }

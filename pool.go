@@ -1357,6 +1357,23 @@ func (p *Pool) cancelTasks(ts []*task, err error) {
 	}
 }
 
+// dropTasks drops ts, the tasks of one call whose results nobody waits
+// for, and stops none that a worker holds. In a local pool, those still
+// in the pool's queue never start, and those sent to a worker (running,
+// or held behind its running task: see prefetchBudget) run to their end,
+// their finish called as they end; a pool on a cluster gives their
+// callers err at once (see clusterPool.dropTasks).
+func (p *Pool) dropTasks(ts []*task, err error) {
+	if p.cluster != nil {
+		p.cluster.dropTasks(ts, err)
+		return
+	}
+	for _, t := range ts {
+		t.withdraw()
+		t.flags.set(flagCanceled)
+	}
+}
+
 // timeUp fails t, whose timeout has passed on w, with ErrTaskTimeout. A
 // task of a target that does not see its ctx is stopped by killing w at
 // once (lost fails it); any other has its ctx cancelled first.

@@ -526,11 +526,22 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // stops at its first failing item, so with chunksize above 1 every item of
 // a failed chunk yields that error (those before it ran; their results
 // are lost). ctx ending cancels the work given (see Pool), yields
-// ctx.Err() once and ends the loop; so does a pool that closed. The loop
-// may stop early: the chunks not started are dropped, and those running,
-// of a target registered with RegisterCtx, have their ctx cancelled (a
-// chunk of another target runs to its end, its result dropped). Options
-// report its progress: see [WithProgress] and [WithProgressBar].
+// ctx.Err() once and ends the loop; so does a pool that closed.
+//
+// The loop may stop early (break): the chunks it has in flight (up to
+// 2*Processes+2) are dropped, and their results go unheard. Of a target
+// registered with RegisterCtx they are cancelled as by ctx's end (see
+// Pool): those not started never start, those running have their ctx
+// cancelled. Of another target none is stopped, as stopping it would
+// kill its worker: those not started never start, and those running run
+// to their end. In this process's pool, a chunk that a worker already
+// holds queued behind its running one (see Pool) runs too.
+// On a cluster, a chunk still queued in the cluster's stream is purged
+// and never runs, and a chunk that a worker took before the purge runs
+// to its end unless that worker heard the drop before starting it (see
+// package cluster); the pool's Close does not wait for them. Options
+// report its
+// progress: see [WithProgress] and [WithProgressBar].
 func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, opts ...MapOption) iter.Seq2[R, error] {
 	return f.imap(ctx, pool, seq, chunksize, true, opts)
 }
@@ -568,10 +579,9 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 				pool.cancelTasks(left, errImapStopped)
 				return
 			}
-			for _, t := range left {
-				t.withdraw()
-				t.flags.set(flagCanceled)
-			}
+			// Not stopped where they run: the target does not see its
+			// ctx, and stopping it would kill its worker process.
+			pool.dropTasks(left, errImapStopped)
 		}()
 		if ctx.Done() != nil {
 			// One watch of ctx for the loop, whose end cancels the chunks

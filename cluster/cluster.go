@@ -91,6 +91,22 @@
 // pool whose process ended without closing it stay queued and run; their
 // results are dropped after a day.
 //
+// An Imap or ImapUnordered of a target not registered with
+// mp.RegisterCtx whose loop stops early (break) drops its chunks in
+// flight rather than cancel them: as above, but no worker stops one (a
+// local pool would kill its worker process to stop it). A chunk not yet
+// published, or still queued in the stream when the purge comes, never
+// runs; a chunk that a worker took before the purge runs to its end,
+// its result dropped, unless that worker heard the drop before starting
+// it (it then skips it, as a cancelled task); the purge is tried again
+// as a cancellation's is. The pool does not wait for a dropped chunk that
+// runs: it may close meanwhile, and its own local workers (Processes > 0)
+// stop theirs when it closes, as they stop any task then (remote workers
+// run theirs to their end). A worker built with an mp that predates
+// drops ignores them (the message is of a version it does not read): it
+// stops nothing, and skips nothing, so that a chunk it took before the
+// purge runs whenever it starts.
+//
 // An Executor's Future.Cancel reports false once the call is submitted:
 // the call is in the stream, out of the Future's reach; cancel the
 // call's ctx instead.

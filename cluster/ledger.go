@@ -2,11 +2,12 @@
 
 package cluster
 
-// cancelLedger is a worker's memory of the tasks its pools cancelled, so
-// that a task that arrives after its cancellation is skipped: the
-// cancellation travels over core NATS, on a subject of its own, and may
-// overtake a delivery of the task made before the purge; and a task the
-// purge could not reach arrives whenever a worker takes it. A
+// cancelLedger is a worker's memory of the tasks its pools cancelled (or
+// dropped: see cancelMsg), so that a task that arrives after its
+// cancellation is skipped: the cancellation travels over core NATS, on
+// a subject of its own, and may overtake a delivery of the task made
+// before the purge; and a task the purge could not reach arrives
+// whenever a worker takes it. A
 // cancellation is kept until newer ones push it out, not for a time: at
 // most cancelLedgerMax entries (a job cancelled whole, or one task of a
 // job) are kept, and the job cancelled first goes first, with its tasks.

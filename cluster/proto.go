@@ -22,7 +22,8 @@ import (
 //
 // and on core NATS (lost messages cost nothing but time):
 //
-//	mp.cancel.POOL                   stop a job's running tasks
+//	mp.cancel.POOL                   stop a job's running tasks, or
+//	                                 drop them (see cancelMsg)
 //	mp.hb.POOL.FP                    a worker's heartbeat
 //	mp.direct.INST                   a small result, sent to its pool as a
 //	                                 request; stored in the stream (mp.res.INST)
@@ -260,18 +261,34 @@ func (m *resultMsg) parse(b []byte) error {
 }
 
 // cancelMsg asks the workers to stop a job's running task Idx, or all
-// its running tasks.
+// its running tasks; with Drop, only to drop it: a worker skips it if it
+// takes it afterwards (as for a stop, see cancelLedger), but lets it run
+// to its end if it runs.
 //
 //	version | str inst | uvarint job | uvarint Idx+1, or 0 for all
+//
+// where version is protoVersion for a stop and cancelDropVersion for a
+// drop: a worker that predates drops reads version protoVersion only, so
+// it ignores a drop rather than take it for a stop (a flag after the
+// fields would have been read as one, as it ignores bytes left over, and
+// it would have stopped the running tasks that a drop lets run).
 type cancelMsg struct {
 	Inst string
 	Job  uint64
 	All  bool
 	Idx  uint64
+	Drop bool
 }
 
+// cancelDropVersion starts a cancelMsg that drops (see cancelMsg).
+const cancelDropVersion = 2
+
 func (m *cancelMsg) appendTo(b []byte) []byte {
-	b = append(b, protoVersion)
+	version := byte(protoVersion)
+	if m.Drop {
+		version = cancelDropVersion
+	}
+	b = append(b, version)
 	b = appendStr(b, m.Inst)
 	b = binary.AppendUvarint(b, m.Job)
 	if m.All {
@@ -282,10 +299,11 @@ func (m *cancelMsg) appendTo(b []byte) []byte {
 
 func (m *cancelMsg) parse(b []byte) error {
 	r := reader{b: b}
-	if r.byte() != protoVersion {
+	version := r.byte()
+	if version != protoVersion && version != cancelDropVersion {
 		return ErrMalformed
 	}
-	*m = cancelMsg{Inst: r.str(), Job: r.uvarint()}
+	*m = cancelMsg{Inst: r.str(), Job: r.uvarint(), Drop: version == cancelDropVersion}
 	i := r.uvarint()
 	if r.bad || !validInst(m.Inst) {
 		return ErrMalformed

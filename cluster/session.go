@@ -81,9 +81,12 @@ type job struct {
 //	unsent  -> cancelled  cancelled before its publication: never published
 //	sending -> late       cancelled during it: its publisher stops it once
 //	                      the publication is out (see endPublish)
+//	sending -> lateDrop   dropped (DropAll) during it: its publisher drops
+//	                      it once the publication is out
 //	sent    -> sending    published again (confirmLoop, ackLoop)
 //	sent    -> cancelled  cancelled once out: the canceller stops it
 //	late    -> cancelled  (its publisher, which stops it)
+//	lateDrop -> cancelled (its publisher, which drops it)
 //
 // so that no publication of a cancelled task goes out after the purge
 // that was to remove it: no mutex per task on the path of publication.
@@ -92,6 +95,7 @@ const (
 	sending
 	sent
 	late
+	lateDrop
 	cancelled
 )
 
@@ -102,21 +106,28 @@ func (r ref) startPublish(from uint32) bool { return r.j.pub[r.idx].CompareAndSw
 
 // endPublish ends the publication that startPublish claimed, once it is
 // out (in the connection's buffer, which the server reads in order); if
-// the task was cancelled meanwhile, it stops the task itself (see stopTasks),
-// now that the purge comes after the publication.
+// the task was cancelled (or dropped) meanwhile, it stops (or drops) the
+// task itself (see stopTasks), now that the purge comes after the
+// publication.
 func (s *session) endPublish(r ref) {
-	if !r.j.pub[r.idx].CompareAndSwap(sending, sent) {
-		r.j.pub[r.idx].Store(cancelled)
-		s.stopTasks([]stopReq{{r: r, out: true}})
+	p := &r.j.pub[r.idx]
+	if !p.CompareAndSwap(sending, sent) {
+		drop := p.Swap(cancelled) == lateDrop
+		s.stopTasks([]stopReq{{r: r, out: true, drop: drop}})
 	}
 }
 
-// cancelPublish records the cancellation of r's task and reports whether
-// its caller must stop it (see stopTasks): the task is out, and no publication
-// of it follows. A task not out is never published (from unsent), or
-// stopped by its publisher (late).
-func (r ref) cancelPublish() (out bool) {
+// cancelPublish records the cancellation (or the drop) of r's task and
+// reports whether its caller must stop (or drop) it (see stopTasks): the
+// task is out, and no publication of it follows. A task not out is
+// never published (from unsent), or stopped, or dropped, by its
+// publisher (late, lateDrop).
+func (r ref) cancelPublish(drop bool) (out bool) {
 	p := &r.j.pub[r.idx]
+	lateAs := late
+	if drop {
+		lateAs = lateDrop
+	}
 	for {
 		switch p.Load() {
 		case unsent:
@@ -124,7 +135,7 @@ func (r ref) cancelPublish() (out bool) {
 				return false
 			}
 		case sending:
-			if p.CompareAndSwap(sending, late) {
+			if p.CompareAndSwap(sending, lateAs) {
 				return false
 			}
 		case sent:
@@ -838,10 +849,17 @@ func (s *session) taskOf(subject string) (ref, bool) {
 	return ref{j, int(i)}, true
 }
 
-// Cancel drops t: see CancelAll.
+// Cancel cancels t: see cancelAll.
 func (s *session) Cancel(t *clusterhook.Task) { s.CancelAll([]*clusterhook.Task{t}) }
 
-// CancelAll drops ts: their results, if any come, go unheard. A task not
+// CancelAll cancels ts (see cancelAll).
+func (s *session) CancelAll(ts []*clusterhook.Task) { s.cancelAll(ts, false) }
+
+// DropAll drops ts (see cancelAll): as CancelAll, but the workers stop
+// none of them; one running runs to its end.
+func (s *session) DropAll(ts []*clusterhook.Task) { s.cancelAll(ts, true) }
+
+// cancelAll drops ts: their results, if any come, go unheard. A task not
 // published never is (or, as it is being published, its publisher stops
 // it: see cancelPublish); those published go to cancelLoop together, as
 // one request, which purges them from the stream and stops them where
@@ -854,7 +872,9 @@ func (s *session) Cancel(t *clusterhook.Task) { s.CancelAll([]*clusterhook.Task{
 // registered is marked, in t itself, so that nothing is kept for a t
 // settled already: if Submit has yet to register it (the pool's side
 // registers its ctx's end before it calls Submit), Submit drops it.
-func (s *session) CancelAll(ts []*clusterhook.Task) {
+// With drop, what cancelLoop tells the workers is a drop, which stops
+// none (see cancelMsg).
+func (s *session) cancelAll(ts []*clusterhook.Task, drop bool) {
 	var reqs []stopReq
 	s.mu.Lock()
 	for todo := ts; len(todo) > 0; {
@@ -869,7 +889,7 @@ func (s *session) CancelAll(ts []*clusterhook.Task) {
 				parts = append(parts, c.parts...)
 			}
 			s.unlink(r)
-			reqs = append(reqs, stopReq{r: r, out: r.cancelPublish()})
+			reqs = append(reqs, stopReq{r: r, out: r.cancelPublish(drop), drop: drop})
 		}
 		todo = parts
 	}
@@ -885,10 +905,10 @@ func (s *session) CancelAll(ts []*clusterhook.Task) {
 
 // stopReq is a cancelled task for cancelLoop, or stopTasks, to stop: out says
 // that it was published (else nothing is to be done); whole stops its
-// whole job.
+// whole job; drop drops it instead, stopping none (see cancelMsg).
 type stopReq struct {
-	r          ref
-	out, whole bool
+	r                ref
+	out, whole, drop bool
 }
 
 // cancelLoop purges cancelled tasks that were published from the stream
@@ -915,16 +935,22 @@ func (s *session) cancelLoop() {
 			}
 		}
 		var stops []stopReq
-		whole := map[*job]bool{}
+		// A job's drops and stops apart: a drop purges the same, but
+		// must not stand for a stop.
+		type kind struct {
+			j    *job
+			drop bool
+		}
+		whole := map[kind]bool{}
 		for _, req := range reqs {
-			j := req.r.j
-			if done, seen := whole[j]; !req.out || seen && done {
+			k := kind{req.r.j, req.drop}
+			if done, seen := whole[k]; !req.out || seen && done {
 				continue
 			}
 			s.mu.Lock()
-			whole[j] = j.left == 0
+			whole[k] = k.j.left == 0
 			s.mu.Unlock()
-			req.whole = whole[j]
+			req.whole = whole[k]
 			stops = append(stops, req)
 		}
 		s.stopTasks(stops)
@@ -941,8 +967,9 @@ func (s *session) cancelLoop() {
 var testHookCancelDone func(job uint64, idx int)
 
 // stopTasks purges the tasks of reqs (each a task, or its whole job) from
-// the stream, then tells the workers to stop them where they run; a purge
-// that fails is tried again (see purger).
+// the stream, then tells the workers to stop them where they run (or,
+// for a drop, to skip them if they take them later); a purge that fails
+// is tried again (see purger).
 func (s *session) stopTasks(reqs []stopReq) {
 	if len(reqs) == 0 {
 		return
@@ -957,7 +984,7 @@ func (s *session) stopTasks(reqs []stopReq) {
 		} else {
 			subj += strconv.Itoa(req.r.idx)
 		}
-		cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx)}
+		cm := cancelMsg{Inst: s.inst, Job: j.n, All: req.whole, Idx: uint64(req.r.idx), Drop: req.drop}
 		prs[i] = purgeReq{subject: subj, barrier: jobSubject(pool, s.fp, s.inst, 0) + ".0", pool: pool, cancel: cm.appendTo(nil)}
 	}
 	s.c.purges.purge(prs)
@@ -1117,7 +1144,7 @@ func (s *session) Terminate(err error) {
 		for i := range j.tasks {
 			if r := (ref{j, i}); !j.settled[i] {
 				ts = append(ts, s.unlink(r))
-				out = r.cancelPublish() || out
+				out = r.cancelPublish(false) || out
 			}
 		}
 		if out {

@@ -841,7 +841,8 @@ func (n *node) untrack(k jobKey, r *runningTask) {
 }
 
 // onCancel stops the tasks a pool cancelled, and remembers them so that
-// one taken later is skipped (see cancelLedger).
+// one taken later is skipped (see cancelLedger). A drop is remembered
+// alike, and stops none: its running tasks run to their end.
 func (n *node) onCancel(msg *nats.Msg) {
 	var cm cancelMsg
 	if cm.parse(msg.Data) != nil {
@@ -850,6 +851,10 @@ func (n *node) onCancel(msg *nats.Msg) {
 	k := jobKey{cm.Inst, cm.Job}
 	n.mu.Lock()
 	n.cancelled.add(k, cm.All, cm.Idx)
+	if cm.Drop {
+		n.mu.Unlock()
+		return
+	}
 	var stop []context.CancelFunc
 	for _, r := range n.running[k] {
 		if cm.All || r.idx == cm.Idx {

@@ -76,6 +76,13 @@ type Session interface {
 	// that a worker's slot freed by stopping one never takes another
 	// (see package cluster). A call of one task uses Cancel.
 	CancelAll(ts []*Task)
+	// DropAll is CancelAll for tasks whose results nobody waits for but
+	// whose running ones must not be stopped (an Imap of a target that
+	// does not see its ctx, whose loop stopped early): those not sent are
+	// never sent, those queued are dropped from the queue (a worker that
+	// takes one after it heard the drop skips it), and those running run
+	// to their end, their results dropped. Their Finish is not called.
+	DropAll(ts []*Task)
 	// Slots is about how many tasks the cluster runs at a time, for
 	// choosing chunk sizes; at least 1.
 	Slots() int
