@@ -155,7 +155,7 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*tas
 	c.mu.Unlock()
 	if watch && async {
 		for _, t := range ts {
-			t.unwatch = context.AfterFunc(ctx, func() { p.cancelTask(t, ctx.Err()) })
+			p.watch(ctx, t)
 		}
 	}
 	if !async {

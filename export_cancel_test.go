@@ -22,3 +22,17 @@ func PendingKills(p *Pool) int {
 	defer p.mu.Unlock()
 	return len(p.kills)
 }
+
+// WorkersQuick reports whether p has workers and each is known to run
+// quick tasks (see quickTask): the pool then gives it tasks ahead of the
+// one it runs.
+func WorkersQuick(p *Pool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for w := range p.workers {
+		if w.pace > quickTask {
+			return false
+		}
+	}
+	return len(p.workers) > 0
+}

@@ -295,7 +295,8 @@ type task struct {
 	// through deliver or cancelTask.
 	finish finisher
 	// unwatch, if set, stops watching the caller's ctx. Set before the
-	// task is queued, and read by deliver only (not by the watcher).
+	// task is queued, and read by deliver only (not by the watcher, which
+	// may run before it is set: see watch).
 	unwatch func() bool
 
 	timer *time.Timer // stops it once the timeout is over (see timeUp)
@@ -322,6 +323,7 @@ const (
 	flagSettled  uint32 = 1 << iota // finish was called, or is about to be by whoever set this
 	flagCanceled                    // its caller cancelled it: dropped if it comes back to the queue
 	flagTimedOut                    // its timeout passed
+	flagWatched                     // its caller's ctx is watched (see watch): never recycled
 )
 
 // set sets flag and reports whether this call set it (it was not set).
@@ -631,7 +633,7 @@ func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 		for _, t := range ts {
 			// Its finish stops this (deliver), but not when the ctx
 			// ended first: unwatch is set only now, before t is queued.
-			t.unwatch = context.AfterFunc(ctx, func() { p.cancelTask(t, ctx.Err()) })
+			p.watch(ctx, t)
 		}
 	}
 	p.mu.Lock()
@@ -669,6 +671,16 @@ func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 	p.wake.Broadcast()
 	p.mu.Unlock()
 	return nil
+}
+
+// watch has ctx's end cancel t (cancelTask), until t.unwatch is called.
+// The watcher may run before AfterFunc has returned, on another
+// goroutine, so it must read nothing written after: flagWatched, set
+// before, is what tells it (and applyCall.recycle) that t is watched,
+// not t.unwatch.
+func (p *Pool) watch(ctx context.Context, t *task) {
+	t.flags.set(flagWatched)
+	t.unwatch = context.AfterFunc(ctx, func() { p.cancelTask(t, ctx.Err()) })
 }
 
 // directArgMax is the largest argument that submit sends to a worker

@@ -362,9 +362,13 @@ func testCancelledPrefetched(t *testing.T, n int) {
 	pool := newPool(t, mp.PoolOptions{Processes: 1})
 	bound := ctxTimeout(t, 20*time.Second)
 	// Quick tasks first, so that the worker is known to be quick and is
-	// given many tasks at once.
-	if _, err := double.Map(bound, pool, make([]int, 64), 1); err != nil {
-		t.Fatal(err)
+	// given many tasks at once: again until it is, as on a loaded
+	// machine a task of a few microseconds can take longer than the
+	// pace of a quick one.
+	for first := true; first || !mp.WorkersQuick(pool); first = false {
+		if _, err := double.Map(bound, pool, make([]int, 64), 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	busyCtx, release := context.WithCancel(bound)
 	busy := ctxStep.ApplyAsync(busyCtx, pool, poolStep{Dir: dir, ID: "busy", Hang: true}, nil, nil)
@@ -586,5 +590,40 @@ func TestApplyAsyncRefusedStopsWatchingCtx(t *testing.T) {
 	}
 	if n := errs.Load(); n != 1 {
 		t.Fatalf("errCallback ran %d times, want once", n)
+	}
+}
+
+// TestQueuedCallsEndedByDeadline: the watch of a call's ctx may run as
+// soon as it is registered, on the goroutine of the ctx's timer, with
+// nothing ordering it after what the submitting goroutine writes next
+// (the task's unwatch and timeout). Calls still queued behind a busy
+// worker when their deadline passes are withdrawn by that goroutine;
+// it must read neither (the race detector caught applyCall.recycle
+// reading unwatch there: a call seen unwatched would be used again while
+// its submitter still wrote to it). Under -race, this fails on such a
+// read.
+func TestQueuedCallsEndedByDeadline(t *testing.T) {
+	dir := t.TempDir()
+	pool := newPool(t, mp.PoolOptions{Processes: 1})
+	bound := ctxTimeout(t, 20*time.Second)
+	busyCtx, release := context.WithCancel(bound)
+	busy := ctxStep.ApplyAsync(busyCtx, pool, poolStep{Dir: dir, ID: "busy", Hang: true}, nil, nil)
+	awaitFile(t, bound, dir, "started-busy")
+	// Its own timer, not derived from a ctx of this goroutine's.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	var queued []*mp.AsyncResult[string]
+	for i := range 300 {
+		queued = append(queued, ctxStep.ApplyAsync(ctx, pool, poolStep{Dir: dir, ID: strconv.Itoa(i)}, nil, nil))
+	}
+	for i, r := range queued {
+		if _, err := r.Get(bound); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want its deadline's error", i, err)
+		}
+	}
+	release()
+	busy.Wait(bound)
+	if _, err := ctxStep.Apply(bound, pool, poolStep{Dir: dir, ID: "after"}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -309,7 +309,7 @@ func (c *applyCall[R]) done(out []byte, err error) {
 // collector, which scanned the calls in flight and swept them after,
 // runs a fifth as often in the async benchmark.
 func (c *applyCall[R]) recycle() {
-	if c.unwatch != nil || c.timeout != 0 || c.calls == nil {
+	if c.flags.has(flagWatched) || c.timeout != 0 || c.calls == nil {
 		return
 	}
 	calls := c.calls
