@@ -269,7 +269,7 @@ func (l localPool) Run(ctx context.Context, ht *clusterhook.Task) {
 	}
 	t := &task{target: ht.Target, more: &taskMore{key: ht.ID, chunk: ht.Chunk}, arg: ht.Arg, timeout: ht.Timeout, finish: finishFunc(ht.Finish)}
 	if err := l.p.submit(ctx, t); err != nil {
-		ht.Finish(nil, err)
+		t.deliver(nil, err) // see Pool.submitTasks
 	}
 }
 

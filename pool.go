@@ -622,6 +622,10 @@ func (p *Pool) submit(ctx context.Context, ts ...*task) error { return p.submitT
 // submitTasks is submit; with watch false, ctx's end once ts are
 // submitted is the caller's to watch (a Map watches it once for all its
 // chunks, not once for each: see mapAsync).
+//
+// If it fails, a caller that finishes ts with the error does so through
+// deliver: ctx's watch may be set already, and may have cancelled a task
+// meanwhile; deliver stops the watch, and finishes a task only once.
 func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 	if err := ctx.Err(); err != nil {
 		return err

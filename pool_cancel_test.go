@@ -593,6 +593,38 @@ func TestApplyAsyncRefusedStopsWatchingCtx(t *testing.T) {
 	}
 }
 
+// A cluster's task that the worker's local pool refuses (closed, as the
+// worker stops) is finished once, with ErrPoolClosed, and its ctx is no
+// longer watched. The watch was left set: the ctx's end afterwards (the
+// task's cancellation, the worker's stop) finished it a second time,
+// and the cluster worker's second outcome then waited for good on a
+// channel read once.
+func TestLocalPoolRefusedStopsWatchingCtx(t *testing.T) {
+	p, err := mp.NewPool(mp.PoolOptions{Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	defer p.Join(context.Background())
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx := &watchCtx{Context: parent}
+	var finishes []error
+	mp.RunOnLocalPool(ctx, p, double.Name(), func(_ []byte, err error) { finishes = append(finishes, err) })
+	ctx.mu.Lock()
+	fires, stopped := len(ctx.fires), ctx.stopped
+	ctx.mu.Unlock()
+	if fires == 0 {
+		t.Fatal("the local pool set no watch on the task's ctx: the test no longer sees what it checks")
+	}
+	if stopped != fires {
+		t.Fatalf("%d watches of the ctx set, %d stopped after the local pool refused the task", fires, stopped)
+	}
+	if len(finishes) != 1 || !errors.Is(finishes[0], mp.ErrPoolClosed) {
+		t.Fatalf("finished with %v, want once with ErrPoolClosed", finishes)
+	}
+}
+
 // TestQueuedCallsEndedByDeadline: the watch of a call's ctx may run as
 // soon as it is registered, on the goroutine of the ctx's timer, with
 // nothing ordering it after what the submitting goroutine writes next
