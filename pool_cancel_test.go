@@ -625,6 +625,37 @@ func TestLocalPoolRefusedStopsWatchingCtx(t *testing.T) {
 	}
 }
 
+// A call that an Executor's pool refuses (broken by its initializer)
+// fails with the pool's error and no longer watches its ctx: the watch,
+// left set, held the call until the ctx's end.
+func TestExecutorRefusedStopsWatchingCtx(t *testing.T) {
+	bound := ctxTimeout(t, 20*time.Second)
+	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 1, Initializer: mp.NewCall(poolInit, "fail")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Shutdown(context.Background(), mp.ShutdownOptions{})
+	if err := double.Submit(bound, ex, 1).Err(bound); err == nil {
+		t.Fatal("a call in a pool whose initializer fails succeeded")
+	}
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx := &watchCtx{Context: parent}
+	fut := double.Submit(ctx, ex, 2)
+	if err := fut.Err(bound); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("a call the broken pool refused: %v, want the pool's error", err)
+	}
+	ctx.mu.Lock()
+	fires, stopped := len(ctx.fires), ctx.stopped
+	ctx.mu.Unlock()
+	if fires == 0 {
+		t.Fatal("Submit set no watch on its ctx: the test no longer sees what it checks")
+	}
+	if stopped != fires {
+		t.Fatalf("%d watches of the ctx set, %d stopped after the pool refused the call", fires, stopped)
+	}
+}
+
 // TestQueuedCallsEndedByDeadline: the watch of a call's ctx may run as
 // soon as it is registered, on the goroutine of the ctx's timer, with
 // nothing ordering it after what the submitting goroutine writes next
