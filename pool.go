@@ -176,8 +176,9 @@ type PoolOptions struct {
 //     no result of its tasks reaches the caller afterwards;
 //   - a task no worker has taken is dropped and never runs; one that a
 //     worker holds, queued behind another, is skipped by it and never runs
-//     (a worker hears the last 32 cancellations: a task it missed starts
-//     in its turn, and is then stopped as a running one);
+//     (a worker hears the cancellation of every task it holds: see
+//     ledger.requestCancel; one it started as the cancellation came is
+//     stopped as a running one);
 //   - a running task of a target registered with RegisterCtx has its ctx
 //     cancelled; if it still runs CancelGrace later, its worker is killed
 //     and replaced;
