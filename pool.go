@@ -613,11 +613,11 @@ func (p *Pool) takeSlot(slot int) int {
 	return slot
 }
 
-// submit queues tasks for the dispatcher; a single task for which a
-// worker has room goes to it at once. ctx's end cancels them (see
-// cancelTask); if it has ended already, nothing is queued and submit
-// returns ctx.Err(). A submission that takes a while (a cluster's
-// publication) ends with ctx: see clusterPool.submit.
+// submit queues tasks for the dispatcher; a single task with a small
+// argument (see directArgMax) goes at once to an idle worker. ctx's end
+// cancels them (see cancelTask); if it has ended already, nothing is
+// queued and submit returns ctx.Err(). A submission that takes a while
+// (a cluster's publication) ends with ctx: see clusterPool.submit.
 func (p *Pool) submit(ctx context.Context, ts ...*task) error { return p.submitTasks(ctx, true, ts) }
 
 // submitTasks is submit; with watch false, ctx's end once ts are
