@@ -143,7 +143,8 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*tas
 		if t.timeout == 0 {
 			t.timeout = p.opts.TaskTimeout
 		}
-		hts[i] = &clusterhook.Task{Target: t.target, Chunk: t.extra().chunk, Arg: t.arg, Encode: t.extra().encode, Timeout: t.timeout,
+		more := t.extra()
+		hts[i] = &clusterhook.Task{Target: t.target, Chunk: more.chunk, Arg: t.arg, Encode: more.encode, Timeout: t.timeout,
 			Finish: func(b []byte, err error) {
 				c.mu.Lock()
 				delete(c.tasks, t)
@@ -178,16 +179,15 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*tas
 }
 
 // send has the session publish hts, the cluster's form of ts, which
-// submit registered; if it fails, they are forgotten.
+// submit registered; if it fails, they are forgotten (and their callers,
+// which finish them through deliver, stop the watches of their ctx: see
+// Pool.submitTasks).
 func (c *clusterPool) send(ts []*task, hts []*clusterhook.Task) error {
 	err := c.s.Submit(hts)
 	if err != nil {
 		c.mu.Lock()
 		for _, t := range ts {
 			delete(c.tasks, t)
-			if t.unwatch != nil {
-				t.unwatch()
-			}
 		}
 		c.mu.Unlock()
 	}
@@ -269,7 +269,7 @@ func (l localPool) Run(ctx context.Context, ht *clusterhook.Task) {
 	}
 	t := &task{target: ht.Target, more: &taskMore{key: ht.ID, chunk: ht.Chunk}, arg: ht.Arg, timeout: ht.Timeout, finish: finishFunc(ht.Finish)}
 	if err := l.p.submit(ctx, t); err != nil {
-		ht.Finish(nil, err)
+		t.deliver(nil, err) // see Pool.submitTasks
 	}
 }
 

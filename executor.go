@@ -93,7 +93,7 @@ func (ex *Executor) submit(ctx context.Context, c *futureCore, t *task) {
 		if errors.Is(err, ErrPoolClosed) {
 			err = ErrExecutorShutdown // Shutdown came between
 		}
-		c.resolve(err, false, nil)
+		t.deliver(nil, err) // see Pool.submitTasks
 	}
 }
 

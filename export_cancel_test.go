@@ -2,6 +2,12 @@
 
 package mp
 
+import (
+	"context"
+
+	"github.com/go-mp/mp/internal/clusterhook"
+)
+
 // HeldByWorkers returns how many tasks p's workers hold (sent to them and
 // not answered), for tests that need a task queued in a worker.
 func HeldByWorkers(p *Pool) int {
@@ -35,4 +41,10 @@ func WorkersQuick(p *Pool) bool {
 		}
 	}
 	return len(p.workers) > 0
+}
+
+// RunOnLocalPool runs a cluster's task of target, with no argument, on
+// p as a cluster's worker does (see localPool): finish gets its outcome.
+func RunOnLocalPool(ctx context.Context, p *Pool, target string, finish func([]byte, error)) {
+	localPool{p}.Run(ctx, &clusterhook.Task{Target: target, Finish: finish})
 }

@@ -384,3 +384,38 @@ func TestApplyCtxEndsWhileWorkerStopped(t *testing.T) {
 		t.Error("the cancelled call ran")
 	}
 }
+
+// refusingCluster is a stuckCluster whose Submit publishes nothing and
+// fails, as a session whose stream is gone does.
+type refusingCluster struct{ *stuckCluster }
+
+var errRefused = errors.New("the test's cluster refuses every task")
+
+func (c refusingCluster) OpenPool(clusterhook.Config) (clusterhook.Session, error) { return c, nil }
+func (refusingCluster) Submit([]*clusterhook.Task) error                           { return errRefused }
+
+// A call that a pool's cluster refuses fails once, with the cluster's
+// error, and no longer watches its ctx (the caller, which finishes it
+// through deliver, stops the watch: see Pool.submitTasks).
+func TestClusterRefusedStopsWatchingCtx(t *testing.T) {
+	p, err := mp.NewPool(mp.PoolOptions{Cluster: refusingCluster{newStuckCluster(-1)}, Processes: mp.NoLocalWorkers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Join(context.Background())
+	defer p.Close()
+	ctx := newWatchCtx(t)
+	var errs []error
+	res := double.ApplyAsync(ctx, p, 1, nil, func(err error) { errs = append(errs, err) })
+	if _, err := res.Get(ctxTimeout(t, 10*time.Second)); !errors.Is(err, errRefused) {
+		t.Fatalf("Get: %v, want the cluster's error", err)
+	}
+	ctx.checkStopped(t, "ApplyAsync")
+	p.Close()
+	if err := p.Join(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 {
+		t.Fatalf("errCallback ran %d times, want once", len(errs))
+	}
+}

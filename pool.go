@@ -176,8 +176,9 @@ type PoolOptions struct {
 //     no result of its tasks reaches the caller afterwards;
 //   - a task no worker has taken is dropped and never runs; one that a
 //     worker holds, queued behind another, is skipped by it and never runs
-//     (a worker hears the last 32 cancellations: a task it missed starts
-//     in its turn, and is then stopped as a running one);
+//     (a worker hears the cancellation of every task it holds: see
+//     ledger.requestCancel; one it started as the cancellation came is
+//     stopped as a running one);
 //   - a running task of a target registered with RegisterCtx has its ctx
 //     cancelled; if it still runs CancelGrace later, its worker is killed
 //     and replaced;
@@ -612,16 +613,20 @@ func (p *Pool) takeSlot(slot int) int {
 	return slot
 }
 
-// submit queues tasks for the dispatcher; a single task for which a
-// worker has room goes to it at once. ctx's end cancels them (see
-// cancelTask); if it has ended already, nothing is queued and submit
-// returns ctx.Err(). A submission that takes a while (a cluster's
-// publication) ends with ctx: see clusterPool.submit.
+// submit queues tasks for the dispatcher; a single task with a small
+// argument (see directArgMax) goes at once to an idle worker. ctx's end
+// cancels them (see cancelTask); if it has ended already, nothing is
+// queued and submit returns ctx.Err(). A submission that takes a while
+// (a cluster's publication) ends with ctx: see clusterPool.submit.
 func (p *Pool) submit(ctx context.Context, ts ...*task) error { return p.submitTasks(ctx, true, ts) }
 
 // submitTasks is submit; with watch false, ctx's end once ts are
 // submitted is the caller's to watch (a Map watches it once for all its
 // chunks, not once for each: see mapAsync).
+//
+// If it fails, a caller that finishes ts with the error does so through
+// deliver: ctx's watch may be set already, and may have cancelled a task
+// meanwhile; deliver stops the watch, and finishes a task only once.
 func (p *Pool) submitTasks(ctx context.Context, watch bool, ts []*task) error {
 	if err := ctx.Err(); err != nil {
 		return err

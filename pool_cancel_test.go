@@ -559,38 +559,92 @@ func (c *watchCtx) AfterFunc(f func()) func() bool {
 	}
 }
 
+// newWatchCtx returns a watchCtx that ends with the test.
+func newWatchCtx(t *testing.T) *watchCtx {
+	parent, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &watchCtx{Context: parent}
+}
+
+// checkStopped fails t unless c has watches, each stopped: who set them
+// (the call that failed) stopped watching c.
+func (c *watchCtx) checkStopped(t *testing.T, who string) {
+	t.Helper()
+	c.mu.Lock()
+	fires, stopped := len(c.fires), c.stopped
+	c.mu.Unlock()
+	if fires == 0 {
+		t.Fatalf("%s set no watch on its ctx: the test no longer sees what it checks", who)
+	}
+	if stopped != fires {
+		t.Fatalf("%d watches of the ctx set, %d stopped after %s failed", fires, stopped, who)
+	}
+}
+
+// closedPool returns a pool, closed already, that refuses work.
+func closedPool(t *testing.T) *mp.Pool {
+	p, err := mp.NewPool(mp.PoolOptions{Processes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	t.Cleanup(func() { p.Join(context.Background()) })
+	return p
+}
+
 // An ApplyAsync that the pool refuses (closed) fails once, with
 // ErrPoolClosed, and stops watching its ctx: the ctx's end afterwards
 // does not settle the call a second time. (The watch was left set: the
 // ctx's end then ran errCallback again and changed the result's error to
 // ctx.Err() under a caller who had read ErrPoolClosed.)
 func TestApplyAsyncRefusedStopsWatchingCtx(t *testing.T) {
-	p, err := mp.NewPool(mp.PoolOptions{Processes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
-	defer p.Join(context.Background())
-	parent, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ctx := &watchCtx{Context: parent}
+	ctx := newWatchCtx(t)
 	var errs atomic.Int32
-	res := double.ApplyAsync(ctx, p, 1, nil, func(error) { errs.Add(1) })
-	ctx.mu.Lock()
-	fires, stopped := len(ctx.fires), ctx.stopped
-	ctx.mu.Unlock()
-	if fires == 0 {
-		t.Fatal("ApplyAsync set no watch on its ctx: the test no longer sees what it checks")
-	}
-	if stopped != fires {
-		t.Fatalf("%d watches of the ctx set, %d stopped after ApplyAsync failed", fires, stopped)
-	}
+	res := double.ApplyAsync(ctx, closedPool(t), 1, nil, func(error) { errs.Add(1) })
+	ctx.checkStopped(t, "ApplyAsync")
 	if _, err := res.Get(context.Background()); !errors.Is(err, mp.ErrPoolClosed) {
 		t.Fatalf("Get: %v, want ErrPoolClosed", err)
 	}
 	if n := errs.Load(); n != 1 {
 		t.Fatalf("errCallback ran %d times, want once", n)
 	}
+}
+
+// A cluster's task that the worker's local pool refuses (closed, as the
+// worker stops) is finished once, with ErrPoolClosed, and its ctx is no
+// longer watched. The watch was left set: the ctx's end afterwards (the
+// task's cancellation, the worker's stop) finished it a second time,
+// and the cluster worker's second outcome then waited for good on a
+// channel read once.
+func TestLocalPoolRefusedStopsWatchingCtx(t *testing.T) {
+	ctx := newWatchCtx(t)
+	var finishes []error
+	mp.RunOnLocalPool(ctx, closedPool(t), double.Name(), func(_ []byte, err error) { finishes = append(finishes, err) })
+	ctx.checkStopped(t, "the local pool's Run")
+	if len(finishes) != 1 || !errors.Is(finishes[0], mp.ErrPoolClosed) {
+		t.Fatalf("finished with %v, want once with ErrPoolClosed", finishes)
+	}
+}
+
+// A call that an Executor's pool refuses (broken by its initializer)
+// fails with the pool's error and no longer watches its ctx: the watch,
+// left set, held the call until the ctx's end.
+func TestExecutorRefusedStopsWatchingCtx(t *testing.T) {
+	bound := ctxTimeout(t, 20*time.Second)
+	ex, err := mp.NewExecutor(mp.PoolOptions{Processes: 1, Initializer: mp.NewCall(poolInit, "fail")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Shutdown(context.Background(), mp.ShutdownOptions{})
+	if err := double.Submit(bound, ex, 1).Err(bound); err == nil {
+		t.Fatal("a call in a pool whose initializer fails succeeded")
+	}
+	ctx := newWatchCtx(t)
+	fut := double.Submit(ctx, ex, 2)
+	if err := fut.Err(bound); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("a call the broken pool refused: %v, want the pool's error", err)
+	}
+	ctx.checkStopped(t, "Submit")
 }
 
 // TestQueuedCallsEndedByDeadline: the watch of a call's ctx may run as

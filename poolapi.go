@@ -539,9 +539,9 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // On a cluster, a chunk still queued in the cluster's stream is purged
 // and never runs, and a chunk that a worker took before the purge runs
 // to its end unless that worker heard the drop before starting it (see
-// package cluster); the pool's Close does not wait for them. Options
-// report its
-// progress: see [WithProgress] and [WithProgressBar].
+// package cluster); the pool's Close does not wait for them.
+//
+// Options report its progress: see [WithProgress] and [WithProgressBar].
 func (f *Func[A, R]) Imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, opts ...MapOption) iter.Seq2[R, error] {
 	return f.imap(ctx, pool, seq, chunksize, true, opts)
 }
