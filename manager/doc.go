@@ -191,10 +191,11 @@
 //     writes of List, Array, Semaphore, Barrier and a JoinableQueue's
 //     count, a Lock's Release) pauses a random while after each round
 //     lost, growing from up to 1 ms to up to 64 ms, and gives up after 48
-//     rounds lost in a row (about 1.5 s of being overtaken, whatever the
-//     call's ctx) with ErrContended, having made no change (a Lock whose
-//     Release gave up is given back when its lease runs out): a writer
-//     that never stops cannot keep a call going for ever.
+//     rounds lost in a row (about 1.3 s of being overtaken, 2.7 s at
+//     most, whatever the call's ctx) with ErrContended, having made no
+//     change (a Lock whose Release gave up is given back when its lease
+//     runs out): a writer that never stops cannot keep a call going for
+//     ever.
 //
 //   - Lock: one key (l.NAME) created only if absent, with a lease (Lease,
 //     5 s by default) that the holder renews every third of the lease by a
