@@ -278,8 +278,10 @@
 // reads as input, and an object whose state no proxy could have written
 // (a negative semaphore, a barrier of no parties, a list whose length
 // disagrees with its items, a key that does not parse) gives ErrCorrupt
-// to every call on it, waiters included, until it is written anew; other
-// objects are not affected. A key deleted or purged under a waiter (a
+// to every call that reads what is wrong, waiters included (a Dict's or
+// Namespace's key that no proxy writes: the calls that list the keys;
+// a List's key: every call), until it is written anew (an Event's Set, a
+// Dict's Clear); other calls and other objects are not affected. A key deleted or purged under a waiter (a
 // Barrier's Wait, a Semaphore's Acquire, an Event's Wait, a
 // JoinableQueue's Join) ends the wait with ErrNoObject. What such a
 // program can do to the meaning of objects is not checked, and is this:
