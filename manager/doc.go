@@ -191,10 +191,11 @@
 //     writes of List, Array, Semaphore, Barrier and a JoinableQueue's
 //     count, a Lock's Release) pauses a random while after each round
 //     lost, growing from up to 1 ms to up to 64 ms, and gives up after 48
-//     rounds lost in a row (about 1.5 s of being overtaken, whatever the
-//     call's ctx) with ErrContended, having made no change (a Lock whose
-//     Release gave up is given back when its lease runs out): a writer
-//     that never stops cannot keep a call going for ever.
+//     rounds lost in a row (about 1.3 s of being overtaken, 2.7 s at
+//     most, whatever the call's ctx) with ErrContended, having made no
+//     change (a Lock whose Release gave up is given back when its lease
+//     runs out): a writer that never stops cannot keep a call going for
+//     ever.
 //
 //   - Lock: one key (l.NAME) created only if absent, with a lease (Lease,
 //     5 s by default) that the holder renews every third of the lease by a
@@ -277,8 +278,10 @@
 // reads as input, and an object whose state no proxy could have written
 // (a negative semaphore, a barrier of no parties, a list whose length
 // disagrees with its items, a key that does not parse) gives ErrCorrupt
-// to every call on it, waiters included, until it is written anew; other
-// objects are not affected. A key deleted or purged under a waiter (a
+// to every call that reads what is wrong, waiters included (a Dict's or
+// Namespace's key that no proxy writes: the calls that list the keys;
+// a List's key: every call), until it is written anew (an Event's Set, a
+// Dict's Clear); other calls and other objects are not affected. A key deleted or purged under a waiter (a
 // Barrier's Wait, a Semaphore's Acquire, an Event's Wait, a
 // JoinableQueue's Join) ends the wait with ErrNoObject. What such a
 // program can do to the meaning of objects is not checked, and is this:

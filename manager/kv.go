@@ -33,9 +33,10 @@ var ErrLeaseLost = errors.New("manager: lock lease lost (its holder was paused o
 // ("nats") whose state in the store no proxy could have written: a key
 // whose value does not parse, or says what cannot be (a negative
 // semaphore, a barrier of no parties, a list whose length disagrees with
-// its items), written by another program with access to the store. The
-// object stays as it is: calls on it return ErrCorrupt until it is
-// written anew (a Dict's Clear, for one); other objects are not
+// its items, a Dict's key that is no encoded name), written by another
+// program with access to the store. The object stays as it is: the calls
+// that read what is wrong return ErrCorrupt until it is written anew (a
+// Dict's Clear, for one); other calls and other objects are not
 // affected.
 var ErrCorrupt = errors.New("manager: malformed object in the replicated store")
 

@@ -260,17 +260,23 @@ func decodeRequest(msg []byte) (*pyRequest, error) {
 	return req, nil
 }
 
-// pySend sends a reply; it reports whether it was sent. A reply that
-// cannot be pickled (a bug: the server makes them) becomes a traceback.
+// pySend sends a reply; it reports whether it was sent.
 func (c *sconn) pySend(m pyMsg) bool {
 	if ps := c.c.py.Load(); ps != nil && c.c.maxSend == 0 {
-		return ps.sendPair(m.kind, m.val) == nil
+		return ps.sendPair(m) == nil
 	}
-	b, err := pickle.Encode(ogórek.Tuple{m.kind, m.val}, pyEncodeOpts)
+	return c.c.SendBytes(appendPyReply(nil, m)) == nil
+}
+
+// appendPyReply appends the pickle of m to b. A value that cannot be
+// pickled (a bug: the server makes them) is sent as ("#UNSERIALIZABLE",
+// why).
+func appendPyReply(b []byte, m pyMsg) []byte {
+	out, err := pickle.AppendEncodePair(b, m.kind, m.val, pyEncodeOpts)
 	if err != nil {
-		b, _ = pickle.Encode(ogórek.Tuple{"#UNSERIALIZABLE", err.Error()}, pyEncodeOpts)
+		out, _ = pickle.AppendEncodePair(b, "#UNSERIALIZABLE", err.Error(), pyEncodeOpts)
 	}
-	return c.c.SendBytes(b) == nil
+	return out
 }
 
 // servePython serves a CPython client whose first message is first.

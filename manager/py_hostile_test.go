@@ -781,3 +781,45 @@ func TestPythonQueueHugeMaxsize(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonSliceBoundsBeyondInt64: slice bounds and steps, and the
+// start and stop of a list's index, that are ints beyond int64 are taken
+// as the ends of int64, as CPython clamps them (its server answers
+// l[0:2**70]); they used to raise TypeError.
+func TestPythonSliceBoundsBeyondInt64(t *testing.T) {
+	ctx := hostileCtx(t)
+	m := serveHere(t, &Server{Python: true}, "unix")
+	if _, err := NewList[int](ctx, m, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, Named("l")); err != nil {
+		t.Fatal(err)
+	}
+	id := pyNamedIdent(t, m, "l")
+	p := proxyConn(t, m)
+	huge := new(big.Int).Lsh(big.NewInt(1), 70)
+	neg := new(big.Int).Neg(huge)
+	slice := func(lo, hi, step any) ogórek.Call {
+		return ogórek.Call{Callable: pySliceClass, Args: ogórek.Tuple{lo, hi, step}}
+	}
+	for _, c := range []struct {
+		s    ogórek.Call
+		want []int64
+	}{
+		{slice(int64(7), huge, nil), []int64{7, 8, 9}},
+		{slice(neg, int64(2), nil), []int64{0, 1}},
+		{slice(huge, neg, int64(-4)), []int64{9, 5, 1}},
+		{slice(nil, nil, huge), []int64{0}},
+		{slice(nil, nil, neg), []int64{9}},
+	} {
+		kind, v := p.call(id, "__getitem__", c.s)
+		got, _ := v.([]any)
+		ok := kind == "#RETURN" && len(got) == len(c.want)
+		for i := 0; ok && i < len(got); i++ {
+			ok = got[i] == c.want[i]
+		}
+		if !ok {
+			t.Fatalf("l[%v]: %s %#v, want %v", c.s.Args, kind, v, c.want)
+		}
+	}
+	if kind, v := p.call(id, "index", int64(5), neg, huge); kind != "#RETURN" || v != int64(5) {
+		t.Fatalf("l.index(5, -2**70, 2**70): %s %#v, want 5", kind, v)
+	}
+}

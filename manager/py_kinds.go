@@ -403,7 +403,8 @@ type pySlice struct {
 }
 
 // pyIndex reads an index argument: an int, or a slice (ok) of ints or
-// None.
+// None. A slice's ints beyond int64 are taken as its ends, as CPython
+// clamps them.
 func pyIndex(v any) (i int64, s *pySlice, err error) {
 	if i, ok := pyInt(v); ok {
 		return i, nil, nil
@@ -414,7 +415,7 @@ func pyIndex(v any) (i int64, s *pySlice, err error) {
 	}
 	s = &pySlice{lo: 0, hi: math.MaxInt64, step: 1}
 	if call.Args[2] != nil {
-		if s.step, ok = pyInt(call.Args[2]); !ok || s.step == 0 {
+		if s.step, ok = pyIntClamped(call.Args[2]); !ok || s.step == 0 {
 			return 0, nil, &pyTypeError{"slice step must be a non-zero int"}
 		}
 	}
@@ -423,7 +424,7 @@ func pyIndex(v any) (i int64, s *pySlice, err error) {
 	}
 	for j, p := range []*int64{&s.lo, &s.hi} {
 		if a := call.Args[j]; a != nil {
-			if *p, ok = pyInt(a); !ok {
+			if *p, ok = pyIntClamped(a); !ok {
 				return 0, nil, &pyTypeError{"slice indices must be integers or None"}
 			}
 		}
@@ -746,8 +747,9 @@ func pyListIndex(pc *pyCall) {
 		})
 		return
 	}
-	lo, ok1 := pyInt(pc.arg(1, "start", int64(0)))
-	hi, ok2 := pyInt(pc.arg(2, "stop", int64(math.MaxInt64)))
+	// Clamped, as CPython clamps a slice's bounds.
+	lo, ok1 := pyIntClamped(pc.arg(1, "start", int64(0)))
+	hi, ok2 := pyIntClamped(pc.arg(2, "stop", int64(math.MaxInt64)))
 	if !ok1 || !ok2 {
 		pc.reply(pyRaise(excTypeError, "slice indices must be integers"))
 		return

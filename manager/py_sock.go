@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/frame"
-	"github.com/go-mp/mp/internal/pickle"
 	"github.com/go-mp/mp/internal/ringconn"
 	"golang.org/x/sys/unix"
 )
@@ -160,20 +159,15 @@ func (p *pySock) send(b []byte) error {
 	return p.write(w)
 }
 
-// sendPair sends the pickle of the pair (tag, v), a reply (see
-// sconn.pySend), encoded in place after room for its header. A value
-// that cannot be pickled (a bug: the server makes them) is sent as
-// ("#UNSERIALIZABLE", why).
-func (p *pySock) sendPair(tag string, v any) error {
+// sendPair sends reply m (see sconn.pySend), encoded in place after
+// room for its header (see appendPyReply).
+func (p *pySock) sendPair(m pyMsg) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if cap(p.wbuf) < frame.MaxHeader {
 		p.wbuf = make([]byte, 0, 256)
 	}
-	b, err := pickle.AppendEncodePair(p.wbuf[:frame.MaxHeader], tag, v, pyEncodeOpts)
-	if err != nil {
-		b, _ = pickle.AppendEncodePair(p.wbuf[:frame.MaxHeader], "#UNSERIALIZABLE", err.Error(), pyEncodeOpts)
-	}
+	b := appendPyReply(p.wbuf[:frame.MaxHeader], m)
 	var hb [frame.MaxHeader]byte
 	h := frame.AppendHeader(hb[:0], len(b)-frame.MaxHeader)
 	start := frame.MaxHeader - len(h)

@@ -610,3 +610,23 @@ func TestPythonRequestsFoundAtOnceKeepPolling(t *testing.T) {
 		t.Fatalf("after %d requests found at once and %d polls in vain, the next wait slept without polling: the waits that found their request at once counted as polls in vain", quick, vain)
 	}
 }
+
+// TestPyReplyUnserializable: a reply whose value cannot be pickled (a
+// bug of the server's) is sent as ("#UNSERIALIZABLE", why), after what b
+// held, on both ways a reply is made.
+func TestPyReplyUnserializable(t *testing.T) {
+	for _, b := range [][]byte{nil, []byte("head")} {
+		out := appendPyReply(b, pyReturn(make(chan int)))
+		if string(out[:len(b)]) != string(b) {
+			t.Fatalf("appendPyReply(%q, ...) lost what b held: %q", b, out)
+		}
+		v, err := pickle.Decode(out[len(b):], pickle.Options{})
+		tup, _ := v.(ogórek.Tuple)
+		if err != nil || len(tup) != 2 || tup[0] != "#UNSERIALIZABLE" {
+			t.Fatalf("reply of a channel: %#v, %v; want (\"#UNSERIALIZABLE\", why)", v, err)
+		}
+		if why, _ := tup[1].(string); why == "" {
+			t.Fatalf("reply of a channel: %#v: no reason", v)
+		}
+	}
+}

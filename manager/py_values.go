@@ -407,7 +407,7 @@ func pyIntClamped(v any) (int64, bool) {
 // names the count).
 func pyIntIn(v any, lo, hi int64, what string) (int64, error) {
 	n, ok := pyInt(v)
-	if _, big := v.(*big.Int); !ok && !big {
+	if _, isBig := v.(*big.Int); !ok && !isBig {
 		return 0, &pyTypeError{fmt.Sprintf("%s must be an int, not %s", what, pickle.TypeName(v))}
 	}
 	if !ok || n < lo || n > hi {

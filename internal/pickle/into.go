@@ -89,7 +89,9 @@ type shared struct {
 }
 
 // sharedOf returns the key of v as a container converted to t, false for
-// a value Into does not share (scalars, empty containers).
+// a value Into does not share: scalars, and empty lists, tuples and sets,
+// whose data has no address to tell one from another (an empty dict is
+// shared: it is a map, which can be written to).
 func sharedOf(v any, t reflect.Type) (shared, bool) {
 	if d, ok := v.(ogórek.Dict); ok {
 		return shared{d, -1, t}, true

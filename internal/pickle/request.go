@@ -88,23 +88,24 @@ func DecodeRequest(data []byte, r *Request) bool {
 // name reads the method's name: one of the last few names costs no
 // allocation (a proxy alternates between a few methods).
 func (r *Request) name(p []byte) ([]byte, bool) {
-	if len(p) >= 2 && p[0] == opShortBinUni && len(p) >= 2+int(p[1]) {
-		b := p[2 : 2+int(p[1])]
-		for i, n := range r.names {
-			if n == string(b) {
-				copy(r.names[1:i+1], r.names[:i])
-				r.names[0], r.Name = n, n
-				return memoized(p[2+len(b):]), true
-			}
+	b, rest, ok := shortStr(p)
+	if !ok {
+		return p, false
+	}
+	for i, n := range r.names {
+		if n == string(b) {
+			copy(r.names[1:i+1], r.names[:i])
+			r.names[0], r.Name = n, n
+			return rest, true
 		}
 	}
-	var s string
-	p, ok := requestStr(p, &s)
-	if ok {
-		copy(r.names[1:], r.names[:len(r.names)-1])
-		r.names[0], r.Name = s, s
+	if !pyUTF8(unsafe.String(unsafe.SliceData(b), len(b))) {
+		return p, false
 	}
-	return p, ok
+	s := string(b)
+	copy(r.names[1:], r.names[:len(r.names)-1])
+	r.names[0], r.Name = s, s
+	return rest, true
 }
 
 // memoized skips a MEMOIZE: nothing fetches from the memo in a Request.
@@ -115,20 +116,30 @@ func memoized(p []byte) []byte {
 	return p
 }
 
+// shortStr returns the bytes of the SHORT_BINUNICODE p starts with (not
+// checked as UTF-8) and what follows it, a MEMOIZE skipped.
+func shortStr(p []byte) (b, rest []byte, ok bool) {
+	if len(p) < 2 || p[0] != opShortBinUni || len(p) < 2+int(p[1]) {
+		return nil, p, false
+	}
+	b = p[2 : 2+int(p[1])]
+	return b, memoized(p[2+len(b):]), true
+}
+
 // requestStr reads a SHORT_BINUNICODE into *s, keeping *s if it is the
 // same text.
 func requestStr(p []byte, s *string) ([]byte, bool) {
-	if len(p) < 2 || p[0] != opShortBinUni || len(p) < 2+int(p[1]) {
+	b, rest, ok := shortStr(p)
+	if !ok {
 		return p, false
 	}
-	b := p[2 : 2+int(p[1])]
 	if string(b) != *s {
 		if !pyUTF8(unsafe.String(unsafe.SliceData(b), len(b))) {
 			return p, false
 		}
 		*s = string(b)
 	}
-	return memoized(p[2+len(b):]), true
+	return rest, true
 }
 
 // requestScalar reads one argument of a Request into *v.
