@@ -91,25 +91,6 @@ func (s heldSession) Cancel(t *clusterhook.Task) {
 	<-hc.h.held
 }
 
-// awaitQueued waits until the stream of tasks holds n tasks.
-func awaitQueued(t *testing.T, c *Cluster, n int) {
-	t.Helper()
-	bound := testCtx(t, 30*time.Second)
-	for {
-		info, err := c.conn.tasks.Info(bound)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == uint64(n) {
-			return
-		}
-		if bound.Err() != nil {
-			t.Fatalf("the stream holds %d tasks, want %d", info.State.Msgs, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // checkNoQueuedStart runs once the first running task of a cancelled
 // call was told to stop, while the pool's cancellation is held (see
 // cancelHold): it waits until that task's slot is free (its task
@@ -197,7 +178,7 @@ func TestCancelMapQueuedNeverStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(testCtx(t, 60*time.Second))
 	res := sleepy.MapAsync(ctx, pool, longSleeps(20), 1)
 	awaitStarts(t, dir, 2)
-	awaitQueued(t, c, 20)
+	awaitStreamMsgs(t, c, 20)
 	cancel()
 	if _, err := res.Get(context.Background()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
@@ -230,7 +211,7 @@ func TestCancelImapQueuedNeverStart(t *testing.T) {
 		done <- err
 	}()
 	awaitStarts(t, dir, 2)
-	awaitQueued(t, c, 6)
+	awaitStreamMsgs(t, c, 6)
 	cancel()
 	checkNoQueuedStart(t, c, hold, dir, 2)
 	hold.release()

@@ -210,6 +210,13 @@ var syncCancelJob atomic.Uint64
 // pool's local worker has it: it has handled those sent before.
 func syncCancel(t *testing.T, nc *nats.Conn, s *session) {
 	t.Helper()
+	// The worker's subscription to cancellations is at the server once
+	// its connection is flushed (startNode does not flush it): else the
+	// first cancellation, on the peer's connection, could come before it
+	// and be lost, as core NATS loses a message no one listens to.
+	if err := s.local.cn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	k := jobKey{"sync", syncCancelJob.Add(1)}
 	cm := cancelMsg{Inst: k.inst, Job: k.job, All: true}
 	if err := nc.Publish(cancelPrefix+s.c.opts.Pool, cm.appendTo(nil)); err != nil {

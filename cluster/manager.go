@@ -377,6 +377,11 @@ func (s *kvStore) consumer(ctx context.Context, name string) (jetstream.Consumer
 	if c != nil {
 		return c, nil
 	}
+	if h := testHookQueueConsumer; h != nil {
+		if err := h(); err != nil {
+			return nil, fmt.Errorf("cluster: the consumer of queue %s: %w", name, err)
+		}
+	}
 	c, err := s.qs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: "q_" + name, FilterSubject: queuePrefix + name,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: queueAckWait,
@@ -391,12 +396,30 @@ func (s *kvStore) consumer(ctx context.Context, name string) (jetstream.Consumer
 	return c, nil
 }
 
-// remake forgets the consumer of queue name and makes it again.
+// testHookQueueConsumer, if a test sets it, runs before each attempt to
+// make a queue's consumer; an error it returns is that attempt's.
+var testHookQueueConsumer func() error
+
+// remakeTries bounds the attempts of remake that the server refuses.
+const remakeTries = 100
+
+// remake forgets the consumer of queue name and makes it again. Its
+// deletion by another program (which had the caller remake it) may be
+// under way at the server, which then refuses to make it (it takes the
+// call for an update of the consumer and finds it gone, or fails to
+// write its files as they are removed): an attempt that the server
+// refuses is tried again, 10 ms later, remakeTries times at most.
 func (s *kvStore) remake(ctx context.Context, name string) (jetstream.Consumer, error) {
 	s.mu.Lock()
 	delete(s.cons, name)
 	s.mu.Unlock()
-	return s.consumer(ctx, name)
+	for tries := 0; ; tries++ {
+		c, err := s.consumer(ctx, name)
+		var refused *jetstream.APIError
+		if !errors.As(err, &refused) || tries == remakeTries || !pause(ctx, 10*time.Millisecond) {
+			return c, err
+		}
+	}
 }
 
 func (s *kvStore) QueuePut(ctx context.Context, name string, value []byte) error {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -417,6 +418,85 @@ func TestManagerQueueForeignMessages(t *testing.T) {
 	}
 }
 
+// awaitGetWaiting waits until a Get's request for an item of queue name
+// is at the server, on the queue's consumer (which a Get makes anew once
+// it hears of its deletion).
+func awaitGetWaiting(t *testing.T, ctx context.Context, stream jetstream.Stream, name string) {
+	t.Helper()
+	waiting := 0
+	var lastErr error
+	awaitTrue(t, func() bool {
+		cons, err := stream.Consumer(ctx, "q_"+objKey("", name))
+		if lastErr = err; err != nil {
+			return false // deleted, not made anew yet
+		}
+		info, err := cons.Info(ctx)
+		if err == nil {
+			waiting = info.NumWaiting
+		}
+		return waiting > 0
+	}, func() string {
+		return fmt.Sprintf("no Get waits on the consumer of queue %s (%d requests, lookup: %v)", name, waiting, lastErr)
+	})
+}
+
+// A Get that remakes its queue's consumer, deleted by a peer, while the
+// server still deletes it has its attempt refused (the server took it
+// for an update, and found the consumer gone; or it failed to write the
+// consumer's files as they were removed): it tries again, and takes the
+// next item put. The hook makes the refusal happen, which the race with
+// the server's deletion gave about once in thirty runs of
+// TestManagerQueueConsumerDeleted.
+func TestManagerQueueConsumerRemadeWhileDeleted(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	stream, err := peerJS(t, peerConn(t, c)).Stream(ctx, queueStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := manager.NewQueue[int](ctx, m, 0, manager.Named("q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Put(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := q.Get(ctx); err != nil || v != 1 { // the consumer is made
+		t.Fatalf("Get = %v %v", v, err)
+	}
+	var refused atomic.Bool
+	testHookQueueConsumer = func() error {
+		if refused.CompareAndSwap(false, true) {
+			// As the server answers.
+			return &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeConsumerDoesNotExist, Description: "consumer does not exist"}
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookQueueConsumer = nil })
+	got := make(chan error, 1)
+	go func() {
+		v, err := q.Get(testCtx(t, 20*time.Second))
+		if err == nil && v != 2 {
+			err = fmt.Errorf("got %d, want 2", v)
+		}
+		got <- err
+	}()
+	awaitGetWaiting(t, ctx, stream, "q")
+	if err := stream.DeleteConsumer(ctx, "q_"+objKey("", "q")); err != nil {
+		t.Fatal(err)
+	}
+	awaitGetWaiting(t, ctx, stream, "q")
+	if !refused.Load() {
+		t.Fatal("the Get made its consumer anew without the hook")
+	}
+	if err := q.Put(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("Get whose consumer was remade while deleted: %v", err)
+	}
+}
+
 // TestManagerQueueConsumerDeleted: a peer deletes the durable consumer
 // of a Queue (or purges its subject) while a Get waits: the Get goes on
 // waiting (within its ctx) and takes the next item put.
@@ -452,7 +532,7 @@ func TestManagerQueueConsumerDeleted(t *testing.T) {
 			}
 			got <- err
 		}()
-		time.Sleep(500 * time.Millisecond) // the Get is waiting
+		awaitGetWaiting(t, ctx, stream, "q") // the Get is waiting
 		if purge {
 			err = stream.Purge(ctx, jetstream.WithPurgeSubject(queuePrefix+objKey("", "q")))
 		} else {
@@ -461,7 +541,7 @@ func TestManagerQueueConsumerDeleted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		awaitGetWaiting(t, ctx, stream, "q") // again, on the consumer made anew if it was deleted
 		if err := q2.Put(ctx, 2); err != nil {
 			t.Fatal(err)
 		}
