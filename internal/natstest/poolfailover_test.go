@@ -61,7 +61,7 @@ const poolFailoverItems = 4000
 func runPoolFailover(t *testing.T, fail func(leader *Node)) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	pool, leader := poolOnCluster(ctx, t, false)
+	pool, leader, js := poolOnCluster(ctx, t, false)
 	items := func(yield func(int) bool) {
 		for i := range poolFailoverItems {
 			if !yield(i) {
@@ -75,6 +75,7 @@ func runPoolFailover(t *testing.T, fail func(leader *Node)) {
 	i := 0
 	for v, err := range slowDouble.Imap(ctx, pool, iter.Seq[int](items), 10) {
 		if err != nil {
+			logStreams(t, js)
 			t.Fatalf("item %d: %v (%d results in)", i, err, i)
 		}
 		if v != 2*i {
@@ -101,12 +102,33 @@ func runPoolFailover(t *testing.T, fail func(leader *Node)) {
 		longest.Round(time.Millisecond), prev.Sub(failed).Round(time.Millisecond))
 }
 
+// logStreams logs what the pool's streams and their consumers hold, as
+// the surviving nodes tell it: what a stalled failover test leaves to
+// look at (CI saw one stall for good once, at 1360 results of 4000).
+func logStreams(t *testing.T, js jetstream.JetStream) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"MP_TASKS", "MP_RESULTS"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Logf("stream %s: %v", name, err)
+			continue
+		}
+		info := st.CachedInfo()
+		t.Logf("stream %s: %d messages, cluster %+v", name, info.State.Msgs, info.Cluster)
+		for ci := range st.ListConsumers(ctx).Info() {
+			t.Logf("  consumer %s: pending %d, ack pending %d, redelivered %d, waiting %d, delivered %d, ack floor %d, cluster %+v",
+				ci.Name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Stream, ci.AckFloor.Stream, ci.Cluster)
+		}
+	}
+}
+
 // poolOnCluster starts a 3-node cluster, a submit-only pool on it
 // (streams with 3 replicas) and two remote workers, one connected to the
 // task stream's leader first; it returns the pool and that leader. With
 // viaFollower the pool's connection goes to a node that is not the
 // leader, and only to it.
-func poolOnCluster(ctx context.Context, t *testing.T, viaFollower bool) (*mp.Pool, *Node) {
+func poolOnCluster(ctx context.Context, t *testing.T, viaFollower bool) (*mp.Pool, *Node, jetstream.JetStream) {
 	t.Helper()
 	nodes := StartCluster(ctx, t, 3)
 	js, err := jetstream.New(nodes.Connect(t, nil))
@@ -155,7 +177,7 @@ func poolOnCluster(ctx context.Context, t *testing.T, viaFollower bool) (*mp.Poo
 	})
 	startRemoteWorker(t, nodes.TokenURLs(leader))
 	startRemoteWorker(t, nodes.TokenURLs(nil))
-	return pool, leader
+	return pool, leader, js
 }
 
 // TestPoolApplyDuringElection SIGKILLs the task stream's leader and at
@@ -166,7 +188,7 @@ func poolOnCluster(ctx context.Context, t *testing.T, viaFollower bool) (*mp.Poo
 func TestPoolApplyDuringElection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	pool, leader := poolOnCluster(ctx, t, true)
+	pool, leader, _ := poolOnCluster(ctx, t, true)
 	if v, err := slowDouble.Apply(ctx, pool, 1); err != nil || v != 2 {
 		t.Fatalf("Apply before the failure: %v, %v", v, err)
 	}
