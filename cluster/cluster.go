@@ -184,7 +184,12 @@
 // there, if the purge had not removed it yet (its result is dropped); and
 // slow pools and workers down with forged statuses sent to the inboxes
 // of their requests (each costs a worker's slot a pause of 200 ms, a
-// pool's reading of results one of a quarter of a second).
+// pool's reading of results one of a quarter of a second). And, as it
+// sees the subjects that acknowledge deliveries, it can acknowledge a
+// task for its worker, or answer a worker's result sent directly as its
+// pool would ("took"): the result is then lost, and its call waits until
+// its ctx ends. (An answer that is no pool's, and the server's status
+// that nothing listens, send the result to the stream.)
 //
 // # Durability
 //

@@ -894,3 +894,42 @@ func TestPoolAcksDirectResult(t *testing.T) {
 		t.Errorf("the worker acknowledged %d tasks that its pool acknowledged", n)
 	}
 }
+
+// A result sent directly while its pool is away from the server (the
+// pool's node lost, the pool reconnecting to another) is answered by the
+// server itself, "503 no responders", as nothing listens on the result's
+// subject. The worker must not take that for the pool's answer and
+// acknowledge the task (the call then waited for ever: a 3-node cluster
+// whose node was SIGKILLed lost a result so): it stores the result in
+// the stream, where the pool finds it.
+func TestDirectResultWhilePoolAway(t *testing.T) {
+	c := startCluster(t, Options{})
+	pool := localWorkerPool(t, c)
+	ctx := testCtx(t, 30*time.Second)
+	applyDoubles(t, ctx, pool, 3)
+	s := sessionOf(t, c)
+	// Away: the pool's subscription to its direct results is gone, as
+	// for a pool whose server does not know it yet.
+	away := false
+	for _, sb := range s.subs {
+		if sb.Subject == directPrefix+s.inst {
+			if err := sb.Unsubscribe(); err != nil {
+				t.Fatal(err)
+			}
+			away = true
+		}
+	}
+	if !away {
+		t.Fatal("no subscription to the pool's direct results")
+	}
+	if err := s.c.conn.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if v, err := double.Apply(callCtx, pool, 21+i); err != nil || v != 2*(21+i) {
+			t.Fatalf("call %d while the pool is away: %v, %v", i, v, err)
+		}
+	}
+}

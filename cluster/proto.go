@@ -42,24 +42,30 @@ const (
 // over core NATS: the pool has it one stream delivery sooner. The message
 // carries, in its header ackToHeader, the subject that acknowledges the
 // task's delivery: the pool acknowledges the task and answers
-// (answerAcked) as it takes the result; the worker stores the result in
-// the stream only when no answer comes (the pool is gone, or slow, or the
-// message was lost), and acknowledges the task itself then, or when the
-// answer is empty (a pool of an earlier version, or a subject that is
-// not a delivery of the pool's tasks' consumer, which the pool does not
-// acknowledge: see session.ackPrefix). A larger result goes through the
-// stream.
+// (answerAcked) as it takes the result, or answers answerTook when it
+// took the result without acknowledging the task (a subject that is not
+// a delivery of the pool's tasks' consumer, see session.ackPrefix): the
+// worker acknowledges it then. Any other answer, or none in time, and
+// the worker stores the result in the stream, and acknowledges the task
+// only once the stream has it: the pool is gone, slow, or away from the
+// server (the server itself then answers, "503 no responders", as the
+// result's subject has no subscriber), or the message was lost. A
+// larger result goes through the stream.
 const directMax = 64 << 10
 
 // ackToHeader is the header of a result sent directly that gives the
-// subject acknowledging its task (jsAckPrefix...), and answerAcked the
-// pool's answer once it has acknowledged the task there.
+// subject acknowledging its task (jsAckPrefix...).
 const (
 	ackToHeader = "Mp-Ack-To"
 	jsAckPrefix = "$JS.ACK."
 )
 
-var answerAcked = []byte("acked")
+// The pool's answers to a result sent directly: it took the result and
+// acknowledged the task (answerAcked), or took it only (answerTook).
+var (
+	answerAcked = []byte("acked")
+	answerTook  = []byte("took")
+)
 
 func taskFilter(pool, fp string) string { return taskPrefix + pool + "." + fp + ".>" }
 

@@ -674,7 +674,7 @@ func (s *session) onDirect(m *nats.Msg) {
 		return
 	}
 	if isInbox(m.Reply) {
-		var answer []byte
+		answer := answerTook
 		if to := m.Header.Get(ackToHeader); s.isOwnDelivery(to) {
 			if s.c.conn.nc.Publish(to, ackOK) == nil {
 				answer = answerAcked

@@ -562,11 +562,11 @@ func (n *node) sendDirect(inst string, body []byte, ackSubject string, d *direct
 		Header: nats.Header{ackToHeader: []string{ackSubject}, workerHeader: []string{n.id}}})
 }
 
-// awaitDirect reports whether the pool answered for the result sent
-// with d within directWait (or a quarter of the ack wait, if less), and
-// whether it acknowledged the task (a pool of an earlier version leaves
-// that to the worker).
-func (n *node) awaitDirect(d *directReply) (answered, acked bool) {
+// awaitDirect reports whether the pool answered that it took the result
+// sent with d, within directWait (or a quarter of the ack wait, if less),
+// and whether it acknowledged the task. Another answer ends the wait at
+// once: the result goes to the stream (see directMax).
+func (n *node) awaitDirect(d *directReply) (took, acked bool) {
 	defer n.replies.forget(d)
 	wait := directWait
 	n.mu.Lock()
@@ -578,7 +578,7 @@ func (n *node) awaitDirect(d *directReply) (answered, acked bool) {
 	defer t.Stop()
 	select {
 	case <-d.answered:
-		return true, d.acked
+		return d.took, d.acked
 	case <-t.C:
 	case <-n.ctx.Done():
 	}
@@ -603,7 +603,9 @@ type directReply struct {
 	token    string
 	subject  string        // the reply subject of the result
 	answered chan struct{} // closed by the answer
-	acked    bool          // the answer said the pool acknowledged the task; set before answered closes
+	// What the answer said, set before answered closes: the pool took
+	// the result, and acknowledged the task.
+	took, acked bool
 }
 
 func newReplyMux(nc *nats.Conn) (*replyMux, error) {
@@ -638,7 +640,15 @@ func (r *replyMux) onAnswer(m *nats.Msg) {
 	delete(r.waiting, token)
 	r.mu.Unlock()
 	if d != nil {
+		// Only the pool's answers say it took the result. Another message
+		// is the server's status that nothing listens on the result's
+		// subject ("503 no responders": the pool is away from the server,
+		// reconnecting after the loss of its node), or a peer's: taken
+		// for a pool's answer, it had the worker acknowledge a task whose
+		// result no one had, and the pool's call waited for ever. The
+		// result goes to the stream at once.
 		d.acked = bytes.Equal(m.Data, answerAcked)
+		d.took = d.acked || bytes.Equal(m.Data, answerTook)
 		close(d.answered)
 	}
 }
@@ -653,8 +663,8 @@ func (n *node) deliverResult(m *nats.Msg, subject string, body []byte, ack jetst
 	go func() {
 		defer n.wg.Done()
 		if direct != nil {
-			answered, acked := n.awaitDirect(direct)
-			if answered {
+			took, acked := n.awaitDirect(direct)
+			if took {
 				if h := testHookWorkerAck; !acked && (h == nil || h()) {
 					n.answer(m, ackOK)
 				}
