@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,8 +28,22 @@ import (
 // with its client URL (and its cluster URL, "" if it has none).
 func startClusterServe(t *testing.T, ctx context.Context, bin string, env []string, args ...string) (cmd *exec.Cmd, url, clusterURL string) {
 	t.Helper()
-	cmd, lines := startPrinting(t, ctx, bin, env, func(l string) bool { return strings.HasPrefix(l, "store ") },
+	cmd, url, clusterURL, err := tryClusterServe(t, ctx, bin, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, url, clusterURL
+}
+
+// tryClusterServe is startClusterServe, returning an error when serve
+// failed to start.
+func tryClusterServe(t *testing.T, ctx context.Context, bin string, env []string, args ...string) (cmd *exec.Cmd, url, clusterURL string, err error) {
+	t.Helper()
+	cmd, lines, err := tryPrinting(t, ctx, bin, env, func(l string) bool { return strings.HasPrefix(l, "store ") },
 		append([]string{"cluster", "serve"}, args...)...)
+	if err != nil {
+		return nil, "", "", err
+	}
 	for _, l := range lines {
 		if u, ok := strings.CutPrefix(l, "serving on "); ok {
 			url = u
@@ -40,7 +55,7 @@ func startClusterServe(t *testing.T, ctx context.Context, bin string, env []stri
 	if url == "" {
 		t.Fatalf("serve printed %q", lines)
 	}
-	return cmd, url, clusterURL
+	return cmd, url, clusterURL, nil
 }
 
 // clusterCmd runs `mp cluster ARGS` with env and returns its output.
@@ -130,20 +145,55 @@ func TestClusterServeThreeNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var routes []string
-	for _, p := range freeport.Ports(t, 3) {
-		routes = append(routes, fmt.Sprint("127.0.0.1:", p))
-	}
-	stores := t.TempDir()
+	var stores string
 	var serves []*exec.Cmd
 	var urls []string
-	for i, r := range routes {
-		store := filepath.Join(stores, fmt.Sprint("n", i))
-		serve, url, curl := startClusterServe(t, ctx, bin, nil, "-listen", "127.0.0.1:0", "-name", fmt.Sprint("n", i),
-			"-store", store, "-cluster-listen", r, "-routes", strings.Join(routes, ","))
-		if curl != "nats-route://"+r {
-			t.Fatalf("cluster on %q, want nats-route://%s", curl, r)
+	// The route ports were free a moment ago: should one have been taken
+	// since (by another test's program), its node fails to start, and the
+	// cluster starts again on other ports. The first attempt has its last
+	// port taken on purpose, so that this path is taken each time.
+	for attempt := 1; ; attempt++ {
+		routes, serves, urls = nil, nil, nil
+		for _, p := range freeport.Ports(t, 3) {
+			routes = append(routes, fmt.Sprint("127.0.0.1:", p))
 		}
-		serves, urls = append(serves, serve), append(urls, url)
+		if attempt == 1 {
+			l, err := net.Listen("tcp", routes[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+		}
+		stores = t.TempDir()
+		var err error
+		for i, r := range routes {
+			store := filepath.Join(stores, fmt.Sprint("n", i))
+			var serve *exec.Cmd
+			var url, curl string
+			serve, url, curl, err = tryClusterServe(t, ctx, bin, nil, "-listen", "127.0.0.1:0", "-name", fmt.Sprint("n", i),
+				"-store", store, "-cluster-listen", r, "-routes", strings.Join(routes, ","))
+			if err != nil {
+				break
+			}
+			if curl != "nats-route://"+r {
+				t.Fatalf("cluster on %q, want nats-route://%s", curl, r)
+			}
+			serves, urls = append(serves, serve), append(urls, url)
+		}
+		if err == nil {
+			if attempt == 1 {
+				t.Fatal("the cluster started with a route port taken")
+			}
+			break
+		}
+		for _, s := range serves {
+			s.Process.Kill()
+			s.Wait()
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again on other ports: %v", err)
 	}
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {

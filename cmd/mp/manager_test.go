@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +46,17 @@ func startServe(t *testing.T, ctx context.Context, bin string, env []string, arg
 // it.
 func startPrinting(t *testing.T, ctx context.Context, bin string, env []string, last func(string) bool, args ...string) (*exec.Cmd, []string) {
 	t.Helper()
+	cmd, lines, err := tryPrinting(t, ctx, bin, env, last, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, lines
+}
+
+// tryPrinting is startPrinting, returning an error when the program
+// printed nothing (it failed to start: its standard error says why).
+func tryPrinting(t *testing.T, ctx context.Context, bin string, env []string, last func(string) bool, args ...string) (*exec.Cmd, []string, error) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
@@ -70,9 +82,9 @@ func startPrinting(t *testing.T, ctx context.Context, bin string, env []string, 
 	}
 	if len(lines) == 0 {
 		cmd.Wait()
-		t.Fatalf("%s printed nothing; stderr:\n%s", strings.Join(args, " "), &stderr)
+		return nil, nil, fmt.Errorf("%s printed nothing; stderr:\n%s", strings.Join(args, " "), &stderr)
 	}
-	return cmd, lines
+	return cmd, lines, nil
 }
 
 // TestManagerServe runs `mp manager serve` on TCP and two independent
