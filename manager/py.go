@@ -147,16 +147,11 @@ type pyRequest struct {
 // pyArgs are the arguments of a request.
 type pyArgs struct {
 	pos []any
-	kw  ogórek.Dict
+	kw  *pickle.Dict // in the order of the call, as Python's **kwargs
 }
 
 // nkw returns the number of keyword arguments.
-func (a *pyArgs) nkw() int {
-	if a.kw == (ogórek.Dict{}) {
-		return 0
-	}
-	return a.kw.Len()
-}
+func (a *pyArgs) nkw() int { return a.kw.Len() }
 
 // get returns positional argument i, or the keyword argument name.
 func (a *pyArgs) get(i int, name string) (any, bool) {
@@ -166,7 +161,7 @@ func (a *pyArgs) get(i int, name string) (any, bool) {
 	if name == "" || a.nkw() == 0 {
 		return nil, false
 	}
-	return a.kw.Get_(name)
+	return a.kw.Get(name)
 }
 
 // check fails unless the arguments fit a signature of the given names
@@ -176,7 +171,7 @@ func (a *pyArgs) check(fn string, required int, names ...string) error {
 		return &pyTypeError{fmt.Sprintf("%s() takes at most %d arguments (%d given)", fn, len(names), len(a.pos))}
 	}
 	if a.nkw() > 0 {
-		for k := range a.kw.Iter() {
+		for k := range a.kw.All() {
 			ks, _ := k.(string)
 			i := indexOf(names, ks)
 			if i < 0 {
@@ -243,11 +238,11 @@ func decodeRequest(msg []byte) (*pyRequest, error) {
 		return nil, errors.New("a request's args are a tuple")
 	}
 	switch kw := t[3].(type) {
-	case ogórek.Dict:
+	case *pickle.Dict:
 		// Keyword names are strs, as a call in Python requires; those
 		// who read them (Namespace's fields, the signatures of check)
 		// may rely on it.
-		for k := range kw.Iter() {
+		for k := range kw.All() {
 			if _, ok := k.(string); !ok {
 				return nil, &pyTypeError{"keywords must be strings"}
 			}

@@ -757,7 +757,7 @@ func pyListIndex(pc *pyCall) {
 	l := pc.o.impl.(*listObj)
 	l.mu.Lock()
 	a, b := bounds(lo, hi, len(l.items))
-	i := slices.IndexFunc(l.items[a:b], func(it []byte) bool { return string(it) == string(v) })
+	i := slices.IndexFunc(l.items[a:b], func(it []byte) bool { return sameStored(it, v) })
 	l.mu.Unlock()
 	if i < 0 {
 		pc.reply(notIn)

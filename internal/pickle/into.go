@@ -93,7 +93,10 @@ type shared struct {
 // whose data has no address to tell one from another (an empty dict is
 // shared: it is a map, which can be written to).
 func sharedOf(v any, t reflect.Type) (shared, bool) {
-	if d, ok := v.(ogórek.Dict); ok {
+	switch d := v.(type) {
+	case ogórek.Dict:
+		return shared{d, -1, t}, true
+	case *Dict:
 		return shared{d, -1, t}, true
 	}
 	if items, ok := sequence(v); ok && len(items) > 0 {
@@ -265,13 +268,13 @@ func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	case reflect.Map:
 		return st.intoShared(v, dst, func() error { return st.intoMap(v, dst, path, mismatch) })
 	case reflect.Struct:
-		d, ok := v.(ogórek.Dict)
+		all, ok := dictItems(v)
 		if !ok {
 			return mismatch("")
 		}
 		var err error
 		fields := StructFields(t)
-		d.Iter()(func(k, val any) bool {
+		all(func(k, val any) bool {
 			name, ok := k.(string)
 			if !ok {
 				err = mismatch("a key is not a str")
@@ -348,6 +351,17 @@ func (st *intoState) mapKey(k any, t reflect.Type, path string) (reflect.Value, 
 	return kv, nil
 }
 
+// dictItems returns the pairs of a dict, a Dict or an ogórek.Dict.
+func dictItems(v any) (func(yield func(k, v any) bool), bool) {
+	switch d := v.(type) {
+	case *Dict:
+		return d.All(), true
+	case ogórek.Dict:
+		return d.Iter(), true
+	}
+	return nil, false
+}
+
 // sequence returns the items of a list, tuple, set or frozenset.
 func sequence(v any) ([]any, bool) {
 	switch x := v.(type) {
@@ -378,16 +392,19 @@ func (st *intoState) intoMap(v any, dst reflect.Value, path string, mismatch fun
 		m.SetMapIndex(kv, vv)
 		return nil
 	}
-	switch x := v.(type) {
-	case ogórek.Dict:
+	if all, ok := dictItems(v); ok {
 		var err error
-		x.Iter()(func(k, val any) bool {
+		all(func(k, val any) bool {
 			err = put(k, val)
 			return err == nil
 		})
 		if err != nil {
 			return err
 		}
+		dst.Set(m)
+		return nil
+	}
+	switch v.(type) {
 	case Set, FrozenSet:
 		// a set fills a map[K]struct{}, or a map[K]bool with true
 		isBool := t.Elem().Kind() == reflect.Bool
@@ -437,7 +454,7 @@ func TypeName(v any) string {
 		return "list"
 	case ogórek.Tuple:
 		return "tuple"
-	case ogórek.Dict:
+	case *Dict, ogórek.Dict:
 		return "dict"
 	case Set:
 		return "set"
