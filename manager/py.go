@@ -102,6 +102,7 @@ var (
 	excValueError     = builtinExc("ValueError")
 	excTypeError      = builtinExc("TypeError")
 	excIndexError     = builtinExc("IndexError")
+	excOverflowError  = builtinExc("OverflowError")
 	excAttributeError = builtinExc("AttributeError")
 	excRuntimeError   = builtinExc("RuntimeError")
 	excStopIteration  = builtinExc("StopIteration")
@@ -124,9 +125,13 @@ func pyTraceback(format string, a ...any) pyMsg {
 	return pyMsg{"#TRACEBACK", fmt.Sprintf(format, a...)}
 }
 
-// pyFail is the reply for err: a ValueError for arguments out of range,
-// a TypeError for values that cannot cross, a RemoteError otherwise.
+// pyFail is the reply for err: the exception a *pyExc names, a
+// ValueError for arguments out of range, a TypeError for values that
+// cannot cross, a RemoteError otherwise.
 func pyFail(err error) pyMsg {
+	if e := (*pyExc)(nil); errors.As(err, &e) {
+		return pyRaise(e.cls, e.msg)
+	}
 	if r := (*pyOutOfRange)(nil); errors.As(err, &r) {
 		return pyRaise(excValueError, r.msg)
 	}

@@ -122,3 +122,35 @@ for perm in itertools.permutations(['a', 1, (1, None), None, 'b']):
     show('perm', lambda: (list(p.keys()), p.copy(), p.popitem()))
 `)
 }
+
+// TestPythonIndicesBeyondInt64: list and Array methods given an index or
+// a count that is an int beyond int64 (or at its ends) raise what
+// CPython's own server raises, with its message — OverflowError for
+// insert's and pop's index and for a repeat count, IndexError for an item
+// index — and leave the list as CPython leaves it.
+func TestPythonIndicesBeyondInt64(t *testing.T) {
+	sameAsCPython(t, `
+H = 2**70
+l = m.list([1, 2, 3])
+a = m.Array('d', [1.0, 2.0, 3.0])
+e = m.list([])
+for name, f in [
+        ('insert H', lambda: l.insert(H, 'x')), ('insert -H', lambda: l.insert(-H, 'x')),
+        ('insert 2**63', lambda: l.insert(2**63, 'x')), ('insert -2**63-1', lambda: l.insert(-2**63-1, 'x')),
+        ('pop H', lambda: l.pop(H)), ('pop -H', lambda: l.pop(-H)),
+        ('pop 2**63', lambda: l.pop(2**63)), ('pop -2**63-1', lambda: l.pop(-2**63-1)),
+        ('pop empty H', lambda: e.pop(H)),
+        ('mul H', lambda: l * H), ('mul -H', lambda: l * -H), ('rmul H', lambda: H * l),
+        ('mul 2**63', lambda: l * 2**63), ('mul -2**63-1', lambda: l * (-2**63-1)),
+        ('mul empty H', lambda: e * H), ('imul H', lambda: l.__imul__(H)),
+        ('imul -H', lambda: l.__imul__(-H)), ('imul empty H', lambda: e.__imul__(H)),
+        ('get H', lambda: l[H]), ('get -H', lambda: l[-H]), ('get 2**63', lambda: l[2**63]),
+        ('set H', lambda: l.__setitem__(H, 0)), ('set -H', lambda: l.__setitem__(-H, 0)),
+        ('del H', lambda: l.__delitem__(H)), ('del -H', lambda: l.__delitem__(-H)),
+        ('del 2**63', lambda: l.__delitem__(2**63)),
+        ('array get H', lambda: a[H]), ('array get -H', lambda: a[-H]),
+        ('array set H', lambda: a.__setitem__(H, 1.0)), ('array get 2**63', lambda: a[2**63]),
+        ('list', lambda: list(l)), ('array', lambda: list(a[:])), ('empty', lambda: list(e))]:
+    show(name, f)
+`)
+}

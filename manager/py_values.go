@@ -513,6 +513,29 @@ func pyIntIn(v any, lo, hi int64, what string) (int64, error) {
 	return n, nil
 }
 
+// pyExc is an error the Python client gets as the exception cls(msg).
+type pyExc struct {
+	cls ogórek.Class
+	msg string
+}
+
+func (e *pyExc) Error() string { return e.cls.Name + ": " + e.msg }
+
+// CPython's errors for an int beyond int64 (its ssize_t) where a list
+// takes an index or a count: OverflowError for insert's and pop's index
+// and for a repeat count, IndexError for an item's index.
+var (
+	errSsize      = &pyExc{excOverflowError, "Python int too large to convert to C ssize_t"}
+	errRepeatSize = &pyExc{excOverflowError, "cannot fit 'int' into an index-sized integer"}
+	errIndexSize  = &pyExc{excIndexError, "cannot fit 'int' into an index-sized integer"}
+)
+
+// pyBeyondInt64 reports whether v is an int beyond int64.
+func pyBeyondInt64(v any) bool {
+	b, ok := v.(*big.Int)
+	return ok && !b.IsInt64()
+}
+
 // pyOutOfRange is an argument of the right type out of its range; the
 // Python client gets a ValueError.
 type pyOutOfRange struct{ msg string }
