@@ -28,8 +28,12 @@ type Dict struct {
 
 type dictPair struct{ k, v any }
 
-// newDict returns an empty dict with room for n pairs.
+// newDict returns an empty dict with room for n pairs (an empty one
+// costs no index: the index is made by the first Set).
 func newDict(n int) *Dict {
+	if n == 0 {
+		return &Dict{}
+	}
 	return &Dict{pairs: make([]dictPair, 0, n), idx: ogórek.NewDictWithSizeHint(n)}
 }
 
