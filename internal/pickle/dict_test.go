@@ -100,3 +100,34 @@ func TestDictOrderRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestIntoDict: a decoded dict stored in any, *Dict or Dict keeps its
+// pairs in order (a Dict is not filled as a struct of its fields), and
+// Get finds a key as Python compares keys.
+func TestIntoDict(t *testing.T) {
+	raw := rawDict(t, [][2]any{{"b", int64(1)}, {int64(2), "x"}, {nil, 2.5}, {2.0, "y"}})
+	v, err := Decode(raw, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{ogórek.Tuple{"b", int64(1)}, ogórek.Tuple{int64(2), "y"}, ogórek.Tuple{ogórek.None{}, 2.5}}
+	var a any
+	var p *Dict
+	var d Dict
+	for _, dst := range []any{&a, &p, &d} {
+		if err := Into(v, dst); err != nil {
+			t.Fatalf("Into %T: %v", dst, err)
+		}
+	}
+	for i, got := range []*Dict{a.(*Dict), p, &d} {
+		if !sameAll(pairs(got), want) {
+			t.Errorf("#%d: got %v, want %v", i, got, want)
+		}
+		if x, ok := got.Get(true); ok || x != nil {
+			t.Errorf("#%d: Get(True) = %v, %v", i, x, ok)
+		}
+		if x, ok := got.Get(2.0); !ok || x != "y" {
+			t.Errorf("#%d: Get(2.0) = %v, %v", i, x, ok)
+		}
+	}
+}

@@ -53,7 +53,8 @@ func (e *MismatchError) Error() string {
 //     other keys are ignored and fields without a key keep their value.
 //   - None stores nil in a pointer, slice, map or interface; a pointer
 //     otherwise points to a new variable that takes v.
-//   - the types of the value model take themselves.
+//   - the types of the value model take themselves (a Dict also takes a
+//     *Dict).
 //
 // Anything else is a *MismatchError. dst must be a non-nil pointer.
 //
@@ -128,7 +129,10 @@ func (st *intoState) intoShared(v any, dst reflect.Value, fill func() error) err
 	return nil
 }
 
-var bigIntType = reflect.TypeFor[big.Int]()
+var (
+	bigIntType = reflect.TypeFor[big.Int]()
+	dictType   = reflect.TypeFor[Dict]()
+)
 
 func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	if _, ok := v.(ogórek.None); ok {
@@ -155,6 +159,10 @@ func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	}
 	if vt := reflect.TypeOf(v); vt == t {
 		dst.Set(reflect.ValueOf(v))
+		return nil
+	}
+	if d, ok := v.(*Dict); ok && t == dictType {
+		dst.Set(reflect.ValueOf(*d)) // a Dict, not a struct of its fields
 		return nil
 	}
 	if t == bigIntType || t == reflect.PointerTo(bigIntType) {
