@@ -38,13 +38,18 @@ func collect(opts []Option) options {
 //	bytearray      []byte                        []byte
 //	list           []T                           []any
 //	tuple          ogórek.Tuple                  ogórek.Tuple
-//	dict           map[K]V, a struct             ogórek.Dict
+//	dict           *Dict, map[K]V, a struct      *Dict
 //	set            Set                           Set
 //	frozenset      FrozenSet                     FrozenSet
 //
-// (ogórek is github.com/kisielk/og-rek.) A struct travels as a dict of its
-// exported fields, keyed by name or by a `pickle:"key"` tag ("-" leaves a
-// field out). Recv also decodes into typed destinations — a struct from a
+// (ogórek is github.com/kisielk/og-rek.) A dict keeps its order both
+// ways, as CPython's dicts do: Recv gives a *Dict, whose pairs are in the
+// order the Python dict held them, and Send writes a Dict's pairs in its
+// order, a struct's fields in their order, and a Go map's pairs in no
+// particular order (Go maps have none). Recv gave an ogórek.Dict, which
+// has no order, before mp kept it; Send still takes one. A struct travels
+// as a dict of its exported fields, keyed by name or by a `pickle:"key"`
+// tag ("-" leaves a field out). Recv also decodes into typed destinations — a struct from a
 // dict, map[string]int, []int from a list, tuple or set, map[K]struct{}
 // from a set, intN with an overflow check, ... — and a value that does not
 // fit is a *MismatchError; Recv into *any gives the values above. A
@@ -78,6 +83,12 @@ type (
 	Set = pickle.Set
 	// FrozenSet is a Python frozenset, as Set.
 	FrozenSet = pickle.FrozenSet
+	// Dict is a Python dict: its pairs in the order they were first
+	// set, as in CPython, looked up by key as Python compares keys (1,
+	// 1.0 and True are one key; None in a key is ogórek.None{}). Get,
+	// Set, Len and All use it; the zero value is an empty dict, ready to
+	// use.
+	Dict = pickle.Dict
 	// ForbiddenError is a pickle naming a class or function that is not
 	// allowed (Module, Name), or reaching outside the message (a
 	// persistent id, the extension registry, an out-of-band buffer).

@@ -30,6 +30,9 @@ import (
 //	evil    send an os.system reduce, then 'after'
 //	raw     send each hex pickle read from stdin lines as raw bytes,
 //	        each followed by the str 'next'
+//	echo    send dicts of every order of five keys, nested in dicts and
+//	        lists, each followed by 'END', and check that what comes back
+//	        has the same repr (the same order); print how many did not
 const pyPickle = `
 import os, sys
 from multiprocessing.connection import Listener, Client
@@ -60,6 +63,20 @@ for cmd in sys.argv[4:]:
     elif cmd == 'evil':
         c.send(RunShell())
         c.send('after')
+    elif cmd == 'echo':
+        import itertools
+        bad = 0
+        for perm in itertools.permutations(['a', 1, (1, None), None, 2.5]):
+            inner = dict(zip(perm, range(5)))
+            v = {perm[0]: inner, 'list': [dict(zip(reversed(perm), 'abcde')), inner], perm[3]: (inner,)}
+            c.send(v)
+            back = c.recv()
+            if repr(back) != repr(v):
+                bad += 1
+                if bad == 1:
+                    print('sent %r, got %r' % (v, back), flush=True)
+        c.send('END')
+        print('lost %d' % bad, flush=True)
     elif cmd == 'raw':
         for line in sys.stdin:
             c.send_bytes(bytes.fromhex(line.strip()))
@@ -163,7 +180,7 @@ func TestPickleValues(t *testing.T) {
 			{nil, new(record), record{Name: "x", N: 3, Tags: []string{"a", "b"}}},
 		} {
 			got := recvAny(t, c)
-			if _, isDict := got.(ogórek.Dict); !isDict && !equalValue(got, want.anyV) {
+			if _, isDict := got.(*connection.Dict); !isDict && !equalValue(got, want.anyV) {
 				t.Errorf("Recv into any: got %#v, want %#v", got, want.anyV)
 			}
 			if err := c.Recv(want.typed); err != nil {
@@ -191,6 +208,7 @@ func TestPickleValues(t *testing.T) {
 			{[]int{1, 2}, "list [1, 2]"},
 			{ogórek.Tuple{1, "a"}, "tuple (1, 'a')"},
 			{map[string]int{"a": 1}, "dict {'a': 1}"},
+			{orderedDict("b", 1, "a", ogórek.None{}, ogórek.None{}, 2), "dict {'b': 1, 'a': None, None: 2}"},
 			{connection.Set{1, 2}, "set {1, 2}"},
 			{connection.FrozenSet{"x"}, "frozenset frozenset({'x'})"},
 			{pyPoint{X: 1, Y: 2, Label: "p", Hidden: 3}, "dict {'X': 1, 'Y': 2, 'label': 'p'}"},
@@ -216,6 +234,15 @@ func TestPickleValues(t *testing.T) {
 	}, "values")
 }
 
+// orderedDict makes a Dict of key, value, key, value... in that order.
+func orderedDict(kv ...any) *connection.Dict {
+	d := &connection.Dict{}
+	for i := 0; i < len(kv); i += 2 {
+		d.Set(kv[i], kv[i+1])
+	}
+	return d
+}
+
 func equalValue(a, b any) bool {
 	if x, ok := a.(*big.Int); ok {
 		y, ok := b.(*big.Int)
@@ -226,6 +253,29 @@ func equalValue(a, b any) bool {
 		return ok && x.Cmp(&y) == 0
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// TestPickleDictOrder: dicts that a CPython peer sends, received into
+// any and sent back, come back in their order, nested ones too, as
+// CPython's dicts keep it.
+func TestPickleDictOrder(t *testing.T) {
+	pickleConns(t, func(t *testing.T, c *mp.Conn, p *pyProc) {
+		for {
+			v := recvAny(t, c)
+			if v == "END" {
+				break
+			}
+			if err := c.Send(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if line := p.line(t); line != "lost 0" {
+			t.Fatalf("python: %s; %s", line, p.line(t))
+		}
+		if line := p.line(t); line != "DONE" {
+			t.Fatalf("python: %q", line)
+		}
+	}, "echo")
 }
 
 // TestPickleRefused: a CPython peer sends an os.system reduce; Recv

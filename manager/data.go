@@ -443,7 +443,9 @@ func (x *Value[T]) Swap(ctx context.Context, v T) (T, error) {
 }
 
 // CompareAndSwap replaces the value with new if it equals old (compared
-// by their encoding), atomically, and reports whether it did.
+// by their encoding, the pairs of maps in any order: see "Python
+// clients" in the package documentation), atomically, and reports
+// whether it did.
 func (x *Value[T]) CompareAndSwap(ctx context.Context, old, new T) (bool, error) {
 	cc, err := x.r.call(ctx, opValueCAS, old, new)
 	if err != nil {

@@ -100,7 +100,11 @@
 // bool, int, float, str, bytes, list, tuple (read back as a list), dict
 // and set are stored as the CBOR a Go client stores for nil, bool, ints,
 // float64, string, []byte, slices, maps and structs (exported fields by
-// name), so both sides read what the other wrote.
+// name), so both sides read what the other wrote. A dict keeps its order,
+// as with CPython's server (a Go map has none; a Go client reads a
+// Python dict as any map): where stored values are compared (a List's
+// Index, Count and Remove, a Value's CompareAndSwap, and Python's in,
+// index, count, remove), the pairs of maps may be in any order.
 //
 // Proxies stored in values cross too, as with CPython's managers (a dict
 // of lists): a Python proxy stored in an object is stored as the token of

@@ -102,6 +102,7 @@ var (
 	excValueError     = builtinExc("ValueError")
 	excTypeError      = builtinExc("TypeError")
 	excIndexError     = builtinExc("IndexError")
+	excOverflowError  = builtinExc("OverflowError")
 	excAttributeError = builtinExc("AttributeError")
 	excRuntimeError   = builtinExc("RuntimeError")
 	excStopIteration  = builtinExc("StopIteration")
@@ -124,9 +125,13 @@ func pyTraceback(format string, a ...any) pyMsg {
 	return pyMsg{"#TRACEBACK", fmt.Sprintf(format, a...)}
 }
 
-// pyFail is the reply for err: a ValueError for arguments out of range,
-// a TypeError for values that cannot cross, a RemoteError otherwise.
+// pyFail is the reply for err: the exception a *pyExc names, a
+// ValueError for arguments out of range, a TypeError for values that
+// cannot cross, a RemoteError otherwise.
 func pyFail(err error) pyMsg {
+	if e := (*pyExc)(nil); errors.As(err, &e) {
+		return pyRaise(e.cls, e.msg)
+	}
 	if r := (*pyOutOfRange)(nil); errors.As(err, &r) {
 		return pyRaise(excValueError, r.msg)
 	}
@@ -147,16 +152,11 @@ type pyRequest struct {
 // pyArgs are the arguments of a request.
 type pyArgs struct {
 	pos []any
-	kw  ogórek.Dict
+	kw  *pickle.Dict // in the order of the call, as Python's **kwargs
 }
 
 // nkw returns the number of keyword arguments.
-func (a *pyArgs) nkw() int {
-	if a.kw == (ogórek.Dict{}) {
-		return 0
-	}
-	return a.kw.Len()
-}
+func (a *pyArgs) nkw() int { return a.kw.Len() }
 
 // get returns positional argument i, or the keyword argument name.
 func (a *pyArgs) get(i int, name string) (any, bool) {
@@ -166,7 +166,7 @@ func (a *pyArgs) get(i int, name string) (any, bool) {
 	if name == "" || a.nkw() == 0 {
 		return nil, false
 	}
-	return a.kw.Get_(name)
+	return a.kw.Get(name)
 }
 
 // check fails unless the arguments fit a signature of the given names
@@ -176,7 +176,7 @@ func (a *pyArgs) check(fn string, required int, names ...string) error {
 		return &pyTypeError{fmt.Sprintf("%s() takes at most %d arguments (%d given)", fn, len(names), len(a.pos))}
 	}
 	if a.nkw() > 0 {
-		for k := range a.kw.Iter() {
+		for k := range a.kw.All() {
 			ks, _ := k.(string)
 			i := indexOf(names, ks)
 			if i < 0 {
@@ -243,11 +243,11 @@ func decodeRequest(msg []byte) (*pyRequest, error) {
 		return nil, errors.New("a request's args are a tuple")
 	}
 	switch kw := t[3].(type) {
-	case ogórek.Dict:
+	case *pickle.Dict:
 		// Keyword names are strs, as a call in Python requires; those
 		// who read them (Namespace's fields, the signatures of check)
 		// may rely on it.
-		for k := range kw.Iter() {
+		for k := range kw.All() {
 			if _, ok := k.(string); !ok {
 				return nil, &pyTypeError{"keywords must be strings"}
 			}

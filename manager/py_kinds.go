@@ -404,10 +404,13 @@ type pySlice struct {
 
 // pyIndex reads an index argument: an int, or a slice (ok) of ints or
 // None. A slice's ints beyond int64 are taken as its ends, as CPython
-// clamps them.
+// clamps them; an index beyond int64 is CPython's IndexError.
 func pyIndex(v any) (i int64, s *pySlice, err error) {
 	if i, ok := pyInt(v); ok {
 		return i, nil, nil
+	}
+	if pyBeyondInt64(v) {
+		return 0, nil, errIndexSize
 	}
 	call, ok := v.(ogórek.Call)
 	if !ok || call.Callable != pySliceClass || len(call.Args) != 3 {
@@ -541,7 +544,7 @@ func pyListMethods() map[string]pyMethod {
 		}
 		i, ok := pyInt(pc.arg(0, "index", nil))
 		if !ok {
-			pc.reply(pyRaise(excTypeError, "list.insert's index is an int"))
+			pc.reply(pyIntArg(pc.arg(0, "index", nil), errSsize, "list.insert's index is an int"))
 			return
 		}
 		if v, _, ok := pc.encArg(1, "object"); ok {
@@ -554,7 +557,7 @@ func pyListMethods() map[string]pyMethod {
 		}
 		i, ok := pyInt(pc.arg(0, "index", int64(-1)))
 		if !ok {
-			pc.reply(pyRaise(excTypeError, "list.pop's index is an int"))
+			pc.reply(pyIntArg(pc.arg(0, "index", nil), errSsize, "list.pop's index is an int"))
 			return
 		}
 		pc.run(opListPop, noTimeout, args1(codec.AppendInt(nil, i)), func(res *opResult) pyMsg {
@@ -610,7 +613,7 @@ func pyListMethods() map[string]pyMethod {
 		}
 		n, ok := pyInt(pc.arg(0, "value", nil))
 		if !ok {
-			pc.reply(pyRaise(excTypeError, "can't multiply sequence by non-int"))
+			pc.reply(pyIntArg(pc.arg(0, "value", nil), errRepeatSize, "can't multiply sequence by non-int"))
 			return
 		}
 		pyListAll(pc, func(items []any) pyMsg {
@@ -711,6 +714,16 @@ func pyArrayMethods() map[string]pyMethod {
 	}
 }
 
+// pyIntArg is the reply for an argument that had to be an int that fits
+// int64: big (CPython's error) for an int beyond int64, else a TypeError
+// saying notInt.
+func pyIntArg(v any, big *pyExc, notInt string) pyMsg {
+	if pyBeyondInt64(v) {
+		return pyFail(big)
+	}
+	return pyRaise(excTypeError, notInt)
+}
+
 // pyListAll replies with what fin makes of all the items of the list.
 func pyListAll(pc *pyCall, fin func(items []any) pyMsg) {
 	pc.run(opListSlice, noTimeout, [][]byte{codec.AppendInt(nil, 0), codec.AppendInt(nil, math.MaxInt64)}, func(res *opResult) pyMsg {
@@ -757,7 +770,7 @@ func pyListIndex(pc *pyCall) {
 	l := pc.o.impl.(*listObj)
 	l.mu.Lock()
 	a, b := bounds(lo, hi, len(l.items))
-	i := slices.IndexFunc(l.items[a:b], func(it []byte) bool { return string(it) == string(v) })
+	i := slices.IndexFunc(l.items[a:b], func(it []byte) bool { return sameStored(it, v) })
 	l.mu.Unlock()
 	if i < 0 {
 		pc.reply(notIn)
@@ -827,7 +840,7 @@ func pyListIMul(pc *pyCall) {
 	}
 	n, ok := pyInt(pc.arg(0, "value", nil))
 	if !ok {
-		pc.reply(pyRaise(excTypeError, "can't multiply sequence by non-int"))
+		pc.reply(pyIntArg(pc.arg(0, "value", nil), errRepeatSize, "can't multiply sequence by non-int"))
 		return
 	}
 	pc.reply(pc.o.impl.(*listObj).pyRepeat(n)) // unlocked, as pyListSort says

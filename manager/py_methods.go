@@ -5,6 +5,7 @@ package manager
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 
@@ -289,7 +290,7 @@ func (c *sconn) pyNewImpl(typeid, kind string, a *pyArgs) (impl, error) {
 		}
 		n := &nsObj{fields: map[string][]byte{}}
 		if a.nkw() > 0 {
-			for k, v := range a.kw.Iter() {
+			for k, v := range a.kw.All() {
 				b, err := encodePy(c, v)
 				if err != nil {
 					return nil, err
@@ -397,9 +398,9 @@ func pyIterable(v any) ([]any, error) {
 		return v, nil
 	case ogórek.Tuple:
 		return v, nil
-	case ogórek.Dict:
-		var keys []any
-		for k := range v.Iter() {
+	case *pickle.Dict:
+		keys := make([]any, 0, v.Len())
+		for k := range v.All() {
 			keys = append(keys, k)
 		}
 		return keys, nil
@@ -469,7 +470,8 @@ func pyRange(args ogórek.Tuple) ([]any, error) {
 }
 
 // pyPairs returns the encoded (key, value) pairs of dict(*args, **kwds)
-// or update's arguments.
+// or update's arguments, in the order Python would set them: the
+// positional dict's or iterable's, then the keywords'.
 func pyPairs(c *sconn, a *pyArgs) ([][2][]byte, error) {
 	var pairs [][2][]byte
 	add := func(k, v any) error {
@@ -489,8 +491,8 @@ func pyPairs(c *sconn, a *pyArgs) ([][2][]byte, error) {
 	}
 	if len(a.pos) == 1 {
 		switch v := a.pos[0].(type) {
-		case ogórek.Dict:
-			for k, val := range v.Iter() {
+		case *pickle.Dict:
+			for k, val := range v.All() {
 				if err := add(k, val); err != nil {
 					return nil, err
 				}
@@ -512,7 +514,7 @@ func pyPairs(c *sconn, a *pyArgs) ([][2][]byte, error) {
 		}
 	}
 	if a.nkw() > 0 {
-		for k, v := range a.kw.Iter() {
+		for k, v := range a.kw.All() {
 			if err := add(k, v); err != nil {
 				return nil, err
 			}
@@ -541,6 +543,31 @@ func encodeArray(items [][]byte) []byte {
 }
 
 // ---- fallbacks ----
+
+// pyRepr is the repr of a Namespace, as CPython's: Namespace(name=value,
+// ...) of its fields whose names do not start with "_", the name=value
+// strings sorted.
+func (n *nsObj) pyRepr(c *sconn) pyMsg {
+	n.mu.Lock()
+	var items []string
+	var err error
+	for name, b := range n.fields {
+		if strings.HasPrefix(name, "_") {
+			continue
+		}
+		var v any
+		if v, err = decodePy(c, b); err != nil {
+			break
+		}
+		items = append(items, name+"="+pyRepr(v))
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return pyFail(err)
+	}
+	slices.Sort(items)
+	return pyReturn("Namespace(" + strings.Join(items, ", ") + ")")
+}
 
 // pyFallback serves "#GETVALUE" (a copy of the object, for the kinds that
 // have one), "__repr__" and "__str__".
@@ -572,7 +599,13 @@ func pyFallback(pc *pyCall) {
 			}
 			return fin(v, "Value(", ")")
 		})
-	case kindNamespace, kindQueue, kindJoinableQueue, kindLock, kindRLock, kindSemaphore,
+	case kindNamespace:
+		if repr {
+			pc.reply(pc.o.impl.(*nsObj).pyRepr(pc.c))
+			return
+		}
+		fallthrough
+	case kindQueue, kindJoinableQueue, kindLock, kindRLock, kindSemaphore,
 		kindBounded, kindCondition, kindEvent, kindBarrier, kindIterator:
 		if repr {
 			pc.ret(fmt.Sprintf("<mp manager %s %s>", o.kind, pyIdentOf(o.id)))

@@ -32,13 +32,17 @@ import (
 //	str                 text                       string
 //	bytes, bytearray    byte string                []byte
 //	list, tuple         array                      []T
-//	dict                map (keys sorted)          map[K]V, a struct
+//	dict                map (in the dict's order)  map[K]V, a struct
 //	set, frozenset      tag 258 of an array        (a CBOR set)
 //
-// Encoding follows codec.DetMarshal (shortest numbers, map keys sorted
-// bytewise), so a key a Python client stores is the same key as the Go
-// value that encodes to the same bytes: d["a"] from Python and
-// Dict[string, V].Get("a") from Go meet. Reading back, an array is a list
+// Encoding follows codec.DetMarshal (shortest numbers), so a key a Python
+// client stores is the same key as the Go value that encodes to the same
+// bytes: d["a"] from Python and Dict[string, V].Get("a") from Go meet.
+// But a dict keeps its order, as CPython's server keeps it, where
+// DetMarshal sorts a map's keys: no key holds a map (a dict is not
+// hashable), and where stored values are compared (a list's index,
+// count, remove and in; a Value's CompareAndSwap) maps are equal in any
+// order (sameStored). Reading back, an array is a list
 // (a tuple in a dict key or a set, where Python needs something hashable),
 // a byte string is bytes. Python's own equalities across types (1 == 1.0
 // == True as dict keys) do not hold in the server: keys are equal when
@@ -99,7 +103,7 @@ func appendPy(c *sconn, b []byte, v any, depth int) ([]byte, error) {
 		return appendPySet(c, b, v, depth)
 	case pickle.FrozenSet:
 		return appendPySet(c, b, v, depth)
-	case ogórek.Dict:
+	case *pickle.Dict:
 		return appendPyDict(c, b, v, depth)
 	case ogórek.Call:
 		if v.Callable == pyRebuildProxy {
@@ -149,35 +153,126 @@ func appendPySet(c *sconn, b []byte, items []any, depth int) ([]byte, error) {
 	return b, nil
 }
 
-// appendPyDict writes a map whose keys are sorted bytewise by their
-// encodings, as codec.DetMarshal sorts them.
-func appendPyDict(c *sconn, b []byte, d ogórek.Dict, depth int) ([]byte, error) {
-	type pair struct{ k, v []byte }
-	pairs := make([]pair, 0, d.Len())
+// appendPyDict writes a map whose pairs are in the dict's order, so that
+// Python reads the dict back in the order it was made, as from CPython's
+// server. (Go's maps and structs have no order: Go clients read it as
+// any map. A map is never a key, which must be the same bytes however it
+// was made; where stored values are compared, sameStored lets the order
+// of maps differ.)
+func appendPyDict(c *sconn, b []byte, d *pickle.Dict, depth int) ([]byte, error) {
+	start := len(b)
+	b = codec.AppendHead(b, codec.MajorMap, uint64(d.Len()))
+	keys := make([][2]int, 0, d.Len()) // where each key is in b
 	var err error
-	for k, v := range d.Iter() {
-		var p pair
-		if p.k, err = appendPy(c, nil, k, depth+1); err != nil {
-			return b, err
+	for k, v := range d.All() {
+		at := len(b)
+		if b, err = appendPy(c, b, k, depth+1); err != nil {
+			return b[:start], err
 		}
-		if p.v, err = appendPy(c, nil, v, depth+1); err != nil {
-			return b, err
+		keys = append(keys, [2]int{at, len(b)})
+		if b, err = appendPy(c, b, v, depth+1); err != nil {
+			return b[:start], err
 		}
-		pairs = append(pairs, p)
 	}
-	slices.SortFunc(pairs, func(x, y pair) int { return bytes.Compare(x.k, y.k) })
-	for i := 1; i < len(pairs); i++ {
-		if bytes.Equal(pairs[i-1].k, pairs[i].k) {
+	key := func(i int) []byte { return b[keys[i][0]:keys[i][1]] }
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int { return bytes.Compare(key(i), key(j)) })
+	for i := 1; i < len(order); i++ {
+		if bytes.Equal(key(order[i-1]), key(order[i])) {
 			// 1 and 1.0 are one key in Python, two encodings here; both
 			// cannot be one map, which must not repeat a key.
-			return b, &pyValueError{"dict keys that are equal in Python but not in the manager (1 and 1.0?)"}
+			return b[:start], &pyValueError{"dict keys that are equal in Python but not in the manager (1 and 1.0?)"}
 		}
 	}
-	b = codec.AppendHead(b, codec.MajorMap, uint64(len(pairs)))
-	for _, p := range pairs {
-		b = append(append(b, p.k...), p.v...)
-	}
 	return b, nil
+}
+
+// sameStored reports whether two stored values are equal, as Python's ==
+// compares dicts: the same bytes, or the same but for the order of the
+// pairs of maps (a dict a Python client stores keeps its order: see
+// appendPyDict). Where they differ, a map in them costs the two a
+// reordered copy each: reordering keeps the length, so only values of
+// the same length that hold maps get there.
+func sameStored(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	if len(a) != len(b) || len(a) == 0 || !mayHoldMap(a[0]) || !mayHoldMap(b[0]) {
+		return false
+	}
+	ca, _, err1 := appendSorted(nil, a, 0)
+	cb, _, err2 := appendSorted(nil, b, 0)
+	return err1 == nil && err2 == nil && bytes.Equal(ca, cb)
+}
+
+// mayHoldMap reports whether an item whose first byte is first may be or
+// hold a map: a map, an array or a tag.
+func mayHoldMap(first byte) bool {
+	switch first >> 5 {
+	case codec.MajorArray, codec.MajorMap, codec.MajorTag:
+		return true
+	}
+	return false
+}
+
+// appendSorted appends the item at the start of b with the pairs of its
+// maps sorted bytewise by key, as codec.DetMarshal writes them, and
+// returns its length in b.
+func appendSorted(out, b []byte, depth int) ([]byte, int, error) {
+	if depth > pyMaxDepth {
+		return out, 0, codec.ErrTooDeep
+	}
+	major, arg, n, err := codec.Head(b)
+	if err != nil {
+		return out, 0, err
+	}
+	switch major {
+	case codec.MajorArray, codec.MajorTag:
+		if major == codec.MajorArray && arg > uint64(len(b)) {
+			return out, 0, codec.ErrMalformed
+		}
+		if major == codec.MajorTag {
+			arg = 1 // its content
+		}
+		out = append(out, b[:n]...)
+		for ; arg > 0; arg-- {
+			var m int
+			if out, m, err = appendSorted(out, b[n:], depth+1); err != nil {
+				return out, 0, err
+			}
+			n += m
+		}
+		return out, n, nil
+	case codec.MajorMap:
+		if arg > uint64(len(b)) {
+			return out, 0, codec.ErrMalformed
+		}
+		head := b[:n]
+		pairs := make([][2][]byte, arg)
+		for i := range pairs {
+			for j := range pairs[i] {
+				var m int
+				if pairs[i][j], m, err = appendSorted(nil, b[n:], depth+1); err != nil {
+					return out, 0, err
+				}
+				n += m
+			}
+		}
+		slices.SortFunc(pairs, func(x, y [2][]byte) int { return bytes.Compare(x[0], y[0]) })
+		out = append(out, head...)
+		for _, p := range pairs {
+			out = append(append(out, p[0]...), p[1]...)
+		}
+		return out, n, nil
+	}
+	m, err := codec.Skip(b, depth)
+	if err != nil {
+		return out, 0, err
+	}
+	return append(out, b[:m]...), m, nil
 }
 
 // encodePy returns the stored form of v, received on c (nil: no proxies
@@ -351,7 +446,9 @@ var pyDictClass = ogórek.Class{Module: "builtins", Name: "dict"}
 
 // pyDict is the dict of pairs, in their order, as the server sends it:
 // dict([(k, v), ...]), which the client's unpickler builds in that order.
-// (An ogórek.Dict, which the pickle codec writes, has no order.)
+// (A pickle.Dict, which is written in its order too, hashes its keys as
+// it is made, and a stored key may be a proxy, a call that ogórek.Dict's
+// hash is not made for; dict(...) hashes nothing in the server.)
 func pyDict(pairs [][2]any) any {
 	items := make([]any, len(pairs))
 	for i, p := range pairs {
@@ -414,6 +511,29 @@ func pyIntIn(v any, lo, hi int64, what string) (int64, error) {
 		return 0, &pyOutOfRange{fmt.Sprintf("%s must be in [%d, %d]", what, lo, hi)}
 	}
 	return n, nil
+}
+
+// pyExc is an error the Python client gets as the exception cls(msg).
+type pyExc struct {
+	cls ogórek.Class
+	msg string
+}
+
+func (e *pyExc) Error() string { return e.cls.Name + ": " + e.msg }
+
+// CPython's errors for an int beyond int64 (its ssize_t) where a list
+// takes an index or a count: OverflowError for insert's and pop's index
+// and for a repeat count, IndexError for an item's index.
+var (
+	errSsize      = &pyExc{excOverflowError, "Python int too large to convert to C ssize_t"}
+	errRepeatSize = &pyExc{excOverflowError, "cannot fit 'int' into an index-sized integer"}
+	errIndexSize  = &pyExc{excIndexError, "cannot fit 'int' into an index-sized integer"}
+)
+
+// pyBeyondInt64 reports whether v is an int beyond int64.
+func pyBeyondInt64(v any) bool {
+	b, ok := v.(*big.Int)
+	return ok && !b.IsInt64()
 }
 
 // pyOutOfRange is an argument of the right type out of its range; the
@@ -723,7 +843,7 @@ func pyProxy(c *sconn, t *token) (any, error) {
 	if c == nil || t.Instance != c.s.instance || !ok {
 		return nil, errGoProxy
 	}
-	kwds := ogórek.NewDict()
+	kwds := &pickle.Dict{}
 	if pt[1] == "AutoProxy" {
 		kwds.Set("exposed", ogórek.Tuple(pyExposedTuple(t.Kind)))
 	}

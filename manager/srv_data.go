@@ -534,7 +534,7 @@ func (l *listObj) handle(x *call) waitFn {
 		}
 		r.ok()
 		for j, it := range l.items {
-			if bytes.Equal(it, x.args[0]) {
+			if sameStored(it, x.args[0]) {
 				r.drop(it)
 				l.items = slices.Delete(l.items, j, j+1)
 				r.bool(true)
@@ -547,14 +547,14 @@ func (l *listObj) handle(x *call) waitFn {
 			return nil
 		}
 		r.ok()
-		r.int(slices.IndexFunc(l.items, func(it []byte) bool { return bytes.Equal(it, x.args[0]) }))
+		r.int(slices.IndexFunc(l.items, func(it []byte) bool { return sameStored(it, x.args[0]) }))
 	case opListCount:
 		if !x.need(1) {
 			return nil
 		}
 		n := 0
 		for _, it := range l.items {
-			if bytes.Equal(it, x.args[0]) {
+			if sameStored(it, x.args[0]) {
 				n++
 			}
 		}
@@ -752,7 +752,7 @@ func (v *valueObj) handle(x *call) waitFn {
 		if !x.need(2) {
 			return nil
 		}
-		ok := bytes.Equal(v.v, x.args[0])
+		ok := sameStored(v.v, x.args[0])
 		if ok {
 			replace(x.args[1])
 		}

@@ -1158,7 +1158,7 @@ func (d *decoder) finishDict(b *dictBox, depth int) (finished, error) {
 	if err != nil {
 		return finished{}, err
 	}
-	m := ogórek.NewDictWithSizeHint(len(kv) / 2)
+	m := newDict(len(kv) / 2)
 	for i := 0; i < len(kv); i += 2 {
 		k := dictKey(kv[i])
 		if err := hashable([]any{k}); err != nil {
@@ -1172,8 +1172,8 @@ func (d *decoder) finishDict(b *dictBox, depth int) (finished, error) {
 }
 
 // dictKey returns k with None, also inside tuples and the arguments of
-// calls, as ogórek.None{}:
-// ogórek.Dict cannot hash nil.
+// calls, as ogórek.None{}: ogórek.Dict, which indexes a Dict, cannot hash
+// nil.
 func dictKey(k any) any {
 	k, _ = noneKey(k)
 	return k
@@ -1209,8 +1209,9 @@ func noneKey(k any) (any, bool) {
 
 // setItem is m.Set, which panics on a key it cannot hash: hashable
 // should have refused such a key, and if it missed one, the pickle is
-// refused rather than the program stopped.
-func setItem(m ogórek.Dict, k, v any) (err error) {
+// refused rather than the program stopped. A key the pickle repeats
+// keeps its first place and takes the last value, as in CPython.
+func setItem(m *Dict, k, v any) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &FormatError{Op: opStop, Msg: fmt.Sprintf("dict key: %v", r)}
@@ -1244,7 +1245,7 @@ func (d *decoder) finishObj(b *objBox, depth int) (finished, error) {
 }
 
 // hashable refuses what Python could not have as a set element or dict
-// key (and ogórek.Dict would panic on).
+// key (and ogórek.Dict, which indexes a Dict, would panic on).
 func hashable(items []any) error {
 	for _, it := range items {
 		switch k := it.(type) {

@@ -48,7 +48,14 @@ func (e *encoder) value(rv reflect.Value, depth int) error {
 	case ogórek.Tuple:
 		return e.tuple(v, depth)
 	case ogórek.Dict:
-		return e.dict(v, depth)
+		return e.dict(v.Len(), v.Iter(), depth)
+	case *Dict:
+		if v == nil {
+			break
+		}
+		return e.dict(v.Len(), v.All(), depth)
+	case Dict:
+		return e.dict(v.Len(), v.All(), depth)
 	case Set:
 		e.buf = append(e.buf, opEmptySet, opMark)
 		if err := e.items(v, depth); err != nil {
@@ -270,14 +277,16 @@ func (e *encoder) tuple(t ogórek.Tuple, depth int) error {
 	return nil
 }
 
-func (e *encoder) dict(m ogórek.Dict, depth int) error {
+// dict writes the n pairs that all yields, in that order (a Dict's is
+// Python's; an ogórek.Dict's is arbitrary).
+func (e *encoder) dict(n int, all func(yield func(k, v any) bool), depth int) error {
 	e.buf = append(e.buf, opEmptyDict)
-	if m.Len() == 0 {
+	if n == 0 {
 		return nil
 	}
 	e.buf = append(e.buf, opMark)
 	var err error
-	m.Iter()(func(k, v any) bool {
+	all(func(k, v any) bool {
 		if err = e.value(reflect.ValueOf(k), depth+1); err == nil {
 			err = e.value(reflect.ValueOf(v), depth+1)
 		}

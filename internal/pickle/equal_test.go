@@ -11,7 +11,9 @@ import (
 )
 
 // same compares two values of the value model as Python would compare
-// what they stand for, and their kinds too: sets and dicts ignore order.
+// what they stand for, and their kinds too: sets ignore order; dicts
+// (*Dict) must hold their pairs in the same order, which Python's ==
+// ignores but Decode and Encode keep.
 func same(a, b any) bool {
 	switch x := a.(type) {
 	case float64:
@@ -35,14 +37,9 @@ func same(a, b any) bool {
 	case []byte:
 		y, ok := b.([]byte)
 		return ok && bytes.Equal(x, y)
-	case ogórek.Dict:
-		y, ok := b.(ogórek.Dict)
-		if !ok || x.Len() != y.Len() {
-			return false
-		}
-		// Pairs in any order; a NaN key is never found by lookup (as in
-		// Python), so compare pairs rather than look keys up.
-		return sameUnordered(pairs(x), pairs(y))
+	case *Dict:
+		y, ok := b.(*Dict)
+		return ok && sameAll(pairs(x), pairs(y))
 	case *Object:
 		y, ok := b.(*Object)
 		return ok && x.Class == y.Class && x.New == y.New && sameAll(x.Args, y.Args) && same(x.State, y.State)
@@ -83,7 +80,14 @@ outer:
 	return true
 }
 
-func dict(kv ...any) ogórek.Dict { return ogórek.NewDictWithData(kv...) }
+// dict makes a Dict of key, value, key, value...
+func dict(kv ...any) *Dict {
+	d := &Dict{}
+	for i := 0; i < len(kv); i += 2 {
+		d.Set(kv[i], kv[i+1])
+	}
+	return d
+}
 
 func bigInt(s string) *big.Int {
 	v, ok := new(big.Int).SetString(s, 0)
@@ -93,11 +97,11 @@ func bigInt(s string) *big.Int {
 	return v
 }
 
-func pairs(d ogórek.Dict) []any {
+// pairs returns the pairs of d, in order, as tuples.
+func pairs(d *Dict) []any {
 	var out []any
-	d.Iter()(func(k, v any) bool {
+	for k, v := range d.All() {
 		out = append(out, ogórek.Tuple{k, v})
-		return true
-	})
+	}
 	return out
 }

@@ -90,11 +90,10 @@ func walk(v any, depth int) (n int64, deepest int) {
 		items = x.Args
 	case *Object:
 		items = append(append([]any{}, x.Args...), x.State)
-	case ogórek.Dict:
-		x.Iter()(func(k, v any) bool {
+	case *Dict:
+		for k, v := range x.All() {
 			items = append(items, k, v)
-			return true
-		})
+		}
 	default:
 		return 1, depth
 	}

@@ -53,7 +53,8 @@ func (e *MismatchError) Error() string {
 //     other keys are ignored and fields without a key keep their value.
 //   - None stores nil in a pointer, slice, map or interface; a pointer
 //     otherwise points to a new variable that takes v.
-//   - the types of the value model take themselves.
+//   - the types of the value model take themselves (a Dict also takes a
+//     *Dict).
 //
 // Anything else is a *MismatchError. dst must be a non-nil pointer.
 //
@@ -93,7 +94,10 @@ type shared struct {
 // whose data has no address to tell one from another (an empty dict is
 // shared: it is a map, which can be written to).
 func sharedOf(v any, t reflect.Type) (shared, bool) {
-	if d, ok := v.(ogórek.Dict); ok {
+	switch d := v.(type) {
+	case ogórek.Dict:
+		return shared{d, -1, t}, true
+	case *Dict:
 		return shared{d, -1, t}, true
 	}
 	if items, ok := sequence(v); ok && len(items) > 0 {
@@ -125,7 +129,10 @@ func (st *intoState) intoShared(v any, dst reflect.Value, fill func() error) err
 	return nil
 }
 
-var bigIntType = reflect.TypeFor[big.Int]()
+var (
+	bigIntType = reflect.TypeFor[big.Int]()
+	dictType   = reflect.TypeFor[Dict]()
+)
 
 func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	if _, ok := v.(ogórek.None); ok {
@@ -152,6 +159,10 @@ func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	}
 	if vt := reflect.TypeOf(v); vt == t {
 		dst.Set(reflect.ValueOf(v))
+		return nil
+	}
+	if d, ok := v.(*Dict); ok && t == dictType {
+		dst.Set(reflect.ValueOf(*d)) // a Dict, not a struct of its fields
 		return nil
 	}
 	if t == bigIntType || t == reflect.PointerTo(bigIntType) {
@@ -265,13 +276,13 @@ func (st *intoState) into(v any, dst reflect.Value, path string) error {
 	case reflect.Map:
 		return st.intoShared(v, dst, func() error { return st.intoMap(v, dst, path, mismatch) })
 	case reflect.Struct:
-		d, ok := v.(ogórek.Dict)
+		all, ok := dictItems(v)
 		if !ok {
 			return mismatch("")
 		}
 		var err error
 		fields := StructFields(t)
-		d.Iter()(func(k, val any) bool {
+		all(func(k, val any) bool {
 			name, ok := k.(string)
 			if !ok {
 				err = mismatch("a key is not a str")
@@ -348,6 +359,17 @@ func (st *intoState) mapKey(k any, t reflect.Type, path string) (reflect.Value, 
 	return kv, nil
 }
 
+// dictItems returns the pairs of a dict, a Dict or an ogórek.Dict.
+func dictItems(v any) (func(yield func(k, v any) bool), bool) {
+	switch d := v.(type) {
+	case *Dict:
+		return d.All(), true
+	case ogórek.Dict:
+		return d.Iter(), true
+	}
+	return nil, false
+}
+
 // sequence returns the items of a list, tuple, set or frozenset.
 func sequence(v any) ([]any, bool) {
 	switch x := v.(type) {
@@ -378,16 +400,19 @@ func (st *intoState) intoMap(v any, dst reflect.Value, path string, mismatch fun
 		m.SetMapIndex(kv, vv)
 		return nil
 	}
-	switch x := v.(type) {
-	case ogórek.Dict:
+	if all, ok := dictItems(v); ok {
 		var err error
-		x.Iter()(func(k, val any) bool {
+		all(func(k, val any) bool {
 			err = put(k, val)
 			return err == nil
 		})
 		if err != nil {
 			return err
 		}
+		dst.Set(m)
+		return nil
+	}
+	switch v.(type) {
 	case Set, FrozenSet:
 		// a set fills a map[K]struct{}, or a map[K]bool with true
 		isBool := t.Elem().Kind() == reflect.Bool
@@ -437,7 +462,7 @@ func TypeName(v any) string {
 		return "list"
 	case ogórek.Tuple:
 		return "tuple"
-	case ogórek.Dict:
+	case *Dict, ogórek.Dict:
 		return "dict"
 	case Set:
 		return "set"

@@ -8,7 +8,7 @@
 //
 // Decode returns, and Encode accepts, Go values; where Go has no type for a
 // Python one, the value model of github.com/kisielk/og-rek (imported as
-// ogórek) is used, plus three types of this package:
+// ogórek) is used, plus four types of this package:
 //
 //	Python                 Decode gives            Encode also accepts
 //	------                 ------------            -------------------
@@ -23,7 +23,8 @@
 //	bytearray              []byte                  [N]byte
 //	list                   []any                   []T, [N]T (T not byte)
 //	tuple                  ogórek.Tuple
-//	dict                   ogórek.Dict             map[K]V; a struct (below)
+//	dict                   *Dict                   Dict, ogórek.Dict, map[K]V;
+//	                                               a struct (below)
 //	set                    Set
 //	frozenset              FrozenSet
 //	a class or function    ogórek.Class            (only if allowed)
@@ -33,12 +34,16 @@
 //
 // A struct is encoded as a dict of its exported fields; the key is the
 // field's name, or the name in its `pickle:"name"` tag ("-" leaves the field
-// out). Pointers and interfaces are followed. Dicts decode as ogórek.Dict
-// because it compares keys as Python does (1, 1.0 and True are one key)
-// and takes tuple keys, which a Go map cannot; it cannot hash nil, so
-// None in a key (also in a tuple or call in a key) is ogórek.None{}. Dict keys and set elements are what Python
-// can hash of the kinds above except frozensets (refused): None, bool,
-// int, float, str, bytes, tuples of those, and allowed classes and calls.
+// out). Pointers and interfaces are followed. Dicts decode as *Dict,
+// which keeps their pairs in the pickle's order, as CPython's dicts keep
+// theirs, and Encode writes a Dict's pairs in its order (those of a Go map
+// or an ogórek.Dict in no particular order, a struct's in field order). A
+// Dict compares keys as Python does (1, 1.0 and True are one key) and
+// takes tuple keys, which a Go map cannot; it hashes them with ogórek.Dict,
+// which cannot hash nil, so None in a key (also in a tuple or call in a
+// key) is ogórek.None{}. Dict keys and set elements are what Python can
+// hash of the kinds above except frozensets (refused): None, bool, int,
+// float, str, bytes, tuples of those, and allowed classes and calls.
 //
 // # Protocol
 //
@@ -77,9 +82,10 @@
 // list stored in the memo before its items are appended is seen empty when
 // fetched again (pickle.dumps([a, a])). Its Encoder writes big ints as
 // decimal text, which CPython 3.11 refuses beyond 4300 digits, has no set
-// type, and recurses without a bound on a value that contains itself. So
-// this package keeps og-rek's value model and Dict and has a coder of its
-// own for the format.
+// type, and recurses without a bound on a value that contains itself; its
+// Dict has no order. So this package keeps og-rek's value model (with a
+// Dict of its own that keeps the order) and has a coder of its own for
+// the format.
 package pickle
 
 import (

@@ -35,21 +35,21 @@ func TestDecodeRequestMatchesDecode(t *testing.T) {
 	type want struct {
 		name string
 		args ogórek.Tuple
-		kw   ogórek.Dict
+		kw   *Dict
 		fast bool
 	}
 	cases := []want{
-		{"__setitem__", ogórek.Tuple{int64(42), int64(12345)}, ogórek.NewDict(), true},
-		{"__getitem__", ogórek.Tuple{"key"}, ogórek.NewDict(), true},
-		{"__len__", ogórek.Tuple{}, ogórek.NewDict(), true},
-		{"put", ogórek.Tuple{nil, true, false}, ogórek.NewDict(), true},
-		{"set", ogórek.Tuple{int64(-7), 1.5, "é"}, ogórek.NewDict(), true},
-		{"set", ogórek.Tuple{int64(math.MinInt32), int64(math.MaxInt32)}, ogórek.NewDict(), true},
+		{"__setitem__", ogórek.Tuple{int64(42), int64(12345)}, &Dict{}, true},
+		{"__getitem__", ogórek.Tuple{"key"}, &Dict{}, true},
+		{"__len__", ogórek.Tuple{}, &Dict{}, true},
+		{"put", ogórek.Tuple{nil, true, false}, &Dict{}, true},
+		{"set", ogórek.Tuple{int64(-7), 1.5, "é"}, &Dict{}, true},
+		{"set", ogórek.Tuple{int64(math.MinInt32), int64(math.MaxInt32)}, &Dict{}, true},
 		{"get", ogórek.Tuple{"k"}, dictOf("default", int64(1)), false},
-		{"set", ogórek.Tuple{int64(1) << 40}, ogórek.NewDict(), false},
-		{"set", ogórek.Tuple{ogórek.Bytes("b")}, ogórek.NewDict(), false},
-		{"set", ogórek.Tuple{ogórek.Tuple{int64(1)}}, ogórek.NewDict(), false},
-		{"set", ogórek.Tuple{int64(1), int64(2), int64(3), int64(4)}, ogórek.NewDict(), false},
+		{"set", ogórek.Tuple{int64(1) << 40}, &Dict{}, false},
+		{"set", ogórek.Tuple{ogórek.Bytes("b")}, &Dict{}, false},
+		{"set", ogórek.Tuple{ogórek.Tuple{int64(1)}}, &Dict{}, false},
+		{"set", ogórek.Tuple{int64(1), int64(2), int64(3), int64(4)}, &Dict{}, false},
 	}
 	var r Request
 	for _, c := range cases {
@@ -101,17 +101,13 @@ func checkRequest(t *testing.T, data []byte, r *Request) {
 	if err != nil {
 		t.Fatalf("DecodeRequest read %x, which Decode refuses: %v", data, err)
 	}
-	fast := ogórek.Tuple{r.Ident, r.Name, ogórek.Tuple(append([]any{}, r.Args[:r.NArgs]...)), ogórek.NewDict()}
+	fast := ogórek.Tuple{r.Ident, r.Name, ogórek.Tuple(append([]any{}, r.Args[:r.NArgs]...)), &Dict{}}
 	if !same(v, fast) {
 		t.Fatalf("%x: DecodeRequest read %#v, Decode %#v", data, fast, v)
 	}
 }
 
-func dictOf(k, v any) ogórek.Dict {
-	d := ogórek.NewDict()
-	d.Set(k, v)
-	return d
-}
+func dictOf(k, v any) *Dict { return dict(k, v) }
 
 // TestDecodeRequestKeepsStrs: requests on one object that alternate
 // between a few methods cost no allocation for their ident and names
