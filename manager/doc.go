@@ -129,7 +129,11 @@
 // BrokenBarrierError rather than wait for it for ever. A request it had
 // only partly sent is never served. The references of a Python process are counted as CPython does
 // (incref and decref), so those of a process killed before its finalizers
-// ran live until the server ends, as with CPython's server.
+// ran live until the server ends, as with CPython's server. Should a
+// Python request make the server panic (a bug; none is known, and the
+// requests are fuzzed), only that request's connection ends, as if its
+// client had gone; the server logs the panic (Server.Logger) and serves
+// the other clients on.
 //
 // As CPython's server does, the server gives each connection of a Python
 // proxy thread an OS thread of its own, which waits for the connection's

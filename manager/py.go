@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/codec"
+	"github.com/go-mp/mp/internal/mplog"
 	"github.com/go-mp/mp/internal/pickle"
 	ogórek "github.com/kisielk/og-rek"
 	"golang.org/x/sys/unix"
@@ -288,7 +291,7 @@ func (c *sconn) servePython(first []byte) {
 		return
 	}
 	if req.name != "accept_connection" {
-		c.pySend(c.pyPublic(req))
+		c.guard(req.name, func() { c.pySend(c.pyPublic(req)) })
 		return
 	}
 	var sid sessionID
@@ -376,9 +379,38 @@ func (c *sconn) pyServeClient() {
 			c.pySend(pyFail(err))
 			continue
 		}
-		c.callMethod(req)
+		if !c.guard(req.name, func() { c.callMethod(req) }) {
+			return
+		}
 	}
 }
+
+// guard runs f, which serves a Python request of method name, and
+// reports whether it returned. A panic in f (a bug of the server's that
+// a request found: none is known) ends this connection only, as the end
+// of its client would, rather than the server and every client with it:
+// the server logs it with its stack (at level Error, see Server.Logger)
+// and serves the others on. What the request did before the panic stays
+// done.
+func (c *sconn) guard(name string, f func()) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			mplog.Or(c.s.Logger).Error("mp: manager: a Python request panicked; its connection is closed",
+				"method", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			c.c.Close()
+			ok = false
+		}
+	}()
+	if h := testHookPyRequest.Load(); h != nil {
+		(*h)(name)
+	}
+	f()
+	return true
+}
+
+// testHookPyRequest, if a test sets it, is called with the method name of
+// each Python request before it is served.
+var testHookPyRequest atomic.Pointer[func(name string)]
 
 // pyIdent parses an object id as Python clients hold it: hexadecimal
 // text, as CPython's server makes them.

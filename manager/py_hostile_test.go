@@ -3,10 +3,13 @@
 package manager
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"math"
 	"math/big"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -822,4 +825,80 @@ func TestPythonSliceBoundsBeyondInt64(t *testing.T) {
 	if kind, v := p.call(id, "index", int64(5), neg, huge); kind != "#RETURN" || v != int64(5) {
 		t.Fatalf("l.index(5, -2**70, 2**70): %s %#v, want 5", kind, v)
 	}
+}
+
+// TestPythonPanicEndsOnlyItsConnection: a Python request that panics in
+// the server (made to here, through a test hook: none is known) ends
+// only its own connection, whether a proxy's or a public function's: the
+// server logs the panic with its stack and goes on serving its other
+// clients, the same object included.
+func TestPythonPanicEndsOnlyItsConnection(t *testing.T) {
+	ctx := hostileCtx(t)
+	var logs logBuffer
+	s := &Server{Python: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	m := serveHere(t, s, "unix")
+	d, err := NewDict[string, int](ctx, m, Named("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Set(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	ident := pyNamedIdent(t, m, "d")
+	hook := func(name string) {
+		if name == "__len__" || name == "number_of_objects" {
+			panic("boom in " + name)
+		}
+	}
+	testHookPyRequest.Store(&hook)
+	t.Cleanup(func() { testHookPyRequest.Store(nil) })
+	for _, c := range []struct {
+		p    *pyConn
+		id   any
+		name string
+	}{{proxyConn(t, m), ident, "__len__"}, {dialPy(t, m), nil, "number_of_objects"}} {
+		b, err := pickle.Encode(ogórek.Tuple{c.id, c.name, ogórek.Tuple{}, ogórek.NewDict()}, pickle.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.p.send(b)
+		if ok, err := c.p.c.Poll(10 * time.Second); err != nil || !ok {
+			t.Fatalf("%s: the connection neither answered nor ended within 10 s (%v)", c.name, err)
+		}
+		if b, err := c.p.c.RecvBytes(0); err == nil {
+			t.Fatalf("%s: a reply %q, want the connection ended", c.name, b)
+		}
+		if !strings.Contains(logs.String(), "method="+c.name) {
+			t.Fatalf("%s: the panic is not logged:\n%s", c.name, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "boom in __len__") || !strings.Contains(logs.String(), "stack=") {
+		t.Fatalf("log without the panic or its stack:\n%s", logs.String())
+	}
+	// The server serves on: another Python client, and the Go client.
+	if kind, v := proxyConn(t, m).call(ident, "__getitem__", "a"); kind != "#RETURN" || v != int64(1) {
+		t.Fatalf("__getitem__ after the panics: %s %#v", kind, v)
+	}
+	if v, ok, err := d.Get(ctx, "a"); err != nil || !ok || v != 1 {
+		t.Fatalf("Go client after the panics: %v, %v", v, err)
+	}
+}
+
+// logBuffer is a bytes.Buffer that a server's logger writes to while a
+// test reads it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
