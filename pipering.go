@@ -183,6 +183,35 @@ type pipeEnd struct {
 	// scratch (under rmu) receives ring messages before they are copied
 	// out, kept so that receiving allocates only the message.
 	scratch []byte
+	// bell (under rmu) is the doorbell's reads (pipeSock's RecvBytes and
+	// Poll): see bellReads.
+	bell bellReads
+}
+
+// bellReads holds what pipeSock's reads of the doorbell share with the
+// functions they give the socket's RawConn, and those functions, made
+// once per end: closures over the reads' locals escaped to the heap, 2
+// allocations a round trip whenever a receiver slept on the doorbell (a
+// slow peer, a busy machine).
+type bellReads struct {
+	hdr   [4]byte
+	n     int
+	err   error
+	peek  func(fd uintptr)      // peeks at hdr: n, err
+	ready func(fd uintptr) bool // whether the socket is readable: err
+}
+
+// reads returns b, its functions made.
+func (b *bellReads) reads() *bellReads {
+	if b.peek == nil {
+		b.peek = func(fd uintptr) { b.n, b.err = peekSocket(fd, b.hdr[:]) }
+		b.ready = func(fd uintptr) bool {
+			var ready bool
+			ready, b.err = peekReadable(fd)
+			return ready
+		}
+	}
+	return b
 }
 
 // pipePair makes the rings of a Pipe when either end first leaves the
@@ -658,7 +687,7 @@ func (c *Conn) recvPipe(pr *pipeRing, dst []byte) ([]byte, error) {
 				}
 				if sw {
 					pr.rmode.Store(1)
-					c.rc.Control(func(fd uintptr) { takeSocket(fd, 4) })
+					c.rc.Control(takeBell)
 					continue
 				}
 			}
@@ -792,10 +821,20 @@ func (c *Conn) switchNext() (bool, error) {
 }
 
 // takeSocket takes n (at most 8) bytes that a peek saw off the socket.
+// (unix.Recvfrom allocated the sender's address it returns.)
 func takeSocket(fd uintptr, n int) {
 	var b [8]byte
-	unix.Recvfrom(int(fd), b[:n], unix.MSG_DONTWAIT)
+	for {
+		_, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(min(n, len(b))),
+			unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return
+		}
+	}
 }
+
+// takeBell takes a doorbell, or a frameSwitch, off the socket.
+func takeBell(fd uintptr) { takeSocket(fd, 4) }
 
 // readTime returns the read deadline (zero: none).
 func (d *deadlines) readTime() time.Time {
@@ -825,36 +864,32 @@ func (s pipeSock) SendBytes(b []byte) error {
 // RecvBytes takes a doorbell; any other frame at the head of the socket
 // is the peer's error (see ringconn.Socket), and the end io.EOF.
 func (s pipeSock) RecvBytes(int) ([]byte, error) {
-	var hdr [4]byte
-	var n int
-	var rerr error
-	err := s.c.rc.Control(func(fd uintptr) { n, rerr = peekSocket(fd, hdr[:]) })
+	b := s.c.pipe.bell.reads()
+	b.err = nil
+	err := s.c.rc.Control(b.peek)
 	switch {
 	case err != nil:
 		return nil, s.c.mapErr(err)
-	case rerr != nil:
-		return nil, s.c.mapErr(rerr)
-	case n == 0:
+	case b.err != nil:
+		return nil, s.c.mapErr(b.err)
+	case b.n == 0:
 		return nil, io.EOF
-	case n < 4:
+	case b.n < 4:
 		return nil, nil // the rest comes
-	case specialFrame(hdr[:]) != frameBell && specialFrame(hdr[:]) != frameSwitch: // a stray switch, see pipeFrame
+	case specialFrame(b.hdr[:]) != frameBell && specialFrame(b.hdr[:]) != frameSwitch: // a stray switch, see pipeFrame
 		return nil, fmt.Errorf("%w: a frame where a doorbell was expected", connerr.ErrMessageTooLong)
 	}
-	s.c.rc.Control(func(fd uintptr) { takeSocket(fd, 4) })
+	s.c.rc.Control(takeBell)
 	return nil, nil
 }
 
 // Poll waits until the socket is readable, or the read deadline.
 func (s pipeSock) Poll(time.Duration) (bool, error) {
-	var perr error
-	err := s.c.rc.Read(func(fd uintptr) bool {
-		var ready bool
-		ready, perr = peekReadable(fd)
-		return ready
-	})
+	b := s.c.pipe.bell.reads()
+	b.err = nil
+	err := s.c.rc.Read(b.ready)
 	if err == nil {
-		err = perr
+		err = b.err
 	}
 	if err = s.c.mapErr(err); err == io.EOF {
 		return true, nil
