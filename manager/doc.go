@@ -133,7 +133,7 @@
 // Python request make the server panic (a bug; none is known, and the
 // requests are fuzzed), only that request's connection ends, as if its
 // client had gone; the server logs the panic (Server.Logger) and serves
-// the other clients on.
+// the other clients on (an object the request held locked may stay so).
 //
 // As CPython's server does, the server gives each connection of a Python
 // proxy thread an OS thread of its own, which waits for the connection's

@@ -391,7 +391,8 @@ func (c *sconn) pyServeClient() {
 // of its client would, rather than the server and every client with it:
 // the server logs it with its stack (at level Error, see Server.Logger)
 // and serves the others on. What the request did before the panic stays
-// done.
+// done, and an object it held locked then may stay locked (the handlers
+// do not all unlock in a defer): its other users wait on it.
 func (c *sconn) guard(name string, f func()) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
