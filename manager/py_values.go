@@ -182,9 +182,10 @@ func appendPyDict(c *sconn, b []byte, d *pickle.Dict, depth int) ([]byte, error)
 	slices.SortFunc(order, func(i, j int) int { return bytes.Compare(key(i), key(j)) })
 	for i := 1; i < len(order); i++ {
 		if bytes.Equal(key(order[i-1]), key(order[i])) {
-			// 1 and 1.0 are one key in Python, two encodings here; both
-			// cannot be one map, which must not repeat a key.
-			return b[:start], &pyValueError{"dict keys that are equal in Python but not in the manager (1 and 1.0?)"}
+			// Two keys that the dict (Python's equality) holds apart
+			// but that the manager stores alike: a map must not repeat
+			// a key. (None is known; this guards the encoding.)
+			return b[:start], &pyValueError{"dict keys that are distinct in Python but one key in the manager"}
 		}
 	}
 	return b, nil
