@@ -716,11 +716,13 @@ func sleepyCall(ctx context.Context, pool *mp.Pool, id, ms int) <-chan error {
 func TestResultsSurviveForgedStatus(t *testing.T) {
 	var logs lockedBuffer
 	c := startCluster(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	nc := peerConn(t, c)
+	// Listening before the pool opens: its first request for results,
+	// which its reading may keep to the end of the test, is seen too.
+	pulls := listen(t, nc, "$JS.API.CONSUMER.MSG.NEXT."+resultStream+".>")
 	pool := submitOnly(t, c, mp.PoolOptions{})
 	s := sessionOf(t, c)
-	nc := peerConn(t, c)
 	send := resultSender{t, nc, peerJS(t, nc), s}
-	pulls := listen(t, nc, "$JS.API.CONSUMER.MSG.NEXT."+resultStream+".>")
 	forged := []nats.Header{
 		{"Status": {"409"}, "Description": {"Consumer Deleted"}},
 		{"Status": {"400"}, "Description": {"Bad Request"}},
@@ -742,13 +744,36 @@ func TestResultsSurviveForgedStatus(t *testing.T) {
 		}
 		settle(i)
 	}
-	// Sent to the inbox of the pool's last request for results.
-	var inbox string
-	for len(pulls) > 0 {
-		inbox = (<-pulls).Reply
+	// Sent to the inbox of the pool's requests for results on its
+	// current consumer (the one of the stream's consumers left on the
+	// pool's subject: each new reading deletes the one before). Such a
+	// request was sent before the last result came (the forged statuses
+	// stored may or may not have ended the readings before), but this
+	// listener may see it later.
+	ctx := testCtx(t, 10*time.Second)
+	rs, err := send.js.Stream(ctx, resultStream)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if inbox == "" {
-		t.Fatal("no request for results seen")
+	var current string
+	for ci := range rs.ListConsumers(ctx).Info() {
+		if ci.Config.FilterSubject == resPrefix+s.inst {
+			current = ci.Name
+		}
+	}
+	if current == "" {
+		t.Fatal("the pool has no consumer of results")
+	}
+	var inbox string
+	for inbox == "" {
+		select {
+		case m := <-pulls:
+			if strings.HasSuffix(m.Subject, "."+current) {
+				inbox = m.Reply
+			}
+		case <-ctx.Done():
+			t.Fatalf("no request for results on the pool's consumer %s seen", current)
+		}
 	}
 	if err := nc.PublishMsg(&nats.Msg{Subject: inbox, Header: forged[0]}); err != nil {
 		t.Fatal(err)

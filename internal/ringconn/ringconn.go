@@ -240,6 +240,9 @@ func (c *Conn) Tail() uint64 { return c.in.tail.Load() }
 func (c *Conn) SkipTo(end uint64) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.closed.Load() {
+		return connerr.ErrClosed
+	}
 	tail, head := c.in.tail.Load(), c.in.head.Load()
 	if end-tail > head-tail || head-tail > RingSize {
 		return fmt.Errorf("%w: a skip to %d, the tail is %d, the head %d", ErrCorrupt, end, tail, head)
@@ -388,10 +391,15 @@ func (c *Conn) SendBatch(msgs [][]byte) error {
 }
 
 // Buffered reports whether a message, or part of one, waits in the in
-// ring: a receive would not wait for it to begin.
+// ring: a receive would not wait for it to begin. After Close it reports
+// false: the memory may be gone (a reader that asks after another
+// goroutine closed the Conn faulted on it).
 func (c *Conn) Buffered() bool {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
 	return c.rhead != c.rtail || c.in.head.Load() != c.rtail
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-mp/mp/internal/connerr"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -451,3 +452,42 @@ func TestLastMessageBeforeCloseNotLost(t *testing.T) {
 		t.Fatalf("then: %v, want io.EOF", err)
 	}
 }
+
+// A Conn closed by one goroutine while another still uses it: the calls
+// that read the shared memory under the receive lock see the Close and
+// leave the memory alone, which Close unmaps (keep). Buffered read it
+// after the unmapping: a pool's reader, asking whether more results
+// waited as the pool closed the worker's link, faulted (SIGSEGV).
+func TestCallsAfterCloseLeaveMemory(t *testing.T) {
+	mem, err := unix.Mmap(-1, 0, MemSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, sb, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	a, err := New(sa, mem, true, unmapper(mem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if a.Buffered() {
+		t.Fatal("Buffered after Close")
+	}
+	if err := a.SkipTo(0); !errors.Is(err, connerr.ErrClosed) {
+		t.Fatalf("SkipTo after Close: %v", err)
+	}
+	if _, err := a.RecvBytesInto(make([]byte, 8), 0); !errors.Is(err, connerr.ErrClosed) {
+		t.Fatalf("RecvBytesInto after Close: %v", err)
+	}
+	if err := a.SendBytes([]byte("x")); !errors.Is(err, connerr.ErrClosed) {
+		t.Fatalf("SendBytes after Close: %v", err)
+	}
+}
+
+// unmapper unmaps mem when closed.
+type unmapper []byte
+
+func (u unmapper) Close() error { return unix.Munmap(u) }
