@@ -62,6 +62,23 @@ func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
 // roundTrip makes a file-backed work-queue stream with the given
 // replicas, publishes count messages with acks and consumes them all with
 // acks through a durable consumer.
+// untilResponder calls f again, every 50 ms while ctx allows, as long as
+// it fails for want of a responder (a stream or a meta leader being
+// elected).
+func untilResponder(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func roundTrip(t *testing.T, nc *nats.Conn, replicas, count int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -70,19 +87,32 @@ func roundTrip(t *testing.T, nc *nats.Conn, replicas, count int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "T", Subjects: []string{"t.>"}, Retention: jetstream.WorkQueuePolicy,
-		Storage: jetstream.FileStorage, Replicas: replicas,
+	// A cluster's stream, just made, has no leader for a moment: a
+	// request meanwhile meets no responder, and is made again.
+	var s jetstream.Stream
+	err = untilResponder(ctx, func() (err error) {
+		s, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: "T", Subjects: []string{"t.>"}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Replicas: replicas,
+		})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range count {
-		if _, err := js.Publish(ctx, "t.x", []byte(fmt.Sprint(i))); err != nil {
+		if err := untilResponder(ctx, func() error {
+			_, err := js.Publish(ctx, "t.x", []byte(fmt.Sprint(i)))
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, Replicas: replicas})
+	var c jetstream.Consumer
+	err = untilResponder(ctx, func() (err error) {
+		c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy, Replicas: replicas})
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +124,7 @@ func roundTrip(t *testing.T, nc *nats.Conn, replicas, count int) {
 		}
 		for m := range b.Messages() {
 			seen[string(m.Data())] = true
-			if err := m.DoubleAck(ctx); err != nil {
+			if err := untilResponder(ctx, func() error { return m.DoubleAck(ctx) }); err != nil {
 				t.Fatal(err)
 			}
 		}
