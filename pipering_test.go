@@ -915,34 +915,41 @@ func TestPipeRingRecvKeepsValues(t *testing.T) {
 // A small message through the rings allocates nothing in the receiving
 // process: not a copy of the message, not the target of errors.As.
 func TestPipeRingRecvAllocs(t *testing.T) {
+	// AllocsPerRun counts the whole process's allocations: a goroutine
+	// of an earlier test still ending (CI runs this after a 2 GiB
+	// message) can add one now and then. An allocation of the round trip
+	// shows in every try; keep the fewest of five.
+	if n := ringRoundTripAllocs(t, "a small message", 5, 200); n != 0 {
+		t.Fatalf("%v allocations per round trip through the rings, want 0", n)
+	}
+}
+
+// ringRoundTripAllocs returns the fewest allocations per round trip of msg
+// through the rings to ringEcho and back, in tries of runs each.
+func ringRoundTripAllocs(t *testing.T, msg string, tries, runs int) float64 {
+	t.Helper()
 	if mp.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	a, b := pipe(t, true)
 	start(t, mp.NewProcess(ringEcho, b))
 	b.Close()
-	msg := []byte("a small message")
+	m := []byte(msg)
 	buf := make([]byte, 64)
 	roundTrip := func() {
-		if err := a.SendBytes(msg); err != nil {
+		if err := a.SendBytes(m); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := a.RecvBytesInto(buf, 0); err != nil || n != len(msg) {
+		if n, err := a.RecvBytesInto(buf, 0); err != nil || n != len(m) {
 			t.Fatalf("RecvBytesInto = %d, %v", n, err)
 		}
 	}
 	roundTrip() // the rings made, the scratch buffer too
-	// AllocsPerRun counts the whole process's allocations: a goroutine
-	// of an earlier test still ending (CI runs this after a 2 GiB
-	// message) can add one now and then. An allocation of the round trip
-	// shows in every try; keep the fewest of five.
 	least := math.Inf(1)
-	for range 5 {
-		least = min(least, testing.AllocsPerRun(200, roundTrip))
+	for range tries {
+		least = min(least, testing.AllocsPerRun(runs, roundTrip))
 	}
-	if least != 0 {
-		t.Fatalf("%v allocations per round trip through the rings, want 0", least)
-	}
+	return least
 }
 
 // TestPipeRingRecvAllocsSleeping: a receive that sleeps until its
@@ -952,28 +959,7 @@ func TestPipeRingRecvAllocs(t *testing.T) {
 // reads of the doorbell allocated 2 objects a round trip: closures over
 // their locals, and the address that unix.Recvfrom returns.
 func TestPipeRingRecvAllocsSleeping(t *testing.T) {
-	if mp.RaceEnabled {
-		t.Skip("the race detector allocates on its own")
-	}
-	a, b := pipe(t, true)
-	start(t, mp.NewProcess(ringEcho, b))
-	b.Close()
-	msg := []byte("sleep")
-	buf := make([]byte, 64)
-	roundTrip := func() {
-		if err := a.SendBytes(msg); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := a.RecvBytesInto(buf, 0); err != nil || n != len(msg) {
-			t.Fatalf("RecvBytesInto = %d, %v", n, err)
-		}
-	}
-	roundTrip()
-	least := math.Inf(1)
-	for range 3 {
-		least = min(least, testing.AllocsPerRun(20, roundTrip))
-	}
-	if least != 0 {
-		t.Fatalf("%v allocations per round trip through the rings, want 0", least)
+	if n := ringRoundTripAllocs(t, "sleep", 3, 20); n != 0 {
+		t.Fatalf("%v allocations per round trip through the rings, want 0", n)
 	}
 }
