@@ -42,6 +42,10 @@ type clusterPool struct {
 	s     clusterhook.Session
 	mu    sync.Mutex
 	tasks map[*task]*clusterhook.Task // submitted and not finished, for cancelTask
+	// terminated is closed once Terminate has failed every task: a
+	// submit still publishing then returns (see submit).
+	terminated     chan struct{}
+	terminatedOnce sync.Once
 }
 
 // taskKeyCtx is the ctx key of a task's id given by a cluster.
@@ -98,7 +102,7 @@ func newClusterPool(opts PoolOptions) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{}),
-		cluster: &clusterPool{s: s, tasks: map[*task]*clusterhook.Task{}}}
+		cluster: &clusterPool{s: s, tasks: map[*task]*clusterhook.Task{}, terminated: make(chan struct{})}}
 	p.wake = sync.NewCond(&p.mu)
 	p.running.Add(1)
 	go func() {
@@ -120,8 +124,9 @@ func newClusterPool(opts PoolOptions) (*Pool, error) {
 // session publishes none of them that it has not begun to publish by
 // then (the one under way goes out and is stopped: see
 // clusterhook.Session.Cancel), gives their callers ctx.Err(), and
-// returns ctx.Err(). The Submit left running returns once that
-// publication does; the pool's Join waits for it.
+// returns ctx.Err(). Terminate alike: submit returns ErrPoolTerminated
+// once Terminate has failed the tasks. The Submit left running returns
+// once that publication does; the pool's Join waits for it.
 func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*task) error {
 	async := ctx.Done() != nil
 	p.mu.Lock()
@@ -175,6 +180,11 @@ func (c *clusterPool) submit(p *Pool, ctx context.Context, watch bool, ts []*tas
 		err := ctx.Err()
 		c.cancelTasks(ts, err)
 		return err
+	case <-c.terminated:
+		// The session failed and stopped the tasks it had; those it
+		// has yet to take, it drops (see clusterhook.Session.Cancel).
+		c.cancelTasks(ts, ErrPoolTerminated)
+		return ErrPoolTerminated
 	}
 }
 
@@ -257,6 +267,9 @@ func (c *clusterPool) terminate(p *Pool) {
 	p.state = poolTerminated
 	p.mu.Unlock()
 	c.s.Terminate(ErrPoolTerminated)
+	// After the session's Terminate, which stops the tasks of every call
+	// as one (the submits that return cancel none of theirs).
+	c.terminatedOnce.Do(func() { close(c.terminated) })
 }
 
 // localPool runs a cluster worker's tasks in a local pool.

@@ -41,8 +41,10 @@
 //
 // Cancelling a call's ctx, or terminating the pool, gives the caller
 // ctx.Err() (mp.ErrPoolTerminated) at once (even while its tasks are
-// being published, a Map's one by one: see mp.Pool), and no result of
-// the call's tasks reaches the caller afterwards. What becomes of each
+// being published, a Map's one by one: see mp.Pool; but a call whose ctx
+// can never end, such as context.Background(), publishes on the
+// caller's goroutine, and returns once the publication under way is
+// out), and no result of the call's tasks reaches the caller afterwards. What becomes of each
 // task depends on where it is when the pool hears of the cancellation:
 //
 //   - not yet published (a call's task is published after the pool

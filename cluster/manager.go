@@ -310,6 +310,9 @@ func (s *kvStore) publishID(ctx context.Context, m *nats.Msg, id string, sent bo
 			// No stream listens: its leader is being elected, or
 			// another program deleted the stream; the latter is
 			// not waited for past streamGone.
+			if h := testHookUnanswered; h != nil {
+				h("publish")
+			}
 			if unansweredSince.IsZero() {
 				unansweredSince = time.Now()
 			} else if time.Since(unansweredSince) > streamGone {
@@ -433,6 +436,7 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 		return nil, nil, err
 	}
 	var unansweredSince time.Time
+	remade := false // since the last answer
 	for {
 		var b jetstream.MessageBatch
 		if wait {
@@ -457,16 +461,23 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 		case errors.Is(err, nats.ErrNoResponders):
 			// Nothing was taken: the consumer has no leader yet, or
 			// another program deleted it, and it is made anew (which
-			// changes nothing to a consumer that exists).
+			// changes nothing to a consumer that exists), at each
+			// round until that is done: the server may not answer
+			// the first attempt (a leader being elected).
+			if h := testHookUnanswered; h != nil {
+				h("take")
+			}
 			if unansweredSince.IsZero() {
 				unansweredSince = time.Now()
-				rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-				if nc, err := s.remake(rctx, name); err == nil {
-					c = nc
-				}
-				cancel()
 			} else if time.Since(unansweredSince) > leaderWait {
 				return nil, nil, err
+			}
+			if !remade {
+				rctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+				if nc, err := s.remake(rctx, name); err == nil {
+					c, remade = nc, true
+				}
+				cancel()
 			}
 			if !pause(ctx, 50*time.Millisecond) {
 				return nil, nil, mgrkv.ErrEmpty
@@ -475,7 +486,7 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 		case err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages):
 			return nil, nil, err
 		}
-		unansweredSince = time.Time{}
+		unansweredSince, remade = time.Time{}, false
 		if !wait || ctx.Err() != nil {
 			return nil, nil, mgrkv.ErrEmpty
 		}
@@ -485,7 +496,17 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 // leaderWait bounds the time a pull or an ack may go on finding no one
 // to answer it before its error is returned: a consumer just made on
 // servers in a cluster answers once its replicas have elected a leader.
-const leaderWait = 10 * time.Second
+// A variable for tests.
+var leaderWait = 10 * time.Second
+
+// testHookUnanswered, if a test sets it, runs each time a request finds
+// no one to answer it and is to be tried again: a write ("publish"), a
+// queue's pull ("take") or its ack ("ack").
+var testHookUnanswered func(site string)
+
+// testHookAck, if a test sets it, runs before each attempt of a queue's
+// ack; an error it returns is that attempt's, which is then not sent.
+var testHookAck func() error
 
 // streamGone bounds the time a write may go on finding no stream to
 // answer it: well beyond the longest election (4-13 s) of a failover,
@@ -537,9 +558,18 @@ func (s *kvStore) ack(m jetstream.Msg) func(context.Context) error {
 func doubleAck(ctx context.Context, m jetstream.Msg) error {
 	start := time.Now()
 	for {
-		err := m.DoubleAck(ctx)
+		var err error
+		if h := testHookAck; h != nil {
+			err = h()
+		}
+		if err == nil {
+			err = m.DoubleAck(ctx)
+		}
 		if !errors.Is(err, nats.ErrNoResponders) || time.Since(start) > leaderWait || !pause(ctx, 50*time.Millisecond) {
 			return err
+		}
+		if h := testHookUnanswered; h != nil {
+			h("ack")
 		}
 	}
 }

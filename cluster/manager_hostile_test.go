@@ -440,16 +440,10 @@ func awaitGetWaiting(t *testing.T, ctx context.Context, stream jetstream.Stream,
 	})
 }
 
-// A Get that remakes its queue's consumer, deleted by a peer, while the
-// server still deletes it has its attempt refused (the server took it
-// for an update, and found the consumer gone; or it failed to write the
-// consumer's files as they were removed): it tries again, and takes the
-// next item put. The hook makes the refusal happen, which the race with
-// the server's deletion gave about once in thirty runs of
-// TestManagerQueueConsumerDeleted.
-func TestManagerQueueConsumerRemadeWhileDeleted(t *testing.T) {
-	c, m := startManager(t)
-	ctx := testCtx(t, 60*time.Second)
+// queueWithConsumer makes the Queue "q" of m and its consumer (a Put and
+// a Get), and returns it with the queues' stream, seen by a peer.
+func queueWithConsumer(t *testing.T, ctx context.Context, c *Cluster, m *manager.Manager) (jetstream.Stream, *manager.Queue[int]) {
+	t.Helper()
 	stream, err := peerJS(t, peerConn(t, c)).Stream(ctx, queueStream)
 	if err != nil {
 		t.Fatal(err)
@@ -464,6 +458,20 @@ func TestManagerQueueConsumerRemadeWhileDeleted(t *testing.T) {
 	if v, err := q.Get(ctx); err != nil || v != 1 { // the consumer is made
 		t.Fatalf("Get = %v %v", v, err)
 	}
+	return stream, q
+}
+
+// A Get that remakes its queue's consumer, deleted by a peer, while the
+// server still deletes it has its attempt refused (the server took it
+// for an update, and found the consumer gone; or it failed to write the
+// consumer's files as they were removed): it tries again, and takes the
+// next item put. The hook makes the refusal happen, which the race with
+// the server's deletion gave about once in thirty runs of
+// TestManagerQueueConsumerDeleted.
+func TestManagerQueueConsumerRemadeWhileDeleted(t *testing.T) {
+	c, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	stream, q := queueWithConsumer(t, ctx, c, m)
 	var refused atomic.Bool
 	testHookQueueConsumer = func() error {
 		if refused.CompareAndSwap(false, true) {
