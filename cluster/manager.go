@@ -399,6 +399,43 @@ func (s *kvStore) consumer(ctx context.Context, name string) (jetstream.Consumer
 	return c, nil
 }
 
+// consumerAnswered is consumer, tried again every 50 ms while the server
+// does not answer the attempts to make the consumer (no responders,
+// JetStream unavailable, an attempt's timeout: a meta or stream leader
+// being elected), for leaderWait at most; then it returns the last
+// attempt's error.
+func (s *kvStore) consumerAnswered(ctx context.Context, name string) (jetstream.Consumer, error) {
+	var since time.Time
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		c, err := s.consumer(actx, name)
+		cancel()
+		if err == nil || ctx.Err() != nil || !unanswered(err) {
+			return c, err
+		}
+		if h := testHookUnanswered; h != nil {
+			h("consumer")
+		}
+		if since.IsZero() {
+			since = time.Now()
+		} else if time.Since(since) > leaderWait {
+			return nil, err
+		}
+		if !pause(ctx, 50*time.Millisecond) {
+			return nil, err
+		}
+	}
+}
+
+// unanswered reports whether err is that of a request the server did not
+// answer, as while a leader is elected: no responders, JetStream
+// unavailable (503), or the attempt's own timeout.
+func unanswered(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &api) && api.Code == 503
+}
+
 // testHookQueueConsumer, if a test sets it, runs before each attempt to
 // make a queue's consumer; an error it returns is that attempt's.
 var testHookQueueConsumer func() error
@@ -431,7 +468,7 @@ func (s *kvStore) QueuePut(ctx context.Context, name string, value []byte) error
 }
 
 func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte, func(context.Context) error, error) {
-	c, err := s.consumer(ctx, name)
+	c, err := s.consumerAnswered(ctx, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -501,7 +538,8 @@ var leaderWait = 10 * time.Second
 
 // testHookUnanswered, if a test sets it, runs each time a request finds
 // no one to answer it and is to be tried again: a write ("publish"), a
-// queue's pull ("take") or its ack ("ack").
+// queue's pull ("take") or its ack ("ack"), or the making of a queue's
+// consumer ("consumer").
 var testHookUnanswered func(site string)
 
 // testHookAck, if a test sets it, runs before each attempt of a queue's

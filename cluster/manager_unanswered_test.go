@@ -332,3 +332,64 @@ func TestManagerAckUnanswered(t *testing.T) {
 		t.Errorf("Get of the item whose ack no one answered: %v", err)
 	}
 }
+
+// A Get whose queue's consumer this program has not made yet, and whose
+// attempts to make it the server does not answer (no responders, as
+// while JetStream's meta leader is elected), makes it again until it is
+// answered, within leaderWait, and takes the item; past leaderWait it
+// fails with the error of no responders. (It failed at its first
+// attempt.)
+func TestManagerTakeConsumerUnanswered(t *testing.T) {
+	old := leaderWait
+	t.Cleanup(func() { leaderWait = old }) // after the manager's close
+	leaderWait = 3 * time.Second
+	sites := watchUnanswered(t)
+	var refuse atomic.Int32 // attempts to make the consumer to fail; < 0: all
+	testHookQueueConsumer = func() error {
+		if refuse.Load() != 0 {
+			refuse.Add(-1)
+			return nats.ErrNoResponders
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookQueueConsumer = nil })
+	bg := newBackground(t)
+	_, m := startManager(t)
+	ctx := testCtx(t, 60*time.Second)
+	for i, name := range []string{"answered", "unanswered"} {
+		q, err := manager.NewQueue[int](ctx, m, 0, manager.Named(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Put(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+		if name == "answered" {
+			refuse.Store(3)
+		} else {
+			leaderWait = time.Second
+			refuse.Store(-1)
+		}
+		start := time.Now()
+		done := bg.run(func() error {
+			v, err := q.Get(ctx)
+			if err == nil && v != i {
+				err = fmt.Errorf("got %d, want %d", v, i)
+			}
+			return err
+		})
+		awaitUnanswered(t, sites, "consumer")
+		err = awaitCall(t, "Get", done, 15*time.Second)
+		d := time.Since(start)
+		if name == "answered" {
+			if err != nil {
+				t.Errorf("Get whose consumer is made at the 4th attempt: %v", err)
+			}
+			continue
+		}
+		wantUnanswered(t, "Get whose consumer is never made", err)
+		if d < leaderWait {
+			t.Errorf("Get gave up after %v, before leaderWait (%v)", d, leaderWait)
+		}
+	}
+}
