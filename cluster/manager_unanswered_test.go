@@ -101,6 +101,30 @@ func wantUnanswered(t *testing.T, what string, err error) {
 	}
 }
 
+// setLeaderWait sets leaderWait to d for the test (restored after the
+// manager's close, which the test's cleanup does first).
+func setLeaderWait(t *testing.T, d time.Duration) {
+	old := leaderWait
+	t.Cleanup(func() { leaderWait = old })
+	leaderWait = d
+}
+
+// refuseConsumer sets testHookQueueConsumer for the test: the attempts to
+// make a queue's consumer fail with err while the count it returns is
+// not 0, each taking one off (below 0: all fail).
+func refuseConsumer(t *testing.T, err error) *atomic.Int32 {
+	refuse := new(atomic.Int32)
+	testHookQueueConsumer = func() error {
+		if refuse.Load() != 0 {
+			refuse.Add(-1)
+			return err
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookQueueConsumer = nil })
+	return refuse
+}
+
 // parkSubjects takes its subjects from the stream name, which then
 // answers no write on them (no responders, as while its leader is
 // elected), and returns the function that gives them back.
@@ -180,19 +204,9 @@ func TestManagerWriteUnanswered(t *testing.T) {
 // with the error of no responders once no one has answered for
 // leaderWait.
 func TestManagerTakeUnanswered(t *testing.T) {
-	old := leaderWait
-	t.Cleanup(func() { leaderWait = old }) // after the manager's close
-	leaderWait = 3 * time.Second
+	setLeaderWait(t, 3*time.Second)
 	sites := watchUnanswered(t)
-	var refuse atomic.Int32 // attempts to make the consumer to fail; < 0: all
-	testHookQueueConsumer = func() error {
-		if refuse.Load() != 0 {
-			refuse.Add(-1)
-			return errors.New("test: no answer")
-		}
-		return nil
-	}
-	t.Cleanup(func() { testHookQueueConsumer = nil })
+	refuse := refuseConsumer(t, errors.New("test: no answer"))
 	bg := newBackground(t)
 	c, m := startManager(t)
 	ctx := testCtx(t, 60*time.Second)
@@ -275,9 +289,7 @@ func TestManagerTakeUnanswered(t *testing.T) {
 // the item is gone; it fails with the error of no responders once no
 // one has answered for leaderWait, and the item, not taken, comes back.
 func TestManagerAckUnanswered(t *testing.T) {
-	old := leaderWait
-	t.Cleanup(func() { leaderWait = old }) // after the manager's close
-	leaderWait = 3 * time.Second
+	setLeaderWait(t, 3*time.Second)
 	sites := watchUnanswered(t)
 	var unanswered atomic.Bool
 	testHookAck = func() error {
@@ -340,19 +352,9 @@ func TestManagerAckUnanswered(t *testing.T) {
 // fails with the error of no responders. (It failed at its first
 // attempt.)
 func TestManagerTakeConsumerUnanswered(t *testing.T) {
-	old := leaderWait
-	t.Cleanup(func() { leaderWait = old }) // after the manager's close
-	leaderWait = 3 * time.Second
+	setLeaderWait(t, 3*time.Second)
 	sites := watchUnanswered(t)
-	var refuse atomic.Int32 // attempts to make the consumer to fail; < 0: all
-	testHookQueueConsumer = func() error {
-		if refuse.Load() != 0 {
-			refuse.Add(-1)
-			return nats.ErrNoResponders
-		}
-		return nil
-	}
-	t.Cleanup(func() { testHookQueueConsumer = nil })
+	refuse := refuseConsumer(t, nats.ErrNoResponders)
 	bg := newBackground(t)
 	_, m := startManager(t)
 	ctx := testCtx(t, 60*time.Second)
