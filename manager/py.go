@@ -106,6 +106,7 @@ var (
 	excTypeError      = builtinExc("TypeError")
 	excIndexError     = builtinExc("IndexError")
 	excOverflowError  = builtinExc("OverflowError")
+	excMemoryError    = builtinExc("MemoryError")
 	excAttributeError = builtinExc("AttributeError")
 	excRuntimeError   = builtinExc("RuntimeError")
 	excStopIteration  = builtinExc("StopIteration")

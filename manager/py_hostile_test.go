@@ -66,7 +66,7 @@ func (p *pyConn) recv() (string, any) {
 	if err != nil {
 		p.t.Fatalf("no reply: %v", err)
 	}
-	v, err := pickle.Decode(b, pickle.Options{Allow: []ogórek.Class{excValueError, excTypeError,
+	v, err := pickle.Decode(b, pickle.Options{Allow: []ogórek.Class{excValueError, excTypeError, excMemoryError,
 		excKeyError, excAttributeError, excPermission, pyTokenClass}})
 	if err != nil {
 		p.t.Fatal(err)
@@ -564,7 +564,8 @@ func TestPythonDebugInfoHidesIdents(t *testing.T) {
 
 // TestPythonListRepeatBounds: a list's __mul__, __rmul__ and __imul__
 // with counts whose product with the length overflows int64, or on an
-// empty list, answer at once (ValueError, or the empty list) and leave
+// empty list, answer at once (MemoryError, as CPython, or the empty
+// list) and leave
 // the list as it was. The product used to wrap: [1, 2] * 2**62 made a
 // slice of negative capacity (a panic that took the server down), and
 // [] * 2**62 looped 2^62 times, __imul__ holding the list's lock.
@@ -584,7 +585,7 @@ func TestPythonListRepeatBounds(t *testing.T) {
 	for _, method := range []string{"__mul__", "__rmul__", "__imul__"} {
 		p.send(mustEncode(t, ogórek.Tuple{fid, method, ogórek.Tuple{int64(1) << 62}, ogórek.NewDict()}))
 		kind, v := p.recvWithin(10*time.Second, "[1, 2]."+method+"(2**62)")
-		wantExc(t, kind, v, excValueError)
+		wantExc(t, kind, v, excMemoryError)
 		p.send(mustEncode(t, ogórek.Tuple{eid, method, ogórek.Tuple{int64(1) << 62}, ogórek.NewDict()}))
 		kind, v = p.recvWithin(10*time.Second, "[]."+method+"(2**62)")
 		if l, ok := v.([]any); kind != "#RETURN" || (method != "__imul__" && (!ok || len(l) != 0)) {

@@ -619,7 +619,7 @@ func pyListMethods() map[string]pyMethod {
 		pyListAll(pc, func(items []any) pyMsg {
 			size, ok := repeatLen(len(items), n)
 			if !ok {
-				return pyRaise(excValueError, "the repeated list would be too long")
+				return pyRaise(excMemoryError) // as CPython, which cannot allocate it
 			}
 			out := make([]any, 0, size)
 			for len(out) < size {
@@ -857,7 +857,7 @@ func (l *listObj) pyRepeat(n int64) pyMsg {
 	}
 	size, ok := repeatLen(len(l.items), n)
 	if !ok {
-		return pyRaise(excValueError, "the repeated list would be too long")
+		return pyRaise(excMemoryError) // as CPython, which cannot allocate it
 	}
 	if size == 0 {
 		l.items = nil
@@ -872,7 +872,10 @@ func (l *listObj) pyRepeat(n int64) pyMsg {
 	return pyReturn(nil)
 }
 
-// maxRepeat bounds the items of a list repeated by __mul__ or __imul__.
+// maxRepeat bounds the items of a list repeated by __mul__ or __imul__:
+// past it the server raises MemoryError, as CPython does for a repeat it
+// cannot allocate (CPython allocates up to its memory; the server keeps
+// to 16 Mi items).
 const maxRepeat = 1 << 24
 
 // repeatLen returns the length of n items repeated times times (0 for a
