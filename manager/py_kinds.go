@@ -747,7 +747,8 @@ func pyListIndex(pc *pyCall) {
 	if !ok {
 		return
 	}
-	notIn := pyRaise(excValueError, "value is not in list")
+	// As CPython words it: the value's repr.
+	notIn := pyRaise(excValueError, pyRepr(pc.arg(0, "value", nil))+" is not in list")
 	if len(pc.args.pos) == 1 && pc.args.nkw() == 0 {
 		pc.run(opListIndex, noTimeout, args1(v), func(res *opResult) pyMsg {
 			if !res.ok {

@@ -143,6 +143,8 @@ for name, f in [
         ('mul H', lambda: l * H), ('mul -H', lambda: l * -H), ('rmul H', lambda: H * l),
         ('mul 2**63', lambda: l * 2**63), ('mul -2**63-1', lambda: l * (-2**63-1)),
         ('mul empty H', lambda: e * H), ('imul H', lambda: l.__imul__(H)),
+        ('index H', lambda: l.index(H)), ('index str', lambda: l.index('x')),
+        ('index tuple', lambda: l.index((1, 'a', None, 2.5))), ('index in 0:1', lambda: l.index(3, 0, 1)),
         ('mul 2**62', lambda: l * 2**62), ('rmul 2**62', lambda: 2**62 * l),
         ('imul 2**62', lambda: l.__imul__(2**62)),
         ('imul -H', lambda: l.__imul__(-H)), ('imul empty H', lambda: e.__imul__(H)),
