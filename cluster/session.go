@@ -656,8 +656,11 @@ func (s *session) onResult(m jetstream.Msg) {
 
 // onDirect acknowledges the task of a result sent over core NATS (see
 // directMax) to the stream and tells its worker that the pool has the
-// result, then settles the task. The worker stores the result in the
-// stream only if no answer comes. The acknowledgement and the answer go
+// result (answerAcked), then settles the task. A task whose Mp-Ack-To is
+// no delivery of the pool's own tasks' consumer (see isOwnDelivery) is
+// not acknowledged: the answer says the pool took the result only
+// (answerTook), and the worker acknowledges it. The worker stores the
+// result in the stream only if no such answer comes. The acknowledgement and the answer go
 // first: the result is in this process, and only the end of the process
 // loses it, which ends its caller too. So the worker does not wait for
 // the caller's callback (run as the task settles), the caller's
