@@ -44,8 +44,9 @@
 // being published, a Map's one by one: see mp.Pool; but a call whose ctx
 // can never end, such as context.Background(), publishes on the
 // caller's goroutine, and returns once the publication under way is
-// out), and no result of the call's tasks reaches the caller afterwards. What becomes of each
-// task depends on where it is when the pool hears of the cancellation:
+// out), and no result of the call's tasks reaches the caller afterwards.
+// What becomes of each task depends on where it is when the pool hears
+// of the cancellation:
 //
 //   - not yet published (a call's task is published after the pool
 //     registers it, a Map's chunks one by one): it is never published,
@@ -181,17 +182,18 @@
 // It can, on the other hand, forge a result, a cancellation (the worker
 // stops or skips the task as for the pool's own, and the call fails with
 // ErrCancelledByPeer) or a heartbeat (which silences the warning of no
-// compatible worker, and sways Pool.Processes); push a worker's remembered cancellations out with
-// 65 536 of its own: a task cancelled before a worker takes it then runs
-// there, if the purge had not removed it yet (its result is dropped); and
-// slow pools and workers down with forged statuses sent to the inboxes
-// of their requests (each costs a worker's slot a pause of 200 ms, a
-// pool's reading of results one of a quarter of a second). And, as it
-// sees the subjects that acknowledge deliveries, it can acknowledge a
-// task for its worker, or answer a worker's result sent directly as its
-// pool would ("took"): the result is then lost, and its call waits until
-// its ctx ends. (An answer that is no pool's, and the server's status
-// that nothing listens, send the result to the stream.)
+// compatible worker, and sways Pool.Processes); push a worker's
+// remembered cancellations out with 65 536 of its own: a task cancelled
+// before a worker takes it then runs there, if the purge had not
+// removed it yet (its result is dropped); and slow pools and workers
+// down with forged statuses sent to the inboxes of their requests (each
+// costs a worker's slot a pause of 200 ms, a pool's reading of results
+// one of a quarter of a second). And, as it sees the subjects that
+// acknowledge deliveries, it can acknowledge a task for its worker, or
+// answer a worker's result sent directly as its pool would ("took"): the
+// result is then lost, and its call waits until its ctx ends. (An
+// answer that is no pool's, and the server's status that nothing
+// listens, send the result to the stream.)
 //
 // # Durability
 //

@@ -530,9 +530,10 @@ func (s *kvStore) QueueTake(ctx context.Context, name string, wait bool) ([]byte
 	}
 }
 
-// leaderWait bounds the time a pull or an ack may go on finding no one
-// to answer it before its error is returned: a consumer just made on
-// servers in a cluster answers once its replicas have elected a leader.
+// leaderWait bounds the time a pull, an ack or the making of a queue's
+// consumer (see consumerAnswered) may go on finding no one to answer it
+// before its error is returned: a consumer just made on servers in a
+// cluster answers once its replicas have elected a leader.
 // A variable for tests.
 var leaderWait = 10 * time.Second
 

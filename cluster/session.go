@@ -656,8 +656,11 @@ func (s *session) onResult(m jetstream.Msg) {
 
 // onDirect acknowledges the task of a result sent over core NATS (see
 // directMax) to the stream and tells its worker that the pool has the
-// result, then settles the task. The worker stores the result in the
-// stream only if no answer comes. The acknowledgement and the answer go
+// result (answerAcked), then settles the task. A task whose Mp-Ack-To is
+// no delivery of the pool's own tasks' consumer (see isOwnDelivery) is
+// not acknowledged: the answer says the pool took the result only
+// (answerTook), and the worker acknowledges it. The worker stores the
+// result in the stream only if no such answer comes. The acknowledgement and the answer go
 // first: the result is in this process, and only the end of the process
 // loses it, which ends its caller too. So the worker does not wait for
 // the caller's callback (run as the task settles), the caller's
@@ -859,21 +862,22 @@ func (s *session) CancelAll(ts []*clusterhook.Task) { s.cancelAll(ts, false) }
 // none of them; one running runs to its end.
 func (s *session) DropAll(ts []*clusterhook.Task) { s.cancelAll(ts, true) }
 
-// cancelAll drops ts: their results, if any come, go unheard. A task not
-// published never is (or, as it is being published, its publisher stops
-// it: see cancelPublish); those published go to cancelLoop together, as
-// one request, which purges them from the stream and stops them where
-// they run (see stopTasks): the tasks of one call are all unlinked here
-// before cancelLoop sees any of them, so that it purges their job whole
-// before it tells the workers to stop the job's running tasks (else it
-// could stop a running one while another, queued, was still in the
-// stream and not in the workers' ledgers: the slot freed took it). A
-// chunk sent in parts has its parts cancelled with it. A t not
-// registered is marked, in t itself, so that nothing is kept for a t
-// settled already: if Submit has yet to register it (the pool's side
-// registers its ctx's end before it calls Submit), Submit drops it.
-// With drop, what cancelLoop tells the workers is a drop, which stops
-// none (see cancelMsg).
+// cancelAll cancels ts (with drop, drops them): their results, if any
+// come, go unheard. A task not published never is (or, as it is being
+// published, its publisher stops it: see cancelPublish); those
+// published go to cancelLoop together, as one request, which purges
+// them from the stream and stops them where they run (see stopTasks):
+// the tasks of one call are all unlinked here before cancelLoop sees
+// any of them, so that it purges their job whole before it tells the
+// workers to stop the job's running tasks (else it could stop a
+// running one while another, queued, was still in the stream and not
+// in the workers' ledgers: the slot freed took it). A chunk sent in
+// parts has its parts cancelled with it. A t not registered is marked,
+// in t itself, so that nothing is kept for a t settled already: if
+// Submit has yet to register it (the pool's side registers its ctx's
+// end before it calls Submit), Submit drops it. With drop, what
+// cancelLoop tells the workers is a drop, which stops none (see
+// cancelMsg).
 func (s *session) cancelAll(ts []*clusterhook.Task, drop bool) {
 	var reqs []stopReq
 	s.mu.Lock()

@@ -722,7 +722,8 @@ func (n *node) resultStored(ack jetstream.PubAckFuture) bool {
 // classify maps a failed task's error to the result the pool gets, as a
 // local pool gives it; retry says the task goes back to the queue (its
 // worker process died, and attempts are left, or this worker stops), and
-// kind -1 that its pool cancelled it.
+// kind -1 that a cancellation stopped it (its pool's, or a peer's: see
+// resCancelled).
 func (n *node) classify(ctx context.Context, err error, md *nats.MsgMetadata, attempts int) (kind int, payload []byte, retry bool) {
 	var re *mp.RemoteError
 	switch {

@@ -59,9 +59,6 @@ func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// roundTrip makes a file-backed work-queue stream with the given
-// replicas, publishes count messages with acks and consumes them all with
-// acks through a durable consumer.
 // untilResponder calls f again, every 50 ms while ctx allows, as long as
 // it fails for want of a responder (a stream or a meta leader being
 // elected).
@@ -79,6 +76,9 @@ func untilResponder(ctx context.Context, f func() error) error {
 	}
 }
 
+// roundTrip makes a file-backed work-queue stream with the given
+// replicas, publishes count messages with acks and consumes them all with
+// acks through a durable consumer.
 func roundTrip(t *testing.T, nc *nats.Conn, replicas, count int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
