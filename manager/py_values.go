@@ -184,7 +184,8 @@ func appendPyDict(c *sconn, b []byte, d *pickle.Dict, depth int) ([]byte, error)
 		if bytes.Equal(key(order[i-1]), key(order[i])) {
 			// Two keys that the dict (Python's equality) holds apart
 			// but that the manager stores alike: a map must not repeat
-			// a key. (None is known; this guards the encoding.)
+			// a key. Two NaNs are such keys ({nan: 1, float('nan'): 2}:
+			// NaN equals nothing, in Python and in pickle.Dict).
 			return b[:start], &pyValueError{"dict keys that are distinct in Python but one key in the manager"}
 		}
 	}
