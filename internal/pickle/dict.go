@@ -37,6 +37,15 @@ func newDict(n int) *Dict {
 	return &Dict{pairs: make([]dictPair, 0, n), idx: ogórek.NewDictWithSizeHint(n)}
 }
 
+// clone returns a copy of d that shares only its keys and values with d.
+func (d *Dict) clone() Dict {
+	c := newDict(d.Len())
+	for k, v := range d.All() {
+		c.Set(k, v)
+	}
+	return *c
+}
+
 // Len returns the number of pairs.
 func (d *Dict) Len() int {
 	if d == nil {
