@@ -212,3 +212,36 @@ except PermissionError:
 		}
 	})
 }
+
+// TestPythonReleaseNUncountsItsUnits: a Python process that acquires two
+// units of a BoundedSemaphore and gives both back with release(2) holds
+// none: when it ends, no unit is given back for it, so that the value
+// stays what the Go client's unit left (a unit given back would raise
+// it, below the bound).
+func TestPythonReleaseNUncountsItsUnits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	eachPython(t, func(t *testing.T, py string) {
+		m, env := pyManager(t) // a server of its own: the named object is new
+		S := must[*manager.BoundedSemaphore](t)(manager.NewBoundedSemaphore(ctx, m, 3, manager.Named("S")))
+		check(t, S.Acquire(ctx))
+		defer S.Release(ctx)
+		clients := must[manager.Stats](t)(m.Stats(ctx)).Clients
+		out := runPy(t, py, env, pyBounded+`
+from multiprocessing.managers import AcquirerProxy
+class M(BaseManager): pass
+M.register("get_S", proxytype=AcquirerProxy)
+mm = M(address=mp_address(), authkey=KEY)
+mm.connect()
+S = mm.get_S()
+assert S.acquire() and S.acquire()
+S._callmethod("release", (2,))
+print("ok")
+`)
+		if strings.TrimSpace(out) != "ok" {
+			t.Fatalf("script printed %q", out)
+		}
+		waitFor(t, func() bool { return must[manager.Stats](t)(m.Stats(ctx)).Clients == clients })
+		equal(t, "BoundedSemaphore value after the Python process ended", must[int](t)(S.Value(ctx)), 2)
+	})
+}

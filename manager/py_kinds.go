@@ -747,8 +747,11 @@ func pyListIndex(pc *pyCall) {
 	if !ok {
 		return
 	}
-	// As CPython words it: the value's repr.
-	notIn := pyRaise(excValueError, pyRepr(pc.arg(0, "value", nil))+" is not in list")
+	// As CPython words it: the value's repr (made only if it is not
+	// there).
+	notIn := func() pyMsg {
+		return pyRaise(excValueError, pyRepr(pc.arg(0, "value", nil))+" is not in list")
+	}
 	if len(pc.args.pos) == 1 && pc.args.nkw() == 0 {
 		pc.run(opListIndex, noTimeout, args1(v), func(res *opResult) pyMsg {
 			if !res.ok {
@@ -757,7 +760,7 @@ func pyListIndex(pc *pyCall) {
 			if i := res.int(0); i >= 0 {
 				return pyReturn(i)
 			}
-			return notIn
+			return notIn()
 		})
 		return
 	}
@@ -774,7 +777,7 @@ func pyListIndex(pc *pyCall) {
 	i := slices.IndexFunc(l.items[a:b], func(it []byte) bool { return sameStored(it, v) })
 	l.mu.Unlock()
 	if i < 0 {
-		pc.reply(notIn)
+		pc.reply(notIn())
 		return
 	}
 	pc.ret(int64(a + i))

@@ -3,6 +3,8 @@
 package manager
 
 import (
+	"errors"
+	"math"
 	"testing"
 
 	"github.com/go-mp/mp/internal/codec"
@@ -59,6 +61,21 @@ func TestSameStored(t *testing.T) {
 	}
 	if sameStored(ba[:len(ba)-1], ab[:len(ab)-1]) {
 		t.Error("truncated maps are the same")
+	}
+}
+
+// TestPyDictKeysOneInTheManager: a dict with two keys that Python holds
+// apart but the manager would store as one (two NaNs) is refused with a
+// ValueError, not stored as a map that repeats a key.
+func TestPyDictKeysOneInTheManager(t *testing.T) {
+	d := ordered("a", int64(0), math.NaN(), int64(1), math.NaN(), int64(2))
+	if d.Len() != 3 {
+		t.Fatalf("the dict holds %d keys, want 3", d.Len())
+	}
+	b, err := appendPy(nil, []byte("x"), d, 0)
+	var ve *pyValueError
+	if !errors.As(err, &ve) || string(b) != "x" {
+		t.Fatalf("appendPy of a dict of two NaN keys: %q, %v; want a *pyValueError and nothing appended", b, err)
 	}
 }
 

@@ -184,7 +184,8 @@ func appendPyDict(c *sconn, b []byte, d *pickle.Dict, depth int) ([]byte, error)
 		if bytes.Equal(key(order[i-1]), key(order[i])) {
 			// Two keys that the dict (Python's equality) holds apart
 			// but that the manager stores alike: a map must not repeat
-			// a key. (None is known; this guards the encoding.)
+			// a key. Two NaNs are such keys ({nan: 1, float('nan'): 2}:
+			// NaN equals nothing, in Python and in pickle.Dict).
 			return b[:start], &pyValueError{"dict keys that are distinct in Python but one key in the manager"}
 		}
 	}
@@ -194,14 +195,14 @@ func appendPyDict(c *sconn, b []byte, d *pickle.Dict, depth int) ([]byte, error)
 // sameStored reports whether two stored values are equal, as Python's ==
 // compares dicts: the same bytes, or the same but for the order of the
 // pairs of maps (a dict a Python client stores keeps its order: see
-// appendPyDict). Where they differ, a map in them costs the two a
-// reordered copy each: reordering keeps the length, so only values of
-// the same length that hold maps get there.
+// appendPyDict). Where they differ, only values of the same length (a
+// reordering keeps it) that both hold a map cost the two a reordered copy
+// each; lists of lists or tuples, searched item by item, cost a walk each.
 func sameStored(a, b []byte) bool {
 	if bytes.Equal(a, b) {
 		return true
 	}
-	if len(a) != len(b) || len(a) == 0 || !mayHoldMap(a[0]) || !mayHoldMap(b[0]) {
+	if len(a) != len(b) || !holdsMap(a, 0) || !holdsMap(b, 0) {
 		return false
 	}
 	ca, _, err1 := appendSorted(nil, a, 0)
@@ -209,14 +210,44 @@ func sameStored(a, b []byte) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(ca, cb)
 }
 
-// mayHoldMap reports whether an item whose first byte is first may be or
-// hold a map: a map, an array or a tag.
-func mayHoldMap(first byte) bool {
-	switch first >> 5 {
-	case codec.MajorArray, codec.MajorMap, codec.MajorTag:
-		return true
+// holdsMap reports whether the item at the start of b is or holds a map,
+// before anything malformed in it (which appendSorted refuses).
+func holdsMap(b []byte, depth int) bool {
+	found, _ := walkForMap(b, depth)
+	return found
+}
+
+// walkForMap reports whether the item at the start of b is or holds a
+// map, without a copy, and else its length (0: malformed).
+func walkForMap(b []byte, depth int) (bool, int) {
+	if depth > pyMaxDepth {
+		return false, 0
 	}
-	return false
+	major, arg, n, err := codec.Head(b)
+	if err != nil {
+		return false, 0
+	}
+	switch major {
+	case codec.MajorMap:
+		return true, 0
+	case codec.MajorArray, codec.MajorTag:
+		if major == codec.MajorTag {
+			arg = 1 // its content
+		}
+		for ; arg > 0; arg-- {
+			found, m := walkForMap(b[n:], depth+1)
+			if found || m == 0 {
+				return found, 0
+			}
+			n += m
+		}
+		return false, n
+	}
+	m, err := codec.Skip(b, depth)
+	if err != nil {
+		return false, 0
+	}
+	return false, m
 }
 
 // appendSorted appends the item at the start of b with the pairs of its

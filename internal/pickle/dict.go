@@ -19,7 +19,9 @@ import (
 //
 // Keys are what Python can hash, of the value model's kinds (see the
 // package documentation): None is ogórek.None{} in a key. The zero value
-// is an empty dict, ready to use. A Dict is not safe for concurrent use.
+// is an empty dict, ready to use. A Dict is not safe for concurrent use,
+// nor to copy by assignment once set (the copy would share its index of
+// keys): pass a *Dict.
 // It costs O(n) memory for n pairs.
 type Dict struct {
 	pairs []dictPair
@@ -35,6 +37,15 @@ func newDict(n int) *Dict {
 		return &Dict{}
 	}
 	return &Dict{pairs: make([]dictPair, 0, n), idx: ogórek.NewDictWithSizeHint(n)}
+}
+
+// clone returns a copy of d that shares only its keys and values with d.
+func (d *Dict) clone() Dict {
+	c := newDict(d.Len())
+	for k, v := range d.All() {
+		c.Set(k, v)
+	}
+	return *c
 }
 
 // Len returns the number of pairs.

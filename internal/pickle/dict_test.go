@@ -131,3 +131,29 @@ func TestIntoDict(t *testing.T) {
 		}
 	}
 }
+
+// TestIntoDictCopies: a Dict value that Into fills is a copy: a key set
+// in it is neither in the decoded dict nor in another Dict filled from
+// it (they shared the index of its keys, and found the new key at a
+// place their pairs do not have).
+func TestIntoDictCopies(t *testing.T) {
+	v, err := Decode(rawDict(t, [][2]any{{"a", int64(1)}}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x, y Dict
+	for _, dst := range []*Dict{&x, &y} {
+		if err := Into(v, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x.Set("b", int64(2))
+	if got, ok := x.Get("b"); !ok || got != int64(2) || x.Len() != 2 {
+		t.Errorf("the Dict set: Get(b) = %v, %v; %d pairs", got, ok, x.Len())
+	}
+	for i, d := range []*Dict{v.(*Dict), &y} {
+		if got, ok := d.Get("b"); ok || d.Len() != 1 {
+			t.Errorf("#%d: Get(b) = %v, %v; %d pairs; want only a", i, got, ok, d.Len())
+		}
+	}
+}

@@ -54,7 +54,7 @@ func (e *MismatchError) Error() string {
 //   - None stores nil in a pointer, slice, map or interface; a pointer
 //     otherwise points to a new variable that takes v.
 //   - the types of the value model take themselves (a Dict also takes a
-//     *Dict).
+//     *Dict, as a copy of it).
 //
 // Anything else is a *MismatchError. dst must be a non-nil pointer.
 //
@@ -162,7 +162,9 @@ func (st *intoState) into(v any, dst reflect.Value, path string) error {
 		return nil
 	}
 	if d, ok := v.(*Dict); ok && t == dictType {
-		dst.Set(reflect.ValueOf(*d)) // a Dict, not a struct of its fields
+		// A Dict, not a struct of its fields; a copy, which a Set on it
+		// would otherwise write through to d's index.
+		dst.Set(reflect.ValueOf(d.clone()))
 		return nil
 	}
 	if t == bigIntType || t == reflect.PointerTo(bigIntType) {

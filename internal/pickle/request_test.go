@@ -45,7 +45,7 @@ func TestDecodeRequestMatchesDecode(t *testing.T) {
 		{"put", ogórek.Tuple{nil, true, false}, &Dict{}, true},
 		{"set", ogórek.Tuple{int64(-7), 1.5, "é"}, &Dict{}, true},
 		{"set", ogórek.Tuple{int64(math.MinInt32), int64(math.MaxInt32)}, &Dict{}, true},
-		{"get", ogórek.Tuple{"k"}, dictOf("default", int64(1)), false},
+		{"get", ogórek.Tuple{"k"}, dict("default", int64(1)), false},
 		{"set", ogórek.Tuple{int64(1) << 40}, &Dict{}, false},
 		{"set", ogórek.Tuple{ogórek.Bytes("b")}, &Dict{}, false},
 		{"set", ogórek.Tuple{ogórek.Tuple{int64(1)}}, &Dict{}, false},
@@ -106,8 +106,6 @@ func checkRequest(t *testing.T, data []byte, r *Request) {
 		t.Fatalf("%x: DecodeRequest read %#v, Decode %#v", data, fast, v)
 	}
 }
-
-func dictOf(k, v any) *Dict { return dict(k, v) }
 
 // TestDecodeRequestKeepsStrs: requests on one object that alternate
 // between a few methods cost no allocation for their ident and names
