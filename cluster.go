@@ -267,8 +267,9 @@ func (c *clusterPool) terminate(p *Pool) {
 	p.state = poolTerminated
 	p.mu.Unlock()
 	c.s.Terminate(ErrPoolTerminated)
-	// After the session's Terminate, which stops the tasks of every call
-	// as one (the submits that return cancel none of theirs).
+	// After the session's Terminate, which fails and stops the tasks of
+	// every call as one: the submits it wakes then cancel only those
+	// their Submit has yet to take, which are never sent (see submit).
 	c.terminatedOnce.Do(func() { close(c.terminated) })
 }
 

@@ -22,7 +22,9 @@ import (
 // until release is closed, as a publication to a stream whose server is
 // slow or stopped does. Otherwise it keeps the promises of a session
 // (see clusterhook.Session) and publishes the tasks in order, but runs
-// none of them: a test sees exactly which tasks went out.
+// none of them: a test sees exactly which tasks went out. Terminate
+// fails the tasks published and not cancelled, and those it is yet to
+// publish.
 type stuckCluster struct {
 	blockAt int
 	blocked chan struct{} // closed once the publication of task blockAt blocks
@@ -35,6 +37,7 @@ type stuckCluster struct {
 	submits   int // Submits under way
 	done      chan struct{}
 	ended     bool
+	termErr   error // Terminate's
 }
 
 func newStuckCluster(blockAt int) *stuckCluster {
@@ -65,6 +68,13 @@ func (c *stuckCluster) Submit(ts []*clusterhook.Task) error {
 		if n == c.blockAt {
 			close(c.blocked)
 			<-c.release
+		}
+		c.mu.Lock()
+		err := c.termErr
+		c.mu.Unlock()
+		if err != nil {
+			t.Finish(nil, err) // as the session fails it: terminated
+			continue
 		}
 		if t.Encode != nil {
 			var buf bytes.Buffer
@@ -101,7 +111,21 @@ func (c *stuckCluster) DropAll(ts []*clusterhook.Task) { c.CancelAll(ts) }
 func (c *stuckCluster) Slots() int        { return 2 }
 func (c *stuckCluster) MaxTaskBytes() int { return 0 }
 func (c *stuckCluster) Close()            { c.end() }
-func (c *stuckCluster) Terminate(error)   { c.end() }
+func (c *stuckCluster) Terminate(err error) {
+	c.mu.Lock()
+	c.termErr = err
+	var fail []*clusterhook.Task
+	for _, t := range c.published {
+		if !c.canceled[t] {
+			fail = append(fail, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range fail {
+		t.Finish(nil, err)
+	}
+	c.end()
+}
 func (c *stuckCluster) Done() <-chan struct{} {
 	return c.done
 }
@@ -124,10 +148,11 @@ func (c *stuckCluster) state() (published []*clusterhook.Task, submitting bool) 
 
 // TestCallCtxEndsDuringSubmit ends the ctx (cancelled, or past its
 // deadline) of each call that gives a pool work while its submission is
-// stuck (a cluster's publication that
-// does not return), and checks that the call returns ctx.Err() at once
-// (within a bound that only proves it did not wait for the publication,
-// stuck for good), that no task after the stuck one is ever published,
+// stuck (a cluster's publication that does not return), or terminates
+// its pool, and checks that the call returns ctx.Err() (or
+// ErrPoolTerminated) at once (within a bound that only proves it did not
+// wait for the publication, stuck for good), that no task after the
+// stuck one is ever published,
 // and that nothing is left running: the submission, once released,
 // returns and publishes nothing more, and Join waits for it.
 func TestCallCtxEndsDuringSubmit(t *testing.T) {
@@ -190,20 +215,28 @@ func TestCallCtxEndsDuringSubmit(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		for _, deadline := range []bool{false, true} {
-			name := tc.name + "/cancel"
-			if deadline {
-				name = tc.name + "/deadline"
+		for _, end := range []submitEnd{endCancel, endDeadline, endTerminate} {
+			if end == endTerminate && tc.executor {
+				continue // an Executor has no Terminate
 			}
-			t.Run(name, func(t *testing.T) { checkCtxEndsDuringSubmit(t, tc.blockAt, tc.executor, tc.call, deadline) })
+			t.Run(tc.name+"/"+string(end), func(t *testing.T) { checkCtxEndsDuringSubmit(t, tc.blockAt, tc.executor, tc.call, end) })
 		}
 	}
 }
 
+// submitEnd is what ends a call while its submission is stuck.
+type submitEnd string
+
+const (
+	endCancel    submitEnd = "cancel"    // its ctx is cancelled
+	endDeadline  submitEnd = "deadline"  // its ctx reaches its deadline
+	endTerminate submitEnd = "terminate" // its pool is terminated: ErrPoolTerminated
+)
+
 // checkCtxEndsDuringSubmit is TestCallCtxEndsDuringSubmit for one call:
-// its ctx is cancelled, or reaches its deadline, while the publication of
-// task blockAt is stuck.
-func checkCtxEndsDuringSubmit(t *testing.T, blockAt int, executor bool, call func(context.Context, *mp.Pool, *mp.Executor) error, deadline bool) {
+// its ctx is cancelled, or reaches its deadline, or its pool is
+// terminated, while the publication of task blockAt is stuck.
+func checkCtxEndsDuringSubmit(t *testing.T, blockAt int, executor bool, call func(context.Context, *mp.Pool, *mp.Executor) error, how submitEnd) {
 	fake := newStuckCluster(blockAt)
 	opts := mp.PoolOptions{Cluster: fake, Processes: mp.NoLocalWorkers}
 	var pool *mp.Pool
@@ -246,10 +279,17 @@ func checkCtxEndsDuringSubmit(t *testing.T, blockAt int, executor bool, call fun
 	var ctx context.Context
 	var end func()
 	want := context.Canceled
-	if deadline {
+	switch how {
+	case endDeadline:
 		d := &expiringCtx{Context: context.Background(), done: make(chan struct{})}
 		ctx, end, want = d, sync.OnceFunc(func() { close(d.done) }), context.DeadlineExceeded
-	} else {
+	case endTerminate:
+		// A ctx that can end, which the call watches, but does not.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.Background())
+		defer cancel()
+		end, want = func() { pool.Terminate() }, mp.ErrPoolTerminated
+	default:
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(context.Background())
 		end = cancel
@@ -271,7 +311,7 @@ func checkCtxEndsDuringSubmit(t *testing.T, blockAt int, executor bool, call fun
 			t.Errorf("the call returned %v, want %v", err, want)
 		}
 	case <-time.After(3 * time.Second):
-		t.Error("the call did not return within 3 s of its ctx's end: it waits for the stuck submission")
+		t.Errorf("the call did not return within 3 s of its end (%s): it waits for the stuck submission", how)
 		release()
 		<-errc
 	}
