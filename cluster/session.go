@@ -903,9 +903,16 @@ func (s *session) cancelAll(ts []*clusterhook.Task, drop bool) {
 		case s.cancels <- reqs:
 		case <-s.stop:
 		}
+		if h := testHookCancelQueued; h != nil {
+			h(len(reqs))
+		}
 	}
 	s.maybeEnd()
 }
+
+// testHookCancelQueued, if a test sets it, runs once a call of cancelAll
+// has queued its n cancelled tasks for cancelLoop.
+var testHookCancelQueued func(n int)
 
 // stopReq is a cancelled task for cancelLoop, or stopTasks, to stop: out says
 // that it was published (else nothing is to be done); whole stops its
