@@ -107,7 +107,10 @@ func joinResults(results [][]byte, counts []int, form clusterhook.ChunkForm) ([]
 // joined results, or the error of the first part, in order, that failed
 // (the first failing item's, as a chunk stops at it), once the parts
 // before it succeeded. The parts after a failed one are cancelled: their
-// outcome no longer matters.
+// outcome no longer matters. They are cancelled together, in one request
+// (see cancelAll): once no other part is left to wait for (the first
+// part failed, or those before it are in), that is one purge of the
+// parts' job and one cancellation, rather than one of each per part.
 type cutChunk struct {
 	s      *session
 	r      ref // the chunk's place in its job
@@ -203,8 +206,10 @@ func (c *cutChunk) finish(k int, b []byte, err error) {
 		}
 	}
 	c.mu.Unlock()
-	for _, p := range drop {
-		c.s.Cancel(p)
+	if len(drop) > 0 {
+		// Together, in one request: one purge of the parts' job (whole
+		// once they are all settled) and one cancellation, not one each.
+		c.s.CancelAll(drop)
 	}
 	if settle {
 		c.s.settle(c.r, out, err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -583,12 +584,19 @@ func (s *session) readResults(cc jetstream.ConsumeContext) {
 				return
 			}
 			// A work-queue stream takes no two consumers of one
-			// subject: the old one goes first.
-			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			err := s.c.conn.js.DeleteConsumer(ctx, resultStream, s.resultsName)
-			cancel()
-			if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				err = s.dropStatusLookalikes()
+			// subject: the old one goes first, once it has said which
+			// results it was given (see dropStatusLookalikes).
+			first, last, most, err := s.givenResults()
+			if err == nil {
+				err = underRequestTimeout(func(ctx context.Context) error {
+					return s.c.conn.js.DeleteConsumer(ctx, resultStream, s.resultsName)
+				})
+				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+					err = nil
+				}
+			}
+			if err == nil {
+				err = s.dropStatusLookalikes(first, last, most)
 			}
 			if err == nil {
 				gen++
@@ -602,37 +610,92 @@ func (s *session) readResults(cc jetstream.ConsumeContext) {
 	}
 }
 
-// dropStatusLookalikes deletes, among the first resultsBatch messages of
-// the pool's results in their stream, those that the client library takes
-// for a status of the consumer rather than a message (no data, a Status
-// header): a peer's, as a worker's result always has data. Stored there,
-// such a message would end each new reading of the results as it came.
-// Those before it were acknowledged as the ended reading had them: it is
-// among the first.
-func (s *session) dropStatusLookalikes() error {
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	st, err := s.c.conn.js.Stream(ctx, resultStream)
+// givenResults returns the stream sequences, first to last, between
+// which lie the results that the ended reading, through its consumer
+// s.resultsName, was given and did not acknowledge, and how many of them
+// to look at, at most (see dropStatusLookalikes): those still stored
+// there are not acknowledged, as many as the consumer's MaxAckPending at
+// most, others' results skipped. Without its consumer
+// (gone already, or deleted by an attempt of readResults that failed
+// after), the first resultsBatch results of the pool, from the stream's
+// start.
+func (s *session) givenResults() (first, last uint64, most int, err error) {
+	var info *jetstream.ConsumerInfo
+	err = underRequestTimeout(func(ctx context.Context) error {
+		c, err := s.c.conn.js.Consumer(ctx, resultStream, s.resultsName)
+		if err == nil {
+			info = c.CachedInfo()
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return 1, math.MaxUint64, resultsBatch, nil
+	case err != nil:
+		return 0, 0, 0, err
+	}
+	return info.AckFloor.Stream + 1, info.Delivered.Stream, math.MaxInt, nil
+}
+
+// dropStatusLookalikes deletes, among the pool's results in their
+// stream from sequence first to last (most of them at most), those that
+// the client library takes for a status of the consumer rather than a
+// message (no data, a Status header): a peer's, as a worker's result
+// always has data. Stored there, such a message would end each new
+// reading of the results as it came. The one that ended the reading is
+// among those it was given and did not acknowledge (see givenResults); one
+// stored after them ends the next reading at most, once, and is deleted
+// then. Each request has its own timeout (requestTimeout): the
+// results to look at may be many, the link slow, and a deadline for all
+// of them failed each new attempt the same way, so that the pool never
+// read its results again.
+func (s *session) dropStatusLookalikes(first, last uint64, most int) error {
+	var st jetstream.Stream
+	err := underRequestTimeout(func(ctx context.Context) (err error) {
+		st, err = s.c.conn.js.Stream(ctx, resultStream)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	seq := uint64(1)
-	for range resultsBatch {
-		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(resPrefix+s.inst))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
+	for seq, n := first, 0; seq <= last && n < most; n++ {
+		if h := testHookGetResult; h != nil {
+			h()
+		}
+		var m *jetstream.RawStreamMsg
+		err := underRequestTimeout(func(ctx context.Context) (err error) {
+			m, err = st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(resPrefix+s.inst))
+			return err
+		})
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil
+		case err != nil:
+			return err
+		case m.Sequence > last:
 			return nil
 		}
-		if err != nil {
-			return err
-		}
 		if len(m.Data) == 0 && m.Header.Get("Status") != "" {
-			if err := st.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			err := underRequestTimeout(func(ctx context.Context) error { return st.DeleteMsg(ctx, m.Sequence) })
+			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return err
 			}
 		}
 		seq = m.Sequence + 1
 	}
 	return nil
+}
+
+// testHookGetResult, if a test sets it, runs before each request of
+// dropStatusLookalikes for a stored result.
+var testHookGetResult func()
+
+// underRequestTimeout runs the request f with a ctx bounded by
+// requestTimeout.
+func underRequestTimeout(f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	return f(ctx)
 }
 
 // resultsBatch is how many results a pool asks for at a time.
@@ -903,9 +966,16 @@ func (s *session) cancelAll(ts []*clusterhook.Task, drop bool) {
 		case s.cancels <- reqs:
 		case <-s.stop:
 		}
+		if h := testHookCancelQueued; h != nil {
+			h(len(reqs))
+		}
 	}
 	s.maybeEnd()
 }
+
+// testHookCancelQueued, if a test sets it, runs once a call of cancelAll
+// has queued its n cancelled tasks for cancelLoop.
+var testHookCancelQueued func(n int)
 
 // stopReq is a cancelled task for cancelLoop, or stopTasks, to stop: out says
 // that it was published (else nothing is to be done); whole stops its
