@@ -97,6 +97,9 @@ func main() {
 	if os.Getenv(bench.BareEnv) != "" {
 		return // the reference of the spawn workload
 	}
+	if url := os.Getenv(bench.FloorEnv); url != "" {
+		os.Exit(bench.FloorWorker(url)) // the reference of cluster_apply_sync
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,6 +20,9 @@ func TestMain(m *testing.M) {
 	benchApart = false // this is the test binary, not mp
 	if os.Getenv(bench.BareEnv) != "" {
 		os.Exit(0)
+	}
+	if url := os.Getenv(bench.FloorEnv); url != "" {
+		os.Exit(bench.FloorWorker(url))
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -54,6 +58,54 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("no %s figure in:\n%s", name, out.String())
 		}
 	}
+}
+
+// cluster_floor and cluster_apply_sync give their medians, and the floor's
+// worker process is gone once the workload returns.
+func TestBenchClusterFloor(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := runBench([]string{"-json", "-scale", "0.05", "cluster_floor", "cluster_apply_sync"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r struct {
+			Name  string  `json:"name"`
+			Value float64 `json:"value"`
+			Unit  string  `json:"unit"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if r.Value <= 0 || r.Unit != "us/task" {
+			t.Errorf("bad result %q", line)
+		}
+		seen[r.Name] = true
+	}
+	if !seen["cluster_floor"] || !seen["cluster_apply_sync"] {
+		t.Errorf("missing figures in:\n%s", out.String())
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Errorf("child processes left: %v", kids)
+	}
+}
+
+// children lists this process's child processes.
+func children(t *testing.T) []string {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	return kids
 }
 
 func TestBenchBadInput(t *testing.T) {

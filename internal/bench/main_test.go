@@ -29,3 +29,11 @@ func TestPipeRTTExcludesStart(t *testing.T) {
 		t.Fatalf("a round trip took %v on average: the child's late start counted (%v over %d round trips)", dt, late, n)
 	}
 }
+
+// The floor's worker gives up with a failing status when it cannot reach
+// the server, rather than trying for ever.
+func TestFloorWorkerUnreachable(t *testing.T) {
+	if code := FloorWorker("nats://127.0.0.1:1"); code == 0 {
+		t.Fatal("FloorWorker succeeded with no server to reach")
+	}
+}
