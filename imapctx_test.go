@@ -123,6 +123,57 @@ func TestImapCtxEndYieldsOnce(t *testing.T) {
 	}
 }
 
+// The loop's ctx ends while the first of two chunks runs and the second,
+// on the other worker, is done and has reached the loop: ImapUnordered
+// yields its results, then ctx.Err() once; Imap, whose turn for it has
+// not come, yields ctx.Err() once only. On the old code the loop found
+// the first chunk's failure and yielded ctx.Err() once per item of it,
+// then (Imap) the second chunk's results after the error.
+func TestImapCtxEndDropsChunkNotInTurn(t *testing.T) {
+	for _, o := range imapOrders {
+		for _, n := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/chunksize%d", o.name, n), func(t *testing.T) {
+				dir := t.TempDir()
+				// A task timeout makes a worker take one task at a time:
+				// each chunk runs on its own worker.
+				pool := newPool(t, mp.PoolOptions{Processes: 2, TaskTimeout: time.Minute, CancelGrace: time.Minute})
+				bound := ctxTimeout(t, 30*time.Second)
+				ctx, cancel := context.WithCancel(bound)
+				defer cancel()
+				steps := []poolStep{{Dir: dir, ID: "h", Hang: true}}
+				for i := 1; i < n; i++ {
+					steps = append(steps, poolStep{Dir: dir, ID: fmt.Sprint("r", i)})
+				}
+				for i := range n {
+					steps = append(steps, poolStep{Dir: dir, ID: fmt.Sprint("q", i)})
+				}
+				handed := make(chan struct{}, 16)
+				// Called by the loop when a chunk succeeded: the second,
+				// which it has, yielded or not, when the first fails.
+				progress := mp.WithProgress(func(done, _ int) {
+					awaitFile(t, bound, dir, "started-h")
+					mp.OnImapChunk(t, func() { handed <- struct{}{} })
+					cancel()
+					select {
+					case <-handed:
+					case <-bound.Done():
+						t.Error("the running chunk was not handed to the loop")
+					}
+				})
+				var got []yielded
+				for v, err := range o.imap(ctx, pool, slices.Values(steps), n, progress) {
+					got = append(got, yielded{v, err})
+				}
+				if o.name == "Imap" {
+					checkYielded(t, got, 0, context.Canceled)
+				} else {
+					checkYielded(t, got, n, context.Canceled)
+				}
+			})
+		}
+	}
+}
+
 // The pool is terminated while a chunk runs and another is queued
 // behind it: the loop yields ErrPoolTerminated once and ends (it yielded
 // it once per item and chunk on the old code).
