@@ -525,8 +525,25 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // the next, as Python's imap does when next() is called again. A chunk
 // stops at its first failing item, so with chunksize above 1 every item of
 // a failed chunk yields that error (those before it ran; their results
-// are lost). ctx ending cancels the work given (see Pool), yields
-// ctx.Err() once and ends the loop; so does a pool that closed.
+// are lost).
+//
+// ctx's end cancels the chunks in flight (see Pool), and the loop yields
+// (zero, ctx.Err()) once and ends. The results that reached the loop
+// before it saw ctx's end are yielded first (for Imap only those whose
+// turn has come: a chunk done after an earlier one still running is not
+// yielded); the items of the chunks cancelled yield nothing, not even
+// ctx.Err(). A target registered with RegisterCtx that returns an error
+// of its own, context.Canceled say, fails its chunk as any error does:
+// only the end of the loop's ctx ends the loop.
+//
+// So does a pool that stops, with its error. Closed (Close), it runs the
+// chunks it was given: a loop that has chunks left to submit yields
+// ErrPoolClosed once, when it next submits, and ends (the chunks in
+// flight are then dropped as below); one that has submitted all its
+// chunks yields them all. Terminated, or (this process's pool) broken by
+// a failing Initializer, it fails the chunks in flight: the loop yields
+// ErrPoolTerminated, or the initializer's error, once (or ErrPoolClosed,
+// if it submits to the terminated pool first) and ends.
 //
 // The loop may stop early (break): the chunks it has in flight (up to
 // 2*Processes+2) are dropped, and their results go unheard. Of a target
@@ -555,6 +572,10 @@ type chunkOut[R any] struct {
 	seq  int
 	vals []R
 	err  error
+	// ends says that err is not the chunk's own but the end of the loop:
+	// the loop's ctx ended (err is errImapCtxEnded) or the pool stopped
+	// (see Pool.stoppedBy). The loop then yields err once and ends.
+	ends bool
 }
 
 func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chunksize int, ordered bool, opts []MapOption) iter.Seq2[R, error] {
@@ -587,8 +608,10 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 			// One watch of ctx for the loop, whose end cancels the chunks
 			// in flight together: a pool on a cluster then stops none of
 			// them before the others are out of the workers' reach (see
-			// Pool.cancelTasks).
-			defer context.AfterFunc(ctx, func() { pool.cancelTasks(inFlight(), ctx.Err()) })()
+			// Pool.cancelTasks). They fail with errImapCtxEnded, which
+			// tells them from a chunk whose target returned ctx.Err()
+			// of its own ctx.
+			defer context.AfterFunc(ctx, func() { pool.cancelTasks(inFlight(), errImapCtxEnded) })()
 		}
 		next, stop := iter.Pull(seq)
 		defer stop()
@@ -623,12 +646,23 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 					continue
 				}
 				t := &task{target: f.name, arg: b, more: &taskMore{chunk: true, into: codec.ChunkInto(vals)}, finish: finishFunc(func(enc []byte, err error) {
-					if err == nil {
+					ends := false
+					switch {
+					case err == nil:
 						if err = codec.DecodeChunk(enc, vals); err != nil {
 							err = fmt.Errorf("mp: decode results: %w", err)
 						}
+					case err == errImapCtxEnded:
+						// The watch of ctx above cancelled it; no error
+						// that a target returns is this one.
+						ends = true
+					default:
+						ends = pool.stoppedBy(err)
 					}
-					results <- chunkOut[R]{seq: s, vals: vals, err: err}
+					results <- chunkOut[R]{seq: s, vals: vals, err: err, ends: ends}
+					if h := testHookImapChunk.Load(); h != nil {
+						(*h)()
+					}
 				})}
 				// In flight before it is submitted, so that ctx's end
 				// during its submission cancels it with the others.
@@ -661,6 +695,15 @@ func (f *Func[A, R]) imap(ctx context.Context, pool *Pool, seq iter.Seq[A], chun
 			mu.Lock()
 			delete(inflight, c.seq)
 			mu.Unlock()
+			if c.ends {
+				// Once, whatever the chunks still to come or waiting
+				// in pending for an earlier one.
+				if c.err == errImapCtxEnded {
+					c.err = ctx.Err()
+				}
+				yield(zero, c.err)
+				return
+			}
 			if c.err == nil {
 				doneN += len(c.vals)
 				prog.report(doneN, -1)
@@ -701,6 +744,29 @@ func yieldChunk[R any](yield func(R, error) bool, c chunkOut[R]) bool {
 		}
 	}
 	return true
+}
+
+// testHookImapChunk, if a test sets it, runs in an Imap chunk's finish
+// once the chunk's outcome is on its way to the loop: a test waits for
+// it to have the loop find the outcome there.
+var testHookImapChunk atomic.Pointer[func()]
+
+// errImapCtxEnded cancels the chunks in flight of an Imap whose ctx
+// ended: the loop yields ctx.Err() instead, once.
+var errImapCtxEnded = errors.New("mp: the Imap's ctx ended")
+
+// stoppedBy reports whether err, the failure of one of p's tasks, is
+// p's stop rather than the task's own: p was terminated and err is
+// ErrPoolTerminated, or p's Initializer failed with err (a local pool's
+// tasks then fail with that very error). Terminate and the failure of
+// an Initializer mark p before they fail its tasks, so that a task they
+// fail is never taken for the task's own failure (a target's own
+// ErrPoolTerminated that reaches the caller after Terminate is taken for
+// the stop, which it then is as well). Not to be called with p.mu held.
+func (p *Pool) stoppedBy(err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == poolTerminated && errors.Is(err, ErrPoolTerminated) || p.broken != nil && err == p.broken
 }
 
 // errImapStopped cancels the chunks of an Imap whose loop ended early;
