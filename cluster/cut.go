@@ -207,8 +207,9 @@ func (c *cutChunk) finish(k int, b []byte, err error) {
 	}
 	c.mu.Unlock()
 	if len(drop) > 0 {
-		// Together, in one request: one purge of the parts' job (whole
-		// once they are all settled) and one cancellation, not one each.
+		// Together, in one request: once the parts before them are
+		// settled, one purge of the parts' job and one cancellation;
+		// else one of each per published part (see cancelLoop).
 		c.s.CancelAll(drop)
 	}
 	if settle {

@@ -99,3 +99,67 @@ func resultsResumeOnSlowLink(t *testing.T, deleteConsumer bool) {
 		return errors.Is(left, jetstream.ErrMsgNotFound)
 	}, func() string { return fmt.Sprintf("the pool's results are still stored: %v", left) })
 }
+
+// A lookalike stored after the results the ended reading was given (here
+// once the pool has asked which they were) is left by that look: it ends
+// the next reading, once, and is deleted then. The calls have their
+// results, and nothing of the pool's is left stored.
+func TestLookalikeStoredAfterRange(t *testing.T) {
+	later := make(chan func(), 1)
+	testHookGetResult = func() {
+		select {
+		case f := <-later:
+			f()
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookGetResult = nil })
+	var logs lockedBuffer
+	c := startCluster(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	nc := peerConn(t, c)
+	pool := submitOnly(t, c, mp.PoolOptions{})
+	s := sessionOf(t, c)
+	send := resultSender{t, nc, peerJS(t, nc), s}
+	calls := queueCalls(t, c, pool, 2)
+	lookalike := func() error {
+		m := &nats.Msg{Subject: resPrefix + s.inst, Header: nats.Header{"Status": {"409"}, "Description": {"Consumer Deleted"}}}
+		_, err := send.js.PublishMsg(testCtx(t, 10*time.Second), m)
+		return err
+	}
+	later <- func() {
+		if err := lookalike(); err != nil {
+			t.Errorf("the second lookalike: %v", err)
+		}
+	}
+	if err := lookalike(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range calls {
+		r := resultMsg{Job: uint64(i + 1), Kind: resOK, Payload: encoded(t, 100+i)}
+		send.stream(r.appendTo(nil))
+	}
+	for i, cl := range calls {
+		<-cl.in
+		if cl.v != 100+i || cl.err != nil {
+			t.Errorf("call %d: got %v, %v", i+1, cl.v, cl.err)
+		}
+	}
+	st, err := send.js.Stream(testCtx(t, 10*time.Second), resultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left error
+	awaitTrue(t, func() bool {
+		_, left = st.GetMsg(testCtx(t, 10*time.Second), 1, jetstream.WithGetMsgSubject(resPrefix+s.inst))
+		return errors.Is(left, jetstream.ErrMsgNotFound)
+	}, func() string { return fmt.Sprintf("the pool's results are still stored: %v", left) })
+	if len(later) != 0 {
+		t.Fatal("the pool did not look at the results it was given")
+	}
+	if k := strings.Count(logs.String(), "results ended"); k != 2 {
+		t.Errorf("the pool's reading of its results ended %d times, want twice: %s", k, logs.String())
+	}
+	if strings.Contains(logs.String(), "read the pool's results") {
+		t.Errorf("an attempt to read the results again failed: %s", logs.String())
+	}
+}

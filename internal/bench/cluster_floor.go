@@ -133,7 +133,7 @@ func benchClusterFloor(scale float64) ([]Result, error) {
 
 // FloorWorker is the worker of cluster_floor, in a process of its own: it
 // answers each task of the floor's stream at url with the task's data,
-// over core NATS, asking for the next task first. It returns the
+// over core NATS, then asks for the next task. It returns the
 // process's exit status once its connection closes (the benchmark ended,
 // or its process died).
 func FloorWorker(url string) int {
