@@ -531,18 +531,21 @@ func (f *Func[A, R]) mapAsync(ctx context.Context, pool *Pool, items []A, chunks
 // (zero, ctx.Err()) once and ends. The results that reached the loop
 // before it saw ctx's end are yielded first (for Imap only those whose
 // turn has come: a chunk done after an earlier one still running is not
-// yielded); the items of the chunks cancelled yield nothing, not even
-// ctx.Err(). A target registered with RegisterCtx that returns an error
-// of its own, context.Canceled say, fails its chunk as any error does:
-// only the end of the loop's ctx ends the loop.
+// yielded); if they are the last, seq having no more items, the loop
+// ends with them, without ctx.Err(). The items of the chunks cancelled
+// yield nothing, not even ctx.Err(). A target registered with
+// RegisterCtx that returns an error of its own, context.Canceled say,
+// fails its chunk as any error does: only the end of the loop's ctx ends
+// the loop.
 //
 // So does a pool that stops, with its error. Closed (Close), it runs the
 // chunks it was given: a loop that has chunks left to submit yields
 // ErrPoolClosed once, when it next submits, and ends (the chunks in
 // flight are then dropped as below); one that has submitted all its
-// chunks yields them all. Terminated, or (this process's pool) broken by
-// a failing Initializer, it fails the chunks in flight: the loop yields
-// ErrPoolTerminated, or the initializer's error, once (or ErrPoolClosed,
+// chunks yields them all. Terminated (Terminate), or (this process's
+// pool) broken (its Initializer failed, or a worker could not be
+// started), it fails the chunks in flight: the loop yields
+// ErrPoolTerminated, or the error that broke it, once (or ErrPoolClosed,
 // if it submits to the terminated pool first) and ends.
 //
 // The loop may stop early (break): the chunks it has in flight (up to
@@ -757,12 +760,13 @@ var errImapCtxEnded = errors.New("mp: the Imap's ctx ended")
 
 // stoppedBy reports whether err, the failure of one of p's tasks, is
 // p's stop rather than the task's own: p was terminated and err is
-// ErrPoolTerminated, or p's Initializer failed with err (a local pool's
-// tasks then fail with that very error). Terminate and the failure of
-// an Initializer mark p before they fail its tasks, so that a task they
-// fail is never taken for the task's own failure (a target's own
-// ErrPoolTerminated that reaches the caller after Terminate is taken for
-// the stop, which it then is as well). Not to be called with p.mu held.
+// ErrPoolTerminated, or p broke with err (its Initializer failed, or a
+// worker could not be started: a local pool's tasks then fail with that
+// very error). Terminate and breakPool mark p before they fail its
+// tasks, so that a task they fail is never taken for the task's own
+// failure (a target's own ErrPoolTerminated that reaches the caller
+// after Terminate is taken for the stop, which it then is as well). Not
+// to be called with p.mu held.
 func (p *Pool) stoppedBy(err error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -65,9 +65,13 @@ func checkImapEnd(t *testing.T, got []yielded, n int, want error) {
 //
 // Terminate fails the chunks before it returns. For ctx, the loop's body
 // waits until the running item has seen its ctx cancelled: the pool
-// stops the chunks where they run before it fails them for the loop,
-// within the same goroutine, so that the loop then finds them failed
-// (on the old code: yielded them, item by item) rather than ctx's end.
+// queues the chunks' stop for the session, then at once, on the same
+// goroutine, fails them for the loop, while the stop reaches the worker
+// only after a purge of the stream and a message; so the loop then finds
+// them failed (on the old code: yielded them, item by item) rather than
+// ctx's end. That is timing, not an order the code makes: the hook that
+// the root package's test waits on (mp.OnImapChunk) is not exported to
+// this package.
 func TestImapCtxEndYieldsOnce(t *testing.T) {
 	for _, o := range imapOrders {
 		for _, n := range []int{1, 3} {
