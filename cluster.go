@@ -97,13 +97,20 @@ func newClusterPool(opts PoolOptions) (*Pool, error) {
 	if opts.Processes == 0 {
 		cfg.Processes = runtime.GOMAXPROCS(0)
 	}
+	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{})}
+	p.wake = sync.NewCond(&p.mu)
+	// Also when the cluster closes, which terminates its pools (see
+	// Pool.stoppedBy).
+	cfg.OnTerminate = func() {
+		p.mu.Lock()
+		p.state = poolTerminated
+		p.mu.Unlock()
+	}
 	s, err := opts.Cluster.OpenPool(cfg)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{opts: opts, workers: map[*worker]struct{}{}, done: make(chan struct{}),
-		cluster: &clusterPool{s: s, tasks: map[*task]*clusterhook.Task{}, terminated: make(chan struct{})}}
-	p.wake = sync.NewCond(&p.mu)
+	p.cluster = &clusterPool{s: s, tasks: map[*task]*clusterhook.Task{}, terminated: make(chan struct{})}
 	p.running.Add(1)
 	go func() {
 		defer p.running.Done()

@@ -762,7 +762,8 @@ var errImapCtxEnded = errors.New("mp: the Imap's ctx ended")
 // p's stop rather than the task's own: p was terminated and err is
 // ErrPoolTerminated, or p broke with err (its Initializer failed, or a
 // worker could not be started: a local pool's tasks then fail with that
-// very error). Terminate and breakPool mark p before they fail its
+// very error). Terminate (for a pool on a cluster, also the cluster's
+// Close: see clusterhook.Config.OnTerminate) and breakPool mark p before they fail its
 // tasks, so that a task they fail is never taken for the task's own
 // failure (a target's own ErrPoolTerminated that reaches the caller
 // after Terminate is taken for the stop, which it then is as well). Not

@@ -368,8 +368,8 @@ func (o *Options) fill() error {
 // for the embedded server, nats://127.0.0.1:PORT.
 func (c *Cluster) URL() string { return c.url }
 
-// Close terminates the pools still open on c (their unfinished tasks fail
-// with mp.ErrPoolTerminated), closes the connection and stops the
+// Close terminates the pools still open on c, as their Terminate does
+// (their unfinished tasks fail with mp.ErrPoolTerminated), closes the connection and stops the
 // embedded server, if Start started one. The queued tasks of an external
 // cluster stay there.
 func (c *Cluster) Close() error {

@@ -57,7 +57,8 @@ func checkImapEnd(t *testing.T, got []yielded, n int, want error) {
 	}
 }
 
-// The loop's ctx ends, or the pool is terminated, while the second of
+// The loop's ctx ends, or the pool is terminated (Terminate, or its
+// cluster's Close), while the second of
 // three chunks runs on the only slot and the third is queued: the loop
 // yields the first chunk's results, then ctx.Err() (ErrPoolTerminated)
 // once, and ends. On the old code it yielded that error once per item of
@@ -75,7 +76,7 @@ func checkImapEnd(t *testing.T, got []yielded, n int, want error) {
 func TestImapCtxEndYieldsOnce(t *testing.T) {
 	for _, o := range imapOrders {
 		for _, n := range []int{1, 3} {
-			for _, stop := range []string{"ctx", "Terminate"} {
+			for _, stop := range []string{"ctx", "Terminate", "ClusterClose"} {
 				t.Run(fmt.Sprintf("%s/%s/chunksize%d", o.name, stop, n), func(t *testing.T) {
 					testImapEnd(t, o, n, stop)
 				})
@@ -85,7 +86,7 @@ func TestImapCtxEndYieldsOnce(t *testing.T) {
 }
 
 func testImapEnd(t *testing.T, o imapOrder, n int, stop string) {
-	dir, _, pool := imapOnOneSlot(t)
+	dir, c, pool := imapOnOneSlot(t)
 	bound := testCtx(t, 60*time.Second)
 	ctx, cancel := context.WithCancel(bound)
 	defer cancel()
@@ -113,8 +114,12 @@ func testImapEnd(t *testing.T, o imapOrder, n int, stop string) {
 		awaitTrue(t, func() bool { return count(records(t, dir), started) == 1 }, func() string {
 			return fmt.Sprint("the second chunk did not start: ", records(t, dir))
 		})
-		if stop == "Terminate" {
+		switch stop {
+		case "Terminate":
 			pool.Terminate()
+			continue
+		case "ClusterClose":
+			c.Close()
 			continue
 		}
 		cancel()
@@ -123,7 +128,7 @@ func testImapEnd(t *testing.T, o imapOrder, n int, stop string) {
 			return fmt.Sprint("the running item did not see its ctx cancelled: ", records(t, dir))
 		})
 	}
-	if stop == "Terminate" {
+	if stop != "ctx" {
 		checkImapEnd(t, got, n, mp.ErrPoolTerminated)
 	} else {
 		checkImapEnd(t, got, n, context.Canceled)

@@ -1209,6 +1209,9 @@ func (s *session) Close() {
 // from the stream and stops them in the workers (see stopTasks); the others
 // are never published.
 func (s *session) Terminate(err error) {
+	if f := s.cfg.OnTerminate; f != nil {
+		f()
+	}
 	s.mu.Lock()
 	s.closing = true
 	var ts []*clusterhook.Task

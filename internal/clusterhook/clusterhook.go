@@ -49,6 +49,13 @@ type Config struct {
 	NewLocal func() (Local, error)
 	// TaskTimeout is the pool's, given to each task that has none.
 	TaskTimeout time.Duration
+	// OnTerminate, if set, is called by the session's Terminate before
+	// it fails the tasks, whoever terminates it: the pool, or its
+	// cluster as it closes. The pool then knows itself terminated before
+	// any of its calls sees a task fail with ErrPoolTerminated, and takes
+	// that failure for its stop rather than the task's own (an Imap
+	// yields it once).
+	OnTerminate func()
 }
 
 // Backend is what mp.PoolOptions.Cluster holds: package cluster's
