@@ -243,6 +243,26 @@ var ownCanceled = mp.RegisterCtx("test.imapctx.ownCanceled", func(ctx context.Co
 	return 10 * x, nil
 })
 
+// checkOwnErrors checks that seq, an Imap of chunks of n by one worker
+// (so in order, unordered too), yields want, where -1 stands for an
+// error matching own and any other error fails the test.
+func checkOwnErrors(t *testing.T, name string, seq iter.Seq2[int, error], n int, own error, want []int) {
+	t.Helper()
+	var got []int
+	for v, err := range seq {
+		switch {
+		case errors.Is(err, own):
+			v = -1
+		case err != nil:
+			t.Fatalf("%s by %d: %v", name, n, err)
+		}
+		got = append(got, v)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s by %d yielded %v, want %v", name, n, got, want)
+	}
+}
+
 // A target that returns context.Canceled itself fails its items as any
 // error does: every item of its chunk yields it, and the loop goes on.
 // Only the loop's own ctx's end yields once and ends it.
@@ -258,20 +278,7 @@ func TestImapTargetCanceledYieldsPerItem(t *testing.T) {
 			n    int
 			want []int // -1: context.Canceled
 		}{{1, []int{10, 20, -1, 30, 40, 50}}, {2, []int{10, 20, -1, -1, 40, 50}}, {3, []int{-1, -1, -1, 30, 40, 50}}} {
-			var got []int
-			for v, err := range o.imap(ctx, pool, slices.Values(items), c.n) {
-				switch {
-				case errors.Is(err, context.Canceled):
-					v = -1
-				case err != nil:
-					t.Fatalf("%s by %d: %v", o.name, c.n, err)
-				}
-				got = append(got, v)
-			}
-			// Unordered too: one worker runs the chunks in order.
-			if !slices.Equal(got, c.want) {
-				t.Fatalf("%s by %d yielded %v, want %v", o.name, c.n, got, c.want)
-			}
+			checkOwnErrors(t, o.name, o.imap(ctx, pool, slices.Values(items), c.n), c.n, context.Canceled, c.want)
 		}
 	}
 }

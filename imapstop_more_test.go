@@ -51,20 +51,7 @@ func TestImapTargetPoolTerminatedYieldsPerItem(t *testing.T) {
 			{1, []int{2, 4, 6, 8, -1, 10, 12, 14, 16, -1, 18, 20, 22, 24, 26}},
 			{3, []int{2, 4, 6, -1, -1, -1, 12, 14, 16, -1, -1, -1, 22, 24, 26}},
 		} {
-			var got []int
-			for v, err := range o.imap(ctx, pool, slices.Values(items), c.n) {
-				switch {
-				case errors.Is(err, mp.ErrPoolTerminated):
-					v = -1
-				case err != nil:
-					t.Fatalf("%s by %d: %v", o.name, c.n, err)
-				}
-				got = append(got, v)
-			}
-			// Unordered too: one worker runs the chunks in order.
-			if !slices.Equal(got, c.want) {
-				t.Fatalf("%s by %d yielded %v, want %v", o.name, c.n, got, c.want)
-			}
+			checkOwnErrors(t, o.name, o.imap(ctx, pool, slices.Values(items), c.n), c.n, mp.ErrPoolTerminated, c.want)
 		}
 	}
 }

@@ -89,15 +89,7 @@ func resultsResumeOnSlowLink(t *testing.T, deleteConsumer bool) {
 	}
 	// The lookalike deleted, the results acknowledged: nothing of the
 	// pool's is left in the stream.
-	st, err := send.js.Stream(testCtx(t, 10*time.Second), resultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left error
-	awaitTrue(t, func() bool {
-		_, left = st.GetMsg(testCtx(t, 10*time.Second), 1, jetstream.WithGetMsgSubject(resPrefix+s.inst))
-		return errors.Is(left, jetstream.ErrMsgNotFound)
-	}, func() string { return fmt.Sprintf("the pool's results are still stored: %v", left) })
+	send.awaitNoneStored()
 }
 
 // A lookalike stored after the results the ended reading was given (here
@@ -144,15 +136,7 @@ func TestLookalikeStoredAfterRange(t *testing.T) {
 			t.Errorf("call %d: got %v, %v", i+1, cl.v, cl.err)
 		}
 	}
-	st, err := send.js.Stream(testCtx(t, 10*time.Second), resultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left error
-	awaitTrue(t, func() bool {
-		_, left = st.GetMsg(testCtx(t, 10*time.Second), 1, jetstream.WithGetMsgSubject(resPrefix+s.inst))
-		return errors.Is(left, jetstream.ErrMsgNotFound)
-	}, func() string { return fmt.Sprintf("the pool's results are still stored: %v", left) })
+	send.awaitNoneStored()
 	if len(later) != 0 {
 		t.Fatal("the pool did not look at the results it was given")
 	}
@@ -162,4 +146,20 @@ func TestLookalikeStoredAfterRange(t *testing.T) {
 	if strings.Contains(logs.String(), "read the pool's results") {
 		t.Errorf("an attempt to read the results again failed: %s", logs.String())
 	}
+}
+
+// awaitNoneStored waits until nothing of the pool's is left in the
+// stream of results (its results acknowledged, lookalikes deleted).
+func (r resultSender) awaitNoneStored() {
+	t := r.t
+	t.Helper()
+	st, err := r.js.Stream(testCtx(t, 10*time.Second), resultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left error
+	awaitTrue(t, func() bool {
+		_, left = st.GetMsg(testCtx(t, 10*time.Second), 1, jetstream.WithGetMsgSubject(resPrefix+r.s.inst))
+		return errors.Is(left, jetstream.ErrMsgNotFound)
+	}, func() string { return fmt.Sprintf("the pool's results are still stored: %v", left) })
 }
