@@ -133,7 +133,12 @@
 // Python request make the server panic (a bug; none is known, and the
 // requests are fuzzed), only that request's connection ends, as if its
 // client had gone; the server logs the panic (Server.Logger) and serves
-// the other clients on (an object the request held locked may stay so).
+// the other clients on, the object the request used included: no lock
+// of the server's is left held, though an object the request was
+// changing may be left half changed. This holds for the serving of a
+// request, not for the wait of a call that blocks (an acquire, a queue's
+// get), which runs aside: a panic there, as anywhere in serving a Go
+// client, ends the server.
 //
 // As CPython's server does, the server gives each connection of a Python
 // proxy thread an OS thread of its own, which waits for the connection's

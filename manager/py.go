@@ -391,9 +391,17 @@ func (c *sconn) pyServeClient() {
 // a request found: none is known) ends this connection only, as the end
 // of its client would, rather than the server and every client with it:
 // the server logs it with its stack (at level Error, see Server.Logger)
-// and serves the others on. What the request did before the panic stays
-// done, and an object it held locked then may stay locked (the handlers
-// do not all unlock in a defer): its other users wait on it.
+// and serves the others on. No mutex is left locked: every critical
+// section on the way that calls anything that could panic releases its
+// mutex in a defer (see withLock), so the object the request was using
+// is served on to its other users, Go or Python. What the request did
+// before the panic stays done, though, and an object it was changing may
+// be left half changed. What its client held (a Lock, units of a
+// BoundedSemaphore) is given back as the connection ends. Only f is
+// guarded: the wait of a call that blocks (an acquire, a queue's get)
+// and the reply made when it ends run in a goroutine of their own (see
+// sconn.waitAside), where a panic ends the server, as one does anywhere
+// in serving a Go client's request.
 func (c *sconn) guard(name string, f func()) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -413,6 +421,18 @@ func (c *sconn) guard(name string, f func()) (ok bool) {
 // testHookPyRequest, if a test sets it, is called with the method name of
 // each Python request before it is served.
 var testHookPyRequest atomic.Pointer[func(name string)]
+
+// testHookPyLocked, if a test sets it, is called with the method name of
+// a Python request while the request holds its object's lock (in the
+// handlers that call it: Namespace's __repr__, list's index with bounds).
+var testHookPyLocked atomic.Pointer[func(name string)]
+
+// pyLockedHook calls testHookPyLocked, if set.
+func pyLockedHook(name string) {
+	if h := testHookPyLocked.Load(); h != nil {
+		(*h)(name)
+	}
+}
 
 // pyIdent parses an object id as Python clients hold it: hexadecimal
 // text, as CPython's server makes them.
@@ -539,12 +559,14 @@ func (s *Server) pyDecref(id uint64) bool {
 // client may ask for debug_info: listed, the ids would hand every client
 // every object, Go clients' unnamed ones among them.
 func (s *Server) pyDebugInfo() string {
-	s.mu.RLock()
 	var lines []string
-	for _, o := range s.objects {
-		lines = append(lines, fmt.Sprintf("refcount=%d (python %d)\n    <%s>", o.refs, o.pyrefs, o.kind))
-	}
-	s.mu.RUnlock()
+	func() {
+		s.mu.RLock()
+		defer s.mu.RUnlock() // even if the formatting panics (see withLock)
+		for _, o := range s.objects {
+			lines = append(lines, fmt.Sprintf("refcount=%d (python %d)\n    <%s>", o.refs, o.pyrefs, o.kind))
+		}
+	}()
 	sort.Strings(lines)
 	for i, l := range lines {
 		lines[i] = fmt.Sprintf("  object %d:       %s", i+1, l)

@@ -452,6 +452,89 @@ func (p *pyConn) recvWithin(d time.Duration, what string) (string, any) {
 	return p.recv()
 }
 
+// TestPythonPanicUnderLockFreesTheObject: a Python request that panics
+// while it holds its object's lock (made to, through a test hook: no
+// such panic is known) ends its own connection and leaves the object
+// unlocked: a Go client and another Python connection using the same
+// object are served (within a bound that only proves they are not left
+// waiting for ever), and so is the same request once the hook is gone.
+func TestPythonPanicUnderLockFreesTheObject(t *testing.T) {
+	ctx := hostileCtx(t)
+	logs := logtest.New()
+	s := &Server{Python: true, Logger: logs.Logger()}
+	m := serveHere(t, s, "unix")
+	ns, err := NewNamespace(ctx, m, Named("ns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Set(ctx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewList(ctx, m, []int{4, 5, 6}, Named("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testHookPyLocked.Store(nil) })
+	const bound = 10 * time.Second
+	for _, c := range []struct {
+		obj, method string
+		args        []any
+		want        any                                // the reply once the hook is gone
+		goUse       func(context.Context) (any, error) // a Go client's use of the object
+		goWant      any
+	}{
+		{"ns", "__repr__", nil, "Namespace(x=1)", func(ctx context.Context) (any, error) {
+			var v int
+			err := ns.Get(ctx, "x", &v)
+			return v, err
+		}, 1},
+		{"l", "index", []any{int64(5), int64(0), int64(3)}, int64(1), func(ctx context.Context) (any, error) {
+			return l.Get(ctx, 1)
+		}, 5},
+	} {
+		ident := pyNamedIdent(t, m, c.obj)
+		hook := func(name string) {
+			if name == c.method {
+				panic("boom under the lock in " + name)
+			}
+		}
+		testHookPyLocked.Store(&hook)
+		p := proxyConn(t, m)
+		b, err := pickle.Encode(ogórek.Tuple{ident, c.method, ogórek.Tuple(c.args), ogórek.NewDict()}, pickle.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.send(b)
+		if ok, err := p.c.Poll(bound); err != nil || !ok {
+			t.Fatalf("%s.%s: the connection neither answered nor ended within %v (%v)", c.obj, c.method, bound, err)
+		}
+		if b, err := p.c.RecvBytes(0); err == nil {
+			t.Fatalf("%s.%s: a reply %q, want the connection ended", c.obj, c.method, b)
+		}
+		if !strings.Contains(logs.Text(), "boom under the lock in "+c.method) {
+			t.Fatalf("%s.%s: the panic is not logged:\n%s", c.obj, c.method, logs.Text())
+		}
+		testHookPyLocked.Store(nil)
+		// The object is not left locked: a Go client's use of it, and
+		// another Python connection's, are served.
+		gctx, cancel := context.WithTimeout(ctx, bound)
+		v, err := c.goUse(gctx)
+		cancel()
+		if err != nil || v != c.goWant {
+			t.Fatalf("%s: a Go client after the panic in %s: %v, %v (want %v: the object stayed locked?)", c.obj, c.method, v, err, c.goWant)
+		}
+		q := proxyConn(t, m)
+		b, err = pickle.Encode(ogórek.Tuple{ident, c.method, ogórek.Tuple(c.args), ogórek.NewDict()}, pickle.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.send(b)
+		if kind, v := q.recvWithin(bound, c.obj+"."+c.method+" from another Python connection"); kind != "#RETURN" || v != c.want {
+			t.Fatalf("%s.%s from another Python connection: %s %#v, want %#v", c.obj, c.method, kind, v, c.want)
+		}
+	}
+}
+
 // TestPythonSemaphoreReleaseN: a semaphore's release(n) is one
 // operation, whatever n: all n units or none (ValueError, the value
 // unchanged), at once, waiters served first.

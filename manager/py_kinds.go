@@ -772,10 +772,13 @@ func pyListIndex(pc *pyCall) {
 		return
 	}
 	l := pc.o.impl.(*listObj)
-	l.mu.Lock()
-	a, b := bounds(lo, hi, len(l.items))
-	i := slices.IndexFunc(l.items[a:b], func(it []byte) bool { return sameStored(it, v) })
-	l.mu.Unlock()
+	var a, i int
+	withLock(&l.mu, func() {
+		pyLockedHook("index")
+		var b int
+		a, b = bounds(lo, hi, len(l.items))
+		i = slices.IndexFunc(l.items[a:b], func(it []byte) bool { return sameStored(it, v) })
+	})
 	if i < 0 {
 		pc.reply(notIn())
 		return

@@ -548,20 +548,21 @@ func encodeArray(items [][]byte) []byte {
 // ...) of its fields whose names do not start with "_", the name=value
 // strings sorted.
 func (n *nsObj) pyRepr(c *sconn) pyMsg {
-	n.mu.Lock()
 	var items []string
 	var err error
-	for name, b := range n.fields {
-		if strings.HasPrefix(name, "_") {
-			continue
+	withLock(&n.mu, func() {
+		pyLockedHook("__repr__")
+		for name, b := range n.fields {
+			if strings.HasPrefix(name, "_") {
+				continue
+			}
+			var v any
+			if v, err = decodePy(c, b); err != nil {
+				return
+			}
+			items = append(items, name+"="+pyRepr(v))
 		}
-		var v any
-		if v, err = decodePy(c, b); err != nil {
-			break
-		}
-		items = append(items, name+"="+pyRepr(v))
-	}
-	n.mu.Unlock()
+	})
 	if err != nil {
 		return pyFail(err)
 	}

@@ -417,28 +417,36 @@ func (s *Server) decref(ids ...uint64) {
 	for len(work) > 0 {
 		id := work[len(work)-1]
 		work = work[:len(work)-1]
-		s.mu.Lock()
-		o := s.objects[id]
+		o := s.unref(id)
 		if o == nil {
-			s.mu.Unlock()
 			continue
 		}
-		o.refs--
-		if o.refs > 0 {
-			s.mu.Unlock()
-			continue
-		}
-		delete(s.objects, id)
-		if c, ok := o.impl.(*customObj); ok {
-			delete(s.ptrs, c.key())
-		}
-		s.mu.Unlock()
 		vals, refs := o.impl.free()
 		work = append(work, refs...)
 		for _, v := range vals {
 			work = s.appendTokens(work, v)
 		}
 	}
+}
+
+// unref drops a reference to object id, and returns the object if that was
+// its last one: it is then no longer served, and is the caller's to free.
+func (s *Server) unref(id uint64) *object {
+	s.mu.Lock()
+	defer s.mu.Unlock() // c.key below is a call: see withLock
+	o := s.objects[id]
+	if o == nil {
+		return nil
+	}
+	o.refs--
+	if o.refs > 0 {
+		return nil
+	}
+	delete(s.objects, id)
+	if c, ok := o.impl.(*customObj); ok {
+		delete(s.ptrs, c.key())
+	}
+	return o
 }
 
 // appendTokens appends the ids of this server's objects named by tokens
@@ -1051,6 +1059,16 @@ func (w *waiter) nudge() {
 	case w.ch <- struct{}{}:
 	default:
 	}
+}
+
+// withLock runs f with mu held, and releases mu in a defer: a panic in f
+// (a bug a request found, which sconn.guard recovers from for a Python
+// request) does not leave mu locked, and the other users of what it
+// guards are served on.
+func withLock(mu *sync.Mutex, f func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	f()
 }
 
 // ended reports whether ch is closed.

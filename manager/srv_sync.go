@@ -539,19 +539,11 @@ func (c *condObj) wait(x *call) waitFn {
 	}
 	sess := x.sess
 	l := c.lock
-	l.mu.Lock()
-	if !l.owned(sess, gid) {
-		l.mu.Unlock()
+	w, depth, ok := c.enterWait(sess, gid)
+	if !ok {
 		r.fail(codeNotHeld, "manager: Condition.Wait without holding its lock")
 		return nil
 	}
-	w := newWaiter(sess)
-	c.mu.Lock()
-	c.waiters = append(c.waiters, w)
-	c.mu.Unlock()
-	depth := l.depth
-	l.handoff()
-	l.mu.Unlock()
 	return func(p *pending, r *reply) {
 		w.wait(p.cancel, &c.gone)
 		c.mu.Lock()
@@ -593,6 +585,26 @@ func (c *condObj) wait(x *call) waitFn {
 			r.ok()
 		}
 	}
+}
+
+// enterWait queues a waiter of sess's for a notification and releases the
+// lock, if sess (goroutine gid) holds it; it returns the waiter and the
+// depth at which the lock was held, or false if sess does not hold it.
+// The lock's mutex is released in a defer (see withLock).
+func (c *condObj) enterWait(sess *session, gid uint64) (w *waiter, depth int, ok bool) {
+	l := c.lock
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.owned(sess, gid) {
+		return nil, 0, false
+	}
+	w = newWaiter(sess)
+	c.mu.Lock()
+	c.waiters = append(c.waiters, w)
+	c.mu.Unlock()
+	depth = l.depth
+	l.handoff()
+	return w, depth, true
 }
 
 // notify serves Notify: [gid, n]; n < 0 wakes every waiter.
@@ -889,9 +901,8 @@ func (c *sconn) undeliver() {
 	if d.q == nil {
 		return
 	}
-	d.q.mu.Lock()
-	back := d.q.putBack(d.it)
-	d.q.mu.Unlock()
+	var back bool
+	withLock(&d.q.mu, func() { back = d.q.putBack(d.it) })
 	if back {
 		c.sess.gave.queueItems.Add(1)
 	} else if mayHoldTokens(d.it) {
