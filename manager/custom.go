@@ -419,7 +419,7 @@ func (s *Server) invoke(c *sconn, sess *session, m *methodInfo, in []reflect.Val
 		if v.Kind() == reflect.Pointer && !v.IsNil() {
 			if ti := lookupPtrType(v.Type()); ti != nil {
 				tok := token{Network: c.network, Address: c.address, Instance: s.instance,
-					ID: s.serveInstance(sess, ti, v), Kind: ti.name}
+					ID: s.serveInstance(sess, ti, v, ""), Kind: ti.name}
 				r.buf = appendToken(r.buf, &tok)
 				r.n++
 				continue
@@ -463,23 +463,29 @@ func failRemote(r *reply, err error, msg string, panicked bool, stack string) {
 }
 
 // serveInstance returns the id of the object holding v, making one if
-// there is none, referred to by sess.
-func (s *Server) serveInstance(sess *session, ti *typeInfo, v reflect.Value) uint64 {
+// there is none, referred to by sess, and named name unless name is "".
+// The name's reference is taken under the same lock as sess's: named
+// after, the object could be gone already, as another connection of
+// sess may release it meanwhile (a nil object then crashed the server).
+func (s *Server) serveInstance(sess *session, ti *typeInfo, v reflect.Value, name string) uint64 {
 	key := v.Interface()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id, ok := s.ptrs[key]; ok {
-		if o := s.objects[id]; o != nil {
-			if _, ok := sess.refs[id]; !ok {
-				sess.refs[id] = struct{}{}
-				o.refs++
-			}
-			return id
+	o := s.objects[s.ptrs[key]]
+	if o != nil {
+		if _, ok := sess.refs[o.id]; !ok {
+			sess.refs[o.id] = struct{}{}
+			o.refs++
 		}
+	} else {
+		o = &object{id: s.newID(), kind: ti.name, impl: &customObj{ti: ti, v: v}, refs: 1}
+		s.objects[o.id] = o
+		s.ptrs[key] = o.id
+		sess.refs[o.id] = struct{}{}
 	}
-	o := &object{id: s.newID(), kind: ti.name, impl: &customObj{ti: ti, v: v}, refs: 1}
-	s.objects[o.id] = o
-	s.ptrs[key] = o.id
-	sess.refs[o.id] = struct{}{}
+	if name != "" {
+		s.names[name] = o.id
+		o.refs++
+	}
 	return o.id
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mp/mp"
@@ -66,12 +67,9 @@ func (s *Server) create(x *call) {
 	var id uint64
 	if c, ok := im.(*customObj); ok {
 		// newFn may return an instance already served.
-		id = s.serveInstance(x.sess, c.ti, c.v)
-		if name != "" {
-			s.mu.Lock()
-			s.names[name] = id
-			s.objects[id].refs++
-			s.mu.Unlock()
+		id = s.serveInstance(x.sess, c.ti, c.v, name)
+		if h := testHookInstanceServed.Load(); h != nil {
+			(*h)(s, x.sess, id)
 		}
 	} else {
 		id = s.add(kind, im, x.sess, name).id
@@ -763,3 +761,7 @@ func (v *valueObj) handle(x *call) waitFn {
 	}
 	return nil
 }
+
+// testHookInstanceServed, if a test sets it, runs once create has served
+// an instance of a registered type, before it replies.
+var testHookInstanceServed atomic.Pointer[func(s *Server, sess *session, id uint64)]
