@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -521,6 +522,7 @@ func TestPythonPanicUnderLockFreesTheObject(t *testing.T) {
 		v, err := c.goUse(gctx)
 		cancel()
 		if err != nil || v != c.goWant {
+			unlockLeft(s, ident)
 			t.Fatalf("%s: a Go client after the panic in %s: %v, %v (want %v: the object stayed locked?)", c.obj, c.method, v, err, c.goWant)
 		}
 		q := proxyConn(t, m)
@@ -533,6 +535,26 @@ func TestPythonPanicUnderLockFreesTheObject(t *testing.T) {
 			t.Fatalf("%s.%s from another Python connection: %s %#v, want %#v", c.obj, c.method, kind, v, c.want)
 		}
 	}
+}
+
+// unlockLeft unlocks the mutex of the Namespace or list ident if it is
+// locked: left locked, it would hold the server's Shutdown at the end of
+// the test for ever (behind the Go client's request waiting on it), and a
+// failure of TestPythonPanicUnderLockFreesTheObject would show only as
+// the test binary's timeout, its message lost.
+func unlockLeft(s *Server, ident string) {
+	id, _ := pyIdent(ident)
+	var mu *sync.Mutex
+	switch im := s.lookup(id).impl.(type) {
+	case *nsObj:
+		mu = &im.mu
+	case *listObj:
+		mu = &im.mu
+	default:
+		return
+	}
+	mu.TryLock()
+	mu.Unlock()
 }
 
 // TestPythonSemaphoreReleaseN: a semaphore's release(n) is one
