@@ -61,11 +61,11 @@ func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
 
 // untilResponder calls f again, every 50 ms while ctx allows, as long as
 // it fails for want of a responder (a stream or a meta leader being
-// elected).
+// elected) or of the peers a stream is to be placed on (see noPeersYet).
 func untilResponder(ctx context.Context, f func() error) error {
 	for {
 		err := f()
-		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) && !noPeersYet(err) {
 			return err
 		}
 		select {
@@ -74,6 +74,17 @@ func untilResponder(ctx context.Context, f func() error) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// errCodeNoPeers is the JetStream API's error "no suitable peers for
+// placement": the meta leader, just elected, has not heard from every
+// peer yet, and a stream of 3 replicas has nowhere to go for a moment.
+const errCodeNoPeers = 10005
+
+// noPeersYet reports whether err is that error.
+func noPeersYet(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeNoPeers
 }
 
 // roundTrip makes a file-backed work-queue stream with the given
@@ -118,24 +129,33 @@ func roundTrip(t *testing.T, nc *nats.Conn, replicas, count int) {
 	}
 	seen := map[string]bool{}
 	for len(seen) < count {
-		b, err := c.Fetch(count-len(seen), jetstream.FetchMaxWait(5*time.Second))
+		// A fetch that meets no responder (the consumer's leader not
+		// elected yet, or changing) is made again for what is left.
+		err := untilResponder(ctx, func() error {
+			b, err := c.Fetch(count-len(seen), jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return err
+			}
+			for m := range b.Messages() {
+				seen[string(m.Data())] = true
+				if err := untilResponder(ctx, func() error { return m.DoubleAck(ctx) }); err != nil {
+					return err
+				}
+			}
+			return b.Error()
+		})
 		if err != nil {
 			t.Fatal(err)
-		}
-		for m := range b.Messages() {
-			seen[string(m.Data())] = true
-			if err := untilResponder(ctx, func() error { return m.DoubleAck(ctx) }); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if b.Error() != nil {
-			t.Fatal(b.Error())
 		}
 	}
 	// A replicated work queue removes acknowledged messages a little
 	// after the ack: wait for it, within ctx.
 	for {
-		info, err := s.Info(ctx)
+		var info *jetstream.StreamInfo
+		err := untilResponder(ctx, func() (err error) {
+			info, err = s.Info(ctx)
+			return err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
