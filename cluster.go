@@ -270,6 +270,8 @@ func (c *clusterPool) close(p *Pool) {
 
 // terminate fails the work not done with ErrPoolTerminated and stops it.
 func (c *clusterPool) terminate(p *Pool) {
+	// Marked here too, whatever the Session does with Config.OnTerminate
+	// (which a cluster's Close needs).
 	p.mu.Lock()
 	p.state = poolTerminated
 	p.mu.Unlock()

@@ -369,9 +369,9 @@ func (o *Options) fill() error {
 func (c *Cluster) URL() string { return c.url }
 
 // Close terminates the pools still open on c, as their Terminate does
-// (their unfinished tasks fail with mp.ErrPoolTerminated), closes the connection and stops the
-// embedded server, if Start started one. The queued tasks of an external
-// cluster stay there.
+// (their unfinished tasks fail with mp.ErrPoolTerminated), closes the
+// connection and stops the embedded server, if Start started one. The
+// queued tasks of an external cluster stay there.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
